@@ -1,0 +1,61 @@
+# Thin wrapper around CMake. `make demo` and `make test` do all set-up on a fresh Debian 12.
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FUZZ_SECONDS ?= 20
+
+# Every Debian package the build, demo, tests and benchmarks need.
+DEB_PACKAGES := \
+	build-essential cmake pkg-config clang \
+	libssl-dev openssl \
+	libev-dev \
+	libcjson-dev \
+	libcurl4-openssl-dev curl \
+	zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev \
+	librdkafka-dev kcat \
+	python3 python3-kafka python3-confluent-kafka \
+	nodejs npm \
+	stunnel4 haproxy sslscan testssl.sh \
+	procps iproute2 psmisc
+
+.PHONY: all deps build build-asan build-fuzz demo test test-unit fuzz-short bench clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@cd tests && { [ -d node_modules/kafkajs ] || npm install --no-audit --no-fund --silent; }
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	CC=clang cmake -S . -B build-asan -DBS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j $(JOBS)
+
+build-fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DBS_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-fuzz -j $(JOBS)
+
+demo: build
+	./tests/demo.sh $(BUILD)
+
+# Unit tests also run under ASan+UBSan; then every test; then a short fuzz run.
+test: build build-asan
+	cd build-asan && ctest -L unit --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz-short
+
+fuzz-short: build-fuzz
+	./tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+bench: build
+	./tests/bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,0 +1,84 @@
+/*
+ * tls.h - TLS contexts (OpenSSL 3) for termination and origination.
+ *
+ * A bs_tls_ctx wraps one SSL_CTX built from a config section. Policy is
+ * enforced here and nowhere else: TLS 1.2 minimum, ECDHE+AEAD TLS 1.2
+ * ciphers by default, no compression, no renegotiation, session resumption
+ * on (server-side cache and tickets), client certificate verification per
+ * `client_auth` against the CA file and optional CRL.
+ *
+ * Reload: a bs_tls_slot holds the current context of a listener. Workers
+ * take a reference when they accept (bs_tls_slot_acquire) and SSL objects
+ * keep their SSL_CTX alive on their own, so swapping in a new context never
+ * disturbs open connections.
+ */
+#ifndef BROKERSIDE_TLS_H
+#define BROKERSIDE_TLS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "brokerside/config.h"
+#include "brokerside/status.h"
+
+/* Default TLS 1.2 cipher list: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305. */
+#define BS_TLS_DEFAULT_CIPHERS                                                                     \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                  \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                  \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define BS_TLS_DEFAULT_CIPHERSUITES                                                                \
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+/*
+ * Build a server context from `cfg`. On failure returns BS_E_CONFIG or
+ * BS_E_CRYPTO and writes a one-line reason (file name and OpenSSL's error)
+ * into err[errlen]. The caller owns *out (SSL_CTX_free).
+ */
+bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, char *err,
+                                size_t errlen) BS_WUR;
+/* Same for origination towards an upstream (verification on unless cfg->verify is false). */
+bs_status bs_tls_client_ctx_new(const bs_tls_client_config *cfg, SSL_CTX **out, char *err,
+                                size_t errlen) BS_WUR;
+
+/* The current context of one listener, swappable at run time. */
+typedef struct bs_tls_slot {
+    pthread_mutex_t lock;
+    SSL_CTX *ctx;
+} bs_tls_slot;
+
+void bs_tls_slot_init(bs_tls_slot *slot, SSL_CTX *ctx); /* takes ownership of ctx */
+/* Return the current context with a reference the caller must SSL_CTX_free(). */
+SSL_CTX *bs_tls_slot_acquire(bs_tls_slot *slot);
+/* Install `ctx` (ownership taken); the old one is released once unused. */
+void bs_tls_slot_swap(bs_tls_slot *slot, SSL_CTX *ctx);
+void bs_tls_slot_destroy(bs_tls_slot *slot);
+
+/*
+ * Classify a failed handshake into a short, stable reason used in logs and as
+ * the `reason` label of brokerside_tls_handshake_failures_total, e.g.
+ * "protocol_version", "no_shared_cipher", "unknown_ca", "bad_certificate",
+ * "certificate_required", "certificate_revoked", "plaintext_kafka",
+ * "http_request", "not_tls", "timeout", "eof", "other".
+ * `first_bytes` are the first bytes the peer sent (may be NULL/0).
+ * Consumes OpenSSL's error queue for this thread.
+ */
+const char *bs_tls_failure_reason(SSL *ssl, int ssl_error, const uint8_t *first_bytes,
+                                  size_t n_first);
+
+/* True if the bytes look like the start of a plaintext Kafka request
+ * (int32 size, then a known API key and version) rather than a TLS record. */
+bool bs_tls_looks_like_plaintext_kafka(const uint8_t *p, size_t n);
+
+/*
+ * The peer certificate's identity as the connection principal:
+ * "CN=client,O=Example" style RFC 2253 subject, followed by
+ * ";SAN=DNS:a,IP:1.2.3.4" when SANs exist. Returns BS_E_NOT_FOUND if the peer
+ * sent no certificate. Writes at most outlen-1 bytes plus NUL.
+ */
+bs_status bs_tls_peer_principal(SSL *ssl, char *out, size_t outlen) BS_WUR;
+
+#endif
