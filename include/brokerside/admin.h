@@ -1,0 +1,47 @@
+/*
+ * admin.h - the HTTP admin endpoint (loopback by default).
+ *
+ * Serves, on the control thread's libev loop:
+ *   GET /healthz  200 "ok" while the process runs its loops
+ *   GET /readyz   200 when hooks->ready() says so, else 503 with the reason
+ *   GET /metrics  Prometheus text format 0.0.4 (bs_metrics_render_prometheus)
+ *   GET /status   JSON: version, uptime, hooks->status_json() fields, metrics
+ * Anything else: 404; methods other than GET/HEAD: 405; malformed or
+ * oversized requests: 400 and close. Connections are bounded in number and
+ * time so a slow or hostile client cannot hold the control thread.
+ */
+#ifndef BROKERSIDE_ADMIN_H
+#define BROKERSIDE_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "brokerside/buf.h"
+#include "brokerside/config.h"
+#include "brokerside/status.h"
+
+struct ev_loop;
+
+typedef struct bs_admin_hooks {
+    void *ctx;
+    /* Called on the control thread. Return true if ready; otherwise write a
+     * short human-readable reason into why[whylen]. */
+    bool (*ready)(void *ctx, char *why, size_t whylen);
+    /* Append JSON object members (no surrounding braces, each preceded by a
+     * comma), e.g. `,"listeners":[...]`. May be NULL. */
+    void (*status_json)(void *ctx, bs_wbuf *out);
+} bs_admin_hooks;
+
+typedef struct bs_admin bs_admin;
+
+/* Bind cfg->bind and start serving on `loop`. BS_E_IO with a reason in
+ * err[errlen] if the address cannot be bound. The hooks are copied. */
+bs_status bs_admin_start(struct ev_loop *loop, const bs_admin_config *cfg,
+                         const bs_admin_hooks *hooks, bs_admin **out, char *err,
+                         size_t errlen) BS_WUR;
+/* The port actually bound (useful when the config asked for port 0). */
+unsigned bs_admin_port(const bs_admin *admin);
+/* Stop listening, close client connections and free. NULL is a no-op. */
+void bs_admin_stop(bs_admin *admin);
+
+#endif
