@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +41,11 @@
 #define PUMP_ROUNDS 8
 /* Idle buffers kept per worker; the rest go back to malloc. */
 #define MAX_FREE_BUFS 256
+/* Graceful shutdown closes a connection once nothing is in flight AND no
+ * byte moved for this long: an opaque stream has no request boundaries, so
+ * a short quiet period is what tells "between requests" from "a sender
+ * pausing between two writes". */
+#define DRAIN_SETTLE_S 1.0
 /* Bytes peeked to tell TLS from plaintext on a TLS listener. */
 #define PEEK_BYTES 16
 
@@ -78,6 +85,7 @@ struct bs_conn {
 
 static void conn_pump(bs_conn *c);
 static void conn_close(bs_conn *c, bool clean);
+static void conn_timer_at(bs_conn *c, ev_tstamp at);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -682,14 +690,28 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
     return true;
 }
 
-/* Nothing in flight: no buffered bytes and a quiescent session. */
+/* Bytes of `s` still in the kernel or in OpenSSL: unread input, or output
+ * the peer has not acknowledged yet. */
+static bool side_has_bytes_in_flight(const bs_side *s)
+{
+    int n = 0;
+    if (s->fd < 0) return false;
+    if (ioctl(s->fd, FIONREAD, &n) == 0 && n > 0) return true;
+    if (ioctl(s->fd, SIOCOUTQ, &n) == 0 && n > 0 && !s->wr_done) return true;
+    return s->ssl && SSL_pending(s->ssl) > 0;
+}
+
+/* Nothing in flight (graceful shutdown may close now): no buffered bytes in
+ * brokerside, none queued in either socket, and a quiescent session. For
+ * opaque `tcp` this is all that can be known: a request the upstream has
+ * fully received but not yet answered is not visible. */
 static bool conn_quiescent(const bs_conn *c)
 {
     if (!buf_empty(c->c2u) || !buf_empty(c->u2c) || !buf_empty(c->cin) || !buf_empty(c->uin))
         return false;
     if (c->sess && c->l->session_ops->is_quiescent && !c->l->session_ops->is_quiescent(c->sess))
         return false;
-    return true;
+    return !side_has_bytes_in_flight(&c->c) && !side_has_bytes_in_flight(&c->u);
 }
 
 /* Make all possible progress on `c`, then re-arm its watchers. May free `c`. */
@@ -738,10 +760,9 @@ static void conn_pump(bs_conn *c)
         more = progress;
         if (!progress) break;
     }
-    if (c->w->draining && c->opened && conn_quiescent(c)) {
-        conn_close(c, true);
-        return;
-    }
+    /* Draining: (re)check quiescence once the connection has been quiet for
+     * DRAIN_SETTLE_S (conn_timer_cb closes it then). */
+    if (c->w->draining && c->opened) conn_timer_at(c, c->t_active + DRAIN_SETTLE_S);
     conn_release_empty(c);
     conn_update_watchers(c);
     /* Still progressing after PUMP_ROUNDS: continue on the next loop
@@ -802,6 +823,17 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         conn_timer_at(c, c->upstream_connecting && connect_at < hs_at ? connect_at : hs_at);
         return;
     }
+    if (c->w->draining) {
+        ev_tstamp settle_at = c->t_active + DRAIN_SETTLE_S;
+        if (now >= settle_at && conn_quiescent(c)) {
+            conn_close(c, true);
+            return;
+        }
+        /* Bytes are still queued somewhere: look again a little later (the
+         * grace deadline on the control thread bounds the wait). */
+        conn_timer_at(c, now >= settle_at ? now + DRAIN_SETTLE_S : settle_at);
+        return;
+    }
     if (lim->idle_timeout_s <= 0) return;
     ev_tstamp idle_at = c->t_active + lim->idle_timeout_s;
     if (now >= idle_at) {
@@ -826,6 +858,11 @@ static void conn_close(bs_conn *c, bool clean)
 {
     bs_worker *w = c->w;
     bs_side *sides[] = {&c->c, &c->u};
+    if (c->opened && bs_log_get_level() <= BS_LOG_DEBUG) {
+        char peer[64];
+        conn_peer(c, peer, sizeof peer);
+        BS_LOG_DEBUGF("net", "listener %s: connection from %s closed", c->l->cfg->name, peer);
+    }
     for (size_t i = 0; i < 2; i++) {
         bs_side *s = sides[i];
         if (ev_is_active(&s->io)) ev_io_stop(w->loop, &s->io);
@@ -925,16 +962,19 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-/* Enter drain mode: close what is quiescent now; the rest closes from
- * conn_pump once quiescent. Connections still setting up carry no request
- * yet and are closed too. */
+/* Enter drain mode. Connections still setting up carry no request yet and
+ * are closed now; open ones are closed by their timer once quiescent and
+ * quiet for DRAIN_SETTLE_S (at once if they already are). */
 void bs_net_worker_drain(bs_worker *w)
 {
     w->draining = true;
     bs_conn *c = w->conns;
+    ev_tstamp now = ev_now(w->loop);
     while (c) {
         bs_conn *next = c->next;
-        if (!c->opened || conn_quiescent(c)) conn_close(c, c->opened);
+        if (!c->opened) conn_close(c, false);
+        else if (now - c->t_active >= DRAIN_SETTLE_S && conn_quiescent(c)) conn_close(c, true);
+        else conn_timer_at(c, c->t_active + DRAIN_SETTLE_S);
         c = next;
     }
     if (w->n_conns == 0) ev_break(w->loop, EVBREAK_ALL);

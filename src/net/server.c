@@ -527,8 +527,8 @@ void bs_server_status_json(const bs_server *s, bs_wbuf *out)
         bs_wbuf_printf(out, ",\"connections_open\":%lld,\"upstream_up\":%s}", (long long)bs_metric_value(l->m_open),
                        l->probe.up ? "true" : "false");
     }
-    bs_wbuf_printf(out, "],\"workers\":%zu,\"uptime_s\":%.0f,\"reloads\":%u,\"shutting_down\":%s", s->n_workers,
-                   s->started ? ev_now(s->control) - s->start_time : 0.0, s->reloads,
+    bs_wbuf_printf(out, "],\"workers\":%zu,\"server_uptime_s\":%.0f,\"reloads\":%u,\"shutting_down\":%s",
+                   s->n_workers, s->started ? ev_now(s->control) - s->start_time : 0.0, s->reloads,
                    s->shutting_down ? "true" : "false");
 }
 

@@ -1,0 +1,790 @@
+/*
+ * test_conn.c - the connection state machine of src/net, in process: a real
+ * bs_server on its own control thread, real sockets on 127.0.0.1 with
+ * ephemeral ports, real TLS handshakes, real upstream servers (echo, sink,
+ * TLS echo, fake Kafka). Waits are bounded only as hang guards.
+ */
+#include <ev.h>
+
+#include "brokerside/config.h"
+#include "brokerside/log.h"
+#include "brokerside/metrics.h"
+#include "brokerside/net.h"
+#include "net_test_util.h"
+#include "test.h"
+
+static char g_dir[256]; /* certificates of this run */
+
+/* ------------------------------------------------------------ harness */
+
+typedef struct srvh {
+    char cfgpath[512];
+    bs_config *cfg;
+    struct ev_loop *loop;
+    bs_server *srv;
+    pthread_t thr;
+    ev_async call;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    void (*fn)(struct srvh *h, void *arg);
+    void *arg;
+    bool fn_done;
+    atomic_bool done;
+    bs_status result;
+} srvh;
+
+static void h_on_done(void *arg)
+{
+    srvh *h = arg;
+    atomic_store(&h->done, true);
+}
+
+static void h_call_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    srvh *h = bs_container_of(a, srvh, call);
+    pthread_mutex_lock(&h->m);
+    if (h->fn && !h->fn_done) {
+        h->fn(h, h->arg);
+        h->fn_done = true;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->m);
+}
+
+static void *h_main(void *arg)
+{
+    srvh *h = arg;
+    ev_run(h->loop, 0);
+    return NULL;
+}
+
+/* Run fn on the control thread and wait for it. */
+static void h_call(srvh *h, void (*fn)(srvh *, void *), void *arg)
+{
+    pthread_mutex_lock(&h->m);
+    h->fn = fn;
+    h->arg = arg;
+    h->fn_done = false;
+    pthread_mutex_unlock(&h->m);
+    ev_async_send(h->loop, &h->call);
+    pthread_mutex_lock(&h->m);
+    while (!h->fn_done) pthread_cond_wait(&h->cv, &h->m);
+    h->fn = NULL;
+    pthread_mutex_unlock(&h->m);
+}
+
+/* Load `json` as a config file and start a server for it. */
+static bool h_start(srvh *h, const char *json)
+{
+    memset(h, 0, sizeof *h);
+    static int seq;
+    snprintf(h->cfgpath, sizeof h->cfgpath, "%s/conn-%d.json", g_dir, seq++);
+    nt_write_file(h->cfgpath, json);
+    bs_config_errors errs = {0};
+    if (bs_config_load(h->cfgpath, &h->cfg, &errs) != BS_OK) {
+        for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "config: %s\n", errs.msgs[i]);
+        bs_config_errors_free(&errs);
+        return false;
+    }
+    bs_config_errors_free(&errs);
+    h->loop = ev_loop_new(EVFLAG_AUTO);
+    pthread_mutex_init(&h->m, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    atomic_init(&h->done, false);
+    char err[600];
+    if (bs_server_new(h->loop, h->cfg, &h->srv, err, sizeof err) != BS_OK) {
+        fprintf(stderr, "server: %s\n", err);
+        return false;
+    }
+    ev_async_init(&h->call, h_call_cb);
+    ev_async_start(h->loop, &h->call);
+    if (bs_server_start(h->srv, h_on_done, h) != BS_OK) return false;
+    pthread_create(&h->thr, NULL, h_main, h);
+    return true;
+}
+
+static void h_do_shutdown(srvh *h, void *arg) { bs_server_shutdown(h->srv, arg != NULL); }
+static void h_do_break(srvh *h, void *arg)
+{
+    (void)arg;
+    ev_break(h->loop, EVBREAK_ALL);
+}
+
+/* Stop everything (hard) and free. */
+static void h_stop(srvh *h)
+{
+    if (!h->loop) return;
+    if (h->srv) {
+        if (h->thr) {
+            h_call(h, h_do_shutdown, NULL);
+            WAIT_UNTIL(atomic_load(&h->done));
+            h_call(h, h_do_break, NULL);
+            pthread_join(h->thr, NULL);
+        }
+        bs_server_free(h->srv);
+    }
+    ev_async_stop(h->loop, &h->call);
+    ev_loop_destroy(h->loop);
+    bs_config_free(h->cfg);
+    pthread_mutex_destroy(&h->m);
+    pthread_cond_destroy(&h->cv);
+    memset(h, 0, sizeof *h);
+}
+
+static int64_t counter(const char *name, const char *labels)
+{
+    return bs_metric_value(bs_metrics_counter(name, "test", labels));
+}
+static int64_t gauge(const char *name, const char *labels)
+{
+    return bs_metric_value(bs_metrics_gauge(name, "test", labels));
+}
+
+/* Echo `n` bytes through fd concurrently (a sender thread) and compare. */
+static bool echo_roundtrip(int fd, size_t n, uint32_t seed)
+{
+    nt_sender s;
+    nt_sender_start(&s, fd, n, seed);
+    uint8_t *buf = malloc(65536);
+    uint64_t h = NT_FNV_INIT;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, buf, 65536, 0);
+        if (r <= 0) break;
+        h = nt_fnv(h, buf, (size_t)r);
+        got += (size_t)r;
+    }
+    pthread_join(s.thr, NULL);
+    free(buf);
+    return s.ok && got == n && h == s.hash;
+}
+
+#define TCP_LISTENER(name, port, up) \
+    "{\"name\":\"" name "\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\"}"
+
+/* ------------------------------------------------------------ tests */
+
+static void test_forward_both_ways(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":2,\"admin\":null,\"limits\":{\"buffer_bytes\":16384},\"listeners\":[" TCP_LISTENER("fwd", 0, 0) "]}",
+             port, e.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(port);
+    CHECK(fd >= 0);
+    /* 4 MiB through a 16 KiB buffer: many buffer cycles in both directions. */
+    CHECK(echo_roundtrip(fd, 4u << 20, 7));
+    shutdown(fd, SHUT_WR);
+    uint8_t *rest;
+    CHECK_EQ(nt_read_to_eof(fd, &rest), 0);
+    free(rest);
+    close(fd);
+    CHECK_EQ(counter("brokerside_bytes_total", "listener=\"fwd\",direction=\"client_to_upstream\""), 4u << 20);
+    CHECK_EQ(counter("brokerside_bytes_total", "listener=\"fwd\",direction=\"upstream_to_client\""), 4u << 20);
+    CHECK_EQ(counter("brokerside_connections_total", "listener=\"fwd\""), 1);
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"fwd\"") == 0));
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+static void test_tls_termination(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"tlsfwd\",\"bind\":\"127.0.0.1:%d\","
+             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/server.crt\","
+             "\"key\":\"%s/server.key\",\"client_ca\":\"%s/ca.crt\",\"client_auth\":\"optional\"}}]}",
+             port, e.port, g_dir, g_dir, g_dir);
+    srvh h;
+    CHECK(h_start(&h, json));
+    char ca[300], cert[300], key[300];
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    snprintf(cert, sizeof cert, "%s/client.crt", g_dir);
+    snprintf(key, sizeof key, "%s/client.key", g_dir);
+    nt_tls t;
+    CHECK(nt_tls_connect(&t, port, ca, cert, key));
+    /* 1 MiB in 64 KiB chunks, each echoed back before the next. */
+    uint8_t *out = malloc(65536), *in = malloc(65536);
+    bool same = true;
+    for (int i = 0; i < 16 && same; i++) {
+        nt_fill(out, 65536, (uint32_t)i);
+        same = nt_tls_write(&t, out, 65536) && nt_tls_read_n(&t, in, 65536) && memcmp(in, out, 65536) == 0;
+    }
+    CHECK(same);
+    /* close_notify from the client: upstream gets EOF, echoes nothing more
+     * and half-closes, so the client sees a clean close_notify back. */
+    SSL_shutdown(t.ssl);
+    CHECK_EQ(nt_tls_read_end(&t), SSL_ERROR_ZERO_RETURN);
+    nt_tls_close(&t);
+    free(out);
+    free(in);
+    CHECK_EQ(counter("brokerside_tls_handshakes_total", "listener=\"tlsfwd\""), 1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+/* Upstream for half-close tests: reads to EOF, then answers with the count. */
+typedef struct answer_srv {
+    int lfd, port;
+    pthread_t thr;
+    bool greet_and_close; /* send "hello" and SHUT_WR first, then read */
+    long received;
+} answer_srv;
+
+static void *answer_main(void *arg)
+{
+    answer_srv *a = arg;
+    /* Connections that send nothing are readiness probes: skip them. */
+    for (;;) {
+        int fd = accept(a->lfd, NULL, NULL);
+        if (fd < 0) return NULL;
+        if (a->greet_and_close) {
+            nt_write_all(fd, "hello", 5);
+            shutdown(fd, SHUT_WR);
+        }
+        uint8_t *data;
+        a->received = nt_read_to_eof(fd, &data);
+        free(data);
+        if (a->received > 0 && !a->greet_and_close) {
+            char line[32];
+            int n = snprintf(line, sizeof line, "got %ld", a->received);
+            nt_write_all(fd, line, (size_t)n);
+        }
+        close(fd);
+        if (a->received > 0) return NULL;
+    }
+}
+
+static void test_half_close_client_side(void)
+{
+    answer_srv a = {.port = 0};
+    a.lfd = nt_listen(&a.port);
+    pthread_create(&a.thr, NULL, answer_main, &a);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json, "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("hc1", 0, 0) "]}", port,
+             a.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(port);
+    uint8_t buf[100000];
+    nt_fill(buf, sizeof buf, 3);
+    CHECK(nt_write_all(fd, buf, sizeof buf));
+    /* Client EOF must reach the upstream while the other direction stays open. */
+    shutdown(fd, SHUT_WR);
+    uint8_t *reply;
+    long n = nt_read_to_eof(fd, &reply);
+    CHECK_EQ(n, 10);
+    CHECK(n == 10 && memcmp(reply, "got 100000", 10) == 0);
+    free(reply);
+    close(fd);
+    pthread_join(a.thr, NULL);
+    close(a.lfd);
+    h_stop(&h);
+}
+
+static void test_half_close_upstream_side(void)
+{
+    answer_srv a = {.port = 0, .greet_and_close = true};
+    a.lfd = nt_listen(&a.port);
+    pthread_create(&a.thr, NULL, answer_main, &a);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json, "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("hc2", 0, 0) "]}", port,
+             a.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(port);
+    uint8_t *greet;
+    /* Upstream EOF reaches the client... */
+    long n = nt_read_to_eof(fd, &greet);
+    CHECK_EQ(n, 5);
+    free(greet);
+    /* ...and the client can still send: the upstream receives every byte. */
+    uint8_t buf[50000];
+    nt_fill(buf, sizeof buf, 4);
+    CHECK(nt_write_all(fd, buf, sizeof buf));
+    shutdown(fd, SHUT_WR);
+    pthread_join(a.thr, NULL);
+    CHECK_EQ(a.received, 50000);
+    /* Both directions finished: brokerside closes the pair. */
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"hc2\"") == 0));
+    close(fd);
+    close(a.lfd);
+    h_stop(&h);
+}
+
+static void test_backpressure(void)
+{
+    nt_sink s;
+    nt_sink_start(&s, true);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"buffer_bytes\":16384},\"listeners\":[" TCP_LISTENER("bp", 0, 0) "]}",
+             port, s.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(port);
+    int small = 16384;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    const size_t total = 32u << 20;
+    nt_sender snd;
+    nt_sender_start(&snd, fd, total, 11);
+    /* While the upstream does not read, the sender stalls: what it got out is
+     * bounded by socket buffers plus brokerside's one 16 KiB buffer. Wait for
+     * the count to stop moving (sampled twice, 300 ms apart). */
+    size_t prev = (size_t)-1, cur = 0;
+    WAIT_UNTIL((cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    CHECK(cur < total);
+    CHECK(cur < (16u << 20));
+    CHECK(counter("brokerside_bytes_total", "listener=\"bp\",direction=\"client_to_upstream\"") < (int64_t)cur);
+    atomic_store(&s.paused, false);
+    pthread_join(snd.thr, NULL);
+    CHECK(snd.ok);
+    shutdown(fd, SHUT_WR);
+    uint8_t *reply;
+    long n = nt_read_to_eof(fd, &reply);
+    CHECK(n > 0);
+    char want[64];
+    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total, (unsigned long long)snd.hash);
+    CHECK(n > 0 && (size_t)n == strlen(want) && memcmp(reply, want, (size_t)n) == 0);
+    free(reply);
+    close(fd);
+    nt_sink_stop(&s);
+    h_stop(&h);
+}
+
+static void test_idle_timeout(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":0.3},\"listeners\":[" TCP_LISTENER("idle", 0, 0) "]}",
+             port, e.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(port);
+    CHECK(echo_roundtrip(fd, 1000, 1));
+    /* Say nothing: brokerside must close the connection. */
+    uint8_t *rest;
+    CHECK_EQ(nt_read_to_eof(fd, &rest), 0);
+    free(rest);
+    close(fd);
+    CHECK_EQ(counter("brokerside_idle_timeouts_total", "listener=\"idle\""), 1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+static void test_handshake_timeout(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"handshake_timeout_s\":0.3},\"listeners\":[{\"name\":\"hst\","
+             "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/"
+             "server.crt\",\"key\":\"%s/server.key\"}}]}",
+             port, e.port, g_dir, g_dir);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(port);
+    /* The start of a ClientHello record, then silence. */
+    static const uint8_t partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00};
+    CHECK(nt_write_all(fd, partial, sizeof partial));
+    uint8_t *rest;
+    CHECK(nt_read_to_eof(fd, &rest) <= 0);
+    free(rest);
+    close(fd);
+    CHECK_EQ(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"timeout\""), 1);
+    /* Not TLS at all: refused with its own reason, not a timeout. */
+    fd = nt_connect(port);
+    CHECK(nt_write_all(fd, "GET / HTTP/1.1\r\n\r\n", 18));
+    CHECK(nt_read_to_eof(fd, &rest) <= 0);
+    free(rest);
+    close(fd);
+    CHECK_EQ(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"http_request\""), 1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+static void test_connection_limit(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":2,\"admin\":null,\"limits\":{\"max_connections\":2},\"listeners\":[" TCP_LISTENER("lim", 0, 0) "]}",
+             port, e.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int a = nt_connect(port), b = nt_connect(port);
+    CHECK(echo_roundtrip(a, 100, 1));
+    CHECK(echo_roundtrip(b, 100, 2));
+    int c = nt_connect(port);
+    CHECK(c >= 0);
+    uint8_t *rest;
+    /* Accepted and closed at once: EOF or reset, never data. */
+    CHECK(nt_read_to_eof(c, &rest) <= 0);
+    free(rest);
+    close(c);
+    CHECK_EQ(counter("brokerside_connections_rejected_total", "listener=\"lim\",reason=\"limit\""), 1);
+    /* Freeing a slot lets the next client in. */
+    close(a);
+    CHECK(WAIT_UNTIL(bs_server_connections_open(h.srv) == 1));
+    int d = nt_connect(port);
+    CHECK(echo_roundtrip(d, 100, 3));
+    close(d);
+    close(b);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+static void test_upstream_down(void)
+{
+    int dead = nt_free_port(); /* nothing listens there */
+    int port = nt_free_port(), tport = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.2},\"listeners\":[" TCP_LISTENER("down", 0, 0)
+             ",{\"name\":\"downtls\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "\"tls\":{\"cert\":\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
+             port, dead, tport, dead, g_dir, g_dir);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(port);
+    uint8_t *rest;
+    CHECK_EQ(nt_read_to_eof(fd, &rest), 0); /* clean FIN, not a reset */
+    free(rest);
+    close(fd);
+    CHECK(counter("brokerside_upstream_connect_failures_total", "listener=\"down\"") >= 1);
+    /* TLS: the handshake completes, then a clean close_notify. */
+    char ca[300];
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    nt_tls t;
+    CHECK(nt_tls_connect(&t, tport, ca, NULL, NULL));
+    CHECK_EQ(nt_tls_read_end(&t), SSL_ERROR_ZERO_RETURN);
+    nt_tls_close(&t);
+    CHECK(counter("brokerside_upstream_connect_failures_total", "listener=\"downtls\"") >= 1);
+    /* Readiness names the failing listener. */
+    char why[256] = "";
+    CHECK(WAIT_UNTIL(gauge("brokerside_upstream_up", "listener=\"down\"") == 0 &&
+                     !bs_server_ready(h.srv, why, sizeof why) && strstr(why, "down") != NULL));
+    h_stop(&h);
+}
+
+static void test_tls_origination(void)
+{
+    char cert[300], key[300], ca[300], other[300];
+    snprintf(cert, sizeof cert, "%s/server.crt", g_dir);
+    snprintf(key, sizeof key, "%s/server.key", g_dir);
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    snprintf(other, sizeof other, "%s/other-ca.crt", g_dir);
+    nt_tls_echo te;
+    nt_tls_echo_start(&te, cert, key);
+    int good = nt_free_port(), bad = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":["
+             "{\"name\":\"orig\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "\"upstream_tls\":{\"ca\":\"%s\",\"server_name\":\"localhost\"}},"
+             "{\"name\":\"origbad\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "\"upstream_tls\":{\"ca\":\"%s\",\"server_name\":\"localhost\"}}]}",
+             good, te.port, ca, bad, te.port, other);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = nt_connect(good);
+    CHECK(echo_roundtrip(fd, 300000, 5));
+    close(fd);
+    CHECK(atomic_load(&te.handshakes) >= 1);
+    /* An upstream certificate from another CA is refused: the client is
+     * closed and the failure counted. */
+    fd = nt_connect(bad);
+    uint8_t *rest;
+    CHECK(nt_write_all(fd, "ping", 4));
+    CHECK(nt_read_to_eof(fd, &rest) <= 0);
+    free(rest);
+    close(fd);
+    CHECK(counter("brokerside_upstream_connect_failures_total", "listener=\"origbad\"") >= 1);
+    h_stop(&h);
+    nt_tls_echo_stop(&te);
+}
+
+static void test_graceful_drain(void)
+{
+    nt_sink s;
+    nt_sink_start(&s, true);
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port(), eport = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":2,\"admin\":null,\"limits\":{\"shutdown_grace_s\":60},\"listeners\":[" TCP_LISTENER("drain", 0, 0)
+             "," TCP_LISTENER("drainidle", 0, 0) "]}",
+             port, s.port, eport, e.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    /* Bytes in flight: the client sent everything (and its EOF), the
+     * upstream has not read them yet. */
+    int fd = nt_connect(port);
+    const size_t total = 1u << 20;
+    nt_sender snd;
+    nt_sender_start(&snd, fd, total, 21);
+    /* An idle connection (nothing in flight) is closed on shutdown. */
+    int idle = nt_connect(eport);
+    CHECK(echo_roundtrip(idle, 10, 1));
+    /* Shut down while the upstream is not reading: wait until the sender
+     * is stalled or done, so bytes are queued inside brokerside (its buffer
+     * or its socket queues). */
+    size_t prev = (size_t)-1, cur = 0;
+    WAIT_UNTIL((cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    h_call(&h, h_do_shutdown, (void *)1);
+    uint8_t *rest;
+    CHECK_EQ(nt_read_to_eof(idle, &rest), 0);
+    free(rest);
+    close(idle);
+    /* Listening sockets are gone: new clients are refused. */
+    int probe = -1;
+    CHECK(WAIT_UNTIL((probe = nt_connect(port)) < 0 || (close(probe), false)));
+    /* The busy connection keeps flowing until everything was delivered,
+     * including the upstream's answer. */
+    atomic_store(&s.paused, false);
+    pthread_join(snd.thr, NULL);
+    CHECK(snd.ok);
+    shutdown(fd, SHUT_WR);
+    long n = nt_read_to_eof(fd, &rest);
+    char want[64];
+    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total, (unsigned long long)snd.hash);
+    CHECK(n > 0 && (size_t)n == strlen(want) && memcmp(rest, want, (size_t)n) == 0);
+    if (n < 0 || (size_t)n != strlen(want)) fprintf(stderr, "  drain: got %ld bytes, sink saw %llu\n", n, (unsigned long long)s.count);
+    free(rest);
+    close(fd);
+    CHECK(WAIT_UNTIL(atomic_load(&h.done)));
+    h_stop(&h);
+    nt_sink_stop(&s);
+    nt_echo_stop(&e);
+}
+
+/* A session filter for the seam: upper-cases client bytes, and answers
+ * every client chunk containing '!' with "ACK" injected back to the client. */
+static int g_sess_open, g_sess_closed;
+static bs_status up_open(void *ctx, const bs_session_info *info, void **state)
+{
+    (void)ctx;
+    CHECK_STR(info->listener->name, "sess");
+    CHECK(info->peer && strncmp(info->peer, "127.0.0.1:", 10) == 0);
+    g_sess_open++;
+    *state = &g_sess_open;
+    return BS_OK;
+}
+static bs_status up_client(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
+{
+    (void)state;
+    size_t n = bs_buf_readable(in);
+    if (n > bs_buf_free_space(fwd)) n = bs_buf_free_space(fwd);
+    uint8_t tmp[65536];
+    bool bang = false;
+    for (size_t i = 0; i < n && i < sizeof tmp; i++) {
+        uint8_t ch = bs_buf_read_ptr(in)[i];
+        bang |= ch == '!';
+        tmp[i] = (ch >= 'a' && ch <= 'z') ? (uint8_t)(ch - 32) : ch;
+    }
+    if (n > sizeof tmp) n = sizeof tmp;
+    if (bang && bs_buf_append(back, "ACK", 3) != BS_OK) return BS_OK; /* retry when room */
+    BS_GUARD(bs_buf_append(fwd, tmp, n));
+    bs_buf_consume(in, n);
+    return BS_OK;
+}
+static bs_status up_upstream(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
+{
+    (void)state;
+    (void)back;
+    size_t n = bs_buf_readable(in);
+    if (n > bs_buf_free_space(fwd)) n = bs_buf_free_space(fwd);
+    BS_GUARD(bs_buf_append(fwd, bs_buf_read_ptr(in), n));
+    bs_buf_consume(in, n);
+    return BS_OK;
+}
+static bool up_quiet(const void *state)
+{
+    (void)state;
+    return true;
+}
+static void up_close(void *state)
+{
+    if (state) g_sess_closed++;
+}
+static const bs_session_ops upper_ops = {up_open, up_client, up_upstream, up_quiet, up_close};
+
+static void test_session_filter(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"sess\",\"bind\":\"127.0.0.1:%d\","
+             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\"}]}",
+             port, e.port);
+    srvh h;
+    memset(&h, 0, sizeof h);
+    /* Install the session between new and start: start by hand. */
+    snprintf(h.cfgpath, sizeof h.cfgpath, "%s/sess.json", g_dir);
+    nt_write_file(h.cfgpath, json);
+    bs_config_errors errs = {0};
+    CHECK(bs_config_load(h.cfgpath, &h.cfg, &errs) == BS_OK);
+    bs_config_errors_free(&errs);
+    h.loop = ev_loop_new(EVFLAG_AUTO);
+    pthread_mutex_init(&h.m, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    char err[300];
+    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
+    CHECK(bs_server_set_session(h.srv, "nope", &upper_ops, NULL) == BS_E_NOT_FOUND);
+    CHECK(bs_server_set_session(h.srv, "sess", &upper_ops, NULL) == BS_OK);
+    ev_async_init(&h.call, h_call_cb);
+    ev_async_start(h.loop, &h.call);
+    CHECK(bs_server_start(h.srv, h_on_done, &h) == BS_OK);
+    CHECK(bs_server_set_session(h.srv, "sess", &upper_ops, NULL) == BS_E_STATE);
+    pthread_create(&h.thr, NULL, h_main, &h);
+    int fd = nt_connect(port);
+    CHECK(nt_write_all(fd, "hello kafka!", 12));
+    shutdown(fd, SHUT_WR);
+    uint8_t *got;
+    long n = nt_read_to_eof(fd, &got);
+    /* The injected ACK reaches the client before the echo of the forwarded bytes. */
+    CHECK(n == 15 && memcmp(got, "ACKHELLO KAFKA!", 15) == 0);
+    free(got);
+    close(fd);
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"sess\"") == 0));
+    CHECK_EQ(g_sess_open, 1);
+    CHECK_EQ(g_sess_closed, 1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+/* Fake Kafka broker for the readiness probe: answers ApiVersions v0. */
+typedef struct fake_kafka {
+    int lfd, port;
+    pthread_t thr;
+    bool bad_correlation;
+} fake_kafka;
+
+static void *fake_kafka_main(void *arg)
+{
+    fake_kafka *k = arg;
+    for (;;) {
+        int fd = accept(k->lfd, NULL, NULL);
+        if (fd < 0) return NULL;
+        uint8_t req[256];
+        ssize_t r = recv(fd, req, sizeof req, 0);
+        if (r >= 12) {
+            /* size, correlation id (copied), error 0, one api entry */
+            uint8_t resp[4 + 4 + 2 + 4 + 6] = {0, 0, 0, 16};
+            memcpy(resp + 4, req + 8, 4);
+            if (k->bad_correlation) resp[7] ^= 0x55;
+            resp[13] = 1; /* array length 1 */
+            resp[15] = 18; /* api key 18, min 0, max 3 */
+            resp[19] = 3;
+            nt_write_all(fd, resp, sizeof resp);
+        }
+        close(fd);
+    }
+}
+
+static void test_readiness_probe(void)
+{
+    fake_kafka good = {.port = 0}, bad = {.port = 0, .bad_correlation = true};
+    good.lfd = nt_listen(&good.port);
+    bad.lfd = nt_listen(&bad.port);
+    pthread_create(&good.thr, NULL, fake_kafka_main, &good);
+    pthread_create(&bad.thr, NULL, fake_kafka_main, &bad);
+    int p1 = nt_free_port(), p2 = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.2},\"listeners\":["
+             "{\"name\":\"kgood\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\"},"
+             "{\"name\":\"kbad\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\"}]}",
+             p1, good.port, p2, bad.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    CHECK(WAIT_UNTIL(gauge("brokerside_upstream_up", "listener=\"kgood\"") == 1));
+    char why[256] = "";
+    CHECK(WAIT_UNTIL(!bs_server_ready(h.srv, why, sizeof why) && strstr(why, "kbad") && strstr(why, "correlation")));
+    CHECK_EQ(gauge("brokerside_upstream_up", "listener=\"kbad\""), 0);
+    bs_wbuf st;
+    bs_wbuf_init(&st, 0);
+    bs_server_status_json(h.srv, &st);
+    bs_wbuf_put_u8(&st, 0);
+    CHECK(strstr((char *)st.data, "\"name\":\"kgood\"") && strstr((char *)st.data, "\"protocol\":\"kafka\""));
+    bs_wbuf_free(&st);
+    h_stop(&h);
+    shutdown(good.lfd, SHUT_RDWR);
+    shutdown(bad.lfd, SHUT_RDWR);
+    pthread_join(good.thr, NULL);
+    pthread_join(bad.thr, NULL);
+    close(good.lfd);
+    close(bad.lfd);
+}
+
+static void test_bind_conflict(void)
+{
+    /* A port held by a socket without SO_REUSEPORT: bs_server_new fails cleanly. */
+    int held = 0, lfd = nt_listen(&held);
+    char json[512];
+    snprintf(json, sizeof json, "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("busy", 0, 0) "]}", held,
+             held);
+    char path[400];
+    snprintf(path, sizeof path, "%s/busy.json", g_dir);
+    nt_write_file(path, json);
+    bs_config *cfg = NULL;
+    bs_config_errors errs = {0};
+    CHECK(bs_config_load(path, &cfg, &errs) == BS_OK);
+    bs_config_errors_free(&errs);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    bs_server *srv = NULL;
+    char err[600] = "";
+    CHECK(bs_server_new(loop, cfg, &srv, err, sizeof err) == BS_E_IO);
+    CHECK(srv == NULL);
+    CHECK(strstr(err, "busy") != NULL);
+    ev_loop_destroy(loop);
+    bs_config_free(cfg);
+    close(lfd);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    bs_log_set_level(BS_LOG_WARN);
+    nt_make_certs(g_dir, sizeof g_dir);
+    RUN(test_forward_both_ways);
+    RUN(test_tls_termination);
+    RUN(test_half_close_client_side);
+    RUN(test_half_close_upstream_side);
+    RUN(test_backpressure);
+    RUN(test_idle_timeout);
+    RUN(test_handshake_timeout);
+    RUN(test_connection_limit);
+    RUN(test_upstream_down);
+    RUN(test_tls_origination);
+    RUN(test_graceful_drain);
+    RUN(test_session_filter);
+    RUN(test_readiness_probe);
+    RUN(test_bind_conflict);
+    nt_rm_rf(g_dir);
+    bs_metrics_shutdown();
+    return test_report();
+}
