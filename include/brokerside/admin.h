@@ -22,6 +22,16 @@
 
 struct ev_loop;
 
+/* Limits. A request head (request line + headers + blank line) longer than
+ * BS_ADMIN_MAX_HEAD bytes gets 400; connections over BS_ADMIN_MAX_CONNS are
+ * accepted and closed at once; a connection gets BS_ADMIN_REQUEST_TIMEOUT_S
+ * seconds in total to send its request and read the response (408 if the
+ * request is not complete by then). Every response carries
+ * `Connection: close`: one request per connection. */
+#define BS_ADMIN_MAX_HEAD 8192
+#define BS_ADMIN_MAX_CONNS 64
+#define BS_ADMIN_REQUEST_TIMEOUT_S 5.0
+
 typedef struct bs_admin_hooks {
     void *ctx;
     /* Called on the control thread. Return true if ready; otherwise write a
@@ -34,14 +44,24 @@ typedef struct bs_admin_hooks {
 
 typedef struct bs_admin bs_admin;
 
-/* Bind cfg->bind and start serving on `loop`. BS_E_IO with a reason in
- * err[errlen] if the address cannot be bound. The hooks are copied. */
+/* Bind cfg->bind (IPv4 or IPv6, SO_REUSEADDR; port 0 picks a free port) and
+ * start serving on `loop`. BS_E_IO with a reason in err[errlen] if the
+ * address cannot be bound, BS_E_CONFIG if cfg is not enabled, BS_E_NOMEM.
+ * hooks may be NULL (always ready, no extra status); they are copied, ctx
+ * must outlive the endpoint. On success *out is freed by bs_admin_stop. */
 bs_status bs_admin_start(struct ev_loop *loop, const bs_admin_config *cfg,
                          const bs_admin_hooks *hooks, bs_admin **out, char *err,
                          size_t errlen) BS_WUR;
 /* The port actually bound (useful when the config asked for port 0). */
 unsigned bs_admin_port(const bs_admin *admin);
-/* Stop listening, close client connections and free. NULL is a no-op. */
+/* TEST-ONLY: override the per-connection timeout (seconds, > 0) for
+ * connections accepted from now on. Call on the loop's thread or while the
+ * loop is not running. Production code keeps BS_ADMIN_REQUEST_TIMEOUT_S. */
+void bs_admin_set_request_timeout(bs_admin *admin, double seconds);
+/* Stop listening, close client connections and free. NULL is a no-op.
+ * Call on the loop's thread (or with the loop stopped), before
+ * bs_metrics_shutdown(): the endpoint keeps its own metrics
+ * (brokerside_admin_*) registered while it runs. */
 void bs_admin_stop(bs_admin *admin);
 
 #endif
