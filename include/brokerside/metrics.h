@@ -30,7 +30,9 @@ typedef struct bs_metric bs_metric;
 typedef struct bs_histogram bs_histogram;
 
 /* Get or create. Returns NULL on allocation failure, on an invalid name
- * (not [a-zA-Z_:][a-zA-Z0-9_:]*) and on a type clash (both logged); callers
+ * (not [a-zA-Z_:][a-zA-Z0-9_:]*), on a malformed label set (not
+ * `k="v",...` with only \\ \" \n escapes; `le` is reserved for
+ * histograms) and on a type clash (all logged); callers
  * may pass NULL to the update functions, which then do nothing. Thread-safe. */
 bs_metric *bs_metrics_counter(const char *name, const char *help, const char *labels);
 bs_metric *bs_metrics_gauge(const char *name, const char *help, const char *labels);
@@ -70,6 +72,8 @@ bs_metric *bs_metrics_counter_kv(const char *name, const char *help, ...)
     __attribute__((sentinel));
 bs_metric *bs_metrics_gauge_kv(const char *name, const char *help, ...)
     __attribute__((sentinel));
+bs_histogram *bs_metrics_histogram_kv(const char *name, const char *help, const double *bounds,
+                                      size_t n_bounds, ...) __attribute__((sentinel));
 
 /* Render every metric in the Prometheus text exposition format 0.0.4:
  * families sorted by name, one # HELP and # TYPE each, series sorted by

@@ -72,14 +72,7 @@ struct bs_admin {
     bs_metric *m_rejected; /* counter: connections refused over the limit */
 };
 
-/* A parsed request line; pointers into the connection's head buffer. */
-typedef struct request {
-    const uint8_t *method;
-    size_t method_len;
-    const uint8_t *path; /* target up to (excluding) any '?' */
-    size_t path_len;
-    int minor; /* HTTP/1.<minor> */
-} request;
+typedef bs_admin_request request;
 
 /* RFC 9110 tchar: the characters allowed in a method and a header name. */
 static bool is_tchar(uint8_t c)
@@ -92,6 +85,7 @@ static bool is_tchar(uint8_t c)
  * of *line). BS_E_SHORT without moving if no LF is buffered yet. */
 static bs_status read_line(bs_cursor *c, const uint8_t **line, size_t *len)
 {
+    if (bs_cursor_remaining(c) == 0) return BS_E_SHORT; /* memchr must not see NULL */
     const uint8_t *p = bs_cursor_ptr(c);
     const uint8_t *nl = memchr(p, '\n', bs_cursor_remaining(c));
     if (!nl) return BS_E_SHORT;
@@ -134,7 +128,7 @@ static bs_status parse_request_line(const uint8_t *line, size_t len, request *rq
     BS_ENSURE(bs_cursor_remaining(&c) == 8, BS_E_MALFORMED);
     BS_GUARD(bs_read_bytes(&c, 8, &ver));
     BS_ENSURE(memcmp(ver, "HTTP/1.", 7) == 0 && (ver[7] == '0' || ver[7] == '1'), BS_E_MALFORMED);
-    rq->minor = ver[7] - '0';
+    rq->minor_version = ver[7] - '0';
     return BS_OK;
 }
 
@@ -154,10 +148,8 @@ static bs_status check_header(const uint8_t *line, size_t len, bool *is_host)
     return BS_OK;
 }
 
-/* Parse the buffered head. BS_OK with *rq filled when the blank line that
- * ends the head has arrived; BS_E_SHORT if more bytes are needed;
- * BS_E_MALFORMED as soon as any complete line is invalid. */
-static bs_status parse_head(const uint8_t *buf, size_t len, request *rq)
+/* See admin.h. */
+bs_status bs_admin_parse_head(const void *buf, size_t len, bs_admin_request *rq)
 {
     bs_cursor c;
     bs_cursor_init(&c, buf, len);
@@ -188,7 +180,8 @@ static bs_status parse_head(const uint8_t *buf, size_t len, request *rq)
         hosts += is_host;
     }
     /* RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host header. */
-    BS_ENSURE(hosts <= 1 && (rq->minor == 0 || hosts == 1), BS_E_MALFORMED);
+    BS_ENSURE(hosts <= 1 && (rq->minor_version == 0 || hosts == 1), BS_E_MALFORMED);
+    rq->head_len = c.pos;
     return BS_OK;
 }
 
@@ -386,7 +379,7 @@ static void conn_on_read(admin_conn *c)
     }
     c->in_len += (size_t)n;
     request rq;
-    bs_status st = parse_head(c->in, c->in_len, &rq);
+    bs_status st = bs_admin_parse_head(c->in, c->in_len, &rq);
     if (st == BS_E_SHORT && c->in_len < sizeof c->in) return;
     if (st == BS_OK) route(c, &rq);
     else if (st == BS_E_SHORT) bad_request(c, "request head too large\n");

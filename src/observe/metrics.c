@@ -107,6 +107,41 @@ static bool valid_label_name(const char *name)
     return true;
 }
 
+/* True if `labels` is a well-formed label set body: `name="value"` pairs
+ * separated by commas, values using only the \\ \" \n escapes and no raw
+ * newline (duplicate names are not detected). A histogram may not use `le`,
+ * which the exposition adds itself. */
+static bool valid_labels(const char *labels, bool histogram)
+{
+    const char *p = labels;
+    while (*p) {
+        const char *name = p;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
+               (p != name && *p >= '0' && *p <= '9'))
+            p++;
+        if (p == name || *p != '=' || p[1] != '"') return false;
+        if (histogram && p - name == 2 && strncmp(name, "le", 2) == 0) return false;
+        p += 2;
+        for (;;) {
+            if (*p == 0 || *p == '\n') return false;
+            if (*p == '"') break;
+            if (*p == '\\') {
+                p++;
+                if (*p != '\\' && *p != '"' && *p != 'n') return false;
+            }
+            p++;
+        }
+        p++; /* closing quote */
+        if (*p == ',') {
+            p++;
+            if (*p == 0) return false; /* no trailing comma */
+        } else if (*p) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Binary search of g_families for `name`. Returns the family or NULL and,
  * through *pos, the index where it is or would be inserted. Lock held. */
 static family *find_family(const char *name, size_t *pos)
@@ -245,6 +280,10 @@ static series *get_or_create(const char *name, const char *help, const char *lab
         return NULL;
     }
     if (!labels) labels = "";
+    if (!valid_labels(labels, type == TYPE_HISTOGRAM)) {
+        BS_LOG_ERRORF(MOD, "metric %s: malformed label set", name);
+        return NULL;
+    }
     series *s = NULL;
     pthread_mutex_lock(&g_lock);
     size_t pos;
@@ -477,6 +516,22 @@ bs_metric *bs_metrics_gauge_kv(const char *name, const char *help, ...)
         return NULL;
     }
     return bs_metrics_gauge(name, help, labels);
+}
+
+/* See metrics.h. */
+bs_histogram *bs_metrics_histogram_kv(const char *name, const char *help, const double *bounds,
+                                      size_t n_bounds, ...)
+{
+    char labels[KV_LABELS_MAX];
+    va_list ap;
+    va_start(ap, n_bounds);
+    bs_status st = labels_v(labels, sizeof labels, ap);
+    va_end(ap);
+    if (st != BS_OK) {
+        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)", bs_status_name(st));
+        return NULL;
+    }
+    return bs_metrics_histogram(name, help, labels, bounds, n_bounds);
 }
 
 /* Format a float the way Prometheus expects into tmp[40]: +Inf/-Inf/NaN,

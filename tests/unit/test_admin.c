@@ -633,8 +633,30 @@ static void test_start_errors(void)
     fixture_stop(&f);
 }
 
+static void test_parser_direct(void)
+{
+    static const char req[] = "\r\nHEAD /metrics?a=b HTTP/1.0\r\nAccept: */*\r\n\r\nbody";
+    size_t head = sizeof req - 1 - 4;
+    bs_admin_request rq;
+    CHECK_EQ(bs_admin_parse_head(req, sizeof req - 1, &rq), BS_OK);
+    CHECK_EQ(rq.method_len, 4);
+    CHECK(memcmp(rq.method, "HEAD", 4) == 0);
+    CHECK_EQ(rq.path_len, 8);
+    CHECK(memcmp(rq.path, "/metrics", 8) == 0);
+    CHECK_EQ(rq.minor_version, 0);
+    CHECK_EQ(rq.head_len, head);
+    /* Every proper prefix of a valid head needs more bytes, never "bad". */
+    for (size_t i = 0; i < head; i++) CHECK_EQ(bs_admin_parse_head(req, i, &rq), BS_E_SHORT);
+    CHECK_EQ(bs_admin_parse_head(NULL, 0, &rq), BS_E_SHORT);
+    /* Invalid bytes in an unfinished request line fail early. */
+    CHECK_EQ(bs_admin_parse_head("GET /\x01", 6, &rq), BS_E_MALFORMED);
+    CHECK_EQ(bs_admin_parse_head("GET /\r", 6, &rq), BS_E_SHORT);
+    CHECK_EQ(bs_admin_parse_head("GET /\rx", 7, &rq), BS_E_MALFORMED);
+}
+
 int main(void)
 {
+    RUN(test_parser_direct);
     RUN(test_endpoints);
     RUN(test_head_has_no_body);
     RUN(test_error_statuses);

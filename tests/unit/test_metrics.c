@@ -128,10 +128,25 @@ static void test_type_clash_and_invalid(void)
     CHECK(bs_metrics_counter("", "x", NULL) == NULL);
     CHECK(bs_metrics_counter(NULL, "x", NULL) == NULL);
     CHECK(bs_metrics_counter("ns:ok_total", NULL, NULL) != NULL); /* colon allowed, help optional */
+    /* Label sets that would corrupt the exposition are refused. */
+    static const char *bad_labels[] = {
+        "a",          "a=",          "a=\"x",     "a=\"x\"b=\"y\"", "a=\"x\",", "=\"x\"",
+        "1a=\"x\"", "a-b=\"x\"", "a=\"x\ny\"", "a=\"x\\q\"", "a=\"x\\\"", " a=\"x\"",
+    };
+    for (size_t i = 0; i < BS_ARRAY_LEN(bad_labels); i++) {
+        if (bs_metrics_counter("brokerside_lbl_total", "l", bad_labels[i]) != NULL)
+            fprintf(stderr, "  accepted bad labels [%zu] %s\n", i, bad_labels[i]);
+        CHECK(bs_metrics_counter("brokerside_lbl_total", "l", bad_labels[i]) == NULL);
+    }
+    CHECK(bs_metrics_counter("brokerside_lbl_total", "l", "a=\"\",_b2=\"x\\\\\\\"\\n\"") != NULL);
+    CHECK(bs_metrics_histogram("brokerside_h3", "h", "le=\"1\"", b1, 2) == NULL);
+    CHECK(bs_metrics_counter("brokerside_le_total", "l", "le=\"1\"") != NULL); /* only histograms */
     /* Nothing about the rejected registrations leaks into the output. */
     char *s = render_prom();
     CHECK(strstr(s, "# TYPE brokerside_clash counter\nbrokerside_clash 0\n") != NULL);
     CHECK(strstr(s, "brokerside_h2") == NULL);
+    CHECK(strstr(s, "brokerside_h3") == NULL);
+    CHECK(strstr(s, "brokerside_lbl_total{a=\"\",_b2=\"x\\\\\\\"\\n\"} 0\n") != NULL);
     CHECK(strstr(s, "9starts") == NULL);
     CHECK(strstr(s, "# HELP ns:ok_total \n# TYPE ns:ok_total counter\nns:ok_total 0\n") != NULL);
     free(s);
@@ -187,6 +202,7 @@ static void test_histogram_buckets(void)
 
 static void test_label_escape(void)
 {
+    static const double b1k[] = {1};
     char out[64];
     bs_metrics_label_escape("a\"b\\c\nd", out, sizeof out);
     CHECK_STR(out, "a\\\"b\\\\c\\nd");
@@ -214,6 +230,10 @@ static void test_label_escape(void)
     CHECK(m != NULL);
     CHECK(m == bs_metrics_counter("brokerside_req_total", "r", "listener=\"a\\\\b\",code=\"200\""));
     CHECK(bs_metrics_counter_kv("brokerside_req_total", "r", "0bad", "x", NULL) == NULL);
+    bs_histogram *hk = bs_metrics_histogram_kv("brokerside_hk_seconds", "h", b1k, 1, "api", "Fetch",
+                                               NULL);
+    CHECK(hk != NULL && hk == bs_metrics_histogram("brokerside_hk_seconds", "h", "api=\"Fetch\"", b1k, 1));
+    CHECK(bs_metrics_histogram_kv("brokerside_hk_seconds", "h", b1k, 1, "le", "1", NULL) == NULL);
     bs_metric *g = bs_metrics_gauge_kv("brokerside_g", "g", "x", "\n", NULL);
     bs_metric_set(g, -5);
     char *s = render_prom();
