@@ -151,6 +151,7 @@ static bs_status check_header(const uint8_t *line, size_t len, bool *is_host)
 /* See admin.h. */
 bs_status bs_admin_parse_head(const void *buf, size_t len, bs_admin_request *rq)
 {
+    if (len == 0) return BS_E_SHORT; /* buf may be NULL then: no pointer arithmetic on it */
     bs_cursor c;
     bs_cursor_init(&c, buf, len);
     const uint8_t *line;
@@ -185,6 +186,7 @@ bs_status bs_admin_parse_head(const void *buf, size_t len, bs_admin_request *rq)
     return BS_OK;
 }
 
+/* The standard reason phrase for the status codes this endpoint sends. */
 static const char *reason_phrase(int code)
 {
     switch (code) {
@@ -293,6 +295,7 @@ static void render_status(bs_admin *a, bs_wbuf *body)
     bs_wbuf_put_str(body, "}\n");
 }
 
+/* True if the request path (query already cut off) equals `lit` exactly. */
 static bool path_is(const request *rq, const char *lit)
 {
     size_t n = strlen(lit);
@@ -401,6 +404,7 @@ static void conn_on_drain(admin_conn *c)
     }
 }
 
+/* libev I/O callback of a connection: dispatch on its state. May free it. */
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -430,6 +434,9 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_close(c);
 }
 
+/* The listening socket is readable: accept up to ACCEPT_BATCH clients,
+ * closing those over BS_ADMIN_MAX_CONNS; pause accepting when out of
+ * descriptors or memory. */
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -481,6 +488,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+/* End of an accept pause: listen again. */
 static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;

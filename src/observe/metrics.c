@@ -70,6 +70,7 @@ static size_t g_n_families, g_cap_families;
 static const double g_latency_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                             0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 
+/* The TYPE keyword of the exposition format for `t`. */
 static const char *type_name(metric_type t)
 {
     switch (t) {
@@ -371,7 +372,7 @@ int64_t bs_metric_value(const bs_metric *m)
     return atomic_load_explicit(&((bs_metric *)m)->value, memory_order_relaxed);
 }
 
-/* Bit-cast helpers: memcpy is the aliasing-safe way to reinterpret. */
+/* The bits of `d` (memcpy is the aliasing-safe way to reinterpret). */
 static uint64_t dbl_bits(double d)
 {
     uint64_t u;
@@ -379,6 +380,7 @@ static uint64_t dbl_bits(double d)
     return u;
 }
 
+/* Inverse of dbl_bits. */
 static double bits_dbl(uint64_t u)
 {
     double d;
@@ -444,7 +446,7 @@ void bs_metrics_label_escape(const char *in, char *out, size_t outlen)
     out[o] = 0;
 }
 
-/* bs_metrics_labels over a va_list. */
+/* bs_metrics_labels over a va_list of name/value pairs ending in NULL. */
 static bs_status labels_v(char *out, size_t outlen, va_list ap)
 {
     if (!out || outlen == 0) return BS_E_TOO_LARGE;
