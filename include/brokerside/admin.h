@@ -45,11 +45,11 @@ typedef struct bs_admin_hooks {
 
 typedef struct bs_admin bs_admin;
 
-/* Call on the loop's thread, or before the loop runs. Bind cfg->bind (IPv4 or IPv6, SO_REUSEADDR; port 0 picks a free port) and
- * start serving on `loop`. BS_E_IO with a reason in err[errlen] if the
- * address cannot be bound, BS_E_CONFIG if cfg is not enabled, BS_E_NOMEM.
- * hooks may be NULL (always ready, no extra status); they are copied, ctx
- * must outlive the endpoint. On success *out is freed by bs_admin_stop. */
+/* Call on the loop's thread, or before the loop runs. Bind cfg->bind (IPv4 or IPv6, SO_REUSEADDR;
+ * port 0 picks a free port) and start serving on `loop`. BS_E_IO with a reason in err[errlen] if
+ * the address cannot be bound, BS_E_CONFIG if cfg is not enabled, BS_E_NOMEM. hooks may be NULL
+ * (always ready, no extra status); they are copied, ctx must outlive the endpoint. On success *out
+ * is freed by bs_admin_stop. */
 bs_status bs_admin_start(struct ev_loop *loop, const bs_admin_config *cfg,
                          const bs_admin_hooks *hooks, bs_admin **out, char *err,
                          size_t errlen) BS_WUR;

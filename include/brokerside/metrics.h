@@ -68,10 +68,8 @@ bs_status bs_metrics_labels(char *out, size_t outlen, ...) BS_WUR __attribute__(
 /* Get-or-create with labels built as by bs_metrics_labels from the trailing
  * NULL-terminated name/value pairs (at most 1 KiB of labels). NULL on any
  * error (logged). */
-bs_metric *bs_metrics_counter_kv(const char *name, const char *help, ...)
-    __attribute__((sentinel));
-bs_metric *bs_metrics_gauge_kv(const char *name, const char *help, ...)
-    __attribute__((sentinel));
+bs_metric *bs_metrics_counter_kv(const char *name, const char *help, ...) __attribute__((sentinel));
+bs_metric *bs_metrics_gauge_kv(const char *name, const char *help, ...) __attribute__((sentinel));
 bs_histogram *bs_metrics_histogram_kv(const char *name, const char *help, const double *bounds,
                                       size_t n_bounds, ...) __attribute__((sentinel));
 

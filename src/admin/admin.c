@@ -104,7 +104,8 @@ static bs_status parse_request_line(const uint8_t *line, size_t len, request *rq
     bs_cursor c;
     bs_cursor_init(&c, line, len);
     size_t start = c.pos;
-    while (bs_cursor_remaining(&c) && is_tchar(*bs_cursor_ptr(&c))) c.pos++;
+    while (bs_cursor_remaining(&c) && is_tchar(*bs_cursor_ptr(&c)))
+        c.pos++;
     rq->method = line + start;
     rq->method_len = c.pos - start;
     uint8_t sp;
@@ -137,7 +138,8 @@ static bs_status parse_request_line(const uint8_t *line, size_t len, request *rq
 static bs_status check_header(const uint8_t *line, size_t len, bool *is_host)
 {
     size_t i = 0;
-    while (i < len && is_tchar(line[i])) i++;
+    while (i < len && is_tchar(line[i]))
+        i++;
     /* No name, whitespace before the colon, or a continuation line. */
     BS_ENSURE(i > 0 && i < len && line[i] == ':', BS_E_MALFORMED);
     *is_host = (i == 4 && strncasecmp((const char *)line, "host", 4) == 0);
@@ -190,13 +192,20 @@ bs_status bs_admin_parse_head(const void *buf, size_t len, bs_admin_request *rq)
 static const char *reason_phrase(int code)
 {
     switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
     }
     return "Unknown";
 }
@@ -235,8 +244,10 @@ static void conn_close(admin_conn *c)
     ev_io_stop(a->loop, &c->io);
     ev_timer_stop(a->loop, &c->timer);
     close(c->fd);
-    if (c->prev) c->prev->next = c->next;
-    else a->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     a->n_conns--;
     bs_metric_add(a->m_conns, -1);
@@ -353,9 +364,9 @@ static void route(admin_conn *c, const request *rq)
             static const char msg[] = "internal error\n";
             build_response(c, 500, text, NULL, msg, sizeof msg - 1, head);
         } else {
-            build_response(c, 200, metrics ? "text/plain; version=0.0.4; charset=utf-8"
-                                            : "application/json",
-                           NULL, body.data, body.len, head);
+            build_response(
+                c, 200, metrics ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
+                NULL, body.data, body.len, head);
         }
         bs_wbuf_free(&body);
         return;
@@ -384,9 +395,12 @@ static void conn_on_read(admin_conn *c)
     request rq;
     bs_status st = bs_admin_parse_head(c->in, c->in_len, &rq);
     if (st == BS_E_SHORT && c->in_len < sizeof c->in) return;
-    if (st == BS_OK) route(c, &rq);
-    else if (st == BS_E_SHORT) bad_request(c, "request head too large\n");
-    else bad_request(c, "bad request\n");
+    if (st == BS_OK)
+        route(c, &rq);
+    else if (st == BS_E_SHORT)
+        bad_request(c, "request head too large\n");
+    else
+        bad_request(c, "bad request\n");
     /* Ignore anything after the head (bodies, pipelined requests): we close. */
     conn_flush(c);
 }
@@ -411,9 +425,15 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     admin_conn *c = bs_container_of(w, admin_conn, io);
     switch (c->state) {
-    case ST_READ: conn_on_read(c); break;
-    case ST_WRITE: conn_flush(c); break;
-    case ST_DRAIN: conn_on_drain(c); break;
+    case ST_READ:
+        conn_on_read(c);
+        break;
+    case ST_WRITE:
+        conn_flush(c);
+        break;
+    case ST_DRAIN:
+        conn_on_drain(c);
+        break;
     }
 }
 
@@ -551,11 +571,11 @@ bs_status bs_admin_start(struct ev_loop *loop, const bs_admin_config *cfg,
     if (hooks) a->hooks = *hooks;
     a->timeout_s = BS_ADMIN_REQUEST_TIMEOUT_S;
     clock_gettime(CLOCK_MONOTONIC, &a->started);
-    a->m_conns = bs_metrics_gauge("brokerside_admin_connections", "Open admin HTTP connections.",
-                                  NULL);
-    a->m_rejected = bs_metrics_counter("brokerside_admin_connections_rejected_total",
-                                       "Admin connections closed at once because too many were open.",
-                                       NULL);
+    a->m_conns =
+        bs_metrics_gauge("brokerside_admin_connections", "Open admin HTTP connections.", NULL);
+    a->m_rejected =
+        bs_metrics_counter("brokerside_admin_connections_rejected_total",
+                           "Admin connections closed at once because too many were open.", NULL);
     ev_io_init(&a->accept_io, accept_cb, a->fd, EV_READ);
     ev_io_start(loop, &a->accept_io);
     ev_timer_init(&a->accept_pause, accept_pause_cb, ACCEPT_PAUSE_S, 0);
@@ -584,6 +604,7 @@ void bs_admin_stop(bs_admin *admin)
     ev_io_stop(admin->loop, &admin->accept_io);
     ev_timer_stop(admin->loop, &admin->accept_pause);
     close(admin->fd);
-    while (admin->conns) conn_close(admin->conns);
+    while (admin->conns)
+        conn_close(admin->conns);
     free(admin);
 }

@@ -39,10 +39,10 @@ struct bs_metric {
 
 struct bs_histogram {
     size_t n_bounds;
-    const double *bounds;       /* the family's copy; n_bounds entries */
-    _Atomic uint64_t *buckets;  /* n_bounds + 1 (last is +Inf), NOT cumulative */
+    const double *bounds;      /* the family's copy; n_bounds entries */
+    _Atomic uint64_t *buckets; /* n_bounds + 1 (last is +Inf), NOT cumulative */
     _Atomic uint64_t count;
-    _Atomic uint64_t sum_bits;  /* a double, stored as bits so CAS can add to it */
+    _Atomic uint64_t sum_bits; /* a double, stored as bits so CAS can add to it */
 };
 
 typedef struct series {
@@ -74,9 +74,12 @@ static const double g_latency_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 
 static const char *type_name(metric_type t)
 {
     switch (t) {
-    case TYPE_COUNTER: return "counter";
-    case TYPE_GAUGE: return "gauge";
-    case TYPE_HISTOGRAM: return "histogram";
+    case TYPE_COUNTER:
+        return "counter";
+    case TYPE_GAUGE:
+        return "gauge";
+    case TYPE_HISTOGRAM:
+        return "histogram";
     }
     return "untyped";
 }
@@ -155,8 +158,10 @@ static family *find_family(const char *name, size_t *pos)
             *pos = mid;
             return g_families[mid];
         }
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     *pos = lo;
     return NULL;
@@ -173,8 +178,10 @@ static series *find_series(family *f, const char *labels, size_t *pos)
             *pos = mid;
             return f->series[mid];
         }
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     *pos = lo;
     return NULL;
@@ -193,7 +200,8 @@ static void series_free(series *s, metric_type t)
 static void family_free(family *f)
 {
     if (!f) return;
-    for (size_t i = 0; i < f->n_series; i++) series_free(f->series[i], f->type);
+    for (size_t i = 0; i < f->n_series; i++)
+        series_free(f->series[i], f->type);
     free(f->series);
     free(f->bounds);
     free(f->help);
@@ -256,7 +264,8 @@ static series *series_insert(family *f, size_t pos, const char *labels)
         s->u.hist.bounds = f->bounds;
         s->u.hist.buckets = calloc(f->n_bounds + 1, sizeof *s->u.hist.buckets);
         if (!s->u.hist.buckets) goto fail;
-        for (size_t i = 0; i <= f->n_bounds; i++) atomic_init(&s->u.hist.buckets[i], 0);
+        for (size_t i = 0; i <= f->n_bounds; i++)
+            atomic_init(&s->u.hist.buckets[i], 0);
         atomic_init(&s->u.hist.count, 0);
         atomic_init(&s->u.hist.sum_bits, 0); /* all-zero bits are +0.0 */
     } else {
@@ -394,7 +403,8 @@ void bs_histogram_observe(bs_histogram *h, double value)
     if (!h || isnan(value)) return;
     /* Bounds are few (<= 64): a linear scan is as fast as bisection here. */
     size_t i = 0;
-    while (i < h->n_bounds && value > h->bounds[i]) i++;
+    while (i < h->n_bounds && value > h->bounds[i])
+        i++;
     atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
     uint64_t old = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&h->sum_bits, &old,
@@ -434,10 +444,14 @@ void bs_metrics_label_escape(const char *in, char *out, size_t outlen)
     for (const char *p = in ? in : ""; *p; p++) {
         const char *rep = NULL;
         char one[2] = {*p, 0};
-        if (*p == '\\') rep = "\\\\";
-        else if (*p == '"') rep = "\\\"";
-        else if (*p == '\n') rep = "\\n";
-        else rep = one;
+        if (*p == '\\')
+            rep = "\\\\";
+        else if (*p == '"')
+            rep = "\\\"";
+        else if (*p == '\n')
+            rep = "\\n";
+        else
+            rep = one;
         size_t rl = strlen(rep);
         if (o + rl >= outlen) break; /* keep room for the NUL; never split an escape */
         memcpy(out + o, rep, rl);
@@ -499,7 +513,8 @@ bs_metric *bs_metrics_counter_kv(const char *name, const char *help, ...)
     bs_status st = labels_v(labels, sizeof labels, ap);
     va_end(ap);
     if (st != BS_OK) {
-        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)", bs_status_name(st));
+        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)",
+                      bs_status_name(st));
         return NULL;
     }
     return bs_metrics_counter(name, help, labels);
@@ -514,7 +529,8 @@ bs_metric *bs_metrics_gauge_kv(const char *name, const char *help, ...)
     bs_status st = labels_v(labels, sizeof labels, ap);
     va_end(ap);
     if (st != BS_OK) {
-        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)", bs_status_name(st));
+        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)",
+                      bs_status_name(st));
         return NULL;
     }
     return bs_metrics_gauge(name, help, labels);
@@ -530,7 +546,8 @@ bs_histogram *bs_metrics_histogram_kv(const char *name, const char *help, const 
     bs_status st = labels_v(labels, sizeof labels, ap);
     va_end(ap);
     if (st != BS_OK) {
-        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)", bs_status_name(st));
+        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)",
+                      bs_status_name(st));
         return NULL;
     }
     return bs_metrics_histogram(name, help, labels, bounds, n_bounds);
@@ -559,9 +576,12 @@ static void put_prom_double(bs_wbuf *w, double d)
 static void put_help(bs_wbuf *w, const char *help)
 {
     for (const char *p = help; *p; p++) {
-        if (*p == '\\') bs_wbuf_put_str(w, "\\\\");
-        else if (*p == '\n') bs_wbuf_put_str(w, "\\n");
-        else bs_wbuf_put_u8(w, (uint8_t)*p);
+        if (*p == '\\')
+            bs_wbuf_put_str(w, "\\\\");
+        else if (*p == '\n')
+            bs_wbuf_put_str(w, "\\n");
+        else
+            bs_wbuf_put_u8(w, (uint8_t)*p);
     }
 }
 
@@ -591,7 +611,8 @@ static void render_hist(bs_wbuf *w, const family *f, const series *s)
     for (size_t i = 0; i <= h->n_bounds; i++) {
         cum += atomic_load_explicit(&((bs_histogram *)h)->buckets[i], memory_order_relaxed);
         char num[40];
-        snprintf(le, sizeof le, "le=\"%s\"", i < h->n_bounds ? fmt_double(num, h->bounds[i]) : "+Inf");
+        snprintf(le, sizeof le, "le=\"%s\"",
+                 i < h->n_bounds ? fmt_double(num, h->bounds[i]) : "+Inf");
         put_series_name(w, f->name, "_bucket", s->labels, le);
         bs_wbuf_printf(w, " %llu\n", (unsigned long long)cum);
     }
@@ -653,8 +674,10 @@ bs_status bs_metrics_render_json(bs_wbuf *out)
             put_series_name(&key, f->name, "", s->labels, NULL);
             if (!first) bs_wbuf_put_u8(out, ',');
             first = false;
-            if (key.failed) out->failed = true; /* report NOMEM through `out` */
-            else bs_wbuf_put_json_string(out, (const char *)key.data, key.len);
+            if (key.failed)
+                out->failed = true; /* report NOMEM through `out` */
+            else
+                bs_wbuf_put_json_string(out, (const char *)key.data, key.len);
             bs_wbuf_put_u8(out, ':');
             if (f->type == TYPE_HISTOGRAM) {
                 bs_wbuf_printf(out, "{\"count\":%llu,\"sum\":",
@@ -676,7 +699,8 @@ bs_status bs_metrics_render_json(bs_wbuf *out)
 void bs_metrics_shutdown(void)
 {
     pthread_mutex_lock(&g_lock);
-    for (size_t i = 0; i < g_n_families; i++) family_free(g_families[i]);
+    for (size_t i = 0; i < g_n_families; i++)
+        family_free(g_families[i]);
     free(g_families);
     g_families = NULL;
     g_n_families = g_cap_families = 0;

@@ -81,9 +81,9 @@ static void sample_metrics(void)
                   2);
     size_t n;
     const double *b = bs_metrics_latency_bounds_s(&n);
-    bs_histogram *h = bs_metrics_histogram_kv("brokerside_request_latency_seconds",
-                                              "Broker round trip time.", b, n, "api", "Produce",
-                                              NULL);
+    bs_histogram *h =
+        bs_metrics_histogram_kv("brokerside_request_latency_seconds", "Broker round trip time.", b,
+                                n, "api", "Produce", NULL);
     bs_histogram_observe(h, 0.0005);
     bs_histogram_observe(h, 0.003);
     bs_histogram_observe(h, 0.2);

@@ -275,8 +275,9 @@ static void test_endpoints(void)
     CHECK_EQ(status_of(r), 200);
     CHECK(strstr(r, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n") != NULL);
     const char *b = body_of(r);
-    CHECK(b && strstr(b, "# HELP brokerside_test_total A test counter.\n"
-                         "# TYPE brokerside_test_total counter\nbrokerside_test_total 42\n") != NULL);
+    CHECK(b &&
+          strstr(b, "# HELP brokerside_test_total A test counter.\n"
+                    "# TYPE brokerside_test_total counter\nbrokerside_test_total 42\n") != NULL);
     /* Our own responses so far: 4 x 200 + 2 x 503 (the current one is
      * counted after rendering). */
     CHECK(b && strstr(b, "brokerside_admin_responses_total{code=\"200\"} 4\n") != NULL);
@@ -353,21 +354,21 @@ static void test_error_statuses(void)
         free(r);
     }
     static const char *malformed[] = {
-        "GET /healthz\r\n\r\n",                               /* HTTP/0.9 */
-        "GET  /healthz HTTP/1.1\r\nHost: x\r\n\r\n",          /* double space */
+        "GET /healthz\r\n\r\n",                      /* HTTP/0.9 */
+        "GET  /healthz HTTP/1.1\r\nHost: x\r\n\r\n", /* double space */
         "GET /healthz  HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n",
         "GET /healthz HTTP/1.1 \r\nHost: x\r\n\r\n",
         "GET /healthz http/1.1\r\nHost: x\r\n\r\n",
-        "GET healthz HTTP/1.1\r\nHost: x\r\n\r\n",           /* not origin-form */
+        "GET healthz HTTP/1.1\r\nHost: x\r\n\r\n", /* not origin-form */
         "GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-        "G(T /healthz HTTP/1.1\r\nHost: x\r\n\r\n",           /* '(' is not a tchar */
+        "G(T /healthz HTTP/1.1\r\nHost: x\r\n\r\n", /* '(' is not a tchar */
         "GET /heal\x7fthz HTTP/1.1\r\nHost: x\r\n\r\n",
-        "GET /healthz HTTP/1.1\r\nHost x\r\n\r\n",            /* header without colon */
-        "GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",          /* space before colon */
+        "GET /healthz HTTP/1.1\r\nHost x\r\n\r\n",             /* header without colon */
+        "GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",           /* space before colon */
         "GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", /* obs-fold */
-        "GET /healthz HTTP/1.1\r\nHost: x\ry\r\n\r\n",        /* bare CR */
-        "GET /healthz HTTP/1.1\r\n\r\n",                      /* 1.1 without Host */
+        "GET /healthz HTTP/1.1\r\nHost: x\ry\r\n\r\n",         /* bare CR */
+        "GET /healthz HTTP/1.1\r\n\r\n",                       /* 1.1 without Host */
         "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(malformed); i++) {
@@ -483,7 +484,8 @@ static void test_connection_limit(void)
         CHECK(0);
         return;
     }
-    bs_metric *rejected = bs_metrics_counter("brokerside_admin_connections_rejected_total", "", NULL);
+    bs_metric *rejected =
+        bs_metrics_counter("brokerside_admin_connections_rejected_total", "", NULL);
     int64_t rej0 = bs_metric_value(rejected);
     int fds[BS_ADMIN_MAX_CONNS];
     for (int i = 0; i < BS_ADMIN_MAX_CONNS; i++) {
@@ -646,7 +648,8 @@ static void test_parser_direct(void)
     CHECK_EQ(rq.minor_version, 0);
     CHECK_EQ(rq.head_len, head);
     /* Every proper prefix of a valid head needs more bytes, never "bad". */
-    for (size_t i = 0; i < head; i++) CHECK_EQ(bs_admin_parse_head(req, i, &rq), BS_E_SHORT);
+    for (size_t i = 0; i < head; i++)
+        CHECK_EQ(bs_admin_parse_head(req, i, &rq), BS_E_SHORT);
     CHECK_EQ(bs_admin_parse_head(NULL, 0, &rq), BS_E_SHORT);
     /* Invalid bytes in an unfinished request line fail early. */
     CHECK_EQ(bs_admin_parse_head("GET /\x01", 6, &rq), BS_E_MALFORMED);

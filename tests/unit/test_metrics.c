@@ -40,24 +40,24 @@ static void test_empty_registry(void)
 static void test_exact_exposition(void)
 {
     /* Registered out of order on purpose: output must be sorted. */
-    bs_metric *g = bs_metrics_gauge("brokerside_connections", "Open client connections.",
-                                    "listener=\"b\"");
-    bs_metric *ga = bs_metrics_gauge("brokerside_connections", "ignored second help",
-                                     "listener=\"a\"");
+    bs_metric *g =
+        bs_metrics_gauge("brokerside_connections", "Open client connections.", "listener=\"b\"");
+    bs_metric *ga =
+        bs_metrics_gauge("brokerside_connections", "ignored second help", "listener=\"a\"");
     bs_metric *c = bs_metrics_counter("brokerside_bytes_total", "Bytes relayed.\nTwo\\lines", NULL);
     const double b[] = {0.1, 0.5, 2};
-    bs_histogram *h = bs_metrics_histogram("brokerside_latency_seconds", "Latency.", "api=\"Produce\"",
-                                           b, 3);
+    bs_histogram *h =
+        bs_metrics_histogram("brokerside_latency_seconds", "Latency.", "api=\"Produce\"", b, 3);
     CHECK(g && ga && c && h);
     bs_metric_set(g, 7);
     bs_metric_add(ga, 3);
     bs_metric_add(ga, -1);
     bs_metric_add(c, 1234567890123LL);
-    bs_histogram_observe(h, 0.1);  /* boundary value goes into le=0.1 */
+    bs_histogram_observe(h, 0.1); /* boundary value goes into le=0.1 */
     bs_histogram_observe(h, 0.05);
     bs_histogram_observe(h, 1.0);
-    bs_histogram_observe(h, 100);  /* only in +Inf */
-    bs_histogram_observe(h, NAN);  /* ignored */
+    bs_histogram_observe(h, 100); /* only in +Inf */
+    bs_histogram_observe(h, NAN); /* ignored */
     char *s = render_prom();
     CHECK_STR(s, "# HELP brokerside_bytes_total Bytes relayed.\\nTwo\\\\lines\n"
                  "# TYPE brokerside_bytes_total counter\n"
@@ -76,10 +76,11 @@ static void test_exact_exposition(void)
                  "brokerside_latency_seconds_count{api=\"Produce\"} 4\n");
     free(s);
     s = render_json();
-    CHECK_STR(s, "{\"brokerside_bytes_total\":1234567890123,"
-                 "\"brokerside_connections{listener=\\\"a\\\"}\":2,"
-                 "\"brokerside_connections{listener=\\\"b\\\"}\":7,"
-                 "\"brokerside_latency_seconds{api=\\\"Produce\\\"}\":{\"count\":4,\"sum\":101.15}}");
+    CHECK_STR(s,
+              "{\"brokerside_bytes_total\":1234567890123,"
+              "\"brokerside_connections{listener=\\\"a\\\"}\":2,"
+              "\"brokerside_connections{listener=\\\"b\\\"}\":7,"
+              "\"brokerside_latency_seconds{api=\\\"Produce\\\"}\":{\"count\":4,\"sum\":101.15}}");
     free(s);
     CHECK_EQ(bs_histogram_count(h), 4);
     bs_metrics_shutdown();
@@ -130,8 +131,8 @@ static void test_type_clash_and_invalid(void)
     CHECK(bs_metrics_counter("ns:ok_total", NULL, NULL) != NULL); /* colon allowed, help optional */
     /* Label sets that would corrupt the exposition are refused. */
     static const char *bad_labels[] = {
-        "a",          "a=",          "a=\"x",     "a=\"x\"b=\"y\"", "a=\"x\",", "=\"x\"",
-        "1a=\"x\"", "a-b=\"x\"", "a=\"x\ny\"", "a=\"x\\q\"", "a=\"x\\\"", " a=\"x\"",
+        "a",        "a=",        "a=\"x",      "a=\"x\"b=\"y\"", "a=\"x\",",  "=\"x\"",
+        "1a=\"x\"", "a-b=\"x\"", "a=\"x\ny\"", "a=\"x\\q\"",     "a=\"x\\\"", " a=\"x\"",
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(bad_labels); i++) {
         if (bs_metrics_counter("brokerside_lbl_total", "l", bad_labels[i]) != NULL)
@@ -225,14 +226,15 @@ static void test_label_escape(void)
     CHECK_EQ(bs_metrics_labels(out, 12, "key", "valuevalue", NULL), BS_E_TOO_LARGE);
     CHECK_STR(out, "");
 
-    bs_metric *m = bs_metrics_counter_kv("brokerside_req_total", "r", "listener", "a\\b", "code",
-                                         "200", NULL);
+    bs_metric *m =
+        bs_metrics_counter_kv("brokerside_req_total", "r", "listener", "a\\b", "code", "200", NULL);
     CHECK(m != NULL);
     CHECK(m == bs_metrics_counter("brokerside_req_total", "r", "listener=\"a\\\\b\",code=\"200\""));
     CHECK(bs_metrics_counter_kv("brokerside_req_total", "r", "0bad", "x", NULL) == NULL);
-    bs_histogram *hk = bs_metrics_histogram_kv("brokerside_hk_seconds", "h", b1k, 1, "api", "Fetch",
-                                               NULL);
-    CHECK(hk != NULL && hk == bs_metrics_histogram("brokerside_hk_seconds", "h", "api=\"Fetch\"", b1k, 1));
+    bs_histogram *hk =
+        bs_metrics_histogram_kv("brokerside_hk_seconds", "h", b1k, 1, "api", "Fetch", NULL);
+    CHECK(hk != NULL &&
+          hk == bs_metrics_histogram("brokerside_hk_seconds", "h", "api=\"Fetch\"", b1k, 1));
     CHECK(bs_metrics_histogram_kv("brokerside_hk_seconds", "h", b1k, 1, "le", "1", NULL) == NULL);
     bs_metric *g = bs_metrics_gauge_kv("brokerside_g", "g", "x", "\n", NULL);
     bs_metric_set(g, -5);
@@ -265,13 +267,15 @@ static void *adder(void *arg)
 static void test_concurrent_adds_are_exact(void)
 {
     pthread_t t[THREADS];
-    for (int i = 0; i < THREADS; i++) CHECK_EQ(pthread_create(&t[i], NULL, adder, NULL), 0);
+    for (int i = 0; i < THREADS; i++)
+        CHECK_EQ(pthread_create(&t[i], NULL, adder, NULL), 0);
     /* Scrape while they run: must not crash or deadlock. */
     for (int i = 0; i < 20; i++) {
         char *s = render_prom();
         free(s);
     }
-    for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
     CHECK_EQ(bs_metric_value(bs_metrics_counter("brokerside_race_total", "r", NULL)),
              (long long)THREADS * ITERS);
     CHECK_EQ(bs_metric_value(bs_metrics_gauge("brokerside_race_gauge", "r", NULL)),
