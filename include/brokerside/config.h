@@ -133,9 +133,23 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
 void bs_config_free(bs_config *cfg);
 void bs_config_errors_free(bs_config_errors *errs);
 /* Find the advertised address for `node_id` (explicit map first, then the
- * template). Writes a NUL-terminated host into host[hostlen]. BS_E_NOT_FOUND
- * if the node is unmapped. */
+ * template, every "{id}" replaced by the decimal id). Writes a NUL-terminated
+ * host (IPv6 without brackets) into host[hostlen]. BS_E_NOT_FOUND if the node
+ * is unmapped (or negative), BS_E_TOO_LARGE if hostlen is too small,
+ * BS_E_MALFORMED if the template yields no valid port for this id (e.g.
+ * "h:909{id}" with id 10). Thread-safe: reads `k` only. */
 bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *host,
                                size_t hostlen, uint16_t *port) BS_WUR;
+/*
+ * SIGHUP rule: true when `new_cfg` differs from `old_cfg` in a setting that
+ * only a restart can apply (workers, the number of listeners, a listener's
+ * name/bind/upstream/protocol/broker_id, turning tls or upstream_tls on or
+ * off, admin enabled/bind). Everything else (TLS files and settings, limits,
+ * log_level, kafka.advertise, kafka.max_frame_bytes, admin.probe_interval_s)
+ * may be applied live. Writes a comma-separated list of the offending keys
+ * into what[whatlen] (truncated if needed; may be NULL when whatlen is 0).
+ */
+bool bs_config_needs_restart(const bs_config *old_cfg, const bs_config *new_cfg, char *what,
+                             size_t whatlen);
 
 #endif
