@@ -85,6 +85,9 @@ __attribute__((format(printf, 3, 4))) static void cfg_err(cfg_ctx *c, const char
     char *line = NULL;
     if (asprintf(&line, "%s: %s: %s", c->file, path[0] ? path : "(top level)", msg) < 0)
         line = NULL;
+    /* Keys in paths come from the file verbatim: one problem must stay one line. */
+    for (char *q = line; q && *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
     errs_push(c, line);
 }
 
@@ -97,8 +100,8 @@ static void cfg_err_at(cfg_ctx *c, const char *text, size_t len, size_t off, con
         if (text[i] == '\n') {
             line++;
             col = 1;
-        } else {
-            col++;
+        } else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+            col++; /* count characters, not UTF-8 continuation bytes */
         }
     }
     char *out = NULL;
@@ -516,10 +519,11 @@ static char *config_dir(const char *file)
  * Resolve the file named by string member `key` of `obj` against the config
  * directory and check that it is a readable regular file. Returns a malloc'd
  * absolute path, or NULL when the key is absent (with *ok true) or on error
- * (*ok false, problem recorded). `required` makes absence an error.
+ * (*ok false, problem recorded). `required` makes absence an error; `secret`
+ * (private keys) logs a warning when other users may read the file.
  */
 static char *get_file(cfg_ctx *c, const cJSON *obj, const char *key, const char *path,
-                      bool required, bool *ok)
+                      bool required, bool secret, bool *ok)
 {
     char p[CFG_PATH_MAX], q[600], qr[600];
     const char *s;
@@ -575,6 +579,9 @@ static char *get_file(cfg_ctx *c, const cJSON *obj, const char *key, const char 
         goto fail;
     }
     close(fd);
+    if (secret && (sb.st_mode & S_IROTH))
+        bs_log(BS_LOG_WARN, "config", "%s: %s: %s is readable by every user: chmod 600 it", c->file,
+               p, where);
     return abs;
 fail:
     free(abs);
@@ -939,10 +946,10 @@ static void parse_tls_server(cfg_ctx *c, const cJSON *v, const char *path,
     }
     check_keys(c, v, path, keys, NULL);
     bool ok; /* problems are recorded in the context; nothing more to do here */
-    t->cert_file = get_file(c, v, "cert", path, true, &ok);
-    t->key_file = get_file(c, v, "key", path, true, &ok);
-    t->client_ca_file = get_file(c, v, "client_ca", path, false, &ok);
-    t->crl_file = get_file(c, v, "crl", path, false, &ok);
+    t->cert_file = get_file(c, v, "cert", path, true, false, &ok);
+    t->key_file = get_file(c, v, "key", path, true, true, &ok);
+    t->client_ca_file = get_file(c, v, "client_ca", path, false, false, &ok);
+    t->crl_file = get_file(c, v, "crl", path, false, false, &ok);
     int auth = BS_CLIENT_AUTH_NONE;
     get_enum(c, v, "client_auth", path, auth_names, &auth);
     t->client_auth = (bs_client_auth)auth;
@@ -987,9 +994,9 @@ static void parse_tls_client(cfg_ctx *c, const cJSON *v, const char *path,
     }
     check_keys(c, v, path, keys, NULL);
     bool ok;
-    t->ca_file = get_file(c, v, "ca", path, false, &ok);
-    t->cert_file = get_file(c, v, "cert", path, false, &ok);
-    t->key_file = get_file(c, v, "key", path, false, &ok);
+    t->ca_file = get_file(c, v, "ca", path, false, false, &ok);
+    t->cert_file = get_file(c, v, "cert", path, false, false, &ok);
+    t->key_file = get_file(c, v, "key", path, false, true, &ok);
     bool has_cert = member(v, "cert") != NULL, has_key = member(v, "key") != NULL;
     if (has_cert != has_key) {
         path_key(p, sizeof p, path, has_cert ? "key" : "cert");
@@ -1265,7 +1272,12 @@ static void parse_advertise_map(cfg_ctx *c, const cJSON *m, const char *path, bs
 {
     char p[CFG_PATH_MAX], q[160], qv[300];
     size_t n = (size_t)cJSON_GetArraySize(m);
-    if (n == 0) return;
+    if (n == 0) {
+        /* An empty map advertises nothing: almost certainly an unfinished edit. */
+        cfg_err(c, path, "maps no node id: add \"ID\": \"host:port\" entries%s",
+                strcmp(path, "kafka.advertise") == 0 ? " or use a template" : " or remove it");
+        return;
+    }
     k->advertise = calloc(n, sizeof *k->advertise);
     if (!k->advertise) {
         c->nomem = true;

@@ -3,6 +3,7 @@
 #include "brokerside/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -57,6 +58,7 @@ static void setup_dir(void)
     for (size_t i = 0; i < BS_ARRAY_LEN(names); i++) {
         snprintf(p, sizeof p, "%s/%s", g_dir, names[i]);
         write_file(p, "-----BEGIN PLACEHOLDER-----\n");
+        if (strstr(names[i], ".key")) chmod(p, 0600);
     }
     snprintf(p, sizeof p, "%s/sub", g_dir);
     mkdir(p, 0700);
@@ -303,12 +305,63 @@ static void test_null_means_default_and_admin_null_disables(void)
     CHECK_EQ(cfg->limits.buffer_bytes, 65536);
     CHECK(!cfg->admin.enabled);
     bs_config_free(cfg);
-    /* A non-loopback admin bind is allowed (with a warning in the log). */
-    j = with("", "\"admin\": {\"bind\": \"0.0.0.0:0\"}");
-    cfg = EXPECT_OK(j);
-    free(j);
-    if (cfg) CHECK(cfg->admin.enabled && cfg->admin.bind.port == 0);
+}
+
+/* Run a load of `json` with stderr captured; returns what was logged (caller frees). */
+static char *load_capturing_log(const char *json, bs_status *st)
+{
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/log.txt", g_dir);
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    close(fd);
+    bs_config *cfg = NULL;
+    bs_config_errors e;
+    *st = load(json, &cfg, &e);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
     bs_config_free(cfg);
+    bs_config_errors_free(&e);
+    FILE *f = fopen(p, "r");
+    char *buf = calloc(1, 8192);
+    if (f && buf) {
+        size_t n = fread(buf, 1, 8191, f);
+        buf[n] = '\0';
+    }
+    if (f) fclose(f);
+    return buf;
+}
+
+static void test_warnings_are_logged(void)
+{
+    bs_status st;
+    char *j = with("", "\"admin\": {\"bind\": \"0.0.0.0:0\"}");
+    char *log = load_capturing_log(j, &st);
+    CHECK_EQ(st, BS_OK);
+    CHECK(log && strstr(log, "WARN") && strstr(log, "admin.bind 0.0.0.0:0 is not a loopback address"));
+    free(log);
+    free(j);
+    j = with("", "");
+    log = load_capturing_log(j, &st);
+    CHECK_EQ(st, BS_OK);
+    CHECK(log && log[0] == '\0'); /* loopback admin, no TLS: nothing to say */
+    free(log);
+    free(j);
+    char *key = fmt("%s/open.key", g_dir);
+    write_file(key, "k\n");
+    chmod(key, 0644);
+    j = with("\"tls\": {\"cert\": \"server.crt\", \"key\": \"open.key\"}", "");
+    log = load_capturing_log(j, &st);
+    CHECK_EQ(st, BS_OK);
+    CHECK(log && strstr(log, "listeners[0].tls.key: \"open.key\"") &&
+          strstr(log, "is readable by every user"));
+    free(log);
+    free(j);
+    remove(key);
+    free(key);
 }
 
 static void test_comments(void)
@@ -399,6 +452,10 @@ static void test_syntax_errors_have_line_and_column(void)
     EXPECT_ERR("{\"log_level\": \"// x\" oops}", "bs.json:1:22: JSON syntax error near 'o'");
     /* A comment before the error keeps the column right (comments become spaces). */
     EXPECT_ERR("{ /* c */ \"workers\": ?}", "bs.json:1:22: JSON syntax error near '?'");
+    /* Columns count characters: the two-byte 'é' in the comment is one column. */
+    EXPECT_ERR("{ /* é */ \"workers\": ?}", "bs.json:1:22: JSON syntax error near '?'");
+    /* Control characters in a key never break the one-problem-one-line rule. */
+    EXPECT_ERR("{\"a\\nb\": 1}", "bs.json: a?b: unknown key \"a\\x0ab\"");
     const char nul[] = "{\"workers\": 1}\0{}";
     bs_config *cfg = NULL;
     bs_config_errors e = {0};
@@ -776,6 +833,9 @@ static void test_bad_advertise(void)
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": [\"a:1\"]}}", "kafka.advertise.nodes: expected an object mapping node ids");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"template\": 1}}", "kafka.advertise.template: expected a string");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"template\": \"x:1\"}}", "kafka.advertise.template: \"x:1\": the template must contain {id}");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {}}", "kafka.advertise: maps no node id");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": {}, \"template\": \"b{id}:1\"}}",
+                 "kafka.advertise.nodes: maps no node id");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": {\"x\": \"a:1\"}}}", "kafka.advertise.nodes[\"x\"]: \"x\" is not a node id");
 }
 
@@ -950,6 +1010,7 @@ int main(void)
     RUN(test_minimal_gets_defaults);
     RUN(test_full_config);
     RUN(test_null_means_default_and_admin_null_disables);
+    RUN(test_warnings_are_logged);
     RUN(test_comments);
     RUN(test_parse_from_memory);
     RUN(test_missing_file);
