@@ -228,7 +228,8 @@ static bs_status strip_comments(const char *in, size_t len, char **out, size_t *
             continue;
         }
         if (ch == '/' && i + 1 < len && o[i + 1] == '/') {
-            while (i < len && o[i] != '\n') o[i++] = ' ';
+            while (i < len && o[i] != '\n')
+                o[i++] = ' ';
             continue;
         }
         if (ch == '/' && i + 1 < len && o[i + 1] == '*') {
@@ -282,7 +283,8 @@ static bool find_trailing_comma(const char *t, size_t len, size_t *off)
         }
         if (t[i] != ',') continue;
         size_t j = i + 1;
-        while (j < len && isspace((unsigned char)t[j])) j++;
+        while (j < len && isspace((unsigned char)t[j]))
+            j++;
         if (j < len && (t[j] == '}' || t[j] == ']')) {
             *off = i;
             return true;
@@ -301,7 +303,8 @@ static size_t edit_distance(const char *a, const char *b)
     size_t la = strlen(a), lb = strlen(b);
     if (la > 40 || lb > 40) return 99;
     size_t prev[41], cur[41];
-    for (size_t j = 0; j <= lb; j++) prev[j] = j;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
     for (size_t i = 1; i <= la; i++) {
         cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
@@ -314,6 +317,7 @@ static size_t edit_distance(const char *a, const char *b)
     return prev[lb];
 }
 
+/* True if `s` is one of the NULL-terminated `list` (NULL list: false). */
 static bool in_list(const char *const *list, const char *s)
 {
     for (size_t i = 0; list && list[i]; i++)
@@ -422,8 +426,8 @@ static void get_int(cfg_ctx *c, const cJSON *obj, const char *key, const char *p
 
 /* Read an optional number of seconds in (0, max] into *out (unchanged when
  * absent). */
-static void get_seconds(cfg_ctx *c, const cJSON *obj, const char *key, const char *path,
-                        double max, double *out)
+static void get_seconds(cfg_ctx *c, const cJSON *obj, const char *key, const char *path, double max,
+                        double *out)
 {
     char p[CFG_PATH_MAX];
     const cJSON *v = member(obj, key);
@@ -470,7 +474,7 @@ static void get_enum(cfg_ctx *c, const cJSON *obj, const char *key, const char *
     }
     char p[CFG_PATH_MAX], q[160], choices[256] = "";
     size_t used = 0;
-    for (int i = 0; names[i]; i++)
+    for (int i = 0; names[i] && used < sizeof choices; i++)
         used += (size_t)snprintf(choices + used, sizeof choices - used, "%s\"%s\"",
                                  i ? (names[i + 1] ? ", " : " or ") : "", names[i]);
     path_key(p, sizeof p, path, key);
@@ -545,7 +549,7 @@ static char *get_file(cfg_ctx *c, const cJSON *obj, const char *key, const char 
         abs = cfg_strdup(c, s);
     } else if (!c->dir) {
         c->nomem = true;
-    } else if (asprintf(&abs, "%s/%s", c->dir, s) < 0) {
+    } else if (asprintf(&abs, "%s%s%s", c->dir, strcmp(c->dir, "/") == 0 ? "" : "/", s) < 0) {
         abs = NULL;
         c->nomem = true;
     }
@@ -613,7 +617,8 @@ static const char *split_hostport(const char *s, char *host, char *port, bool *b
     } else {
         colon = strrchr(s, ':');
         if (!colon) return "expected HOST:PORT";
-        if (memchr(s, ':', (size_t)(colon - s))) return "an IPv6 address must be written in brackets, e.g. [::1]:9092";
+        if (memchr(s, ':', (size_t)(colon - s)))
+            return "an IPv6 address must be written in brackets, e.g. [::1]:9092";
         memcpy(host, s, (size_t)(colon - s));
         host[colon - s] = '\0';
     }
@@ -717,6 +722,7 @@ out:
     return ok;
 }
 
+/* Free the strings of *ep (not ep itself); safe on a zeroed endpoint. */
 static void endpoint_free(bs_endpoint *ep)
 {
     free(ep->text);
@@ -795,9 +801,9 @@ static void get_tls_version(cfg_ctx *c, const cJSON *obj, const char *path, int 
 }
 
 /* The TLS 1.3 suites OpenSSL implements (RFC 8446); all are AEAD. */
-static const char *const tls13_suites[] = {
-    "TLS_AES_128_GCM_SHA256",       "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
-    "TLS_AES_128_CCM_SHA256",       "TLS_AES_128_CCM_8_SHA256", NULL};
+static const char *const tls13_suites[] = {"TLS_AES_128_GCM_SHA256",       "TLS_AES_256_GCM_SHA384",
+                                           "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+                                           "TLS_AES_128_CCM_8_SHA256",     NULL};
 
 /*
  * Validate a TLS 1.2 cipher list with a throwaway SSL_CTX: OpenSSL must
@@ -900,6 +906,7 @@ static void get_cipher_lists(cfg_ctx *c, const cJSON *obj, const char *path, cha
     }
 }
 
+/* Free a TLS server section and its strings; NULL is a no-op. */
 static void tls_server_free(bs_tls_server_config *t)
 {
     if (!t) return;
@@ -912,6 +919,7 @@ static void tls_server_free(bs_tls_server_config *t)
     free(t);
 }
 
+/* Free a TLS client section and its strings; NULL is a no-op. */
 static void tls_client_free(bs_tls_client_config *t)
 {
     if (!t) return;
@@ -928,9 +936,9 @@ static void tls_client_free(bs_tls_client_config *t)
 static void parse_tls_server(cfg_ctx *c, const cJSON *v, const char *path,
                              bs_tls_server_config **out)
 {
-    static const char *const keys[] = {"cert",        "key",         "client_ca", "crl",
-                                       "client_auth", "min_version", "ciphers",   "ciphersuites",
-                                       NULL};
+    static const char *const keys[] = {"cert",    "key",          "client_ca",
+                                       "crl",     "client_auth",  "min_version",
+                                       "ciphers", "ciphersuites", NULL};
     static const char *const auth_names[] = {"none", "optional", "required", NULL};
     char p[CFG_PATH_MAX], q[160];
     *out = NULL;
@@ -963,8 +971,9 @@ static void parse_tls_server(cfg_ctx *c, const cJSON *v, const char *path,
     }
     if (member(v, "crl") && t->client_auth == BS_CLIENT_AUTH_NONE) {
         path_key(p, sizeof p, path, "crl");
-        cfg_err(c, p, "a CRL is only used to check client certificates: set client_auth to "
-                      "\"optional\" or \"required\"");
+        cfg_err(c, p,
+                "a CRL is only used to check client certificates: set client_auth to "
+                "\"optional\" or \"required\"");
     }
     get_tls_version(c, v, path, &t->min_version);
     get_cipher_lists(c, v, path, &t->ciphers, &t->ciphersuites);
@@ -977,9 +986,9 @@ static void parse_tls_server(cfg_ctx *c, const cJSON *v, const char *path,
 static void parse_tls_client(cfg_ctx *c, const cJSON *v, const char *path,
                              const char *upstream_host, bs_tls_client_config **out)
 {
-    static const char *const keys[] = {"ca",          "cert",    "key",          "server_name",
-                                       "verify",      "min_version", "ciphers", "ciphersuites",
-                                       NULL};
+    static const char *const keys[] = {"ca",          "cert",         "key",
+                                       "server_name", "verify",       "min_version",
+                                       "ciphers",     "ciphersuites", NULL};
     char p[CFG_PATH_MAX];
     *out = NULL;
     if (!v || cJSON_IsNull(v)) return;
@@ -1000,8 +1009,9 @@ static void parse_tls_client(cfg_ctx *c, const cJSON *v, const char *path,
     bool has_cert = member(v, "cert") != NULL, has_key = member(v, "key") != NULL;
     if (has_cert != has_key) {
         path_key(p, sizeof p, path, has_cert ? "key" : "cert");
-        cfg_err(c, p, "is required because %s is set: a client certificate needs its key and "
-                      "vice versa",
+        cfg_err(c, p,
+                "is required because %s is set: a client certificate needs its key and "
+                "vice versa",
                 has_cert ? "cert" : "key");
     }
     const char *sn;
@@ -1029,6 +1039,7 @@ static bool name_ok(const char *s)
     return true;
 }
 
+/* Free what a listener owns (not l itself: it lives in the listeners array). */
 static void listener_free(bs_listener_config *l)
 {
     free(l->name);
@@ -1043,8 +1054,8 @@ static void listener_free(bs_listener_config *l)
 static void parse_listener(cfg_ctx *c, const cJSON *v, const char *path, size_t idx,
                            bs_listener_config *l, bool *bind_ok)
 {
-    static const char *const keys[] = {"name",     "bind", "upstream",     "protocol",
-                                       "broker_id", "tls", "upstream_tls", NULL};
+    static const char *const keys[] = {"name",      "bind", "upstream",     "protocol",
+                                       "broker_id", "tls",  "upstream_tls", NULL};
     static const char *const protocols[] = {"kafka", "tcp", NULL};
     char p[CFG_PATH_MAX], q[160];
     *bind_ok = false;
@@ -1093,8 +1104,7 @@ static void parse_listeners(cfg_ctx *c, const cJSON *root, bs_config *cfg)
         return;
     }
     if (!cJSON_IsArray(v)) {
-        cfg_err(c, "listeners", "expected an array of listener objects, got %s",
-                json_type_name(v));
+        cfg_err(c, "listeners", "expected an array of listener objects, got %s", json_type_name(v));
         return;
     }
     size_t n = (size_t)cJSON_GetArraySize(v);
@@ -1131,8 +1141,9 @@ static void parse_listeners(cfg_ctx *c, const cJSON *root, bs_config *cfg)
             if (bind_ok[j] && bind_ok[k] && binds_overlap(&a->bind, &b->bind)) {
                 path_index(pj, sizeof pj, "listeners", j);
                 path_key(p, sizeof p, pj, "bind");
-                cfg_err(c, p, "%s overlaps listeners[%zu].bind (%s): each listener needs its own "
-                              "address and port",
+                cfg_err(c, p,
+                        "%s overlaps listeners[%zu].bind (%s): each listener needs its own "
+                        "address and port",
                         quote(q, sizeof q, b->bind.text), k, a->bind.text);
             }
         }
@@ -1143,9 +1154,13 @@ static void parse_listeners(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 /* Parse `limits` (optional object). */
 static void parse_limits(cfg_ctx *c, const cJSON *root, bs_limits_config *lim)
 {
-    static const char *const keys[] = {"max_connections",   "buffer_bytes",
-                                       "handshake_timeout_s", "idle_timeout_s",
-                                       "connect_timeout_s", "shutdown_grace_s", NULL};
+    static const char *const keys[] = {"max_connections",
+                                       "buffer_bytes",
+                                       "handshake_timeout_s",
+                                       "idle_timeout_s",
+                                       "connect_timeout_s",
+                                       "shutdown_grace_s",
+                                       NULL};
     lim->max_connections = 10000;
     lim->buffer_bytes = 65536;
     lim->handshake_timeout_s = 10;
@@ -1190,7 +1205,8 @@ static const char *check_advertised(const char *s, char *host, uint16_t *port)
         why = "the host contains characters that are not valid in a host name";
     if (!why && bracketed) {
         struct in6_addr a6;
-        if (inet_pton(AF_INET6, host, &a6) != 1) why = "the text in brackets is not an IPv6 address";
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            why = "the text in brackets is not an IPv6 address";
     }
     free(portbuf);
     if (!why) *port = (uint16_t)pn;
@@ -1300,8 +1316,9 @@ static void parse_advertise_map(cfg_ctx *c, const cJSON *m, const char *path, bs
             if (!isdigit((unsigned char)key[i])) digits = false;
         long long id = digits ? strtoll(key, NULL, 10) : -1;
         if (!digits || id > INT32_MAX) {
-            cfg_err(c, p, "%s is not a node id: keys must be non-negative integers written in "
-                          "decimal, e.g. \"1\"",
+            cfg_err(c, p,
+                    "%s is not a node id: keys must be non-negative integers written in "
+                    "decimal, e.g. \"1\"",
                     quote(q, sizeof q, key));
             continue;
         }
@@ -1374,8 +1391,10 @@ static void parse_kafka(cfg_ctx *c, const cJSON *root, bs_kafka_config *k)
         if (cJSON_IsObject(nodes))
             parse_advertise_map(c, nodes, "kafka.advertise.nodes", k);
         else
-            cfg_err(c, "kafka.advertise.nodes", "expected an object mapping node ids to "
-                    "\"host:port\", got %s", json_type_name(nodes));
+            cfg_err(c, "kafka.advertise.nodes",
+                    "expected an object mapping node ids to "
+                    "\"host:port\", got %s",
+                    json_type_name(nodes));
     }
     const cJSON *t = member(a, "template");
     if (t) {
@@ -1416,23 +1435,29 @@ static void parse_admin(cfg_ctx *c, const cJSON *root, bs_admin_config *adm)
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Free cfg and everything it owns; NULL is a no-op. Works on partially
+ * filled configs too, which is how failed loads clean up. */
 void bs_config_free(bs_config *cfg)
 {
     if (!cfg) return;
     free(cfg->path);
-    for (size_t i = 0; i < cfg->n_listeners; i++) listener_free(&cfg->listeners[i]);
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        listener_free(&cfg->listeners[i]);
     free(cfg->listeners);
-    for (size_t i = 0; i < cfg->kafka.n_advertise; i++) free(cfg->kafka.advertise[i].host);
+    for (size_t i = 0; i < cfg->kafka.n_advertise; i++)
+        free(cfg->kafka.advertise[i].host);
     free(cfg->kafka.advertise);
     free(cfg->kafka.advertise_template);
     endpoint_free(&cfg->admin.bind);
     free(cfg);
 }
 
+/* Free every message and reset errs to empty, ready for reuse. */
 void bs_config_errors_free(bs_config_errors *errs)
 {
     if (!errs) return;
-    for (size_t i = 0; i < errs->n; i++) free(errs->msgs[i]);
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->msgs[i]);
     free(errs->msgs);
     errs->msgs = NULL;
     errs->n = 0;
@@ -1443,7 +1468,7 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 {
     static const char *const keys[] = {"workers", "log_level", "listeners", "limits",
                                        "kafka",   "admin",     NULL};
-    static const char *const future[] = {"encryption", "aws",  "audit", "metrics",
+    static const char *const future[] = {"encryption", "aws",   "audit", "metrics",
                                          "logs",       "sinks", "spool", NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     check_keys(c, root, "", keys, future);
@@ -1471,6 +1496,7 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
     }
 }
 
+/* See config.h. `text` need not be NUL-terminated; it is copied. */
 bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_config **out,
                           bs_config_errors *errs)
 {
@@ -1486,7 +1512,8 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
     if (st == BS_E_CONFIG) cfg_err_at(&c, text, len, off, why);
     if (st != BS_OK) goto out;
     bool blank = true;
-    for (size_t i = 0; i < len && blank; i++) blank = isspace((unsigned char)clean[i]);
+    for (size_t i = 0; i < len && blank; i++)
+        blank = isspace((unsigned char)clean[i]);
     if (blank) {
         cfg_err(&c, "", "the file is empty (or only comments): expected a JSON object");
         st = BS_E_CONFIG;
@@ -1503,7 +1530,8 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
     if (!root) {
         off = end ? (size_t)(end - clean) : 0;
         /* Past the end means "ran out of input": point at the last real byte. */
-        while (off > 0 && (off >= len || isspace((unsigned char)clean[off]))) off--;
+        while (off > 0 && (off >= len || isspace((unsigned char)clean[off])))
+            off--;
         char msg[128];
         if (off < len && isprint((unsigned char)text[off]))
             snprintf(msg, sizeof msg, "JSON syntax error near '%c'", text[off]);
@@ -1551,6 +1579,7 @@ out:
     return st;
 }
 
+/* See config.h: read the whole file, then bs_config_parse(). */
 bs_status bs_config_load(const char *path, bs_config **out, bs_config_errors *errs)
 {
     cfg_ctx c = {.file = path, .errs = errs};
@@ -1615,6 +1644,7 @@ out:
     return st;
 }
 
+/* See config.h. */
 bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *host,
                                size_t hostlen, uint16_t *port)
 {
@@ -1657,6 +1687,7 @@ static bool same_endpoint(const bs_endpoint *a, const bs_endpoint *b)
     return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
+/* See config.h: the SIGHUP rule of docs/configuration.md, key by key. */
 bool bs_config_needs_restart(const bs_config *old_cfg, const bs_config *new_cfg, char *what,
                              size_t whatlen)
 {
@@ -1673,8 +1704,12 @@ bool bs_config_needs_restart(const bs_config *old_cfg, const bs_config *new_cfg,
     } else {
         for (size_t i = 0; i < old_cfg->n_listeners; i++) {
             const bs_listener_config *a = &old_cfg->listeners[i], *b = &new_cfg->listeners[i];
-            static const char *const fields[] = {"name", "bind", "upstream", "protocol",
-                                                 "broker_id", "tls (on/off)",
+            static const char *const fields[] = {"name",
+                                                 "bind",
+                                                 "upstream",
+                                                 "protocol",
+                                                 "broker_id",
+                                                 "tls (on/off)",
                                                  "upstream_tls (on/off)"};
             bool diff[] = {strcmp(a->name, b->name) != 0,
                            !same_endpoint(&a->bind, &b->bind),

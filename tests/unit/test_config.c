@@ -52,8 +52,8 @@ static void setup_dir(void)
         fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
         exit(2);
     }
-    const char *names[] = {"server.crt", "server.key", "ca.crt", "crl.pem", "client.crt",
-                           "client.key"};
+    const char *names[] = {"server.crt", "server.key", "ca.crt",
+                           "crl.pem",    "client.crt", "client.key"};
     char p[PATH_MAX + 64];
     for (size_t i = 0; i < BS_ARRAY_LEN(names); i++) {
         snprintf(p, sizeof p, "%s/%s", g_dir, names[i]);
@@ -95,7 +95,8 @@ static bs_status load(const char *json, bs_config **cfg, bs_config_errors *errs)
 
 static void dump_errs(const bs_config_errors *e)
 {
-    for (size_t i = 0; i < e->n; i++) fprintf(stderr, "    | %s\n", e->msgs[i]);
+    for (size_t i = 0; i < e->n; i++)
+        fprintf(stderr, "    | %s\n", e->msgs[i]);
 }
 
 /* True if some message contains `needle`. */
@@ -120,8 +121,8 @@ static size_t expect_err_at(int line, const char *json, const char *needle)
     for (size_t i = 0; i < e.n; i++)
         if (strncmp(e.msgs[i], prefix, strlen(prefix)) != 0) ok = false;
     if (!ok) {
-        fprintf(stderr, "  FAIL line %d: status %d, wanted an error containing [%s]; got:\n",
-                line, st, needle);
+        fprintf(stderr, "  FAIL line %d: status %d, wanted an error containing [%s]; got:\n", line,
+                st, needle);
         dump_errs(&e);
         test_failures_in_current++;
     }
@@ -223,16 +224,22 @@ static void test_full_config(void)
         "  \"listeners\": [\n"
         "    {\"name\": \"clients\", \"bind\": \"[::1]:0\", \"upstream\": \"localhost:9092\",\n"
         "     \"protocol\": \"tcp\", \"broker_id\": 7,\n"
-        "     \"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\", \"client_ca\": \"ca.crt\",\n"
-        "             \"crl\": \"crl.pem\", \"client_auth\": \"required\", \"min_version\": \"TLSv1.3\",\n"
-        "             \"ciphers\": \"ECDHE+AESGCM:!aNULL\", \"ciphersuites\": \"TLS_AES_256_GCM_SHA384\"},\n"
-        "     \"upstream_tls\": {\"ca\": \"ca.crt\", \"cert\": \"client.crt\", \"key\": \"client.key\",\n"
+        "     \"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\", \"client_ca\": "
+        "\"ca.crt\",\n"
+        "             \"crl\": \"crl.pem\", \"client_auth\": \"required\", \"min_version\": "
+        "\"TLSv1.3\",\n"
+        "             \"ciphers\": \"ECDHE+AESGCM:!aNULL\", \"ciphersuites\": "
+        "\"TLS_AES_256_GCM_SHA384\"},\n"
+        "     \"upstream_tls\": {\"ca\": \"ca.crt\", \"cert\": \"client.crt\", \"key\": "
+        "\"client.key\",\n"
         "                      \"verify\": false, \"server_name\": \"broker-7.internal\"}},\n"
         "    {\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9093\",\n"
-        "     \"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\", \"client_auth\": \"none\"},\n"
+        "     \"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\", \"client_auth\": "
+        "\"none\"},\n"
         "     \"upstream_tls\": {}}\n"
         "  ],\n"
-        "  \"limits\": {\"max_connections\": 50, \"buffer_bytes\": 4096, \"handshake_timeout_s\": 2.5,\n"
+        "  \"limits\": {\"max_connections\": 50, \"buffer_bytes\": 4096, \"handshake_timeout_s\": "
+        "2.5,\n"
         "             \"idle_timeout_s\": 60, \"connect_timeout_s\": 1, \"shutdown_grace_s\": 3},\n"
         "  \"kafka\": {\"advertise\": {\"nodes\": {\"7\": \"b7.example.com:9094\"},\n"
         "                           \"template\": \"b{id}.example.com:9094\"},\n"
@@ -341,7 +348,8 @@ static void test_warnings_are_logged(void)
     char *j = with("", "\"admin\": {\"bind\": \"0.0.0.0:0\"}");
     char *log = load_capturing_log(j, &st);
     CHECK_EQ(st, BS_OK);
-    CHECK(log && strstr(log, "WARN") && strstr(log, "admin.bind 0.0.0.0:0 is not a loopback address"));
+    CHECK(log && strstr(log, "WARN") &&
+          strstr(log, "admin.bind 0.0.0.0:0 is not a loopback address"));
     free(log);
     free(j);
     j = with("", "");
@@ -441,13 +449,15 @@ static void test_empty_and_non_object(void)
 static void test_syntax_errors_have_line_and_column(void)
 {
     /* Line 3, column 14 is the bare word. */
-    EXPECT_ERR("{\n  \"workers\": 1,\n  \"log_level\": info\n}", "bs.json:3:16: JSON syntax error near 'i'");
+    EXPECT_ERR("{\n  \"workers\": 1,\n  \"log_level\": info\n}",
+               "bs.json:3:16: JSON syntax error near 'i'");
     EXPECT_ERR("{\n  \"workers\": 1,\n}", "bs.json:2:15: JSON syntax error: trailing comma");
     EXPECT_ERR("{\"a\": [1, 2, ]}", "bs.json:1:12: JSON syntax error: trailing comma");
     EXPECT_ERR("{\n /* never closed\n \"workers\": 1}", "bs.json:2:2: unterminated /* comment");
     EXPECT_ERR("{\"workers\": 1} extra", "bs.json:1:16: JSON syntax error near 'e'");
     EXPECT_ERR("{\"workers\": 1", "bs.json:1:13: JSON syntax error");
-    EXPECT_ERR("{\"workers\": 1 \"log_level\": \"info\"}", "bs.json:1:15: JSON syntax error near '\"'");
+    EXPECT_ERR("{\"workers\": 1 \"log_level\": \"info\"}",
+               "bs.json:1:15: JSON syntax error near '\"'");
     /* Comment-like text in a string does not hide the rest of the line from the parser. */
     EXPECT_ERR("{\"log_level\": \"// x\" oops}", "bs.json:1:22: JSON syntax error near 'o'");
     /* A comment before the error keeps the column right (comments become spaces). */
@@ -470,7 +480,8 @@ static void test_syntax_errors_have_line_and_column(void)
 
 static void test_unknown_keys_at_every_level(void)
 {
-    EXPECT_ERR_T("\"wrokers\": 2", "bs.json: wrokers: unknown key \"wrokers\" (did you mean \"workers\"?)");
+    EXPECT_ERR_T("\"wrokers\": 2",
+                 "bs.json: wrokers: unknown key \"wrokers\" (did you mean \"workers\"?)");
     EXPECT_ERR_T("\"zzzzzzzz\": 2", "zzzzzzzz: unknown key \"zzzzzzzz\"");
     EXPECT_ERR_L("\"upstreams\": \"x\"", "listeners[0].upstreams: unknown key \"upstreams\"");
     EXPECT_ERR_L("\"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\", \"verify\": true}",
@@ -478,7 +489,8 @@ static void test_unknown_keys_at_every_level(void)
     EXPECT_ERR_L("\"upstream_tls\": {\"client_auth\": \"none\"}",
                  "listeners[0].upstream_tls.client_auth: unknown key");
     EXPECT_ERR_T("\"limits\": {\"max_conns\": 5}", "limits.max_conns: unknown key");
-    EXPECT_ERR_T("\"kafka\": {\"advertised\": \"x{id}:1\"}", "kafka.advertised: unknown key \"advertised\" (did you mean \"advertise\"?)");
+    EXPECT_ERR_T("\"kafka\": {\"advertised\": \"x{id}:1\"}",
+                 "kafka.advertised: unknown key \"advertised\" (did you mean \"advertise\"?)");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"template\": \"b{id}:1\", \"1\": \"a:1\"}}",
                  "kafka.advertise.1: unknown key");
     EXPECT_ERR_T("\"admin\": {\"port\": 9644}", "admin.port: unknown key");
@@ -516,16 +528,19 @@ static void test_wrong_types(void)
     EXPECT_ERR_T("\"log_level\": 3", "log_level: expected a string, got a number");
     EXPECT_ERR("{\"listeners\": {\"bind\": \"127.0.0.1:0\"}}",
                "listeners: expected an array of listener objects, got an object");
-    EXPECT_ERR("{\"listeners\": [\"127.0.0.1:0\"]}", "listeners[0]: expected an object, got a string");
+    EXPECT_ERR("{\"listeners\": [\"127.0.0.1:0\"]}",
+               "listeners[0]: expected an object, got a string");
     EXPECT_ERR("{\"listeners\": [{\"bind\": 9094, \"upstream\": \"127.0.0.1:1\"}]}",
                "listeners[0].bind: expected a string, got a number");
-    EXPECT_ERR_L("\"broker_id\": \"1\"", "listeners[0].broker_id: expected an integer, got a string");
+    EXPECT_ERR_L("\"broker_id\": \"1\"",
+                 "listeners[0].broker_id: expected an integer, got a string");
     EXPECT_ERR_L("\"tls\": true", "listeners[0].tls: expected an object or null, got a boolean");
     EXPECT_ERR_L("\"tls\": {\"cert\": 1, \"key\": \"server.key\"}",
                  "listeners[0].tls.cert: expected a string, got a number");
     EXPECT_ERR_L("\"upstream_tls\": {\"verify\": \"no\"}",
                  "listeners[0].upstream_tls.verify: expected true or false, got a string");
-    EXPECT_ERR_L("\"upstream_tls\": []", "listeners[0].upstream_tls: expected an object or null, got an array");
+    EXPECT_ERR_L("\"upstream_tls\": []",
+                 "listeners[0].upstream_tls: expected an object or null, got an array");
     EXPECT_ERR_T("\"limits\": [1]", "limits: expected an object, got an array");
     EXPECT_ERR_T("\"limits\": {\"idle_timeout_s\": \"10\"}",
                  "limits.idle_timeout_s: expected a number of seconds, got a string");
@@ -536,24 +551,37 @@ static void test_wrong_types(void)
 
 static void test_enums_and_ranges(void)
 {
-    EXPECT_ERR_T("\"log_level\": \"trace\"",
-                 "log_level: \"trace\" is not valid: expected \"debug\", \"info\", \"warn\" or \"error\"");
-    EXPECT_ERR_L("\"protocol\": \"http\"", "listeners[0].protocol: \"http\" is not valid: expected \"kafka\" or \"tcp\"");
+    EXPECT_ERR_T(
+        "\"log_level\": \"trace\"",
+        "log_level: \"trace\" is not valid: expected \"debug\", \"info\", \"warn\" or \"error\"");
+    EXPECT_ERR_L("\"protocol\": \"http\"",
+                 "listeners[0].protocol: \"http\" is not valid: expected \"kafka\" or \"tcp\"");
     EXPECT_ERR_T("\"workers\": 257", "workers: 257 is out of range: must be between 0 and 256");
     EXPECT_ERR_T("\"workers\": -1", "workers: -1 is out of range");
     EXPECT_ERR_L("\"broker_id\": -2", "listeners[0].broker_id: -2 is out of range");
     EXPECT_ERR_L("\"broker_id\": 2147483648", "listeners[0].broker_id: 2147483648 is out of range");
-    EXPECT_ERR_T("\"limits\": {\"max_connections\": 0}", "limits.max_connections: 0 is out of range");
-    EXPECT_ERR_T("\"limits\": {\"buffer_bytes\": 4095}", "limits.buffer_bytes: 4095 is out of range: must be between 4096 and 16777216");
-    EXPECT_ERR_T("\"limits\": {\"buffer_bytes\": 16777217}", "limits.buffer_bytes: 16777217 is out of range");
-    EXPECT_ERR_T("\"limits\": {\"handshake_timeout_s\": 0}", "limits.handshake_timeout_s: 0 is out of range");
-    EXPECT_ERR_T("\"limits\": {\"idle_timeout_s\": -5}", "limits.idle_timeout_s: -5 is out of range");
-    EXPECT_ERR_T("\"limits\": {\"connect_timeout_s\": 3601}", "limits.connect_timeout_s: 3601 is out of range");
-    EXPECT_ERR_T("\"limits\": {\"shutdown_grace_s\": 1e400}", "limits.shutdown_grace_s: inf is out of range");
-    EXPECT_ERR_T("\"kafka\": {\"max_frame_bytes\": 1023}", "kafka.max_frame_bytes: 1023 is out of range");
-    EXPECT_ERR_T("\"kafka\": {\"max_frame_bytes\": 1073741825}", "kafka.max_frame_bytes: 1073741825 is out of range");
-    EXPECT_ERR_T("\"admin\": {\"probe_interval_s\": 0}", "admin.probe_interval_s: 0 is out of range");
-    EXPECT_ERR_L("\"name\": \"has space\"", "listeners[0].name: \"has space\": use 1 to 64 characters");
+    EXPECT_ERR_T("\"limits\": {\"max_connections\": 0}",
+                 "limits.max_connections: 0 is out of range");
+    EXPECT_ERR_T("\"limits\": {\"buffer_bytes\": 4095}",
+                 "limits.buffer_bytes: 4095 is out of range: must be between 4096 and 16777216");
+    EXPECT_ERR_T("\"limits\": {\"buffer_bytes\": 16777217}",
+                 "limits.buffer_bytes: 16777217 is out of range");
+    EXPECT_ERR_T("\"limits\": {\"handshake_timeout_s\": 0}",
+                 "limits.handshake_timeout_s: 0 is out of range");
+    EXPECT_ERR_T("\"limits\": {\"idle_timeout_s\": -5}",
+                 "limits.idle_timeout_s: -5 is out of range");
+    EXPECT_ERR_T("\"limits\": {\"connect_timeout_s\": 3601}",
+                 "limits.connect_timeout_s: 3601 is out of range");
+    EXPECT_ERR_T("\"limits\": {\"shutdown_grace_s\": 1e400}",
+                 "limits.shutdown_grace_s: inf is out of range");
+    EXPECT_ERR_T("\"kafka\": {\"max_frame_bytes\": 1023}",
+                 "kafka.max_frame_bytes: 1023 is out of range");
+    EXPECT_ERR_T("\"kafka\": {\"max_frame_bytes\": 1073741825}",
+                 "kafka.max_frame_bytes: 1073741825 is out of range");
+    EXPECT_ERR_T("\"admin\": {\"probe_interval_s\": 0}",
+                 "admin.probe_interval_s: 0 is out of range");
+    EXPECT_ERR_L("\"name\": \"has space\"",
+                 "listeners[0].name: \"has space\": use 1 to 64 characters");
 }
 
 static void test_missing_required(void)
@@ -585,7 +613,9 @@ static void expect_bad_upstream(int line, const char *value, const char *needle)
 
 static void test_bad_addresses(void)
 {
-    expect_bad_upstream(__LINE__, "127.0.0.1:0", "listeners[0].upstream: \"127.0.0.1:0\": port must be a number between 1 and 65535");
+    expect_bad_upstream(
+        __LINE__, "127.0.0.1:0",
+        "listeners[0].upstream: \"127.0.0.1:0\": port must be a number between 1 and 65535");
     expect_bad_upstream(__LINE__, "127.0.0.1:65536", "port must be a number between 1 and 65535");
     expect_bad_upstream(__LINE__, "127.0.0.1:-1", "port must be a number");
     expect_bad_upstream(__LINE__, "127.0.0.1:http", "port must be a number");
@@ -597,13 +627,15 @@ static void test_bad_addresses(void)
     expect_bad_upstream(__LINE__, "[::1:9092", "missing ']'");
     expect_bad_upstream(__LINE__, "[not-v6]:9092", "cannot resolve the IPv6 address");
     expect_bad_upstream(__LINE__, "bad host:9092", "not valid in a host name");
-    expect_bad_upstream(__LINE__, "no-such-host.invalid:9092",
-                        "listeners[0].upstream: \"no-such-host.invalid:9092\": cannot resolve the host");
+    expect_bad_upstream(
+        __LINE__, "no-such-host.invalid:9092",
+        "listeners[0].upstream: \"no-such-host.invalid:9092\": cannot resolve the host");
     EXPECT_ERR("{\"listeners\": [{\"bind\": \"127.0.0.1:65536\", \"upstream\": \"127.0.0.1:1\"}]}",
                "listeners[0].bind: \"127.0.0.1:65536\": port must be a number between 0 and 65535");
     EXPECT_ERR("{\"listeners\": [{\"bind\": \"999.1.1.1:1\", \"upstream\": \"127.0.0.1:1\"}]}",
                "listeners[0].bind: \"999.1.1.1:1\": cannot resolve");
-    EXPECT_ERR_T("\"admin\": {\"bind\": \"127.0.0.1\"}", "admin.bind: \"127.0.0.1\": expected HOST:PORT");
+    EXPECT_ERR_T("\"admin\": {\"bind\": \"127.0.0.1\"}",
+                 "admin.bind: \"127.0.0.1\": expected HOST:PORT");
     /* Host names resolve at load time, and IPv6 literals work in brackets. */
     char *j = fmt("{\"listeners\": [{\"bind\": \"localhost:0\", \"upstream\": \"[::1]:65535\"}]}");
     bs_config *cfg = EXPECT_OK(j);
@@ -623,14 +655,16 @@ static void test_duplicate_names_and_binds(void)
                "{\"name\": \"a\", \"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:2\"}]}",
                "listeners[1].name: \"a\" is already the name of listeners[0]");
     /* A default name can collide with an explicit one too. */
-    EXPECT_ERR("{\"listeners\": ["
-               "{\"name\": \"listener1\", \"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:1\"},"
-               "{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:2\"}]}",
-               "listeners[1].name: \"listener1\" is already the name of listeners[0]");
-    EXPECT_ERR("{\"listeners\": ["
-               "{\"bind\": \"127.0.0.1:19094\", \"upstream\": \"127.0.0.1:1\"},"
-               "{\"bind\": \"127.0.0.1:19094\", \"upstream\": \"127.0.0.1:2\"}]}",
-               "listeners[1].bind: \"127.0.0.1:19094\" overlaps listeners[0].bind (127.0.0.1:19094)");
+    EXPECT_ERR(
+        "{\"listeners\": ["
+        "{\"name\": \"listener1\", \"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:1\"},"
+        "{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:2\"}]}",
+        "listeners[1].name: \"listener1\" is already the name of listeners[0]");
+    EXPECT_ERR(
+        "{\"listeners\": ["
+        "{\"bind\": \"127.0.0.1:19094\", \"upstream\": \"127.0.0.1:1\"},"
+        "{\"bind\": \"127.0.0.1:19094\", \"upstream\": \"127.0.0.1:2\"}]}",
+        "listeners[1].bind: \"127.0.0.1:19094\" overlaps listeners[0].bind (127.0.0.1:19094)");
     EXPECT_ERR("{\"listeners\": ["
                "{\"bind\": \"0.0.0.0:19094\", \"upstream\": \"127.0.0.1:1\"},"
                "{\"bind\": \"127.0.0.1:19094\", \"upstream\": \"127.0.0.1:2\"}]}",
@@ -661,36 +695,45 @@ static void test_duplicate_names_and_binds(void)
 
 static void test_tls_versions(void)
 {
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1.1\"}",
-                 "listeners[0].tls.min_version: \"TLSv1.1\" is not allowed: the minimum is TLSv1.2");
+    EXPECT_ERR_L(
+        "\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1.1\"}",
+        "listeners[0].tls.min_version: \"TLSv1.1\" is not allowed: the minimum is TLSv1.2");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1\"}", "\"TLSv1\" is not allowed");
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1.0\"}", "\"TLSv1.0\" is not allowed");
+    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1.0\"}",
+                 "\"TLSv1.0\" is not allowed");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"min_version\": \"SSLv3\"}", "\"SSLv3\" is not allowed");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1.4\"}",
                  "\"TLSv1.4\" is not a TLS version: expected \"TLSv1.2\" or \"TLSv1.3\"");
     EXPECT_ERR_L("\"upstream_tls\": {\"min_version\": \"TLSv1.1\"}",
-                 "listeners[0].upstream_tls.min_version: \"TLSv1.1\" is not allowed: the minimum is TLSv1.2");
+                 "listeners[0].upstream_tls.min_version: \"TLSv1.1\" is not allowed: the minimum "
+                 "is TLSv1.2");
 }
 
 static void test_weak_or_invalid_ciphers(void)
 {
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"HIGH\"}",
                  "listeners[0].tls.ciphers: \"HIGH\" allows");
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"AES128-GCM-SHA256\"}",
-                 "without ECDHE key exchange, server authentication or AEAD encryption (AES128-GCM-SHA256)");
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"ECDHE-RSA-AES128-SHA\"}", "(ECDHE-RSA-AES128-SHA)");
+    EXPECT_ERR_L(
+        "\"tls\": {" TLS_OK ", \"ciphers\": \"AES128-GCM-SHA256\"}",
+        "without ECDHE key exchange, server authentication or AEAD encryption (AES128-GCM-SHA256)");
+    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"ECDHE-RSA-AES128-SHA\"}",
+                 "(ECDHE-RSA-AES128-SHA)");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"aNULL\"}", "\"aNULL\" allows");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"RC4\"}",
                  "listeners[0].tls.ciphers: \"RC4\" is not a valid OpenSSL cipher list");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"bogus:ECDHE-RSA-AES128-GCM-SHA256\"}",
                  "listeners[0].tls.ciphers: unknown cipher \"bogus\"");
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"\"}", "listeners[0].tls.ciphers: must not be empty");
+    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphers\": \"\"}",
+                 "listeners[0].tls.ciphers: must not be empty");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphersuites\": \"TLS_AES_128_GCM_SHA256:TLS_FAKE\"}",
                  "listeners[0].tls.ciphersuites: unknown TLS 1.3 cipher suite \"TLS_FAKE\"");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"ciphersuites\": \":\"}", "names no TLS 1.3 cipher suite");
-    EXPECT_ERR_L("\"upstream_tls\": {\"ciphers\": \"DEFAULT\"}", "listeners[0].upstream_tls.ciphers: \"DEFAULT\" allows");
+    EXPECT_ERR_L("\"upstream_tls\": {\"ciphers\": \"DEFAULT\"}",
+                 "listeners[0].upstream_tls.ciphers: \"DEFAULT\" allows");
     /* Negations and strength sorting are fine as long as the result is ECDHE+AEAD. */
-    char *j = with("\"tls\": {" TLS_OK ", \"ciphers\": \"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:-kRSA:@STRENGTH\"}", "");
+    char *j = with("\"tls\": {" TLS_OK
+                   ", \"ciphers\": \"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:-kRSA:@STRENGTH\"}",
+                   "");
     bs_config *cfg = EXPECT_OK(j);
     bs_config_free(cfg);
     free(j);
@@ -700,9 +743,11 @@ static void test_client_auth_and_crl(void)
 {
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"client_auth\": \"required\"}",
                  "listeners[0].tls.client_auth: \"required\" needs client_ca");
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"client_auth\": \"optional\"}", "\"optional\" needs client_ca");
+    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"client_auth\": \"optional\"}",
+                 "\"optional\" needs client_ca");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"client_auth\": \"always\"}",
-                 "listeners[0].tls.client_auth: \"always\" is not valid: expected \"none\", \"optional\" or \"required\"");
+                 "listeners[0].tls.client_auth: \"always\" is not valid: expected \"none\", "
+                 "\"optional\" or \"required\"");
     EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"client_ca\": \"ca.crt\", \"crl\": \"crl.pem\"}",
                  "listeners[0].tls.crl: a CRL is only used to check client certificates");
     /* A CA without client_auth is harmless (nothing is requested). */
@@ -715,7 +760,8 @@ static void test_client_auth_and_crl(void)
 static void test_file_checks(void)
 {
     char *abs = fmt("%s/missing.crt", g_dir);
-    char *want = fmt("listeners[0].tls.cert: \"missing.crt\" (resolved to \"%s\") does not exist", abs);
+    char *want =
+        fmt("listeners[0].tls.cert: \"missing.crt\" (resolved to \"%s\") does not exist", abs);
     EXPECT_ERR_L("\"tls\": {\"cert\": \"missing.crt\", \"key\": \"server.key\"}", want);
     free(want);
     want = fmt("listeners[0].tls.key: \"%s\" does not exist", abs);
@@ -727,12 +773,17 @@ static void test_file_checks(void)
     EXPECT_ERR_L("\"tls\": {\"cert\": \"adir\", \"key\": \"server.key\"}",
                  "listeners[0].tls.cert: \"adir\" (resolved to");
     EXPECT_ERR_L("\"tls\": {\"cert\": \"adir\", \"key\": \"server.key\"}", "is not a regular file");
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"client_ca\": \"nope.pem\", \"client_auth\": \"required\"}",
+    EXPECT_ERR_L("\"tls\": {" TLS_OK
+                 ", \"client_ca\": \"nope.pem\", \"client_auth\": \"required\"}",
                  "listeners[0].tls.client_ca: \"nope.pem\"");
-    EXPECT_ERR_L("\"tls\": {" TLS_OK ", \"client_ca\": \"ca.crt\", \"client_auth\": \"required\", \"crl\": \"nope.crl\"}",
-                 "listeners[0].tls.crl: \"nope.crl\"");
-    EXPECT_ERR_L("\"upstream_tls\": {\"ca\": \"nope.pem\"}", "listeners[0].upstream_tls.ca: \"nope.pem\"");
-    EXPECT_ERR_L("\"tls\": {\"cert\": \"server.crt/x\", \"key\": \"server.key\"}", "cannot be accessed: Not a directory");
+    EXPECT_ERR_L(
+        "\"tls\": {" TLS_OK
+        ", \"client_ca\": \"ca.crt\", \"client_auth\": \"required\", \"crl\": \"nope.crl\"}",
+        "listeners[0].tls.crl: \"nope.crl\"");
+    EXPECT_ERR_L("\"upstream_tls\": {\"ca\": \"nope.pem\"}",
+                 "listeners[0].upstream_tls.ca: \"nope.pem\"");
+    EXPECT_ERR_L("\"tls\": {\"cert\": \"server.crt/x\", \"key\": \"server.key\"}",
+                 "cannot be accessed: Not a directory");
     /* Unreadable files: root reads everything, so this part only runs unprivileged. */
     if (geteuid() != 0) {
         char *p = fmt("%s/locked.key", g_dir);
@@ -751,7 +802,8 @@ static void test_upstream_tls_pairs(void)
                  "listeners[0].upstream_tls.key: is required because cert is set");
     EXPECT_ERR_L("\"upstream_tls\": {\"key\": \"client.key\"}",
                  "listeners[0].upstream_tls.cert: is required because key is set");
-    EXPECT_ERR_L("\"upstream_tls\": {\"server_name\": \"\"}", "listeners[0].upstream_tls.server_name: must not be empty");
+    EXPECT_ERR_L("\"upstream_tls\": {\"server_name\": \"\"}",
+                 "listeners[0].upstream_tls.server_name: must not be empty");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -790,20 +842,35 @@ static void test_relative_paths(void)
     CHECK_EQ(chdir("sub"), 0);
     cfg = NULL;
     CHECK_EQ(bs_config_load("bs.json", &cfg, &e), BS_OK);
-    if (cfg && cfg->listeners[0].tls) CHECK_STR(cfg->listeners[0].tls->key_file,
-                                                (snprintf(want, sizeof want, "%s/sub/../server.key", g_dir), want));
+    if (cfg && cfg->listeners[0].tls)
+        CHECK_STR(cfg->listeners[0].tls->key_file,
+                  (snprintf(want, sizeof want, "%s/sub/../server.key", g_dir), want));
     bs_config_free(cfg);
     bs_config_errors_free(&e);
     /* A relative path that does not exist from the config dir fails even if it
      * would exist from the working directory. */
     CHECK_EQ(chdir(g_dir), 0);
     cfg = NULL;
-    CHECK_EQ(load_named("sub/bs2.json",
-                        "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:1\","
-                        " \"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\"}}]}",
-                        &cfg, &e),
-             BS_E_CONFIG);
+    CHECK_EQ(
+        load_named("sub/bs2.json",
+                   "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:1\","
+                   " \"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\"}}]}",
+                   &cfg, &e),
+        BS_E_CONFIG);
     CHECK(has_err(&e, "listeners[0].tls.cert: \"server.crt\" (resolved to"));
+    bs_config_errors_free(&e);
+    /* From memory: a config "in /" resolves against "/", a bare name against the cwd. */
+    const char *mem = "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:1\","
+                      " \"upstream_tls\": {\"ca\": \"etc/passwd\"}}]}";
+    cfg = NULL;
+    CHECK_EQ(bs_config_parse("/virtual.json", mem, strlen(mem), &cfg, &e), BS_OK);
+    if (cfg) CHECK_STR(cfg->listeners[0].upstream_tls->ca_file, "/etc/passwd");
+    bs_config_free(cfg);
+    CHECK_EQ(chdir("/"), 0);
+    cfg = NULL;
+    CHECK_EQ(bs_config_parse("virtual.json", mem, strlen(mem), &cfg, &e), BS_OK);
+    if (cfg) CHECK_STR(cfg->listeners[0].upstream_tls->ca_file, "/etc/passwd");
+    bs_config_free(cfg);
     bs_config_errors_free(&e);
     CHECK_EQ(chdir(cwd), 0);
 }
@@ -818,31 +885,43 @@ static void test_bad_advertise(void)
                  "kafka.advertise[\"one\"]: \"one\" is not a node id");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"-1\": \"a:1\"}}", "\"-1\" is not a node id");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"01\": \"a:1\"}}", "\"01\" is not a node id");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"2147483648\": \"a:1\"}}", "\"2147483648\" is not a node id");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"1\": \"a\"}}", "kafka.advertise[\"1\"]: \"a\": expected HOST:PORT");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"1\": \"a:0\"}}", "port must be a number between 1 and 65535");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"2147483648\": \"a:1\"}}",
+                 "\"2147483648\" is not a node id");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"1\": \"a\"}}",
+                 "kafka.advertise[\"1\"]: \"a\": expected HOST:PORT");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"1\": \"a:0\"}}",
+                 "port must be a number between 1 and 65535");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"1\": \"[zz]:1\"}}", "not an IPv6 address");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"1\": 9094}}", "kafka.advertise[\"1\"]: expected a \"host:port\" string, got a number");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"1\": 9094}}",
+                 "kafka.advertise[\"1\"]: expected a \"host:port\" string, got a number");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": \"broker.example.com:9094\"}",
                  "kafka.advertise: \"broker.example.com:9094\": the template must contain {id}");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": \"b{ID}.example.com:9094\"}", "kafka.advertise: \"b{ID}.example.com:9094\": the template must contain {id}");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": \"b{id}-{rack}.example.com:9094\"}", "only the placeholder {id} is supported");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": \"b{ID}.example.com:9094\"}",
+                 "kafka.advertise: \"b{ID}.example.com:9094\": the template must contain {id}");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": \"b{id}-{rack}.example.com:9094\"}",
+                 "only the placeholder {id} is supported");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": \"b{id}.example.com\"}", "expected HOST:PORT");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": \"b{id} x:1\"}", "not valid in a host name");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": 5}", "kafka.advertise: expected a template string, a node-id map");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": [\"a:1\"]}}", "kafka.advertise.nodes: expected an object mapping node ids");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"template\": 1}}", "kafka.advertise.template: expected a string");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"template\": \"x:1\"}}", "kafka.advertise.template: \"x:1\": the template must contain {id}");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": 5}",
+                 "kafka.advertise: expected a template string, a node-id map");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": [\"a:1\"]}}",
+                 "kafka.advertise.nodes: expected an object mapping node ids");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"template\": 1}}",
+                 "kafka.advertise.template: expected a string");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"template\": \"x:1\"}}",
+                 "kafka.advertise.template: \"x:1\": the template must contain {id}");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {}}", "kafka.advertise: maps no node id");
     EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": {}, \"template\": \"b{id}:1\"}}",
                  "kafka.advertise.nodes: maps no node id");
-    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": {\"x\": \"a:1\"}}}", "kafka.advertise.nodes[\"x\"]: \"x\" is not a node id");
+    EXPECT_ERR_T("\"kafka\": {\"advertise\": {\"nodes\": {\"x\": \"a:1\"}}}",
+                 "kafka.advertise.nodes[\"x\"]: \"x\" is not a node id");
 }
 
 static void test_advertise_lookup(void)
 {
-    char *j = with("", "\"kafka\": {\"advertise\": {\"nodes\": {\"1\": \"one.example.com:9001\","
-                       " \"2\": \"[2001:db8::2]:9002\"}, \"template\": \"k{id}-{id}.example.com:9094\"}}");
+    char *j = with(
+        "", "\"kafka\": {\"advertise\": {\"nodes\": {\"1\": \"one.example.com:9001\","
+            " \"2\": \"[2001:db8::2]:9002\"}, \"template\": \"k{id}-{id}.example.com:9094\"}}");
     bs_config *cfg = EXPECT_OK(j);
     free(j);
     if (!cfg) return;
@@ -905,7 +984,8 @@ static void test_all_errors_are_reported(void)
                     "  \"workers\": \"many\",\n"
                     "  \"listeners\": [\n"
                     "    {\"bind\": \"127.0.0.1:70000\", \"upstream\": \"x\", \"colour\": 1,\n"
-                    "     \"tls\": {\"cert\": \"nope.crt\", \"key\": \"server.key\", \"min_version\": \"TLSv1.1\"}},\n"
+                    "     \"tls\": {\"cert\": \"nope.crt\", \"key\": \"server.key\", "
+                    "\"min_version\": \"TLSv1.1\"}},\n"
                     "    {\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:0\"}\n"
                     "  ],\n"
                     "  \"limits\": {\"buffer_bytes\": 1},\n"
@@ -940,7 +1020,8 @@ static void test_all_errors_are_reported(void)
     CHECK_EQ(bs_config_parse("a.json", "{}", 2, &cfg, &acc), BS_E_CONFIG);
     CHECK_EQ(bs_config_parse("b.json", "[]", 2, &cfg, &acc), BS_E_CONFIG);
     CHECK_EQ(acc.n, 2);
-    if (acc.n == 2) CHECK(strncmp(acc.msgs[0], "a.json: ", 8) == 0 && strncmp(acc.msgs[1], "b.json: ", 8) == 0);
+    if (acc.n == 2)
+        CHECK(strncmp(acc.msgs[0], "a.json: ", 8) == 0 && strncmp(acc.msgs[1], "b.json: ", 8) == 0);
     bs_config_errors_free(&acc);
 }
 
@@ -948,13 +1029,15 @@ static void test_needs_restart(void)
 {
     char *base = with("\"tls\": {" TLS_OK "}", "\"limits\": {\"buffer_bytes\": 8192}");
     bs_config *a = EXPECT_OK(base);
-    char *live = with("\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1.3\", \"client_ca\": \"ca.crt\"}",
-                      "\"limits\": {\"buffer_bytes\": 16384}, \"log_level\": \"debug\","
-                      " \"kafka\": {\"advertise\": \"b{id}:1\"}");
+    char *live =
+        with("\"tls\": {" TLS_OK ", \"min_version\": \"TLSv1.3\", \"client_ca\": \"ca.crt\"}",
+             "\"limits\": {\"buffer_bytes\": 16384}, \"log_level\": \"debug\","
+             " \"kafka\": {\"advertise\": \"b{id}:1\"}");
     bs_config *b = EXPECT_OK(live);
-    char *restart = fmt("{\"workers\": %ld, \"listeners\": [{\"bind\": \"127.0.0.1:1\", "
-                        "\"upstream\": \"127.0.0.1:9093\", \"protocol\": \"tcp\"}], \"admin\": null}",
-                        sysconf(_SC_NPROCESSORS_ONLN) == 7 ? 8L : 7L);
+    char *restart =
+        fmt("{\"workers\": %ld, \"listeners\": [{\"bind\": \"127.0.0.1:1\", "
+            "\"upstream\": \"127.0.0.1:9093\", \"protocol\": \"tcp\"}], \"admin\": null}",
+            sysconf(_SC_NPROCESSORS_ONLN) == 7 ? 8L : 7L);
     bs_config *c = EXPECT_OK(restart);
     char what[256];
     if (a && b && c) {
