@@ -784,16 +784,41 @@ static void test_file_checks(void)
                  "listeners[0].upstream_tls.ca: \"nope.pem\"");
     EXPECT_ERR_L("\"tls\": {\"cert\": \"server.crt/x\", \"key\": \"server.key\"}",
                  "cannot be accessed: Not a directory");
-    /* Unreadable files: root reads everything, so this part only runs unprivileged. */
+    /* Unreadable files. Root reads everything, so as root the load runs in a
+     * child that has dropped to an unprivileged user. */
+    char *locked = fmt("%s/locked.key", g_dir);
+    write_file(locked, "secret\n");
+    chmod(locked, 0);
     if (geteuid() != 0) {
-        char *p = fmt("%s/locked.key", g_dir);
-        write_file(p, "secret\n");
-        chmod(p, 0);
+        EXPECT_ERR_L("\"tls\": {\"cert\": \"server.crt\", \"key\": \"locked.key\"}",
+                     "listeners[0].tls.key: \"locked.key\" (resolved to");
         EXPECT_ERR_L("\"tls\": {\"cert\": \"server.crt\", \"key\": \"locked.key\"}",
                      "cannot be read: Permission denied");
-        remove(p);
-        free(p);
+    } else {
+        chmod(g_dir, 0711); /* the child must be able to reach the file */
+        char *dir = fmt("%s/x.json", g_dir);
+        const char *j = "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": "
+                        "\"127.0.0.1:1\", \"upstream_tls\": {\"ca\": \"locked.key\"}}]}";
+        pid_t pid = fork();
+        if (pid == 0) {
+            bs_config *cfg = NULL;
+            bs_config_errors e = {0};
+            if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+            bs_status st = bs_config_parse(dir, j, strlen(j), &cfg, &e);
+            bool ok = st == BS_E_CONFIG && e.n == 1 &&
+                      strstr(e.msgs[0], "listeners[0].upstream_tls.ca: \"locked.key\"") &&
+                      strstr(e.msgs[0], "cannot be read: Permission denied");
+            if (!ok) dump_errs(&e);
+            _exit(ok ? 0 : 1);
+        }
+        int status = 0;
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        chmod(g_dir, 0700);
+        free(dir);
     }
+    remove(locked);
+    free(locked);
 }
 
 static void test_upstream_tls_pairs(void)
