@@ -386,6 +386,12 @@ static void test_comments(void)
     if (cfg->listeners[0].upstream_tls)
         CHECK_STR(cfg->listeners[0].upstream_tls->server_name, "a//b/*c*/\"//d");
     bs_config_free(cfg);
+    /* A string ending in an escaped backslash ends there: the // after it is a comment. */
+    EXPECT_ERR("{\"log_level\": \"x\\\\\" // \"not a string\n}",
+               "log_level: \"x\\\\\" is not valid");
+    /* Comment markers inside a string are kept even right before a real comment;
+     * quotes inside a comment are not strings (the first star-slash ends it). */
+    EXPECT_ERR("{\"log_level\": \"/*\" /* \"x */}", "log_level: \"/*\" is not valid");
     /* A UTF-8 byte-order mark is tolerated. */
     char *b = with("", "");
     char *bom = fmt("\xef\xbb\xbf%s", b);
