@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "brokerside/admin.h"
+#include "brokerside/config.h"
 #include "brokerside/metrics.h"
 #include "brokerside/version.h"
 #include "test.h"
@@ -81,19 +82,17 @@ static void loopback_config(bs_admin_config *cfg, int family, unsigned port)
     }
 }
 
-/* Start an endpoint on a fresh loop running on its own thread. timeout > 0
- * overrides the request timeout. Returns the start status. */
-static bs_status fixture_start(fixture *f, int family, double timeout)
+/* Start an endpoint for `cfg` on a fresh loop running on its own thread.
+ * timeout > 0 overrides the request timeout. Returns the start status. */
+static bs_status fixture_start_cfg(fixture *f, const bs_admin_config *cfg, double timeout)
 {
     memset(f, 0, sizeof *f);
-    f->family = family;
+    f->family = cfg->bind.addr.ss_family;
     atomic_init(&f->ready, false);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    bs_admin_config cfg;
-    loopback_config(&cfg, family, 0);
     bs_admin_hooks hooks = {.ctx = f, .ready = ready_hook, .status_json = status_hook};
     char err[256];
-    bs_status st = bs_admin_start(f->loop, &cfg, &hooks, &f->admin, err, sizeof err);
+    bs_status st = bs_admin_start(f->loop, cfg, &hooks, &f->admin, err, sizeof err);
     if (st != BS_OK) {
         fprintf(stderr, "  admin start: %s\n", err);
         ev_loop_destroy(f->loop);
@@ -106,6 +105,14 @@ static bs_status fixture_start(fixture *f, int family, double timeout)
     f->running = pthread_create(&f->thread, NULL, loop_main, f) == 0;
     CHECK(f->running);
     return BS_OK;
+}
+
+/* fixture_start_cfg on the loopback address of `family`, port 0. */
+static bs_status fixture_start(fixture *f, int family, double timeout)
+{
+    bs_admin_config cfg;
+    loopback_config(&cfg, family, 0);
+    return fixture_start_cfg(f, &cfg, timeout);
 }
 
 /* Stop the loop thread, then the endpoint (with the loop quiet, as admin.h
@@ -580,13 +587,18 @@ static void test_stop_with_clients_connected(void)
     }
 }
 
-static void test_ipv6(void)
+static bool have_ipv6_loopback(void)
 {
     int probe = socket(AF_INET6, SOCK_STREAM, 0);
     struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&s6, sizeof s6) == 0;
+    bool ok = probe >= 0 && bind(probe, (struct sockaddr *)&s6, sizeof s6) == 0;
     if (probe >= 0) close(probe);
-    if (!have_v6) {
+    return ok;
+}
+
+static void test_ipv6(void)
+{
+    if (!have_ipv6_loopback()) {
         fprintf(stderr, "  skipped: no IPv6 loopback on this host\n");
         return;
     }
@@ -599,6 +611,37 @@ static void test_ipv6(void)
     CHECK_EQ(status_of(r), 200);
     free(r);
     fixture_stop(&f);
+}
+
+/* The admin section exactly as the real config loader produces it. */
+static void test_from_loaded_config(void)
+{
+    bool v6 = have_ipv6_loopback();
+    char text[256];
+    snprintf(text, sizeof text,
+             "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\"}],"
+             " \"admin\": {\"bind\": \"%s\"}}",
+             v6 ? "[::1]:0" : "127.0.0.1:0");
+    bs_config *cfg = NULL;
+    bs_config_errors errs = {0};
+    bs_status st = bs_config_parse("test.json", text, strlen(text), &cfg, &errs);
+    CHECK_EQ(st, BS_OK);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "  config: %s\n", errs.msgs[i]);
+    bs_config_errors_free(&errs);
+    if (st != BS_OK) return;
+    CHECK(cfg->admin.enabled);
+    fixture f;
+    if (fixture_start_cfg(&f, &cfg->admin, 0) == BS_OK) {
+        CHECK_EQ(f.family, v6 ? AF_INET6 : AF_INET);
+        char *r = http(&f, "GET /healthz HTTP/1.0\r\n\r\n");
+        CHECK_EQ(status_of(r), 200);
+        free(r);
+        fixture_stop(&f);
+    } else {
+        CHECK(0);
+    }
+    bs_config_free(cfg);
 }
 
 static void test_start_errors(void)
@@ -669,6 +712,7 @@ int main(void)
     RUN(test_large_response_to_slow_reader);
     RUN(test_stop_with_clients_connected);
     RUN(test_ipv6);
+    RUN(test_from_loaded_config);
     RUN(test_start_errors);
     bs_metrics_shutdown();
     return test_report();
