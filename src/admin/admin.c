@@ -267,6 +267,13 @@ static void conn_watch(admin_conn *c, int events)
  * the connection: callers must not touch c afterwards. */
 static void conn_flush(admin_conn *c)
 {
+    if (c->out.failed) {
+        /* No memory even for the response head: a truncated response would
+         * be worse than none, so just close. */
+        BS_LOG_WARNF(MOD, "out of memory building a response; closing");
+        conn_close(c);
+        return;
+    }
     while (c->out_off < c->out.len) {
         ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
