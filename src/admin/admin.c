@@ -455,8 +455,10 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->state == ST_READ) {
         static const char msg[] = "request timeout\n";
         build_response(c, 408, "text/plain; charset=utf-8", NULL, msg, sizeof msg - 1, false);
-        ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)n; /* best effort: the peer may be gone or not reading */
+        if (!c->out.failed) {
+            ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)n; /* best effort: the peer may be gone or not reading */
+        }
     }
     conn_close(c);
 }
