@@ -44,6 +44,19 @@ bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, 
 bs_status bs_tls_client_ctx_new(const bs_tls_client_config *cfg, SSL_CTX **out, char *err,
                                 size_t errlen) BS_WUR;
 
+/*
+ * Prepare one origination connection: sets SNI and the name the upstream's
+ * certificate must match. The name is cfg->server_name, or `default_host`
+ * (normally the upstream host from the config) when that is NULL. An IP
+ * literal is matched against the certificate's IP SANs and sent without SNI
+ * (RFC 6066 forbids IP literals there); a DNS name is matched by
+ * SSL_set1_host (no partial wildcards) and sent as SNI. Call after SSL_new,
+ * before the handshake. BS_E_CONFIG if there is no name while verification is
+ * on; BS_E_NOMEM / BS_E_CRYPTO if OpenSSL refuses the name.
+ */
+bs_status bs_tls_client_prepare(SSL *ssl, const bs_tls_client_config *cfg,
+                                const char *default_host) BS_WUR;
+
 /* The current context of one listener, swappable at run time. */
 typedef struct bs_tls_slot {
     pthread_mutex_t lock;
@@ -69,6 +82,10 @@ void bs_tls_slot_destroy(bs_tls_slot *slot);
 const char *bs_tls_failure_reason(SSL *ssl, int ssl_error, const uint8_t *first_bytes,
                                   size_t n_first);
 
+/* Reason for a handshake the caller aborted because it took too long
+ * (bs_tls_failure_reason cannot know about timers). */
+#define BS_TLS_REASON_TIMEOUT "timeout"
+
 /* True if the bytes look like the start of a plaintext Kafka request
  * (int32 size, then a known API key and version) rather than a TLS record. */
 bool bs_tls_looks_like_plaintext_kafka(const uint8_t *p, size_t n);
@@ -76,9 +93,23 @@ bool bs_tls_looks_like_plaintext_kafka(const uint8_t *p, size_t n);
 /*
  * The peer certificate's identity as the connection principal:
  * "CN=client,O=Example" style RFC 2253 subject, followed by
- * ";SAN=DNS:a,IP:1.2.3.4" when SANs exist. Returns BS_E_NOT_FOUND if the peer
- * sent no certificate. Writes at most outlen-1 bytes plus NUL.
+ * ";SAN=DNS:a,IP:1.2.3.4" when SANs exist (types DNS, IP, URI, email, in
+ * certificate order). Returns BS_E_NOT_FOUND if the peer sent no certificate,
+ * BS_E_CRYPTO if its certificate did not verify (a principal is never derived
+ * from an unverified certificate), BS_E_TOO_LARGE if truncated (see
+ * bs_tls_cert_principal). Writes at most outlen-1 bytes plus NUL.
  */
 bs_status bs_tls_peer_principal(SSL *ssl, char *out, size_t outlen) BS_WUR;
+/*
+ * The principal text of one certificate (same format as above). Used by
+ * bs_tls_peer_principal; public for logging and tests. Returns BS_OK, or
+ * BS_E_TOO_LARGE when the text did not fit: out then holds the longest prefix
+ * that ends on a whole character or escape, followed by "...", so a truncated
+ * principal can never be mistaken for a complete one. BS_E_NOMEM on
+ * allocation failure. `cert` is borrowed.
+ */
+bs_status bs_tls_cert_principal(X509 *cert, char *out, size_t outlen) BS_WUR;
+/* A buffer of this size holds any ordinary principal (subject plus SANs). */
+#define BS_TLS_PRINCIPAL_MAX 1024
 
 #endif
