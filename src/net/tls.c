@@ -50,6 +50,12 @@ static void tls_append_openssl_reason(char *err, size_t errlen)
         size_t used = strlen(err);
         const char *lib = ERR_lib_error_string(e);
         const char *reason = ERR_reason_error_string(e);
+        char sysbuf[128];
+        if (ERR_SYSTEM_ERROR(e)) {
+            /* System errors carry errno; OpenSSL 3 has no string for them. */
+            lib = NULL;
+            reason = strerror_r(ERR_GET_REASON(e), sysbuf, sizeof sysbuf);
+        }
         if (used < errlen) {
             if (reason)
                 snprintf(err + used, errlen - used, ": %s%s%s", lib ? lib : "",
@@ -147,10 +153,10 @@ static bs_status tls_common_setup(SSL_CTX *ctx, int min_version, const char *cip
 
 /*
  * Load a PEM certificate chain and its private key into ctx and check that
- * they match. `role` names them in errors ("certificate", "client
- * certificate"). The key never leaves OpenSSL's memory.
+ * they match. `prefix` ("" or "upstream_tls ") names the config section in
+ * errors. The key never leaves OpenSSL's memory.
  */
-static bs_status tls_load_cert_key(SSL_CTX *ctx, const char *role, const char *cert_file,
+static bs_status tls_load_cert_key(SSL_CTX *ctx, const char *prefix, const char *cert_file,
                                    const char *key_file, char *err, size_t errlen)
 {
     bs_status st = BS_OK;
@@ -158,34 +164,36 @@ static bs_status tls_load_cert_key(SSL_CTX *ctx, const char *role, const char *c
     EVP_PKEY *key = NULL;
 
     if (!SSL_CTX_use_certificate_chain_file(ctx, cert_file)) {
-        st = tls_fail(BS_E_CONFIG, true, err, errlen, "%s '%s' cannot be loaded", role, cert_file);
+        st = tls_fail(BS_E_CONFIG, true, err, errlen, "%scert '%s' cannot be loaded", prefix,
+                      cert_file);
         goto out;
     }
     kb = BIO_new_file(key_file, "r");
     if (!kb) {
-        st = tls_fail(BS_E_CONFIG, true, err, errlen, "%s key '%s' cannot be opened", role,
+        st = tls_fail(BS_E_CONFIG, true, err, errlen, "%skey '%s' cannot be opened", prefix,
                       key_file);
         goto out;
     }
     key = PEM_read_bio_PrivateKey(kb, NULL, tls_no_password, NULL);
     if (!key) {
         st = tls_fail(BS_E_CONFIG, true, err, errlen,
-                      "%s key '%s' is not a readable PEM private key (encrypted keys are not "
+                      "%skey '%s' is not a readable PEM private key (encrypted keys are not "
                       "supported)",
-                      role, key_file);
+                      prefix, key_file);
         goto out;
     }
     /* SSL_CTX_use_PrivateKey already compares with a certificate of the same
      * type; SSL_CTX_check_private_key catches a key of another type, which
      * would otherwise land in an empty slot and "succeed". */
     if (!SSL_CTX_use_PrivateKey(ctx, key) || !SSL_CTX_check_private_key(ctx)) {
-        st = tls_fail(BS_E_CONFIG, true, err, errlen, "%s key '%s' does not match %s '%s'", role,
-                      key_file, role, cert_file);
+        st = tls_fail(BS_E_CONFIG, true, err, errlen, "%skey '%s' does not match cert '%s'", prefix,
+                      key_file, cert_file);
         goto out;
     }
     X509 *leaf = SSL_CTX_get0_certificate(ctx);
     if (leaf && X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0)
-        BS_LOG_WARNF(TLS_MOD, "%s '%s' has expired; peers will refuse it", role, cert_file);
+        BS_LOG_WARNF(TLS_MOD, "%scert '%s' has expired; peers will refuse it", prefix,
+                     cert_file);
 out:
     EVP_PKEY_free(key);
     BIO_free(kb);
@@ -296,7 +304,7 @@ bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, 
     SSL_CTX_sess_set_cache_size(ctx, TLS_SESS_CACHE_SIZE);
     SSL_CTX_set_timeout(ctx, TLS_SESS_TIMEOUT_S);
     BS_GUARD_GOTO(st, tls_set_sid_ctx(ctx, cfg, err, errlen), out);
-    BS_GUARD_GOTO(st, tls_load_cert_key(ctx, "certificate", cfg->cert_file, cfg->key_file, err,
+    BS_GUARD_GOTO(st, tls_load_cert_key(ctx, "", cfg->cert_file, cfg->key_file, err,
                                         errlen),
                   out);
 
@@ -380,7 +388,7 @@ bs_status bs_tls_client_ctx_new(const bs_tls_client_config *cfg, SSL_CTX **out, 
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }
     if (cfg->cert_file)
-        BS_GUARD_GOTO(st, tls_load_cert_key(ctx, "upstream_tls certificate", cfg->cert_file,
+        BS_GUARD_GOTO(st, tls_load_cert_key(ctx, "upstream_tls ", cfg->cert_file,
                                             cfg->key_file, err, errlen),
                       out);
     *out = ctx;
