@@ -72,12 +72,17 @@ void bs_tls_slot_destroy(bs_tls_slot *slot);
 
 /*
  * Classify a failed handshake into a short, stable reason used in logs and as
- * the `reason` label of brokerside_tls_handshake_failures_total, e.g.
- * "protocol_version", "no_shared_cipher", "unknown_ca", "bad_certificate",
- * "certificate_required", "certificate_revoked", "plaintext_kafka",
- * "http_request", "not_tls", "timeout", "eof", "other".
- * `first_bytes` are the first bytes the peer sent (may be NULL/0).
- * Consumes OpenSSL's error queue for this thread.
+ * the `reason` label of brokerside_tls_handshake_failures_total, one of
+ * "protocol_version", "no_shared_cipher", "handshake_failure", "unknown_ca",
+ * "bad_certificate", "certificate_required", "certificate_revoked",
+ * "certificate_expired", "hostname_mismatch", "crl_error", "renegotiation",
+ * "plaintext_kafka", "http_request", "not_tls", "eof", "other" (and
+ * BS_TLS_REASON_TIMEOUT, which only the caller can know); see docs/tls.md.
+ * Call it right after the failing SSL call, on the same thread.
+ * `ssl` may be NULL; `ssl_error` is SSL_get_error's result; `first_bytes`
+ * are the first bytes the peer sent (peek them before the handshake; may be
+ * NULL/0, 8 are enough). Returns a static string. Consumes OpenSSL's error
+ * queue for this thread.
  */
 const char *bs_tls_failure_reason(SSL *ssl, int ssl_error, const uint8_t *first_bytes,
                                   size_t n_first);

@@ -634,8 +634,6 @@ const char *bs_tls_failure_reason(SSL *ssl, int ssl_error, const uint8_t *first_
     /* SYSCALL with nothing queued: the peer closed or reset the socket. */
     if (ssl_error == SSL_ERROR_SYSCALL && queue_empty) return "eof";
     if (verify_reason && ssl_error == SSL_ERROR_SSL) return verify_reason;
-    if (n_first == 0 && (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_WANT_READ))
-        return "eof";
     return "other";
 }
 

@@ -144,9 +144,10 @@ static EVP_PKEY *load_key(const char *path)
 
 /*
  * Write a CRL signed by the dev CA to `name`, revoking `cert_to_revoke`'s
- * serial if given, else an unrelated serial. Returns 0 on success.
+ * serial if given, else an unrelated serial; nextUpdate is now + next_s.
+ * Returns 0 on success.
  */
-static int make_crl(const char *name, const char *cert_to_revoke)
+static int make_crl(const char *name, const char *cert_to_revoke, long next_s)
 {
     int rc = -1;
     X509 *ca = load_cert(P("ca.crt"));
@@ -161,8 +162,8 @@ static int make_crl(const char *name, const char *cert_to_revoke)
     if (!X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
         !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)))
         goto out;
-    if (!X509_gmtime_adj(t, -3600) || !X509_CRL_set1_lastUpdate(crl, t)) goto out;
-    if (!X509_gmtime_adj(t, 86400) || !X509_CRL_set1_nextUpdate(crl, t)) goto out;
+    if (!X509_gmtime_adj(t, -7200) || !X509_CRL_set1_lastUpdate(crl, t)) goto out;
+    if (!X509_gmtime_adj(t, next_s) || !X509_CRL_set1_nextUpdate(crl, t)) goto out;
     if (!ASN1_INTEGER_set(other, 0x7777)) goto out;
     if (!X509_REVOKED_set_serialNumber(rev, victim ? X509_get_serialNumber(victim) : other))
         goto out;
@@ -548,8 +549,9 @@ static void test_client_auth_optional_and_none(void)
 
 static void test_crl(void)
 {
-    CHECK_EQ(make_crl("revoked.crl", P("client.crt")), 0);
-    CHECK_EQ(make_crl("other.crl", NULL), 0);
+    CHECK_EQ(make_crl("revoked.crl", P("client.crt"), 86400), 0);
+    CHECK_EQ(make_crl("other.crl", NULL, 86400), 0);
+    CHECK_EQ(make_crl("stale.crl", NULL, -3600), 0);
     char principal[BS_TLS_PRINCIPAL_MAX];
     const int maxv[] = {TLS1_2_VERSION, 0};
     for (size_t i = 0; i < BS_ARRAY_LEN(maxv); i++) {
@@ -572,6 +574,15 @@ static void test_crl(void)
         CHECK(pair_run(&p));
         CHECK(pair_exchange(&p));
         CHECK_EQ(bs_tls_peer_principal(p.s, principal, sizeof principal), BS_OK);
+        pair_close(&p);
+        SSL_CTX_free(s);
+
+        /* A CRL past its nextUpdate fails closed: refresh it and reload. */
+        cfg.crl_file = (char *)P("stale.crl");
+        s = server_ctx(&cfg);
+        pair_open(&p, s, dev);
+        CHECK(!pair_run(&p));
+        CHECK_STR(p.s_reason, "crl_error");
         pair_close(&p);
         SSL_CTX_free(s);
         SSL_CTX_free(dev);
