@@ -58,8 +58,8 @@ static void tls_append_openssl_reason(char *err, size_t errlen)
         }
         if (used < errlen) {
             if (reason)
-                snprintf(err + used, errlen - used, ": %s%s%s", lib ? lib : "",
-                         lib ? ": " : "", reason);
+                snprintf(err + used, errlen - used, ": %s%s%s", lib ? lib : "", lib ? ": " : "",
+                         reason);
             else
                 snprintf(err + used, errlen - used, ": OpenSSL error 0x%lx", e);
         }
@@ -192,8 +192,7 @@ static bs_status tls_load_cert_key(SSL_CTX *ctx, const char *prefix, const char 
     }
     X509 *leaf = SSL_CTX_get0_certificate(ctx);
     if (leaf && X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0)
-        BS_LOG_WARNF(TLS_MOD, "%scert '%s' has expired; peers will refuse it", prefix,
-                     cert_file);
+        BS_LOG_WARNF(TLS_MOD, "%scert '%s' has expired; peers will refuse it", prefix, cert_file);
 out:
     EVP_PKEY_free(key);
     BIO_free(kb);
@@ -233,8 +232,7 @@ static bs_status tls_set_sid_ctx(SSL_CTX *ctx, const bs_tls_server_config *cfg, 
     unsigned int mdlen = 0;
     bs_status st = BS_OK;
     EVP_MD_CTX *m = EVP_MD_CTX_new();
-    const char *parts[] = {"brokerside-tls-v1", cfg->cert_file, cfg->client_ca_file,
-                           cfg->crl_file};
+    const char *parts[] = {"brokerside-tls-v1", cfg->cert_file, cfg->client_ca_file, cfg->crl_file};
     char mode = (char)('0' + (int)cfg->client_auth);
     if (!m || !EVP_DigestInit_ex(m, EVP_sha256(), NULL)) {
         st = tls_fail(BS_E_CRYPTO, true, err, errlen, "cannot derive session id context");
@@ -294,9 +292,9 @@ bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, 
         st = tls_fail(BS_E_NOMEM, true, err, errlen, "cannot allocate server TLS context");
         goto out;
     }
-    BS_GUARD_GOTO(st, tls_common_setup(ctx, cfg->min_version, cfg->ciphers, cfg->ciphersuites,
-                                       err, errlen),
-                  out);
+    BS_GUARD_GOTO(
+        st, tls_common_setup(ctx, cfg->min_version, cfg->ciphers, cfg->ciphersuites, err, errlen),
+        out);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     /* Tickets stay on (the default): TLS 1.3 resumption is ticket-only. */
     SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
@@ -304,9 +302,7 @@ bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, 
     SSL_CTX_sess_set_cache_size(ctx, TLS_SESS_CACHE_SIZE);
     SSL_CTX_set_timeout(ctx, TLS_SESS_TIMEOUT_S);
     BS_GUARD_GOTO(st, tls_set_sid_ctx(ctx, cfg, err, errlen), out);
-    BS_GUARD_GOTO(st, tls_load_cert_key(ctx, "", cfg->cert_file, cfg->key_file, err,
-                                        errlen),
-                  out);
+    BS_GUARD_GOTO(st, tls_load_cert_key(ctx, "", cfg->cert_file, cfg->key_file, err, errlen), out);
 
     if (cfg->client_auth != BS_CLIENT_AUTH_NONE) {
         if (!SSL_CTX_load_verify_file(ctx, cfg->client_ca_file)) {
@@ -318,8 +314,8 @@ bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, 
          * certificates pick one we can verify. */
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_ca_file);
         if (!names) {
-            st = tls_fail(BS_E_CONFIG, true, err, errlen,
-                          "client_ca '%s' holds no CA certificate", cfg->client_ca_file);
+            st = tls_fail(BS_E_CONFIG, true, err, errlen, "client_ca '%s' holds no CA certificate",
+                          cfg->client_ca_file);
             goto out;
         }
         SSL_CTX_set_client_CA_list(ctx, names); /* ctx owns names now */
@@ -366,14 +362,14 @@ bs_status bs_tls_client_ctx_new(const bs_tls_client_config *cfg, SSL_CTX **out, 
         st = tls_fail(BS_E_NOMEM, true, err, errlen, "cannot allocate client TLS context");
         goto out;
     }
-    BS_GUARD_GOTO(st, tls_common_setup(ctx, cfg->min_version, cfg->ciphers, cfg->ciphersuites,
-                                       err, errlen),
-                  out);
+    BS_GUARD_GOTO(
+        st, tls_common_setup(ctx, cfg->min_version, cfg->ciphers, cfg->ciphersuites, err, errlen),
+        out);
     if (cfg->verify) {
         if (cfg->ca_file) {
             if (!SSL_CTX_load_verify_file(ctx, cfg->ca_file)) {
-                st = tls_fail(BS_E_CONFIG, true, err, errlen, "upstream_tls ca '%s' cannot be loaded",
-                              cfg->ca_file);
+                st = tls_fail(BS_E_CONFIG, true, err, errlen,
+                              "upstream_tls ca '%s' cannot be loaded", cfg->ca_file);
                 goto out;
             }
         } else if (!SSL_CTX_set_default_verify_paths(ctx)) {
@@ -388,9 +384,9 @@ bs_status bs_tls_client_ctx_new(const bs_tls_client_config *cfg, SSL_CTX **out, 
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }
     if (cfg->cert_file)
-        BS_GUARD_GOTO(st, tls_load_cert_key(ctx, "upstream_tls ", cfg->cert_file,
-                                            cfg->key_file, err, errlen),
-                      out);
+        BS_GUARD_GOTO(
+            st, tls_load_cert_key(ctx, "upstream_tls ", cfg->cert_file, cfg->key_file, err, errlen),
+            out);
     *out = ctx;
     ctx = NULL;
 out:
@@ -400,11 +396,10 @@ out:
 }
 
 /* Per-connection origination set-up; see tls.h. */
-bs_status bs_tls_client_prepare(SSL *ssl, const bs_tls_client_config *cfg,
-                                const char *default_host)
+bs_status bs_tls_client_prepare(SSL *ssl, const bs_tls_client_config *cfg, const char *default_host)
 {
-    const char *name = cfg && cfg->server_name && *cfg->server_name ? cfg->server_name
-                                                                     : default_host;
+    const char *name =
+        cfg && cfg->server_name && *cfg->server_name ? cfg->server_name : default_host;
     bool verify = !cfg || cfg->verify;
     if (!ssl) return BS_E_STATE;
     if (!name || !*name) return verify ? BS_E_CONFIG : BS_OK;
@@ -499,7 +494,7 @@ bool bs_tls_looks_like_plaintext_kafka(const uint8_t *p, size_t n)
 /* True if the bytes start like an HTTP/1.x request line or a proxy CONNECT. */
 static bool tls_looks_like_http(const uint8_t *p, size_t n)
 {
-    static const char *const methods[] = {"GET ",  "POST ",    "PUT ",   "HEAD ", "DELETE ",
+    static const char *const methods[] = {"GET ",   "POST ",    "PUT ",     "HEAD ", "DELETE ",
                                           "PATCH ", "OPTIONS ", "CONNECT ", "TRACE "};
     for (size_t i = 0; i < BS_ARRAY_LEN(methods); i++) {
         size_t m = strlen(methods[i]);
@@ -535,19 +530,24 @@ static const char *tls_reason_from_first_bytes(const uint8_t *p, size_t n)
 static const char *tls_reason_from_verify(long v)
 {
     switch (v) {
-    case X509_V_OK: return NULL;
-    case X509_V_ERR_CERT_REVOKED: return "certificate_revoked";
+    case X509_V_OK:
+        return NULL;
+    case X509_V_ERR_CERT_REVOKED:
+        return "certificate_revoked";
     case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID: return "certificate_expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return "certificate_expired";
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
-    case X509_V_ERR_EMAIL_MISMATCH: return "hostname_mismatch";
+    case X509_V_ERR_EMAIL_MISMATCH:
+        return "hostname_mismatch";
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_UNTRUSTED: return "unknown_ca";
+    case X509_V_ERR_CERT_UNTRUSTED:
+        return "unknown_ca";
     case X509_V_ERR_UNABLE_TO_GET_CRL:
     case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
     case X509_V_ERR_CRL_HAS_EXPIRED:
@@ -555,8 +555,10 @@ static const char *tls_reason_from_verify(long v)
     case X509_V_ERR_CRL_SIGNATURE_FAILURE:
     case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
     case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
-    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD: return "crl_error";
-    default: return "bad_certificate";
+    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+        return "crl_error";
+    default:
+        return "bad_certificate";
     }
 }
 
@@ -576,37 +578,51 @@ static const char *tls_reason_from_ssl_code(int r, const char *verify_reason)
     case SSL_R_NO_PROTOCOLS_AVAILABLE:
     case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
     case SSL_R_INAPPROPRIATE_FALLBACK:
-    case SSL_R_TLSV1_ALERT_INAPPROPRIATE_FALLBACK: return "protocol_version";
+    case SSL_R_TLSV1_ALERT_INAPPROPRIATE_FALLBACK:
+        return "protocol_version";
     case SSL_R_NO_SHARED_CIPHER:
     case SSL_R_NO_SHARED_GROUPS:
     case SSL_R_NO_CIPHERS_AVAILABLE:
     case SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS:
     case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
-    case SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY: return "no_shared_cipher";
-    case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE: return "handshake_failure";
-    case SSL_R_TLSV1_ALERT_UNKNOWN_CA: return "unknown_ca";
+    case SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY:
+        return "no_shared_cipher";
+    case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+        return "handshake_failure";
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+        return "unknown_ca";
     case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
     case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
     case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
     case SSL_R_BAD_SIGNATURE:
-    case SSL_R_NO_CERTIFICATES_RETURNED: return "bad_certificate";
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED: return "certificate_revoked";
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED: return "certificate_expired";
+    case SSL_R_NO_CERTIFICATES_RETURNED:
+        return "bad_certificate";
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+        return "certificate_revoked";
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+        return "certificate_expired";
     case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED: return "certificate_required";
-    case SSL_R_CERTIFICATE_VERIFY_FAILED: return verify_reason ? verify_reason : "bad_certificate";
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+        return "certificate_required";
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+        return verify_reason ? verify_reason : "bad_certificate";
     case SSL_R_HTTP_REQUEST:
-    case SSL_R_HTTPS_PROXY_REQUEST: return "http_request";
+    case SSL_R_HTTPS_PROXY_REQUEST:
+        return "http_request";
     case SSL_R_WRONG_VERSION_NUMBER:
     case SSL_R_PACKET_LENGTH_TOO_LONG:
     case SSL_R_RECORD_LENGTH_MISMATCH:
     case SSL_R_UNEXPECTED_RECORD:
-    case SSL_R_UNEXPECTED_MESSAGE: return "not_tls";
-    case SSL_R_UNEXPECTED_EOF_WHILE_READING: return "eof";
+    case SSL_R_UNEXPECTED_MESSAGE:
+        return "not_tls";
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+        return "eof";
     case SSL_R_NO_RENEGOTIATION:
-    case SSL_R_TLSV1_ALERT_NO_RENEGOTIATION: return "renegotiation";
-    default: return NULL;
+    case SSL_R_TLSV1_ALERT_NO_RENEGOTIATION:
+        return "renegotiation";
+    default:
+        return NULL;
     }
 }
 
@@ -626,8 +642,8 @@ const char *bs_tls_failure_reason(SSL *ssl, int ssl_error, const uint8_t *first_
     unsigned long e;
     while ((e = ERR_get_error()) != 0) {
         if (reason) continue; /* keep draining */
-        if (ERR_GET_LIB(e) == ERR_LIB_SSL) reason = tls_reason_from_ssl_code(ERR_GET_REASON(e),
-                                                                             verify_reason);
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL)
+            reason = tls_reason_from_ssl_code(ERR_GET_REASON(e), verify_reason);
     }
     if (reason) return reason;
     if (ssl_error == SSL_ERROR_ZERO_RETURN) return "eof";
@@ -705,11 +721,24 @@ static void tls_render_principal(tls_pw *w, const char *subj, size_t subj_len,
         const ASN1_STRING *val = NULL;
         char ipbuf[INET6_ADDRSTRLEN];
         switch (gn->type) {
-        case GEN_DNS: label = "DNS:"; val = gn->d.dNSName; break;
-        case GEN_URI: label = "URI:"; val = gn->d.uniformResourceIdentifier; break;
-        case GEN_EMAIL: label = "email:"; val = gn->d.rfc822Name; break;
-        case GEN_IPADD: label = "IP:"; val = gn->d.iPAddress; break;
-        default: continue; /* otherName, dirName, ...: not part of the principal */
+        case GEN_DNS:
+            label = "DNS:";
+            val = gn->d.dNSName;
+            break;
+        case GEN_URI:
+            label = "URI:";
+            val = gn->d.uniformResourceIdentifier;
+            break;
+        case GEN_EMAIL:
+            label = "email:";
+            val = gn->d.rfc822Name;
+            break;
+        case GEN_IPADD:
+            label = "IP:";
+            val = gn->d.iPAddress;
+            break;
+        default:
+            continue; /* otherName, dirName, ...: not part of the principal */
         }
         const unsigned char *d = ASN1_STRING_get0_data(val);
         int dl = ASN1_STRING_length(val);

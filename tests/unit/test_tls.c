@@ -114,6 +114,16 @@ static void setup_pki(void)
              g_dir, g_dir);
     if (system(cmd) != 0) exit(2);
     write_file("garbage.pem", "this is not PEM at all\n");
+    /* A certificate from the trusted CA that is not for client authentication. */
+    write_file("serveronly.ext",
+               "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n");
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout serveronly.key -out serveronly.csr -subj /CN=not-a-client 2>/dev/null && "
+             "openssl x509 -req -in serveronly.csr -CA ca.crt -CAkey ca.key -set_serial 4242 "
+             "-days 30 -extfile serveronly.ext -out serveronly.crt 2>/dev/null",
+             g_dir);
+    if (system(cmd) != 0) exit(2);
 }
 
 static void cleanup_pki(void)
@@ -243,7 +253,10 @@ typedef struct pair {
     bool measure; /* count the server side's allocations (test_idle_memory) */
 } pair;
 
-static int nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+static int nonblock(int fd)
+{
+    return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 /* Set up a pair; cctx may be NULL for a raw-bytes client (p->cfd only). */
 static void pair_open(pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
@@ -340,11 +353,13 @@ static bool pair_exchange(pair *p)
     char b[16];
     int got = 0;
     if (SSL_write(p->s, "ping", 4) != 4) return false;
-    for (int i = 0; i < 50 && got <= 0; i++) got = SSL_read(p->c, b, sizeof b);
+    for (int i = 0; i < 50 && got <= 0; i++)
+        got = SSL_read(p->c, b, sizeof b);
     if (got != 4 || memcmp(b, "ping", 4) != 0) return false;
     if (SSL_write(p->c, "pong", 4) != 4) return false;
     got = 0;
-    for (int i = 0; i < 50 && got <= 0; i++) got = SSL_read(p->s, b, sizeof b);
+    for (int i = 0; i < 50 && got <= 0; i++)
+        got = SSL_read(p->s, b, sizeof b);
     return got == 4 && memcmp(b, "pong", 4) == 0;
 }
 
@@ -422,8 +437,8 @@ static void test_old_versions_refused(void)
     SSL_CTX *s = server_ctx(&cfg);
     const int versions[] = {TLS1_VERSION, TLS1_1_VERSION};
     for (size_t i = 0; i < BS_ARRAY_LEN(versions); i++) {
-        SSL_CTX *c = plain_client(versions[i], versions[i], "DEFAULT:@SECLEVEL=0", true, NULL,
-                                  NULL);
+        SSL_CTX *c =
+            plain_client(versions[i], versions[i], "DEFAULT:@SECLEVEL=0", true, NULL, NULL);
         pair p;
         pair_open(&p, s, c);
         CHECK(!pair_run(&p));
@@ -469,8 +484,8 @@ static void test_client_auth_required(void)
     for (size_t i = 0; i < BS_ARRAY_LEN(maxv); i++) {
         SSL_CTX *anon = plain_client(0, maxv[i], NULL, false, NULL, NULL);
         SSL_CTX *dev = plain_client(0, maxv[i], NULL, false, P("client.crt"), P("client.key"));
-        SSL_CTX *intruder =
-            plain_client(0, maxv[i], NULL, false, P("untrusted-client.crt"), P("untrusted-client.key"));
+        SSL_CTX *intruder = plain_client(0, maxv[i], NULL, false, P("untrusted-client.crt"),
+                                         P("untrusted-client.key"));
         pair p;
 
         pair_open(&p, s, anon);
@@ -486,6 +501,16 @@ static void test_client_auth_required(void)
         CHECK_STR(p.s_reason, "unknown_ca");
         CHECK_STR(p.c_reason, "unknown_ca");
         pair_close(&p);
+
+        /* Trusted CA, but the certificate is not for client authentication. */
+        SSL_CTX *wrong_eku =
+            plain_client(0, maxv[i], NULL, false, P("serveronly.crt"), P("serveronly.key"));
+        pair_open(&p, s, wrong_eku);
+        CHECK(!pair_run(&p));
+        CHECK_STR(p.s_reason, "bad_certificate");
+        CHECK_EQ(SSL_get_verify_result(p.s), X509_V_ERR_INVALID_PURPOSE);
+        pair_close(&p);
+        SSL_CTX_free(wrong_eku);
 
         pair_open(&p, s, dev);
         CHECK(pair_run(&p));
@@ -928,13 +953,13 @@ static void test_bad_client_config(void)
 /* A real Kafka ApiVersions v3 request frame (request header v2, flexible). */
 static void api_versions_frame(bs_wbuf *w)
 {
-    bs_wbuf_put_be32(w, 0); /* size, patched below */
+    bs_wbuf_put_be32(w, 0);  /* size, patched below */
     bs_wbuf_put_be16(w, 18); /* ApiVersions */
     bs_wbuf_put_be16(w, 3);
     bs_wbuf_put_be32(w, 1); /* correlation id */
     bs_wbuf_put_be16(w, 7); /* client_id (int16 length) */
     bs_wbuf_put_str(w, "rdkafka");
-    bs_wbuf_put_uvarint(w, 0); /* header tagged fields */
+    bs_wbuf_put_uvarint(w, 0);     /* header tagged fields */
     bs_wbuf_put_uvarint(w, 9 + 1); /* client_software_name (compact string) */
     bs_wbuf_put_str(w, "librdkafk");
     bs_wbuf_put_uvarint(w, 5 + 1); /* client_software_version */
@@ -1025,7 +1050,8 @@ static void test_eof_mid_handshake(void)
     pair_open(&p, s, c);
     client_step(&p); /* ClientHello written */
     shutdown(p.cfd, SHUT_RDWR);
-    for (int i = 0; i < 10; i++) server_step(&p);
+    for (int i = 0; i < 10; i++)
+        server_step(&p);
     CHECK(!p.s_done);
     CHECK_STR(p.s_reason, "eof");
     pair_close(&p);
@@ -1083,9 +1109,12 @@ static void test_slot_reload(void)
     /* Concurrent acquirers while contexts are swapped underneath. */
     slot_race r[2] = {{&slot, 0, c}, {&slot, 0, c}};
     pthread_t t[2];
-    for (int i = 0; i < 2; i++) CHECK_EQ(pthread_create(&t[i], NULL, slot_worker, &r[i]), 0);
-    for (int i = 0; i < 20; i++) bs_tls_slot_swap(&slot, server_ctx(&cfg));
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(pthread_create(&t[i], NULL, slot_worker, &r[i]), 0);
+    for (int i = 0; i < 20; i++)
+        bs_tls_slot_swap(&slot, server_ctx(&cfg));
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
     CHECK_EQ(r[0].handshakes_ok + r[1].handshakes_ok, 80);
     bs_tls_slot_destroy(&slot);
 
@@ -1172,7 +1201,9 @@ static void test_principal_format_and_truncation(void)
             CHECK(strncmp(out, want, body) == 0);
             /* The cut is at a unit boundary: not inside "\2C" / "\," escapes. */
             for (size_t k = body >= 2 ? body - 2 : 0; k < body; k++)
-                if (out[k] == '\\') CHECK(body - k == 3 || (body - k == 2 && !isxdigit((unsigned char)want[k + 1])));
+                if (out[k] == '\\')
+                    CHECK(body - k == 3 ||
+                          (body - k == 2 && !isxdigit((unsigned char)want[k + 1])));
         }
     }
     char out[8];
@@ -1216,7 +1247,8 @@ static void test_idle_memory(void)
             if (sent && SSL_read(p->c, b, sizeof b) == 4 && SSL_write(p->c, "pong", 4) == 4) {
                 int got = 0;
                 g_count = true;
-                for (int k = 0; k < 10 && got <= 0; k++) got = SSL_read(p->s, b, sizeof b);
+                for (int k = 0; k < 10 && got <= 0; k++)
+                    got = SSL_read(p->s, b, sizeof b);
                 g_count = false;
                 if (got == 4) ok++;
             }
@@ -1229,7 +1261,8 @@ static void test_idle_memory(void)
         /* Measured ~12.5 KiB (TLS 1.2) / ~13.5 KiB (TLS 1.3) with OpenSSL 3.0, most
          * of it the SSL object itself; without RELEASE_BUFFERS it is > 45 KiB. */
         CHECK(per_conn <= 16 * 1024);
-        for (int i = 0; i < N; i++) pair_close(&pairs[i]);
+        for (int i = 0; i < N; i++)
+            pair_close(&pairs[i]);
         SSL_CTX_free(c);
     }
     SSL_CTX_free(s);
