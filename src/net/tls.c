@@ -336,6 +336,26 @@ out:
 }
 
 /*
+ * Origination verify callback: the leaf must have been checked against an
+ * expected name. If a connection was never given one (bs_tls_client_prepare
+ * not called), OpenSSL would accept any certificate from the CA; fail
+ * closed instead.
+ */
+static int tls_require_expected_name(int preverify_ok, X509_STORE_CTX *x)
+{
+    if (!preverify_ok || X509_STORE_CTX_get_error_depth(x) != 0) return preverify_ok;
+    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(x);
+    if (X509_VERIFY_PARAM_get0_host(param, 0) != NULL) return 1;
+    char *ip = X509_VERIFY_PARAM_get1_ip_asc(param);
+    if (ip) {
+        OPENSSL_free(ip);
+        return 1;
+    }
+    X509_STORE_CTX_set_error(x, X509_V_ERR_HOSTNAME_MISMATCH);
+    return 0;
+}
+
+/*
  * Build a client (origination) context; see tls.h. Verification is on unless
  * cfg->verify is false (logged as a warning: only for testing).
  */
@@ -377,7 +397,7 @@ bs_status bs_tls_client_ctx_new(const bs_tls_client_config *cfg, SSL_CTX **out, 
                           "upstream_tls: system trust store cannot be loaded");
             goto out;
         }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_require_expected_name);
         SSL_CTX_set_verify_depth(ctx, TLS_VERIFY_DEPTH);
     } else {
         BS_LOG_WARNF(TLS_MOD, "upstream_tls: certificate verification is OFF (\"verify\": false)");

@@ -782,12 +782,18 @@ static void test_origination(void)
     CHECK_STR(sni, "(none)");
     CHECK_STR(originate(s, c, true, NULL, "::1", NULL, 0), "ok");
     CHECK_STR(originate(s, c, true, NULL, "127.0.0.2", NULL, 0), "hostname_mismatch");
-    /* A partial-wildcard pattern never matches, and no name at all is refused. */
+    /* No name at all is refused while verification is on. */
     bs_tls_client_config cc = {.verify = true};
     SSL *ssl = SSL_new(c);
     CHECK_EQ(bs_tls_client_prepare(ssl, &cc, NULL), BS_E_CONFIG);
     CHECK_EQ(bs_tls_client_prepare(ssl, &cc, ""), BS_E_CONFIG);
     SSL_free(ssl);
+    /* A connection that was never given an expected name fails closed. */
+    pair p;
+    pair_open(&p, s, c);
+    CHECK(!pair_run(&p));
+    CHECK_STR(p.c_reason, "hostname_mismatch");
+    pair_close(&p);
     SSL_CTX_free(c);
 
     /* The system store does not know the dev CA. */
@@ -808,7 +814,6 @@ static void test_origination(void)
     cfg = server_cfg(BS_CLIENT_AUTH_REQUIRED);
     s = server_ctx(&cfg);
     c = origin_ctx(P("ca.crt"), true, P("client.crt"), P("client.key"));
-    pair p;
     pair_open(&p, s, c);
     CHECK_EQ(bs_tls_client_prepare(p.c, &(bs_tls_client_config){.verify = true}, "localhost"),
              BS_OK);
