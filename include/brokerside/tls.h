@@ -35,12 +35,17 @@
 
 /*
  * Build a server context from `cfg`. On failure returns BS_E_CONFIG or
- * BS_E_CRYPTO and writes a one-line reason (file name and OpenSSL's error)
- * into err[errlen]. The caller owns *out (SSL_CTX_free).
+ * BS_E_CRYPTO (BS_E_NOMEM) and writes a one-line reason (file name and
+ * OpenSSL's error) into err[errlen]; *out is then NULL. The caller owns *out
+ * (SSL_CTX_free). min_version 0 means TLS 1.2; anything below TLS 1.2 is
+ * refused. Blocking file I/O: call from the control thread, not a worker.
  */
 bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, char *err,
                                 size_t errlen) BS_WUR;
-/* Same for origination towards an upstream (verification on unless cfg->verify is false). */
+/* Same for origination towards an upstream (verification on unless
+ * cfg->verify is false). Each connection must then go through
+ * bs_tls_client_prepare: with verification on, a connection that was never
+ * given an expected name fails its handshake (hostname_mismatch). */
 bs_status bs_tls_client_ctx_new(const bs_tls_client_config *cfg, SSL_CTX **out, char *err,
                                 size_t errlen) BS_WUR;
 
@@ -63,11 +68,15 @@ typedef struct bs_tls_slot {
     SSL_CTX *ctx;
 } bs_tls_slot;
 
-void bs_tls_slot_init(bs_tls_slot *slot, SSL_CTX *ctx); /* takes ownership of ctx */
-/* Return the current context with a reference the caller must SSL_CTX_free(). */
+/* Initialise the slot with `ctx` (ownership taken; may be NULL). */
+void bs_tls_slot_init(bs_tls_slot *slot, SSL_CTX *ctx);
+/* Return the current context with a reference the caller must SSL_CTX_free()
+ * (NULL if the slot is empty). Thread-safe. */
 SSL_CTX *bs_tls_slot_acquire(bs_tls_slot *slot);
-/* Install `ctx` (ownership taken); the old one is released once unused. */
+/* Install `ctx` (ownership taken); the old one is released once unused:
+ * SSL objects made from it keep it alive. Thread-safe. */
 void bs_tls_slot_swap(bs_tls_slot *slot, SSL_CTX *ctx);
+/* Release the slot's context and its mutex; no other thread may use it. */
 void bs_tls_slot_destroy(bs_tls_slot *slot);
 
 /*
@@ -92,7 +101,8 @@ const char *bs_tls_failure_reason(SSL *ssl, int ssl_error, const uint8_t *first_
 #define BS_TLS_REASON_TIMEOUT "timeout"
 
 /* True if the bytes look like the start of a plaintext Kafka request
- * (int32 size, then a known API key and version) rather than a TLS record. */
+ * (int32 size 8..100 MiB, then API key 0..80 and version 0..20) rather than
+ * a TLS record. Needs at least 8 bytes; p may be NULL. */
 bool bs_tls_looks_like_plaintext_kafka(const uint8_t *p, size_t n);
 
 /*
