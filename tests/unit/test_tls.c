@@ -431,6 +431,34 @@ static void test_tls12_and_tls13(void)
     SSL_CTX_free(s);
 }
 
+/* Configured ciphers and suites replace the defaults. */
+static void test_configured_ciphers(void)
+{
+    bs_tls_server_config cfg = server_cfg(BS_CLIENT_AUTH_NONE);
+    cfg.ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384";
+    cfg.ciphersuites = "TLS_CHACHA20_POLY1305_SHA256";
+    SSL_CTX *s = server_ctx(&cfg);
+    SSL_CTX *c12 = plain_client(0, TLS1_2_VERSION, NULL, false, NULL, NULL);
+    SSL_CTX *c13 = plain_client(0, 0, NULL, false, NULL, NULL);
+    pair p;
+    pair_open(&p, s, c12);
+    CHECK(pair_run(&p));
+    CHECK_STR(SSL_get_cipher_name(p.s), "ECDHE-ECDSA-AES256-GCM-SHA384");
+    pair_close(&p);
+    pair_open(&p, s, c13);
+    CHECK(pair_run(&p));
+    CHECK_STR(SSL_get_cipher_name(p.s), "TLS_CHACHA20_POLY1305_SHA256");
+    pair_close(&p);
+    /* A client that only knows a suite we left out is refused. */
+    SSL_CTX *only_aes = plain_client(0, 0, NULL, false, NULL, NULL);
+    CHECK(SSL_CTX_set_ciphersuites(only_aes, "TLS_AES_128_GCM_SHA256"));
+    CHECK_STR(handshake_reason(s, only_aes), "no_shared_cipher");
+    SSL_CTX_free(only_aes);
+    SSL_CTX_free(c12);
+    SSL_CTX_free(c13);
+    SSL_CTX_free(s);
+}
+
 static void test_old_versions_refused(void)
 {
     bs_tls_server_config cfg = server_cfg(BS_CLIENT_AUTH_NONE);
@@ -1283,6 +1311,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     setup_pki();
     RUN(test_tls12_and_tls13);
+    RUN(test_configured_ciphers);
     RUN(test_old_versions_refused);
     RUN(test_weak_ciphers_refused);
     RUN(test_client_auth_required);
