@@ -358,8 +358,9 @@ void bs_server_shutdown(bs_server *s, bool graceful)
         ev_timer_start(s->control, &s->grace_timer);
         return;
     }
-    if (s->stopped_hard) return;
-    s->shutting_down = s->stopped_hard = true;
+    if (atomic_load(&s->stopped_hard)) return;
+    s->shutting_down = true;
+    atomic_store(&s->stopped_hard, true);
     bs_net_probes_stop(s);
     ev_timer_stop(s->control, &s->grace_timer);
     BS_LOG_INFOF("main", "closing %u connections now", atomic_load(&s->n_open));
@@ -541,8 +542,8 @@ void bs_server_free(bs_server *s)
     if (!s) return;
     if (s->started) {
         bs_net_probes_stop(s);
-        if (!s->stopped_hard) {
-            s->stopped_hard = true;
+        if (!atomic_load(&s->stopped_hard)) {
+            atomic_store(&s->stopped_hard, true);
             for (size_t i = 0; i < s->n_workers; i++)
                 if (s->workers[i].thread_started) worker_post(&s->workers[i], BS_MSG_STOP_NOW, NULL);
         }
