@@ -30,7 +30,6 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "brokerside/log.h"
 #include "net_internal.h"
@@ -158,26 +157,6 @@ bs_metric *bs_net_failure_metric(bs_listener *l, const char *reason)
 out:
     pthread_mutex_unlock(&l->reason_lock);
     return m;
-}
-
-/* SNI and certificate name checking for a TLS connection to the upstream:
- * server_name if configured, else the upstream host. IP literals are
- * verified against IP SANs and not sent as SNI (RFC 6066). */
-bs_status bs_net_prepare_origination(SSL *ssl, const bs_listener_config *cfg)
-{
-    const bs_tls_client_config *t = cfg->upstream_tls;
-    const char *name = t->server_name ? t->server_name : cfg->upstream.host;
-    if (!name || !*name) return t->verify ? BS_E_CONFIG : BS_OK;
-    unsigned char tmp[16];
-    bool is_ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
-    if (!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1) return BS_E_CRYPTO;
-    if (t->verify) {
-        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) : SSL_set1_host(ssl, name);
-        if (ok != 1) return BS_E_CRYPTO;
-        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    }
-    return BS_OK;
 }
 
 /* ---------------------------------------------------------------- buffers */
@@ -470,7 +449,7 @@ static void conn_upstream_connected(bs_conn *c)
     c->u.ssl = ctx ? SSL_new(ctx) : NULL;
     SSL_CTX_free(ctx);
     if (!c->u.ssl || SSL_set_fd(c->u.ssl, c->u.fd) != 1 ||
-        bs_net_prepare_origination(c->u.ssl, c->l->cfg) != BS_OK) {
+        bs_tls_client_prepare(c->u.ssl, c->l->cfg->upstream_tls, c->l->cfg->upstream.host) != BS_OK) {
         ERR_clear_error();
         conn_upstream_failed(c, "cannot set up TLS to the upstream");
         return;
@@ -517,19 +496,6 @@ static void conn_client_tls_failed(bs_conn *c, const char *reason)
     BS_LOG_WARNF("net", "TLS handshake failed on listener %s from %s: %s", c->l->cfg->name, peer, reason);
 }
 
-/* True if the first bytes look like an HTTP request line. */
-static bool looks_like_http(const uint8_t *p, size_t n)
-{
-    static const char *const methods[] = {"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ",
-                                          "CONNECT ", "PATCH ", "PRI * HTTP"};
-    for (size_t i = 0; i < BS_ARRAY_LEN(methods); i++) {
-        size_t m = strlen(methods[i]);
-        if (n >= m && memcmp(p, methods[i], m) == 0) return true;
-        if (n < m && n >= 3 && memcmp(p, methods[i], n) == 0) return true;
-    }
-    return false;
-}
-
 /* TLS listener, client readable for the first time: refuse anything that is
  * not a TLS handshake record with a precise reason, else create the SSL.
  * Returns false if the connection was closed. */
@@ -543,17 +509,17 @@ static bool conn_peek_client(bs_conn *c)
         conn_close(c, false);
         return false;
     }
-    /* A TLS handshake record starts 0x16 0x03; SSLv2-style hellos are not supported. */
+    /* A TLS handshake record starts 0x16 0x03; anything else is refused with
+     * the TLS module's classification (plaintext Kafka, HTTP, SSLv2, ...). */
     if (first[0] != 0x16 || (n >= 2 && first[1] != 0x03)) {
-        const char *kind = bs_tls_looks_like_plaintext_kafka(first, (size_t)n) ? "plaintext_kafka"
-                           : looks_like_http(first, (size_t)n)                  ? "http_request"
-                                                                                : "not_tls";
+        const char *kind = bs_tls_failure_reason(NULL, SSL_ERROR_SSL, first, (size_t)n);
         char peer[64];
         conn_peer(c, peer, sizeof peer);
         const char *what = strcmp(kind, "plaintext_kafka") == 0 ? "plaintext Kafka client"
                            : strcmp(kind, "http_request") == 0  ? "HTTP request"
+                           : strcmp(kind, "protocol_version") == 0 ? "SSLv2-style hello"
                                                                 : "non-TLS bytes";
-        BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing", what, c->l->cfg->name, peer);
+        BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing (%s)", what, c->l->cfg->name, peer, kind);
         bs_metric_add(bs_net_failure_metric(c->l, kind), 1);
         conn_close(c, false);
         return false;
@@ -584,7 +550,7 @@ static bool conn_client_handshake(bs_conn *c)
         c->c.ready = true;
         c->c.hs_blk = BLK_NONE;
         bs_metric_add(c->l->m_handshakes, 1);
-        char principal[1024];
+        char principal[BS_TLS_PRINCIPAL_MAX];
         bs_status st = bs_tls_peer_principal(c->c.ssl, principal, sizeof principal);
         /* TOO_LARGE still yields a marked ("...") prefix worth keeping. */
         if (st == BS_OK || st == BS_E_TOO_LARGE) c->principal = strdup(principal);
@@ -810,7 +776,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         }
         if (now >= hs_at) {
             if (c->l->has_tls && !c->c.ready) {
-                conn_client_tls_failed(c, "timeout");
+                conn_client_tls_failed(c, BS_TLS_REASON_TIMEOUT);
             } else if (!c->u.ready) {
                 bs_metric_add(c->l->m_upstream_fail, 1);
                 if (bs_net_ratelimit(&c->l->last_upstream_log))

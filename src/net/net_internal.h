@@ -152,8 +152,6 @@ bs_metric *bs_net_failure_metric(bs_listener *l, const char *reason);
 void bs_net_format_addr(const struct sockaddr *sa, char *out, size_t outlen);
 /* conn.c: true at most once per second per `last` (rate-limited logs). */
 bool bs_net_ratelimit(_Atomic int64_t *last);
-/* conn.c: set SNI and name verification on an origination SSL. */
-bs_status bs_net_prepare_origination(SSL *ssl, const bs_listener_config *cfg) BS_WUR;
 
 /* probe.c: start/stop the readiness probe of every listener (control thread). */
 void bs_net_probes_start(bs_server *s);

@@ -131,7 +131,7 @@ static void probe_step(bs_probe *p, struct ev_loop *loop)
                 p->ssl = ctx ? SSL_new(ctx) : NULL;
                 SSL_CTX_free(ctx);
                 if (!p->ssl || SSL_set_fd(p->ssl, p->fd) != 1 ||
-                    bs_net_prepare_origination(p->ssl, p->l->cfg) != BS_OK) {
+                    bs_tls_client_prepare(p->ssl, p->l->cfg->upstream_tls, p->l->cfg->upstream.host) != BS_OK) {
                     ERR_clear_error();
                     return probe_finish(p, loop, false, "cannot set up TLS");
                 }

@@ -417,6 +417,19 @@ static void test_handshake_timeout(void)
     free(rest);
     close(fd);
     CHECK_EQ(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"http_request\""), 1);
+    /* Plaintext Kafka (an ApiVersions v3 request) on the TLS port. */
+    static const uint8_t kafka[] = {0, 0, 0, 0x14, 0, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 'c', 'l', 'i', 'e', 'n', 't', 0, 0, 0, 0};
+    fd = nt_connect(port);
+    CHECK(nt_write_all(fd, kafka, sizeof kafka));
+    CHECK(nt_read_to_eof(fd, &rest) <= 0);
+    free(rest);
+    close(fd);
+    CHECK_EQ(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"plaintext_kafka\""), 1);
+    /* A client that connects and leaves without a byte. */
+    fd = nt_connect(port);
+    close(fd);
+    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"eof\"") == 1));
+    CHECK_EQ(counter("brokerside_tls_handshakes_total", "listener=\"hst\""), 0);
     h_stop(&h);
     nt_echo_stop(&e);
 }
@@ -676,6 +689,73 @@ static void test_session_filter(void)
     nt_echo_stop(&e);
 }
 
+static char g_principal[512];
+static bs_status pr_open(void *ctx, const bs_session_info *info, void **state)
+{
+    (void)ctx;
+    snprintf(g_principal, sizeof g_principal, "%s", info->principal ? info->principal : "(none)");
+    *state = NULL;
+    return BS_OK;
+}
+static void pr_close(void *state) { (void)state; }
+static const bs_session_ops principal_ops = {pr_open, up_upstream, up_upstream, up_quiet, pr_close};
+
+static void test_principal_and_required_cert(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"mtls\",\"bind\":\"127.0.0.1:%d\","
+             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\",\"tls\":{\"cert\":\"%s/server.crt\","
+             "\"key\":\"%s/server.key\",\"client_ca\":\"%s/ca.crt\",\"client_auth\":\"required\"}}]}",
+             port, e.port, g_dir, g_dir, g_dir);
+    srvh h;
+    memset(&h, 0, sizeof h);
+    snprintf(h.cfgpath, sizeof h.cfgpath, "%s/mtls.json", g_dir);
+    nt_write_file(h.cfgpath, json);
+    bs_config_errors errs = {0};
+    CHECK(bs_config_load(h.cfgpath, &h.cfg, &errs) == BS_OK);
+    bs_config_errors_free(&errs);
+    h.loop = ev_loop_new(EVFLAG_AUTO);
+    pthread_mutex_init(&h.m, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    char err[300];
+    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
+    CHECK(bs_server_set_session(h.srv, "mtls", &principal_ops, NULL) == BS_OK);
+    ev_async_init(&h.call, h_call_cb);
+    ev_async_start(h.loop, &h.call);
+    CHECK(bs_server_start(h.srv, h_on_done, &h) == BS_OK);
+    pthread_create(&h.thr, NULL, h_main, &h);
+    char ca[300], cert[300], key[300], ucert[300], ukey[300];
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    snprintf(cert, sizeof cert, "%s/client.crt", g_dir);
+    snprintf(key, sizeof key, "%s/client.key", g_dir);
+    snprintf(ucert, sizeof ucert, "%s/untrusted-client.crt", g_dir);
+    snprintf(ukey, sizeof ukey, "%s/untrusted-client.key", g_dir);
+    nt_tls t;
+    CHECK(nt_tls_connect(&t, port, ca, cert, key));
+    uint8_t in[4];
+    CHECK(nt_tls_write(&t, "ping", 4) && nt_tls_read_n(&t, in, 4) && memcmp(in, "ping", 4) == 0);
+    CHECK(strstr(g_principal, "CN=dev-client") != NULL);
+    nt_tls_close(&t);
+    /* No certificate, or one from an unknown CA: refused and counted. With
+     * TLS 1.3 the client learns it on its first read. */
+    bool refused = !nt_tls_connect(&t, port, ca, NULL, NULL) || !nt_tls_write(&t, "ping", 4) ||
+                   !nt_tls_read_n(&t, in, 4);
+    CHECK(refused);
+    nt_tls_close(&t);
+    refused = !nt_tls_connect(&t, port, ca, ucert, ukey) || !nt_tls_write(&t, "ping", 4) || !nt_tls_read_n(&t, in, 4);
+    CHECK(refused);
+    nt_tls_close(&t);
+    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total", "listener=\"mtls\",reason=\"certificate_required\"") == 1));
+    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total", "listener=\"mtls\",reason=\"unknown_ca\"") == 1));
+    CHECK_EQ(counter("brokerside_tls_handshakes_total", "listener=\"mtls\""), 1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
 /* Fake Kafka broker for the readiness probe: answers ApiVersions v0. */
 typedef struct fake_kafka {
     int lfd, port;
@@ -782,6 +862,7 @@ int main(void)
     RUN(test_tls_origination);
     RUN(test_graceful_drain);
     RUN(test_session_filter);
+    RUN(test_principal_and_required_cert);
     RUN(test_readiness_probe);
     RUN(test_bind_conflict);
     nt_rm_rf(g_dir);
