@@ -37,6 +37,11 @@
  * are valid only during open(): copy what you keep. */
 typedef struct bs_session_info {
     const bs_listener_config *listener;
+    /* Kafka settings (advertise map, max frame) current when the connection
+     * opened. Unlike the strings below, this pointer stays valid for the
+     * server's life (configs applied by reload are kept until exit), so a
+     * session may keep it; a later reload applies to later connections. */
+    const bs_kafka_config *kafka;
     const char *peer;      /* "ip:port" of the client */
     const char *principal; /* TLS client principal, NULL if none (no TLS or no cert) */
 } bs_session_info;

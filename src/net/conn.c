@@ -575,7 +575,8 @@ static bool conn_open(bs_conn *c)
     if (ops) {
         char peer[64];
         conn_peer(c, peer, sizeof peer);
-        bs_session_info info = {.listener = c->l->cfg, .peer = peer, .principal = c->principal};
+        bs_session_info info = {
+            .listener = c->l->cfg, .kafka = &c->w->cfg->kafka, .peer = peer, .principal = c->principal};
         if (ops->open(c->l->session_ctx, &info, &c->sess) != BS_OK) {
             BS_LOG_WARNF("net", "listener %s: session refused connection from %s", c->l->cfg->name, peer);
             conn_close(c, false);

@@ -89,13 +89,13 @@ typedef struct bs_bufnode {
 typedef enum bs_msg_type {
     BS_MSG_STOP_ACCEPT = 1, /* close listening sockets, drain */
     BS_MSG_STOP_NOW = 2,    /* close every connection and exit */
-    BS_MSG_LIMITS = 3,      /* adopt msg->limits */
+    BS_MSG_RELOAD = 3,      /* adopt msg->cfg (limits, kafka settings) */
 } bs_msg_type;
 
 typedef struct bs_msg {
     struct bs_msg *next;
     bs_msg_type type;
-    bs_limits_config limits;
+    const bs_config *cfg; /* BS_MSG_RELOAD: kept alive by the caller until free */
 } bs_msg;
 
 struct bs_worker {
@@ -110,7 +110,8 @@ struct bs_worker {
     bs_wlistener *wl; /* one per listener */
     bs_conn *conns;   /* every open connection of this worker */
     size_t n_conns;
-    bs_limits_config limits; /* this worker's copy; changed only by BS_MSG_LIMITS */
+    const bs_config *cfg;    /* latest applied config as this worker knows it (BS_MSG_RELOAD) */
+    bs_limits_config limits; /* copy of cfg->limits */
     bs_bufnode *free_bufs;
     size_t n_free_bufs;
     bool draining;

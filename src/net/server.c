@@ -22,14 +22,14 @@
 /* Queue a message for worker `w` and wake its loop (control thread). A
  * message that cannot be allocated is logged; STOP_NOW is never lost because
  * the worker also checks srv->stopped_hard. */
-static void worker_post(bs_worker *w, bs_msg_type type, const bs_limits_config *limits)
+static void worker_post(bs_worker *w, bs_msg_type type, const bs_config *cfg)
 {
     bs_msg *m = calloc(1, sizeof *m);
     if (!m) {
         BS_LOG_ERRORF("net", "out of memory posting a message to worker %zu", w->index);
     } else {
         m->type = type;
-        if (limits) m->limits = *limits;
+        m->cfg = cfg;
         pthread_mutex_lock(&w->qlock);
         if (w->qtail) w->qtail->next = m;
         else w->qhead = m;
@@ -71,9 +71,11 @@ static void worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
         case BS_MSG_STOP_NOW:
             stop_now = true;
             break;
-        case BS_MSG_LIMITS:
-            if (m->limits.buffer_bytes != w->limits.buffer_bytes) bs_net_worker_free_bufs(w);
-            w->limits = m->limits;
+        case BS_MSG_RELOAD:
+            /* Pooled buffers of the old size would never be reused. */
+            if (m->cfg->limits.buffer_bytes != w->limits.buffer_bytes) bs_net_worker_free_bufs(w);
+            w->cfg = m->cfg;
+            w->limits = m->cfg->limits;
             break;
         }
         free(m);
@@ -220,6 +222,7 @@ bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server
         bs_worker *w = &s->workers[i];
         w->srv = s;
         w->index = i;
+        w->cfg = cfg;
         w->limits = cfg->limits;
         pthread_mutex_init(&w->qlock, NULL);
         w->wl = calloc(s->n_listeners ? s->n_listeners : 1, sizeof *w->wl);
@@ -456,7 +459,7 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
     }
     bs_log_set_level(cfg->log_level);
     for (size_t i = 0; i < s->n_workers; i++)
-        if (s->workers[i].thread_started) worker_post(&s->workers[i], BS_MSG_LIMITS, &cfg->limits);
+        if (s->workers[i].thread_started) worker_post(&s->workers[i], BS_MSG_RELOAD, cfg);
     if (cfg->admin.probe_interval_s != s->cfg->admin.probe_interval_s)
         bs_net_probes_set_interval(s, cfg->admin.probe_interval_s);
     /* Restart-only settings keep their old values: the workers and listeners

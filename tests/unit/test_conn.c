@@ -600,6 +600,8 @@ static bs_status up_open(void *ctx, const bs_session_info *info, void **state)
     (void)ctx;
     CHECK_STR(info->listener->name, "sess");
     CHECK(info->peer && strncmp(info->peer, "127.0.0.1:", 10) == 0);
+    CHECK(info->kafka && info->kafka->max_frame_bytes == 104857600);
+    CHECK(info->principal == NULL);
     g_sess_open++;
     *state = &g_sess_open;
     return BS_OK;
