@@ -373,52 +373,6 @@ void bs_server_shutdown(bs_server *s, bool graceful)
 
 /* ---------------------------------------------------------------- reload */
 
-static bool str_eq(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-/* Log that `path` changed in a way only a restart can apply. */
-static void restart_note(size_t *k, const char *path)
-{
-    BS_LOG_WARNF("main", "reload: %s changed: requires restart; keeping the old value", path);
-    (*k)++;
-}
-
-/* Log every setting of `n` that differs from `o` and needs a restart;
- * returns how many. */
-static size_t restart_only_changes(const bs_config *o, const bs_config *n)
-{
-    size_t k = 0;
-    if (o->workers != n->workers) restart_note(&k, "workers");
-    if (o->n_listeners != n->n_listeners) restart_note(&k, "listeners (their number)");
-    for (size_t i = 0; i < o->n_listeners && i < n->n_listeners; i++) {
-        const bs_listener_config *a = &o->listeners[i], *b = &n->listeners[i];
-        char p[64];
-        const struct {
-            bool changed;
-            const char *key;
-        } keys[] = {
-            {!str_eq(a->name, b->name), "name"},
-            {!str_eq(a->bind.text, b->bind.text), "bind"},
-            {!str_eq(a->upstream.text, b->upstream.text), "upstream"},
-            {a->protocol != b->protocol, "protocol"},
-            {a->broker_id != b->broker_id, "broker_id"},
-            {!a->tls != !b->tls, "tls (on/off)"},
-            {!a->upstream_tls != !b->upstream_tls, "upstream_tls (on/off)"},
-        };
-        for (size_t j = 0; j < BS_ARRAY_LEN(keys); j++) {
-            if (!keys[j].changed) continue;
-            snprintf(p, sizeof p, "listeners[%zu].%s", i, keys[j].key);
-            restart_note(&k, p);
-        }
-    }
-    if (o->admin.enabled != n->admin.enabled ||
-        (o->admin.enabled && !str_eq(o->admin.bind.text, n->admin.bind.text)))
-        restart_note(&k, "admin (enabled/bind)");
-    return k;
-}
-
 bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
 {
     bs_status st = BS_OK;
@@ -428,13 +382,20 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
         st = BS_E_NOMEM;
         goto out;
     }
-    (void)restart_only_changes(s->base, cfg);
+    /* Compared with the config the server was built from: a restart-only
+     * change stays reported on every reload until a restart applies it. */
+    char what[512];
+    if (bs_config_needs_restart(s->base, cfg, what, sizeof what))
+        BS_LOG_WARNF("main", "reload: %s changed: requires restart; keeping the old value", what);
     /* Build every new context before touching anything: all or nothing.
-     * Listeners are matched by position (the listener set cannot change
-     * live; a changed set was just logged as requiring a restart). */
-    for (size_t i = 0; i < n && i < cfg->n_listeners; i++) {
-        const bs_listener_config *nl = &cfg->listeners[i];
+     * Running listeners are matched with the new file by name (the listener
+     * set itself cannot change live); one that vanished keeps its contexts. */
+    for (size_t i = 0; i < n; i++) {
         bs_listener *l = &s->listeners[i];
+        const bs_listener_config *nl = NULL;
+        for (size_t j = 0; j < cfg->n_listeners && !nl; j++)
+            if (strcmp(cfg->listeners[j].name, l->cfg->name) == 0) nl = &cfg->listeners[j];
+        if (!nl) continue;
         char err[600];
         bs_status t = build_tls(nl, &sc[i], &cc[i], err, sizeof err);
         if (t != BS_OK) {
@@ -452,7 +413,7 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
         }
     }
     if (st != BS_OK) goto out;
-    for (size_t i = 0; i < n && i < cfg->n_listeners; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (sc[i]) bs_tls_slot_swap(&s->listeners[i].tls, sc[i]);
         if (cc[i]) bs_tls_slot_swap(&s->listeners[i].utls, cc[i]);
         sc[i] = cc[i] = NULL;
