@@ -82,6 +82,11 @@ struct bs_conn {
     bool upstream_connecting : 1;
 };
 
+/* An idle connection must stay cheap (docs/operations.md, memory): keep the
+ * struct within a few cache lines; per-connection extras belong in lazily
+ * allocated state. */
+_Static_assert(sizeof(bs_conn) <= 320, "bs_conn grew: idle memory per connection matters");
+
 static void conn_pump(bs_conn *c);
 static void conn_close(bs_conn *c, bool clean);
 static void conn_timer_at(bs_conn *c, ev_tstamp at);
