@@ -324,6 +324,42 @@ static void test_half_close_upstream_side(void)
     h_stop(&h);
 }
 
+/* TLS client sends close_notify after its request; the upstream answers
+ * after seeing EOF; the answer still reaches the client over TLS. Then the
+ * upstream-initiated direction: brokerside sends close_notify to the client. */
+static void test_half_close_tls(void)
+{
+    answer_srv a = {.port = 0};
+    a.lfd = nt_listen(&a.port);
+    pthread_create(&a.thr, NULL, answer_main, &a);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"hctls\",\"bind\":\"127.0.0.1:%d\","
+             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/server.crt\","
+             "\"key\":\"%s/server.key\"}}]}",
+             port, a.port, g_dir, g_dir);
+    srvh h;
+    CHECK(h_start(&h, json));
+    char ca[300];
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    nt_tls t;
+    CHECK(nt_tls_connect(&t, port, ca, NULL, NULL));
+    uint8_t buf[70000];
+    nt_fill(buf, sizeof buf, 8);
+    CHECK(nt_tls_write(&t, buf, sizeof buf));
+    CHECK_EQ(SSL_shutdown(t.ssl), 0); /* close_notify sent, the peer's not yet received */
+    uint8_t reply[9];
+    CHECK(nt_tls_read_n(&t, reply, 9) && memcmp(reply, "got 70000", 9) == 0);
+    /* The upstream closed after answering: brokerside passes it on as close_notify. */
+    CHECK_EQ(nt_tls_read_end(&t), SSL_ERROR_ZERO_RETURN);
+    nt_tls_close(&t);
+    pthread_join(a.thr, NULL);
+    close(a.lfd);
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"hctls\"") == 0));
+    h_stop(&h);
+}
+
 static void test_backpressure(void)
 {
     nt_sink s;
@@ -361,6 +397,76 @@ static void test_backpressure(void)
     CHECK(n > 0 && (size_t)n == strlen(want) && memcmp(reply, want, (size_t)n) == 0);
     free(reply);
     close(fd);
+    nt_sink_stop(&s);
+    h_stop(&h);
+}
+
+/* TLS on the client side of a stalled pipe: brokerside stops calling
+ * SSL_read while its buffer is full and must resume (including records
+ * already decrypted inside OpenSSL) when the upstream drains. */
+typedef struct tls_sender {
+    nt_tls *t;
+    size_t n;
+    atomic_size_t sent;
+    uint64_t hash;
+    bool ok;
+} tls_sender;
+
+static void *tls_sender_main(void *arg)
+{
+    tls_sender *s = arg;
+    uint8_t buf[10000]; /* not a multiple of the record size */
+    uint64_t h = NT_FNV_INIT;
+    size_t left = s->n;
+    uint32_t seed = 77;
+    s->ok = true;
+    while (left) {
+        size_t k = left < sizeof buf ? left : sizeof buf;
+        nt_fill(buf, k, seed++);
+        h = nt_fnv(h, buf, k);
+        if (!nt_tls_write(s->t, buf, k)) {
+            s->ok = false;
+            break;
+        }
+        atomic_fetch_add(&s->sent, k);
+        left -= k;
+    }
+    s->hash = h;
+    return NULL;
+}
+
+static void test_backpressure_tls(void)
+{
+    nt_sink s;
+    nt_sink_start(&s, true);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"buffer_bytes\":20000},\"listeners\":[{\"name\":\"bptls\","
+             "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/"
+             "server.crt\",\"key\":\"%s/server.key\"}}]}",
+             port, s.port, g_dir, g_dir);
+    srvh h;
+    CHECK(h_start(&h, json));
+    nt_tls t;
+    CHECK(nt_tls_connect(&t, port, NULL, NULL, NULL));
+    tls_sender ts = {.t = &t, .n = 24u << 20};
+    atomic_init(&ts.sent, 0);
+    pthread_t thr;
+    pthread_create(&thr, NULL, tls_sender_main, &ts);
+    size_t prev = (size_t)-1, cur = 0;
+    WAIT_UNTIL((cur = atomic_load(&ts.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    CHECK(cur < ts.n);
+    atomic_store(&s.paused, false);
+    pthread_join(thr, NULL);
+    CHECK(ts.ok);
+    CHECK_EQ(SSL_shutdown(t.ssl), 0);
+    char reply[64] = "", want[64];
+    size_t got = 0, r;
+    while (got < sizeof reply - 1 && SSL_read_ex(t.ssl, reply + got, sizeof reply - 1 - got, &r) == 1) got += r;
+    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)ts.n, (unsigned long long)ts.hash);
+    CHECK_STR(reply, want);
+    nt_tls_close(&t);
     nt_sink_stop(&s);
     h_stop(&h);
 }
@@ -856,7 +962,9 @@ int main(void)
     RUN(test_tls_termination);
     RUN(test_half_close_client_side);
     RUN(test_half_close_upstream_side);
+    RUN(test_half_close_tls);
     RUN(test_backpressure);
+    RUN(test_backpressure_tls);
     RUN(test_idle_timeout);
     RUN(test_handshake_timeout);
     RUN(test_connection_limit);
