@@ -89,6 +89,7 @@ _Static_assert(sizeof(bs_conn) <= 320, "bs_conn grew: idle memory per connection
 
 static void conn_pump(bs_conn *c);
 static void conn_close(bs_conn *c, bool clean);
+static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_timer_at(bs_conn *c, ev_tstamp at);
 
 /* ---------------------------------------------------------------- helpers */
@@ -404,6 +405,7 @@ static void conn_upstream_failed(bs_conn *c, const char *why)
     }
     if (c->u.fd >= 0) {
         if (ev_is_active(&c->u.io)) ev_io_stop(c->w->loop, &c->u.io);
+        ev_clear_pending(c->w->loop, &c->u.io);
         if (c->u.ssl) SSL_free(c->u.ssl);
         c->u.ssl = NULL;
         close(c->u.fd);
@@ -425,7 +427,7 @@ static void conn_connect_upstream(bs_conn *c)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->u.fd = fd;
-    ev_io_init(&c->u.io, NULL, fd, EV_WRITE);
+    ev_io_init(&c->u.io, conn_io_cb, fd, EV_WRITE);
     c->u.io.data = c;
     if (connect(fd, (const struct sockaddr *)&up->addr, up->addrlen) == 0 || errno == EINPROGRESS) {
         c->upstream_connecting = true;
@@ -926,7 +928,6 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         bs_metric_add(l->m_open, 1);
         bs_metric_add(l->m_total, 1);
         conn_connect_upstream(c);
-        ev_set_cb(&c->u.io, conn_io_cb);
         double first = w->limits.handshake_timeout_s;
         if (w->limits.connect_timeout_s < first) first = w->limits.connect_timeout_s;
         conn_timer_at(c, c->t_start + first);
