@@ -158,8 +158,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     a->retired[a->n_retired++] = cfg;
 }
 
+/* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
 static bool ready_hook(void *ctx, char *why, size_t whylen) { return bs_server_ready(((app *)ctx)->srv, why, whylen); }
 
+/* Admin hook: the server's members of /status. */
 static void status_hook(void *ctx, bs_wbuf *out) { bs_server_status_json(((app *)ctx)->srv, out); }
 
 /* Run the daemon with `path` until shut down. */
@@ -219,6 +221,7 @@ out:
     return rc;
 }
 
+/* Dispatch on the command line; see usage(). Exactly one action per run. */
 int main(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {

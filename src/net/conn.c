@@ -224,6 +224,7 @@ static void conn_release_empty(bs_conn *c)
     }
 }
 
+/* True for a missing (not allocated) or empty buffer. */
 static bool buf_empty(const bs_buf *b) { return !b || bs_buf_readable(b) == 0; }
 
 /* ---------------------------------------------------------------- watchers */
@@ -241,6 +242,7 @@ static void side_watch(bs_conn *c, bs_side *s, int events)
     }
 }
 
+/* The libev event a BLK_* state waits for; `dflt` when not blocked. */
 static int blk_event(uint8_t blk, int dflt)
 {
     return blk == BLK_READ ? EV_READ : blk == BLK_WRITE ? EV_WRITE : dflt;

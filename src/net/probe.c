@@ -28,6 +28,7 @@ enum probe_step { P_IDLE = 0, P_CONNECTING, P_TLS, P_SEND, P_RECV };
 #define PROBE_CLIENT_ID "brokerside-probe"
 #define API_VERSIONS_KEY 18
 
+/* Socket ready for the probe: advance it. */
 static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 
 /* Release the socket and SSL of the current attempt. */
@@ -241,6 +242,7 @@ static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     probe_step(bs_container_of(io, bs_probe, io), loop);
 }
 
+/* The attempt took longer than limits.connect_timeout_s: the upstream is down. */
 static void probe_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
@@ -276,6 +278,7 @@ static void probe_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_io_start(loop, &p->io);
 }
 
+/* Arm every listener's probe timer; the first attempt runs at once. */
 void bs_net_probes_start(bs_server *s)
 {
     double every = s->cfg->admin.probe_interval_s > 0 ? s->cfg->admin.probe_interval_s : 5.0;
@@ -292,6 +295,7 @@ void bs_net_probes_start(bs_server *s)
     }
 }
 
+/* Stop the timers and abandon running attempts (shutdown, free). */
 void bs_net_probes_stop(bs_server *s)
 {
     for (size_t i = 0; i < s->n_listeners; i++) {
@@ -302,6 +306,7 @@ void bs_net_probes_stop(bs_server *s)
     }
 }
 
+/* Reload: probe every `interval_s` from now on (ignored if not positive). */
 void bs_net_probes_set_interval(bs_server *s, double interval_s)
 {
     if (interval_s <= 0) return;

@@ -201,6 +201,8 @@ out:
     return st;
 }
 
+/* See net.h. Order: TLS contexts (all problems logged), metrics, then the
+ * listening sockets; any failure frees everything built so far. */
 bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server **out, char *err, size_t errlen)
 {
     bs_status st = BS_OK;
@@ -287,6 +289,7 @@ fail:
     return st;
 }
 
+/* See net.h. */
 bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session_ops *ops, void *factory_ctx)
 {
     BS_ENSURE(!s->started, BS_E_STATE);
@@ -300,6 +303,8 @@ bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session
     return BS_E_NOT_FOUND;
 }
 
+/* See net.h. Worker loops are created here, on the control thread, and
+ * handed to their threads; listening sockets already exist. */
 bs_status bs_server_start(bs_server *s, void (*on_done)(void *arg), void *arg)
 {
     BS_ENSURE(!s->started, BS_E_STATE);
@@ -347,6 +352,8 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     bs_server_shutdown(s, false);
 }
 
+/* See net.h. Graceful: STOP_ACCEPT to every worker plus the grace timer;
+ * otherwise (or on a second call) STOP_NOW. */
 void bs_server_shutdown(bs_server *s, bool graceful)
 {
     if (!s->started) return;
@@ -443,6 +450,7 @@ out:
     return st;
 }
 
+/* See net.h (control thread). */
 const bs_config *bs_server_config(const bs_server *s) { return s->cfg; }
 
 /* ---------------------------------------------------------------- status */
@@ -472,6 +480,7 @@ bool bs_server_ready(const bs_server *s, char *why, size_t whylen)
     return true;
 }
 
+/* See net.h; connections_open comes from the listener's gauge. */
 void bs_server_status_json(const bs_server *s, bs_wbuf *out)
 {
     bs_wbuf_put_str(out, ",\"listeners\":[");
@@ -497,6 +506,7 @@ void bs_server_status_json(const bs_server *s, bs_wbuf *out)
                    s->shutting_down ? "true" : "false");
 }
 
+/* See net.h; any thread. */
 unsigned bs_server_connections_open(const bs_server *s) { return atomic_load(&((bs_server *)s)->n_open); }
 
 /* ---------------------------------------------------------------- teardown */
