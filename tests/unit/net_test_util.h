@@ -36,6 +36,7 @@
 
 #define NT_WAIT_S 20.0
 
+/* Monotonic seconds. */
 __attribute__((unused)) static double nt_now(void)
 {
     struct timespec ts;
@@ -43,6 +44,7 @@ __attribute__((unused)) static double nt_now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Sleep `ms` milliseconds. */
 __attribute__((unused)) static void nt_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -106,6 +108,7 @@ __attribute__((unused)) static int nt_connect(int port)
     return fd;
 }
 
+/* Blocking send of all n bytes; false on error. */
 __attribute__((unused)) static bool nt_write_all(int fd, const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -181,6 +184,7 @@ __attribute__((unused)) static void nt_make_certs(char *dir, size_t dirlen)
     }
 }
 
+/* Remove a test directory tree. */
 __attribute__((unused)) static void nt_rm_rf(const char *dir)
 {
     char cmd[600];
@@ -188,6 +192,7 @@ __attribute__((unused)) static void nt_rm_rf(const char *dir)
     (void)nt_sh(cmd);
 }
 
+/* Write `text` to `path` (exit on failure: set-up error). */
 __attribute__((unused)) static void nt_write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -206,6 +211,7 @@ typedef struct nt_echo {
     atomic_int accepted;
 } nt_echo;
 
+/* One echo connection (thread). */
 __attribute__((unused)) static void *nt_echo_conn(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -220,6 +226,7 @@ __attribute__((unused)) static void *nt_echo_conn(void *arg)
     return NULL;
 }
 
+/* Echo accept loop (thread); ends when the listening socket is shut down. */
 __attribute__((unused)) static void *nt_echo_main(void *arg)
 {
     nt_echo *e = arg;
@@ -233,6 +240,7 @@ __attribute__((unused)) static void *nt_echo_main(void *arg)
     }
 }
 
+/* Start an echo server on an ephemeral port (e->port). */
 __attribute__((unused)) static void nt_echo_start(nt_echo *e)
 {
     e->port = 0;
@@ -241,6 +249,7 @@ __attribute__((unused)) static void nt_echo_start(nt_echo *e)
     pthread_create(&e->thr, NULL, nt_echo_main, e);
 }
 
+/* Stop accepting and join (open echo connections end with their peers). */
 __attribute__((unused)) static void nt_echo_stop(nt_echo *e)
 {
     shutdown(e->lfd, SHUT_RDWR);
@@ -257,6 +266,7 @@ typedef struct nt_sink {
     uint64_t count, hash;
 } nt_sink;
 
+/* Sink thread body (see nt_sink). */
 __attribute__((unused)) static void *nt_sink_main(void *arg)
 {
     nt_sink *s = arg;
@@ -316,6 +326,7 @@ __attribute__((unused)) static void nt_sink_start(nt_sink *s, bool paused)
     pthread_create(&s->thr, NULL, nt_sink_main, s);
 }
 
+/* Unpause, stop accepting, join. */
 __attribute__((unused)) static void nt_sink_stop(nt_sink *s)
 {
     shutdown(s->lfd, SHUT_RDWR);
@@ -335,6 +346,7 @@ typedef struct nt_sender {
     uint64_t hash;
 } nt_sender;
 
+/* Sender thread body: n deterministic bytes, hash in s->hash. */
 __attribute__((unused)) static void *nt_sender_main(void *arg)
 {
     nt_sender *s = arg;
@@ -358,6 +370,7 @@ __attribute__((unused)) static void *nt_sender_main(void *arg)
     return NULL;
 }
 
+/* Start sending `n` bytes of seed `seed` on fd from a thread; join s->thr. */
 __attribute__((unused)) static void nt_sender_start(nt_sender *s, int fd, size_t n, uint32_t seed)
 {
     memset(s, 0, sizeof *s);
@@ -379,6 +392,7 @@ typedef struct nt_tls {
     SSL *ssl;
 } nt_tls;
 
+/* TLS connect (see nt_tls); true if the handshake succeeded. */
 __attribute__((unused)) static bool nt_tls_connect(nt_tls *t, int port, const char *ca, const char *cert, const char *key)
 {
     memset(t, 0, sizeof *t);
@@ -401,6 +415,7 @@ __attribute__((unused)) static bool nt_tls_connect(nt_tls *t, int port, const ch
     return ok;
 }
 
+/* Free the client (no close_notify unless the caller sent one). */
 __attribute__((unused)) static void nt_tls_close(nt_tls *t)
 {
     if (t->ssl) SSL_free(t->ssl);
@@ -410,6 +425,7 @@ __attribute__((unused)) static void nt_tls_close(nt_tls *t)
     t->fd = -1;
 }
 
+/* Write all n bytes over TLS. */
 __attribute__((unused)) static bool nt_tls_write(nt_tls *t, const void *p, size_t n)
 {
     size_t w;
@@ -460,6 +476,7 @@ typedef struct nt_tls_echo {
     atomic_int handshakes;
 } nt_tls_echo;
 
+/* TLS echo accept loop (thread), one connection at a time. */
 __attribute__((unused)) static void *nt_tls_echo_main(void *arg)
 {
     nt_tls_echo *e = arg;
@@ -484,6 +501,7 @@ __attribute__((unused)) static void *nt_tls_echo_main(void *arg)
     }
 }
 
+/* Start a TLS echo server with cert/key on an ephemeral port. */
 __attribute__((unused)) static void nt_tls_echo_start(nt_tls_echo *e, const char *cert, const char *key)
 {
     memset(e, 0, sizeof *e);
@@ -498,6 +516,7 @@ __attribute__((unused)) static void nt_tls_echo_start(nt_tls_echo *e, const char
     pthread_create(&e->thr, NULL, nt_tls_echo_main, e);
 }
 
+/* Stop and join the TLS echo server. */
 __attribute__((unused)) static void nt_tls_echo_stop(nt_tls_echo *e)
 {
     shutdown(e->lfd, SHUT_RDWR);

@@ -33,12 +33,14 @@ typedef struct srvh {
     bs_status result;
 } srvh;
 
+/* on_done of the server under test: remember that every worker stopped. */
 static void h_on_done(void *arg)
 {
     srvh *h = arg;
     atomic_store(&h->done, true);
 }
 
+/* Control thread: run the function h_call posted, then wake the caller. */
 static void h_call_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
@@ -53,6 +55,7 @@ static void h_call_cb(struct ev_loop *loop, ev_async *a, int revents)
     pthread_mutex_unlock(&h->m);
 }
 
+/* The control thread of the server under test. */
 static void *h_main(void *arg)
 {
     srvh *h = arg;
@@ -105,6 +108,7 @@ static bool h_start(srvh *h, const char *json)
     return true;
 }
 
+/* h_call targets: shutdown (graceful if arg != NULL) and leaving the loop. */
 static void h_do_shutdown(srvh *h, void *arg) { bs_server_shutdown(h->srv, arg != NULL); }
 static void h_do_break(srvh *h, void *arg)
 {
@@ -133,6 +137,7 @@ static void h_stop(srvh *h)
     memset(h, 0, sizeof *h);
 }
 
+/* Current value of a counter / gauge series (created at 0 if unseen). */
 static int64_t counter(const char *name, const char *labels)
 {
     return bs_metric_value(bs_metrics_counter(name, "test", labels));
@@ -241,6 +246,7 @@ typedef struct answer_srv {
     long received;
 } answer_srv;
 
+/* answer_srv thread body. */
 static void *answer_main(void *arg)
 {
     answer_srv *a = arg;
@@ -412,6 +418,7 @@ typedef struct tls_sender {
     bool ok;
 } tls_sender;
 
+/* tls_sender thread body. */
 static void *tls_sender_main(void *arg)
 {
     tls_sender *s = arg;
@@ -871,6 +878,7 @@ typedef struct fake_kafka {
     bool bad_correlation;
 } fake_kafka;
 
+/* fake_kafka thread body: one ApiVersions v0 answer per connection. */
 static void *fake_kafka_main(void *arg)
 {
     fake_kafka *k = arg;

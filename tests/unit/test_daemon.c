@@ -20,6 +20,7 @@ static char g_dir[256];
 static pid_t g_children[16];
 static size_t g_n_children;
 
+/* SIGKILL and reap every daemon still running (atexit and end of run). */
 static void kill_children(void)
 {
     for (size_t i = 0; i < g_n_children; i++) {
@@ -50,6 +51,7 @@ static int run_cli(const char *const *args, const char *out_path, const char *er
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A file's contents (at most 1 MiB), "" if missing; caller frees. */
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -61,6 +63,7 @@ static char *slurp(const char *path)
     return buf;
 }
 
+/* True if the file contains `needle`. */
 static bool file_contains(const char *path, const char *needle)
 {
     char *s = slurp(path);
@@ -241,6 +244,7 @@ static void copy_file(const char *from, const char *to)
     CHECK_EQ(nt_sh(cmd), 0);
 }
 
+/* Occurrences of `needle` in the file. */
 static int count_lines(const char *path, const char *needle)
 {
     char *s = slurp(path);
