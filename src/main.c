@@ -40,19 +40,21 @@ typedef struct app {
 /* Print usage to `f`. */
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: brokerside --config FILE        run the sidecar\n"
-            "       brokerside --check-config FILE  validate FILE and its TLS material; exit 0 if OK, 1 if not\n"
-            "       brokerside --version            print the version\n"
-            "       brokerside --help               this text\n"
-            "\n"
-            "signals: SIGTERM/SIGINT drain and exit (a second one exits at once), SIGHUP reloads FILE\n");
+    fprintf(f, "usage: brokerside --config FILE        run the sidecar\n"
+               "       brokerside --check-config FILE  validate FILE and its TLS material; exit 0 "
+               "if OK, 1 if not\n"
+               "       brokerside --version            print the version\n"
+               "       brokerside --help               this text\n"
+               "\n"
+               "signals: SIGTERM/SIGINT drain and exit (a second one exits at once), SIGHUP "
+               "reloads FILE\n");
 }
 
 /* Print every config error to stderr. */
 static void print_errors(const bs_config_errors *errs)
 {
-    for (size_t i = 0; i < errs->n; i++) fprintf(stderr, "%s\n", errs->msgs[i]);
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
 }
 
 /* Build (and discard) every TLS context of `cfg`, printing each failure as
@@ -134,11 +136,12 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     bs_config_errors errs = {0};
     BS_LOG_INFOF("main", "received SIGHUP: reloading %s", a->config_path);
     if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
-        for (size_t i = 0; i < errs.n; i++) BS_LOG_ERRORF("main", "reload: %s", errs.msgs[i]);
+        for (size_t i = 0; i < errs.n; i++)
+            BS_LOG_ERRORF("main", "reload: %s", errs.msgs[i]);
         bs_config_errors_free(&errs);
         /* Counted like a refused TLS rebuild: the old config stays. */
-        bs_metric_add(bs_metrics_counter("brokerside_config_reloads_total", "Config reloads (SIGHUP), by result",
-                                         "result=\"failed\""),
+        bs_metric_add(bs_metrics_counter("brokerside_config_reloads_total",
+                                         "Config reloads (SIGHUP), by result", "result=\"failed\""),
                       1);
         BS_LOG_ERRORF("main", "reload: refused; keeping the running configuration");
         return;
@@ -159,10 +162,16 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
-static bool ready_hook(void *ctx, char *why, size_t whylen) { return bs_server_ready(((app *)ctx)->srv, why, whylen); }
+static bool ready_hook(void *ctx, char *why, size_t whylen)
+{
+    return bs_server_ready(((app *)ctx)->srv, why, whylen);
+}
 
 /* Admin hook: the server's members of /status. */
-static void status_hook(void *ctx, bs_wbuf *out) { bs_server_status_json(((app *)ctx)->srv, out); }
+static void status_hook(void *ctx, bs_wbuf *out)
+{
+    bs_server_status_json(((app *)ctx)->srv, out);
+}
 
 /* Run the daemon with `path` until shut down. */
 static int run(const char *path)
@@ -193,7 +202,8 @@ static int run(const char *path)
             BS_LOG_ERRORF("main", "cannot start the admin endpoint: %s", err);
             goto out;
         }
-        BS_LOG_INFOF("main", "admin endpoint on %s (port %u)", a.cfg->admin.bind.text, bs_admin_port(a.admin));
+        BS_LOG_INFOF("main", "admin endpoint on %s (port %u)", a.cfg->admin.bind.text,
+                     bs_admin_port(a.admin));
     }
     ev_signal_init(&a.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&a.sigint, on_stop_signal, SIGINT);
@@ -206,14 +216,16 @@ static int run(const char *path)
         BS_LOG_ERRORF("main", "cannot start the worker threads");
         goto out;
     }
-    BS_LOG_INFOF("main", "brokerside %s running (config %s, pid %ld)", BS_VERSION, path, (long)getpid());
+    BS_LOG_INFOF("main", "brokerside %s running (config %s, pid %ld)", BS_VERSION, path,
+                 (long)getpid());
     ev_run(a.loop, 0);
     BS_LOG_INFOF("main", "stopped");
     rc = 0;
 out:
     bs_admin_stop(a.admin);
     bs_server_free(a.srv);
-    for (size_t i = 0; i < a.n_retired; i++) bs_config_free(a.retired[i]);
+    for (size_t i = 0; i < a.n_retired; i++)
+        bs_config_free(a.retired[i]);
     free(a.retired);
     bs_config_free(a.cfg);
     bs_config_errors_free(&errs);

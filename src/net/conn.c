@@ -55,12 +55,12 @@ typedef struct bs_side {
     ev_io io;
     int fd;
     SSL *ssl;
-    uint8_t rd_blk;       /* read blocked on BLK_* */
-    uint8_t wr_blk;       /* write blocked on BLK_* */
-    uint8_t hs_blk;       /* handshake blocked on BLK_* */
-    bool ready : 1;       /* connected and handshake (if any) complete */
-    bool rd_eof : 1;      /* peer finished sending (FIN or close_notify) */
-    bool wr_done : 1;     /* we finished sending to this side (close_notify + FIN) */
+    uint8_t rd_blk;        /* read blocked on BLK_* */
+    uint8_t wr_blk;        /* write blocked on BLK_* */
+    uint8_t hs_blk;        /* handshake blocked on BLK_* */
+    bool ready : 1;        /* connected and handshake (if any) complete */
+    bool rd_eof : 1;       /* peer finished sending (FIN or close_notify) */
+    bool wr_done : 1;      /* we finished sending to this side (close_notify + FIN) */
     bool shut_pending : 1; /* close_notify not yet fully written */
 } bs_side;
 
@@ -225,7 +225,10 @@ static void conn_release_empty(bs_conn *c)
 }
 
 /* True for a missing (not allocated) or empty buffer. */
-static bool buf_empty(const bs_buf *b) { return !b || bs_buf_readable(b) == 0; }
+static bool buf_empty(const bs_buf *b)
+{
+    return !b || bs_buf_readable(b) == 0;
+}
 
 /* ---------------------------------------------------------------- watchers */
 
@@ -249,7 +252,10 @@ static int blk_event(uint8_t blk, int dflt)
 }
 
 /* Room to read more from the side that feeds `in`/`out`. */
-static bool has_room(const bs_buf *target) { return !target || bs_buf_free_space(target) > 0; }
+static bool has_room(const bs_buf *target)
+{
+    return !target || bs_buf_free_space(target) > 0;
+}
 
 /* Recompute the events both sockets wait for from the connection's state. */
 static void conn_update_watchers(bs_conn *c)
@@ -260,7 +266,8 @@ static void conn_update_watchers(bs_conn *c)
     } else if (c->opened) {
         bs_buf *ctarget = c->cin ? c->cin : c->c2u;
         bool csess = c->l->session_ops != NULL;
-        if (!c->c.rd_eof && has_room(csess ? c->cin : ctarget)) ce |= blk_event(c->c.rd_blk, EV_READ);
+        if (!c->c.rd_eof && has_room(csess ? c->cin : ctarget))
+            ce |= blk_event(c->c.rd_blk, EV_READ);
         if (!buf_empty(c->u2c) || c->c.shut_pending) ce |= blk_event(c->c.wr_blk, EV_WRITE);
     }
     if (c->upstream_connecting) {
@@ -269,7 +276,8 @@ static void conn_update_watchers(bs_conn *c)
         ue = blk_event(c->u.hs_blk, EV_READ);
     } else if (c->opened) {
         bool usess = c->l->session_ops != NULL;
-        if (!c->u.rd_eof && has_room(usess ? c->uin : c->u2c)) ue |= blk_event(c->u.rd_blk, EV_READ);
+        if (!c->u.rd_eof && has_room(usess ? c->uin : c->u2c))
+            ue |= blk_event(c->u.rd_blk, EV_READ);
         if (!buf_empty(c->c2u) || c->u.shut_pending) ue |= blk_event(c->u.wr_blk, EV_WRITE);
     }
     side_watch(c, &c->c, ce);
@@ -402,8 +410,8 @@ static void conn_upstream_failed(bs_conn *c, const char *why)
     if (bs_net_ratelimit(&l->last_upstream_log)) {
         char peer[64];
         conn_peer(c, peer, sizeof peer);
-        BS_LOG_WARNF("net", "listener %s: upstream %s unavailable (%s); closing client %s", l->cfg->name,
-                     l->cfg->upstream.text, why, peer);
+        BS_LOG_WARNF("net", "listener %s: upstream %s unavailable (%s); closing client %s",
+                     l->cfg->name, l->cfg->upstream.text, why, peer);
     }
     if (c->u.fd >= 0) {
         if (ev_is_active(&c->u.io)) ev_io_stop(c->w->loop, &c->u.io);
@@ -458,7 +466,8 @@ static void conn_upstream_connected(bs_conn *c)
     c->u.ssl = ctx ? SSL_new(ctx) : NULL;
     SSL_CTX_free(ctx);
     if (!c->u.ssl || SSL_set_fd(c->u.ssl, c->u.fd) != 1 ||
-        bs_tls_client_prepare(c->u.ssl, c->l->cfg->upstream_tls, c->l->cfg->upstream.host) != BS_OK) {
+        bs_tls_client_prepare(c->u.ssl, c->l->cfg->upstream_tls, c->l->cfg->upstream.host) !=
+            BS_OK) {
         ERR_clear_error();
         conn_upstream_failed(c, "cannot set up TLS to the upstream");
         return;
@@ -502,7 +511,8 @@ static void conn_client_tls_failed(bs_conn *c, const char *reason)
     char peer[64];
     conn_peer(c, peer, sizeof peer);
     bs_metric_add(bs_net_failure_metric(c->l, reason), 1);
-    BS_LOG_WARNF("net", "TLS handshake failed on listener %s from %s: %s", c->l->cfg->name, peer, reason);
+    BS_LOG_WARNF("net", "TLS handshake failed on listener %s from %s: %s", c->l->cfg->name, peer,
+                 reason);
 }
 
 /* TLS listener, client readable for the first time: refuse anything that is
@@ -524,11 +534,12 @@ static bool conn_peek_client(bs_conn *c)
         const char *kind = bs_tls_failure_reason(NULL, SSL_ERROR_SSL, first, (size_t)n);
         char peer[64];
         conn_peer(c, peer, sizeof peer);
-        const char *what = strcmp(kind, "plaintext_kafka") == 0 ? "plaintext Kafka client"
-                           : strcmp(kind, "http_request") == 0  ? "HTTP request"
+        const char *what = strcmp(kind, "plaintext_kafka") == 0    ? "plaintext Kafka client"
+                           : strcmp(kind, "http_request") == 0     ? "HTTP request"
                            : strcmp(kind, "protocol_version") == 0 ? "SSLv2-style hello"
-                                                                : "non-TLS bytes";
-        BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing (%s)", what, c->l->cfg->name, peer, kind);
+                                                                   : "non-TLS bytes";
+        BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing (%s)", what, c->l->cfg->name,
+                     peer, kind);
         bs_metric_add(bs_net_failure_metric(c->l, kind), 1);
         conn_close(c, false);
         return false;
@@ -538,7 +549,8 @@ static bool conn_peek_client(bs_conn *c)
     SSL_CTX_free(ctx);
     if (!c->c.ssl || SSL_set_fd(c->c.ssl, c->c.fd) != 1) {
         ERR_clear_error();
-        BS_LOG_ERRORF("net", "listener %s: cannot create a TLS session (out of memory?)", c->l->cfg->name);
+        BS_LOG_ERRORF("net", "listener %s: cannot create a TLS session (out of memory?)",
+                      c->l->cfg->name);
         conn_close(c, false);
         return false;
     }
@@ -584,10 +596,13 @@ static bool conn_open(bs_conn *c)
     if (ops) {
         char peer[64];
         conn_peer(c, peer, sizeof peer);
-        bs_session_info info = {
-            .listener = c->l->cfg, .kafka = &c->w->cfg->kafka, .peer = peer, .principal = c->principal};
+        bs_session_info info = {.listener = c->l->cfg,
+                                .kafka = &c->w->cfg->kafka,
+                                .peer = peer,
+                                .principal = c->principal};
         if (ops->open(c->l->session_ctx, &info, &c->sess) != BS_OK) {
-            BS_LOG_WARNF("net", "listener %s: session refused connection from %s", c->l->cfg->name, peer);
+            BS_LOG_WARNF("net", "listener %s: session refused connection from %s", c->l->cfg->name,
+                         peer);
             conn_close(c, false);
             return false;
         }
@@ -703,12 +718,15 @@ static void conn_pump(bs_conn *c)
         if (!c->c.ready) {
             if (!conn_client_handshake(c)) return;
         }
-        if (c->u.fd >= 0 && !c->upstream_connecting && !c->u.ready && c->u.ssl) conn_upstream_handshake(c);
+        if (c->u.fd >= 0 && !c->upstream_connecting && !c->u.ready && c->u.ssl)
+            conn_upstream_handshake(c);
         if (c->upstream_failed) {
             /* Let a running client handshake finish so the client sees a
              * clean close_notify instead of a torn handshake. */
-            if (c->c.ready) conn_close(c, true);
-            else conn_update_watchers(c);
+            if (c->c.ready)
+                conn_close(c, true);
+            else
+                conn_update_watchers(c);
             return;
         }
         if (!c->opened) {
@@ -720,8 +738,8 @@ static void conn_pump(bs_conn *c)
             if (bs_log_get_level() <= BS_LOG_DEBUG) {
                 char peer[64];
                 conn_peer(c, peer, sizeof peer);
-                BS_LOG_DEBUGF("net", "listener %s: connection from %s closed on error (%s)", c->l->cfg->name,
-                              peer, strerror(errno));
+                BS_LOG_DEBUGF("net", "listener %s: connection from %s closed on error (%s)",
+                              c->l->cfg->name, peer, strerror(errno));
             }
             conn_close(c, false);
             return;
@@ -790,8 +808,8 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             } else if (!c->u.ready) {
                 bs_metric_add(c->l->m_upstream_fail, 1);
                 if (bs_net_ratelimit(&c->l->last_upstream_log))
-                    BS_LOG_WARNF("net", "listener %s: TLS handshake with upstream %s timed out", c->l->cfg->name,
-                                 c->l->cfg->upstream.text);
+                    BS_LOG_WARNF("net", "listener %s: TLS handshake with upstream %s timed out",
+                                 c->l->cfg->name, c->l->cfg->upstream.text);
             }
             conn_close(c, false);
             return;
@@ -817,8 +835,8 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         if (bs_log_get_level() <= BS_LOG_DEBUG) {
             char peer[64];
             conn_peer(c, peer, sizeof peer);
-            BS_LOG_DEBUGF("net", "listener %s: connection from %s idle for %.0fs; closing", c->l->cfg->name,
-                          peer, lim->idle_timeout_s);
+            BS_LOG_DEBUGF("net", "listener %s: connection from %s idle for %.0fs; closing",
+                          c->l->cfg->name, peer, lim->idle_timeout_s);
         }
         conn_close(c, true);
         return;
@@ -857,8 +875,10 @@ static void conn_close(bs_conn *c, bool clean)
     bs_buf **all[] = {&c->c2u, &c->u2c, &c->cin, &c->uin};
     for (size_t i = 0; i < BS_ARRAY_LEN(all); i++)
         if (*all[i]) buf_put(w, *all[i]);
-    if (c->prev) c->prev->next = c->next;
-    else w->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->n_conns--;
     atomic_fetch_sub(&w->srv->n_open, 1);
@@ -883,7 +903,8 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             if (errno == EMFILE || errno == ENFILE) {
                 if (bs_net_ratelimit(&l->last_limit_log))
                     BS_LOG_ERRORF("net", "listener %s: accept: %s", l->cfg->name, strerror(errno));
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                       errno != ECONNABORTED) {
                 BS_LOG_WARNF("net", "listener %s: accept: %s", l->cfg->name, strerror(errno));
             }
             return;
@@ -898,8 +919,8 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 char peer[64] = "?";
                 if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
                     bs_net_format_addr((struct sockaddr *)&ss, peer, sizeof peer);
-                BS_LOG_WARNF("net", "listener %s: connection limit %u reached; refusing %s", l->cfg->name,
-                             w->limits.max_connections, peer);
+                BS_LOG_WARNF("net", "listener %s: connection limit %u reached; refusing %s",
+                             l->cfg->name, w->limits.max_connections, peer);
             }
             close(fd);
             continue;
@@ -947,9 +968,12 @@ void bs_net_worker_drain(bs_worker *w)
     ev_tstamp now = ev_now(w->loop);
     while (c) {
         bs_conn *next = c->next;
-        if (!c->opened) conn_close(c, false);
-        else if (now - c->t_active >= DRAIN_SETTLE_S && conn_quiescent(c)) conn_close(c, true);
-        else conn_timer_at(c, c->t_active + DRAIN_SETTLE_S);
+        if (!c->opened)
+            conn_close(c, false);
+        else if (now - c->t_active >= DRAIN_SETTLE_S && conn_quiescent(c))
+            conn_close(c, true);
+        else
+            conn_timer_at(c, c->t_active + DRAIN_SETTLE_S);
         c = next;
     }
     if (w->n_conns == 0) ev_break(w->loop, EVBREAK_ALL);
@@ -958,5 +982,6 @@ void bs_net_worker_drain(bs_worker *w)
 /* Close every connection now (close_notify where possible, no waiting). */
 void bs_net_worker_close_all(bs_worker *w)
 {
-    while (w->conns) conn_close(w->conns, true);
+    while (w->conns)
+        conn_close(w->conns, true);
 }

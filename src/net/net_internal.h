@@ -39,7 +39,7 @@ typedef struct bs_probe {
     int32_t correlation_id;
     uint8_t rx[4096]; /* the ApiVersions response frame */
     size_t rx_len;
-    uint32_t rx_need;   /* total frame size once known */
+    uint32_t rx_need; /* total frame size once known */
     uint8_t tx[64];
     size_t tx_len, tx_off;
     bool ran_once; /* at least one probe finished */

@@ -56,7 +56,8 @@ static void probe_finish(bs_probe *p, struct ev_loop *loop, bool ok, const char 
     if (ok && (!was_up || first))
         BS_LOG_INFOF("net", "listener %s: upstream %s is up", l->cfg->name, l->cfg->upstream.text);
     else if (!ok && (was_up || first))
-        BS_LOG_WARNF("net", "listener %s: upstream %s is down: %s", l->cfg->name, l->cfg->upstream.text, why);
+        BS_LOG_WARNF("net", "listener %s: upstream %s is down: %s", l->cfg->name,
+                     l->cfg->upstream.text, why);
 }
 
 /* Wait for `events` on the probe socket. */
@@ -93,12 +94,14 @@ static bool probe_check_response(const bs_probe *p, char *why, size_t whylen)
     int32_t corr, n;
     int16_t err;
     bs_cursor_init(&c, p->rx + 4, p->rx_need);
-    if (bs_read_i32(&c, &corr) != BS_OK || bs_read_i16(&c, &err) != BS_OK || bs_read_i32(&c, &n) != BS_OK) {
+    if (bs_read_i32(&c, &corr) != BS_OK || bs_read_i16(&c, &err) != BS_OK ||
+        bs_read_i32(&c, &n) != BS_OK) {
         snprintf(why, whylen, "ApiVersions response too short");
         return false;
     }
     if (corr != p->correlation_id) {
-        snprintf(why, whylen, "ApiVersions response has correlation id %d, expected %d", corr, p->correlation_id);
+        snprintf(why, whylen, "ApiVersions response has correlation id %d, expected %d", corr,
+                 p->correlation_id);
         return false;
     }
     if (err != 0) {
@@ -106,7 +109,8 @@ static bool probe_check_response(const bs_probe *p, char *why, size_t whylen)
         return false;
     }
     if (n < 0 || (size_t)n * 6 != bs_cursor_remaining(&c)) {
-        snprintf(why, whylen, "malformed ApiVersions response (%d entries, %zu bytes)", n, bs_cursor_remaining(&c));
+        snprintf(why, whylen, "malformed ApiVersions response (%d entries, %zu bytes)", n,
+                 bs_cursor_remaining(&c));
         return false;
     }
     return true;
@@ -132,7 +136,8 @@ static void probe_step(bs_probe *p, struct ev_loop *loop)
                 p->ssl = ctx ? SSL_new(ctx) : NULL;
                 SSL_CTX_free(ctx);
                 if (!p->ssl || SSL_set_fd(p->ssl, p->fd) != 1 ||
-                    bs_tls_client_prepare(p->ssl, p->l->cfg->upstream_tls, p->l->cfg->upstream.host) != BS_OK) {
+                    bs_tls_client_prepare(p->ssl, p->l->cfg->upstream_tls,
+                                          p->l->cfg->upstream.host) != BS_OK) {
                     ERR_clear_error();
                     return probe_finish(p, loop, false, "cannot set up TLS");
                 }
@@ -177,7 +182,8 @@ static void probe_step(bs_probe *p, struct ev_loop *loop)
                     }
                 } else {
                     ssize_t n = send(p->fd, p->tx + p->tx_off, p->tx_len - p->tx_off, MSG_NOSIGNAL);
-                    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return probe_wait(p, loop, EV_WRITE);
+                    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return probe_wait(p, loop, EV_WRITE);
                     if (n < 0) {
                         snprintf(why, sizeof why, "send: %s", strerror(errno));
                         return probe_finish(p, loop, false, why);
@@ -201,11 +207,13 @@ static void probe_step(bs_probe *p, struct ev_loop *loop)
                     ERR_clear_error();
                     if (e == SSL_ERROR_WANT_READ) return probe_wait(p, loop, EV_READ);
                     if (e == SSL_ERROR_WANT_WRITE) return probe_wait(p, loop, EV_WRITE);
-                    return probe_finish(p, loop, false, "connection closed before the ApiVersions response");
+                    return probe_finish(p, loop, false,
+                                        "connection closed before the ApiVersions response");
                 }
             } else {
                 ssize_t n = recv(p->fd, p->rx + p->rx_len, want, 0);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR)) return probe_wait(p, loop, EV_READ);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                    return probe_wait(p, loop, EV_READ);
                 if (n <= 0) {
                     snprintf(why, sizeof why, "%s before the ApiVersions response",
                              n == 0 ? "connection closed" : strerror(errno));
@@ -247,7 +255,8 @@ static void probe_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     bs_probe *p = bs_container_of(t, bs_probe, timeout);
-    probe_finish(p, loop, false, p->step == P_CONNECTING ? "connect timed out" : "no answer in time");
+    probe_finish(p, loop, false,
+                 p->step == P_CONNECTING ? "connect timed out" : "no answer in time");
 }
 
 /* Start one attempt unless one is still running. */
@@ -265,7 +274,8 @@ static void probe_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     int one = 1;
     setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(p->fd, (const struct sockaddr *)&up->addr, up->addrlen) != 0 && errno != EINPROGRESS) {
+    if (connect(p->fd, (const struct sockaddr *)&up->addr, up->addrlen) != 0 &&
+        errno != EINPROGRESS) {
         snprintf(why, sizeof why, "connect: %s", strerror(errno));
         return probe_finish(p, loop, false, why);
     }

@@ -31,8 +31,10 @@ static void worker_post(bs_worker *w, bs_msg_type type, const bs_config *cfg)
         m->type = type;
         m->cfg = cfg;
         pthread_mutex_lock(&w->qlock);
-        if (w->qtail) w->qtail->next = m;
-        else w->qhead = m;
+        if (w->qtail)
+            w->qtail->next = m;
+        else
+            w->qhead = m;
         w->qtail = m;
         pthread_mutex_unlock(&w->qlock);
     }
@@ -136,7 +138,8 @@ static bs_status listen_socket(const bs_listener_config *l, int *out, char *err,
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
         bind(fd, (const struct sockaddr *)&l->bind.addr, l->bind.addrlen) != 0 ||
         listen(fd, LISTEN_BACKLOG) != 0) {
-        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", l->name, l->bind.text, strerror(errno));
+        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", l->name, l->bind.text,
+                 strerror(errno));
         close(fd);
         return BS_E_IO;
     }
@@ -150,20 +153,27 @@ static void listener_metrics(bs_listener *l)
     char esc[200], lab[sizeof l->labels + 64];
     bs_metrics_label_escape(l->cfg->name, esc, sizeof esc);
     snprintf(l->labels, sizeof l->labels, "listener=\"%s\"", esc);
-    l->m_open = bs_metrics_gauge("brokerside_connections_open", "Client connections open now", l->labels);
-    l->m_total = bs_metrics_counter("brokerside_connections_total", "Client connections accepted", l->labels);
+    l->m_open =
+        bs_metrics_gauge("brokerside_connections_open", "Client connections open now", l->labels);
+    l->m_total = bs_metrics_counter("brokerside_connections_total", "Client connections accepted",
+                                    l->labels);
     snprintf(lab, sizeof lab, "%s,reason=\"limit\"", l->labels);
     l->m_rejected_limit = bs_metrics_counter("brokerside_connections_rejected_total",
                                              "Client connections refused, by reason", lab);
     snprintf(lab, sizeof lab, "%s,direction=\"client_to_upstream\"", l->labels);
-    l->m_bytes_c2u = bs_metrics_counter("brokerside_bytes_total", "Bytes forwarded, by direction", lab);
+    l->m_bytes_c2u =
+        bs_metrics_counter("brokerside_bytes_total", "Bytes forwarded, by direction", lab);
     snprintf(lab, sizeof lab, "%s,direction=\"upstream_to_client\"", l->labels);
-    l->m_bytes_u2c = bs_metrics_counter("brokerside_bytes_total", "Bytes forwarded, by direction", lab);
-    l->m_upstream_fail = bs_metrics_counter("brokerside_upstream_connect_failures_total",
-                                            "Failed connects (or TLS handshakes) to the upstream", l->labels);
-    l->m_up = bs_metrics_gauge("brokerside_upstream_up", "1 if the last readiness probe of the upstream succeeded",
-                               l->labels);
-    l->m_idle = bs_metrics_counter("brokerside_idle_timeouts_total", "Connections closed for being idle", l->labels);
+    l->m_bytes_u2c =
+        bs_metrics_counter("brokerside_bytes_total", "Bytes forwarded, by direction", lab);
+    l->m_upstream_fail =
+        bs_metrics_counter("brokerside_upstream_connect_failures_total",
+                           "Failed connects (or TLS handshakes) to the upstream", l->labels);
+    l->m_up =
+        bs_metrics_gauge("brokerside_upstream_up",
+                         "1 if the last readiness probe of the upstream succeeded", l->labels);
+    l->m_idle = bs_metrics_counter("brokerside_idle_timeouts_total",
+                                   "Connections closed for being idle", l->labels);
     if (l->has_tls)
         l->m_handshakes = bs_metrics_counter("brokerside_tls_handshakes_total",
                                              "Completed TLS handshakes with clients", l->labels);
@@ -171,8 +181,8 @@ static void listener_metrics(bs_listener *l)
 
 /* Build the TLS contexts of listener config `lc` into *srv_ctx / *cli_ctx
  * (NULL when not configured). On failure logs and fills err. */
-static bs_status build_tls(const bs_listener_config *lc, SSL_CTX **srv_ctx, SSL_CTX **cli_ctx, char *err,
-                           size_t errlen)
+static bs_status build_tls(const bs_listener_config *lc, SSL_CTX **srv_ctx, SSL_CTX **cli_ctx,
+                           char *err, size_t errlen)
 {
     char why[512];
     bs_status st = BS_OK;
@@ -203,7 +213,8 @@ out:
 
 /* See net.h. Order: TLS contexts (all problems logged), metrics, then the
  * listening sockets; any failure frees everything built so far. */
-bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server **out, char *err, size_t errlen)
+bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server **out, char *err,
+                        size_t errlen)
 {
     bs_status st = BS_OK;
     char msg[600] = "";
@@ -233,7 +244,8 @@ bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server
             snprintf(msg, sizeof msg, "out of memory");
             goto fail;
         }
-        for (size_t j = 0; j < s->n_listeners; j++) w->wl[j].fd = -1;
+        for (size_t j = 0; j < s->n_listeners; j++)
+            w->wl[j].fd = -1;
     }
     /* TLS first: every context problem is reported, not just the first. */
     for (size_t i = 0; i < s->n_listeners; i++) {
@@ -276,10 +288,11 @@ bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server
             }
         }
     }
-    s->m_reload_ok = bs_metrics_counter("brokerside_config_reloads_total", "Config reloads (SIGHUP), by result",
-                                        "result=\"ok\"");
-    s->m_reload_failed = bs_metrics_counter("brokerside_config_reloads_total", "Config reloads (SIGHUP), by result",
-                                            "result=\"failed\"");
+    s->m_reload_ok = bs_metrics_counter("brokerside_config_reloads_total",
+                                        "Config reloads (SIGHUP), by result", "result=\"ok\"");
+    s->m_reload_failed =
+        bs_metrics_counter("brokerside_config_reloads_total", "Config reloads (SIGHUP), by result",
+                           "result=\"failed\"");
     ev_async_init(&s->done_async, done_cb);
     *out = s;
     return BS_OK;
@@ -290,7 +303,8 @@ fail:
 }
 
 /* See net.h. */
-bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session_ops *ops, void *factory_ctx)
+bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session_ops *ops,
+                                void *factory_ctx)
 {
     BS_ENSURE(!s->started, BS_E_STATE);
     for (size_t i = 0; i < s->n_listeners; i++) {
@@ -331,8 +345,9 @@ bs_status bs_server_start(bs_server *s, void (*on_done)(void *arg), void *arg)
     for (size_t i = 0; i < s->n_listeners; i++) {
         const bs_listener_config *lc = s->listeners[i].cfg;
         BS_LOG_INFOF("net", "listener %s: %s -> %s (%s%s%s), %zu workers", lc->name, lc->bind.text,
-                     lc->upstream.text, lc->protocol == BS_PROTOCOL_TCP ? "tcp" : "kafka", lc->tls ? ", tls" : "",
-                     lc->upstream_tls ? ", upstream tls" : "", s->n_workers);
+                     lc->upstream.text, lc->protocol == BS_PROTOCOL_TCP ? "tcp" : "kafka",
+                     lc->tls ? ", tls" : "", lc->upstream_tls ? ", upstream tls" : "",
+                     s->n_workers);
     }
     bs_net_probes_start(s);
     return BS_OK;
@@ -360,7 +375,8 @@ void bs_server_shutdown(bs_server *s, bool graceful)
     if (graceful && !s->shutting_down) {
         s->shutting_down = true;
         bs_net_probes_stop(s);
-        BS_LOG_INFOF("main", "shutting down: stopped accepting; draining %u connections (grace %.0fs)",
+        BS_LOG_INFOF("main",
+                     "shutting down: stopped accepting; draining %u connections (grace %.0fs)",
                      atomic_load(&s->n_open), s->cfg->limits.shutdown_grace_s);
         for (size_t i = 0; i < s->n_workers; i++)
             if (s->workers[i].thread_started) worker_post(&s->workers[i], BS_MSG_STOP_ACCEPT, NULL);
@@ -445,13 +461,19 @@ out:
     free(sc);
     free(cc);
     bs_metric_add(st == BS_OK ? s->m_reload_ok : s->m_reload_failed, 1);
-    if (st == BS_OK) BS_LOG_INFOF("main", "reload: applied %s (TLS contexts rebuilt, limits applied)", cfg->path ? cfg->path : "");
-    else BS_LOG_ERRORF("main", "reload: refused; keeping the running configuration");
+    if (st == BS_OK)
+        BS_LOG_INFOF("main", "reload: applied %s (TLS contexts rebuilt, limits applied)",
+                     cfg->path ? cfg->path : "");
+    else
+        BS_LOG_ERRORF("main", "reload: refused; keeping the running configuration");
     return st;
 }
 
 /* See net.h (control thread). */
-const bs_config *bs_server_config(const bs_server *s) { return s->cfg; }
+const bs_config *bs_server_config(const bs_server *s)
+{
+    return s->cfg;
+}
 
 /* ---------------------------------------------------------------- status */
 
@@ -468,12 +490,13 @@ bool bs_server_ready(const bs_server *s, char *why, size_t whylen)
     for (size_t i = 0; i < s->n_listeners; i++) {
         const bs_listener *l = &s->listeners[i];
         if (!l->probe.ran_once) {
-            snprintf(why, whylen, "listener %s: upstream %s not probed yet", l->cfg->name, l->cfg->upstream.text);
+            snprintf(why, whylen, "listener %s: upstream %s not probed yet", l->cfg->name,
+                     l->cfg->upstream.text);
             return false;
         }
         if (!l->probe.up) {
-            snprintf(why, whylen, "listener %s: upstream %s down: %s", l->cfg->name, l->cfg->upstream.text,
-                     l->probe.why);
+            snprintf(why, whylen, "listener %s: upstream %s down: %s", l->cfg->name,
+                     l->cfg->upstream.text, l->probe.why);
             return false;
         }
     }
@@ -495,19 +518,24 @@ void bs_server_status_json(const bs_server *s, bs_wbuf *out)
         bs_wbuf_put_json_string(out, lc->bind.text, strlen(lc->bind.text));
         bs_wbuf_put_str(out, ",\"upstream\":");
         bs_wbuf_put_json_string(out, lc->upstream.text, strlen(lc->upstream.text));
-        bs_wbuf_printf(out, ",\"protocol\":\"%s\",\"tls\":%s,\"client_auth\":\"%s\",\"upstream_tls\":%s",
-                       lc->protocol == BS_PROTOCOL_TCP ? "tcp" : "kafka", lc->tls ? "true" : "false",
-                       lc->tls ? auth[lc->tls->client_auth] : "none", lc->upstream_tls ? "true" : "false");
-        bs_wbuf_printf(out, ",\"connections_open\":%lld,\"upstream_up\":%s}", (long long)bs_metric_value(l->m_open),
-                       l->probe.up ? "true" : "false");
+        bs_wbuf_printf(
+            out, ",\"protocol\":\"%s\",\"tls\":%s,\"client_auth\":\"%s\",\"upstream_tls\":%s",
+            lc->protocol == BS_PROTOCOL_TCP ? "tcp" : "kafka", lc->tls ? "true" : "false",
+            lc->tls ? auth[lc->tls->client_auth] : "none", lc->upstream_tls ? "true" : "false");
+        bs_wbuf_printf(out, ",\"connections_open\":%lld,\"upstream_up\":%s}",
+                       (long long)bs_metric_value(l->m_open), l->probe.up ? "true" : "false");
     }
-    bs_wbuf_printf(out, "],\"workers\":%zu,\"server_uptime_s\":%.0f,\"reloads\":%u,\"shutting_down\":%s",
+    bs_wbuf_printf(out,
+                   "],\"workers\":%zu,\"server_uptime_s\":%.0f,\"reloads\":%u,\"shutting_down\":%s",
                    s->n_workers, s->started ? ev_now(s->control) - s->start_time : 0.0, s->reloads,
                    s->shutting_down ? "true" : "false");
 }
 
 /* See net.h; any thread. */
-unsigned bs_server_connections_open(const bs_server *s) { return atomic_load(&((bs_server *)s)->n_open); }
+unsigned bs_server_connections_open(const bs_server *s)
+{
+    return atomic_load(&((bs_server *)s)->n_open);
+}
 
 /* ---------------------------------------------------------------- teardown */
 
@@ -519,7 +547,8 @@ void bs_server_free(bs_server *s)
         if (!atomic_load(&s->stopped_hard)) {
             atomic_store(&s->stopped_hard, true);
             for (size_t i = 0; i < s->n_workers; i++)
-                if (s->workers[i].thread_started) worker_post(&s->workers[i], BS_MSG_STOP_NOW, NULL);
+                if (s->workers[i].thread_started)
+                    worker_post(&s->workers[i], BS_MSG_STOP_NOW, NULL);
         }
         ev_timer_stop(s->control, &s->grace_timer);
         ev_async_stop(s->control, &s->done_async);

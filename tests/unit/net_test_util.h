@@ -52,12 +52,13 @@ __attribute__((unused)) static void nt_sleep_ms(int ms)
 }
 
 /* Poll `cond` until true or the hang guard expires; evaluates to the result. */
-#define WAIT_UNTIL(cond)                                                                                       \
-    ({                                                                                                         \
-        double nt_deadline_ = nt_now() + NT_WAIT_S;                                                            \
-        bool nt_ok_ = false;                                                                                   \
-        while (!(nt_ok_ = (cond)) && nt_now() < nt_deadline_) nt_sleep_ms(10);                                 \
-        nt_ok_;                                                                                                \
+#define WAIT_UNTIL(cond)                                                                           \
+    ({                                                                                             \
+        double nt_deadline_ = nt_now() + NT_WAIT_S;                                                \
+        bool nt_ok_ = false;                                                                       \
+        while (!(nt_ok_ = (cond)) && nt_now() < nt_deadline_)                                      \
+            nt_sleep_ms(10);                                                                       \
+        nt_ok_;                                                                                    \
     })
 
 /* A free TCP port on 127.0.0.1 (bound and released; the kernel will not
@@ -67,7 +68,8 @@ __attribute__((unused)) static int nt_free_port(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
         perror("nt_free_port");
         exit(2);
     }
@@ -79,7 +81,8 @@ __attribute__((unused)) static int nt_free_port(void)
 __attribute__((unused)) static int nt_listen(int *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)*port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -96,7 +99,8 @@ __attribute__((unused)) static int nt_listen(int *port)
 __attribute__((unused)) static int nt_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {(time_t)NT_WAIT_S, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -146,7 +150,8 @@ __attribute__((unused)) static long nt_read_to_eof(int fd, uint8_t **out)
 /* FNV-1a over a byte stream. */
 __attribute__((unused)) static uint64_t nt_fnv(uint64_t h, const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
     return h;
 }
 #define NT_FNV_INIT 14695981039346656037ULL
@@ -177,7 +182,8 @@ __attribute__((unused)) static void nt_make_certs(char *dir, size_t dirlen)
     }
     const char *src = getenv("BS_SOURCE_DIR");
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "bash %s/certs/make-dev-certs.sh %s >/dev/null 2>&1", src ? src : ".", dir);
+    snprintf(cmd, sizeof cmd, "bash %s/certs/make-dev-certs.sh %s >/dev/null 2>&1", src ? src : ".",
+             dir);
     if (nt_sh(cmd) != 0) {
         fprintf(stderr, "cannot create certificates: %s\n", cmd);
         exit(2);
@@ -298,7 +304,8 @@ __attribute__((unused)) static void *nt_sink_main(void *arg)
     s->count = n;
     s->hash = h;
     char line[64];
-    int len = snprintf(line, sizeof line, "%llu %llx\n", (unsigned long long)n, (unsigned long long)h);
+    int len =
+        snprintf(line, sizeof line, "%llu %llx\n", (unsigned long long)n, (unsigned long long)h);
     nt_write_all(fd, line, (size_t)len);
     close(fd);
     atomic_store(&s->done, true);
@@ -393,7 +400,8 @@ typedef struct nt_tls {
 } nt_tls;
 
 /* TLS connect (see nt_tls); true if the handshake succeeded. */
-__attribute__((unused)) static bool nt_tls_connect(nt_tls *t, int port, const char *ca, const char *cert, const char *key)
+__attribute__((unused)) static bool nt_tls_connect(nt_tls *t, int port, const char *ca,
+                                                   const char *cert, const char *key)
 {
     memset(t, 0, sizeof *t);
     t->fd = nt_connect(port);
@@ -502,7 +510,8 @@ __attribute__((unused)) static void *nt_tls_echo_main(void *arg)
 }
 
 /* Start a TLS echo server with cert/key on an ephemeral port. */
-__attribute__((unused)) static void nt_tls_echo_start(nt_tls_echo *e, const char *cert, const char *key)
+__attribute__((unused)) static void nt_tls_echo_start(nt_tls_echo *e, const char *cert,
+                                                      const char *key)
 {
     memset(e, 0, sizeof *e);
     atomic_init(&e->handshakes, 0);

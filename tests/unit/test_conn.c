@@ -73,7 +73,8 @@ static void h_call(srvh *h, void (*fn)(srvh *, void *), void *arg)
     pthread_mutex_unlock(&h->m);
     ev_async_send(h->loop, &h->call);
     pthread_mutex_lock(&h->m);
-    while (!h->fn_done) pthread_cond_wait(&h->cv, &h->m);
+    while (!h->fn_done)
+        pthread_cond_wait(&h->cv, &h->m);
     h->fn = NULL;
     pthread_mutex_unlock(&h->m);
 }
@@ -87,7 +88,8 @@ static bool h_start(srvh *h, const char *json)
     nt_write_file(h->cfgpath, json);
     bs_config_errors errs = {0};
     if (bs_config_load(h->cfgpath, &h->cfg, &errs) != BS_OK) {
-        for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "config: %s\n", errs.msgs[i]);
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "config: %s\n", errs.msgs[i]);
         bs_config_errors_free(&errs);
         return false;
     }
@@ -109,7 +111,10 @@ static bool h_start(srvh *h, const char *json)
 }
 
 /* h_call targets: shutdown (graceful if arg != NULL) and leaving the loop. */
-static void h_do_shutdown(srvh *h, void *arg) { bs_server_shutdown(h->srv, arg != NULL); }
+static void h_do_shutdown(srvh *h, void *arg)
+{
+    bs_server_shutdown(h->srv, arg != NULL);
+}
 static void h_do_break(srvh *h, void *arg)
 {
     (void)arg;
@@ -166,8 +171,9 @@ static bool echo_roundtrip(int fd, size_t n, uint32_t seed)
     return s.ok && got == n && h == s.hash;
 }
 
-#define TCP_LISTENER(name, port, up) \
-    "{\"name\":\"" name "\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\"}"
+#define TCP_LISTENER(name, port, up)                                                               \
+    "{\"name\":\"" name                                                                            \
+    "\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\"}"
 
 /* ------------------------------------------------------------ tests */
 
@@ -178,7 +184,8 @@ static void test_forward_both_ways(void)
     int port = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":2,\"admin\":null,\"limits\":{\"buffer_bytes\":16384},\"listeners\":[" TCP_LISTENER("fwd", 0, 0) "]}",
+             "{\"workers\":2,\"admin\":null,\"limits\":{\"buffer_bytes\":16384},\"listeners\":"
+             "[" TCP_LISTENER("fwd", 0, 0) "]}",
              port, e.port);
     srvh h;
     CHECK(h_start(&h, json));
@@ -191,8 +198,10 @@ static void test_forward_both_ways(void)
     CHECK_EQ(nt_read_to_eof(fd, &rest), 0);
     free(rest);
     close(fd);
-    CHECK_EQ(counter("brokerside_bytes_total", "listener=\"fwd\",direction=\"client_to_upstream\""), 4u << 20);
-    CHECK_EQ(counter("brokerside_bytes_total", "listener=\"fwd\",direction=\"upstream_to_client\""), 4u << 20);
+    CHECK_EQ(counter("brokerside_bytes_total", "listener=\"fwd\",direction=\"client_to_upstream\""),
+             4u << 20);
+    CHECK_EQ(counter("brokerside_bytes_total", "listener=\"fwd\",direction=\"upstream_to_client\""),
+             4u << 20);
     CHECK_EQ(counter("brokerside_connections_total", "listener=\"fwd\""), 1);
     CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"fwd\"") == 0));
     h_stop(&h);
@@ -205,11 +214,13 @@ static void test_tls_termination(void)
     nt_echo_start(&e);
     int port = nt_free_port();
     char json[2048];
-    snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"tlsfwd\",\"bind\":\"127.0.0.1:%d\","
-             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/server.crt\","
-             "\"key\":\"%s/server.key\",\"client_ca\":\"%s/ca.crt\",\"client_auth\":\"optional\"}}]}",
-             port, e.port, g_dir, g_dir, g_dir);
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"tlsfwd\",\"bind\":\"127.0.0.1:%"
+        "d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/server.crt\","
+        "\"key\":\"%s/server.key\",\"client_ca\":\"%s/ca.crt\",\"client_auth\":\"optional\"}}]}",
+        port, e.port, g_dir, g_dir, g_dir);
     srvh h;
     CHECK(h_start(&h, json));
     char ca[300], cert[300], key[300];
@@ -223,7 +234,8 @@ static void test_tls_termination(void)
     bool same = true;
     for (int i = 0; i < 16 && same; i++) {
         nt_fill(out, 65536, (uint32_t)i);
-        same = nt_tls_write(&t, out, 65536) && nt_tls_read_n(&t, in, 65536) && memcmp(in, out, 65536) == 0;
+        same = nt_tls_write(&t, out, 65536) && nt_tls_read_n(&t, in, 65536) &&
+               memcmp(in, out, 65536) == 0;
     }
     CHECK(same);
     /* close_notify from the client: upstream gets EOF, echoes nothing more
@@ -278,7 +290,8 @@ static void test_half_close_client_side(void)
     pthread_create(&a.thr, NULL, answer_main, &a);
     int port = nt_free_port();
     char json[1024];
-    snprintf(json, sizeof json, "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("hc1", 0, 0) "]}", port,
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("hc1", 0, 0) "]}", port,
              a.port);
     srvh h;
     CHECK(h_start(&h, json));
@@ -306,7 +319,8 @@ static void test_half_close_upstream_side(void)
     pthread_create(&a.thr, NULL, answer_main, &a);
     int port = nt_free_port();
     char json[1024];
-    snprintf(json, sizeof json, "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("hc2", 0, 0) "]}", port,
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("hc2", 0, 0) "]}", port,
              a.port);
     srvh h;
     CHECK(h_start(&h, json));
@@ -340,11 +354,13 @@ static void test_half_close_tls(void)
     pthread_create(&a.thr, NULL, answer_main, &a);
     int port = nt_free_port();
     char json[2048];
-    snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"hctls\",\"bind\":\"127.0.0.1:%d\","
-             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/server.crt\","
-             "\"key\":\"%s/server.key\"}}]}",
-             port, a.port, g_dir, g_dir);
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"hctls\",\"bind\":\"127.0.0.1:%"
+        "d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/server.crt\","
+        "\"key\":\"%s/server.key\"}}]}",
+        port, a.port, g_dir, g_dir);
     srvh h;
     CHECK(h_start(&h, json));
     char ca[300];
@@ -373,7 +389,8 @@ static void test_backpressure(void)
     int port = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"buffer_bytes\":16384},\"listeners\":[" TCP_LISTENER("bp", 0, 0) "]}",
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"buffer_bytes\":16384},\"listeners\":"
+             "[" TCP_LISTENER("bp", 0, 0) "]}",
              port, s.port);
     srvh h;
     CHECK(h_start(&h, json));
@@ -387,10 +404,12 @@ static void test_backpressure(void)
      * bounded by socket buffers plus brokerside's one 16 KiB buffer. Wait for
      * the count to stop moving (sampled twice, 300 ms apart). */
     size_t prev = (size_t)-1, cur = 0;
-    WAIT_UNTIL((cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    WAIT_UNTIL(
+        (cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
     CHECK(cur < total);
     CHECK(cur < (16u << 20));
-    CHECK(counter("brokerside_bytes_total", "listener=\"bp\",direction=\"client_to_upstream\"") < (int64_t)cur);
+    CHECK(counter("brokerside_bytes_total", "listener=\"bp\",direction=\"client_to_upstream\"") <
+          (int64_t)cur);
     atomic_store(&s.paused, false);
     pthread_join(snd.thr, NULL);
     CHECK(snd.ok);
@@ -399,7 +418,8 @@ static void test_backpressure(void)
     long n = nt_read_to_eof(fd, &reply);
     CHECK(n > 0);
     char want[64];
-    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total, (unsigned long long)snd.hash);
+    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total,
+             (unsigned long long)snd.hash);
     CHECK(n > 0 && (size_t)n == strlen(want) && memcmp(reply, want, (size_t)n) == 0);
     free(reply);
     close(fd);
@@ -449,8 +469,10 @@ static void test_backpressure_tls(void)
     int port = nt_free_port();
     char json[2048];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"buffer_bytes\":20000},\"listeners\":[{\"name\":\"bptls\","
-             "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/"
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"buffer_bytes\":20000},\"listeners\":[{"
+             "\"name\":\"bptls\","
+             "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":"
+             "{\"cert\":\"%s/"
              "server.crt\",\"key\":\"%s/server.key\"}}]}",
              port, s.port, g_dir, g_dir);
     srvh h;
@@ -462,7 +484,8 @@ static void test_backpressure_tls(void)
     pthread_t thr;
     pthread_create(&thr, NULL, tls_sender_main, &ts);
     size_t prev = (size_t)-1, cur = 0;
-    WAIT_UNTIL((cur = atomic_load(&ts.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    WAIT_UNTIL(
+        (cur = atomic_load(&ts.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
     CHECK(cur < ts.n);
     atomic_store(&s.paused, false);
     pthread_join(thr, NULL);
@@ -470,8 +493,11 @@ static void test_backpressure_tls(void)
     CHECK_EQ(SSL_shutdown(t.ssl), 0);
     char reply[64] = "", want[64];
     size_t got = 0, r;
-    while (got < sizeof reply - 1 && SSL_read_ex(t.ssl, reply + got, sizeof reply - 1 - got, &r) == 1) got += r;
-    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)ts.n, (unsigned long long)ts.hash);
+    while (got < sizeof reply - 1 &&
+           SSL_read_ex(t.ssl, reply + got, sizeof reply - 1 - got, &r) == 1)
+        got += r;
+    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)ts.n,
+             (unsigned long long)ts.hash);
     CHECK_STR(reply, want);
     nt_tls_close(&t);
     nt_sink_stop(&s);
@@ -485,7 +511,8 @@ static void test_idle_timeout(void)
     int port = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":0.3},\"listeners\":[" TCP_LISTENER("idle", 0, 0) "]}",
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":0.3},\"listeners\":"
+             "[" TCP_LISTENER("idle", 0, 0) "]}",
              port, e.port);
     srvh h;
     CHECK(h_start(&h, json));
@@ -508,8 +535,10 @@ static void test_handshake_timeout(void)
     int port = nt_free_port();
     char json[2048];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"handshake_timeout_s\":0.3},\"listeners\":[{\"name\":\"hst\","
-             "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s/"
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"handshake_timeout_s\":0.3},\"listeners\":"
+             "[{\"name\":\"hst\","
+             "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":"
+             "{\"cert\":\"%s/"
              "server.crt\",\"key\":\"%s/server.key\"}}]}",
              port, e.port, g_dir, g_dir);
     srvh h;
@@ -522,26 +551,34 @@ static void test_handshake_timeout(void)
     CHECK(nt_read_to_eof(fd, &rest) <= 0);
     free(rest);
     close(fd);
-    CHECK_EQ(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"timeout\""), 1);
+    CHECK_EQ(
+        counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"timeout\""),
+        1);
     /* Not TLS at all: refused with its own reason, not a timeout. */
     fd = nt_connect(port);
     CHECK(nt_write_all(fd, "GET / HTTP/1.1\r\n\r\n", 18));
     CHECK(nt_read_to_eof(fd, &rest) <= 0);
     free(rest);
     close(fd);
-    CHECK_EQ(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"http_request\""), 1);
+    CHECK_EQ(counter("brokerside_tls_handshake_failures_total",
+                     "listener=\"hst\",reason=\"http_request\""),
+             1);
     /* Plaintext Kafka (an ApiVersions v3 request) on the TLS port. */
-    static const uint8_t kafka[] = {0, 0, 0, 0x14, 0, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 'c', 'l', 'i', 'e', 'n', 't', 0, 0, 0, 0};
+    static const uint8_t kafka[] = {0, 0, 0,   0x14, 0,   0x12, 0,   3,   0, 0, 0, 1,
+                                    0, 6, 'c', 'l',  'i', 'e',  'n', 't', 0, 0, 0, 0};
     fd = nt_connect(port);
     CHECK(nt_write_all(fd, kafka, sizeof kafka));
     CHECK(nt_read_to_eof(fd, &rest) <= 0);
     free(rest);
     close(fd);
-    CHECK_EQ(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"plaintext_kafka\""), 1);
+    CHECK_EQ(counter("brokerside_tls_handshake_failures_total",
+                     "listener=\"hst\",reason=\"plaintext_kafka\""),
+             1);
     /* A client that connects and leaves without a byte. */
     fd = nt_connect(port);
     close(fd);
-    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total", "listener=\"hst\",reason=\"eof\"") == 1));
+    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total",
+                             "listener=\"hst\",reason=\"eof\"") == 1));
     CHECK_EQ(counter("brokerside_tls_handshakes_total", "listener=\"hst\""), 0);
     h_stop(&h);
     nt_echo_stop(&e);
@@ -554,7 +591,8 @@ static void test_connection_limit(void)
     int port = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":2,\"admin\":null,\"limits\":{\"max_connections\":2},\"listeners\":[" TCP_LISTENER("lim", 0, 0) "]}",
+             "{\"workers\":2,\"admin\":null,\"limits\":{\"max_connections\":2},\"listeners\":"
+             "[" TCP_LISTENER("lim", 0, 0) "]}",
              port, e.port);
     srvh h;
     CHECK(h_start(&h, json));
@@ -568,7 +606,8 @@ static void test_connection_limit(void)
     CHECK(nt_read_to_eof(c, &rest) <= 0);
     free(rest);
     close(c);
-    CHECK_EQ(counter("brokerside_connections_rejected_total", "listener=\"lim\",reason=\"limit\""), 1);
+    CHECK_EQ(counter("brokerside_connections_rejected_total", "listener=\"lim\",reason=\"limit\""),
+             1);
     /* Freeing a slot lets the next client in. */
     close(a);
     CHECK(WAIT_UNTIL(bs_server_connections_open(h.srv) == 1));
@@ -586,9 +625,11 @@ static void test_upstream_down(void)
     int port = nt_free_port(), tport = nt_free_port();
     char json[2048];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.2},\"listeners\":[" TCP_LISTENER("down", 0, 0)
-             ",{\"name\":\"downtls\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
-             "\"tls\":{\"cert\":\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
+             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.2},"
+             "\"listeners\":[" TCP_LISTENER(
+                 "down", 0, 0) ",{\"name\":\"downtls\",\"bind\":\"127.0.0.1:%d\",\"upstream\":"
+                               "\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+                               "\"tls\":{\"cert\":\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
              port, dead, tport, dead, g_dir, g_dir);
     srvh h;
     CHECK(h_start(&h, json));
@@ -626,9 +667,11 @@ static void test_tls_origination(void)
     char json[2048];
     snprintf(json, sizeof json,
              "{\"workers\":1,\"admin\":null,\"listeners\":["
-             "{\"name\":\"orig\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "{\"name\":\"orig\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"tcp\","
              "\"upstream_tls\":{\"ca\":\"%s\",\"server_name\":\"localhost\"}},"
-             "{\"name\":\"origbad\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "{\"name\":\"origbad\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"tcp\","
              "\"upstream_tls\":{\"ca\":\"%s\",\"server_name\":\"localhost\"}}]}",
              good, te.port, ca, bad, te.port, other);
     srvh h;
@@ -659,8 +702,8 @@ static void test_graceful_drain(void)
     int port = nt_free_port(), eport = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":2,\"admin\":null,\"limits\":{\"shutdown_grace_s\":60},\"listeners\":[" TCP_LISTENER("drain", 0, 0)
-             "," TCP_LISTENER("drainidle", 0, 0) "]}",
+             "{\"workers\":2,\"admin\":null,\"limits\":{\"shutdown_grace_s\":60},\"listeners\":"
+             "[" TCP_LISTENER("drain", 0, 0) "," TCP_LISTENER("drainidle", 0, 0) "]}",
              port, s.port, eport, e.port);
     srvh h;
     CHECK(h_start(&h, json));
@@ -677,7 +720,8 @@ static void test_graceful_drain(void)
      * is stalled or done, so bytes are queued inside brokerside (its buffer
      * or its socket queues). */
     size_t prev = (size_t)-1, cur = 0;
-    WAIT_UNTIL((cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    WAIT_UNTIL(
+        (cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
     h_call(&h, h_do_shutdown, (void *)1);
     uint8_t *rest;
     CHECK_EQ(nt_read_to_eof(idle, &rest), 0);
@@ -694,9 +738,11 @@ static void test_graceful_drain(void)
     shutdown(fd, SHUT_WR);
     long n = nt_read_to_eof(fd, &rest);
     char want[64];
-    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total, (unsigned long long)snd.hash);
+    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total,
+             (unsigned long long)snd.hash);
     CHECK(n > 0 && (size_t)n == strlen(want) && memcmp(rest, want, (size_t)n) == 0);
-    if (n < 0 || (size_t)n != strlen(want)) fprintf(stderr, "  drain: got %ld bytes, sink saw %llu\n", n, (unsigned long long)s.count);
+    if (n < 0 || (size_t)n != strlen(want))
+        fprintf(stderr, "  drain: got %ld bytes, sink saw %llu\n", n, (unsigned long long)s.count);
     free(rest);
     close(fd);
     CHECK(WAIT_UNTIL(atomic_load(&h.done)));
@@ -764,10 +810,11 @@ static void test_session_filter(void)
     nt_echo_start(&e);
     int port = nt_free_port();
     char json[1024];
-    snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"sess\",\"bind\":\"127.0.0.1:%d\","
-             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\"}]}",
-             port, e.port);
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"sess\",\"bind\":\"127.0.0.1:%d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\"}]}",
+        port, e.port);
     srvh h;
     memset(&h, 0, sizeof h);
     /* Install the session between new and start: start by hand. */
@@ -812,7 +859,10 @@ static bs_status pr_open(void *ctx, const bs_session_info *info, void **state)
     *state = NULL;
     return BS_OK;
 }
-static void pr_close(void *state) { (void)state; }
+static void pr_close(void *state)
+{
+    (void)state;
+}
 static const bs_session_ops principal_ops = {pr_open, up_upstream, up_upstream, up_quiet, pr_close};
 
 static void test_principal_and_required_cert(void)
@@ -821,11 +871,12 @@ static void test_principal_and_required_cert(void)
     nt_echo_start(&e);
     int port = nt_free_port();
     char json[2048];
-    snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"mtls\",\"bind\":\"127.0.0.1:%d\","
-             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\",\"tls\":{\"cert\":\"%s/server.crt\","
-             "\"key\":\"%s/server.key\",\"client_ca\":\"%s/ca.crt\",\"client_auth\":\"required\"}}]}",
-             port, e.port, g_dir, g_dir, g_dir);
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"mtls\",\"bind\":\"127.0.0.1:%d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\",\"tls\":{\"cert\":\"%s/server.crt\","
+        "\"key\":\"%s/server.key\",\"client_ca\":\"%s/ca.crt\",\"client_auth\":\"required\"}}]}",
+        port, e.port, g_dir, g_dir, g_dir);
     srvh h;
     memset(&h, 0, sizeof h);
     snprintf(h.cfgpath, sizeof h.cfgpath, "%s/mtls.json", g_dir);
@@ -861,11 +912,14 @@ static void test_principal_and_required_cert(void)
                    !nt_tls_read_n(&t, in, 4);
     CHECK(refused);
     nt_tls_close(&t);
-    refused = !nt_tls_connect(&t, port, ca, ucert, ukey) || !nt_tls_write(&t, "ping", 4) || !nt_tls_read_n(&t, in, 4);
+    refused = !nt_tls_connect(&t, port, ca, ucert, ukey) || !nt_tls_write(&t, "ping", 4) ||
+              !nt_tls_read_n(&t, in, 4);
     CHECK(refused);
     nt_tls_close(&t);
-    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total", "listener=\"mtls\",reason=\"certificate_required\"") == 1));
-    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total", "listener=\"mtls\",reason=\"unknown_ca\"") == 1));
+    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total",
+                             "listener=\"mtls\",reason=\"certificate_required\"") == 1));
+    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total",
+                             "listener=\"mtls\",reason=\"unknown_ca\"") == 1));
     CHECK_EQ(counter("brokerside_tls_handshakes_total", "listener=\"mtls\""), 1);
     h_stop(&h);
     nt_echo_stop(&e);
@@ -892,7 +946,7 @@ static void *fake_kafka_main(void *arg)
             uint8_t resp[4 + 4 + 2 + 4 + 6] = {0, 0, 0, 16};
             memcpy(resp + 4, req + 8, 4);
             if (k->bad_correlation) resp[7] ^= 0x55;
-            resp[13] = 1; /* array length 1 */
+            resp[13] = 1;  /* array length 1 */
             resp[15] = 18; /* api key 18, min 0, max 3 */
             resp[19] = 3;
             nt_write_all(fd, resp, sizeof resp);
@@ -911,7 +965,8 @@ static void test_readiness_probe(void)
     int p1 = nt_free_port(), p2 = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.2},\"listeners\":["
+             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.2},"
+             "\"listeners\":["
              "{\"name\":\"kgood\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\"},"
              "{\"name\":\"kbad\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\"}]}",
              p1, good.port, p2, bad.port);
@@ -919,13 +974,15 @@ static void test_readiness_probe(void)
     CHECK(h_start(&h, json));
     CHECK(WAIT_UNTIL(gauge("brokerside_upstream_up", "listener=\"kgood\"") == 1));
     char why[256] = "";
-    CHECK(WAIT_UNTIL(!bs_server_ready(h.srv, why, sizeof why) && strstr(why, "kbad") && strstr(why, "correlation")));
+    CHECK(WAIT_UNTIL(!bs_server_ready(h.srv, why, sizeof why) && strstr(why, "kbad") &&
+                     strstr(why, "correlation")));
     CHECK_EQ(gauge("brokerside_upstream_up", "listener=\"kbad\""), 0);
     bs_wbuf st;
     bs_wbuf_init(&st, 0);
     bs_server_status_json(h.srv, &st);
     bs_wbuf_put_u8(&st, 0);
-    CHECK(strstr((char *)st.data, "\"name\":\"kgood\"") && strstr((char *)st.data, "\"protocol\":\"kafka\""));
+    CHECK(strstr((char *)st.data, "\"name\":\"kgood\"") &&
+          strstr((char *)st.data, "\"protocol\":\"kafka\""));
     bs_wbuf_free(&st);
     h_stop(&h);
     shutdown(good.lfd, SHUT_RDWR);
@@ -941,7 +998,8 @@ static void test_bind_conflict(void)
     /* A port held by a socket without SO_REUSEPORT: bs_server_new fails cleanly. */
     int held = 0, lfd = nt_listen(&held);
     char json[512];
-    snprintf(json, sizeof json, "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("busy", 0, 0) "]}", held,
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[" TCP_LISTENER("busy", 0, 0) "]}", held,
              held);
     char path[400];
     snprintf(path, sizeof path, "%s/busy.json", g_dir);

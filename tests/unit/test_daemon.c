@@ -38,11 +38,13 @@ static int run_cli(const char *const *args, const char *out_path, const char *er
 {
     pid_t pid = fork();
     if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600), e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600),
+            e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(o, 1);
         dup2(e, 2);
         const char *argv[8] = {g_bin};
-        for (int i = 0; args[i] && i < 6; i++) argv[i + 1] = args[i];
+        for (int i = 0; args[i] && i < 6; i++)
+            argv[i + 1] = args[i];
         execv(g_bin, (char *const *)argv);
         _exit(127);
     }
@@ -122,14 +124,18 @@ static void test_cli(void)
     snprintf(missing, sizeof missing, "%s/does-not-exist.json", g_dir);
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"listeners\":[{\"name\":\"c\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:9\",\"tls\":{\"cert\":"
+             "{\"listeners\":[{\"name\":\"c\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:"
+             "9\",\"tls\":{\"cert\":"
              "\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
              nt_free_port(), g_dir, g_dir);
     nt_write_file(good, json);
-    nt_write_file(broken, "{\"listeners\": [ {\"name\": \"x\", \"bind\": 12 } ], \"nonsense\": true");
-    nt_write_file(garbage, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+    nt_write_file(broken,
+                  "{\"listeners\": [ {\"name\": \"x\", \"bind\": 12 } ], \"nonsense\": true");
+    nt_write_file(garbage,
+                  "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
     snprintf(json, sizeof json,
-             "{\"listeners\":[{\"name\":\"c\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:9\",\"tls\":{\"cert\":"
+             "{\"listeners\":[{\"name\":\"c\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:"
+             "9\",\"tls\":{\"cert\":"
              "\"%s\",\"key\":\"%s/server.key\"}}]}",
              nt_free_port(), garbage, g_dir);
     nt_write_file(badcert, json);
@@ -171,7 +177,8 @@ static void test_sigterm_drains_and_exits_0(void)
     snprintf(cfg, sizeof cfg, "%s/term.json", g_dir);
     snprintf(log, sizeof log, "%s/term.log", g_dir);
     snprintf(json, sizeof json,
-             "{\"workers\":2,\"admin\":null,\"limits\":{\"shutdown_grace_s\":60},\"listeners\":[{\"name\":\"t\","
+             "{\"workers\":2,\"admin\":null,\"limits\":{\"shutdown_grace_s\":60},\"listeners\":[{"
+             "\"name\":\"t\","
              "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\"}]}",
              port, s.port);
     nt_write_file(cfg, json);
@@ -182,7 +189,8 @@ static void test_sigterm_drains_and_exits_0(void)
     nt_sender snd;
     nt_sender_start(&snd, fd, total, 99);
     size_t prev = (size_t)-1, cur = 0;
-    WAIT_UNTIL((cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    WAIT_UNTIL(
+        (cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
     kill(pid, SIGTERM);
     CHECK(WAIT_UNTIL(file_contains(log, "stopped accepting")));
     CHECK(nt_connect(port) < 0);
@@ -193,7 +201,8 @@ static void test_sigterm_drains_and_exits_0(void)
     uint8_t *reply;
     long n = nt_read_to_eof(fd, &reply);
     char want[64];
-    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total, (unsigned long long)snd.hash);
+    snprintf(want, sizeof want, "%llu %llx\n", (unsigned long long)total,
+             (unsigned long long)snd.hash);
     CHECK(n > 0 && (size_t)n == strlen(want) && memcmp(reply, want, (size_t)n) == 0);
     free(reply);
     close(fd);
@@ -211,7 +220,8 @@ static void test_second_sigterm_is_immediate(void)
     snprintf(cfg, sizeof cfg, "%s/term2.json", g_dir);
     snprintf(log, sizeof log, "%s/term2.log", g_dir);
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"shutdown_grace_s\":3600},\"listeners\":[{\"name\":\"t2\","
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"shutdown_grace_s\":3600},\"listeners\":[{"
+             "\"name\":\"t2\","
              "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\"}]}",
              port, s.port);
     nt_write_file(cfg, json);
@@ -223,7 +233,8 @@ static void test_second_sigterm_is_immediate(void)
     nt_sender snd;
     nt_sender_start(&snd, fd, 64u << 20, 5);
     size_t prev = (size_t)-1, cur = 0;
-    WAIT_UNTIL((cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    WAIT_UNTIL(
+        (cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
     kill(pid, SIGTERM);
     CHECK(WAIT_UNTIL(file_contains(log, "stopped accepting")));
     CHECK(waitpid(pid, NULL, WNOHANG) == 0); /* still draining */
@@ -249,7 +260,8 @@ static int count_lines(const char *path, const char *needle)
 {
     char *s = slurp(path);
     int n = 0;
-    for (char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+    for (char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
     free(s);
     return n;
 }
@@ -273,10 +285,12 @@ static void test_sighup_reload(void)
     char cfg[400], log[400], json[1024];
     snprintf(cfg, sizeof cfg, "%s/hup.json", g_dir);
     snprintf(log, sizeof log, "%s/hup.log", g_dir);
-    snprintf(json, sizeof json,
-             "{\"workers\":2,\"admin\":null,\"listeners\":[{\"name\":\"h\",\"bind\":\"127.0.0.1:%d\","
-             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s\",\"key\":\"%s\"}}]}",
-             port, e.port, live_crt, live_key);
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":2,\"admin\":null,\"listeners\":[{\"name\":\"h\",\"bind\":\"127.0.0.1:%d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s\",\"key\":\"%"
+        "s\"}}]}",
+        port, e.port, live_crt, live_key);
     nt_write_file(cfg, json);
     pid_t pid = start_daemon(cfg, log);
     CHECK(wait_listening(port));
@@ -285,7 +299,8 @@ static void test_sighup_reload(void)
     CHECK(nt_tls_connect(&old, port, NULL, NULL, NULL));
     CHECK(nt_peer_cert_is(old.ssl, a_crt));
     uint8_t in[5];
-    CHECK(nt_tls_write(&old, "one..", 5) && nt_tls_read_n(&old, in, 5) && memcmp(in, "one..", 5) == 0);
+    CHECK(nt_tls_write(&old, "one..", 5) && nt_tls_read_n(&old, in, 5) &&
+          memcmp(in, "one..", 5) == 0);
 
     /* Rotate the certificate on disk and reload. */
     copy_file(b_crt, live_crt);
@@ -298,7 +313,8 @@ static void test_sighup_reload(void)
     CHECK(nt_peer_cert_is(fresh.ssl, b_crt));
     nt_tls_close(&fresh);
     /* The connection opened before the reload is untouched. */
-    CHECK(nt_tls_write(&old, "two..", 5) && nt_tls_read_n(&old, in, 5) && memcmp(in, "two..", 5) == 0);
+    CHECK(nt_tls_write(&old, "two..", 5) && nt_tls_read_n(&old, in, 5) &&
+          memcmp(in, "two..", 5) == 0);
 
     /* A broken config is refused; the old one keeps serving. */
     nt_write_file(cfg, "{ \"listeners\": [ { \"bind\": \"nonsense\" } ] ");
@@ -307,7 +323,8 @@ static void test_sighup_reload(void)
     CHECK(waitpid(pid, NULL, WNOHANG) == 0);
     CHECK(nt_tls_connect(&fresh, port, NULL, NULL, NULL));
     CHECK(nt_peer_cert_is(fresh.ssl, b_crt));
-    CHECK(nt_tls_write(&fresh, "three", 5) && nt_tls_read_n(&fresh, in, 5) && memcmp(in, "three", 5) == 0);
+    CHECK(nt_tls_write(&fresh, "three", 5) && nt_tls_read_n(&fresh, in, 5) &&
+          memcmp(in, "three", 5) == 0);
     nt_tls_close(&fresh);
 
     /* A key that does not match: TLS rebuild fails, nothing changes. */
@@ -322,16 +339,19 @@ static void test_sighup_reload(void)
     /* Restart-only settings are reported and ignored. */
     copy_file(b_crt, live_crt);
     int other = nt_free_port();
-    snprintf(json, sizeof json,
-             "{\"workers\":2,\"admin\":null,\"listeners\":[{\"name\":\"h\",\"bind\":\"127.0.0.1:%d\","
-             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s\",\"key\":\"%s\"}}]}",
-             other, e.port, live_crt, live_key);
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":2,\"admin\":null,\"listeners\":[{\"name\":\"h\",\"bind\":\"127.0.0.1:%d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{\"cert\":\"%s\",\"key\":\"%"
+        "s\"}}]}",
+        other, e.port, live_crt, live_key);
     nt_write_file(cfg, json);
     kill(pid, SIGHUP);
     CHECK(WAIT_UNTIL(count_lines(log, "reload: applied") == 2));
     CHECK(file_contains(log, "listeners[0].bind changed: requires restart"));
     CHECK(nt_connect(other) < 0);
-    CHECK(nt_tls_write(&old, "four.", 5) && nt_tls_read_n(&old, in, 5) && memcmp(in, "four.", 5) == 0);
+    CHECK(nt_tls_write(&old, "four.", 5) && nt_tls_read_n(&old, in, 5) &&
+          memcmp(in, "four.", 5) == 0);
     nt_tls_close(&old);
 
     kill(pid, SIGTERM);
