@@ -36,6 +36,8 @@
 
 /* Accepts per readiness event: bounded so one busy listener cannot starve the loop. */
 #define ACCEPT_BATCH 64
+/* How long accepting pauses when the process is out of descriptors/memory. */
+#define ACCEPT_PAUSE_S 0.1
 /* Pump rounds per event before yielding to other connections. */
 #define PUMP_ROUNDS 8
 /* Idle buffers kept per worker; the rest go back to malloc. */
@@ -900,9 +902,15 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         int fd = accept4(wl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The pending connection stays queued and the socket stays
+                 * readable: without a pause this would spin. */
                 if (bs_net_ratelimit(&l->last_limit_log))
-                    BS_LOG_ERRORF("net", "listener %s: accept: %s", l->cfg->name, strerror(errno));
+                    BS_LOG_ERRORF("net", "listener %s: accept: %s; pausing accepts for %.0f ms",
+                                  l->cfg->name, strerror(errno), ACCEPT_PAUSE_S * 1000);
+                ev_io_stop(loop, &wl->io);
+                ev_timer_set(&wl->pause, ACCEPT_PAUSE_S, 0.);
+                ev_timer_start(loop, &wl->pause);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                        errno != ECONNABORTED) {
                 BS_LOG_WARNF("net", "listener %s: accept: %s", l->cfg->name, strerror(errno));
@@ -956,6 +964,14 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         conn_timer_at(c, c->t_start + first);
         conn_pump(c);
     }
+}
+
+/* The accept pause is over: listen again unless the socket was closed meanwhile. */
+void bs_net_accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    bs_wlistener *wl = bs_container_of(t, bs_wlistener, pause);
+    if (wl->fd >= 0) ev_io_start(loop, &wl->io);
 }
 
 /* Enter drain mode. Connections still setting up carry no request yet and

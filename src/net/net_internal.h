@@ -75,6 +75,7 @@ struct bs_listener {
 /* A listening socket of one listener on one worker. */
 typedef struct bs_wlistener {
     ev_io io;
+    ev_timer pause; /* out of descriptors: accepting resumes after a pause */
     int fd;
     bs_listener *l;
     bs_worker *w;
@@ -140,6 +141,8 @@ struct bs_server {
 
 /* conn.c: accept callback of a listening socket (worker thread). */
 void bs_net_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+/* conn.c: timer callback that resumes accepting after an EMFILE pause. */
+void bs_net_accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents);
 /* conn.c: enter drain mode: close quiescent connections now and the rest as
  * they become quiescent (worker thread). */
 void bs_net_worker_drain(bs_worker *w);

@@ -48,6 +48,7 @@ static void worker_close_listeners(bs_worker *w)
         bs_wlistener *wl = &w->wl[i];
         if (wl->fd < 0) continue;
         ev_io_stop(w->loop, &wl->io);
+        ev_timer_stop(w->loop, &wl->pause);
         close(wl->fd);
         wl->fd = -1;
     }
@@ -98,6 +99,7 @@ static void *worker_main(void *arg)
     for (size_t i = 0; i < w->srv->n_listeners; i++) {
         bs_wlistener *wl = &w->wl[i];
         ev_io_init(&wl->io, bs_net_accept_cb, wl->fd, EV_READ);
+        ev_init(&wl->pause, bs_net_accept_resume_cb);
         ev_io_start(w->loop, &wl->io);
     }
     ev_async_start(w->loop, &w->wake);

@@ -8,6 +8,7 @@
 #include <libgen.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "net_test_util.h"
@@ -74,8 +75,9 @@ static bool file_contains(const char *path, const char *needle)
     return found;
 }
 
-/* Start the daemon on `cfg` with stderr into `log`. */
-static pid_t start_daemon(const char *cfg, const char *log)
+/* Start the daemon on `cfg` with stderr into `log`, at most `max_fds`
+ * descriptors (0 = inherit the limit). */
+static pid_t start_daemon_limited(const char *cfg, const char *log, unsigned max_fds)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -83,11 +85,25 @@ static pid_t start_daemon(const char *cfg, const char *log)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int e = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(e, 2);
+        close(e);
+        if (max_fds) {
+            /* Close what the test process holds so the limit is what counts. */
+            for (int fd = 3; fd < 1024; fd++)
+                close(fd);
+            struct rlimit rl = {max_fds, max_fds};
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         execl(g_bin, g_bin, "--config", cfg, (char *)NULL);
         _exit(127);
     }
     if (g_n_children < BS_ARRAY_LEN(g_children)) g_children[g_n_children++] = pid;
     return pid;
+}
+
+/* Start the daemon on `cfg` with stderr into `log`. */
+static pid_t start_daemon(const char *cfg, const char *log)
+{
+    return start_daemon_limited(cfg, log, 0);
 }
 
 /* Wait for the child to exit (hang guard); its exit status or -1. */
@@ -108,6 +124,14 @@ static bool wait_listening(int port)
     bool ok = WAIT_UNTIL((fd = nt_connect(port)) >= 0);
     if (fd >= 0) close(fd);
     return ok;
+}
+
+/* One 4-byte round trip through an echo upstream. */
+static bool echo_ok(int fd)
+{
+    char in[4];
+    return nt_write_all(fd, "ping", 4) && recv(fd, in, 4, MSG_WAITALL) == 4 &&
+           memcmp(in, "ping", 4) == 0;
 }
 
 /* ------------------------------------------------------------ CLI */
@@ -360,6 +384,42 @@ static void test_sighup_reload(void)
     nt_rm_rf(dir_b);
 }
 
+/* Out of descriptors: accepting pauses (no spinning on the readable
+ * listening socket) and resumes once descriptors are free again. */
+static void test_fd_exhaustion(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char cfg[400], log[400], json[1024];
+    snprintf(cfg, sizeof cfg, "%s/fds.json", g_dir);
+    snprintf(log, sizeof log, "%s/fds.log", g_dir);
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"fds\",\"bind\":\"127.0.0.1:%d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\"}]}",
+        port, e.port);
+    nt_write_file(cfg, json);
+    pid_t pid = start_daemon_limited(cfg, log, 32);
+    CHECK(wait_listening(port));
+    int fds[40];
+    for (int i = 0; i < 40; i++)
+        fds[i] = nt_connect(port);
+    CHECK(WAIT_UNTIL(file_contains(log, "pausing accepts")));
+    CHECK(waitpid(pid, NULL, WNOHANG) == 0);
+    for (int i = 0; i < 40; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    /* Descriptors come back as brokerside sees those clients leave. */
+    int fd = -1;
+    bool served =
+        WAIT_UNTIL((fd = nt_connect(port)) >= 0 && (echo_ok(fd) || (close(fd), fd = -1, false)));
+    CHECK(served);
+    if (fd >= 0) close(fd);
+    kill(pid, SIGTERM);
+    CHECK_EQ(wait_exit(pid), 0);
+    nt_echo_stop(&e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -378,6 +438,7 @@ int main(void)
     RUN(test_sigterm_drains_and_exits_0);
     RUN(test_second_sigterm_is_immediate);
     RUN(test_sighup_reload);
+    RUN(test_fd_exhaustion);
     kill_children();
     nt_rm_rf(g_dir);
     return test_report();
