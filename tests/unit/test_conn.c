@@ -651,7 +651,19 @@ static void test_upstream_down(void)
     char why[256] = "";
     CHECK(WAIT_UNTIL(gauge("brokerside_upstream_up", "listener=\"down\"") == 0 &&
                      !bs_server_ready(h.srv, why, sizeof why) && strstr(why, "down") != NULL));
+    /* The upstream comes back: readiness recovers and clients are served. */
+    nt_echo e;
+    atomic_init(&e.accepted, 0);
+    e.port = dead;
+    e.lfd = nt_listen(&e.port);
+    pthread_create(&e.thr, NULL, nt_echo_main, &e);
+    CHECK(WAIT_UNTIL(bs_server_ready(h.srv, why, sizeof why)));
+    CHECK_EQ(gauge("brokerside_upstream_up", "listener=\"down\""), 1);
+    fd = nt_connect(port);
+    CHECK(echo_roundtrip(fd, 1000, 9));
+    close(fd);
     h_stop(&h);
+    nt_echo_stop(&e);
 }
 
 static void test_tls_origination(void)
@@ -925,11 +937,13 @@ static void test_principal_and_required_cert(void)
     nt_echo_stop(&e);
 }
 
-/* Fake Kafka broker for the readiness probe: answers ApiVersions v0. */
+/* Fake Kafka broker for the readiness probe: answers ApiVersions v0, well
+ * or in one of several broken ways (switchable while running). */
+enum { FK_GOOD, FK_BAD_CORRELATION, FK_MALFORMED, FK_ERROR_CODE, FK_OVERSIZED };
 typedef struct fake_kafka {
     int lfd, port;
     pthread_t thr;
-    bool bad_correlation;
+    atomic_int mode;
 } fake_kafka;
 
 /* fake_kafka thread body: one ApiVersions v0 answer per connection. */
@@ -945,10 +959,23 @@ static void *fake_kafka_main(void *arg)
             /* size, correlation id (copied), error 0, one api entry */
             uint8_t resp[4 + 4 + 2 + 4 + 6] = {0, 0, 0, 16};
             memcpy(resp + 4, req + 8, 4);
-            if (k->bad_correlation) resp[7] ^= 0x55;
             resp[13] = 1;  /* array length 1 */
             resp[15] = 18; /* api key 18, min 0, max 3 */
             resp[19] = 3;
+            switch (atomic_load(&k->mode)) {
+            case FK_BAD_CORRELATION:
+                resp[7] ^= 0x55;
+                break;
+            case FK_MALFORMED:
+                resp[13] = 2; /* two entries announced, one present */
+                break;
+            case FK_ERROR_CODE:
+                resp[9] = 35;
+                break;
+            case FK_OVERSIZED:
+                resp[1] = 0x10; /* a 1 MiB frame */
+                break;
+            }
             nt_write_all(fd, resp, sizeof resp);
         }
         close(fd);
@@ -957,40 +984,53 @@ static void *fake_kafka_main(void *arg)
 
 static void test_readiness_probe(void)
 {
-    fake_kafka good = {.port = 0}, bad = {.port = 0, .bad_correlation = true};
-    good.lfd = nt_listen(&good.port);
-    bad.lfd = nt_listen(&bad.port);
-    pthread_create(&good.thr, NULL, fake_kafka_main, &good);
-    pthread_create(&bad.thr, NULL, fake_kafka_main, &bad);
-    int p1 = nt_free_port(), p2 = nt_free_port();
+    fake_kafka k = {.port = 0};
+    atomic_init(&k.mode, FK_GOOD);
+    k.lfd = nt_listen(&k.port);
+    pthread_create(&k.thr, NULL, fake_kafka_main, &k);
+    int p1 = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.2},"
-             "\"listeners\":["
-             "{\"name\":\"kgood\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\"},"
-             "{\"name\":\"kbad\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\"}]}",
-             p1, good.port, p2, bad.port);
+             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":0.1},"
+             "\"listeners\":[{\"name\":\"kprobe\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0."
+             "1:%d\"}]}",
+             p1, k.port);
     srvh h;
     CHECK(h_start(&h, json));
-    CHECK(WAIT_UNTIL(gauge("brokerside_upstream_up", "listener=\"kgood\"") == 1));
     char why[256] = "";
-    CHECK(WAIT_UNTIL(!bs_server_ready(h.srv, why, sizeof why) && strstr(why, "kbad") &&
-                     strstr(why, "correlation")));
-    CHECK_EQ(gauge("brokerside_upstream_up", "listener=\"kbad\""), 0);
+    CHECK(WAIT_UNTIL(bs_server_ready(h.srv, why, sizeof why)));
+    CHECK_EQ(gauge("brokerside_upstream_up", "listener=\"kprobe\""), 1);
+    /* Each broken answer turns readiness off with its reason; a good one
+     * turns it back on. */
+    static const struct {
+        int mode;
+        const char *reason;
+    } cases[] = {{FK_BAD_CORRELATION, "correlation"},
+                 {FK_MALFORMED, "malformed"},
+                 {FK_ERROR_CODE, "error code 35"},
+                 {FK_OVERSIZED, "out of range"}};
+    for (size_t i = 0; i < BS_ARRAY_LEN(cases); i++) {
+        atomic_store(&k.mode, cases[i].mode);
+        CHECK(WAIT_UNTIL(!bs_server_ready(h.srv, why, sizeof why) && strstr(why, "kprobe") &&
+                         strstr(why, cases[i].reason)));
+        CHECK_EQ(gauge("brokerside_upstream_up", "listener=\"kprobe\""), 0);
+        atomic_store(&k.mode, FK_GOOD);
+        CHECK(WAIT_UNTIL(bs_server_ready(h.srv, why, sizeof why)));
+    }
+    /* Upstream gone entirely. */
+    shutdown(k.lfd, SHUT_RDWR);
+    pthread_join(k.thr, NULL);
+    close(k.lfd);
+    CHECK(WAIT_UNTIL(!bs_server_ready(h.srv, why, sizeof why) && strstr(why, "connect")));
     bs_wbuf st;
     bs_wbuf_init(&st, 0);
     bs_server_status_json(h.srv, &st);
     bs_wbuf_put_u8(&st, 0);
-    CHECK(strstr((char *)st.data, "\"name\":\"kgood\"") &&
-          strstr((char *)st.data, "\"protocol\":\"kafka\""));
+    CHECK(strstr((char *)st.data, "\"name\":\"kprobe\"") &&
+          strstr((char *)st.data, "\"protocol\":\"kafka\"") &&
+          strstr((char *)st.data, "\"upstream_up\":false"));
     bs_wbuf_free(&st);
     h_stop(&h);
-    shutdown(good.lfd, SHUT_RDWR);
-    shutdown(bad.lfd, SHUT_RDWR);
-    pthread_join(good.thr, NULL);
-    pthread_join(bad.thr, NULL);
-    close(good.lfd);
-    close(bad.lfd);
 }
 
 static void test_bind_conflict(void)
