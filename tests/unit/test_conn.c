@@ -511,7 +511,7 @@ static void test_idle_timeout(void)
     int port = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":0.3},\"listeners\":"
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":1},\"listeners\":"
              "[" TCP_LISTENER("idle", 0, 0) "]}",
              port, e.port);
     srvh h;
@@ -535,7 +535,7 @@ static void test_handshake_timeout(void)
     int port = nt_free_port();
     char json[2048];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"handshake_timeout_s\":0.3},\"listeners\":"
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"handshake_timeout_s\":1},\"listeners\":"
              "[{\"name\":\"hst\","
              "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":"
              "{\"cert\":\"%s/"
