@@ -632,7 +632,10 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
 
     /* read */
     bs_buf **target = ops ? in : out;
-    while (!src->rd_eof && (*target == NULL || bs_buf_free_space(*target) > 0)) {
+    /* A side blocked on its socket is not retried until an event says it can
+     * progress: no wasted EAGAIN system calls on the other side's events. */
+    while (!src->rd_eof && src->rd_blk == BLK_NONE &&
+           (*target == NULL || bs_buf_free_space(*target) > 0)) {
         if (!*target && !(*target = buf_get(w))) return false;
         size_t got;
         int r = side_read(src, *target, &got);
@@ -663,7 +666,7 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
     }
 
     /* write */
-    while (!buf_empty(*out) && !dst->wr_done) {
+    while (!buf_empty(*out) && !dst->wr_done && dst->wr_blk == BLK_NONE) {
         size_t put;
         int r = side_write(dst, *out, &put);
         if (r == IO_OK) {
@@ -768,10 +771,19 @@ static void conn_pump(bs_conn *c)
 
 /* ---------------------------------------------------------------- events */
 
+/* A socket event: forget the blocks it resolves (so the pump retries only
+ * the operations that can now progress), finish a pending connect, pump. */
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     bs_conn *c = io->data;
+    bs_side *s = io == &c->c.io ? &c->c : &c->u;
+    uint8_t ready[2] = {(revents & EV_READ) ? BLK_READ : 0, (revents & EV_WRITE) ? BLK_WRITE : 0};
+    for (size_t i = 0; i < 2; i++) {
+        if (!ready[i]) continue;
+        if (s->rd_blk == ready[i]) s->rd_blk = BLK_NONE;
+        if (s->wr_blk == ready[i]) s->wr_blk = BLK_NONE;
+    }
     if (io == &c->u.io && c->upstream_connecting && (revents & (EV_WRITE | EV_CUSTOM))) {
         if (revents & EV_WRITE) conn_upstream_connected(c);
     }
