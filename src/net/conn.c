@@ -513,8 +513,10 @@ static void conn_client_tls_failed(bs_conn *c, const char *reason)
     char peer[64];
     conn_peer(c, peer, sizeof peer);
     bs_metric_add(bs_net_failure_metric(c->l, reason), 1);
-    BS_LOG_WARNF("net", "TLS handshake failed on listener %s from %s: %s", c->l->cfg->name, peer,
-                 reason);
+    /* A peer that leaves without a word is usually a TCP health check or
+     * port scan: counted, but not a warning. */
+    bs_log(strcmp(reason, "eof") == 0 ? BS_LOG_INFO : BS_LOG_WARN, "net",
+           "TLS handshake failed on listener %s from %s: %s", c->l->cfg->name, peer, reason);
 }
 
 /* TLS listener, client readable for the first time: refuse anything that is
