@@ -1033,6 +1033,104 @@ static void test_readiness_probe(void)
     h_stop(&h);
 }
 
+/* bs_server_reload on the control thread: h_call target. */
+typedef struct reload_req {
+    const bs_config *cfg;
+    bs_status result;
+} reload_req;
+static void h_do_reload(srvh *h, void *arg)
+{
+    reload_req *r = arg;
+    r->result = bs_server_reload(h->srv, r->cfg);
+}
+
+/* Load a config file written from `json` (kept by the caller until after h_stop). */
+static bs_config *load_json(const char *name, const char *json)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    nt_write_file(path, json);
+    bs_config *cfg = NULL;
+    bs_config_errors errs = {0};
+    if (bs_config_load(path, &cfg, &errs) != BS_OK) cfg = NULL;
+    bs_config_errors_free(&errs);
+    return cfg;
+}
+
+static void test_reload_limits_and_refusal(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port(), tport = nt_free_port();
+    const char *fmt =
+        "{\"workers\":2,\"admin\":null,\"limits\":{\"max_connections\":%d},\"listeners\":["
+        "{\"name\":\"rl\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":"
+        "\"tcp\"},"
+        "{\"name\":\"rltls\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":"
+        "\"tcp\",\"tls\":{\"cert\":\"%s\",\"key\":\"%s/server.key\"}}]}";
+    char json[2048], cert[300], junk[300];
+    snprintf(cert, sizeof cert, "%s/server.crt", g_dir);
+    snprintf(junk, sizeof junk, "%s/junk.crt", g_dir);
+    nt_write_file(junk, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    snprintf(json, sizeof json, fmt, 100, port, e.port, tport, e.port, cert, g_dir);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int a = nt_connect(port), b = nt_connect(port);
+    CHECK(echo_roundtrip(a, 10, 1) && echo_roundtrip(b, 10, 2));
+
+    /* Lower the limit live: open connections stay, the next one is refused. */
+    snprintf(json, sizeof json, fmt, 2, port, e.port, tport, e.port, cert, g_dir);
+    bs_config *lower = load_json("rl2.json", json);
+    CHECK(lower != NULL);
+    reload_req r = {.cfg = lower};
+    h_call(&h, h_do_reload, &r);
+    CHECK_EQ(r.result, BS_OK);
+    CHECK(bs_server_config(h.srv) == lower);
+    int c = nt_connect(port);
+    uint8_t *rest;
+    CHECK(WAIT_UNTIL(
+        counter("brokerside_connections_rejected_total", "listener=\"rl\",reason=\"limit\"") == 1));
+    CHECK(nt_read_to_eof(c, &rest) <= 0);
+    free(rest);
+    close(c);
+    CHECK(echo_roundtrip(a, 10, 3) && echo_roundtrip(b, 10, 4));
+
+    /* A certificate that does not parse: refused, nothing applied. */
+    snprintf(json, sizeof json, fmt, 100, port, e.port, tport, e.port, junk, g_dir);
+    bs_config *broken = load_json("rl3.json", json);
+    CHECK(broken != NULL);
+    int64_t failed_before = counter("brokerside_config_reloads_total", "result=\"failed\"");
+    r.cfg = broken;
+    h_call(&h, h_do_reload, &r);
+    CHECK(r.result != BS_OK);
+    CHECK(bs_server_config(h.srv) == lower);
+    CHECK_EQ(counter("brokerside_config_reloads_total", "result=\"failed\""), failed_before + 1);
+    c = nt_connect(port);
+    CHECK(nt_read_to_eof(c, &rest) <= 0); /* the limit of 2 still holds */
+    free(rest);
+    close(c);
+    nt_tls t;
+    CHECK(nt_tls_connect(&t, tport, NULL, NULL, NULL) == false); /* over the limit too */
+    nt_tls_close(&t);
+    close(a);
+    CHECK(WAIT_UNTIL(bs_server_connections_open(h.srv) == 1));
+    CHECK(nt_tls_connect(&t, tport, NULL, NULL, NULL));
+    CHECK(nt_peer_cert_is(t.ssl, cert));
+    nt_tls_close(&t);
+
+    bs_wbuf st;
+    bs_wbuf_init(&st, 0);
+    bs_server_status_json(h.srv, &st);
+    bs_wbuf_put_u8(&st, 0);
+    CHECK(strstr((char *)st.data, "\"reloads\":1") != NULL);
+    bs_wbuf_free(&st);
+    close(b);
+    h_stop(&h);
+    bs_config_free(lower);
+    bs_config_free(broken);
+    nt_echo_stop(&e);
+}
+
 static void test_bind_conflict(void)
 {
     /* A port held by a socket without SO_REUSEPORT: bs_server_new fails cleanly. */
@@ -1080,6 +1178,7 @@ int main(void)
     RUN(test_session_filter);
     RUN(test_principal_and_required_cert);
     RUN(test_readiness_probe);
+    RUN(test_reload_limits_and_refusal);
     RUN(test_bind_conflict);
     nt_rm_rf(g_dir);
     bs_metrics_shutdown();
