@@ -159,6 +159,11 @@ void bs_spool_reader_rewind(bs_spool_reader *r);
  * needs any more. BS_E_IO if the cursor could not be written (the in-memory
  * cursor still moves; a restart re-reads, which is at-least-once). */
 bs_status bs_spool_ack(bs_spool_reader *r, bs_spool_pos end) BS_WUR;
+/* The read position (after the last record read or skipped) and the
+ * acknowledged cursor. Acknowledging the read position when nothing of the
+ * reader's stream is pending moves it past other streams' records. */
+bs_spool_pos bs_spool_reader_pos(const bs_spool_reader *r);
+bs_spool_pos bs_spool_reader_cursor(const bs_spool_reader *r);
 /* Bytes in the spool after this reader's acknowledged cursor. */
 uint64_t bs_spool_reader_lag_bytes(const bs_spool_reader *r);
 /* Called (from bs_spool_sync) when new records may be readable. */

@@ -229,7 +229,9 @@ static void send_batch(lane *l)
     l->state = L_INFLIGHT;
     bool any = false;
     for (size_t i = 0; i < l->b.n; i++) {
-        l->fresh[i] = 1;
+        /* first attempt: everything (incl. oversized entries failed up front);
+         * retries: only the entries that failed retryably */
+        l->fresh[i] = l->b.attempt == 0 || l->b.entries[i].result == BS_SINK_PENDING;
         if (l->b.entries[i].result == BS_SINK_PENDING) any = true;
     }
     if (l->b.attempt == 0) s->st.batches++;
@@ -289,6 +291,8 @@ static void step(lane *l)
 {
     bs_sink *s = l->s;
     if (l->state != L_FILLING) return;
+    /* the loop's cached time may be stale after a long callback */
+    ev_now_update(s->loop);
     bool full = false;
     while (l->b.n < s->lim.max_events) {
         bs_spool_record rec;
@@ -313,7 +317,18 @@ static void step(lane *l)
         }
         if (l->b.n == 1) l->opened = ev_now(s->loop);
     }
-    if (l->b.n == 0) return;
+    if (l->b.n == 0) {
+        /* only other streams' records passed by: move the cursor over them so
+         * this lane neither holds segments nor shows lag for them */
+        bs_spool_pos p = bs_spool_reader_pos(l->r);
+        bs_spool_pos c = bs_spool_reader_cursor(l->r);
+        if (p.seg != c.seg || p.off != c.off) {
+            if (bs_spool_ack(l->r, p) != BS_OK)
+                BS_LOG_ERRORF(MOD, "sink %s: cursor not persisted", s->name);
+            update_lag(s);
+        }
+        return;
+    }
     if (l->b.n >= s->lim.max_events) full = true;
     double age = ev_now(s->loop) - l->opened, max_age = s->lim.max_age_ms / 1000.0;
     if (full || s->flushing || age >= max_age) {

@@ -882,6 +882,9 @@ bs_status bs_spool_ack(bs_spool_reader *r, bs_spool_pos end)
     return BS_OK;
 }
 
+bs_spool_pos bs_spool_reader_pos(const bs_spool_reader *r) { return r->pos; }
+bs_spool_pos bs_spool_reader_cursor(const bs_spool_reader *r) { return r->cursor; }
+
 uint64_t bs_spool_reader_lag_bytes(const bs_spool_reader *r)
 {
     const bs_spool *sp = r->sp;
