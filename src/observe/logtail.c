@@ -44,6 +44,7 @@ typedef struct tfile {
 typedef struct ckpt {
     uint64_t dev, ino, off, head_hash;
     uint32_t head_len;
+    char path[1024]; /* last known name (for files renamed away), may be empty */
 } ckpt;
 
 struct bs_logtail {
@@ -467,13 +468,23 @@ static bs_status checkpoint(bs_logtail *t)
     bs_wbuf_printf(&w, "bslt1 %" PRIu64 "\n", bs_spool_next_seq(t->sp));
     for (size_t i = 0; i < t->n_files; i++) {
         tfile *f = t->files[i];
-        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 "\n", f->dev, f->ino,
-                       f->off, f->head_len, f->head_hash);
+        char name[1024];
+        const char *path = f->path;
+        if (f->orphan) {
+            /* renamed away: remember where it went, so a restart can finish it */
+            char link[64];
+            snprintf(link, sizeof link, "/proc/self/fd/%d", f->fd);
+            ssize_t n = readlink(link, name, sizeof name - 1);
+            name[n > 0 ? n : 0] = 0;
+            path = name;
+        }
+        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 " %s\n", f->dev, f->ino,
+                       f->off, f->head_len, f->head_hash, strchr(path, '\n') ? "" : path);
     }
-    /* unmatched entries are kept: their file may come back under a pattern */
+    /* (n_ck is 0 after start-up; kept for completeness) */
     for (size_t i = 0; i < t->n_ck; i++)
-        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 "\n", t->ck[i].dev,
-                       t->ck[i].ino, t->ck[i].off, t->ck[i].head_len, t->ck[i].head_hash);
+        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 " %s\n", t->ck[i].dev,
+                       t->ck[i].ino, t->ck[i].off, t->ck[i].head_len, t->ck[i].head_hash, t->ck[i].path);
     bs_status st = bs_wbuf_status(&w);
     char tmp[4200];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", t->state_path);
@@ -567,18 +578,22 @@ static bs_status load_checkpoint(bs_logtail *t, uint64_t *spool_seq)
     FILE *f = fopen(t->state_path, "re");
     if (!f) return errno == ENOENT ? BS_OK : BS_E_IO;
     bs_status st = BS_OK;
-    char line[256];
+    char line[1200];
     if (!fgets(line, sizeof line, f) || sscanf(line, "bslt1 %" SCNu64, spool_seq) != 1) {
         st = BS_E_MALFORMED;
         goto out;
     }
     while (fgets(line, sizeof line, f)) {
         ckpt c;
-        if (sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %u %" SCNx64, &c.dev, &c.ino, &c.off,
-                   &c.head_len, &c.head_hash) != 5 || c.head_len > HEAD_BYTES) {
+        int pos = 0;
+        if (sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %u %" SCNx64 " %n", &c.dev, &c.ino,
+                   &c.off, &c.head_len, &c.head_hash, &pos) != 5 || c.head_len > HEAD_BYTES ||
+            !strchr(line, '\n')) {
             st = BS_E_MALFORMED;
             goto out;
         }
+        snprintf(c.path, sizeof c.path, "%s", line + pos);
+        c.path[strcspn(c.path, "\n")] = 0;
         ckpt *nc = realloc(t->ck, (t->n_ck + 1) * sizeof *nc);
         if (!nc) {
             st = BS_E_NOMEM;
@@ -608,7 +623,7 @@ static bs_status reconcile(bs_logtail *t, uint64_t spool_seq)
         cJSON *ino = cJSON_GetObjectItemCaseSensitive(j, "inode");
         cJSON *end = cJSON_GetObjectItemCaseSensitive(j, "end");
         if (cJSON_IsNumber(dev) && cJSON_IsNumber(ino) && cJSON_IsNumber(end)) {
-            ckpt c = {(uint64_t)dev->valuedouble, (uint64_t)ino->valuedouble, (uint64_t)end->valuedouble, 0, 0};
+            ckpt c = {(uint64_t)dev->valuedouble, (uint64_t)ino->valuedouble, (uint64_t)end->valuedouble, 0, 0, ""};
             bool found = false;
             for (size_t i = 0; i < t->n_ck; i++)
                 if (t->ck[i].dev == c.dev && t->ck[i].ino == c.ino) {
@@ -666,6 +681,24 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
     if (st == BS_OK) st = load_checkpoint(t, &seq);
     if (st == BS_OK && seq) st = reconcile(t, seq);
     if (st == BS_OK) st = scan_patterns(t, true);
+    /* files renamed away before they were finished: follow them by their
+     * recorded name if it is still the same inode, then drop them */
+    for (size_t i = 0; st == BS_OK && i < t->n_ck;) {
+        struct stat sb;
+        ckpt *c = &t->ck[i];
+        if (c->path[0] && stat(c->path, &sb) == 0 && (uint64_t)sb.st_dev == c->dev &&
+            (uint64_t)sb.st_ino == c->ino) {
+            size_t before = t->n_ck;
+            st = track(t, c->path, &sb, true);
+            if (st == BS_OK && t->n_files) t->files[t->n_files - 1]->orphan = true;
+            if (t->n_ck < before) continue; /* entry consumed by track(): same index holds the next */
+        }
+        i++;
+    }
+    for (size_t i = 0; st == BS_OK && i < t->n_ck; i++)
+        BS_LOG_WARNF(MOD, "checkpointed file (inode %" PRIu64 ", %s) is gone: forgetting it", t->ck[i].ino,
+                     t->ck[i].path[0] ? t->ck[i].path : "name unknown");
+    t->n_ck = 0;
     if (st != BS_OK) {
         bs_logtail_free(t);
         return st;
