@@ -2,6 +2,7 @@
 #include "brokerside/logtail.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -608,6 +609,34 @@ out:
     return st;
 }
 
+/* Look for the checkpointed inode: under its recorded name, else among the
+ * files of the same directory (a rotated name). */
+static bool find_inode(const ckpt *c, char *out, size_t outlen, struct stat *sb)
+{
+    if (stat(c->path, sb) == 0 && (uint64_t)sb->st_dev == c->dev && (uint64_t)sb->st_ino == c->ino) {
+        snprintf(out, outlen, "%s", c->path);
+        return true;
+    }
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", c->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool hit = false;
+    struct dirent *e;
+    while (!hit && (e = readdir(d)) != NULL) {
+        if (e->d_ino != (ino_t)c->ino) continue;
+        int n = snprintf(out, outlen, "%s/%s", dir, e->d_name);
+        hit = n > 0 && (size_t)n < outlen && stat(out, sb) == 0 && (uint64_t)sb->st_dev == c->dev &&
+              (uint64_t)sb->st_ino == c->ino && S_ISREG(sb->st_mode);
+    }
+    closedir(d);
+    return hit;
+}
+
 /* Events that reached the spool after the checkpoint was written (crash in
  * between): move the offsets past them so they are not read twice. */
 static bs_status reconcile(bs_logtail *t, uint64_t spool_seq)
@@ -622,6 +651,7 @@ static bs_status reconcile(bs_logtail *t, uint64_t spool_seq)
         cJSON *dev = cJSON_GetObjectItemCaseSensitive(j, "dev");
         cJSON *ino = cJSON_GetObjectItemCaseSensitive(j, "inode");
         cJSON *end = cJSON_GetObjectItemCaseSensitive(j, "end");
+        cJSON *file = cJSON_GetObjectItemCaseSensitive(j, "file");
         if (cJSON_IsNumber(dev) && cJSON_IsNumber(ino) && cJSON_IsNumber(end)) {
             ckpt c = {(uint64_t)dev->valuedouble, (uint64_t)ino->valuedouble, (uint64_t)end->valuedouble, 0, 0, ""};
             bool found = false;
@@ -631,6 +661,7 @@ static bs_status reconcile(bs_logtail *t, uint64_t spool_seq)
                     found = true;
                 }
             if (!found) {
+                if (cJSON_IsString(file)) snprintf(c.path, sizeof c.path, "%s", file->valuestring);
                 ckpt *nc = realloc(t->ck, (t->n_ck + 1) * sizeof *nc);
                 if (!nc) {
                     cJSON_Delete(j);
@@ -681,15 +712,16 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
     if (st == BS_OK) st = load_checkpoint(t, &seq);
     if (st == BS_OK && seq) st = reconcile(t, seq);
     if (st == BS_OK) st = scan_patterns(t, true);
-    /* files renamed away before they were finished: follow them by their
-     * recorded name if it is still the same inode, then drop them */
+    /* files renamed away (rotated while we were down, or before we finished
+     * them): find the inode under its recorded name or next to it in the
+     * same directory, finish it, then drop it */
     for (size_t i = 0; st == BS_OK && i < t->n_ck;) {
+        char found[1100];
         struct stat sb;
         ckpt *c = &t->ck[i];
-        if (c->path[0] && stat(c->path, &sb) == 0 && (uint64_t)sb.st_dev == c->dev &&
-            (uint64_t)sb.st_ino == c->ino) {
-            size_t before = t->n_ck;
-            st = track(t, c->path, &sb, true);
+        size_t before = t->n_ck;
+        if (c->path[0] && find_inode(c, found, sizeof found, &sb)) {
+            st = track(t, found, &sb, true);
             if (st == BS_OK && t->n_files) t->files[t->n_files - 1]->orphan = true;
             if (t->n_ck < before) continue; /* entry consumed by track(): same index holds the next */
         }
