@@ -13,12 +13,22 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static char dir[64];
+
+/* Remove the scratch spool at exit. */
+static void cleanup(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (dir[0] && system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char dir[64];
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/bs-fuzz-spool-XXXXXX");
         if (!mkdtemp(dir)) abort();
+        atexit(cleanup);
         bs_log_set_level(BS_LOG_ERROR);
     }
     char seg[128], id[128];
