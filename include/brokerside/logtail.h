@@ -46,12 +46,12 @@ struct ev_loop;
 typedef struct bs_logtail_options {
     const char *const *files; /* paths or glob(3) patterns */
     size_t n_files;
-    const char *state_path;   /* checkpoint file (required) */
-    uint32_t poll_ms;         /* default 250 */
-    uint32_t flush_ms;        /* quiet time before an event is complete; default 1000 */
-    int tz_offset_min;        /* zone of log4j timestamps, minutes east of UTC; default 0 */
-    size_t max_event_bytes;   /* longer events are split; default 256 KiB */
-    bool start_at_end;        /* files without a checkpoint: skip existing content (default: read it) */
+    const char *state_path; /* checkpoint file (required) */
+    uint32_t poll_ms;       /* default 250 */
+    uint32_t flush_ms;      /* quiet time before an event is complete; default 1000 */
+    int tz_offset_min;      /* zone of log4j timestamps, minutes east of UTC; default 0 */
+    size_t max_event_bytes; /* longer events are split; default 256 KiB */
+    bool start_at_end; /* files without a checkpoint: skip existing content (default: read it) */
 } bs_logtail_options;
 
 typedef struct bs_logtail bs_logtail;
@@ -81,8 +81,8 @@ void bs_logtail_get_stats(const bs_logtail *t, bs_logtail_stats *st);
  * success *epoch_ms (UTC, using tz_offset_min), the level and the rest (ptr +
  * length into `line`) are set. BS_E_MALFORMED if the line does not start an
  * event. Exposed for tests and the fuzz target. */
-bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min,
-                                 int64_t *epoch_ms, const char **level, size_t *level_len,
-                                 const char **rest, size_t *rest_len) BS_WUR;
+bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min, int64_t *epoch_ms,
+                                 const char **level, size_t *level_len, const char **rest,
+                                 size_t *rest_len) BS_WUR;
 
 #endif

@@ -29,11 +29,11 @@ typedef struct tfile {
     char *path;
     int fd;
     uint64_t dev, ino;
-    uint64_t off;      /* consumed: everything before is in the spool */
-    uint8_t *buf;      /* allocation (pend_cap bytes) */
-    uint8_t *pend;     /* into buf: bytes [off, off + pend_len) read but not emitted */
+    uint64_t off;  /* consumed: everything before is in the spool */
+    uint8_t *buf;  /* allocation (pend_cap bytes) */
+    uint8_t *pend; /* into buf: bytes [off, off + pend_len) read but not emitted */
     size_t pend_len, pend_cap;
-    size_t scanned;    /* pend[0..scanned): complete lines of the event being assembled */
+    size_t scanned; /* pend[0..scanned): complete lines of the event being assembled */
     size_t ev_lines;
     ev_tstamp last_data;
     uint64_t head_hash;
@@ -120,11 +120,13 @@ bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min
     uint8_t sp;
     BS_ENSURE(bs_read_u8(&c, &sp) == BS_OK && sp == ' ', BS_E_MALFORMED);
     size_t ls = c.pos;
-    while (bs_cursor_remaining(&c) && c.data[c.pos] >= 'A' && c.data[c.pos] <= 'Z') c.pos++;
+    while (bs_cursor_remaining(&c) && c.data[c.pos] >= 'A' && c.data[c.pos] <= 'Z')
+        c.pos++;
     size_t ll = c.pos - ls;
     BS_ENSURE(ll >= 4 && ll <= 5, BS_E_MALFORMED); /* INFO WARN DEBUG ERROR TRACE FATAL */
     BS_ENSURE(!bs_cursor_remaining(&c) || c.data[c.pos] == ' ', BS_E_MALFORMED);
-    while (bs_cursor_remaining(&c) && c.data[c.pos] == ' ') c.pos++;
+    while (bs_cursor_remaining(&c) && c.data[c.pos] == ' ')
+        c.pos++;
     struct tm tm = {0};
     tm.tm_year = Y - 1900;
     tm.tm_mon = M - 1;
@@ -147,7 +149,8 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
     bs_wbuf *w = &t->ev;
     const char *s = (const char *)f->pend + a;
     size_t len = b - a;
-    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r')) len--;
+    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+        len--;
     const char *nl = memchr(s, '\n', len);
     size_t first = nl ? (size_t)(nl - s) : len;
     size_t fl = first && s[first - 1] == '\r' ? first - 1 : first;
@@ -156,7 +159,8 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
     size_t lvl_len, rest_len;
     bs_wbuf_reset(w);
     bs_wbuf_put_u8(w, '{');
-    if (bs_logtail_parse_start(s, fl, t->o.tz_offset_min, &ms, &lvl, &lvl_len, &rest, &rest_len) == BS_OK) {
+    if (bs_logtail_parse_start(s, fl, t->o.tz_offset_min, &ms, &lvl, &lvl_len, &rest, &rest_len) ==
+        BS_OK) {
         time_t secs = (time_t)(ms / 1000);
         struct tm tm;
         char ts[40];
@@ -188,8 +192,10 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
             bs_wbuf_reset(&t->scratch);
             bs_wbuf_put(&t->scratch, rest, msg_first);
             bs_wbuf_put(&t->scratch, s + first, len - first);
-            if (bs_wbuf_status(&t->scratch) != BS_OK) w->failed = true;
-            else bs_wbuf_put_json_string(w, (const char *)t->scratch.data, t->scratch.len);
+            if (bs_wbuf_status(&t->scratch) != BS_OK)
+                w->failed = true;
+            else
+                bs_wbuf_put_json_string(w, (const char *)t->scratch.data, t->scratch.len);
         } else {
             bs_wbuf_put_json_string(w, rest, msg_first);
         }
@@ -200,8 +206,9 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
     }
     bs_wbuf_put_str(w, ",\"file\":");
     bs_wbuf_put_json_string(w, f->path, strlen(f->path));
-    bs_wbuf_printf(w, ",\"dev\":%" PRIu64 ",\"inode\":%" PRIu64 ",\"offset\":%" PRIu64 ",\"end\":%" PRIu64 "}",
-                   f->dev, f->ino, f->off + a, f->off + b);
+    bs_wbuf_printf(
+        w, ",\"dev\":%" PRIu64 ",\"inode\":%" PRIu64 ",\"offset\":%" PRIu64 ",\"end\":%" PRIu64 "}",
+        f->dev, f->ino, f->off + a, f->off + b);
 }
 
 /* Drop pend[0..n) after it went into the spool. */
@@ -252,8 +259,8 @@ static bs_status assemble(bs_logtail *t, tfile *f, bool final, ev_tstamp now)
         const char *lv, *rest;
         size_t lvl, rl;
         size_t tl = le - ls - 1; /* without the newline */
-        bool start = bs_logtail_parse_start((const char *)f->pend + ls, tl, 0, &ms, &lv, &lvl, &rest,
-                                            &rl) == BS_OK;
+        bool start = bs_logtail_parse_start((const char *)f->pend + ls, tl, 0, &ms, &lv, &lvl,
+                                            &rest, &rl) == BS_OK;
         if (start && ls > 0) {
             /* the previous event (always at pend[0]) is complete */
             BS_GUARD(emit(t, f, 0, ls, f->ev_lines));
@@ -380,14 +387,15 @@ static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, b
             f->head_hash = c->head_hash;
             resumed = true;
         } else {
-            BS_LOG_INFOF(MOD, "%s: inode reused or truncated since the checkpoint: reading from 0", path);
+            BS_LOG_INFOF(MOD, "%s: inode reused or truncated since the checkpoint: reading from 0",
+                         path);
         }
         t->ck[i] = t->ck[--t->n_ck];
         break;
     }
     if (!resumed && initial && t->o.start_at_end) f->off = (uint64_t)sb->st_size;
-    if (!resumed && f->off && !head_of(f->fd, f->off < HEAD_BYTES ? (uint32_t)f->off : HEAD_BYTES,
-                                       &f->head_hash)) {
+    if (!resumed && f->off &&
+        !head_of(f->fd, f->off < HEAD_BYTES ? (uint32_t)f->off : HEAD_BYTES, &f->head_hash)) {
         tfile_free(f);
         return BS_E_IO;
     }
@@ -407,14 +415,16 @@ static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, b
     t->files[t->n_files++] = f;
     t->st.files++;
     t->dirty = true;
-    BS_LOG_INFOF(MOD, "following %s (inode %" PRIu64 ") from offset %" PRIu64, path, f->ino, f->off);
+    BS_LOG_INFOF(MOD, "following %s (inode %" PRIu64 ") from offset %" PRIu64, path, f->ino,
+                 f->off);
     return BS_OK;
 }
 
 /* Re-glob every pattern: track new inodes, mark inodes no pattern matches. */
 static bs_status scan_patterns(bs_logtail *t, bool initial)
 {
-    for (size_t i = 0; i < t->n_files; i++) t->files[i]->seen = false;
+    for (size_t i = 0; i < t->n_files; i++)
+        t->files[i]->seen = false;
     for (size_t p = 0; p < t->o.n_files; p++) {
         glob_t g;
         int rc = glob(t->patterns[p], GLOB_NOSORT, NULL, &g);
@@ -428,7 +438,8 @@ static bs_status scan_patterns(bs_logtail *t, bool initial)
             if (stat(g.gl_pathv[k], &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
             tfile *hit = NULL;
             for (size_t i = 0; i < t->n_files; i++)
-                if (t->files[i]->dev == (uint64_t)sb.st_dev && t->files[i]->ino == (uint64_t)sb.st_ino)
+                if (t->files[i]->dev == (uint64_t)sb.st_dev &&
+                    t->files[i]->ino == (uint64_t)sb.st_ino)
                     hit = t->files[i];
             if (hit) {
                 hit->seen = true;
@@ -479,13 +490,14 @@ static bs_status checkpoint(bs_logtail *t)
             name[n > 0 ? n : 0] = 0;
             path = name;
         }
-        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 " %s\n", f->dev, f->ino,
-                       f->off, f->head_len, f->head_hash, strchr(path, '\n') ? "" : path);
+        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 " %s\n", f->dev,
+                       f->ino, f->off, f->head_len, f->head_hash, strchr(path, '\n') ? "" : path);
     }
     /* (n_ck is 0 after start-up; kept for completeness) */
     for (size_t i = 0; i < t->n_ck; i++)
-        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 " %s\n", t->ck[i].dev,
-                       t->ck[i].ino, t->ck[i].off, t->ck[i].head_len, t->ck[i].head_hash, t->ck[i].path);
+        bs_wbuf_printf(&w, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %u %016" PRIx64 " %s\n",
+                       t->ck[i].dev, t->ck[i].ino, t->ck[i].off, t->ck[i].head_len,
+                       t->ck[i].head_hash, t->ck[i].path);
     bs_status st = bs_wbuf_status(&w);
     char tmp[4200];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", t->state_path);
@@ -543,8 +555,8 @@ bs_status bs_logtail_poll(bs_logtail *t)
             if (st == BS_E_FULL) break;
             BS_GUARD_GOTO(st, st, out);
             if (f->orphan && f->pend_len == 0) {
-                BS_LOG_INFOF(MOD, "%s (inode %" PRIu64 ") finished at offset %" PRIu64, f->path, f->ino,
-                             f->off);
+                BS_LOG_INFOF(MOD, "%s (inode %" PRIu64 ") finished at offset %" PRIu64, f->path,
+                             f->ino, f->off);
                 tfile_free(f);
                 t->files[i] = t->files[--t->n_files];
                 t->dirty = true;
@@ -588,8 +600,8 @@ static bs_status load_checkpoint(bs_logtail *t, uint64_t *spool_seq)
         ckpt c;
         int pos = 0;
         if (sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %u %" SCNx64 " %n", &c.dev, &c.ino,
-                   &c.off, &c.head_len, &c.head_hash, &pos) != 5 || c.head_len > HEAD_BYTES ||
-            !strchr(line, '\n')) {
+                   &c.off, &c.head_len, &c.head_hash, &pos) != 5 ||
+            c.head_len > HEAD_BYTES || !strchr(line, '\n')) {
             st = BS_E_MALFORMED;
             goto out;
         }
@@ -613,16 +625,20 @@ out:
  * files of the same directory (a rotated name). */
 static bool find_inode(const ckpt *c, char *out, size_t outlen, struct stat *sb)
 {
-    if (stat(c->path, sb) == 0 && (uint64_t)sb->st_dev == c->dev && (uint64_t)sb->st_ino == c->ino) {
+    if (stat(c->path, sb) == 0 && (uint64_t)sb->st_dev == c->dev &&
+        (uint64_t)sb->st_ino == c->ino) {
         snprintf(out, outlen, "%s", c->path);
         return true;
     }
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", c->path);
     char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
     DIR *d = opendir(dir);
     if (!d) return false;
     bool hit = false;
@@ -653,7 +669,12 @@ static bs_status reconcile(bs_logtail *t, uint64_t spool_seq)
         cJSON *end = cJSON_GetObjectItemCaseSensitive(j, "end");
         cJSON *file = cJSON_GetObjectItemCaseSensitive(j, "file");
         if (cJSON_IsNumber(dev) && cJSON_IsNumber(ino) && cJSON_IsNumber(end)) {
-            ckpt c = {(uint64_t)dev->valuedouble, (uint64_t)ino->valuedouble, (uint64_t)end->valuedouble, 0, 0, ""};
+            ckpt c = {(uint64_t)dev->valuedouble,
+                      (uint64_t)ino->valuedouble,
+                      (uint64_t)end->valuedouble,
+                      0,
+                      0,
+                      ""};
             bool found = false;
             for (size_t i = 0; i < t->n_ck; i++)
                 if (t->ck[i].dev == c.dev && t->ck[i].ino == c.ino) {
@@ -676,16 +697,20 @@ static bs_status reconcile(bs_logtail *t, uint64_t spool_seq)
         cJSON_Delete(j);
     }
     bs_spool_reader_close(r);
-    if (n) BS_LOG_INFOF(MOD, "%zu event(s) reached the spool after the last checkpoint: not re-read", n);
+    if (n)
+        BS_LOG_INFOF(MOD, "%zu event(s) reached the spool after the last checkpoint: not re-read",
+                     n);
     return st == BS_E_AGAIN ? BS_OK : st;
 }
 
-bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_options *o, bs_logtail **out)
+bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_options *o,
+                         bs_logtail **out)
 {
     bs_status st;
     BS_ENSURE(sp && o && out && o->state_path && o->state_path[0] && o->n_files > 0 && o->files,
               BS_E_CONFIG);
-    for (size_t i = 0; i < o->n_files; i++) BS_ENSURE(o->files[i] && o->files[i][0], BS_E_CONFIG);
+    for (size_t i = 0; i < o->n_files; i++)
+        BS_ENSURE(o->files[i] && o->files[i][0], BS_E_CONFIG);
     bs_logtail *t = calloc(1, sizeof *t);
     BS_ENSURE(t, BS_E_NOMEM);
     t->loop = loop;
@@ -701,9 +726,11 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
     st = t->state_path && t->patterns ? BS_OK : BS_E_NOMEM;
     for (size_t i = 0; st == BS_OK && i < o->n_files; i++)
         if (!(t->patterns[i] = strdup(o->files[i]))) st = BS_E_NOMEM;
-    t->m_events = bs_metrics_counter("brokerside_logtail_events_total", "Log events appended to the spool", NULL);
-    t->m_blocked = bs_metrics_counter("brokerside_logtail_blocked_total",
-                                      "Times the log tailer paused because the spool was full", NULL);
+    t->m_events = bs_metrics_counter("brokerside_logtail_events_total",
+                                     "Log events appended to the spool", NULL);
+    t->m_blocked =
+        bs_metrics_counter("brokerside_logtail_blocked_total",
+                           "Times the log tailer paused because the spool was full", NULL);
     t->m_rot = bs_metrics_counter("brokerside_logtail_files_opened_total",
                                   "Log files picked up after start (rotation or new files)", NULL);
     t->m_trunc = bs_metrics_counter("brokerside_logtail_truncations_total",
@@ -723,13 +750,14 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
         if (c->path[0] && find_inode(c, found, sizeof found, &sb)) {
             st = track(t, found, &sb, true);
             if (st == BS_OK && t->n_files) t->files[t->n_files - 1]->orphan = true;
-            if (t->n_ck < before) continue; /* entry consumed by track(): same index holds the next */
+            if (t->n_ck < before)
+                continue; /* entry consumed by track(): same index holds the next */
         }
         i++;
     }
     for (size_t i = 0; st == BS_OK && i < t->n_ck; i++)
-        BS_LOG_WARNF(MOD, "checkpointed file (inode %" PRIu64 ", %s) is gone: forgetting it", t->ck[i].ino,
-                     t->ck[i].path[0] ? t->ck[i].path : "name unknown");
+        BS_LOG_WARNF(MOD, "checkpointed file (inode %" PRIu64 ", %s) is gone: forgetting it",
+                     t->ck[i].ino, t->ck[i].path[0] ? t->ck[i].path : "name unknown");
     t->n_ck = 0;
     if (st != BS_OK) {
         bs_logtail_free(t);
@@ -748,10 +776,12 @@ void bs_logtail_free(bs_logtail *t)
 {
     if (!t) return;
     if (t->loop) ev_timer_stop(t->loop, &t->timer);
-    for (size_t i = 0; i < t->n_files; i++) tfile_free(t->files[i]);
+    for (size_t i = 0; i < t->n_files; i++)
+        tfile_free(t->files[i]);
     free(t->files);
     if (t->patterns)
-        for (size_t i = 0; i < t->o.n_files; i++) free(t->patterns[i]);
+        for (size_t i = 0; i < t->o.n_files; i++)
+            free(t->patterns[i]);
     free(t->patterns);
     free(t->ck);
     free(t->state_path);
@@ -760,4 +790,7 @@ void bs_logtail_free(bs_logtail *t)
     free(t);
 }
 
-void bs_logtail_get_stats(const bs_logtail *t, bs_logtail_stats *st) { *st = t->st; }
+void bs_logtail_get_stats(const bs_logtail *t, bs_logtail_stats *st)
+{
+    *st = t->st;
+}

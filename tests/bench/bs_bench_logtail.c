@@ -54,17 +54,20 @@ static long write_log(const char *path, long n_lines, long *lines)
     *lines = 0;
     for (long i = 0; *lines < n_lines; i++) {
         if (i % 20 == 19) {
-            fprintf(f,
-                    "[2026-11-24 21:%02ld:%02ld,%03ld] ERROR [ReplicaFetcher replicaId=1, leaderId=2, "
-                    "fetcherId=0] Error for partition payments-%ld (kafka.server.ReplicaFetcherThread)\n"
-                    "org.apache.kafka.common.errors.NotLeaderOrFollowerException: not the leader\n"
-                    "\tat org.apache.kafka.common.requests.FetchResponse.error(FetchResponse.java:42)\n"
-                    "Caused by: java.io.IOException: connection reset\n",
-                    (i / 60000) % 60, (i / 1000) % 60, i % 1000, i % 64);
+            fprintf(
+                f,
+                "[2026-11-24 21:%02ld:%02ld,%03ld] ERROR [ReplicaFetcher replicaId=1, leaderId=2, "
+                "fetcherId=0] Error for partition payments-%ld "
+                "(kafka.server.ReplicaFetcherThread)\n"
+                "org.apache.kafka.common.errors.NotLeaderOrFollowerException: not the leader\n"
+                "\tat org.apache.kafka.common.requests.FetchResponse.error(FetchResponse.java:42)\n"
+                "Caused by: java.io.IOException: connection reset\n",
+                (i / 60000) % 60, (i / 1000) % 60, i % 1000, i % 64);
             *lines += 4;
         } else {
             fprintf(f,
-                    "[2026-11-24 21:%02ld:%02ld,%03ld] INFO [Log partition=payments-%ld, dir=/var/lib/kafka] "
+                    "[2026-11-24 21:%02ld:%02ld,%03ld] INFO [Log partition=payments-%ld, "
+                    "dir=/var/lib/kafka] "
                     "Rolled new log segment at offset %ld in 3 ms. (kafka.log.LocalLog)\n",
                     (i / 60000) % 60, (i / 1000) % 60, i % 1000, i % 64, i * 1000);
             *lines += 1;
@@ -80,9 +83,12 @@ int main(int argc, char **argv)
     const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     int keep = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--lines") == 0 && i + 1 < argc) n_lines = atol(argv[++i]);
-        else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) base = argv[++i];
-        else if (strcmp(argv[i], "--keep") == 0) keep = 1;
+        if (strcmp(argv[i], "--lines") == 0 && i + 1 < argc)
+            n_lines = atol(argv[++i]);
+        else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
+            base = argv[++i];
+        else if (strcmp(argv[i], "--keep") == 0)
+            keep = 1;
         else {
             fprintf(stderr, "usage: %s [--lines N] [--dir DIR] [--keep]\n", argv[0]);
             return 2;

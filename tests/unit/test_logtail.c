@@ -32,17 +32,14 @@ static void test_parse_start(void)
     CHECK_EQ(bs_logtail_parse_start(l, strlen(l), 120, &ms, &lv, &ll, &rest, &rl), BS_OK);
     CHECK_EQ(ms, 1795554309123LL - 7200000LL);
     const char *bad[] = {
-        "\tat kafka.Foo.bar(Foo.scala:1)",
-        "Caused by: java.io.IOException",
-        "[2026-11-24 21:05:09.123] INFO x",
-        "[2026-13-24 21:05:09,123] INFO x",
-        "[2026-11-24 21:05:09,123] info x",
-        "[2026-11-24 21:05:09,123] INFORMATIONAL x",
-        "[2026-11-24 21:05:09,12",
-        "",
+        "\tat kafka.Foo.bar(Foo.scala:1)",  "Caused by: java.io.IOException",
+        "[2026-11-24 21:05:09.123] INFO x", "[2026-13-24 21:05:09,123] INFO x",
+        "[2026-11-24 21:05:09,123] info x", "[2026-11-24 21:05:09,123] INFORMATIONAL x",
+        "[2026-11-24 21:05:09,12",          "",
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(bad); i++)
-        CHECK_EQ(bs_logtail_parse_start(bad[i], strlen(bad[i]), 0, &ms, &lv, &ll, &rest, &rl), BS_E_MALFORMED);
+        CHECK_EQ(bs_logtail_parse_start(bad[i], strlen(bad[i]), 0, &ms, &lv, &ll, &rest, &rl),
+                 BS_E_MALFORMED);
     /* a level with nothing after it still starts an event */
     const char *bare = "[2026-11-24 21:05:09,123] ERROR";
     CHECK_EQ(bs_logtail_parse_start(bare, strlen(bare), 0, &ms, &lv, &ll, &rest, &rl), BS_OK);
@@ -89,13 +86,14 @@ static void test_fields_and_multiline(void)
     so.dir = sdir;
     bs_spool *sp;
     CHECK_EQ(bs_spool_open(&so, &sp), BS_OK);
-    append(log, "[2026-11-24 21:00:00,001] INFO [KafkaServer id=1] started (kafka.server.KafkaServer)\n"
-                "[2026-11-24 21:00:01,002] ERROR Error processing \"x\" (kafka.server.ReplicaManager)\n"
-                "java.lang.IllegalStateException: boom\n"
-                "\tat kafka.server.ReplicaManager.f(ReplicaManager.scala:10)\n"
-                "Caused by: java.io.IOException: disk\n"
-                "\t... 3 more\n"
-                "[2026-11-24 21:00:02,003] DEBUG no logger here\n");
+    append(log,
+           "[2026-11-24 21:00:00,001] INFO [KafkaServer id=1] started (kafka.server.KafkaServer)\n"
+           "[2026-11-24 21:00:01,002] ERROR Error processing \"x\" (kafka.server.ReplicaManager)\n"
+           "java.lang.IllegalStateException: boom\n"
+           "\tat kafka.server.ReplicaManager.f(ReplicaManager.scala:10)\n"
+           "Caused by: java.io.IOException: disk\n"
+           "\t... 3 more\n"
+           "[2026-11-24 21:00:02,003] DEBUG no logger here\n");
     char pattern[512];
     snprintf(pattern, sizeof pattern, "%s/*.log", dir);
     const char *files[] = {pattern};
@@ -106,7 +104,8 @@ static void test_fields_and_multiline(void)
     cJSON *ev[16] = {0};
     /* the last event is not complete until the quiet time has passed */
     CHECK_EQ(read_events(sp, 0, ev, 16), 2);
-    for (int i = 0; i < 16; i++) cJSON_Delete(ev[i]), ev[i] = NULL;
+    for (int i = 0; i < 16; i++)
+        cJSON_Delete(ev[i]), ev[i] = NULL;
     msleep(60);
     CHECK_EQ(bs_logtail_poll(t), BS_OK);
     CHECK_EQ(read_events(sp, 0, ev, 16), 3);
@@ -117,14 +116,16 @@ static void test_fields_and_multiline(void)
     CHECK_STR(jstr(ev[0], "file"), log);
     CHECK_STR(jstr(ev[1], "level"), "ERROR");
     CHECK_STR(jstr(ev[1], "logger"), "kafka.server.ReplicaManager");
-    CHECK_STR(jstr(ev[1], "message"), "Error processing \"x\"\njava.lang.IllegalStateException: boom\n"
-                                      "\tat kafka.server.ReplicaManager.f(ReplicaManager.scala:10)\n"
-                                      "Caused by: java.io.IOException: disk\n\t... 3 more");
+    CHECK_STR(jstr(ev[1], "message"),
+              "Error processing \"x\"\njava.lang.IllegalStateException: boom\n"
+              "\tat kafka.server.ReplicaManager.f(ReplicaManager.scala:10)\n"
+              "Caused by: java.io.IOException: disk\n\t... 3 more");
     CHECK_STR(jstr(ev[2], "message"), "no logger here");
     CHECK(jstr(ev[2], "logger") == NULL);
     cJSON *off = cJSON_GetObjectItemCaseSensitive(ev[1], "offset");
     CHECK(cJSON_IsNumber(off) && off->valuedouble == 85);
-    for (int i = 0; i < 16; i++) cJSON_Delete(ev[i]);
+    for (int i = 0; i < 16; i++)
+        cJSON_Delete(ev[i]);
     bs_logtail_stats st;
     bs_logtail_get_stats(t, &st);
     CHECK_EQ(st.events, 3);
@@ -139,7 +140,8 @@ static void test_fields_and_multiline(void)
     CHECK_EQ(bs_logtail_poll(t), BS_OK);
     CHECK_EQ(read_events(sp, 0, ev, 16), 4);
     CHECK_STR(jstr(ev[3], "message"), "again");
-    for (int i = 0; i < 16; i++) cJSON_Delete(ev[i]);
+    for (int i = 0; i < 16; i++)
+        cJSON_Delete(ev[i]);
     bs_logtail_free(t);
     bs_spool_close(sp);
     tu_rmrf(dir);
@@ -192,7 +194,8 @@ static void test_spool_full_blocks_then_resumes(void)
     bs_logtail_stats ts;
     bs_logtail_get_stats(t, &ts);
     CHECK(ts.blocked > 0);
-    for (int i = 0; i < 400; i++) CHECK_EQ(seen[i], 1);
+    for (int i = 0; i < 400; i++)
+        CHECK_EQ(seen[i], 1);
     bs_logtail_free(t);
     bs_spool_reader_close(r);
     bs_spool_close(sp);
@@ -261,7 +264,8 @@ static void tailer_child(const e2e *e)
     bs_sink *s;
     if (bs_sink_create(loop, sp, &o, ops, impl, &s) != BS_OK) _exit(4);
     const char *files[] = {e->log};
-    bs_logtail_options to = {.files = files, .n_files = 1, .state_path = state, .poll_ms = 5, .flush_ms = 20};
+    bs_logtail_options to = {
+        .files = files, .n_files = 1, .state_path = state, .poll_ms = 5, .flush_ms = 20};
     bs_logtail *t;
     if (bs_logtail_new(loop, sp, &to, &t) != BS_OK) _exit(5);
     ev_run(loop, 0);
@@ -304,7 +308,8 @@ static int tally_out(const char *out, int *count, int *stacks, int max)
             int k;
             if (m && sscanf(m, "event k=%d", &k) == 1 && k >= 0 && k < max) {
                 count[k]++;
-                if (strstr(m, "\n\tat com.example.A.b(A.java:1)\nCaused by: java.io.IOException")) stacks[k]++;
+                if (strstr(m, "\n\tat com.example.A.b(A.java:1)\nCaused by: java.io.IOException"))
+                    stacks[k]++;
             } else {
                 lines = -1000000;
             }
@@ -353,9 +358,11 @@ static void test_rotation_and_kill9_exactly_once(void)
                          "[2026-11-24 21:00:00,000] ERROR event k=%d failed (kafka.test.Logger)\n"
                          "java.lang.IllegalStateException: boom %d\n"
                          "\tat com.example.A.b(A.java:1)\n"
-                         "Caused by: java.io.IOException: x\n", k, k);
+                         "Caused by: java.io.IOException: x\n",
+                         k, k);
         else
-            n = snprintf(ev, sizeof ev, "[2026-11-24 21:00:00,000] INFO event k=%d ok (kafka.test.Logger)\n", k);
+            n = snprintf(ev, sizeof ev,
+                         "[2026-11-24 21:00:00,000] INFO event k=%d ok (kafka.test.Logger)\n", k);
         CHECK(write(fd, ev, (size_t)n) == n);
         if (k % 10 == 0) msleep(1);
         if (k > 0 && k % 300 == 0) {
@@ -405,8 +412,10 @@ static void test_rotation_and_kill9_exactly_once(void)
     CHECK(tally_out(e.out, count, stacks, N) >= N);
     int bad = 0;
     for (int k = 0; k < N; k++) {
-        if (count[k] != 1 && bad++ < 10) fprintf(stderr, "  event %d arrived %d times\n", k, count[k]);
-        if (k % 7 == 3 && stacks[k] != count[k] && bad++ < 10) fprintf(stderr, "  event %d lost its stack\n", k);
+        if (count[k] != 1 && bad++ < 10)
+            fprintf(stderr, "  event %d arrived %d times\n", k, count[k]);
+        if (k % 7 == 3 && stacks[k] != count[k] && bad++ < 10)
+            fprintf(stderr, "  event %d lost its stack\n", k);
     }
     CHECK_EQ(bad, 0);
     CHECK_EQ(rotations, 4);
