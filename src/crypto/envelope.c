@@ -254,7 +254,9 @@ bs_status bs_envelope_decrypt(bs_dek *d, const char *topic, size_t topic_len, co
     if (e.keyref_len != d->keyref_len || memcmp(e.keyref, d->keyref, e.keyref_len) != 0 ||
         e.edek_len != d->edek_len || memcmp(e.edek, d->edek, e.edek_len) != 0)
         return BS_E_CRYPTO;
-    if (!bs_wbuf_reserve(out, e.ciphertext_len)) return bs_wbuf_status(out);
+    /* At least one byte so `pt` below is a real pointer even for an empty value. */
+    if (!bs_wbuf_reserve(out, e.ciphertext_len ? e.ciphertext_len : 1))
+        return bs_wbuf_status(out);
     size_t start = out->len;
     bs_status st = BS_OK;
     uint8_t *pt = out->data + out->len;

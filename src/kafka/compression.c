@@ -125,8 +125,8 @@ static bs_status snappy_compress_xerial(const uint8_t *in, size_t len, bs_wbuf *
     bs_wbuf_put(out, xerial_magic, sizeof xerial_magic);
     bs_wbuf_put_be32(out, 1); /* version */
     bs_wbuf_put_be32(out, 1); /* minimum compatible version */
-    size_t off = 0;
-    do {
+    /* Empty input is the bare header, as the Java and Python clients write it. */
+    for (size_t off = 0; off < len;) {
         size_t n = len - off < XERIAL_BLOCK ? len - off : XERIAL_BLOCK;
         size_t max = snappy_max_compressed_length(n);
         if (!bs_wbuf_reserve(out, 4 + max)) break;
@@ -137,7 +137,7 @@ static bs_status snappy_compress_xerial(const uint8_t *in, size_t len, bs_wbuf *
         bs_wbuf_put_be32(out, (uint32_t)clen);
         out->len += clen;
         off += n;
-    } while (off < len);
+    }
     return bs_wbuf_status(out);
 }
 
@@ -148,7 +148,8 @@ static bs_status snappy_block(const uint8_t *in, size_t len, size_t limit, bs_wb
     size_t n;
     if (snappy_uncompressed_length((const char *)in, len, &n) != SNAPPY_OK) return BS_E_MALFORMED;
     if (n > limit - (out->len - start)) return BS_E_TOO_LARGE;
-    if (!bs_wbuf_reserve(out, n)) return bs_wbuf_status(out);
+    /* At least one byte so the destination is a real pointer for empty blocks too. */
+    if (!bs_wbuf_reserve(out, n ? n : 1)) return bs_wbuf_status(out);
     size_t got = n;
     if (snappy_uncompress((const char *)in, len, (char *)out->data + out->len, &got) != SNAPPY_OK ||
         got != n)

@@ -59,12 +59,13 @@ bs_status bs_record_batch_parse(const uint8_t *p, size_t len, bs_record_batch *o
 bs_status bs_batch_iter_next(bs_batch_iter *it, bs_batch_kind *kind, bs_record_batch *batch)
 {
     size_t rem = bs_cursor_remaining(&it->c);
-    const uint8_t *p = bs_cursor_ptr(&it->c);
     memset(batch, 0, sizeof *batch);
     if (rem == 0) {
         *kind = BS_BATCH_END;
         return BS_OK;
     }
+    /* Only now: an empty blob may have a NULL base pointer. */
+    const uint8_t *p = bs_cursor_ptr(&it->c);
     if (rem > MAGIC_OFFSET) {
         if (p[MAGIC_OFFSET] == 0 || p[MAGIC_OFFSET] == 1) return BS_E_UNSUPPORTED;
         if (p[MAGIC_OFFSET] != 2) return BS_E_MALFORMED;
