@@ -58,11 +58,13 @@ bs_status bs_dek_new(const uint8_t key[BS_DEK_KEY_LEN], const char *keyref, cons
 /* Wipe the plaintext key (OPENSSL_cleanse) and release everything; NULL is a no-op. */
 void bs_dek_free(bs_dek *dek);
 
+/* The key reference, NUL-terminated (owned by the DEK, valid until bs_dek_free). */
 const char *bs_dek_keyref(const bs_dek *dek);
-/* The EDEK bytes (owned by the DEK, valid until bs_dek_free). */
+/* The EDEK bytes and their length in *len (owned by the DEK, valid until bs_dek_free). */
 const uint8_t *bs_dek_edek(const bs_dek *dek, size_t *len);
+/* The creation time given to bs_dek_new(). */
 uint64_t bs_dek_created(const bs_dek *dek);
-/* Number of encryptions done with this DEK. */
+/* Number of encryptions done with this DEK (IVs consumed). */
 uint64_t bs_dek_uses(const bs_dek *dek);
 
 /* When an encrypting DEK must be replaced. */

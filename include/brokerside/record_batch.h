@@ -60,14 +60,17 @@ typedef struct bs_record_batch {
     size_t records_len;
 } bs_record_batch;
 
+/* The compression codec (bs_codec value, 0-7) from the attributes. */
 static inline int bs_record_batch_codec(const bs_record_batch *b)
 {
     return b->attributes & BS_BATCH_ATTR_CODEC_MASK;
 }
+/* True for control batches (transaction markers). */
 static inline bool bs_record_batch_is_control(const bs_record_batch *b)
 {
     return (b->attributes & BS_BATCH_ATTR_CONTROL) != 0;
 }
+/* True for batches written inside a transaction. */
 static inline bool bs_record_batch_is_transactional(const bs_record_batch *b)
 {
     return (b->attributes & BS_BATCH_ATTR_TRANSACTIONAL) != 0;
@@ -92,6 +95,7 @@ typedef struct bs_batch_iter {
     bs_cursor c;
 } bs_batch_iter;
 
+/* Start iterating the `len` bytes at `p` (not copied; they must outlive the iterator). */
 static inline void bs_batch_iter_init(bs_batch_iter *it, const uint8_t *p, size_t len)
 {
     bs_cursor_init(&it->c, p, len);
@@ -122,13 +126,15 @@ typedef struct bs_record {
 
 /* The records of one batch, decompressed if needed. */
 typedef struct bs_records {
-    bs_wbuf plain;   /* owns the decompressed bytes (empty for uncompressed batches) */
-    bs_cursor c;     /* over the plain records */
+    bs_wbuf plain; /* owns the decompressed bytes (empty for uncompressed batches) */
+    bs_cursor c;   /* over the plain records */
     int32_t remaining;
 } bs_records;
 
 /* Prepare to walk `batch`'s records, decompressing into `r`'s own buffer with at
- * most `limit` decompressed bytes (BS_E_TOO_LARGE beyond). `r` must be released
+ * most `limit` decompressed bytes (BS_E_TOO_LARGE beyond; uncompressed records are
+ * used in place). BS_E_UNSUPPORTED for codec values 5-7, BS_E_MALFORMED for corrupt
+ * compressed data or a record count the bytes cannot hold. `r` must be released
  * with bs_records_free() whatever this returns; `batch`'s bytes must outlive `r`. */
 bs_status bs_records_open(const bs_record_batch *batch, size_t limit, bs_records *r) BS_WUR;
 
@@ -137,12 +143,13 @@ bs_status bs_records_open(const bs_record_batch *batch, size_t limit, bs_records
  * after the last one. The views in *rec live as long as `r`. */
 bs_status bs_records_next(bs_records *r, bs_record *rec, bool *done) BS_WUR;
 
+/* Release the decompressed bytes owned by `r` (views from it become invalid). */
 void bs_records_free(bs_records *r);
 
 /* Parse one header from `c` (positioned inside bs_record.headers). Null value:
  * pointer NULL, length -1. A header key is never null (negative length is malformed). */
-bs_status bs_header_next(bs_cursor *c, const uint8_t **key, int32_t *key_len,
-                         const uint8_t **value, int32_t *value_len) BS_WUR;
+bs_status bs_header_next(bs_cursor *c, const uint8_t **key, int32_t *key_len, const uint8_t **value,
+                         int32_t *value_len) BS_WUR;
 
 /* Value rewriting callback, called once per record of a non-control batch, in
  * order. To replace the value, write the new bytes to `new_value` (empty on
@@ -150,8 +157,7 @@ bs_status bs_header_next(bs_cursor *c, const uint8_t **key, int32_t *key_len,
  * (tombstone) can be kept or replaced, never created. Any status other than
  * BS_OK aborts the rebuild and is returned to the caller. */
 typedef bs_status (*bs_record_value_fn)(void *ctx, const bs_record_batch *batch,
-                                        const bs_record *rec, bs_wbuf *new_value,
-                                        bool *replace);
+                                        const bs_record *rec, bs_wbuf *new_value, bool *replace);
 
 /* Append to `out` a copy of `batch` whose record values went through `fn`:
  * records re-encoded (their key, headers, attributes, deltas byte for byte),

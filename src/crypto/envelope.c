@@ -28,7 +28,8 @@ struct bs_dek {
     EVP_CIPHER_CTX *dec;
 };
 
-/* A keyref is printable ASCII without spaces: it appears in logs and KMS requests. */
+/* True when `s`/`n` is a valid keyref: printable ASCII without spaces, because it
+ * appears in logs and KMS requests. */
 static bool keyref_valid(const char *s, size_t n)
 {
     if (n == 0 || n > BS_ENVELOPE_MAX_KEYREF) return false;
@@ -74,8 +75,10 @@ bs_status bs_dek_new(const uint8_t key[BS_DEK_KEY_LEN], const char *keyref, cons
     }
 out:
     EVP_CIPHER_free(aes);
-    if (st != BS_OK) bs_dek_free(d);
-    else *out = d;
+    if (st != BS_OK)
+        bs_dek_free(d);
+    else
+        *out = d;
     return st;
 }
 
@@ -92,22 +95,26 @@ void bs_dek_free(bs_dek *d)
     free(d);
 }
 
+/* Contract in envelope.h. */
 const char *bs_dek_keyref(const bs_dek *d)
 {
     return d->keyref;
 }
 
+/* Contract in envelope.h. */
 const uint8_t *bs_dek_edek(const bs_dek *d, size_t *len)
 {
     *len = d->edek_len;
     return d->edek;
 }
 
+/* Contract in envelope.h. */
 uint64_t bs_dek_created(const bs_dek *d)
 {
     return d->created_s;
 }
 
+/* Contract in envelope.h. */
 uint64_t bs_dek_uses(const bs_dek *d)
 {
     return d->uses;
@@ -124,8 +131,8 @@ bs_status bs_dek_policy_check(const bs_dek_policy *p)
 /* Contract in envelope.h. */
 bool bs_dek_should_rotate(const bs_dek *d, const bs_dek_policy *p, uint64_t now_s)
 {
-    uint64_t max = p->max_records < BS_DEK_HARD_MAX_RECORDS ? p->max_records
-                                                             : BS_DEK_HARD_MAX_RECORDS;
+    uint64_t max =
+        p->max_records < BS_DEK_HARD_MAX_RECORDS ? p->max_records : BS_DEK_HARD_MAX_RECORDS;
     if (d->uses >= max) return true;
     if (now_s < d->created_s) return true;
     return now_s - d->created_s >= p->max_age_s;
@@ -137,7 +144,7 @@ size_t bs_envelope_size(const bs_dek *d, size_t pt_len)
     return BS_ENVELOPE_FIXED_LEN + d->keyref_len + d->edek_len + pt_len;
 }
 
-/* The envelope header (everything before the IV) for `d`. */
+/* Append the envelope header (everything before the IV) for `d` to `w`. */
 static void put_header(bs_wbuf *w, const bs_dek *d)
 {
     bs_wbuf_put(w, bs_envelope_magic, sizeof bs_envelope_magic);
@@ -149,7 +156,8 @@ static void put_header(bs_wbuf *w, const bs_dek *d)
     bs_wbuf_put(w, d->edek, d->edek_len);
 }
 
-/* Feed the AAD to a keyed GCM context: the envelope header, then the topic binding. */
+/* Feed the AAD to a keyed GCM context: the envelope header, then the topic binding.
+ * False if OpenSSL refuses. */
 static bool gcm_aad(EVP_CIPHER_CTX *ctx, bool enc, const uint8_t *hdr, size_t hdr_len,
                     const char *topic, size_t topic_len)
 {
@@ -178,7 +186,8 @@ bs_status bs_envelope_encrypt(bs_dek *d, const char *topic, size_t topic_len, co
     size_t hdr_len = out->len - start;
     uint8_t iv[BS_ENVELOPE_IV_LEN];
     memcpy(iv, d->iv_prefix, 4);
-    for (int i = 0; i < 8; i++) iv[4 + i] = (uint8_t)(d->uses >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        iv[4 + i] = (uint8_t)(d->uses >> (56 - 8 * i));
     /* Count the IV as used before anything can fail: an IV is never handed out twice. */
     d->uses++;
     bs_wbuf_put(out, iv, sizeof iv);
@@ -206,8 +215,7 @@ out:
 /* Contract in envelope.h. */
 bool bs_envelope_is_envelope(const uint8_t *p, size_t len)
 {
-    return len >= BS_ENVELOPE_MAGIC_LEN &&
-           memcmp(p, bs_envelope_magic, BS_ENVELOPE_MAGIC_LEN) == 0;
+    return len >= BS_ENVELOPE_MAGIC_LEN && memcmp(p, bs_envelope_magic, BS_ENVELOPE_MAGIC_LEN) == 0;
 }
 
 /* Contract in envelope.h. */
@@ -225,9 +233,9 @@ bs_status bs_envelope_parse(const uint8_t *p, size_t len, bs_envelope *e)
     if (e->version != BS_ENVELOPE_VERSION || e->algorithm != BS_ENVELOPE_ALG_AES256GCM)
         return BS_E_UNSUPPORTED;
     if (bs_read_be16(&c, &kl) != BS_OK || kl == 0 || kl > BS_ENVELOPE_MAX_KEYREF ||
-        bs_read_bytes(&c, kl, &e->keyref) != BS_OK ||
-        !keyref_valid((const char *)e->keyref, kl) || bs_read_be16(&c, &el) != BS_OK ||
-        el == 0 || el > BS_ENVELOPE_MAX_EDEK || bs_read_bytes(&c, el, &e->edek) != BS_OK)
+        bs_read_bytes(&c, kl, &e->keyref) != BS_OK || !keyref_valid((const char *)e->keyref, kl) ||
+        bs_read_be16(&c, &el) != BS_OK || el == 0 || el > BS_ENVELOPE_MAX_EDEK ||
+        bs_read_bytes(&c, el, &e->edek) != BS_OK)
         return BS_E_MALFORMED;
     e->keyref_len = kl;
     e->edek_len = el;
@@ -255,8 +263,7 @@ bs_status bs_envelope_decrypt(bs_dek *d, const char *topic, size_t topic_len, co
         e.edek_len != d->edek_len || memcmp(e.edek, d->edek, e.edek_len) != 0)
         return BS_E_CRYPTO;
     /* At least one byte so `pt` below is a real pointer even for an empty value. */
-    if (!bs_wbuf_reserve(out, e.ciphertext_len ? e.ciphertext_len : 1))
-        return bs_wbuf_status(out);
+    if (!bs_wbuf_reserve(out, e.ciphertext_len ? e.ciphertext_len : 1)) return bs_wbuf_status(out);
     size_t start = out->len;
     bs_status st = BS_OK;
     uint8_t *pt = out->data + out->len;
@@ -267,8 +274,7 @@ bs_status bs_envelope_decrypt(bs_dek *d, const char *topic, size_t topic_len, co
         !gcm_aad(d->dec, false, p, e.header_len, topic, topic_len) ||
         EVP_DecryptUpdate(d->dec, pt, &n, e.ciphertext, (int)e.ciphertext_len) != 1 ||
         EVP_CIPHER_CTX_ctrl(d->dec, EVP_CTRL_GCM_SET_TAG, sizeof tag, tag) != 1 ||
-        EVP_DecryptFinal_ex(d->dec, pt + n, &fin) != 1 ||
-        (size_t)(n + fin) != e.ciphertext_len) {
+        EVP_DecryptFinal_ex(d->dec, pt + n, &fin) != 1 || (size_t)(n + fin) != e.ciphertext_len) {
         /* GCM releases plaintext before the tag is checked: erase it. */
         OPENSSL_cleanse(pt, e.ciphertext_len);
         st = BS_E_CRYPTO;

@@ -36,8 +36,8 @@ typedef struct local_keyring {
 } local_keyring;
 
 /* Write a formatted reason into err/errlen when the caller gave room for one. */
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen,
-                                                          const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt,
+                                                         ...)
 {
     if (!err || errlen == 0) return;
     va_list ap;
@@ -46,6 +46,7 @@ __attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errle
     va_end(ap);
 }
 
+/* Write `n` bytes as 2n lower-case hex digits plus a NUL to `out`. */
 static void hex_encode(const uint8_t *p, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -61,17 +62,23 @@ static bool hex_decode(const uint8_t *s, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < 2 * n; i++) {
         uint8_t c = s[i], v;
-        if (c >= '0' && c <= '9') v = (uint8_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') v = (uint8_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v = (uint8_t)(c - 'A' + 10);
-        else return false;
-        if (i % 2 == 0) out[i / 2] = (uint8_t)(v << 4);
-        else out[i / 2] |= v;
+        if (c >= '0' && c <= '9')
+            v = (uint8_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = (uint8_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v = (uint8_t)(c - 'A' + 10);
+        else
+            return false;
+        if (i % 2 == 0)
+            out[i / 2] = (uint8_t)(v << 4);
+        else
+            out[i / 2] |= v;
     }
     return true;
 }
 
-/* fsync the directory holding `path` so the new name survives a crash. */
+/* fsync the directory holding `path` so the new name survives a crash; 0 or -1 (errno). */
 static int fsync_parent(const char *path)
 {
     char *copy = strdup(path);
@@ -93,8 +100,7 @@ bs_status bs_keyring_local_keygen(const char *path, char *err, size_t errlen)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         seterr(err, errlen, "%s: %s", path,
-               errno == EEXIST ? "file exists; refusing to overwrite a key file"
-                               : strerror(errno));
+               errno == EEXIST ? "file exists; refusing to overwrite a key file" : strerror(errno));
         return BS_E_IO;
     }
     if (RAND_bytes(key, sizeof key) != 1 || RAND_bytes(id, sizeof id) != 1) {
@@ -138,7 +144,8 @@ out:
     return st;
 }
 
-/* Parse the v1 text: magic line, "id <16 hex>", "key <64 hex>", nothing else. */
+/* Parse the v1 text: magic line, "id <16 hex>", "key <64 hex>", nothing else; on
+ * success the id and master key are stored in `kr`. False on any deviation. */
 static bool parse_key_file(const uint8_t *p, size_t len, local_keyring *kr)
 {
     bs_cursor c;
@@ -151,8 +158,8 @@ static bool parse_key_file(const uint8_t *p, size_t len, local_keyring *kr)
         !hex_decode(f, KEY_ID_LEN, kr->key_id))
         return false;
     if (bs_read_bytes(&c, 4, &f) != BS_OK || memcmp(f, "key ", 4) != 0) return false;
-    if (bs_read_bytes(&c, 2 * MASTER_KEY_LEN + 1, &f) != BS_OK ||
-        f[2 * MASTER_KEY_LEN] != '\n' || !hex_decode(f, MASTER_KEY_LEN, kr->master))
+    if (bs_read_bytes(&c, 2 * MASTER_KEY_LEN + 1, &f) != BS_OK || f[2 * MASTER_KEY_LEN] != '\n' ||
+        !hex_decode(f, MASTER_KEY_LEN, kr->master))
         return false;
     return bs_cursor_remaining(&c) == 0;
 }
@@ -185,8 +192,8 @@ bs_status bs_keyring_local_open(const char *path, bs_keyring **out, char *err, s
     }
     if (sb.st_mode & 077) {
         seterr(err, errlen,
-               "%s: mode %04o lets group or others access the master key; run chmod 600 %s",
-               path, (unsigned)(sb.st_mode & 07777), path);
+               "%s: mode %04o lets group or others access the master key; run chmod 600 %s", path,
+               (unsigned)(sb.st_mode & 07777), path);
         st = BS_E_CONFIG;
         goto out;
     }
@@ -229,6 +236,7 @@ const char *bs_keyring_local_key_id(const bs_keyring *kr)
     return bs_container_of(kr, local_keyring, base)->key_id_hex;
 }
 
+/* qsort comparator: context pairs by key. */
 static int cmp_kv(const void *a, const void *b)
 {
     return strcmp((*(const bs_kv *const *)a)->key, (*(const bs_kv *const *)b)->key);
@@ -247,7 +255,8 @@ static bs_status wrap_aad(const local_keyring *kr, const char *keyref, const bs_
     if (n) {
         sorted = malloc(n * sizeof *sorted);
         if (!sorted) return BS_E_NOMEM;
-        for (size_t i = 0; i < n; i++) sorted[i] = &ctx->pairs[i];
+        for (size_t i = 0; i < n; i++)
+            sorted[i] = &ctx->pairs[i];
         qsort(sorted, n, sizeof *sorted, cmp_kv);
     }
     bs_wbuf_put_u8(aad, EDEK_VERSION);
@@ -275,8 +284,8 @@ out:
 
 /* One AES-256-GCM operation under the master key with a fresh context (thread-safe).
  * Encrypt: `in` -> `out`, tag written to `tag`. Decrypt: tag read from `tag`. */
-static bool master_gcm(const local_keyring *kr, bool enc, const uint8_t *nonce,
-                       const bs_wbuf *aad, const uint8_t *in, uint8_t *out, uint8_t *tag)
+static bool master_gcm(const local_keyring *kr, bool enc, const uint8_t *nonce, const bs_wbuf *aad,
+                       const uint8_t *in, uint8_t *out, uint8_t *tag)
 {
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int n = 0, fin = 0;
@@ -345,8 +354,10 @@ static bs_status local_decrypt(bs_keyring *base, const char *keyref, const uint8
     } else {
         const uint8_t *nonce = edek + 1 + KEY_ID_LEN, *ct = nonce + NONCE_LEN;
         memcpy(tag, ct + DEK_LEN, TAG_LEN);
-        if (master_gcm(kr, false, nonce, &aad, ct, dek, tag)) cb(arg, BS_OK, dek, sizeof dek);
-        else cb(arg, BS_E_CRYPTO, NULL, 0);
+        if (master_gcm(kr, false, nonce, &aad, ct, dek, tag))
+            cb(arg, BS_OK, dek, sizeof dek);
+        else
+            cb(arg, BS_E_CRYPTO, NULL, 0);
     }
 out:
     OPENSSL_cleanse(dek, sizeof dek);

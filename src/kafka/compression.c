@@ -24,12 +24,18 @@ static const uint8_t xerial_magic[8] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0};
 const char *bs_codec_name(int codec)
 {
     switch (codec) {
-    case BS_CODEC_NONE: return "none";
-    case BS_CODEC_GZIP: return "gzip";
-    case BS_CODEC_SNAPPY: return "snappy";
-    case BS_CODEC_LZ4: return "lz4";
-    case BS_CODEC_ZSTD: return "zstd";
-    default: return "unknown";
+    case BS_CODEC_NONE:
+        return "none";
+    case BS_CODEC_GZIP:
+        return "gzip";
+    case BS_CODEC_SNAPPY:
+        return "snappy";
+    case BS_CODEC_LZ4:
+        return "lz4";
+    case BS_CODEC_ZSTD:
+        return "zstd";
+    default:
+        return "unknown";
     }
 }
 
@@ -214,8 +220,10 @@ static bs_status lz4_decompress(const uint8_t *in, size_t len, size_t limit, bs_
         }
         pos += src;
         out->len += dst;
-        if (out->len - start > limit) st = BS_E_TOO_LARGE;
-        else if (src == 0 && dst == 0) st = BS_E_MALFORMED; /* no progress: cannot happen on valid input */
+        if (out->len - start > limit)
+            st = BS_E_TOO_LARGE;
+        else if (src == 0 && dst == 0)
+            st = BS_E_MALFORMED; /* no progress: cannot happen on valid input */
     }
     /* Output may still be buffered inside the context after all input is consumed. */
     while (st == BS_OK && hint != 0) {
@@ -225,8 +233,10 @@ static bs_status lz4_decompress(const uint8_t *in, size_t len, size_t limit, bs_
         hint = LZ4F_decompress(dctx, out->data + out->len, &dst, NULL, &src, NULL);
         if (LZ4F_isError(hint)) st = BS_E_MALFORMED;
         out->len += LZ4F_isError(hint) ? 0 : dst;
-        if (st == BS_OK && out->len - start > limit) st = BS_E_TOO_LARGE;
-        else if (st == BS_OK && hint != 0 && dst == 0) st = BS_E_MALFORMED; /* frame is truncated */
+        if (st == BS_OK && out->len - start > limit)
+            st = BS_E_TOO_LARGE;
+        else if (st == BS_OK && hint != 0 && dst == 0)
+            st = BS_E_MALFORMED; /* frame is truncated */
     }
 out:
     LZ4F_freeDecompressionContext(dctx);
@@ -251,6 +261,15 @@ static bs_status zstd_decompress(const uint8_t *in, size_t len, size_t limit, bs
     ZSTD_DCtx *d = ZSTD_createDCtx();
     if (!d) return BS_E_NOMEM;
     bs_status st = BS_OK;
+    /* A frame may declare a window (decoder memory) far larger than its content; allow
+     * what ordinary encoders use (2^23 covers levels 1-19) or what the limit needs. */
+    int wlog = 23;
+    while (wlog < 27 && ((size_t)1 << wlog) < limit)
+        wlog++;
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, wlog))) {
+        st = BS_E_NOMEM;
+        goto out;
+    }
     ZSTD_inBuffer ib = {in, len, 0};
     size_t ret = 1;
     if (len == 0) st = BS_E_MALFORMED;
@@ -261,8 +280,10 @@ static bs_status zstd_decompress(const uint8_t *in, size_t len, size_t limit, bs
         ZSTD_outBuffer ob = {out->data + out->len, room, 0};
         ret = ZSTD_decompressStream(d, &ob, &ib);
         if (ZSTD_isError(ret)) {
-            st = ZSTD_getErrorCode(ret) == ZSTD_error_memory_allocation ? BS_E_NOMEM
-                                                                        : BS_E_MALFORMED;
+            ZSTD_ErrorCode ec = ZSTD_getErrorCode(ret);
+            st = ec == ZSTD_error_memory_allocation               ? BS_E_NOMEM
+                 : ec == ZSTD_error_frameParameter_windowTooLarge ? BS_E_TOO_LARGE
+                                                                  : BS_E_MALFORMED;
             goto out;
         }
         out->len += ob.pos;
@@ -286,11 +307,20 @@ bs_status bs_compress(int codec, const uint8_t *in, size_t len, bs_wbuf *out)
         bs_wbuf_put(out, in, len);
         st = bs_wbuf_status(out);
         break;
-    case BS_CODEC_GZIP: st = gzip_compress(in, len, out); break;
-    case BS_CODEC_SNAPPY: st = snappy_compress_xerial(in, len, out); break;
-    case BS_CODEC_LZ4: st = lz4_compress(in, len, out); break;
-    case BS_CODEC_ZSTD: st = zstd_compress(in, len, out); break;
-    default: return BS_E_UNSUPPORTED;
+    case BS_CODEC_GZIP:
+        st = gzip_compress(in, len, out);
+        break;
+    case BS_CODEC_SNAPPY:
+        st = snappy_compress_xerial(in, len, out);
+        break;
+    case BS_CODEC_LZ4:
+        st = lz4_compress(in, len, out);
+        break;
+    case BS_CODEC_ZSTD:
+        st = zstd_compress(in, len, out);
+        break;
+    default:
+        return BS_E_UNSUPPORTED;
     }
     if (st != BS_OK) out->len = start;
     return st;
@@ -307,11 +337,20 @@ bs_status bs_decompress(int codec, const uint8_t *in, size_t len, size_t limit, 
         bs_wbuf_put(out, in, len);
         st = bs_wbuf_status(out);
         break;
-    case BS_CODEC_GZIP: st = gzip_decompress(in, len, limit, out, start); break;
-    case BS_CODEC_SNAPPY: st = snappy_decompress(in, len, limit, out, start); break;
-    case BS_CODEC_LZ4: st = lz4_decompress(in, len, limit, out, start); break;
-    case BS_CODEC_ZSTD: st = zstd_decompress(in, len, limit, out, start); break;
-    default: return BS_E_UNSUPPORTED;
+    case BS_CODEC_GZIP:
+        st = gzip_decompress(in, len, limit, out, start);
+        break;
+    case BS_CODEC_SNAPPY:
+        st = snappy_decompress(in, len, limit, out, start);
+        break;
+    case BS_CODEC_LZ4:
+        st = lz4_decompress(in, len, limit, out, start);
+        break;
+    case BS_CODEC_ZSTD:
+        st = zstd_decompress(in, len, limit, out, start);
+        break;
+    default:
+        return BS_E_UNSUPPORTED;
     }
     if (st != BS_OK) out->len = start;
     return st;

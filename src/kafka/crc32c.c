@@ -19,7 +19,8 @@ static void crc_table_init(void)
 {
     for (uint32_t b = 0; b < 256; b++) {
         uint32_t c = b;
-        for (int i = 0; i < 8; i++) c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+        for (int i = 0; i < 8; i++)
+            c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
         crc_table[0][b] = c;
     }
     for (uint32_t b = 0; b < 256; b++) {
@@ -48,13 +49,14 @@ uint32_t bs_crc32c_portable(uint32_t crc, const void *data, size_t len)
         uint32_t lo = load_le32(p) ^ c;
         uint32_t hi = load_le32(p + 4);
         c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-            crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-            crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
-            crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+            crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^
+            crc_table[2][(hi >> 8) & 0xff] ^ crc_table[1][(hi >> 16) & 0xff] ^
+            crc_table[0][hi >> 24];
         p += 8;
         len -= 8;
     }
-    while (len--) c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    while (len--)
+        c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
     return ~c;
 }
 
@@ -67,7 +69,7 @@ bool bs_crc32c_hw_available(void)
 
 /* The instruction computes exactly CRC-32C; compiled for SSE4.2 only in this function. */
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p,
-                                                                size_t len)
+                                                               size_t len)
 {
     uint64_t c = ~crc;
     while (len && ((uintptr_t)p & 7)) {
@@ -81,7 +83,8 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
         p += 8;
         len -= 8;
     }
-    while (len--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    while (len--)
+        c = _mm_crc32_u8((uint32_t)c, *p++);
     return ~(uint32_t)c;
 }
 

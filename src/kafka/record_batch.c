@@ -127,8 +127,8 @@ static bs_status read_nullable_len(bs_cursor *c, int32_t *len, const uint8_t **p
 }
 
 /* Contract in record_batch.h. */
-bs_status bs_header_next(bs_cursor *c, const uint8_t **key, int32_t *key_len,
-                         const uint8_t **value, int32_t *value_len)
+bs_status bs_header_next(bs_cursor *c, const uint8_t **key, int32_t *key_len, const uint8_t **value,
+                         int32_t *value_len)
 {
     BS_GUARD(read_nullable_len(c, key_len, key));
     if (*key_len < 0) return BS_E_MALFORMED;
@@ -219,8 +219,8 @@ static bs_status finish_batch(bs_wbuf *out, size_t start, int codec, const bs_wb
     size_t total = out->len - start;
     if (total - BS_BATCH_LENGTH_OFFSET > INT32_MAX) return BS_E_TOO_LARGE;
     bs_wbuf_patch_be32(out, start + 8, (uint32_t)(total - BS_BATCH_LENGTH_OFFSET));
-    uint32_t crc = bs_crc32c(0, out->data + start + BS_BATCH_ATTR_OFFSET,
-                             total - BS_BATCH_ATTR_OFFSET);
+    uint32_t crc =
+        bs_crc32c(0, out->data + start + BS_BATCH_ATTR_OFFSET, total - BS_BATCH_ATTR_OFFSET);
     bs_wbuf_patch_be32(out, start + BS_BATCH_CRC_OFFSET, crc);
     return BS_OK;
 }

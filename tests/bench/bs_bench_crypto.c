@@ -50,9 +50,12 @@ int main(int argc, char **argv)
     size_t vbytes = 1024;
     int with_openssl = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--value-bytes") && i + 1 < argc) vbytes = (size_t)atol(argv[++i]);
-        else if (!strcmp(argv[i], "--openssl")) with_openssl = 1;
+        if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--value-bytes") && i + 1 < argc)
+            vbytes = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--openssl"))
+            with_openssl = 1;
         else {
             fprintf(stderr, "usage: %s [--seconds S] [--value-bytes N] [--openssl]\n", argv[0]);
             return 2;

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "brokerside/kafka_compression.h"
 #include "test.h"
 
@@ -12,7 +14,8 @@ static const int codecs[] = {BS_CODEC_GZIP, BS_CODEC_SNAPPY, BS_CODEC_LZ4, BS_CO
 /* Mirrors plain_text() in kafka_vectors.py. */
 static void plain_text(bs_wbuf *w)
 {
-    for (int i = 0; i < 2000; i++) bs_wbuf_printf(w, "record %06d brokerside compression vector\n", i);
+    for (int i = 0; i < 2000; i++)
+        bs_wbuf_printf(w, "record %06d brokerside compression vector\n", i);
 }
 
 /* Read a file from tests/unit/data into `w`; false if it cannot be read. */
@@ -28,7 +31,8 @@ static bool read_data(const char *name, bs_wbuf *w)
     }
     uint8_t buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) bs_wbuf_put(w, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        bs_wbuf_put(w, buf, n);
     fclose(f);
     return bs_wbuf_status(w) == BS_OK;
 }
@@ -42,6 +46,8 @@ static void noise(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
+/* Every codec round-trips empty, tiny, compressible and random inputs, appending after existing
+ * bytes. */
 static void test_round_trip(void)
 {
     static uint8_t rnd[200000];
@@ -52,7 +58,9 @@ static void test_round_trip(void)
     const struct {
         const uint8_t *p;
         size_t n;
-    } inputs[] = {{(const uint8_t *)"", 0}, {(const uint8_t *)"x", 1}, {text.data, text.len},
+    } inputs[] = {{(const uint8_t *)"", 0},
+                  {(const uint8_t *)"x", 1},
+                  {text.data, text.len},
                   {rnd, sizeof rnd}};
     for (size_t c = 0; c < BS_ARRAY_LEN(codecs); c++) {
         for (size_t i = 0; i < BS_ARRAY_LEN(inputs); i++) {
@@ -73,6 +81,7 @@ static void test_round_trip(void)
     bs_wbuf_free(&text);
 }
 
+/* Codec 0 copies with the limit applied; unknown codec values are unsupported. */
 static void test_none_and_unknown(void)
 {
     bs_wbuf w;
@@ -92,8 +101,8 @@ static void test_none_and_unknown(void)
 /* Bytes written by kafka-python's codec functions decode to the expected text. */
 static void test_decode_client_vectors(void)
 {
-    const char *files[] = {"codec_gzip.bin", "codec_snappy.bin", "codec_lz4.bin",
-                           "codec_zstd.bin", "codec_snappy_raw.bin"};
+    const char *files[] = {"codec_gzip.bin", "codec_snappy.bin", "codec_lz4.bin", "codec_zstd.bin",
+                           "codec_snappy_raw.bin"};
     const int ids[] = {BS_CODEC_GZIP, BS_CODEC_SNAPPY, BS_CODEC_LZ4, BS_CODEC_ZSTD,
                        BS_CODEC_SNAPPY};
     bs_wbuf text;
@@ -136,7 +145,8 @@ static void test_client_decodes_ours(void)
         CHECK_EQ(write(fd, z.data, z.len), (long long)z.len);
         close(fd);
         char cmd[2048];
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/unit/data/kafka_vectors.py decode %s %s",
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 %s/tests/unit/data/kafka_vectors.py decode %s %s",
                  src ? src : ".", names[c], path);
         int rc = system(cmd);
         if (rc != 0) fprintf(stderr, "  kafka.codec could not decode our %s\n", names[c]);
@@ -189,7 +199,8 @@ static void test_truncated_and_corrupt(void)
             /* A bare 16-byte xerial header is the valid encoding of empty input. */
             if (codecs[c] == BS_CODEC_SNAPPY && cut == 16 && st == BS_OK) continue;
             if (st != BS_E_MALFORMED) {
-                fprintf(stderr, "  %s cut %zu: %s\n", bs_codec_name(codecs[c]), cut, bs_status_name(st));
+                fprintf(stderr, "  %s cut %zu: %s\n", bs_codec_name(codecs[c]), cut,
+                        bs_status_name(st));
                 bad++;
             }
             if (out.len != 0) bad++;
@@ -203,8 +214,8 @@ static void test_truncated_and_corrupt(void)
         bs_wbuf_free(&out);
     }
     /* A xerial block length that points past the end. */
-    const uint8_t xer[] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1,
-                           0x7f, 0xff, 0xff, 0xff, 0x00};
+    const uint8_t xer[] = {0x82, 'S', 'N', 'A', 'P', 'P',  'Y',  0,    0,    0,   0,
+                           1,    0,   0,   0,   1,   0x7f, 0xff, 0xff, 0xff, 0x00};
     bs_wbuf out;
     bs_wbuf_init(&out, 0);
     CHECK_EQ(bs_decompress(BS_CODEC_SNAPPY, xer, sizeof xer, 1 << 20, &out), BS_E_MALFORMED);
@@ -218,6 +229,35 @@ static void test_truncated_and_corrupt(void)
     bs_wbuf_free(&text);
 }
 
+/* A zstd frame declaring a 128 MiB window (decoder memory) for a few bytes of content is
+ * refused when the output limit is small, instead of making the decoder allocate it. */
+static void test_zstd_window_bound(void)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    CHECK(c != NULL);
+    if (!c) return;
+    CHECK(!ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 27)));
+    CHECK(!ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0)));
+    uint8_t frame[256];
+    ZSTD_inBuffer in = {"hello hello hello", 17, 0};
+    ZSTD_outBuffer zo = {frame, sizeof frame, 0};
+    /* Feeding before ending keeps the size unknown, so the declared window stays 2^27. */
+    CHECK(!ZSTD_isError(ZSTD_compressStream2(c, &zo, &in, ZSTD_e_continue)));
+    ZSTD_inBuffer none = {NULL, 0, 0};
+    CHECK_EQ(ZSTD_compressStream2(c, &zo, &none, ZSTD_e_end), 0);
+    ZSTD_freeCCtx(c);
+    bs_wbuf out;
+    bs_wbuf_init(&out, 0);
+    CHECK_EQ(bs_decompress(BS_CODEC_ZSTD, frame, zo.pos, 1 << 20, &out), BS_E_TOO_LARGE);
+    CHECK_EQ(out.len, 0);
+    /* With a limit that large the same frame is fine. */
+    CHECK_EQ(bs_decompress(BS_CODEC_ZSTD, frame, zo.pos, 200u << 20, &out), BS_OK);
+    CHECK_EQ(out.len, 17);
+    CHECK(out.len == 17 && memcmp(out.data, "hello hello hello", 17) == 0);
+    bs_wbuf_free(&out);
+}
+
+/* Run every test; non-zero exit on failure. */
 int main(void)
 {
     RUN(test_round_trip);
@@ -226,5 +266,6 @@ int main(void)
     RUN(test_client_decodes_ours);
     RUN(test_zip_bomb);
     RUN(test_truncated_and_corrupt);
+    RUN(test_zstd_window_bound);
     return test_report();
 }

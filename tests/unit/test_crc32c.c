@@ -26,11 +26,13 @@ static void check_vectors(crc_fn f)
         CHECK_EQ(f(f(0, "123456789", cut), &"123456789"[cut], 9 - cut), 0xE3069283u);
 }
 
+/* The slicing-by-8 path against the known vectors. */
 static void test_portable_vectors(void)
 {
     check_vectors(bs_crc32c_portable);
 }
 
+/* The SSE4.2 path (or its fallback) and the dispatcher against the known vectors. */
 static void test_hw_vectors(void)
 {
     if (!bs_crc32c_hw_available()) fprintf(stderr, "  (no SSE4.2 here: checking the fallback)\n");
@@ -56,6 +58,7 @@ static void test_paths_agree(void)
     CHECK(bs_crc32c(0, buf, sizeof buf) != before);
 }
 
+/* Run every test; non-zero exit on failure. */
 int main(void)
 {
     RUN(test_portable_vectors);

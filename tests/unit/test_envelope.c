@@ -11,6 +11,7 @@
 
 static const char *TOPIC = "payments";
 
+/* A DEK whose key bytes are all `fill` and whose EDEK is derived from it. */
 static bs_dek *make_dek(const char *keyref, uint8_t fill, uint64_t created)
 {
     uint8_t key[BS_DEK_KEY_LEN], edek[69];
@@ -21,6 +22,7 @@ static bs_dek *make_dek(const char *keyref, uint8_t fill, uint64_t created)
     return d;
 }
 
+/* Values of many sizes encrypt into well-formed envelopes and decrypt back. */
 static void test_round_trip(void)
 {
     bs_dek *d = make_dek("alias/payments", 1, 100);
@@ -149,6 +151,7 @@ static int cmp_iv(const void *x, const void *y)
     return memcmp(x, y, BS_ENVELOPE_IV_LEN);
 }
 
+/* No IV repeats across 2 x 50000 encryptions under two DEK objects of the same key. */
 static void test_iv_uniqueness(void)
 {
     enum { N = 50000 };
@@ -169,7 +172,8 @@ static void test_iv_uniqueness(void)
     }
     qsort(ivs, 2 * N, BS_ENVELOPE_IV_LEN, cmp_iv);
     int dups = 0;
-    for (int i = 1; i < 2 * N; i++) dups += memcmp(ivs[i - 1], ivs[i], BS_ENVELOPE_IV_LEN) == 0;
+    for (int i = 1; i < 2 * N; i++)
+        dups += memcmp(ivs[i - 1], ivs[i], BS_ENVELOPE_IV_LEN) == 0;
     CHECK_EQ(dups, 0);
     CHECK_EQ(bs_dek_uses(d1), N);
     free(ivs);
@@ -178,12 +182,14 @@ static void test_iv_uniqueness(void)
     bs_dek_free(d2);
 }
 
+/* Policy validation, rotation by record count, by age, and on a clock going backwards. */
 static void test_rotation_policy(void)
 {
     bs_dek_policy p = {.max_records = 3, .max_age_s = 60};
     CHECK_EQ(bs_dek_policy_check(&p), BS_OK);
     bs_dek_policy bad[] = {{0, 60}, {3, 0}, {BS_DEK_HARD_MAX_RECORDS + 1, 60}, {UINT64_MAX, 1}};
-    for (size_t i = 0; i < BS_ARRAY_LEN(bad); i++) CHECK_EQ(bs_dek_policy_check(&bad[i]), BS_E_CONFIG);
+    for (size_t i = 0; i < BS_ARRAY_LEN(bad); i++)
+        CHECK_EQ(bs_dek_policy_check(&bad[i]), BS_E_CONFIG);
     bs_dek_policy max = {BS_DEK_HARD_MAX_RECORDS, 1};
     CHECK_EQ(bs_dek_policy_check(&max), BS_OK);
     CHECK(BS_DEK_HARD_MAX_RECORDS <= (1ull << 32) / 8); /* far below the GCM bound */
@@ -269,7 +275,6 @@ static void test_parse_errors(void)
     CHECK_EQ(bs_envelope_parse(v, 12 + 12 + 16, &e), BS_E_MALFORMED);
 }
 
-
 /* Record batch callbacks: encrypt / decrypt each non-null value of topic TOPIC. */
 static bs_status enc_value(void *ctx, const bs_record_batch *b, const bs_record *rec, bs_wbuf *nv,
                            bool *replace)
@@ -281,6 +286,7 @@ static bs_status enc_value(void *ctx, const bs_record_batch *b, const bs_record 
     return bs_envelope_encrypt(ctx, TOPIC, strlen(TOPIC), rec->value, (size_t)rec->value_len, nv);
 }
 
+/* Decrypt each non-null value. */
 static bs_status dec_value(void *ctx, const bs_record_batch *b, const bs_record *rec, bs_wbuf *nv,
                            bool *replace)
 {
@@ -291,6 +297,7 @@ static bs_status dec_value(void *ctx, const bs_record_batch *b, const bs_record 
 }
 
 static int count_plain;
+/* Count values that are not envelopes or still show plaintext. */
 static bs_status check_encrypted(void *ctx, const bs_record_batch *b, const bs_record *rec,
                                  bs_wbuf *nv, bool *replace)
 {
@@ -305,7 +312,7 @@ static bs_status check_encrypted(void *ctx, const bs_record_batch *b, const bs_r
 static void test_batch_encrypt_decrypt(void)
 {
     const char *files[] = {"batch_none.bin", "batch_gzip.bin", "batch_snappy.bin",
-                           "batch_lz4.bin", "batch_zstd.bin", "batch_txn_zstd.bin"};
+                           "batch_lz4.bin",  "batch_zstd.bin", "batch_txn_zstd.bin"};
     const char *src = getenv("BS_SOURCE_DIR");
     bs_dek *d = make_dek("alias/payments", 9, 0);
     if (!d) return;
@@ -321,12 +328,12 @@ static void test_batch_encrypt_decrypt(void)
         if (!f) continue;
         uint8_t buf[4096];
         size_t n;
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0) bs_wbuf_put(&in, buf, n);
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+            bs_wbuf_put(&in, buf, n);
         fclose(f);
         CHECK_EQ(bs_records_blob_transform(in.data, in.len, 1 << 20, enc_value, d, &enc), BS_OK);
         count_plain = 0;
-        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, check_encrypted, NULL,
-                                           &dec),
+        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, check_encrypted, NULL, &dec),
                  BS_OK);
         CHECK_EQ(count_plain, 0);
         bs_wbuf_reset(&dec);
@@ -353,6 +360,7 @@ static void test_batch_encrypt_decrypt(void)
     bs_dek_free(d);
 }
 
+/* Run every test; non-zero exit on failure. */
 int main(void)
 {
     RUN(test_round_trip);

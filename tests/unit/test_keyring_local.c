@@ -12,6 +12,7 @@
 
 static char dir[] = "/tmp/bs_keyring_XXXXXX";
 
+/* Path of `name` inside the test directory. */
 static void path_in(char *out, size_t n, const char *name)
 {
     snprintf(out, n, "%s/%s", dir, name);
@@ -26,8 +27,9 @@ typedef struct {
     size_t edek_len;
 } result;
 
-static void on_dek(void *arg, bs_status st, const uint8_t *key, size_t key_len,
-                   const uint8_t *edek, size_t edek_len)
+/* generate_dek callback: record the outcome in a `result`. */
+static void on_dek(void *arg, bs_status st, const uint8_t *key, size_t key_len, const uint8_t *edek,
+                   size_t edek_len)
 {
     result *r = arg;
     r->calls++;
@@ -38,6 +40,7 @@ static void on_dek(void *arg, bs_status st, const uint8_t *key, size_t key_len,
     if (edek && edek_len <= sizeof r->edek) memcpy(r->edek, edek, edek_len);
 }
 
+/* decrypt_edek callback: record the outcome in a `result`. */
 static void on_key(void *arg, bs_status st, const uint8_t *key, size_t key_len)
 {
     result *r = arg;
@@ -50,6 +53,7 @@ static void on_key(void *arg, bs_status st, const uint8_t *key, size_t key_len)
 static const bs_kv topic_a[] = {{"topic", "payments"}};
 static const bs_kv topic_b[] = {{"topic", "orders"}};
 
+/* Create a new key file `name` and open it (NULL on failure). */
 static bs_keyring *open_new(const char *name)
 {
     char p[256], err[256] = "";
@@ -61,6 +65,7 @@ static bs_keyring *open_new(const char *name)
     return kr;
 }
 
+/* keygen: format, mode 0600 under any umask, refuses to overwrite, clear errors. */
 static void test_keygen_file(void)
 {
     char p[256], err[256] = "";
@@ -111,6 +116,7 @@ static void test_keygen_file(void)
     CHECK(strstr(err, "/nonexistent-dir/x.key") != NULL);
 }
 
+/* open refuses group/world-accessible files, directories, missing and malformed files. */
 static void test_open_refusals(void)
 {
     char p[256], err[256] = "";
@@ -169,6 +175,7 @@ static void test_open_refusals(void)
     CHECK(kr == NULL);
 }
 
+/* DEKs wrap and unwrap through the vtable, bound to keyref and context. */
 static void test_wrap_unwrap(void)
 {
     bs_keyring *kr = open_new("wrap.key");
@@ -187,8 +194,8 @@ static void test_wrap_unwrap(void)
     CHECK_EQ(u.st, BS_OK);
     CHECK(u.key_len == 32 && memcmp(u.key, g.key, 32) == 0);
     /* Context order does not matter; a context with more pairs is a different context. */
-    const bs_kv two[] = {{"z", "1"}, {"topic", "payments"}}, two_rev[] = {{"topic", "payments"},
-                                                                          {"z", "1"}};
+    const bs_kv two[] = {{"z", "1"}, {"topic", "payments"}},
+                two_rev[] = {{"topic", "payments"}, {"z", "1"}};
     bs_enc_context c2 = {two, 2}, c2r = {two_rev, 2};
     result g2 = {0}, u2 = {0};
     CHECK_EQ(bs_keyring_generate_dek(kr, "k", &c2, on_dek, &g2), BS_OK);
@@ -228,9 +235,9 @@ static void test_tampered_edek(void)
     for (size_t i = 0; i < g.edek_len; i++) {
         g.edek[i] ^= 0x20;
         result u = {0};
-        CHECK_EQ(bs_keyring_decrypt_edek(kr, "alias/payments", g.edek, g.edek_len, &ctx, on_key,
-                                         &u),
-                 BS_OK);
+        CHECK_EQ(
+            bs_keyring_decrypt_edek(kr, "alias/payments", g.edek, g.edek_len, &ctx, on_key, &u),
+            BS_OK);
         calls += u.calls;
         if (u.st == BS_OK) accepted++;
         if (i >= 1 && i < 9) CHECK_EQ(u.st, BS_E_NOT_FOUND); /* the key id bytes */
@@ -239,9 +246,9 @@ static void test_tampered_edek(void)
     CHECK_EQ(accepted, 0);
     CHECK_EQ(calls, (int)g.edek_len);
     result u = {0};
-    CHECK_EQ(bs_keyring_decrypt_edek(kr, "alias/payments", g.edek, g.edek_len - 1, &ctx, on_key,
-                                     &u),
-             BS_OK);
+    CHECK_EQ(
+        bs_keyring_decrypt_edek(kr, "alias/payments", g.edek, g.edek_len - 1, &ctx, on_key, &u),
+        BS_OK);
     CHECK_EQ(u.st, BS_E_CRYPTO);
     u = (result){0};
     CHECK_EQ(bs_keyring_decrypt_edek(kr, "alias/other", g.edek, g.edek_len, &ctx, on_key, &u),
@@ -261,8 +268,7 @@ static void test_tampered_edek(void)
     result n = {0};
     CHECK_EQ(bs_keyring_generate_dek(kr, "k", &dctx, on_dek, &n), BS_E_CONFIG);
     CHECK_EQ(bs_keyring_generate_dek(kr, "", &ctx, on_dek, &n), BS_E_CONFIG);
-    CHECK_EQ(bs_keyring_decrypt_edek(kr, "k", g.edek, g.edek_len, &dctx, on_key, &n),
-             BS_E_CONFIG);
+    CHECK_EQ(bs_keyring_decrypt_edek(kr, "k", g.edek, g.edek_len, &dctx, on_key, &n), BS_E_CONFIG);
     CHECK_EQ(n.calls, 0);
     bs_keyring_free(kr);
 }
@@ -297,8 +303,7 @@ static void test_wrong_master_key(void)
     if (forged) {
         CHECK_STR(bs_keyring_local_key_id(forged), bs_keyring_local_key_id(a));
         u = (result){0};
-        CHECK_EQ(bs_keyring_decrypt_edek(forged, "k", g.edek, g.edek_len, &ctx, on_key, &u),
-                 BS_OK);
+        CHECK_EQ(bs_keyring_decrypt_edek(forged, "k", g.edek, g.edek_len, &ctx, on_key, &u), BS_OK);
         CHECK_EQ(u.st, BS_E_CRYPTO);
     }
     bs_keyring_free(forged);
@@ -306,6 +311,7 @@ static void test_wrong_master_key(void)
     bs_keyring_free(b);
 }
 
+/* Run every test in a fresh temporary directory, then remove it. */
 int main(void)
 {
     if (!mkdtemp(dir)) {

@@ -14,6 +14,7 @@
 static const char *codec_files[] = {"batch_none.bin", "batch_gzip.bin", "batch_snappy.bin",
                                     "batch_lz4.bin", "batch_zstd.bin"};
 
+/* Path of tests/unit/data/`name` in `buf`. */
 static const char *data_path(const char *name, char *buf, size_t n)
 {
     const char *src = getenv("BS_SOURCE_DIR");
@@ -21,6 +22,7 @@ static const char *data_path(const char *name, char *buf, size_t n)
     return buf;
 }
 
+/* Append tests/unit/data/`name` to `w`; false if it cannot be read. */
 static bool read_data(const char *name, bs_wbuf *w)
 {
     char path[1024];
@@ -31,7 +33,8 @@ static bool read_data(const char *name, bs_wbuf *w)
     }
     uint8_t buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) bs_wbuf_put(w, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        bs_wbuf_put(w, buf, n);
     fclose(f);
     return bs_wbuf_status(w) == BS_OK;
 }
@@ -73,7 +76,8 @@ static void check_vector_records(const bs_record_batch *b)
             CHECK(rec.value == NULL && rec.value_len == -1);
         } else {
             int n = 0;
-            for (int k = 0; k < 20; k++) n += snprintf(want + n, sizeof want - (size_t)n, "value %d ", i);
+            for (int k = 0; k < 20; k++)
+                n += snprintf(want + n, sizeof want - (size_t)n, "value %d ", i);
             CHECK(rec.value_len == n && memcmp(rec.value, want, (size_t)n) == 0);
         }
         CHECK_EQ(rec.header_count, i % 5 == 0 ? 2 : 0);
@@ -93,6 +97,7 @@ static void check_vector_records(const bs_record_batch *b)
     bs_records_free(&r);
 }
 
+/* kafka-python batches of every codec parse with the expected header fields and records. */
 static void test_parse_client_batches(void)
 {
     for (size_t i = 0; i < BS_ARRAY_LEN(codec_files); i++) {
@@ -143,8 +148,9 @@ static bs_status prefix_value(void *arg, const bs_record_batch *b, const bs_reco
     return BS_OK;
 }
 
-static bs_status keep_value(void *arg, const bs_record_batch *b, const bs_record *rec,
-                            bs_wbuf *nv, bool *replace)
+/* Keep every value; count calls. */
+static bs_status keep_value(void *arg, const bs_record_batch *b, const bs_record *rec, bs_wbuf *nv,
+                            bool *replace)
 {
     (void)b, (void)rec, (void)nv, (void)replace;
     ((prefix_ctx *)arg)->calls++;
@@ -215,16 +221,25 @@ static void test_identity_transform(void)
 static void build_control(bs_wbuf *out, int codec)
 {
     const uint8_t key[] = {0, 0, 0, 1}, value[] = {0, 0, 0, 0, 0, 5};
-    bs_record_spec rs = {.timestamp_delta = 0, .offset_delta = 0, .key = key, .key_len = 4,
-                         .value = value, .value_len = 6};
-    bs_record_batch hdr = {.base_offset = 10, .partition_leader_epoch = 3,
-                           .attributes = (int16_t)(BS_BATCH_ATTR_CONTROL |
-                                                   BS_BATCH_ATTR_TRANSACTIONAL | codec),
-                           .base_timestamp = 5, .max_timestamp = 5, .producer_id = 9,
-                           .producer_epoch = 1, .base_sequence = -1};
+    bs_record_spec rs = {.timestamp_delta = 0,
+                         .offset_delta = 0,
+                         .key = key,
+                         .key_len = 4,
+                         .value = value,
+                         .value_len = 6};
+    bs_record_batch hdr = {
+        .base_offset = 10,
+        .partition_leader_epoch = 3,
+        .attributes = (int16_t)(BS_BATCH_ATTR_CONTROL | BS_BATCH_ATTR_TRANSACTIONAL | codec),
+        .base_timestamp = 5,
+        .max_timestamp = 5,
+        .producer_id = 9,
+        .producer_epoch = 1,
+        .base_sequence = -1};
     CHECK_EQ(bs_record_batch_build(&hdr, &rs, 1, out), BS_OK);
 }
 
+/* A control batch is copied byte for byte and its records never reach the callback. */
 static void test_control_batch_untouched(void)
 {
     bs_wbuf in, out;
@@ -248,18 +263,37 @@ static void test_build_round_trip(void)
     const uint8_t hdrs[] = {2, 'k', 4, 'v', 'v'}; /* one header: "k" = "vv" */
     for (int codec = 0; codec <= 4; codec++) {
         bs_record_spec rs[3] = {
-            {.timestamp_delta = 0, .offset_delta = 0, .key = (const uint8_t *)"a", .key_len = 1,
-             .value = (const uint8_t *)"hello", .value_len = 5, .headers = hdrs,
-             .headers_len = sizeof hdrs, .header_count = 1},
-            {.timestamp_delta = -5, .offset_delta = 1, .key = NULL, .key_len = -1,
-             .value = NULL, .value_len = -1},
-            {.timestamp_delta = 1000, .offset_delta = 2, .key = (const uint8_t *)"", .key_len = 0,
-             .value = (const uint8_t *)"", .value_len = 0},
+            {.timestamp_delta = 0,
+             .offset_delta = 0,
+             .key = (const uint8_t *)"a",
+             .key_len = 1,
+             .value = (const uint8_t *)"hello",
+             .value_len = 5,
+             .headers = hdrs,
+             .headers_len = sizeof hdrs,
+             .header_count = 1},
+            {.timestamp_delta = -5,
+             .offset_delta = 1,
+             .key = NULL,
+             .key_len = -1,
+             .value = NULL,
+             .value_len = -1},
+            {.timestamp_delta = 1000,
+             .offset_delta = 2,
+             .key = (const uint8_t *)"",
+             .key_len = 0,
+             .value = (const uint8_t *)"",
+             .value_len = 0},
         };
-        bs_record_batch hdr = {.base_offset = 77, .partition_leader_epoch = -1,
-                               .attributes = (int16_t)codec, .last_offset_delta = 2,
-                               .base_timestamp = 100, .max_timestamp = 1100, .producer_id = -1,
-                               .producer_epoch = -1, .base_sequence = -1};
+        bs_record_batch hdr = {.base_offset = 77,
+                               .partition_leader_epoch = -1,
+                               .attributes = (int16_t)codec,
+                               .last_offset_delta = 2,
+                               .base_timestamp = 100,
+                               .max_timestamp = 1100,
+                               .producer_id = -1,
+                               .producer_epoch = -1,
+                               .base_sequence = -1};
         bs_wbuf w, t;
         bs_wbuf_init(&w, 0);
         bs_wbuf_init(&t, 0);
@@ -377,6 +411,7 @@ static void test_crc_detects_corruption(void)
     bs_wbuf_free(&in);
 }
 
+/* Magic 0/1 message sets are reported unsupported everywhere; other magics are malformed. */
 static void test_legacy_magic_unsupported(void)
 {
     /* A v1 message: offset, size, crc, magic 1, attributes, timestamp, key -1, value "x". */
@@ -410,9 +445,15 @@ static void test_legacy_magic_unsupported(void)
 static void test_hostile_fields(void)
 {
     bs_record_spec rs[2] = {
-        {.offset_delta = 0, .key = (const uint8_t *)"k", .key_len = 1,
-         .value = (const uint8_t *)"value", .value_len = 5},
-        {.offset_delta = 1, .key = NULL, .key_len = -1, .value = (const uint8_t *)"v2",
+        {.offset_delta = 0,
+         .key = (const uint8_t *)"k",
+         .key_len = 1,
+         .value = (const uint8_t *)"value",
+         .value_len = 5},
+        {.offset_delta = 1,
+         .key = NULL,
+         .key_len = -1,
+         .value = (const uint8_t *)"v2",
          .value_len = 2},
     };
     bs_record_batch hdr = {.last_offset_delta = 1, .producer_id = -1, .base_sequence = -1};
@@ -502,6 +543,7 @@ static void test_errors_roll_back(void)
     bs_wbuf_free(&out);
 }
 
+/* Run every test; non-zero exit on failure. */
 int main(void)
 {
     RUN(test_parse_client_batches);
