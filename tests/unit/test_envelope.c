@@ -307,12 +307,14 @@ static bs_status check_encrypted(void *ctx, const bs_record_batch *b, const bs_r
     return BS_OK;
 }
 
-/* Batches written by kafka-python, every codec: values encrypted into envelopes (no
+/* Batches written by kafka-python and librdkafka, every codec: values encrypted into envelopes (no
  * plaintext left), then decrypted; kafka-python finds the original records again. */
 static void test_batch_encrypt_decrypt(void)
 {
-    const char *files[] = {"batch_none.bin", "batch_gzip.bin", "batch_snappy.bin",
-                           "batch_lz4.bin",  "batch_zstd.bin", "batch_txn_zstd.bin"};
+    const char *files[] = {"batch_none.bin",     "batch_gzip.bin",     "batch_snappy.bin",
+                           "batch_lz4.bin",      "batch_zstd.bin",     "batch_txn_zstd.bin",
+                           "rdk_batch_none.bin", "rdk_batch_gzip.bin", "rdk_batch_snappy.bin",
+                           "rdk_batch_lz4.bin",  "rdk_batch_zstd.bin"};
     const char *src = getenv("BS_SOURCE_DIR");
     bs_dek *d = make_dek("alias/payments", 9, 0);
     if (!d) return;
