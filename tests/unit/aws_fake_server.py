@@ -5,6 +5,8 @@ Started by tests/unit/test_aws_credentials.c and test_aws_http.c on an
 ephemeral loopback port; prints "PORT <n>" on stdout once listening and exits
 when its stdin closes (so it never outlives the test that started it).
 
+With "--tls CERT KEY" it serves HTTPS instead.
+
 Endpoints:
   PUT /latest/api/token, GET /latest/meta-data/iam/security-credentials/[role]
         EC2 IMDSv2 (token required for the GETs); each credentials fetch
@@ -152,6 +154,11 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":  # --tls CERT KEY: serve HTTPS
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     print("PORT %d" % srv.server_address[1], flush=True)
     sys.stdin.read()  # returns when the test closes our stdin or dies

@@ -27,9 +27,9 @@ typedef struct fake_server {
     int port;
 } fake_server;
 
-/* Start the fake server; false (and nothing left running) on failure. The
+/* Start the fake server (HTTPS with cert/key when cert is non-NULL); false (and nothing left running) on failure. The
  * server also exits on its own if this process dies (its stdin closes). */
-static bool fake_server_start(fake_server *s)
+static bool fake_server_start_args(fake_server *s, const char *cert, const char *key)
 {
     int in[2], out[2];
     memset(s, 0, sizeof *s);
@@ -48,7 +48,10 @@ static bool fake_server_start(fake_server *s)
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execl("/usr/bin/python3", "python3", script, (char *)NULL);
+        if (cert)
+            execl("/usr/bin/python3", "python3", script, "--tls", cert, key, (char *)NULL);
+        else
+            execl("/usr/bin/python3", "python3", script, (char *)NULL);
         _exit(127);
     }
     close(in[0]);
@@ -79,6 +82,8 @@ static bool fake_server_start(fake_server *s)
     }
     return true;
 }
+
+static bool fake_server_start(fake_server *s) { return fake_server_start_args(s, NULL, NULL); }
 
 /* Stop the server (EOF on stdin, then SIGKILL if it lingers) and reap it. */
 static void fake_server_stop(fake_server *s)
