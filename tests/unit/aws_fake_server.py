@@ -5,7 +5,7 @@ Started by tests/unit/test_aws_credentials.c and test_aws_http.c on an
 ephemeral loopback port; prints "PORT <n>" on stdout once listening and exits
 when its stdin closes (so it never outlives the test that started it).
 
-With "--tls CERT KEY" it serves HTTPS instead.
+With "--tls CERT KEY [BIND_ADDR]" it serves HTTPS instead.
 
 Endpoints:
   PUT /latest/api/token, GET /latest/meta-data/iam/security-credentials/[role]
@@ -151,10 +151,17 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = handle_any
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients that time out and reset are part of the tests
+
+
 def main():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    if len(sys.argv) == 4 and sys.argv[1] == "--tls":  # --tls CERT KEY: serve HTTPS
+    bind = sys.argv[4] if len(sys.argv) == 5 else "127.0.0.1"
+    srv = Server((bind, 0), Handler)
+    if len(sys.argv) >= 4 and sys.argv[1] == "--tls":  # --tls CERT KEY [BIND]: serve HTTPS
         import ssl
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[2], sys.argv[3])

@@ -27,9 +27,10 @@ typedef struct fake_server {
     int port;
 } fake_server;
 
-/* Start the fake server (HTTPS with cert/key when cert is non-NULL); false (and nothing left running) on failure. The
+/* Start the fake server (HTTPS with cert/key on `bind` when cert is non-NULL); false (and nothing left running) on failure. The
  * server also exits on its own if this process dies (its stdin closes). */
-static bool fake_server_start_args(fake_server *s, const char *cert, const char *key)
+static bool fake_server_start_args(fake_server *s, const char *cert, const char *key,
+                                   const char *bind)
 {
     int in[2], out[2];
     memset(s, 0, sizeof *s);
@@ -49,7 +50,8 @@ static bool fake_server_start_args(fake_server *s, const char *cert, const char 
         close(in[1]);
         close(out[0]);
         if (cert)
-            execl("/usr/bin/python3", "python3", script, "--tls", cert, key, (char *)NULL);
+            execl("/usr/bin/python3", "python3", script, "--tls", cert, key,
+                  bind ? bind : "127.0.0.1", (char *)NULL);
         else
             execl("/usr/bin/python3", "python3", script, (char *)NULL);
         _exit(127);
@@ -83,7 +85,7 @@ static bool fake_server_start_args(fake_server *s, const char *cert, const char 
     return true;
 }
 
-static bool fake_server_start(fake_server *s) { return fake_server_start_args(s, NULL, NULL); }
+static bool fake_server_start(fake_server *s) { return fake_server_start_args(s, NULL, NULL, NULL); }
 
 /* Stop the server (EOF on stdin, then SIGKILL if it lingers) and reap it. */
 static void fake_server_stop(fake_server *s)

@@ -414,7 +414,7 @@ static void test_tls_verification(void)
     snprintf(ca, sizeof ca, "%s/pki/ca.crt", tmp_dir);
     snprintf(other, sizeof other, "%s/pki/other-ca.crt", tmp_dir);
     fake_server tls;
-    CHECK(fake_server_start_args(&tls, cert, key));
+    CHECK(fake_server_start_args(&tls, cert, key, NULL));
     if (tls.pid <= 0) return;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     char url[128];
@@ -434,15 +434,20 @@ static void test_tls_verification(void)
         bs_aws_http_free(c);
         bs_aws_credentials_provider_free(p);
     }
-    /* Right CA, wrong name: 127.0.0.1 is a SAN, but "127.0.0.2" is not. */
+    /* Right CA, wrong name: a server on 127.0.0.2, which is not among the SANs. */
+    fake_server tls2;
+    CHECK(fake_server_start_args(&tls2, cert, key, "127.0.0.2"));
     bs_aws_credentials_provider *p = NULL;
     bs_aws_http_config cfg = {.ca_file = ca, .max_attempts = 1};
     bs_aws_http *c = new_client(loop, &p, &cfg);
-    snprintf(url, sizeof url, "https://127.0.0.2:%d/seq/tlsname/ok", tls.port);
+    snprintf(url, sizeof url, "https://127.0.0.2:%d/seq/tlsname/ok", tls2.port);
     result r = {0};
     CHECK_EQ(bs_aws_json_call(c, "kms", "us-east-1", url, "T.X", "{}", on_done, &r), BS_OK);
     run_until(loop, &r);
     CHECK_EQ(r.outcome, BS_AWS_TRANSPORT);
+    CHECK(strstr(r.transport, "127.0.0.2") != NULL); /* the name check, not a refused connection */
+    CHECK(strstr(r.transport, "onnect") == NULL);
+    fake_server_stop(&tls2);
     bs_aws_http_free(c);
     bs_aws_credentials_provider_free(p);
     ev_loop_destroy(loop);
