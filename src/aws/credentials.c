@@ -52,6 +52,7 @@ static char *dup_opt(const char *s, bool *failed)
     return d;
 }
 
+/* Wipe the secrets, free all strings, zero `c` (see aws_credentials.h). */
 void bs_aws_credentials_clear(bs_aws_credentials *c)
 {
     free(c->access_key_id);
@@ -60,6 +61,7 @@ void bs_aws_credentials_clear(bs_aws_credentials *c)
     memset(c, 0, sizeof *c);
 }
 
+/* Deep copy; on failure `dst` is left cleared (see aws_credentials.h). */
 bs_status bs_aws_credentials_copy(bs_aws_credentials *dst, const bs_aws_credentials *src)
 {
     bool failed = false;
@@ -85,6 +87,7 @@ static bs_status creds_set(bs_aws_credentials *out, const char *akid, const char
     return bs_aws_credentials_copy(out, &tmp);
 }
 
+/* Validate the explicit key pair and copy the config (see aws_credentials.h). */
 bs_status bs_aws_credentials_provider_new(const bs_aws_credentials_config *cfg,
                                           bs_aws_credentials_provider **out)
 {
@@ -121,6 +124,7 @@ bs_status bs_aws_credentials_provider_new(const bs_aws_credentials_config *cfg,
     return BS_OK;
 }
 
+/* Wipe explicit and cached secrets, then free (see aws_credentials.h). */
 void bs_aws_credentials_provider_free(bs_aws_credentials_provider *p)
 {
     if (!p) return;
@@ -175,6 +179,7 @@ static void trim(const char **s, const char **e)
     while (*e > *s && isspace((unsigned char)(*e)[-1])) (*e)--;
 }
 
+/* True if [s, e) is exactly the string `lit`. */
 static bool span_eq(const char *s, const char *e, const char *lit)
 {
     size_t n = strlen(lit);
@@ -247,6 +252,8 @@ static bs_status profile_from_file(const char *path, const char *profile, bool c
     return st;
 }
 
+/* The profile from the credentials file, else from the config file.
+ * BS_E_NOT_FOUND when neither has a complete key pair for it. */
 static bs_status from_shared_files(const bs_aws_credentials_provider *p, bs_aws_credentials *out)
 {
     const char *profile = p->profile ? p->profile : getenv("AWS_PROFILE");
@@ -276,6 +283,7 @@ typedef struct fetch_body {
     bs_wbuf buf;
 } fetch_body;
 
+/* libcurl write callback of metadata_fetch: append, bounded by the wbuf limit. */
 static size_t fetch_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     fetch_body *b = ud;
@@ -349,6 +357,7 @@ out:
     return st;
 }
 
+/* Wipe a buffer that may hold secrets, then free it. */
 static void wbuf_wipe_free(bs_wbuf *w)
 {
     if (w->data) OPENSSL_cleanse(w->data, w->cap);
@@ -441,6 +450,8 @@ out:
     return ok;
 }
 
+/* ECS/EKS container credentials. BS_E_NOT_FOUND if not configured;
+ * BS_E_CONFIG for a refused URL; other errors when configured but failing. */
 static bs_status from_ecs(const bs_aws_credentials_provider *p, bs_aws_credentials *out)
 {
     const char *rel = getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
@@ -506,6 +517,8 @@ out:
     return st;
 }
 
+/* EC2 instance-role credentials over IMDSv2 (token, role, credentials).
+ * BS_E_NOT_FOUND when disabled or the endpoint has no role for us. */
 static bs_status from_imds(const bs_aws_credentials_provider *p, bs_aws_credentials *out)
 {
     const char *disabled = getenv("AWS_EC2_METADATA_DISABLED");
@@ -600,6 +613,7 @@ static bs_status resolve(bs_aws_credentials_provider *p, bs_aws_credentials *out
     return from_imds(p, out);
 }
 
+/* Serve the cache, re-resolving the chain when due (see aws_credentials.h). */
 bs_status bs_aws_credentials_get(bs_aws_credentials_provider *p, bs_aws_credentials *out)
 {
     memset(out, 0, sizeof *out);
@@ -644,6 +658,7 @@ bs_status bs_aws_credentials_get(bs_aws_credentials_provider *p, bs_aws_credenti
     return st;
 }
 
+/* Force re-resolution on the next get (see aws_credentials.h). */
 void bs_aws_credentials_invalidate(bs_aws_credentials_provider *p)
 {
     pthread_mutex_lock(&p->mu);
@@ -651,6 +666,7 @@ void bs_aws_credentials_invalidate(bs_aws_credentials_provider *p)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Chain resolutions so far, read under the mutex. */
 unsigned long bs_aws_credentials_resolutions(bs_aws_credentials_provider *p)
 {
     pthread_mutex_lock(&p->mu);

@@ -77,6 +77,7 @@ struct bs_aws_http {
 
 /* ---- error classification ---------------------------------------------- */
 
+/* True if `code` is one of the n strings of `list`. */
 static bool code_in(const char *code, const char *const *list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -84,6 +85,7 @@ static bool code_in(const char *code, const char *const *list, size_t n)
     return false;
 }
 
+/* Error code first, then HTTP status (see aws_http.h for the policy). */
 bs_aws_outcome bs_aws_classify(long http_status, const char *error_code)
 {
     static const char *const throttling[] = {
@@ -119,6 +121,7 @@ bs_aws_outcome bs_aws_classify(long http_status, const char *error_code)
     return BS_AWS_CLIENT_ERROR;
 }
 
+/* Static lower-case name of an outcome, for logs, metrics and tools. */
 const char *bs_aws_outcome_name(bs_aws_outcome o)
 {
     switch (o) {
@@ -135,6 +138,7 @@ const char *bs_aws_outcome_name(bs_aws_outcome o)
     return "unknown";
 }
 
+/* Throttling, 5xx and transport errors are retried with backoff. */
 bool bs_aws_outcome_retryable(bs_aws_outcome o)
 {
     return o == BS_AWS_THROTTLED || o == BS_AWS_SERVER_ERROR || o == BS_AWS_TRANSPORT;
@@ -181,6 +185,8 @@ static bool xml_element(const uint8_t *body, size_t len, const char *tag, const 
     return true;
 }
 
+/* Parse an untrusted error body of explicit length (never NUL-terminated) into
+ * bounded, terminated outputs (see aws_http.h). */
 void bs_aws_error_code(const uint8_t *body, size_t len, const char *x_amzn_error_type, char *code,
                        size_t code_cap, char *message, size_t message_cap)
 {
@@ -214,6 +220,8 @@ void bs_aws_error_code(const uint8_t *body, size_t len, const char *x_amzn_error
 
 /* ---- response header lookup --------------------------------------------- */
 
+/* Linear scan of the last attempt's raw header block; the result points into
+ * it and is not NUL-terminated (use *len). */
 const char *bs_aws_http_response_header(const bs_aws_http_response *resp, const char *name,
                                         size_t *len)
 {
@@ -248,6 +256,7 @@ static void header_copy(const bs_aws_http_response *r, const char *name, char *o
 
 /* ---- call lifecycle ----------------------------------------------------- */
 
+/* Free a call and everything it owns; its easy handle must be gone already. */
 static void call_free(call *k)
 {
     free(k->method);
@@ -268,6 +277,7 @@ static void call_free(call *k)
     free(k);
 }
 
+/* Remove `k` from its client's list of live calls. */
 static void call_unlink(call *k)
 {
     bs_aws_http *c = k->client;
@@ -302,7 +312,9 @@ static void call_finish(call *k, bs_aws_outcome outcome, long status)
     bs_aws_http_response r = {.outcome = outcome, .status = status, .attempts = k->attempts,
                               .internal_ = k};
     bs_wbuf_put_u8(&k->resp_body, 0); /* NUL-terminate for callers that print it */
-    bool body_ok = bs_wbuf_status(&k->resp_body) == BS_OK && k->resp_body.len > 0;
+    /* A body cut at the limit is never handed out as if it were the response. */
+    bool body_ok = bs_wbuf_status(&k->resp_body) == BS_OK && k->resp_body.len > 0 &&
+                   outcome != BS_AWS_TOO_LARGE;
     r.body = body_ok ? k->resp_body.data : (const uint8_t *)"";
     r.body_len = body_ok ? k->resp_body.len - 1 : 0;
     char xtype[128];
@@ -343,6 +355,7 @@ static double backoff_seconds(const bs_aws_http *c, unsigned attempt)
     return (double)(r % (uint32_t)(cap + 1)) / 1000.0;
 }
 
+/* The per-call timer: start the next attempt, or deliver a deferred failure. */
 static void call_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -366,18 +379,22 @@ static void call_finish_deferred(call *k, bs_aws_outcome outcome)
     ev_timer_start(k->client->loop, &k->timer);
 }
 
+/* libcurl body callback: collect up to max_response_bytes, abort beyond. */
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     call *k = ud;
     size_t n = size * nmemb;
-    bs_wbuf_put(&k->resp_body, ptr, n);
-    if (k->resp_body.failed) {
-        k->body_over_limit = k->resp_body.over_limit;
+    /* The buffer's limit keeps one byte for the terminating NUL: enforce the
+     * configured maximum here, exactly. */
+    if (n > k->client->max_response_bytes - k->resp_body.len) {
+        k->body_over_limit = true;
         return 0; /* abort the transfer */
     }
-    return n;
+    bs_wbuf_put(&k->resp_body, ptr, n);
+    return k->resp_body.failed ? 0 : n;
 }
 
+/* libcurl header callback: keep the raw header block of the final response. */
 static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     call *k = ud;
@@ -573,6 +590,7 @@ static void attempt_done(call *k, CURLcode rc)
 
 /* ---- libcurl <-> libev glue --------------------------------------------- */
 
+/* Hand every finished transfer to attempt_done. */
 static void check_multi_info(bs_aws_http *c)
 {
     CURLMsg *m;
@@ -585,6 +603,7 @@ static void check_multi_info(bs_aws_http *c)
     }
 }
 
+/* A watched socket is ready: let libcurl act on it. */
 static void sock_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -597,6 +616,7 @@ static void sock_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     check_multi_info(c);
 }
 
+/* libcurl's timeout expired: let it run its timers. */
 static void curl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -621,6 +641,7 @@ static int multi_timer_fn(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* Stop, unlink and free one socket watcher. */
 static void sock_watch_free(bs_aws_http *c, sock_watch *s)
 {
     ev_io_stop(c->loop, &s->io);
@@ -666,8 +687,10 @@ static int multi_socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, voi
 /* ---- client -------------------------------------------------------------- */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+/* Process-wide libcurl initialisation, done once. */
 static void curl_global_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+/* Apply defaults, create the multi handle and hook it to the loop (see aws_http.h). */
 bs_status bs_aws_http_new(struct ev_loop *loop, const bs_aws_http_config *cfg,
                           bs_aws_credentials_provider *creds, bs_aws_http **out)
 {
@@ -704,6 +727,7 @@ bs_status bs_aws_http_new(struct ev_loop *loop, const bs_aws_http_config *cfg,
     return BS_OK;
 }
 
+/* Cancel every live call (callbacks run), then release curl and watchers. */
 void bs_aws_http_free(bs_aws_http *c)
 {
     if (!c) return;
@@ -721,6 +745,7 @@ void bs_aws_http_free(bs_aws_http *c)
     free(c);
 }
 
+/* Copy the counters. */
 void bs_aws_http_get_stats(const bs_aws_http *c, bs_aws_http_stats *out) { *out = c->stats; }
 
 /* A header is safe to put on the wire if its name is a token and neither
@@ -773,6 +798,7 @@ out:
     return st;
 }
 
+/* Validate and deep-copy the request, then start it from the loop (see aws_http.h). */
 bs_status bs_aws_http_send(bs_aws_http *c, const bs_aws_http_request *req, bs_aws_http_cb cb,
                            void *arg)
 {
@@ -834,6 +860,7 @@ fail:
     return st;
 }
 
+/* AWS JSON RPC POST with the protocol headers (see aws_http.h). */
 bs_status bs_aws_json_call(bs_aws_http *c, const char *service, const char *region,
                            const char *endpoint, const char *target, const char *json_body,
                            bs_aws_http_cb cb, void *arg)

@@ -54,6 +54,7 @@ static void uri_encode(bs_wbuf *w, const char *s, size_t len, bool keep_slash)
     }
 }
 
+/* Value of one hex digit, -1 if `c` is not one. */
 static int hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -91,6 +92,7 @@ static char *wbuf_strdup(const bs_wbuf *w)
     return s;
 }
 
+/* Hex SHA-256; BS_E_CRYPTO if the digest fails (see sigv4.h). */
 bs_status bs_sigv4_sha256_hex(const void *data, size_t len, char out[65])
 {
     uint8_t md[SHA256_DIGEST_LENGTH];
@@ -112,6 +114,7 @@ static bs_status hmac256(const void *key, size_t key_len, const void *msg, size_
     return BS_OK;
 }
 
+/* Per-service defaults: S3 keeps its path as-is (see sigv4.h). */
 void bs_sigv4_options_init(bs_sigv4_options *o, const char *region, const char *service, time_t t)
 {
     memset(o, 0, sizeof *o);
@@ -124,6 +127,7 @@ void bs_sigv4_options_init(bs_sigv4_options *o, const char *region, const char *
     o->add_content_sha256 = s3;
 }
 
+/* Free the result strings and zero `r`; safe on a zeroed or partial result. */
 void bs_sigv4_result_free(bs_sigv4_result *r)
 {
     free(r->canonical_request);
@@ -134,6 +138,7 @@ void bs_sigv4_result_free(bs_sigv4_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Wipe the derived key (a secret) and the counters. */
 void bs_sigv4_key_cache_clear(bs_sigv4_key_cache *c)
 {
     OPENSSL_cleanse(c, sizeof *c);
@@ -236,6 +241,7 @@ static bool query_has_signing_params(const char *q)
     return false;
 }
 
+/* qsort order of query parameters: by encoded key, then encoded value. */
 static int param_cmp(const void *a, const void *b)
 {
     const canon_param *x = a, *y = b;
@@ -321,6 +327,7 @@ out:
     return st;
 }
 
+/* qsort order of headers: by name, duplicates in input order. */
 static int header_cmp(const void *a, const void *b)
 {
     const canon_header *x = a, *y = b;
@@ -366,6 +373,7 @@ static bs_status canon_header_set(canon_header *h, const char *name, const char 
     return BS_OK;
 }
 
+/* True if the caller already supplies header `lname` (any case). */
 static bool has_header(const bs_sigv4_request *req, const char *lname)
 {
     for (size_t i = 0; i < req->n_headers; i++)
@@ -631,12 +639,14 @@ out:
     return st;
 }
 
+/* Header signing (see sigv4.h). */
 bs_status bs_sigv4_sign(const bs_sigv4_request *req, const bs_sigv4_credentials *creds,
                         const bs_sigv4_options *opts, bs_sigv4_result *out)
 {
     return sign_common(req, creds, opts, 0, out);
 }
 
+/* Query signing; rejects expiries SigV4 does not allow (see sigv4.h). */
 bs_status bs_sigv4_presign(const bs_sigv4_request *req, const bs_sigv4_credentials *creds,
                            const bs_sigv4_options *opts, unsigned expires_s, bs_sigv4_result *out)
 {

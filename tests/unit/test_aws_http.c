@@ -270,6 +270,17 @@ static void test_retries_and_permanent_errors(void)
     CHECK_EQ(r.attempts, 1);
     bs_aws_http_free(c);
     bs_aws_credentials_provider_free(p);
+    /* Exactly at the limit (the fake's body is 2 MiB) is fine; one byte less is not. */
+    size_t limits[] = {2u << 20, (2u << 20) - 1};
+    for (int i = 0; i < 2; i++) {
+        bs_aws_http_config exact = {.max_attempts = 1, .max_response_bytes = limits[i]};
+        c = new_client(loop, &p, &exact);
+        one_call(loop, c, "/seq/big2/big", &r);
+        CHECK_EQ(r.outcome, i == 0 ? BS_AWS_OK : BS_AWS_TOO_LARGE);
+        CHECK_EQ(strlen(r.body), i == 0 ? 511 : 0);
+        bs_aws_http_free(c);
+        bs_aws_credentials_provider_free(p);
+    }
     ev_loop_destroy(loop);
 }
 
