@@ -48,8 +48,8 @@ typedef struct bs_aws_credentials_config {
     const char *access_key_id; /* explicit credentials (all three optional) */
     const char *secret_access_key;
     const char *session_token;
-    const char *profile; /* overrides AWS_PROFILE */
-    bool disable_imds;   /* skip EC2 metadata (e.g. not on EC2: avoids a 1 s probe) */
+    const char *profile;     /* overrides AWS_PROFILE */
+    bool disable_imds;       /* skip EC2 metadata (e.g. not on EC2: avoids a 1 s probe) */
     long connect_timeout_ms; /* metadata endpoints; 0 = 1000 */
     long timeout_ms;         /* metadata endpoints, whole exchange; 0 = 3000 */
     long refresh_ahead_s;    /* 0 = 300 */

@@ -87,15 +87,15 @@ typedef struct bs_aws_http_request {
     size_t n_headers;
     const uint8_t *body; /* copied */
     size_t body_len;
-    const char *service; /* SigV4 signing name ("kms", "s3", ...); NULL = unsigned */
-    const char *region;  /* required when service is set */
+    const char *service;   /* SigV4 signing name ("kms", "s3", ...); NULL = unsigned */
+    const char *region;    /* required when service is set */
     bool unsigned_payload; /* sign with UNSIGNED-PAYLOAD instead of the body hash */
 } bs_aws_http_request;
 
 typedef struct bs_aws_http_response {
     bs_aws_outcome outcome;
-    long status;                 /* HTTP status of the last attempt; 0 if none */
-    const uint8_t *body;         /* last attempt's body (NUL-terminated); valid during the callback */
+    long status;         /* HTTP status of the last attempt; 0 if none */
+    const uint8_t *body; /* last attempt's body (NUL-terminated); valid during the callback */
     size_t body_len;
     const char *error_code;      /* normalised AWS error code, "" if none */
     const char *error_message;   /* "" if none */

@@ -85,13 +85,15 @@ typedef struct bs_sigv4_options {
 
 typedef struct bs_sigv4_result {
     char amz_date[17];     /* "YYYYMMDDTHHMMSSZ": send as X-Amz-Date (header signing) */
-    char payload_hash[65]; /* hex SHA-256 or UNSIGNED-PAYLOAD: send as X-Amz-Content-SHA256 when add_content_sha256 */
+    char payload_hash[65]; /* hex SHA-256 or UNSIGNED-PAYLOAD: send as X-Amz-Content-SHA256 when
+                              add_content_sha256 */
     char signature[65];    /* lower-case hex */
     char *canonical_request;
     char *string_to_sign;
     char *signed_headers;  /* "host;x-amz-date" */
     char *authorization;   /* header signing: full Authorization header value; presign: NULL */
-    char *presigned_query; /* presign: the complete query to send (X-Amz-Signature included); else NULL */
+    char *presigned_query; /* presign: the complete query to send (X-Amz-Signature included); else
+                              NULL */
 } bs_sigv4_result;
 
 /* Fill `o` with the defaults for `service`: path normalisation and double

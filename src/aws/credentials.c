@@ -17,9 +17,9 @@
 #include "brokerside/log.h"
 
 #define MOD "aws-creds"
-#define MAX_FILE_BYTES (1024 * 1024)     /* credentials/config files */
-#define MAX_METADATA_BYTES (64 * 1024)   /* IMDS / ECS responses */
-#define FAILED_REFRESH_PAUSE_S 10        /* while cached creds are valid */
+#define MAX_FILE_BYTES (1024 * 1024)   /* credentials/config files */
+#define MAX_METADATA_BYTES (64 * 1024) /* IMDS / ECS responses */
+#define FAILED_REFRESH_PAUSE_S 10      /* while cached creds are valid */
 #define DEFAULT_IMDS_ENDPOINT "http://169.254.169.254"
 #define DEFAULT_ECS_HOST "http://169.254.170.2"
 
@@ -87,10 +87,19 @@ static bs_status creds_set(bs_aws_credentials *out, const char *akid, const char
     return bs_aws_credentials_copy(out, &tmp);
 }
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+/* libcurl's global set-up, once, before any metadata fetch (it is refcounted,
+ * so the HTTP client doing the same is harmless). */
+static void curl_global_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 /* Validate the explicit key pair and copy the config (see aws_credentials.h). */
 bs_status bs_aws_credentials_provider_new(const bs_aws_credentials_config *cfg,
                                           bs_aws_credentials_provider **out)
 {
+    pthread_once(&curl_once, curl_global_once);
     static const bs_aws_credentials_config defaults = {0};
     if (!cfg) cfg = &defaults;
     bool has_akid = cfg->access_key_id && *cfg->access_key_id;
@@ -103,9 +112,8 @@ bs_status bs_aws_credentials_provider_new(const bs_aws_credentials_config *cfg,
     if (has_akid) {
         p->explicit_akid = dup_opt(cfg->access_key_id, &failed);
         p->explicit_secret = dup_opt(cfg->secret_access_key, &failed);
-        p->explicit_token = cfg->session_token && *cfg->session_token
-                                ? dup_opt(cfg->session_token, &failed)
-                                : NULL;
+        p->explicit_token =
+            cfg->session_token && *cfg->session_token ? dup_opt(cfg->session_token, &failed) : NULL;
     }
     p->profile = dup_opt(cfg->profile && *cfg->profile ? cfg->profile : NULL, &failed);
     p->disable_imds = cfg->disable_imds;
@@ -175,8 +183,10 @@ out:
 /* Trim ASCII whitespace at both ends of [*s, *e). */
 static void trim(const char **s, const char **e)
 {
-    while (*s < *e && isspace((unsigned char)**s)) (*s)++;
-    while (*e > *s && isspace((unsigned char)(*e)[-1])) (*e)--;
+    while (*s < *e && isspace((unsigned char)**s))
+        (*s)++;
+    while (*e > *s && isspace((unsigned char)(*e)[-1]))
+        (*e)--;
 }
 
 /* True if [s, e) is exactly the string `lit`. */
@@ -526,7 +536,8 @@ static bs_status from_imds(const bs_aws_credentials_provider *p, bs_aws_credenti
     const char *base = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
     if (!base || !*base) base = DEFAULT_IMDS_ENDPOINT;
     size_t blen = strlen(base);
-    while (blen && base[blen - 1] == '/') blen--;
+    while (blen && base[blen - 1] == '/')
+        blen--;
     bs_status st = BS_OK;
     char url[4096];
     char token_hdr[1200];
@@ -536,11 +547,12 @@ static bs_status from_imds(const bs_aws_credentials_provider *p, bs_aws_credenti
 
     /* IMDSv2 only: a session token first, never the v1 fallback. */
     snprintf(url, sizeof url, "%.*s/latest/api/token", (int)blen, base);
-    BS_GUARD_GOTO(st, metadata_fetch(p, "PUT", url, "X-aws-ec2-metadata-token-ttl-seconds: 21600",
-                                     NULL, &status, &body),
+    BS_GUARD_GOTO(st,
+                  metadata_fetch(p, "PUT", url, "X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL,
+                                 &status, &body),
                   out);
-    if (status != 200 || body.len == 0 || body.len > 1000 ||
-        memchr(body.data, '\n', body.len) || memchr(body.data, '\r', body.len)) {
+    if (status != 200 || body.len == 0 || body.len > 1000 || memchr(body.data, '\n', body.len) ||
+        memchr(body.data, '\r', body.len)) {
         BS_LOG_WARNF(MOD, "imds: token request answered HTTP %ld", status);
         st = BS_E_NOT_FOUND;
         goto out;
@@ -558,7 +570,8 @@ static bs_status from_imds(const bs_aws_credentials_provider *p, bs_aws_credenti
     }
     /* The first line names the role; it becomes a path segment, so keep it tame. */
     size_t rlen = 0;
-    while (rlen < body.len && body.data[rlen] != '\n' && body.data[rlen] != '\r') rlen++;
+    while (rlen < body.len && body.data[rlen] != '\n' && body.data[rlen] != '\r')
+        rlen++;
     if (rlen == 0 || rlen >= sizeof role) {
         st = BS_E_MALFORMED;
         goto out;
@@ -642,13 +655,15 @@ bs_status bs_aws_credentials_get(bs_aws_credentials_provider *p, bs_aws_credenti
         } else {
             p->last_failed_attempt = now;
             if (still_valid) {
-                BS_LOG_WARNF(MOD, "credential refresh failed (%s); using the cached ones until "
-                                  "they expire",
+                BS_LOG_WARNF(MOD,
+                             "credential refresh failed (%s); using the cached ones until "
+                             "they expire",
                              bs_status_name(st));
                 st = BS_OK;
             } else {
-                BS_LOG_ERRORF(MOD, "no AWS credentials: explicit, environment, shared files "
-                                   "(profile), ECS and IMDS tried (%s)",
+                BS_LOG_ERRORF(MOD,
+                              "no AWS credentials: explicit, environment, shared files "
+                              "(profile), ECS and IMDS tried (%s)",
                               bs_status_name(st));
             }
         }

@@ -36,9 +36,9 @@ typedef struct call {
     struct bs_aws_http *client;
     struct call *next, *prev;
     char *method, *url, *service, *region;
-    char *host;  /* Host header value, as signed */
-    char *path;  /* request-line path (encoded), for signing */
-    char *query; /* request-line query, for signing; NULL if none */
+    char *host;               /* Host header value, as signed */
+    char *path;               /* request-line path (encoded), for signing */
+    char *query;              /* request-line query, for signing; NULL if none */
     bs_sigv4_header *headers; /* deep copies */
     size_t n_headers;
     uint8_t *body;
@@ -55,7 +55,7 @@ typedef struct call {
     bool body_over_limit;
     unsigned attempts;
     bool auth_retried;
-    ev_timer timer; /* backoff delay, or deferral of an early failure */
+    ev_timer timer;               /* backoff delay, or deferral of an early failure */
     bs_aws_outcome early_outcome; /* set when the timer must finish, not retry */
     bool finish_on_timer;
 } call;
@@ -88,24 +88,51 @@ static bool code_in(const char *code, const char *const *list, size_t n)
 /* Error code first, then HTTP status (see aws_http.h for the policy). */
 bs_aws_outcome bs_aws_classify(long http_status, const char *error_code)
 {
-    static const char *const throttling[] = {
-        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-        "TooManyRequestsException", "ProvisionedThroughputExceededException",
-        "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
-        "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
-        "EC2ThrottledException"};
-    static const char *const transient[] = {
-        "RequestTimeout", "RequestTimeoutException", "InternalError", "InternalFailure",
-        "InternalServerError", "InternalServiceError", "InternalServiceException",
-        "ServiceUnavailable", "ServiceUnavailableException", "KMSInternalException",
-        "KMSInvalidStateException_Transient", "IDPCommunicationError"};
-    static const char *const auth[] = {
-        "ExpiredToken", "ExpiredTokenException", "InvalidSignatureException",
-        "SignatureDoesNotMatch", "UnrecognizedClientException", "InvalidClientTokenId",
-        "RequestExpired", "AuthFailure", "InvalidAccessKeyId", "IncompleteSignature",
-        "IncompleteSignatureException", "MissingAuthenticationToken",
-        "MissingAuthenticationTokenException", "InvalidToken", "TokenRefreshRequired",
-        "RequestTimeTooSkewed", "RequestInTheFuture", "InvalidSecurity", "NotAuthorized"};
+    static const char *const throttling[] = {"Throttling",
+                                             "ThrottlingException",
+                                             "ThrottledException",
+                                             "RequestThrottledException",
+                                             "TooManyRequestsException",
+                                             "ProvisionedThroughputExceededException",
+                                             "TransactionInProgressException",
+                                             "RequestLimitExceeded",
+                                             "BandwidthLimitExceeded",
+                                             "LimitExceededException",
+                                             "RequestThrottled",
+                                             "SlowDown",
+                                             "PriorRequestNotComplete",
+                                             "EC2ThrottledException"};
+    static const char *const transient[] = {"RequestTimeout",
+                                            "RequestTimeoutException",
+                                            "InternalError",
+                                            "InternalFailure",
+                                            "InternalServerError",
+                                            "InternalServiceError",
+                                            "InternalServiceException",
+                                            "ServiceUnavailable",
+                                            "ServiceUnavailableException",
+                                            "KMSInternalException",
+                                            "KMSInvalidStateException_Transient",
+                                            "IDPCommunicationError"};
+    static const char *const auth[] = {"ExpiredToken",
+                                       "ExpiredTokenException",
+                                       "InvalidSignatureException",
+                                       "SignatureDoesNotMatch",
+                                       "UnrecognizedClientException",
+                                       "InvalidClientTokenId",
+                                       "RequestExpired",
+                                       "AuthFailure",
+                                       "InvalidAccessKeyId",
+                                       "IncompleteSignature",
+                                       "IncompleteSignatureException",
+                                       "MissingAuthenticationToken",
+                                       "MissingAuthenticationTokenException",
+                                       "InvalidToken",
+                                       "TokenRefreshRequired",
+                                       "RequestTimeTooSkewed",
+                                       "RequestInTheFuture",
+                                       "InvalidSecurity",
+                                       "NotAuthorized"};
     const char *code = error_code ? error_code : "";
     if (*code) {
         if (code_in(code, throttling, BS_ARRAY_LEN(throttling))) return BS_AWS_THROTTLED;
@@ -125,15 +152,24 @@ bs_aws_outcome bs_aws_classify(long http_status, const char *error_code)
 const char *bs_aws_outcome_name(bs_aws_outcome o)
 {
     switch (o) {
-    case BS_AWS_OK: return "ok";
-    case BS_AWS_THROTTLED: return "throttled";
-    case BS_AWS_SERVER_ERROR: return "server_error";
-    case BS_AWS_TRANSPORT: return "transport";
-    case BS_AWS_AUTH: return "auth";
-    case BS_AWS_CLIENT_ERROR: return "client_error";
-    case BS_AWS_TOO_LARGE: return "too_large";
-    case BS_AWS_NO_CREDENTIALS: return "no_credentials";
-    case BS_AWS_CANCELLED: return "cancelled";
+    case BS_AWS_OK:
+        return "ok";
+    case BS_AWS_THROTTLED:
+        return "throttled";
+    case BS_AWS_SERVER_ERROR:
+        return "server_error";
+    case BS_AWS_TRANSPORT:
+        return "transport";
+    case BS_AWS_AUTH:
+        return "auth";
+    case BS_AWS_CLIENT_ERROR:
+        return "client_error";
+    case BS_AWS_TOO_LARGE:
+        return "too_large";
+    case BS_AWS_NO_CREDENTIALS:
+        return "no_credentials";
+    case BS_AWS_CANCELLED:
+        return "cancelled";
     }
     return "unknown";
 }
@@ -161,7 +197,8 @@ static void normalise_code(char *code)
     char *colon = strchr(code, ':');
     if (colon) *colon = '\0';
     size_t n = strlen(code);
-    while (n && isspace((unsigned char)code[n - 1])) code[--n] = '\0';
+    while (n && isspace((unsigned char)code[n - 1]))
+        code[--n] = '\0';
 }
 
 /* Find the text of the first <tag>...</tag> in an XML body (no nesting
@@ -193,7 +230,8 @@ void bs_aws_error_code(const uint8_t *body, size_t len, const char *x_amzn_error
     if (code_cap) code[0] = '\0';
     if (message_cap) message[0] = '\0';
     size_t i = 0;
-    while (i < len && isspace(body[i])) i++;
+    while (i < len && isspace(body[i]))
+        i++;
     if (i < len && body[i] == '{') {
         cJSON *j = cJSON_ParseWithLength((const char *)body, len);
         if (j) {
@@ -235,9 +273,11 @@ const char *bs_aws_http_response_header(const bs_aws_http_response *resp, const 
         const char *le = eol ? eol : end;
         if ((size_t)(le - p) > nlen && p[nlen] == ':' && strncasecmp(p, name, nlen) == 0) {
             const char *v = p + nlen + 1;
-            while (v < le && (*v == ' ' || *v == '\t')) v++;
+            while (v < le && (*v == ' ' || *v == '\t'))
+                v++;
             const char *ve = le;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
             if (len) *len = (size_t)(ve - v);
             return v;
         }
@@ -309,8 +349,8 @@ static void call_finish(call *k, bs_aws_outcome outcome, long status)
     call_drop_easy(k);
     call_unlink(k);
     char code[128], msg[512], reqid[128];
-    bs_aws_http_response r = {.outcome = outcome, .status = status, .attempts = k->attempts,
-                              .internal_ = k};
+    bs_aws_http_response r = {
+        .outcome = outcome, .status = status, .attempts = k->attempts, .internal_ = k};
     bs_wbuf_put_u8(&k->resp_body, 0); /* NUL-terminate for callers that print it */
     /* A body cut at the limit is never handed out as if it were the response. */
     bool body_ok = bs_wbuf_status(&k->resp_body) == BS_OK && k->resp_body.len > 0 &&
@@ -348,7 +388,8 @@ static void start_attempt(call *k);
 static double backoff_seconds(const bs_aws_http *c, unsigned attempt)
 {
     long cap = c->backoff_base_ms;
-    for (unsigned i = 2; i < attempt && cap < c->backoff_max_ms; i++) cap *= 2;
+    for (unsigned i = 2; i < attempt && cap < c->backoff_max_ms; i++)
+        cap *= 2;
     if (cap > c->backoff_max_ms) cap = c->backoff_max_ms;
     uint32_t r = 0;
     if (RAND_bytes((unsigned char *)&r, sizeof r) != 1) r = (uint32_t)rand();
@@ -438,8 +479,9 @@ static bs_status build_headers(call *k, bs_aws_outcome *fail)
         ok = slist_add(&k->hl, k->headers[i].name, k->headers[i].value);
     /* "Name:" removes a header curl would add: no 100-continue round trip,
      * no Accept that nobody signed. */
-    if (ok) ok = (tmp = curl_slist_append(k->hl, "Expect:")) && (k->hl = tmp) &&
-                 (tmp = curl_slist_append(k->hl, "Accept:")) && (k->hl = tmp);
+    if (ok)
+        ok = (tmp = curl_slist_append(k->hl, "Expect:")) && (k->hl = tmp) &&
+             (tmp = curl_slist_append(k->hl, "Accept:")) && (k->hl = tmp);
     if (!ok) {
         st = BS_E_NOMEM;
         goto out;
@@ -458,8 +500,12 @@ static bs_status build_headers(call *k, bs_aws_outcome *fail)
     }
     all[0] = (bs_sigv4_header){"Host", k->host};
     memcpy(all + 1, k->headers, k->n_headers * sizeof *all);
-    bs_sigv4_request sr = {.method = k->method, .path = k->path, .query = k->query,
-                           .headers = all, .n_headers = k->n_headers + 1, .body = k->body,
+    bs_sigv4_request sr = {.method = k->method,
+                           .path = k->path,
+                           .query = k->query,
+                           .headers = all,
+                           .n_headers = k->n_headers + 1,
+                           .body = k->body,
                            .body_len = k->body_len,
                            .payload_hash = k->unsigned_payload ? BS_SIGV4_UNSIGNED_PAYLOAD : NULL};
     bs_sigv4_credentials sc = {creds.access_key_id, creds.secret_access_key, creds.session_token};
@@ -470,8 +516,10 @@ static bs_status build_headers(call *k, bs_aws_outcome *fail)
     if (st != BS_OK) goto out;
     ok = slist_add(&k->hl, "X-Amz-Date", sig.amz_date) &&
          slist_add(&k->hl, "Authorization", sig.authorization);
-    if (ok && creds.session_token) ok = slist_add(&k->hl, "X-Amz-Security-Token", creds.session_token);
-    if (ok && o.add_content_sha256) ok = slist_add(&k->hl, "X-Amz-Content-SHA256", sig.payload_hash);
+    if (ok && creds.session_token)
+        ok = slist_add(&k->hl, "X-Amz-Security-Token", creds.session_token);
+    if (ok && o.add_content_sha256)
+        ok = slist_add(&k->hl, "X-Amz-Content-SHA256", sig.payload_hash);
     if (!ok) st = BS_E_NOMEM;
 out:
     free(all);
@@ -609,7 +657,8 @@ static void sock_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     sock_watch *s = bs_container_of(w, sock_watch, io);
     bs_aws_http *c = s->client;
-    int flags = (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int flags =
+        (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int running = 0;
     /* `s` may be freed inside this call (CURL_POLL_REMOVE): do not touch it after. */
     curl_multi_socket_action(c->multi, s->fd, flags, &running);
@@ -688,7 +737,10 @@ static int multi_socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, voi
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 /* Process-wide libcurl initialisation, done once. */
-static void curl_global_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_global_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 /* Apply defaults, create the multi handle and hook it to the loop (see aws_http.h). */
 bs_status bs_aws_http_new(struct ev_loop *loop, const bs_aws_http_config *cfg,
@@ -737,7 +789,8 @@ void bs_aws_http_free(bs_aws_http *c)
         call_finish(k, BS_AWS_CANCELLED, 0);
     }
     curl_multi_cleanup(c->multi);
-    while (c->socks) sock_watch_free(c, c->socks);
+    while (c->socks)
+        sock_watch_free(c, c->socks);
     ev_timer_stop(c->loop, &c->curl_timer);
     bs_sigv4_key_cache_clear(&c->key_cache);
     free(c->ca_file);
@@ -746,7 +799,10 @@ void bs_aws_http_free(bs_aws_http *c)
 }
 
 /* Copy the counters. */
-void bs_aws_http_get_stats(const bs_aws_http *c, bs_aws_http_stats *out) { *out = c->stats; }
+void bs_aws_http_get_stats(const bs_aws_http *c, bs_aws_http_stats *out)
+{
+    *out = c->stats;
+}
 
 /* A header is safe to put on the wire if its name is a token and neither
  * part can smuggle a line break. */
@@ -880,9 +936,13 @@ bs_status bs_aws_json_call(bs_aws_http *c, const char *service, const char *regi
         {"X-Amz-Target", target},
         {"x-amzn-query-mode", "true"},
     };
-    bs_aws_http_request req = {.method = "POST", .url = endpoint, .headers = h,
-                               .n_headers = json10 ? 3 : 2, .body = (const uint8_t *)json_body,
-                               .body_len = strlen(json_body), .service = service,
+    bs_aws_http_request req = {.method = "POST",
+                               .url = endpoint,
+                               .headers = h,
+                               .n_headers = json10 ? 3 : 2,
+                               .body = (const uint8_t *)json_body,
+                               .body_len = strlen(json_body),
+                               .service = service,
                                .region = region};
     return bs_aws_http_send(c, &req, cb, arg);
 }

@@ -18,9 +18,9 @@
 
 /* One canonical header line in the making. */
 typedef struct canon_header {
-    char *name;    /* lower-case, malloc'd */
-    char *value;   /* trimmed, whitespace runs collapsed, malloc'd */
-    size_t order;  /* position in the input: duplicates keep their order */
+    char *name;   /* lower-case, malloc'd */
+    char *value;  /* trimmed, whitespace runs collapsed, malloc'd */
+    size_t order; /* position in the input: duplicates keep their order */
 } canon_header;
 
 /* One query parameter, both parts already in canonical (strict) encoding. */
@@ -110,7 +110,8 @@ static bs_status hmac256(const void *key, size_t key_len, const void *msg, size_
                          uint8_t out[32])
 {
     unsigned int n = 0;
-    if (!HMAC(EVP_sha256(), key, (int)key_len, msg, msg_len, out, &n) || n != 32) return BS_E_CRYPTO;
+    if (!HMAC(EVP_sha256(), key, (int)key_len, msg, msg_len, out, &n) || n != 32)
+        return BS_E_CRYPTO;
     return BS_OK;
 }
 
@@ -172,9 +173,11 @@ static bs_status canonical_path(bs_wbuf *w, const char *path, const bs_sigv4_opt
         goto out;
     }
     for (size_t i = 0; i < plen;) {
-        while (i < plen && path[i] == '/') i++;
+        while (i < plen && path[i] == '/')
+            i++;
         size_t start = i;
-        while (i < plen && path[i] != '/') i++;
+        while (i < plen && path[i] != '/')
+            i++;
         size_t n = i - start;
         if (n == 0 || (n == 1 && path[start] == '.')) continue;
         if (n == 2 && path[start] == '.' && path[start + 1] == '.') {
@@ -225,9 +228,9 @@ static bs_status reencode_raw(const char *s, char **out)
 /* True if the query already names an X-Amz-* presigning parameter. */
 static bool query_has_signing_params(const char *q)
 {
-    static const char *const names[] = {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date",
-                                        "X-Amz-Expires",   "X-Amz-Signature",  "X-Amz-SignedHeaders",
-                                        "X-Amz-Security-Token"};
+    static const char *const names[] = {
+        "X-Amz-Algorithm", "X-Amz-Credential",    "X-Amz-Date",          "X-Amz-Expires",
+        "X-Amz-Signature", "X-Amz-SignedHeaders", "X-Amz-Security-Token"};
     for (const char *p = q ? q : ""; *p;) {
         for (size_t i = 0; i < BS_ARRAY_LEN(names); i++) {
             size_t n = strlen(names[i]);
@@ -344,7 +347,8 @@ static bool is_tchar(unsigned char c)
 
 /* Fill h with the canonical form of one header: lower-case name, value
  * trimmed with every run of whitespace (line folds included) made one space. */
-static bs_status canon_header_set(canon_header *h, const char *name, const char *value, size_t order)
+static bs_status canon_header_set(canon_header *h, const char *name, const char *value,
+                                  size_t order)
 {
     size_t nlen = strlen(name);
     if (nlen == 0) return BS_E_MALFORMED;
@@ -513,8 +517,8 @@ static bs_status sign_common(const bs_sigv4_request *req, const bs_sigv4_credent
             n++;
         }
         if (o->add_content_sha256 && !has_header(req, "x-amz-content-sha256")) {
-            BS_GUARD_GOTO(st, canon_header_set(&hs[n], "x-amz-content-sha256", out->payload_hash, n),
-                          out);
+            BS_GUARD_GOTO(
+                st, canon_header_set(&hs[n], "x-amz-content-sha256", out->payload_hash, n), out);
             n++;
         }
     }
@@ -590,9 +594,9 @@ presign_out:
 
     /* String to sign. */
     char creq_hash[65];
-    BS_GUARD_GOTO(st, bs_sigv4_sha256_hex(out->canonical_request, strlen(out->canonical_request),
-                                          creq_hash),
-                  out);
+    BS_GUARD_GOTO(
+        st, bs_sigv4_sha256_hex(out->canonical_request, strlen(out->canonical_request), creq_hash),
+        out);
     bs_wbuf_printf(&w, ALGORITHM "\n%s\n%s\n%s", out->amz_date, scope, creq_hash);
     out->string_to_sign = wbuf_strdup(&w);
     if (!out->string_to_sign) {

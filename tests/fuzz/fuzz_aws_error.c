@@ -34,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (value > s + size) value = s + size;
     if (query > s + size) query = s + size;
     bs_sigv4_header h[] = {{"Host", "example.amazonaws.com"}, {"X-Fuzz", value}};
-    bs_sigv4_request req = {.method = "GET", .path = path, .query = query, .headers = h,
-                            .n_headers = 2};
+    bs_sigv4_request req = {
+        .method = "GET", .path = path, .query = query, .headers = h, .n_headers = 2};
     bs_sigv4_credentials creds = {"AKIDEXAMPLE", "secret", NULL};
     bs_sigv4_options o;
     bs_sigv4_options_init(&o, "us-east-1", size & 1 ? "s3" : "service", 1440938160);
@@ -45,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Canonical headers never contain a raw line break inside a value. */
         if (strstr(r.canonical_request, "x-fuzz:") &&
             strchr(strstr(r.canonical_request, "x-fuzz:"), '\n') ==
-                strstr(r.canonical_request, "x-fuzz:") + 7 && value[0] && !strchr(" \t\r\n", value[0]))
+                strstr(r.canonical_request, "x-fuzz:") + 7 &&
+            value[0] && !strchr(" \t\r\n", value[0]))
             abort();
     }
     bs_sigv4_result_free(&r);

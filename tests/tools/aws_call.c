@@ -58,27 +58,47 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"service", required_argument, 0, 's'},  {"region", required_argument, 0, 'r'},
-        {"endpoint", required_argument, 0, 'e'}, {"target", required_argument, 0, 't'},
-        {"body", required_argument, 0, 'b'},     {"max-attempts", required_argument, 0, 'm'},
+        {"service", required_argument, 0, 's'},    {"region", required_argument, 0, 'r'},
+        {"endpoint", required_argument, 0, 'e'},   {"target", required_argument, 0, 't'},
+        {"body", required_argument, 0, 'b'},       {"max-attempts", required_argument, 0, 'm'},
         {"timeout-ms", required_argument, 0, 'o'}, {"ca-file", required_argument, 0, 'c'},
-        {"profile", required_argument, 0, 'p'},  {0, 0, 0, 0}};
+        {"profile", required_argument, 0, 'p'},    {0, 0, 0, 0}};
     const char *service = NULL, *region = NULL, *endpoint = NULL, *target = NULL, *body = NULL;
     bs_aws_http_config cfg = {0};
     bs_aws_credentials_config cc = {0};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 's': service = optarg; break;
-        case 'r': region = optarg; break;
-        case 'e': endpoint = optarg; break;
-        case 't': target = optarg; break;
-        case 'b': body = optarg; break;
-        case 'm': cfg.max_attempts = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'o': cfg.timeout_ms = strtol(optarg, NULL, 10); break;
-        case 'c': cfg.ca_file = optarg; break;
-        case 'p': cc.profile = optarg; break;
-        default: usage(); return 2;
+        case 's':
+            service = optarg;
+            break;
+        case 'r':
+            region = optarg;
+            break;
+        case 'e':
+            endpoint = optarg;
+            break;
+        case 't':
+            target = optarg;
+            break;
+        case 'b':
+            body = optarg;
+            break;
+        case 'm':
+            cfg.max_attempts = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'o':
+            cfg.timeout_ms = strtol(optarg, NULL, 10);
+            break;
+        case 'c':
+            cfg.ca_file = optarg;
+            break;
+        case 'p':
+            cc.profile = optarg;
+            break;
+        default:
+            usage();
+            return 2;
         }
     }
     if (!service || !region || !target || !body) {
@@ -102,7 +122,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "aws_call: request rejected: %s\n", bs_status_name(st));
         goto out;
     }
-    while (!o.done) ev_run(loop, EVRUN_ONCE);
+    while (!o.done)
+        ev_run(loop, EVRUN_ONCE);
     rc = o.exit_code;
 out:
     bs_aws_http_free(client);

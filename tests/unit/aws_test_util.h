@@ -27,8 +27,9 @@ typedef struct fake_server {
     int port;
 } fake_server;
 
-/* Start the fake server (HTTPS with cert/key on `bind` when cert is non-NULL); false (and nothing left running) on failure. The
- * server also exits on its own if this process dies (its stdin closes). */
+/* Start the fake server (HTTPS with cert/key on `bind` when cert is non-NULL); false (and nothing
+ * left running) on failure. The server also exits on its own if this process dies (its stdin
+ * closes). */
 static bool fake_server_start_args(fake_server *s, const char *cert, const char *key,
                                    const char *bind)
 {
@@ -85,7 +86,10 @@ static bool fake_server_start_args(fake_server *s, const char *cert, const char 
     return true;
 }
 
-static bool fake_server_start(fake_server *s) { return fake_server_start_args(s, NULL, NULL, NULL); }
+static bool fake_server_start(fake_server *s)
+{
+    return fake_server_start_args(s, NULL, NULL, NULL);
+}
 
 /* Stop the server (EOF on stdin, then SIGKILL if it lingers) and reap it. */
 static void fake_server_stop(fake_server *s)

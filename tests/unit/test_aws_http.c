@@ -55,19 +55,27 @@ static void run_until(struct ev_loop *loop, result *res)
     hang_guard_fired = false;
     ev_timer_init(&guard, hang_guard_cb, 60., 0.);
     ev_timer_start(loop, &guard);
-    while (!res->done && !hang_guard_fired) ev_run(loop, EVRUN_ONCE);
+    while (!res->done && !hang_guard_fired)
+        ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &guard);
     CHECK(res->done);
 }
 
 static void clear_aws_env(void)
 {
-    static const char *const vars[] = {
-        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"};
-    for (size_t i = 0; i < BS_ARRAY_LEN(vars); i++) unsetenv(vars[i]);
+    static const char *const vars[] = {"AWS_ACCESS_KEY_ID",
+                                       "AWS_SECRET_ACCESS_KEY",
+                                       "AWS_SESSION_TOKEN",
+                                       "AWS_PROFILE",
+                                       "AWS_SHARED_CREDENTIALS_FILE",
+                                       "AWS_CONFIG_FILE",
+                                       "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                                       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                       "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                       "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                                       "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"};
+    for (size_t i = 0; i < BS_ARRAY_LEN(vars); i++)
+        unsetenv(vars[i]);
     setenv("HOME", tmp_dir, 1);
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
 }
@@ -76,7 +84,8 @@ static void clear_aws_env(void)
 static bs_aws_http *new_client(struct ev_loop *loop, bs_aws_credentials_provider **pp,
                                bs_aws_http_config *cfg_override)
 {
-    bs_aws_credentials_config cc = {.access_key_id = "AKIATEST", .secret_access_key = "test-secret"};
+    bs_aws_credentials_config cc = {.access_key_id = "AKIATEST",
+                                    .secret_access_key = "test-secret"};
     CHECK_EQ(bs_aws_credentials_provider_new(&cc, pp), BS_OK);
     bs_aws_http_config cfg = {.max_attempts = 4, .backoff_base_ms = 1, .backoff_max_ms = 20};
     if (cfg_override) cfg = *cfg_override;
@@ -104,12 +113,14 @@ static cJSON *server_log(const char *name)
 static void test_classification(void)
 {
     char code[64], msg[64];
-    const char *j1 = "{\"__type\":\"com.amazonaws.kms#ThrottlingException\",\"message\":\"Rate exceeded\"}";
+    const char *j1 =
+        "{\"__type\":\"com.amazonaws.kms#ThrottlingException\",\"message\":\"Rate exceeded\"}";
     bs_aws_error_code((const uint8_t *)j1, strlen(j1), NULL, code, sizeof code, msg, sizeof msg);
     CHECK_STR(code, "ThrottlingException");
     CHECK_STR(msg, "Rate exceeded");
     CHECK_EQ(bs_aws_classify(400, code), BS_AWS_THROTTLED);
-    const char *x1 = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce</Message></Error>";
+    const char *x1 =
+        "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce</Message></Error>";
     bs_aws_error_code((const uint8_t *)x1, strlen(x1), NULL, code, sizeof code, msg, sizeof msg);
     CHECK_STR(code, "SlowDown");
     CHECK_STR(msg, "Reduce");
@@ -288,14 +299,15 @@ static void test_transport_errors_and_timeouts(void)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     bs_aws_credentials_provider *p = NULL;
-    bs_aws_http_config cfg = {.max_attempts = 3, .backoff_base_ms = 1, .backoff_max_ms = 10,
-                              .timeout_ms = 500};
+    bs_aws_http_config cfg = {
+        .max_attempts = 3, .backoff_base_ms = 1, .backoff_max_ms = 10, .timeout_ms = 500};
     bs_aws_http *c = new_client(loop, &p, &cfg);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", dead_port());
     result r = {0};
-    CHECK_EQ(bs_aws_json_call(c, "kms", "us-east-1", url, "TrentService.Decrypt", "{}", on_done, &r),
-             BS_OK);
+    CHECK_EQ(
+        bs_aws_json_call(c, "kms", "us-east-1", url, "TrentService.Decrypt", "{}", on_done, &r),
+        BS_OK);
     run_until(loop, &r);
     CHECK_EQ(r.outcome, BS_AWS_TRANSPORT);
     CHECK_EQ(r.attempts, 3);
@@ -312,7 +324,8 @@ static void test_transport_errors_and_timeouts(void)
     url_for(url, sizeof url, "/seq/slow2/slow");
     CHECK_EQ(bs_aws_json_call(c, "kms", "us-east-1", url, "T.X", "{}", on_done, &a), BS_OK);
     CHECK_EQ(bs_aws_json_call(c, "kms", "us-east-1", url, "T.X", "{}", on_done, &b), BS_OK);
-    for (int i = 0; i < 5; i++) ev_run(loop, EVRUN_NOWAIT);
+    for (int i = 0; i < 5; i++)
+        ev_run(loop, EVRUN_NOWAIT);
     bs_aws_http_free(c);
     CHECK(a.done && b.done);
     CHECK_EQ(a.outcome, BS_AWS_CANCELLED);
@@ -341,10 +354,14 @@ static void test_auth_error_refreshes_credentials(void)
     /* The retry was signed with the newly fetched key and token. */
     cJSON *log = server_log("auth1");
     CHECK_EQ(cJSON_GetArraySize(log), 2);
-    const char *a0 = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(log, 0), "authorization"));
-    const char *a1 = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(log, 1), "authorization"));
-    const char *t0 = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(log, 0), "x-amz-security-token"));
-    const char *t1 = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(log, 1), "x-amz-security-token"));
+    const char *a0 =
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(log, 0), "authorization"));
+    const char *a1 =
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(log, 1), "authorization"));
+    const char *t0 = cJSON_GetStringValue(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(log, 0), "x-amz-security-token"));
+    const char *t1 = cJSON_GetStringValue(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(log, 1), "x-amz-security-token"));
     CHECK(a0 && a1 && strstr(a0, "Credential=ASIAIMDS") && strstr(a1, "Credential=ASIAIMDS"));
     CHECK(a0 && a1 && strcmp(a0, a1) != 0);
     CHECK(t0 && t1 && strncmp(t0, "imds-token-", 11) == 0 && strcmp(t0, t1) != 0);

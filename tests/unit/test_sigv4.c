@@ -80,7 +80,8 @@ typedef struct parsed_req {
 
 static void parsed_req_free(parsed_req *r)
 {
-    for (size_t i = 0; i < r->nh; i++) free(r->vals[i]);
+    for (size_t i = 0; i < r->nh; i++)
+        free(r->vals[i]);
     free(r->text);
     memset(r, 0, sizeof *r);
 }
@@ -176,9 +177,13 @@ static void run_suite_case(const char *root, const char *name, int *cases)
     o.add_content_sha256 = cJSON_IsTrue(cJSON_GetObjectItem(ctx, "sign_body"));
     o.omit_session_token_from_signature =
         cJSON_IsTrue(cJSON_GetObjectItem(ctx, "omit_session_token"));
-    bs_sigv4_request req = {.method = r.method, .path = r.path, .query = r.query,
-                            .headers = r.hdr, .n_headers = r.nh,
-                            .body = (const uint8_t *)r.body, .body_len = r.body_len};
+    bs_sigv4_request req = {.method = r.method,
+                            .path = r.path,
+                            .query = r.query,
+                            .headers = r.hdr,
+                            .n_headers = r.nh,
+                            .body = (const uint8_t *)r.body,
+                            .body_len = r.body_len};
 
     /* Header signing. */
     bs_sigv4_result res;
@@ -204,7 +209,8 @@ static void run_suite_case(const char *root, const char *name, int *cases)
     bs_sigv4_result_free(&res);
 
     /* Query signing (presigned URL). */
-    unsigned expires = (unsigned)cJSON_GetNumberValue(cJSON_GetObjectItem(ctx, "expiration_in_seconds"));
+    unsigned expires =
+        (unsigned)cJSON_GetNumberValue(cJSON_GetObjectItem(ctx, "expiration_in_seconds"));
     bs_sigv4_options qo = o;
     qo.add_content_sha256 = false;
     st = bs_sigv4_presign(&req, &creds, &qo, expires, &res);
@@ -298,7 +304,8 @@ static void check_wire_capture(const char *path, int *checked)
         if (strcasecmp(n, "x-amz-date") == 0 || strcasecmp(n, "authorization") == 0) continue;
         char lname[128];
         size_t k = 0;
-        for (; n[k] && k < sizeof lname - 1; k++) lname[k] = (char)tolower((unsigned char)n[k]);
+        for (; n[k] && k < sizeof lname - 1; k++)
+            lname[k] = (char)tolower((unsigned char)n[k]);
         lname[k] = '\0';
         char needle[132];
         snprintf(needle, sizeof needle, ";%s;", lname);
@@ -317,8 +324,13 @@ static void check_wire_capture(const char *path, int *checked)
     bs_sigv4_credentials creds = {EXAMPLE_AKID, EXAMPLE_SECRET, NULL};
     bs_sigv4_options o;
     bs_sigv4_options_init(&o, region, service, parse_iso(amz_date));
-    bs_sigv4_request req = {.method = method, .path = target, .query = q, .headers = hs,
-                            .n_headers = nh, .body = (const uint8_t *)body, .body_len = strlen(body)};
+    bs_sigv4_request req = {.method = method,
+                            .path = target,
+                            .query = q,
+                            .headers = hs,
+                            .n_headers = nh,
+                            .body = (const uint8_t *)body,
+                            .body_len = strlen(body)};
     bs_sigv4_result res;
     CHECK_EQ(bs_sigv4_sign(&req, &creds, &o, &res), BS_OK);
     CHECK_STR(res.authorization, auth);
@@ -402,13 +414,18 @@ static void test_s3_and_unsigned_payload(void)
     bs_sigv4_options_init(&o, "eu-west-1", "s3", parse_iso("2024-01-01T00:00:00Z"));
     CHECK(!o.normalize_path && !o.double_encode_path && o.add_content_sha256);
     const bs_sigv4_header h[] = {{"Host", "b.s3.amazonaws.com"}};
-    bs_sigv4_request req = {.method = "PUT", .path = "/dir/../a%20b//c", .headers = h,
-                            .n_headers = 1, .payload_hash = BS_SIGV4_UNSIGNED_PAYLOAD};
+    bs_sigv4_request req = {.method = "PUT",
+                            .path = "/dir/../a%20b//c",
+                            .headers = h,
+                            .n_headers = 1,
+                            .payload_hash = BS_SIGV4_UNSIGNED_PAYLOAD};
     bs_sigv4_result r;
     CHECK_EQ(bs_sigv4_sign(&req, &creds, &o, &r), BS_OK);
     /* S3: the path exactly as sent, the payload marker and the token all signed. */
-    CHECK(r.canonical_request && strncmp(r.canonical_request, "PUT\n/dir/../a%20b//c\n\n", 22) == 0);
-    CHECK(r.canonical_request && strstr(r.canonical_request, "x-amz-content-sha256:UNSIGNED-PAYLOAD\n"));
+    CHECK(r.canonical_request &&
+          strncmp(r.canonical_request, "PUT\n/dir/../a%20b//c\n\n", 22) == 0);
+    CHECK(r.canonical_request &&
+          strstr(r.canonical_request, "x-amz-content-sha256:UNSIGNED-PAYLOAD\n"));
     CHECK(r.canonical_request && strstr(r.canonical_request, "x-amz-security-token:tok en\n"));
     CHECK_STR(r.signed_headers, "host;x-amz-content-sha256;x-amz-date;x-amz-security-token");
     CHECK_STR(r.payload_hash, "UNSIGNED-PAYLOAD");
