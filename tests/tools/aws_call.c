@@ -7,6 +7,11 @@
  *            --target TrentService.GenerateDataKey --body '{"KeyId":"...","KeySpec":"AES_256"}' \
  *            [--max-attempts N] [--timeout-ms MS] [--ca-file PEM] [--profile NAME]
  *
+ * or any signed request (S3 and the like):
+ *
+ *   aws_call --service s3 --region us-east-1 --method PUT \
+ *            --url http://127.0.0.1:5000/bucket/key%201 --body 'bytes' [--header 'Name: value']...
+ *
  * Credentials come from the normal chain (environment, shared files, ECS,
  * IMDS). Prints one JSON object on stdout: outcome, status, attempts,
  * error_code, error_message, transport_error, body. Exit status 0 if the
@@ -51,7 +56,10 @@ static void on_done(const bs_aws_http_response *r, void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: aws_call --service S --region R --target T --body JSON "
-                    "[--endpoint URL] [--max-attempts N] [--timeout-ms MS] [--ca-file PEM] "
+                    "[--endpoint URL] [options]\n"
+                    "       aws_call --service S --region R --method M --url URL [--body DATA] "
+                    "[--header 'N: V']... [options]\n"
+                    "options: [--max-attempts N] [--timeout-ms MS] [--ca-file PEM] "
                     "[--profile NAME]\n");
 }
 
@@ -62,7 +70,13 @@ int main(int argc, char **argv)
         {"endpoint", required_argument, 0, 'e'},   {"target", required_argument, 0, 't'},
         {"body", required_argument, 0, 'b'},       {"max-attempts", required_argument, 0, 'm'},
         {"timeout-ms", required_argument, 0, 'o'}, {"ca-file", required_argument, 0, 'c'},
-        {"profile", required_argument, 0, 'p'},    {0, 0, 0, 0}};
+        {"profile", required_argument, 0, 'p'},    {"method", required_argument, 0, 'M'},
+        {"url", required_argument, 0, 'u'},        {"header", required_argument, 0, 'H'},
+        {0, 0, 0, 0}};
+    const char *method = NULL, *url = NULL;
+    bs_sigv4_header headers[16];
+    char *header_copies[16];
+    size_t nh = 0;
     const char *service = NULL, *region = NULL, *endpoint = NULL, *target = NULL, *body = NULL;
     bs_aws_http_config cfg = {0};
     bs_aws_credentials_config cc = {0};
@@ -96,12 +110,33 @@ int main(int argc, char **argv)
         case 'p':
             cc.profile = optarg;
             break;
+        case 'M':
+            method = optarg;
+            break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'H': {
+            char *colon = strchr(optarg, ':');
+            if (!colon || nh == BS_ARRAY_LEN(headers)) {
+                usage();
+                return 2;
+            }
+            header_copies[nh] = strndup(optarg, (size_t)(colon - optarg));
+            const char *v = colon + 1;
+            while (*v == ' ')
+                v++;
+            headers[nh] = (bs_sigv4_header){header_copies[nh], v};
+            nh++;
+            break;
+        }
         default:
             usage();
             return 2;
         }
     }
-    if (!service || !region || !target || !body) {
+    bool json = target != NULL;
+    if (!service || !region || (json ? !body : (!method || !url))) {
         usage();
         return 2;
     }
@@ -117,7 +152,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "aws_call: cannot create the client\n");
         goto out;
     }
-    bs_status st = bs_aws_json_call(client, service, region, endpoint, target, body, on_done, &o);
+    bs_status st;
+    if (json) {
+        st = bs_aws_json_call(client, service, region, endpoint, target, body, on_done, &o);
+    } else {
+        bs_aws_http_request req = {.method = method,
+                                   .url = url,
+                                   .headers = headers,
+                                   .n_headers = nh,
+                                   .body = (const uint8_t *)(body ? body : ""),
+                                   .body_len = body ? strlen(body) : 0,
+                                   .service = service,
+                                   .region = region};
+        st = bs_aws_http_send(client, &req, on_done, &o);
+    }
     if (st != BS_OK) {
         fprintf(stderr, "aws_call: request rejected: %s\n", bs_status_name(st));
         goto out;
@@ -128,5 +176,7 @@ int main(int argc, char **argv)
 out:
     bs_aws_http_free(client);
     bs_aws_credentials_provider_free(creds);
+    for (size_t i = 0; i < nh; i++)
+        free(header_copies[i]);
     return rc;
 }
