@@ -23,7 +23,9 @@
  *
  * Threads: a provider may be shared; every call takes its mutex. The ECS
  * and IMDS fetches are blocking HTTP calls with short timeouts (connect 1 s,
- * total 3 s by default), made at most once per refresh.
+ * total 3 s by default), made at most once per refresh; with
+ * bs_aws_credentials_start_refresher they happen on a background thread
+ * ahead of expiry instead of inside get().
  *
  * Secrets: every copy of a secret key or token is wiped with
  * OPENSSL_cleanse when replaced or freed; nothing here logs them.
@@ -78,6 +80,14 @@ void bs_aws_credentials_provider_free(bs_aws_credentials_provider *p);
  * refresh window. BS_E_NOT_FOUND when no source has credentials (the log says
  * which sources were tried); BS_E_NOMEM. */
 bs_status bs_aws_credentials_get(bs_aws_credentials_provider *p, bs_aws_credentials *out) BS_WUR;
+
+/* Start a background thread that re-resolves expiring credentials a minute
+ * before get() would, without holding the provider's lock while it fetches,
+ * so that callers of get() (the control loop) normally never wait for ECS or
+ * IMDS after the first resolution. Optional; stopped and joined by
+ * bs_aws_credentials_provider_free. BS_E_STATE if already started; BS_E_NOMEM
+ * if the thread cannot be created. */
+bs_status bs_aws_credentials_start_refresher(bs_aws_credentials_provider *p) BS_WUR;
 
 /* Mark the cached credentials stale: the next get resolves the chain again. */
 void bs_aws_credentials_invalidate(bs_aws_credentials_provider *p);

@@ -20,6 +20,7 @@
 #define MAX_FILE_BYTES (1024 * 1024)   /* credentials/config files */
 #define MAX_METADATA_BYTES (64 * 1024) /* IMDS / ECS responses */
 #define FAILED_REFRESH_PAUSE_S 10      /* while cached creds are valid */
+#define REFRESHER_MARGIN_S 60 /* background refresh this long before get() would */
 #define DEFAULT_IMDS_ENDPOINT "http://169.254.169.254"
 #define DEFAULT_ECS_HOST "http://169.254.170.2"
 
@@ -33,6 +34,10 @@ struct bs_aws_credentials_provider {
     bool have, stale;
     time_t last_failed_attempt;
     unsigned long resolutions;
+    /* Background refresher (optional): signalled when the cache changes or on stop. */
+    pthread_cond_t cond;
+    pthread_t thread;
+    bool refresher_running, stop;
 };
 
 /* Wipe a NUL-terminated secret and free it. */
@@ -120,7 +125,10 @@ bs_status bs_aws_credentials_provider_new(const bs_aws_credentials_config *cfg,
     p->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 1000;
     p->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 3000;
     p->refresh_ahead_s = cfg->refresh_ahead_s > 0 ? cfg->refresh_ahead_s : 300;
-    if (failed || pthread_mutex_init(&p->mu, NULL) != 0) {
+    bool mu_ok = !failed && pthread_mutex_init(&p->mu, NULL) == 0;
+    bool cond_ok = mu_ok && pthread_cond_init(&p->cond, NULL) == 0;
+    if (mu_ok && !cond_ok) pthread_mutex_destroy(&p->mu);
+    if (!cond_ok) {
         free(p->explicit_akid);
         wipe_free(p->explicit_secret);
         wipe_free(p->explicit_token);
@@ -136,6 +144,13 @@ bs_status bs_aws_credentials_provider_new(const bs_aws_credentials_config *cfg,
 void bs_aws_credentials_provider_free(bs_aws_credentials_provider *p)
 {
     if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    bool running = p->refresher_running;
+    p->stop = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+    if (running) pthread_join(p->thread, NULL);
+    pthread_cond_destroy(&p->cond);
     free(p->explicit_akid);
     wipe_free(p->explicit_secret);
     wipe_free(p->explicit_token);
@@ -604,10 +619,11 @@ out:
 
 /* ---- the chain ---------------------------------------------------------- */
 
-/* Walk the chain once. BS_E_NOT_FOUND if no source had credentials. */
-static bs_status resolve(bs_aws_credentials_provider *p, bs_aws_credentials *out)
+/* Walk the chain once. BS_E_NOT_FOUND if no source had credentials. Reads
+ * only the provider's immutable configuration, so it may run without the
+ * mutex (the refresher does); callers count p->resolutions under it. */
+static bs_status resolve(const bs_aws_credentials_provider *p, bs_aws_credentials *out)
 {
-    p->resolutions++;
     if (p->explicit_akid)
         return creds_set(out, p->explicit_akid, p->explicit_secret, p->explicit_token, 0,
                          "explicit");
@@ -624,6 +640,76 @@ static bs_status resolve(bs_aws_credentials_provider *p, bs_aws_credentials *out
         getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI"))
         return st == BS_E_NOT_FOUND ? BS_E_IO : st;
     return from_imds(p, out);
+}
+
+/* Replace the cache with `fresh` (ownership moves; the old secrets are wiped)
+ * and wake the refresher so it plans from the new expiry. Mutex held. */
+static void install(bs_aws_credentials_provider *p, bs_aws_credentials *fresh)
+{
+    bs_aws_credentials_clear(&p->cached);
+    p->cached = *fresh;
+    memset(fresh, 0, sizeof *fresh);
+    p->have = true;
+    p->stale = false;
+    p->last_failed_attempt = 0;
+    BS_LOG_INFOF(MOD, "credentials resolved from %s%s", p->cached.source,
+                 p->cached.expiration ? " (expiring)" : "");
+    pthread_cond_broadcast(&p->cond);
+}
+
+/* The refresher thread: sleeps until expiring credentials are
+ * REFRESHER_MARGIN_S ahead of get()'s refresh window, resolves the chain
+ * without holding the mutex (readers keep getting the cached credentials),
+ * then installs the result. Failed attempts are retried every
+ * FAILED_REFRESH_PAUSE_S; get() still refreshes by itself if all fail. */
+static void *refresher_main(void *arg)
+{
+    bs_aws_credentials_provider *p = arg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        if (!p->have || p->cached.expiration == 0) {
+            pthread_cond_wait(&p->cond, &p->mu); /* nothing expiring to look after */
+            continue;
+        }
+        time_t wake = p->cached.expiration - p->refresh_ahead_s - REFRESHER_MARGIN_S;
+        if (p->last_failed_attempt && wake < p->last_failed_attempt + FAILED_REFRESH_PAUSE_S)
+            wake = p->last_failed_attempt + FAILED_REFRESH_PAUSE_S;
+        if (time(NULL) < wake) {
+            struct timespec ts = {.tv_sec = wake, .tv_nsec = 0};
+            pthread_cond_timedwait(&p->cond, &p->mu, &ts);
+            continue;
+        }
+        p->resolutions++;
+        pthread_mutex_unlock(&p->mu);
+        bs_aws_credentials fresh = {0};
+        bs_status st = resolve(p, &fresh);
+        pthread_mutex_lock(&p->mu);
+        if (st == BS_OK && !p->stop) {
+            install(p, &fresh);
+        } else if (st != BS_OK) {
+            p->last_failed_attempt = time(NULL);
+            BS_LOG_WARNF(MOD, "background credential refresh failed (%s); retrying in %d s",
+                         bs_status_name(st), FAILED_REFRESH_PAUSE_S);
+        }
+        bs_aws_credentials_clear(&fresh);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Start the refresher thread once (see aws_credentials.h). */
+bs_status bs_aws_credentials_start_refresher(bs_aws_credentials_provider *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bs_status st = BS_OK;
+    if (p->refresher_running || p->stop)
+        st = BS_E_STATE;
+    else if (pthread_create(&p->thread, NULL, refresher_main, p) != 0)
+        st = BS_E_NOMEM;
+    else
+        p->refresher_running = true;
+    pthread_mutex_unlock(&p->mu);
+    return st;
 }
 
 /* Serve the cache, re-resolving the chain when due (see aws_credentials.h). */
@@ -643,15 +729,10 @@ bs_status bs_aws_credentials_get(bs_aws_credentials_provider *p, bs_aws_credenti
         due = false;
     if (due) {
         bs_aws_credentials fresh = {0};
+        p->resolutions++;
         st = resolve(p, &fresh);
         if (st == BS_OK) {
-            bs_aws_credentials_clear(&p->cached);
-            p->cached = fresh;
-            p->have = true;
-            p->stale = false;
-            p->last_failed_attempt = 0;
-            BS_LOG_INFOF(MOD, "credentials resolved from %s%s", fresh.source,
-                         fresh.expiration ? " (expiring)" : "");
+            install(p, &fresh);
         } else {
             p->last_failed_attempt = now;
             if (still_valid) {
