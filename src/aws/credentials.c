@@ -20,7 +20,7 @@
 #define MAX_FILE_BYTES (1024 * 1024)   /* credentials/config files */
 #define MAX_METADATA_BYTES (64 * 1024) /* IMDS / ECS responses */
 #define FAILED_REFRESH_PAUSE_S 10      /* while cached creds are valid */
-#define REFRESHER_MARGIN_S 60 /* background refresh this long before get() would */
+#define REFRESHER_MARGIN_S 60          /* background refresh this long before get() would */
 #define DEFAULT_IMDS_ENDPOINT "http://169.254.169.254"
 #define DEFAULT_ECS_HOST "http://169.254.170.2"
 
@@ -277,29 +277,40 @@ static bs_status profile_from_file(const char *path, const char *profile, bool c
     return st;
 }
 
+/* The path of a shared file: $env_var (a leading "~/" means $HOME, as in the
+ * SDKs), else ~/.aws/<name>. False if it cannot be formed (no HOME). */
+static bool file_path(const char *env_var, const char *name, char *out, size_t cap)
+{
+    const char *v = getenv(env_var);
+    const char *home = getenv("HOME");
+    size_t n;
+    if (v && *v) {
+        if (v[0] == '~' && v[1] == '/') {
+            if (!home) return false;
+            n = (size_t)snprintf(out, cap, "%s%s", home, v + 1);
+        } else {
+            n = (size_t)snprintf(out, cap, "%s", v);
+        }
+    } else {
+        if (!home) return false;
+        n = (size_t)snprintf(out, cap, "%s/.aws/%s", home, name);
+    }
+    return n < cap;
+}
+
 /* The profile from the credentials file, else from the config file.
  * BS_E_NOT_FOUND when neither has a complete key pair for it. */
 static bs_status from_shared_files(const bs_aws_credentials_provider *p, bs_aws_credentials *out)
 {
     const char *profile = p->profile ? p->profile : getenv("AWS_PROFILE");
     if (!profile || !*profile) profile = "default";
-    const char *home = getenv("HOME");
     char path[4096];
-    const char *cred_file = getenv("AWS_SHARED_CREDENTIALS_FILE");
-    if (!cred_file || !*cred_file) {
-        if (!home) return BS_E_NOT_FOUND;
-        snprintf(path, sizeof path, "%s/.aws/credentials", home);
-        cred_file = path;
-    }
-    bs_status st = profile_from_file(cred_file, profile, false, out);
+    if (!file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials", path, sizeof path))
+        return BS_E_NOT_FOUND;
+    bs_status st = profile_from_file(path, profile, false, out);
     if (st != BS_E_NOT_FOUND) return st;
-    const char *conf_file = getenv("AWS_CONFIG_FILE");
-    if (!conf_file || !*conf_file) {
-        if (!home) return BS_E_NOT_FOUND;
-        snprintf(path, sizeof path, "%s/.aws/config", home);
-        conf_file = path;
-    }
-    return profile_from_file(conf_file, profile, true, out);
+    if (!file_path("AWS_CONFIG_FILE", "config", path, sizeof path)) return BS_E_NOT_FOUND;
+    return profile_from_file(path, profile, true, out);
 }
 
 /* ---- metadata endpoints (ECS, IMDS) ------------------------------------- */

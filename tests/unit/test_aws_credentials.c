@@ -139,9 +139,13 @@ static void test_shared_files_and_profiles(void)
     cfg.profile = "nosuch";
     CHECK_EQ(get_once(&cfg, &c), BS_E_NOT_FOUND);
 
-    /* AWS_SHARED_CREDENTIALS_FILE replaces ~/.aws/credentials. */
+    /* AWS_SHARED_CREDENTIALS_FILE replaces ~/.aws/credentials ("~/" is HOME). */
     unsetenv("AWS_PROFILE");
     setenv("AWS_SHARED_CREDENTIALS_FILE", alt, 1);
+    CHECK_EQ(get_once(NULL, &c), BS_OK);
+    CHECK_STR(c.access_key_id, "AKIAALT");
+    bs_aws_credentials_clear(&c);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "~/alt-credentials", 1);
     CHECK_EQ(get_once(NULL, &c), BS_OK);
     CHECK_STR(c.access_key_id, "AKIAALT");
     bs_aws_credentials_clear(&c);
@@ -245,7 +249,8 @@ static void test_background_refresher(void)
     bs_aws_credentials_clear(&c);
     CHECK_EQ(bs_aws_credentials_resolutions(p), 1);
     /* Wait (generously) for the refresher; get() is not called meanwhile. */
-    for (int i = 0; i < 300 && bs_aws_credentials_resolutions(p) < 2; i++) usleep(100 * 1000);
+    for (int i = 0; i < 300 && bs_aws_credentials_resolutions(p) < 2; i++)
+        usleep(100 * 1000);
     CHECK(bs_aws_credentials_resolutions(p) >= 2);
     free(test_http("POST", srv.port, "/control/imds-expiry/3600"));
     CHECK_EQ(bs_aws_credentials_get(p, &c), BS_OK);
