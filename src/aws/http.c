@@ -482,6 +482,12 @@ static bs_status build_headers(call *k, bs_aws_outcome *fail)
     if (ok)
         ok = (tmp = curl_slist_append(k->hl, "Expect:")) && (k->hl = tmp) &&
              (tmp = curl_slist_append(k->hl, "Accept:")) && (k->hl = tmp);
+    /* Without a caller's Content-Type, curl would label a body as a form:
+     * S3 would store that type with the object. */
+    bool has_ctype = false;
+    for (size_t i = 0; i < k->n_headers; i++)
+        has_ctype = has_ctype || strcasecmp(k->headers[i].name, "content-type") == 0;
+    if (ok && !has_ctype) ok = (tmp = curl_slist_append(k->hl, "Content-Type:")) && (k->hl = tmp);
     if (!ok) {
         st = BS_E_NOMEM;
         goto out;

@@ -204,10 +204,33 @@ static void test_json_call_signed(void)
     auth = cJSON_GetStringValue(cJSON_GetObjectItem(e, "authorization"));
     CHECK(auth && strstr(auth, "x-amz-target;x-amzn-query-mode"));
     cJSON_Delete(log);
+    /* A raw signed PUT (S3): body as given, no content type invented by curl,
+     * the payload hash header signed. */
+    url_for(url, sizeof url, "/seq/raw1/ok");
+    result r3 = {0};
+    bs_aws_http_request put = {.method = "PUT",
+                               .url = url,
+                               .body = (const uint8_t *)"abc\0def",
+                               .body_len = 7,
+                               .service = "s3",
+                               .region = "us-east-1"};
+    CHECK_EQ(bs_aws_http_send(c, &put, on_done, &r3), BS_OK);
+    run_until(loop, &r3);
+    CHECK_EQ(r3.outcome, BS_AWS_OK);
+    log = server_log("raw1");
+    e = cJSON_GetArrayItem(log, 0);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(e, "method")), "PUT");
+    CHECK(cJSON_IsNull(cJSON_GetObjectItem(e, "content-type")));
+    const char *b = cJSON_GetStringValue(cJSON_GetObjectItem(e, "body"));
+    CHECK(b && memcmp(b, "abc\0def", 8) == 0);
+    auth = cJSON_GetStringValue(cJSON_GetObjectItem(e, "authorization"));
+    CHECK(auth && strstr(auth, "/us-east-1/s3/aws4_request, SignedHeaders=host;"
+                               "x-amz-content-sha256;x-amz-date, Signature="));
+    cJSON_Delete(log);
     bs_aws_http_stats st;
     bs_aws_http_get_stats(c, &st);
-    CHECK_EQ(st.requests, 2);
-    CHECK_EQ(st.succeeded, 2);
+    CHECK_EQ(st.requests, 3);
+    CHECK_EQ(st.succeeded, 3);
     CHECK_EQ(st.in_flight, 0);
     bs_aws_http_free(c);
     bs_aws_credentials_provider_free(p);
