@@ -154,6 +154,12 @@ static bs_status canonical_path(bs_wbuf *w, const char *path, const bs_sigv4_opt
         return BS_OK;
     }
     if (path[0] != '/') return BS_E_MALFORMED;
+    if (!o->double_encode_path) {
+        /* Signed as-is, so it must already be a valid encoded request target:
+         * a raw space or control byte would be signed as something else than sent. */
+        for (const char *p = path; *p; p++)
+            if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) return BS_E_MALFORMED;
+    }
     if (!o->normalize_path) {
         if (o->double_encode_path)
             uri_encode(w, path, strlen(path), true);

@@ -477,6 +477,16 @@ static void test_rejects_bad_input(void)
     bad.path = "relative";
     CHECK_EQ(bs_sigv4_sign(&bad, &creds, &o, &r), BS_E_MALFORMED);
     bs_sigv4_result_free(&r);
+    /* S3 signs the path as sent: it must already be encoded. */
+    bs_sigv4_options s3;
+    bs_sigv4_options_init(&s3, "us-east-1", "s3", parse_iso("2015-08-30T12:36:00Z"));
+    bad = req;
+    bad.path = "/bucket/a b";
+    CHECK_EQ(bs_sigv4_sign(&bad, &creds, &s3, &r), BS_E_MALFORMED);
+    bs_sigv4_result_free(&r);
+    bad.path = "/bucket/a\nb";
+    CHECK_EQ(bs_sigv4_sign(&bad, &creds, &s3, &r), BS_E_MALFORMED);
+    bs_sigv4_result_free(&r);
     bad = req;
     bad.payload_hash = "this-is-far-too-long-to-be-a-sha256-hex-digest-of-anything-at-all";
     CHECK_EQ(bs_sigv4_sign(&bad, &creds, &o, &r), BS_E_MALFORMED);
