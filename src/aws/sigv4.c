@@ -460,6 +460,8 @@ static bs_status sign_common(const bs_sigv4_request *req, const bs_sigv4_credent
         return BS_E_CONFIG;
     if (!req || !req->method || !*req->method || (req->n_headers && !req->headers))
         return BS_E_MALFORMED;
+    for (const char *m = req->method; *m; m++)
+        if (!is_tchar((unsigned char)*m)) return BS_E_MALFORMED;
 
     bs_status st = BS_OK;
     bool presign = presign_expires != 0;

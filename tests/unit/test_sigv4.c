@@ -474,6 +474,10 @@ static void test_rejects_bad_input(void)
     CHECK_EQ(bs_sigv4_sign(&bad, &creds, &o, &r), BS_E_MALFORMED);
     bs_sigv4_result_free(&r);
     bad = req;
+    bad.method = "GET\nX";
+    CHECK_EQ(bs_sigv4_sign(&bad, &creds, &o, &r), BS_E_MALFORMED);
+    bs_sigv4_result_free(&r);
+    bad = req;
     bad.path = "relative";
     CHECK_EQ(bs_sigv4_sign(&bad, &creds, &o, &r), BS_E_MALFORMED);
     bs_sigv4_result_free(&r);
