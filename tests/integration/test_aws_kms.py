@@ -203,6 +203,33 @@ class MotoKms(unittest.TestCase):
         self.assertEqual(res["status"], 404, res)
         self.assertEqual(res["error_code"], "NoSuchKey")
 
+    def test_5_credentials_from_shared_file_profile(self):
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="bs-aws-home-") as home:
+            os.mkdir(os.path.join(home, ".aws"))
+            with open(os.path.join(home, ".aws", "credentials"), "w") as f:
+                f.write("[default]\naws_access_key_id = AKIAWRONG\naws_secret_access_key = wrong\n"
+                        "[kafka]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                        % (self.creds["access_key_id"], self.creds["secret_access_key"]))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            env.update(HOME=home, AWS_EC2_METADATA_DISABLED="true")
+            base = [AWS_CALL, "--service", "kms", "--region", REGION, "--endpoint", self.endpoint,
+                    "--target", "TrentService.ListKeys", "--body", "{}"]
+            ok = subprocess.run(base + ["--profile", "kafka"], env=env, capture_output=True,
+                                text=True, timeout=120)
+            res = json.loads(ok.stdout)
+            self.assertEqual(res["outcome"], "ok", res)
+            self.assertIn(self.creds["key_id"], res["body"])
+            # AWS_PROFILE selects it too; the default profile's wrong key is refused by moto.
+            env["AWS_PROFILE"] = "kafka"
+            res = json.loads(subprocess.run(base, env=env, capture_output=True, text=True,
+                                            timeout=120).stdout)
+            self.assertEqual(res["outcome"], "ok", res)
+            del env["AWS_PROFILE"]
+            res = json.loads(subprocess.run(base, env=env, capture_output=True, text=True,
+                                            timeout=120).stdout)
+            self.assertEqual(res["outcome"], "auth", res)
+
     def test_9_stopped_server_gives_retried_transport_errors(self):
         type(self).stop_moto()
         res = self.call("GenerateDataKey", {"KeyId": self.creds["key_id"], "KeySpec": "AES_256"},
