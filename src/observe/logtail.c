@@ -58,10 +58,12 @@ struct bs_logtail {
     size_t n_files, cap_files;
     ckpt *ck; /* checkpoint entries not yet matched to a file */
     size_t n_ck;
+    ckpt *unreadable; /* inodes already reported as unreadable */
+    size_t n_unreadable;
     bool dirty; /* offsets moved since the last checkpoint */
     bool blocked;
     ev_timer timer;
-    bs_wbuf ev, scratch;
+    bs_wbuf ev, scratch, clean;
     bs_logtail_stats st;
     bs_metric *m_events, *m_blocked, *m_rot, *m_trunc;
 };
@@ -142,6 +144,62 @@ bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min
     return BS_OK;
 }
 
+/* Length of the valid UTF-8 sequence at p[0..n) (1-4), or 0 if invalid. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t len;
+    uint32_t min, cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    /* no overlong forms, no surrogates, nothing past U+10FFFF */
+    if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return 0;
+    return len;
+}
+
+/* True if p[0..n) is valid UTF-8 (fast path for ASCII). */
+static bool utf8_valid(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t l = utf8_seq(p + i, n - i);
+        if (!l) return false;
+        i += l;
+    }
+    return true;
+}
+
+/* Copy p[0..n) into out with each invalid byte replaced by U+FFFD. */
+static void utf8_sanitize(const uint8_t *p, size_t n, bs_wbuf *out)
+{
+    bs_wbuf_reset(out);
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq(p + i, n - i);
+        if (l) {
+            bs_wbuf_put(out, p + i, l);
+            i += l;
+        } else {
+            bs_wbuf_put(out, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+}
+
 /* Render the event pend[a..b) of file f (lines, newline-terminated except
  * maybe the last) as JSON into t->ev. */
 static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
@@ -149,6 +207,16 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
     bs_wbuf *w = &t->ev;
     const char *s = (const char *)f->pend + a;
     size_t len = b - a;
+    if (!utf8_valid((const uint8_t *)s, len)) {
+        /* JSON consumers (and AWS APIs) reject invalid UTF-8 */
+        utf8_sanitize((const uint8_t *)s, len, &t->clean);
+        if (bs_wbuf_status(&t->clean) != BS_OK) {
+            w->failed = true;
+            return;
+        }
+        s = (const char *)t->clean.data;
+        len = t->clean.len;
+    }
     while (len && (s[len - 1] == '\n' || s[len - 1] == '\r'))
         len--;
     const char *nl = memchr(s, '\n', len);
@@ -361,6 +429,23 @@ static void tfile_free(tfile *f)
     free(f);
 }
 
+/* Remember an unreadable inode; true the first time (so it is logged once). */
+static bool note_unreadable(bs_logtail *t, const struct stat *sb)
+{
+    for (size_t i = 0; i < t->n_unreadable; i++)
+        if (t->unreadable[i].dev == (uint64_t)sb->st_dev &&
+            t->unreadable[i].ino == (uint64_t)sb->st_ino)
+            return false;
+    ckpt *n = realloc(t->unreadable, (t->n_unreadable + 1) * sizeof *n);
+    if (!n) return true;
+    t->unreadable = n;
+    memset(&n[t->n_unreadable], 0, sizeof *n);
+    n[t->n_unreadable].dev = (uint64_t)sb->st_dev;
+    n[t->n_unreadable].ino = (uint64_t)sb->st_ino;
+    t->n_unreadable++;
+    return true;
+}
+
 /* Open `path` (dev/ino already known) as a new tracked file, resuming from a
  * matching checkpoint entry. */
 static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, bool initial)
@@ -369,9 +454,19 @@ static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, b
     BS_ENSURE(f, BS_E_NOMEM);
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     f->path = strdup(path);
-    if (f->fd < 0 || !f->path) {
+    if (!f->path) {
         tfile_free(f);
-        return errno == ENOENT ? BS_OK : BS_E_IO; /* gone between glob and open */
+        return BS_E_NOMEM;
+    }
+    if (f->fd < 0) {
+        /* gone between glob and open, or unreadable: the other files go on;
+         * an unreadable file is reported once per inode */
+        int err = errno;
+        tfile_free(f);
+        if (err != ENOENT && note_unreadable(t, sb))
+            BS_LOG_ERRORF(MOD, "cannot read %s: %s (skipped until it becomes readable)", path,
+                          strerror(err));
+        return BS_OK;
     }
     f->dev = (uint64_t)sb->st_dev;
     f->ino = (uint64_t)sb->st_ino;
@@ -428,10 +523,14 @@ static bs_status scan_patterns(bs_logtail *t, bool initial)
     for (size_t p = 0; p < t->o.n_files; p++) {
         glob_t g;
         int rc = glob(t->patterns[p], GLOB_NOSORT, NULL, &g);
-        if (rc == GLOB_NOMATCH) continue;
-        if (rc != 0) {
+        if (rc == GLOB_NOSPACE) {
             globfree(&g);
-            return BS_E_IO;
+            return BS_E_NOMEM;
+        }
+        if (rc != 0) {
+            /* no match yet, or a directory we cannot read: try again next poll */
+            globfree(&g);
+            continue;
         }
         for (size_t k = 0; k < g.gl_pathc; k++) {
             struct stat sb;
@@ -721,6 +820,7 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
     if (!t->o.max_event_bytes) t->o.max_event_bytes = 256 * 1024;
     bs_wbuf_init(&t->ev, 0);
     bs_wbuf_init(&t->scratch, 0);
+    bs_wbuf_init(&t->clean, 0);
     t->state_path = strdup(o->state_path);
     t->patterns = calloc(o->n_files, sizeof *t->patterns);
     st = t->state_path && t->patterns ? BS_OK : BS_E_NOMEM;
@@ -784,9 +884,11 @@ void bs_logtail_free(bs_logtail *t)
             free(t->patterns[i]);
     free(t->patterns);
     free(t->ck);
+    free(t->unreadable);
     free(t->state_path);
     bs_wbuf_free(&t->ev);
     bs_wbuf_free(&t->scratch);
+    bs_wbuf_free(&t->clean);
     free(t);
 }
 

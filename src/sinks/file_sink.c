@@ -235,8 +235,10 @@ static void fs_deliver(void *impl, bs_sink_batch *b)
         }
     if (!have_first) goto done;
     intent it;
-    if (load_intent(fs, b->stream, &it) == BS_OK && it.ino == f->ino && it.first_seq == first &&
-        f->size > it.size) {
+    /* only a first attempt can be a redelivery after a restart; in-process
+     * retries never need it (a failed write is cut off at once) */
+    if (b->attempt == 0 && load_intent(fs, b->stream, &it) == BS_OK && it.ino == f->ino &&
+        it.first_seq == first && f->size > it.size) {
         /* this batch was written before a crash but never acknowledged */
         if (ftruncate(f->fd, (off_t)it.size) != 0) {
             snprintf(why, sizeof why, "cannot cut unacknowledged tail: %s", strerror(errno));

@@ -301,10 +301,14 @@ static bs_status create_segment(bs_spool *sp, uint64_t base)
     BS_GUARD(seg_path(sp, base, path, sizeof path));
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     BS_ENSURE(fd >= 0, BS_E_IO);
-    bs_status st = seg_push(sp, base, 0);
-    if (st == BS_OK) st = fsync_dir(sp->dir);
+    /* the list changes only once the file is durably there */
+    bs_status st = fsync_dir(sp->dir);
+    if (st == BS_OK) st = seg_push(sp, base, 0);
     if (st != BS_OK) {
+        int err = errno;
         close(fd);
+        unlink(path);
+        errno = err;
         return st;
     }
     if (sp->active_fd >= 0) close(sp->active_fd);

@@ -148,6 +148,45 @@ static void test_fields_and_multiline(void)
     free(dir);
 }
 
+static void test_invalid_utf8_replaced(void)
+{
+    char *dir = tu_mkdtemp("tail");
+    char log[512], state[512], sdir[512];
+    snprintf(log, sizeof log, "%s/server.log", dir);
+    snprintf(state, sizeof state, "%s/tail.state", dir);
+    snprintf(sdir, sizeof sdir, "%s/spool", dir);
+    bs_spool_options so;
+    bs_spool_options_default(&so);
+    so.dir = sdir;
+    bs_spool *sp;
+    CHECK_EQ(bs_spool_open(&so, &sp), BS_OK);
+    /* a stray latin-1 byte, an overlong '/', a truncated 3-byte sequence; valid e-acute kept */
+    append(
+        log,
+        "[2026-11-24 21:00:00,001] WARN bad \xff byte \xc0\xaf and \xe2\x82 caf\xc3\xa9 (a.B)\n");
+    const char *files[] = {log};
+    bs_logtail_options o = {.files = files, .n_files = 1, .state_path = state, .flush_ms = 1};
+    bs_logtail *t;
+    CHECK_EQ(bs_logtail_new(NULL, sp, &o, &t), BS_OK);
+    CHECK_EQ(bs_logtail_poll(t), BS_OK);
+    msleep(5);
+    CHECK_EQ(bs_logtail_poll(t), BS_OK);
+    cJSON *ev[2] = {0};
+    CHECK_EQ(read_events(sp, 0, ev, 2), 1);
+    CHECK_STR(
+        jstr(ev[0], "message"),
+        "bad \xef\xbf\xbd byte \xef\xbf\xbd\xef\xbf\xbd and \xef\xbf\xbd\xef\xbf\xbd caf\xc3\xa9");
+    CHECK_STR(jstr(ev[0], "logger"), "a.B");
+    cJSON *end = cJSON_GetObjectItemCaseSensitive(ev[0], "end");
+    /* offsets stay those of the raw bytes in the file */
+    CHECK(cJSON_IsNumber(end) && end->valuedouble == 64);
+    cJSON_Delete(ev[0]);
+    bs_logtail_free(t);
+    bs_spool_close(sp);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_spool_full_blocks_then_resumes(void)
 {
     char *dir = tu_mkdtemp("tail");
@@ -428,6 +467,7 @@ int main(void)
 {
     RUN(test_parse_start);
     RUN(test_fields_and_multiline);
+    RUN(test_invalid_utf8_replaced);
     RUN(test_spool_full_blocks_then_resumes);
     RUN(test_bad_options_and_checkpoint);
     RUN(test_rotation_and_kill9_exactly_once);
