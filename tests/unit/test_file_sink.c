@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <ev.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <zlib.h>
@@ -253,7 +254,11 @@ static void test_kill9_exactly_once_in_files(void)
     char *dir = tu_mkdtemp("fsink");
     for (int round = 0; round < 4; round++) {
         pid_t pid = fork();
-        if (pid == 0) crash_child(dir);
+        if (pid == 0) {
+            /* never outlive the test, even if it crashes */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            crash_child(dir);
+        }
         struct timespec ts = {0, (long)(30 + rand() % 250) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);

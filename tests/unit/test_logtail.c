@@ -5,6 +5,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -314,7 +315,11 @@ static void tailer_child(const e2e *e)
 static pid_t start_child(const e2e *e)
 {
     pid_t pid = fork();
-    if (pid == 0) tailer_child(e);
+    if (pid == 0) {
+        /* never outlive the test, even if it crashes */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        tailer_child(e);
+    }
     return pid;
 }
 
@@ -366,7 +371,7 @@ static bool wait_for(const e2e *e, int k, int max)
 {
     int *count = calloc((size_t)max, sizeof *count), *stacks = calloc((size_t)max, sizeof *stacks);
     bool ok = false;
-    for (int i = 0; i < 2000 && !ok; i++) {
+    for (int i = 0; i < 6000 && !ok; i++) {
         memset(count, 0, (size_t)max * sizeof *count);
         tally_out(e->out, count, stacks, max);
         ok = count[k] > 0;
@@ -436,7 +441,7 @@ static void test_rotation_and_kill9_exactly_once(void)
     CHECK(wait_for(&e, N - 1, N));
     /* give a last event the quiet time, then compare */
     int count[N], stacks[N], done = 0;
-    for (int i = 0; i < 500 && !done; i++) {
+    for (int i = 0; i < 6000 && !done; i++) {
         memset(count, 0, sizeof count);
         memset(stacks, 0, sizeof stacks);
         tally_out(e.out, count, stacks, N);

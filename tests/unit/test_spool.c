@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -308,6 +309,8 @@ static void test_crash_kill9(void)
         CHECK_EQ(pipe(p), 0);
         pid_t pid = fork();
         if (pid == 0) {
+            /* never outlive the test, even if it crashes */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
             close(p[0]);
             crash_child(dir, p[1]);
         }
