@@ -166,7 +166,9 @@ bs_spool_pos bs_spool_reader_pos(const bs_spool_reader *r);
 bs_spool_pos bs_spool_reader_cursor(const bs_spool_reader *r);
 /* Bytes in the spool after this reader's acknowledged cursor. */
 uint64_t bs_spool_reader_lag_bytes(const bs_spool_reader *r);
-/* Called (from bs_spool_sync) when new records may be readable. */
+/* Called (from bs_spool_sync) when new records may be readable. Note that
+ * bs_spool_sync also runs inside bs_spool_append (BS_SPOOL_FSYNC, segment
+ * roll), so the callback may run there: it must not close readers or append. */
 void bs_spool_reader_set_notify(bs_spool_reader *r, void (*fn)(void *arg), void *arg);
 
 #endif
