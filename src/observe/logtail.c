@@ -101,6 +101,7 @@ static int dig(const char *p, int n)
     return v;
 }
 
+/* See logtail.h. */
 bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min, int64_t *epoch_ms,
                                  const char **level, size_t *level_len, const char **rest,
                                  size_t *rest_len)
@@ -628,6 +629,7 @@ static bs_status checkpoint(bs_logtail *t)
     return st;
 }
 
+/* See logtail.h. */
 bs_status bs_logtail_poll(bs_logtail *t)
 {
     ev_tstamp now = ev_time();
@@ -802,6 +804,7 @@ static bs_status reconcile(bs_logtail *t, uint64_t spool_seq)
     return st == BS_E_AGAIN ? BS_OK : st;
 }
 
+/* See logtail.h. */
 bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_options *o,
                          bs_logtail **out)
 {
@@ -872,6 +875,7 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
     return BS_OK;
 }
 
+/* See logtail.h. */
 void bs_logtail_free(bs_logtail *t)
 {
     if (!t) return;
@@ -892,6 +896,7 @@ void bs_logtail_free(bs_logtail *t)
     free(t);
 }
 
+/* See logtail.h. */
 void bs_logtail_get_stats(const bs_logtail *t, bs_logtail_stats *st)
 {
     *st = t->st;

@@ -321,6 +321,7 @@ static const bs_sink_ops file_sink_ops = {
     .destroy = fs_destroy,
 };
 
+/* See file_sink.h. */
 bs_status bs_file_sink_new(const bs_file_sink_options *o, const bs_sink_ops **ops, void **impl)
 {
     BS_ENSURE(o && o->dir && o->dir[0] && ops && impl, BS_E_CONFIG);
@@ -347,6 +348,7 @@ bs_status bs_file_sink_new(const bs_file_sink_options *o, const bs_sink_ops **op
     return BS_OK;
 }
 
+/* See file_sink.h. */
 void bs_file_sink_limits(bs_sink_limits *l)
 {
     memset(l, 0, sizeof *l);

@@ -54,6 +54,7 @@ struct bs_sink {
     unsigned rng;
 };
 
+/* Forward: drive a lane (defined below). */
 static void run(lane *l);
 
 /* Seconds since the epoch as ISO 8601 UTC with milliseconds into out[32]. */
@@ -394,6 +395,7 @@ static void lane_notify(void *arg)
     run((lane *)arg);
 }
 
+/* See sink.h. */
 void bs_sink_batch_done(bs_sink_batch *b)
 {
     bs_sink *s = b->owner;
@@ -425,6 +427,7 @@ static bs_status setup_dlq(bs_sink *s, const char *path)
     return BS_OK;
 }
 
+/* See sink.h. */
 bs_status bs_sink_create(struct ev_loop *loop, bs_spool *sp, const bs_sink_options *o,
                          const bs_sink_ops *ops, void *impl, bs_sink **out)
 {
@@ -488,6 +491,7 @@ fail:
     return st;
 }
 
+/* See sink.h. */
 void bs_sink_destroy(bs_sink *s)
 {
     if (!s) return;
@@ -505,12 +509,14 @@ void bs_sink_destroy(bs_sink *s)
     free(s);
 }
 
+/* See sink.h. */
 void bs_sink_kick(bs_sink *s)
 {
     for (int i = 0; i < BS_STREAM_COUNT; i++)
         if (s->lanes[i].active) run(&s->lanes[i]);
 }
 
+/* See sink.h. */
 void bs_sink_flush(bs_sink *s)
 {
     s->flushing = true;
@@ -518,6 +524,7 @@ void bs_sink_flush(bs_sink *s)
     s->flushing = false;
 }
 
+/* See sink.h. */
 bool bs_sink_idle(bs_sink *s)
 {
     for (int i = 0; i < BS_STREAM_COUNT; i++) {
@@ -533,6 +540,7 @@ bool bs_sink_idle(bs_sink *s)
     return true;
 }
 
+/* See sink.h. */
 void bs_sink_get_stats(const bs_sink *s, bs_sink_stats *st)
 {
     *st = s->st;

@@ -404,6 +404,7 @@ static void init_metrics(bs_spool *sp)
         bs_metrics_counter("brokerside_spool_appended_total", "Events appended to the spool", NULL);
 }
 
+/* See spool.h. */
 bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out)
 {
     bs_status st;
@@ -471,6 +472,7 @@ static void sync_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         BS_LOG_ERRORF(MOD, "periodic fsync of %s failed: %s", sp->dir, strerror(errno));
 }
 
+/* See spool.h. */
 void bs_spool_attach_loop(bs_spool *sp, struct ev_loop *loop)
 {
     sp->loop = loop;
@@ -479,6 +481,7 @@ void bs_spool_attach_loop(bs_spool *sp, struct ev_loop *loop)
     ev_timer_start(loop, &sp->timer);
 }
 
+/* See spool.h. */
 void bs_spool_close(bs_spool *sp)
 {
     if (!sp) return;
@@ -492,6 +495,7 @@ void bs_spool_close(bs_spool *sp)
     free(sp);
 }
 
+/* See spool.h. */
 bs_status bs_spool_sync(bs_spool *sp)
 {
     if (sp->synced_size == sp->active_size) return BS_OK;
@@ -527,6 +531,7 @@ static bs_status reject(bs_spool *sp, bs_stream s, const char *why)
     return BS_E_FULL;
 }
 
+/* See spool.h. */
 bs_status bs_spool_append(bs_spool *sp, bs_stream stream, const void *payload, size_t len,
                           unsigned flags, uint64_t *seq_out)
 {
@@ -596,10 +601,12 @@ bs_status bs_spool_append(bs_spool *sp, bs_stream stream, const void *payload, s
     return BS_OK;
 }
 
+/* See spool.h. */
 uint64_t bs_spool_bytes(const bs_spool *sp)
 {
     return sp->bytes;
 }
+/* See spool.h. */
 uint64_t bs_spool_next_seq(const bs_spool *sp)
 {
     return sp->next_seq;
@@ -613,11 +620,13 @@ const char *bs_spool_dir(const bs_spool *sp)
     return sp->dir;
 }
 
+/* See spool.h. */
 void bs_spool_event_id(const bs_spool *sp, uint64_t seq, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s-%" PRIu64, sp->id, seq);
 }
 
+/* See spool.h. */
 void bs_spool_get_stats(const bs_spool *sp, bs_spool_stats *st)
 {
     *st = sp->st;
@@ -672,6 +681,7 @@ static bs_status reader_new(bs_spool *sp, bs_stream stream, bs_spool_reader **ou
     return BS_OK;
 }
 
+/* See spool.h. */
 bs_status bs_spool_reader_open(bs_spool *sp, const char *name, bs_stream stream,
                                bs_spool_reader **out)
 {
@@ -709,6 +719,7 @@ bs_status bs_spool_reader_open(bs_spool *sp, const char *name, bs_stream stream,
     return BS_OK;
 }
 
+/* See spool.h. */
 bs_status bs_spool_reader_open_at(bs_spool *sp, bs_stream stream, uint64_t from_seq,
                                   bs_spool_reader **out)
 {
@@ -735,6 +746,7 @@ bs_status bs_spool_reader_open_at(bs_spool *sp, bs_stream stream, uint64_t from_
     return BS_OK;
 }
 
+/* See spool.h. */
 void bs_spool_reader_close(bs_spool_reader *r)
 {
     if (!r) return;
@@ -748,6 +760,7 @@ void bs_spool_reader_close(bs_spool_reader *r)
     free(r);
 }
 
+/* See spool.h. */
 void bs_spool_reader_set_notify(bs_spool_reader *r, void (*fn)(void *), void *arg)
 {
     r->notify = fn;
@@ -805,6 +818,7 @@ static void count_corrupt(bs_spool_reader *r, uint64_t off, uint64_t to)
                  r->pos.seg, off, to);
 }
 
+/* See spool.h. */
 bs_status bs_spool_read(bs_spool_reader *r, bs_spool_record *rec)
 {
     bs_spool *sp = r->sp;
@@ -863,11 +877,13 @@ bs_status bs_spool_read(bs_spool_reader *r, bs_spool_record *rec)
     }
 }
 
+/* See spool.h. */
 void bs_spool_unread(bs_spool_reader *r)
 {
     r->pos = r->prev;
 }
 
+/* See spool.h. */
 void bs_spool_reader_rewind(bs_spool_reader *r)
 {
     r->pos = r->prev = r->cursor;
@@ -902,6 +918,7 @@ static void collect(bs_spool *sp)
     bs_metric_set(sp->m_bytes, (int64_t)sp->bytes);
 }
 
+/* See spool.h. */
 bs_status bs_spool_ack(bs_spool_reader *r, bs_spool_pos end)
 {
     BS_ENSURE(r->registered, BS_E_STATE);
@@ -923,15 +940,18 @@ bs_status bs_spool_ack(bs_spool_reader *r, bs_spool_pos end)
     return BS_OK;
 }
 
+/* See spool.h. */
 bs_spool_pos bs_spool_reader_pos(const bs_spool_reader *r)
 {
     return r->pos;
 }
+/* See spool.h. */
 bs_spool_pos bs_spool_reader_cursor(const bs_spool_reader *r)
 {
     return r->cursor;
 }
 
+/* See spool.h. */
 uint64_t bs_spool_reader_lag_bytes(const bs_spool_reader *r)
 {
     const bs_spool *sp = r->sp;
