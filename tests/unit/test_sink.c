@@ -343,6 +343,40 @@ static void test_unacked_redelivered_with_same_ids(void)
     free(dir);
 }
 
+static void test_other_streams_do_not_pin_segments(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    char *dir = tu_mkdtemp("sink");
+    bs_spool *sp = open_spool(dir, loop);
+    static faulty f;
+    memset(&f, 0, sizeof f);
+    f.loop = loop;
+    bs_sink_options o = {.name = "auditonly", .streams = BS_STREAM_MASK(BS_STREAM_AUDIT)};
+    o.limits.max_age_ms = 1;
+    bs_sink *s;
+    CHECK_EQ(bs_sink_create(loop, sp, &o, &faulty_ops, &f, &s), BS_OK);
+    char ev[200];
+    memset(ev, 'l', sizeof ev);
+    CHECK_EQ(bs_spool_append(sp, BS_STREAM_AUDIT, "{}", 2, 0, NULL), BS_OK);
+    for (int i = 0; i < 500; i++)
+        CHECK_EQ(bs_spool_append(sp, BS_STREAM_LOGS, ev, sizeof ev, 0, NULL), BS_OK);
+    CHECK(run_until_idle(loop, sp, s));
+    /* 500 log records (~7 segments): the audit lane acknowledged past the
+     * records it does not ship, so they were deleted as soon as written */
+    CHECK_EQ(tu_count_suffix(dir, ".seg"), 1);
+    CHECK_EQ(bs_metric_value(
+                 bs_metrics_gauge_kv("brokerside_sink_lag_bytes", "", "sink", "auditonly", NULL)),
+             0);
+    bs_sink_stats st;
+    bs_sink_get_stats(s, &st);
+    CHECK_EQ(st.delivered, 1);
+    bs_sink_destroy(s);
+    bs_spool_close(sp);
+    ev_loop_destroy(loop);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_bad_options(void)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
@@ -376,6 +410,7 @@ int main(void)
     RUN(test_backoff_and_give_up);
     RUN(test_limits_and_age);
     RUN(test_unacked_redelivered_with_same_ids);
+    RUN(test_other_streams_do_not_pin_segments);
     RUN(test_bad_options);
     return test_report();
 }
