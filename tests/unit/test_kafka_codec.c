@@ -3,6 +3,8 @@
  * version in the schemas, both encodings, built from the schema tables with
  * fixed seeds, round-tripped byte for byte, rewritten, and truncated. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "brokerside/kafka_rewrite.h"
@@ -418,8 +420,61 @@ static void test_bad_tag_sections(void)
     bs_kafka_arena_free(&a);
 }
 
+/* Writes one corpus file <dir>/<target>/<name>. */
+static void write_seed(const char *dir, const char *target, const char *name, const uint8_t *p, size_t n)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, target);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/%s/%s", dir, target, name);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    CHECK_EQ(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+/* With BS_WRITE_FUZZ_CORPUS=tests/fuzz/corpus, (re)generate the seed corpora
+ * from the same schema-built messages (seed 1 of each message/version). */
+static void write_fuzz_corpus(void)
+{
+    const char *dir = getenv("BS_WRITE_FUZZ_CORPUS");
+    if (!dir) return;
+    for (size_t i = 0; i < bs_kafka_messages_count; i++) {
+        const bs_kafka_message *m = &bs_kafka_messages[i];
+        for (int16_t v = m->min_version; v <= m->max_version; v++) {
+            kgen g = {.state = 0x9E3779B97F4A7C15ULL + (uint64_t)v + 1};
+            bs_wbuf w, frame;
+            bs_wbuf_init(&w, 0);
+            bs_wbuf_init(&frame, 0);
+            bs_wbuf_put_u8(&w, (uint8_t)i);
+            bs_wbuf_put_u8(&w, (uint8_t)(v - m->min_version));
+            kgen_message(&g, m, v, &w);
+            char name[128];
+            snprintf(name, sizeof name, "%s-v%d", m->name, v);
+            write_seed(dir, "fuzz_kafka_response", name, w.data, w.len);
+            if (m->api_key == BS_KAFKA_API_VERSIONS && !m->is_request) {
+                w.data[1] = (uint8_t)v;
+                write_seed(dir, "fuzz_kafka_api_versions", name, w.data + 1, w.len - 1);
+            }
+            if (m->is_request) {
+                /* a framed request: size, header, body */
+                bs_wbuf_put_be32(&frame, 0);
+                CHECK_EQ(bs_kafka_put_request_header(&frame, m->api_key, v, 7, (const uint8_t *)"fuzz", 4), BS_OK);
+                bs_wbuf_put(&frame, w.data + 2, w.len - 2);
+                bs_wbuf_patch_be32(&frame, 0, (uint32_t)(frame.len - 4));
+                write_seed(dir, "fuzz_kafka_framer", name, frame.data, frame.len);
+                write_seed(dir, "fuzz_kafka_request_header", name, frame.data + 4, frame.len - 4);
+            }
+            bs_wbuf_free(&w);
+            bs_wbuf_free(&frame);
+        }
+    }
+}
+
 int main(void)
 {
+    RUN(write_fuzz_corpus);
     RUN(test_every_message_every_version);
     RUN(test_coverage_of_rewritten_apis);
     RUN(test_find_coordinator_errors);
