@@ -3,11 +3,14 @@
  *
  * Every broker endpoint a response carries is replaced with the sidecar
  * address of that node: Metadata brokers[], FindCoordinator host/port (v0-3)
- * and coordinators[] (v4+), DescribeCluster brokers[], and the NodeEndpoints
- * tagged field of Produce (v10+) and Fetch (v16+) responses. Endpoints are
- * found generically: any decoded struct with NodeId (or BrokerId), Host and
- * Port fields present at the message's version. The body is decoded with the
- * schema codec and re-encoded, so lengths (compact or not) are recomputed.
+ * and coordinators[] (v4+), DescribeCluster brokers[], the NodeEndpoints
+ * tagged field of Produce (v10+), Fetch (v16+), ShareFetch and ShareAcknowledge
+ * responses, and DescribeQuorum (v2+) nodes[].listeners[] (controller
+ * addresses). Endpoints are found generically: any decoded struct with Host and
+ * Port fields present at the message's version; its node is its own NodeId
+ * (or BrokerId) field, else the nearest enclosing struct's. The body is decoded
+ * with the schema codec and re-encoded, so lengths (compact or not) are
+ * recomputed.
  */
 #ifndef BROKERSIDE_KAFKA_REWRITE_H
 #define BROKERSIDE_KAFKA_REWRITE_H
@@ -30,8 +33,9 @@ typedef bs_status (*bs_kafka_map_fn)(void *arg, int32_t node_id, char *host, siz
                                      int32_t *port);
 
 /* Could a response of api_key/api_version carry broker endpoints? (Metadata,
- * FindCoordinator, DescribeCluster: always; Produce v10+, Fetch v16+.) The
- * proxy decodes only these responses. */
+ * FindCoordinator, DescribeCluster, ShareFetch, ShareAcknowledge: always;
+ * Produce v10+, Fetch v16+, DescribeQuorum v2+.) The proxy decodes only these
+ * responses. */
 bool bs_kafka_response_has_endpoints(int16_t api_key, int16_t api_version);
 
 /* Rewrite the endpoints in a response body (after the response header).
@@ -55,7 +59,8 @@ bs_status bs_kafka_rewrite_response(int16_t api_key, int16_t api_version, const 
 /* The highest version this build decodes for `api_key`, or -1 for APIs it
  * never decodes (those pass through as the broker advertises them). One
  * place: derived from the generated codec tables for the decoded APIs
- * (Produce, Fetch, Metadata, FindCoordinator, ApiVersions, DescribeCluster). */
+ * (Produce, Fetch, Metadata, FindCoordinator, ApiVersions, DescribeCluster,
+ * DescribeQuorum, ShareFetch, ShareAcknowledge). */
 int16_t bs_kafka_max_supported_version(int16_t api_key);
 
 /* Cap the ApiVersions response body (of `version`) so each decoded API's max

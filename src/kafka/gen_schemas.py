@@ -22,6 +22,7 @@ import sys
 CODEC_MESSAGES = [
     "MetadataResponse", "FindCoordinatorResponse", "DescribeClusterResponse",
     "ApiVersionsResponse", "ProduceResponse", "FetchResponse",
+    "ShareFetchResponse", "ShareAcknowledgeResponse", "DescribeQuorumResponse",
     "ProduceRequest", "FetchRequest", "ApiVersionsRequest", "MetadataRequest",
 ]
 

@@ -9,6 +9,7 @@
 static const int16_t decoded_apis[] = {
     BS_KAFKA_PRODUCE,          BS_KAFKA_FETCH,        BS_KAFKA_METADATA,
     BS_KAFKA_FIND_COORDINATOR, BS_KAFKA_API_VERSIONS, BS_KAFKA_DESCRIBE_CLUSTER,
+    BS_KAFKA_DESCRIBE_QUORUM,  BS_KAFKA_SHARE_FETCH,  BS_KAFKA_SHARE_ACKNOWLEDGE,
 };
 
 /* See kafka_rewrite.h. The cap is the lowest max version among the generated
@@ -27,14 +28,19 @@ int16_t bs_kafka_max_supported_version(int16_t api_key)
     return cap;
 }
 
-/* Does struct `s` (or anything below it) hold an endpoint at version v? */
+/* Index of the struct's node id field (NodeId or BrokerId), or -1. */
+static int node_field(const bs_kafka_struct *s)
+{
+    int node = bs_kafka_struct_field(s, "NodeId");
+    return node >= 0 ? node : bs_kafka_struct_field(s, "BrokerId");
+}
+
+/* Does struct `s` (or anything below it) hold an endpoint (Host and Port) at version v? */
 static bool struct_has_endpoints(const bs_kafka_struct *s, int16_t v, int depth)
 {
     if (depth > BS_KAFKA_MAX_DEPTH) return false;
-    int node = bs_kafka_struct_field(s, "NodeId");
-    if (node < 0) node = bs_kafka_struct_field(s, "BrokerId");
     int host = bs_kafka_struct_field(s, "Host"), port = bs_kafka_struct_field(s, "Port");
-    if (node >= 0 && host >= 0 && port >= 0 && bs_kafka_field_present(&s->fields[host], v)) return true;
+    if (host >= 0 && port >= 0 && bs_kafka_field_present(&s->fields[host], v)) return true;
     for (size_t i = 0; i < s->nfields; i++) {
         const bs_kafka_field *f = &s->fields[i];
         if (f->sub && bs_kafka_field_present(f, v) && struct_has_endpoints(f->sub, v, depth + 1))
@@ -61,19 +67,26 @@ typedef struct rw_ctx {
     int32_t bad_node;
 } rw_ctx;
 
-/* Rewrites the endpoint held by object `o` if its struct is an endpoint struct. */
-static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o)
+/* Rewrites the endpoint held by object `o` if its struct has Host and Port.
+ * The node is the struct's own NodeId/BrokerId, else `parent_node` (the
+ * enclosing struct's, e.g. DescribeQuorum Nodes[].Listeners[]); with neither
+ * there is no node to map by, which is BS_E_NOT_FOUND (bad node -1). */
+static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o, bool has_parent, int32_t parent_node)
 {
     const bs_kafka_struct *s = o->schema;
-    int node = bs_kafka_struct_field(s, "NodeId");
-    if (node < 0) node = bs_kafka_struct_field(s, "BrokerId");
+    int node = node_field(s);
     int host = bs_kafka_struct_field(s, "Host"), port = bs_kafka_struct_field(s, "Port");
     int err = bs_kafka_struct_field(s, "ErrorCode");
-    if (node < 0 || host < 0 || port < 0) return BS_OK;
-    bs_kafka_val *hv = &o->vals[host], *pv = &o->vals[port], *nv = &o->vals[node];
+    if (host < 0 || port < 0) return BS_OK;
+    bs_kafka_val *hv = &o->vals[host], *pv = &o->vals[port];
     /* Absent at this version, or a tagged endpoint not on the wire. */
-    if (!hv->present || !pv->present || !nv->present) return BS_OK;
-    int32_t node_id = (int32_t)nv->i;
+    if (!hv->present || !pv->present) return BS_OK;
+    bool has_node = node >= 0 && o->vals[node].present;
+    if (!has_node && !has_parent) {
+        x->bad_node = -1;
+        return BS_E_NOT_FOUND; /* an address with no node to map it by: never forward it */
+    }
+    int32_t node_id = has_node ? (int32_t)o->vals[node].i : parent_node;
     if (err >= 0 && o->vals[err].present && o->vals[err].i != 0 && node_id == -1) {
         /* An error answer names no broker; make sure it carries no address either. */
         if (hv->n == 0 && !hv->null) return BS_OK;
@@ -93,6 +106,8 @@ static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o)
     }
     size_t n = strnlen(name, sizeof name);
     BS_ENSURE(n <= BS_KAFKA_MAX_HOST, BS_E_MALFORMED);
+    /* DescribeQuorum carries ports as uint16 */
+    BS_ENSURE(s->fields[port].type != BS_KT_UINT16 || (new_port >= 0 && new_port <= 65535), BS_E_MALFORMED);
     void *copy = NULL;
     if (n) {
         BS_GUARD(bs_kafka_arena_alloc(x->a, n, &copy));
@@ -106,18 +121,25 @@ static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o)
     return BS_OK;
 }
 
-/* Walks the tree below `o`, rewriting every endpoint. */
-static bs_status rewrite_walk(rw_ctx *x, bs_kafka_obj *o, int depth)
+/* Walks the tree below `o`, rewriting every endpoint; the innermost node id
+ * seen on the way down is passed to endpoints that have none of their own. */
+static bs_status rewrite_walk(rw_ctx *x, bs_kafka_obj *o, int depth, bool has_node, int32_t node_id)
 {
     BS_ENSURE(depth <= BS_KAFKA_MAX_DEPTH, BS_E_MALFORMED);
-    BS_GUARD(rewrite_endpoint(x, o));
+    BS_GUARD(rewrite_endpoint(x, o, has_node, node_id));
     const bs_kafka_struct *s = o->schema;
+    int nf = node_field(s);
+    if (nf >= 0 && o->vals[nf].present) {
+        has_node = true;
+        node_id = (int32_t)o->vals[nf].i;
+    }
     for (size_t i = 0; i < s->nfields; i++) {
         const bs_kafka_field *f = &s->fields[i];
         bs_kafka_val *val = &o->vals[i];
         if (!f->sub || !val->present || !val->items) continue;
         int32_t n = f->type == BS_KT_STRUCT ? 1 : val->count;
-        for (int32_t k = 0; k < n; k++) BS_GUARD(rewrite_walk(x, &val->items[k], depth + 1));
+        for (int32_t k = 0; k < n; k++)
+            BS_GUARD(rewrite_walk(x, &val->items[k], depth + 1, has_node, node_id));
     }
     return BS_OK;
 }
@@ -138,9 +160,9 @@ bs_status bs_kafka_rewrite_response(int16_t api_key, int16_t api_version, const 
          * unrewritten: the caller caps versions, so this is a broker bug. */
         const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
         bool endpoints_api = api_key == BS_KAFKA_METADATA || api_key == BS_KAFKA_FIND_COORDINATOR ||
-                             api_key == BS_KAFKA_DESCRIBE_CLUSTER ||
-                             (m && api_version > m->max_version &&
-                              (api_key == BS_KAFKA_PRODUCE || api_key == BS_KAFKA_FETCH));
+                             api_key == BS_KAFKA_DESCRIBE_CLUSTER || api_key == BS_KAFKA_SHARE_FETCH ||
+                             api_key == BS_KAFKA_SHARE_ACKNOWLEDGE ||
+                             (m && api_version > m->max_version && api_key != BS_KAFKA_API_VERSIONS);
         return endpoints_api ? BS_E_UNSUPPORTED : BS_OK;
     }
     const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
@@ -152,7 +174,7 @@ bs_status bs_kafka_rewrite_response(int16_t api_key, int16_t api_version, const 
     }
     rw_ctx x = {.v = api_version, .map_fn = map_fn, .map_arg = map_arg, .a = arena, .bad_node = -1};
     BS_GUARD_GOTO(st, bs_kafka_decode(m, api_version, body, len, arena, &root), done);
-    BS_GUARD_GOTO(st, rewrite_walk(&x, root, 0), done);
+    BS_GUARD_GOTO(st, rewrite_walk(&x, root, 0, false, -1), done);
     *bad_node = x.bad_node;
     if (x.changed) BS_GUARD_GOTO(st, bs_kafka_encode(m, api_version, root, out), done);
     *changed = x.changed;

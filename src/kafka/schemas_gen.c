@@ -316,6 +316,139 @@ static const bs_kafka_field bs_ks_FetchResponse_FetchResponse_fields[] = {
 };
 static const bs_kafka_struct bs_ks_FetchResponse_FetchResponse = {"FetchResponse", bs_ks_FetchResponse_FetchResponse_fields, 5};
 
+static const bs_kafka_field bs_ks_ShareFetchResponse_LeaderIdAndEpoch_fields[] = {
+    {"LeaderId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ShareFetchResponse_LeaderIdAndEpoch_fields, 2};
+
+static const bs_kafka_field bs_ks_ShareFetchResponse_AcquiredRecords_fields[] = {
+    {"FirstOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LastOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"DeliveryCount", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_AcquiredRecords = {"AcquiredRecords", bs_ks_ShareFetchResponse_AcquiredRecords_fields, 3};
+
+static const bs_kafka_field bs_ks_ShareFetchResponse_PartitionData_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"AcknowledgeErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"AcknowledgeErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"CurrentLeader", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_LeaderIdAndEpoch},
+    {"Records", BS_KT_RECORDS, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"AcquiredRecords", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_AcquiredRecords},
+};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_PartitionData = {"PartitionData", bs_ks_ShareFetchResponse_PartitionData_fields, 8};
+
+static const bs_kafka_field bs_ks_ShareFetchResponse_ShareFetchableTopicResponse_fields[] = {
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_PartitionData},
+};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_ShareFetchableTopicResponse = {"ShareFetchableTopicResponse", bs_ks_ShareFetchResponse_ShareFetchableTopicResponse_fields, 2};
+
+static const bs_kafka_field bs_ks_ShareFetchResponse_NodeEndpoint_fields[] = {
+    {"NodeId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Host", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Port", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Rack", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ShareFetchResponse_NodeEndpoint_fields, 4};
+
+static const bs_kafka_field bs_ks_ShareFetchResponse_ShareFetchResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_ShareFetchableTopicResponse},
+    {"NodeEndpoints", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_NodeEndpoint},
+};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_ShareFetchResponse = {"ShareFetchResponse", bs_ks_ShareFetchResponse_ShareFetchResponse_fields, 5};
+
+static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch_fields[] = {
+    {"LeaderId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch_fields, 2};
+
+static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_PartitionData_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"CurrentLeader", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch},
+};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_PartitionData = {"PartitionData", bs_ks_ShareAcknowledgeResponse_PartitionData_fields, 4};
+
+static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_fields[] = {
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_PartitionData},
+};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse = {"ShareAcknowledgeTopicResponse", bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_fields, 2};
+
+static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_NodeEndpoint_fields[] = {
+    {"NodeId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Host", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Port", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Rack", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ShareAcknowledgeResponse_NodeEndpoint_fields, 4};
+
+static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse},
+    {"NodeEndpoints", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_NodeEndpoint},
+};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse = {"ShareAcknowledgeResponse", bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse_fields, 5};
+
+static const bs_kafka_field bs_ks_DescribeQuorumResponse_ReplicaState_fields[] = {
+    {"ReplicaId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ReplicaDirectoryId", BS_KT_UUID, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LogEndOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LastFetchTimestamp", BS_KT_INT64, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LastCaughtUpTimestamp", BS_KT_INT64, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_ReplicaState = {"ReplicaState", bs_ks_DescribeQuorumResponse_ReplicaState_fields, 5};
+
+static const bs_kafka_field bs_ks_DescribeQuorumResponse_PartitionData_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 2, 32767, 2, 32767, 1, 0, -1, NULL},
+    {"LeaderId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"HighWatermark", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CurrentVoters", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_ReplicaState},
+    {"Observers", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_ReplicaState},
+};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_PartitionData = {"PartitionData", bs_ks_DescribeQuorumResponse_PartitionData_fields, 8};
+
+static const bs_kafka_field bs_ks_DescribeQuorumResponse_TopicData_fields[] = {
+    {"TopicName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_PartitionData},
+};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_TopicData = {"TopicData", bs_ks_DescribeQuorumResponse_TopicData_fields, 2};
+
+static const bs_kafka_field bs_ks_DescribeQuorumResponse_Listener_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Host", BS_KT_STRING, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Port", BS_KT_UINT16, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_Listener = {"Listener", bs_ks_DescribeQuorumResponse_Listener_fields, 3};
+
+static const bs_kafka_field bs_ks_DescribeQuorumResponse_Node_fields[] = {
+    {"NodeId", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Listeners", BS_KT_ARRAY, BS_KT_STRUCT, 2, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_Listener},
+};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_Node = {"Node", bs_ks_DescribeQuorumResponse_Node_fields, 2};
+
+static const bs_kafka_field bs_ks_DescribeQuorumResponse_DescribeQuorumResponse_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 2, 32767, 2, 32767, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_TopicData},
+    {"Nodes", BS_KT_ARRAY, BS_KT_STRUCT, 2, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_Node},
+};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_DescribeQuorumResponse = {"DescribeQuorumResponse", bs_ks_DescribeQuorumResponse_DescribeQuorumResponse_fields, 4};
+
 static const bs_kafka_field bs_ks_ProduceRequest_PartitionProduceData_fields[] = {
     {"Index", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Records", BS_KT_RECORDS, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
@@ -410,6 +543,9 @@ const bs_kafka_message bs_kafka_messages[] = {
     {"ApiVersionsResponse", 18, false, 0, 4, 3, &bs_ks_ApiVersionsResponse_ApiVersionsResponse},
     {"ProduceResponse", 0, false, 0, 11, 9, &bs_ks_ProduceResponse_ProduceResponse},
     {"FetchResponse", 1, false, 0, 17, 12, &bs_ks_FetchResponse_FetchResponse},
+    {"ShareFetchResponse", 78, false, 0, 0, 0, &bs_ks_ShareFetchResponse_ShareFetchResponse},
+    {"ShareAcknowledgeResponse", 79, false, 0, 0, 0, &bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse},
+    {"DescribeQuorumResponse", 55, false, 0, 2, 0, &bs_ks_DescribeQuorumResponse_DescribeQuorumResponse},
     {"ProduceRequest", 0, true, 0, 11, 9, &bs_ks_ProduceRequest_ProduceRequest},
     {"FetchRequest", 1, true, 0, 17, 12, &bs_ks_FetchRequest_FetchRequest},
     {"ApiVersionsRequest", 18, true, 0, 4, 3, &bs_ks_ApiVersionsRequest_ApiVersionsRequest},

@@ -31,12 +31,18 @@ static inline uint32_t kgen_next(kgen *g)
 
 static inline uint32_t kgen_below(kgen *g, uint32_t n) { return kgen_next(g) % n; }
 
-static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w, int depth);
+static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w, int depth,
+                        int32_t parent_node);
 
+/* Host and Port: an endpoint (its node is its own NodeId/BrokerId or its parent's). */
 static inline bool kgen_is_endpoint(const bs_kafka_struct *s)
 {
-    return (bs_kafka_struct_field(s, "NodeId") >= 0 || bs_kafka_struct_field(s, "BrokerId") >= 0) &&
-           bs_kafka_struct_field(s, "Host") >= 0 && bs_kafka_struct_field(s, "Port") >= 0;
+    return bs_kafka_struct_field(s, "Host") >= 0 && bs_kafka_struct_field(s, "Port") >= 0;
+}
+
+static inline bool kgen_has_node(const bs_kafka_struct *s)
+{
+    return bs_kafka_struct_field(s, "NodeId") >= 0 || bs_kafka_struct_field(s, "BrokerId") >= 0;
 }
 
 static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *f, uint8_t type, int16_t v,
@@ -50,11 +56,14 @@ static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *
     case BS_KT_INT16:
     case BS_KT_UINT16:
         /* error codes stay 0 so endpoint structs are mapped, not passed through */
-        bs_wbuf_put_be16(w, strcmp(f->name, "ErrorCode") == 0 ? 0 : (uint16_t)kgen_next(g));
+        if (endpoint && strcmp(f->name, "Port") == 0)
+            bs_wbuf_put_be16(w, (uint16_t)(19000 + node));
+        else
+            bs_wbuf_put_be16(w, strcmp(f->name, "ErrorCode") == 0 ? 0 : (uint16_t)kgen_next(g));
         break;
     case BS_KT_INT32:
     case BS_KT_UINT32:
-        if (endpoint && (strcmp(f->name, "NodeId") == 0 || strcmp(f->name, "BrokerId") == 0))
+        if (strcmp(f->name, "NodeId") == 0 || strcmp(f->name, "BrokerId") == 0)
             bs_wbuf_put_be32(w, (uint32_t)node);
         else if (endpoint && strcmp(f->name, "Port") == 0)
             bs_wbuf_put_be32(w, (uint32_t)(19000 + node));
@@ -92,7 +101,7 @@ static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *
             bs_kafka_put_bytes(w, flex, buf, n);
         break;
     }
-    case BS_KT_STRUCT: kgen_struct(g, f->sub, v, flex, w, depth + 1); break;
+    case BS_KT_STRUCT: kgen_struct(g, f->sub, v, flex, w, depth + 1, node); break;
     case BS_KT_ARRAY: {
         if (nullable && kgen_below(g, 5) == 0) {
             bs_kafka_put_array_len(w, flex, -1);
@@ -106,9 +115,10 @@ static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *
     }
 }
 
-static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w, int depth)
+static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w, int depth,
+                        int32_t parent_node)
 {
-    int32_t node = 1 + (int32_t)kgen_below(g, 3);
+    int32_t node = kgen_has_node(s) ? 1 + (int32_t)kgen_below(g, 3) : parent_node;
     bool endpoint = kgen_is_endpoint(s);
     int host = bs_kafka_struct_field(s, "Host");
     if (endpoint && bs_kafka_field_present(&s->fields[host], v)) g->endpoints++;
@@ -156,7 +166,7 @@ static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex,
 /* Append a random body of message `m` at version `v` to `w`. */
 static inline void kgen_message(kgen *g, const bs_kafka_message *m, int16_t v, bs_wbuf *w)
 {
-    kgen_struct(g, m->body, v, v >= m->flex_min, w, 0);
+    kgen_struct(g, m->body, v, v >= m->flex_min, w, 0, 1);
 }
 
 #endif

@@ -172,8 +172,9 @@ static void test_every_message_every_version(void)
 /* The endpoint-carrying messages really are covered, with both encodings. */
 static void test_coverage_of_rewritten_apis(void)
 {
-    static const int16_t keys[] = {BS_KAFKA_METADATA, BS_KAFKA_FIND_COORDINATOR, BS_KAFKA_DESCRIBE_CLUSTER,
-                                   BS_KAFKA_PRODUCE, BS_KAFKA_FETCH, BS_KAFKA_API_VERSIONS};
+    static const int16_t keys[] = {BS_KAFKA_METADATA,     BS_KAFKA_FIND_COORDINATOR, BS_KAFKA_DESCRIBE_CLUSTER,
+                                   BS_KAFKA_PRODUCE,      BS_KAFKA_FETCH,            BS_KAFKA_API_VERSIONS,
+                                   BS_KAFKA_SHARE_FETCH,  BS_KAFKA_SHARE_ACKNOWLEDGE, BS_KAFKA_DESCRIBE_QUORUM};
     for (size_t i = 0; i < BS_ARRAY_LEN(keys); i++) {
         const bs_kafka_message *m = bs_kafka_message_find(keys[i], false);
         CHECK(m != NULL);
@@ -182,8 +183,8 @@ static void test_coverage_of_rewritten_apis(void)
         CHECK_EQ(m->min_version, a->min_version);
         CHECK_EQ(m->max_version, a->max_version);
         CHECK_EQ(bs_kafka_max_supported_version(keys[i]), m->max_version);
-        if (keys[i] != BS_KAFKA_DESCRIBE_CLUSTER) CHECK(m->flex_min > m->min_version); /* classic versions exist */
-        CHECK(m->flex_min <= m->max_version);                                            /* flexible too */
+        if (keys[i] <= BS_KAFKA_API_VERSIONS) CHECK(m->flex_min > m->min_version); /* classic versions exist */
+        CHECK(m->flex_min <= m->max_version);                                        /* flexible too */
     }
     CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_PRODUCE, 10));
     CHECK(!bs_kafka_response_has_endpoints(BS_KAFKA_PRODUCE, 9));
@@ -192,6 +193,9 @@ static void test_coverage_of_rewritten_apis(void)
     CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_FIND_COORDINATOR, 0));
     CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_FIND_COORDINATOR, 6));
     CHECK(!bs_kafka_response_has_endpoints(BS_KAFKA_API_VERSIONS, 3));
+    CHECK(!bs_kafka_response_has_endpoints(BS_KAFKA_DESCRIBE_QUORUM, 1));
+    CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_DESCRIBE_QUORUM, 2));
+    CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_SHARE_FETCH, 0));
     CHECK_EQ(bs_kafka_max_supported_version(2), -1); /* ListOffsets: never decoded */
 }
 
