@@ -71,8 +71,9 @@ void bs_kafka_arena_reset(bs_kafka_arena *a)
     }
     a->head = b;
     if (b) {
+        /* only the handed-out part can be dirty: allocations promise zeroed memory */
+        memset(b->data, 0, b->used);
         b->used = 0;
-        memset(b->data, 0, b->size);
     }
     a->used_total = 0;
 }

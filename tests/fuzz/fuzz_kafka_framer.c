@@ -7,6 +7,7 @@
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_framer.h"
 
+/* libFuzzer entry point: one input, never fails (a bug aborts or trips a sanitizer). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     bs_kafka_corr_table t;

@@ -5,6 +5,7 @@
 
 #include "brokerside/kafka.h"
 
+/* libFuzzer entry point: one input, never fails (a bug aborts or trips a sanitizer). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *copy = malloc(size ? size : 1);

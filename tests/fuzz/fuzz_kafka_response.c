@@ -11,7 +11,7 @@
 #include "brokerside/kafka_schema.h"
 #include "brokerside/kafka_summary.h"
 
-/* Maps nodes 0..9; others are unmapped so that error path is fuzzed too. */
+/* Maps nodes 0..9 to sidecar names; others are unmapped so that error path is fuzzed too. */
 static bs_status map(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
 {
     (void)arg;
@@ -21,6 +21,7 @@ static bs_status map(void *arg, int32_t node, char *host, size_t hostlen, int32_
     return BS_OK;
 }
 
+/* Touches the first and last byte of every slice value (ASan checks the bounds). */
 static bs_status visit(void *arg, const bs_kafka_field *f, const bs_kafka_val *v, int event)
 {
     (void)f;
@@ -28,12 +29,14 @@ static bs_status visit(void *arg, const bs_kafka_field *f, const bs_kafka_val *v
     return BS_OK;
 }
 
+/* Sums the figures so the summaries cannot be optimised away. */
 static bs_status topic(void *arg, const bs_kafka_topic_summary *t)
 {
     (*(uint64_t *)arg) += t->record_bytes + t->records;
     return BS_OK;
 }
 
+/* libFuzzer entry point: one input, never fails (a bug aborts or trips a sanitizer). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2) return 0;

@@ -2,7 +2,8 @@
 # run.sh BUILD_DIR SECONDS - run every fuzz_* binary in BUILD_DIR for SECONDS
 # each, starting from its seed corpus in tests/fuzz/corpus/<target>/ (copied to
 # a temporary directory so runs never write into the repository). Fails if any
-# fuzzer reports a crash, leak, sanitizer error or timeout.
+# fuzzer reports a crash, leak, sanitizer error or timeout. A tests/fuzz/<target>.dict
+# is passed as the target's dictionary.
 set -eu
 BUILD=${1:?usage: run.sh BUILD_DIR SECONDS}
 SECONDS_EACH=${2:-20}
@@ -20,8 +21,12 @@ for bin in "$BUILD"/fuzz_*; do
     if [ -d "$HERE/corpus/$name" ]; then
         cp -R "$HERE/corpus/$name/." "$WORK/$name/corpus/"
     fi
+    dict=""
+    # a target may ship a libFuzzer dictionary next to its source
+    if [ -f "$HERE/$name.dict" ]; then dict="-dict=$HERE/$name.dict"; fi
     echo "fuzz: $name for ${SECONDS_EACH}s"
-    if ! "$bin" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    # shellcheck disable=SC2086
+    if ! "$bin" $dict -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
             -print_final_stats=1 -artifact_prefix="$WORK/$name/artifacts/" \
             "$WORK/$name/corpus" >"$WORK/$name/log" 2>&1; then
         echo "fuzz: $name FAILED; last lines of its log:"
