@@ -38,6 +38,10 @@ typedef bs_status (*bs_kafka_map_fn)(void *arg, int32_t node_id, char *host, siz
  * responses. */
 bool bs_kafka_response_has_endpoints(int16_t api_key, int16_t api_version);
 
+/* The reference rule behind bs_kafka_response_has_endpoints, walking the
+ * schema by field names (slow; the generated endpoint_versions masks cache it). */
+bool bs_kafka_struct_has_endpoints(const bs_kafka_struct *s, int16_t v);
+
 /* Rewrite the endpoints in a response body (after the response header).
  * `arena` may be NULL (a private one bounded to 1 MiB + 32 x len is used);
  * a caller-kept arena is reset on entry and holds the tree afterwards.

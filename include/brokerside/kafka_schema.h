@@ -56,6 +56,11 @@ typedef struct bs_kafka_struct {
     const char *name;
     const bs_kafka_field *fields;
     size_t nfields;
+    /* Field indexes (-1 = none) the rewriter needs, resolved by the generator
+     * so the hot path never compares names: NodeId (or BrokerId), Host, Port,
+     * ErrorCode. */
+    int8_t node_idx, host_idx, port_idx, error_idx;
+    bool endpoints_below; /* this struct or a descendant has Host and Port */
 } bs_kafka_struct;
 
 typedef struct bs_kafka_message {
@@ -65,6 +70,10 @@ typedef struct bs_kafka_message {
     int16_t min_version, max_version;
     int16_t flex_min; /* first flexible version, 0x7fff = never */
     const bs_kafka_struct *body;
+    /* bit v set: a body of version v can hold a broker endpoint (a struct with
+     * Host and Port); generated, and checked against bs_kafka_struct_has_endpoints
+     * by the unit tests. */
+    uint64_t endpoint_versions;
 } bs_kafka_message;
 
 /* Generated tables. */

@@ -28,14 +28,8 @@ int16_t bs_kafka_max_supported_version(int16_t api_key)
     return cap;
 }
 
-/* Index of the struct's node id field (NodeId or BrokerId), or -1. */
-static int node_field(const bs_kafka_struct *s)
-{
-    int node = bs_kafka_struct_field(s, "NodeId");
-    return node >= 0 ? node : bs_kafka_struct_field(s, "BrokerId");
-}
-
-/* Does struct `s` (or anything below it) hold an endpoint (Host and Port) at version v? */
+/* Does struct `s` (or anything below it) hold an endpoint (Host and Port,
+ * Host present) at version v? Compares names: used for checking only. */
 static bool struct_has_endpoints(const bs_kafka_struct *s, int16_t v, int depth)
 {
     if (depth > BS_KAFKA_MAX_DEPTH) return false;
@@ -49,13 +43,21 @@ static bool struct_has_endpoints(const bs_kafka_struct *s, int16_t v, int depth)
     return false;
 }
 
+/* See kafka_rewrite.h. The reference walk over the schema; the generated
+ * endpoint_versions masks cache it (the unit tests check they agree). */
+bool bs_kafka_struct_has_endpoints(const bs_kafka_struct *s, int16_t v)
+{
+    return struct_has_endpoints(s, v, 0);
+}
+
 /* See kafka_rewrite.h. */
 bool bs_kafka_response_has_endpoints(int16_t api_key, int16_t api_version)
 {
     if (api_key == BS_KAFKA_API_VERSIONS) return false;
     const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
-    if (!m || api_version < m->min_version || api_version > m->max_version) return false;
-    return struct_has_endpoints(m->body, api_version, 0);
+    if (!m || api_version < m->min_version || api_version > m->max_version || api_version >= 64)
+        return false;
+    return (m->endpoint_versions >> api_version) & 1;
 }
 
 typedef struct rw_ctx {
@@ -74,9 +76,7 @@ typedef struct rw_ctx {
 static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o, bool has_parent, int32_t parent_node)
 {
     const bs_kafka_struct *s = o->schema;
-    int node = node_field(s);
-    int host = bs_kafka_struct_field(s, "Host"), port = bs_kafka_struct_field(s, "Port");
-    int err = bs_kafka_struct_field(s, "ErrorCode");
+    int node = s->node_idx, host = s->host_idx, port = s->port_idx, err = s->error_idx;
     if (host < 0 || port < 0) return BS_OK;
     bs_kafka_val *hv = &o->vals[host], *pv = &o->vals[port];
     /* Absent at this version, or a tagged endpoint not on the wire. */
@@ -128,7 +128,7 @@ static bs_status rewrite_walk(rw_ctx *x, bs_kafka_obj *o, int depth, bool has_no
     BS_ENSURE(depth <= BS_KAFKA_MAX_DEPTH, BS_E_MALFORMED);
     BS_GUARD(rewrite_endpoint(x, o, has_node, node_id));
     const bs_kafka_struct *s = o->schema;
-    int nf = node_field(s);
+    int nf = s->node_idx;
     if (nf >= 0 && o->vals[nf].present) {
         has_node = true;
         node_id = (int32_t)o->vals[nf].i;
@@ -136,7 +136,8 @@ static bs_status rewrite_walk(rw_ctx *x, bs_kafka_obj *o, int depth, bool has_no
     for (size_t i = 0; i < s->nfields; i++) {
         const bs_kafka_field *f = &s->fields[i];
         bs_kafka_val *val = &o->vals[i];
-        if (!f->sub || !val->present || !val->items) continue;
+        /* subtrees that cannot hold an endpoint (Fetch partitions...) are skipped whole */
+        if (!f->sub || !f->sub->endpoints_below || !val->present || !val->items) continue;
         int32_t n = f->type == BS_KT_STRUCT ? 1 : val->count;
         for (int32_t k = 0; k < n; k++)
             BS_GUARD(rewrite_walk(x, &val->items[k], depth + 1, has_node, node_id));

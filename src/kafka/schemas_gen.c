@@ -102,7 +102,7 @@ static const bs_kafka_field bs_ks_MetadataResponse_MetadataResponseBroker_fields
     {"Port", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Rack", BS_KT_STRING, BS_KT_NONE, 1, 32767, 1, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponseBroker = {"MetadataResponseBroker", bs_ks_MetadataResponse_MetadataResponseBroker_fields, 4};
+static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponseBroker = {"MetadataResponseBroker", bs_ks_MetadataResponse_MetadataResponseBroker_fields, 4, 0, 1, 2, -1, true};
 
 static const bs_kafka_field bs_ks_MetadataResponse_MetadataResponsePartition_fields[] = {
     {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -113,7 +113,7 @@ static const bs_kafka_field bs_ks_MetadataResponse_MetadataResponsePartition_fie
     {"IsrNodes", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"OfflineReplicas", BS_KT_ARRAY, BS_KT_INT32, 5, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponsePartition = {"MetadataResponsePartition", bs_ks_MetadataResponse_MetadataResponsePartition_fields, 7};
+static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponsePartition = {"MetadataResponsePartition", bs_ks_MetadataResponse_MetadataResponsePartition_fields, 7, -1, -1, -1, 0, false};
 
 static const bs_kafka_field bs_ks_MetadataResponse_MetadataResponseTopic_fields[] = {
     {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -123,7 +123,7 @@ static const bs_kafka_field bs_ks_MetadataResponse_MetadataResponseTopic_fields[
     {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_MetadataResponse_MetadataResponsePartition},
     {"TopicAuthorizedOperations", BS_KT_INT32, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponseTopic = {"MetadataResponseTopic", bs_ks_MetadataResponse_MetadataResponseTopic_fields, 6};
+static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponseTopic = {"MetadataResponseTopic", bs_ks_MetadataResponse_MetadataResponseTopic_fields, 6, -1, -1, -1, 0, false};
 
 static const bs_kafka_field bs_ks_MetadataResponse_MetadataResponse_fields[] = {
     {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
@@ -133,7 +133,7 @@ static const bs_kafka_field bs_ks_MetadataResponse_MetadataResponse_fields[] = {
     {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_MetadataResponse_MetadataResponseTopic},
     {"ClusterAuthorizedOperations", BS_KT_INT32, BS_KT_NONE, 8, 10, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponse = {"MetadataResponse", bs_ks_MetadataResponse_MetadataResponse_fields, 6};
+static const bs_kafka_struct bs_ks_MetadataResponse_MetadataResponse = {"MetadataResponse", bs_ks_MetadataResponse_MetadataResponse_fields, 6, -1, -1, -1, -1, true};
 
 static const bs_kafka_field bs_ks_FindCoordinatorResponse_Coordinator_fields[] = {
     {"Key", BS_KT_STRING, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
@@ -143,7 +143,7 @@ static const bs_kafka_field bs_ks_FindCoordinatorResponse_Coordinator_fields[] =
     {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
     {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 4, 32767, 4, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FindCoordinatorResponse_Coordinator = {"Coordinator", bs_ks_FindCoordinatorResponse_Coordinator_fields, 6};
+static const bs_kafka_struct bs_ks_FindCoordinatorResponse_Coordinator = {"Coordinator", bs_ks_FindCoordinatorResponse_Coordinator_fields, 6, 1, 2, 3, 4, true};
 
 static const bs_kafka_field bs_ks_FindCoordinatorResponse_FindCoordinatorResponse_fields[] = {
     {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
@@ -154,7 +154,7 @@ static const bs_kafka_field bs_ks_FindCoordinatorResponse_FindCoordinatorRespons
     {"Port", BS_KT_INT32, BS_KT_NONE, 0, 3, 1, 0, 1, 0, -1, NULL},
     {"Coordinators", BS_KT_ARRAY, BS_KT_STRUCT, 4, 32767, 1, 0, 1, 0, -1, &bs_ks_FindCoordinatorResponse_Coordinator},
 };
-static const bs_kafka_struct bs_ks_FindCoordinatorResponse_FindCoordinatorResponse = {"FindCoordinatorResponse", bs_ks_FindCoordinatorResponse_FindCoordinatorResponse_fields, 7};
+static const bs_kafka_struct bs_ks_FindCoordinatorResponse_FindCoordinatorResponse = {"FindCoordinatorResponse", bs_ks_FindCoordinatorResponse_FindCoordinatorResponse_fields, 7, 3, 4, 5, 1, true};
 
 static const bs_kafka_field bs_ks_DescribeClusterResponse_DescribeClusterBroker_fields[] = {
     {"BrokerId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -162,7 +162,7 @@ static const bs_kafka_field bs_ks_DescribeClusterResponse_DescribeClusterBroker_
     {"Port", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Rack", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_DescribeClusterResponse_DescribeClusterBroker = {"DescribeClusterBroker", bs_ks_DescribeClusterResponse_DescribeClusterBroker_fields, 4};
+static const bs_kafka_struct bs_ks_DescribeClusterResponse_DescribeClusterBroker = {"DescribeClusterBroker", bs_ks_DescribeClusterResponse_DescribeClusterBroker_fields, 4, 0, 1, 2, -1, true};
 
 static const bs_kafka_field bs_ks_DescribeClusterResponse_DescribeClusterResponse_fields[] = {
     {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -174,28 +174,28 @@ static const bs_kafka_field bs_ks_DescribeClusterResponse_DescribeClusterRespons
     {"Brokers", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeClusterResponse_DescribeClusterBroker},
     {"ClusterAuthorizedOperations", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_DescribeClusterResponse_DescribeClusterResponse = {"DescribeClusterResponse", bs_ks_DescribeClusterResponse_DescribeClusterResponse_fields, 8};
+static const bs_kafka_struct bs_ks_DescribeClusterResponse_DescribeClusterResponse = {"DescribeClusterResponse", bs_ks_DescribeClusterResponse_DescribeClusterResponse_fields, 8, -1, -1, -1, 1, true};
 
 static const bs_kafka_field bs_ks_ApiVersionsResponse_ApiVersion_fields[] = {
     {"ApiKey", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"MinVersion", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"MaxVersion", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ApiVersionsResponse_ApiVersion = {"ApiVersion", bs_ks_ApiVersionsResponse_ApiVersion_fields, 3};
+static const bs_kafka_struct bs_ks_ApiVersionsResponse_ApiVersion = {"ApiVersion", bs_ks_ApiVersionsResponse_ApiVersion_fields, 3, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ApiVersionsResponse_SupportedFeatureKey_fields[] = {
     {"Name", BS_KT_STRING, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
     {"MinVersion", BS_KT_INT16, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
     {"MaxVersion", BS_KT_INT16, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ApiVersionsResponse_SupportedFeatureKey = {"SupportedFeatureKey", bs_ks_ApiVersionsResponse_SupportedFeatureKey_fields, 3};
+static const bs_kafka_struct bs_ks_ApiVersionsResponse_SupportedFeatureKey = {"SupportedFeatureKey", bs_ks_ApiVersionsResponse_SupportedFeatureKey_fields, 3, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ApiVersionsResponse_FinalizedFeatureKey_fields[] = {
     {"Name", BS_KT_STRING, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
     {"MaxVersionLevel", BS_KT_INT16, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
     {"MinVersionLevel", BS_KT_INT16, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ApiVersionsResponse_FinalizedFeatureKey = {"FinalizedFeatureKey", bs_ks_ApiVersionsResponse_FinalizedFeatureKey_fields, 3};
+static const bs_kafka_struct bs_ks_ApiVersionsResponse_FinalizedFeatureKey = {"FinalizedFeatureKey", bs_ks_ApiVersionsResponse_FinalizedFeatureKey_fields, 3, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ApiVersionsResponse_ApiVersionsResponse_fields[] = {
     {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -206,19 +206,19 @@ static const bs_kafka_field bs_ks_ApiVersionsResponse_ApiVersionsResponse_fields
     {"FinalizedFeatures", BS_KT_ARRAY, BS_KT_STRUCT, 3, 32767, 1, 0, 3, 32767, 2, &bs_ks_ApiVersionsResponse_FinalizedFeatureKey},
     {"ZkMigrationReady", BS_KT_BOOL, BS_KT_NONE, 3, 32767, 1, 0, 3, 32767, 3, NULL},
 };
-static const bs_kafka_struct bs_ks_ApiVersionsResponse_ApiVersionsResponse = {"ApiVersionsResponse", bs_ks_ApiVersionsResponse_ApiVersionsResponse_fields, 7};
+static const bs_kafka_struct bs_ks_ApiVersionsResponse_ApiVersionsResponse = {"ApiVersionsResponse", bs_ks_ApiVersionsResponse_ApiVersionsResponse_fields, 7, -1, -1, -1, 0, false};
 
 static const bs_kafka_field bs_ks_ProduceResponse_BatchIndexAndErrorMessage_fields[] = {
     {"BatchIndex", BS_KT_INT32, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
     {"BatchIndexErrorMessage", BS_KT_STRING, BS_KT_NONE, 8, 32767, 8, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ProduceResponse_BatchIndexAndErrorMessage = {"BatchIndexAndErrorMessage", bs_ks_ProduceResponse_BatchIndexAndErrorMessage_fields, 2};
+static const bs_kafka_struct bs_ks_ProduceResponse_BatchIndexAndErrorMessage = {"BatchIndexAndErrorMessage", bs_ks_ProduceResponse_BatchIndexAndErrorMessage_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ProduceResponse_LeaderIdAndEpoch_fields[] = {
     {"LeaderId", BS_KT_INT32, BS_KT_NONE, 10, 32767, 1, 0, 1, 0, -1, NULL},
     {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 10, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ProduceResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ProduceResponse_LeaderIdAndEpoch_fields, 2};
+static const bs_kafka_struct bs_ks_ProduceResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ProduceResponse_LeaderIdAndEpoch_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ProduceResponse_PartitionProduceResponse_fields[] = {
     {"Index", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -230,13 +230,13 @@ static const bs_kafka_field bs_ks_ProduceResponse_PartitionProduceResponse_field
     {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 8, 32767, 8, 32767, 1, 0, -1, NULL},
     {"CurrentLeader", BS_KT_STRUCT, BS_KT_NONE, 10, 32767, 1, 0, 10, 32767, 0, &bs_ks_ProduceResponse_LeaderIdAndEpoch},
 };
-static const bs_kafka_struct bs_ks_ProduceResponse_PartitionProduceResponse = {"PartitionProduceResponse", bs_ks_ProduceResponse_PartitionProduceResponse_fields, 8};
+static const bs_kafka_struct bs_ks_ProduceResponse_PartitionProduceResponse = {"PartitionProduceResponse", bs_ks_ProduceResponse_PartitionProduceResponse_fields, 8, -1, -1, -1, 1, false};
 
 static const bs_kafka_field bs_ks_ProduceResponse_TopicProduceResponse_fields[] = {
     {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"PartitionResponses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ProduceResponse_PartitionProduceResponse},
 };
-static const bs_kafka_struct bs_ks_ProduceResponse_TopicProduceResponse = {"TopicProduceResponse", bs_ks_ProduceResponse_TopicProduceResponse_fields, 2};
+static const bs_kafka_struct bs_ks_ProduceResponse_TopicProduceResponse = {"TopicProduceResponse", bs_ks_ProduceResponse_TopicProduceResponse_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ProduceResponse_NodeEndpoint_fields[] = {
     {"NodeId", BS_KT_INT32, BS_KT_NONE, 10, 32767, 1, 0, 1, 0, -1, NULL},
@@ -244,38 +244,38 @@ static const bs_kafka_field bs_ks_ProduceResponse_NodeEndpoint_fields[] = {
     {"Port", BS_KT_INT32, BS_KT_NONE, 10, 32767, 1, 0, 1, 0, -1, NULL},
     {"Rack", BS_KT_STRING, BS_KT_NONE, 10, 32767, 10, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ProduceResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ProduceResponse_NodeEndpoint_fields, 4};
+static const bs_kafka_struct bs_ks_ProduceResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ProduceResponse_NodeEndpoint_fields, 4, 0, 1, 2, -1, true};
 
 static const bs_kafka_field bs_ks_ProduceResponse_ProduceResponse_fields[] = {
     {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ProduceResponse_TopicProduceResponse},
     {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
     {"NodeEndpoints", BS_KT_ARRAY, BS_KT_STRUCT, 10, 32767, 1, 0, 10, 32767, 0, &bs_ks_ProduceResponse_NodeEndpoint},
 };
-static const bs_kafka_struct bs_ks_ProduceResponse_ProduceResponse = {"ProduceResponse", bs_ks_ProduceResponse_ProduceResponse_fields, 3};
+static const bs_kafka_struct bs_ks_ProduceResponse_ProduceResponse = {"ProduceResponse", bs_ks_ProduceResponse_ProduceResponse_fields, 3, -1, -1, -1, -1, true};
 
 static const bs_kafka_field bs_ks_FetchResponse_EpochEndOffset_fields[] = {
     {"Epoch", BS_KT_INT32, BS_KT_NONE, 12, 32767, 1, 0, 1, 0, -1, NULL},
     {"EndOffset", BS_KT_INT64, BS_KT_NONE, 12, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_EpochEndOffset = {"EpochEndOffset", bs_ks_FetchResponse_EpochEndOffset_fields, 2};
+static const bs_kafka_struct bs_ks_FetchResponse_EpochEndOffset = {"EpochEndOffset", bs_ks_FetchResponse_EpochEndOffset_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchResponse_LeaderIdAndEpoch_fields[] = {
     {"LeaderId", BS_KT_INT32, BS_KT_NONE, 12, 32767, 1, 0, 1, 0, -1, NULL},
     {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 12, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_FetchResponse_LeaderIdAndEpoch_fields, 2};
+static const bs_kafka_struct bs_ks_FetchResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_FetchResponse_LeaderIdAndEpoch_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchResponse_SnapshotId_fields[] = {
     {"EndOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Epoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_SnapshotId = {"SnapshotId", bs_ks_FetchResponse_SnapshotId_fields, 2};
+static const bs_kafka_struct bs_ks_FetchResponse_SnapshotId = {"SnapshotId", bs_ks_FetchResponse_SnapshotId_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchResponse_AbortedTransaction_fields[] = {
     {"ProducerId", BS_KT_INT64, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
     {"FirstOffset", BS_KT_INT64, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_AbortedTransaction = {"AbortedTransaction", bs_ks_FetchResponse_AbortedTransaction_fields, 2};
+static const bs_kafka_struct bs_ks_FetchResponse_AbortedTransaction = {"AbortedTransaction", bs_ks_FetchResponse_AbortedTransaction_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchResponse_PartitionData_fields[] = {
     {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -290,14 +290,14 @@ static const bs_kafka_field bs_ks_FetchResponse_PartitionData_fields[] = {
     {"PreferredReadReplica", BS_KT_INT32, BS_KT_NONE, 11, 32767, 1, 0, 1, 0, -1, NULL},
     {"Records", BS_KT_RECORDS, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_PartitionData = {"PartitionData", bs_ks_FetchResponse_PartitionData_fields, 11};
+static const bs_kafka_struct bs_ks_FetchResponse_PartitionData = {"PartitionData", bs_ks_FetchResponse_PartitionData_fields, 11, -1, -1, -1, 1, false};
 
 static const bs_kafka_field bs_ks_FetchResponse_FetchableTopicResponse_fields[] = {
     {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 12, 1, 0, 1, 0, -1, NULL},
     {"TopicId", BS_KT_UUID, BS_KT_NONE, 13, 32767, 1, 0, 1, 0, -1, NULL},
     {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_FetchResponse_PartitionData},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_FetchableTopicResponse = {"FetchableTopicResponse", bs_ks_FetchResponse_FetchableTopicResponse_fields, 3};
+static const bs_kafka_struct bs_ks_FetchResponse_FetchableTopicResponse = {"FetchableTopicResponse", bs_ks_FetchResponse_FetchableTopicResponse_fields, 3, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchResponse_NodeEndpoint_fields[] = {
     {"NodeId", BS_KT_INT32, BS_KT_NONE, 16, 32767, 1, 0, 1, 0, -1, NULL},
@@ -305,7 +305,7 @@ static const bs_kafka_field bs_ks_FetchResponse_NodeEndpoint_fields[] = {
     {"Port", BS_KT_INT32, BS_KT_NONE, 16, 32767, 1, 0, 1, 0, -1, NULL},
     {"Rack", BS_KT_STRING, BS_KT_NONE, 16, 32767, 16, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_FetchResponse_NodeEndpoint_fields, 4};
+static const bs_kafka_struct bs_ks_FetchResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_FetchResponse_NodeEndpoint_fields, 4, 0, 1, 2, -1, true};
 
 static const bs_kafka_field bs_ks_FetchResponse_FetchResponse_fields[] = {
     {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
@@ -314,20 +314,20 @@ static const bs_kafka_field bs_ks_FetchResponse_FetchResponse_fields[] = {
     {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_FetchResponse_FetchableTopicResponse},
     {"NodeEndpoints", BS_KT_ARRAY, BS_KT_STRUCT, 16, 32767, 1, 0, 16, 32767, 0, &bs_ks_FetchResponse_NodeEndpoint},
 };
-static const bs_kafka_struct bs_ks_FetchResponse_FetchResponse = {"FetchResponse", bs_ks_FetchResponse_FetchResponse_fields, 5};
+static const bs_kafka_struct bs_ks_FetchResponse_FetchResponse = {"FetchResponse", bs_ks_FetchResponse_FetchResponse_fields, 5, -1, -1, -1, 1, true};
 
 static const bs_kafka_field bs_ks_ShareFetchResponse_LeaderIdAndEpoch_fields[] = {
     {"LeaderId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ShareFetchResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ShareFetchResponse_LeaderIdAndEpoch_fields, 2};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ShareFetchResponse_LeaderIdAndEpoch_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ShareFetchResponse_AcquiredRecords_fields[] = {
     {"FirstOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"LastOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"DeliveryCount", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ShareFetchResponse_AcquiredRecords = {"AcquiredRecords", bs_ks_ShareFetchResponse_AcquiredRecords_fields, 3};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_AcquiredRecords = {"AcquiredRecords", bs_ks_ShareFetchResponse_AcquiredRecords_fields, 3, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ShareFetchResponse_PartitionData_fields[] = {
     {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -339,13 +339,13 @@ static const bs_kafka_field bs_ks_ShareFetchResponse_PartitionData_fields[] = {
     {"Records", BS_KT_RECORDS, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
     {"AcquiredRecords", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_AcquiredRecords},
 };
-static const bs_kafka_struct bs_ks_ShareFetchResponse_PartitionData = {"PartitionData", bs_ks_ShareFetchResponse_PartitionData_fields, 8};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_PartitionData = {"PartitionData", bs_ks_ShareFetchResponse_PartitionData_fields, 8, -1, -1, -1, 1, false};
 
 static const bs_kafka_field bs_ks_ShareFetchResponse_ShareFetchableTopicResponse_fields[] = {
     {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_PartitionData},
 };
-static const bs_kafka_struct bs_ks_ShareFetchResponse_ShareFetchableTopicResponse = {"ShareFetchableTopicResponse", bs_ks_ShareFetchResponse_ShareFetchableTopicResponse_fields, 2};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_ShareFetchableTopicResponse = {"ShareFetchableTopicResponse", bs_ks_ShareFetchResponse_ShareFetchableTopicResponse_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ShareFetchResponse_NodeEndpoint_fields[] = {
     {"NodeId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -353,7 +353,7 @@ static const bs_kafka_field bs_ks_ShareFetchResponse_NodeEndpoint_fields[] = {
     {"Port", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Rack", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ShareFetchResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ShareFetchResponse_NodeEndpoint_fields, 4};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ShareFetchResponse_NodeEndpoint_fields, 4, 0, 1, 2, -1, true};
 
 static const bs_kafka_field bs_ks_ShareFetchResponse_ShareFetchResponse_fields[] = {
     {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -362,13 +362,13 @@ static const bs_kafka_field bs_ks_ShareFetchResponse_ShareFetchResponse_fields[]
     {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_ShareFetchableTopicResponse},
     {"NodeEndpoints", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareFetchResponse_NodeEndpoint},
 };
-static const bs_kafka_struct bs_ks_ShareFetchResponse_ShareFetchResponse = {"ShareFetchResponse", bs_ks_ShareFetchResponse_ShareFetchResponse_fields, 5};
+static const bs_kafka_struct bs_ks_ShareFetchResponse_ShareFetchResponse = {"ShareFetchResponse", bs_ks_ShareFetchResponse_ShareFetchResponse_fields, 5, -1, -1, -1, 1, true};
 
 static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch_fields[] = {
     {"LeaderId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch_fields, 2};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch = {"LeaderIdAndEpoch", bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_PartitionData_fields[] = {
     {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -376,13 +376,13 @@ static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_PartitionData_fields[
     {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
     {"CurrentLeader", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_LeaderIdAndEpoch},
 };
-static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_PartitionData = {"PartitionData", bs_ks_ShareAcknowledgeResponse_PartitionData_fields, 4};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_PartitionData = {"PartitionData", bs_ks_ShareAcknowledgeResponse_PartitionData_fields, 4, -1, -1, -1, 1, false};
 
 static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_fields[] = {
     {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_PartitionData},
 };
-static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse = {"ShareAcknowledgeTopicResponse", bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_fields, 2};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse = {"ShareAcknowledgeTopicResponse", bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_NodeEndpoint_fields[] = {
     {"NodeId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -390,7 +390,7 @@ static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_NodeEndpoint_fields[]
     {"Port", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Rack", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ShareAcknowledgeResponse_NodeEndpoint_fields, 4};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_NodeEndpoint = {"NodeEndpoint", bs_ks_ShareAcknowledgeResponse_NodeEndpoint_fields, 4, 0, 1, 2, -1, true};
 
 static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse_fields[] = {
     {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -399,7 +399,7 @@ static const bs_kafka_field bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeRespo
     {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse},
     {"NodeEndpoints", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ShareAcknowledgeResponse_NodeEndpoint},
 };
-static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse = {"ShareAcknowledgeResponse", bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse_fields, 5};
+static const bs_kafka_struct bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse = {"ShareAcknowledgeResponse", bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse_fields, 5, -1, -1, -1, 1, true};
 
 static const bs_kafka_field bs_ks_DescribeQuorumResponse_ReplicaState_fields[] = {
     {"ReplicaId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -408,7 +408,7 @@ static const bs_kafka_field bs_ks_DescribeQuorumResponse_ReplicaState_fields[] =
     {"LastFetchTimestamp", BS_KT_INT64, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
     {"LastCaughtUpTimestamp", BS_KT_INT64, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_DescribeQuorumResponse_ReplicaState = {"ReplicaState", bs_ks_DescribeQuorumResponse_ReplicaState_fields, 5};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_ReplicaState = {"ReplicaState", bs_ks_DescribeQuorumResponse_ReplicaState_fields, 5, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_DescribeQuorumResponse_PartitionData_fields[] = {
     {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -420,26 +420,26 @@ static const bs_kafka_field bs_ks_DescribeQuorumResponse_PartitionData_fields[] 
     {"CurrentVoters", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_ReplicaState},
     {"Observers", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_ReplicaState},
 };
-static const bs_kafka_struct bs_ks_DescribeQuorumResponse_PartitionData = {"PartitionData", bs_ks_DescribeQuorumResponse_PartitionData_fields, 8};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_PartitionData = {"PartitionData", bs_ks_DescribeQuorumResponse_PartitionData_fields, 8, -1, -1, -1, 1, false};
 
 static const bs_kafka_field bs_ks_DescribeQuorumResponse_TopicData_fields[] = {
     {"TopicName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_PartitionData},
 };
-static const bs_kafka_struct bs_ks_DescribeQuorumResponse_TopicData = {"TopicData", bs_ks_DescribeQuorumResponse_TopicData_fields, 2};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_TopicData = {"TopicData", bs_ks_DescribeQuorumResponse_TopicData_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_DescribeQuorumResponse_Listener_fields[] = {
     {"Name", BS_KT_STRING, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
     {"Host", BS_KT_STRING, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
     {"Port", BS_KT_UINT16, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_DescribeQuorumResponse_Listener = {"Listener", bs_ks_DescribeQuorumResponse_Listener_fields, 3};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_Listener = {"Listener", bs_ks_DescribeQuorumResponse_Listener_fields, 3, -1, 1, 2, -1, true};
 
 static const bs_kafka_field bs_ks_DescribeQuorumResponse_Node_fields[] = {
     {"NodeId", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
     {"Listeners", BS_KT_ARRAY, BS_KT_STRUCT, 2, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_Listener},
 };
-static const bs_kafka_struct bs_ks_DescribeQuorumResponse_Node = {"Node", bs_ks_DescribeQuorumResponse_Node_fields, 2};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_Node = {"Node", bs_ks_DescribeQuorumResponse_Node_fields, 2, 0, -1, -1, -1, true};
 
 static const bs_kafka_field bs_ks_DescribeQuorumResponse_DescribeQuorumResponse_fields[] = {
     {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -447,19 +447,19 @@ static const bs_kafka_field bs_ks_DescribeQuorumResponse_DescribeQuorumResponse_
     {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_TopicData},
     {"Nodes", BS_KT_ARRAY, BS_KT_STRUCT, 2, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeQuorumResponse_Node},
 };
-static const bs_kafka_struct bs_ks_DescribeQuorumResponse_DescribeQuorumResponse = {"DescribeQuorumResponse", bs_ks_DescribeQuorumResponse_DescribeQuorumResponse_fields, 4};
+static const bs_kafka_struct bs_ks_DescribeQuorumResponse_DescribeQuorumResponse = {"DescribeQuorumResponse", bs_ks_DescribeQuorumResponse_DescribeQuorumResponse_fields, 4, -1, -1, -1, 0, true};
 
 static const bs_kafka_field bs_ks_ProduceRequest_PartitionProduceData_fields[] = {
     {"Index", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"Records", BS_KT_RECORDS, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ProduceRequest_PartitionProduceData = {"PartitionProduceData", bs_ks_ProduceRequest_PartitionProduceData_fields, 2};
+static const bs_kafka_struct bs_ks_ProduceRequest_PartitionProduceData = {"PartitionProduceData", bs_ks_ProduceRequest_PartitionProduceData_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ProduceRequest_TopicProduceData_fields[] = {
     {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"PartitionData", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ProduceRequest_PartitionProduceData},
 };
-static const bs_kafka_struct bs_ks_ProduceRequest_TopicProduceData = {"TopicProduceData", bs_ks_ProduceRequest_TopicProduceData_fields, 2};
+static const bs_kafka_struct bs_ks_ProduceRequest_TopicProduceData = {"TopicProduceData", bs_ks_ProduceRequest_TopicProduceData_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ProduceRequest_ProduceRequest_fields[] = {
     {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 3, 32767, 1, 0, -1, NULL},
@@ -467,13 +467,13 @@ static const bs_kafka_field bs_ks_ProduceRequest_ProduceRequest_fields[] = {
     {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"TopicData", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ProduceRequest_TopicProduceData},
 };
-static const bs_kafka_struct bs_ks_ProduceRequest_ProduceRequest = {"ProduceRequest", bs_ks_ProduceRequest_ProduceRequest_fields, 4};
+static const bs_kafka_struct bs_ks_ProduceRequest_ProduceRequest = {"ProduceRequest", bs_ks_ProduceRequest_ProduceRequest_fields, 4, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchRequest_ReplicaState_fields[] = {
     {"ReplicaId", BS_KT_INT32, BS_KT_NONE, 15, 32767, 1, 0, 1, 0, -1, NULL},
     {"ReplicaEpoch", BS_KT_INT64, BS_KT_NONE, 15, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchRequest_ReplicaState = {"ReplicaState", bs_ks_FetchRequest_ReplicaState_fields, 2};
+static const bs_kafka_struct bs_ks_FetchRequest_ReplicaState = {"ReplicaState", bs_ks_FetchRequest_ReplicaState_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchRequest_FetchPartition_fields[] = {
     {"Partition", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
@@ -484,21 +484,21 @@ static const bs_kafka_field bs_ks_FetchRequest_FetchPartition_fields[] = {
     {"PartitionMaxBytes", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
     {"ReplicaDirectoryId", BS_KT_UUID, BS_KT_NONE, 17, 32767, 1, 0, 17, 32767, 0, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchRequest_FetchPartition = {"FetchPartition", bs_ks_FetchRequest_FetchPartition_fields, 7};
+static const bs_kafka_struct bs_ks_FetchRequest_FetchPartition = {"FetchPartition", bs_ks_FetchRequest_FetchPartition_fields, 7, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchRequest_FetchTopic_fields[] = {
     {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 12, 1, 0, 1, 0, -1, NULL},
     {"TopicId", BS_KT_UUID, BS_KT_NONE, 13, 32767, 1, 0, 1, 0, -1, NULL},
     {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_FetchRequest_FetchPartition},
 };
-static const bs_kafka_struct bs_ks_FetchRequest_FetchTopic = {"FetchTopic", bs_ks_FetchRequest_FetchTopic_fields, 3};
+static const bs_kafka_struct bs_ks_FetchRequest_FetchTopic = {"FetchTopic", bs_ks_FetchRequest_FetchTopic_fields, 3, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchRequest_ForgottenTopic_fields[] = {
     {"Topic", BS_KT_STRING, BS_KT_NONE, 7, 12, 1, 0, 1, 0, -1, NULL},
     {"TopicId", BS_KT_UUID, BS_KT_NONE, 13, 32767, 1, 0, 1, 0, -1, NULL},
     {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 7, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchRequest_ForgottenTopic = {"ForgottenTopic", bs_ks_FetchRequest_ForgottenTopic_fields, 3};
+static const bs_kafka_struct bs_ks_FetchRequest_ForgottenTopic = {"ForgottenTopic", bs_ks_FetchRequest_ForgottenTopic_fields, 3, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_FetchRequest_FetchRequest_fields[] = {
     {"ClusterId", BS_KT_STRING, BS_KT_NONE, 12, 32767, 12, 32767, 12, 32767, 0, NULL},
@@ -514,19 +514,19 @@ static const bs_kafka_field bs_ks_FetchRequest_FetchRequest_fields[] = {
     {"ForgottenTopicsData", BS_KT_ARRAY, BS_KT_STRUCT, 7, 32767, 1, 0, 1, 0, -1, &bs_ks_FetchRequest_ForgottenTopic},
     {"RackId", BS_KT_STRING, BS_KT_NONE, 11, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_FetchRequest_FetchRequest = {"FetchRequest", bs_ks_FetchRequest_FetchRequest_fields, 12};
+static const bs_kafka_struct bs_ks_FetchRequest_FetchRequest = {"FetchRequest", bs_ks_FetchRequest_FetchRequest_fields, 12, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_ApiVersionsRequest_ApiVersionsRequest_fields[] = {
     {"ClientSoftwareName", BS_KT_STRING, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
     {"ClientSoftwareVersion", BS_KT_STRING, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_ApiVersionsRequest_ApiVersionsRequest = {"ApiVersionsRequest", bs_ks_ApiVersionsRequest_ApiVersionsRequest_fields, 2};
+static const bs_kafka_struct bs_ks_ApiVersionsRequest_ApiVersionsRequest = {"ApiVersionsRequest", bs_ks_ApiVersionsRequest_ApiVersionsRequest_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_MetadataRequest_MetadataRequestTopic_fields[] = {
     {"TopicId", BS_KT_UUID, BS_KT_NONE, 10, 32767, 1, 0, 1, 0, -1, NULL},
     {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 10, 32767, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_MetadataRequest_MetadataRequestTopic = {"MetadataRequestTopic", bs_ks_MetadataRequest_MetadataRequestTopic_fields, 2};
+static const bs_kafka_struct bs_ks_MetadataRequest_MetadataRequestTopic = {"MetadataRequestTopic", bs_ks_MetadataRequest_MetadataRequestTopic_fields, 2, -1, -1, -1, -1, false};
 
 static const bs_kafka_field bs_ks_MetadataRequest_MetadataRequest_fields[] = {
     {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 32767, 1, 0, -1, &bs_ks_MetadataRequest_MetadataRequestTopic},
@@ -534,22 +534,22 @@ static const bs_kafka_field bs_ks_MetadataRequest_MetadataRequest_fields[] = {
     {"IncludeClusterAuthorizedOperations", BS_KT_BOOL, BS_KT_NONE, 8, 10, 1, 0, 1, 0, -1, NULL},
     {"IncludeTopicAuthorizedOperations", BS_KT_BOOL, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
 };
-static const bs_kafka_struct bs_ks_MetadataRequest_MetadataRequest = {"MetadataRequest", bs_ks_MetadataRequest_MetadataRequest_fields, 4};
+static const bs_kafka_struct bs_ks_MetadataRequest_MetadataRequest = {"MetadataRequest", bs_ks_MetadataRequest_MetadataRequest_fields, 4, -1, -1, -1, -1, false};
 
 const bs_kafka_message bs_kafka_messages[] = {
-    {"MetadataResponse", 3, false, 0, 12, 9, &bs_ks_MetadataResponse_MetadataResponse},
-    {"FindCoordinatorResponse", 10, false, 0, 6, 3, &bs_ks_FindCoordinatorResponse_FindCoordinatorResponse},
-    {"DescribeClusterResponse", 60, false, 0, 1, 0, &bs_ks_DescribeClusterResponse_DescribeClusterResponse},
-    {"ApiVersionsResponse", 18, false, 0, 4, 3, &bs_ks_ApiVersionsResponse_ApiVersionsResponse},
-    {"ProduceResponse", 0, false, 0, 11, 9, &bs_ks_ProduceResponse_ProduceResponse},
-    {"FetchResponse", 1, false, 0, 17, 12, &bs_ks_FetchResponse_FetchResponse},
-    {"ShareFetchResponse", 78, false, 0, 0, 0, &bs_ks_ShareFetchResponse_ShareFetchResponse},
-    {"ShareAcknowledgeResponse", 79, false, 0, 0, 0, &bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse},
-    {"DescribeQuorumResponse", 55, false, 0, 2, 0, &bs_ks_DescribeQuorumResponse_DescribeQuorumResponse},
-    {"ProduceRequest", 0, true, 0, 11, 9, &bs_ks_ProduceRequest_ProduceRequest},
-    {"FetchRequest", 1, true, 0, 17, 12, &bs_ks_FetchRequest_FetchRequest},
-    {"ApiVersionsRequest", 18, true, 0, 4, 3, &bs_ks_ApiVersionsRequest_ApiVersionsRequest},
-    {"MetadataRequest", 3, true, 0, 12, 9, &bs_ks_MetadataRequest_MetadataRequest},
+    {"MetadataResponse", 3, false, 0, 12, 9, &bs_ks_MetadataResponse_MetadataResponse, 0x1fffULL},
+    {"FindCoordinatorResponse", 10, false, 0, 6, 3, &bs_ks_FindCoordinatorResponse_FindCoordinatorResponse, 0x7fULL},
+    {"DescribeClusterResponse", 60, false, 0, 1, 0, &bs_ks_DescribeClusterResponse_DescribeClusterResponse, 0x3ULL},
+    {"ApiVersionsResponse", 18, false, 0, 4, 3, &bs_ks_ApiVersionsResponse_ApiVersionsResponse, 0x0ULL},
+    {"ProduceResponse", 0, false, 0, 11, 9, &bs_ks_ProduceResponse_ProduceResponse, 0xc00ULL},
+    {"FetchResponse", 1, false, 0, 17, 12, &bs_ks_FetchResponse_FetchResponse, 0x30000ULL},
+    {"ShareFetchResponse", 78, false, 0, 0, 0, &bs_ks_ShareFetchResponse_ShareFetchResponse, 0x1ULL},
+    {"ShareAcknowledgeResponse", 79, false, 0, 0, 0, &bs_ks_ShareAcknowledgeResponse_ShareAcknowledgeResponse, 0x1ULL},
+    {"DescribeQuorumResponse", 55, false, 0, 2, 0, &bs_ks_DescribeQuorumResponse_DescribeQuorumResponse, 0x4ULL},
+    {"ProduceRequest", 0, true, 0, 11, 9, &bs_ks_ProduceRequest_ProduceRequest, 0x0ULL},
+    {"FetchRequest", 1, true, 0, 17, 12, &bs_ks_FetchRequest_FetchRequest, 0x0ULL},
+    {"ApiVersionsRequest", 18, true, 0, 4, 3, &bs_ks_ApiVersionsRequest_ApiVersionsRequest, 0x0ULL},
+    {"MetadataRequest", 3, true, 0, 12, 9, &bs_ks_MetadataRequest_MetadataRequest, 0x0ULL},
 };
 const size_t bs_kafka_messages_count = sizeof bs_kafka_messages / sizeof bs_kafka_messages[0];
 /* clang-format on */

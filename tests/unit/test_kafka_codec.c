@@ -197,6 +197,16 @@ static void test_coverage_of_rewritten_apis(void)
     CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_DESCRIBE_QUORUM, 2));
     CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_SHARE_FETCH, 0));
     CHECK_EQ(bs_kafka_max_supported_version(2), -1); /* ListOffsets: never decoded */
+    /* the generated masks and struct indexes agree with the name-based rule */
+    for (size_t i = 0; i < bs_kafka_messages_count; i++) {
+        const bs_kafka_message *m = &bs_kafka_messages[i];
+        for (int16_t v = m->min_version; v <= m->max_version; v++)
+            CHECK_EQ((m->endpoint_versions >> v) & 1, bs_kafka_struct_has_endpoints(m->body, v));
+        const bs_kafka_struct *b = m->body;
+        CHECK_EQ(b->host_idx, bs_kafka_struct_field(b, "Host"));
+        CHECK_EQ(b->port_idx, bs_kafka_struct_field(b, "Port"));
+        CHECK_EQ(b->error_idx, bs_kafka_struct_field(b, "ErrorCode"));
+    }
 }
 
 /* A hand-built FindCoordinator v0..v3 error answer passes through; a leaked
@@ -318,7 +328,7 @@ static const bs_kafka_struct nest_struct;
 static const bs_kafka_field nest_fields[] = {
     {"Child", BS_KT_ARRAY, BS_KT_STRUCT, 0, 0x7fff, 0, 0x7fff, 1, 0, -1, &nest_struct},
 };
-static const bs_kafka_struct nest_struct = {"Nest", nest_fields, 1};
+static const bs_kafka_struct nest_struct = {"Nest", nest_fields, 1, -1, -1, -1, -1, false};
 
 static void test_depth_bound(void)
 {
