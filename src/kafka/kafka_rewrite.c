@@ -102,7 +102,7 @@ static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o, bool has_parent, i
     bs_status st = x->map_fn(x->map_arg, node_id, name, sizeof name, &new_port);
     if (st != BS_OK) {
         x->bad_node = node_id;
-        return st == BS_E_NOT_FOUND ? BS_E_NOT_FOUND : st;
+        return st; /* BS_E_NOT_FOUND, or whatever else the map function failed with */
     }
     size_t n = strnlen(name, sizeof name);
     BS_ENSURE(n <= BS_KAFKA_MAX_HOST, BS_E_MALFORMED);
