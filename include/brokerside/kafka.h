@@ -55,10 +55,12 @@ typedef struct bs_kafka_tag {
 /* STRING / NULLABLE_STRING (int16 length) or COMPACT_(NULLABLE_)STRING (uvarint
  * length+1). A null is accepted only when `nullable`; out->len == -1 then.
  * Lengths above BS_KAFKA_MAX_STRING or beyond the remaining bytes: BS_E_MALFORMED. */
-bs_status bs_kafka_read_string(bs_cursor *c, bool compact, bool nullable, bs_kafka_slice *out) BS_WUR;
+bs_status bs_kafka_read_string(bs_cursor *c, bool compact, bool nullable,
+                               bs_kafka_slice *out) BS_WUR;
 /* BYTES / NULLABLE_BYTES (int32 length) or their compact forms; as above, the
  * length must fit the remaining bytes. */
-bs_status bs_kafka_read_bytes(bs_cursor *c, bool compact, bool nullable, bs_kafka_slice *out) BS_WUR;
+bs_status bs_kafka_read_bytes(bs_cursor *c, bool compact, bool nullable,
+                              bs_kafka_slice *out) BS_WUR;
 /* An ARRAY (int32 count) or COMPACT_ARRAY (uvarint count+1) length. `*count`
  * is -1 for null (only if `nullable`). Every element takes at least
  * `min_elem_size` (>= 1) bytes, so a count the remaining bytes cannot hold is
@@ -86,8 +88,8 @@ void bs_kafka_put_array_len(bs_wbuf *w, bool compact, int32_t count);
 
 typedef struct bs_kafka_api_info {
     int16_t key;
-    const char *name;      /* "Produce", "Metadata", ...: the `api` metric label */
-    int16_t min_version;   /* valid versions in the schemas */
+    const char *name;    /* "Produce", "Metadata", ...: the `api` metric label */
+    int16_t min_version; /* valid versions in the schemas */
     int16_t max_version;
     int16_t req_flex_min;  /* first flexible request version; 0x7fff = never */
     int16_t resp_flex_min; /* first flexible response version; 0x7fff = never */
@@ -115,7 +117,7 @@ typedef struct bs_kafka_request_header {
     int16_t api_key;
     int16_t api_version;
     int32_t correlation_id;
-    int header_version;      /* 0, 1 or 2 */
+    int header_version;       /* 0, 1 or 2 */
     bs_kafka_slice client_id; /* len -1: null or absent (v0) */
     bs_kafka_slice tags;      /* raw tagged-field section (v2), len 0 otherwise */
     size_t header_len;        /* bytes the header took: the body starts here */
@@ -126,7 +128,8 @@ typedef struct bs_kafka_request_header {
  * api_version and correlation_id are still filled in, so the caller can forward
  * the frame untouched; header_len is then unknown (0). Truncated or malformed:
  * BS_E_MALFORMED. */
-bs_status bs_kafka_parse_request_header(const uint8_t *p, size_t len, bs_kafka_request_header *h) BS_WUR;
+bs_status bs_kafka_parse_request_header(const uint8_t *p, size_t len,
+                                        bs_kafka_request_header *h) BS_WUR;
 
 typedef struct bs_kafka_response_header {
     int32_t correlation_id;

@@ -36,7 +36,7 @@ typedef struct bs_kafka_inflight {
     int32_t correlation_id;
     int16_t api_key;
     int16_t api_version;
-    uint64_t start_ns;      /* caller's clock, e.g. when the request was forwarded */
+    uint64_t start_ns; /* caller's clock, e.g. when the request was forwarded */
     bool expects_response;
 } bs_kafka_inflight;
 
@@ -64,7 +64,10 @@ bs_status bs_kafka_corr_push(bs_kafka_corr_table *t, const bs_kafka_inflight *e)
 bs_status bs_kafka_corr_pop(bs_kafka_corr_table *t, int32_t correlation_id,
                             bs_kafka_inflight *out) BS_WUR;
 /* Number of requests in flight. */
-static inline uint32_t bs_kafka_corr_count(const bs_kafka_corr_table *t) { return t->count; }
+static inline uint32_t bs_kafka_corr_count(const bs_kafka_corr_table *t)
+{
+    return t->count;
+}
 
 /* The acks of a Produce request body (after the request header) of `version`:
  * v0-2 start with acks; v3+ have transactional_id (compact in v9+) first.

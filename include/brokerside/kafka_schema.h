@@ -43,12 +43,12 @@ typedef enum bs_kafka_type {
 /* Version ranges are inclusive; min > max means "never". 0x7fff = open end. */
 typedef struct bs_kafka_field {
     const char *name;
-    uint8_t type;            /* bs_kafka_type */
-    uint8_t elem;            /* element type when type == BS_KT_ARRAY */
-    int16_t ver_min, ver_max;   /* versions in which the field exists */
-    int16_t null_min, null_max; /* versions in which it may be null */
-    int16_t tag_min, tag_max;   /* versions in which it is a tagged field */
-    int32_t tag;                /* tag number, -1 if never tagged */
+    uint8_t type;                      /* bs_kafka_type */
+    uint8_t elem;                      /* element type when type == BS_KT_ARRAY */
+    int16_t ver_min, ver_max;          /* versions in which the field exists */
+    int16_t null_min, null_max;        /* versions in which it may be null */
+    int16_t tag_min, tag_max;          /* versions in which it is a tagged field */
+    int32_t tag;                       /* tag number, -1 if never tagged */
     const struct bs_kafka_struct *sub; /* struct type (STRUCT, or ARRAY of STRUCT) */
 } bs_kafka_field;
 
@@ -152,8 +152,8 @@ typedef struct bs_kafka_obj {
  * tag whose value does not fill its size are BS_E_MALFORMED; versions outside
  * the schema's range are BS_E_UNSUPPORTED; arena exhaustion is
  * BS_E_TOO_LARGE/BS_E_NOMEM. On error the arena may hold garbage: reset it. */
-bs_status bs_kafka_decode(const bs_kafka_message *m, int16_t version, const uint8_t *body, size_t len,
-                          bs_kafka_arena *a, bs_kafka_obj **out) BS_WUR;
+bs_status bs_kafka_decode(const bs_kafka_message *m, int16_t version, const uint8_t *body,
+                          size_t len, bs_kafka_arena *a, bs_kafka_obj **out) BS_WUR;
 /* Same, for one struct at an explicit flexibility; `depth` starts at 0.
  * Exposed for tests with synthetic schemas. */
 bs_status bs_kafka_decode_struct(const bs_kafka_struct *s, int16_t version, bool flexible,

@@ -18,7 +18,8 @@ static const int16_t decoded_apis[] = {
 int16_t bs_kafka_max_supported_version(int16_t api_key)
 {
     bool decoded = false;
-    for (size_t i = 0; i < BS_ARRAY_LEN(decoded_apis); i++) decoded |= decoded_apis[i] == api_key;
+    for (size_t i = 0; i < BS_ARRAY_LEN(decoded_apis); i++)
+        decoded |= decoded_apis[i] == api_key;
     if (!decoded) return -1;
     int16_t cap = -1;
     for (size_t i = 0; i < bs_kafka_messages_count; i++) {
@@ -107,7 +108,8 @@ static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o, bool has_parent, i
     size_t n = strnlen(name, sizeof name);
     BS_ENSURE(n <= BS_KAFKA_MAX_HOST, BS_E_MALFORMED);
     /* DescribeQuorum carries ports as uint16 */
-    BS_ENSURE(s->fields[port].type != BS_KT_UINT16 || (new_port >= 0 && new_port <= 65535), BS_E_MALFORMED);
+    BS_ENSURE(s->fields[port].type != BS_KT_UINT16 || (new_port >= 0 && new_port <= 65535),
+              BS_E_MALFORMED);
     void *copy = NULL;
     if (n) {
         BS_GUARD(bs_kafka_arena_alloc(x->a, n, &copy));
@@ -160,15 +162,17 @@ bs_status bs_kafka_rewrite_response(int16_t api_key, int16_t api_version, const 
         /* Known APIs at versions outside the codec's range must not slip through
          * unrewritten: the caller caps versions, so this is a broker bug. */
         const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
-        bool endpoints_api = api_key == BS_KAFKA_METADATA || api_key == BS_KAFKA_FIND_COORDINATOR ||
-                             api_key == BS_KAFKA_DESCRIBE_CLUSTER || api_key == BS_KAFKA_SHARE_FETCH ||
-                             api_key == BS_KAFKA_SHARE_ACKNOWLEDGE ||
-                             (m && api_version > m->max_version && api_key != BS_KAFKA_API_VERSIONS);
+        bool endpoints_api =
+            api_key == BS_KAFKA_METADATA || api_key == BS_KAFKA_FIND_COORDINATOR ||
+            api_key == BS_KAFKA_DESCRIBE_CLUSTER || api_key == BS_KAFKA_SHARE_FETCH ||
+            api_key == BS_KAFKA_SHARE_ACKNOWLEDGE ||
+            (m && api_version > m->max_version && api_key != BS_KAFKA_API_VERSIONS);
         return endpoints_api ? BS_E_UNSUPPORTED : BS_OK;
     }
     const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
     if (!arena) {
-        bs_kafka_arena_init(&local, ((size_t)1 << 20) + (len > SIZE_MAX / 64 ? SIZE_MAX / 2 : len * 32));
+        bs_kafka_arena_init(&local,
+                            ((size_t)1 << 20) + (len > SIZE_MAX / 64 ? SIZE_MAX / 2 : len * 32));
         arena = &local;
     } else {
         bs_kafka_arena_reset(arena);

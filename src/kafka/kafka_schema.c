@@ -10,7 +10,8 @@
 const bs_kafka_message *bs_kafka_message_find(int16_t api_key, bool is_request)
 {
     for (size_t i = 0; i < bs_kafka_messages_count; i++)
-        if (bs_kafka_messages[i].api_key == api_key && bs_kafka_messages[i].is_request == is_request)
+        if (bs_kafka_messages[i].api_key == api_key &&
+            bs_kafka_messages[i].is_request == is_request)
             return &bs_kafka_messages[i];
     return NULL;
 }
@@ -131,18 +132,25 @@ static size_t min_wire_size(uint8_t type, const bs_kafka_struct *sub, const dctx
 {
     switch (type) {
     case BS_KT_BOOL:
-    case BS_KT_INT8: return 1;
+    case BS_KT_INT8:
+        return 1;
     case BS_KT_INT16:
-    case BS_KT_UINT16: return 2;
+    case BS_KT_UINT16:
+        return 2;
     case BS_KT_INT32:
-    case BS_KT_UINT32: return 4;
+    case BS_KT_UINT32:
+        return 4;
     case BS_KT_INT64:
-    case BS_KT_FLOAT64: return 8;
-    case BS_KT_UUID: return 16;
-    case BS_KT_STRING: return x->flex ? 1 : 2;
+    case BS_KT_FLOAT64:
+        return 8;
+    case BS_KT_UUID:
+        return 16;
+    case BS_KT_STRING:
+        return x->flex ? 1 : 2;
     case BS_KT_BYTES:
     case BS_KT_RECORDS:
-    case BS_KT_ARRAY: return x->flex ? 1 : 4;
+    case BS_KT_ARRAY:
+        return x->flex ? 1 : 4;
     case BS_KT_STRUCT: {
         size_t n = x->flex ? 1 : 0; /* the tagged-field count */
         if (!sub || depth > BS_KAFKA_MAX_DEPTH) return n ? n : 1;
@@ -158,8 +166,8 @@ static size_t min_wire_size(uint8_t type, const bs_kafka_struct *sub, const dctx
 }
 
 /* Reads one value of `type` (for arrays: the element type is f->elem). */
-static bs_status read_value(const bs_kafka_field *f, uint8_t type, dctx *x, bs_cursor *c,
-                            int depth, bs_kafka_val *val)
+static bs_status read_value(const bs_kafka_field *f, uint8_t type, dctx *x, bs_cursor *c, int depth,
+                            bs_kafka_val *val)
 {
     bs_kafka_slice sl;
     bool nullable = bs_kafka_field_nullable(f, x->v);
@@ -232,8 +240,8 @@ static bs_status read_value(const bs_kafka_field *f, uint8_t type, dctx *x, bs_c
     case BS_KT_ARRAY: {
         int32_t count;
         BS_ENSURE(f->elem != BS_KT_ARRAY && f->elem != BS_KT_NONE, BS_E_MALFORMED);
-        BS_GUARD(bs_kafka_read_array_len(c, x->flex, nullable, min_wire_size(f->elem, f->sub, x, depth),
-                                         &count));
+        BS_GUARD(bs_kafka_read_array_len(c, x->flex, nullable,
+                                         min_wire_size(f->elem, f->sub, x, depth), &count));
         val->count = count;
         val->null = count < 0;
         if (f->elem == BS_KT_STRUCT) {
@@ -290,7 +298,8 @@ static bs_status decode_into(const bs_kafka_struct *s, dctx *x, bs_cursor *c, in
     if (o) {
         void *mem = NULL;
         o->schema = s;
-        if (s->nfields) BS_GUARD(bs_kafka_arena_alloc(x->a, s->nfields * sizeof(bs_kafka_val), &mem));
+        if (s->nfields)
+            BS_GUARD(bs_kafka_arena_alloc(x->a, s->nfields * sizeof(bs_kafka_val), &mem));
         o->vals = mem;
     }
     for (size_t i = 0; i < s->nfields; i++) {
@@ -356,8 +365,8 @@ static bs_status decode_body(const bs_kafka_message *m, dctx *x, const uint8_t *
 }
 
 /* See kafka_schema.h. */
-bs_status bs_kafka_decode(const bs_kafka_message *m, int16_t version, const uint8_t *body, size_t len,
-                          bs_kafka_arena *a, bs_kafka_obj **out)
+bs_status bs_kafka_decode(const bs_kafka_message *m, int16_t version, const uint8_t *body,
+                          size_t len, bs_kafka_arena *a, bs_kafka_obj **out)
 {
     BS_ENSURE(version >= m->min_version && version <= m->max_version, BS_E_UNSUPPORTED);
     dctx x = {.v = version, .flex = version >= m->flex_min, .a = a};
@@ -389,13 +398,21 @@ static bs_status encode_value(const bs_kafka_field *f, uint8_t type, int16_t v, 
     bool nullable = bs_kafka_field_nullable(f, v);
     switch (type) {
     case BS_KT_BOOL:
-    case BS_KT_INT8: bs_wbuf_put_u8(w, (uint8_t)val->i); break;
+    case BS_KT_INT8:
+        bs_wbuf_put_u8(w, (uint8_t)val->i);
+        break;
     case BS_KT_INT16:
-    case BS_KT_UINT16: bs_wbuf_put_be16(w, (uint16_t)val->i); break;
+    case BS_KT_UINT16:
+        bs_wbuf_put_be16(w, (uint16_t)val->i);
+        break;
     case BS_KT_INT32:
-    case BS_KT_UINT32: bs_wbuf_put_be32(w, (uint32_t)val->i); break;
+    case BS_KT_UINT32:
+        bs_wbuf_put_be32(w, (uint32_t)val->i);
+        break;
     case BS_KT_INT64:
-    case BS_KT_FLOAT64: bs_wbuf_put_be64(w, (uint64_t)val->i); break;
+    case BS_KT_FLOAT64:
+        bs_wbuf_put_be64(w, (uint64_t)val->i);
+        break;
     case BS_KT_UUID: {
         static const uint8_t zero[16];
         bs_wbuf_put(w, val->p && val->n == 16 ? val->p : zero, 16);
@@ -430,7 +447,8 @@ static bs_status encode_value(const bs_kafka_field *f, uint8_t type, int16_t v, 
             bs_wbuf_put(w, val->p, val->n);
         }
         break;
-    default: return BS_E_MALFORMED;
+    default:
+        return BS_E_MALFORMED;
     }
     return BS_OK;
 }

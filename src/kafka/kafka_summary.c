@@ -1,4 +1,5 @@
-/* kafka_summary.c - per-topic summaries and audit fields via the codec's scan mode (see kafka_summary.h). */
+/* kafka_summary.c - per-topic summaries and audit fields via the codec's scan mode (see
+ * kafka_summary.h). */
 #include "brokerside/kafka_summary.h"
 
 #include <string.h>

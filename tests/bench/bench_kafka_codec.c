@@ -50,7 +50,8 @@ static void build_metadata(bs_wbuf *w, int topics)
         int n = snprintf(name, sizeof name, "topic-%d", t);
         bs_wbuf_put_be16(w, 0);
         bs_kafka_put_string(w, true, (const uint8_t *)name, n);
-        for (int i = 0; i < 16; i++) bs_wbuf_put_u8(w, (uint8_t)(t + i));
+        for (int i = 0; i < 16; i++)
+            bs_wbuf_put_u8(w, (uint8_t)(t + i));
         bs_wbuf_put_u8(w, 0);
         bs_kafka_put_array_len(w, true, 10);
         for (int p = 0; p < 10; p++) {
@@ -60,7 +61,8 @@ static void build_metadata(bs_wbuf *w, int topics)
             bs_wbuf_put_be32(w, 5);
             for (int list = 0; list < 2; list++) {
                 bs_kafka_put_array_len(w, true, 3);
-                for (int r = 1; r <= 3; r++) bs_wbuf_put_be32(w, (uint32_t)r);
+                for (int r = 1; r <= 3; r++)
+                    bs_wbuf_put_be32(w, (uint32_t)r);
             }
             bs_kafka_put_array_len(w, true, 0);
             bs_wbuf_put_uvarint(w, 0);
@@ -80,7 +82,8 @@ static void build_fetch(bs_wbuf *w, bool endpoints, size_t rec)
     bs_wbuf_put_be32(w, 1);
     bs_kafka_put_array_len(w, true, 10);
     for (int t = 0; t < 10; t++) {
-        for (int i = 0; i < 16; i++) bs_wbuf_put_u8(w, (uint8_t)(t * 16 + i));
+        for (int i = 0; i < 16; i++)
+            bs_wbuf_put_u8(w, (uint8_t)(t * 16 + i));
         bs_kafka_put_array_len(w, true, 10);
         for (int p = 0; p < 10; p++) {
             bs_wbuf_put_be32(w, (uint32_t)p);
@@ -129,7 +132,8 @@ static int run(const char *label, int16_t api, int16_t v, const bs_wbuf *in, int
     double t0 = now_ns();
     for (int i = 0; i < iters; i++) {
         bs_wbuf_reset(&out);
-        if (bs_kafka_rewrite_response(api, v, in->data, in->len, map, NULL, &arena, &out, &changed, &bad) != BS_OK) {
+        if (bs_kafka_rewrite_response(api, v, in->data, in->len, map, NULL, &arena, &out, &changed,
+                                      &bad) != BS_OK) {
             fprintf(stderr, "%s: rewrite failed\n", label);
             return 1;
         }

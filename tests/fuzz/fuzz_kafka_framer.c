@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (h.header_len > n - 4) abort();
             int16_t acks = -1;
             if (h.api_key == BS_KAFKA_PRODUCE)
-                (void)!bs_kafka_produce_acks(frame + h.header_len, n - 4 - h.header_len, h.api_version, &acks);
+                (void)!bs_kafka_produce_acks(frame + h.header_len, n - 4 - h.header_len,
+                                             h.api_version, &acks);
             bs_kafka_inflight e = {h.correlation_id, h.api_key, h.api_version, off, acks != 0};
             if (bs_kafka_corr_push(&t, &e) == BS_E_FULL) {
                 bs_kafka_inflight out;

@@ -80,15 +80,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (rst == BS_OK && !changed && out.len) abort();
         bs_wbuf_reset(&out);
-        if (m->api_key == BS_KAFKA_API_VERSIONS && bs_kafka_rewrite_api_versions(copy, len, v, &out, &changed) == BS_OK &&
-            changed && out.len == 0)
+        if (m->api_key == BS_KAFKA_API_VERSIONS &&
+            bs_kafka_rewrite_api_versions(copy, len, v, &out, &changed) == BS_OK && changed &&
+            out.len == 0)
             abort();
         bs_wbuf_free(&out);
     }
     uint64_t total = 0;
-    if (m->api_key == BS_KAFKA_PRODUCE && m->is_request) (void)!bs_kafka_produce_summary(copy, len, v, topic, &total);
-    if (m->api_key == BS_KAFKA_FETCH && !m->is_request) (void)!bs_kafka_fetch_summary(copy, len, v, topic, &total);
-    if (m->api_key == BS_KAFKA_FETCH && m->is_request) (void)!bs_kafka_fetch_request_topics(copy, len, v, topic, &total);
+    if (m->api_key == BS_KAFKA_PRODUCE && m->is_request)
+        (void)!bs_kafka_produce_summary(copy, len, v, topic, &total);
+    if (m->api_key == BS_KAFKA_FETCH && !m->is_request)
+        (void)!bs_kafka_fetch_summary(copy, len, v, topic, &total);
+    if (m->api_key == BS_KAFKA_FETCH && m->is_request)
+        (void)!bs_kafka_fetch_request_topics(copy, len, v, topic, &total);
 
     bs_wbuf_free(&w1);
     bs_wbuf_free(&w2);

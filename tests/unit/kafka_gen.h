@@ -29,10 +29,13 @@ static inline uint32_t kgen_next(kgen *g)
     return (uint32_t)((g->state * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-static inline uint32_t kgen_below(kgen *g, uint32_t n) { return kgen_next(g) % n; }
+static inline uint32_t kgen_below(kgen *g, uint32_t n)
+{
+    return kgen_next(g) % n;
+}
 
-static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w, int depth,
-                        int32_t parent_node);
+static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w,
+                        int depth, int32_t parent_node);
 
 /* Host and Port: an endpoint (its node is its own NodeId/BrokerId or its parent's). */
 static inline bool kgen_is_endpoint(const bs_kafka_struct *s)
@@ -45,14 +48,18 @@ static inline bool kgen_has_node(const bs_kafka_struct *s)
     return bs_kafka_struct_field(s, "NodeId") >= 0 || bs_kafka_struct_field(s, "BrokerId") >= 0;
 }
 
-static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *f, uint8_t type, int16_t v,
-                       bool flex, bs_wbuf *w, int depth, int32_t node)
+static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *f, uint8_t type,
+                       int16_t v, bool flex, bs_wbuf *w, int depth, int32_t node)
 {
     bool nullable = bs_kafka_field_nullable(f, v);
     bool endpoint = kgen_is_endpoint(s);
     switch (type) {
-    case BS_KT_BOOL: bs_wbuf_put_u8(w, (uint8_t)kgen_below(g, 2)); break;
-    case BS_KT_INT8: bs_wbuf_put_u8(w, (uint8_t)kgen_next(g)); break;
+    case BS_KT_BOOL:
+        bs_wbuf_put_u8(w, (uint8_t)kgen_below(g, 2));
+        break;
+    case BS_KT_INT8:
+        bs_wbuf_put_u8(w, (uint8_t)kgen_next(g));
+        break;
     case BS_KT_INT16:
     case BS_KT_UINT16:
         /* error codes stay 0 so endpoint structs are mapped, not passed through */
@@ -71,9 +78,12 @@ static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *
             bs_wbuf_put_be32(w, kgen_next(g));
         break;
     case BS_KT_INT64:
-    case BS_KT_FLOAT64: bs_wbuf_put_be64(w, (uint64_t)kgen_next(g) << 32 | kgen_next(g)); break;
+    case BS_KT_FLOAT64:
+        bs_wbuf_put_be64(w, (uint64_t)kgen_next(g) << 32 | kgen_next(g));
+        break;
     case BS_KT_UUID:
-        for (int i = 0; i < 16; i++) bs_wbuf_put_u8(w, (uint8_t)kgen_next(g));
+        for (int i = 0; i < 16; i++)
+            bs_wbuf_put_u8(w, (uint8_t)kgen_next(g));
         break;
     case BS_KT_STRING:
     case BS_KT_BYTES:
@@ -94,14 +104,17 @@ static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *
         static const char alphabet[] = "abcdefgh0123456789";
         uint8_t buf[40];
         int32_t n = (int32_t)kgen_below(g, type == BS_KT_RECORDS ? 40 : 12);
-        for (int32_t i = 0; i < n; i++) buf[i] = (uint8_t)alphabet[kgen_below(g, sizeof alphabet - 1)];
+        for (int32_t i = 0; i < n; i++)
+            buf[i] = (uint8_t)alphabet[kgen_below(g, sizeof alphabet - 1)];
         if (type == BS_KT_STRING)
             bs_kafka_put_string(w, flex, buf, n);
         else
             bs_kafka_put_bytes(w, flex, buf, n);
         break;
     }
-    case BS_KT_STRUCT: kgen_struct(g, f->sub, v, flex, w, depth + 1, node); break;
+    case BS_KT_STRUCT:
+        kgen_struct(g, f->sub, v, flex, w, depth + 1, node);
+        break;
     case BS_KT_ARRAY: {
         if (nullable && kgen_below(g, 5) == 0) {
             bs_kafka_put_array_len(w, flex, -1);
@@ -109,14 +122,15 @@ static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *
         }
         int32_t n = (int32_t)kgen_below(g, depth < 3 ? 4 : 2);
         bs_kafka_put_array_len(w, flex, n);
-        for (int32_t i = 0; i < n; i++) kgen_value(g, s, f, f->elem, v, flex, w, depth, node);
+        for (int32_t i = 0; i < n; i++)
+            kgen_value(g, s, f, f->elem, v, flex, w, depth, node);
         break;
     }
     }
 }
 
-static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w, int depth,
-                        int32_t parent_node)
+static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex, bs_wbuf *w,
+                        int depth, int32_t parent_node)
 {
     int32_t node = kgen_has_node(s) ? 1 + (int32_t)kgen_below(g, 3) : parent_node;
     bool endpoint = kgen_is_endpoint(s);
@@ -128,11 +142,13 @@ static void kgen_struct(kgen *g, const bs_kafka_struct *s, int16_t v, bool flex,
         kgen_value(g, s, f, f->type, v, flex, w, depth, node);
     }
     if (!flex) return;
-    /* tagged fields: known ones (ascending tag) with probability 3/4, then sometimes an unknown tag */
+    /* tagged fields: known ones (ascending tag) with probability 3/4, then sometimes an unknown tag
+     */
     size_t order[32], n = 0;
     for (size_t i = 0; i < s->nfields; i++) {
         const bs_kafka_field *f = &s->fields[i];
-        if (!bs_kafka_field_present(f, v) || !bs_kafka_field_tagged(f, v) || kgen_below(g, 4) == 0) continue;
+        if (!bs_kafka_field_present(f, v) || !bs_kafka_field_tagged(f, v) || kgen_below(g, 4) == 0)
+            continue;
         size_t j = n++;
         while (j > 0 && s->fields[order[j - 1]].tag > f->tag) {
             order[j] = order[j - 1];

@@ -68,11 +68,12 @@ static void test_captured_round_trip_and_rewrite(void)
         int32_t bad;
         if (c->api_key == BS_KAFKA_API_VERSIONS) {
             /* the mock's versions are all below our caps: nothing to change */
-            CHECK_EQ(bs_kafka_rewrite_api_versions(c->body, c->len, c->version, &out, &changed), BS_OK);
+            CHECK_EQ(bs_kafka_rewrite_api_versions(c->body, c->len, c->version, &out, &changed),
+                     BS_OK);
             CHECK(!changed);
         } else {
-            CHECK_EQ(bs_kafka_rewrite_response(c->api_key, c->version, c->body, c->len, map, NULL, NULL, &out,
-                                               &changed, &bad),
+            CHECK_EQ(bs_kafka_rewrite_response(c->api_key, c->version, c->body, c->len, map, NULL,
+                                               NULL, &out, &changed, &bad),
                      BS_OK);
             bool has_addr = contains(c->body, c->len, "127.0.0.1");
             CHECK_EQ(changed, has_addr);
@@ -86,7 +87,8 @@ static void test_captured_round_trip_and_rewrite(void)
         }
         if (c->api_key == BS_KAFKA_FETCH) {
             uint64_t bytes = 0;
-            CHECK_EQ(bs_kafka_fetch_summary(c->body, c->len, c->version, count_topic, &bytes), BS_OK);
+            CHECK_EQ(bs_kafka_fetch_summary(c->body, c->len, c->version, count_topic, &bytes),
+                     BS_OK);
             fetches_with_records += bytes > 0;
         }
         bs_kafka_arena_free(&a);

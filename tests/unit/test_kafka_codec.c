@@ -77,7 +77,9 @@ static void round_trip_one(const bs_kafka_message *m, int16_t v, uint64_t seed, 
     CHECK_EQ(bs_wbuf_status(&in), BS_OK);
 
     bs_status st = bs_kafka_decode(m, v, in.data, in.len, &a, &root);
-    if (st != BS_OK) fprintf(stderr, "  decode %s v%d seed %llu: %s\n", m->name, v, (unsigned long long)seed, bs_status_name(st));
+    if (st != BS_OK)
+        fprintf(stderr, "  decode %s v%d seed %llu: %s\n", m->name, v, (unsigned long long)seed,
+                bs_status_name(st));
     CHECK_EQ(st, BS_OK);
     if (st == BS_OK) {
         CHECK_EQ(bs_kafka_encode(m, v, root, &out), BS_OK);
@@ -93,7 +95,8 @@ static void round_trip_one(const bs_kafka_message *m, int16_t v, uint64_t seed, 
         bs_kafka_arena_reset(&a);
         st = bs_kafka_decode(m, v, in.data, cut, &a, &root);
         if (st != BS_E_MALFORMED) {
-            fprintf(stderr, "  %s v%d cut %zu/%zu: %s\n", m->name, v, cut, in.len, bs_status_name(st));
+            fprintf(stderr, "  %s v%d cut %zu/%zu: %s\n", m->name, v, cut, in.len,
+                    bs_status_name(st));
             CHECK_EQ(st, BS_E_MALFORMED);
             break;
         }
@@ -140,9 +143,11 @@ static void round_trip_one(const bs_kafka_message *m, int16_t v, uint64_t seed, 
             CHECK_EQ(rw.len, 0);
         }
         /* truncated rewrite input: error, never a rewritten body */
-        for (size_t cut = 0; cut < in.len && bs_kafka_response_has_endpoints(m->api_key, v); cut += 7) {
+        for (size_t cut = 0; cut < in.len && bs_kafka_response_has_endpoints(m->api_key, v);
+             cut += 7) {
             bs_wbuf_reset(&rw);
-            st = bs_kafka_rewrite_response(m->api_key, v, in.data, cut, map_fwd, NULL, NULL, &rw, &changed, &bad);
+            st = bs_kafka_rewrite_response(m->api_key, v, in.data, cut, map_fwd, NULL, NULL, &rw,
+                                           &changed, &bad);
             CHECK(st == BS_E_MALFORMED);
             if (st != BS_E_MALFORMED) break;
         }
@@ -162,7 +167,8 @@ static void test_every_message_every_version(void)
     for (size_t i = 0; i < bs_kafka_messages_count; i++) {
         const bs_kafka_message *m = &bs_kafka_messages[i];
         for (int16_t v = m->min_version; v <= m->max_version; v++)
-            for (uint64_t s = 1; s <= SEEDS; s++) round_trip_one(m, v, s, &checked);
+            for (uint64_t s = 1; s <= SEEDS; s++)
+                round_trip_one(m, v, s, &checked);
     }
     CHECK(checked > 300);
     CHECK(rewrites_done > 100);
@@ -172,9 +178,15 @@ static void test_every_message_every_version(void)
 /* The endpoint-carrying messages really are covered, with both encodings. */
 static void test_coverage_of_rewritten_apis(void)
 {
-    static const int16_t keys[] = {BS_KAFKA_METADATA,     BS_KAFKA_FIND_COORDINATOR, BS_KAFKA_DESCRIBE_CLUSTER,
-                                   BS_KAFKA_PRODUCE,      BS_KAFKA_FETCH,            BS_KAFKA_API_VERSIONS,
-                                   BS_KAFKA_SHARE_FETCH,  BS_KAFKA_SHARE_ACKNOWLEDGE, BS_KAFKA_DESCRIBE_QUORUM};
+    static const int16_t keys[] = {BS_KAFKA_METADATA,
+                                   BS_KAFKA_FIND_COORDINATOR,
+                                   BS_KAFKA_DESCRIBE_CLUSTER,
+                                   BS_KAFKA_PRODUCE,
+                                   BS_KAFKA_FETCH,
+                                   BS_KAFKA_API_VERSIONS,
+                                   BS_KAFKA_SHARE_FETCH,
+                                   BS_KAFKA_SHARE_ACKNOWLEDGE,
+                                   BS_KAFKA_DESCRIBE_QUORUM};
     for (size_t i = 0; i < BS_ARRAY_LEN(keys); i++) {
         const bs_kafka_message *m = bs_kafka_message_find(keys[i], false);
         CHECK(m != NULL);
@@ -183,8 +195,9 @@ static void test_coverage_of_rewritten_apis(void)
         CHECK_EQ(m->min_version, a->min_version);
         CHECK_EQ(m->max_version, a->max_version);
         CHECK_EQ(bs_kafka_max_supported_version(keys[i]), m->max_version);
-        if (keys[i] <= BS_KAFKA_API_VERSIONS) CHECK(m->flex_min > m->min_version); /* classic versions exist */
-        CHECK(m->flex_min <= m->max_version);                                        /* flexible too */
+        if (keys[i] <= BS_KAFKA_API_VERSIONS)
+            CHECK(m->flex_min > m->min_version); /* classic versions exist */
+        CHECK(m->flex_min <= m->max_version);    /* flexible too */
     }
     CHECK(bs_kafka_response_has_endpoints(BS_KAFKA_PRODUCE, 10));
     CHECK(!bs_kafka_response_has_endpoints(BS_KAFKA_PRODUCE, 9));
@@ -218,17 +231,17 @@ static void test_find_coordinator_errors(void)
         bs_wbuf w, out;
         bs_wbuf_init(&w, 0);
         bs_wbuf_init(&out, 0);
-        if (v >= 1) bs_wbuf_put_be32(&w, 0);        /* throttle */
-        bs_wbuf_put_be16(&w, 15);                   /* COORDINATOR_NOT_AVAILABLE */
+        if (v >= 1) bs_wbuf_put_be32(&w, 0); /* throttle */
+        bs_wbuf_put_be16(&w, 15);            /* COORDINATOR_NOT_AVAILABLE */
         if (v >= 1) bs_kafka_put_string(&w, flex, NULL, -1);
-        bs_wbuf_put_be32(&w, (uint32_t)-1);         /* node -1 */
+        bs_wbuf_put_be32(&w, (uint32_t)-1); /* node -1 */
         bs_kafka_put_string(&w, flex, (const uint8_t *)"", 0);
         bs_wbuf_put_be32(&w, (uint32_t)-1);
         if (flex) bs_wbuf_put_uvarint(&w, 0);
         bool changed = true;
         int32_t bad = 0;
-        CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_FIND_COORDINATOR, v, w.data, w.len, map_none, NULL,
-                                           NULL, &out, &changed, &bad),
+        CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_FIND_COORDINATOR, v, w.data, w.len, map_none,
+                                           NULL, NULL, &out, &changed, &bad),
                  BS_OK);
         CHECK(!changed);
         CHECK_EQ(out.len, 0);
@@ -258,8 +271,8 @@ static void test_find_coordinator_errors(void)
     bs_wbuf_put_uvarint(&w, 0);
     bool changed = false;
     int32_t bad = 0;
-    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_FIND_COORDINATOR, 4, w.data, w.len, map_fwd, NULL, NULL,
-                                       &out, &changed, &bad),
+    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_FIND_COORDINATOR, 4, w.data, w.len, map_fwd, NULL,
+                                       NULL, &out, &changed, &bad),
              BS_OK);
     CHECK(changed);
     CHECK(!contains(out.data, out.len, "real"));
@@ -285,8 +298,8 @@ static void test_compact_length_changes(void)
     bs_wbuf w, out;
     bs_wbuf_init(&w, 0);
     bs_wbuf_init(&out, 0);
-    bs_wbuf_put_be32(&w, 0);              /* throttle */
-    bs_kafka_put_array_len(&w, true, 1);  /* brokers */
+    bs_wbuf_put_be32(&w, 0);             /* throttle */
+    bs_kafka_put_array_len(&w, true, 1); /* brokers */
     bs_wbuf_put_be32(&w, 1);
     bs_kafka_put_string(&w, true, (const uint8_t *)"h", 1);
     bs_wbuf_put_be32(&w, 9092);
@@ -302,20 +315,22 @@ static void test_compact_length_changes(void)
     int32_t bad = 0;
     bs_kafka_arena a;
     bs_kafka_arena_init(&a, 0);
-    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_METADATA, 12, w.data, w.len, map_fwd, NULL, &a, &out,
-                                       &changed, &bad),
+    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_METADATA, 12, w.data, w.len, map_fwd, NULL, &a,
+                                       &out, &changed, &bad),
              BS_OK);
     CHECK(changed);
     CHECK_EQ(out.len, w.len - 1 + strlen("proxy-1.example"));
     /* 200 bytes: the compact length prefix grows from one byte to two */
     bs_wbuf_reset(&out);
-    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_METADATA, 12, w.data, w.len, map_long, NULL, &a, &out,
-                                       &changed, &bad),
+    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_METADATA, 12, w.data, w.len, map_long, NULL, &a,
+                                       &out, &changed, &bad),
              BS_OK);
     CHECK_EQ(out.len, w.len - 1 + 200 + 1);
     bs_kafka_obj *root;
     bs_kafka_arena_reset(&a);
-    CHECK_EQ(bs_kafka_decode(bs_kafka_message_find(BS_KAFKA_METADATA, false), 12, out.data, out.len, &a, &root), BS_OK);
+    CHECK_EQ(bs_kafka_decode(bs_kafka_message_find(BS_KAFKA_METADATA, false), 12, out.data, out.len,
+                             &a, &root),
+             BS_OK);
     CHECK_EQ(root->vals[1].items[0].vals[1].n, 200);
     CHECK_EQ(root->vals[1].items[0].vals[2].i, 1);
     bs_kafka_arena_free(&a);
@@ -333,7 +348,8 @@ static const bs_kafka_struct nest_struct = {"Nest", nest_fields, 1, -1, -1, -1, 
 static void test_depth_bound(void)
 {
     uint8_t buf[64];
-    for (size_t i = 0; i < sizeof buf; i++) buf[i] = 2; /* compact count 1, over and over */
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = 2; /* compact count 1, over and over */
     bs_kafka_arena a;
     bs_kafka_arena_init(&a, 0);
     bs_cursor c;
@@ -424,8 +440,8 @@ static void test_bad_tag_sections(void)
     /* Produce v10: NodeEndpoints (tag 0) whose value is followed by junk inside its size */
     const bs_kafka_message *pm = bs_kafka_message_find(BS_KAFKA_PRODUCE, false);
     bs_wbuf_init(&w, 0);
-    bs_kafka_put_array_len(&w, true, 0); /* responses */
-    bs_wbuf_put_be32(&w, 0);             /* throttle */
+    bs_kafka_put_array_len(&w, true, 0);    /* responses */
+    bs_wbuf_put_be32(&w, 0);                /* throttle */
     const uint8_t t[] = {1, 0, 2, 1, 0xAA}; /* tag 0 size 2: empty array + one junk byte */
     bs_wbuf_put(&w, t, sizeof t);
     bs_kafka_arena_reset(&a);
@@ -435,7 +451,8 @@ static void test_bad_tag_sections(void)
 }
 
 /* Writes one corpus file <dir>/<target>/<name>. */
-static void write_seed(const char *dir, const char *target, const char *name, const uint8_t *p, size_t n)
+static void write_seed(const char *dir, const char *target, const char *name, const uint8_t *p,
+                       size_t n)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, target);
@@ -474,7 +491,9 @@ static void write_fuzz_corpus(void)
             if (m->is_request) {
                 /* a framed request: size, header, body */
                 bs_wbuf_put_be32(&frame, 0);
-                CHECK_EQ(bs_kafka_put_request_header(&frame, m->api_key, v, 7, (const uint8_t *)"fuzz", 4), BS_OK);
+                CHECK_EQ(bs_kafka_put_request_header(&frame, m->api_key, v, 7,
+                                                     (const uint8_t *)"fuzz", 4),
+                         BS_OK);
                 bs_wbuf_put(&frame, w.data + 2, w.len - 2);
                 bs_wbuf_patch_be32(&frame, 0, (uint32_t)(frame.len - 4));
                 write_seed(dir, "fuzz_kafka_framer", name, frame.data, frame.len);

@@ -157,17 +157,21 @@ static bool json_field(const char *text, const char *key, char *out, size_t outl
     const char *p = text;
     while ((p = strstr(p, pat))) {
         const char *line = p;
-        while (line > text && line[-1] != '\n') line--;
-        while (*line == ' ' || *line == '\t') line++;
+        while (line > text && line[-1] != '\n')
+            line--;
+        while (*line == ' ' || *line == '\t')
+            line++;
         if (line[0] == '/' && line[1] == '/') {
             p += strlen(pat);
             continue;
         }
         p += strlen(pat);
-        while (*p == ' ' || *p == ':') p++;
+        while (*p == ' ' || *p == ':')
+            p++;
         if (*p == '"') p++;
         size_t n = 0;
-        while (p[n] && p[n] != '"' && p[n] != ',' && p[n] != '\n' && n + 1 < outlen) n++;
+        while (p[n] && p[n] != '"' && p[n] != ',' && p[n] != '\n' && n + 1 < outlen)
+            n++;
         memcpy(out, p, n);
         out[n] = '\0';
         return true;
@@ -191,7 +195,8 @@ static void test_api_table_matches_json(void)
         snprintf(dir, sizeof dir, fmts[i], bases[i]);
         d = opendir(dir);
     }
-    if (!d) fprintf(stderr, "  no kafka-messages directory (BS_SPEC_DIR=%s)\n", spec ? spec : "unset");
+    if (!d)
+        fprintf(stderr, "  no kafka-messages directory (BS_SPEC_DIR=%s)\n", spec ? spec : "unset");
     CHECK(d != NULL);
     if (!d) return;
     int files = 0;
@@ -255,10 +260,13 @@ static void test_headers_every_api_version(void)
             int want = v >= t[i].req_flex_min ? 2 : 1;
             if (t[i].key == BS_KAFKA_CONTROLLED_SHUTDOWN && v == 0) want = 0;
             CHECK_EQ(hv, want);
-            CHECK_EQ(rhv, t[i].key == BS_KAFKA_API_VERSIONS ? 0 : (v >= t[i].resp_flex_min ? 1 : 0));
+            CHECK_EQ(rhv,
+                     t[i].key == BS_KAFKA_API_VERSIONS ? 0 : (v >= t[i].resp_flex_min ? 1 : 0));
             bs_wbuf w;
             bs_wbuf_init(&w, 0);
-            CHECK_EQ(bs_kafka_put_request_header(&w, t[i].key, v, 1000 + v, (const uint8_t *)"client-1", 8), BS_OK);
+            CHECK_EQ(bs_kafka_put_request_header(&w, t[i].key, v, 1000 + v,
+                                                 (const uint8_t *)"client-1", 8),
+                     BS_OK);
             bs_wbuf_put_u8(&w, 0xAB); /* first body byte */
             bs_kafka_request_header h;
             CHECK_EQ(bs_kafka_parse_request_header(w.data, w.len, &h), BS_OK);
@@ -267,8 +275,10 @@ static void test_headers_every_api_version(void)
             CHECK_EQ(h.correlation_id, 1000 + v);
             CHECK_EQ(h.header_version, want);
             CHECK_EQ(h.header_len, w.len - 1);
-            if (want >= 1) CHECK(h.client_id.len == 8 && memcmp(h.client_id.p, "client-1", 8) == 0);
-            else CHECK_EQ(h.client_id.len, -1);
+            if (want >= 1)
+                CHECK(h.client_id.len == 8 && memcmp(h.client_id.p, "client-1", 8) == 0);
+            else
+                CHECK_EQ(h.client_id.len, -1);
             /* truncated at every offset */
             for (size_t cut = 0; cut + 1 < w.len; cut++)
                 CHECK_EQ(bs_kafka_parse_request_header(w.data, cut, &h), BS_E_MALFORMED);
@@ -288,7 +298,8 @@ static void test_headers_every_api_version(void)
     /* a newer version of a flexible API is still flexible; unknown keys are unsupported */
     CHECK_EQ(bs_kafka_request_header_version(BS_KAFKA_METADATA, 40, &hv), BS_OK);
     CHECK_EQ(hv, 2);
-    CHECK_EQ(bs_kafka_request_header_version(17, 5, &hv), BS_E_UNSUPPORTED); /* SaslHandshake: never flexible */
+    CHECK_EQ(bs_kafka_request_header_version(17, 5, &hv),
+             BS_E_UNSUPPORTED); /* SaslHandshake: never flexible */
     CHECK_EQ(bs_kafka_request_header_version(9999, 0, &hv), BS_E_UNSUPPORTED);
     CHECK_EQ(bs_kafka_request_header_version(3, -1, &hv), BS_E_UNSUPPORTED);
     /* unknown API: the fixed part is still reported */
@@ -319,7 +330,8 @@ static void test_response_headers(void)
     CHECK_EQ(bs_kafka_parse_response_header(v1, sizeof v1, 1, &h), BS_OK);
     CHECK_EQ(h.header_len, 8);
     CHECK_EQ(h.tags.len, 4);
-    for (size_t cut = 0; cut < 8; cut++) CHECK_EQ(bs_kafka_parse_response_header(v1, cut, 1, &h), BS_E_MALFORMED);
+    for (size_t cut = 0; cut < 8; cut++)
+        CHECK_EQ(bs_kafka_parse_response_header(v1, cut, 1, &h), BS_E_MALFORMED);
     CHECK_EQ(bs_kafka_parse_response_header(v1, sizeof v1, 2, &h), BS_E_UNSUPPORTED);
 }
 
@@ -347,7 +359,8 @@ static void test_framer(void)
     /* pipelined frames cut one after another */
     const uint8_t two[] = {0, 0, 0, 4, 9, 9, 9, 9, 0, 0, 0, 5, 1, 1, 1, 1, 1};
     size_t off = 0, frames = 0;
-    while (off < sizeof two && bs_kafka_frame_length(two + off, sizeof two - off, 100, &n) == BS_OK &&
+    while (off < sizeof two &&
+           bs_kafka_frame_length(two + off, sizeof two - off, 100, &n) == BS_OK &&
            n <= sizeof two - off) {
         off += n;
         frames++;
@@ -402,7 +415,8 @@ static void test_produce_acks(void)
         bs_wbuf_put_be32(&w, 30000);
         CHECK_EQ(bs_kafka_produce_acks(w.data, w.len, v, &acks), BS_OK);
         CHECK_EQ(acks, v % 3 == 0 ? 0 : -1);
-        for (size_t cut = 0; cut < (v >= 3 ? (v % 2 ? (flex ? 6u : 7u) : (flex ? 3u : 4u)) : 2u); cut++)
+        for (size_t cut = 0; cut < (v >= 3 ? (v % 2 ? (flex ? 6u : 7u) : (flex ? 3u : 4u)) : 2u);
+             cut++)
             CHECK_EQ(bs_kafka_produce_acks(w.data, cut, v, &acks), BS_E_MALFORMED);
         bs_wbuf_free(&w);
     }
@@ -493,9 +507,11 @@ static void put_batch_v2(bs_wbuf *w, int32_t count, size_t payload)
     bs_wbuf_put_be32(w, (uint32_t)(49 + payload));
     bs_wbuf_put_be32(w, 0); /* leader epoch */
     bs_wbuf_put_u8(w, 2);   /* magic */
-    for (int i = 0; i < 57 - 17; i++) bs_wbuf_put_u8(w, 0);
+    for (int i = 0; i < 57 - 17; i++)
+        bs_wbuf_put_u8(w, 0);
     bs_wbuf_put_be32(w, (uint32_t)count);
-    for (size_t i = 0; i < payload; i++) bs_wbuf_put_u8(w, 0x5a);
+    for (size_t i = 0; i < payload; i++)
+        bs_wbuf_put_u8(w, 0x5a);
 }
 
 static void test_count_records(void)
@@ -521,7 +537,7 @@ static void test_count_records(void)
         bs_wbuf_put_be32(&w, 0); /* crc */
         bs_wbuf_put_u8(&w, 1);   /* magic */
         bs_wbuf_put_u8(&w, 0);
-        bs_wbuf_put_be64(&w, 0);         /* timestamp */
+        bs_wbuf_put_be64(&w, 0);          /* timestamp */
         bs_wbuf_put_be32(&w, 0xffffffff); /* key null */
         bs_wbuf_put_be32(&w, 0);          /* value empty */
     }
@@ -621,7 +637,8 @@ static void test_fetch_summary_and_request_topics(void)
         }
         bs_kafka_put_array_len(&w, flex, 1);
         if (v >= 13) {
-            for (int i = 0; i < 16; i++) bs_wbuf_put_u8(&w, (uint8_t)i);
+            for (int i = 0; i < 16; i++)
+                bs_wbuf_put_u8(&w, (uint8_t)i);
         } else {
             bs_kafka_put_string(&w, flex, (const uint8_t *)"logs", 4);
         }
@@ -633,7 +650,8 @@ static void test_fetch_summary_and_request_topics(void)
         if (v >= 5) bs_wbuf_put_be64(&w, 0);
         if (v >= 4) bs_kafka_put_array_len(&w, flex, -1);
         if (v >= 11) bs_wbuf_put_be32(&w, (uint32_t)-1);
-        bs_kafka_put_bytes(&w, flex, (const uint8_t *)"0123456789", 10); /* partial batch bytes are fine */
+        bs_kafka_put_bytes(&w, flex, (const uint8_t *)"0123456789",
+                           10); /* partial batch bytes are fine */
         if (flex) bs_wbuf_put_uvarint(&w, 0);
         if (flex) bs_wbuf_put_uvarint(&w, 0);
         if (flex) bs_wbuf_put_uvarint(&w, 0);
