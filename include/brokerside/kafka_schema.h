@@ -143,7 +143,7 @@ typedef struct bs_kafka_obj {
     uint32_t nunknown;
 } bs_kafka_obj;
 
-/* Nesting deeper than this is rejected (the generated schemas nest at most 5). */
+/* Nesting deeper than this is rejected (the generated schemas nest 4 structs deep). */
 #define BS_KAFKA_MAX_DEPTH 16
 
 /* Decode a whole body of message `m` at `version` into a tree allocated in `a`.
