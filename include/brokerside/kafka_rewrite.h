@@ -76,4 +76,19 @@ int16_t bs_kafka_max_supported_version(int16_t api_key);
 bs_status bs_kafka_rewrite_api_versions(const uint8_t *body, size_t len, int16_t version,
                                         bs_wbuf *out, bool *changed) BS_WUR;
 
+/* The whole response path for one frame, for the proxy: `payload`/`len` is a
+ * response frame after its 4-byte size, answering the request described by
+ * (api_key, api_version). Parses the response header of the right version,
+ * then caps ApiVersions or rewrites endpoints. If *changed, `out` (appended
+ * to) holds the complete new frame: size, the original header bytes, the new
+ * body. If not, `out` is untouched and the original frame may be forwarded.
+ * Errors as bs_kafka_rewrite_response (BS_E_MALFORMED also for a bad header);
+ * on any error the original must not be forwarded if
+ * bs_kafka_response_has_endpoints() or it is ApiVersions. */
+bs_status bs_kafka_rewrite_response_frame(int16_t api_key, int16_t api_version,
+                                          const uint8_t *payload, size_t len,
+                                          bs_kafka_map_fn map_fn, void *map_arg,
+                                          bs_kafka_arena *arena, bs_wbuf *out, bool *changed,
+                                          int32_t *bad_node) BS_WUR;
+
 #endif

@@ -61,6 +61,20 @@ bool bs_kafka_response_has_endpoints(int16_t api_key, int16_t api_version)
     return (m->endpoint_versions >> api_version) & 1;
 }
 
+/* For a response without endpoints at this version: BS_OK (forward it), or
+ * BS_E_UNSUPPORTED for an endpoint-carrying API at a version outside the
+ * codec's range, which must not slip through unrewritten (the caller caps
+ * versions, so only a misbehaving broker gets here). */
+static bs_status no_endpoints_status(int16_t api_key, int16_t api_version)
+{
+    const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
+    bool endpoints_api = api_key == BS_KAFKA_METADATA || api_key == BS_KAFKA_FIND_COORDINATOR ||
+                         api_key == BS_KAFKA_DESCRIBE_CLUSTER || api_key == BS_KAFKA_SHARE_FETCH ||
+                         api_key == BS_KAFKA_SHARE_ACKNOWLEDGE ||
+                         (m && api_version > m->max_version && api_key != BS_KAFKA_API_VERSIONS);
+    return endpoints_api ? BS_E_UNSUPPORTED : BS_OK;
+}
+
 typedef struct rw_ctx {
     int16_t v;
     bs_kafka_map_fn map_fn;
@@ -158,17 +172,8 @@ bs_status bs_kafka_rewrite_response(int16_t api_key, int16_t api_version, const 
     bs_status st = BS_OK;
     *changed = false;
     *bad_node = -1;
-    if (!bs_kafka_response_has_endpoints(api_key, api_version)) {
-        /* Known APIs at versions outside the codec's range must not slip through
-         * unrewritten: the caller caps versions, so this is a broker bug. */
-        const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
-        bool endpoints_api =
-            api_key == BS_KAFKA_METADATA || api_key == BS_KAFKA_FIND_COORDINATOR ||
-            api_key == BS_KAFKA_DESCRIBE_CLUSTER || api_key == BS_KAFKA_SHARE_FETCH ||
-            api_key == BS_KAFKA_SHARE_ACKNOWLEDGE ||
-            (m && api_version > m->max_version && api_key != BS_KAFKA_API_VERSIONS);
-        return endpoints_api ? BS_E_UNSUPPORTED : BS_OK;
-    }
+    if (!bs_kafka_response_has_endpoints(api_key, api_version))
+        return no_endpoints_status(api_key, api_version);
     const bs_kafka_message *m = bs_kafka_message_find(api_key, false);
     if (!arena) {
         bs_kafka_arena_init(&local,
@@ -226,4 +231,44 @@ bs_status bs_kafka_rewrite_api_versions(const uint8_t *body, size_t len, int16_t
 done:
     bs_kafka_arena_free(&a);
     return st;
+}
+
+/* See kafka_rewrite.h. */
+bs_status bs_kafka_rewrite_response_frame(int16_t api_key, int16_t api_version,
+                                          const uint8_t *payload, size_t len,
+                                          bs_kafka_map_fn map_fn, void *map_arg,
+                                          bs_kafka_arena *arena, bs_wbuf *out, bool *changed,
+                                          int32_t *bad_node)
+{
+    bs_kafka_response_header h;
+    int hv;
+    bs_status st;
+    *changed = false;
+    *bad_node = -1;
+    bool api_versions = api_key == BS_KAFKA_API_VERSIONS;
+    /* the common case first: nothing in this response can need a change */
+    if (!api_versions && !bs_kafka_response_has_endpoints(api_key, api_version))
+        return no_endpoints_status(api_key, api_version);
+    BS_GUARD(bs_kafka_response_header_version(api_key, api_version, &hv));
+    BS_GUARD(bs_kafka_parse_response_header(payload, len, hv, &h));
+    size_t start = out->len;
+    bs_wbuf_put_be32(out, 0); /* size, patched below */
+    bs_wbuf_put(out, payload, h.header_len);
+    if (api_versions)
+        st = bs_kafka_rewrite_api_versions(payload + h.header_len, len - h.header_len, api_version,
+                                           out, changed);
+    else
+        st = bs_kafka_rewrite_response(api_key, api_version, payload + h.header_len,
+                                       len - h.header_len, map_fn, map_arg, arena, out, changed,
+                                       bad_node);
+    if (st == BS_OK) st = bs_wbuf_status(out);
+    if (st == BS_OK && *changed && out->len - start - 4 > INT32_MAX) st = BS_E_TOO_LARGE;
+    if (st != BS_OK || !*changed) {
+        /* leave `out` as it was: the caller forwards the original (or nothing) */
+        out->len = start;
+        if (st != BS_OK) *changed = false;
+        return st;
+    }
+    bs_wbuf_patch_be32(out, start, (uint32_t)(out->len - start - 4));
+    return BS_OK;
 }

@@ -79,6 +79,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (bs_kafka_decode(m, v, out.data, out.len, &a2, &o2) != BS_OK) abort();
         }
         if (rst == BS_OK && !changed && out.len) abort();
+        /* the same bytes as a whole frame payload (header + body) */
+        bs_wbuf_reset(&out);
+        rst = bs_kafka_rewrite_response_frame(m->api_key, v, copy, len, map, NULL, NULL, &out,
+                                              &changed, &bad);
+        if (rst == BS_OK && changed && out.len < 8) abort();
+        if ((rst != BS_OK || !changed) && out.len != 0) abort();
         bs_wbuf_reset(&out);
         if (m->api_key == BS_KAFKA_API_VERSIONS &&
             bs_kafka_rewrite_api_versions(copy, len, v, &out, &changed) == BS_OK && changed &&

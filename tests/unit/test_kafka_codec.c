@@ -62,6 +62,55 @@ static bs_status visit_hosts(void *arg, const bs_kafka_field *f, const bs_kafka_
     return BS_OK;
 }
 
+/* The frame-level call gives: size + the original response header + the body
+ * rewrite's output (`body_out`, `body_changed`), for both header versions. */
+static void frame_check(const bs_kafka_message *m, int16_t v, const bs_wbuf *body,
+                        const bs_wbuf *body_out, bool body_changed)
+{
+    int hv;
+    CHECK_EQ(bs_kafka_response_header_version(m->api_key, v, &hv), BS_OK);
+    bs_wbuf payload, out;
+    bs_wbuf_init(&payload, 0);
+    bs_wbuf_init(&out, 0);
+    bs_wbuf_put_be32(&payload, 4242);
+    size_t hlen = 4;
+    if (hv == 1) {
+        const uint8_t tags[] = {1, 3, 2, 'h', 'i'}; /* an unknown header tag rides along */
+        bs_wbuf_put(&payload, tags, sizeof tags);
+        hlen += sizeof tags;
+    }
+    bs_wbuf_put(&payload, body->data, body->len);
+    bs_wbuf_put_u8(&out, 0xEE); /* existing content must be kept */
+    bool changed = !body_changed;
+    int32_t bad;
+    CHECK_EQ(bs_kafka_rewrite_response_frame(m->api_key, v, payload.data, payload.len, map_fwd,
+                                             NULL, NULL, &out, &changed, &bad),
+             BS_OK);
+    CHECK_EQ(changed, body_changed);
+    if (changed) {
+        CHECK_EQ(out.len, 1 + 4 + hlen + body_out->len);
+        bs_cursor c;
+        uint32_t size;
+        bs_cursor_init(&c, out.data + 1, out.len - 1);
+        CHECK_EQ(bs_read_be32(&c, &size), BS_OK);
+        CHECK_EQ(size, hlen + body_out->len);
+        CHECK(memcmp(out.data + 5, payload.data, hlen) == 0);
+        CHECK(memcmp(out.data + 5 + hlen, body_out->data, body_out->len) == 0);
+    } else {
+        CHECK_EQ(out.len, 1);
+    }
+    /* a truncated header is refused when the response must be decoded */
+    if (bs_kafka_response_has_endpoints(m->api_key, v)) {
+        bs_wbuf_reset(&out);
+        CHECK_EQ(bs_kafka_rewrite_response_frame(m->api_key, v, payload.data, 3, map_fwd, NULL,
+                                                 NULL, &out, &changed, &bad),
+                 BS_E_MALFORMED);
+        CHECK_EQ(out.len, 0);
+    }
+    bs_wbuf_free(&payload);
+    bs_wbuf_free(&out);
+}
+
 static int rewrites_done;
 
 static void round_trip_one(const bs_kafka_message *m, int16_t v, uint64_t seed, int *checked)
@@ -142,6 +191,7 @@ static void round_trip_one(const bs_kafka_message *m, int16_t v, uint64_t seed, 
         } else {
             CHECK_EQ(rw.len, 0);
         }
+        frame_check(m, v, &in, &rw, changed);
         /* truncated rewrite input: error, never a rewritten body */
         for (size_t cut = 0; cut < in.len && bs_kafka_response_has_endpoints(m->api_key, v);
              cut += 7) {

@@ -469,6 +469,23 @@ static void test_api_versions_capping(void)
             CHECK_EQ(e[2].i, cap >= 0 ? cap : 99);
         }
         CHECK_EQ(out.len, w.len); /* same shape, only values changed */
+        /* the frame-level call: header v0 (always, for ApiVersions) + capped body */
+        bs_wbuf payload, frame;
+        bs_wbuf_init(&payload, 0);
+        bs_wbuf_init(&frame, 0);
+        bs_wbuf_put_be32(&payload, 77);
+        bs_wbuf_put(&payload, w.data, w.len);
+        int32_t bad;
+        CHECK_EQ(bs_kafka_rewrite_response_frame(BS_KAFKA_API_VERSIONS, v, payload.data,
+                                                 payload.len, NULL, NULL, NULL, &frame, &changed,
+                                                 &bad),
+                 BS_OK);
+        CHECK(changed);
+        CHECK_EQ(frame.len, 8 + out.len);
+        CHECK(frame.len == 8 + out.len && memcmp(frame.data + 8, out.data, out.len) == 0);
+        CHECK(frame.len > 8 && frame.data[3] == (uint8_t)(4 + out.len) && frame.data[7] == 77);
+        bs_wbuf_free(&payload);
+        bs_wbuf_free(&frame);
         /* capping twice changes nothing more */
         bs_wbuf again;
         bs_wbuf_init(&again, 0);
