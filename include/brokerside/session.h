@@ -21,6 +21,14 @@
  * back applies backpressure automatically. All callbacks run on the
  * connection's worker thread; they must not block.
  *
+ * `in`, `fwd` and `back` each hold at most limits.buffer_bytes (64 KiB by
+ * default). A session that needs a whole frame larger than that before it
+ * can act (a Metadata response to rewrite) must consume the bytes into its
+ * own storage (bounded by kafka.max_frame_bytes) rather than wait for `in`
+ * to hold the frame: a full `in` that the session does not consume stalls
+ * that direction for good. Pass-through bytes are best moved in large
+ * chunks (one bs_buf_append per call), which is one memcpy per byte.
+ *
  * Any status other than BS_OK closes the connection (both sides, no more
  * bytes delivered); the session should have logged why.
  */
