@@ -21,6 +21,11 @@
  * back applies backpressure automatically. All callbacks run on the
  * connection's worker thread; they must not block.
  *
+ * When is the filter called? Whenever its `in` holds bytes, and also with
+ * an empty `in` whenever is_quiescent() says false, so a session holding
+ * output of its own (a rewritten frame larger than `fwd`) can emit it as
+ * `fwd` drains. Each call may be a no-op.
+ *
  * `in`, `fwd` and `back` each hold at most limits.buffer_bytes (64 KiB by
  * default). A session that needs a whole frame larger than that before it
  * can act (a Metadata response to rewrite) must consume the bytes into its

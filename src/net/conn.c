@@ -654,15 +654,18 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
         break;
     }
 
-    /* filter */
-    if (ops && !buf_empty(*in)) {
+    /* filter: with input, or with none while the session is busy (it may
+     * hold output of its own that waits for room in `out`) */
+    if (ops && (!buf_empty(*in) || (ops->is_quiescent && !ops->is_quiescent(c->sess)))) {
         if ((!*out && !(*out = buf_get(w))) || (!*back && !(*back = buf_get(w)))) return false;
-        size_t before_in = bs_buf_readable(*in), before_out = bs_buf_readable(*out),
+        bs_buf no_input = {0};
+        bs_buf *inb = *in ? *in : &no_input;
+        size_t before_in = bs_buf_readable(inb), before_out = bs_buf_readable(*out),
                before_back = bs_buf_readable(*back);
-        bs_status st = from_client ? ops->on_client_bytes(c->sess, *in, *out, *back)
-                                   : ops->on_upstream_bytes(c->sess, *in, *out, *back);
+        bs_status st = from_client ? ops->on_client_bytes(c->sess, inb, *out, *back)
+                                   : ops->on_upstream_bytes(c->sess, inb, *out, *back);
         if (st != BS_OK) return false;
-        if (bs_buf_readable(*in) != before_in || bs_buf_readable(*out) != before_out ||
+        if (bs_buf_readable(inb) != before_in || bs_buf_readable(*out) != before_out ||
             bs_buf_readable(*back) != before_back)
             *progress = true;
     }

@@ -863,6 +863,92 @@ static void test_session_filter(void)
     nt_echo_stop(&e);
 }
 
+/* A session that takes all input into its own storage and releases it
+ * only 1000 bytes per call: output must keep flowing with an empty `in`. */
+typedef struct hold_state {
+    uint8_t *data;
+    size_t len, cap;
+} hold_state;
+static bs_status hold_open(void *ctx, const bs_session_info *info, void **state)
+{
+    (void)ctx;
+    (void)info;
+    *state = calloc(1, sizeof(hold_state));
+    return *state ? BS_OK : BS_E_NOMEM;
+}
+static bs_status hold_client(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
+{
+    (void)back;
+    hold_state *h = state;
+    size_t n = bs_buf_readable(in);
+    if (n) {
+        if (h->len + n > h->cap) {
+            size_t cap = (h->len + n) * 2;
+            uint8_t *p = realloc(h->data, cap);
+            if (!p) return BS_E_NOMEM;
+            h->data = p;
+            h->cap = cap;
+        }
+        memcpy(h->data + h->len, bs_buf_read_ptr(in), n);
+        h->len += n;
+        bs_buf_consume(in, n);
+    }
+    size_t k = h->len < 1000 ? h->len : 1000;
+    if (k && bs_buf_append(fwd, h->data, k) == BS_OK) {
+        memmove(h->data, h->data + k, h->len - k);
+        h->len -= k;
+    }
+    return BS_OK;
+}
+static bool hold_quiet(const void *state)
+{
+    return ((const hold_state *)state)->len == 0;
+}
+static void hold_close(void *state)
+{
+    hold_state *h = state;
+    if (h) free(h->data);
+    free(h);
+}
+static const bs_session_ops hold_ops = {hold_open, hold_client, up_upstream, hold_quiet,
+                                        hold_close};
+
+static void test_session_holding_output(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(
+        json, sizeof json,
+        "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"hold\",\"bind\":\"127.0.0.1:%d\","
+        "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\"}]}",
+        port, e.port);
+    srvh h;
+    memset(&h, 0, sizeof h);
+    snprintf(h.cfgpath, sizeof h.cfgpath, "%s/hold.json", g_dir);
+    nt_write_file(h.cfgpath, json);
+    bs_config_errors errs = {0};
+    CHECK(bs_config_load(h.cfgpath, &h.cfg, &errs) == BS_OK);
+    bs_config_errors_free(&errs);
+    h.loop = ev_loop_new(EVFLAG_AUTO);
+    pthread_mutex_init(&h.m, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    char err[300];
+    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
+    CHECK(bs_server_set_session(h.srv, "hold", &hold_ops, NULL) == BS_OK);
+    ev_async_init(&h.call, h_call_cb);
+    ev_async_start(h.loop, &h.call);
+    CHECK(bs_server_start(h.srv, h_on_done, &h) == BS_OK);
+    pthread_create(&h.thr, NULL, h_main, &h);
+    int fd = nt_connect(port);
+    CHECK(echo_roundtrip(fd, 300000, 12));
+    close(fd);
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"hold\"") == 0));
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
 static char g_principal[512];
 static bs_status pr_open(void *ctx, const bs_session_info *info, void **state)
 {
@@ -1176,6 +1262,7 @@ int main(void)
     RUN(test_tls_origination);
     RUN(test_graceful_drain);
     RUN(test_session_filter);
+    RUN(test_session_holding_output);
     RUN(test_principal_and_required_cert);
     RUN(test_readiness_probe);
     RUN(test_reload_limits_and_refusal);
