@@ -763,6 +763,39 @@ static void test_graceful_drain(void)
     nt_echo_stop(&e);
 }
 
+/* IPv6 listener (skipped when the machine has no IPv6 loopback). */
+static void test_ipv6_listener(void)
+{
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&a6, sizeof a6) == 0;
+    socklen_t len = sizeof a6;
+    if (have_v6) getsockname(probe, (struct sockaddr *)&a6, &len);
+    if (probe >= 0) close(probe);
+    if (!have_v6) {
+        fprintf(stderr, "  (no IPv6 loopback: skipped)\n");
+        return;
+    }
+    int port = ntohs(a6.sin6_port);
+    nt_echo e;
+    nt_echo_start(&e);
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":2,\"admin\":null,\"listeners\":[{\"name\":\"v6\",\"bind\":\"[::1]:%d\","
+             "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\"}]}",
+             port, e.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct timeval tv = {(time_t)NT_WAIT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    CHECK(connect(fd, (struct sockaddr *)&a6, sizeof a6) == 0);
+    CHECK(echo_roundtrip(fd, 100000, 6));
+    close(fd);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
 /* A session filter for the seam: upper-cases client bytes, and answers
  * every client chunk containing '!' with "ACK" injected back to the client. */
 static int g_sess_open, g_sess_closed;
@@ -1261,6 +1294,7 @@ int main(void)
     RUN(test_upstream_down);
     RUN(test_tls_origination);
     RUN(test_graceful_drain);
+    RUN(test_ipv6_listener);
     RUN(test_session_filter);
     RUN(test_session_holding_output);
     RUN(test_principal_and_required_cert);
