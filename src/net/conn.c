@@ -658,7 +658,10 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
      * hold output of its own that waits for room in `out`) */
     if (ops && (!buf_empty(*in) || (ops->is_quiescent && !ops->is_quiescent(c->sess)))) {
         if ((!*out && !(*out = buf_get(w))) || (!*back && !(*back = buf_get(w)))) return false;
-        bs_buf no_input = {0};
+        /* An empty stand-in with a real data pointer: pointer arithmetic on
+         * it stays defined in the session. */
+        uint8_t none[1];
+        bs_buf no_input = {.data = none, .cap = 0, .rd = 0, .wr = 0};
         bs_buf *inb = *in ? *in : &no_input;
         size_t before_in = bs_buf_readable(inb), before_out = bs_buf_readable(*out),
                before_back = bs_buf_readable(*back);
