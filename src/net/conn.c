@@ -253,7 +253,8 @@ static int blk_event(uint8_t blk, int dflt)
     return blk == BLK_READ ? EV_READ : blk == BLK_WRITE ? EV_WRITE : dflt;
 }
 
-/* Room to read more from the side that feeds `in`/`out`. */
+/* Room to read more into `target` (the session input, or the direction's
+ * output buffer without a session); a missing buffer is allocated on read. */
 static bool has_room(const bs_buf *target)
 {
     return !target || bs_buf_free_space(target) > 0;
@@ -266,9 +267,8 @@ static void conn_update_watchers(bs_conn *c)
     if (!c->peeked || !c->c.ready) {
         ce = c->peeked ? blk_event(c->c.hs_blk, EV_READ) : EV_READ;
     } else if (c->opened) {
-        bs_buf *ctarget = c->cin ? c->cin : c->c2u;
         bool csess = c->l->session_ops != NULL;
-        if (!c->c.rd_eof && has_room(csess ? c->cin : ctarget))
+        if (!c->c.rd_eof && has_room(csess ? c->cin : c->c2u))
             ce |= blk_event(c->c.rd_blk, EV_READ);
         if (!buf_empty(c->u2c) || c->c.shut_pending) ce |= blk_event(c->c.wr_blk, EV_WRITE);
     }
