@@ -130,6 +130,12 @@ typedef struct bs_topic_rule {
     char *key;   /* key reference: envelope keyref / KMS KeyId */
 } bs_topic_rule;
 
+/* What the daemon logs (WARN) at start when !cfg->encryption.enabled; one
+ * %s: the config file path. Kept here so every entry point says the same. */
+#define BS_CONFIG_ENCRYPTION_OFF_FMT                                                               \
+    "encryption at rest is OFF: no \"encryption\" section in %s; records reach the broker in "   \
+    "plaintext"
+
 typedef struct bs_encryption_config {
     bool enabled;           /* false when the section is absent or null: the daemon must log
                                "encryption at rest is OFF" at start (docs/configuration.md) */

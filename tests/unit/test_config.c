@@ -14,6 +14,7 @@
 
 #include <openssl/ssl.h>
 
+#include "brokerside/keyring.h"
 #include "brokerside/tls.h"
 #include "test.h"
 
@@ -1097,6 +1098,13 @@ static void test_shipped_example_loads(void)
         int rc = system(cmd);
         CHECK(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
     }
+    /* The example's master key; what `brokerside keygen` writes (mode 0600). */
+    char key[PATH_MAX + 16], why[256] = "";
+    snprintf(key, sizeof key, "%s/master.key", certs);
+    if (access(key, F_OK) != 0) {
+        CHECK_EQ(bs_keyring_local_keygen(key, why, sizeof why), BS_OK);
+        if (why[0]) fprintf(stderr, "  keygen: %s\n", why);
+    }
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/conf/brokerside.json", src);
     bs_config *cfg = NULL;
@@ -1108,6 +1116,18 @@ static void test_shipped_example_loads(void)
         char want[PATH_MAX + 64];
         snprintf(want, sizeof want, "%s/conf/../certs/dev/server.crt", src);
         CHECK_STR(cfg->listeners[0].tls->cert_file, want);
+    }
+    if (cfg) {
+        /* The embedded defaults: every topic encrypted with the local keyring,
+         * every stream into one file sink, a spool under var/. */
+        CHECK(cfg->encryption.enabled && cfg->encryption.kms_type == BS_KMS_LOCAL);
+        CHECK(bs_config_topic_rule(&cfg->encryption, "any.topic", 9) != NULL);
+        CHECK(cfg->audit.enabled && cfg->metrics.enabled && cfg->logs.enabled);
+        const bs_sink_config *s = bs_config_sink(cfg, "local-files");
+        CHECK(s && s->kind == BS_SINK_FILE && s->streams == 7u);
+        char want[PATH_MAX + 64];
+        snprintf(want, sizeof want, "%s/conf/../var/spool", src);
+        CHECK_STR(cfg->spool.dir, want);
     }
     bs_config_free(cfg);
     bs_config_errors_free(&e);
@@ -1161,6 +1181,9 @@ static void test_event_sections_default_off(void)
     CHECK_EQ(cfg->spool.segment_bytes, 64ull << 20);
     CHECK_EQ(cfg->spool.fsync_interval_ms, 100);
     CHECK(cfg->aws.region == NULL && !cfg->aws.region_from_env);
+    char msg[256];
+    snprintf(msg, sizeof msg, BS_CONFIG_ENCRYPTION_OFF_FMT, cfg->path);
+    CHECK(strstr(msg, "encryption at rest is OFF") && strstr(msg, cfg->path));
     CHECK_EQ(cfg->aws.max_attempts, 4);
     CHECK(cfg->aws.connect_timeout_s == 3 && cfg->aws.request_timeout_s == 30);
     CHECK_STR(cfg->metrics.ns, "Kafka/Brokerside");
