@@ -101,19 +101,18 @@ typedef struct bs_admin_config {
     double probe_interval_s; /* readiness probe of upstreams; default 5 */
 } bs_admin_config;
 
-
 /* ---- AWS, encryption, events, sinks, spool (issues 4-6) ----------------- */
 
 /* `aws`: settings shared by the KMS keyring and the AWS sinks. */
 typedef struct bs_aws_config {
-    char *region;            /* resolved: the file, else AWS_REGION, else AWS_DEFAULT_REGION
-                                at load time; NULL only if none was set and nothing needs it */
-    bool region_from_env;    /* true when `region` came from the environment */
-    char *profile;           /* shared-config profile; NULL = AWS_PROFILE / "default" */
-    char *access_key_id;     /* explicit credentials (discouraged), all NULL by default */
-    char *secret_access_key; /* secret: wiped by bs_config_free, never printed */
-    char *session_token;     /* secret: wiped by bs_config_free, never printed */
-    uint32_t max_attempts;   /* HTTP attempts per call (1 = no retry); default 4 */
+    char *region;             /* resolved: the file, else AWS_REGION, else AWS_DEFAULT_REGION
+                                 at load time; NULL only if none was set and nothing needs it */
+    bool region_from_env;     /* true when `region` came from the environment */
+    char *profile;            /* shared-config profile; NULL = AWS_PROFILE / "default" */
+    char *access_key_id;      /* explicit credentials (discouraged), all NULL by default */
+    char *secret_access_key;  /* secret: wiped by bs_config_free, never printed */
+    char *session_token;      /* secret: wiped by bs_config_free, never printed */
+    uint32_t max_attempts;    /* HTTP attempts per call (1 = no retry); default 4 */
     double connect_timeout_s; /* default 3 */
     double request_timeout_s; /* whole attempt; default 30 */
     char *ca_file;            /* extra trust anchors (PEM) for endpoints; NULL = system store */
@@ -133,19 +132,19 @@ typedef struct bs_topic_rule {
 /* What the daemon logs (WARN) at start when !cfg->encryption.enabled; one
  * %s: the config file path. Kept here so every entry point says the same. */
 #define BS_CONFIG_ENCRYPTION_OFF_FMT                                                               \
-    "encryption at rest is OFF: no \"encryption\" section in %s; records reach the broker in "   \
+    "encryption at rest is OFF: no \"encryption\" section in %s; records reach the broker in "     \
     "plaintext"
 
 typedef struct bs_encryption_config {
-    bool enabled;           /* false when the section is absent or null: the daemon must log
-                               "encryption at rest is OFF" at start (docs/configuration.md) */
+    bool enabled; /* false when the section is absent or null: the daemon must log
+                     "encryption at rest is OFF" at start (docs/configuration.md) */
     bs_kms_type kms_type;
-    char *key_file;         /* local: master key file (exists, no group/other permission) */
-    char *kms_region;       /* aws: resolved (kms.region, else aws.region) */
-    char *kms_endpoint;     /* aws: URL override or NULL for https://kms.<region>.amazonaws.com */
-    bs_topic_rule *topics;  /* in file order: the first match wins */
+    char *key_file;        /* local: master key file (exists, no group/other permission) */
+    char *kms_region;      /* aws: resolved (kms.region, else aws.region) */
+    char *kms_endpoint;    /* aws: URL override or NULL for https://kms.<region>.amazonaws.com */
+    bs_topic_rule *topics; /* in file order: the first match wins */
     size_t n_topics;
-    bool reject_unmatched;  /* unmatched_topics "reject" (true) or "plaintext" (false, default) */
+    bool reject_unmatched;    /* unmatched_topics "reject" (true) or "plaintext" (false, default) */
     uint64_t dek_max_records; /* default 1000000, 1..2^28 (BS_DEK_HARD_MAX_RECORDS) */
     uint64_t dek_max_age_s;   /* default 3600, 1..86400 */
     uint32_t decrypt_cache_max_entries; /* default 10000 */
@@ -172,13 +171,13 @@ typedef struct bs_sink_refs {
 } bs_sink_refs;
 
 typedef struct bs_audit_config {
-    bool enabled;                /* section present and not null */
-    bs_data_events data_events;  /* default aggregate */
-    uint32_t aggregate_interval_s; /* default 60 */
-    char *signing_key_file;        /* NULL = hash chain without signed digests (warned) */
+    bool enabled;                           /* section present and not null */
+    bs_data_events data_events;             /* default aggregate */
+    uint32_t aggregate_interval_s;          /* default 60 */
+    char *signing_key_file;                 /* NULL = hash chain without signed digests (warned) */
     bs_signing_algorithm signing_algorithm; /* default detect */
-    uint32_t digest_interval_s;    /* default 300 */
-    bs_sink_refs sinks;            /* default ["default"] */
+    uint32_t digest_interval_s;             /* default 300 */
+    bs_sink_refs sinks;                     /* default ["default"] */
 } bs_audit_config;
 
 typedef struct bs_metrics_config {
@@ -225,7 +224,7 @@ typedef struct bs_sink_config {
     /* batching (framework bs_sink_limits): filled with the type's API maxima by default */
     uint32_t max_events;
     uint64_t max_bytes;
-    uint32_t max_age_ms; /* default 1000 */
+    uint32_t max_age_ms;         /* default 1000 */
     uint32_t max_attempts;       /* 0 = retry forever (default), else dead-letter after */
     uint32_t backoff_initial_ms; /* default 200 */
     uint32_t backoff_max_ms;     /* default 30000 */
@@ -233,7 +232,7 @@ typedef struct bs_sink_config {
     char *region;   /* resolved: sink region, else aws.region */
     char *endpoint; /* URL override or NULL */
     /* file */
-    char *dir; /* absolute */
+    char *dir;             /* absolute */
     uint64_t rotate_bytes; /* default 104857600 */
     uint32_t rotate_age_s; /* default 3600 */
     bool gzip;             /* file: gzip rotated files (default false); s3: default true */
@@ -245,7 +244,7 @@ typedef struct bs_sink_config {
     bool query_protocol; /* protocol "query" (true) or "json" (false, default) */
     /* s3 */
     char *bucket;
-    char *prefix; /* NULL = the s3 sink's default key template */
+    char *prefix;                       /* NULL = the s3 sink's default key template */
     uint64_t object_max_bytes;          /* default 67108864 */
     uint32_t object_max_age_s;          /* default 60 */
     uint64_t multipart_threshold_bytes; /* default 8388608, at least 5 MiB */

@@ -1450,8 +1450,7 @@ static char *resolve_path(cfg_ctx *c, const char *s)
 {
     char *abs = NULL;
     if (s[0] == '/') return cfg_strdup(c, s);
-    if (!c->dir ||
-        asprintf(&abs, "%s%s%s", c->dir, strcmp(c->dir, "/") == 0 ? "" : "/", s) < 0) {
+    if (!c->dir || asprintf(&abs, "%s%s%s", c->dir, strcmp(c->dir, "/") == 0 ? "" : "/", s) < 0) {
         c->nomem = true;
         return NULL;
     }
@@ -1496,6 +1495,9 @@ static char *get_dir(cfg_ctx *c, const cJSON *obj, const char *key, const char *
     path_key(p, sizeof p, path, key);
     char *abs = resolve_path(c, s);
     if (!abs) return NULL;
+    /* "dir/" and "dir" are one directory: compare (and store) them alike. */
+    for (size_t n = strlen(abs); n > 1 && abs[n - 1] == '/'; n--)
+        abs[n - 1] = '\0';
     struct stat sb;
     if (stat(abs, &sb) == 0) {
         if (!S_ISDIR(sb.st_mode)) {
@@ -1610,8 +1612,10 @@ static const char *check_url(const char *u, bool insecure_ok)
         if (!close) return "missing ']' after the IPv6 address";
         *close = '\0';
         memmove(host, host + 1, strlen(host + 1) + 1);
-        if (close[1] == ':') port = close + 2; /* the memmove left the tail in place */
-        else if (close[1]) return "expected ':PORT' after ']'";
+        if (close[1] == ':')
+            port = close + 2; /* the memmove left the tail in place */
+        else if (close[1])
+            return "expected ':PORT' after ']'";
     } else {
         port = strchr(host, ':');
         if (port) *port++ = '\0';
@@ -1658,9 +1662,14 @@ static void secret_free(char *s)
  * environment when the file does not set it. */
 static void parse_aws(cfg_ctx *c, const cJSON *root, bs_aws_config *a)
 {
-    static const char *const keys[] = {"region",       "profile",           "credentials",
-                                       "max_attempts", "connect_timeout_s", "request_timeout_s",
-                                       "ca_file",      NULL};
+    static const char *const keys[] = {"region",
+                                       "profile",
+                                       "credentials",
+                                       "max_attempts",
+                                       "connect_timeout_s",
+                                       "request_timeout_s",
+                                       "ca_file",
+                                       NULL};
     static const char *const ckeys[] = {"access_key_id", "secret_access_key", "session_token",
                                         NULL};
     a->max_attempts = 4;
@@ -1755,9 +1764,9 @@ static const char *check_glob(const char *g)
             continue;
         }
         /* Kafka topic names use only [A-Za-z0-9._-]; anything else cannot match. */
-        if (!isalnum(ch) && !strchr("._-*?]", ch))
+        if (!isalnum(ch) && !strchr("._-*?", ch))
             return "contains a character that no Kafka topic name has (allowed: A-Z a-z 0-9 . _ "
-                   "- and the glob characters * ? [ ] \\)";
+                   "- and the glob syntax * ? [...] \\)";
     }
     return NULL;
 }
@@ -1786,11 +1795,11 @@ static const char *check_keyref(const char *k, bs_kms_type t)
 static void parse_encryption(cfg_ctx *c, const cJSON *root, const bs_aws_config *aws,
                              bs_encryption_config *e)
 {
-    static const char *const keys[] = {"kms", "topics", "unmatched_topics", "dek",
-                                       "decrypt_cache", NULL};
+    static const char *const keys[] = {"kms", "topics",        "unmatched_topics",
+                                       "dek", "decrypt_cache", NULL};
     static const char *const local_keys[] = {"type", "key_file", NULL};
-    static const char *const aws_keys[] = {"type", "region", "endpoint",
-                                           "allow_insecure_endpoint", NULL};
+    static const char *const aws_keys[] = {"type", "region", "endpoint", "allow_insecure_endpoint",
+                                           NULL};
     static const char *const rule_keys[] = {"match", "key", NULL};
     static const char *const dek_keys[] = {"max_records", "max_age_s", NULL};
     static const char *const cache_keys[] = {"max_entries", "ttl_s", NULL};
@@ -1833,8 +1842,8 @@ static void parse_encryption(cfg_ctx *c, const cJSON *root, const bs_aws_config 
             struct stat sb;
             /* The usual first-run mistake: say how to make the file. */
             if (want && stat(want, &sb) != 0 && errno == ENOENT)
-                bs_log(BS_LOG_INFO, "config", "%s: create the master key with: brokerside keygen %s",
-                       c->file, want);
+                bs_log(BS_LOG_INFO, "config",
+                       "%s: create the master key with: brokerside keygen %s", c->file, want);
             free(want);
         } else if (t == BS_KMS_AWS) {
             e->kms_type = BS_KMS_AWS;
@@ -1879,7 +1888,8 @@ static void parse_encryption(cfg_ctx *c, const cJSON *root, const bs_aws_config 
             }
             check_keys(c, it, pr, rule_keys, NULL);
             const char *m, *kr;
-            bool m_ok = get_string(c, it, "match", pr, &m), k_ok = get_string(c, it, "key", pr, &kr);
+            bool m_ok = get_string(c, it, "match", pr, &m),
+                 k_ok = get_string(c, it, "key", pr, &kr);
             if (m_ok && !m) {
                 path_key(p, sizeof p, pr, "match");
                 cfg_err(c, p, "is required (a topic glob such as \"payments.*\" or \"*\")");
@@ -1903,10 +1913,19 @@ static void parse_encryption(cfg_ctx *c, const cJSON *root, const bs_aws_config 
             }
             if (!m_ok || !k_ok) continue;
             for (size_t j = 0; j < e->n_topics; j++) {
+                if (strcmp(e->topics[j].match, "*") == 0) {
+                    path_key(p, sizeof p, pr, "match");
+                    cfg_err(c, p,
+                            "never applies: an earlier rule matches \"*\" (every topic) "
+                            "and the first match wins; put \"*\" last");
+                    break;
+                }
                 if (strcmp(e->topics[j].match, m) == 0) {
                     path_key(p, sizeof p, pr, "match");
-                    cfg_err(c, p, "%s repeats an earlier rule: the first match wins, so this "
-                                  "rule would never apply", quote(q, sizeof q, m));
+                    cfg_err(c, p,
+                            "%s repeats an earlier rule: the first match wins, so this "
+                            "rule would never apply",
+                            quote(q, sizeof q, m));
                 }
             }
             bs_topic_rule *r = &e->topics[e->n_topics++];
@@ -2016,9 +2035,12 @@ static const cJSON *event_section(cfg_ctx *c, const cJSON *root, const char *nam
 /* Parse `audit`. */
 static void parse_audit(cfg_ctx *c, const cJSON *root, bs_audit_config *a)
 {
-    static const char *const keys[] = {"data_events",       "aggregate_interval_s",
-                                       "signing_key_file",  "signing_algorithm",
-                                       "digest_interval_s", "sinks",
+    static const char *const keys[] = {"data_events",
+                                       "aggregate_interval_s",
+                                       "signing_key_file",
+                                       "signing_algorithm",
+                                       "digest_interval_s",
+                                       "sinks",
                                        NULL};
     static const char *const modes[] = {"aggregate", "each", "off", NULL};
     static const char *const algs[] = {"detect", "hmac-sha256", "ed25519", NULL};
@@ -2043,6 +2065,22 @@ static void parse_audit(cfg_ctx *c, const cJSON *root, bs_audit_config *a)
     a->signing_algorithm = (bs_signing_algorithm)alg;
     if (member(v, "signing_algorithm") && !member(v, "signing_key_file"))
         cfg_err(c, "audit.signing_algorithm", "needs signing_key_file");
+    if (a->signing_key_file && a->signing_algorithm != BS_SIGNING_DETECT) {
+        /* Only the kind is checked here (PEM or not); the audit key loader
+         * parses the contents at start. */
+        char head[11] = "";
+        FILE *f = fopen(a->signing_key_file, "re");
+        if (f) {
+            size_t got = fread(head, 1, sizeof head - 1, f);
+            head[got] = '\0';
+            fclose(f);
+        }
+        bool pem = strncmp(head, "-----BEGIN", 10) == 0;
+        if (pem != (a->signing_algorithm == BS_SIGNING_ED25519))
+            cfg_err(c, "audit.signing_algorithm", "is %s but signing_key_file %s",
+                    a->signing_algorithm == BS_SIGNING_ED25519 ? "\"ed25519\"" : "\"hmac-sha256\"",
+                    pem ? "is a PEM file (an Ed25519 key?)" : "is not a PEM Ed25519 key");
+    }
 
     get_sink_refs(c, v, "audit", &a->sinks);
 }
@@ -2080,7 +2118,7 @@ static void parse_metrics(cfg_ctx *c, const cJSON *root, bs_metrics_config *mc)
 /* Parse `logs`. */
 static void parse_logs(cfg_ctx *c, const cJSON *root, bs_logs_config *l)
 {
-    static const char *const keys[] = {"files",        "tz_offset_min", "start_at_end",
+    static const char *const keys[] = {"files",      "tz_offset_min", "start_at_end",
                                        "state_file", "sinks",         NULL};
     static const char *const fkeys[] = {"path", "format", NULL};
     static const char *const formats[] = {"log4j", "plain", NULL};
@@ -2211,11 +2249,10 @@ static void sink_free(bs_sink_config *s)
 static void parse_sink(cfg_ctx *c, const cJSON *v, const char *path, const bs_aws_config *aws,
                        bs_sink_config *s)
 {
-    static const char *const common[] = {"type",       "max_events",         "max_bytes",
-                                         "max_age_ms", "max_attempts",       "backoff_initial_ms",
-                                         "backoff_max_ms", NULL};
-    static const char *const aws_common[] = {"region", "endpoint", "allow_insecure_endpoint",
-                                             NULL};
+    static const char *const common[] = {
+        "type",         "max_events",         "max_bytes",      "max_age_ms",
+        "max_attempts", "backoff_initial_ms", "backoff_max_ms", NULL};
+    static const char *const aws_common[] = {"region", "endpoint", "allow_insecure_endpoint", NULL};
     static const char *const per_type[][8] = {
         [BS_SINK_FILE] = {"dir", "rotate_bytes", "rotate_age_s", "gzip", NULL},
         [BS_SINK_CLOUDWATCH_LOGS] = {"log_group", "log_stream", "auto_create", NULL},
@@ -2224,8 +2261,8 @@ static void parse_sink(cfg_ctx *c, const cJSON *v, const char *path, const bs_aw
                         "multipart_threshold_bytes", NULL},
         [BS_SINK_FIREHOSE] = {"delivery_stream", NULL},
     };
-    static const char *const type_names[] = {"file", "cloudwatch_logs", "cloudwatch_metrics", "s3",
-                                             "firehose", NULL};
+    static const char *const type_names[] = {"file", "cloudwatch_logs", "cloudwatch_metrics",
+                                             "s3",   "firehose",        NULL};
     char p[CFG_PATH_MAX];
     const char *allowed[24];
     if (!cJSON_IsObject(v)) {
@@ -2311,8 +2348,10 @@ static void parse_sink(cfg_ctx *c, const cJSON *v, const char *path, const bs_aw
     case BS_SINK_CLOUDWATCH_LOGS:
         if (get_string(c, v, "log_group", path, &str)) {
             path_key(p, sizeof p, path, "log_group");
-            if (!str) cfg_err(c, p, "is required, e.g. \"/kafka/brokerside\"");
-            else check_name_template(c, p, str, false);
+            if (!str)
+                cfg_err(c, p, "is required, e.g. \"/kafka/brokerside\"");
+            else
+                check_name_template(c, p, str, false);
             s->log_group = cfg_strdup(c, str);
         }
         if (get_string(c, v, "log_stream", path, &str)) {
@@ -2341,11 +2380,13 @@ static void parse_sink(cfg_ctx *c, const cJSON *v, const char *path, const bs_aw
                 bad = !islower((unsigned char)str[i]) && !isdigit((unsigned char)str[i]) &&
                       str[i] != '.' && str[i] != '-';
             char q[160];
-            if (!str) cfg_err(c, p, "is required");
+            if (!str)
+                cfg_err(c, p, "is required");
             else if (bad)
                 cfg_err(c, p, "%s is not a valid S3 bucket name (3 to 63 of a-z 0-9 . -)",
                         quote(q, sizeof q, str));
-            else s->bucket = cfg_strdup(c, str);
+            else
+                s->bucket = cfg_strdup(c, str);
         }
         if (get_string(c, v, "prefix", path, &str) && str) {
             path_key(p, sizeof p, path, "prefix");
@@ -2370,8 +2411,10 @@ static void parse_sink(cfg_ctx *c, const cJSON *v, const char *path, const bs_aw
     case BS_SINK_FIREHOSE:
         if (get_string(c, v, "delivery_stream", path, &str)) {
             path_key(p, sizeof p, path, "delivery_stream");
-            if (!str) cfg_err(c, p, "is required");
-            else check_name_template(c, p, str, false);
+            if (!str)
+                cfg_err(c, p, "is required");
+            else
+                check_name_template(c, p, str, false);
             s->delivery_stream = cfg_strdup(c, str);
         }
         break;
@@ -2409,7 +2452,8 @@ static void parse_sinks(cfg_ctx *c, const cJSON *root, bs_config *cfg)
             continue;
         }
         if (!name_ok(name)) {
-            cfg_err(c, p, "%s is not a valid sink name: use 1 to %d characters from A-Z a-z 0-9 _ . -",
+            cfg_err(c, p,
+                    "%s is not a valid sink name: use 1 to %d characters from A-Z a-z 0-9 _ . -",
                     quote(q, sizeof q, name), CFG_NAME_MAX);
             continue;
         }
@@ -2505,13 +2549,15 @@ static void link_events(cfg_ctx *c, const cJSON *root, bs_config *cfg)
         bs_sink_config *s = &cfg->sinks[cfg->n_sinks++];
         char *parent = cfg_strdup(c, cfg->spool.dir);
         char *slash = parent ? strrchr(parent, '/') : NULL;
-        if (slash && slash != parent) *slash = '\0';
-        else if (slash) slash[1] = '\0';
+        if (slash && slash != parent)
+            *slash = '\0';
+        else if (slash)
+            slash[1] = '\0';
         s->name = cfg_strdup(c, "default");
         s->kind = BS_SINK_FILE;
         s->implicit = true;
-        if (parent && asprintf(&s->dir, "%s%sevents", parent,
-                               strcmp(parent, "/") == 0 ? "" : "/") < 0) {
+        if (parent &&
+            asprintf(&s->dir, "%s%sevents", parent, strcmp(parent, "/") == 0 ? "" : "/") < 0) {
             s->dir = NULL;
             c->nomem = true;
         }
@@ -2549,6 +2595,23 @@ static void link_events(cfg_ctx *c, const cJSON *root, bs_config *cfg)
             }
             s->streams |= 1u << secs[i].stream;
         }
+    }
+    /* Two writers in one directory would interleave or rotate each other's files. */
+    for (size_t k = 0; k < cfg->n_sinks; k++) {
+        const bs_sink_config *s = &cfg->sinks[k];
+        if (s->kind != BS_SINK_FILE || !s->dir) continue;
+        snprintf(p, sizeof p, s->implicit ? "sinks" : "sinks.%s.dir", s->name);
+        if (cfg->spool.dir && strcmp(s->dir, cfg->spool.dir) == 0)
+            cfg_err(c, p, "%s%s is the spool directory: give the sink its own directory",
+                    s->implicit ? "the default sink's dir " : "", quote(q, sizeof q, s->dir));
+        for (size_t j = 0; j < k; j++)
+            if (cfg->sinks[j].kind == BS_SINK_FILE && cfg->sinks[j].dir &&
+                strcmp(cfg->sinks[j].dir, s->dir) == 0)
+                cfg_err(c, p,
+                        "%s%s is also the dir of sinks.%s: each file sink needs its own "
+                        "directory",
+                        s->implicit ? "the default sink's dir " : "", quote(q, sizeof q, s->dir),
+                        cfg->sinks[j].name);
     }
     if (cfg->logs.enabled && !cfg->logs.state_file && cfg->spool.dir &&
         asprintf(&cfg->logs.state_file, "%s/logtail.state", cfg->spool.dir) < 0) {
@@ -2670,10 +2733,9 @@ void bs_config_errors_free(bs_config_errors *errs)
 /* Walk the parsed document into cfg (every section, all problems recorded). */
 static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 {
-    static const char *const keys[] = {"workers", "log_level", "listeners", "limits",
-                                       "kafka",   "admin",     "encryption", "aws",
-                                       "audit",   "metrics",   "logs",       "sinks",
-                                       "spool",   NULL};
+    static const char *const keys[] = {"workers", "log_level",  "listeners", "limits", "kafka",
+                                       "admin",   "encryption", "aws",       "audit",  "metrics",
+                                       "logs",    "sinks",      "spool",     NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     check_keys(c, root, "", keys, NULL);
     long long w = 0;
@@ -2950,8 +3012,7 @@ static bool sink_eq(const bs_sink_config *a, const bs_sink_config *b)
 
 /* The restart part of the SIGHUP rule for aws, encryption, events, sinks
  * and spool (see config.h); appends offending keys to what. */
-static bool events_need_restart(const bs_config *o, const bs_config *n, char *what,
-                                size_t whatlen)
+static bool events_need_restart(const bs_config *o, const bs_config *n, char *what, size_t whatlen)
 {
     const bs_aws_config *a = &o->aws, *b = &n->aws;
     const bs_encryption_config *ea = &o->encryption, *eb = &n->encryption;
@@ -2963,11 +3024,21 @@ static bool events_need_restart(const bs_config *o, const bs_config *n, char *wh
     for (size_t i = 0; files_same && i < la->n_files; i++)
         files_same = str_eq(la->files[i].path, lb->files[i].path) &&
                      la->files[i].format == lb->files[i].format;
-    static const char *const names[] = {
-        "aws",          "encryption (on/off)", "encryption.kms", "encryption.decrypt_cache",
-        "audit (on/off)", "audit.sinks",       "audit.signing_key_file",
-        "metrics (on/off)", "metrics.sinks",   "logs (on/off)", "logs.sinks",
-        "logs.files",   "logs (tz_offset_min, start_at_end, state_file)", "sinks", "spool"};
+    static const char *const names[] = {"aws",
+                                        "encryption (on/off)",
+                                        "encryption.kms",
+                                        "encryption.decrypt_cache",
+                                        "audit (on/off)",
+                                        "audit.sinks",
+                                        "audit.signing_key_file",
+                                        "metrics (on/off)",
+                                        "metrics.sinks",
+                                        "logs (on/off)",
+                                        "logs.sinks",
+                                        "logs.files",
+                                        "logs (tz_offset_min, start_at_end, state_file)",
+                                        "sinks",
+                                        "spool"};
     bool diff[] = {
         !str_eq(a->region, b->region) || !str_eq(a->profile, b->profile) ||
             !str_eq(a->access_key_id, b->access_key_id) ||

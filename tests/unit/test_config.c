@@ -509,7 +509,7 @@ static void test_top_level_sections_are_known(void)
 {
     /* Every documented section is accepted; a misspelt one gets a suggestion. */
     EXPECT_ERR_T("\"encrpytion\": {}", "encrpytion: unknown key \"encrpytion\" (did you mean "
-                                         "\"encryption\"?)");
+                                       "\"encryption\"?)");
     EXPECT_ERR_T("\"sink\": {}", "sink: unknown key \"sink\" (did you mean \"sinks\"?)");
 }
 
@@ -1159,6 +1159,10 @@ static void setup_event_files(void)
     write_file(p, "0123456789abcdef0123456789abcdef\n");
     chmod(p, 0644);
     free(p);
+    p = fmt("%s/ed.pem", g_dir);
+    write_file(p, "-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n");
+    chmod(p, 0600);
+    free(p);
     p = fmt("%s/afile", g_dir);
     write_file(p, "x\n");
     free(p);
@@ -1292,6 +1296,13 @@ static void test_encryption_errors(void)
                  "encryption.topics[1].match: \"a\" repeats an earlier rule");
     EXPECT_ERR_T(ENC_LOCAL ", \"x\": 1", "x: unknown key");
     EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}, {\"match\": \"pay.*\", \"key\": "
+                 "\"j\"}]}",
+                 "encryption.topics[1].match: never applies: an earlier rule matches \"*\"");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"a]\", \"key\": \"k\"}]}",
+                 "contains a character that no Kafka topic name has");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
                  "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}], \"unmatched_topics\": "
                  "\"drop\"}",
                  "encryption.unmatched_topics: \"drop\" is not valid: expected \"plaintext\" or "
@@ -1317,10 +1328,11 @@ static void test_kms_aws_and_endpoints(void)
     /* Region from aws.region; endpoint over plain http only for loopback. */
     char *j = with("", "\"aws\": {\"region\": \"eu-west-1\"}, \"encryption\": {\"kms\": "
                        "{\"type\": \"aws\", \"endpoint\": \"http://127.0.0.1:4566\"}, "
-                       "\"topics\": [{\"match\": \"*\", \"key\": \"alias/kafka\"},"
+                       "\"topics\": ["
                        " {\"match\": \"b\", \"key\": \"1234abcd-12ab-34cd-56ef-1234567890ab\"},"
                        " {\"match\": \"c\", \"key\": "
-                       "\"arn:aws:kms:eu-west-1:111122223333:key/mrk-1\"}]}");
+                       "\"arn:aws:kms:eu-west-1:111122223333:key/mrk-1\"},"
+                       " {\"match\": \"*\", \"key\": \"alias/kafka\"}]}");
     bs_config *cfg = EXPECT_OK(j);
     free(j);
     if (cfg) {
@@ -1337,7 +1349,9 @@ static void test_kms_aws_and_endpoints(void)
     free(j);
     if (cfg) CHECK_STR(cfg->encryption.kms_region, "us-gov-west-1");
     bs_config_free(cfg);
-#define KMS_AWS(kms) "\"encryption\": {\"kms\": {\"type\": \"aws\"" kms "}, \"topics\": [{\"match\": \"*\", \"key\": \"alias/a\"}]}"
+#define KMS_AWS(kms)                                                                               \
+    "\"encryption\": {\"kms\": {\"type\": \"aws\"" kms                                             \
+    "}, \"topics\": [{\"match\": \"*\", \"key\": \"alias/a\"}]}"
     EXPECT_ERR_T(KMS_AWS(""), "encryption.kms.region: no region");
     EXPECT_ERR_T(KMS_AWS(", \"region\": \"US-EAST-1\""),
                  "encryption.kms.region: \"US-EAST-1\" is not an AWS region name");
@@ -1411,7 +1425,8 @@ static void test_aws_section(void)
     bs_status st;
     char *log = load_capturing_log(j, &st);
     CHECK_EQ(st, BS_OK);
-    CHECK(log && strstr(log, "aws.credentials holds a long-lived secret") && !strstr(log, "s3cr3t"));
+    CHECK(log && strstr(log, "aws.credentials holds a long-lived secret") &&
+          !strstr(log, "s3cr3t"));
     free(log);
     free(j);
     EXPECT_ERR_T("\"aws\": {\"credentials\": {\"access_key_id\": \"AKID\"}}",
@@ -1422,10 +1437,13 @@ static void test_aws_section(void)
     EXPECT_ERR_T("\"aws\": {\"credentials\": {\"access_key_id\": \"A\", \"secret_access_key\": "
                  "42}}",
                  "aws.credentials.secret_access_key: expected a string, got a number");
-    EXPECT_ERR_T("\"aws\": {\"credentials\": {\"key\": \"A\"}}", "aws.credentials.key: unknown key");
-    EXPECT_ERR_T("\"aws\": {\"region\": \"moon-1\"}", "aws.region: \"moon-1\" is not an AWS region");
+    EXPECT_ERR_T("\"aws\": {\"credentials\": {\"key\": \"A\"}}",
+                 "aws.credentials.key: unknown key");
+    EXPECT_ERR_T("\"aws\": {\"region\": \"moon-1\"}",
+                 "aws.region: \"moon-1\" is not an AWS region");
     EXPECT_ERR_T("\"aws\": {\"max_attempts\": 0}", "aws.max_attempts: 0 is out of range");
-    EXPECT_ERR_T("\"aws\": {\"request_timeout_s\": -1}", "aws.request_timeout_s: -1 is out of range");
+    EXPECT_ERR_T("\"aws\": {\"request_timeout_s\": -1}",
+                 "aws.request_timeout_s: -1 is out of range");
     EXPECT_ERR_T("\"aws\": {\"ca_file\": \"nope.pem\"}", "aws.ca_file: \"nope.pem\"");
     EXPECT_ERR_T("\"aws\": \"us-east-1\"", "aws: expected an object, got a string");
     EXPECT_ERR_T("\"aws\": {\"regoin\": \"us-east-1\"}",
@@ -1511,6 +1529,25 @@ static void test_event_section_errors(void)
     EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"audit.key\", \"signing_algorithm\": "
                        "\"rsa\"}",
                  "audit.signing_algorithm: \"rsa\" is not valid");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"audit.key\", \"signing_algorithm\": "
+                       "\"ed25519\"}",
+                 "audit.signing_algorithm: is \"ed25519\" but signing_key_file is not a PEM");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"ed.pem\", \"signing_algorithm\": "
+                       "\"hmac-sha256\"}",
+                 "audit.signing_algorithm: is \"hmac-sha256\" but signing_key_file is a PEM file");
+    /* Matching kinds load (contents are parsed by the audit module at start). */
+    char *j = with("", SPOOL ", \"audit\": {\"signing_key_file\": \"ed.pem\", "
+                             "\"signing_algorithm\": \"ed25519\"}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) CHECK_EQ(cfg->audit.signing_algorithm, BS_SIGNING_ED25519);
+    bs_config_free(cfg);
+    j = with("", SPOOL ", \"audit\": {\"signing_key_file\": \"audit.key\", "
+                       "\"signing_algorithm\": \"hmac-sha256\"}");
+    cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) CHECK_EQ(cfg->audit.signing_algorithm, BS_SIGNING_HMAC_SHA256);
+    bs_config_free(cfg);
     EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": \"default\"}",
                  "audit.sinks: expected an array of sink names");
     EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": []}", "audit.sinks: is empty");
@@ -1523,7 +1560,8 @@ static void test_event_section_errors(void)
                        " \"sinks\": {\"cw\": {\"type\": \"cloudwatch_metrics\"}}",
                  "audit.sinks[0]: sink \"cw\" is a cloudwatch_metrics sink: it can only carry "
                  "metrics");
-    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"interval_s\": 86401}", "metrics.interval_s: 86401 is out");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"interval_s\": 86401}",
+                 "metrics.interval_s: 86401 is out");
     EXPECT_ERR_T(SPOOL ", \"metrics\": {\"namespace\": \"AWS/Kafka\"}",
                  "metrics.namespace: \"AWS/Kafka\" is not a CloudWatch namespace");
     EXPECT_ERR_T(SPOOL ", \"metrics\": {\"namespace\": \"a b\"}", "is not a CloudWatch namespace");
@@ -1583,7 +1621,7 @@ static void test_sinks_valid(void)
         "\"object_max_age_s\": 30, \"multipart_threshold_bytes\": 5242880},\n"
         "  \"fh\": {\"type\": \"firehose\", \"delivery_stream\": \"audit-{broker_id}\", "
         "\"max_events\": 500, \"backoff_initial_ms\": 10, \"backoff_max_ms\": 10},\n"
-        "  \"spare\": {\"type\": \"file\", \"dir\": \"adir\"}\n"
+        "  \"spare\": {\"type\": \"file\", \"dir\": \"sub\"}\n"
         " }}\n";
     bs_status st;
     char *log = load_capturing_log(j, &st);
@@ -1647,7 +1685,8 @@ static void test_sinks_valid(void)
 
 static void test_sink_errors(void)
 {
-    EXPECT_ERR_T(SPOOL ", \"metrics\": {}, \"sinks\": []", "sinks: expected an object of named sinks");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {}, \"sinks\": []",
+                 "sinks: expected an object of named sinks");
     EXPECT_ERR_T(SPOOL ", \"metrics\": {}, \"sinks\": {\"bad name\": {\"type\": \"file\", \"dir\": "
                        "\"adir\"}}",
                  "sinks.bad name: \"bad name\" is not a valid sink name");
@@ -1656,13 +1695,27 @@ static void test_sink_errors(void)
                  "sinks.a: duplicate sink name \"a\"");
     EXPECT_SINK_ERR("[]", "sinks.s: expected an object with a \"type\"");
     EXPECT_SINK_ERR("{}", "sinks.s.type: is required");
-    EXPECT_SINK_ERR("{\"type\": \"kinesis\"}",
-                    "sinks.s.type: \"kinesis\" is not valid: expected \"file\", \"cloudwatch_logs\", "
-                    "\"cloudwatch_metrics\", \"s3\" or \"firehose\"");
+    EXPECT_SINK_ERR(
+        "{\"type\": \"kinesis\"}",
+        "sinks.s.type: \"kinesis\" is not valid: expected \"file\", \"cloudwatch_logs\", "
+        "\"cloudwatch_metrics\", \"s3\" or \"firehose\"");
     EXPECT_SINK_ERR("{\"type\": \"file\"}", "sinks.s.dir: is required");
-    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"no/such/dir\"}",
-                    "sinks.s.dir: \"");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"no/such/dir\"}", "sinks.s.dir: \"");
     EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"afile\"}", "exists and is not a directory");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"spool\"}", "sinks.s.dir: \"");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"spool\"}", "is the spool directory");
+    EXPECT_ERR_T(SPOOL
+                 ", \"metrics\": {\"sinks\": [\"a\", \"b\"]}, \"sinks\": {\"a\": {\"type\": "
+                 "\"file\", \"dir\": \"adir\"}, \"b\": {\"type\": \"file\", \"dir\": \"adir//\"}}",
+                 "is also the dir of sinks.a");
+    EXPECT_ERR_T(SPOOL
+                 ", \"metrics\": {\"sinks\": [\"a\", \"b\"]}, \"sinks\": {\"a\": {\"type\": "
+                 "\"file\", \"dir\": \"adir\"}, \"b\": {\"type\": \"file\", \"dir\": \"adir\"}}",
+                 "sinks.b.dir: \"");
+    EXPECT_ERR_T(SPOOL
+                 ", \"metrics\": {\"sinks\": [\"a\", \"b\"]}, \"sinks\": {\"a\": {\"type\": "
+                 "\"file\", \"dir\": \"adir\"}, \"b\": {\"type\": \"file\", \"dir\": \"adir\"}}",
+                 "is also the dir of sinks.a: each file sink needs its own directory");
     EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"adir\", \"region\": \"us-east-1\"}",
                     "sinks.s.region: unknown key");
     EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"adir\", \"bucket\": \"b\"}",
@@ -1717,9 +1770,10 @@ static void test_sink_errors(void)
     EXPECT_SINK_ERR("{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"endpoint\": "
                     "\"http://10.0.0.1\"}",
                     "sinks.s.endpoint: \"http://10.0.0.1\" uses plain http");
-    EXPECT_SINK_ERR("{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"endpoint\": "
-                    "\"firehose.example.com\"}",
-                    "sinks.s.endpoint: \"firehose.example.com\" must be an http:// or https:// URL");
+    EXPECT_SINK_ERR(
+        "{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"endpoint\": "
+        "\"firehose.example.com\"}",
+        "sinks.s.endpoint: \"firehose.example.com\" must be an http:// or https:// URL");
     /* An AWS sink needs a region from somewhere. */
     EXPECT_ERR_T(SPOOL ", \"metrics\": {\"sinks\": [\"f\"]}, \"sinks\": {\"f\": {\"type\": "
                        "\"firehose\", \"delivery_stream\": \"d\"}}",
@@ -1738,8 +1792,7 @@ static void test_spool_errors(void)
                  "spool.segment_bytes: 8388608 is more than a quarter of max_bytes (16777216)");
     EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"spool\", \"fsync_interval_ms\": 0}",
                  "spool.fsync_interval_ms: 0 is out of range");
-    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"afile\"}",
-                 "spool.dir: \"");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"afile\"}", "spool.dir: \"");
     EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"missing/spool\"}",
                  "does not exist and neither does its parent directory");
     EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": 5}", "spool.dir: expected a string");
@@ -1767,7 +1820,7 @@ static void test_needs_restart_events(void)
                           "\"metrics\": {\"interval_s\": 10, \"namespace\": \"N\"}");
     char *restart = with("", "\"aws\": {\"region\": \"us-east-2\"}, \"spool\": {\"dir\": "
                              "\"adir\"}, \"audit\": {\"sinks\": [\"f\"]}, \"sinks\": {\"f\": "
-                             "{\"type\": \"file\", \"dir\": \"adir\"}}");
+                             "{\"type\": \"file\", \"dir\": \"sub\"}}");
     bs_config *a = EXPECT_OK(base), *b = EXPECT_OK(live), *c = EXPECT_OK(restart);
     char what[512];
     if (a && b && c) {
