@@ -77,11 +77,11 @@ typedef enum bs_audit_res_type {
     BS_AUDIT_RES_TOPIC = 0,
     BS_AUDIT_RES_GROUP = 1,
     BS_AUDIT_RES_TRANSACTIONAL_ID = 2,
-    BS_AUDIT_RES_BROKER = 3,       /* a broker config resource; name = broker id */
+    BS_AUDIT_RES_BROKER = 3, /* a broker config resource; name = broker id */
     BS_AUDIT_RES_BROKER_LOGGER = 4,
     BS_AUDIT_RES_CLUSTER = 5,
-    BS_AUDIT_RES_ACL = 6,          /* an ACL binding or filter; fields as attributes */
-    BS_AUDIT_RES_USER = 7,         /* SCRAM user, quota entity */
+    BS_AUDIT_RES_ACL = 6,  /* an ACL binding or filter; fields as attributes */
+    BS_AUDIT_RES_USER = 7, /* SCRAM user, quota entity */
     BS_AUDIT_RES_DELEGATION_TOKEN = 8,
     BS_AUDIT_RES_CLIENT_METRICS = 9,
     BS_AUDIT_RES_OTHER = 10,
@@ -97,7 +97,7 @@ const char *bs_audit_res_type_name(bs_audit_res_type t);
 #define BS_AUDIT_MAX_ARENA 65536
 
 typedef struct bs_audit_resource {
-    uint8_t type; /* bs_audit_res_type */
+    uint8_t type;                /* bs_audit_res_type */
     uint32_t name_off, name_len; /* into the arena; name_len 0 = no name */
     int16_t error_code;          /* resource-level error, BS_AUDIT_NO_ERROR if none */
     int64_t records, bytes;      /* data volume for this resource (Produce/Fetch), -1 = unknown */
@@ -123,15 +123,15 @@ typedef struct bs_audit_event {
     /* who and where (borrowed; NULL = absent) */
     uint64_t conn_id;
     const char *listener;
-    int32_t broker_id; /* -1 = unknown */
+    int32_t broker_id;     /* -1 = unknown */
     const char *principal; /* mTLS subject; NULL = anonymous */
     const char *source_ip;
     uint16_t source_port;
     /* request */
     int16_t api_key, api_version;
     int32_t correlation_id;
-    int16_t error_code; /* top-level response error, BS_AUDIT_NO_ERROR if none */
-    int64_t latency_us; /* -1 = no response (acks=0, connection lost) */
+    int16_t error_code;                    /* top-level response error, BS_AUDIT_NO_ERROR if none */
+    int64_t latency_us;                    /* -1 = no response (acks=0, connection lost) */
     int64_t request_bytes, response_bytes; /* frame sizes, -1 = unknown */
     /* connection events */
     bs_audit_conn_kind conn_kind;
@@ -241,7 +241,8 @@ bs_status bs_audit_data_mode_parse(const char *s, bs_audit_data_mode *out) BS_WU
 /* Options; bs_audit_options_default() fills the documented defaults. */
 typedef struct bs_audit_options {
     bs_audit_data_mode data_events; /* default aggregate */
-    uint32_t digest_every_events;   /* seal after this many events; default 1000, 0 = only on timer/close */
+    uint32_t digest_every_events;   /* seal after this many events; default 1000, 0 = only on
+                                       timer/close */
     uint32_t aggregate_max_keys;    /* aggregator map bound; default 10000 */
     const char *event_source;       /* default "kafka.brokerside" (borrowed) */
     int32_t broker_id;              /* for aggregate/chain events; default -1 (unknown) */
@@ -307,7 +308,8 @@ bs_status bs_audit_emit_file(const char *line, size_t len, void *arg) BS_WUR;
 bs_status bs_audit_digest_message(const char *chain_id, uint64_t first, uint64_t last,
                                   const char *last_hash, bs_wbuf *out) BS_WUR;
 /* Sign / verify such a message; signatures are lower-case hex. */
-bs_status bs_audit_sign(const bs_audit_key *k, const uint8_t *msg, size_t len, bs_wbuf *sig_hex) BS_WUR;
+bs_status bs_audit_sign(const bs_audit_key *k, const uint8_t *msg, size_t len,
+                        bs_wbuf *sig_hex) BS_WUR;
 /* BS_OK if valid, BS_E_CRYPTO if not, BS_E_MALFORMED for a bad hex string. */
 bs_status bs_audit_verify_sig(const bs_audit_key *k, const uint8_t *msg, size_t len,
                               const char *sig_hex, size_t sig_len) BS_WUR;
@@ -345,8 +347,8 @@ typedef struct bs_audit_verify_result {
  * KIND (detail)` and a summary. `key` may be NULL (signatures then not
  * checked: a warning). Returns BS_OK when the files could be read (look at
  * res->first_problem for the verdict), BS_E_IO if a file cannot be read. */
-bs_status bs_audit_verify_files(const char **paths, size_t n, const bs_audit_key *key,
-                                FILE *report, bs_audit_verify_result *res) BS_WUR;
+bs_status bs_audit_verify_files(const char **paths, size_t n, const bs_audit_key *key, FILE *report,
+                                bs_audit_verify_result *res) BS_WUR;
 
 /* `brokerside audit verify [--strict] [--key FILE | --public-key FILE] FILE...`
  * argv[0] is "verify". Exit 0 ok (warnings allowed unless --strict), 1

@@ -45,7 +45,7 @@ typedef struct bs_emf_dimension {
 } bs_emf_dimension;
 
 typedef struct bs_emf_options {
-    const char *namespace_name; /* default "Brokerside"; 1..255 chars */
+    const char *namespace_name;    /* default "Brokerside"; 1..255 chars */
     const bs_emf_dimension *fixed; /* added to every document, e.g. BrokerId; copied */
     size_t n_fixed;
     size_t max_metrics; /* per document, 1..100; default 100 */
@@ -53,10 +53,10 @@ typedef struct bs_emf_options {
 
 typedef struct bs_emf_stats {
     uint64_t documents;
-    uint64_t metrics;           /* metric values written */
-    uint64_t skipped_nonfinite; /* NaN/Inf never written */
+    uint64_t metrics;            /* metric values written */
+    uint64_t skipped_nonfinite;  /* NaN/Inf never written */
     uint64_t skipped_dimensions; /* more than 30 dimensions */
-    uint64_t skipped_conflicts; /* a label named like a metric of its document, or "_aws" */
+    uint64_t skipped_conflicts;  /* a label named like a metric of its document, or "_aws" */
 } bs_emf_stats;
 
 typedef struct bs_emf bs_emf;

@@ -38,7 +38,10 @@ const bs_audit_api_class *bs_audit_api_lookup(int16_t api_key)
 }
 
 /* See audit.h. */
-size_t bs_audit_api_count(void) { return BS_ARRAY_LEN(g_apis); }
+size_t bs_audit_api_count(void)
+{
+    return BS_ARRAY_LEN(g_apis);
+}
 
 /* See audit.h. */
 const bs_audit_api_class *bs_audit_api_at(size_t i)
@@ -62,9 +65,9 @@ const char *bs_audit_category_name(bs_audit_category c)
 /* See audit.h. */
 const char *bs_audit_res_type_name(bs_audit_res_type t)
 {
-    static const char *const names[] = {"topic",  "group",       "transactionalId", "broker",
-                                        "brokerLogger", "cluster", "acl",       "user",
-                                        "delegationToken", "clientMetrics", "other"};
+    static const char *const names[] = {
+        "topic", "group", "transactionalId", "broker",        "brokerLogger", "cluster",
+        "acl",   "user",  "delegationToken", "clientMetrics", "other"};
     return (size_t)t < BS_ARRAY_LEN(names) ? names[t] : "other";
 }
 
@@ -117,7 +120,8 @@ static bs_status arena_put(bs_audit_event *ev, const char *s, size_t len, uint32
     }
     if (ev->arena_len + len > ev->arena_cap) {
         size_t cap = ev->arena_cap ? ev->arena_cap : 512;
-        while (cap < ev->arena_len + len) cap *= 2;
+        while (cap < ev->arena_len + len)
+            cap *= 2;
         if (cap > BS_AUDIT_MAX_ARENA) cap = BS_AUDIT_MAX_ARENA;
         char *p = realloc(ev->arena, cap);
         if (!p) return BS_E_NOMEM;
@@ -337,11 +341,21 @@ void bs_audit_put_str(bs_wbuf *w, const char *s, size_t len)
         }
         bs_wbuf_put(w, s + start, i - start);
         switch (c) {
-        case '"': bs_wbuf_put(w, "\\\"", 2); break;
-        case '\\': bs_wbuf_put(w, "\\\\", 2); break;
-        case '\n': bs_wbuf_put(w, "\\n", 2); break;
-        case '\r': bs_wbuf_put(w, "\\r", 2); break;
-        case '\t': bs_wbuf_put(w, "\\t", 2); break;
+        case '"':
+            bs_wbuf_put(w, "\\\"", 2);
+            break;
+        case '\\':
+            bs_wbuf_put(w, "\\\\", 2);
+            break;
+        case '\n':
+            bs_wbuf_put(w, "\\n", 2);
+            break;
+        case '\r':
+            bs_wbuf_put(w, "\\r", 2);
+            break;
+        case '\t':
+            bs_wbuf_put(w, "\\t", 2);
+            break;
         default:
             if (c >= 0x80) {
                 bs_wbuf_put_str(w, "\\ufffd");
@@ -407,7 +421,8 @@ bs_status bs_audit_new_event_id(int64_t time_us, char out[37])
     uint8_t b[16];
     if (RAND_bytes(b + 6, 10) != 1) return BS_E_CRYPTO;
     uint64_t ms = time_us < 0 ? 0 : (uint64_t)time_us / 1000;
-    for (int i = 0; i < 6; i++) b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
     b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
     char hex[33];
@@ -612,7 +627,8 @@ static void put_connection(bs_wbuf *w, const bs_audit_event *ev)
         bs_audit_put_cstr(w, ev->reason);
     }
     if (ev->conn_kind == BS_AUDIT_CONN_CLOSED) {
-        bs_wbuf_printf(w, ",\"durationMs\":%" PRId64 ",\"bytesIn\":%" PRId64 ",\"bytesOut\":%" PRId64,
+        bs_wbuf_printf(w,
+                       ",\"durationMs\":%" PRId64 ",\"bytesIn\":%" PRId64 ",\"bytesOut\":%" PRId64,
                        ev->duration_ms, ev->bytes_in, ev->bytes_out);
     }
 }
@@ -653,7 +669,8 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
         bs_wbuf_put_str(out, ",\"latencyMs\":null");
     bs_wbuf_printf(out, ",\"requestID\":\"%" PRIu64 "-%" PRId32 "\",\"correlationId\":%" PRId32,
                    ev->conn_id, ev->correlation_id, ev->correlation_id);
-    if (ev->request_bytes >= 0) bs_wbuf_printf(out, ",\"requestBytes\":%" PRId64, ev->request_bytes);
+    if (ev->request_bytes >= 0)
+        bs_wbuf_printf(out, ",\"requestBytes\":%" PRId64, ev->request_bytes);
     if (ev->response_bytes >= 0)
         bs_wbuf_printf(out, ",\"responseBytes\":%" PRId64, ev->response_bytes);
     if (ev->truncated) bs_wbuf_put_str(out, ",\"truncated\":true");

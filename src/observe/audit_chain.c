@@ -124,7 +124,8 @@ static bs_status seal_locked(bs_audit_log *log)
     bs_wbuf_init(&msg, 0);
     bs_wbuf_init(&sig, 0);
     bs_wbuf_init(&body, 0);
-    BS_GUARD_GOTO(st, bs_audit_digest_message(log->chain_id, first, last, log->prev_hash, &msg), out);
+    BS_GUARD_GOTO(st, bs_audit_digest_message(log->chain_id, first, last, log->prev_hash, &msg),
+                  out);
     if (log->key) BS_GUARD_GOTO(st, bs_audit_sign(log->key, msg.data, msg.len, &sig), out);
     int64_t now = bs_audit_now_us();
     char id[37], kid[17];
@@ -174,7 +175,8 @@ static bs_status write_chain_start(bs_audit_log *log, const bs_audit_link *prev)
     BS_GUARD_GOTO(st, bs_audit_new_event_id(now, id), out);
     bs_wbuf_put_u8(&body, '{');
     bs_audit_put_head(&body, now, log->opts.event_source, "AuditChainStart", "AuditChain", id);
-    bs_wbuf_printf(&body, ",\"eventCategory\":\"Management\",\"readOnly\":true,\"brokerId\":%" PRId32,
+    bs_wbuf_printf(&body,
+                   ",\"eventCategory\":\"Management\",\"readOnly\":true,\"brokerId\":%" PRId32,
                    log->opts.broker_id);
     bs_audit_key_id(log->key, kid);
     bs_wbuf_printf(&body, ",\"algorithm\":\"%s\",\"keyId\":", bs_audit_key_algorithm(log->key));
@@ -239,14 +241,16 @@ static uint64_t agg_hash(const char *principal, int16_t api, const char *topic, 
     uint64_t h = 1469598103934665603ULL;
 #define MIX(b) (h = (h ^ (uint8_t)(b)) * 1099511628211ULL)
     if (principal)
-        for (const char *p = principal; *p; p++) MIX(*p);
+        for (const char *p = principal; *p; p++)
+            MIX(*p);
     else
         MIX(0xff);
     MIX(0);
     MIX(api & 0xff);
     MIX((api >> 8) & 0xff);
     if (topic)
-        for (size_t i = 0; i < topic_len; i++) MIX(topic[i]);
+        for (size_t i = 0; i < topic_len; i++)
+            MIX(topic[i]);
     else
         MIX(0xff);
 #undef MIX
@@ -272,7 +276,8 @@ static bs_status agg_grow(bs_audit_log *log, size_t cap)
     for (size_t i = 0; i < log->agg_cap; i++) {
         if (!log->agg[i].used) continue;
         size_t j = log->agg[i].hash & (cap - 1);
-        while (t[j].used) j = (j + 1) & (cap - 1);
+        while (t[j].used)
+            j = (j + 1) & (cap - 1);
         t[j] = log->agg[i];
     }
     free(log->agg);
@@ -307,7 +312,8 @@ static agg_entry *agg_get(bs_audit_log *log, const char *principal, int16_t api,
         goto overflow;
     }
     size_t j = h & (log->agg_cap - 1);
-    while (log->agg[j].used) j = (j + 1) & (log->agg_cap - 1);
+    while (log->agg[j].used)
+        j = (j + 1) & (log->agg_cap - 1);
     agg_entry *e = &log->agg[j];
     memset(e, 0, sizeof *e);
     e->used = true;
@@ -356,8 +362,8 @@ static void agg_fold(bs_audit_log *log, const bs_audit_event *ev)
         const bs_audit_resource *res = &ev->res[r];
         if (res->type != BS_AUDIT_RES_TOPIC) continue;
         any_topic = true;
-        agg_entry *e = agg_get(log, ev->principal, ev->api_key, ev->arena + res->name_off,
-                               res->name_len);
+        agg_entry *e =
+            agg_get(log, ev->principal, ev->api_key, ev->arena + res->name_off, res->name_len);
         agg_add(e, ev->time_us, res_failed(ev, r), res->records, res->bytes);
     }
     if (!any_topic) {
@@ -560,11 +566,13 @@ bs_status bs_audit_link_from_file(const char *path, bs_audit_link *link)
         goto out;
     }
     size_t end = n;
-    while (end > 0 && buf[end - 1] != '\n') end--; /* drop a torn tail */
+    while (end > 0 && buf[end - 1] != '\n')
+        end--; /* drop a torn tail */
     if (end == 0) goto out;
     end--; /* the newline */
     size_t b = end;
-    while (b > 0 && buf[b - 1] != '\n') b--;
+    while (b > 0 && buf[b - 1] != '\n')
+        b--;
     if (b == 0 && start > 0) { /* the line is longer than the window */
         st = BS_E_TOO_LARGE;
         goto out;

@@ -27,8 +27,8 @@
 
 struct bs_audit_key {
     bs_audit_key_type type;
-    EVP_PKEY *pkey;    /* Ed25519 (private or public) */
-    uint8_t *hmac;     /* HMAC secret, wiped on free */
+    EVP_PKEY *pkey; /* Ed25519 (private or public) */
+    uint8_t *hmac;  /* HMAC secret, wiped on free */
     size_t hmac_len;
     char id[17];
 };
@@ -57,8 +57,8 @@ static bs_status read_key_file(const char *path, bool secret, uint8_t **out, siz
         goto out;
     }
     if (secret && (sb.st_mode & 077) != 0) {
-        BS_LOG_ERRORF(MOD, "key file %s: mode %03o grants group/other access; chmod 600 it",
-                      path, (unsigned)(sb.st_mode & 0777));
+        BS_LOG_ERRORF(MOD, "key file %s: mode %03o grants group/other access; chmod 600 it", path,
+                      (unsigned)(sb.st_mode & 0777));
         st = BS_E_CONFIG;
         goto out;
     }
@@ -156,12 +156,15 @@ static bs_status parse_pem(const char *path, const uint8_t *buf, size_t len, boo
 static bs_status parse_hmac(const char *path, const uint8_t *buf, size_t len, bs_audit_key *k)
 {
     size_t tl = len;
-    while (tl > 0 && (buf[tl - 1] == '\n' || buf[tl - 1] == '\r')) tl--;
+    while (tl > 0 && (buf[tl - 1] == '\n' || buf[tl - 1] == '\r'))
+        tl--;
     bool hex = tl >= 2 * HMAC_MIN && tl <= 2 * HMAC_MAX && tl % 2 == 0;
-    for (size_t i = 0; hex && i < tl; i++) hex = hexval(buf[i]) >= 0;
+    for (size_t i = 0; hex && i < tl; i++)
+        hex = hexval(buf[i]) >= 0;
     size_t klen = hex ? tl / 2 : len;
     if (klen < HMAC_MIN || klen > HMAC_MAX) {
-        BS_LOG_ERRORF(MOD, "key file %s: an HMAC key needs %d..%d bytes (or twice as many hex digits)",
+        BS_LOG_ERRORF(MOD,
+                      "key file %s: an HMAC key needs %d..%d bytes (or twice as many hex digits)",
                       path, HMAC_MIN, HMAC_MAX);
         return BS_E_CONFIG;
     }
@@ -208,7 +211,10 @@ out:
 }
 
 /* See audit.h. */
-bs_status bs_audit_key_load(const char *path, bs_audit_key **out) { return load(path, true, out); }
+bs_status bs_audit_key_load(const char *path, bs_audit_key **out)
+{
+    return load(path, true, out);
+}
 
 /* See audit.h. */
 bs_status bs_audit_key_load_public(const char *path, bs_audit_key **out)
@@ -235,9 +241,12 @@ bs_audit_key_type bs_audit_key_get_type(const bs_audit_key *k)
 const char *bs_audit_key_algorithm(const bs_audit_key *k)
 {
     switch (bs_audit_key_get_type(k)) {
-    case BS_AUDIT_KEY_HMAC_SHA256: return "HMAC-SHA256";
-    case BS_AUDIT_KEY_ED25519: return "Ed25519";
-    default: return "none";
+    case BS_AUDIT_KEY_HMAC_SHA256:
+        return "HMAC-SHA256";
+    case BS_AUDIT_KEY_ED25519:
+        return "Ed25519";
+    default:
+        return "none";
     }
 }
 
@@ -304,7 +313,8 @@ bs_status bs_audit_verify_sig(const bs_audit_key *k, const uint8_t *msg, size_t 
     BS_ENSURE(sig_len % 2 == 0 && sig_len / 2 <= sizeof sig, BS_E_MALFORMED);
     size_t sl = sig_len / 2;
     for (size_t i = 0; i < sl; i++) {
-        int hi = hexval((unsigned char)sig_hex[2 * i]), lo = hexval((unsigned char)sig_hex[2 * i + 1]);
+        int hi = hexval((unsigned char)sig_hex[2 * i]),
+            lo = hexval((unsigned char)sig_hex[2 * i + 1]);
         BS_ENSURE(hi >= 0 && lo >= 0, BS_E_MALFORMED);
         sig[i] = (uint8_t)(hi << 4 | lo);
     }

@@ -62,9 +62,9 @@ typedef struct vstate {
     bs_audit_verify_result *res;
     bool in_chain;
     char chain[33];
-    uint64_t expect;         /* next sequence */
-    char hash[65];           /* hash of the last accepted line */
-    const char *acc_file;    /* where the last accepted line is */
+    uint64_t expect;      /* next sequence */
+    char hash[65];        /* hash of the last accepted line */
+    const char *acc_file; /* where the last accepted line is */
     uint64_t acc_line;
     uint64_t first_unsealed; /* first sequence not covered by a digest */
     bool range_known;        /* false when the stream started mid-chain */
@@ -83,15 +83,24 @@ typedef struct vstate {
 const char *bs_audit_problem_name(bs_audit_problem p)
 {
     switch (p) {
-    case BS_AUDIT_OK: return "ok";
-    case BS_AUDIT_EDITED: return "edited";
-    case BS_AUDIT_REMOVED: return "removed";
-    case BS_AUDIT_INSERTED: return "inserted";
-    case BS_AUDIT_REORDERED: return "reordered";
-    case BS_AUDIT_MALFORMED: return "malformed";
-    case BS_AUDIT_BAD_DIGEST: return "digest mismatch";
-    case BS_AUDIT_BAD_SIGNATURE: return "bad signature";
-    case BS_AUDIT_BAD_LINK: return "broken chain link";
+    case BS_AUDIT_OK:
+        return "ok";
+    case BS_AUDIT_EDITED:
+        return "edited";
+    case BS_AUDIT_REMOVED:
+        return "removed";
+    case BS_AUDIT_INSERTED:
+        return "inserted";
+    case BS_AUDIT_REORDERED:
+        return "reordered";
+    case BS_AUDIT_MALFORMED:
+        return "malformed";
+    case BS_AUDIT_BAD_DIGEST:
+        return "digest mismatch";
+    case BS_AUDIT_BAD_SIGNATURE:
+        return "bad signature";
+    case BS_AUDIT_BAD_LINK:
+        return "broken chain link";
     }
     return "unknown";
 }
@@ -182,7 +191,8 @@ static void parse_line(vline *l, const char *p, size_t len)
     }
     if (!get_hex(j, "chainId", 32, l->chain) || !get_u64(j, "sequence", &l->seq) ||
         !get_hex(j, "previousHash", 64, l->prev) || !cJSON_IsString(name)) {
-        snprintf(l->why, sizeof l->why, "chainId, sequence, previousHash or eventName missing or invalid");
+        snprintf(l->why, sizeof l->why,
+                 "chainId, sequence, previousHash or eventName missing or invalid");
         goto out;
     }
     l->is_start = strcmp(name->valuestring, "AuditChainStart") == 0;
@@ -194,7 +204,8 @@ static void parse_line(vline *l, const char *p, size_t len)
         if (!get_u64(d, "firstSequence", &l->d_first) || !get_u64(d, "lastSequence", &l->d_last) ||
             !get_hex(d, "lastHash", 64, l->d_last_hash) || !cJSON_IsString(alg) ||
             strlen(alg->valuestring) >= sizeof l->d_alg ||
-            !(cJSON_IsNull(sig) || (cJSON_IsString(sig) && strlen(sig->valuestring) < sizeof l->d_sig))) {
+            !(cJSON_IsNull(sig) ||
+              (cJSON_IsString(sig) && strlen(sig->valuestring) < sizeof l->d_sig))) {
             snprintf(l->why, sizeof l->why, "digest fields missing or invalid");
             goto out;
         }
@@ -205,7 +216,8 @@ static void parse_line(vline *l, const char *p, size_t len)
     if (l->is_start) {
         const cJSON *pc = cJSON_GetObjectItemCaseSensitive(j, "previousChain");
         if (cJSON_IsObject(pc)) {
-            if (!get_hex(pc, "chainId", 32, l->l_chain) || !get_u64(pc, "lastSequence", &l->l_seq) ||
+            if (!get_hex(pc, "chainId", 32, l->l_chain) ||
+                !get_u64(pc, "lastSequence", &l->l_seq) ||
                 !get_hex(pc, "lastHash", 64, l->l_hash)) {
                 snprintf(l->why, sizeof l->why, "previousChain fields invalid");
                 goto out;
@@ -330,12 +342,15 @@ signature:
     } else {
         bs_wbuf msg;
         bs_wbuf_init(&msg, 0);
-        bs_status st = bs_audit_digest_message(l->chain, l->d_first, l->d_last, l->d_last_hash, &msg);
-        if (st == BS_OK) st = bs_audit_verify_sig(v->key, msg.data, msg.len, l->d_sig, strlen(l->d_sig));
+        bs_status st =
+            bs_audit_digest_message(l->chain, l->d_first, l->d_last, l->d_last_hash, &msg);
+        if (st == BS_OK)
+            st = bs_audit_verify_sig(v->key, msg.data, msg.len, l->d_sig, strlen(l->d_sig));
         bs_wbuf_free(&msg);
         if (st != BS_OK) {
             problem(v, BS_AUDIT_BAD_SIGNATURE, l->file, l->lineno, true, l->seq,
-                    "signature over %" PRIu64 "..%" PRIu64 " does not verify", l->d_first, l->d_last);
+                    "signature over %" PRIu64 "..%" PRIu64 " does not verify", l->d_first,
+                    l->d_last);
             ok = false;
         }
     }
@@ -353,8 +368,8 @@ static void start_chain(vstate *v, const vline *l)
                 "a chain start must have sequence 0 and a zero previousHash");
     if (l->has_link) {
         if (!v->have_prev)
-            warning(v, l->file, l->lineno,
-                    "chain %s continues chain %s, which is not in the input", l->chain, l->l_chain);
+            warning(v, l->file, l->lineno, "chain %s continues chain %s, which is not in the input",
+                    l->chain, l->l_chain);
         else if (strcmp(l->l_chain, v->prev_chain) != 0)
             problem(v, BS_AUDIT_BAD_LINK, l->file, l->lineno, true, l->seq,
                     "links to chain %s but the preceding chain is %s", l->l_chain, v->prev_chain);
@@ -448,8 +463,8 @@ static void step(vstate *v, const vline *l, const vline *n)
 }
 
 /* See audit.h. */
-bs_status bs_audit_verify_files(const char **paths, size_t n, const bs_audit_key *key,
-                                FILE *report, bs_audit_verify_result *res)
+bs_status bs_audit_verify_files(const char **paths, size_t n, const bs_audit_key *key, FILE *report,
+                                bs_audit_verify_result *res)
 {
     memset(res, 0, sizeof *res);
     reader r = {.paths = paths, .n = n};
@@ -495,11 +510,12 @@ bs_status bs_audit_verify_files(const char **paths, size_t n, const bs_audit_key
 /* Usage text for the CLI. */
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: brokerside audit verify [--strict] [--key FILE | --public-key FILE] FILE...\n"
-               "  --key FILE         the signing key (HMAC secret or Ed25519 private key PEM)\n"
-               "  --public-key FILE  an Ed25519 public key PEM\n"
-               "  --strict           warnings (unsealed tail, unchecked signatures) fail too\n"
-               "exit status: 0 intact, 1 tampering found, 2 usage or I/O error\n");
+    fprintf(f,
+            "usage: brokerside audit verify [--strict] [--key FILE | --public-key FILE] FILE...\n"
+            "  --key FILE         the signing key (HMAC secret or Ed25519 private key PEM)\n"
+            "  --public-key FILE  an Ed25519 public key PEM\n"
+            "  --strict           warnings (unsealed tail, unchecked signatures) fail too\n"
+            "exit status: 0 intact, 1 tampering found, 2 usage or I/O error\n");
 }
 
 /* See audit.h. */
@@ -543,8 +559,8 @@ int bs_audit_verify_main(int argc, char **argv)
     }
     bs_audit_key *key = NULL;
     if (key_path || pub_path) {
-        bs_status st = key_path ? bs_audit_key_load(key_path, &key)
-                                : bs_audit_key_load_public(pub_path, &key);
+        bs_status st =
+            key_path ? bs_audit_key_load(key_path, &key) : bs_audit_key_load_public(pub_path, &key);
         if (st != BS_OK) {
             fprintf(stderr, "audit verify: cannot use key %s: %s\n", key_path ? key_path : pub_path,
                     bs_status_name(st));
@@ -552,7 +568,8 @@ int bs_audit_verify_main(int argc, char **argv)
         }
     }
     bs_audit_verify_result res;
-    bs_status st = bs_audit_verify_files((const char **)argv + i, (size_t)(argc - i), key, stdout, &res);
+    bs_status st =
+        bs_audit_verify_files((const char **)argv + i, (size_t)(argc - i), key, stdout, &res);
     bs_audit_key_free(key);
     fflush(stdout);
     if (st != BS_OK) return 2;

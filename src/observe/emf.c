@@ -27,8 +27,8 @@ typedef struct sample {
     bs_metric_kind kind;
     int64_t value;
     size_t n_bounds;
-    double *bounds;     /* n_bounds */
-    uint64_t *buckets;  /* n_bounds + 1, not cumulative */
+    double *bounds;    /* n_bounds */
+    uint64_t *buckets; /* n_bounds + 1, not cumulative */
     double sum;
     uint64_t count;
 } sample;
@@ -59,7 +59,8 @@ static void sample_free(sample *s)
 /* Release every sample and the array. */
 static void vec_free(sample_vec *v)
 {
-    for (size_t i = 0; i < v->n; i++) sample_free(&v->v[i]);
+    for (size_t i = 0; i < v->n; i++)
+        sample_free(&v->v[i]);
     free(v->v);
     memset(v, 0, sizeof *v);
 }
@@ -75,7 +76,10 @@ static int collect(const bs_metric_sample *m, void *arg)
         v->v = p;
         v->cap = cap;
     }
-    sample s = {.kind = m->kind, .value = m->value, .n_bounds = m->n_bounds, .sum = m->sum,
+    sample s = {.kind = m->kind,
+                .value = m->value,
+                .n_bounds = m->n_bounds,
+                .sum = m->sum,
                 .count = m->count};
     s.name = strdup(m->name);
     s.labels = strdup(m->labels);
@@ -192,7 +196,8 @@ static bs_status parse_labels(const char *labels, label_set *ls)
     while (*p) {
         BS_ENSURE(ls->n < MAX_LABELS, BS_E_TOO_LARGE);
         ls->name[ls->n] = w;
-        while (*p && *p != '=') *w++ = *p++;
+        while (*p && *p != '=')
+            *w++ = *p++;
         *w++ = 0;
         BS_ENSURE(p[0] == '=' && p[1] == '"', BS_E_MALFORMED);
         p += 2;
@@ -268,8 +273,8 @@ static bool compute(const sample *s, const sample *p, outval *o, bool *nonfinite
         o->scalar = s->value >= base ? s->value - base : s->value;
         return true;
     }
-    bool same = p && p->kind == BS_METRIC_HISTOGRAM && p->n_bounds == s->n_bounds &&
-                p->count <= s->count;
+    bool same =
+        p && p->kind == BS_METRIC_HISTOGRAM && p->n_bounds == s->n_bounds && p->count <= s->count;
     for (size_t b = 0; b <= s->n_bounds; b++)
         if (same && p->buckets[b] > s->buckets[b]) same = false; /* reset: report afresh */
     double sum = same ? s->sum - p->sum : s->sum;
@@ -308,7 +313,8 @@ static void put_value(bs_wbuf *w, const outval *o)
         put_double(w, o->values[i]);
     }
     bs_wbuf_put_str(w, "],\"Counts\":[");
-    for (size_t i = 0; i < o->n; i++) bs_wbuf_printf(w, "%s%" PRIu64, i ? "," : "", o->counts[i]);
+    for (size_t i = 0; i < o->n; i++)
+        bs_wbuf_printf(w, "%s%" PRIu64, i ? "," : "", o->counts[i]);
     bs_wbuf_printf(w, "],\"Count\":%" PRIu64 ",\"Sum\":", o->count);
     put_double(w, o->sum);
     bs_wbuf_put_str(w, ",\"Min\":");
@@ -324,8 +330,8 @@ static bs_status emit_doc(bs_emf *e, int64_t ts, const label_set *ls, const outv
 {
     bs_wbuf w;
     bs_wbuf_init(&w, 0);
-    bs_wbuf_printf(&w, "{\"_aws\":{\"Timestamp\":%" PRId64 ",\"CloudWatchMetrics\":[{\"Namespace\":",
-                   ts);
+    bs_wbuf_printf(
+        &w, "{\"_aws\":{\"Timestamp\":%" PRId64 ",\"CloudWatchMetrics\":[{\"Namespace\":", ts);
     bs_wbuf_put_json_string(&w, e->ns, strlen(e->ns));
     bs_wbuf_put_str(&w, ",\"Dimensions\":[[");
     size_t k = 0;
@@ -479,17 +485,19 @@ bs_status bs_emf_snapshot(bs_emf *e, int64_t timestamp_ms, bs_emf_emit_fn emit, 
     }
     /* Merge-join with the baselines: both are in (name, labels) order. */
     for (size_t i = 0, j = 0; i < cur.n; i++) {
-        while (j < e->prev.n && cmp_key(&e->prev.v[j], &cur.v[i]) < 0) j++;
+        while (j < e->prev.n && cmp_key(&e->prev.v[j], &cur.v[i]) < 0)
+            j++;
         if (j < e->prev.n && cmp_key(&e->prev.v[j], &cur.v[i]) == 0) base[i] = &e->prev.v[j];
         idx[i] = i;
     }
     qsort_r(idx, cur.n, sizeof *idx, cmp_group, cur.v);
     for (size_t i = 0; i < cur.n;) {
         size_t j = i + 1;
-        while (j < cur.n && strcmp(cur.v[idx[j]].labels, cur.v[idx[i]].labels) == 0) j++;
-        BS_GUARD_GOTO(s, emit_group(e, timestamp_ms, &cur, base, idx + i, j - i, emit, arg, &local,
-                                    outs),
-                      out);
+        while (j < cur.n && strcmp(cur.v[idx[j]].labels, cur.v[idx[i]].labels) == 0)
+            j++;
+        BS_GUARD_GOTO(
+            s, emit_group(e, timestamp_ms, &cur, base, idx + i, j - i, emit, arg, &local, outs),
+            out);
         i = j;
     }
 done:

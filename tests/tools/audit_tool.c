@@ -119,7 +119,8 @@ static int cmd_write(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "write") == 0) return cmd_write(argc, argv);
-    if (argc >= 2 && strcmp(argv[1], "verify") == 0) return bs_audit_verify_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "verify") == 0)
+        return bs_audit_verify_main(argc - 1, argv + 1);
     fprintf(stderr, "usage: audit_tool write FILE [--key F] [--events N] [--digest-every K]\n"
                     "       audit_tool verify [--strict] [--key F | --public-key F] FILE...\n");
     return 2;

@@ -50,7 +50,8 @@ static bs_status mem_emit(const char *line, size_t len, void *arg)
 
 static void lines_free(lines *l)
 {
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
     l->n = 0;
 }
 
@@ -70,7 +71,8 @@ static void write_lines(const char *path, char **v, size_t n, size_t torn)
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
     if (!f) return;
-    for (size_t i = 0; i < n; i++) fprintf(f, "%s\n", v[i]);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s\n", v[i]);
     fclose(f);
     if (torn) {
         struct stat sb;
@@ -97,7 +99,10 @@ static int jbool(const cJSON *o, const char *k)
     return cJSON_IsBool(j) ? cJSON_IsTrue(j) : -1;
 }
 
-static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+static const cJSON *jget(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
 
 /* Render ev and parse it; NULL on failure (and a CHECK failure). */
 static cJSON *render_parse(const bs_audit_event *ev)
@@ -116,7 +121,8 @@ static void sha_hex(const char *s, char out[65])
 {
     uint8_t md[32];
     SHA256((const uint8_t *)s, strlen(s), md);
-    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", md[i]);
+    for (int i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
 }
 
 /* ---------------------------------------------------------------- tables */
@@ -208,7 +214,8 @@ static void test_classification_matches_schemas(void)
         buf[n] = 0;
         /* The schemas carry // comments: strip them before parsing. */
         for (char *p = buf; (p = strstr(p, "//"));)
-            while (*p && *p != '\n') *p++ = ' ';
+            while (*p && *p != '\n')
+                *p++ = ' ';
         cJSON *j = cJSON_Parse(buf);
         CHECK(j != NULL);
         const char *name = jstr(j, "name");
@@ -469,8 +476,8 @@ static void test_render_hostile_strings(void)
     const char topic[] = "to\0pic"; /* explicit length: the NUL is data */
     CHECK_EQ(bs_audit_event_add_resource(&ev, BS_AUDIT_RES_TOPIC, topic, 6, &t), BS_OK);
     cJSON *j = render_parse(&ev);
-    CHECK_STR(jstr(j, "clientId"),
-              "a\"b\\c\nd\x01\xef\xbf\xbd\xef\xbf\xbd(\xc3\xa9\xe2\x82\xac\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
+    CHECK_STR(jstr(j, "clientId"), "a\"b\\c\nd\x01\xef\xbf\xbd\xef\xbf\xbd("
+                                   "\xc3\xa9\xe2\x82\xac\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
     const cJSON *r0 = cJSON_GetArrayItem(jget(jget(j, "requestParameters"), "resources"), 0);
     CHECK(r0 != NULL);
     cJSON_Delete(j);
@@ -495,7 +502,8 @@ static void test_event_limits(void)
     CHECK_EQ(ev.n_res, BS_AUDIT_MAX_RESOURCES);
     bs_status st = BS_OK;
     int added = 0;
-    while ((st = bs_audit_event_add_partition(&ev, 0, added)) == BS_OK) added++;
+    while ((st = bs_audit_event_add_partition(&ev, 0, added)) == BS_OK)
+        added++;
     CHECK_EQ(st, BS_E_FULL);
     CHECK_EQ(added, BS_AUDIT_MAX_ITEMS);
     cJSON *j = render_parse(&ev);
@@ -523,9 +531,9 @@ static void test_event_id_and_time(void)
     CHECK_EQ(strlen(a), 36);
     CHECK(strcmp(a, b) != 0);
     CHECK(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-');
-    CHECK(a[14] == '7');                                   /* version */
-    CHECK(strchr("89ab", a[19]) != NULL);                  /* variant */
-    CHECK(strncmp(a, "019ab6", 6) == 0);                   /* 1764000000123 ms = 0x019ab6... */
+    CHECK(a[14] == '7');                  /* version */
+    CHECK(strchr("89ab", a[19]) != NULL); /* variant */
+    CHECK(strncmp(a, "019ab6", 6) == 0);  /* 1764000000123 ms = 0x019ab6... */
     bs_audit_format_time(0, t);
     CHECK_STR(t, "1970-01-01T00:00:00.000Z");
     bs_audit_format_time(1764000000999999LL, t);
@@ -576,7 +584,8 @@ static void data_event(bs_audit_event *ev, const char *principal, int16_t api, c
     ev->latency_us = 10;
     if (topic) {
         size_t idx;
-        CHECK_EQ(bs_audit_event_add_resource(ev, BS_AUDIT_RES_TOPIC, topic, strlen(topic), &idx), BS_OK);
+        CHECK_EQ(bs_audit_event_add_resource(ev, BS_AUDIT_RES_TOPIC, topic, strlen(topic), &idx),
+                 BS_OK);
         CHECK_EQ(bs_audit_event_add_partition(ev, idx, 0), BS_OK);
         CHECK_EQ(bs_audit_event_set_partition_error(ev, idx, 0, err), BS_OK);
         CHECK_EQ(bs_audit_event_set_volume(ev, idx, records, bytes), BS_OK);
@@ -737,7 +746,8 @@ static void test_aggregator(void)
     cJSON *ov = NULL;
     for (size_t i = 0; i < out.n && !ov; i++) {
         cJSON *x = cJSON_Parse(out.v[i]);
-        if (jstr(jget(x, "userIdentity"), "type") && strcmp(jstr(jget(x, "userIdentity"), "type"), "Overflow") == 0)
+        if (jstr(jget(x, "userIdentity"), "type") &&
+            strcmp(jstr(jget(x, "userIdentity"), "type"), "Overflow") == 0)
             ov = x;
         else
             cJSON_Delete(x);
@@ -788,7 +798,8 @@ static void test_emit_failure_keeps_chain(void)
 static void make_hmac_key(const char *path, mode_t mode)
 {
     uint8_t k[48];
-    for (size_t i = 0; i < sizeof k; i++) k[i] = (uint8_t)(i * 37 + 11);
+    for (size_t i = 0; i < sizeof k; i++)
+        k[i] = (uint8_t)(i * 37 + 11);
     write_file(path, (const char *)k, sizeof k, mode);
 }
 
@@ -818,7 +829,8 @@ static void test_keys(void)
     CHECK_STR(bs_audit_key_algorithm(k), "HMAC-SHA256");
     /* The same secret as hex text gives the same key id. */
     char hex[97 + 1];
-    for (int i = 0; i < 48; i++) sprintf(hex + 2 * i, "%02x", (unsigned)(uint8_t)(i * 37 + 11));
+    for (int i = 0; i < 48; i++)
+        sprintf(hex + 2 * i, "%02x", (unsigned)(uint8_t)(i * 37 + 11));
     strcat(hex, "\n");
     write_file(tpath("hmac.hex"), hex, strlen(hex), 0400);
     CHECK_EQ(bs_audit_key_load(tpath("hmac.hex"), &k2), BS_OK);
@@ -1107,7 +1119,8 @@ static void test_verify_ed25519_and_restart_link(void)
     CHECK(strcmp(jstr(start, "chainId"), link.chain_id) != 0);
     cJSON_Delete(start);
     FILE *fa = fopen(f, "ab");
-    for (size_t i = 0; fa && i < b.n; i++) fprintf(fa, "%s\n", b.v[i]);
+    for (size_t i = 0; fa && i < b.n; i++)
+        fprintf(fa, "%s\n", b.v[i]);
     if (fa) fclose(fa);
     bs_audit_verify_result r = verify1(f, pub);
     CHECK_EQ(r.first_problem, BS_AUDIT_OK);
@@ -1160,7 +1173,8 @@ static void test_verify_cli_exit_codes(void)
     CHECK_EQ(bs_audit_verify_main(3, strict_nokey), 1);
     write_lines(tpath("cli.log"), l.v, l.n - 3, 0);
     CHECK_EQ(bs_audit_verify_main(4, ok), 0); /* unsealed tail: warning */
-    char *strict[] = {"verify", "--strict", "--key", (char *)tpath("cli.key"), (char *)tpath("cli.log")};
+    char *strict[] = {"verify", "--strict", "--key", (char *)tpath("cli.key"),
+                      (char *)tpath("cli.log")};
     CHECK_EQ(bs_audit_verify_main(5, strict), 1);
     char *tmp = l.v[4];
     l.v[4] = l.v[5];

@@ -27,7 +27,8 @@ static bs_status collect_doc(const char *json, size_t len, void *arg)
 
 static void docs_free(docs *d)
 {
-    for (size_t i = 0; i < d->n; i++) free(d->v[i]);
+    for (size_t i = 0; i < d->n; i++)
+        free(d->v[i]);
     d->n = 0;
 }
 
@@ -55,9 +56,9 @@ static void small_registry(void)
                                         "listener", "clients", NULL),
                   12);
     bs_metric_set(bs_metrics_gauge("brokerside_connections_open", "Open connections.", NULL), 3);
-    bs_histogram *h = bs_metrics_histogram_kv("brokerside_request_latency_seconds", "Latency.",
-                                              bounds, 3, "api", "Produce", "listener", "clients",
-                                              NULL);
+    bs_histogram *h =
+        bs_metrics_histogram_kv("brokerside_request_latency_seconds", "Latency.", bounds, 3, "api",
+                                "Produce", "listener", "clients", NULL);
     bs_histogram_observe(h, 0.125);
     bs_histogram_observe(h, 0.25);
     bs_histogram_observe(h, 0.5);
@@ -85,14 +86,15 @@ static void test_golden_documents(void)
                   "\"Brokerside\",\"Dimensions\":[[\"BrokerId\"]],\"Metrics\":[{\"Name\":"
                   "\"brokerside_connections_open\",\"Unit\":\"None\"}]}]},\"BrokerId\":\"1\","
                   "\"brokerside_connections_open\":3}");
-        CHECK_STR(d.v[1],
-                  "{\"_aws\":{\"Timestamp\":1764000000000,\"CloudWatchMetrics\":[{\"Namespace\":"
-                  "\"Brokerside\",\"Dimensions\":[[\"BrokerId\",\"api\",\"listener\"]],\"Metrics\":"
-                  "[{\"Name\":\"brokerside_request_latency_seconds\",\"Unit\":\"Seconds\"},{\"Name\":"
-                  "\"brokerside_requests_total\",\"Unit\":\"Count\"}]}]},\"BrokerId\":\"1\",\"api\":"
-                  "\"Produce\",\"listener\":\"clients\",\"brokerside_request_latency_seconds\":{"
-                  "\"Values\":[0.25,1,4],\"Counts\":[2,1,1],\"Count\":4,\"Sum\":8.875,\"Min\":0.25,"
-                  "\"Max\":4},\"brokerside_requests_total\":12}");
+        CHECK_STR(
+            d.v[1],
+            "{\"_aws\":{\"Timestamp\":1764000000000,\"CloudWatchMetrics\":[{\"Namespace\":"
+            "\"Brokerside\",\"Dimensions\":[[\"BrokerId\",\"api\",\"listener\"]],\"Metrics\":"
+            "[{\"Name\":\"brokerside_request_latency_seconds\",\"Unit\":\"Seconds\"},{\"Name\":"
+            "\"brokerside_requests_total\",\"Unit\":\"Count\"}]}]},\"BrokerId\":\"1\",\"api\":"
+            "\"Produce\",\"listener\":\"clients\",\"brokerside_request_latency_seconds\":{"
+            "\"Values\":[0.25,1,4],\"Counts\":[2,1,1],\"Count\":4,\"Sum\":8.875,\"Min\":0.25,"
+            "\"Max\":4},\"brokerside_requests_total\":12}");
         CHECK_STR(d.v[2],
                   "{\"_aws\":{\"Timestamp\":1764000000000,\"CloudWatchMetrics\":[{\"Namespace\":"
                   "\"Brokerside\",\"Dimensions\":[[\"BrokerId\",\"listener\"]],\"Metrics\":[{"
@@ -148,8 +150,8 @@ static void test_counter_and_histogram_deltas(void)
                   3);
     static const double bounds[] = {0.25, 1.0, 4.0};
     bs_histogram_observe(bs_metrics_histogram_kv("brokerside_request_latency_seconds", "Latency.",
-                                                 bounds, 3, "api", "Produce", "listener",
-                                                 "clients", NULL),
+                                                 bounds, 3, "api", "Produce", "listener", "clients",
+                                                 NULL),
                          2.0);
     CHECK_EQ(bs_emf_snapshot(e, 2, collect_doc, &d, NULL), BS_OK);
     CHECK_EQ(find_value(&d, "api", "Produce", "brokerside_requests_total", NULL), 3);
@@ -260,7 +262,8 @@ static void test_dimension_limit_and_conflicts(void)
         cJSON *j = cJSON_Parse(d.v[0]);
         const cJSON *dir = cJSON_GetArrayItem(
             cJSON_GetObjectItem(cJSON_GetObjectItem(j, "_aws"), "CloudWatchMetrics"), 0);
-        CHECK_EQ(cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(dir, "Dimensions"), 0)), 30);
+        CHECK_EQ(cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(dir, "Dimensions"), 0)),
+                 30);
         CHECK(cJSON_GetObjectItem(j, "brokerside_c_total") != NULL);
         cJSON_Delete(j);
     }
