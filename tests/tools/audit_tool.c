@@ -4,8 +4,9 @@
  * wires the same bs_audit_verify_main into `brokerside audit verify`).
  *
  *   audit_tool write FILE [--key KEYFILE] [--events N] [--digest-every K]
- *       appends a new chain of N sample events (management, data in `each`
- *       mode, connection events) to FILE, linked to FILE's last event when
+ *                   [--data each|aggregate|off]
+ *       appends a new chain of N sample events (management, data events in
+ *       the given mode, default each; connection events) to FILE, linked to FILE's last event when
  *       FILE already has one; sealed with a final digest.
  *   audit_tool verify [--strict] [--key F | --public-key F] FILE...
  *       exactly `brokerside audit verify`.
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "brokerside/audit.h"
 
@@ -47,6 +49,7 @@ static bs_status sample_request(bs_audit_event *ev, int i)
 static int cmd_write(int argc, char **argv)
 {
     const char *path = NULL, *key_path = NULL;
+    const char *mode = "each";
     int events = 20, every = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
@@ -55,6 +58,8 @@ static int cmd_write(int argc, char **argv)
             events = atoi(argv[++i]);
         else if (strcmp(argv[i], "--digest-every") == 0 && i + 1 < argc)
             every = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            mode = argv[++i];
         else if (!path && argv[i][0] != '-')
             path = argv[i];
         else {
@@ -78,7 +83,12 @@ static int cmd_write(int argc, char **argv)
     }
     bs_audit_options o;
     bs_audit_options_default(&o);
-    o.data_events = BS_AUDIT_DATA_EACH;
+    if (bs_audit_data_mode_parse(mode, &o.data_events) != BS_OK) {
+        fprintf(stderr, "audit_tool write: --data each|aggregate|off\n");
+        bs_audit_key_free(key);
+        fclose(f);
+        return 2;
+    }
     o.digest_every_events = (uint32_t)every;
     o.broker_id = 1;
     bs_audit_log *log = NULL;
@@ -103,7 +113,10 @@ static int cmd_write(int argc, char **argv)
         }
         if (st == BS_OK) st = bs_audit_log_record(log, &ev);
     }
-    bs_status cst = bs_audit_log_close(log, 1764000000000000LL);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    bs_status cst =
+        bs_audit_log_close(log, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000);
     if (st == BS_OK) st = cst;
     bs_audit_event_free(&ev);
     bs_audit_key_free(key);
@@ -121,7 +134,8 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "write") == 0) return cmd_write(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "verify") == 0)
         return bs_audit_verify_main(argc - 1, argv + 1);
-    fprintf(stderr, "usage: audit_tool write FILE [--key F] [--events N] [--digest-every K]\n"
+    fprintf(stderr, "usage: audit_tool write FILE [--key F] [--events N] [--digest-every K] "
+                    "[--data MODE]\n"
                     "       audit_tool verify [--strict] [--key F | --public-key F] FILE...\n");
     return 2;
 }
