@@ -381,6 +381,36 @@ void bs_audit_put_cstr(bs_wbuf *w, const char *s)
 }
 
 /* See audit_internal.h. */
+void bs_audit_put_u64(bs_wbuf *w, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    bs_wbuf_put(w, tmp + sizeof tmp - n, n);
+}
+
+/* See audit_internal.h. INT64_MIN is negated in unsigned arithmetic. */
+void bs_audit_put_i64(bs_wbuf *w, int64_t v)
+{
+    if (v < 0) {
+        bs_wbuf_put_u8(w, '-');
+        bs_audit_put_u64(w, (uint64_t)0 - (uint64_t)v);
+    } else {
+        bs_audit_put_u64(w, (uint64_t)v);
+    }
+}
+
+/* See audit_internal.h. */
+void bs_audit_put_kv(bs_wbuf *w, const char *key, int64_t v)
+{
+    bs_wbuf_put_str(w, key);
+    bs_audit_put_i64(w, v);
+}
+
+/* See audit_internal.h. */
 void bs_audit_hex(const uint8_t *p, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
@@ -399,7 +429,15 @@ int64_t bs_audit_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* See audit.h. Times before the epoch are clamped to it. */
+/* Two decimal digits of v (0..99) at p. */
+static void put2(char *p, int v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+}
+
+/* See audit.h. Times before the epoch are clamped to it; years are printed
+ * modulo 10000 (four digits). Formatted by hand: this runs per event. */
 void bs_audit_format_time(int64_t time_us, char out[25])
 {
     if (time_us < 0) time_us = 0;
@@ -407,10 +445,23 @@ void bs_audit_format_time(int64_t time_us, char out[25])
     int ms = (int)((time_us / 1000) % 1000);
     struct tm tm;
     gmtime_r(&sec, &tm);
-    char tmp[96]; /* sized for any int the compiler imagines; real output is 24 chars */
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-    memcpy(out, tmp, 24);
+    int y = (tm.tm_year + 1900) % 10000;
+    put2(out, y / 100);
+    put2(out + 2, y % 100);
+    out[4] = '-';
+    put2(out + 5, tm.tm_mon + 1);
+    out[7] = '-';
+    put2(out + 8, tm.tm_mday);
+    out[10] = 'T';
+    put2(out + 11, tm.tm_hour);
+    out[13] = ':';
+    put2(out + 14, tm.tm_min);
+    out[16] = ':';
+    put2(out + 17, tm.tm_sec);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    put2(out + 21, ms % 100);
+    out[23] = 'Z';
     out[24] = 0;
 }
 
@@ -437,13 +488,17 @@ void bs_audit_put_head(bs_wbuf *w, int64_t time_us, const char *source, const ch
 {
     char t[25];
     bs_audit_format_time(time_us, t);
-    bs_wbuf_printf(w, "\"eventVersion\":\"1.0\",\"eventTime\":\"%s\",\"eventSource\":", t);
+    bs_wbuf_put_str(w, "\"eventVersion\":\"1.0\",\"eventTime\":\"");
+    bs_wbuf_put(w, t, 24);
+    bs_wbuf_put_str(w, "\",\"eventSource\":");
     bs_audit_put_cstr(w, source);
     bs_wbuf_put_str(w, ",\"eventName\":");
     bs_audit_put_cstr(w, name);
     bs_wbuf_put_str(w, ",\"eventType\":");
     bs_audit_put_cstr(w, type);
-    bs_wbuf_printf(w, ",\"eventID\":\"%s\"", event_id);
+    bs_wbuf_put_str(w, ",\"eventID\":\"");
+    bs_wbuf_put_str(w, event_id);
+    bs_wbuf_put_u8(w, '"');
 }
 
 /* ---------------------------------------------------------------- render */
@@ -452,9 +507,13 @@ void bs_audit_put_head(bs_wbuf *w, int64_t time_us, const char *source, const ch
  * name only when known), preceded by a comma. */
 static void put_error(bs_wbuf *w, int16_t code)
 {
-    bs_wbuf_printf(w, ",\"errorCode\":%d", code);
+    bs_audit_put_kv(w, ",\"errorCode\":", code);
     const char *n = bs_kafka_error_name(code);
-    if (n) bs_wbuf_printf(w, ",\"errorName\":\"%s\"", n);
+    if (n) {
+        bs_wbuf_put_str(w, ",\"errorName\":\"");
+        bs_wbuf_put_str(w, n);
+        bs_wbuf_put_u8(w, '"');
+    }
 }
 
 /* userIdentity, sourceIPAddress, sourcePort, listener, brokerId, connectionId. */
@@ -469,13 +528,15 @@ static void put_identity(bs_wbuf *w, const bs_audit_event *ev)
     }
     bs_wbuf_put_str(w, ",\"sourceIPAddress\":");
     bs_audit_put_cstr(w, ev->source_ip);
-    bs_wbuf_printf(w, ",\"sourcePort\":%u,\"listener\":", (unsigned)ev->source_port);
+    bs_audit_put_kv(w, ",\"sourcePort\":", ev->source_port);
+    bs_wbuf_put_str(w, ",\"listener\":");
     bs_audit_put_cstr(w, ev->listener);
     if (ev->broker_id >= 0)
-        bs_wbuf_printf(w, ",\"brokerId\":%" PRId32, ev->broker_id);
+        bs_audit_put_kv(w, ",\"brokerId\":", ev->broker_id);
     else
         bs_wbuf_put_str(w, ",\"brokerId\":null");
-    bs_wbuf_printf(w, ",\"connectionId\":%" PRIu64, ev->conn_id);
+    bs_wbuf_put_str(w, ",\"connectionId\":");
+    bs_audit_put_u64(w, ev->conn_id);
 }
 
 /* userAgent "name/version (client.id=ID)" plus the structured parts. */
@@ -519,7 +580,9 @@ static void put_user_agent(bs_wbuf *w, const bs_audit_event *ev)
 /* {"type":..,"name":..} opening of resource `r` (no closing brace). */
 static void put_res_open(bs_wbuf *w, const bs_audit_event *ev, const bs_audit_resource *r)
 {
-    bs_wbuf_printf(w, "{\"type\":\"%s\",\"name\":", bs_audit_res_type_name(r->type));
+    bs_wbuf_put_str(w, "{\"type\":\"");
+    bs_wbuf_put_str(w, bs_audit_res_type_name(r->type));
+    bs_wbuf_put_str(w, "\",\"name\":");
     if (r->name_len || r->type != BS_AUDIT_RES_CLUSTER)
         bs_audit_put_str(w, ev->arena + r->name_off, r->name_len);
     else
@@ -547,7 +610,7 @@ static void put_request_params(bs_wbuf *w, const bs_audit_event *ev)
                 bs_wbuf_put_str(w, first ? open[kind] : ",");
                 first = false;
                 if (kind == BS_AUDIT_ITEM_PARTITION) {
-                    bs_wbuf_printf(w, "%" PRId32, it->partition);
+                    bs_audit_put_i64(w, it->partition);
                 } else {
                     bs_audit_put_str(w, ev->arena + it->key_off, it->key_len);
                     if (kind == BS_AUDIT_ITEM_ATTR) {
@@ -558,8 +621,8 @@ static void put_request_params(bs_wbuf *w, const bs_audit_event *ev)
             }
             if (!first) bs_wbuf_put_u8(w, (uint8_t)close[kind]);
         }
-        if (res->records >= 0) bs_wbuf_printf(w, ",\"records\":%" PRId64, res->records);
-        if (res->bytes >= 0) bs_wbuf_printf(w, ",\"bytes\":%" PRId64, res->bytes);
+        if (res->records >= 0) bs_audit_put_kv(w, ",\"records\":", res->records);
+        if (res->bytes >= 0) bs_audit_put_kv(w, ",\"bytes\":", res->bytes);
         bs_wbuf_put_u8(w, '}');
     }
     bs_wbuf_put_str(w, "]}");
@@ -593,7 +656,7 @@ static void put_response(bs_wbuf *w, const bs_audit_event *ev)
                 continue;
             bs_wbuf_put_str(w, first ? ",\"partitions\":[" : ",");
             first = false;
-            bs_wbuf_printf(w, "{\"partition\":%" PRId32, it->partition);
+            bs_audit_put_kv(w, "{\"partition\":", it->partition);
             put_error(w, it->error_code);
             bs_wbuf_put_u8(w, '}');
         }
@@ -652,27 +715,35 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
     const bs_audit_api_class *c = bs_audit_api_lookup(ev->api_key);
     bs_audit_put_head(out, ev->time_us, source, c ? c->name : "UnknownApi", "KafkaApiCall",
                       event_id);
-    bs_wbuf_printf(out, ",\"eventCategory\":\"%s\",\"readOnly\":%s",
-                   bs_audit_category_name(c ? c->category : BS_AUDIT_MANAGEMENT),
-                   c && c->read_only ? "true" : "false");
-    bs_wbuf_printf(out, ",\"apiKey\":%d,\"apiVersion\":%d", ev->api_key, ev->api_version);
+    bs_wbuf_put_str(out, ",\"eventCategory\":\"");
+    bs_wbuf_put_str(out, bs_audit_category_name(c ? c->category : BS_AUDIT_MANAGEMENT));
+    bs_wbuf_put_str(out, c && c->read_only ? "\",\"readOnly\":true" : "\",\"readOnly\":false");
+    bs_audit_put_kv(out, ",\"apiKey\":", ev->api_key);
+    bs_audit_put_kv(out, ",\"apiVersion\":", ev->api_version);
     put_identity(out, ev);
     put_user_agent(out, ev);
     put_request_params(out, ev);
     put_response(out, ev);
     int16_t err = summary_error(ev);
     if (err != BS_AUDIT_NO_ERROR) put_error(out, err);
-    if (ev->latency_us >= 0)
-        bs_wbuf_printf(out, ",\"latencyMs\":%" PRId64 ".%03d", ev->latency_us / 1000,
-                       (int)(ev->latency_us % 1000));
-    else
+    if (ev->latency_us >= 0) {
+        /* Milliseconds with three decimals, exact (no floating point). */
+        int frac = (int)(ev->latency_us % 1000);
+        char f[4] = {(char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                     (char)('0' + frac % 10), 0};
+        bs_audit_put_kv(out, ",\"latencyMs\":", ev->latency_us / 1000);
+        bs_wbuf_put_u8(out, '.');
+        bs_wbuf_put(out, f, 3);
+    } else {
         bs_wbuf_put_str(out, ",\"latencyMs\":null");
-    bs_wbuf_printf(out, ",\"requestID\":\"%" PRIu64 "-%" PRId32 "\",\"correlationId\":%" PRId32,
-                   ev->conn_id, ev->correlation_id, ev->correlation_id);
-    if (ev->request_bytes >= 0)
-        bs_wbuf_printf(out, ",\"requestBytes\":%" PRId64, ev->request_bytes);
-    if (ev->response_bytes >= 0)
-        bs_wbuf_printf(out, ",\"responseBytes\":%" PRId64, ev->response_bytes);
+    }
+    bs_wbuf_put_str(out, ",\"requestID\":\"");
+    bs_audit_put_u64(out, ev->conn_id);
+    bs_wbuf_put_u8(out, '-');
+    bs_audit_put_i64(out, ev->correlation_id);
+    bs_audit_put_kv(out, "\",\"correlationId\":", ev->correlation_id);
+    if (ev->request_bytes >= 0) bs_audit_put_kv(out, ",\"requestBytes\":", ev->request_bytes);
+    if (ev->response_bytes >= 0) bs_audit_put_kv(out, ",\"responseBytes\":", ev->response_bytes);
     if (ev->truncated) bs_wbuf_put_str(out, ",\"truncated\":true");
     return bs_wbuf_status(out);
 }

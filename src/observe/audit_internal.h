@@ -23,6 +23,11 @@ void bs_audit_put_head(bs_wbuf *w, int64_t time_us, const char *source, const ch
 /* Render a request/connection event without its closing brace. */
 bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, const char *event_id,
                                bs_wbuf *out) BS_WUR;
+/* Append a decimal integer (no printf: this is the per-event hot path). */
+void bs_audit_put_u64(bs_wbuf *w, uint64_t v);
+void bs_audit_put_i64(bs_wbuf *w, int64_t v);
+/* Append the string literal `key` (e.g. ",\"sourcePort\":") then v. */
+void bs_audit_put_kv(bs_wbuf *w, const char *key, int64_t v);
 /* Lower-case hex of n bytes into out[2n+1]. */
 void bs_audit_hex(const uint8_t *p, size_t n, char *out);
 /* Wall clock in µs since the epoch (CLOCK_REALTIME). */
