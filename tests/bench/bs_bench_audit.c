@@ -25,6 +25,7 @@ static bs_status count_emit(const char *line, size_t len, void *arg)
     return BS_OK;
 }
 
+/* Monotonic time in seconds. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -79,6 +80,7 @@ static int run(const char *label, bs_audit_data_mode mode, long n)
     return 0;
 }
 
+/* Run the three data modes with EVENTS events each. */
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 200000;

@@ -42,6 +42,7 @@ typedef struct lines {
     int fail_after; /* emit fails once n reaches this (-1 never) */
 } lines;
 
+/* Emit callback: keep a copy of each line; fails once fail_after lines are held. */
 static bs_status mem_emit(const char *line, size_t len, void *arg)
 {
     lines *l = arg;
@@ -52,6 +53,7 @@ static bs_status mem_emit(const char *line, size_t len, void *arg)
     return BS_OK;
 }
 
+/* Free the captured lines. */
 static void lines_free(lines *l)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -59,6 +61,7 @@ static void lines_free(lines *l)
     l->n = 0;
 }
 
+/* Create/replace a file with exactly `mode` (fchmod: the umask must not matter). */
 static void write_file(const char *path, const char *data, size_t len, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
@@ -85,6 +88,7 @@ static void write_lines(const char *path, char **v, size_t n, size_t torn)
     }
 }
 
+/* Member accessors: a string (NULL), a number (-99999), a bool (-1) when absent or another type. */
 static const char *jstr(const cJSON *o, const char *k)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -121,6 +125,7 @@ static cJSON *render_parse(const bs_audit_event *ev)
     return j;
 }
 
+/* Hex SHA-256 of a NUL-terminated line (the chain's canonical bytes). */
 static void sha_hex(const char *s, char out[65])
 {
     uint8_t md[32];
@@ -577,6 +582,8 @@ static void check_chain(const lines *l)
     }
 }
 
+/* Fill ev as a request of `api` by `principal` naming `topic` (partition 0 with error
+ * `err`, volume records/bytes), or no topic (top-level error `err`) when topic is NULL. */
 static void data_event(bs_audit_event *ev, const char *principal, int16_t api, const char *topic,
                        int64_t t_us, int16_t err, int64_t records, int64_t bytes)
 {
@@ -803,6 +810,7 @@ typedef struct worker_arg {
     int failures;
 } worker_arg;
 
+/* Thread body: 500 DescribeConfigs events into the shared log. */
 static void *worker(void *p)
 {
     worker_arg *a = p;
@@ -1273,6 +1281,7 @@ static void cleanup_dir(void)
     rmdir(g_dir);
 }
 
+/* Run every test in a private temp dir, removed at the end. */
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/bs_test_audit_XXXXXX");

@@ -16,6 +16,7 @@ typedef struct docs {
     bool fail;
 } docs;
 
+/* Emit callback: keep a copy of each document, or fail when d->fail. */
 static bs_status collect_doc(const char *json, size_t len, void *arg)
 {
     docs *d = arg;
@@ -25,6 +26,7 @@ static bs_status collect_doc(const char *json, size_t len, void *arg)
     return BS_OK;
 }
 
+/* Free the captured documents. */
 static void docs_free(docs *d)
 {
     for (size_t i = 0; i < d->n; i++)
@@ -32,6 +34,8 @@ static void docs_free(docs *d)
     d->n = 0;
 }
 
+/* A snapshotter with default options (checked), an optional max_metrics and the BrokerId=1
+ * dimension. */
 static bs_emf *new_emf(size_t max_metrics, bool broker_dim)
 {
     static const bs_emf_dimension fixed[] = {{"BrokerId", "1"}};
@@ -49,6 +53,8 @@ static bs_emf *new_emf(size_t max_metrics, bool broker_dim)
     return e;
 }
 
+/* The golden registry: a counter and a histogram with two labels, a gauge, a counter with an
+ * escaped label value. */
 static void small_registry(void)
 {
     static const double bounds[] = {0.25, 1.0, 4.0};
@@ -337,6 +343,7 @@ typedef struct visit {
     int n, stop_after;
 } visit;
 
+/* foreach visitor: record "name{labels}kind", check the histogram sample, stop after stop_after. */
 static int visit_fn(const bs_metric_sample *s, void *arg)
 {
     visit *v = arg;
@@ -376,6 +383,7 @@ static void test_metrics_foreach(void)
     bs_metrics_shutdown();
 }
 
+/* Run every test. */
 int main(void)
 {
     RUN(test_golden_documents);
