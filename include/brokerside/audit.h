@@ -303,10 +303,16 @@ void bs_audit_log_stats(bs_audit_log *log, uint64_t *emitted, uint64_t *emit_fai
 /* An emit callback that appends line + '\n' to a FILE * (arg) and fflushes. */
 bs_status bs_audit_emit_file(const char *line, size_t len, void *arg) BS_WUR;
 
-/* The bytes an AuditDigest signature covers (docs/audit-events.md):
- * "brokerside-audit-digest-v1\n<chainId>\n<first>\n<last>\n<lastHash>\n". */
-bs_status bs_audit_digest_message(const char *chain_id, uint64_t first, uint64_t last,
-                                  const char *last_hash, bs_wbuf *out) BS_WUR;
+/* The bytes an AuditDigest signature covers (docs/audit-events.md, 8):
+ * "brokerside-audit-digest-v1\n" followed by the complete digest line (chain
+ * fields included) with the signature's hex digits removed, i.e. with
+ * `"signature":""`. So every byte of the digest line except the signature
+ * itself is signed. `line` may carry the hex or be empty there.
+ * BS_E_MALFORMED if the line has no `"signature":"..."` string member. */
+bs_status bs_audit_digest_message(const char *line, size_t len, bs_wbuf *out) BS_WUR;
+/* The byte range [*start, *end) of the signature's hex digits in a digest
+ * line (start == end for the empty placeholder). BS_E_MALFORMED if absent. */
+bs_status bs_audit_digest_sig_span(const char *line, size_t len, size_t *start, size_t *end) BS_WUR;
 /* Sign / verify such a message; signatures are lower-case hex. */
 bs_status bs_audit_sign(const bs_audit_key *k, const uint8_t *msg, size_t len,
                         bs_wbuf *sig_hex) BS_WUR;

@@ -93,10 +93,38 @@ bs_status bs_audit_emit_file(const char *line, size_t len, void *arg)
     return BS_OK;
 }
 
+/* Put the signature over the complete digest line `body` into its empty
+ * `"signature":""` placeholder (docs/audit-events.md, 8). */
+static bs_status sign_in_place(bs_audit_log *log, bs_wbuf *body)
+{
+    bs_status st;
+    size_t s, e;
+    bs_wbuf msg, sig, line;
+    bs_wbuf_init(&msg, 0);
+    bs_wbuf_init(&sig, 0);
+    bs_wbuf_init(&line, 0);
+    BS_GUARD_GOTO(st, bs_audit_digest_message((const char *)body->data, body->len, &msg), out);
+    BS_GUARD_GOTO(st, bs_audit_sign(log->key, msg.data, msg.len, &sig), out);
+    BS_GUARD_GOTO(st, bs_audit_digest_sig_span((const char *)body->data, body->len, &s, &e), out);
+    bs_wbuf_put(&line, body->data, s);
+    bs_wbuf_put(&line, sig.data, sig.len);
+    bs_wbuf_put(&line, body->data + e, body->len - e);
+    BS_GUARD_GOTO(st, bs_wbuf_status(&line), out);
+    bs_wbuf tmp = *body; /* swap: the caller frees whichever it holds */
+    *body = line;
+    line = tmp;
+out:
+    bs_wbuf_free(&msg);
+    bs_wbuf_free(&sig);
+    bs_wbuf_free(&line);
+    return st;
+}
+
 /* Append the chain fields and the closing brace to `body` (an event object
- * left open), hash the line and emit it. On success the chain advances; on
- * failure nothing changes (the sequence number is reused). Lock held. */
-static bs_status chain_emit_locked(bs_audit_log *log, bs_wbuf *body)
+ * left open), sign it when `sign` (a digest with a key), hash the line and
+ * emit it. On success the chain advances; on failure nothing changes (the
+ * sequence number is reused). Lock held. */
+static bs_status chain_emit_locked(bs_audit_log *log, bs_wbuf *body, bool sign)
 {
     bs_wbuf_put_str(body, ",\"chainId\":\"");
     bs_wbuf_put(body, log->chain_id, 32);
@@ -106,6 +134,7 @@ static bs_status chain_emit_locked(bs_audit_log *log, bs_wbuf *body)
     bs_wbuf_put(body, log->prev_hash, 64);
     bs_wbuf_put_str(body, "\"}");
     BS_GUARD(bs_wbuf_status(body));
+    if (sign) BS_GUARD(sign_in_place(log, body));
     uint8_t md[SHA256_DIGEST_LENGTH];
     /* The pre-fetched implementation skips OpenSSL's per-call name lookup. */
     if (EVP_Digest(body->data, body->len, md, NULL, log->sha256, NULL) != 1) return BS_E_CRYPTO;
@@ -128,13 +157,8 @@ static bs_status seal_locked(bs_audit_log *log)
     if (log->next_seq == log->first_unsealed) return BS_OK;
     bs_status st = BS_OK;
     uint64_t first = log->first_unsealed, last = log->next_seq - 1;
-    bs_wbuf msg, sig, body;
-    bs_wbuf_init(&msg, 0);
-    bs_wbuf_init(&sig, 0);
+    bs_wbuf body;
     bs_wbuf_init(&body, 0);
-    BS_GUARD_GOTO(st, bs_audit_digest_message(log->chain_id, first, last, log->prev_hash, &msg),
-                  out);
-    if (log->key) BS_GUARD_GOTO(st, bs_audit_sign(log->key, msg.data, msg.len, &sig), out);
     int64_t now = bs_audit_now_us();
     char id[37], kid[17];
     BS_GUARD_GOTO(st, bs_audit_new_event_id(now, id), out);
@@ -148,16 +172,13 @@ static bs_status seal_locked(bs_audit_log *log)
                    bs_audit_key_algorithm(log->key));
     bs_audit_key_id(log->key, kid);
     if (log->key)
-        bs_wbuf_printf(&body, "\"%s\",\"signature\":\"%.*s\"}", kid, (int)sig.len,
-                       (const char *)sig.data);
+        bs_wbuf_printf(&body, "\"%s\",\"signature\":\"\"}", kid); /* filled after chaining */
     else
         bs_wbuf_put_str(&body, "null,\"signature\":null}");
-    BS_GUARD_GOTO(st, chain_emit_locked(log, &body), out);
+    BS_GUARD_GOTO(st, chain_emit_locked(log, &body, log->key != NULL), out);
     log->first_unsealed = log->next_seq;
     log->since_digest = 0;
 out:
-    bs_wbuf_free(&msg);
-    bs_wbuf_free(&sig);
     bs_wbuf_free(&body);
     return st;
 }
@@ -165,7 +186,7 @@ out:
 /* Emit `body` and seal when digest_every_events is reached. Lock held. */
 static bs_status emit_locked(bs_audit_log *log, bs_wbuf *body)
 {
-    BS_GUARD(chain_emit_locked(log, body));
+    BS_GUARD(chain_emit_locked(log, body, false));
     if (log->opts.digest_every_events && log->since_digest >= log->opts.digest_every_events)
         BS_GUARD(seal_locked(log));
     return BS_OK;
@@ -199,7 +220,7 @@ static bs_status write_chain_start(bs_audit_log *log, const bs_audit_link *prev)
                        prev->chain_id, prev->sequence, prev->hash, prev->sealed ? "true" : "false");
     else
         bs_wbuf_put_str(&body, ",\"previousChain\":null");
-    st = chain_emit_locked(log, &body);
+    st = chain_emit_locked(log, &body, false);
 out:
     bs_wbuf_free(&body);
     return st;
@@ -594,7 +615,12 @@ bs_status bs_audit_link_from_file(const char *path, bs_audit_link *link)
         st = BS_E_TOO_LARGE;
         goto out;
     }
-    j = cJSON_ParseWithLength(buf + b, end - b);
+    const char *pend = NULL;
+    j = cJSON_ParseWithLengthOpts(buf + b, end - b, &pend, false);
+    if (j && pend != buf + end) { /* trailing bytes: not one of our lines */
+        st = BS_E_MALFORMED;
+        goto out;
+    }
     const cJSON *cid = cJSON_GetObjectItemCaseSensitive(j, "chainId");
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(j, "sequence");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "eventName");

@@ -260,12 +260,31 @@ void bs_audit_key_id(const bs_audit_key *k, char out[17])
     memcpy(out, k->id, 17);
 }
 
-/* See audit.h. */
-bs_status bs_audit_digest_message(const char *chain_id, uint64_t first, uint64_t last,
-                                  const char *last_hash, bs_wbuf *out)
+/* See audit.h. Inside a JSON line a raw `"signature":"` can only be a
+ * member name followed by a string (a quote inside a string value is
+ * escaped), and lower-case hex holds no quote, so the first such member and
+ * the next quote delimit the value exactly. */
+bs_status bs_audit_digest_sig_span(const char *line, size_t len, size_t *start, size_t *end)
 {
-    bs_wbuf_printf(out, "brokerside-audit-digest-v1\n%s\n%llu\n%llu\n%s\n", chain_id,
-                   (unsigned long long)first, (unsigned long long)last, last_hash);
+    static const char key[] = "\"signature\":\"";
+    const char *p = memmem(line, len, key, sizeof key - 1);
+    BS_ENSURE(p, BS_E_MALFORMED);
+    size_t s = (size_t)(p - line) + sizeof key - 1;
+    const char *q = memchr(line + s, '"', len - s);
+    BS_ENSURE(q, BS_E_MALFORMED);
+    *start = s;
+    *end = (size_t)(q - line);
+    return BS_OK;
+}
+
+/* See audit.h. */
+bs_status bs_audit_digest_message(const char *line, size_t len, bs_wbuf *out)
+{
+    size_t s, e;
+    BS_GUARD(bs_audit_digest_sig_span(line, len, &s, &e));
+    bs_wbuf_put_str(out, "brokerside-audit-digest-v1\n");
+    bs_wbuf_put(out, line, s);
+    bs_wbuf_put(out, line + e, len - e);
     return bs_wbuf_status(out);
 }
 

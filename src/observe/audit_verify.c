@@ -38,6 +38,7 @@ typedef struct vline {
     char d_alg[16];
     char d_sig[129];
     bool d_has_sig;
+    bool d_sig_ok; /* the signature verified with the reader's key */
     /* chain start */
     bool has_link;
     char l_chain[33];
@@ -47,6 +48,7 @@ typedef struct vline {
 
 /* The input: files in order, read line by line. */
 typedef struct reader {
+    const bs_audit_key *key; /* checks digest signatures while the raw line is at hand */
     const char **paths;
     size_t n, idx;
     FILE *f;
@@ -177,16 +179,41 @@ static bool get_hex(const cJSON *o, const char *name, size_t n, char *out)
     return true;
 }
 
+/* Verify a digest line's signature over its raw bytes; the signature in
+ * the raw bytes must be the one the JSON parser saw. */
+static bool digest_sig_ok(const bs_audit_key *key, const vline *l, const char *p, size_t len)
+{
+    size_t s, e;
+    bs_wbuf msg;
+    if (!key || !l->d_has_sig) return false;
+    if (bs_audit_digest_sig_span(p, len, &s, &e) != BS_OK || e - s != strlen(l->d_sig) ||
+        memcmp(p + s, l->d_sig, e - s) != 0)
+        return false;
+    bs_wbuf_init(&msg, 0);
+    bool ok = bs_audit_digest_message(p, len, &msg) == BS_OK &&
+              bs_audit_verify_sig(key, msg.data, msg.len, p + s, e - s) == BS_OK;
+    bs_wbuf_free(&msg);
+    return ok;
+}
+
 /* Parse one line's bytes into l (present and location already set). */
-static void parse_line(vline *l, const char *p, size_t len)
+static void parse_line(vline *l, const char *p, size_t len, const bs_audit_key *key)
 {
     uint8_t md[SHA256_DIGEST_LENGTH];
     SHA256((const uint8_t *)p, len, md);
     bs_audit_hex(md, sizeof md, l->hash);
-    cJSON *j = cJSON_ParseWithLength(p, len);
+    /* The whole line must be the one object: cJSON would otherwise accept
+     * trailing bytes, and two lines joined by a changed newline would parse
+     * as the first. */
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(p, len, &end, false);
+    if (j && end != p + len) {
+        cJSON_Delete(j);
+        j = NULL;
+    }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "eventName");
     if (!cJSON_IsObject(j)) {
-        snprintf(l->why, sizeof l->why, "not a JSON object");
+        snprintf(l->why, sizeof l->why, "not a single JSON object");
         goto out;
     }
     if (!get_hex(j, "chainId", 32, l->chain) || !get_u64(j, "sequence", &l->seq) ||
@@ -195,8 +222,24 @@ static void parse_line(vline *l, const char *p, size_t len)
                  "chainId, sequence, previousHash or eventName missing or invalid");
         goto out;
     }
-    l->is_start = strcmp(name->valuestring, "AuditChainStart") == 0;
-    l->is_digest = strcmp(name->valuestring, "AuditDigest") == 0;
+    /* The kind of a chain start or digest is stated redundantly (name, type,
+     * payload member, sequence 0 for a start) and must agree: otherwise
+     * renaming the final digest would turn tampering into a mere
+     * "unsealed tail" warning. */
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "eventType");
+    int dm = (strcmp(name->valuestring, "AuditDigest") == 0) +
+             (cJSON_IsString(type) && strcmp(type->valuestring, "AuditDigest") == 0) +
+             cJSON_HasObjectItem(j, "digest");
+    int sm = (strcmp(name->valuestring, "AuditChainStart") == 0) +
+             (cJSON_IsString(type) && strcmp(type->valuestring, "AuditChain") == 0) +
+             cJSON_HasObjectItem(j, "previousChain") + (l->seq == 0);
+    if ((dm != 0 && dm != 3) || (sm != 0 && sm != 4)) {
+        snprintf(l->why, sizeof l->why, "inconsistent %s event",
+                 dm ? "AuditDigest" : "AuditChainStart");
+        goto out;
+    }
+    l->is_start = sm == 4;
+    l->is_digest = dm == 3;
     if (l->is_digest) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "digest");
         const cJSON *alg = cJSON_GetObjectItemCaseSensitive(d, "algorithm");
@@ -212,6 +255,7 @@ static void parse_line(vline *l, const char *p, size_t len)
         strcpy(l->d_alg, alg->valuestring);
         l->d_has_sig = cJSON_IsString(sig);
         if (l->d_has_sig) strcpy(l->d_sig, sig->valuestring);
+        l->d_sig_ok = digest_sig_ok(key, l, p, len);
     }
     if (l->is_start) {
         const cJSON *pc = cJSON_GetObjectItemCaseSensitive(j, "previousChain");
@@ -277,7 +321,7 @@ static void next_line(reader *r, vline *l)
             snprintf(l->why, sizeof l->why, "line longer than %d bytes", LINE_MAX_BYTES);
             return;
         }
-        parse_line(l, r->buf, len);
+        parse_line(l, r->buf, len, r->key);
         return;
     }
 }
@@ -339,20 +383,10 @@ signature:
                 "digest is %s, expected a %s signature", l->d_has_sig ? l->d_alg : "unsigned",
                 bs_audit_key_algorithm(v->key));
         ok = false;
-    } else {
-        bs_wbuf msg;
-        bs_wbuf_init(&msg, 0);
-        bs_status st =
-            bs_audit_digest_message(l->chain, l->d_first, l->d_last, l->d_last_hash, &msg);
-        if (st == BS_OK)
-            st = bs_audit_verify_sig(v->key, msg.data, msg.len, l->d_sig, strlen(l->d_sig));
-        bs_wbuf_free(&msg);
-        if (st != BS_OK) {
-            problem(v, BS_AUDIT_BAD_SIGNATURE, l->file, l->lineno, true, l->seq,
-                    "signature over %" PRIu64 "..%" PRIu64 " does not verify", l->d_first,
-                    l->d_last);
-            ok = false;
-        }
+    } else if (!l->d_sig_ok) {
+        problem(v, BS_AUDIT_BAD_SIGNATURE, l->file, l->lineno, true, l->seq,
+                "signature over %" PRIu64 "..%" PRIu64 " does not verify", l->d_first, l->d_last);
+        ok = false;
     }
     if (ok) v->res->digests_ok++;
     v->first_unsealed = l->seq + 1;
@@ -467,7 +501,7 @@ bs_status bs_audit_verify_files(const char **paths, size_t n, const bs_audit_key
                                 bs_audit_verify_result *res)
 {
     memset(res, 0, sizeof *res);
-    reader r = {.paths = paths, .n = n};
+    reader r = {.key = key, .paths = paths, .n = n};
     vstate v = {.key = key, .report = report, .res = res};
     vline *a = calloc(2, sizeof *a);
     if (!a) return BS_E_NOMEM;

@@ -1161,6 +1161,46 @@ static void test_verify_detects_tampering(void)
     bs_audit_key_free(other);
 }
 
+/* With the key, changing any single byte of a sealed file is reported as a
+ * problem: every event is hashed by its successor and the final digest's
+ * signature covers all of its own bytes but the signature. */
+static void test_verify_every_byte_flip(void)
+{
+    bs_audit_key *k = NULL;
+    make_hmac_key(tpath("flip.key"), 0600);
+    CHECK_EQ(bs_audit_key_load(tpath("flip.key"), &k), BS_OK);
+    lines l = {.fail_after = -1};
+    build_chain(k, &l, NULL);
+    bs_wbuf all;
+    bs_wbuf_init(&all, 0);
+    for (size_t i = 0; i < l.n; i++) {
+        bs_wbuf_put_str(&all, l.v[i]);
+        bs_wbuf_put_u8(&all, '\n');
+    }
+    CHECK_EQ(bs_wbuf_status(&all), BS_OK);
+    const char *f = tpath("flip.log");
+    size_t undetected = 0, tried = 0;
+    /* Every third byte by default (a few seconds); BS_FLIP_STRIDE=1 for all. */
+    const char *stride_env = getenv("BS_FLIP_STRIDE");
+    size_t stride = stride_env && atoi(stride_env) > 0 ? (size_t)atoi(stride_env) : 3;
+    for (size_t pos = 0; pos < all.len; pos += stride) {
+        all.data[pos] ^= 0x01;
+        write_file(f, (const char *)all.data, all.len, 0600);
+        bs_audit_verify_result r = verify1(f, k);
+        if (r.problems == 0) {
+            undetected++;
+            fprintf(stderr, "  undetected flip at byte %zu\n", pos);
+        }
+        all.data[pos] ^= 0x01;
+        tried++;
+    }
+    CHECK(tried > all.len / stride - 1);
+    CHECK_EQ(undetected, 0);
+    bs_wbuf_free(&all);
+    lines_free(&l);
+    bs_audit_key_free(k);
+}
+
 static void test_verify_ed25519_and_restart_link(void)
 {
     bs_audit_key *k = NULL, *pub = NULL;
@@ -1301,6 +1341,7 @@ int main(void)
     RUN(test_concurrent_recording);
     RUN(test_keys);
     RUN(test_verify_detects_tampering);
+    RUN(test_verify_every_byte_flip);
     RUN(test_verify_ed25519_and_restart_link);
     RUN(test_verify_cli_exit_codes);
     cleanup_dir();
