@@ -941,6 +941,23 @@ static void test_keys(void)
     CHECK_EQ(bs_audit_verify_sig(pub, msg, 7, (const char *)sig.data, sig.len), BS_E_CRYPTO);
     CHECK_EQ(bs_audit_sign(NULL, msg, 7, &sig), BS_E_STATE);
     bs_wbuf_free(&sig);
+    /* The signed message: the digest line without the signature's hex. */
+    bs_wbuf m;
+    bs_wbuf_init(&m, 0);
+    const char line[] = "{\"a\":\"x\\\"signature\\\":\\\"\",\"signature\":\"abcd\",\"z\":1}";
+    size_t s0, e0;
+    CHECK_EQ(bs_audit_digest_sig_span(line, sizeof line - 1, &s0, &e0), BS_OK);
+    CHECK_EQ(e0 - s0, 4);
+    CHECK_MEM(line + s0, "abcd", 4);
+    CHECK_EQ(bs_audit_digest_message(line, sizeof line - 1, &m), BS_OK);
+    bs_wbuf_put_u8(&m, 0);
+    CHECK_STR((const char *)m.data,
+              "brokerside-audit-digest-v1\n{\"a\":\"x\\\"signature\\\":\\\"\","
+              "\"signature\":\"\",\"z\":1}");
+    bs_wbuf_reset(&m);
+    CHECK_EQ(bs_audit_digest_message("{\"signature\":null}", 18, &m), BS_E_MALFORMED);
+    CHECK_EQ(bs_audit_digest_message("{\"signature\":\"ab", 17, &m), BS_E_MALFORMED);
+    bs_wbuf_free(&m);
     /* Refusals. */
     bs_audit_key *bad = NULL;
     make_hmac_key(tpath("open.key"), 0640);
