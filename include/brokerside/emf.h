@@ -25,6 +25,8 @@
  *   that metric is skipped and counted.
  * - At most `max_metrics` (<= 100, EMF's limit per directive) metrics per
  *   document; more are split into further documents.
+ * - Dimension values are JSON-escaped; bytes that are not valid UTF-8
+ *   (label values can carry client-supplied names) become U+FFFD.
  * Units come from the name: _seconds -> Seconds, _bytes/_bytes_total ->
  * Bytes, other _total -> Count, else None.
  */

@@ -257,14 +257,18 @@ static void test_dimension_limit_and_conflicts(void)
     bs_metric_add(bs_metrics_counter("brokerside_d", "d", "brokerside_d=\"x\""), 1);
     bs_metric_add(bs_metrics_counter("brokerside_e", "e", "_aws=\"x\""), 1);
     bs_metric_add(bs_metrics_counter("brokerside_f", "f", "BrokerId=\"9\""), 1);
+    bs_metric_add(bs_metrics_counter_kv("brokerside_g_total", "g", "topic", "bad\xff\xc3(", NULL),
+                  4);
     bs_emf *e = new_emf(0, true); /* + BrokerId: 30 labels become 31 dimensions */
     docs d = {0};
     bs_emf_stats st;
     CHECK_EQ(bs_emf_snapshot(e, 1, collect_doc, &d, &st), BS_OK);
     CHECK_EQ(st.skipped_dimensions, 2);
     CHECK_EQ(st.skipped_conflicts, 3);
-    CHECK_EQ(d.n, 1);
-    if (d.n == 1) {
+    CHECK_EQ(d.n, 2);
+    /* Invalid UTF-8 in a label value is replaced, not passed through. */
+    CHECK(find_value(&d, "topic", "bad\xef\xbf\xbd\xef\xbf\xbd(", "brokerside_g_total", NULL) == 4);
+    if (d.n == 2) {
         cJSON *j = cJSON_Parse(d.v[0]);
         const cJSON *dir = cJSON_GetArrayItem(
             cJSON_GetObjectItem(cJSON_GetObjectItem(j, "_aws"), "CloudWatchMetrics"), 0);
