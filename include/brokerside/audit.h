@@ -266,8 +266,10 @@ typedef struct bs_audit_link {
 bs_status bs_audit_link_from_file(const char *path, bs_audit_link *link) BS_WUR;
 
 /* Receives each finished line (no trailing newline; the bytes that were
- * hashed). Called with the log's lock held, in chain order. A non-OK return
- * means the line was NOT stored: the log does not advance the chain. */
+ * hashed). Called with the log's lock held, in chain order, so it must be
+ * quick (in the daemon: append to the spool's queue, no blocking I/O; every
+ * worker recording an event waits on that lock). A non-OK return means the
+ * line was NOT stored: the log does not advance the chain. */
 typedef bs_status (*bs_audit_emit_fn)(const char *line, size_t len, void *arg);
 
 typedef struct bs_audit_log bs_audit_log;
