@@ -16,6 +16,7 @@
 #include <openssl/sha.h>
 
 #include "brokerside/audit.h"
+#include "brokerside/kafka.h"
 #include "test.h"
 
 static char g_dir[256];
@@ -243,6 +244,23 @@ static void test_classification_matches_schemas(void)
     }
     closedir(d);
     CHECK_EQ(seen, bs_audit_api_count());
+}
+
+
+/* The audit table and the protocol library's table (src/kafka) name the
+ * same API keys the same way: the proxy uses one for metrics labels and the
+ * other for audit events. */
+static void test_classification_matches_kafka_table(void)
+{
+    size_t n = 0;
+    const bs_kafka_api_info *t = bs_kafka_api_table(&n);
+    CHECK(t != NULL && n > 0);
+    CHECK_EQ(n, bs_audit_api_count());
+    for (size_t i = 0; t && i < n; i++) {
+        const bs_audit_api_class *c = bs_audit_api_lookup(t[i].key);
+        CHECK(c != NULL);
+        if (c) CHECK_STR(c->name, t[i].name);
+    }
 }
 
 static void test_error_names(void)
@@ -1345,6 +1363,7 @@ int main(void)
     if (!mkdtemp(g_dir)) return 2;
     RUN(test_classification_spot_checks);
     RUN(test_classification_matches_schemas);
+    RUN(test_classification_matches_kafka_table);
     RUN(test_error_names);
     RUN(test_render_management_event);
     RUN(test_render_data_event_partitions_and_acl);
