@@ -177,6 +177,9 @@ typedef struct bs_audit_config {
     char *signing_key_file;                 /* NULL = hash chain without signed digests (warned) */
     bs_signing_algorithm signing_algorithm; /* default detect */
     uint32_t digest_interval_s;             /* default 300 */
+    uint32_t digest_every_events;           /* also seal after this many events; default 1000,
+                                               0 = only by interval and at shutdown */
+    uint32_t aggregate_max_keys;            /* aggregator bound; default 10000 */
     bs_sink_refs sinks;                     /* default ["default"] */
 } bs_audit_config;
 

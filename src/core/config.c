@@ -2037,9 +2037,11 @@ static void parse_audit(cfg_ctx *c, const cJSON *root, bs_audit_config *a)
 {
     static const char *const keys[] = {"data_events",
                                        "aggregate_interval_s",
+                                       "aggregate_max_keys",
                                        "signing_key_file",
                                        "signing_algorithm",
                                        "digest_interval_s",
+                                       "digest_every_events",
                                        "sinks",
                                        NULL};
     static const char *const modes[] = {"aggregate", "each", "off", NULL};
@@ -2047,6 +2049,8 @@ static void parse_audit(cfg_ctx *c, const cJSON *root, bs_audit_config *a)
     a->data_events = BS_DATA_EVENTS_AGGREGATE;
     a->aggregate_interval_s = 60;
     a->digest_interval_s = 300;
+    a->digest_every_events = 1000;
+    a->aggregate_max_keys = 10000;
     const cJSON *v = event_section(c, root, "audit", keys, &a->enabled);
     if (!v) return;
     int m = 0;
@@ -2058,6 +2062,12 @@ static void parse_audit(cfg_ctx *c, const cJSON *root, bs_audit_config *a)
     x = a->digest_interval_s;
     get_int(c, v, "digest_interval_s", "audit", 1, 86400, &x);
     a->digest_interval_s = (uint32_t)x;
+    x = a->digest_every_events;
+    get_int(c, v, "digest_every_events", "audit", 0, 10000000, &x);
+    a->digest_every_events = (uint32_t)x;
+    x = a->aggregate_max_keys;
+    get_int(c, v, "aggregate_max_keys", "audit", 1, 10000000, &x);
+    a->aggregate_max_keys = (uint32_t)x;
     bool ok;
     a->signing_key_file = get_secret_file(c, v, "signing_key_file", "audit", false, &ok);
     int alg = 0;
@@ -3030,7 +3040,7 @@ static bool events_need_restart(const bs_config *o, const bs_config *n, char *wh
                                         "encryption.decrypt_cache",
                                         "audit (on/off)",
                                         "audit.sinks",
-                                        "audit.signing_key_file",
+                                        "audit (signing key, aggregate_max_keys)",
                                         "metrics (on/off)",
                                         "metrics.sinks",
                                         "logs (on/off)",
@@ -3056,7 +3066,8 @@ static bool events_need_restart(const bs_config *o, const bs_config *n, char *wh
         o->audit.enabled != n->audit.enabled,
         o->audit.enabled && n->audit.enabled && !refs_eq(&o->audit.sinks, &n->audit.sinks),
         !str_eq(o->audit.signing_key_file, n->audit.signing_key_file) ||
-            o->audit.signing_algorithm != n->audit.signing_algorithm,
+            o->audit.signing_algorithm != n->audit.signing_algorithm ||
+            o->audit.aggregate_max_keys != n->audit.aggregate_max_keys,
         o->metrics.enabled != n->metrics.enabled,
         o->metrics.enabled && n->metrics.enabled && !refs_eq(&o->metrics.sinks, &n->metrics.sinks),
         la->enabled != lb->enabled,

@@ -1479,6 +1479,8 @@ static void test_events_default_file_sink(void)
     CHECK_EQ(cfg->audit.data_events, BS_DATA_EVENTS_AGGREGATE);
     CHECK_EQ(cfg->audit.aggregate_interval_s, 60);
     CHECK_EQ(cfg->audit.digest_interval_s, 300);
+    CHECK_EQ(cfg->audit.digest_every_events, 1000);
+    CHECK_EQ(cfg->audit.aggregate_max_keys, 10000);
     CHECK_EQ(cfg->audit.signing_algorithm, BS_SIGNING_DETECT);
     CHECK(cfg->audit.sinks.n == 1 && strcmp(cfg->audit.sinks.names[0], "default") == 0);
     CHECK_EQ(cfg->metrics.interval_s, 60);
@@ -1520,6 +1522,10 @@ static void test_event_section_errors(void)
                  "\"off\"");
     EXPECT_ERR_T(SPOOL ", \"audit\": {\"aggregate_interval_s\": 0}",
                  "audit.aggregate_interval_s: 0 is out of range");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"digest_every_events\": -1}",
+                 "audit.digest_every_events: -1 is out of range: must be between 0 and 10000000");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"aggregate_max_keys\": 0}",
+                 "audit.aggregate_max_keys: 0 is out of range");
     EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"open-master.key\"}",
                  "audit.signing_key_file: \"");
     EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"missing.key\"}",
@@ -1604,7 +1610,8 @@ static void test_sinks_valid(void)
         "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\"}],\n"
         " \"aws\": {\"region\": \"us-east-1\"}, \"spool\": {\"dir\": \"spool\", \"max_bytes\": "
         "16777216, \"segment_bytes\": 4194304, \"fsync_interval_ms\": 5},\n"
-        " \"audit\": {\"data_events\": \"each\", \"sinks\": [\"files\", \"s3\", \"fh\"]},\n"
+        " \"audit\": {\"data_events\": \"each\", \"digest_every_events\": 0, "
+        "\"aggregate_max_keys\": 5, \"sinks\": [\"files\", \"s3\", \"fh\"]},\n"
         " \"metrics\": {\"namespace\": \"Team/Kafka\", \"sinks\": [\"cwm\"]},\n"
         " \"logs\": {\"files\": [{\"path\": \"server.log\"}], \"tz_offset_min\": -300, "
         "\"state_file\": \"tail.state\", \"sinks\": [\"cwl\"]},\n"
@@ -1636,6 +1643,8 @@ static void test_sinks_valid(void)
     CHECK_EQ(cfg->spool.segment_bytes, 4194304);
     CHECK_EQ(cfg->spool.fsync_interval_ms, 5);
     CHECK_EQ(cfg->audit.data_events, BS_DATA_EVENTS_EACH);
+    CHECK_EQ(cfg->audit.digest_every_events, 0);
+    CHECK_EQ(cfg->audit.aggregate_max_keys, 5);
     CHECK_STR(cfg->metrics.ns, "Team/Kafka");
     CHECK_EQ(cfg->logs.tz_offset_min, -300);
     char *st_want = fmt("%s/tail.state", g_dir);
