@@ -2992,6 +2992,7 @@ static bool str_eq(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Same sink names in the same order. */
 static bool refs_eq(const bs_sink_refs *a, const bs_sink_refs *b)
 {
     if (a->n != b->n) return false;
