@@ -189,7 +189,7 @@ static void on_dek(void *arg, bs_status st, const uint8_t *key, size_t key_len,
         memcpy(r->key, key, key_len < 32 ? key_len : 32);
         r->key_len = key_len;
         r->edek_len = edek_len < sizeof r->edek ? edek_len : sizeof r->edek;
-        memcpy(r->edek, edek, r->edek_len);
+        if (r->edek_len) memcpy(r->edek, edek, r->edek_len);
     }
 }
 
