@@ -152,13 +152,14 @@ class KmsKeyring(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        tool_rc = 0
         if cls.tool:
             try:
                 cls.tool.stdin.close()
-                cls.tool.wait(30)
+                tool_rc = cls.tool.wait(30)
             except Exception:
                 cls.tool.kill()
-                cls.tool.wait()
+                tool_rc = cls.tool.wait()
             cls.tool.stdout.close()
         if cls.fwd:
             cls.fwd.stop()
@@ -172,6 +173,8 @@ class KmsKeyring(unittest.TestCase):
         if getattr(cls, "moto_log", None):
             cls.moto_log.close()
             os.unlink(cls.moto_log.name)
+        if tool_rc != 0:  # a clean shutdown (and, in sanitizer builds, no leak reports)
+            raise RuntimeError("kms_dek exited with %d" % tool_rc)
 
     def cmd(self, line):
         self.tool.stdin.write(line + "\n")
