@@ -38,9 +38,12 @@
 #ifndef BROKERSIDE_KEYRING_AWS_H
 #define BROKERSIDE_KEYRING_AWS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "brokerside/aws_http.h"
+#include "brokerside/envelope.h"
 #include "brokerside/keyring.h"
 #include "brokerside/status.h"
 
@@ -60,5 +63,16 @@ bs_status bs_keyring_aws_new(bs_aws_http *http, const bs_keyring_aws_config *cfg
 /* Map a KMS error code (normalised, as in bs_aws_http_response.error_code) and
  * HTTP outcome to the callback status listed above. Pure; exposed for tests. */
 bs_status bs_keyring_aws_classify(bs_aws_outcome outcome, const char *error_code);
+
+/* Parse the body of a successful GenerateDataKey (want_edek) or Decrypt reply
+ * (untrusted bytes, `len` of them): `Plaintext` must be canonical base64 of
+ * exactly 32 bytes, written to `key`; with want_edek, `CiphertextBlob` must be
+ * base64 of 1..min(edek_cap, BS_ENVELOPE_MAX_EDEK) bytes, written to `edek`
+ * with its length in *edek_len. BS_E_MALFORMED otherwise (outputs untouched).
+ * Internal copies of the key (cJSON's, the decoder's) are wiped; the caller
+ * wipes `key` and the body. Pure; exposed for tests and fuzzing. */
+bs_status bs_keyring_aws_parse_reply(const uint8_t *body, size_t len, bool want_edek,
+                                     uint8_t key[BS_DEK_KEY_LEN], uint8_t *edek, size_t edek_cap,
+                                     size_t *edek_len) BS_WUR;
 
 #endif

@@ -13,7 +13,6 @@
 #include "brokerside/log.h"
 
 #define MOD "kms"
-#define KEY_LEN 32
 
 typedef struct aws_op aws_op;
 
@@ -116,46 +115,63 @@ static void json_wipe_str(cJSON *o, const char *name)
     if (cJSON_IsString(v) && v->valuestring) OPENSSL_cleanse(v->valuestring, strlen(v->valuestring));
 }
 
-/* Parse a successful reply and hand the key to the caller. The key, the EDEK
- * buffer, cJSON's copy of the base64 plaintext and the response body are wiped
- * before returning. Returns the status the caller was given. */
-static bs_status deliver_ok(aws_op *op, const bs_aws_http_response *r)
+/* Contract in keyring_aws.h. */
+bs_status bs_keyring_aws_parse_reply(const uint8_t *body, size_t len, bool want_edek,
+                                     uint8_t key[BS_DEK_KEY_LEN], uint8_t *edek, size_t edek_cap,
+                                     size_t *edek_len)
 {
-    uint8_t key[KEY_LEN + 3], edek[BS_ENVELOPE_MAX_EDEK + 3];
-    size_t key_len = 0, edek_len = 0;
+    /* Room for base64's padding slack: decoding writes whole 3-byte groups. */
+    uint8_t k[BS_DEK_KEY_LEN + 3];
+    size_t k_len = 0, e_len = 0;
     bs_status st = BS_E_MALFORMED;
-    cJSON *j = cJSON_ParseWithLength((const char *)r->body, r->body_len);
-    const char *pt = j ? json_str(j, "Plaintext") : NULL;
-    if (!pt || !b64_decode(pt, key, sizeof key, &key_len) || key_len != KEY_LEN) {
-        BS_LOG_WARNF(MOD, "%s reply without a usable 32-byte Plaintext (request id %s)",
-                     op->generate ? "GenerateDataKey" : "Decrypt", r->request_id);
-        goto out;
-    }
-    if (op->generate) {
+    cJSON *j = body && len ? cJSON_ParseWithLength((const char *)body, len) : NULL;
+    const char *pt = cJSON_IsObject(j) ? json_str(j, "Plaintext") : NULL;
+    if (!pt || !b64_decode(pt, k, sizeof k, &k_len) || k_len != BS_DEK_KEY_LEN) goto out;
+    if (want_edek) {
         const char *blob = json_str(j, "CiphertextBlob");
-        if (!blob || !b64_decode(blob, edek, sizeof edek, &edek_len) || edek_len == 0 ||
-            edek_len > BS_ENVELOPE_MAX_EDEK) {
-            BS_LOG_WARNF(MOD, "GenerateDataKey reply without a usable CiphertextBlob (request id %s)",
-                         r->request_id);
-            goto out;
-        }
+        uint8_t *tmp = NULL;
+        size_t cap = blob ? strlen(blob) / 4 * 3 : 0;
+        if (!blob || cap == 0 || !(tmp = malloc(cap))) goto out;
+        bool ok = b64_decode(blob, tmp, cap, &e_len) && e_len > 0 && e_len <= edek_cap &&
+                  e_len <= BS_ENVELOPE_MAX_EDEK;
+        if (ok) memcpy(edek, tmp, e_len);
+        free(tmp);
+        if (!ok) goto out;
+        *edek_len = e_len;
     }
+    memcpy(key, k, BS_DEK_KEY_LEN);
     st = BS_OK;
-    if (op->generate)
-        op->dek_cb(op->arg, BS_OK, key, KEY_LEN, edek, edek_len);
-    else
-        op->key_cb(op->arg, BS_OK, key, KEY_LEN);
 out:
-    if (st != BS_OK) op_fail(op, st);
-    OPENSSL_cleanse(key, sizeof key);
+    OPENSSL_cleanse(k, sizeof k);
     if (j) {
         json_wipe_str(j, "Plaintext");
         cJSON_Delete(j);
     }
-    /* The body is the HTTP client's own writable buffer (len 0 means a shared
-     * empty literal, never written); it held the key in base64. */
-    if (r->body_len > 0) OPENSSL_cleanse((void *)(uintptr_t)r->body, r->body_len);
     return st;
+}
+
+/* Parse a successful reply and hand the key to the caller. The key and the
+ * response body (the HTTP client's writable buffer; it held the key in
+ * base64) are wiped before returning. */
+static void deliver_ok(aws_op *op, const bs_aws_http_response *r)
+{
+    uint8_t key[BS_DEK_KEY_LEN], edek[BS_ENVELOPE_MAX_EDEK];
+    size_t edek_len = 0;
+    bs_status st = bs_keyring_aws_parse_reply(r->body, r->body_len, op->generate, key, edek,
+                                              sizeof edek, &edek_len);
+    if (st != BS_OK) {
+        BS_LOG_WARNF(MOD, "%s reply without a usable 32-byte Plaintext%s (request id %s)",
+                     op->generate ? "GenerateDataKey" : "Decrypt",
+                     op->generate ? " and CiphertextBlob" : "", r->request_id);
+        op_fail(op, st);
+    } else if (op->generate) {
+        op->dek_cb(op->arg, BS_OK, key, BS_DEK_KEY_LEN, edek, edek_len);
+    } else {
+        op->key_cb(op->arg, BS_OK, key, BS_DEK_KEY_LEN);
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    /* len 0 means a shared empty literal, never written. */
+    if (r->body_len > 0) OPENSSL_cleanse((void *)(uintptr_t)r->body, r->body_len);
 }
 
 /* HTTP completion: classify, deliver, free the op. */
@@ -171,7 +187,7 @@ static void on_http_done(const bs_aws_http_response *r, void *arg)
     }
     op_unlink(op);
     if (r->outcome == BS_AWS_OK) {
-        (void)deliver_ok(op, r);
+        deliver_ok(op, r);
     } else {
         bs_status st = bs_keyring_aws_classify(r->outcome, r->error_code);
         BS_LOG_WARNF(MOD, "%s failed: %s (%s) HTTP %ld %s%s%s after %u attempt(s), request id %s",

@@ -267,6 +267,66 @@ static void test_classify(void)
     CHECK_EQ(bs_keyring_aws_classify(BS_AWS_CLIENT_ERROR, NULL), BS_E_MALFORMED);
 }
 
+static bs_status parse(const char *body, bool want_edek, uint8_t key[32], uint8_t *edek,
+                       size_t cap, size_t *elen)
+{
+    return bs_keyring_aws_parse_reply((const uint8_t *)body, strlen(body), want_edek, key, edek,
+                                      cap, elen);
+}
+
+static void test_parse_reply(void)
+{
+    /* Plaintext = bytes 0..31, CiphertextBlob = bytes 1..32. */
+    const char *pt = "\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"";
+    const char *blob = "\"CiphertextBlob\":\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"";
+    char body[512];
+    uint8_t key[32], edek[64], want_key[32], want_edek[32];
+    size_t elen = 0;
+    for (int i = 0; i < 32; i++) {
+        want_key[i] = (uint8_t)i;
+        want_edek[i] = (uint8_t)(i + 1);
+    }
+    snprintf(body, sizeof body, "{%s,%s,\"KeyId\":\"k\"}", blob, pt);
+    CHECK_EQ(parse(body, true, key, edek, sizeof edek, &elen), BS_OK);
+    CHECK_MEM(key, want_key, 32);
+    CHECK_EQ(elen, 32);
+    CHECK_MEM(edek, want_edek, 32);
+    snprintf(body, sizeof body, "{%s}", pt);
+    CHECK_EQ(parse(body, false, key, NULL, 0, NULL), BS_OK); /* Decrypt: no blob needed */
+    CHECK_MEM(key, want_key, 32);
+    /* Refusals, and nothing written on failure. */
+    memset(key, 0x55, sizeof key);
+    elen = 77;
+    CHECK_EQ(parse(body, true, key, edek, sizeof edek, &elen), BS_E_MALFORMED); /* no blob */
+    snprintf(body, sizeof body, "{%s,%s}", blob, pt);
+    CHECK_EQ(parse(body, true, key, edek, 16, &elen), BS_E_MALFORMED); /* blob over capacity */
+    const char *bad[] = {
+        "",
+        "[]",
+        "null",
+        "{\"Plaintext\":42}",
+        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxA=\"}",                        /* 16 bytes */
+        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gIQ==\"}", /* 34 bytes */
+        "{\"Plaintext\":\"!!!ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}", /* unpadded */
+        "{\"plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"",    /* truncated */
+    };
+    for (size_t i = 0; i < BS_ARRAY_LEN(bad); i++) {
+        if (parse(bad[i], false, key, NULL, 0, NULL) != BS_E_MALFORMED)
+            fprintf(stderr, "  accepted: %s\n", bad[i]);
+        CHECK_EQ(parse(bad[i], false, key, NULL, 0, NULL), BS_E_MALFORMED);
+    }
+    snprintf(body, sizeof body, "{%s,\"CiphertextBlob\":\"\"}", pt);
+    CHECK_EQ(parse(body, true, key, edek, sizeof edek, &elen), BS_E_MALFORMED);
+    snprintf(body, sizeof body, "{%s,\"CiphertextBlob\":7}", pt);
+    CHECK_EQ(parse(body, true, key, edek, sizeof edek, &elen), BS_E_MALFORMED);
+    uint8_t k55[32];
+    memset(k55, 0x55, sizeof k55);
+    CHECK_MEM(key, k55, 32);
+    CHECK_EQ(elen, 77);
+}
+
 static void test_new_rejects_bad_config(void)
 {
     env e;
@@ -510,6 +570,7 @@ int main(void)
     bool up = srv_start();
     CHECK(up);
     RUN(test_classify);
+    RUN(test_parse_reply);
     RUN(test_new_rejects_bad_config);
     if (up) {
         RUN(test_round_trip_and_request_shape);
