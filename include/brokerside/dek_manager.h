@@ -61,16 +61,16 @@ typedef struct bs_dek_waiter bs_dek_waiter;
 typedef uint64_t (*bs_dek_clock_fn)(void *arg);
 
 typedef struct bs_dek_manager_config {
-    bs_keyring *keyring;   /* borrowed; used only on the control thread; outlives the manager */
-    struct ev_loop *loop;  /* the control thread's loop */
-    bs_dek_policy policy;  /* validated by bs_dek_policy_check */
-    unsigned refresh_pct;  /* request the next DEK at this % of either limit; 0 = 90; 50..99 */
-    size_t cache_max_entries;     /* decrypted keys kept (control and per worker); 0 = 1024 */
-    uint64_t cache_ttl_s;         /* lifetime of a decrypted key in the caches; 0 = 3600 */
-    uint64_t failure_backoff_ms;  /* a failure answers the same lookup for this long; 0 = 1000 */
-    size_t max_pending;           /* keyring calls in flight at most; 0 = 256 (then BS_E_FULL) */
-    double sweep_interval_s;      /* expiry sweep period (real time); 0 = 1.0 */
-    bs_dek_clock_fn clock;        /* NULL = CLOCK_MONOTONIC; tests inject a fake clock */
+    bs_keyring *keyring;      /* borrowed; used only on the control thread; outlives the manager */
+    struct ev_loop *loop;     /* the control thread's loop */
+    bs_dek_policy policy;     /* validated by bs_dek_policy_check */
+    unsigned refresh_pct;     /* request the next DEK at this % of either limit; 0 = 90; 50..99 */
+    size_t cache_max_entries; /* decrypted keys kept (control and per worker); 0 = 1024 */
+    uint64_t cache_ttl_s;     /* lifetime of a decrypted key in the caches; 0 = 3600 */
+    uint64_t failure_backoff_ms; /* a failure answers the same lookup for this long; 0 = 1000 */
+    size_t max_pending;          /* keyring calls in flight at most; 0 = 256 (then BS_E_FULL) */
+    double sweep_interval_s;     /* expiry sweep period (real time); 0 = 1.0 */
+    bs_dek_clock_fn clock;       /* NULL = CLOCK_MONOTONIC; tests inject a fake clock */
     void *clock_arg;
 } bs_dek_manager_config;
 

@@ -124,7 +124,7 @@ typedef struct wentry {
     bs_status fail_st;
     uint64_t fail_until_ms;
     waiter_list waiters;
-    bs_dek *cur; /* encrypt: in use; decrypt: the key */
+    bs_dek *cur;     /* encrypt: in use; decrypt: the key */
     uint64_t cur_ms; /* encrypt: creation time; decrypt: expiry */
     bs_dek *next;    /* encrypt: fetched ahead */
     uint64_t next_ms;
@@ -159,7 +159,10 @@ static uint64_t mono_ms(void *arg)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static uint64_t now_ms(const bs_dek_manager *m) { return m->clock(m->clock_arg); }
+static uint64_t now_ms(const bs_dek_manager *m)
+{
+    return m->clock(m->clock_arg);
+}
 
 /* Allocate a message carrying copies of keyref, topic and EDEK; NULL on OOM. */
 static dek_msg *msg_new(int kind, uint64_t worker_id, const char *keyref, size_t klen,
@@ -226,13 +229,12 @@ static bool digest_of(const dek_msg *g, uint8_t out[DIGEST_LEN])
                       (uint8_t)(g->edek_len >> 8),   (uint8_t)g->edek_len};
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned n = 0;
-    bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
-              EVP_DigestUpdate(c, len, 2) == 1 &&
-              EVP_DigestUpdate(c, g->keyref, g->keyref_len) == 1 &&
-              EVP_DigestUpdate(c, len + 2, 2) == 1 &&
-              EVP_DigestUpdate(c, g->topic, g->topic_len) == 1 &&
-              EVP_DigestUpdate(c, len + 4, 2) == 1 &&
-              EVP_DigestUpdate(c, g->edek, g->edek_len) == 1 && EVP_DigestFinal_ex(c, out, &n) == 1;
+    bool ok =
+        c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(c, len, 2) == 1 &&
+        EVP_DigestUpdate(c, g->keyref, g->keyref_len) == 1 &&
+        EVP_DigestUpdate(c, len + 2, 2) == 1 && EVP_DigestUpdate(c, g->topic, g->topic_len) == 1 &&
+        EVP_DigestUpdate(c, len + 4, 2) == 1 && EVP_DigestUpdate(c, g->edek, g->edek_len) == 1 &&
+        EVP_DigestFinal_ex(c, out, &n) == 1;
     EVP_MD_CTX_free(c);
     return ok && n == DIGEST_LEN;
 }
@@ -424,8 +426,8 @@ static void on_generated(void *arg, bs_status st, const uint8_t *key, size_t key
     bs_dek_manager *m = o->m;
     if (!m) goto out; /* manager gone: nothing to keep */
     kop_unlink(o);
-    if (st == BS_OK && (key_len != BS_DEK_KEY_LEN || !edek || edek_len == 0 ||
-                        edek_len > BS_ENVELOPE_MAX_EDEK))
+    if (st == BS_OK &&
+        (key_len != BS_DEK_KEY_LEN || !edek || edek_len == 0 || edek_len > BS_ENVELOPE_MAX_EDEK))
         st = BS_E_MALFORMED;
     count_call(KIND_ENC, st);
     if (st != BS_OK) {
@@ -654,9 +656,9 @@ bs_status bs_dek_manager_new(const bs_dek_manager_config *cfg, bs_dek_manager **
                                  "Data key lookups answered from a cache", NULL);
     m->misses = bs_metrics_counter("brokerside_dek_cache_misses_total",
                                    "Data key lookups that needed a keyring Decrypt", NULL);
-    m->rot_records = bs_metrics_counter("brokerside_dek_rotations_total",
-                                        "Encryption data keys retired, by reason",
-                                        "reason=\"records\"");
+    m->rot_records =
+        bs_metrics_counter("brokerside_dek_rotations_total",
+                           "Encryption data keys retired, by reason", "reason=\"records\"");
     m->rot_age = bs_metrics_counter("brokerside_dek_rotations_total",
                                     "Encryption data keys retired, by reason", "reason=\"age\"");
     ev_async_init(&m->async, on_requests);
@@ -723,7 +725,10 @@ void bs_dek_waiter_cancel(bs_dek_waiter *w)
 }
 
 /* Contract in dek_manager.h. */
-bool bs_dek_waiter_parked(const bs_dek_waiter *w) { return w->list_ != NULL; }
+bool bs_dek_waiter_parked(const bs_dek_waiter *w)
+{
+    return w->list_ != NULL;
+}
 
 /* Park `w` on `l` unless it is NULL or already parked (one wait at a time). */
 static void waiter_park(waiter_list *l, bs_dek_waiter *w)
@@ -1139,8 +1144,7 @@ static void worker_sweep(bs_dek_worker *w)
         for (wentry *x = w->enc.buckets[b], *n; x; x = n) {
             n = x->hnext;
             enc_rotate(w, x, now);
-            if (!x->cur && !x->next && !x->pending && !x->waiters.head &&
-                now >= x->fail_until_ms) {
+            if (!x->cur && !x->next && !x->pending && !x->waiters.head && now >= x->fail_until_ms) {
                 wt_unlink(&w->enc, x);
                 wentry_free(x);
             }

@@ -20,7 +20,7 @@ typedef struct aws_keyring {
     bs_keyring base;
     bs_aws_http *http;
     char *region;
-    char *endpoint; /* NULL = the regional default */
+    char *endpoint;  /* NULL = the regional default */
     aws_op *pending; /* doubly linked: what destroy must still answer */
 } aws_keyring;
 
@@ -42,25 +42,28 @@ bs_status bs_keyring_aws_classify(bs_aws_outcome outcome, const char *code)
         const char *code;
         bs_status st;
     } map[] = {
-        {"NotFoundException", BS_E_NOT_FOUND},
-        {"InvalidCiphertextException", BS_E_CRYPTO},
-        {"IncorrectKeyException", BS_E_CRYPTO},
-        {"DisabledException", BS_E_STATE},
-        {"KMSInvalidStateException", BS_E_STATE},
-        {"KeyUnavailableException", BS_E_STATE},
-        {"AccessDeniedException", BS_E_CONFIG},
-        {"InvalidKeyUsageException", BS_E_CONFIG},
+        {"NotFoundException", BS_E_NOT_FOUND},    {"InvalidCiphertextException", BS_E_CRYPTO},
+        {"IncorrectKeyException", BS_E_CRYPTO},   {"DisabledException", BS_E_STATE},
+        {"KMSInvalidStateException", BS_E_STATE}, {"KeyUnavailableException", BS_E_STATE},
+        {"AccessDeniedException", BS_E_CONFIG},   {"InvalidKeyUsageException", BS_E_CONFIG},
     };
     switch (outcome) {
-    case BS_AWS_OK: return BS_OK;
-    case BS_AWS_THROTTLED: return BS_E_AGAIN;
+    case BS_AWS_OK:
+        return BS_OK;
+    case BS_AWS_THROTTLED:
+        return BS_E_AGAIN;
     case BS_AWS_SERVER_ERROR:
-    case BS_AWS_TRANSPORT: return BS_E_IO;
+    case BS_AWS_TRANSPORT:
+        return BS_E_IO;
     case BS_AWS_AUTH:
-    case BS_AWS_NO_CREDENTIALS: return BS_E_CONFIG;
-    case BS_AWS_TOO_LARGE: return BS_E_TOO_LARGE;
-    case BS_AWS_CANCELLED: return BS_E_STATE;
-    case BS_AWS_CLIENT_ERROR: break;
+    case BS_AWS_NO_CREDENTIALS:
+        return BS_E_CONFIG;
+    case BS_AWS_TOO_LARGE:
+        return BS_E_TOO_LARGE;
+    case BS_AWS_CANCELLED:
+        return BS_E_STATE;
+    case BS_AWS_CLIENT_ERROR:
+        break;
     }
     for (size_t i = 0; code && i < BS_ARRAY_LEN(map); i++)
         if (strcmp(code, map[i].code) == 0) return map[i].st;
@@ -112,7 +115,8 @@ static const char *json_str(const cJSON *o, const char *name)
 static void json_wipe_str(cJSON *o, const char *name)
 {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (cJSON_IsString(v) && v->valuestring) OPENSSL_cleanse(v->valuestring, strlen(v->valuestring));
+    if (cJSON_IsString(v) && v->valuestring)
+        OPENSSL_cleanse(v->valuestring, strlen(v->valuestring));
 }
 
 /* Contract in keyring_aws.h. */
@@ -221,7 +225,8 @@ static bs_status send_op(aws_keyring *kr, aws_op *op, const char *target, cJSON 
     bs_status st = BS_E_NOMEM;
     char *body = req ? cJSON_PrintUnformatted(req) : NULL;
     if (!body) goto out;
-    st = bs_aws_json_call(kr->http, "kms", kr->region, kr->endpoint, target, body, on_http_done, op);
+    st =
+        bs_aws_json_call(kr->http, "kms", kr->region, kr->endpoint, target, body, on_http_done, op);
     if (st != BS_OK) goto out;
     op->kr = kr;
     op->prev = NULL;

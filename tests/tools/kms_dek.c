@@ -81,8 +81,8 @@ static void attempt(worker *w)
     bs_wbuf_init(&out, 0);
     if (strcmp(w->op, "encrypt") == 0) {
         uint64_t budget;
-        st = bs_dek_worker_encrypt_dek(w->dw, w->keyref, w->topic, strlen(w->topic), &w->waiter,
-                                       &d, &budget);
+        st = bs_dek_worker_encrypt_dek(w->dw, w->keyref, w->topic, strlen(w->topic), &w->waiter, &d,
+                                       &budget);
         if (st == BS_E_AGAIN) goto out;
         if (st == BS_OK)
             st = bs_envelope_encrypt(d, w->topic, strlen(w->topic), w->arg.data, w->arg.len, &out);
@@ -174,14 +174,11 @@ static long metric(const char *name, const char *labels)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"region", required_argument, 0, 'r'},
-                                         {"endpoint", required_argument, 0, 'e'},
-                                         {"workers", required_argument, 0, 'w'},
-                                         {"max-records", required_argument, 0, 'n'},
-                                         {"max-attempts", required_argument, 0, 'a'},
-                                         {"timeout-ms", required_argument, 0, 't'},
-                                         {"backoff-ms", required_argument, 0, 'b'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"region", required_argument, 0, 'r'},       {"endpoint", required_argument, 0, 'e'},
+        {"workers", required_argument, 0, 'w'},      {"max-records", required_argument, 0, 'n'},
+        {"max-attempts", required_argument, 0, 'a'}, {"timeout-ms", required_argument, 0, 't'},
+        {"backoff-ms", required_argument, 0, 'b'},   {0, 0, 0, 0}};
     const char *region = NULL, *endpoint = NULL;
     unsigned nworkers = 2, attempts = 0;
     unsigned long long max_records = 1000000, backoff_ms = 0;
@@ -189,14 +186,29 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'r': region = optarg; break;
-        case 'e': endpoint = optarg; break;
-        case 'w': nworkers = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'n': max_records = strtoull(optarg, NULL, 10); break;
-        case 'a': attempts = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 't': timeout_ms = strtol(optarg, NULL, 10); break;
-        case 'b': backoff_ms = strtoull(optarg, NULL, 10); break;
-        default: return 2;
+        case 'r':
+            region = optarg;
+            break;
+        case 'e':
+            endpoint = optarg;
+            break;
+        case 'w':
+            nworkers = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'n':
+            max_records = strtoull(optarg, NULL, 10);
+            break;
+        case 'a':
+            attempts = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 't':
+            timeout_ms = strtol(optarg, NULL, 10);
+            break;
+        case 'b':
+            backoff_ms = strtoull(optarg, NULL, 10);
+            break;
+        default:
+            return 2;
         }
     }
     if (!region || nworkers == 0 || nworkers > MAX_WORKERS) {
@@ -209,12 +221,13 @@ int main(int argc, char **argv)
     bs_keyring *kr = NULL;
     bs_dek_manager *m = NULL;
     bs_aws_credentials_config cc = {.disable_imds = true};
-    bs_aws_http_config hc = {.max_attempts = attempts, .timeout_ms = timeout_ms,
-                             .backoff_base_ms = 50, .backoff_max_ms = 500};
+    bs_aws_http_config hc = {.max_attempts = attempts,
+                             .timeout_ms = timeout_ms,
+                             .backoff_base_ms = 50,
+                             .backoff_max_ms = 500};
     bs_keyring_aws_config kc = {.region = region, .endpoint = endpoint};
-    bs_dek_manager_config mc = {.loop = ctl.loop,
-                                .policy = {max_records, 3600},
-                                .failure_backoff_ms = backoff_ms};
+    bs_dek_manager_config mc = {
+        .loop = ctl.loop, .policy = {max_records, 3600}, .failure_backoff_ms = backoff_ms};
     if (bs_aws_credentials_provider_new(&cc, &creds) != BS_OK ||
         bs_aws_http_new(ctl.loop, &hc, creds, &http) != BS_OK ||
         bs_keyring_aws_new(http, &kc, &kr) != BS_OK) {

@@ -92,7 +92,10 @@ static bs_status fk_dec(bs_keyring *kr, const char *keyref, const uint8_t *edek,
     return BS_OK;
 }
 
-static void fk_destroy(bs_keyring *kr) { (void)kr; }
+static void fk_destroy(bs_keyring *kr)
+{
+    (void)kr;
+}
 
 static const bs_keyring_ops fake_ops = {"fake", fk_gen, fk_dec, fk_destroy};
 
@@ -326,7 +329,7 @@ static void test_rotation_by_age(void)
     fk_complete(&r.kr, BS_OK);
     pump(&r);
     CHECK_EQ(bs_dek_worker_encrypt_dek(r.w[1], "k", "t", 1, &t.w, &d, &budget), BS_OK);
-    CHECK(d == first); /* still within its age */
+    CHECK(d == first);                      /* still within its age */
     atomic_fetch_add(&fake_now, 10 * 1000); /* 100 s: retired, the next one is ready */
     CHECK_EQ(bs_dek_worker_encrypt_dek(r.w[1], "k", "t", 1, &t.w, &d, &budget), BS_OK);
     CHECK(d != first);
@@ -467,8 +470,8 @@ static void test_decrypt_coalescing_and_cache(void)
     /* Bad inputs. */
     CHECK_EQ(bs_dek_worker_decrypt_dek(r.w[0], kref, 0, k->edek, 16, "orders", 6, NULL, &da),
              BS_E_MALFORMED);
-    CHECK_EQ(bs_dek_worker_decrypt_dek(r.w[0], (const uint8_t *)"a b", 3, k->edek, 16, "o", 1,
-                                       NULL, &da),
+    CHECK_EQ(bs_dek_worker_decrypt_dek(r.w[0], (const uint8_t *)"a b", 3, k->edek, 16, "o", 1, NULL,
+                                       &da),
              BS_E_MALFORMED);
     CHECK_EQ(bs_dek_worker_decrypt_dek(r.w[0], kref, 7, k->edek, 0, "orders", 6, NULL, &da),
              BS_E_MALFORMED);
@@ -497,15 +500,15 @@ static void test_generated_keys_are_cached_for_decryption(void)
     size_t elen;
     const uint8_t *edek = bs_dek_edek(d, &elen);
     /* The other worker reads it back: served by the control cache, no Decrypt. */
-    CHECK_EQ(bs_dek_worker_decrypt_dek(r.w[1], (const uint8_t *)"k", 1, edek, elen, "t", 1, &t.w,
-                                       &dd),
-             BS_E_AGAIN);
+    CHECK_EQ(
+        bs_dek_worker_decrypt_dek(r.w[1], (const uint8_t *)"k", 1, edek, elen, "t", 1, &t.w, &dd),
+        BS_E_AGAIN);
     pump(&r);
     CHECK_EQ(r.kr.dec_calls, 0);
     CHECK_EQ(t.calls, 2);
-    CHECK_EQ(bs_dek_worker_decrypt_dek(r.w[1], (const uint8_t *)"k", 1, edek, elen, "t", 1, &t.w,
-                                       &dd),
-             BS_OK);
+    CHECK_EQ(
+        bs_dek_worker_decrypt_dek(r.w[1], (const uint8_t *)"k", 1, edek, elen, "t", 1, &t.w, &dd),
+        BS_OK);
     CHECK(bs_envelope_decrypt(dd, "t", 1, env.data, env.len, &pt) == BS_OK);
     bs_wbuf_free(&env);
     bs_wbuf_free(&pt);
@@ -591,9 +594,9 @@ static void test_cancel_and_teardown_with_pending(void)
     pump(&r);
     CHECK_EQ(a.calls, 1);
     /* Requests in flight when the worker and then the manager go away. */
-    CHECK_EQ(bs_dek_worker_decrypt_dek(r.w[1], (const uint8_t *)"k", 1, k->edek, 16, "t", 1,
-                                       &b.w, &d),
-             BS_E_AGAIN);
+    CHECK_EQ(
+        bs_dek_worker_decrypt_dek(r.w[1], (const uint8_t *)"k", 1, k->edek, 16, "t", 1, &b.w, &d),
+        BS_E_AGAIN);
     pump(&r);
     CHECK(r.kr.nops >= 2);
     bs_dek_worker_free(r.w[1]);
@@ -740,8 +743,8 @@ static void test_two_worker_threads_local_keyring(void)
     ev_async_init(&c.stop, on_stop);
     ev_async_start(c.loop, &c.stop);
     bs_dek_manager *m = NULL;
-    bs_dek_manager_config cfg = {.keyring = kr, .loop = c.loop, .policy = {40, 3600},
-                                 .cache_max_entries = 4};
+    bs_dek_manager_config cfg = {
+        .keyring = kr, .loop = c.loop, .policy = {40, 3600}, .cache_max_entries = 4};
     CHECK(bs_dek_manager_new(&cfg, &m) == BS_OK);
     int64_t rot0 = counter("brokerside_dek_rotations_total", "reason=\"records\"");
     pthread_t ct, wt[2];

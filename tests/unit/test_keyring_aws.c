@@ -148,8 +148,10 @@ static bool env_init(env *e, int port, unsigned max_attempts)
     bs_aws_credentials_config cc = {.access_key_id = "AKIDEXAMPLE",
                                     .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
                                     .disable_imds = true};
-    bs_aws_http_config hc = {.max_attempts = max_attempts, .backoff_base_ms = 10,
-                             .backoff_max_ms = 50, .timeout_ms = 20000};
+    bs_aws_http_config hc = {.max_attempts = max_attempts,
+                             .backoff_base_ms = 10,
+                             .backoff_max_ms = 50,
+                             .timeout_ms = 20000};
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d/", port);
     bs_keyring_aws_config kc = {.region = "eu-west-1", .endpoint = endpoint};
@@ -178,8 +180,8 @@ typedef struct res {
     size_t edek_len;
 } res;
 
-static void on_dek(void *arg, bs_status st, const uint8_t *key, size_t key_len,
-                   const uint8_t *edek, size_t edek_len)
+static void on_dek(void *arg, bs_status st, const uint8_t *key, size_t key_len, const uint8_t *edek,
+                   size_t edek_len)
 {
     res *r = arg;
     r->done = true;
@@ -267,8 +269,8 @@ static void test_classify(void)
     CHECK_EQ(bs_keyring_aws_classify(BS_AWS_CLIENT_ERROR, NULL), BS_E_MALFORMED);
 }
 
-static bs_status parse(const char *body, bool want_edek, uint8_t key[32], uint8_t *edek,
-                       size_t cap, size_t *elen)
+static bs_status parse(const char *body, bool want_edek, uint8_t key[32], uint8_t *edek, size_t cap,
+                       size_t *elen)
 {
     return bs_keyring_aws_parse_reply((const uint8_t *)body, strlen(body), want_edek, key, edek,
                                       cap, elen);
@@ -305,12 +307,12 @@ static void test_parse_reply(void)
         "[]",
         "null",
         "{\"Plaintext\":42}",
-        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxA=\"}",                        /* 16 bytes */
+        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxA=\"}",                         /* 16 bytes */
         "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gIQ==\"}", /* 34 bytes */
         "{\"Plaintext\":\"!!!ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
         "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}", /* unpadded */
         "{\"plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
-        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"",    /* truncated */
+        "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"", /* truncated */
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(bad); i++) {
         if (parse(bad[i], false, key, NULL, 0, NULL) != BS_E_MALFORMED)
@@ -425,12 +427,10 @@ static void test_kms_errors_and_malformed_replies(void)
         const char *mode;
         bs_status st;
     } cases[] = {
-        {"notfound", BS_E_NOT_FOUND},     {"disabled", BS_E_STATE},
-        {"denied", BS_E_CONFIG},          {"invalidstate", BS_E_STATE},
-        {"throttle", BS_E_AGAIN},         {"internal", BS_E_IO},
-        {"validation", BS_E_MALFORMED},   {"noplaintext", BS_E_MALFORMED},
-        {"badb64", BS_E_MALFORMED},       {"shortkey", BS_E_MALFORMED},
-        {"notjson", BS_E_MALFORMED},
+        {"notfound", BS_E_NOT_FOUND},   {"disabled", BS_E_STATE},        {"denied", BS_E_CONFIG},
+        {"invalidstate", BS_E_STATE},   {"throttle", BS_E_AGAIN},        {"internal", BS_E_IO},
+        {"validation", BS_E_MALFORMED}, {"noplaintext", BS_E_MALFORMED}, {"badb64", BS_E_MALFORMED},
+        {"shortkey", BS_E_MALFORMED},   {"notjson", BS_E_MALFORMED},
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(cases); i++) {
         char body[64];
