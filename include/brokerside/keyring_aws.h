@@ -65,7 +65,7 @@ bs_status bs_keyring_aws_new(bs_aws_http *http, const bs_keyring_aws_config *cfg
 bs_status bs_keyring_aws_classify(bs_aws_outcome outcome, const char *error_code);
 
 /* Parse the body of a successful GenerateDataKey (want_edek) or Decrypt reply
- * (untrusted bytes, `len` of them): `Plaintext` must be canonical base64 of
+ * (untrusted bytes, `len` of them): `Plaintext` must be padded base64 of
  * exactly 32 bytes, written to `key`; with want_edek, `CiphertextBlob` must be
  * base64 of 1..min(edek_cap, BS_ENVELOPE_MAX_EDEK) bytes, written to `edek`
  * with its length in *edek_len. BS_E_MALFORMED otherwise (outputs untouched).

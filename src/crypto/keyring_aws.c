@@ -92,7 +92,7 @@ static void op_fail(aws_op *op, bs_status st)
 }
 
 /* Decode the base64 JSON string `s` into out[cap]; *n gets the length. False
- * for anything that is not canonical padded base64 or does not fit. */
+ * for anything that is not padded base64 (length a multiple of 4) or does not fit. */
 static bool b64_decode(const char *s, uint8_t *out, size_t cap, size_t *n)
 {
     size_t len = strlen(s); /* s is cJSON's NUL-terminated copy, not wire bytes */
