@@ -122,6 +122,10 @@ static void on_cmd(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
     (void)revents;
+    /* The command was written under `mu`; taking it orders those writes before
+     * our reads (the ev_async wake-up alone is invisible to TSan). */
+    pthread_mutex_lock(&mu);
+    pthread_mutex_unlock(&mu);
     attempt(bs_container_of(a, worker, cmd_async));
 }
 
