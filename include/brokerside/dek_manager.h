@@ -36,7 +36,8 @@
  *
  * Metrics: brokerside_kms_calls_total{op="generate_data_key"|"decrypt",
  * result="ok"|<bs_status_name>}, brokerside_dek_cache_hits_total (lookups
- * answered without a keyring call: worker or control cache),
+ * answered without a keyring call: worker or control cache; a worker publishes
+ * its hits every 256, at each sweep and when freed),
  * brokerside_dek_cache_misses_total (lookups that needed one; coalesced ones
  * included), brokerside_dek_rotations_total{reason="records"|"age"}.
  */

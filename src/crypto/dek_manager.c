@@ -18,6 +18,8 @@
 /* A request unanswered this long (an answer lost to OOM) fails its waiters;
  * far above the HTTP client's worst case of attempts, timeouts and backoff. */
 #define PENDING_GIVE_UP_MS (10u * 60u * 1000u)
+/* Worker cache hits are published in batches of this many (and by every sweep). */
+#define HITS_FLUSH_EVERY 256
 
 enum { KIND_ENC = 1, KIND_DEC = 2 };
 
@@ -146,6 +148,9 @@ struct bs_dek_worker {
     uint64_t seed;
     wtable enc, dec;
     wentry *lru_head, *lru_tail; /* decrypt entries, most recent first */
+    /* Cache hits not yet added to the shared counter: one atomic add per record
+     * from every worker would bounce its cache line between cores. */
+    uint64_t hits_unflushed;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -978,6 +983,14 @@ bs_status bs_dek_worker_encrypt_dek(bs_dek_worker *w, const char *keyref, const 
 
 /* ------------------------------------------------------- worker: decrypt */
 
+/* Add this worker's pending cache hits to brokerside_dek_cache_hits_total. */
+static void flush_hits(bs_dek_worker *w)
+{
+    if (!w->hits_unflushed) return;
+    bs_metric_add(w->m->hits, (int64_t)w->hits_unflushed);
+    w->hits_unflushed = 0;
+}
+
 /* Make room for one more decrypt entry: evict the least recently used entry
  * that nobody waits for. False if every entry is busy. */
 static bool dec_make_room(bs_dek_worker *w)
@@ -1009,7 +1022,7 @@ bs_status bs_dek_worker_decrypt_dek(bs_dek_worker *w, const uint8_t *keyref, siz
         lru_unlink_w(w, x);
         lru_front_w(w, x);
         if (x->cur && now < x->cur_ms) {
-            bs_metric_add(m->hits, 1);
+            if (++w->hits_unflushed >= HITS_FLUSH_EVERY) flush_hits(w);
             *dek = x->cur;
             return BS_OK;
         }
@@ -1125,6 +1138,7 @@ static bool give_up_one(bs_dek_worker *w, uint64_t now)
 static void worker_sweep(bs_dek_worker *w)
 {
     uint64_t now = now_ms(w->m);
+    flush_hits(w);
     while (give_up_one(w, now)) {
     }
     for (wentry *x = w->lru_tail; x;) {
@@ -1191,6 +1205,7 @@ void bs_dek_worker_free(bs_dek_worker *w)
 {
     if (!w) return;
     bs_dek_manager *m = w->m;
+    flush_hits(w);
     pthread_mutex_lock(&m->mu);
     for (bs_dek_worker **pp = &m->workers; *pp; pp = &(*pp)->next)
         if (*pp == w) {
