@@ -97,7 +97,8 @@ void bs_dek_manager_stats(bs_dek_manager *m, size_t *cached, size_t *pending);
 /* ---- worker side: every call below on the worker's own thread ---- */
 
 /* Called on the worker's loop when a key this waiter waited for arrived (st ==
- * BS_OK: look it up again) or could not be had (st = the failure). */
+ * BS_OK: look it up again) or could not be had (st = the failure). It may look
+ * keys up, park and cancel waiters, but must not free the worker. */
 typedef void (*bs_dek_wake_fn)(bs_dek_waiter *w, bs_status st);
 
 /* Embedded by the caller (e.g. in a parked request). Initialise once with

@@ -749,12 +749,18 @@ static void waiter_park(waiter_list *l, bs_dek_waiter *w)
     w->list_ = l;
 }
 
-/* Call every waiter of `l` with `st`. Each is unparked before its callback,
- * which may look keys up again, park elsewhere or cancel others. */
+/* Call every waiter of `l` with `st`. The waiters move to a local list first:
+ * a callback may look keys up again, which can evict (free) the entry that
+ * owns `l`. Each is unparked before its callback, which may park it elsewhere
+ * or cancel the others. */
 static void waiters_wake(waiter_list *l, bs_status st)
 {
-    while (l->head) {
-        bs_dek_waiter *w = l->head;
+    waiter_list local = *l;
+    l->head = l->tail = NULL;
+    for (bs_dek_waiter *w = local.head; w; w = w->next_)
+        w->list_ = &local;
+    while (local.head) {
+        bs_dek_waiter *w = local.head;
         bs_dek_waiter_cancel(w);
         if (w->fn) w->fn(w, st);
     }

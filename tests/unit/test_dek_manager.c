@@ -570,6 +570,50 @@ static void test_cache_bound_and_ttl(void)
     rig_free(&r);
 }
 
+/* A waiter whose callback looks up another EDEK, which evicts the entry that
+ * is waking it (cache of one): the wake-up must not touch the freed entry. */
+typedef struct chain {
+    bs_dek_waiter w;
+    rig *r;
+    fkey *next;
+    bs_status next_st;
+    int calls;
+} chain;
+
+static void on_chain(bs_dek_waiter *w, bs_status st)
+{
+    chain *c = w->arg;
+    c->calls++;
+    CHECK_EQ(st, BS_OK);
+    bs_dek *d;
+    c->next_st = bs_dek_worker_decrypt_dek(c->r->w[0], (const uint8_t *)"k", 1, c->next->edek, 16,
+                                           "t", 1, NULL, &d);
+}
+
+static void test_waiter_callback_evicting_its_entry(void)
+{
+    rig r;
+    if (!rig_init(&r, 100, 3600, 1, 0)) return;
+    fkey *a = fk_make(&r.kr, "t"), *b = fk_make(&r.kr, "t");
+    chain c = {.r = &r, .next = b};
+    bs_dek_waiter_init(&c.w, on_chain, &c);
+    twait other;
+    twait_init(&other);
+    bs_dek *d;
+    CHECK_EQ(
+        bs_dek_worker_decrypt_dek(r.w[0], (const uint8_t *)"k", 1, a->edek, 16, "t", 1, &c.w, &d),
+        BS_E_AGAIN);
+    pump(&r);
+    fk_complete(&r.kr, BS_OK);
+    pump(&r);
+    CHECK_EQ(c.calls, 1);
+    CHECK_EQ(c.next_st, BS_E_AGAIN); /* b replaced a in the one-entry cache */
+    size_t dec_keys;
+    bs_dek_worker_stats(r.w[0], NULL, &dec_keys);
+    CHECK_EQ(dec_keys, 1);
+    rig_free(&r);
+}
+
 static void test_cancel_and_teardown_with_pending(void)
 {
     rig r;
@@ -779,6 +823,7 @@ int main(void)
     RUN(test_decrypt_coalescing_and_cache);
     RUN(test_generated_keys_are_cached_for_decryption);
     RUN(test_cache_bound_and_ttl);
+    RUN(test_waiter_callback_evicting_its_entry);
     RUN(test_cancel_and_teardown_with_pending);
     RUN(test_two_worker_threads_local_keyring);
     bs_metrics_shutdown();
