@@ -50,8 +50,11 @@ def main():
     elif cmd == "read-s3":
         s3 = boto3.client("s3", **kw)
         objs = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args[0], Prefix=args[1]):
+        # moto rejects the signature of a prefix= containing '/': filter here instead
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args[0]):
             for o in page.get("Contents", []):
+                if not o["Key"].startswith(args[1]):
+                    continue
                 body = s3.get_object(Bucket=args[0], Key=o["Key"])["Body"].read()
                 if o["Key"].endswith(".gz"):
                     body = gzip.decompress(body)
