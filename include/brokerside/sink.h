@@ -39,11 +39,11 @@ typedef enum bs_sink_result {
 
 typedef struct bs_sink_entry {
     uint64_t seq;
-    char id[56];              /* stable event id "<spool id>-<seq>" */
-    uint8_t *payload;         /* owned by the framework; the sink must not free it */
+    char id[56];      /* stable event id "<spool id>-<seq>" */
+    uint8_t *payload; /* owned by the framework; the sink must not free it */
     size_t len;
-    bs_sink_result result;    /* the sink sets it for PENDING entries only */
-    char reason[160];         /* for RETRYABLE / PERMANENT: why (NUL-terminated) */
+    bs_sink_result result; /* the sink sets it for PENDING entries only */
+    char reason[160];      /* for RETRYABLE / PERMANENT: why (NUL-terminated) */
 } bs_sink_entry;
 
 typedef struct bs_sink bs_sink;
@@ -52,9 +52,9 @@ typedef struct bs_sink_batch {
     bs_stream stream;
     bs_sink_entry *entries; /* in spool order */
     size_t n;
-    size_t bytes;           /* payload bytes of all entries */
-    unsigned attempt;       /* 0 on first delivery, +1 per retry */
-    bs_sink *owner;         /* framework private */
+    size_t bytes;     /* payload bytes of all entries */
+    unsigned attempt; /* 0 on first delivery, +1 per retry */
+    bs_sink *owner;   /* framework private */
 } bs_sink_batch;
 
 typedef struct bs_sink_limits {
@@ -82,8 +82,9 @@ typedef struct bs_sink_options {
     unsigned streams;            /* BS_STREAM_MASK bits; 0 = all */
     bs_sink_limits limits;       /* zero fields take the defaults above */
     uint32_t backoff_initial_ms; /* first retry delay; default 200 */
-    uint32_t backoff_max_ms;     /* cap; default 30000. Delay = min(cap, initial*2^(attempt-1)) * U[0.5,1] */
-    unsigned max_attempts;       /* 0 = retry forever (default); else dead-letter after this many */
+    uint32_t
+        backoff_max_ms; /* cap; default 30000. Delay = min(cap, initial*2^(attempt-1)) * U[0.5,1] */
+    unsigned max_attempts; /* 0 = retry forever (default); else dead-letter after this many */
     const char *dead_letter_path; /* default <spool dir>/deadletter/<name>.ndjson */
 } bs_sink_options;
 

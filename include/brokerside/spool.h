@@ -69,11 +69,11 @@ typedef struct bs_spool_pos {
 } bs_spool_pos;
 
 typedef struct bs_spool_record {
-    uint64_t seq;           /* unique within this spool, increasing */
+    uint64_t seq; /* unique within this spool, increasing */
     bs_stream stream;
     const uint8_t *payload; /* owned by the reader; valid until its next read/close */
     size_t len;
-    bs_spool_pos end;       /* pass to bs_spool_ack() to acknowledge up to this record */
+    bs_spool_pos end; /* pass to bs_spool_ack() to acknowledge up to this record */
 } bs_spool_record;
 
 /* Open (creating if needed) the spool in o->dir and recover it: the last
@@ -85,8 +85,8 @@ typedef struct bs_spool_record {
  * segment cannot be used. On success *out must be closed with bs_spool_close. */
 bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out) BS_WUR;
 
-/* Sync, stop the timer, close readers' files is NOT done: close every reader
- * first. Frees the spool. NULL is a no-op. */
+/* Sync what is pending, stop the fsync timer and free the spool. Every reader
+ * (and every sink, which owns readers) must be closed first. NULL is a no-op. */
 void bs_spool_close(bs_spool *sp);
 
 /* Start the fsync timer on `loop` (the control thread's loop). The spool
@@ -166,7 +166,9 @@ bs_spool_pos bs_spool_reader_pos(const bs_spool_reader *r);
 bs_spool_pos bs_spool_reader_cursor(const bs_spool_reader *r);
 /* Bytes in the spool after this reader's acknowledged cursor. */
 uint64_t bs_spool_reader_lag_bytes(const bs_spool_reader *r);
-/* Called (from bs_spool_sync) when new records may be readable. */
+/* Called (from bs_spool_sync) when new records may be readable. Note that
+ * bs_spool_sync also runs inside bs_spool_append (BS_SPOOL_FSYNC, segment
+ * roll), so the callback may run there: it must not close readers or append. */
 void bs_spool_reader_set_notify(bs_spool_reader *r, void (*fn)(void *arg), void *arg);
 
 #endif

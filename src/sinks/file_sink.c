@@ -49,7 +49,8 @@ static bs_status fs_path(const file_sink *fs, char *out, size_t outlen, const ch
 }
 
 /* Write `data` to `path` atomically (temp + fsync + rename + dir fsync). */
-static bs_status fs_write_atomic(const file_sink *fs, const char *path, const char *data, size_t len)
+static bs_status fs_write_atomic(const file_sink *fs, const char *path, const char *data,
+                                 size_t len)
 {
     char tmp[4200];
     bs_status st = BS_OK;
@@ -179,8 +180,10 @@ static bs_status rotate(file_sink *fs, bs_stream s)
     for (int i = 0;; i++) {
         char suffix[96], gzp[4300];
         struct stat sb;
-        if (i == 0) snprintf(suffix, sizeof suffix, "%s.ndjson", name);
-        else snprintf(suffix, sizeof suffix, "%s-%d.ndjson", name, i);
+        if (i == 0)
+            snprintf(suffix, sizeof suffix, "%s.ndjson", name);
+        else
+            snprintf(suffix, sizeof suffix, "%s-%d.ndjson", name, i);
         BS_GUARD(fs_path(fs, dst, sizeof dst, "", s, suffix));
         snprintf(gzp, sizeof gzp, "%s.gz", dst);
         if (stat(dst, &sb) != 0 && stat(gzp, &sb) != 0) break;
@@ -220,7 +223,8 @@ static void fs_deliver(void *impl, bs_sink_batch *b)
     uint64_t first = 0;
     bool have_first = false;
     if (f->fd < 0 && open_stream(fs, b->stream) != BS_OK) {
-        snprintf(why, sizeof why, "cannot open %s file: %s", bs_stream_name(b->stream), strerror(errno));
+        snprintf(why, sizeof why, "cannot open %s file: %s", bs_stream_name(b->stream),
+                 strerror(errno));
         goto fail;
     }
     for (size_t i = 0; i < b->n; i++)
@@ -231,20 +235,23 @@ static void fs_deliver(void *impl, bs_sink_batch *b)
         }
     if (!have_first) goto done;
     intent it;
-    if (load_intent(fs, b->stream, &it) == BS_OK && it.ino == f->ino && it.first_seq == first &&
-        f->size > it.size) {
+    /* only a first attempt can be a redelivery after a restart; in-process
+     * retries never need it (a failed write is cut off at once) */
+    if (b->attempt == 0 && load_intent(fs, b->stream, &it) == BS_OK && it.ino == f->ino &&
+        it.first_seq == first && f->size > it.size) {
         /* this batch was written before a crash but never acknowledged */
         if (ftruncate(f->fd, (off_t)it.size) != 0) {
             snprintf(why, sizeof why, "cannot cut unacknowledged tail: %s", strerror(errno));
             goto fail;
         }
-        BS_LOG_INFOF(MOD, "%s: cut %" PRIu64 " bytes of an unacknowledged batch before rewriting it",
+        BS_LOG_INFOF(MOD,
+                     "%s: cut %" PRIu64 " bytes of an unacknowledged batch before rewriting it",
                      bs_stream_name(b->stream), f->size - it.size);
         f->size = it.size;
     }
-    if (f->size > 0 &&
-        (f->size >= fs->o.rotate_bytes ||
-         (fs->o.rotate_age_s != UINT32_MAX && time(NULL) - f->created >= (int64_t)fs->o.rotate_age_s))) {
+    if (f->size > 0 && (f->size >= fs->o.rotate_bytes ||
+                        (fs->o.rotate_age_s != UINT32_MAX &&
+                         time(NULL) - f->created >= (int64_t)fs->o.rotate_age_s))) {
         if (rotate(fs, b->stream) != BS_OK) {
             snprintf(why, sizeof why, "rotation failed: %s", strerror(errno));
             goto fail;
@@ -314,6 +321,7 @@ static const bs_sink_ops file_sink_ops = {
     .destroy = fs_destroy,
 };
 
+/* See file_sink.h. */
 bs_status bs_file_sink_new(const bs_file_sink_options *o, const bs_sink_ops **ops, void **impl)
 {
     BS_ENSURE(o && o->dir && o->dir[0] && ops && impl, BS_E_CONFIG);
@@ -332,13 +340,15 @@ bs_status bs_file_sink_new(const bs_file_sink_options *o, const bs_sink_ops **op
         return BS_E_NOMEM;
     }
     fs->o.dir = fs->dir;
-    for (int i = 0; i < BS_STREAM_COUNT; i++) fs->f[i].fd = -1;
+    for (int i = 0; i < BS_STREAM_COUNT; i++)
+        fs->f[i].fd = -1;
     bs_wbuf_init(&fs->w, 0);
     *ops = &file_sink_ops;
     *impl = fs;
     return BS_OK;
 }
 
+/* See file_sink.h. */
 void bs_file_sink_limits(bs_sink_limits *l)
 {
     memset(l, 0, sizeof *l);

@@ -26,9 +26,9 @@ typedef struct lane {
     bs_stream stream;
     bs_spool_reader *r;
     bs_sink_batch b;
-    size_t cap;         /* entries allocated */
-    uint8_t *fresh;     /* per entry: was PENDING when this attempt was sent */
-    size_t cost;        /* bytes + overhead of the entries, for max_bytes */
+    size_t cap;     /* entries allocated */
+    uint8_t *fresh; /* per entry: was PENDING when this attempt was sent */
+    size_t cost;    /* bytes + overhead of the entries, for max_bytes */
     enum lane_state state;
     bs_spool_pos last_end;
     ev_tstamp opened;
@@ -54,6 +54,7 @@ struct bs_sink {
     unsigned rng;
 };
 
+/* Forward: drive a lane (defined below). */
 static void run(lane *l);
 
 /* Seconds since the epoch as ISO 8601 UTC with milliseconds into out[32]. */
@@ -83,8 +84,9 @@ static bs_status dead_letter(bs_sink *s, lane *l, size_t count)
         if (e->result != BS_SINK_PERMANENT) continue;
         bs_wbuf_printf(&w, "{\"time\":\"%s\",\"sink\":", ts);
         bs_wbuf_put_json_string(&w, s->name, strlen(s->name));
-        bs_wbuf_printf(&w, ",\"stream\":\"%s\",\"id\":\"%s\",\"seq\":%" PRIu64 ",\"attempts\":%u,\"reason\":",
-                       bs_stream_name(l->stream), e->id, e->seq, l->b.attempt + 1);
+        bs_wbuf_printf(
+            &w, ",\"stream\":\"%s\",\"id\":\"%s\",\"seq\":%" PRIu64 ",\"attempts\":%u,\"reason\":",
+            bs_stream_name(l->stream), e->id, e->seq, l->b.attempt + 1);
         bs_wbuf_put_json_string(&w, e->reason, strnlen(e->reason, sizeof e->reason));
         bs_wbuf_put_str(&w, ",\"event\":");
         /* the payload may not be valid JSON: carry it as a string */
@@ -123,7 +125,8 @@ out:
 /* Free the batch entries' payloads and reset the batch to empty. */
 static void batch_clear(lane *l)
 {
-    for (size_t i = 0; i < l->b.n; i++) free(l->b.entries[i].payload);
+    for (size_t i = 0; i < l->b.n; i++)
+        free(l->b.entries[i].payload);
     l->b.n = 0;
     l->b.bytes = 0;
     l->b.attempt = 0;
@@ -146,7 +149,8 @@ static void update_lag(bs_sink *s)
 static double backoff_s(bs_sink *s, unsigned attempt)
 {
     double d = s->backoff_initial_ms;
-    for (unsigned i = 1; i < attempt && d < s->backoff_max_ms; i++) d *= 2;
+    for (unsigned i = 1; i < attempt && d < s->backoff_max_ms; i++)
+        d *= 2;
     if (d > s->backoff_max_ms) d = s->backoff_max_ms;
     double j = 0.5 + 0.5 * ((double)rand_r(&s->rng) / (double)RAND_MAX);
     return d * j / 1000.0;
@@ -165,7 +169,8 @@ static void finish(lane *l)
             e->result = BS_SINK_RETRYABLE;
             snprintf(e->reason, sizeof e->reason, "sink left the event undecided");
         }
-        if (e->result == BS_SINK_RETRYABLE && s->max_attempts && l->b.attempt + 1 >= s->max_attempts) {
+        if (e->result == BS_SINK_RETRYABLE && s->max_attempts &&
+            l->b.attempt + 1 >= s->max_attempts) {
             char why[sizeof e->reason];
             memcpy(why, e->reason, sizeof why);
             why[sizeof why - 1] = 0;
@@ -173,9 +178,12 @@ static void finish(lane *l)
                      l->b.attempt + 1, why);
             e->result = BS_SINK_PERMANENT;
         }
-        if (e->result == BS_SINK_PERMANENT) perm++;
-        else if (e->result == BS_SINK_RETRYABLE) retry++;
-        else delivered++;
+        if (e->result == BS_SINK_PERMANENT)
+            perm++;
+        else if (e->result == BS_SINK_RETRYABLE)
+            retry++;
+        else
+            delivered++;
     }
     if (perm) {
         if (dead_letter(s, l, perm) == BS_OK) {
@@ -207,8 +215,8 @@ static void finish(lane *l)
         l->state = L_BACKOFF;
         double d = backoff_s(s, l->b.attempt);
         BS_LOG_WARNF(MOD, "sink %s: %zu %s event(s) failed (%s), retry %u in %.3fs", s->name, retry,
-                     bs_stream_name(l->stream), l->b.entries[0].reason[0] ? "see reasons" : "retryable",
-                     l->b.attempt, d);
+                     bs_stream_name(l->stream),
+                     l->b.entries[0].reason[0] ? "see reasons" : "retryable", l->b.attempt, d);
         ev_timer_stop(s->loop, &l->timer);
         ev_timer_set(&l->timer, d, 0);
         ev_timer_start(s->loop, &l->timer);
@@ -299,7 +307,8 @@ static void step(lane *l)
         bs_status st = bs_spool_read(l->r, &rec);
         if (st == BS_E_AGAIN) break;
         if (st != BS_OK) {
-            BS_LOG_ERRORF(MOD, "sink %s: reading the spool failed: %s", s->name, bs_status_name(st));
+            BS_LOG_ERRORF(MOD, "sink %s: reading the spool failed: %s", s->name,
+                          bs_status_name(st));
             break;
         }
         size_t c = rec.len > s->lim.max_event_bytes ? 0 : rec.len + s->lim.event_overhead;
@@ -381,8 +390,12 @@ static void lane_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Spool notification: new synced records. */
-static void lane_notify(void *arg) { run((lane *)arg); }
+static void lane_notify(void *arg)
+{
+    run((lane *)arg);
+}
 
+/* See sink.h. */
 void bs_sink_batch_done(bs_sink_batch *b)
 {
     bs_sink *s = b->owner;
@@ -414,11 +427,13 @@ static bs_status setup_dlq(bs_sink *s, const char *path)
     return BS_OK;
 }
 
+/* See sink.h. */
 bs_status bs_sink_create(struct ev_loop *loop, bs_spool *sp, const bs_sink_options *o,
                          const bs_sink_ops *ops, void *impl, bs_sink **out)
 {
     bs_status st = BS_OK;
-    BS_ENSURE(loop && sp && o && o->name && ops && ops->deliver && ops->destroy && out, BS_E_CONFIG);
+    BS_ENSURE(loop && sp && o && o->name && ops && ops->deliver && ops->destroy && out,
+              BS_E_CONFIG);
     size_t nl = strlen(o->name);
     BS_ENSURE(nl >= 1 && nl <= 64, BS_E_CONFIG);
     BS_ENSURE((o->streams & ~BS_STREAM_ALL) == 0, BS_E_CONFIG);
@@ -442,10 +457,12 @@ bs_status bs_sink_create(struct ev_loop *loop, bs_spool *sp, const bs_sink_optio
                                            "Events a sink acknowledged", "sink", s->name, NULL);
     s->m_retried = bs_metrics_counter_kv("brokerside_sink_events_retried_total",
                                          "Event deliveries retried", "sink", s->name, NULL);
-    s->m_dead = bs_metrics_counter_kv("brokerside_sink_events_dead_lettered_total",
-                                      "Events written to the dead-letter file", "sink", s->name, NULL);
-    s->m_lag = bs_metrics_gauge_kv("brokerside_sink_lag_bytes",
-                                   "Spool bytes not yet acknowledged by a sink", "sink", s->name, NULL);
+    s->m_dead =
+        bs_metrics_counter_kv("brokerside_sink_events_dead_lettered_total",
+                              "Events written to the dead-letter file", "sink", s->name, NULL);
+    s->m_lag =
+        bs_metrics_gauge_kv("brokerside_sink_lag_bytes",
+                            "Spool bytes not yet acknowledged by a sink", "sink", s->name, NULL);
     BS_GUARD_GOTO(st, setup_dlq(s, o->dead_letter_path), fail);
     unsigned mask = o->streams ? o->streams : BS_STREAM_ALL;
     for (int i = 0; i < BS_STREAM_COUNT; i++) {
@@ -467,12 +484,14 @@ bs_status bs_sink_create(struct ev_loop *loop, bs_spool *sp, const bs_sink_optio
         if (s->lanes[i].active) run(&s->lanes[i]);
     return BS_OK;
 fail:
-    for (int i = 0; i < BS_STREAM_COUNT; i++) bs_spool_reader_close(s->lanes[i].r);
+    for (int i = 0; i < BS_STREAM_COUNT; i++)
+        bs_spool_reader_close(s->lanes[i].r);
     free(s->dlq_path);
     free(s);
     return st;
 }
 
+/* See sink.h. */
 void bs_sink_destroy(bs_sink *s)
 {
     if (!s) return;
@@ -490,12 +509,14 @@ void bs_sink_destroy(bs_sink *s)
     free(s);
 }
 
+/* See sink.h. */
 void bs_sink_kick(bs_sink *s)
 {
     for (int i = 0; i < BS_STREAM_COUNT; i++)
         if (s->lanes[i].active) run(&s->lanes[i]);
 }
 
+/* See sink.h. */
 void bs_sink_flush(bs_sink *s)
 {
     s->flushing = true;
@@ -503,6 +524,7 @@ void bs_sink_flush(bs_sink *s)
     s->flushing = false;
 }
 
+/* See sink.h. */
 bool bs_sink_idle(bs_sink *s)
 {
     for (int i = 0; i < BS_STREAM_COUNT; i++) {
@@ -518,6 +540,13 @@ bool bs_sink_idle(bs_sink *s)
     return true;
 }
 
-void bs_sink_get_stats(const bs_sink *s, bs_sink_stats *st) { *st = s->st; }
+/* See sink.h. */
+void bs_sink_get_stats(const bs_sink *s, bs_sink_stats *st)
+{
+    *st = s->st;
+}
 
-const char *bs_sink_name(const bs_sink *s) { return s->name; }
+const char *bs_sink_name(const bs_sink *s)
+{
+    return s->name;
+}

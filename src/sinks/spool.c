@@ -47,8 +47,8 @@ struct bs_spool {
     bs_spool_options o;
     char *dir;
     char id[33];
-    uint64_t *segs;   /* bases, ascending; the last one is active */
-    uint64_t *sizes;  /* bytes per segment */
+    uint64_t *segs;  /* bases, ascending; the last one is active */
+    uint64_t *sizes; /* bytes per segment */
     size_t n_segs, cap_segs;
     int active_fd;
     uint64_t active_size, synced_size;
@@ -193,7 +193,8 @@ static bs_status rec_parse(const uint8_t *b, size_t avail, uint32_t max_len, uin
     BS_GUARD(bs_read_u8(&c, &flags));
     BS_GUARD(bs_read_be16(&c, &rsv));
     BS_GUARD(bs_read_be64(&c, seq));
-    if (magic != REC_MAGIC || *len > max_len || *stream >= BS_STREAM_COUNT || flags != 0 || rsv != 0)
+    if (magic != REC_MAGIC || *len > max_len || *stream >= BS_STREAM_COUNT || flags != 0 ||
+        rsv != 0)
         return BS_E_MALFORMED;
     const uint8_t *payload;
     if (bs_read_bytes(&c, *len, &payload) != BS_OK) return BS_E_SHORT;
@@ -251,7 +252,8 @@ static bs_status recover_active(bs_spool *sp)
         uint32_t len;
         uint8_t s;
         uint64_t seq;
-        if (rec_parse(b + off, (size_t)size - off, sp->o.max_record_bytes, &len, &s, &seq) == BS_OK) {
+        if (rec_parse(b + off, (size_t)size - off, sp->o.max_record_bytes, &len, &s, &seq) ==
+            BS_OK) {
             off += REC_HDR + len;
             valid_end = off;
             next = seq + 1;
@@ -262,8 +264,8 @@ static bs_status recover_active(bs_spool *sp)
         /* valid records follow: corruption in the middle, readers skip it */
         sp->st.corrupt_records++;
         bs_metric_add(sp->m_corrupt, 1);
-        BS_LOG_WARNF(MOD, "segment %s: corrupt bytes at %zu..%zu, readers will skip them", path, off,
-                     nx);
+        BS_LOG_WARNF(MOD, "segment %s: corrupt bytes at %zu..%zu, readers will skip them", path,
+                     off, nx);
         off = nx;
     }
     if (valid_end < size) {
@@ -299,10 +301,14 @@ static bs_status create_segment(bs_spool *sp, uint64_t base)
     BS_GUARD(seg_path(sp, base, path, sizeof path));
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     BS_ENSURE(fd >= 0, BS_E_IO);
-    bs_status st = seg_push(sp, base, 0);
-    if (st == BS_OK) st = fsync_dir(sp->dir);
+    /* the list changes only once the file is durably there */
+    bs_status st = fsync_dir(sp->dir);
+    if (st == BS_OK) st = seg_push(sp, base, 0);
     if (st != BS_OK) {
+        int err = errno;
         close(fd);
+        unlink(path);
+        errno = err;
         return st;
     }
     if (sp->active_fd >= 0) close(sp->active_fd);
@@ -333,7 +339,8 @@ static bs_status load_id(bs_spool *sp)
     BS_ENSURE(errno == ENOENT, BS_E_IO);
     unsigned char r[16];
     BS_ENSURE(RAND_bytes(r, sizeof r) == 1, BS_E_CRYPTO);
-    for (int i = 0; i < 16; i++) snprintf(sp->id + 2 * i, 3, "%02x", r[i]);
+    for (int i = 0; i < 16; i++)
+        snprintf(sp->id + 2 * i, 3, "%02x", r[i]);
     char line[40];
     snprintf(line, sizeof line, "%s\n", sp->id);
     return write_atomic(sp->dir, path, line, 33);
@@ -348,7 +355,8 @@ static bs_status scan_dir(bs_spool *sp)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t nl = strlen(e->d_name);
-        if (nl != 24 || strcmp(e->d_name + 20, ".seg") != 0 || strspn(e->d_name, "0123456789") != 20)
+        if (nl != 24 || strcmp(e->d_name + 20, ".seg") != 0 ||
+            strspn(e->d_name, "0123456789") != 20)
             continue;
         uint64_t base = strtoull(e->d_name, NULL, 10);
         char path[4200];
@@ -373,26 +381,30 @@ out:
             sp->sizes[j] = sp->sizes[j - 1];
             sp->sizes[j - 1] = t;
         }
-    for (size_t i = 0; i < sp->n_segs; i++) sp->bytes += sp->sizes[i];
+    for (size_t i = 0; i < sp->n_segs; i++)
+        sp->bytes += sp->sizes[i];
     return BS_OK;
 }
 
 /* Register the metrics this spool updates. */
 static void init_metrics(bs_spool *sp)
 {
-    sp->m_bytes = bs_metrics_gauge("brokerside_spool_bytes", "Bytes in spool segments on disk", NULL);
+    sp->m_bytes =
+        bs_metrics_gauge("brokerside_spool_bytes", "Bytes in spool segments on disk", NULL);
     for (int s = 0; s < BS_STREAM_COUNT; s++)
         sp->m_rejected[s] = bs_metrics_counter_kv("brokerside_spool_rejected_total",
                                                   "Events refused by the spool (full or disk full)",
                                                   "stream", stream_names[s], NULL);
-    sp->m_truncated = bs_metrics_counter("brokerside_spool_truncated_bytes_total",
-                                         "Bytes of torn or corrupt segment tails cut at open", NULL);
+    sp->m_truncated =
+        bs_metrics_counter("brokerside_spool_truncated_bytes_total",
+                           "Bytes of torn or corrupt segment tails cut at open", NULL);
     sp->m_corrupt = bs_metrics_counter("brokerside_spool_corrupt_records_total",
                                        "Corrupt spool regions skipped", NULL);
-    sp->m_appended = bs_metrics_counter("brokerside_spool_appended_total",
-                                        "Events appended to the spool", NULL);
+    sp->m_appended =
+        bs_metrics_counter("brokerside_spool_appended_total", "Events appended to the spool", NULL);
 }
 
+/* See spool.h. */
 bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out)
 {
     bs_status st;
@@ -422,7 +434,8 @@ bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out)
     init_metrics(sp);
     char cdir[4200];
     BS_GUARD_GOTO(st, path_join(cdir, sizeof cdir, sp->dir, "cursors"), fail);
-    if ((mkdir(sp->dir, 0700) != 0 && errno != EEXIST) || (mkdir(cdir, 0700) != 0 && errno != EEXIST)) {
+    if ((mkdir(sp->dir, 0700) != 0 && errno != EEXIST) ||
+        (mkdir(cdir, 0700) != 0 && errno != EEXIST)) {
         BS_LOG_ERRORF(MOD, "cannot create spool directory %s: %s", sp->dir, strerror(errno));
         st = BS_E_IO;
         goto fail;
@@ -459,6 +472,7 @@ static void sync_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         BS_LOG_ERRORF(MOD, "periodic fsync of %s failed: %s", sp->dir, strerror(errno));
 }
 
+/* See spool.h. */
 void bs_spool_attach_loop(bs_spool *sp, struct ev_loop *loop)
 {
     sp->loop = loop;
@@ -467,6 +481,7 @@ void bs_spool_attach_loop(bs_spool *sp, struct ev_loop *loop)
     ev_timer_start(loop, &sp->timer);
 }
 
+/* See spool.h. */
 void bs_spool_close(bs_spool *sp)
 {
     if (!sp) return;
@@ -480,6 +495,7 @@ void bs_spool_close(bs_spool *sp)
     free(sp);
 }
 
+/* See spool.h. */
 bs_status bs_spool_sync(bs_spool *sp)
 {
     if (sp->synced_size == sp->active_size) return BS_OK;
@@ -495,9 +511,12 @@ bs_status bs_spool_sync(bs_spool *sp)
 static uint64_t admit_limit(const bs_spool *sp, bs_stream s)
 {
     switch (s) {
-    case BS_STREAM_LOGS: return sp->o.max_bytes / 100 * sp->o.logs_limit_pct;
-    case BS_STREAM_METRICS: return sp->o.max_bytes;
-    default: return sp->o.max_bytes + sp->o.audit_reserve_bytes;
+    case BS_STREAM_LOGS:
+        return sp->o.max_bytes / 100 * sp->o.logs_limit_pct;
+    case BS_STREAM_METRICS:
+        return sp->o.max_bytes;
+    default:
+        return sp->o.max_bytes + sp->o.audit_reserve_bytes;
     }
 }
 
@@ -512,6 +531,7 @@ static bs_status reject(bs_spool *sp, bs_stream s, const char *why)
     return BS_E_FULL;
 }
 
+/* See spool.h. */
 bs_status bs_spool_append(bs_spool *sp, bs_stream stream, const void *payload, size_t len,
                           unsigned flags, uint64_t *seq_out)
 {
@@ -581,17 +601,36 @@ bs_status bs_spool_append(bs_spool *sp, bs_stream stream, const void *payload, s
     return BS_OK;
 }
 
-uint64_t bs_spool_bytes(const bs_spool *sp) { return sp->bytes; }
-uint64_t bs_spool_next_seq(const bs_spool *sp) { return sp->next_seq; }
-const char *bs_spool_id(const bs_spool *sp) { return sp->id; }
-const char *bs_spool_dir(const bs_spool *sp) { return sp->dir; }
+/* See spool.h. */
+uint64_t bs_spool_bytes(const bs_spool *sp)
+{
+    return sp->bytes;
+}
+/* See spool.h. */
+uint64_t bs_spool_next_seq(const bs_spool *sp)
+{
+    return sp->next_seq;
+}
+const char *bs_spool_id(const bs_spool *sp)
+{
+    return sp->id;
+}
+const char *bs_spool_dir(const bs_spool *sp)
+{
+    return sp->dir;
+}
 
+/* See spool.h. */
 void bs_spool_event_id(const bs_spool *sp, uint64_t seq, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s-%" PRIu64, sp->id, seq);
 }
 
-void bs_spool_get_stats(const bs_spool *sp, bs_spool_stats *st) { *st = sp->st; }
+/* See spool.h. */
+void bs_spool_get_stats(const bs_spool *sp, bs_spool_stats *st)
+{
+    *st = sp->st;
+}
 
 /* ---- readers ---- */
 
@@ -642,16 +681,20 @@ static bs_status reader_new(bs_spool *sp, bs_stream stream, bs_spool_reader **ou
     return BS_OK;
 }
 
+/* See spool.h. */
 bs_status bs_spool_reader_open(bs_spool *sp, const char *name, bs_stream stream,
                                bs_spool_reader **out)
 {
     size_t nl = name ? strlen(name) : 0;
-    BS_ENSURE(nl >= 1 && nl <= 64 &&
-                  strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
-                      nl && name[0] != '.',
-              BS_E_CONFIG);
+    BS_ENSURE(
+        nl >= 1 && nl <= 64 &&
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
+                nl &&
+            name[0] != '.',
+        BS_E_CONFIG);
     for (bs_spool_reader *o = sp->readers; o; o = o->next)
-        BS_ENSURE(!(o->registered && o->stream == stream && strcmp(o->name, name) == 0), BS_E_STATE);
+        BS_ENSURE(!(o->registered && o->stream == stream && strcmp(o->name, name) == 0),
+                  BS_E_STATE);
     bs_spool_reader *r;
     BS_GUARD(reader_new(sp, stream, &r));
     memcpy(r->name, name, nl + 1);
@@ -661,7 +704,8 @@ bs_status bs_spool_reader_open(bs_spool *sp, const char *name, bs_stream stream,
         /* new reader, or its segment is gone (deleted while it was not
          * registered): start at the oldest record still here */
         if (st == BS_OK)
-            BS_LOG_WARNF(MOD, "reader %s.%s: cursor segment %" PRIu64 " is gone, starting at the oldest",
+            BS_LOG_WARNF(MOD,
+                         "reader %s.%s: cursor segment %" PRIu64 " is gone, starting at the oldest",
                          name, bs_stream_name(stream), r->cursor.seg);
         r->cursor = spool_start(sp);
         st = BS_OK;
@@ -675,13 +719,15 @@ bs_status bs_spool_reader_open(bs_spool *sp, const char *name, bs_stream stream,
     return BS_OK;
 }
 
+/* See spool.h. */
 bs_status bs_spool_reader_open_at(bs_spool *sp, bs_stream stream, uint64_t from_seq,
                                   bs_spool_reader **out)
 {
     bs_spool_reader *r;
     BS_GUARD(reader_new(sp, stream, &r));
     size_t i = 0;
-    while (i + 1 < sp->n_segs && sp->segs[i + 1] <= from_seq) i++;
+    while (i + 1 < sp->n_segs && sp->segs[i + 1] <= from_seq)
+        i++;
     r->pos = r->cursor = r->prev = (bs_spool_pos){sp->segs[i], 0, sp->segs[i]};
     /* skip records below from_seq; they are read (headers and payload) once */
     bs_spool_record rec;
@@ -700,6 +746,7 @@ bs_status bs_spool_reader_open_at(bs_spool *sp, bs_stream stream, uint64_t from_
     return BS_OK;
 }
 
+/* See spool.h. */
 void bs_spool_reader_close(bs_spool_reader *r)
 {
     if (!r) return;
@@ -713,6 +760,7 @@ void bs_spool_reader_close(bs_spool_reader *r)
     free(r);
 }
 
+/* See spool.h. */
 void bs_spool_reader_set_notify(bs_spool_reader *r, void (*fn)(void *), void *arg)
 {
     r->notify = fn;
@@ -770,6 +818,7 @@ static void count_corrupt(bs_spool_reader *r, uint64_t off, uint64_t to)
                  r->pos.seg, off, to);
 }
 
+/* See spool.h. */
 bs_status bs_spool_read(bs_spool_reader *r, bs_spool_record *rec)
 {
     bs_spool *sp = r->sp;
@@ -828,9 +877,17 @@ bs_status bs_spool_read(bs_spool_reader *r, bs_spool_record *rec)
     }
 }
 
-void bs_spool_unread(bs_spool_reader *r) { r->pos = r->prev; }
+/* See spool.h. */
+void bs_spool_unread(bs_spool_reader *r)
+{
+    r->pos = r->prev;
+}
 
-void bs_spool_reader_rewind(bs_spool_reader *r) { r->pos = r->prev = r->cursor; }
+/* See spool.h. */
+void bs_spool_reader_rewind(bs_spool_reader *r)
+{
+    r->pos = r->prev = r->cursor;
+}
 
 /* Delete segments that every registered reader has passed (never the active one). */
 static void collect(bs_spool *sp)
@@ -861,6 +918,7 @@ static void collect(bs_spool *sp)
     bs_metric_set(sp->m_bytes, (int64_t)sp->bytes);
 }
 
+/* See spool.h. */
 bs_status bs_spool_ack(bs_spool_reader *r, bs_spool_pos end)
 {
     BS_ENSURE(r->registered, BS_E_STATE);
@@ -882,9 +940,18 @@ bs_status bs_spool_ack(bs_spool_reader *r, bs_spool_pos end)
     return BS_OK;
 }
 
-bs_spool_pos bs_spool_reader_pos(const bs_spool_reader *r) { return r->pos; }
-bs_spool_pos bs_spool_reader_cursor(const bs_spool_reader *r) { return r->cursor; }
+/* See spool.h. */
+bs_spool_pos bs_spool_reader_pos(const bs_spool_reader *r)
+{
+    return r->pos;
+}
+/* See spool.h. */
+bs_spool_pos bs_spool_reader_cursor(const bs_spool_reader *r)
+{
+    return r->cursor;
+}
 
+/* See spool.h. */
 uint64_t bs_spool_reader_lag_bytes(const bs_spool_reader *r)
 {
     const bs_spool *sp = r->sp;
@@ -892,7 +959,8 @@ uint64_t bs_spool_reader_lag_bytes(const bs_spool_reader *r)
     for (size_t i = 0; i < sp->n_segs; i++) {
         if (sp->segs[i] < r->cursor.seg) continue;
         lag += sp->sizes[i];
-        if (sp->segs[i] == r->cursor.seg) lag -= r->cursor.off < sp->sizes[i] ? r->cursor.off : sp->sizes[i];
+        if (sp->segs[i] == r->cursor.seg)
+            lag -= r->cursor.off < sp->sizes[i] ? r->cursor.off : sp->sizes[i];
     }
     return lag;
 }

@@ -1,4 +1,5 @@
-/* spool_testutil.h - temp directories and small file helpers shared by the spool/sink/tailer tests. */
+/* spool_testutil.h - temp directories and small file helpers shared by the spool/sink/tailer tests.
+ */
 #ifndef BS_SPOOL_TESTUTIL_H
 #define BS_SPOOL_TESTUTIL_H
 
@@ -19,7 +20,10 @@ static int tu_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *
 }
 
 /* Remove a directory tree (best effort). */
-static inline void tu_rmrf(const char *dir) { nftw(dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+static inline void tu_rmrf(const char *dir)
+{
+    nftw(dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* Create a fresh temp directory; the caller frees the string and removes the tree. */
 static inline char *tu_mkdtemp(const char *tag)

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <ev.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <zlib.h>
@@ -63,7 +64,8 @@ static bool rig_drain(rig *r)
 {
     if (bs_spool_sync(r->sp) != BS_OK) return false;
     ev_tstamp deadline = ev_time() + 20;
-    while (!bs_sink_idle(r->sink) && ev_time() < deadline) ev_run(r->loop, EVRUN_ONCE);
+    while (!bs_sink_idle(r->sink) && ev_time() < deadline)
+        ev_run(r->loop, EVRUN_ONCE);
     return bs_sink_idle(r->sink);
 }
 
@@ -71,11 +73,13 @@ static bool rig_drain(rig *r)
 static bs_status put(rig *r, bs_stream s, int n)
 {
     char ev[160];
-    int len = snprintf(ev, sizeof ev, "{\"stream\":\"%s\",\"n\":%d,\"pad\":\"%0*d\"}", bs_stream_name(s), n, 40, n);
+    int len = snprintf(ev, sizeof ev, "{\"stream\":\"%s\",\"n\":%d,\"pad\":\"%0*d\"}",
+                       bs_stream_name(s), n, 40, n);
     return bs_spool_append(r->sp, s, ev, (size_t)len, 0, NULL);
 }
 
-/* Count occurrences of each n (0..max) of stream s in a buffer of lines; -1 if a line is malformed. */
+/* Count occurrences of each n (0..max) of stream s in a buffer of lines; -1 if a line is malformed.
+ */
 static int tally(const char *buf, size_t len, int *count, int max)
 {
     const char *p = buf, *end = buf + len;
@@ -125,7 +129,8 @@ static int tally_dir(const char *dir, const char *stream, int *count, int max, i
     size_t sl = strlen(stream);
     *gz_files = 0;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, stream, sl) != 0 || (e->d_name[sl] != '.' && e->d_name[sl] != '-')) continue;
+        if (strncmp(e->d_name, stream, sl) != 0 || (e->d_name[sl] != '.' && e->d_name[sl] != '-'))
+            continue;
         char p[1024];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         size_t len = 0;
@@ -153,7 +158,8 @@ static void test_streams_to_files(void)
     rig r;
     bs_file_sink_options fo = {0};
     CHECK(rig_open(&r, dir, &fo, 0));
-    for (int i = 1; i <= 90; i++) CHECK_EQ(put(&r, (bs_stream)(i % 3), i), BS_OK);
+    for (int i = 1; i <= 90; i++)
+        CHECK_EQ(put(&r, (bs_stream)(i % 3), i), BS_OK);
     /* a newline inside an event cannot be one line: dead-lettered */
     CHECK_EQ(bs_spool_append(r.sp, BS_STREAM_LOGS, "{\"n\":1,\n\"x\":2}", 14, 0, NULL), BS_OK);
     CHECK(rig_drain(&r));
@@ -197,7 +203,8 @@ static void test_rotation_size_age_gzip(void)
     int n = 0;
     /* 8 events of 74 bytes per round: the file passes 1000 bytes every 2 rounds */
     for (int round = 0; round < 10; round++) {
-        for (int i = 0; i < 8; i++) CHECK_EQ(put(&r, BS_STREAM_LOGS, ++n), BS_OK);
+        for (int i = 0; i < 8; i++)
+            CHECK_EQ(put(&r, BS_STREAM_LOGS, ++n), BS_OK);
         CHECK(rig_drain(&r));
     }
     int count[200] = {0}, gz;
@@ -205,7 +212,8 @@ static void test_rotation_size_age_gzip(void)
     CHECK_EQ(files, 5);
     CHECK_EQ(gz, 4);
     CHECK_EQ(gz, files - 1); /* every rotated file compressed, the current one plain */
-    for (int i = 1; i <= n; i++) CHECK_EQ(count[i], 1);
+    for (int i = 1; i <= n; i++)
+        CHECK_EQ(count[i], 1);
     /* age: a file older than rotate_age_s is rotated at the next batch (its
      * creation time survives the restart through the intent record) */
     rig_close(&r);
@@ -219,7 +227,8 @@ static void test_rotation_size_age_gzip(void)
     memset(count, 0, sizeof count);
     files = tally_dir(r.out, "logs", count, 199, &gz);
     CHECK_EQ(gz, before + 1);
-    for (int i = 1; i <= n; i++) CHECK_EQ(count[i], 1);
+    for (int i = 1; i <= n; i++)
+        CHECK_EQ(count[i], 1);
     rig_close(&r);
     tu_rmrf(dir);
     free(dir);
@@ -245,7 +254,11 @@ static void test_kill9_exactly_once_in_files(void)
     char *dir = tu_mkdtemp("fsink");
     for (int round = 0; round < 4; round++) {
         pid_t pid = fork();
-        if (pid == 0) crash_child(dir);
+        if (pid == 0) {
+            /* never outlive the test, even if it crashes */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            crash_child(dir);
+        }
         struct timespec ts = {0, (long)(30 + rand() % 250) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
@@ -303,7 +316,8 @@ static void test_unwritable_dir_retries(void)
     bs_file_sink_options fo = {0};
     CHECK(rig_open(&r, dir, &fo, 0));
     CHECK_EQ(rmdir(r.out), 0);
-    for (int i = 1; i <= 10; i++) CHECK_EQ(put(&r, BS_STREAM_METRICS, i), BS_OK);
+    for (int i = 1; i <= 10; i++)
+        CHECK_EQ(put(&r, BS_STREAM_METRICS, i), BS_OK);
     CHECK_EQ(bs_spool_sync(r.sp), BS_OK);
     bs_sink_stats st;
     ev_tstamp deadline = ev_time() + 10;

@@ -13,8 +13,8 @@
 /* The fault injector: decides each entry's result from its payload and the attempt. */
 typedef struct faulty {
     struct ev_loop *loop;
-    int delivered[MAXSEQ]; /* times each seq was reported delivered */
-    int seen[MAXSEQ];      /* times each seq was offered */
+    int delivered[MAXSEQ];        /* times each seq was reported delivered */
+    int seen[MAXSEQ];             /* times each seq was offered */
     unsigned fail_first_attempts; /* every entry RETRYABLE while attempt < this */
     bool retry_every_third;       /* on attempt 0, every third entry RETRYABLE */
     bool async;                   /* complete from a timer, not inside deliver */
@@ -40,7 +40,8 @@ static void faulty_complete(faulty *f, bs_sink_batch *b)
         if (e->len >= 3 && memcmp(e->payload, "bad", 3) == 0) {
             e->result = BS_SINK_PERMANENT;
             snprintf(e->reason, sizeof e->reason, "rejected: payload starts with bad");
-        } else if (b->attempt < f->fail_first_attempts || (f->retry_every_third && b->attempt == 0 && e->seq % 3 == 0)) {
+        } else if (b->attempt < f->fail_first_attempts ||
+                   (f->retry_every_third && b->attempt == 0 && e->seq % 3 == 0)) {
             e->result = BS_SINK_RETRYABLE;
             snprintf(e->reason, sizeof e->reason, "injected throttling");
         } else {
@@ -133,7 +134,8 @@ static void test_retry_and_dead_letter(void)
     f.loop = loop;
     f.retry_every_third = true;
     f.async = true;
-    bs_sink_options o = {.name = "fi", .streams = BS_STREAM_MASK(BS_STREAM_LOGS) | BS_STREAM_MASK(BS_STREAM_AUDIT)};
+    bs_sink_options o = {
+        .name = "fi", .streams = BS_STREAM_MASK(BS_STREAM_LOGS) | BS_STREAM_MASK(BS_STREAM_AUDIT)};
     o.limits.max_events = 10;
     o.limits.max_age_ms = 20;
     o.backoff_initial_ms = 5;
@@ -146,8 +148,11 @@ static void test_retry_and_dead_letter(void)
         bool bad = i % 50 == 0;
         nbad += bad;
         int n = snprintf(ev, sizeof ev, "%s{\"n\":%d}", bad ? "bad" : "", i);
-        CHECK_EQ(bs_spool_append(sp, i % 4 == 0 ? BS_STREAM_AUDIT : (i % 7 == 0 ? BS_STREAM_METRICS : BS_STREAM_LOGS),
-                                 ev, (size_t)n, 0, NULL), BS_OK);
+        CHECK_EQ(bs_spool_append(sp,
+                                 i % 4 == 0 ? BS_STREAM_AUDIT
+                                            : (i % 7 == 0 ? BS_STREAM_METRICS : BS_STREAM_LOGS),
+                                 ev, (size_t)n, 0, NULL),
+                 BS_OK);
     }
     CHECK(run_until_idle(loop, sp, s));
     int delivered = 0;
@@ -170,10 +175,15 @@ static void test_retry_and_dead_letter(void)
     CHECK_EQ(st.delivered, (uint64_t)delivered);
     CHECK_EQ(st.dead_lettered, (uint64_t)nbad);
     CHECK(st.retried > 0);
-    CHECK_EQ(bs_metric_value(bs_metrics_counter_kv("brokerside_sink_events_dead_lettered_total", "", "sink", "fi", NULL)), nbad);
-    CHECK_EQ(bs_metric_value(bs_metrics_counter_kv("brokerside_sink_events_retried_total", "", "sink", "fi", NULL)),
+    CHECK_EQ(bs_metric_value(bs_metrics_counter_kv("brokerside_sink_events_dead_lettered_total", "",
+                                                   "sink", "fi", NULL)),
+             nbad);
+    CHECK_EQ(bs_metric_value(bs_metrics_counter_kv("brokerside_sink_events_retried_total", "",
+                                                   "sink", "fi", NULL)),
              (int64_t)st.retried);
-    CHECK_EQ(bs_metric_value(bs_metrics_gauge_kv("brokerside_sink_lag_bytes", "", "sink", "fi", NULL)), 0);
+    CHECK_EQ(
+        bs_metric_value(bs_metrics_gauge_kv("brokerside_sink_lag_bytes", "", "sink", "fi", NULL)),
+        0);
     /* the dead-letter file holds each rejected event with its reason and id */
     char p[512];
     snprintf(p, sizeof p, "%s/deadletter/fi.ndjson", dir);
@@ -181,7 +191,8 @@ static void test_retry_and_dead_letter(void)
     CHECK(dl != NULL);
     if (dl) {
         int lines = 0;
-        for (char *c = dl; *c; c++) lines += *c == '\n';
+        for (char *c = dl; *c; c++)
+            lines += *c == '\n';
         CHECK_EQ(lines, nbad);
         CHECK(strstr(dl, "\"reason\":\"rejected: payload starts with bad\"") != NULL);
         CHECK(strstr(dl, "\"event\":\"bad{\\\"n\\\":50}\"") != NULL);
@@ -261,7 +272,8 @@ static void test_limits_and_age(void)
     CHECK_EQ(bs_sink_create(loop, sp, &o, &faulty_ops, &f, &s), BS_OK);
     char ev[600];
     memset(ev, 'e', sizeof ev);
-    for (int i = 0; i < 40; i++) CHECK_EQ(bs_spool_append(sp, BS_STREAM_METRICS, ev, 74, 0, NULL), BS_OK);
+    for (int i = 0; i < 40; i++)
+        CHECK_EQ(bs_spool_append(sp, BS_STREAM_METRICS, ev, 74, 0, NULL), BS_OK);
     /* too large for this sink: dead-lettered without being offered */
     uint64_t big;
     CHECK_EQ(bs_spool_append(sp, BS_STREAM_METRICS, ev, 600, 0, &big), BS_OK);
@@ -304,10 +316,12 @@ static void test_unacked_redelivered_with_same_ids(void)
     o.limits.max_age_ms = 1;
     bs_sink *s;
     CHECK_EQ(bs_sink_create(loop, sp, &o, &faulty_ops, &f, &s), BS_OK);
-    for (int i = 0; i < 5; i++) CHECK_EQ(bs_spool_append(sp, BS_STREAM_AUDIT, "{}", 2, 0, NULL), BS_OK);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(bs_spool_append(sp, BS_STREAM_AUDIT, "{}", 2, 0, NULL), BS_OK);
     CHECK_EQ(bs_spool_sync(sp), BS_OK);
     ev_tstamp deadline = ev_time() + 10;
-    while (!f.pending && ev_time() < deadline) ev_run(loop, EVRUN_ONCE);
+    while (!f.pending && ev_time() < deadline)
+        ev_run(loop, EVRUN_ONCE);
     CHECK(f.pending != NULL);
     char id0[56];
     snprintf(id0, sizeof id0, "%s", f.pending ? f.pending->entries[0].id : "");
@@ -318,9 +332,44 @@ static void test_unacked_redelivered_with_same_ids(void)
     f.hold = true;
     CHECK_EQ(bs_sink_create(loop, sp, &o, &faulty_ops, &f, &s), BS_OK);
     deadline = ev_time() + 10;
-    while (!f.pending && ev_time() < deadline) ev_run(loop, EVRUN_ONCE);
+    while (!f.pending && ev_time() < deadline)
+        ev_run(loop, EVRUN_ONCE);
     CHECK(f.pending && f.pending->n == 5);
     if (f.pending) CHECK_STR(f.pending->entries[0].id, id0);
+    bs_sink_destroy(s);
+    bs_spool_close(sp);
+    ev_loop_destroy(loop);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_other_streams_do_not_pin_segments(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    char *dir = tu_mkdtemp("sink");
+    bs_spool *sp = open_spool(dir, loop);
+    static faulty f;
+    memset(&f, 0, sizeof f);
+    f.loop = loop;
+    bs_sink_options o = {.name = "auditonly", .streams = BS_STREAM_MASK(BS_STREAM_AUDIT)};
+    o.limits.max_age_ms = 1;
+    bs_sink *s;
+    CHECK_EQ(bs_sink_create(loop, sp, &o, &faulty_ops, &f, &s), BS_OK);
+    char ev[200];
+    memset(ev, 'l', sizeof ev);
+    CHECK_EQ(bs_spool_append(sp, BS_STREAM_AUDIT, "{}", 2, 0, NULL), BS_OK);
+    for (int i = 0; i < 500; i++)
+        CHECK_EQ(bs_spool_append(sp, BS_STREAM_LOGS, ev, sizeof ev, 0, NULL), BS_OK);
+    CHECK(run_until_idle(loop, sp, s));
+    /* 500 log records (~7 segments): the audit lane acknowledged past the
+     * records it does not ship, so they were deleted as soon as written */
+    CHECK_EQ(tu_count_suffix(dir, ".seg"), 1);
+    CHECK_EQ(bs_metric_value(
+                 bs_metrics_gauge_kv("brokerside_sink_lag_bytes", "", "sink", "auditonly", NULL)),
+             0);
+    bs_sink_stats st;
+    bs_sink_get_stats(s, &st);
+    CHECK_EQ(st.delivered, 1);
     bs_sink_destroy(s);
     bs_spool_close(sp);
     ev_loop_destroy(loop);
@@ -361,6 +410,7 @@ int main(void)
     RUN(test_backoff_and_give_up);
     RUN(test_limits_and_age);
     RUN(test_unacked_redelivered_with_same_ids);
+    RUN(test_other_streams_do_not_pin_segments);
     RUN(test_bad_options);
     return test_report();
 }

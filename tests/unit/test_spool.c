@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -17,7 +18,8 @@ static size_t payload_for(uint64_t seq, char *out, size_t outlen)
 {
     int n = snprintf(out, outlen, "{\"ev\":%" PRIu64 ",\"pad\":\"", seq);
     size_t pad = seq % 97;
-    for (size_t i = 0; i < pad && (size_t)n + 3 < outlen; i++) out[n++] = (char)('a' + (seq + i) % 26);
+    for (size_t i = 0; i < pad && (size_t)n + 3 < outlen; i++)
+        out[n++] = (char)('a' + (seq + i) % 26);
     out[n++] = '"';
     out[n++] = '}';
     return (size_t)n;
@@ -42,7 +44,8 @@ static void last_segment(const char *dir, char *out, size_t outlen)
     char best[256] = "";
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".seg") && strcmp(e->d_name, best) > 0) snprintf(best, sizeof best, "%s", e->d_name);
+        if (strstr(e->d_name, ".seg") && strcmp(e->d_name, best) > 0)
+            snprintf(best, sizeof best, "%s", e->d_name);
     closedir(d);
     snprintf(out, outlen, "%s/%.200s", dir, best);
 }
@@ -60,7 +63,9 @@ static void test_append_read_ack_delete(void)
     for (uint64_t i = 1; i <= 300; i++) {
         size_t n = payload_for(i, buf, sizeof buf);
         uint64_t seq;
-        CHECK_EQ(bs_spool_append(sp, i % 3 == 0 ? BS_STREAM_AUDIT : BS_STREAM_LOGS, buf, n, 0, &seq), BS_OK);
+        CHECK_EQ(
+            bs_spool_append(sp, i % 3 == 0 ? BS_STREAM_AUDIT : BS_STREAM_LOGS, buf, n, 0, &seq),
+            BS_OK);
         CHECK_EQ(seq, i);
     }
     bs_spool_stats st;
@@ -128,11 +133,13 @@ static void test_reopen_resumes(void)
         if (i == 1) CHECK_EQ(bs_spool_read(r, &rec), BS_E_AGAIN);
     }
     CHECK_EQ(bs_spool_sync(sp), BS_OK);
-    for (int i = 0; i < 40; i++) CHECK_EQ(bs_spool_read(r, &rec), BS_OK);
+    for (int i = 0; i < 40; i++)
+        CHECK_EQ(bs_spool_read(r, &rec), BS_OK);
     CHECK_EQ(rec.seq, 40);
     CHECK_EQ(bs_spool_ack(r, rec.end), BS_OK);
     /* read further without acking: after reopen these come again */
-    for (int i = 0; i < 10; i++) CHECK_EQ(bs_spool_read(r, &rec), BS_OK);
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(bs_spool_read(r, &rec), BS_OK);
     char id[40];
     snprintf(id, sizeof id, "%s", bs_spool_id(sp));
     bs_spool_reader_close(r);
@@ -149,7 +156,8 @@ static void test_reopen_resumes(void)
     CHECK_EQ(bs_spool_append(sp, BS_STREAM_METRICS, "x", 1, BS_SPOOL_FSYNC, &seq), BS_OK);
     CHECK_EQ(seq, 101);
     int n = 1;
-    while (bs_spool_read(r, &rec) == BS_OK) n++;
+    while (bs_spool_read(r, &rec) == BS_OK)
+        n++;
     CHECK_EQ(n, 61);
     CHECK_EQ(rec.seq, 101);
     char eid[80];
@@ -301,6 +309,8 @@ static void test_crash_kill9(void)
         CHECK_EQ(pipe(p), 0);
         pid_t pid = fork();
         if (pid == 0) {
+            /* never outlive the test, even if it crashes */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
             close(p[0]);
             crash_child(dir, p[1]);
         }
@@ -353,17 +363,20 @@ static void test_max_bytes_policy(void)
     char ev[100];
     memset(ev, 'x', sizeof ev);
     bs_status st;
-    while ((st = bs_spool_append(sp, BS_STREAM_LOGS, ev, sizeof ev, 0, NULL)) == BS_OK) {}
+    while ((st = bs_spool_append(sp, BS_STREAM_LOGS, ev, sizeof ev, 0, NULL)) == BS_OK) {
+    }
     CHECK_EQ(st, BS_E_FULL);
     CHECK(bs_spool_bytes(sp) <= 80000 && bs_spool_bytes(sp) > 80000 - 124);
     /* metrics still fit until max_bytes */
-    while ((st = bs_spool_append(sp, BS_STREAM_METRICS, ev, sizeof ev, 0, NULL)) == BS_OK) {}
+    while ((st = bs_spool_append(sp, BS_STREAM_METRICS, ev, sizeof ev, 0, NULL)) == BS_OK) {
+    }
     CHECK_EQ(st, BS_E_FULL);
     CHECK(bs_spool_bytes(sp) <= 100000 && bs_spool_bytes(sp) > 100000 - 124);
     CHECK_EQ(bs_spool_append(sp, BS_STREAM_LOGS, ev, sizeof ev, 0, NULL), BS_E_FULL);
     /* audit goes into the reserve, then fails loudly */
     int audit_ok = 0;
-    while ((st = bs_spool_append(sp, BS_STREAM_AUDIT, ev, sizeof ev, 0, NULL)) == BS_OK) audit_ok++;
+    while ((st = bs_spool_append(sp, BS_STREAM_AUDIT, ev, sizeof ev, 0, NULL)) == BS_OK)
+        audit_ok++;
     CHECK_EQ(st, BS_E_FULL);
     CHECK(audit_ok >= 10000 / 124 - 1);
     CHECK(bs_spool_bytes(sp) <= 110000);
@@ -376,9 +389,11 @@ static void test_max_bytes_policy(void)
     CHECK_EQ(bs_spool_sync(sp), BS_OK);
     bs_spool_record rec;
     bs_spool_pos last = {0};
-    while (bs_spool_read(r, &rec) == BS_OK) last = rec.end;
+    while (bs_spool_read(r, &rec) == BS_OK)
+        last = rec.end;
     /* the logs reader walks past metrics and audit records as well */
-    while (bs_spool_read(r, &rec) == BS_OK) {}
+    while (bs_spool_read(r, &rec) == BS_OK) {
+    }
     CHECK(last.seg != 0);
     CHECK_EQ(bs_spool_ack(r, last), BS_OK);
     CHECK(bs_spool_bytes(sp) < 80000);
