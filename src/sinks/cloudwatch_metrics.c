@@ -41,6 +41,7 @@ typedef struct cwm_datum {
 typedef struct cwm_job {
     cwm_sink *ms;
     bs_sink_batch *b;
+    size_t n_entries; /* b->n, kept: the batch is gone once it is done */
     cJSON **parsed; /* per entry, NULL if not parsed */
     cwm_datum *d;
     size_t n_d, cap_d;
@@ -78,7 +79,7 @@ static void cwm_free(cwm_job *j)
     }
     free(j->d);
     if (j->parsed)
-        for (size_t i = 0; i < j->b->n; i++) cJSON_Delete(j->parsed[i]);
+        for (size_t i = 0; i < j->n_entries; i++) cJSON_Delete(j->parsed[i]);
     free(j->parsed);
     free(j->res);
     free(j->reason);
@@ -460,6 +461,7 @@ static void cwm_deliver(void *impl, bs_sink_batch *b)
     if (ok) {
         j->ms = ms;
         j->b = b;
+        j->n_entries = b->n;
         j->parsed = calloc(b->n ? b->n : 1, sizeof *j->parsed);
         j->res = calloc(b->n ? b->n : 1, sizeof *j->res);
         j->reason = calloc(b->n ? b->n : 1, sizeof *j->reason);
@@ -482,8 +484,8 @@ static void cwm_deliver(void *impl, bs_sink_batch *b)
         for (size_t i = 0; i < b->n; i++)
             if (b->entries[i].result == BS_SINK_PENDING)
                 bs_aws_sink_set(b, i, BS_SINK_RETRYABLE, "out of memory");
-        if (j) cwm_free(j);
         bs_sink_batch_done(b);
+        if (j) cwm_free(j);
         return;
     }
     /* stable: entries are already in order within each namespace after sorting by (ns, entry) */

@@ -42,6 +42,8 @@ def run_sink(sink, spool, endpoint, opts=(), inp=None, stream="logs", env=None, 
     for o in opts:
         cmd += ["--opt", o]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s + 60)
+    if "Sanitizer" in p.stderr or "runtime error:" in p.stderr:
+        raise AssertionError("sanitizer report from aws_sink_run:\n" + p.stderr[-4000:])
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     return p.returncode, (json.loads(lines[-1]) if lines else {}), p.stderr
 
@@ -334,8 +336,6 @@ class MotoSinks(unittest.TestCase):
             p.send_signal(signal.SIGKILL)
             p.wait()
         # the rest of the input is appended by a second run, which also drains the spool
-        done = len([1 for _ in open(os.path.join(spool, "..", "k9.ndjson"))])
-        self.assertEqual(done, 3000)
         rc, st, err = run_sink("cloudwatch_logs", spool, self.endpoint,
                                ["group=/k9", "log_stream=s"], None, env=self.env)
         self.assertEqual(rc, 0, err[-3000:])
