@@ -34,12 +34,12 @@ struct ev_loop;
 typedef struct bs_aws_sink_common {
     struct ev_loop *loop;               /* required: the control loop */
     bs_aws_credentials_provider *creds; /* required, borrowed: must outlive the sink */
-    const char *sink_name; /* required: the same name as in bs_sink_options (metric labels) */
-    const char *region;    /* required, e.g. "eu-west-1" */
-    const char *endpoint;  /* NULL = the AWS endpoint of the service in `region`; else an
-                              override such as "http://127.0.0.1:5000" (S3: path-style) */
-    const char *hostname;  /* {hostname}; NULL = gethostname() */
-    const char *broker_id; /* {broker_id}; NULL = "0" */
+    const char *sink_name;   /* required: the same name as in bs_sink_options (metric labels) */
+    const char *region;      /* required, e.g. "eu-west-1" */
+    const char *endpoint;    /* NULL = the AWS endpoint of the service in `region`; else an
+                                override such as "http://127.0.0.1:5000" (S3: path-style) */
+    const char *hostname;    /* {hostname}; NULL = gethostname() */
+    const char *broker_id;   /* {broker_id}; NULL = "0" */
     bs_aws_http_config http; /* zero fields take the aws_http.h defaults */
 } bs_aws_sink_common;
 
@@ -72,17 +72,16 @@ void bs_cwmetrics_sink_limits(bs_sink_limits *l);
 /* --- S3 (NDJSON objects) --------------------------------------------------- */
 typedef struct bs_s3_sink_options {
     bs_aws_sink_common c;
-    const char *bucket;     /* required */
-    const char *key_prefix; /* template with strftime fields; default
-                               "brokerside/{stream}/%Y/%m/%d/{hostname}-{broker_id}-" */
-    bool no_gzip;           /* default false: objects are gzip-compressed (.ndjson.gz) */
+    const char *bucket;         /* required */
+    const char *key_prefix;     /* template with strftime fields; default
+                                   "brokerside/{stream}/%Y/%m/%d/{hostname}-{broker_id}-" */
+    bool no_gzip;               /* default false: objects are gzip-compressed (.ndjson.gz) */
     size_t multipart_threshold; /* object bytes (after gzip) from which multipart upload is
                                    used; default 8 MiB, at least 5 MiB */
     size_t part_bytes;          /* multipart part size; default 8 MiB, at least 5 MiB */
 } bs_s3_sink_options;
 
-bs_status bs_s3_sink_new(const bs_s3_sink_options *o, const bs_sink_ops **ops,
-                         void **impl) BS_WUR;
+bs_status bs_s3_sink_new(const bs_s3_sink_options *o, const bs_sink_ops **ops, void **impl) BS_WUR;
 /* One framework batch is one object: closed at `object_bytes` (default 64 MiB)
  * of events or `object_age_s` (default 60) after its first event. */
 void bs_s3_sink_limits(bs_sink_limits *l, size_t object_bytes, uint32_t object_age_s);

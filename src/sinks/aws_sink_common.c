@@ -29,8 +29,7 @@ static char *dup_opt(const char *s, bool *ok)
 bs_status bs_aws_sink_base_init(bs_aws_sink_base *b, const bs_aws_sink_common *c)
 {
     memset(b, 0, sizeof *b);
-    BS_ENSURE(c && c->loop && c->creds && c->sink_name && *c->sink_name && c->region &&
-                  *c->region,
+    BS_ENSURE(c && c->loop && c->creds && c->sink_name && *c->sink_name && c->region && *c->region,
               BS_E_CONFIG);
     char host[256] = "localhost";
     if (!c->hostname && gethostname(host, sizeof host - 1) != 0) strcpy(host, "localhost");
@@ -43,7 +42,8 @@ bs_status bs_aws_sink_base_init(bs_aws_sink_base *b, const bs_aws_sink_common *c
     b->endpoint = dup_opt(c->endpoint && *c->endpoint ? c->endpoint : NULL, &ok);
     if (b->endpoint) {
         size_t n = strlen(b->endpoint);
-        while (n > 0 && b->endpoint[n - 1] == '/') b->endpoint[--n] = '\0';
+        while (n > 0 && b->endpoint[n - 1] == '/')
+            b->endpoint[--n] = '\0';
     }
     b->hostname = dup_opt(c->hostname ? c->hostname : host, &ok);
     b->broker_id = dup_opt(c->broker_id ? c->broker_id : "0", &ok);
@@ -85,15 +85,30 @@ void bs_aws_sink_set(bs_sink_batch *b, size_t i, bs_sink_result r, const char *f
  * permissions and delivery resumes with nothing lost. */
 static bool operator_fixable(const char *code)
 {
-    static const char *const codes[] = {
-        "ResourceNotFoundException", "NoSuchBucket", "AccessDenied", "AccessDeniedException",
-        "UnrecognizedClientException", "InvalidClientTokenId", "InvalidAccessKeyId",
-        "SignatureDoesNotMatch", "IncompleteSignature", "ExpiredToken", "ExpiredTokenException",
-        "ResourceInUseException", "InvalidSignatureException", "AuthFailure",
-        "MissingAuthenticationToken", "AuthorizationHeaderMalformed", "PermanentRedirect",
-        "KMSAccessDeniedException", "KMSDisabledException", "KMSNotFoundException",
-        "KMSInvalidStateException", "ServiceUnavailableException", "InvalidSecurity",
-        "OptInRequired"};
+    static const char *const codes[] = {"ResourceNotFoundException",
+                                        "NoSuchBucket",
+                                        "AccessDenied",
+                                        "AccessDeniedException",
+                                        "UnrecognizedClientException",
+                                        "InvalidClientTokenId",
+                                        "InvalidAccessKeyId",
+                                        "SignatureDoesNotMatch",
+                                        "IncompleteSignature",
+                                        "ExpiredToken",
+                                        "ExpiredTokenException",
+                                        "ResourceInUseException",
+                                        "InvalidSignatureException",
+                                        "AuthFailure",
+                                        "MissingAuthenticationToken",
+                                        "AuthorizationHeaderMalformed",
+                                        "PermanentRedirect",
+                                        "KMSAccessDeniedException",
+                                        "KMSDisabledException",
+                                        "KMSNotFoundException",
+                                        "KMSInvalidStateException",
+                                        "ServiceUnavailableException",
+                                        "InvalidSecurity",
+                                        "OptInRequired"};
     if (!code || !*code) return false;
     for (size_t i = 0; i < BS_ARRAY_LEN(codes); i++)
         if (strcmp(code, codes[i]) == 0) return true;
@@ -104,8 +119,8 @@ static bool operator_fixable(const char *code)
 bs_sink_result bs_aws_sink_failure(const bs_aws_sink_base *b, const char *api,
                                    const bs_aws_http_response *r, char *reason, size_t reason_cap)
 {
-    const char *code = r->error_code && *r->error_code ? r->error_code
-                                                       : bs_aws_outcome_name(r->outcome);
+    const char *code =
+        r->error_code && *r->error_code ? r->error_code : bs_aws_outcome_name(r->outcome);
     bs_sink_result res = BS_SINK_PERMANENT;
     if (bs_aws_outcome_retryable(r->outcome) || r->outcome == BS_AWS_AUTH ||
         r->outcome == BS_AWS_NO_CREDENTIALS || operator_fixable(r->error_code))
@@ -179,10 +194,14 @@ bool bs_aws_sink_utf8_valid(const uint8_t *s, size_t len)
         }
         size_t n;
         uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) n = 1, cp = c & 0x1f, min = 0x80;
-        else if ((c & 0xf0) == 0xe0) n = 2, cp = c & 0x0f, min = 0x800;
-        else if ((c & 0xf8) == 0xf0) n = 3, cp = c & 0x07, min = 0x10000;
-        else return false;
+        if ((c & 0xe0) == 0xc0)
+            n = 1, cp = c & 0x1f, min = 0x80;
+        else if ((c & 0xf0) == 0xe0)
+            n = 2, cp = c & 0x0f, min = 0x800;
+        else if ((c & 0xf8) == 0xf0)
+            n = 3, cp = c & 0x07, min = 0x10000;
+        else
+            return false;
         if (len - i <= n) return false;
         for (size_t k = 1; k <= n; k++) {
             if ((s[i + k] & 0xc0) != 0x80) return false;
@@ -208,10 +227,14 @@ bs_status bs_aws_sink_expand(const char *tmpl, const char *hostname, const char 
             const char *end = strchr(p, '}');
             BS_ENSURE(end, BS_E_MALFORMED);
             size_t n = (size_t)(end - p - 1);
-            if (n == 8 && strncmp(p + 1, "hostname", 8) == 0) val = hostname;
-            else if (n == 9 && strncmp(p + 1, "broker_id", 9) == 0) val = broker_id;
-            else if (n == 6 && strncmp(p + 1, "stream", 6) == 0) val = bs_stream_name(stream);
-            else return BS_E_MALFORMED;
+            if (n == 8 && strncmp(p + 1, "hostname", 8) == 0)
+                val = hostname;
+            else if (n == 9 && strncmp(p + 1, "broker_id", 9) == 0)
+                val = broker_id;
+            else if (n == 6 && strncmp(p + 1, "stream", 6) == 0)
+                val = bs_stream_name(stream);
+            else
+                return BS_E_MALFORMED;
             skip = n + 2;
         }
         if (val) {
@@ -269,10 +292,12 @@ static bool parse_iso8601(const char *s, int64_t *ms)
         for (p++; isdigit((unsigned char)*p); p++, digits++)
             if (digits < 3) frac = frac * 10 + (*p - '0');
         if (digits == 0) return false;
-        for (; digits < 3; digits++) frac *= 10;
+        for (; digits < 3; digits++)
+            frac *= 10;
     }
     int64_t off = 0;
-    if (*p == 'Z' || *p == 'z') p++;
+    if (*p == 'Z' || *p == 'z')
+        p++;
     else if (*p == '+' || *p == '-') {
         int oh, om;
         if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2) return false;
@@ -306,7 +331,8 @@ bs_status bs_aws_sink_event_time_ms(const uint8_t *payload, size_t len, int64_t 
     static const char *const fields[] = {"timestamp", "eventTime", "time", "@timestamp"};
     /* cheap pre-check: only JSON objects carry a time */
     size_t i = 0;
-    while (i < len && isspace(payload[i])) i++;
+    while (i < len && isspace(payload[i]))
+        i++;
     BS_ENSURE(i < len && payload[i] == '{', BS_E_NOT_FOUND);
     cJSON *root = cJSON_ParseWithLength((const char *)payload, len);
     BS_ENSURE(root, BS_E_NOT_FOUND);

@@ -38,8 +38,7 @@ void bs_aws_sink_set(bs_sink_batch *b, size_t i, bs_sink_result r, const char *f
  * brokerside_sink_api_errors_total{sink,api,code}. Writes the reason into
  * reason[reason_cap]. */
 bs_sink_result bs_aws_sink_failure(const bs_aws_sink_base *b, const char *api,
-                                   const bs_aws_http_response *r, char *reason,
-                                   size_t reason_cap);
+                                   const bs_aws_http_response *r, char *reason, size_t reason_cap);
 
 /* The endpoint URL for `service` (no trailing slash): the override or
  * https://<service>.<region>.amazonaws.com. */

@@ -67,11 +67,12 @@ static int cwl_cmp(const void *a, const void *b)
 /* Count events CloudWatch refused, by reason (too_old, too_new, expired). */
 static void cwl_count_rejected(const cwl_sink *cs, const char *reason, int64_t n)
 {
-    bs_metric_add(bs_metrics_counter_kv("brokerside_sink_rejected_log_events_total",
-                                        "Log events CloudWatch Logs refused (rejectedLogEventsInfo); "
-                                        "they are dead-lettered",
-                                        "sink", cs->base.sink_name, "reason", reason, NULL),
-                  n);
+    bs_metric_add(
+        bs_metrics_counter_kv("brokerside_sink_rejected_log_events_total",
+                              "Log events CloudWatch Logs refused (rejectedLogEventsInfo); "
+                              "they are dead-lettered",
+                              "sink", cs->base.sink_name, "reason", reason, NULL),
+        n);
 }
 
 /* Finish the job: every entry has its result. */
@@ -104,7 +105,8 @@ static void cwl_apply(cwl_job *j, const bs_aws_http_response *r)
         /* tooNew is inclusive from its index; tooOld and expired are exclusive end indices */
         for (size_t i = 0; i < n; i++) {
             const char *why = NULL;
-            if (cJSON_IsNumber(too_new) && too_new->valuedouble >= 0 && (double)i >= too_new->valuedouble)
+            if (cJSON_IsNumber(too_new) && too_new->valuedouble >= 0 &&
+                (double)i >= too_new->valuedouble)
                 why = "too_new", cnt_new++;
             else if (cJSON_IsNumber(expired) && (double)i < expired->valuedouble)
                 why = "expired", cnt_exp++;
@@ -119,9 +121,11 @@ static void cwl_apply(cwl_job *j, const bs_aws_http_response *r)
         if (cnt_old) cwl_count_rejected(j->cs, "too_old", cnt_old);
         if (cnt_exp) cwl_count_rejected(j->cs, "expired", cnt_exp);
         if (cnt_new + cnt_old + cnt_exp)
-            BS_LOG_WARNF(MOD, "sink %s: CloudWatch Logs rejected %lld too old, %lld too new, %lld "
-                         "expired events (dead-lettered)", j->cs->base.sink_name,
-                         (long long)cnt_old, (long long)cnt_new, (long long)cnt_exp);
+            BS_LOG_WARNF(MOD,
+                         "sink %s: CloudWatch Logs rejected %lld too old, %lld too new, %lld "
+                         "expired events (dead-lettered)",
+                         j->cs->base.sink_name, (long long)cnt_old, (long long)cnt_new,
+                         (long long)cnt_exp);
     }
     cJSON_Delete(root);
 }
@@ -137,12 +141,12 @@ static void cwl_done(const bs_aws_http_response *r, void *arg)
     }
     bs_stream s = j->b->stream;
     if (j->phase != CWL_PUT) {
-        bool exists = r->outcome != BS_AWS_OK &&
-                      strcmp(r->error_code, "ResourceAlreadyExistsException") == 0;
+        bool exists =
+            r->outcome != BS_AWS_OK && strcmp(r->error_code, "ResourceAlreadyExistsException") == 0;
         if (r->outcome == BS_AWS_OK || exists) {
             if (j->phase == CWL_CREATE_GROUP) {
-                BS_LOG_INFOF(MOD, "sink %s: log group %s %s", j->cs->base.sink_name, j->cs->group[s],
-                             exists ? "exists" : "created");
+                BS_LOG_INFOF(MOD, "sink %s: log group %s %s", j->cs->base.sink_name,
+                             j->cs->group[s], exists ? "exists" : "created");
                 j->phase = CWL_CREATE_STREAM;
             } else {
                 BS_LOG_INFOF(MOD, "sink %s: log stream %s %s", j->cs->base.sink_name,
@@ -176,7 +180,8 @@ static void cwl_done(const bs_aws_http_response *r, void *arg)
         return;
     }
     char reason[160];
-    bs_sink_result res = bs_aws_sink_failure(&j->cs->base, "PutLogEvents", r, reason, sizeof reason);
+    bs_sink_result res =
+        bs_aws_sink_failure(&j->cs->base, "PutLogEvents", r, reason, sizeof reason);
     if (res == BS_SINK_RETRYABLE) {
         /* the destination is unavailable: later chunks would fail the same way */
         cwl_mark(j, j->start, j->n, res, reason);
@@ -214,7 +219,8 @@ static void cwl_next(cwl_job *j)
         }
         /* a chunk spans less than 24 hours (the framework already bounds count and bytes) */
         j->end = j->start + 1;
-        while (j->end < j->n && j->ev[j->end].ts - j->ev[j->start].ts < CWL_MAX_SPAN_MS) j->end++;
+        while (j->end < j->n && j->ev[j->end].ts - j->ev[j->start].ts < CWL_MAX_SPAN_MS)
+            j->end++;
         target = "Logs_20140328.PutLogEvents";
         bs_wbuf_put_str(&w, "{\"logGroupName\":");
         bs_wbuf_put_json_string(&w, cs->group[s], strlen(cs->group[s]));
@@ -237,7 +243,8 @@ static void cwl_next(cwl_job *j)
                               (const char *)w.data, cwl_done, j);
     bs_wbuf_free(&w);
     if (st == BS_OK) return;
-    BS_LOG_ERRORF(MOD, "sink %s: cannot send %s: %s", cs->base.sink_name, target, bs_status_name(st));
+    BS_LOG_ERRORF(MOD, "sink %s: cannot send %s: %s", cs->base.sink_name, target,
+                  bs_status_name(st));
     cwl_mark(j, j->start, j->n, BS_SINK_RETRYABLE, "cannot build request");
     cwl_finish(j);
 }
@@ -303,8 +310,7 @@ static const bs_sink_ops cwl_ops = {
 /* See aws_sinks.h. */
 bs_status bs_cwlogs_sink_new(const bs_cwlogs_sink_options *o, const bs_sink_ops **ops, void **impl)
 {
-    BS_ENSURE(o && ops && impl && o->log_group && *o->log_group && o->log_stream &&
-                  *o->log_stream,
+    BS_ENSURE(o && ops && impl && o->log_group && *o->log_group && o->log_stream && *o->log_stream,
               BS_E_CONFIG);
     cwl_sink *cs = calloc(1, sizeof *cs);
     BS_ENSURE(cs, BS_E_NOMEM);
@@ -321,8 +327,8 @@ bs_status bs_cwlogs_sink_new(const bs_cwlogs_sink_options *o, const bs_sink_ops 
             st = bs_aws_sink_expand(o->log_stream, cs->base.hostname, cs->base.broker_id,
                                     (bs_stream)s, 0, cs->stream[s], sizeof cs->stream[s]);
         /* CloudWatch: group 1-512 chars, stream 1-512 chars without ':' or '*' */
-        if (st == BS_OK && (!cs->group[s][0] || !cs->stream[s][0] ||
-                            strpbrk(cs->stream[s], ":*") != NULL))
+        if (st == BS_OK &&
+            (!cs->group[s][0] || !cs->stream[s][0] || strpbrk(cs->stream[s], ":*") != NULL))
             st = BS_E_CONFIG;
     }
     if (st == BS_OK) st = bs_aws_sink_endpoint(&cs->base, "logs", cs->url, sizeof cs->url - 1);

@@ -42,10 +42,10 @@ typedef struct cwm_job {
     cwm_sink *ms;
     bs_sink_batch *b;
     size_t n_entries; /* b->n, kept: the batch is gone once it is done */
-    cJSON **parsed; /* per entry, NULL if not parsed */
+    cJSON **parsed;   /* per entry, NULL if not parsed */
     cwm_datum *d;
     size_t n_d, cap_d;
-    size_t start, end; /* current call covers datums [start, end) */
+    size_t start, end;   /* current call covers datums [start, end) */
     bs_sink_result *res; /* per entry: result so far (DELIVERED unless a call failed) */
     char (*reason)[160];
 } cwm_job;
@@ -79,7 +79,8 @@ static void cwm_free(cwm_job *j)
     }
     free(j->d);
     if (j->parsed)
-        for (size_t i = 0; i < j->n_entries; i++) cJSON_Delete(j->parsed[i]);
+        for (size_t i = 0; i < j->n_entries; i++)
+            cJSON_Delete(j->parsed[i]);
     free(j->parsed);
     free(j->res);
     free(j->reason);
@@ -135,9 +136,12 @@ static bool cwm_add(cwm_job *j, const cwm_datum *tmpl, const cJSON *v)
     const cJSON *it;
     cJSON_ArrayForEach(it, v)
     {
-        if (!cJSON_IsNumber(it)) cwm_skip(ms, "not_a_number");
-        else if (!isfinite(it->valuedouble)) cwm_skip(ms, "non_finite");
-        else vals[k++] = it->valuedouble;
+        if (!cJSON_IsNumber(it))
+            cwm_skip(ms, "not_a_number");
+        else if (!isfinite(it->valuedouble))
+            cwm_skip(ms, "non_finite");
+        else
+            vals[k++] = it->valuedouble;
     }
     qsort(vals, k, sizeof *vals, dbl_cmp);
     bool ok = true;
@@ -161,7 +165,8 @@ static bool cwm_add(cwm_job *j, const cwm_datum *tmpl, const cJSON *v)
         d->n_values = 0;
         while (i < k && d->n_values < CWM_MAX_DISTINCT) {
             size_t c = 1;
-            while (i + c < k && vals[i + c] == vals[i]) c++;
+            while (i + c < k && vals[i + c] == vals[i])
+                c++;
             d->values[d->n_values] = vals[i];
             d->counts[d->n_values] = (double)c;
             d->n_values++;
@@ -245,8 +250,9 @@ static bool cwm_parse_event(cwm_job *j, size_t entry, size_t *added)
                 t.name = name->valuestring;
                 t.unit = cJSON_IsString(unit) && *unit->valuestring ? unit->valuestring : NULL;
                 t.storage_resolution =
-                    cJSON_IsNumber(res) && (res->valueint == 1 || res->valueint == 60) ? res->valueint
-                                                                                       : 0;
+                    cJSON_IsNumber(res) && (res->valueint == 1 || res->valueint == 60)
+                        ? res->valueint
+                        : 0;
                 if (!cwm_add(j, &t, cJSON_GetObjectItemCaseSensitive(root, name->valuestring)))
                     return false;
             }
@@ -314,7 +320,8 @@ static void cwm_put_datum(cwm_job *j, bs_wbuf *w, const cwm_datum *d, size_t k)
             bs_wbuf_put_json_string(w, d->unit, strlen(d->unit));
         }
         if (d->ts_s) bs_wbuf_printf(w, ",\"Timestamp\":%lld", (long long)d->ts_s);
-        if (d->storage_resolution) bs_wbuf_printf(w, ",\"StorageResolution\":%d", d->storage_resolution);
+        if (d->storage_resolution)
+            bs_wbuf_printf(w, ",\"StorageResolution\":%d", d->storage_resolution);
         bs_wbuf_put_u8(w, '}');
         return;
     }
@@ -384,8 +391,8 @@ static void cwm_done(const bs_aws_http_response *r, void *arg)
     }
     if (r->outcome != BS_AWS_OK) {
         char reason[160];
-        bs_sink_result res = bs_aws_sink_failure(&j->ms->base, "PutMetricData", r, reason,
-                                                 sizeof reason);
+        bs_sink_result res =
+            bs_aws_sink_failure(&j->ms->base, "PutMetricData", r, reason, sizeof reason);
         if (res == BS_SINK_RETRYABLE) {
             /* the endpoint is unavailable: the remaining calls would fail the same way */
             cwm_fail(j, j->start, j->n_d, res, reason);

@@ -23,8 +23,8 @@ typedef struct fh_sink {
 typedef struct fh_job {
     fh_sink *fs;
     bs_sink_batch *b;
-    size_t n;     /* records sent */
-    size_t *idx;  /* record i of the request is entry idx[i] of the batch */
+    size_t n;    /* records sent */
+    size_t *idx; /* record i of the request is entry idx[i] of the batch */
 } fh_job;
 
 /* See aws_sinks.h. */
@@ -86,8 +86,8 @@ static void fh_apply(fh_job *j, const bs_aws_http_response *r)
         i++;
     }
     if (failed)
-        BS_LOG_WARNF(MOD, "sink %s: %zu of %zu records failed in PutRecordBatch", j->fs->base.sink_name,
-                     failed, j->n);
+        BS_LOG_WARNF(MOD, "sink %s: %zu of %zu records failed in PutRecordBatch",
+                     j->fs->base.sink_name, failed, j->n);
     cJSON_Delete(root);
 }
 
@@ -102,7 +102,8 @@ static void fh_done(const bs_aws_http_response *r, void *arg)
         char reason[160];
         bs_sink_result res =
             bs_aws_sink_failure(&j->fs->base, "PutRecordBatch", r, reason, sizeof reason);
-        for (size_t i = 0; i < j->n; i++) bs_aws_sink_set(j->b, j->idx[i], res, "%s", reason);
+        for (size_t i = 0; i < j->n; i++)
+            bs_aws_sink_set(j->b, j->idx[i], res, "%s", reason);
     }
     bs_sink_batch_done(j->b);
 out:
@@ -132,8 +133,10 @@ static void fh_deliver(void *impl, bs_sink_batch *b)
             if (e->result != BS_SINK_PENDING) continue;
             bool nl = e->len > 0 && e->payload[e->len - 1] == '\n';
             if (e->len + (nl ? 0 : 1) > FH_MAX_RECORD_BYTES) {
-                bs_aws_sink_set(b, i, BS_SINK_PERMANENT, "record of %zu bytes exceeds Firehose's "
-                                "1,000 KiB limit", e->len);
+                bs_aws_sink_set(b, i, BS_SINK_PERMANENT,
+                                "record of %zu bytes exceeds Firehose's "
+                                "1,000 KiB limit",
+                                e->len);
                 continue;
             }
             bs_wbuf_put_str(&w, j->n ? ",{\"Data\":\"" : "{\"Data\":\"");
@@ -174,7 +177,8 @@ static void fh_deliver(void *impl, bs_sink_batch *b)
                   bs_status_name(st));
     for (size_t i = 0; i < b->n; i++)
         if (b->entries[i].result == BS_SINK_PENDING)
-            bs_aws_sink_set(b, i, BS_SINK_RETRYABLE, "cannot build request: %s", bs_status_name(st));
+            bs_aws_sink_set(b, i, BS_SINK_RETRYABLE, "cannot build request: %s",
+                            bs_status_name(st));
     bs_sink_batch_done(b);
 out:
     bs_wbuf_free(&w);
@@ -191,7 +195,8 @@ static void fh_destroy(void *impl)
     free(fs);
 }
 
-static const bs_sink_ops fh_ops = {.type = "firehose", .deliver = fh_deliver, .destroy = fh_destroy};
+static const bs_sink_ops fh_ops = {
+    .type = "firehose", .deliver = fh_deliver, .destroy = fh_destroy};
 
 /* See aws_sinks.h. */
 bs_status bs_firehose_sink_new(const bs_firehose_sink_options *o, const bs_sink_ops **ops,

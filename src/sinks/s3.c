@@ -26,7 +26,15 @@ typedef struct s3_sink {
     bool swept;         /* stale uploads of this spool already looked for */
 } s3_sink;
 
-typedef enum { S3_LIST, S3_ABORT_STALE, S3_PUT, S3_CREATE, S3_PART, S3_COMPLETE, S3_ABORT } s3_phase;
+typedef enum {
+    S3_LIST,
+    S3_ABORT_STALE,
+    S3_PUT,
+    S3_CREATE,
+    S3_PART,
+    S3_COMPLETE,
+    S3_ABORT
+} s3_phase;
 
 typedef struct s3_job {
     s3_sink *ss;
@@ -109,7 +117,10 @@ static const char *xml_text(const char *from, const char *end, const char *tag, 
     if (!z) return NULL;
     size_t o = 0;
     for (const char *p = a; p < z && o + 1 < outlen;) {
-        static const struct { const char *e; char c; } ents[] = {
+        static const struct {
+            const char *e;
+            char c;
+        } ents[] = {
             {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
         bool done = false;
         for (size_t k = 0; k < BS_ARRAY_LEN(ents) && *p == '&'; k++) {
@@ -190,8 +201,10 @@ static void s3_done(const bs_aws_http_response *r, void *arg)
     switch (j->phase) {
     case S3_LIST:
         /* the sweep is housekeeping: a failure is logged, delivery goes on */
-        if (r->outcome == BS_AWS_OK) s3_listed(j, r);
-        else (void)bs_aws_sink_failure(&ss->base, "ListMultipartUploads", r, reason, sizeof reason);
+        if (r->outcome == BS_AWS_OK)
+            s3_listed(j, r);
+        else
+            (void)bs_aws_sink_failure(&ss->base, "ListMultipartUploads", r, reason, sizeof reason);
         ss->swept = r->outcome == BS_AWS_OK;
         j->phase = S3_ABORT_STALE;
         break;
@@ -237,7 +250,8 @@ static void s3_done(const bs_aws_http_response *r, void *arg)
     case S3_CREATE:
         if (r->outcome == BS_AWS_OK &&
             xml_text((const char *)r->body, (const char *)r->body + r->body_len, "UploadId",
-                     j->upload_id, sizeof j->upload_id) && j->upload_id[0]) {
+                     j->upload_id, sizeof j->upload_id) &&
+            j->upload_id[0]) {
             j->phase = S3_PART;
             j->part = 0;
             break;
@@ -248,14 +262,14 @@ static void s3_done(const bs_aws_http_response *r, void *arg)
             s3_finish(j, BS_SINK_RETRYABLE, reason);
             return;
         }
-        s3_finish(j, bs_aws_sink_failure(&ss->base, "CreateMultipartUpload", r, reason,
-                                         sizeof reason),
+        s3_finish(j,
+                  bs_aws_sink_failure(&ss->base, "CreateMultipartUpload", r, reason, sizeof reason),
                   reason);
         return;
     case S3_PART: {
         size_t len = 0;
-        const char *etag = r->outcome == BS_AWS_OK ? bs_aws_http_response_header(r, "ETag", &len)
-                                                   : NULL;
+        const char *etag =
+            r->outcome == BS_AWS_OK ? bs_aws_http_response_header(r, "ETag", &len) : NULL;
         if (etag && len > 0 && len < sizeof j->etags[0]) {
             memcpy(j->etags[j->part], etag, len);
             j->etags[j->part][len] = '\0';
@@ -321,16 +335,16 @@ static void s3_next(s3_job *j)
         st = s3_url(j, j->key, "", &url);
         if (st == BS_OK) st = s3_md5(j->body.data, j->body.len, md5);
         hdr[n_hdr++] = (bs_sigv4_header){"Content-MD5", md5};
-        hdr[n_hdr++] = (bs_sigv4_header){"Content-Type", ss->gzip ? "application/gzip"
-                                                                  : "application/x-ndjson"};
+        hdr[n_hdr++] = (bs_sigv4_header){"Content-Type",
+                                         ss->gzip ? "application/gzip" : "application/x-ndjson"};
         req.method = "PUT";
         req.body = j->body.data;
         req.body_len = j->body.len;
         break;
     case S3_CREATE:
         st = s3_url(j, j->key, "?uploads=", &url);
-        hdr[n_hdr++] = (bs_sigv4_header){"Content-Type", ss->gzip ? "application/gzip"
-                                                                  : "application/x-ndjson"};
+        hdr[n_hdr++] = (bs_sigv4_header){"Content-Type",
+                                         ss->gzip ? "application/gzip" : "application/x-ndjson"};
         req.method = "POST";
         break;
     case S3_PART: {
@@ -360,7 +374,8 @@ static void s3_next(s3_job *j)
         st = bs_wbuf_status(&qq);
         if (st == BS_OK) st = s3_url(j, j->key, (const char *)qq.data, &url);
         bs_wbuf_free(&qq);
-        bs_wbuf_put_str(&xml, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+        bs_wbuf_put_str(
+            &xml, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
         for (size_t i = 0; i < j->n_parts; i++)
             bs_wbuf_printf(&xml, "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
                            j->etags[i]);
@@ -420,7 +435,8 @@ static bs_status s3_build(s3_job *j)
         z_stream z;
         memset(&z, 0, sizeof z);
         /* 15 + 16: gzip framing */
-        if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) st = BS_E_NOMEM;
+        if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            st = BS_E_NOMEM;
         size_t bound = st == BS_OK ? deflateBound(&z, raw.len) + 64 : 0;
         if (st == BS_OK && !bs_wbuf_reserve(&j->body, bound)) st = BS_E_NOMEM;
         if (st == BS_OK) {
@@ -428,8 +444,10 @@ static bs_status s3_build(s3_job *j)
             z.avail_in = (uInt)raw.len;
             z.next_out = j->body.data;
             z.avail_out = (uInt)bound;
-            if (deflate(&z, Z_FINISH) != Z_STREAM_END) st = BS_E_NOMEM;
-            else j->body.len = bound - z.avail_out;
+            if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+                st = BS_E_NOMEM;
+            else
+                j->body.len = bound - z.avail_out;
         }
         deflateEnd(&z);
     }
@@ -458,7 +476,8 @@ static void s3_deliver(void *impl, bs_sink_batch *b)
         return;
     }
     size_t first = 0;
-    while (first < b->n && b->entries[first].result != BS_SINK_PENDING) first++;
+    while (first < b->n && b->entries[first].result != BS_SINK_PENDING)
+        first++;
     /* key: template expanded at the first event's time + "<spool id>-<first seq>": a batch
      * redelivered after a crash overwrites its own object instead of adding one */
     int64_t ms = 0;

@@ -52,6 +52,7 @@ static const char *opt(char **opts, int n, const char *key)
     return NULL;
 }
 
+/* Parse the options, fill the spool, run the sink until idle, print the stats (see the top). */
 int main(int argc, char **argv)
 {
     const char *type = NULL, *endpoint = NULL, *region = "us-east-1";
@@ -62,12 +63,18 @@ int main(int argc, char **argv)
                                        {"region", 1, 0, 'r'}, {"events", 1, 0, 'n'},
                                        {"opt", 1, 0, 'o'},    {0, 0, 0, 0}};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (c == 's') type = optarg;
-        else if (c == 'e') endpoint = optarg;
-        else if (c == 'r') region = optarg;
-        else if (c == 'n') n = strtoul(optarg, NULL, 10);
-        else if (c == 'o' && n_opts < 32) opts[n_opts++] = optarg;
-        else return 2;
+        if (c == 's')
+            type = optarg;
+        else if (c == 'e')
+            endpoint = optarg;
+        else if (c == 'r')
+            region = optarg;
+        else if (c == 'n')
+            n = strtoul(optarg, NULL, 10);
+        else if (c == 'o' && n_opts < 32)
+            opts[n_opts++] = optarg;
+        else
+            return 2;
     }
     if (!type || !endpoint || n == 0) {
         fprintf(stderr, "usage: bs_bench_sinks --sink TYPE --endpoint URL [--region R] "
@@ -76,7 +83,8 @@ int main(int argc, char **argv)
     }
     bs_log_set_level(BS_LOG_WARN);
     char dir[256];
-    snprintf(dir, sizeof dir, "%s/bs-bench-sinks-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof dir, "%s/bs-bench-sinks-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) return 1;
     struct ev_loop *loop = EV_DEFAULT;
     bs_spool_options so;
@@ -89,38 +97,45 @@ int main(int argc, char **argv)
     long long t0 = (long long)time(NULL) * 1000;
     char ev[1024];
     for (unsigned long i = 0; i < n; i++) {
-        int len = metrics
-                      ? snprintf(ev, sizeof ev,
-                                 "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":"
-                                 "\"BsBench\",\"Dimensions\":[[\"Broker\",\"Api\"]],\"Metrics\":[{"
-                                 "\"Name\":\"Requests\",\"Unit\":\"Count\"},{\"Name\":\"LatencyMs\","
-                                 "\"Unit\":\"Milliseconds\"}]}]},\"Broker\":\"b%lu\",\"Api\":"
-                                 "\"Produce\",\"Requests\":%lu,\"LatencyMs\":[%lu.5,2.5,3.5]}",
-                                 t0, i % 3, i, i % 50)
-                      : snprintf(ev, sizeof ev,
-                                 "{\"timestamp\":%lld,\"type\":\"kafka.request\",\"api\":\"Produce\","
-                                 "\"principal\":\"User:CN=dev-client,O=brokerside\",\"client\":"
-                                 "\"10.0.0.%lu:51234\",\"topic\":\"orders-%lu\",\"partition\":%lu,"
-                                 "\"bytes\":%lu,\"outcome\":\"ok\",\"latency_ms\":1.25,\"seq\":%lu}",
-                                 t0 + (long long)(i / 100), i % 250, i % 16, i % 12, 100 + i % 900, i);
+        int len =
+            metrics
+                ? snprintf(ev, sizeof ev,
+                           "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":"
+                           "\"BsBench\",\"Dimensions\":[[\"Broker\",\"Api\"]],\"Metrics\":[{"
+                           "\"Name\":\"Requests\",\"Unit\":\"Count\"},{\"Name\":\"LatencyMs\","
+                           "\"Unit\":\"Milliseconds\"}]}]},\"Broker\":\"b%lu\",\"Api\":"
+                           "\"Produce\",\"Requests\":%lu,\"LatencyMs\":[%lu.5,2.5,3.5]}",
+                           t0, i % 3, i, i % 50)
+                : snprintf(ev, sizeof ev,
+                           "{\"timestamp\":%lld,\"type\":\"kafka.request\",\"api\":\"Produce\","
+                           "\"principal\":\"User:CN=dev-client,O=brokerside\",\"client\":"
+                           "\"10.0.0.%lu:51234\",\"topic\":\"orders-%lu\",\"partition\":%lu,"
+                           "\"bytes\":%lu,\"outcome\":\"ok\",\"latency_ms\":1.25,\"seq\":%lu}",
+                           t0 + (long long)(i / 100), i % 250, i % 16, i % 12, 100 + i % 900, i);
         if (bs_spool_append(sp, stream, ev, (size_t)len, 0, NULL) != BS_OK) return 1;
     }
     if (bs_spool_sync(sp) != BS_OK) return 1;
     bs_aws_credentials_config cc = {.disable_imds = true};
     bs_aws_credentials_provider *creds = NULL;
     if (bs_aws_credentials_provider_new(&cc, &creds) != BS_OK) return 1;
-    bs_aws_sink_common com = {.loop = loop, .creds = creds, .sink_name = type, .region = region,
-                              .endpoint = endpoint, .hostname = "bench"};
+    bs_aws_sink_common com = {.loop = loop,
+                              .creds = creds,
+                              .sink_name = type,
+                              .region = region,
+                              .endpoint = endpoint,
+                              .hostname = "bench"};
     bs_sink_options sopt = {.name = type, .streams = BS_STREAM_MASK(stream)};
     const bs_sink_ops *ops = NULL;
     void *impl = NULL;
     bs_status st = BS_E_CONFIG;
     if (strcmp(type, "firehose") == 0) {
-        bs_firehose_sink_options o = {.c = com, .delivery_stream = opt(opts, n_opts, "delivery_stream")};
+        bs_firehose_sink_options o = {.c = com,
+                                      .delivery_stream = opt(opts, n_opts, "delivery_stream")};
         bs_firehose_sink_limits(&sopt.limits);
         st = bs_firehose_sink_new(&o, &ops, &impl);
     } else if (strcmp(type, "cloudwatch_logs") == 0) {
-        bs_cwlogs_sink_options o = {.c = com, .log_group = opt(opts, n_opts, "group"),
+        bs_cwlogs_sink_options o = {.c = com,
+                                    .log_group = opt(opts, n_opts, "group"),
                                     .log_stream = opt(opts, n_opts, "log_stream"),
                                     .auto_create = true};
         bs_cwlogs_sink_limits(&sopt.limits);

@@ -85,6 +85,7 @@ static const char *opt(char **opts, int n, const char *key)
     return NULL;
 }
 
+/* Parse the options, fill the spool, run the sink until idle, print the stats (see the top). */
 int main(int argc, char **argv)
 {
     const char *type = NULL, *spool_dir = NULL, *region = NULL, *endpoint = NULL, *input = NULL;
@@ -93,30 +94,60 @@ int main(int argc, char **argv)
     int n_opts = 0;
     unsigned per_tick = 0, http_attempts = 0, max_attempts = 0;
     unsigned backoff_max = 2000, timeout_s = 120;
-    static const struct option lo[] = {
-        {"sink", 1, 0, 's'},          {"spool", 1, 0, 'd'},          {"region", 1, 0, 'r'},
-        {"endpoint", 1, 0, 'e'},      {"input", 1, 0, 'i'},          {"stream", 1, 0, 'S'},
-        {"per-tick", 1, 0, 'p'},      {"opt", 1, 0, 'o'},            {"http-attempts", 1, 0, 'h'},
-        {"backoff-max-ms", 1, 0, 'b'}, {"max-attempts", 1, 0, 'm'},  {"timeout-s", 1, 0, 't'},
-        {0, 0, 0, 0}};
+    static const struct option lo[] = {{"sink", 1, 0, 's'},
+                                       {"spool", 1, 0, 'd'},
+                                       {"region", 1, 0, 'r'},
+                                       {"endpoint", 1, 0, 'e'},
+                                       {"input", 1, 0, 'i'},
+                                       {"stream", 1, 0, 'S'},
+                                       {"per-tick", 1, 0, 'p'},
+                                       {"opt", 1, 0, 'o'},
+                                       {"http-attempts", 1, 0, 'h'},
+                                       {"backoff-max-ms", 1, 0, 'b'},
+                                       {"max-attempts", 1, 0, 'm'},
+                                       {"timeout-s", 1, 0, 't'},
+                                       {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 's': type = optarg; break;
-        case 'd': spool_dir = optarg; break;
-        case 'r': region = optarg; break;
-        case 'e': endpoint = optarg; break;
-        case 'i': input = optarg; break;
-        case 'S': stream = optarg; break;
-        case 'p': per_tick = (unsigned)atoi(optarg); break;
+        case 's':
+            type = optarg;
+            break;
+        case 'd':
+            spool_dir = optarg;
+            break;
+        case 'r':
+            region = optarg;
+            break;
+        case 'e':
+            endpoint = optarg;
+            break;
+        case 'i':
+            input = optarg;
+            break;
+        case 'S':
+            stream = optarg;
+            break;
+        case 'p':
+            per_tick = (unsigned)atoi(optarg);
+            break;
         case 'o':
             if (n_opts < 32) opts[n_opts++] = optarg;
             break;
-        case 'h': http_attempts = (unsigned)atoi(optarg); break;
-        case 'b': backoff_max = (unsigned)atoi(optarg); break;
-        case 'm': max_attempts = (unsigned)atoi(optarg); break;
-        case 't': timeout_s = (unsigned)atoi(optarg); break;
-        default: return 2;
+        case 'h':
+            http_attempts = (unsigned)atoi(optarg);
+            break;
+        case 'b':
+            backoff_max = (unsigned)atoi(optarg);
+            break;
+        case 'm':
+            max_attempts = (unsigned)atoi(optarg);
+            break;
+        case 't':
+            timeout_s = (unsigned)atoi(optarg);
+            break;
+        default:
+            return 2;
         }
     }
     if (!type || !spool_dir || !region) {
@@ -152,14 +183,17 @@ int main(int argc, char **argv)
                                        .backoff_max_ms = 500,
                                        .connect_timeout_ms = 2000,
                                        .timeout_ms = 10000}};
-    bs_sink_options sopt = {.name = type, .backoff_initial_ms = 100, .backoff_max_ms = backoff_max,
+    bs_sink_options sopt = {.name = type,
+                            .backoff_initial_ms = 100,
+                            .backoff_max_ms = backoff_max,
                             .max_attempts = max_attempts};
     const bs_sink_ops *ops = NULL;
     void *impl = NULL;
     bs_status st = BS_E_CONFIG;
     const char *v;
     if (strcmp(type, "firehose") == 0) {
-        bs_firehose_sink_options o = {.c = com, .delivery_stream = opt(opts, n_opts, "delivery_stream")};
+        bs_firehose_sink_options o = {.c = com,
+                                      .delivery_stream = opt(opts, n_opts, "delivery_stream")};
         bs_firehose_sink_limits(&sopt.limits);
         st = bs_firehose_sink_new(&o, &ops, &impl);
     } else if (strcmp(type, "cloudwatch_logs") == 0) {
@@ -170,7 +204,8 @@ int main(int argc, char **argv)
         bs_cwlogs_sink_limits(&sopt.limits);
         st = bs_cwlogs_sink_new(&o, &ops, &impl);
     } else if (strcmp(type, "cloudwatch_metrics") == 0) {
-        bs_cwmetrics_sink_options o = {.c = com, .query_protocol = opt(opts, n_opts, "query") != NULL};
+        bs_cwmetrics_sink_options o = {.c = com,
+                                       .query_protocol = opt(opts, n_opts, "query") != NULL};
         bs_cwmetrics_sink_limits(&sopt.limits);
         st = bs_cwmetrics_sink_new(&o, &ops, &impl);
     } else if (strcmp(type, "s3") == 0) {
@@ -206,8 +241,10 @@ int main(int argc, char **argv)
     ev_timer tick;
     ev_timer_init(&tick, tick_cb, 0.02, 0.02);
     tick.data = &r;
-    if (per_tick && !r.eof) ev_timer_start(loop, &tick);
-    else feed(&r);
+    if (per_tick && !r.eof)
+        ev_timer_start(loop, &tick);
+    else
+        feed(&r);
     ev_tstamp deadline = ev_time() + timeout_s;
     bool idle = false;
     while (ev_time() < deadline && !r.fail) {

@@ -54,7 +54,8 @@ static void test_event_time(void)
     CHECK_EQ(etime("{\"_aws\":{\"Timestamp\":1704164645000}}", &ms), BS_OK);
     CHECK(ms == 1704164645000LL);
     /* the first field in priority order wins */
-    CHECK_EQ(etime("{\"eventTime\":\"2024-01-02T03:04:05Z\",\"timestamp\":1000000000}", &ms), BS_OK);
+    CHECK_EQ(etime("{\"eventTime\":\"2024-01-02T03:04:05Z\",\"timestamp\":1000000000}", &ms),
+             BS_OK);
     CHECK(ms == 1000000000000LL);
     /* negative: no time, not JSON, zone-less time, nonsense date, negative number */
     CHECK_EQ(etime("{\"x\":1}", &ms), BS_E_NOT_FOUND);
@@ -90,8 +91,8 @@ static void test_utf8_and_base64(void)
 static void test_options_validated(void)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    bs_aws_credentials_config cc = {.access_key_id = "AKID", .secret_access_key = "s",
-                                    .disable_imds = true};
+    bs_aws_credentials_config cc = {
+        .access_key_id = "AKID", .secret_access_key = "s", .disable_imds = true};
     bs_aws_credentials_provider *creds = NULL;
     CHECK_EQ(bs_aws_credentials_provider_new(&cc, &creds), BS_OK);
     bs_aws_sink_common c = {.loop = loop, .creds = creds, .sink_name = "t", .region = "eu-west-1"};
