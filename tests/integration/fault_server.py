@@ -4,7 +4,8 @@ metrics, for the failure paths moto cannot produce (tests/integration/test_aws_s
 
 Usage: fault_server.py PORT LOGFILE SCRIPT_JSON
   PORT 0 picks a free port; prints "PORT <n>" once listening.
-  Every request is appended to LOGFILE as one JSON line {"target", "body"} (the
+  Every request is appended to LOGFILE as one JSON line {"target", "body",
+  "content_type", "query_mode", "authorization"} (the
   file outlives a restart of the server, for the outage test).
   SCRIPT_JSON maps an X-Amz-Target to a list of answers for its 1st, 2nd, ...
   request; after the list (or for unlisted targets) the answer is "ok":
@@ -53,7 +54,11 @@ class Handler(BaseHTTPRequestHandler):
             i = COUNTS.get(target, 0)
             COUNTS[target] = i + 1
             with open(LOGFILE, "a") as f:
-                f.write(json.dumps({"target": target, "body": body}) + "\n")
+                f.write(json.dumps({"target": target, "body": body,
+                                    "content_type": self.headers.get("Content-Type", ""),
+                                    "query_mode": self.headers.get("x-amzn-query-mode", ""),
+                                    "authorization": self.headers.get("Authorization", "")})
+                        + "\n")
         specs = SCRIPT.get(target, [])
         spec = specs[i] if i < len(specs) else "ok"
         if spec == "throttle":

@@ -377,11 +377,12 @@ class FaultSinks(unittest.TestCase):
             self.srv.stdout.close()
             self.srv = None
 
-    def requests(self, target):
+    def requests(self, target, whole=False):
         if not os.path.exists(self.log):
             return []
         with open(self.log) as f:
-            return [r["body"] for r in map(json.loads, f) if r["target"] == target]
+            return [r if whole else r["body"] for r in map(json.loads, f)
+                    if r["target"] == target]
 
     def write(self, events):
         path = os.path.join(self.tmp, "in.ndjson")
@@ -462,6 +463,95 @@ class FaultSinks(unittest.TestCase):
             dl = f.read()
         self.assertIn("too_old", dl)
         self.assertIn("too_new", dl)
+
+    def test_logs_auto_create_limits_and_bad_events(self):
+        self.start({"Logs_20140328.PutLogEvents": ["notfound"]})
+        t = now_ms()
+        big = "x" * (200 * 1024)
+        evs = [{"n": i, "timestamp": t + i, "pad": big} for i in range(12)]
+        path = self.write(evs)
+        with open(path, "ab") as f:
+            f.write(b'{"n": 99, "bad": "\xff\xfe"}\n')  # not UTF-8
+        spool = os.path.join(self.tmp, "spool")
+        rc, st, err = run_sink("cloudwatch_logs", spool, self.endpoint,
+                               ["group=/g/{broker_id}", "log_stream={hostname}", "auto_create=1",
+                                "hostname=hh", "broker_id=3"], path, env=self.env)
+        self.assertEqual(rc, 0, err[-3000:])
+        self.assertEqual(st["delivered"], 12)
+        self.assertEqual(st["dead_lettered"], 1)
+        # binary: the framework copies the event's bytes as they are into its dead-letter line
+        with open(os.path.join(spool, "deadletter", "cloudwatch_logs.ndjson"), "rb") as f:
+            self.assertIn(b"not valid UTF-8", f.read())
+        with open(self.log) as f:
+            order = [r["target"].split(".")[1] for r in map(json.loads, f)]
+        # not found -> group, stream, then the same events again
+        self.assertEqual(order[:4], ["PutLogEvents", "CreateLogGroup", "CreateLogStream",
+                                     "PutLogEvents"])
+        created = self.requests("Logs_20140328.CreateLogStream")[0]
+        self.assertEqual(created, {"logGroupName": "/g/3", "logStreamName": "hh"})
+        reqs = self.requests("Logs_20140328.PutLogEvents", whole=True)
+        for r in reqs:
+            self.assertEqual(r["content_type"], "application/x-amz-json-1.1")
+            self.assertIn("/logs/aws4_request", r["authorization"])
+            size = sum(len(e["message"].encode()) + 26 for e in r["body"]["logEvents"])
+            self.assertLessEqual(size, 1048576)
+        sent = {json.loads(e["message"])["n"] for r in reqs[1:] for e in r["body"]["logEvents"]}
+        self.assertEqual(sent, set(range(12)))
+        self.assertGreaterEqual(len(reqs), 4)  # 12 x 200 KiB need three calls after the first
+
+    def test_metrics_request_shape_and_limits(self):
+        self.start({})
+        t = (int(time.time()) - 60) * 1000
+        dims31 = ["d%d" % i for i in range(31)]
+        ev_hist = {"_aws": {"Timestamp": t, "CloudWatchMetrics": [{
+            "Namespace": "N1", "Dimensions": [["B"], dims31],
+            "Metrics": [{"Name": "H", "Unit": "Milliseconds"}]}]},
+            "B": "b", "H": [float(i % 400) for i in range(1000)]}
+        for d in dims31:
+            ev_hist[d] = "v"
+        ev_many = {"_aws": {"Timestamp": t, "CloudWatchMetrics": [{
+            "Namespace": "N2", "Dimensions": [],
+            "Metrics": [{"Name": "m%d" % i} for i in range(1500)]}]}}
+        for i in range(1500):
+            ev_many["m%d" % i] = i
+        path = self.write([ev_hist, ev_many])
+        rc, st, err = run_sink("cloudwatch_metrics", os.path.join(self.tmp, "spool"),
+                               self.endpoint, [], path, stream="metrics", env=self.env)
+        self.assertEqual(rc, 0, err[-3000:])
+        self.assertEqual(st["delivered"], 2)
+        self.assertEqual(metric(st, 'brokerside_sink_skipped_values_total{sink="cloudwatch_metrics",'
+                                    'reason="too_many_dimensions"'), 1)
+        reqs = self.requests("GraniteServiceVersion20100801.PutMetricData", whole=True)
+        for r in reqs:
+            self.assertEqual(r["content_type"], "application/x-amz-json-1.0")
+            self.assertEqual(r["query_mode"], "true")
+            self.assertIn("/monitoring/aws4_request", r["authorization"])
+            self.assertLessEqual(len(r["body"]["MetricData"]), 1000)
+        n1 = [d for r in reqs if r["body"]["Namespace"] == "N1" for d in r["body"]["MetricData"]]
+        # 400 distinct values: 150 + 150 + 100 per datum, counts add up to the 1000 samples
+        self.assertEqual([len(d["Values"]) for d in n1], [150, 150, 100])
+        self.assertEqual(sum(sum(d["Counts"]) for d in n1), 1000)
+        self.assertEqual(n1[0]["Dimensions"], [{"Name": "B", "Value": "b"}])
+        self.assertEqual(n1[0]["Timestamp"], t // 1000)
+        self.assertEqual(n1[0]["Unit"], "Milliseconds")
+        n2 = [r for r in reqs if r["body"]["Namespace"] == "N2"]
+        self.assertEqual([len(r["body"]["MetricData"]) for r in n2], [1000, 500])
+        self.assertEqual(sorted(d["Value"] for r in n2 for d in r["body"]["MetricData"]),
+                         list(range(1500)))
+
+    def test_firehose_oversized_record_dead_lettered(self):
+        self.start({})
+        path = self.write([{"n": 0}, {"n": 1, "pad": "y" * (1000 * 1024)}, {"n": 2}])
+        spool = os.path.join(self.tmp, "spool")
+        rc, st, err = run_sink("firehose", spool, self.endpoint, ["delivery_stream=fh-{stream}"],
+                               path, stream="audit", env=self.env)
+        self.assertEqual(rc, 0, err[-3000:])
+        self.assertEqual(st["delivered"], 2)
+        self.assertEqual(st["dead_lettered"], 1)
+        reqs = self.requests("Firehose_20150804.PutRecordBatch")
+        self.assertEqual({q["DeliveryStreamName"] for q in reqs}, {"fh-audit"})
+        sent = [json.loads(base64.b64decode(r["Data"]))["n"] for q in reqs for r in q["Records"]]
+        self.assertEqual(sorted(sent), [0, 2])
 
     def test_outage_longer_than_retry_window_loses_nothing(self):
         self.start({})
