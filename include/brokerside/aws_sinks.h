@@ -47,7 +47,7 @@ typedef struct bs_aws_sink_common {
 typedef struct bs_cwlogs_sink_options {
     bs_aws_sink_common c;
     const char *log_group;  /* required template, e.g. "/kafka/{broker_id}" */
-    const char *log_stream; /* required template, e.g. "{hostname}-{stream}" */
+    const char *log_stream; /* template; NULL = "{hostname}-{stream}" */
     bool auto_create;       /* CreateLogGroup/CreateLogStream when missing (default false) */
 } bs_cwlogs_sink_options;
 

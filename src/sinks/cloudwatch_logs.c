@@ -310,8 +310,10 @@ static const bs_sink_ops cwl_ops = {
 /* See aws_sinks.h. */
 bs_status bs_cwlogs_sink_new(const bs_cwlogs_sink_options *o, const bs_sink_ops **ops, void **impl)
 {
-    BS_ENSURE(o && ops && impl && o->log_group && *o->log_group && o->log_stream && *o->log_stream,
+    BS_ENSURE(o && ops && impl && o->log_group && *o->log_group &&
+                  (!o->log_stream || *o->log_stream),
               BS_E_CONFIG);
+    const char *log_stream = o->log_stream ? o->log_stream : "{hostname}-{stream}";
     cwl_sink *cs = calloc(1, sizeof *cs);
     BS_ENSURE(cs, BS_E_NOMEM);
     bs_status st = bs_aws_sink_base_init(&cs->base, &o->c);
@@ -324,8 +326,8 @@ bs_status bs_cwlogs_sink_new(const bs_cwlogs_sink_options *o, const bs_sink_ops 
         st = bs_aws_sink_expand(o->log_group, cs->base.hostname, cs->base.broker_id, (bs_stream)s,
                                 0, cs->group[s], sizeof cs->group[s]);
         if (st == BS_OK)
-            st = bs_aws_sink_expand(o->log_stream, cs->base.hostname, cs->base.broker_id,
-                                    (bs_stream)s, 0, cs->stream[s], sizeof cs->stream[s]);
+            st = bs_aws_sink_expand(log_stream, cs->base.hostname, cs->base.broker_id, (bs_stream)s,
+                                    0, cs->stream[s], sizeof cs->stream[s]);
         /* CloudWatch: group 1-512 chars, stream 1-512 chars without ':' or '*' */
         if (st == BS_OK &&
             (!cs->group[s][0] || !cs->stream[s][0] || strpbrk(cs->stream[s], ":*") != NULL))

@@ -120,7 +120,12 @@ static void test_options_validated(void)
     ops->destroy(impl);
     lo.log_stream = "a:b"; /* ':' is not allowed in stream names */
     CHECK_EQ(bs_cwlogs_sink_new(&lo, &ops, &impl), BS_E_CONFIG);
-    lo.log_stream = NULL;
+    lo.log_stream = ""; /* empty name */
+    CHECK_EQ(bs_cwlogs_sink_new(&lo, &ops, &impl), BS_E_CONFIG);
+    lo.log_stream = NULL; /* default "{hostname}-{stream}" */
+    CHECK_EQ(bs_cwlogs_sink_new(&lo, &ops, &impl), BS_OK);
+    ops->destroy(impl);
+    lo.log_group = NULL;
     CHECK_EQ(bs_cwlogs_sink_new(&lo, &ops, &impl), BS_E_CONFIG);
 
     bs_cwmetrics_sink_options mo = {.c = c, .query_protocol = true};
