@@ -165,7 +165,7 @@ class MotoSinks(unittest.TestCase):
         spool = os.path.join(self.tmp, "spool")
         rc, st, err = run_sink("cloudwatch_logs", spool, self.endpoint,
                                ["group=/missing", "log_stream=s"], path, env=self.env,
-                               timeout_s=5, extra=["--http-attempts", "1"])
+                               timeout_s=8, extra=["--http-attempts", "1"])
         self.assertNotEqual(rc, 0)
         self.assertEqual(st["delivered"], 0)
         self.assertGreaterEqual(metric(st, 'brokerside_sink_api_errors_total{sink="cloudwatch_logs",'
@@ -284,7 +284,7 @@ class MotoSinks(unittest.TestCase):
         path = self.events(3, "bad")[1]
         # missing bucket
         rc, st, err = run_sink("s3", spool, self.endpoint, ["bucket=does-not-exist"], path,
-                               env=self.env, timeout_s=4, extra=["--http-attempts", "1"])
+                               env=self.env, timeout_s=8, extra=["--http-attempts", "1"])
         self.assertNotEqual(rc, 0)
         self.assertEqual(st["delivered"], 0)
         self.assertGreaterEqual(metric(st, 'brokerside_sink_api_errors_total{sink="s3",'
@@ -293,7 +293,7 @@ class MotoSinks(unittest.TestCase):
         self.boto("create-bucket", "fh-region")
         self.boto("create-firehose", "fh-region", "fh-region")
         cmd = [RUN, "--sink", "firehose", "--spool", os.path.join(self.tmp, "spool2"), "--region",
-               "eu-west-1", "--endpoint", self.endpoint, "--input", path, "--timeout-s", "4",
+               "eu-west-1", "--endpoint", self.endpoint, "--input", path, "--timeout-s", "8",
                "--http-attempts", "1", "--opt", "delivery_stream=fh-region"]
         p = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=60)
         self.assertNotEqual(p.returncode, 0)
@@ -304,7 +304,7 @@ class MotoSinks(unittest.TestCase):
         # bad credentials: rejected, the client refreshes once, the error is counted
         env = dict(self.env, AWS_SECRET_ACCESS_KEY="wrong-secret")
         rc, st, err = run_sink("firehose", os.path.join(self.tmp, "spool3"), self.endpoint,
-                               ["delivery_stream=fh-region"], path, env=env, timeout_s=4,
+                               ["delivery_stream=fh-region"], path, env=env, timeout_s=8,
                                extra=["--http-attempts", "1"])
         self.assertNotEqual(rc, 0)
         self.assertEqual(st["delivered"], 0)
