@@ -44,6 +44,12 @@ MAKE_CERTS = os.path.join(SOURCE_DIR, "certs", "make-dev-certs.sh")
 START_TIMEOUT = 30.0
 CLIENT_TIMEOUT = 60.0
 
+# Metric names the tests rely on (issue 2: connections, bytes each way,
+# handshake failures by reason, upstream connect failures).
+M_BYTES = "brokerside_bytes_total"
+M_HS_FAILURES = "brokerside_tls_handshake_failures_total"
+M_CONNECTIONS_PREFIX = "brokerside_connections"
+
 _procs = []          # every live Proc, for the atexit safety net
 _procs_lock = threading.Lock()
 
@@ -442,13 +448,18 @@ class Brokerside:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
-    def wait_log(self, pattern, timeout=START_TIMEOUT):
-        """Wait until the log matches regex `pattern`; returns the match."""
+    def log_mark(self):
+        """The current length of the log, for wait_log(since=...)."""
+        return len(self.log_text())
+
+    def wait_log(self, pattern, timeout=START_TIMEOUT, since=0):
+        """Wait until the log (from offset `since`) matches regex `pattern`;
+        returns the match."""
         rx = re.compile(pattern)
         found = []
 
         def pred():
-            m = rx.search(self.log_text())
+            m = rx.search(self.log_text()[since:])
             if m:
                 found.append(m)
             return bool(m)
@@ -488,20 +499,20 @@ def kcat(broker, args, certs=None, client_cert=True, input=None, timeout=CLIENT_
     return run(argv, timeout=timeout, input=input)
 
 
-def kcat_produce(broker, topic, messages, certs=None, timeout=CLIENT_TIMEOUT):
+def kcat_produce(broker, topic, messages, certs=None, timeout=CLIENT_TIMEOUT, client_cert=True):
     """Produce newline-separated messages; raises with kcat's stderr on failure."""
     data = "".join(m + "\n" for m in messages).encode()
-    r = kcat(broker, ["-P", "-t", topic, "-X", "message.timeout.ms=30000"], certs, input=data,
-             timeout=timeout)
+    r = kcat(broker, ["-P", "-t", topic, "-X", "message.timeout.ms=30000"], certs,
+             client_cert=client_cert, input=data, timeout=timeout)
     if r.returncode != 0:
         raise AssertionError("kcat produce failed (%d): %s" % (r.returncode, r.stderr.decode(errors="replace")))
     return r
 
 
-def kcat_consume(broker, topic, count, certs=None, timeout=CLIENT_TIMEOUT):
+def kcat_consume(broker, topic, count, certs=None, timeout=CLIENT_TIMEOUT, client_cert=True):
     """Consume `count` messages from the beginning; returns them as strings."""
     r = kcat(broker, ["-C", "-t", topic, "-o", "beginning", "-c", str(count), "-e", "-q"],
-             certs, timeout=timeout)
+             certs, client_cert=client_cert, timeout=timeout)
     if r.returncode != 0:
         raise AssertionError("kcat consume failed (%d): %s" % (r.returncode, r.stderr.decode(errors="replace")))
     return r.stdout.decode().splitlines()
@@ -552,6 +563,108 @@ def raw_exchange(port, payload, timeout=15.0):
             data += chunk
 
 
+class EchoServer:
+    """A plaintext TCP upstream on 127.0.0.1 (for `tcp` listeners).
+
+    mode "echo": every connection gets its bytes back.
+    mode "sink": reads exactly `sink_bytes` bytes, then answers with the
+    hex SHA-256 of what it read and closes (an end-to-end integrity check).
+    Runs in daemon threads; close() stops it.
+    """
+
+    def __init__(self, mode="echo", sink_bytes=0):
+        import hashlib
+        self._hashlib = hashlib
+        self.mode = mode
+        self.sink_bytes = sink_bytes
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        self.connections = 0
+        self.received = 0          # bytes received over all connections
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            if self.mode == "echo":
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    self.received += len(d)
+                    c.sendall(d)
+            else:
+                h = self._hashlib.sha256()
+                left = self.sink_bytes
+                while left > 0:
+                    d = c.recv(min(left, 65536))
+                    if not d:
+                        break
+                    h.update(d)
+                    self.received += len(d)
+                    left -= len(d)
+                if left == 0:
+                    c.sendall(h.hexdigest().encode())
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def kafka_api_versions_request(correlation_id=1, client_id=b"bs-test"):
+    """A complete ApiVersions v0 request frame (size prefix included)."""
+    import struct
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    return struct.pack(">i", len(body)) + body
+
+
+def tls_connect(port, certs, client_cert=False, timeout=30.0):
+    """A TLS client socket to brokerside on 127.0.0.1:port that verifies the
+    server against the dev CA (name: localhost)."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=certs["ca_crt"])
+    if client_cert:
+        ctx.load_cert_chain(certs["client_crt"], certs["client_key"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        return ctx.wrap_socket(raw, server_hostname="localhost")
+    except Exception:
+        raw.close()
+        raise
+
+
+def recv_exact(sock, n):
+    """Read exactly n bytes; raises AssertionError if the peer closes early."""
+    data = b""
+    while len(data) < n:
+        d = sock.recv(n - len(data))
+        if not d:
+            raise AssertionError("peer closed after %d of %d bytes" % (len(data), n))
+        data += d
+    return data
+
+
 def tail(path, lines=60):
     try:
         with open(path, "rb") as f:
@@ -594,6 +707,34 @@ class IntegrationTest(unittest.TestCase):
         bs = Brokerside(self.tmp, config, name=name, wait=wait)
         self.addCleanup(bs.stop)
         return bs
+
+    def upstream(self, mode="echo", sink_bytes=0):
+        """A plaintext TCP upstream (EchoServer) stopped at cleanup."""
+        srv = EchoServer(mode, sink_bytes)
+        self.addCleanup(srv.close)
+        return srv
+
+    def sidecar(self, upstream, client_auth="none", tls_extra=None, config_extra=None,
+                protocol="tcp", listeners_extra=None):
+        """brokerside terminating TLS in front of `upstream` ("host:port").
+        Returns (brokerside, port)."""
+        port = free_port()
+        lst = tls_listener(self.certs, "127.0.0.1:%d" % port, upstream, protocol=protocol,
+                           client_auth=client_auth, **(tls_extra or {}))
+        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **(config_extra or {}))
+        return self.start_brokerside(cfg), port
+
+    def failures(self, bs, reason):
+        """brokerside_tls_handshake_failures_total{reason=...} right now."""
+        return metric(bs.metrics(), M_HS_FAILURES, reason=reason)
+
+    def wait_failures(self, bs, reason, at_least):
+        """Wait until the failure counter for `reason` reaches at_least
+        (the counter is bumped when the server side finishes with the
+        connection, which may be just after the client saw the close)."""
+        wait_until(lambda: self.failures(bs, reason) >= at_least, START_TIMEOUT,
+                   "%s{reason=%s} >= %d (now %s)" % (M_HS_FAILURES, reason, at_least,
+                                                      self.failures(bs, reason)))
 
     def proc(self, argv, name, **kw):
         """Start a helper process whose output goes to <tmp>/<name>.log."""
