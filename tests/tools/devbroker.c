@@ -25,6 +25,13 @@
  * calls to these definitions first, they pass every call through to libc and
  * change only the listening sockets of brokers that have an --advertise
  * entry. Only this test tool does this; brokerside itself is not involved.
+ *
+ * What the mock speaks (librdkafka 2.0.2, from its ApiVersions answer):
+ * Produce 0-7, Fetch 0-11, ListOffsets 0-5, Metadata 0-2, OffsetCommit 0-7,
+ * OffsetFetch 0-5, FindCoordinator 0-2, JoinGroup 0-5, Heartbeat 0-3,
+ * LeaveGroup 0-1, SyncGroup 0-3, ApiVersions 0-2, InitProducerId 0-4 and the
+ * transaction APIs. None of these is a flexible (KIP-482) version, so tests
+ * of flexible encodings need unit tests built from the schemas.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -356,7 +363,8 @@ int main(int argc, char **argv) {
     rd_kafka_mock_cluster_t *mc = NULL;
     char errstr[512];
 
-    for (int i = 1; i < argc; i++) {
+    /* Every option takes one value: consume them in pairs. */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(), 0;
@@ -374,7 +382,6 @@ int main(int argc, char **argv) {
         } else {
             return usage();
         }
-        i++;
     }
     if (n_brokers < 1) return usage();
     g_ports.n_slots = (int)n_brokers;
