@@ -30,8 +30,9 @@
  * Produce 0-7, Fetch 0-11, ListOffsets 0-5, Metadata 0-2, OffsetCommit 0-7,
  * OffsetFetch 0-5, FindCoordinator 0-2, JoinGroup 0-5, Heartbeat 0-3,
  * LeaveGroup 0-1, SyncGroup 0-3, ApiVersions 0-2, InitProducerId 0-4 and the
- * transaction APIs. None of these is a flexible (KIP-482) version, so tests
- * of flexible encodings need unit tests built from the schemas.
+ * transaction APIs. Apart from InitProducerId v2+, none of these is a
+ * flexible (KIP-482) version: flexible encodings of the APIs brokerside
+ * rewrites (Metadata v9+, FindCoordinator v3+, ...) need schema-built unit tests.
  */
 #include <dlfcn.h>
 #include <errno.h>
