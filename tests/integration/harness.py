@@ -569,10 +569,16 @@ class EchoServer:
     mode "echo": every connection gets its bytes back.
     mode "sink": reads exactly `sink_bytes` bytes, then answers with the
     hex SHA-256 of what it read and closes (an end-to-end integrity check).
+    mode "record": waits until `gate` is set, then reads until EOF; the
+    byte count and SHA-256 of each connection go to `records` (a list of
+    (count, hexdigest)) and `recorded` is set.
     Runs in daemon threads; close() stops it.
     """
 
     def __init__(self, mode="echo", sink_bytes=0):
+        self.gate = threading.Event()
+        self.recorded = threading.Event()
+        self.records = []
         import hashlib
         self._hashlib = hashlib
         self.mode = mode
@@ -606,6 +612,21 @@ class EchoServer:
                         break
                     self.received += len(d)
                     c.sendall(d)
+            elif self.mode == "record":
+                self.gate.wait()
+                h = self._hashlib.sha256()
+                n = 0
+                try:
+                    while True:
+                        d = c.recv(65536)
+                        if not d:
+                            break
+                        h.update(d)
+                        n += len(d)
+                        self.received += len(d)
+                finally:
+                    self.records.append((n, h.hexdigest()))
+                    self.recorded.set()
             else:
                 h = self._hashlib.sha256()
                 left = self.sink_bytes
@@ -625,6 +646,7 @@ class EchoServer:
 
     def close(self):
         self._closed = True
+        self.gate.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

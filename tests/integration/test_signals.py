@@ -1,10 +1,8 @@
-"""Signals: SIGTERM drains in-flight transfers and exits 0; SIGHUP reloads
+"""Signals: SIGTERM drains in-flight bytes and exits 0; SIGHUP reloads
 certificates without touching open connections and refuses a broken config.
 
 The transfers are real TLS streams through a `tcp` listener to a plaintext
-upstream in this process that checks every byte (SHA-256), so "the transfer
-completed" means the upstream received all of it intact and the client got
-the upstream's answer back through the sidecar.
+upstream in this process that checks every byte (SHA-256).
 """
 
 import hashlib
@@ -13,6 +11,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -22,30 +21,51 @@ CHUNK = bytes(range(256)) * 256            # 64 KiB
 
 class SigtermTest(harness.IntegrationTest):
 
-    def test_transfer_in_flight_completes(self):
-        total = 16 * 1024 * 1024
-        sink = self.upstream("sink", sink_bytes=total)
-        bs, port = self.sidecar(sink.addr, config_extra={"limits": {"shutdown_grace_s": 60}})
-        h = hashlib.sha256()
-        with harness.tls_connect(port, self.certs) as s:
-            sent = 0
-            # Part of the stream before SIGTERM, proven to have arrived upstream
-            # so the connection is established end to end.
-            while sent < total // 4:
-                s.sendall(CHUNK)
-                h.update(CHUNK)
-                sent += len(CHUNK)
-            harness.wait_until(lambda: sink.received > 0, what="bytes at the upstream")
-            bs.signal(signal.SIGTERM)
-            # New connections are no longer accepted once the listener stops.
-            harness.wait_until(lambda: not accepts_tls(port, self.certs), what="listener closed")
-            while sent < total:
-                s.sendall(CHUNK)
-                h.update(CHUNK)
-                sent += len(CHUNK)
-            digest = harness.recv_exact(s, 64)
-        self.assertEqual(digest.decode(), h.hexdigest(), "upstream received different bytes")
+    def test_bytes_in_flight_are_delivered(self):
+        """SIGTERM while brokerside holds client bytes the upstream has not
+        read yet (the upstream is paused, so backpressure keeps the
+        connection's buffers full): the listener closes at once, every byte
+        brokerside had taken from the client still reaches the upstream,
+        intact and in order, and the process exits 0.
+
+        In `tcp` mode brokerside cannot see request boundaries: a connection
+        is drained once its buffers are empty, so what is guaranteed is
+        delivery of what it already read, not of what the client sends
+        later (issue 2 / docs/architecture.md). The test asserts exactly that."""
+        rec = self.upstream("record")
+        bs, port = self.sidecar(rec.addr, config_extra={"limits": {"shutdown_grace_s": 60}})
+        data = CHUNK * 512                           # 32 MiB: more than all buffers hold
+        client = harness.tls_connect(port, self.certs)
+        self.addCleanup(client.close)
+        errors = []
+
+        def send_all():
+            try:
+                client.sendall(data)
+            except OSError as e:                     # closed by the drain: expected
+                errors.append(e)
+        sender = threading.Thread(target=send_all, daemon=True)
+        sender.start()
+
+        def taken():
+            return harness.metric(bs.metrics(), harness.M_BYTES, direction="client_to_upstream")
+        # (Readiness probes also connect to the upstream: hence >= 1.)
+        harness.wait_until(lambda: rec.connections >= 1 and taken() > 0,
+                           what="bytes taken from the client")
+        # Backpressure: once the paused upstream's socket is full, the count stops
+        # growing; whatever it is now, brokerside has read at least that much.
+        at_sigterm = taken()
+        bs.signal(signal.SIGTERM)
+        harness.wait_until(lambda: not accepts_tls(port, self.certs), what="listener closed")
+        rec.gate.set()
         self.assertEqual(bs.proc.wait(90), 0, "exit code after SIGTERM")
+        # brokerside has exited, so every upstream connection has ended.
+        harness.wait_until(lambda: len(rec.records) == rec.connections,
+                           what="the upstream to see every connection end")
+        n, digest = max(rec.records)
+        self.assertGreaterEqual(n, at_sigterm, "bytes brokerside had read were lost")
+        self.assertEqual(digest, hashlib.sha256(data[:n]).hexdigest(),
+                         "the upstream received different bytes")
 
     def test_idle_process_exits_zero(self):
         echo = self.upstream("echo")
