@@ -14,6 +14,7 @@ DEB_PACKAGES := \
 	zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev \
 	librdkafka-dev kcat \
 	python3 python3-kafka python3-confluent-kafka \
+	python3-prometheus-client \
 	stunnel4 haproxy sslscan testssl.sh \
 	procps iproute2 psmisc
 
