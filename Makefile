@@ -2,7 +2,7 @@
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 8
 
 # Every Debian package the build, demo, tests and benchmarks need.
 DEB_PACKAGES := \
@@ -13,7 +13,7 @@ DEB_PACKAGES := \
 	libcurl4-openssl-dev curl \
 	zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev \
 	librdkafka-dev kcat \
-	python3 python3-kafka python3-confluent-kafka \
+	python3 python3-kafka python3-confluent-kafka python3-snappy python3-lz4 python3-zstandard \
 	python3-prometheus-client \
 	stunnel4 haproxy sslscan testssl.sh \
 	procps iproute2 psmisc
