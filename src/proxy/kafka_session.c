@@ -703,6 +703,15 @@ static bool can_grow(const bs_buf *in)
     return bs_buf_readable(in) < in->cap;
 }
 
+/* Room for a teed copy of a `flen`-byte frame, allocated once up front (a
+ * growing buffer would copy the frame again at every doubling). False if
+ * there is no memory: the frame then passes uninspected. */
+static bool tee_reserve(dir *d, size_t flen)
+{
+    bs_wbuf_reset(&d->asm_);
+    return bs_wbuf_reserve(&d->asm_, flen);
+}
+
 /* Start a request frame of `flen` bytes at the read position of `in`:
  * parse its header, push the correlation entry, choose the mode. Returns
  * BS_E_AGAIN to wait for more bytes (or room in the correlation table). */
@@ -759,7 +768,7 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
         d->remain = flen;
         if (inspect && complete) {
             inspect_request(s, d, p, flen);
-        } else if (inspect && flen <= BS_KAFKA_INSPECT_MAX) {
+        } else if (inspect && flen <= BS_KAFKA_INSPECT_MAX && tee_reserve(d, flen)) {
             d->tee = true;
         } else if (inspect) {
             count_event(s, "brokerside_kafka_uninspected_frames_total",
@@ -814,7 +823,7 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
     d->remain = flen;
     if (complete)
         inspect_response(s, d, p, flen);
-    else if (response_worth_tee(api) && flen <= BS_KAFKA_INSPECT_MAX)
+    else if (response_worth_tee(api) && flen <= BS_KAFKA_INSPECT_MAX && tee_reserve(d, flen))
         d->tee = true;
     else if (response_worth_tee(api))
         count_event(s, "brokerside_kafka_uninspected_frames_total",
