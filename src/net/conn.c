@@ -253,7 +253,8 @@ static int blk_event(uint8_t blk, int dflt)
     return blk == BLK_READ ? EV_READ : blk == BLK_WRITE ? EV_WRITE : dflt;
 }
 
-/* Room to read more from the side that feeds `in`/`out`. */
+/* Room to read more into `target` (the session input, or the direction's
+ * output buffer without a session); a missing buffer is allocated on read. */
 static bool has_room(const bs_buf *target)
 {
     return !target || bs_buf_free_space(target) > 0;
@@ -266,9 +267,8 @@ static void conn_update_watchers(bs_conn *c)
     if (!c->peeked || !c->c.ready) {
         ce = c->peeked ? blk_event(c->c.hs_blk, EV_READ) : EV_READ;
     } else if (c->opened) {
-        bs_buf *ctarget = c->cin ? c->cin : c->c2u;
         bool csess = c->l->session_ops != NULL;
-        if (!c->c.rd_eof && has_room(csess ? c->cin : ctarget))
+        if (!c->c.rd_eof && has_room(csess ? c->cin : c->c2u))
             ce |= blk_event(c->c.rd_blk, EV_READ);
         if (!buf_empty(c->u2c) || c->c.shut_pending) ce |= blk_event(c->c.wr_blk, EV_WRITE);
     }
@@ -658,7 +658,10 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
      * hold output of its own that waits for room in `out`) */
     if (ops && (!buf_empty(*in) || (ops->is_quiescent && !ops->is_quiescent(c->sess)))) {
         if ((!*out && !(*out = buf_get(w))) || (!*back && !(*back = buf_get(w)))) return false;
-        bs_buf no_input = {0};
+        /* An empty stand-in with a real data pointer: pointer arithmetic on
+         * it stays defined in the session. */
+        uint8_t none[1];
+        bs_buf no_input = {.data = none, .cap = 0, .rd = 0, .wr = 0};
         bs_buf *inb = *in ? *in : &no_input;
         size_t before_in = bs_buf_readable(inb), before_out = bs_buf_readable(*out),
                before_back = bs_buf_readable(*back);
