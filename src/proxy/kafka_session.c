@@ -22,11 +22,11 @@
  *     into `fwd` as room appears. Nothing else moves in that direction until
  *     it has drained, so frame order is kept.
  *
- * Pass-through bytes cost one memcpy (one bs_buf_append per chunk). Swapping
- * the storage of `in` and `fwd` instead is not safe with net/'s buffers:
- * each bs_buf is a pool node whose storage is allocated inline with it, so
- * a node freed while holding another node's storage would free the wrong
- * memory (see buf_get/buf_put in src/net/conn.c).
+ * Pass-through bytes avoid the copy when they can: with `fwd` empty and
+ * mostly bytes of the current frame in `in`, the storage of the two buffers
+ * is swapped (session.h allows it: net/ allocates each buffer's bytes
+ * separately) and only a trailing piece of the next frame is copied back.
+ * Otherwise they cost one memcpy (one bs_buf_append per chunk).
  */
 #include "brokerside/kafka_session.h"
 
@@ -863,6 +863,23 @@ static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame,
     return BS_OK;
 }
 
+/* The last byte of a streamed frame went out: inspect its teed copy, finish. */
+static void stream_done(ksess *s, dir *d)
+{
+    if (d->tee) {
+        if (bs_wbuf_status(&d->asm_) == BS_OK && d->asm_.len == d->frame_len) {
+            if (d->is_req)
+                inspect_request(s, d, d->asm_.data, d->asm_.len);
+            else
+                inspect_response(s, d, d->asm_.data, d->asm_.len);
+        } else {
+            undecodable(s, d->is_req ? d->rh.api_key : d->inf.api_key,
+                        d->is_req ? d->rh.api_version : d->inf.api_version, d->is_req, BS_E_NOMEM);
+        }
+    }
+    frame_done(s, d);
+}
+
 /* The direction machine: move as much as possible from `in` to `fwd`. */
 static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd)
 {
@@ -879,7 +896,26 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd)
             continue;
         }
         case M_STREAM: {
-            size_t n = bs_buf_readable(in);
+            size_t avail = bs_buf_readable(in);
+            size_t take = avail < d->remain ? avail : d->remain;
+            if (bs_buf_readable(fwd) == 0 && in->cap == fwd->cap && in->cap > 0 &&
+                take >= in->cap / 4 && avail - take <= take) {
+                /* Zero copy (session.h): hand `in`'s storage to `fwd` and
+                 * move back only the bytes that belong to the next frame. */
+                bs_buf t = *in;
+                *in = *fwd;
+                *fwd = t;
+                in->rd = in->wr = 0;
+                if (avail > take) {
+                    BS_GUARD(bs_buf_append(in, fwd->data + fwd->rd + take, avail - take));
+                    fwd->wr -= avail - take;
+                }
+                if (d->tee) bs_wbuf_put(&d->asm_, bs_buf_read_ptr(fwd), take);
+                d->remain -= take;
+                if (d->remain == 0) stream_done(s, d);
+                continue;
+            }
+            size_t n = avail;
             if (n > d->remain) n = d->remain;
             if (n > bs_buf_free_space(fwd)) n = bs_buf_free_space(fwd);
             if (n == 0) return BS_OK;
@@ -888,21 +924,7 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd)
             BS_GUARD(bs_buf_append(fwd, p, n));
             bs_buf_consume(in, n);
             d->remain -= n;
-            if (d->remain == 0) {
-                if (d->tee) {
-                    if (bs_wbuf_status(&d->asm_) == BS_OK && d->asm_.len == d->frame_len) {
-                        if (d->is_req)
-                            inspect_request(s, d, d->asm_.data, d->asm_.len);
-                        else
-                            inspect_response(s, d, d->asm_.data, d->asm_.len);
-                    } else {
-                        undecodable(s, d->is_req ? d->rh.api_key : d->inf.api_key,
-                                    d->is_req ? d->rh.api_version : d->inf.api_version, d->is_req,
-                                    BS_E_NOMEM);
-                    }
-                }
-                frame_done(s, d);
-            }
+            if (d->remain == 0) stream_done(s, d);
             continue;
         }
         case M_HOLD: {
