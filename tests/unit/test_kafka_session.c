@@ -660,6 +660,41 @@ static void test_topic_cap(void)
     h_close(&h);
 }
 
+/* ApiVersions: an error answer that does not decode (librdkafka's mock
+ * answers UNSUPPORTED_VERSION this way) is forwarded as it is; a success
+ * answer that does not decode closes the connection and is not forwarded. */
+static void test_api_versions_answers(void)
+{
+    static const uint8_t req[] = {0, 0, 0, 17, 0, 18, 0, 3, 0, 0, 0, 1, 0, 1, 'x', 0,
+                                  2, 'a', 2, '1', 0};
+    /* corr 1, error 35, a one-byte "array count", key 18 min 0 max 2, throttle 0 */
+    static const uint8_t err_answer[] = {0, 0, 0, 17, 0, 0, 0, 1, 0, 35, 1, 0, 18,
+                                         0, 0, 0, 2, 0, 0, 0, 0};
+    static const uint8_t bad_ok[] = {0, 0, 0, 17, 0, 0, 0, 1, 0, 0, 1, 0, 18,
+                                     0, 0, 0, 2, 0, 0, 0, 0};
+    for (int variant = 0; variant < 2; variant++) {
+        harness h;
+        h_open(&h, 1 << 20, NULL);
+        bs_wbuf out;
+        bs_wbuf_init(&out, 0);
+        CHECK_EQ(sizeof req, 4 + 17);
+        CHECK_EQ(h_feed(&h, true, req, sizeof req, 100, &out), BS_OK);
+        CHECK_EQ(out.len, sizeof req);
+        bs_wbuf_reset(&out);
+        if (variant == 0) {
+            CHECK_EQ(h_feed(&h, false, err_answer, sizeof err_answer, 100, &out), BS_OK);
+            CHECK_EQ(out.len, sizeof err_answer);
+            CHECK(memcmp(out.data, err_answer, sizeof err_answer) == 0);
+            CHECK(h.ops->is_quiescent(h.st));
+        } else {
+            CHECK(h_feed(&h, false, bad_ok, sizeof bad_ok, 100, &out) != BS_OK);
+            CHECK_EQ(out.len, 0);
+        }
+        bs_wbuf_free(&out);
+        h_close(&h);
+    }
+}
+
 int main(void)
 {
     RUN(test_pipelined);
@@ -672,6 +707,7 @@ int main(void)
     RUN(test_quiescence);
     RUN(test_hooks);
     RUN(test_topic_cap);
+    RUN(test_api_versions_answers);
     bs_kafka_session_reset_globals();
     bs_metrics_shutdown();
     return test_report();
