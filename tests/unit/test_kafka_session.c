@@ -660,6 +660,99 @@ static void test_topic_cap(void)
     h_close(&h);
 }
 
+/* A flexible request header (v2) with an opaque body of `n` bytes. */
+static void flex_req(bs_wbuf *w, int16_t api, int16_t ver, int32_t corr, size_t n)
+{
+    size_t s;
+    frame_begin(w, &s);
+    req_header(w, api, ver, corr);
+    bs_wbuf_put_u8(w, 0); /* no tags */
+    for (size_t i = 0; i < n; i++)
+        bs_wbuf_put_u8(w, 0);
+    frame_end(w, s);
+}
+
+/* Fetch v13+ names topics by id: the id learnt from a Metadata v12 response
+ * (on any connection) labels the Fetch bytes; Fetch partition error codes are
+ * counted. */
+static void test_topic_ids(void)
+{
+    static const uint8_t id[16] = {0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xbb};
+    bs_kafka_session_reset_globals(); /* test_topic_cap used up the topic series */
+    harness h;
+    h_open(&h, 1 << 20, NULL);
+    bs_wbuf w, out;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&out, 0);
+    flex_req(&w, BS_KAFKA_METADATA, 12, 1, 3);
+    flex_req(&w, BS_KAFKA_FETCH, 13, 2, 10);
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 1000, &out), BS_OK);
+    CHECK_EQ(out.len, w.len);
+    bs_wbuf_reset(&w);
+    bs_wbuf_reset(&out);
+    size_t s;
+    /* Metadata v12 response */
+    frame_begin(&w, &s);
+    bs_wbuf_put_be32(&w, 1);
+    bs_wbuf_put_u8(&w, 0);  /* header tags */
+    bs_wbuf_put_be32(&w, 0); /* throttle */
+    bs_wbuf_put_uvarint(&w, 2);
+    bs_wbuf_put_be32(&w, 1);
+    bs_kafka_put_string(&w, true, (const uint8_t *)"broker-1.real", 13);
+    bs_wbuf_put_be32(&w, 19001);
+    bs_kafka_put_string(&w, true, NULL, -1); /* rack */
+    bs_wbuf_put_u8(&w, 0);                    /* broker tags */
+    bs_kafka_put_string(&w, true, NULL, -1); /* cluster id */
+    bs_wbuf_put_be32(&w, 1);                  /* controller */
+    bs_wbuf_put_uvarint(&w, 2);               /* one topic */
+    bs_wbuf_put_be16(&w, 0);
+    bs_kafka_put_string(&w, true, (const uint8_t *)"idtopic", 7);
+    bs_wbuf_put(&w, id, 16);
+    bs_wbuf_put_u8(&w, 0);     /* internal */
+    bs_wbuf_put_uvarint(&w, 1); /* no partitions */
+    bs_wbuf_put_be32(&w, 0);    /* authorized operations */
+    bs_wbuf_put_u8(&w, 0);      /* topic tags */
+    bs_wbuf_put_u8(&w, 0);      /* tags */
+    frame_end(&w, s);
+    /* Fetch v13 response: one topic by id, one partition with error 6 and 100 record bytes */
+    frame_begin(&w, &s);
+    bs_wbuf_put_be32(&w, 2);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_be32(&w, 0);   /* throttle */
+    bs_wbuf_put_be16(&w, 0);   /* error */
+    bs_wbuf_put_be32(&w, 0);   /* session */
+    bs_wbuf_put_uvarint(&w, 2); /* responses */
+    bs_wbuf_put(&w, id, 16);
+    bs_wbuf_put_uvarint(&w, 2); /* partitions */
+    bs_wbuf_put_be32(&w, 0);
+    bs_wbuf_put_be16(&w, 6);
+    bs_wbuf_put_be64(&w, 10);
+    bs_wbuf_put_be64(&w, 10);
+    bs_wbuf_put_be64(&w, 0);
+    bs_wbuf_put_uvarint(&w, 0); /* aborted: null */
+    bs_wbuf_put_be32(&w, 0xffffffffu);
+    bs_wbuf_put_uvarint(&w, 101); /* records: 100 bytes */
+    for (int i = 0; i < 100; i++)
+        bs_wbuf_put_u8(&w, 0x55);
+    bs_wbuf_put_u8(&w, 0); /* partition tags */
+    bs_wbuf_put_u8(&w, 0); /* topic tags */
+    bs_wbuf_put_u8(&w, 0); /* tags */
+    frame_end(&w, s);
+    CHECK_EQ(h_feed(&h, false, w.data, w.len, 1000, &out), BS_OK);
+    CHECK(!memmem(out.data, out.len, "real", 4));
+    CHECK(memmem(out.data, out.len, "sc1.side", 8) != NULL);
+    CHECK_EQ(bs_metric_value(bs_metrics_counter_kv("brokerside_topic_bytes_out_total", "x",
+                                                   "topic", "idtopic", NULL)),
+             100);
+    CHECK_EQ(counter("brokerside_kafka_errors_total", "api", "Fetch", "error", "6", NULL, NULL), 1);
+    CHECK_EQ(counter("brokerside_kafka_undecodable_total", "api", "Fetch", "direction", "response",
+                     NULL, NULL),
+             0);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&out);
+    h_close(&h);
+}
+
 /* ApiVersions: an error answer that does not decode (librdkafka's mock
  * answers UNSUPPORTED_VERSION this way) is forwarded as it is; a success
  * answer that does not decode closes the connection and is not forwarded. */
@@ -708,6 +801,7 @@ int main(void)
     RUN(test_hooks);
     RUN(test_topic_cap);
     RUN(test_api_versions_answers);
+    RUN(test_topic_ids);
     bs_kafka_session_reset_globals();
     bs_metrics_shutdown();
     return test_report();
