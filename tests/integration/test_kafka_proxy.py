@@ -168,6 +168,34 @@ class KafkaProxyTest(harness.IntegrationTest):
         got = harness.kcat_consume(self.bootstrap, "orders", len(msgs) + 1, self.certs, timeout=90)
         self.assertEqual(sorted(got), sorted(msgs + ["before"]))
 
+    def test_long_lived_producer_survives_broker_restart(self):
+        # One confluent-kafka producer across a broker going down and up: it
+        # reconnects through the same sidecar address and delivers everything.
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": self.bootstrap, "security.protocol": "SSL",
+                      "ssl.ca.location": self.certs["ca_crt"], "acks": "all",
+                      "message.timeout.ms": 60000})
+        failed = []
+
+        def report(err, msg):
+            if err is not None:
+                failed.append(err)
+        for i in range(20):
+            p.produce("orders", ("a-%d" % i).encode(), on_delivery=report)
+        self.assertEqual(p.flush(60), 0)
+        for bid in (1, 2, 3):
+            self.db.command("down %d" % bid)
+            time.sleep(1)  # let the producer notice (connections to that sidecar fail)
+            self.db.command("up %d" % bid)
+            for i in range(20):
+                p.produce("orders", ("b%d-%d" % (bid, i)).encode(), on_delivery=report)
+            self.assertEqual(p.flush(90), 0)
+        self.assertEqual(failed, [])
+        got = harness.kcat_consume(self.bootstrap, "orders", 80, self.certs, timeout=90)
+        self.assertEqual(len(got), 80)
+        # >= : a retried Produce (connection lost before its answer) counts twice
+        self.assertGreaterEqual(self.topic_metric("brokerside_topic_messages_in_total", "orders"), 80)
+
     def test_unmapped_node_closes_without_leaking(self):
         # A second brokerside whose advertise map lacks node 3: any metadata
         # response names node 3, so it is refused and the connection closed.
