@@ -582,8 +582,17 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
         if (!wants) continue;
         bs_kafka_hook_verdict v = BS_KAFKA_HOOK_PASS;
         bs_wbuf_reset(&d->scratch);
-        bs_status st = d->is_req ? hk->on_request(hk->arg, &d->rh, cur, cur_len, &d->scratch, &v)
-                                 : hk->on_response(hk->arg, &d->inf, cur, cur_len, &d->scratch, &v);
+        bs_status st = BS_OK;
+        bs_kafka_request_header rh = d->rh;
+        if (d->is_req) {
+            /* d->rh was parsed where the frame first arrived; its slices must
+             * point into the bytes the hook sees. */
+            st = bs_kafka_parse_request_header(cur + 4, cur_len - 4, &rh);
+            if (st == BS_E_UNSUPPORTED) st = BS_OK;
+        }
+        if (st == BS_OK)
+            st = d->is_req ? hk->on_request(hk->arg, &rh, cur, cur_len, &d->scratch, &v)
+                           : hk->on_response(hk->arg, &d->inf, cur, cur_len, &d->scratch, &v);
         if (st == BS_OK && v == BS_KAFKA_HOOK_REPLACE) {
             st = bs_wbuf_status(&d->scratch);
             if (st == BS_OK && !frame_ok(&d->scratch)) st = BS_E_MALFORMED;
@@ -931,6 +940,11 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd)
             if (d->asm_.len == 0 && bs_buf_readable(in) >= d->frame_len) {
                 BS_GUARD(finish_hold(s, d, in, bs_buf_read_ptr(in), true));
                 continue;
+            }
+            /* A frame that fits `in` is awaited there: no copy. */
+            if (d->asm_.len == 0 && d->frame_len <= in->cap) {
+                if (bs_buf_tail_room(in) < d->frame_len - bs_buf_readable(in)) bs_buf_compact(in);
+                return BS_OK;
             }
             size_t n = bs_buf_readable(in);
             if (n > d->frame_len - d->asm_.len) n = d->frame_len - d->asm_.len;
