@@ -262,6 +262,13 @@ static uint64_t now_ns(void)
 static api_metrics *api_m(ksess *s, int16_t api, int16_t ver)
 {
     static api_metrics none;
+    /* Label values come from the client: keys and versions outside the API
+     * table share one series each ("unknown"), so a hostile client cannot
+     * grow the registry without bound. */
+    const bs_kafka_api_info *info = bs_kafka_api(api);
+    if (!info) api = -1;
+    bool ver_ok = info && ver >= info->min_version && ver <= info->max_version;
+    if (!ver_ok) ver = -1;
     uint32_t key = ((uint32_t)(uint16_t)api << 16) | (uint16_t)ver;
     uint32_t h = (key * 2654435761u) % API_CACHE;
     for (uint32_t i = 0; i < API_CACHE; i++) {
@@ -269,7 +276,10 @@ static api_metrics *api_m(ksess *s, int16_t api, int16_t ver)
         if (e->used && e->key == key) return e;
         if (e->used) continue;
         char v[8];
-        snprintf(v, sizeof v, "%d", ver);
+        if (ver_ok)
+            snprintf(v, sizeof v, "%d", ver);
+        else
+            snprintf(v, sizeof v, "unknown");
         const char *name = bs_kafka_api_name(api);
         e->requests = bs_metrics_counter_kv("brokerside_kafka_requests_total",
                                             "Kafka requests received from clients", "listener",
@@ -296,6 +306,7 @@ static api_metrics *api_m(ksess *s, int16_t api, int16_t ver)
 static lat_metrics *lat_m(ksess *s, int16_t api)
 {
     static lat_metrics none;
+    if (!bs_kafka_api(api)) api = -1; /* one "unknown" series, see api_m */
     uint32_t h = ((uint32_t)(uint16_t)api * 2654435761u) % API_CACHE;
     for (uint32_t i = 0; i < API_CACHE; i++) {
         lat_metrics *e = &s->lat[(h + i) % API_CACHE];

@@ -292,8 +292,8 @@ static void test_pipelined(void)
     CHECK_EQ(counter("brokerside_kafka_requests_total", "api", "Heartbeat", "version", "0", NULL,
                      NULL),
              2);
-    CHECK_EQ(counter("brokerside_kafka_requests_total", "api", "unknown", "version", "0", NULL,
-                     NULL),
+    CHECK_EQ(counter("brokerside_kafka_requests_total", "api", "unknown", "version", "unknown",
+                     NULL, NULL),
              1);
     CHECK_EQ(counter("brokerside_kafka_errors_total", "api", "Metadata", "error", "3", NULL, NULL),
              1);
@@ -753,6 +753,40 @@ static void test_topic_ids(void)
     h_close(&h);
 }
 
+/* Client-chosen keys and versions outside the API table share one series. */
+static void test_label_cardinality(void)
+{
+    harness h;
+    h_open(&h, 1 << 20, NULL);
+    bs_wbuf w, out;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&out, 0);
+    int64_t before = counter("brokerside_kafka_requests_total", "api", "unknown", "version",
+                             "unknown", NULL, NULL);
+    for (int i = 0; i < 200; i++) {
+        size_t s;
+        frame_begin(&w, &s);
+        bs_wbuf_put_be16(&w, (uint16_t)(i % 2 ? 5000 + i : 12)); /* unknown key, or Heartbeat */
+        bs_wbuf_put_be16(&w, (uint16_t)(i % 2 ? 0 : 30000 + i));  /* ... at a version it lacks */
+        bs_wbuf_put_be32(&w, (uint32_t)i);
+        bs_kafka_put_string(&w, false, (const uint8_t *)"c", 1);
+        bs_wbuf_put_u8(&w, 0); /* header v2 tags (a future Heartbeat version is flexible) */
+        frame_end(&w, s);
+    }
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 1000, &out), BS_OK);
+    CHECK_EQ(out.len, w.len);
+    CHECK_EQ(counter("brokerside_kafka_requests_total", "api", "unknown", "version", "unknown",
+                     NULL, NULL) -
+                 before,
+             100);
+    CHECK_EQ(counter("brokerside_kafka_requests_total", "api", "Heartbeat", "version", "unknown",
+                     NULL, NULL),
+             100);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&out);
+    h_close(&h);
+}
+
 /* ApiVersions: an error answer that does not decode (librdkafka's mock
  * answers UNSUPPORTED_VERSION this way) is forwarded as it is; a success
  * answer that does not decode closes the connection and is not forwarded. */
@@ -802,6 +836,7 @@ int main(void)
     RUN(test_topic_cap);
     RUN(test_api_versions_answers);
     RUN(test_topic_ids);
+    RUN(test_label_cardinality);
     bs_kafka_session_reset_globals();
     bs_metrics_shutdown();
     return test_report();
