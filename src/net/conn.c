@@ -435,14 +435,17 @@ static void conn_upstream_failed(bs_conn *c, const char *why)
     c->upstream_failed = true;
 }
 
-/* Start the non-blocking connect to the upstream. */
-static void conn_connect_upstream(bs_conn *c)
+/* Start the non-blocking connect to the upstream. Returns the errno of a
+ * failed socket() (the process is out of descriptors: the caller pauses
+ * accepting), else 0; any failure is already handled on `c`. */
+static int conn_connect_upstream(bs_conn *c)
 {
     const bs_endpoint *up = &c->l->cfg->upstream;
     int fd = socket(up->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        conn_upstream_failed(c, strerror(errno));
-        return;
+        int err = errno;
+        conn_upstream_failed(c, strerror(err));
+        return err;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -451,9 +454,10 @@ static void conn_connect_upstream(bs_conn *c)
     c->u.io.data = c;
     if (connect(fd, (const struct sockaddr *)&up->addr, up->addrlen) == 0 || errno == EINPROGRESS) {
         c->upstream_connecting = true;
-        return;
+        return 0;
     }
     conn_upstream_failed(c, strerror(errno));
+    return 0;
 }
 
 /* The connect finished (writable): check its result, start origination TLS. */
@@ -714,13 +718,17 @@ static bool side_has_bytes_in_flight(const bs_side *s)
 }
 
 /* Nothing in flight (graceful shutdown may close now): no buffered bytes in
- * brokerside, none queued in either socket, and a quiescent session. For
- * opaque `tcp` this is all that can be known: a request the upstream has
- * fully received but not yet answered is not visible. */
+ * brokerside, none queued in either socket, not half-closed, and a quiescent
+ * session. A half-closed pair is finishing an exchange (typically: the
+ * client sent its last request and EOF and waits for the answer), so it is
+ * left to end by itself within the grace period. For opaque `tcp` this is
+ * all that can be known: a request the upstream has fully received but not
+ * yet answered on a still-open pair is not visible. */
 static bool conn_quiescent(const bs_conn *c)
 {
     if (!buf_empty(c->c2u) || !buf_empty(c->u2c) || !buf_empty(c->cin) || !buf_empty(c->uin))
         return false;
+    if (c->c.rd_eof != c->u.rd_eof) return false;
     if (c->sess && c->l->session_ops->is_quiescent && !c->l->session_ops->is_quiescent(c->sess))
         return false;
     return !side_has_bytes_in_flight(&c->c) && !side_has_bytes_in_flight(&c->u);
@@ -918,6 +926,19 @@ static void conn_close(bs_conn *c, bool clean)
     if (w->draining && w->n_conns == 0) ev_break(w->loop, EVBREAK_ALL);
 }
 
+/* Stop accepting on `wl` for ACCEPT_PAUSE_S after resource exhaustion
+ * (`err`), logged at most once per second. */
+static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err)
+{
+    bs_listener *l = wl->l;
+    if (bs_net_ratelimit(&l->last_limit_log))
+        BS_LOG_ERRORF("net", "listener %s: %s; pausing accepts for %.0f ms", l->cfg->name,
+                      strerror(err), ACCEPT_PAUSE_S * 1000);
+    ev_io_stop(loop, &wl->io);
+    ev_timer_set(&wl->pause, ACCEPT_PAUSE_S, 0.);
+    ev_timer_start(loop, &wl->pause);
+}
+
 /* Accept a burst of clients on one listening socket (worker thread). Over
  * the process-wide limit a client is accepted and closed at once, counted
  * and logged at most once per second. */
@@ -933,12 +954,7 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* The pending connection stays queued and the socket stays
                  * readable: without a pause this would spin. */
-                if (bs_net_ratelimit(&l->last_limit_log))
-                    BS_LOG_ERRORF("net", "listener %s: accept: %s; pausing accepts for %.0f ms",
-                                  l->cfg->name, strerror(errno), ACCEPT_PAUSE_S * 1000);
-                ev_io_stop(loop, &wl->io);
-                ev_timer_set(&wl->pause, ACCEPT_PAUSE_S, 0.);
-                ev_timer_start(loop, &wl->pause);
+                accept_pause(loop, wl, errno);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                        errno != ECONNABORTED) {
                 BS_LOG_WARNF("net", "listener %s: accept: %s", l->cfg->name, strerror(errno));
@@ -986,11 +1002,17 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         w->n_conns++;
         bs_metric_add(l->m_open, 1);
         bs_metric_add(l->m_total, 1);
-        conn_connect_upstream(c);
+        int sock_err = conn_connect_upstream(c);
         double first = w->limits.handshake_timeout_s;
         if (w->limits.connect_timeout_s < first) first = w->limits.connect_timeout_s;
         conn_timer_at(c, c->t_start + first);
-        conn_pump(c);
+        conn_pump(c); /* may free c */
+        if (sock_err == EMFILE || sock_err == ENFILE) {
+            /* Accepting more clients now would only churn: each would be
+             * closed for want of an upstream socket. */
+            accept_pause(loop, wl, sock_err);
+            return;
+        }
     }
 }
 
