@@ -18,6 +18,7 @@
 
 #include "brokerside/admin.h"
 #include "brokerside/config.h"
+#include "brokerside/kafka_session.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
 #include "brokerside/net.h"
@@ -195,6 +196,15 @@ static int run(const char *path)
     if (bs_server_new(a.loop, a.cfg, &a.srv, err, sizeof err) != BS_OK) {
         BS_LOG_ERRORF("main", "cannot start: %s", err);
         goto out;
+    }
+    /* `kafka` listeners get the protocol-aware session; `tcp` stays opaque. */
+    for (size_t i = 0; i < a.cfg->n_listeners; i++) {
+        const bs_listener_config *l = &a.cfg->listeners[i];
+        if (l->protocol != BS_PROTOCOL_KAFKA) continue;
+        if (bs_server_set_session(a.srv, l->name, bs_kafka_session_ops(), NULL) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot install the Kafka session on listener %s", l->name);
+            goto out;
+        }
     }
     if (a.cfg->admin.enabled) {
         bs_admin_hooks hooks = {.ctx = &a, .ready = ready_hook, .status_json = status_hook};
