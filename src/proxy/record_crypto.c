@@ -478,8 +478,9 @@ static bs_status dec_value(void *arg, const bs_record_batch *batch, const bs_rec
     return BS_OK;
 }
 
-/* True when some record value of the records blob is an envelope. Stops at
- * anything it cannot read (the client sees those bytes as they are). */
+/* True when some record value of the records blob is an envelope, or when a
+ * v2 batch cannot be read (then the transform fails and the partition gets an
+ * error rather than unread bytes reaching the client). */
 static bool has_envelope(const uint8_t *p, size_t n, size_t limit)
 {
     bs_batch_iter it;
@@ -487,7 +488,12 @@ static bool has_envelope(const uint8_t *p, size_t n, size_t limit)
     for (;;) {
         bs_batch_kind kind;
         bs_record_batch b;
-        if (bs_batch_iter_next(&it, &kind, &b) != BS_OK || kind != BS_BATCH_FULL) return false;
+        bs_status st = bs_batch_iter_next(&it, &kind, &b);
+        /* A corrupt batch may hide envelopes: the transform then reports the
+         * partition. Magic 0/1 message sets never carry ours (refused on
+         * Produce) and stop the walk. */
+        if (st != BS_OK) return st != BS_E_UNSUPPORTED;
+        if (kind != BS_BATCH_FULL) return false;
         if (bs_record_batch_is_control(&b)) continue;
         bs_records r;
         bool found = false;
