@@ -50,6 +50,8 @@ M_BYTES = "brokerside_bytes_total"
 M_HS_FAILURES = "brokerside_tls_handshake_failures_total"
 M_CONNECTIONS_PREFIX = "brokerside_connections"
 
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: ")
+
 _procs = []          # every live Proc, for the atexit safety net
 _procs_lock = threading.Lock()
 
@@ -727,8 +729,18 @@ class IntegrationTest(unittest.TestCase):
     def start_brokerside(self, config, name="brokerside", wait=True):
         self.logs.append(os.path.join(self.tmp, name + ".log"))
         bs = Brokerside(self.tmp, config, name=name, wait=wait)
+        # Cleanups run last-in first-out: stop first, then check the log.
+        self.addCleanup(self.check_sanitizer_report, bs.log_path)
         self.addCleanup(bs.stop)
         return bs
+
+    def check_sanitizer_report(self, log_path):
+        """Fail the test if an ASan/UBSan/LSan build reported anything in the
+        daemon's log (such builds keep running after some reports)."""
+        text = tail(log_path, 100000)
+        m = SANITIZER_REPORT.search(text)
+        if m:
+            raise AssertionError("sanitizer report in %s:\n%s" % (log_path, text[m.start():m.start() + 3000]))
 
     def upstream(self, mode="echo", sink_bytes=0):
         """A plaintext TCP upstream (EchoServer) stopped at cleanup."""

@@ -14,6 +14,7 @@ least the payload that was produced and consumed.
 
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +52,42 @@ class TlsProxyTest(harness.IntegrationTest):
     def test_without_tls_the_port_does_not_serve_kafka(self):
         r = harness.kcat(self.addr, ["-L", "-m", "5"], timeout=60)
         self.assertNotEqual(r.returncode, 0, "plaintext Kafka was served on the TLS port")
+
+
+class ThreeBrokerTest(harness.IntegrationTest):
+    """Three dev brokers, one brokerside process with one TLS listener per
+    broker (each broker advertises its own sidecar listener)."""
+
+    def test_every_broker_behind_its_listener(self):
+        ports = {bid: harness.free_port() for bid in (1, 2, 3)}
+        db = self.start_devbroker(brokers=3, topics=["t3:6:3"],
+                                  advertise={b: "127.0.0.1:%d" % p for b, p in ports.items()})
+        listeners = [harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b], db.listen_addr(b),
+                                          name="broker%d" % b) for b in (1, 2, 3)]
+        bs = self.start_brokerside(harness.base_config(harness.free_port(), listeners))
+        harness.wait_http(bs.url("/readyz"), 200)
+        bootstrap = "127.0.0.1:%d" % ports[2]
+
+        r = harness.kcat(bootstrap, ["-L", "-t", "t3"], self.certs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        for b in (1, 2, 3):
+            self.assertIn("broker %d at 127.0.0.1:%d" % (b, ports[b]), out)
+            self.assertNotIn(db.listen_addr(b), out)
+        leaders = {int(x) for x in re.findall(r"partition \d+, leader (\d+)", out)}
+        self.assertGreater(len(leaders), 1, "the mock put every partition on one broker:\n" + out)
+        before = bs.metrics()
+
+        msgs = ["k%d:%s" % (i, "v" * 100) for i in range(60)]
+        harness.kcat_produce(bootstrap, "t3", msgs, self.certs)
+        got = harness.kcat_consume(bootstrap, "t3", len(msgs), self.certs)
+        self.assertEqual(sorted(got), sorted(msgs))
+
+        after = bs.metrics()
+        for b in leaders:
+            grew = (metric(after, M_BYTES, listener="broker%d" % b)
+                    - metric(before, M_BYTES, listener="broker%d" % b))
+            self.assertGreater(grew, 0, "no bytes through the listener of leader %d" % b)
 
 
 class AdminEndpointTest(harness.IntegrationTest):
