@@ -18,6 +18,7 @@
 
 #include "brokerside/admin.h"
 #include "brokerside/config.h"
+#include "brokerside/encryption.h"
 #include "brokerside/kafka_session.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
@@ -34,6 +35,7 @@ typedef struct app {
     size_t n_retired;
     bs_server *srv;
     bs_admin *admin;
+    bs_encryption *enc; /* NULL when encryption at rest is off */
     ev_signal sigterm, sigint, sighup;
     int stop_requests;
 } app;
@@ -197,11 +199,30 @@ static int run(const char *path)
         BS_LOG_ERRORF("main", "cannot start: %s", err);
         goto out;
     }
-    /* `kafka` listeners get the protocol-aware session; `tcp` stays opaque. */
+    if (!a.cfg->encryption.enabled) {
+        BS_LOG_WARNF("main", BS_CONFIG_ENCRYPTION_OFF_FMT, path);
+    } else {
+        /* Fail closed: an opaque listener would carry records in plaintext. */
+        for (size_t i = 0; i < a.cfg->n_listeners; i++) {
+            if (a.cfg->listeners[i].protocol == BS_PROTOCOL_KAFKA) continue;
+            BS_LOG_ERRORF("main",
+                          "cannot start: listener %s has protocol tcp, which cannot encrypt "
+                          "records; with an \"encryption\" section every listener must be kafka",
+                          a.cfg->listeners[i].name);
+            goto out;
+        }
+        if (bs_encryption_start(a.loop, a.cfg, a.srv, &a.enc, err, sizeof err) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot start: %s", err);
+            goto out;
+        }
+    }
+    /* `kafka` listeners get the protocol-aware session (with the record
+     * crypto hook when encryption is on); `tcp` stays opaque. */
     for (size_t i = 0; i < a.cfg->n_listeners; i++) {
         const bs_listener_config *l = &a.cfg->listeners[i];
         if (l->protocol != BS_PROTOCOL_KAFKA) continue;
-        if (bs_server_set_session(a.srv, l->name, bs_kafka_session_ops(), NULL) != BS_OK) {
+        if (bs_server_set_session(a.srv, l->name, bs_kafka_session_ops(),
+                                  a.enc ? (void *)bs_encryption_factory(a.enc) : NULL) != BS_OK) {
             BS_LOG_ERRORF("main", "cannot install the Kafka session on listener %s", l->name);
             goto out;
         }
@@ -234,6 +255,7 @@ static int run(const char *path)
 out:
     bs_admin_stop(a.admin);
     bs_server_free(a.srv);
+    bs_encryption_free(a.enc); /* after the workers (they free their DEK workers) */
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);
     free(a.retired);

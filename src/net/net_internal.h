@@ -138,6 +138,7 @@ struct bs_server {
     ev_tstamp start_time;
     unsigned reloads;
     bs_metric *m_reload_ok, *m_reload_failed;
+    bs_worker_hooks whooks; /* bs_server_set_worker_hooks; zeroed = none */
 };
 
 /* conn.c: accept callback of a listening socket (worker thread). */
