@@ -648,6 +648,9 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
             /* An empty answer is a drop, valid only for a request expecting none. */
             bool drop_ok = v == BS_KAFKA_HOOK_ANSWER && d->scratch.len == 0 && !d->pushed;
             if (st == BS_OK && !drop_ok && !frame_ok(&d->scratch)) st = BS_E_MALFORMED;
+            /* ...and a request expecting none must get none (acks=0). */
+            if (st == BS_OK && v == BS_KAFKA_HOOK_ANSWER && !d->pushed && d->scratch.len > 0)
+                st = BS_E_MALFORMED;
         }
         if (st == BS_OK && v == BS_KAFKA_HOOK_ANSWER && !d->is_req) st = BS_E_STATE;
         if (st == BS_OK && v > BS_KAFKA_HOOK_ANSWER) st = BS_E_STATE;
