@@ -43,6 +43,7 @@ typedef enum sink_mode { MODE_SINK, MODE_ECHO } sink_mode;
  * written back ([off, len) is pending); it is freed whenever it drains, so
  * thousands of idle connections cost no buffer memory. */
 typedef struct sink_conn {
+    struct sink_conn *prev, *next; /* list of open connections, freed at exit */
     int fd;
     uint8_t *buf;
     size_t off, len;
@@ -53,6 +54,7 @@ typedef struct sink_state {
     sink_mode mode;
     int ep;
     int lfd;
+    sink_conn *conns; /* head of the open-connection list */
     size_t n_conns, max_conns;
     uint64_t bytes_in, bytes_out, conns_total;
     uint8_t *rbuf;
@@ -98,6 +100,9 @@ static BS_WUR bs_status conn_watch(sink_state *s, sink_conn *c, uint32_t want)
 /* Close and free a connection. The caller must not use `c` afterwards. */
 static void conn_close(sink_state *s, sink_conn *c)
 {
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
     close(c->fd); /* closing removes it from the epoll set */
     free(c->buf);
     free(c);
@@ -137,6 +142,9 @@ static BS_WUR bs_status accept_all(sink_state *s)
             continue;
         }
         c->fd = fd;
+        c->next = s->conns;
+        if (s->conns) s->conns->prev = c;
+        s->conns = c;
         s->n_conns++;
         s->conns_total++;
         if (conn_watch(s, c, EPOLLIN | EPOLLRDHUP) != BS_OK) {
@@ -365,7 +373,7 @@ int main(int argc, char **argv)
 out:
     fprintf(stderr, "bytes_in %llu bytes_out %llu conns %llu\n", (unsigned long long)s.bytes_in,
             (unsigned long long)s.bytes_out, (unsigned long long)s.conns_total);
-    /* Open connections are reclaimed by process exit; the counts are what matter. */
+    while (s.conns) conn_close(&s, s.conns);
     if (s.ep >= 0) close(s.ep);
     if (s.lfd >= 0) close(s.lfd);
     free(s.rbuf);
