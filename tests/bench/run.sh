@@ -56,20 +56,24 @@ cleanup() {
     for p in "${PIDS[@]}"; do
         for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
+        { wait "$p"; } 2>/dev/null
     done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# stop_pid PID: stop one process started here and forget it.
+# stop_pid PID WHAT: stop one process started here and forget it. A process that
+# dies of anything but our TERM (or the KILL after 5 s) is reported by name.
 stop_pid() {
-    local p=$1 i keep=()
+    local p=$1 what=${2:-process} i rc keep=()
     kill -TERM "$p" 2>/dev/null
     for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
+    # The braces keep bash's own "Segmentation fault" job notice off the output.
+    { wait "$p"; } 2>/dev/null
+    rc=$?
+    case $rc in 0 | 1 | 143 | 137) ;; *) log "$what (pid $p) ended with status $rc while being stopped" ;; esac
     for i in "${PIDS[@]}"; do [ "$i" = "$p" ] || keep+=("$i"); done
     PIDS=("${keep[@]}")
 }
@@ -255,7 +259,7 @@ for s in "${SETUPS[@]}"; do
         BULK_PORT[$s]=$PORT_BULK; RTT_PORT[$s]=$PORT_RTT; RUNNING+=("$s")
     else
         log "setup $s could not start; its columns stay empty"
-        [ -n "$STARTED_PID" ] && stop_pid "$STARTED_PID"
+        [ -n "$STARTED_PID" ] && stop_pid "$STARTED_PID" "$s"
     fi
 done
 
@@ -286,7 +290,7 @@ for s in "${RUNNING[@]}"; do
     case $s in direct | bs-w2 | haproxy-t2) continue ;; esac
     for rep in $(seq "$REPS"); do
         if ! start_setup "$s"; then
-            [ -n "$STARTED_PID" ] && stop_pid "$STARTED_PID"
+            [ -n "$STARTED_PID" ] && stop_pid "$STARTED_PID" "$s"
             record "$s" mem ""; continue
         fi
         pid=$STARTED_PID
@@ -311,8 +315,8 @@ for s in "${RUNNING[@]}"; do
             record "$s" mem ""
             log "rep $rep $s: idle connections failed: $(tail -n 3 "$TMP/load.err")"
         fi
-        stop_pid "$lpid"
-        stop_pid "$pid"
+        stop_pid "$lpid" "load generator"
+        stop_pid "$pid" "$s"
     done
 done
 ELAPSED=$(( $(date +%s) - START_TS ))
