@@ -14,7 +14,7 @@ DEB_PACKAGES := \
 	zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev \
 	librdkafka-dev kcat \
 	python3 python3-kafka python3-confluent-kafka \
-	nodejs npm \
+	python3-prometheus-client \
 	stunnel4 haproxy sslscan testssl.sh \
 	procps iproute2 psmisc
 
@@ -28,6 +28,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	@cd tests && { [ -d node_modules/kafkajs ] || npm install --no-audit --no-fund --silent; }
 
 build: deps

@@ -6,7 +6,16 @@
  * lock-free atomic adds, safe from any thread. `labels` is the inside of a
  * Prometheus label set, already escaped, e.g. `reason="unknown_ca"` or NULL.
  * Use bs_metrics_label_escape() for values that come from outside.
- * Names follow Prometheus conventions: counters end in `_total`.
+ * Names follow Prometheus conventions: counters end in `_total`, every
+ * name starts with `brokerside_`, durations are histograms in seconds with a
+ * `_seconds` suffix (see bs_metrics_latency_bounds_s), sizes in bytes with a
+ * `_bytes` suffix. docs/admin.md lists the conventions.
+ *
+ * A name is one family: registering it again with another type (or, for a
+ * histogram, other bounds) is a programming error, logged, and returns
+ * NULL. The HELP text of the first registration wins. Series within a family
+ * are keyed by the exact `labels` string, so always write label pairs in the
+ * same order (bs_metrics_labels() does that for you).
  */
 #ifndef BROKERSIDE_METRICS_H
 #define BROKERSIDE_METRICS_H
@@ -20,27 +29,64 @@
 typedef struct bs_metric bs_metric;
 typedef struct bs_histogram bs_histogram;
 
-/* Get or create. Returns NULL only on allocation failure (callers may pass
- * NULL to the update functions, which then do nothing). */
+/* Get or create. Returns NULL on allocation failure, on an invalid name
+ * (not [a-zA-Z_:][a-zA-Z0-9_:]*), on a malformed label set (not
+ * `k="v",...` with only \\ \" \n escapes; `le` is reserved for
+ * histograms) and on a type clash (all logged); callers
+ * may pass NULL to the update functions, which then do nothing. Thread-safe. */
 bs_metric *bs_metrics_counter(const char *name, const char *help, const char *labels);
 bs_metric *bs_metrics_gauge(const char *name, const char *help, const char *labels);
-/* `bounds` are the upper bounds of the buckets, ascending; +Inf is implied. */
+/* `bounds` are the upper bounds of the buckets, strictly ascending and
+ * finite, 1..64 of them; +Inf is implied. They are copied. NULL if invalid. */
 bs_histogram *bs_metrics_histogram(const char *name, const char *help, const char *labels,
                                    const double *bounds, size_t n_bounds);
 
+/* Updates are relaxed atomics: safe from any thread, no lock. NULL: no-op.
+ * bs_metric_set on a counter is a programming error and is ignored (a
+ * counter only goes up; add a negative delta to a gauge to decrease it). */
 void bs_metric_add(bs_metric *m, int64_t delta);
 void bs_metric_set(bs_metric *m, int64_t value);
+/* Current value; 0 for NULL. */
 int64_t bs_metric_value(const bs_metric *m);
+/* Count `value` in the first bucket whose bound is >= value, add it to the
+ * sum. NaN is ignored. NULL: no-op. */
 void bs_histogram_observe(bs_histogram *h, double value);
+/* Snapshot of a histogram for tests and JSON: total count and sum; 0 for NULL. */
+uint64_t bs_histogram_count(const bs_histogram *h);
+double bs_histogram_sum(const bs_histogram *h);
 
-/* Render every metric in the Prometheus text exposition format 0.0.4. */
+/* Default latency buckets in SECONDS (Prometheus convention), 0.0005 .. 10;
+ * *n receives the number of bounds. The array is static; do not free. */
+const double *bs_metrics_latency_bounds_s(size_t *n);
+
+/* Build an escaped label set from NULL-terminated name/value pairs, e.g.
+ * bs_metrics_labels(buf, sizeof buf, "listener", name, "api", "Produce", NULL)
+ * gives `listener="...",api="Produce"`. Values are escaped; names must be
+ * [a-zA-Z_][a-zA-Z0-9_]* (BS_E_MALFORMED otherwise). BS_E_TOO_LARGE if the
+ * result does not fit out[outlen]. out is always NUL-terminated (outlen > 0). */
+bs_status bs_metrics_labels(char *out, size_t outlen, ...) BS_WUR __attribute__((sentinel));
+/* Get-or-create with labels built as by bs_metrics_labels from the trailing
+ * NULL-terminated name/value pairs (at most 1 KiB of labels). NULL on any
+ * error (logged). */
+bs_metric *bs_metrics_counter_kv(const char *name, const char *help, ...) __attribute__((sentinel));
+bs_metric *bs_metrics_gauge_kv(const char *name, const char *help, ...) __attribute__((sentinel));
+bs_histogram *bs_metrics_histogram_kv(const char *name, const char *help, const double *bounds,
+                                      size_t n_bounds, ...) __attribute__((sentinel));
+
+/* Render every metric in the Prometheus text exposition format 0.0.4:
+ * families sorted by name, one # HELP and # TYPE each, series sorted by
+ * their label string. Appends to out; BS_E_NOMEM/TOO_LARGE from the wbuf. */
 bs_status bs_metrics_render_prometheus(bs_wbuf *out) BS_WUR;
 /* Render every metric as a JSON object {"name{labels}": value, ...}
  * (histograms as {"count":..,"sum":..}) for /status. */
 bs_status bs_metrics_render_json(bs_wbuf *out) BS_WUR;
-/* Escape a label value (backslash, quote, newline) into out[outlen]. */
+/* Escape a label value (backslash, quote, newline) into out[outlen]. The
+ * output is always NUL-terminated when outlen > 0; an input that does not
+ * fit is truncated at a character boundary (never half an escape). */
 void bs_metrics_label_escape(const char *in, char *out, size_t outlen);
-/* Free everything; pointers handed out become invalid. For tests and exit. */
+/* Free everything; pointers handed out become invalid. For tests and exit:
+ * only when no other thread uses the registry. The registry can be used
+ * again afterwards (it starts empty). */
 void bs_metrics_shutdown(void);
 
 #endif
