@@ -296,12 +296,13 @@ for s in "${RUNNING[@]}"; do
         pid=$STARTED_PID
         sleep 0.5
         rss0=$(rss_kib "$pid")
+        : >"$TMP/idle.out" # exists before the poll below reads it
         # shellcheck disable=SC2046
         "$LOAD" --mode idle --port "$PORT_RTT" --conns "$IDLE_CONNS" --ping 1024 --hold 300 $(tls_args "$s") >"$TMP/idle.out" 2>>"$TMP/load.err" &
         lpid=$!; PIDS+=("$lpid")
         ok=
         for i in $(seq 1200); do
-            grep -q '^READY' "$TMP/idle.out" && { ok=1; break; }
+            grep -qs '^READY' "$TMP/idle.out" && { ok=1; break; }
             kill -0 "$lpid" 2>/dev/null || break
             sleep 0.1
         done
