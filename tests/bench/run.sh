@@ -18,7 +18,8 @@
 #   memory per idle TLS connection: a fresh proxy, VmRSS before and after IDLE_CONNS
 #   connections (each handshaken and carrying one 1 KiB echo), divided by IDLE_CONNS
 # Prints a table and writes it as markdown to BUILD_DIR/bench-results.md.
-# Environment overrides: BENCH_REPS (3), BENCH_SECONDS (3), BENCH_IDLE_CONNS (5000).
+# Environment overrides: BENCH_REPS (3), BENCH_SECONDS (3), BENCH_IDLE_CONNS (5000),
+# BENCH_SETUPS (space-separated subset of the setup names, default all).
 # Every process started here is stopped on exit (trap EXIT), whatever happens.
 set -uo pipefail
 
@@ -251,6 +252,12 @@ else
     log "$BS_NOTE"
 fi
 SETUPS+=(stunnel haproxy-t1 haproxy-t2)
+if [ -n "${BENCH_SETUPS:-}" ]; then # a subset, for quick comparisons while developing
+    keep=()
+    for s in "${SETUPS[@]}"; do [[ " $BENCH_SETUPS " == *" $s "* ]] && keep+=("$s"); done
+    [ ${#keep[@]} -gt 0 ] || die "BENCH_SETUPS='$BENCH_SETUPS' names none of: ${SETUPS[*]}"
+    SETUPS=("${keep[@]}")
+fi
 
 declare -A BULK_PORT RTT_PORT RES
 RUNNING=()
