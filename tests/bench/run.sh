@@ -259,13 +259,15 @@ if [ -n "${BENCH_SETUPS:-}" ]; then # a subset, for quick comparisons while deve
     SETUPS=("${keep[@]}")
 fi
 
-declare -A BULK_PORT RTT_PORT RES
+declare -A BULK_PORT RTT_PORT SETUP_PID RES
 RUNNING=()
+NOTES=() # lines for the results file: what went wrong, so numbers are read with it
 for s in "${SETUPS[@]}"; do
     if start_setup "$s"; then
-        BULK_PORT[$s]=$PORT_BULK; RTT_PORT[$s]=$PORT_RTT; RUNNING+=("$s")
+        BULK_PORT[$s]=$PORT_BULK; RTT_PORT[$s]=$PORT_RTT; SETUP_PID[$s]=$STARTED_PID; RUNNING+=("$s")
     else
         log "setup $s could not start; its columns stay empty"
+        NOTES+=("setup $s could not start (see the run's output); its columns are empty")
         [ -n "$STARTED_PID" ] && stop_pid "$STARTED_PID" "$s"
     fi
 done
@@ -290,6 +292,13 @@ for rep in $(seq "$REPS"); do
         record "$s" p99 "$(get p99_us "$line")"
         log "rep $rep $s: bulk1 ${RES[$s,bulk1]##* } bulk16 ${RES[$s,bulk16]##* } MB/s, rtt p50 ${RES[$s,p50]##* } p99 ${RES[$s,p99]##* } us"
     done
+done
+for s in "${RUNNING[@]}"; do
+    p=${SETUP_PID[$s]}
+    if [ -n "$p" ] && ! kill -0 "$p" 2>/dev/null; then
+        log "setup $s (pid $p) died during the throughput/latency runs"
+        NOTES+=("setup $s died during the throughput/latency runs; its failed repetitions are marked x")
+    fi
 done
 
 # ---- memory per idle TLS connection: a fresh proxy per repetition ----
@@ -322,6 +331,7 @@ for s in "${RUNNING[@]}"; do
         else
             record "$s" mem ""
             log "rep $rep $s: idle connections failed: $(tail -n 3 "$TMP/load.err")"
+            NOTES+=("$s: idle-connection repetition $rep failed: $(tail -n 1 "$TMP/load.err")")
         fi
         stop_pid "$lpid" "load generator"
         stop_pid "$pid" "$s"
@@ -367,6 +377,7 @@ goal_row() {
     echo "- $(openssl version | head -1); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2)"
     echo "- TLS: TLSv1.3 $TLS13_SUITE, X25519, ECDSA P-256 certificate, full handshakes; client, proxy and sink share the machine's CPUs"
     [ -n "$BS_NOTE" ] && echo "- $BS_NOTE"
+    for n in "${NOTES[@]}"; do echo "- NOTE: $n"; done
     echo
     printf '| metric |'; for s in "${SETUPS[@]}"; do printf ' %s |' "$s"; done; echo
     printf '|---|'; for s in "${SETUPS[@]}"; do printf -- '---:|'; done; echo
