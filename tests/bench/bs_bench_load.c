@@ -97,10 +97,10 @@ typedef struct load_run {
     const load_opts *o;
     SSL_CTX *ctx;
     pthread_barrier_t start;
-    atomic_bool stop;     /* set by main when the measured period ends */
-    atomic_bool record;   /* rtt: set by main when the warm-up ends */
-    atomic_bool failed;   /* any thread failed: the run is invalid */
-    pthread_mutex_t mu;   /* guards the merged results below */
+    atomic_bool stop;   /* set by main when the measured period ends */
+    atomic_bool record; /* rtt: set by main when the warm-up ends */
+    atomic_bool failed; /* any thread failed: the run is invalid */
+    pthread_mutex_t mu; /* guards the merged results below */
     uint64_t bytes;
     load_hist *hist;
 } load_run;
@@ -225,7 +225,8 @@ static BS_WUR bs_status conn_open(const load_opts *o, SSL_CTX *ctx, unsigned lon
     struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(o->port), .sin_addr = o->host};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(o->port), .sin_addr = o->host};
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         fprintf(stderr, "bs_bench_load: conn %lu: connect to port %u: %s\n", id, o->port,
                 strerror(errno));
@@ -324,8 +325,10 @@ static BS_WUR bs_status round_trip(load_conn *c, unsigned long id, uint64_t seq,
 static void hist_add(load_hist *h, uint64_t ns)
 {
     uint64_t us = ns / 1000;
-    if (us < HIST_BUCKETS) h->b[us]++;
-    else h->over++;
+    if (us < HIST_BUCKETS)
+        h->b[us]++;
+    else
+        h->over++;
     if (us > h->max_us) h->max_us = us;
     h->n++;
     h->sum_us += (double)ns / 1000.0;
@@ -334,7 +337,8 @@ static void hist_add(load_hist *h, uint64_t ns)
 /* Merge `src` into `dst`. */
 static void hist_merge(load_hist *dst, const load_hist *src)
 {
-    for (size_t i = 0; i < HIST_BUCKETS; i++) dst->b[i] += src->b[i];
+    for (size_t i = 0; i < HIST_BUCKETS; i++)
+        dst->b[i] += src->b[i];
     dst->over += src->over;
     dst->n += src->n;
     dst->sum_us += src->sum_us;
@@ -378,7 +382,8 @@ static void *worker(void *arg)
         if (!ok) fprintf(stderr, "bs_bench_load: conn %lu: out of memory\n", t->id);
     }
     if (ok) {
-        for (size_t i = 0; i < bufsz; i++) out[i] = (uint8_t)(i * 131u + t->id);
+        for (size_t i = 0; i < bufsz; i++)
+            out[i] = (uint8_t)(i * 131u + t->id);
     }
     if (!ok) atomic_store(&run->failed, true);
     /* Everyone meets here, failed or not, so main is never left waiting. */
@@ -399,7 +404,8 @@ static void *worker(void *arg)
                 ok = false;
                 break;
             }
-            if (atomic_load_explicit(&run->record, memory_order_relaxed)) hist_add(h, now_ns() - t0);
+            if (atomic_load_explicit(&run->record, memory_order_relaxed))
+                hist_add(h, now_ns() - t0);
         }
     }
     if (!ok) atomic_store(&run->failed, true);
@@ -460,7 +466,8 @@ static BS_WUR bs_status run_threads(const load_opts *o)
     while (!g_stop && !atomic_load(&run.failed) && now_ns() - t0 < (uint64_t)(measured * 1e9))
         sleep_s(0.05);
     atomic_store(&run.stop, true);
-    for (unsigned long i = 0; i < started; i++) pthread_join(th[i].tid, NULL);
+    for (unsigned long i = 0; i < started; i++)
+        pthread_join(th[i].tid, NULL);
     started = 0;
     double secs = (double)(now_ns() - t0) / 1e9;
     if (atomic_load(&run.failed) || g_stop) {
@@ -487,7 +494,8 @@ static BS_WUR bs_status run_threads(const load_opts *o)
     fflush(stdout);
     st = BS_OK;
 out:
-    for (unsigned long i = 0; i < started; i++) pthread_join(th[i].tid, NULL);
+    for (unsigned long i = 0; i < started; i++)
+        pthread_join(th[i].tid, NULL);
     if (barrier) pthread_barrier_destroy(&run.start);
     if (mu) pthread_mutex_destroy(&run.mu);
     free(th);
@@ -532,7 +540,8 @@ static BS_WUR bs_status run_idle(const load_opts *o)
     fflush(stdout);
     st = BS_OK;
 out:
-    for (unsigned long i = 0; i < open; i++) conn_close(&cs[i]);
+    for (unsigned long i = 0; i < open; i++)
+        conn_close(&cs[i]);
     free(cs);
     free(out);
     free(in);
@@ -561,8 +570,8 @@ static unsigned long parse_ul(const char *opt, const char *v, unsigned long lo, 
     errno = 0;
     unsigned long x = strtoul(v, &end, 10);
     if (errno || end == v || *end || v[0] == '-' || x < lo || x > hi) {
-        fprintf(stderr, "bs_bench_load: %s wants an integer in [%lu, %lu], got '%s'\n", opt, lo,
-                hi, v);
+        fprintf(stderr, "bs_bench_load: %s wants an integer in [%lu, %lu], got '%s'\n", opt, lo, hi,
+                v);
         exit(2);
     }
     return x;
@@ -641,8 +650,10 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--servername") == 0) {
             o.servername = v;
         } else if (strcmp(a, "--tls-version") == 0) {
-            if (strcmp(v, "1.2") == 0) o.tls_version = TLS1_2_VERSION;
-            else if (strcmp(v, "1.3") == 0) o.tls_version = TLS1_3_VERSION;
+            if (strcmp(v, "1.2") == 0)
+                o.tls_version = TLS1_2_VERSION;
+            else if (strcmp(v, "1.3") == 0)
+                o.tls_version = TLS1_3_VERSION;
             else {
                 fprintf(stderr, "bs_bench_load: --tls-version is 1.2 or 1.3, got '%s'\n", v);
                 return 2;

@@ -100,8 +100,10 @@ static BS_WUR bs_status conn_watch(sink_state *s, sink_conn *c, uint32_t want)
 /* Close and free a connection. The caller must not use `c` afterwards. */
 static void conn_close(sink_state *s, sink_conn *c)
 {
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     close(c->fd); /* closing removes it from the epoll set */
     free(c->buf);
@@ -303,8 +305,10 @@ int main(int argc, char **argv)
         }
         const char *v = argv[++i];
         if (strcmp(a, "--mode") == 0) {
-            if (strcmp(v, "sink") == 0) s.mode = MODE_SINK;
-            else if (strcmp(v, "echo") == 0) s.mode = MODE_ECHO;
+            if (strcmp(v, "sink") == 0)
+                s.mode = MODE_SINK;
+            else if (strcmp(v, "echo") == 0)
+                s.mode = MODE_ECHO;
             else {
                 fprintf(stderr, "bs_bench_sink: --mode is sink or echo, got '%s'\n", v);
                 return 2;
@@ -373,7 +377,8 @@ int main(int argc, char **argv)
 out:
     fprintf(stderr, "bytes_in %llu bytes_out %llu conns %llu\n", (unsigned long long)s.bytes_in,
             (unsigned long long)s.bytes_out, (unsigned long long)s.conns_total);
-    while (s.conns) conn_close(&s, s.conns);
+    while (s.conns)
+        conn_close(&s, s.conns);
     if (s.ep >= 0) close(s.ep);
     if (s.lfd >= 0) close(s.lfd);
     free(s.rbuf);
