@@ -237,9 +237,12 @@ start_setup() {
     esac
 }
 
-tls_args() { # SETUP: the client's TLS options for that setup
+# set_tls_args SETUP: TARGS = the client's TLS options for that setup (none for direct).
+set_tls_args() {
+    TARGS=()
     [ "$1" = direct ] && return 0
-    echo "--tls --ca $CERTS/ca.crt --servername localhost --tls-version 1.3 --ciphersuites $TLS13_SUITE --groups X25519"
+    TARGS=(--tls --ca "$CERTS/ca.crt" --servername localhost --tls-version 1.3
+        --ciphersuites "$TLS13_SUITE" --groups X25519)
 }
 
 # ---- which setups run ----
@@ -282,12 +285,12 @@ log "loadavg before the run: $(cut -d' ' -f1-3 /proc/loadavg); setups: ${RUNNING
 START_TS=$(date +%s)
 for rep in $(seq "$REPS"); do
     for s in "${RUNNING[@]}"; do
-        # shellcheck disable=SC2046
+        set_tls_args "$s"
         for c in 1 16; do
-            line=$("$LOAD" --mode bulk --port "${BULK_PORT[$s]}" --conns $c --seconds "$SECS" $(tls_args "$s") 2>>"$TMP/load.err")
+            line=$("$LOAD" --mode bulk --port "${BULK_PORT[$s]}" --conns $c --seconds "$SECS" "${TARGS[@]}" 2>>"$TMP/load.err")
             record "$s" "bulk$c" "$(get mbps "$line")"
         done
-        line=$("$LOAD" --mode rtt --port "${RTT_PORT[$s]}" --conns 1 --size 1024 --seconds "$SECS" $(tls_args "$s") 2>>"$TMP/load.err")
+        line=$("$LOAD" --mode rtt --port "${RTT_PORT[$s]}" --conns 1 --size 1024 --seconds "$SECS" "${TARGS[@]}" 2>>"$TMP/load.err")
         record "$s" p50 "$(get p50_us "$line")"
         record "$s" p99 "$(get p99_us "$line")"
         log "rep $rep $s: bulk1 ${RES[$s,bulk1]##* } bulk16 ${RES[$s,bulk16]##* } MB/s, rtt p50 ${RES[$s,p50]##* } p99 ${RES[$s,p99]##* } us"
@@ -313,8 +316,8 @@ for s in "${RUNNING[@]}"; do
         sleep 0.5
         rss0=$(rss_kib "$pid")
         : >"$TMP/idle.out" # exists before the poll below reads it
-        # shellcheck disable=SC2046
-        "$LOAD" --mode idle --port "$PORT_RTT" --conns "$IDLE_CONNS" --ping 1024 --hold 300 $(tls_args "$s") >"$TMP/idle.out" 2>>"$TMP/load.err" &
+        set_tls_args "$s"
+        "$LOAD" --mode idle --port "$PORT_RTT" --conns "$IDLE_CONNS" --ping 1024 --hold 300 "${TARGS[@]}" >"$TMP/idle.out" 2>>"$TMP/load.err" &
         lpid=$!; PIDS+=("$lpid")
         ok=
         for i in $(seq 1200); do
