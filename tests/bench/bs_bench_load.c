@@ -169,6 +169,17 @@ static void report_tls_error(unsigned long id, const char *what, SSL *ssl, int r
     ERR_clear_error();
 }
 
+/* True (with a message naming connection `id` and `what`) when a transfer
+ * that started at `t0` has gone on for longer than the I/O timeout. A socket
+ * timeout that strikes after some bytes moved ends send()/recv() with a
+ * short count rather than an error, so stalls are caught by the clock too. */
+static bool stalled(unsigned long id, const char *what, uint64_t t0)
+{
+    if (now_ns() - t0 < (uint64_t)IO_TIMEOUT_S * 1000000000u) return false;
+    fprintf(stderr, "bs_bench_load: conn %lu: %s: timed out after %d s\n", id, what, IO_TIMEOUT_S);
+    return true;
+}
+
 /* Build the client TLS context: exactly one protocol version, the given
  * suites and groups, peer verification against o->ca, no session cache (every
  * connection does a full handshake, the same for every proxy). `release` asks
@@ -254,7 +265,9 @@ static BS_WUR bs_status conn_open(const load_opts *o, SSL_CTX *ctx, unsigned lon
 static BS_WUR bs_status conn_write_all(load_conn *c, unsigned long id, const uint8_t *p, size_t len)
 {
     size_t done = 0;
+    uint64_t t0 = now_ns();
     while (done < len) {
+        if (done && stalled(id, "write", t0)) return BS_E_IO;
         if (c->ssl) {
             size_t n = 0;
             int r = SSL_write_ex(c->ssl, p + done, len - done, &n);
@@ -281,7 +294,9 @@ static BS_WUR bs_status conn_write_all(load_conn *c, unsigned long id, const uin
 static BS_WUR bs_status conn_read_full(load_conn *c, unsigned long id, uint8_t *p, size_t len)
 {
     size_t done = 0;
+    uint64_t t0 = now_ns();
     while (done < len) {
+        if (done && stalled(id, "read", t0)) return BS_E_IO;
         if (c->ssl) {
             size_t n = 0;
             int r = SSL_read_ex(c->ssl, p + done, len - done, &n);
