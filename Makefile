@@ -13,7 +13,7 @@ DEB_PACKAGES := \
 	libcurl4-openssl-dev curl \
 	zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev \
 	librdkafka-dev kcat \
-	python3 python3-kafka python3-confluent-kafka \
+	python3 python3-kafka python3-confluent-kafka python3-snappy python3-lz4 python3-zstandard \
 	python3-prometheus-client \
 	stunnel4 haproxy sslscan testssl.sh \
 	procps iproute2 psmisc
