@@ -2,7 +2,7 @@
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 8
 
 # Every Debian package the build, demo, tests and benchmarks need.
 DEB_PACKAGES := \

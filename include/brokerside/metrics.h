@@ -84,6 +84,39 @@ bs_status bs_metrics_render_json(bs_wbuf *out) BS_WUR;
  * output is always NUL-terminated when outlen > 0; an input that does not
  * fit is truncated at a character boundary (never half an escape). */
 void bs_metrics_label_escape(const char *in, char *out, size_t outlen);
+/* One series as seen by bs_metrics_foreach. All pointers are valid only
+ * during the callback. Counters and gauges fill `value`; histograms fill
+ * bounds/buckets (n_bounds + 1 entries, NOT cumulative, the last one is
+ * +Inf), count (the bucket total, so it is self-consistent) and sum. */
+typedef enum bs_metric_kind {
+    BS_METRIC_COUNTER = 0,
+    BS_METRIC_GAUGE = 1,
+    BS_METRIC_HISTOGRAM = 2,
+} bs_metric_kind;
+
+typedef struct bs_metric_sample {
+    const char *name;
+    const char *help;
+    const char *labels; /* escaped Prometheus label body; "" when none */
+    bs_metric_kind kind;
+    int64_t value;
+    size_t n_bounds;
+    const double *bounds;
+    const uint64_t *buckets;
+    uint64_t count;
+    double sum;
+} bs_metric_sample;
+
+/* Return non-zero to stop the iteration early. */
+typedef int (*bs_metrics_visit_fn)(const bs_metric_sample *s, void *arg);
+
+/* Call `fn` for every series, families sorted by name, series by label
+ * string (the Prometheus order). The registry lock is held during the whole
+ * walk: `fn` must not register metrics (deadlock) and should be quick;
+ * updates from other threads keep going. Returns BS_OK, or BS_E_STATE if
+ * `fn` stopped the walk. */
+bs_status bs_metrics_foreach(bs_metrics_visit_fn fn, void *arg) BS_WUR;
+
 /* Free everything; pointers handed out become invalid. For tests and exit:
  * only when no other thread uses the registry. The registry can be used
  * again afterwards (it starts empty). */

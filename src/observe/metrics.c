@@ -695,6 +695,44 @@ bs_status bs_metrics_render_json(bs_wbuf *out)
     return bs_wbuf_status(out);
 }
 
+/* See metrics.h. Buckets are copied to a local array so the callback sees
+ * one plain snapshot per series instead of atomics. */
+bs_status bs_metrics_foreach(bs_metrics_visit_fn fn, void *arg)
+{
+    bs_status st = BS_OK;
+    uint64_t buckets[MAX_BOUNDS + 1];
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < g_n_families && st == BS_OK; i++) {
+        const family *f = g_families[i];
+        for (size_t j = 0; j < f->n_series; j++) {
+            const series *s = f->series[j];
+            bs_metric_sample smp = {.name = f->name, .help = f->help, .labels = s->labels};
+            if (f->type == TYPE_HISTOGRAM) {
+                const bs_histogram *h = &s->u.hist;
+                smp.kind = BS_METRIC_HISTOGRAM;
+                smp.n_bounds = h->n_bounds;
+                smp.bounds = h->bounds;
+                for (size_t b = 0; b <= h->n_bounds; b++) {
+                    buckets[b] = atomic_load_explicit(&((bs_histogram *)h)->buckets[b],
+                                                      memory_order_relaxed);
+                    smp.count += buckets[b];
+                }
+                smp.buckets = buckets;
+                smp.sum = bs_histogram_sum(h);
+            } else {
+                smp.kind = f->type == TYPE_COUNTER ? BS_METRIC_COUNTER : BS_METRIC_GAUGE;
+                smp.value = bs_metric_value(&s->u.metric);
+            }
+            if (fn(&smp, arg) != 0) {
+                st = BS_E_STATE;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
 /* See metrics.h. */
 void bs_metrics_shutdown(void)
 {

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""gen_schemas.py - generate src/kafka/schemas_gen.c from Apache Kafka's message JSON.
+
+Usage: gen_schemas.py SPEC_DIR OUT_C
+  SPEC_DIR: the kafka-messages directory (../shared/spec/kafka-messages)
+  OUT_C:    the C file to write (committed; the build never runs this script)
+
+It emits (python3 stdlib only, deterministic output):
+  * bs_kafka_apis[]: every API key found in the *Request.json files, with its
+    name, valid version range and first flexible version of request/response;
+  * field tables (bs_kafka_field / bs_kafka_struct / bs_kafka_message) for the
+    messages listed in CODEC_MESSAGES, which the generic codec in
+    src/kafka/kafka_schema.c decodes and re-encodes.
+"""
+import json
+import os
+import re
+import sys
+
+# Messages the generic codec needs: the responses we rewrite, the requests we
+# summarise or audit. Add a name here and re-run to extend the codec.
+CODEC_MESSAGES = [
+    "MetadataResponse", "FindCoordinatorResponse", "DescribeClusterResponse",
+    "ApiVersionsResponse", "ProduceResponse", "FetchResponse",
+    "ShareFetchResponse", "ShareAcknowledgeResponse", "DescribeQuorumResponse",
+    "ProduceRequest", "FetchRequest", "ApiVersionsRequest", "MetadataRequest",
+]
+
+NEVER = (1, 0)          # an empty version range
+MAXV = 0x7FFF
+
+PRIMS = {
+    "bool": "BS_KT_BOOL", "int8": "BS_KT_INT8", "int16": "BS_KT_INT16",
+    "uint16": "BS_KT_UINT16", "int32": "BS_KT_INT32", "uint32": "BS_KT_UINT32",
+    "int64": "BS_KT_INT64", "float64": "BS_KT_FLOAT64", "uuid": "BS_KT_UUID",
+    "string": "BS_KT_STRING", "bytes": "BS_KT_BYTES", "records": "BS_KT_RECORDS",
+}
+
+
+def load(path):
+    """Kafka's JSON files carry // comments; strip them (never inside strings here)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    lines = []
+    for line in text.splitlines():
+        out, in_str, i = [], False, 0
+        while i < len(line):
+            ch = line[i]
+            if ch == '"' and (i == 0 or line[i - 1] != "\\"):
+                in_str = not in_str
+            if not in_str and line.startswith("//", i):
+                break
+            out.append(ch)
+            i += 1
+        lines.append("".join(out))
+    return json.loads("\n".join(lines))
+
+
+def vrange(s):
+    """'0+' / '3-5' / '7' / 'none' / None -> (min, max)."""
+    if s is None or s == "none" or s == "":
+        return NEVER
+    s = s.strip()
+    if s.endswith("+"):
+        return (int(s[:-1]), MAXV)
+    if "-" in s:
+        a, b = s.split("-")
+        return (int(a), int(b))
+    return (int(s), int(s))
+
+
+def cname(s):
+    return re.sub(r"[^A-Za-z0-9_]", "_", s)
+
+
+def in_range(r, v):
+    return r[0] <= v <= r[1]
+
+
+def sub_fields(f, common):
+    """The fields of a struct-typed field (inline or a commonStruct), or None."""
+    base = f["type"][2:] if f["type"].startswith("[]") else f["type"]
+    if base in PRIMS:
+        return None
+    return f.get("fields") if f.get("fields") is not None else common[base]
+
+
+def names(fields):
+    return [f["name"] for f in fields]
+
+
+def has_endpoint_at(fields, common, v):
+    """Mirror of the C rule (kafka_rewrite.c): a struct with Host and Port, Host
+    present at v; or any struct-typed field present at v leading to one."""
+    n = names(fields)
+    if "Host" in n and "Port" in n and in_range(vrange(fields[n.index("Host")].get("versions")), v):
+        return True
+    for f in fields:
+        sf = sub_fields(f, common)
+        if sf is not None and in_range(vrange(f.get("versions")), v) and has_endpoint_at(sf, common, v):
+            return True
+    return False
+
+
+def endpoints_below(fields, common):
+    """Version-independent: can this struct or a descendant hold Host and Port?"""
+    n = names(fields)
+    if "Host" in n and "Port" in n:
+        return True
+    return any(endpoints_below(sf, common) for sf in (sub_fields(f, common) for f in fields) if sf is not None)
+
+
+class Gen:
+    def __init__(self):
+        self.out = []
+        self.done = set()
+
+    def struct(self, msg, sname, fields, common):
+        """Emit the field table of one struct (children first); return its C symbol."""
+        sym = f"bs_ks_{cname(msg)}_{cname(sname)}"
+        if sym in self.done:  # a common struct used by several fields
+            return sym
+        self.done.add(sym)
+        rows = []
+        for f in fields:
+            t = f["type"]
+            is_array = t.startswith("[]")
+            base = t[2:] if is_array else t
+            sub = "NULL"
+            if base in PRIMS:
+                kind = PRIMS[base]
+            else:
+                kind = "BS_KT_STRUCT"
+                sub_fields = f.get("fields")
+                if sub_fields is None:
+                    if base not in common:
+                        raise SystemExit(f"{msg}: unknown type {t}")
+                    sub_fields = common[base]
+                sub = "&" + self.struct(msg, base, sub_fields, common)
+            vmin, vmax = vrange(f.get("versions"))
+            nmin, nmax = vrange(f.get("nullableVersions"))
+            tag = f.get("tag", -1)
+            tmin, tmax = vrange(f.get("taggedVersions")) if "tag" in f else NEVER
+            if is_array:
+                typ, elem = "BS_KT_ARRAY", kind
+            else:
+                typ, elem = kind, "BS_KT_NONE"
+            rows.append(f'    {{"{f["name"]}", {typ}, {elem}, {vmin}, {vmax}, {nmin}, {nmax}, '
+                        f'{tmin}, {tmax}, {tag}, {sub}}},')
+        self.out.append(f"static const bs_kafka_field {sym}_fields[] = {{")
+        self.out.extend(rows if rows else ['    {"", BS_KT_NONE, BS_KT_NONE, 1, 0, 1, 0, 1, 0, -1, NULL},'])
+        self.out.append("};")
+        n = names(fields)
+
+        def idx(*cands):
+            for c in cands:
+                if c in n:
+                    return n.index(c)
+            return -1
+        below = "true" if endpoints_below(fields, common) else "false"
+        self.out.append(f'static const bs_kafka_struct {sym} = {{"{sname}", {sym}_fields, {len(rows)}, '
+                        f'{idx("NodeId", "BrokerId")}, {idx("Host")}, {idx("Port")}, {idx("ErrorCode")}, {below}}};')
+        self.out.append("")
+        return sym
+
+
+def main():
+    spec_dir, out_path = sys.argv[1], sys.argv[2]
+    files = sorted(os.listdir(spec_dir))
+    apis = {}
+    schemas = {}
+    for fn in files:
+        if not fn.endswith(".json"):
+            continue
+        d = load(os.path.join(spec_dir, fn))
+        schemas[d["name"]] = d
+        if d.get("type") not in ("request", "response"):
+            continue
+        key = d["apiKey"]
+        base = d["name"][: -len("Request")] if d["type"] == "request" else d["name"][: -len("Response")]
+        a = apis.setdefault(key, {"name": base})
+        vmin, vmax = vrange(d["validVersions"])
+        fmin, _ = vrange(d.get("flexibleVersions"))
+        if fmin > MAXV or (fmin, _) == NEVER:
+            fmin = MAXV
+        a[d["type"]] = (vmin, vmax, fmin)
+
+    g = Gen()
+    msgs = []
+    for name in CODEC_MESSAGES:
+        d = schemas[name]
+        common = {c["name"]: c["fields"] for c in d.get("commonStructs", [])}
+        sym = g.struct(name, name, d["fields"], common)
+        vmin, vmax = vrange(d["validVersions"])
+        fmin, _ = vrange(d.get("flexibleVersions"))
+        if (fmin, _) == NEVER:
+            fmin = MAXV
+        if vmax >= 64:
+            raise SystemExit(f"{name}: versions >= 64 do not fit endpoint_versions")
+        mask = sum(1 << v for v in range(vmin, vmax + 1) if has_endpoint_at(d["fields"], common, v))
+        msgs.append(f'    {{"{name}", {d["apiKey"]}, {"true" if d["type"] == "request" else "false"}, '
+                    f'{vmin}, {vmax}, {fmin}, &{sym}, 0x{mask:x}ULL}},')
+
+    lines = [
+        "/* schemas_gen.c - GENERATED by src/kafka/gen_schemas.py from Apache Kafka's",
+        " * message definitions (../shared/spec/kafka-messages). Do not edit by hand:",
+        " * re-run `python3 src/kafka/gen_schemas.py ../shared/spec/kafka-messages src/kafka/schemas_gen.c`. */",
+        '#include "brokerside/kafka_schema.h"',
+        "",
+        "/* clang-format off */",
+        "const bs_kafka_api_info bs_kafka_apis[] = {",
+    ]
+    for key in sorted(apis):
+        a = apis[key]
+        rq = a.get("request")
+        rs = a.get("response", rq)
+        if rq is None:
+            continue
+        lines.append(f'    {{{key}, "{a["name"]}", {rq[0]}, {rq[1]}, {rq[2]}, {rs[2]}}},')
+    lines.append("};")
+    lines.append("const size_t bs_kafka_apis_count = sizeof bs_kafka_apis / sizeof bs_kafka_apis[0];")
+    lines.append("")
+    lines.extend(g.out)
+    lines.append("const bs_kafka_message bs_kafka_messages[] = {")
+    lines.extend(msgs)
+    lines.append("};")
+    lines.append("const size_t bs_kafka_messages_count = sizeof bs_kafka_messages / sizeof bs_kafka_messages[0];")
+    lines.append("/* clang-format on */")
+    with open(out_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
