@@ -46,11 +46,11 @@ build-fuzz: deps
 demo: build
 	./tests/demo.sh $(BUILD)
 
-# Unit tests also run under ASan+UBSan; then every test; then a short fuzz run.
+# A short fuzz run, the unit tests under ASan+UBSan, then every test (its summary ends the output).
 test: build build-asan
+	$(MAKE) fuzz-short
 	cd build-asan && ctest -L unit --output-on-failure -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	$(MAKE) fuzz-short
 
 fuzz-short: build-fuzz
 	./tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)

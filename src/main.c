@@ -1,8 +1,251 @@
-/* main.c - placeholder until the daemon lands. */
+/*
+ * main.c - the brokerside daemon: command line, start-up, signals, reload,
+ * admin endpoint wiring. The main thread is the control thread: it runs
+ * libev's default loop with the signal watchers, the admin endpoint and the
+ * readiness probes; the data path runs on the server's worker threads.
+ *
+ * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, also the second,
+ * immediate one), 1 on a configuration or start-up error, 2 on bad usage.
+ */
+#include <ev.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "brokerside/admin.h"
+#include "brokerside/config.h"
+#include "brokerside/log.h"
+#include "brokerside/metrics.h"
+#include "brokerside/net.h"
+#include "brokerside/tls.h"
 #include "brokerside/version.h"
-int main(void)
+
+/* Everything the control thread's callbacks need. */
+typedef struct app {
+    struct ev_loop *loop;
+    const char *config_path;
+    bs_config *cfg;      /* the config the server was built from */
+    bs_config **retired; /* configs applied by reloads; kept until exit (see bs_server_reload) */
+    size_t n_retired;
+    bs_server *srv;
+    bs_admin *admin;
+    ev_signal sigterm, sigint, sighup;
+    int stop_requests;
+} app;
+
+/* Print usage to `f`. */
+static void usage(FILE *f)
 {
-    printf("brokerside %s\n", BS_VERSION);
-    return 0;
+    fprintf(f, "usage: brokerside --config FILE        run the sidecar\n"
+               "       brokerside --check-config FILE  validate FILE and its TLS material; exit 0 "
+               "if OK, 1 if not\n"
+               "       brokerside --version            print the version\n"
+               "       brokerside --help               this text\n"
+               "\n"
+               "signals: SIGTERM/SIGINT drain and exit (a second one exits at once), SIGHUP "
+               "reloads FILE\n");
+}
+
+/* Print every config error to stderr. */
+static void print_errors(const bs_config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/* Build (and discard) every TLS context of `cfg`, printing each failure as
+ * "FILE: listeners[i].tls: reason". Returns the number of failures. */
+static size_t check_tls(const bs_config *cfg)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const bs_listener_config *l = &cfg->listeners[i];
+        char err[512];
+        SSL_CTX *ctx = NULL;
+        if (l->tls) {
+            err[0] = 0;
+            if (bs_tls_server_ctx_new(l->tls, &ctx, err, sizeof err) != BS_OK) {
+                fprintf(stderr, "%s: listeners[%zu].tls: %s\n", cfg->path, i, err);
+                bad++;
+            }
+            SSL_CTX_free(ctx);
+            ctx = NULL;
+        }
+        if (l->upstream_tls) {
+            err[0] = 0;
+            if (bs_tls_client_ctx_new(l->upstream_tls, &ctx, err, sizeof err) != BS_OK) {
+                fprintf(stderr, "%s: listeners[%zu].upstream_tls: %s\n", cfg->path, i, err);
+                bad++;
+            }
+            SSL_CTX_free(ctx);
+        }
+    }
+    return bad;
+}
+
+/* --check-config FILE: exit status 0 if the file and all its TLS material are good. */
+static int check_config(const char *path)
+{
+    bs_config *cfg = NULL;
+    bs_config_errors errs = {0};
+    int rc = 1;
+    if (bs_config_load(path, &cfg, &errs) != BS_OK) {
+        print_errors(&errs);
+        if (errs.n == 0) fprintf(stderr, "%s: cannot be loaded\n", path);
+        goto out;
+    }
+    if (check_tls(cfg) > 0) goto out;
+    printf("%s: OK\n", path);
+    rc = 0;
+out:
+    bs_config_errors_free(&errs);
+    bs_config_free(cfg);
+    return rc;
+}
+
+/* Server finished draining: leave the control loop. */
+static void on_server_done(void *arg)
+{
+    app *a = arg;
+    ev_break(a->loop, EVBREAK_ALL);
+}
+
+/* SIGTERM / SIGINT: first one drains, the second closes everything now. */
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    app *a = w->data;
+    a->stop_requests++;
+    BS_LOG_INFOF("main", "received %s%s", strsignal(w->signum),
+                 a->stop_requests > 1 ? " again: closing every connection now" : "");
+    bs_server_shutdown(a->srv, a->stop_requests == 1);
+}
+
+/* SIGHUP: reload the file; a bad file changes nothing. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    app *a = w->data;
+    bs_config *cfg = NULL;
+    bs_config_errors errs = {0};
+    BS_LOG_INFOF("main", "received SIGHUP: reloading %s", a->config_path);
+    if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
+        for (size_t i = 0; i < errs.n; i++)
+            BS_LOG_ERRORF("main", "reload: %s", errs.msgs[i]);
+        bs_config_errors_free(&errs);
+        /* Counted like a refused TLS rebuild: the old config stays. */
+        bs_metric_add(bs_metrics_counter("brokerside_config_reloads_total",
+                                         "Config reloads (SIGHUP), by result", "result=\"failed\""),
+                      1);
+        BS_LOG_ERRORF("main", "reload: refused; keeping the running configuration");
+        return;
+    }
+    bs_config_errors_free(&errs);
+    bs_config **grown = realloc(a->retired, (a->n_retired + 1) * sizeof *grown);
+    if (!grown) {
+        BS_LOG_ERRORF("main", "reload: out of memory; keeping the running configuration");
+        bs_config_free(cfg);
+        return;
+    }
+    a->retired = grown;
+    if (bs_server_reload(a->srv, cfg) != BS_OK) {
+        bs_config_free(cfg);
+        return;
+    }
+    a->retired[a->n_retired++] = cfg;
+}
+
+/* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
+static bool ready_hook(void *ctx, char *why, size_t whylen)
+{
+    return bs_server_ready(((app *)ctx)->srv, why, whylen);
+}
+
+/* Admin hook: the server's members of /status. */
+static void status_hook(void *ctx, bs_wbuf *out)
+{
+    bs_server_status_json(((app *)ctx)->srv, out);
+}
+
+/* Run the daemon with `path` until shut down. */
+static int run(const char *path)
+{
+    app a = {.config_path = path};
+    bs_config_errors errs = {0};
+    char err[600];
+    int rc = 1;
+    signal(SIGPIPE, SIG_IGN);
+    if (bs_config_load(path, &a.cfg, &errs) != BS_OK) {
+        print_errors(&errs);
+        if (errs.n == 0) fprintf(stderr, "%s: cannot be loaded\n", path);
+        goto out;
+    }
+    bs_log_set_level(a.cfg->log_level);
+    a.loop = ev_default_loop(EVFLAG_AUTO);
+    if (!a.loop) {
+        BS_LOG_ERRORF("main", "cannot initialise the event loop");
+        goto out;
+    }
+    if (bs_server_new(a.loop, a.cfg, &a.srv, err, sizeof err) != BS_OK) {
+        BS_LOG_ERRORF("main", "cannot start: %s", err);
+        goto out;
+    }
+    if (a.cfg->admin.enabled) {
+        bs_admin_hooks hooks = {.ctx = &a, .ready = ready_hook, .status_json = status_hook};
+        if (bs_admin_start(a.loop, &a.cfg->admin, &hooks, &a.admin, err, sizeof err) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot start the admin endpoint: %s", err);
+            goto out;
+        }
+        BS_LOG_INFOF("main", "admin endpoint on %s (port %u)", a.cfg->admin.bind.text,
+                     bs_admin_port(a.admin));
+    }
+    ev_signal_init(&a.sigterm, on_stop_signal, SIGTERM);
+    ev_signal_init(&a.sigint, on_stop_signal, SIGINT);
+    ev_signal_init(&a.sighup, on_hup, SIGHUP);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
+    ev_signal_start(a.loop, &a.sigterm);
+    ev_signal_start(a.loop, &a.sigint);
+    ev_signal_start(a.loop, &a.sighup);
+    if (bs_server_start(a.srv, on_server_done, &a) != BS_OK) {
+        BS_LOG_ERRORF("main", "cannot start the worker threads");
+        goto out;
+    }
+    BS_LOG_INFOF("main", "brokerside %s running (config %s, pid %ld)", BS_VERSION, path,
+                 (long)getpid());
+    ev_run(a.loop, 0);
+    BS_LOG_INFOF("main", "stopped");
+    rc = 0;
+out:
+    bs_admin_stop(a.admin);
+    bs_server_free(a.srv);
+    for (size_t i = 0; i < a.n_retired; i++)
+        bs_config_free(a.retired[i]);
+    free(a.retired);
+    bs_config_free(a.cfg);
+    bs_config_errors_free(&errs);
+    bs_metrics_shutdown();
+    return rc;
+}
+
+/* Dispatch on the command line; see usage(). Exactly one action per run. */
+int main(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("brokerside %s\n", BS_VERSION);
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
+    usage(stderr);
+    return 2;
 }

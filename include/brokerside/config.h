@@ -101,6 +101,167 @@ typedef struct bs_admin_config {
     double probe_interval_s; /* readiness probe of upstreams; default 5 */
 } bs_admin_config;
 
+/* ---- AWS, encryption, events, sinks, spool (issues 4-6) ----------------- */
+
+/* `aws`: settings shared by the KMS keyring and the AWS sinks. */
+typedef struct bs_aws_config {
+    char *region;             /* resolved: the file, else AWS_REGION, else AWS_DEFAULT_REGION
+                                 at load time; NULL only if none was set and nothing needs it */
+    bool region_from_env;     /* true when `region` came from the environment */
+    char *profile;            /* shared-config profile; NULL = AWS_PROFILE / "default" */
+    char *access_key_id;      /* explicit credentials (discouraged), all NULL by default */
+    char *secret_access_key;  /* secret: wiped by bs_config_free, never printed */
+    char *session_token;      /* secret: wiped by bs_config_free, never printed */
+    uint32_t max_attempts;    /* HTTP attempts per call (1 = no retry); default 4 */
+    double connect_timeout_s; /* default 3 */
+    double request_timeout_s; /* whole attempt; default 30 */
+    char *ca_file;            /* extra trust anchors (PEM) for endpoints; NULL = system store */
+} bs_aws_config;
+
+typedef enum bs_kms_type {
+    BS_KMS_LOCAL = 0, /* master key file (bs_keyring_local_open) */
+    BS_KMS_AWS = 1,   /* AWS KMS JSON API or a compatible endpoint */
+} bs_kms_type;
+
+/* One `encryption.topics[i]` rule. */
+typedef struct bs_topic_rule {
+    char *match; /* fnmatch(3) pattern (flags 0) over the topic name */
+    char *key;   /* key reference: envelope keyref / KMS KeyId */
+} bs_topic_rule;
+
+/* What the daemon logs (WARN) at start when !cfg->encryption.enabled; one
+ * %s: the config file path. Kept here so every entry point says the same. */
+#define BS_CONFIG_ENCRYPTION_OFF_FMT                                                               \
+    "encryption at rest is OFF: no \"encryption\" section in %s; records reach the broker in "     \
+    "plaintext"
+
+typedef struct bs_encryption_config {
+    bool enabled; /* false when the section is absent or null: the daemon must log
+                     "encryption at rest is OFF" at start (docs/configuration.md) */
+    bs_kms_type kms_type;
+    char *key_file;        /* local: master key file (exists, no group/other permission) */
+    char *kms_region;      /* aws: resolved (kms.region, else aws.region) */
+    char *kms_endpoint;    /* aws: URL override or NULL for https://kms.<region>.amazonaws.com */
+    bs_topic_rule *topics; /* in file order: the first match wins */
+    size_t n_topics;
+    bool reject_unmatched;    /* unmatched_topics "reject" (true) or "plaintext" (false, default) */
+    uint64_t dek_max_records; /* default 1000000, 1..2^28 (BS_DEK_HARD_MAX_RECORDS) */
+    uint64_t dek_max_age_s;   /* default 3600, 1..86400 */
+    uint32_t decrypt_cache_max_entries; /* default 10000 */
+    uint64_t decrypt_cache_ttl_s;       /* default 3600 */
+} bs_encryption_config;
+
+/* Values match the order of bs_audit_data_mode in audit.h. */
+typedef enum bs_data_events {
+    BS_DATA_EVENTS_AGGREGATE = 0,
+    BS_DATA_EVENTS_EACH = 1,
+    BS_DATA_EVENTS_OFF = 2,
+} bs_data_events;
+
+typedef enum bs_signing_algorithm {
+    BS_SIGNING_DETECT = 0, /* from the key file: PEM Ed25519 or raw/hex HMAC key */
+    BS_SIGNING_HMAC_SHA256 = 1,
+    BS_SIGNING_ED25519 = 2,
+} bs_signing_algorithm;
+
+/* The streams of events and the sinks they go to. */
+typedef struct bs_sink_refs {
+    char **names; /* sink names, each defined in bs_config.sinks */
+    size_t n;
+} bs_sink_refs;
+
+typedef struct bs_audit_config {
+    bool enabled;                           /* section present and not null */
+    bs_data_events data_events;             /* default aggregate */
+    uint32_t aggregate_interval_s;          /* default 60 */
+    char *signing_key_file;                 /* NULL = hash chain without signed digests (warned) */
+    bs_signing_algorithm signing_algorithm; /* default detect */
+    uint32_t digest_interval_s;             /* default 300 */
+    uint32_t digest_every_events;           /* also seal after this many events; default 1000,
+                                               0 = only by interval and at shutdown */
+    uint32_t aggregate_max_keys;            /* aggregator bound; default 10000 */
+    bs_sink_refs sinks;                     /* default ["default"] */
+} bs_audit_config;
+
+typedef struct bs_metrics_config {
+    bool enabled;
+    uint32_t interval_s; /* default 60 */
+    char *ns;            /* CloudWatch namespace of the EMF events; default "Kafka/Brokerside" */
+    bs_sink_refs sinks;
+} bs_metrics_config;
+
+typedef enum bs_log_format {
+    BS_LOG_FORMAT_LOG4J = 0,
+    BS_LOG_FORMAT_PLAIN = 1,
+} bs_log_format;
+
+typedef struct bs_log_file_config {
+    char *path; /* absolute path or glob(3) pattern */
+    bs_log_format format;
+} bs_log_file_config;
+
+typedef struct bs_logs_config {
+    bool enabled;
+    bs_log_file_config *files;
+    size_t n_files;
+    int32_t tz_offset_min; /* zone of log4j timestamps, minutes east of UTC; default 0 */
+    bool start_at_end;     /* new files without a checkpoint: skip existing content */
+    char *state_file;      /* checkpoint; default <spool.dir>/logtail.state */
+    bs_sink_refs sinks;
+} bs_logs_config;
+
+typedef enum bs_sink_kind {
+    BS_SINK_FILE = 0,
+    BS_SINK_CLOUDWATCH_LOGS = 1,
+    BS_SINK_CLOUDWATCH_METRICS = 2,
+    BS_SINK_S3 = 3,
+    BS_SINK_FIREHOSE = 4,
+} bs_sink_kind;
+
+/* One `sinks.<name>`. Fields not used by `kind` are NULL/0. */
+typedef struct bs_sink_config {
+    char *name;
+    bs_sink_kind kind;
+    bool implicit;    /* the "default" file sink added by the loader */
+    unsigned streams; /* BS_STREAM_MASK bits of the sections that reference it (0 = unused) */
+    /* batching (framework bs_sink_limits): filled with the type's API maxima by default */
+    uint32_t max_events;
+    uint64_t max_bytes;
+    uint32_t max_age_ms;         /* default 1000 */
+    uint32_t max_attempts;       /* 0 = retry forever (default), else dead-letter after */
+    uint32_t backoff_initial_ms; /* default 200 */
+    uint32_t backoff_max_ms;     /* default 30000 */
+    /* AWS sinks */
+    char *region;   /* resolved: sink region, else aws.region */
+    char *endpoint; /* URL override or NULL */
+    /* file */
+    char *dir;             /* absolute */
+    uint64_t rotate_bytes; /* default 104857600 */
+    uint32_t rotate_age_s; /* default 3600 */
+    bool gzip;             /* file: gzip rotated files (default false); s3: default true */
+    /* cloudwatch_logs */
+    char *log_group;  /* template: {hostname} {broker_id} {stream} */
+    char *log_stream; /* default "{hostname}-{stream}" */
+    bool auto_create;
+    /* cloudwatch_metrics */
+    bool query_protocol; /* protocol "query" (true) or "json" (false, default) */
+    /* s3 */
+    char *bucket;
+    char *prefix;                       /* NULL = the s3 sink's default key template */
+    uint64_t object_max_bytes;          /* default 67108864 */
+    uint32_t object_max_age_s;          /* default 60 */
+    uint64_t multipart_threshold_bytes; /* default 8388608, at least 5 MiB */
+    /* firehose */
+    char *delivery_stream;
+} bs_sink_config;
+
+typedef struct bs_spool_config {
+    char *dir;                  /* absolute; NULL when no stream is enabled */
+    uint64_t max_bytes;         /* default 1 GiB, at least 16 MiB */
+    uint64_t segment_bytes;     /* default 64 MiB, 1 MiB..max_bytes/4 */
+    uint32_t fsync_interval_ms; /* default 100 */
+} bs_spool_config;
+
 typedef struct bs_config {
     char *path;       /* file it was loaded from */
     uint32_t workers; /* resolved: 0 in the file means one per online core */
@@ -110,6 +271,14 @@ typedef struct bs_config {
     bs_limits_config limits;
     bs_kafka_config kafka;
     bs_admin_config admin;
+    bs_aws_config aws;
+    bs_encryption_config encryption;
+    bs_audit_config audit;
+    bs_metrics_config metrics;
+    bs_logs_config logs;
+    bs_sink_config *sinks; /* defined sinks in file order, then the implicit "default" */
+    size_t n_sinks;
+    bs_spool_config spool;
 } bs_config;
 
 /* One problem found while loading, already formatted as
@@ -144,13 +313,25 @@ void bs_config_errors_free(bs_config_errors *errs);
  * "h:909{id}" with id 10). Thread-safe: reads `k` only. */
 bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *host,
                                size_t hostlen, uint16_t *port) BS_WUR;
+/* The rule of `enc` for `topic` (len bytes, need not be NUL-terminated):
+ * the first rule whose pattern matches, or NULL when none does (the caller
+ * then applies reject_unmatched). Thread-safe: reads `enc` only. */
+const bs_topic_rule *bs_config_topic_rule(const bs_encryption_config *enc, const char *topic,
+                                          size_t len);
+/* The sink named `name`, or NULL. */
+const bs_sink_config *bs_config_sink(const bs_config *cfg, const char *name);
+
 /*
  * SIGHUP rule: true when `new_cfg` differs from `old_cfg` in a setting that
  * only a restart can apply (workers, the number of listeners, a listener's
  * name/bind/upstream/protocol/broker_id, turning tls or upstream_tls on or
- * off, admin enabled/bind). Everything else (TLS files and settings, limits,
- * log_level, kafka.advertise, kafka.max_frame_bytes, admin.probe_interval_s)
- * may be applied live. Writes a comma-separated list of the offending keys
+ * off, admin enabled/bind, the aws section, encryption on/off and its kms,
+ * decrypt_cache, audit/metrics/logs on/off, their sinks lists, the audit
+ * signing key, logs files/tz/state, every sink, spool). Everything else (TLS
+ * files and settings, limits, log_level, kafka.advertise,
+ * kafka.max_frame_bytes, admin.probe_interval_s, encryption.topics,
+ * unmatched_topics, dek, audit data_events and intervals, metrics interval_s
+ * and namespace) may be applied live. Writes a comma-separated list of the offending keys
  * into what[whatlen] (truncated if needed; may be NULL when whatlen is 0).
  */
 bool bs_config_needs_restart(const bs_config *old_cfg, const bs_config *new_cfg, char *what,

@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -25,10 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -1432,6 +1435,1279 @@ static void parse_admin(cfg_ctx *c, const cJSON *root, bs_admin_config *adm)
 }
 
 /* ------------------------------------------------------------------------ */
+/* AWS, encryption, events, sinks, spool                                     */
+/* ------------------------------------------------------------------------ */
+
+#define CFG_MAX_TOPIC_RULES 1024
+#define CFG_MAX_SINKS 64
+#define CFG_MAX_LOG_FILES 256
+#define CFG_KEYREF_MAX 1024 /* BS_ENVELOPE_MAX_KEYREF */
+#define CFG_MIB (1024ull * 1024ull)
+
+/* Resolve `s` against the config directory. Returns a malloc'd absolute
+ * path, or NULL with c->nomem raised. */
+static char *resolve_path(cfg_ctx *c, const char *s)
+{
+    char *abs = NULL;
+    if (s[0] == '/') return cfg_strdup(c, s);
+    if (!c->dir || asprintf(&abs, "%s%s%s", c->dir, strcmp(c->dir, "/") == 0 ? "" : "/", s) < 0) {
+        c->nomem = true;
+        return NULL;
+    }
+    return abs;
+}
+
+/*
+ * Read a secret file named by string member `key` (like get_file), and also
+ * require that its mode grants nothing to group or others: the key loaders
+ * refuse such files at start, so the problem is reported here first. Returns
+ * the malloc'd absolute path, NULL when absent (*ok true) or on error.
+ */
+static char *get_secret_file(cfg_ctx *c, const cJSON *obj, const char *key, const char *path,
+                             bool required, bool *ok)
+{
+    char p[CFG_PATH_MAX], q[600];
+    char *abs = get_file(c, obj, key, path, required, false, ok);
+    if (!abs) return NULL;
+    struct stat sb;
+    if (stat(abs, &sb) == 0 && (sb.st_mode & 077)) {
+        path_key(p, sizeof p, path, key);
+        cfg_err(c, p, "%s is accessible by group or others (mode %04o): chmod 600 it",
+                quote(q, sizeof q, abs), (unsigned)(sb.st_mode & 07777));
+        free(abs);
+        *ok = false;
+        return NULL;
+    }
+    return abs;
+}
+
+/*
+ * Read a directory named by string member `key`, resolved against the config
+ * directory. It must be a writable directory, or not exist yet with a
+ * writable parent directory (the daemon creates it). Returns the malloc'd
+ * absolute path, NULL when absent or on error (problem recorded).
+ */
+static char *get_dir(cfg_ctx *c, const cJSON *obj, const char *key, const char *path)
+{
+    char p[CFG_PATH_MAX], q[600];
+    const char *s;
+    if (!get_string(c, obj, key, path, &s) || !s) return NULL;
+    path_key(p, sizeof p, path, key);
+    char *abs = resolve_path(c, s);
+    if (!abs) return NULL;
+    /* "dir/" and "dir" are one directory: compare (and store) them alike. */
+    for (size_t n = strlen(abs); n > 1 && abs[n - 1] == '/'; n--)
+        abs[n - 1] = '\0';
+    struct stat sb;
+    if (stat(abs, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) {
+            cfg_err(c, p, "%s exists and is not a directory", quote(q, sizeof q, abs));
+            goto fail;
+        }
+        if (access(abs, W_OK | X_OK) != 0) {
+            cfg_err(c, p, "%s is not writable: %s", quote(q, sizeof q, abs), strerror(errno));
+            goto fail;
+        }
+        return abs;
+    }
+    if (errno != ENOENT) {
+        cfg_err(c, p, "%s cannot be accessed: %s", quote(q, sizeof q, abs), strerror(errno));
+        goto fail;
+    }
+    /* Missing: created at start, so its parent must be a writable directory. */
+    char *parent = cfg_strdup(c, abs);
+    if (!parent) goto fail;
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    bool parent_ok = stat(parent, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (!parent_ok)
+        cfg_err(c, p, "%s does not exist and neither does its parent directory %s",
+                quote(q, sizeof q, abs), parent);
+    else if (access(parent, W_OK | X_OK) != 0)
+        cfg_err(c, p, "%s does not exist and cannot be created: %s is not writable",
+                quote(q, sizeof q, abs), parent);
+    bool ok = parent_ok && access(parent, W_OK | X_OK) == 0;
+    free(parent);
+    if (ok) return abs;
+fail:
+    free(abs);
+    return NULL;
+}
+
+/* An AWS region name: lower-case words joined by '-', at least three parts,
+ * the last one a number ("us-east-1", "us-gov-west-1", "ap-southeast-4"). */
+static bool region_ok(const char *s)
+{
+    size_t n = strlen(s), parts = 1;
+    if (n < 6 || n > 32 || s[0] == '-' || s[n - 1] == '-') return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '-') {
+            if (s[i + 1] == '-') return false;
+            parts++;
+        } else if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    if (parts < 3 || !isalpha((unsigned char)s[0])) return false;
+    for (const char *t = strrchr(s, '-') + 1; *t; t++)
+        if (!isdigit((unsigned char)*t)) return false;
+    return true;
+}
+
+/* Read an optional region member, checking its format; *out borrowed. */
+static void get_region(cfg_ctx *c, const cJSON *obj, const char *path, const char **out)
+{
+    char p[CFG_PATH_MAX], q[160];
+    const char *s;
+    *out = NULL;
+    if (!get_string(c, obj, "region", path, &s) || !s) return;
+    if (!region_ok(s)) {
+        path_key(p, sizeof p, path, "region");
+        cfg_err(c, p, "%s is not an AWS region name (e.g. \"us-east-1\")", quote(q, sizeof q, s));
+        return;
+    }
+    *out = s;
+}
+
+/* True for "localhost", 127.0.0.0/8 and ::1 written literally. */
+static bool host_is_loopback(const char *h)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(h, "localhost") == 0) return true;
+    if (inet_pton(AF_INET, h, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, h, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+/*
+ * Validate an endpoint override URL: "https://HOST[:PORT][/PATH]", or
+ * "http://..." when HOST is loopback or `insecure_ok`. No user info, query or
+ * fragment (they would be signed into every request by accident). Returns
+ * NULL when fine, else a static reason.
+ */
+static const char *check_url(const char *u, bool insecure_ok)
+{
+    bool tls = strncmp(u, "https://", 8) == 0;
+    if (!tls && strncmp(u, "http://", 7) != 0)
+        return "must be an http:// or https:// URL, e.g. \"https://kms.example.internal\"";
+    const char *h = u + (tls ? 8 : 7);
+    size_t hl = strcspn(h, "/?#");
+    if (h[hl] == '?' || h[hl] == '#' || strpbrk(h, "?#"))
+        return "must not contain a query or fragment";
+    if (memchr(h, '@', hl)) return "must not contain user information";
+    char host[300];
+    if (hl == 0 || hl >= sizeof host) return "has no valid host";
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *port = NULL;
+    if (host[0] == '[') {
+        char *close = strchr(host, ']');
+        if (!close) return "missing ']' after the IPv6 address";
+        *close = '\0';
+        memmove(host, host + 1, strlen(host + 1) + 1);
+        if (close[1] == ':')
+            port = close + 2; /* the memmove left the tail in place */
+        else if (close[1])
+            return "expected ':PORT' after ']'";
+    } else {
+        port = strchr(host, ':');
+        if (port) *port++ = '\0';
+    }
+    if (port) {
+        long pn;
+        if (!parse_port_digits(port, &pn) || pn < 1 || pn > 65535)
+            return "port must be a number between 1 and 65535";
+    }
+    if (host[0] == '\0' || !host_chars_ok(host, strchr(host, ':') != NULL))
+        return "has no valid host";
+    if (!tls && !insecure_ok && !host_is_loopback(host))
+        return "uses plain http to a host that is not loopback: use https, or set "
+               "\"allow_insecure_endpoint\": true";
+    return NULL;
+}
+
+/* Read the optional `endpoint` (+ `allow_insecure_endpoint`) of obj. */
+static char *get_url(cfg_ctx *c, const cJSON *obj, const char *path)
+{
+    char p[CFG_PATH_MAX], q[300];
+    const char *s;
+    bool insecure = false;
+    get_bool(c, obj, "allow_insecure_endpoint", path, &insecure);
+    if (!get_string(c, obj, "endpoint", path, &s) || !s) return NULL;
+    const char *why = check_url(s, insecure);
+    if (why) {
+        path_key(p, sizeof p, path, "endpoint");
+        cfg_err(c, p, "%s %s", quote(q, sizeof q, s), why);
+        return NULL;
+    }
+    return cfg_strdup(c, s);
+}
+
+/* Free and wipe a secret string. */
+static void secret_free(char *s)
+{
+    if (!s) return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+/* Parse `aws` (optional object). The region is resolved from the
+ * environment when the file does not set it. */
+static void parse_aws(cfg_ctx *c, const cJSON *root, bs_aws_config *a)
+{
+    static const char *const keys[] = {"region",
+                                       "profile",
+                                       "credentials",
+                                       "max_attempts",
+                                       "connect_timeout_s",
+                                       "request_timeout_s",
+                                       "ca_file",
+                                       NULL};
+    static const char *const ckeys[] = {"access_key_id", "secret_access_key", "session_token",
+                                        NULL};
+    a->max_attempts = 4;
+    a->connect_timeout_s = 3;
+    a->request_timeout_s = 30;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "aws");
+    if (v && !cJSON_IsNull(v) && !cJSON_IsObject(v)) {
+        cfg_err(c, "aws", "expected an object, got %s", json_type_name(v));
+        v = NULL;
+    }
+    static const cJSON empty = {0};
+    if (!v || cJSON_IsNull(v)) v = &empty;
+    check_keys(c, v, "aws", keys, NULL);
+    const char *region = NULL;
+    get_region(c, v, "aws", &region);
+    if (!region && !member(v, "region")) {
+        const char *env = getenv("AWS_REGION");
+        const char *name = "AWS_REGION";
+        if (!env || !env[0]) {
+            env = getenv("AWS_DEFAULT_REGION");
+            name = "AWS_DEFAULT_REGION";
+        }
+        if (env && env[0]) {
+            char q[160];
+            if (region_ok(env)) {
+                region = env;
+                a->region_from_env = true;
+            } else {
+                cfg_err(c, "aws.region", "not set, and %s=%s is not an AWS region name", name,
+                        quote(q, sizeof q, env));
+            }
+        }
+    }
+    a->region = cfg_strdup(c, region);
+    const char *s;
+    if (get_string(c, v, "profile", "aws", &s)) a->profile = cfg_strdup(c, s);
+    long long x = a->max_attempts;
+    get_int(c, v, "max_attempts", "aws", 1, 20, &x);
+    a->max_attempts = (uint32_t)x;
+    get_seconds(c, v, "connect_timeout_s", "aws", 600, &a->connect_timeout_s);
+    get_seconds(c, v, "request_timeout_s", "aws", 3600, &a->request_timeout_s);
+    bool ok;
+    a->ca_file = get_file(c, v, "ca_file", "aws", false, false, &ok);
+    const cJSON *cr = member(v, "credentials");
+    if (!cr) return;
+    if (!cJSON_IsObject(cr)) {
+        cfg_err(c, "aws.credentials", "expected an object, got %s", json_type_name(cr));
+        return;
+    }
+    check_keys(c, cr, "aws.credentials", ckeys, NULL);
+    /* Only types are checked: a secret's value never appears in a message. */
+    if (get_string(c, cr, "access_key_id", "aws.credentials", &s))
+        a->access_key_id = cfg_strdup(c, s);
+    if (get_string(c, cr, "secret_access_key", "aws.credentials", &s))
+        a->secret_access_key = cfg_strdup(c, s);
+    if (get_string(c, cr, "session_token", "aws.credentials", &s))
+        a->session_token = cfg_strdup(c, s);
+    bool has_id = member(cr, "access_key_id") != NULL;
+    bool has_secret = member(cr, "secret_access_key") != NULL;
+    if (has_id != has_secret)
+        cfg_err(c, has_id ? "aws.credentials.secret_access_key" : "aws.credentials.access_key_id",
+                "is required because %s is set", has_id ? "access_key_id" : "secret_access_key");
+    else if (!has_id && member(cr, "session_token"))
+        cfg_err(c, "aws.credentials.session_token",
+                "needs access_key_id and secret_access_key (a token alone is not a credential)");
+    else if (!has_id)
+        cfg_err(c, "aws.credentials",
+                "is empty: remove it to use the environment, a profile or the instance role");
+}
+
+/* Check a topic glob. Returns NULL when usable, else a static reason. */
+static const char *check_glob(const char *g)
+{
+    size_t n = strlen(g);
+    if (n > 249 * 2 + 16) return "is too long";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)g[i];
+        if (ch == '\\') {
+            if (i + 1 >= n) return "ends with a lone backslash";
+            i++;
+            continue;
+        }
+        if (ch == '[') {
+            /* A bracket expression: "[!" or "[^" negates, a leading ']' is literal. */
+            size_t j = i + 1;
+            if (j < n && (g[j] == '!' || g[j] == '^')) j++;
+            if (j < n && g[j] == ']') j++;
+            while (j < n && g[j] != ']')
+                j++;
+            if (j >= n) return "has a '[' without its closing ']'";
+            i = j;
+            continue;
+        }
+        /* Kafka topic names use only [A-Za-z0-9._-]; anything else cannot match. */
+        if (!isalnum(ch) && !strchr("._-*?", ch))
+            return "contains a character that no Kafka topic name has (allowed: A-Z a-z 0-9 . _ "
+                   "- and the glob syntax * ? [...] \\)";
+    }
+    return NULL;
+}
+
+/* A key reference: printable ASCII, no spaces, at most 1024 bytes (the
+ * envelope's limit). For AWS KMS it must also be a key id, key ARN, alias
+ * name or alias ARN. Returns NULL when fine, else a static reason. */
+static const char *check_keyref(const char *k, bs_kms_type t)
+{
+    size_t n = strlen(k);
+    if (n > CFG_KEYREF_MAX) return "is longer than 1024 bytes";
+    for (size_t i = 0; i < n; i++)
+        if (k[i] <= 0x20 || k[i] >= 0x7f) return "must be printable ASCII without spaces";
+    if (t != BS_KMS_AWS) return NULL;
+    if (strncmp(k, "alias/", 6) == 0 && n > 6) return NULL;
+    if (strncmp(k, "arn:", 4) == 0 && strstr(k, ":kms:")) return NULL;
+    bool id = n == 36 || (strncmp(k, "mrk-", 4) == 0 && n > 4);
+    for (size_t i = 0; id && i < n; i++)
+        if (!isxdigit((unsigned char)k[i]) && k[i] != '-' && !(i < 3 && strncmp(k, "mrk", 3) == 0))
+            id = false;
+    if (id) return NULL;
+    return "is not a KMS key: use a key id, a key ARN, \"alias/NAME\" or an alias ARN";
+}
+
+/* Parse `encryption` (absent or null: off). */
+static void parse_encryption(cfg_ctx *c, const cJSON *root, const bs_aws_config *aws,
+                             bs_encryption_config *e)
+{
+    static const char *const keys[] = {"kms", "topics",        "unmatched_topics",
+                                       "dek", "decrypt_cache", NULL};
+    static const char *const local_keys[] = {"type", "key_file", NULL};
+    static const char *const aws_keys[] = {"type", "region", "endpoint", "allow_insecure_endpoint",
+                                           NULL};
+    static const char *const rule_keys[] = {"match", "key", NULL};
+    static const char *const dek_keys[] = {"max_records", "max_age_s", NULL};
+    static const char *const cache_keys[] = {"max_entries", "ttl_s", NULL};
+    static const char *const types[] = {"local", "aws", NULL};
+    static const char *const unmatched[] = {"plaintext", "reject", NULL};
+    char p[CFG_PATH_MAX], pr[CFG_PATH_MAX], q[160];
+    e->dek_max_records = 1000000;
+    e->dek_max_age_s = 3600;
+    e->decrypt_cache_max_entries = 10000;
+    e->decrypt_cache_ttl_s = 3600;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "encryption");
+    if (!v || cJSON_IsNull(v)) return;
+    if (!cJSON_IsObject(v)) {
+        cfg_err(c, "encryption", "expected an object, got %s", json_type_name(v));
+        return;
+    }
+    e->enabled = true;
+    check_keys(c, v, "encryption", keys, NULL);
+    const cJSON *k = member(v, "kms");
+    if (!k) {
+        cfg_err(c, "encryption.kms",
+                "is required: {\"type\": \"local\", \"key_file\": \"master.key\"} or "
+                "{\"type\": \"aws\"}");
+    } else if (!cJSON_IsObject(k)) {
+        cfg_err(c, "encryption.kms", "expected an object, got %s", json_type_name(k));
+    } else {
+        int t = -1;
+        if (!member(k, "type"))
+            cfg_err(c, "encryption.kms.type", "is required: \"local\" or \"aws\"");
+        get_enum(c, k, "type", "encryption.kms", types, &t);
+        if (t == BS_KMS_LOCAL) {
+            e->kms_type = BS_KMS_LOCAL;
+            check_keys(c, k, "encryption.kms", local_keys, NULL);
+            bool ok;
+            e->key_file = get_secret_file(c, k, "key_file", "encryption.kms", true, &ok);
+            const cJSON *kf = member(k, "key_file");
+            char *want = (!ok && kf && cJSON_IsString(kf) && kf->valuestring[0])
+                             ? resolve_path(c, kf->valuestring)
+                             : NULL;
+            struct stat sb;
+            /* The usual first-run mistake: say how to make the file. */
+            if (want && stat(want, &sb) != 0 && errno == ENOENT)
+                bs_log(BS_LOG_INFO, "config",
+                       "%s: create the master key with: brokerside keygen %s", c->file, want);
+            free(want);
+        } else if (t == BS_KMS_AWS) {
+            e->kms_type = BS_KMS_AWS;
+            check_keys(c, k, "encryption.kms", aws_keys, NULL);
+            const char *r;
+            get_region(c, k, "encryption.kms", &r);
+            if (!r && !member(k, "region")) r = aws->region;
+            if (!r && !member(k, "region"))
+                cfg_err(c, "encryption.kms.region",
+                        "no region: set encryption.kms.region, aws.region or AWS_REGION");
+            e->kms_region = cfg_strdup(c, r);
+            e->kms_endpoint = get_url(c, k, "encryption.kms");
+        }
+    }
+    int um = 0;
+    get_enum(c, v, "unmatched_topics", "encryption", unmatched, &um);
+    e->reject_unmatched = um == 1;
+    const cJSON *t = member(v, "topics");
+    if (!t) {
+        cfg_err(c, "encryption.topics",
+                "is required: at least one rule such as {\"match\": \"*\", \"key\": \"...\"}");
+    } else if (!cJSON_IsArray(t)) {
+        cfg_err(c, "encryption.topics", "expected an array of {match, key} rules, got %s",
+                json_type_name(t));
+    } else {
+        size_t n = (size_t)cJSON_GetArraySize(t);
+        if (n == 0)
+            cfg_err(c, "encryption.topics",
+                    "must contain at least one rule (remove the encryption section to turn "
+                    "encryption off)");
+        else if (n > CFG_MAX_TOPIC_RULES)
+            cfg_err(c, "encryption.topics", "has %zu rules: at most %d are supported", n,
+                    CFG_MAX_TOPIC_RULES);
+        else if (!(e->topics = calloc(n, sizeof *e->topics)))
+            c->nomem = true;
+        size_t i = 0;
+        for (const cJSON *it = t->child; it && e->topics; it = it->next, i++) {
+            path_index(pr, sizeof pr, "encryption.topics", i);
+            if (!cJSON_IsObject(it)) {
+                cfg_err(c, pr, "expected an object {match, key}, got %s", json_type_name(it));
+                continue;
+            }
+            check_keys(c, it, pr, rule_keys, NULL);
+            const char *m, *kr;
+            bool m_ok = get_string(c, it, "match", pr, &m),
+                 k_ok = get_string(c, it, "key", pr, &kr);
+            if (m_ok && !m) {
+                path_key(p, sizeof p, pr, "match");
+                cfg_err(c, p, "is required (a topic glob such as \"payments.*\" or \"*\")");
+                m_ok = false;
+            }
+            if (k_ok && !kr) {
+                path_key(p, sizeof p, pr, "key");
+                cfg_err(c, p, "is required (the key reference for matching topics)");
+                k_ok = false;
+            }
+            const char *why;
+            if (m_ok && (why = check_glob(m))) {
+                path_key(p, sizeof p, pr, "match");
+                cfg_err(c, p, "%s %s", quote(q, sizeof q, m), why);
+                m_ok = false;
+            }
+            if (k_ok && (why = check_keyref(kr, e->kms_type))) {
+                path_key(p, sizeof p, pr, "key");
+                cfg_err(c, p, "%s %s", quote(q, sizeof q, kr), why);
+                k_ok = false;
+            }
+            if (!m_ok || !k_ok) continue;
+            for (size_t j = 0; j < e->n_topics; j++) {
+                if (strcmp(e->topics[j].match, "*") == 0) {
+                    path_key(p, sizeof p, pr, "match");
+                    cfg_err(c, p,
+                            "never applies: an earlier rule matches \"*\" (every topic) "
+                            "and the first match wins; put \"*\" last");
+                    break;
+                }
+                if (strcmp(e->topics[j].match, m) == 0) {
+                    path_key(p, sizeof p, pr, "match");
+                    cfg_err(c, p,
+                            "%s repeats an earlier rule: the first match wins, so this "
+                            "rule would never apply",
+                            quote(q, sizeof q, m));
+                }
+            }
+            bs_topic_rule *r = &e->topics[e->n_topics++];
+            r->match = cfg_strdup(c, m);
+            r->key = cfg_strdup(c, kr);
+        }
+    }
+    const cJSON *d = member(v, "dek");
+    if (d && !cJSON_IsObject(d)) {
+        cfg_err(c, "encryption.dek", "expected an object, got %s", json_type_name(d));
+    } else if (d) {
+        check_keys(c, d, "encryption.dek", dek_keys, NULL);
+        long long x = (long long)e->dek_max_records;
+        get_int(c, d, "max_records", "encryption.dek", 1, 1LL << 28, &x);
+        e->dek_max_records = (uint64_t)x;
+        x = (long long)e->dek_max_age_s;
+        get_int(c, d, "max_age_s", "encryption.dek", 1, 86400, &x);
+        e->dek_max_age_s = (uint64_t)x;
+    }
+    d = member(v, "decrypt_cache");
+    if (d && !cJSON_IsObject(d)) {
+        cfg_err(c, "encryption.decrypt_cache", "expected an object, got %s", json_type_name(d));
+    } else if (d) {
+        check_keys(c, d, "encryption.decrypt_cache", cache_keys, NULL);
+        long long x = e->decrypt_cache_max_entries;
+        get_int(c, d, "max_entries", "encryption.decrypt_cache", 1, 10000000, &x);
+        e->decrypt_cache_max_entries = (uint32_t)x;
+        x = (long long)e->decrypt_cache_ttl_s;
+        get_int(c, d, "ttl_s", "encryption.decrypt_cache", 1, 86400, &x);
+        e->decrypt_cache_ttl_s = (uint64_t)x;
+    }
+}
+
+/*
+ * Read the `sinks` list of an event section into *refs. Absent: the one
+ * name "default". Names are checked against the sinks later (resolve_refs),
+ * when every section has been read.
+ */
+static void get_sink_refs(cfg_ctx *c, const cJSON *obj, const char *path, bs_sink_refs *refs)
+{
+    char p[CFG_PATH_MAX], pi[CFG_PATH_MAX], q[160];
+    path_key(p, sizeof p, path, "sinks");
+    const cJSON *v = member(obj, "sinks");
+    if (!v) {
+        refs->names = calloc(1, sizeof *refs->names);
+        if (!refs->names || !(refs->names[0] = cfg_strdup(c, "default"))) {
+            c->nomem = true;
+            return;
+        }
+        refs->n = 1;
+        return;
+    }
+    if (!cJSON_IsArray(v)) {
+        cfg_err(c, p, "expected an array of sink names, got %s", json_type_name(v));
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    if (n == 0) {
+        cfg_err(c, p,
+                "is empty: events would pile up in the spool; name a sink, omit the key for the "
+                "default file sink, or set the section to null");
+        return;
+    }
+    if (n > CFG_MAX_SINKS || !(refs->names = calloc(n, sizeof *refs->names))) {
+        if (n > CFG_MAX_SINKS)
+            cfg_err(c, p, "names %zu sinks: at most %d are supported", n, CFG_MAX_SINKS);
+        else
+            c->nomem = true;
+        return;
+    }
+    size_t i = 0;
+    for (const cJSON *it = v->child; it; it = it->next, i++) {
+        path_index(pi, sizeof pi, p, i);
+        if (!cJSON_IsString(it)) {
+            cfg_err(c, pi, "expected a sink name, got %s", json_type_name(it));
+            continue;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < refs->n; j++)
+            dup = dup || strcmp(refs->names[j], it->valuestring) == 0;
+        if (dup) {
+            cfg_err(c, pi, "%s is listed twice", quote(q, sizeof q, it->valuestring));
+            continue;
+        }
+        refs->names[refs->n] = cfg_strdup(c, it->valuestring);
+        if (refs->names[refs->n]) refs->n++;
+    }
+}
+
+/* Read the common head of an event section: absent or null = disabled
+ * (returns NULL), otherwise the object after checking its keys. */
+static const cJSON *event_section(cfg_ctx *c, const cJSON *root, const char *name,
+                                  const char *const *keys, bool *enabled)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    *enabled = false;
+    if (!v || cJSON_IsNull(v)) return NULL;
+    if (!cJSON_IsObject(v)) {
+        cfg_err(c, name, "expected an object, or null to turn it off; got %s", json_type_name(v));
+        return NULL;
+    }
+    *enabled = true;
+    check_keys(c, v, name, keys, NULL);
+    return v;
+}
+
+/* Parse `audit`. */
+static void parse_audit(cfg_ctx *c, const cJSON *root, bs_audit_config *a)
+{
+    static const char *const keys[] = {"data_events",
+                                       "aggregate_interval_s",
+                                       "aggregate_max_keys",
+                                       "signing_key_file",
+                                       "signing_algorithm",
+                                       "digest_interval_s",
+                                       "digest_every_events",
+                                       "sinks",
+                                       NULL};
+    static const char *const modes[] = {"aggregate", "each", "off", NULL};
+    static const char *const algs[] = {"detect", "hmac-sha256", "ed25519", NULL};
+    a->data_events = BS_DATA_EVENTS_AGGREGATE;
+    a->aggregate_interval_s = 60;
+    a->digest_interval_s = 300;
+    a->digest_every_events = 1000;
+    a->aggregate_max_keys = 10000;
+    const cJSON *v = event_section(c, root, "audit", keys, &a->enabled);
+    if (!v) return;
+    int m = 0;
+    get_enum(c, v, "data_events", "audit", modes, &m);
+    a->data_events = (bs_data_events)m;
+    long long x = a->aggregate_interval_s;
+    get_int(c, v, "aggregate_interval_s", "audit", 1, 86400, &x);
+    a->aggregate_interval_s = (uint32_t)x;
+    x = a->digest_interval_s;
+    get_int(c, v, "digest_interval_s", "audit", 1, 86400, &x);
+    a->digest_interval_s = (uint32_t)x;
+    x = a->digest_every_events;
+    get_int(c, v, "digest_every_events", "audit", 0, 10000000, &x);
+    a->digest_every_events = (uint32_t)x;
+    x = a->aggregate_max_keys;
+    get_int(c, v, "aggregate_max_keys", "audit", 1, 10000000, &x);
+    a->aggregate_max_keys = (uint32_t)x;
+    bool ok;
+    a->signing_key_file = get_secret_file(c, v, "signing_key_file", "audit", false, &ok);
+    int alg = 0;
+    get_enum(c, v, "signing_algorithm", "audit", algs, &alg);
+    a->signing_algorithm = (bs_signing_algorithm)alg;
+    if (member(v, "signing_algorithm") && !member(v, "signing_key_file"))
+        cfg_err(c, "audit.signing_algorithm", "needs signing_key_file");
+    if (a->signing_key_file && a->signing_algorithm != BS_SIGNING_DETECT) {
+        /* Only the kind is checked here (PEM or not); the audit key loader
+         * parses the contents at start. */
+        char head[11] = "";
+        FILE *f = fopen(a->signing_key_file, "re");
+        if (f) {
+            size_t got = fread(head, 1, sizeof head - 1, f);
+            head[got] = '\0';
+            fclose(f);
+        }
+        bool pem = strncmp(head, "-----BEGIN", 10) == 0;
+        if (pem != (a->signing_algorithm == BS_SIGNING_ED25519))
+            cfg_err(c, "audit.signing_algorithm", "is %s but signing_key_file %s",
+                    a->signing_algorithm == BS_SIGNING_ED25519 ? "\"ed25519\"" : "\"hmac-sha256\"",
+                    pem ? "is a PEM file (an Ed25519 key?)" : "is not a PEM Ed25519 key");
+    }
+
+    get_sink_refs(c, v, "audit", &a->sinks);
+}
+
+/* Parse `metrics`. */
+static void parse_metrics(cfg_ctx *c, const cJSON *root, bs_metrics_config *mc)
+{
+    static const char *const keys[] = {"interval_s", "namespace", "sinks", NULL};
+    char q[300];
+    mc->interval_s = 60;
+    const cJSON *v = event_section(c, root, "metrics", keys, &mc->enabled);
+    const char *ns = NULL;
+    if (v) {
+        long long x = mc->interval_s;
+        get_int(c, v, "interval_s", "metrics", 1, 86400, &x);
+        mc->interval_s = (uint32_t)x;
+        if (get_string(c, v, "namespace", "metrics", &ns) && ns) {
+            /* CloudWatch: 1..255 characters, no leading ':' and no "AWS/" prefix. */
+            bool bad = strlen(ns) > 255 || ns[0] == ':' || strncmp(ns, "AWS/", 4) == 0;
+            for (const char *s = ns; *s && !bad; s++)
+                bad = !isalnum((unsigned char)*s) && !strchr(".-_/#:", *s);
+            if (bad) {
+                cfg_err(c, "metrics.namespace",
+                        "%s is not a CloudWatch namespace: 1 to 255 of A-Z a-z 0-9 . - _ / # :, "
+                        "not starting with ':' or \"AWS/\"",
+                        quote(q, sizeof q, ns));
+                ns = NULL;
+            }
+        }
+        get_sink_refs(c, v, "metrics", &mc->sinks);
+    }
+    mc->ns = cfg_strdup(c, ns ? ns : "Kafka/Brokerside");
+}
+
+/* Parse `logs`. */
+static void parse_logs(cfg_ctx *c, const cJSON *root, bs_logs_config *l)
+{
+    static const char *const keys[] = {"files",      "tz_offset_min", "start_at_end",
+                                       "state_file", "sinks",         NULL};
+    static const char *const fkeys[] = {"path", "format", NULL};
+    static const char *const formats[] = {"log4j", "plain", NULL};
+    char p[CFG_PATH_MAX];
+    const cJSON *v = event_section(c, root, "logs", keys, &l->enabled);
+    if (!v) return;
+    long long tz = 0;
+    get_int(c, v, "tz_offset_min", "logs", -720, 840, &tz);
+    l->tz_offset_min = (int32_t)tz;
+    get_bool(c, v, "start_at_end", "logs", &l->start_at_end);
+    const char *s;
+    if (get_string(c, v, "state_file", "logs", &s) && s) l->state_file = resolve_path(c, s);
+    get_sink_refs(c, v, "logs", &l->sinks);
+    const cJSON *f = member(v, "files");
+    if (!f) {
+        cfg_err(c, "logs.files", "is required: the broker log files to ship (paths or globs)");
+        return;
+    }
+    if (!cJSON_IsArray(f)) {
+        cfg_err(c, "logs.files", "expected an array of {path, format}, got %s", json_type_name(f));
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(f);
+    if (n == 0 || n > CFG_MAX_LOG_FILES) {
+        cfg_err(c, "logs.files", "must list 1 to %d files", CFG_MAX_LOG_FILES);
+        return;
+    }
+    if (!(l->files = calloc(n, sizeof *l->files))) {
+        c->nomem = true;
+        return;
+    }
+    size_t i = 0;
+    for (const cJSON *it = f->child; it; it = it->next, i++) {
+        path_index(p, sizeof p, "logs.files", i);
+        if (!cJSON_IsObject(it)) {
+            cfg_err(c, p, "expected an object {path, format}, got %s", json_type_name(it));
+            continue;
+        }
+        check_keys(c, it, p, fkeys, NULL);
+        int fmtx = 0;
+        get_enum(c, it, "format", p, formats, &fmtx);
+        if (!get_string(c, it, "path", p, &s)) continue;
+        if (!s) {
+            char pp[CFG_PATH_MAX];
+            path_key(pp, sizeof pp, p, "path");
+            cfg_err(c, pp, "is required (a file path or a glob such as \"/var/log/kafka/*.log\")");
+            continue;
+        }
+        bs_log_file_config *lf = &l->files[l->n_files];
+        lf->path = resolve_path(c, s);
+        lf->format = (bs_log_format)fmtx;
+        if (lf->path) l->n_files++;
+    }
+}
+
+/* Per-type batch limits: {max_events, max_bytes} hard maxima of the API
+ * and the defaults (the maxima, except for files). */
+typedef struct sink_type_info {
+    const char *name;
+    bool aws;
+    uint32_t max_events;
+    uint64_t max_bytes;
+    uint32_t def_events;
+    uint64_t def_bytes;
+} sink_type_info;
+
+static const sink_type_info sink_types[] = {
+    [BS_SINK_FILE] = {"file", false, 100000, 64 * CFG_MIB, 1000, CFG_MIB},
+    [BS_SINK_CLOUDWATCH_LOGS] = {"cloudwatch_logs", true, 10000, 1048576, 10000, 1048576},
+    [BS_SINK_CLOUDWATCH_METRICS] = {"cloudwatch_metrics", true, 1000, 4 * CFG_MIB, 1000,
+                                    4 * CFG_MIB},
+    [BS_SINK_S3] = {"s3", true, 0, 0, 0, 0}, /* batches are objects: object_max_* */
+    [BS_SINK_FIREHOSE] = {"firehose", true, 500, 4 * CFG_MIB, 500, 4 * CFG_MIB},
+};
+
+/* Check a {hostname}/{broker_id}/{stream} name template; `strftime_ok`
+ * also allows '%' fields (S3 keys). */
+static void check_name_template(cfg_ctx *c, const char *p, const char *t, bool strftime_ok)
+{
+    static const char *const names[] = {"{hostname}", "{broker_id}", "{stream}", NULL};
+    char q[300];
+    for (const char *s = t; *s; s++) {
+        if (*s == '{') {
+            bool known = false;
+            for (size_t i = 0; names[i] && !known; i++)
+                if (strncmp(s, names[i], strlen(names[i])) == 0) {
+                    known = true;
+                    s += strlen(names[i]) - 1;
+                }
+            if (!known) {
+                cfg_err(c, p, "%s: unknown placeholder (use {hostname}, {broker_id}, {stream})",
+                        quote(q, sizeof q, t));
+                return;
+            }
+        } else if (*s == '}') {
+            cfg_err(c, p, "%s: '}' without '{'", quote(q, sizeof q, t));
+            return;
+        } else if (*s == '%') {
+            if (!strftime_ok) {
+                cfg_err(c, p, "%s: strftime fields are only allowed in S3 prefixes",
+                        quote(q, sizeof q, t));
+                return;
+            }
+            if (s[1] == '\0') {
+                cfg_err(c, p, "%s ends with a lone '%%'", quote(q, sizeof q, t));
+                return;
+            }
+            s++;
+        }
+    }
+}
+
+/* Free what a sink config owns (not s itself). */
+static void sink_free(bs_sink_config *s)
+{
+    free(s->name);
+    free(s->region);
+    free(s->endpoint);
+    free(s->dir);
+    free(s->log_group);
+    free(s->log_stream);
+    free(s->bucket);
+    free(s->prefix);
+    free(s->delivery_stream);
+}
+
+/* Parse one `sinks.<name>` into *s (zeroed). */
+static void parse_sink(cfg_ctx *c, const cJSON *v, const char *path, const bs_aws_config *aws,
+                       bs_sink_config *s)
+{
+    static const char *const common[] = {
+        "type",         "max_events",         "max_bytes",      "max_age_ms",
+        "max_attempts", "backoff_initial_ms", "backoff_max_ms", NULL};
+    static const char *const aws_common[] = {"region", "endpoint", "allow_insecure_endpoint", NULL};
+    static const char *const per_type[][8] = {
+        [BS_SINK_FILE] = {"dir", "rotate_bytes", "rotate_age_s", "gzip", NULL},
+        [BS_SINK_CLOUDWATCH_LOGS] = {"log_group", "log_stream", "auto_create", NULL},
+        [BS_SINK_CLOUDWATCH_METRICS] = {"protocol", NULL},
+        [BS_SINK_S3] = {"bucket", "prefix", "compression", "object_max_bytes", "object_max_age_s",
+                        "multipart_threshold_bytes", NULL},
+        [BS_SINK_FIREHOSE] = {"delivery_stream", NULL},
+    };
+    static const char *const type_names[] = {"file", "cloudwatch_logs", "cloudwatch_metrics",
+                                             "s3",   "firehose",        NULL};
+    char p[CFG_PATH_MAX];
+    const char *allowed[24];
+    if (!cJSON_IsObject(v)) {
+        cfg_err(c, path, "expected an object with a \"type\", got %s", json_type_name(v));
+        return;
+    }
+    int t = -1;
+    if (!member(v, "type")) {
+        path_key(p, sizeof p, path, "type");
+        cfg_err(c, p,
+                "is required: \"file\", \"cloudwatch_logs\", \"cloudwatch_metrics\", \"s3\" or "
+                "\"firehose\"");
+    }
+    get_enum(c, v, "type", path, type_names, &t);
+    if (t < 0) return;
+    s->kind = (bs_sink_kind)t;
+    const sink_type_info *ti = &sink_types[t];
+    size_t na = 0;
+    for (size_t i = 0; common[i]; i++)
+        if (t != BS_SINK_S3 || (strcmp(common[i], "max_bytes") && strcmp(common[i], "max_age_ms") &&
+                                strcmp(common[i], "max_events")))
+            allowed[na++] = common[i];
+    for (size_t i = 0; ti->aws && aws_common[i]; i++)
+        allowed[na++] = aws_common[i];
+    for (size_t i = 0; per_type[t][i]; i++)
+        allowed[na++] = per_type[t][i];
+    allowed[na] = NULL;
+    check_keys(c, v, path, allowed, NULL);
+    /* Batching: the API's limits are hard, larger values would be rejected by
+     * the service on every call. */
+    long long x = ti->def_events;
+    if (ti->max_events) get_int(c, v, "max_events", path, 1, ti->max_events, &x);
+    s->max_events = (uint32_t)x;
+    x = (long long)ti->def_bytes;
+    if (ti->max_bytes) get_int(c, v, "max_bytes", path, 1024, (long long)ti->max_bytes, &x);
+    s->max_bytes = (uint64_t)x;
+    x = 1000;
+    get_int(c, v, "max_age_ms", path, 1, 3600000, &x);
+    s->max_age_ms = (uint32_t)x;
+    x = 0;
+    get_int(c, v, "max_attempts", path, 0, 1000000, &x);
+    s->max_attempts = (uint32_t)x;
+    x = 200;
+    get_int(c, v, "backoff_initial_ms", path, 1, 600000, &x);
+    s->backoff_initial_ms = (uint32_t)x;
+    x = 30000;
+    get_int(c, v, "backoff_max_ms", path, 1, 3600000, &x);
+    s->backoff_max_ms = (uint32_t)x;
+    if (s->backoff_max_ms < s->backoff_initial_ms) {
+        path_key(p, sizeof p, path, "backoff_max_ms");
+        cfg_err(c, p, "%" PRIu32 " is below backoff_initial_ms (%" PRIu32 ")", s->backoff_max_ms,
+                s->backoff_initial_ms);
+    }
+    const char *str;
+    if (ti->aws) {
+        const char *r;
+        get_region(c, v, path, &r);
+        if (!r && !member(v, "region")) {
+            r = aws->region;
+            if (!r) {
+                path_key(p, sizeof p, path, "region");
+                cfg_err(c, p, "no region: set it here, in aws.region or in AWS_REGION");
+            }
+        }
+        s->region = cfg_strdup(c, r);
+        s->endpoint = get_url(c, v, path);
+    }
+    switch (s->kind) {
+    case BS_SINK_FILE:
+        s->dir = get_dir(c, v, "dir", path);
+        if (!member(v, "dir")) {
+            path_key(p, sizeof p, path, "dir");
+            cfg_err(c, p, "is required: the directory the NDJSON files are written to");
+        }
+        x = 100 * (long long)CFG_MIB;
+        get_int(c, v, "rotate_bytes", path, (long long)CFG_MIB, 1LL << 40, &x);
+        s->rotate_bytes = (uint64_t)x;
+        x = 3600;
+        get_int(c, v, "rotate_age_s", path, 1, 31 * 86400, &x);
+        s->rotate_age_s = (uint32_t)x;
+        get_bool(c, v, "gzip", path, &s->gzip);
+        break;
+    case BS_SINK_CLOUDWATCH_LOGS:
+        if (get_string(c, v, "log_group", path, &str)) {
+            path_key(p, sizeof p, path, "log_group");
+            if (!str)
+                cfg_err(c, p, "is required, e.g. \"/kafka/brokerside\"");
+            else
+                check_name_template(c, p, str, false);
+            s->log_group = cfg_strdup(c, str);
+        }
+        if (get_string(c, v, "log_stream", path, &str)) {
+            path_key(p, sizeof p, path, "log_stream");
+            if (str) check_name_template(c, p, str, false);
+            s->log_stream = cfg_strdup(c, str ? str : "{hostname}-{stream}");
+        }
+        get_bool(c, v, "auto_create", path, &s->auto_create);
+        break;
+    case BS_SINK_CLOUDWATCH_METRICS: {
+        static const char *const protos[] = {"json", "query", NULL};
+        int pr = 0;
+        get_enum(c, v, "protocol", path, protos, &pr);
+        s->query_protocol = pr == 1;
+        break;
+    }
+    case BS_SINK_S3: {
+        static const char *const comps[] = {"gzip", "none", NULL};
+        if (get_string(c, v, "bucket", path, &str)) {
+            path_key(p, sizeof p, path, "bucket");
+            /* S3 bucket naming: 3..63 of a-z 0-9 . -, starting and ending alphanumeric. */
+            size_t bl = str ? strlen(str) : 0;
+            bool bad = str && (bl < 3 || bl > 63 || !isalnum((unsigned char)str[0]) ||
+                               !isalnum((unsigned char)str[bl - 1]));
+            for (size_t i = 0; str && i < bl && !bad; i++)
+                bad = !islower((unsigned char)str[i]) && !isdigit((unsigned char)str[i]) &&
+                      str[i] != '.' && str[i] != '-';
+            char q[160];
+            if (!str)
+                cfg_err(c, p, "is required");
+            else if (bad)
+                cfg_err(c, p, "%s is not a valid S3 bucket name (3 to 63 of a-z 0-9 . -)",
+                        quote(q, sizeof q, str));
+            else
+                s->bucket = cfg_strdup(c, str);
+        }
+        if (get_string(c, v, "prefix", path, &str) && str) {
+            path_key(p, sizeof p, path, "prefix");
+            check_name_template(c, p, str, true);
+            s->prefix = cfg_strdup(c, str);
+        }
+        int comp = 0;
+        get_enum(c, v, "compression", path, comps, &comp);
+        s->gzip = comp == 0;
+        x = 64 * (long long)CFG_MIB;
+        get_int(c, v, "object_max_bytes", path, (long long)CFG_MIB, 5LL * 1024 * 1024 * 1024, &x);
+        s->object_max_bytes = (uint64_t)x;
+        x = 60;
+        get_int(c, v, "object_max_age_s", path, 1, 86400, &x);
+        s->object_max_age_s = (uint32_t)x;
+        x = 8 * (long long)CFG_MIB;
+        get_int(c, v, "multipart_threshold_bytes", path, 5 * (long long)CFG_MIB,
+                5LL * 1024 * 1024 * 1024, &x);
+        s->multipart_threshold_bytes = (uint64_t)x;
+        break;
+    }
+    case BS_SINK_FIREHOSE:
+        if (get_string(c, v, "delivery_stream", path, &str)) {
+            path_key(p, sizeof p, path, "delivery_stream");
+            if (!str)
+                cfg_err(c, p, "is required");
+            else
+                check_name_template(c, p, str, false);
+            s->delivery_stream = cfg_strdup(c, str);
+        }
+        break;
+    }
+}
+
+/* Parse `sinks` (optional object of named sinks). */
+static void parse_sinks(cfg_ctx *c, const cJSON *root, bs_config *cfg)
+{
+    char p[CFG_PATH_MAX], q[160];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "sinks");
+    if (!v || cJSON_IsNull(v)) return;
+    if (!cJSON_IsObject(v)) {
+        cfg_err(c, "sinks", "expected an object of named sinks, got %s", json_type_name(v));
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    if (n > CFG_MAX_SINKS) {
+        cfg_err(c, "sinks", "defines %zu sinks: at most %d are supported", n, CFG_MAX_SINKS);
+        return;
+    }
+    /* One spare slot for the implicit default file sink. */
+    if (!(cfg->sinks = calloc(n + 1, sizeof *cfg->sinks))) {
+        c->nomem = true;
+        return;
+    }
+    for (const cJSON *it = v->child; it; it = it->next) {
+        const char *name = it->string ? it->string : "";
+        snprintf(p, sizeof p, "sinks.%s", name);
+        bool dup = false;
+        for (const cJSON *prev = v->child; prev != it; prev = prev->next)
+            dup = dup || (prev->string && strcmp(prev->string, name) == 0);
+        if (dup) {
+            cfg_err(c, p, "duplicate sink name %s", quote(q, sizeof q, name));
+            continue;
+        }
+        if (!name_ok(name)) {
+            cfg_err(c, p,
+                    "%s is not a valid sink name: use 1 to %d characters from A-Z a-z 0-9 _ . -",
+                    quote(q, sizeof q, name), CFG_NAME_MAX);
+            continue;
+        }
+        bs_sink_config *s = &cfg->sinks[cfg->n_sinks];
+        s->name = cfg_strdup(c, name);
+        if (!s->name) continue;
+        cfg->n_sinks++;
+        parse_sink(c, it, p, &cfg->aws, s);
+    }
+}
+
+/* Parse `spool` (optional object; dir required later if events are on). */
+static void parse_spool(cfg_ctx *c, const cJSON *root, bs_spool_config *sp)
+{
+    static const char *const keys[] = {"dir", "max_bytes", "segment_bytes", "fsync_interval_ms",
+                                       NULL};
+    sp->max_bytes = 1024 * CFG_MIB;
+    sp->segment_bytes = 64 * CFG_MIB;
+    sp->fsync_interval_ms = 100;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "spool");
+    if (!v || cJSON_IsNull(v)) return;
+    if (!cJSON_IsObject(v)) {
+        cfg_err(c, "spool", "expected an object, got %s", json_type_name(v));
+        return;
+    }
+    check_keys(c, v, "spool", keys, NULL);
+    sp->dir = get_dir(c, v, "dir", "spool");
+    long long x = (long long)sp->max_bytes;
+    get_int(c, v, "max_bytes", "spool", 16 * (long long)CFG_MIB, 1LL << 50, &x);
+    sp->max_bytes = (uint64_t)x;
+    x = (long long)sp->segment_bytes;
+    get_int(c, v, "segment_bytes", "spool", (long long)CFG_MIB, 1LL << 40, &x);
+    sp->segment_bytes = (uint64_t)x;
+    /* A few segments must fit under the limit, or the oldest could never be
+     * released while the newest fills. */
+    if (sp->segment_bytes > sp->max_bytes / 4)
+        cfg_err(c, "spool.segment_bytes",
+                "%" PRIu64 " is more than a quarter of max_bytes (%" PRIu64 ")", sp->segment_bytes,
+                sp->max_bytes);
+    x = sp->fsync_interval_ms;
+    get_int(c, v, "fsync_interval_ms", "spool", 1, 60000, &x);
+    sp->fsync_interval_ms = (uint32_t)x;
+}
+
+/* Index of the sink `name` in cfg, or -1. */
+static long sink_index(const bs_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_sinks; i++)
+        if (cfg->sinks[i].name && strcmp(cfg->sinks[i].name, name) == 0) return (long)i;
+    return -1;
+}
+
+/*
+ * Cross-section rules once everything is read: the implicit "default" file
+ * sink, every reference resolved (and routed), the stream/sink type fit, a
+ * spool dir when events are on, the logtail state file default, and
+ * warnings for sinks nobody uses.
+ */
+static void link_events(cfg_ctx *c, const cJSON *root, bs_config *cfg)
+{
+    struct {
+        const char *section;
+        bool enabled;
+        bs_sink_refs *refs;
+        unsigned stream;
+    } secs[] = {
+        {"audit", cfg->audit.enabled, &cfg->audit.sinks, 0 /* BS_STREAM_AUDIT */},
+        {"metrics", cfg->metrics.enabled, &cfg->metrics.sinks, 1 /* BS_STREAM_METRICS */},
+        {"logs", cfg->logs.enabled, &cfg->logs.sinks, 2 /* BS_STREAM_LOGS */},
+    };
+    char p[CFG_PATH_MAX], q[160];
+    bool any = false, wants_default = false;
+    for (size_t i = 0; i < BS_ARRAY_LEN(secs); i++) {
+        any = any || secs[i].enabled;
+        for (size_t j = 0; secs[i].enabled && j < secs[i].refs->n; j++)
+            wants_default = wants_default || strcmp(secs[i].refs->names[j], "default") == 0;
+    }
+    if (!any) return;
+    if (!cfg->spool.dir) {
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(root, "spool");
+        bool given = sp && cJSON_IsObject(sp) && member(sp, "dir");
+        if (!given)
+            cfg_err(c, "spool.dir",
+                    "is required when audit, metrics or logs are on: every event is spooled to "
+                    "disk before a sink takes it");
+    }
+    if (wants_default && sink_index(cfg, "default") < 0 && cfg->spool.dir) {
+        if (!cfg->sinks && !(cfg->sinks = calloc(1, sizeof *cfg->sinks))) {
+            c->nomem = true;
+            return;
+        }
+        /* Beside the spool: its parent is known to be writable. */
+        bs_sink_config *s = &cfg->sinks[cfg->n_sinks++];
+        char *parent = cfg_strdup(c, cfg->spool.dir);
+        char *slash = parent ? strrchr(parent, '/') : NULL;
+        if (slash && slash != parent)
+            *slash = '\0';
+        else if (slash)
+            slash[1] = '\0';
+        s->name = cfg_strdup(c, "default");
+        s->kind = BS_SINK_FILE;
+        s->implicit = true;
+        if (parent &&
+            asprintf(&s->dir, "%s%sevents", parent, strcmp(parent, "/") == 0 ? "" : "/") < 0) {
+            s->dir = NULL;
+            c->nomem = true;
+        }
+        free(parent);
+        s->max_events = sink_types[BS_SINK_FILE].def_events;
+        s->max_bytes = sink_types[BS_SINK_FILE].def_bytes;
+        s->max_age_ms = 1000;
+        s->backoff_initial_ms = 200;
+        s->backoff_max_ms = 30000;
+        s->rotate_bytes = 100 * CFG_MIB;
+        s->rotate_age_s = 3600;
+    }
+    for (size_t i = 0; i < BS_ARRAY_LEN(secs); i++) {
+        if (!secs[i].enabled) continue;
+        for (size_t j = 0; j < secs[i].refs->n; j++) {
+            const char *name = secs[i].refs->names[j];
+            snprintf(p, sizeof p, "%s.sinks[%zu]", secs[i].section, j);
+            if (!member(cJSON_GetObjectItemCaseSensitive(root, secs[i].section), "sinks"))
+                snprintf(p, sizeof p, "%s.sinks", secs[i].section);
+            long k = sink_index(cfg, name);
+            if (k < 0) {
+                /* The default cannot be made without a spool dir: already reported. */
+                if (strcmp(name, "default") != 0 || cfg->spool.dir)
+                    cfg_err(c, p, "sink %s is not defined in sinks", quote(q, sizeof q, name));
+                continue;
+            }
+            bs_sink_config *s = &cfg->sinks[k];
+            /* PutMetricData takes metric data points, which only metric events carry. */
+            if (s->kind == BS_SINK_CLOUDWATCH_METRICS && secs[i].stream != 1) {
+                cfg_err(c, p,
+                        "sink %s is a cloudwatch_metrics sink: it can only carry metrics (use "
+                        "cloudwatch_logs, s3, firehose or file for %s)",
+                        quote(q, sizeof q, name), secs[i].section);
+                continue;
+            }
+            s->streams |= 1u << secs[i].stream;
+        }
+    }
+    /* Two writers in one directory would interleave or rotate each other's files. */
+    for (size_t k = 0; k < cfg->n_sinks; k++) {
+        const bs_sink_config *s = &cfg->sinks[k];
+        if (s->kind != BS_SINK_FILE || !s->dir) continue;
+        snprintf(p, sizeof p, s->implicit ? "sinks" : "sinks.%s.dir", s->name);
+        if (cfg->spool.dir && strcmp(s->dir, cfg->spool.dir) == 0)
+            cfg_err(c, p, "%s%s is the spool directory: give the sink its own directory",
+                    s->implicit ? "the default sink's dir " : "", quote(q, sizeof q, s->dir));
+        for (size_t j = 0; j < k; j++)
+            if (cfg->sinks[j].kind == BS_SINK_FILE && cfg->sinks[j].dir &&
+                strcmp(cfg->sinks[j].dir, s->dir) == 0)
+                cfg_err(c, p,
+                        "%s%s is also the dir of sinks.%s: each file sink needs its own "
+                        "directory",
+                        s->implicit ? "the default sink's dir " : "", quote(q, sizeof q, s->dir),
+                        cfg->sinks[j].name);
+    }
+    if (cfg->logs.enabled && !cfg->logs.state_file && cfg->spool.dir &&
+        asprintf(&cfg->logs.state_file, "%s/logtail.state", cfg->spool.dir) < 0) {
+        cfg->logs.state_file = NULL;
+        c->nomem = true;
+    }
+}
+
+/* Log the warnings of a valid config's aws, audit and sinks sections (only
+ * once the whole load succeeded, so a broken file is not also noisy). The
+ * encryption-off warning is the daemon's (config.h). */
+static void log_event_warnings(const char *file, const bs_config *cfg)
+{
+    if (cfg->aws.access_key_id)
+        bs_log(BS_LOG_WARN, "config",
+               "%s: aws.credentials holds a long-lived secret in the configuration file: prefer "
+               "the environment, a profile or the instance role",
+               file);
+    if (cfg->audit.enabled && !cfg->audit.signing_key_file)
+        bs_log(BS_LOG_WARN, "config",
+               "%s: audit.signing_key_file is not set: the audit trail is hash-chained but its "
+               "digests are not signed, so a rewrite of the whole trail is not detectable",
+               file);
+    for (size_t k = 0; k < cfg->n_sinks; k++)
+        if (cfg->sinks[k].streams == 0)
+            bs_log(BS_LOG_WARN, "config",
+                   "%s: sinks.%s is not used by audit, metrics or logs: it ships nothing", file,
+                   cfg->sinks[k].name);
+}
+
+/* Free the strings of refs. */
+static void refs_free(bs_sink_refs *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->names[i]);
+    free(r->names);
+}
+
+/* Free what the sections of issues 4-6 own; secrets are wiped. */
+static void events_free(bs_config *cfg)
+{
+    bs_aws_config *a = &cfg->aws;
+    free(a->region);
+    free(a->profile);
+    free(a->access_key_id);
+    secret_free(a->secret_access_key);
+    secret_free(a->session_token);
+    free(a->ca_file);
+    bs_encryption_config *e = &cfg->encryption;
+    free(e->key_file);
+    free(e->kms_region);
+    free(e->kms_endpoint);
+    for (size_t i = 0; i < e->n_topics; i++) {
+        free(e->topics[i].match);
+        free(e->topics[i].key);
+    }
+    free(e->topics);
+    free(cfg->audit.signing_key_file);
+    refs_free(&cfg->audit.sinks);
+    free(cfg->metrics.ns);
+    refs_free(&cfg->metrics.sinks);
+    for (size_t i = 0; i < cfg->logs.n_files; i++)
+        free(cfg->logs.files[i].path);
+    free(cfg->logs.files);
+    free(cfg->logs.state_file);
+    refs_free(&cfg->logs.sinks);
+    for (size_t i = 0; i < cfg->n_sinks; i++)
+        sink_free(&cfg->sinks[i]);
+    free(cfg->sinks);
+    free(cfg->spool.dir);
+}
+
+/* Parse every section of issues 4-6, in dependency order. */
+static void walk_events(cfg_ctx *c, const cJSON *root, bs_config *cfg)
+{
+    parse_aws(c, root, &cfg->aws);
+    parse_encryption(c, root, &cfg->aws, &cfg->encryption);
+    parse_spool(c, root, &cfg->spool);
+    parse_sinks(c, root, cfg);
+    parse_audit(c, root, &cfg->audit);
+    parse_metrics(c, root, &cfg->metrics);
+    parse_logs(c, root, &cfg->logs);
+    link_events(c, root, cfg);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -1449,6 +2725,7 @@ void bs_config_free(bs_config *cfg)
     free(cfg->kafka.advertise);
     free(cfg->kafka.advertise_template);
     endpoint_free(&cfg->admin.bind);
+    events_free(cfg);
     free(cfg);
 }
 
@@ -1466,12 +2743,11 @@ void bs_config_errors_free(bs_config_errors *errs)
 /* Walk the parsed document into cfg (every section, all problems recorded). */
 static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 {
-    static const char *const keys[] = {"workers", "log_level", "listeners", "limits",
-                                       "kafka",   "admin",     NULL};
-    static const char *const future[] = {"encryption", "aws",   "audit", "metrics",
-                                         "logs",       "sinks", "spool", NULL};
+    static const char *const keys[] = {"workers", "log_level",  "listeners", "limits", "kafka",
+                                       "admin",   "encryption", "aws",       "audit",  "metrics",
+                                       "logs",    "sinks",      "spool",     NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
-    check_keys(c, root, "", keys, future);
+    check_keys(c, root, "", keys, NULL);
     long long w = 0;
     get_int(c, root, "workers", "", 0, CFG_MAX_WORKERS, &w);
     if (w == 0) {
@@ -1494,6 +2770,7 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
                         cfg->admin.bind.text, i, cfg->listeners[i].bind.text);
         }
     }
+    walk_events(c, root, cfg);
 }
 
 /* See config.h. `text` need not be NUL-terminated; it is copied. */
@@ -1563,6 +2840,7 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
                "%s: admin.bind %s is not a loopback address: health, metrics and status will "
                "be reachable from the network",
                path, cfg->admin.bind.text);
+    if (st == BS_OK) log_event_warnings(path, cfg);
 out:
     if (st == BS_E_NOMEM && !c.n_problems) {
         /* Best effort: the list may itself be what failed to grow. */
@@ -1672,6 +2950,27 @@ bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *
     return BS_OK;
 }
 
+/* See config.h: first match wins. */
+const bs_topic_rule *bs_config_topic_rule(const bs_encryption_config *enc, const char *topic,
+                                          size_t len)
+{
+    char name[256];
+    /* Kafka topic names are at most 249 bytes; longer cannot match a valid rule. */
+    if (len >= sizeof name || memchr(topic, '\0', len)) return NULL;
+    memcpy(name, topic, len);
+    name[len] = '\0';
+    for (size_t i = 0; i < enc->n_topics; i++)
+        if (fnmatch(enc->topics[i].match, name, 0) == 0) return &enc->topics[i];
+    return NULL;
+}
+
+/* See config.h. */
+const bs_sink_config *bs_config_sink(const bs_config *cfg, const char *name)
+{
+    long i = sink_index(cfg, name);
+    return i < 0 ? NULL : &cfg->sinks[i];
+}
+
 /* Append "what" to a comma-separated list in buf (bounded, always terminated). */
 static void list_add(char *buf, size_t len, const char *what)
 {
@@ -1685,6 +2984,110 @@ static void list_add(char *buf, size_t len, const char *what)
 static bool same_endpoint(const bs_endpoint *a, const bs_endpoint *b)
 {
     return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+/* NULL-safe string equality. */
+static bool str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Same sink names in the same order. */
+static bool refs_eq(const bs_sink_refs *a, const bs_sink_refs *b)
+{
+    if (a->n != b->n) return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!str_eq(a->names[i], b->names[i])) return false;
+    return true;
+}
+
+/* Every field of two sinks (they own delivery state: a change means a new
+ * sink, which only start-up wires). */
+static bool sink_eq(const bs_sink_config *a, const bs_sink_config *b)
+{
+    return str_eq(a->name, b->name) && a->kind == b->kind && a->streams == b->streams &&
+           a->max_events == b->max_events && a->max_bytes == b->max_bytes &&
+           a->max_age_ms == b->max_age_ms && a->max_attempts == b->max_attempts &&
+           a->backoff_initial_ms == b->backoff_initial_ms &&
+           a->backoff_max_ms == b->backoff_max_ms && str_eq(a->region, b->region) &&
+           str_eq(a->endpoint, b->endpoint) && str_eq(a->dir, b->dir) &&
+           a->rotate_bytes == b->rotate_bytes && a->rotate_age_s == b->rotate_age_s &&
+           a->gzip == b->gzip && str_eq(a->log_group, b->log_group) &&
+           str_eq(a->log_stream, b->log_stream) && a->auto_create == b->auto_create &&
+           a->query_protocol == b->query_protocol && str_eq(a->bucket, b->bucket) &&
+           str_eq(a->prefix, b->prefix) && a->object_max_bytes == b->object_max_bytes &&
+           a->object_max_age_s == b->object_max_age_s &&
+           a->multipart_threshold_bytes == b->multipart_threshold_bytes &&
+           str_eq(a->delivery_stream, b->delivery_stream);
+}
+
+/* The restart part of the SIGHUP rule for aws, encryption, events, sinks
+ * and spool (see config.h); appends offending keys to what. */
+static bool events_need_restart(const bs_config *o, const bs_config *n, char *what, size_t whatlen)
+{
+    const bs_aws_config *a = &o->aws, *b = &n->aws;
+    const bs_encryption_config *ea = &o->encryption, *eb = &n->encryption;
+    bool sinks_same = o->n_sinks == n->n_sinks;
+    for (size_t i = 0; sinks_same && i < o->n_sinks; i++)
+        sinks_same = sink_eq(&o->sinks[i], &n->sinks[i]);
+    const bs_logs_config *la = &o->logs, *lb = &n->logs;
+    bool files_same = la->n_files == lb->n_files;
+    for (size_t i = 0; files_same && i < la->n_files; i++)
+        files_same = str_eq(la->files[i].path, lb->files[i].path) &&
+                     la->files[i].format == lb->files[i].format;
+    static const char *const names[] = {"aws",
+                                        "encryption (on/off)",
+                                        "encryption.kms",
+                                        "encryption.decrypt_cache",
+                                        "audit (on/off)",
+                                        "audit.sinks",
+                                        "audit (signing key, aggregate_max_keys)",
+                                        "metrics (on/off)",
+                                        "metrics.sinks",
+                                        "logs (on/off)",
+                                        "logs.sinks",
+                                        "logs.files",
+                                        "logs (tz_offset_min, start_at_end, state_file)",
+                                        "sinks",
+                                        "spool"};
+    bool diff[] = {
+        !str_eq(a->region, b->region) || !str_eq(a->profile, b->profile) ||
+            !str_eq(a->access_key_id, b->access_key_id) ||
+            !str_eq(a->secret_access_key, b->secret_access_key) ||
+            !str_eq(a->session_token, b->session_token) || a->max_attempts != b->max_attempts ||
+            a->connect_timeout_s != b->connect_timeout_s ||
+            a->request_timeout_s != b->request_timeout_s || !str_eq(a->ca_file, b->ca_file),
+        ea->enabled != eb->enabled,
+        ea->enabled && eb->enabled &&
+            (ea->kms_type != eb->kms_type || !str_eq(ea->key_file, eb->key_file) ||
+             !str_eq(ea->kms_region, eb->kms_region) ||
+             !str_eq(ea->kms_endpoint, eb->kms_endpoint)),
+        ea->decrypt_cache_max_entries != eb->decrypt_cache_max_entries ||
+            ea->decrypt_cache_ttl_s != eb->decrypt_cache_ttl_s,
+        o->audit.enabled != n->audit.enabled,
+        o->audit.enabled && n->audit.enabled && !refs_eq(&o->audit.sinks, &n->audit.sinks),
+        !str_eq(o->audit.signing_key_file, n->audit.signing_key_file) ||
+            o->audit.signing_algorithm != n->audit.signing_algorithm ||
+            o->audit.aggregate_max_keys != n->audit.aggregate_max_keys,
+        o->metrics.enabled != n->metrics.enabled,
+        o->metrics.enabled && n->metrics.enabled && !refs_eq(&o->metrics.sinks, &n->metrics.sinks),
+        la->enabled != lb->enabled,
+        la->enabled && lb->enabled && !refs_eq(&la->sinks, &lb->sinks),
+        !files_same,
+        la->tz_offset_min != lb->tz_offset_min || la->start_at_end != lb->start_at_end ||
+            !str_eq(la->state_file, lb->state_file),
+        !sinks_same,
+        !str_eq(o->spool.dir, n->spool.dir) || o->spool.max_bytes != n->spool.max_bytes ||
+            o->spool.segment_bytes != n->spool.segment_bytes ||
+            o->spool.fsync_interval_ms != n->spool.fsync_interval_ms,
+    };
+    bool changed = false;
+    for (size_t f = 0; f < BS_ARRAY_LEN(names); f++) {
+        if (!diff[f]) continue;
+        changed = true;
+        list_add(what, whatlen, names[f]);
+    }
+    return changed;
 }
 
 /* See config.h: the SIGHUP rule of docs/configuration.md, key by key. */
@@ -1731,5 +3134,6 @@ bool bs_config_needs_restart(const bs_config *old_cfg, const bs_config *new_cfg,
         changed = true;
         list_add(what, whatlen, "admin (enabled or bind)");
     }
+    if (events_need_restart(old_cfg, new_cfg, what, whatlen)) changed = true;
     return changed;
 }

@@ -14,6 +14,7 @@
 
 #include <openssl/ssl.h>
 
+#include "brokerside/keyring.h"
 #include "brokerside/tls.h"
 #include "test.h"
 
@@ -504,17 +505,12 @@ static void test_unknown_keys_at_every_level(void)
     EXPECT_ERR_T("\"Workers\": 2", "Workers: unknown key");
 }
 
-static void test_future_sections_are_unsupported(void)
+static void test_top_level_sections_are_known(void)
 {
-    const char *sections[] = {"encryption", "aws", "audit", "metrics", "logs", "sinks", "spool"};
-    for (size_t i = 0; i < BS_ARRAY_LEN(sections); i++) {
-        char *top = fmt("\"%s\": {}", sections[i]);
-        char *want = fmt("%s: the \"%s\" section is not supported by this version", sections[i],
-                         sections[i]);
-        EXPECT_ERR_T(top, want);
-        free(top);
-        free(want);
-    }
+    /* Every documented section is accepted; a misspelt one gets a suggestion. */
+    EXPECT_ERR_T("\"encrpytion\": {}", "encrpytion: unknown key \"encrpytion\" (did you mean "
+                                       "\"encryption\"?)");
+    EXPECT_ERR_T("\"sink\": {}", "sink: unknown key \"sink\" (did you mean \"sinks\"?)");
 }
 
 static void test_duplicate_keys(void)
@@ -1026,15 +1022,15 @@ static void test_all_errors_are_reported(void)
     bs_config_errors e;
     CHECK_EQ(load(j, &cfg, &e), BS_E_CONFIG);
     CHECK(cfg == NULL);
-    const char *want[] = {"audit: the \"audit\" section is not supported",
-                          "workers: expected an integer",
+    const char *want[] = {"workers: expected an integer",
                           "listeners[0].colour: unknown key",
                           "listeners[0].bind: \"127.0.0.1:70000\"",
                           "listeners[0].upstream: \"x\": expected HOST:PORT",
                           "listeners[0].tls.cert: \"nope.crt\"",
                           "listeners[0].tls.min_version: \"TLSv1.1\" is not allowed",
                           "listeners[1].upstream: \"127.0.0.1:0\": port must be",
-                          "limits.buffer_bytes: 1 is out of range"};
+                          "limits.buffer_bytes: 1 is out of range",
+                          "spool.dir: is required when audit, metrics or logs are on"};
     CHECK_EQ(e.n, BS_ARRAY_LEN(want));
     for (size_t i = 0; i < BS_ARRAY_LEN(want); i++) {
         if (!has_err(&e, want[i])) {
@@ -1043,7 +1039,7 @@ static void test_all_errors_are_reported(void)
         }
     }
     /* Errors come in document order within a section. */
-    if (e.n == BS_ARRAY_LEN(want)) CHECK(strstr(e.msgs[2], "colour") && strstr(e.msgs[3], "bind"));
+    if (e.n == BS_ARRAY_LEN(want)) CHECK(strstr(e.msgs[1], "colour") && strstr(e.msgs[2], "bind"));
     if (test_failures_in_current) dump_errs(&e);
     bs_config_errors_free(&e);
     /* errs accumulates: a second failed load appends after what is there. */
@@ -1102,6 +1098,13 @@ static void test_shipped_example_loads(void)
         int rc = system(cmd);
         CHECK(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
     }
+    /* The example's master key; what `brokerside keygen` writes (mode 0600). */
+    char key[PATH_MAX + 16], why[256] = "";
+    snprintf(key, sizeof key, "%s/master.key", certs);
+    if (access(key, F_OK) != 0) {
+        CHECK_EQ(bs_keyring_local_keygen(key, why, sizeof why), BS_OK);
+        if (why[0]) fprintf(stderr, "  keygen: %s\n", why);
+    }
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/conf/brokerside.json", src);
     bs_config *cfg = NULL;
@@ -1114,13 +1117,742 @@ static void test_shipped_example_loads(void)
         snprintf(want, sizeof want, "%s/conf/../certs/dev/server.crt", src);
         CHECK_STR(cfg->listeners[0].tls->cert_file, want);
     }
+    if (cfg) {
+        /* The embedded defaults: every topic encrypted with the local keyring,
+         * every stream into one file sink, a spool under var/. */
+        CHECK(cfg->encryption.enabled && cfg->encryption.kms_type == BS_KMS_LOCAL);
+        CHECK(bs_config_topic_rule(&cfg->encryption, "any.topic", 9) != NULL);
+        CHECK(cfg->audit.enabled && cfg->metrics.enabled && cfg->logs.enabled);
+        const bs_sink_config *s = bs_config_sink(cfg, "local-files");
+        CHECK(s && s->kind == BS_SINK_FILE && s->streams == 7u);
+        char want[PATH_MAX + 64];
+        snprintf(want, sizeof want, "%s/conf/../var/spool", src);
+        CHECK_STR(cfg->spool.dir, want);
+    }
     bs_config_free(cfg);
     bs_config_errors_free(&e);
 }
 
+/* ------------------------------------------------------------------------ */
+/* aws, encryption, audit, metrics, logs, sinks, spool                       */
+/* ------------------------------------------------------------------------ */
+
+/* Top-level pieces shared by the tests below. g_dir/master.key is a 0600
+ * key file, g_dir/open-master.key a 0644 one; spool dir g_dir/spool does not
+ * exist yet (its parent does, so the daemon could create it). */
+#define ENC_LOCAL                                                                                  \
+    "\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "              \
+    "\"topics\": [{\"match\": \"*\", \"key\": \"k1\"}]}"
+#define SPOOL "\"spool\": {\"dir\": \"spool\"}"
+
+static void setup_event_files(void)
+{
+    char *p = fmt("%s/master.key", g_dir);
+    write_file(p, "0123456789abcdef0123456789abcdef\n");
+    chmod(p, 0600);
+    free(p);
+    p = fmt("%s/audit.key", g_dir);
+    write_file(p, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n");
+    chmod(p, 0600);
+    free(p);
+    p = fmt("%s/open-master.key", g_dir);
+    write_file(p, "0123456789abcdef0123456789abcdef\n");
+    chmod(p, 0644);
+    free(p);
+    p = fmt("%s/ed.pem", g_dir);
+    write_file(p, "-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n");
+    chmod(p, 0600);
+    free(p);
+    p = fmt("%s/afile", g_dir);
+    write_file(p, "x\n");
+    free(p);
+}
+
+static void test_event_sections_default_off(void)
+{
+    char *j = with("", "");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (!cfg) return;
+    /* No encryption section: loads, but the flag makes the daemon warn. */
+    CHECK(!cfg->encryption.enabled);
+    CHECK_EQ(cfg->encryption.dek_max_records, 1000000);
+    CHECK_EQ(cfg->encryption.dek_max_age_s, 3600);
+    CHECK(!cfg->audit.enabled && !cfg->metrics.enabled && !cfg->logs.enabled);
+    CHECK_EQ(cfg->n_sinks, 0);
+    CHECK(cfg->spool.dir == NULL);
+    CHECK_EQ(cfg->spool.max_bytes, 1073741824ull);
+    CHECK_EQ(cfg->spool.segment_bytes, 64ull << 20);
+    CHECK_EQ(cfg->spool.fsync_interval_ms, 100);
+    CHECK(cfg->aws.region == NULL && !cfg->aws.region_from_env);
+    char msg[256];
+    snprintf(msg, sizeof msg, BS_CONFIG_ENCRYPTION_OFF_FMT, cfg->path);
+    CHECK(strstr(msg, "encryption at rest is OFF") && strstr(msg, cfg->path));
+    CHECK_EQ(cfg->aws.max_attempts, 4);
+    CHECK(cfg->aws.connect_timeout_s == 3 && cfg->aws.request_timeout_s == 30);
+    CHECK_STR(cfg->metrics.ns, "Kafka/Brokerside");
+    bs_config_free(cfg);
+    /* null is the same as absent. */
+    j = with("", "\"encryption\": null, \"audit\": null, \"metrics\": null, \"logs\": null, "
+                 "\"sinks\": null, \"spool\": null, \"aws\": null");
+    cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) CHECK(!cfg->encryption.enabled && !cfg->audit.enabled && cfg->n_sinks == 0);
+    bs_config_free(cfg);
+}
+
+static void test_encryption_local_and_rules(void)
+{
+    char *j = with("", "\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": "
+                       "\"master.key\"},"
+                       " \"topics\": [{\"match\": \"payments.*\", \"key\": \"pay\"},"
+                       "              {\"match\": \"payments.eu\", \"key\": \"never\"},"
+                       "              {\"match\": \"[a-c]x\", \"key\": \"abc\"}],"
+                       " \"unmatched_topics\": \"reject\","
+                       " \"dek\": {\"max_records\": 268435456, \"max_age_s\": 60},"
+                       " \"decrypt_cache\": {\"max_entries\": 5, \"ttl_s\": 7}}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (!cfg) return;
+    const bs_encryption_config *e = &cfg->encryption;
+    CHECK(e->enabled);
+    CHECK_EQ(e->kms_type, BS_KMS_LOCAL);
+    char *want = fmt("%s/master.key", g_dir);
+    CHECK_STR(e->key_file, want);
+    free(want);
+    CHECK(e->reject_unmatched);
+    CHECK_EQ(e->n_topics, 3);
+    CHECK_EQ(e->dek_max_records, 268435456ull);
+    CHECK_EQ(e->dek_max_age_s, 60);
+    CHECK_EQ(e->decrypt_cache_max_entries, 5);
+    CHECK_EQ(e->decrypt_cache_ttl_s, 7);
+    /* First match wins; the length bounds the name (not NUL-terminated). */
+    const bs_topic_rule *r = bs_config_topic_rule(e, "payments.eu", 11);
+    CHECK(r && strcmp(r->key, "pay") == 0);
+    r = bs_config_topic_rule(e, "bx-trailing", 2);
+    CHECK(r && strcmp(r->key, "abc") == 0);
+    CHECK(bs_config_topic_rule(e, "dx", 2) == NULL);
+    CHECK(bs_config_topic_rule(e, "payments", 8) == NULL);
+    bs_config_free(cfg);
+}
+
+static void test_encryption_errors(void)
+{
+    EXPECT_ERR_T("\"encryption\": []", "encryption: expected an object");
+    EXPECT_ERR_T("\"encryption\": {\"topics\": [{\"match\": \"*\", \"key\": \"k\"}]}",
+                 "encryption.kms: is required");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"key_file\": \"master.key\"}, \"topics\": "
+                 "[{\"match\": \"*\", \"key\": \"k\"}]}",
+                 "encryption.kms.type: is required");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"vault\"}, \"topics\": []}",
+                 "encryption.kms.type: \"vault\" is not valid: expected \"local\" or \"aws\"");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\"}, \"topics\": [{\"match\": "
+                 "\"*\", \"key\": \"k\"}]}",
+                 "encryption.kms.key_file: is required");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"nope.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}]}",
+                 "encryption.kms.key_file: \"nope.key\" (resolved to");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": "
+                 "\"open-master.key\"}, \"topics\": [{\"match\": \"*\", \"key\": \"k\"}]}",
+                 "is accessible by group or others (mode 0644): chmod 600 it");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\", "
+                 "\"region\": \"us-east-1\"}, \"topics\": [{\"match\": \"*\", \"key\": \"k\"}]}",
+                 "encryption.kms.region: unknown key");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}}",
+                 "encryption.topics: is required");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": []}",
+                 "encryption.topics: must contain at least one rule");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": {\"*\": \"k\"}}",
+                 "encryption.topics: expected an array");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [\"*\"]}",
+                 "encryption.topics[0]: expected an object");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"key\": \"k\"}]}",
+                 "encryption.topics[0].match: is required");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"a\"}]}",
+                 "encryption.topics[0].key: is required");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"a\", \"key\": \"\"}]}",
+                 "encryption.topics[0].key: must not be empty");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"pay[ments\", \"key\": \"k\"}]}",
+                 "encryption.topics[0].match: \"pay[ments\" has a '[' without its closing ']'");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"a\\\\\", \"key\": \"k\"}]}",
+                 "ends with a lone backslash");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"pay ments\", \"key\": \"k\"}]}",
+                 "contains a character that no Kafka topic name has");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"a\", \"key\": \"my key\"}]}",
+                 "encryption.topics[0].key: \"my key\" must be printable ASCII without spaces");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"a\", \"key\": \"k\"}, {\"match\": \"a\", \"key\": "
+                 "\"j\"}]}",
+                 "encryption.topics[1].match: \"a\" repeats an earlier rule");
+    EXPECT_ERR_T(ENC_LOCAL ", \"x\": 1", "x: unknown key");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}, {\"match\": \"pay.*\", \"key\": "
+                 "\"j\"}]}",
+                 "encryption.topics[1].match: never applies: an earlier rule matches \"*\"");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"a]\", \"key\": \"k\"}]}",
+                 "contains a character that no Kafka topic name has");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}], \"unmatched_topics\": "
+                 "\"drop\"}",
+                 "encryption.unmatched_topics: \"drop\" is not valid: expected \"plaintext\" or "
+                 "\"reject\"");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}], \"dek\": {\"max_records\": "
+                 "268435457}}",
+                 "encryption.dek.max_records: 268435457 is out of range: must be between 1 and "
+                 "268435456");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}], \"dek\": {\"max_age_s\": 0}}",
+                 "encryption.dek.max_age_s: 0 is out of range");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}], \"dek\": {\"records\": 1}}",
+                 "encryption.dek.records: unknown key");
+    EXPECT_ERR_T("\"encryption\": {\"kms\": {\"type\": \"local\", \"key_file\": \"master.key\"}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"k\"}], \"decrypt_cache\": 5}",
+                 "encryption.decrypt_cache: expected an object, got a number");
+}
+
+static void test_kms_aws_and_endpoints(void)
+{
+    /* Region from aws.region; endpoint over plain http only for loopback. */
+    char *j = with("", "\"aws\": {\"region\": \"eu-west-1\"}, \"encryption\": {\"kms\": "
+                       "{\"type\": \"aws\", \"endpoint\": \"http://127.0.0.1:4566\"}, "
+                       "\"topics\": ["
+                       " {\"match\": \"b\", \"key\": \"1234abcd-12ab-34cd-56ef-1234567890ab\"},"
+                       " {\"match\": \"c\", \"key\": "
+                       "\"arn:aws:kms:eu-west-1:111122223333:key/mrk-1\"},"
+                       " {\"match\": \"*\", \"key\": \"alias/kafka\"}]}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) {
+        CHECK_EQ(cfg->encryption.kms_type, BS_KMS_AWS);
+        CHECK_STR(cfg->encryption.kms_region, "eu-west-1");
+        CHECK_STR(cfg->encryption.kms_endpoint, "http://127.0.0.1:4566");
+        CHECK(cfg->encryption.key_file == NULL);
+    }
+    bs_config_free(cfg);
+    j = with("", "\"encryption\": {\"kms\": {\"type\": \"aws\", \"region\": \"us-gov-west-1\", "
+                 "\"endpoint\": \"http://kms.lan:80/\", \"allow_insecure_endpoint\": true}, "
+                 "\"topics\": [{\"match\": \"*\", \"key\": \"alias/a\"}]}");
+    cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) CHECK_STR(cfg->encryption.kms_region, "us-gov-west-1");
+    bs_config_free(cfg);
+#define KMS_AWS(kms)                                                                               \
+    "\"encryption\": {\"kms\": {\"type\": \"aws\"" kms                                             \
+    "}, \"topics\": [{\"match\": \"*\", \"key\": \"alias/a\"}]}"
+    EXPECT_ERR_T(KMS_AWS(""), "encryption.kms.region: no region");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"US-EAST-1\""),
+                 "encryption.kms.region: \"US-EAST-1\" is not an AWS region name");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"useast1\""), "is not an AWS region name");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"us-east-1\", \"endpoint\": \"http://kms.example.com\""),
+                 "encryption.kms.endpoint: \"http://kms.example.com\" uses plain http to a host "
+                 "that is not loopback");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"us-east-1\", \"endpoint\": \"ftp://x\""),
+                 "must be an http:// or https:// URL");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"us-east-1\", \"endpoint\": \"https://x/?a=b\""),
+                 "must not contain a query or fragment");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"us-east-1\", \"endpoint\": \"https://u:p@x\""),
+                 "must not contain user information");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"us-east-1\", \"endpoint\": \"https://x:99999\""),
+                 "port must be a number between 1 and 65535");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"us-east-1\", \"endpoint\": \"https://\""),
+                 "has no valid host");
+    EXPECT_ERR_T(KMS_AWS(", \"region\": \"us-east-1\", \"key_file\": \"master.key\""),
+                 "encryption.kms.key_file: unknown key");
+    EXPECT_ERR_T("\"aws\": {\"region\": \"us-east-1\"}, \"encryption\": {\"kms\": {\"type\": "
+                 "\"aws\"}, \"topics\": [{\"match\": \"*\", \"key\": \"payments\"}]}",
+                 "encryption.topics[0].key: \"payments\" is not a KMS key");
+#undef KMS_AWS
+}
+
+static void test_aws_section(void)
+{
+    char *j = with("", "\"aws\": {\"region\": \"ap-southeast-2\", \"profile\": \"prod\", "
+                       "\"max_attempts\": 1, \"connect_timeout_s\": 0.5, \"request_timeout_s\": "
+                       "9, \"ca_file\": \"ca.crt\"}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) {
+        CHECK_STR(cfg->aws.region, "ap-southeast-2");
+        CHECK(!cfg->aws.region_from_env);
+        CHECK_STR(cfg->aws.profile, "prod");
+        CHECK_EQ(cfg->aws.max_attempts, 1);
+        CHECK(cfg->aws.connect_timeout_s == 0.5 && cfg->aws.request_timeout_s == 9);
+        char *want = fmt("%s/ca.crt", g_dir);
+        CHECK_STR(cfg->aws.ca_file, want);
+        free(want);
+    }
+    bs_config_free(cfg);
+    /* The environment fills a missing region: AWS_REGION before AWS_DEFAULT_REGION. */
+    setenv("AWS_DEFAULT_REGION", "eu-central-1", 1);
+    j = with("", "");
+    cfg = EXPECT_OK(j);
+    if (cfg) CHECK(cfg->aws.region_from_env && strcmp(cfg->aws.region, "eu-central-1") == 0);
+    bs_config_free(cfg);
+    setenv("AWS_REGION", "us-west-2", 1);
+    cfg = EXPECT_OK(j);
+    if (cfg) CHECK_STR(cfg->aws.region, "us-west-2");
+    bs_config_free(cfg);
+    setenv("AWS_REGION", "Mars", 1);
+    EXPECT_ERR(j, "aws.region: not set, and AWS_REGION=\"Mars\" is not an AWS region name");
+    free(j);
+    unsetenv("AWS_REGION");
+    unsetenv("AWS_DEFAULT_REGION");
+    /* Credentials: a secret never appears in a message. */
+    j = with("", "\"aws\": {\"credentials\": {\"secret_access_key\": \"TOPSECRETVALUE\"}}");
+    bs_config *none = NULL;
+    bs_config_errors e;
+    CHECK_EQ(load(j, &none, &e), BS_E_CONFIG);
+    CHECK(has_err(&e, "aws.credentials.access_key_id: is required because secret_access_key is "
+                      "set"));
+    CHECK(!has_err(&e, "TOPSECRET"));
+    bs_config_errors_free(&e);
+    free(j);
+    j = with("", "\"aws\": {\"credentials\": {\"access_key_id\": \"AKIDEXAMPLE\", "
+                 "\"secret_access_key\": \"s3cr3t\", \"session_token\": \"tok\"}}");
+    bs_status st;
+    char *log = load_capturing_log(j, &st);
+    CHECK_EQ(st, BS_OK);
+    CHECK(log && strstr(log, "aws.credentials holds a long-lived secret") &&
+          !strstr(log, "s3cr3t"));
+    free(log);
+    free(j);
+    EXPECT_ERR_T("\"aws\": {\"credentials\": {\"access_key_id\": \"AKID\"}}",
+                 "aws.credentials.secret_access_key: is required because access_key_id is set");
+    EXPECT_ERR_T("\"aws\": {\"credentials\": {\"session_token\": \"t\"}}",
+                 "aws.credentials.session_token: needs access_key_id and secret_access_key");
+    EXPECT_ERR_T("\"aws\": {\"credentials\": {}}", "aws.credentials: is empty");
+    EXPECT_ERR_T("\"aws\": {\"credentials\": {\"access_key_id\": \"A\", \"secret_access_key\": "
+                 "42}}",
+                 "aws.credentials.secret_access_key: expected a string, got a number");
+    EXPECT_ERR_T("\"aws\": {\"credentials\": {\"key\": \"A\"}}",
+                 "aws.credentials.key: unknown key");
+    EXPECT_ERR_T("\"aws\": {\"region\": \"moon-1\"}",
+                 "aws.region: \"moon-1\" is not an AWS region");
+    EXPECT_ERR_T("\"aws\": {\"max_attempts\": 0}", "aws.max_attempts: 0 is out of range");
+    EXPECT_ERR_T("\"aws\": {\"request_timeout_s\": -1}",
+                 "aws.request_timeout_s: -1 is out of range");
+    EXPECT_ERR_T("\"aws\": {\"ca_file\": \"nope.pem\"}", "aws.ca_file: \"nope.pem\"");
+    EXPECT_ERR_T("\"aws\": \"us-east-1\"", "aws: expected an object, got a string");
+    EXPECT_ERR_T("\"aws\": {\"regoin\": \"us-east-1\"}",
+                 "aws.regoin: unknown key \"regoin\" (did you mean \"region\"?)");
+}
+
+static void test_events_default_file_sink(void)
+{
+    /* Every stream on, no sinks: the implicit "default" file sink beside the spool. */
+    char *j = with("", SPOOL ", \"audit\": {\"signing_key_file\": \"audit.key\"}, \"metrics\": "
+                             "{}, \"logs\": {\"files\": [{\"path\": \"/var/log/kafka/*.log\"}, "
+                             "{\"path\": \"server.log\", \"format\": \"plain\"}]}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (!cfg) return;
+    char *spool = fmt("%s/spool", g_dir), *events = fmt("%s/events", g_dir);
+    char *state = fmt("%s/spool/logtail.state", g_dir), *rel = fmt("%s/server.log", g_dir);
+    CHECK_STR(cfg->spool.dir, spool);
+    CHECK_EQ(cfg->n_sinks, 1);
+    const bs_sink_config *s = bs_config_sink(cfg, "default");
+    CHECK(s != NULL);
+    if (s) {
+        CHECK(s->implicit);
+        CHECK_EQ(s->kind, BS_SINK_FILE);
+        CHECK_STR(s->dir, events);
+        CHECK_EQ(s->streams, 7u);
+        CHECK_EQ(s->rotate_bytes, 100ull << 20);
+        CHECK_EQ(s->rotate_age_s, 3600);
+        CHECK(!s->gzip);
+        CHECK_EQ(s->max_events, 1000);
+    }
+    CHECK(cfg->audit.enabled && cfg->metrics.enabled && cfg->logs.enabled);
+    CHECK_EQ(cfg->audit.data_events, BS_DATA_EVENTS_AGGREGATE);
+    CHECK_EQ(cfg->audit.aggregate_interval_s, 60);
+    CHECK_EQ(cfg->audit.digest_interval_s, 300);
+    CHECK_EQ(cfg->audit.digest_every_events, 1000);
+    CHECK_EQ(cfg->audit.aggregate_max_keys, 10000);
+    CHECK_EQ(cfg->audit.signing_algorithm, BS_SIGNING_DETECT);
+    CHECK(cfg->audit.sinks.n == 1 && strcmp(cfg->audit.sinks.names[0], "default") == 0);
+    CHECK_EQ(cfg->metrics.interval_s, 60);
+    CHECK_EQ(cfg->logs.n_files, 2);
+    if (cfg->logs.n_files == 2) {
+        CHECK_STR(cfg->logs.files[0].path, "/var/log/kafka/*.log");
+        CHECK_EQ(cfg->logs.files[0].format, BS_LOG_FORMAT_LOG4J);
+        CHECK_STR(cfg->logs.files[1].path, rel);
+        CHECK_EQ(cfg->logs.files[1].format, BS_LOG_FORMAT_PLAIN);
+    }
+    CHECK_STR(cfg->logs.state_file, state);
+    CHECK_EQ(cfg->logs.tz_offset_min, 0);
+    free(spool);
+    free(events);
+    free(state);
+    free(rel);
+    bs_config_free(cfg);
+    /* A user-defined "default" replaces the implicit one. */
+    j = with("", SPOOL ", \"metrics\": {}, \"sinks\": {\"default\": {\"type\": \"file\", "
+                       "\"dir\": \"adir\", \"gzip\": true}}");
+    cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) {
+        CHECK_EQ(cfg->n_sinks, 1);
+        CHECK(!cfg->sinks[0].implicit && cfg->sinks[0].gzip);
+        CHECK_EQ(cfg->sinks[0].streams, 2u);
+    }
+    bs_config_free(cfg);
+    /* Without a spool dir nothing can be shipped. */
+    EXPECT_ERR_T("\"audit\": {}", "spool.dir: is required when audit, metrics or logs are on");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {}", "spool.dir: is required");
+}
+
+static void test_event_section_errors(void)
+{
+    EXPECT_ERR_T(SPOOL ", \"audit\": true", "audit: expected an object, or null to turn it off");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"data_events\": \"some\"}",
+                 "audit.data_events: \"some\" is not valid: expected \"aggregate\", \"each\" or "
+                 "\"off\"");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"aggregate_interval_s\": 0}",
+                 "audit.aggregate_interval_s: 0 is out of range");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"digest_every_events\": -1}",
+                 "audit.digest_every_events: -1 is out of range: must be between 0 and 10000000");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"aggregate_max_keys\": 0}",
+                 "audit.aggregate_max_keys: 0 is out of range");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"open-master.key\"}",
+                 "audit.signing_key_file: \"");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"missing.key\"}",
+                 "audit.signing_key_file: \"missing.key\" (resolved to");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_algorithm\": \"ed25519\"}",
+                 "audit.signing_algorithm: needs signing_key_file");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"audit.key\", \"signing_algorithm\": "
+                       "\"rsa\"}",
+                 "audit.signing_algorithm: \"rsa\" is not valid");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"audit.key\", \"signing_algorithm\": "
+                       "\"ed25519\"}",
+                 "audit.signing_algorithm: is \"ed25519\" but signing_key_file is not a PEM");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"signing_key_file\": \"ed.pem\", \"signing_algorithm\": "
+                       "\"hmac-sha256\"}",
+                 "audit.signing_algorithm: is \"hmac-sha256\" but signing_key_file is a PEM file");
+    /* Matching kinds load (contents are parsed by the audit module at start). */
+    char *j = with("", SPOOL ", \"audit\": {\"signing_key_file\": \"ed.pem\", "
+                             "\"signing_algorithm\": \"ed25519\"}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) CHECK_EQ(cfg->audit.signing_algorithm, BS_SIGNING_ED25519);
+    bs_config_free(cfg);
+    j = with("", SPOOL ", \"audit\": {\"signing_key_file\": \"audit.key\", "
+                       "\"signing_algorithm\": \"hmac-sha256\"}");
+    cfg = EXPECT_OK(j);
+    free(j);
+    if (cfg) CHECK_EQ(cfg->audit.signing_algorithm, BS_SIGNING_HMAC_SHA256);
+    bs_config_free(cfg);
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": \"default\"}",
+                 "audit.sinks: expected an array of sink names");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": []}", "audit.sinks: is empty");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [1]}", "audit.sinks[0]: expected a sink name");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"x\", \"x\"]}",
+                 "audit.sinks[1]: \"x\" is listed twice");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"nowhere\"]}",
+                 "audit.sinks[0]: sink \"nowhere\" is not defined in sinks");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"cw\"]}, \"aws\": {\"region\": \"us-east-1\"},"
+                       " \"sinks\": {\"cw\": {\"type\": \"cloudwatch_metrics\"}}",
+                 "audit.sinks[0]: sink \"cw\" is a cloudwatch_metrics sink: it can only carry "
+                 "metrics");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"interval_s\": 86401}",
+                 "metrics.interval_s: 86401 is out");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"namespace\": \"AWS/Kafka\"}",
+                 "metrics.namespace: \"AWS/Kafka\" is not a CloudWatch namespace");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"namespace\": \"a b\"}", "is not a CloudWatch namespace");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"nmespace\": \"a\"}", "did you mean \"namespace\"?");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {}", "logs.files: is required");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {\"files\": []}", "logs.files: must list 1 to 256 files");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {\"files\": \"/var/log/x\"}", "logs.files: expected an array");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {\"files\": [\"/var/log/x\"]}",
+                 "logs.files[0]: expected an object {path, format}");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {\"files\": [{\"format\": \"plain\"}]}",
+                 "logs.files[0].path: is required");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {\"files\": [{\"path\": \"x\", \"format\": \"json\"}]}",
+                 "logs.files[0].format: \"json\" is not valid: expected \"log4j\" or \"plain\"");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {\"files\": [{\"path\": \"x\"}], \"tz_offset_min\": 900}",
+                 "logs.tz_offset_min: 900 is out of range: must be between -720 and 840");
+    EXPECT_ERR_T(SPOOL ", \"logs\": {\"files\": [{\"path\": \"x\"}], \"start_at_end\": 1}",
+                 "logs.start_at_end: expected true or false");
+}
+
+/* A sink definition with SPOOL and a metrics section that uses it. */
+static char *with_sink(const char *sink)
+{
+    char *top = fmt("\"aws\": {\"region\": \"us-east-1\"}, " SPOOL
+                    ", \"metrics\": {\"sinks\": [\"s\"]}, \"sinks\": {\"s\": %s}",
+                    sink);
+    char *j = with("", top);
+    free(top);
+    return j;
+}
+#define EXPECT_SINK_ERR(sink, needle)                                                              \
+    do {                                                                                           \
+        char *j_ = with_sink(sink);                                                                \
+        EXPECT_ERR(j_, needle);                                                                    \
+        free(j_);                                                                                  \
+    } while (0)
+
+static void test_sinks_valid(void)
+{
+    const char *j =
+        "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\"}],\n"
+        " \"aws\": {\"region\": \"us-east-1\"}, \"spool\": {\"dir\": \"spool\", \"max_bytes\": "
+        "16777216, \"segment_bytes\": 4194304, \"fsync_interval_ms\": 5},\n"
+        " \"audit\": {\"data_events\": \"each\", \"digest_every_events\": 0, "
+        "\"aggregate_max_keys\": 5, \"sinks\": [\"files\", \"s3\", \"fh\"]},\n"
+        " \"metrics\": {\"namespace\": \"Team/Kafka\", \"sinks\": [\"cwm\"]},\n"
+        " \"logs\": {\"files\": [{\"path\": \"server.log\"}], \"tz_offset_min\": -300, "
+        "\"state_file\": \"tail.state\", \"sinks\": [\"cwl\"]},\n"
+        " \"sinks\": {\n"
+        "  \"files\": {\"type\": \"file\", \"dir\": \"adir\", \"rotate_bytes\": 1048576, "
+        "\"rotate_age_s\": 60, \"gzip\": true, \"max_attempts\": 3},\n"
+        "  \"cwl\": {\"type\": \"cloudwatch_logs\", \"log_group\": \"/kafka/{broker_id}\", "
+        "\"auto_create\": true, \"region\": \"eu-west-3\", \"max_events\": 10000, "
+        "\"max_bytes\": 1048576, \"endpoint\": \"http://localhost:5000\"},\n"
+        "  \"cwm\": {\"type\": \"cloudwatch_metrics\", \"protocol\": \"query\", "
+        "\"endpoint\": \"https://[::1]:4566/\"},\n"
+        "  \"s3\": {\"type\": \"s3\", \"bucket\": \"my-audit.bucket\", \"prefix\": "
+        "\"audit/%Y/%m/{hostname}-\", \"compression\": \"none\", \"object_max_bytes\": 2097152, "
+        "\"object_max_age_s\": 30, \"multipart_threshold_bytes\": 5242880},\n"
+        "  \"fh\": {\"type\": \"firehose\", \"delivery_stream\": \"audit-{broker_id}\", "
+        "\"max_events\": 500, \"backoff_initial_ms\": 10, \"backoff_max_ms\": 10},\n"
+        "  \"spare\": {\"type\": \"file\", \"dir\": \"sub\"}\n"
+        " }}\n";
+    bs_status st;
+    char *log = load_capturing_log(j, &st);
+    CHECK_EQ(st, BS_OK);
+    CHECK(log && strstr(log, "sinks.spare is not used by audit, metrics or logs"));
+    CHECK(log && strstr(log, "audit.signing_key_file is not set"));
+    free(log);
+    bs_config *cfg = EXPECT_OK(j);
+    if (!cfg) return;
+    CHECK_EQ(cfg->n_sinks, 6);
+    CHECK_EQ(cfg->spool.max_bytes, 16777216);
+    CHECK_EQ(cfg->spool.segment_bytes, 4194304);
+    CHECK_EQ(cfg->spool.fsync_interval_ms, 5);
+    CHECK_EQ(cfg->audit.data_events, BS_DATA_EVENTS_EACH);
+    CHECK_EQ(cfg->audit.digest_every_events, 0);
+    CHECK_EQ(cfg->audit.aggregate_max_keys, 5);
+    CHECK_STR(cfg->metrics.ns, "Team/Kafka");
+    CHECK_EQ(cfg->logs.tz_offset_min, -300);
+    char *st_want = fmt("%s/tail.state", g_dir);
+    CHECK_STR(cfg->logs.state_file, st_want);
+    free(st_want);
+    const bs_sink_config *s = bs_config_sink(cfg, "files");
+    CHECK(s && s->kind == BS_SINK_FILE && s->rotate_bytes == 1048576 && s->rotate_age_s == 60 &&
+          s->gzip && s->max_attempts == 3 && s->streams == 1u && s->region == NULL);
+    s = bs_config_sink(cfg, "cwl");
+    CHECK(s && s->kind == BS_SINK_CLOUDWATCH_LOGS && s->auto_create && s->streams == 4u);
+    if (s) {
+        CHECK_STR(s->region, "eu-west-3");
+        CHECK_STR(s->log_group, "/kafka/{broker_id}");
+        CHECK_STR(s->log_stream, "{hostname}-{stream}");
+        CHECK_STR(s->endpoint, "http://localhost:5000");
+        CHECK_EQ(s->max_events, 10000);
+        CHECK_EQ(s->max_age_ms, 1000);
+        CHECK_EQ(s->backoff_initial_ms, 200);
+        CHECK_EQ(s->backoff_max_ms, 30000);
+    }
+    s = bs_config_sink(cfg, "cwm");
+    CHECK(s && s->kind == BS_SINK_CLOUDWATCH_METRICS && s->query_protocol && s->streams == 2u);
+    if (s) {
+        CHECK_STR(s->region, "us-east-1");
+        CHECK_EQ(s->max_events, 1000);
+    }
+    s = bs_config_sink(cfg, "s3");
+    CHECK(s && s->kind == BS_SINK_S3 && !s->gzip && s->object_max_bytes == 2097152 &&
+          s->object_max_age_s == 30 && s->multipart_threshold_bytes == 5242880);
+    if (s) CHECK_STR(s->bucket, "my-audit.bucket");
+    s = bs_config_sink(cfg, "fh");
+    CHECK(s && s->kind == BS_SINK_FIREHOSE && s->max_events == 500 && s->max_bytes == 4194304);
+    if (s) CHECK_STR(s->delivery_stream, "audit-{broker_id}");
+    s = bs_config_sink(cfg, "spare");
+    CHECK(s && s->streams == 0);
+    CHECK(bs_config_sink(cfg, "default") == NULL);
+    bs_config_free(cfg);
+    /* Defaults of an s3 sink: gzip, 64 MiB / 60 s objects, 8 MiB multipart. */
+    char *js = with_sink("{\"type\": \"s3\", \"bucket\": \"bkt\"}");
+    cfg = EXPECT_OK(js);
+    free(js);
+    s = cfg ? bs_config_sink(cfg, "s") : NULL;
+    CHECK(s && s->gzip && s->object_max_bytes == 64ull << 20 && s->object_max_age_s == 60 &&
+          s->multipart_threshold_bytes == 8ull << 20 && s->prefix == NULL);
+    bs_config_free(cfg);
+}
+
+static void test_sink_errors(void)
+{
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {}, \"sinks\": []",
+                 "sinks: expected an object of named sinks");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {}, \"sinks\": {\"bad name\": {\"type\": \"file\", \"dir\": "
+                       "\"adir\"}}",
+                 "sinks.bad name: \"bad name\" is not a valid sink name");
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {}, \"sinks\": {\"a\": {\"type\": \"file\", \"dir\": "
+                       "\"adir\"}, \"a\": {\"type\": \"file\", \"dir\": \"adir\"}}",
+                 "sinks.a: duplicate sink name \"a\"");
+    EXPECT_SINK_ERR("[]", "sinks.s: expected an object with a \"type\"");
+    EXPECT_SINK_ERR("{}", "sinks.s.type: is required");
+    EXPECT_SINK_ERR(
+        "{\"type\": \"kinesis\"}",
+        "sinks.s.type: \"kinesis\" is not valid: expected \"file\", \"cloudwatch_logs\", "
+        "\"cloudwatch_metrics\", \"s3\" or \"firehose\"");
+    EXPECT_SINK_ERR("{\"type\": \"file\"}", "sinks.s.dir: is required");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"no/such/dir\"}", "sinks.s.dir: \"");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"afile\"}", "exists and is not a directory");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"spool\"}", "sinks.s.dir: \"");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"spool\"}", "is the spool directory");
+    EXPECT_ERR_T(SPOOL
+                 ", \"metrics\": {\"sinks\": [\"a\", \"b\"]}, \"sinks\": {\"a\": {\"type\": "
+                 "\"file\", \"dir\": \"adir\"}, \"b\": {\"type\": \"file\", \"dir\": \"adir//\"}}",
+                 "is also the dir of sinks.a");
+    EXPECT_ERR_T(SPOOL
+                 ", \"metrics\": {\"sinks\": [\"a\", \"b\"]}, \"sinks\": {\"a\": {\"type\": "
+                 "\"file\", \"dir\": \"adir\"}, \"b\": {\"type\": \"file\", \"dir\": \"adir\"}}",
+                 "sinks.b.dir: \"");
+    EXPECT_ERR_T(SPOOL
+                 ", \"metrics\": {\"sinks\": [\"a\", \"b\"]}, \"sinks\": {\"a\": {\"type\": "
+                 "\"file\", \"dir\": \"adir\"}, \"b\": {\"type\": \"file\", \"dir\": \"adir\"}}",
+                 "is also the dir of sinks.a: each file sink needs its own directory");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"adir\", \"region\": \"us-east-1\"}",
+                    "sinks.s.region: unknown key");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"adir\", \"bucket\": \"b\"}",
+                    "sinks.s.bucket: unknown key");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"adir\", \"rotate_bytes\": 10}",
+                    "sinks.s.rotate_bytes: 10 is out of range");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"adir\", \"gzip\": \"yes\"}",
+                    "sinks.s.gzip: expected true or false");
+    EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"adir\", \"backoff_initial_ms\": 500, "
+                    "\"backoff_max_ms\": 100}",
+                    "sinks.s.backoff_max_ms: 100 is below backoff_initial_ms (500)");
+    /* Batch limits above each API's hard limit. */
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_logs\", \"log_group\": \"g\", \"max_events\": 10001}",
+                    "sinks.s.max_events: 10001 is out of range: must be between 1 and 10000");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_logs\", \"log_group\": \"g\", \"max_bytes\": "
+                    "1048577}",
+                    "sinks.s.max_bytes: 1048577 is out of range: must be between 1024 and 1048576");
+    EXPECT_SINK_ERR("{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"max_events\": 501}",
+                    "sinks.s.max_events: 501 is out of range: must be between 1 and 500");
+    EXPECT_SINK_ERR("{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"max_bytes\": 4194305}",
+                    "sinks.s.max_bytes: 4194305 is out of range");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_metrics\", \"max_events\": 1001}",
+                    "sinks.s.max_events: 1001 is out of range");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_logs\", \"log_group\": \"g\", \"max_age_ms\": 0}",
+                    "sinks.s.max_age_ms: 0 is out of range");
+    EXPECT_SINK_ERR("{\"type\": \"s3\", \"bucket\": \"b1b\", \"max_bytes\": 1024}",
+                    "sinks.s.max_bytes: unknown key");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_logs\"}", "sinks.s.log_group: is required");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_logs\", \"log_group\": \"/k/{node}\"}",
+                    "sinks.s.log_group: \"/k/{node}\": unknown placeholder");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_logs\", \"log_group\": \"g\", \"log_stream\": "
+                    "\"%Y\"}",
+                    "sinks.s.log_stream: \"%Y\": strftime fields are only allowed in S3 prefixes");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_logs\", \"log_group\": \"g}\"}", "'}' without '{'");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_metrics\", \"protocol\": \"xml\"}",
+                    "sinks.s.protocol: \"xml\" is not valid: expected \"json\" or \"query\"");
+    EXPECT_SINK_ERR("{\"type\": \"cloudwatch_metrics\", \"namespace\": \"x\"}",
+                    "sinks.s.namespace: unknown key");
+    EXPECT_SINK_ERR("{\"type\": \"s3\"}", "sinks.s.bucket: is required");
+    EXPECT_SINK_ERR("{\"type\": \"s3\", \"bucket\": \"My_Bucket\"}",
+                    "sinks.s.bucket: \"My_Bucket\" is not a valid S3 bucket name");
+    EXPECT_SINK_ERR("{\"type\": \"s3\", \"bucket\": \"bkt\", \"compression\": \"zstd\"}",
+                    "sinks.s.compression: \"zstd\" is not valid: expected \"gzip\" or \"none\"");
+    EXPECT_SINK_ERR("{\"type\": \"s3\", \"bucket\": \"bkt\", \"multipart_threshold_bytes\": "
+                    "1048576}",
+                    "sinks.s.multipart_threshold_bytes: 1048576 is out of range");
+    EXPECT_SINK_ERR("{\"type\": \"s3\", \"bucket\": \"bkt\", \"prefix\": \"x/%\"}",
+                    "sinks.s.prefix: \"x/%\" ends with a lone '%'");
+    EXPECT_SINK_ERR("{\"type\": \"firehose\"}", "sinks.s.delivery_stream: is required");
+    EXPECT_SINK_ERR("{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"region\": \"xx\"}",
+                    "sinks.s.region: \"xx\" is not an AWS region name");
+    EXPECT_SINK_ERR("{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"endpoint\": "
+                    "\"http://10.0.0.1\"}",
+                    "sinks.s.endpoint: \"http://10.0.0.1\" uses plain http");
+    EXPECT_SINK_ERR(
+        "{\"type\": \"firehose\", \"delivery_stream\": \"d\", \"endpoint\": "
+        "\"firehose.example.com\"}",
+        "sinks.s.endpoint: \"firehose.example.com\" must be an http:// or https:// URL");
+    /* An AWS sink needs a region from somewhere. */
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"sinks\": [\"f\"]}, \"sinks\": {\"f\": {\"type\": "
+                       "\"firehose\", \"delivery_stream\": \"d\"}}",
+                 "sinks.f.region: no region: set it here, in aws.region or in AWS_REGION");
+}
+
+static void test_spool_errors(void)
+{
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": []", "spool: expected an object");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"spool\", \"max_bytes\": 16777215}",
+                 "spool.max_bytes: 16777215 is out of range: must be between 16777216 and");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"spool\", \"segment_bytes\": 1000}",
+                 "spool.segment_bytes: 1000 is out of range");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"spool\", \"max_bytes\": 16777216, "
+                 "\"segment_bytes\": 8388608}",
+                 "spool.segment_bytes: 8388608 is more than a quarter of max_bytes (16777216)");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"spool\", \"fsync_interval_ms\": 0}",
+                 "spool.fsync_interval_ms: 0 is out of range");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"afile\"}", "spool.dir: \"");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"missing/spool\"}",
+                 "does not exist and neither does its parent directory");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": 5}", "spool.dir: expected a string");
+    EXPECT_ERR_T("\"metrics\": {}, \"spool\": {\"dir\": \"spool\", \"size\": 1}",
+                 "spool.size: unknown key");
+    /* An existing writable directory is fine as is. */
+    char *j = with("", "\"metrics\": {}, \"spool\": {\"dir\": \"adir\"}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    char *want = fmt("%s/adir", g_dir);
+    if (cfg) CHECK_STR(cfg->spool.dir, want);
+    free(want);
+    bs_config_free(cfg);
+}
+
+static void test_needs_restart_events(void)
+{
+    char *base = with("", "\"aws\": {\"region\": \"us-east-1\"}, " ENC_LOCAL ", " SPOOL
+                          ", \"audit\": {\"data_events\": \"off\"}, \"metrics\": {}");
+    char *live = with("", "\"aws\": {\"region\": \"us-east-1\"}, \"encryption\": {\"kms\": "
+                          "{\"type\": \"local\", \"key_file\": \"master.key\"}, \"topics\": "
+                          "[{\"match\": \"a*\", \"key\": \"k2\"}], \"unmatched_topics\": "
+                          "\"reject\", \"dek\": {\"max_records\": 10}}, " SPOOL
+                          ", \"audit\": {\"data_events\": \"each\", \"digest_interval_s\": 5}, "
+                          "\"metrics\": {\"interval_s\": 10, \"namespace\": \"N\"}");
+    char *restart = with("", "\"aws\": {\"region\": \"us-east-2\"}, \"spool\": {\"dir\": "
+                             "\"adir\"}, \"audit\": {\"sinks\": [\"f\"]}, \"sinks\": {\"f\": "
+                             "{\"type\": \"file\", \"dir\": \"sub\"}}");
+    bs_config *a = EXPECT_OK(base), *b = EXPECT_OK(live), *c = EXPECT_OK(restart);
+    char what[512];
+    if (a && b && c) {
+        CHECK(!bs_config_needs_restart(a, b, what, sizeof what));
+        CHECK_STR(what, "");
+        CHECK(bs_config_needs_restart(a, c, what, sizeof what));
+        CHECK_STR(what, "aws, encryption (on/off), audit.sinks, metrics (on/off), sinks, spool");
+    }
+    bs_config_free(a);
+    bs_config_free(b);
+    bs_config_free(c);
+    free(base);
+    free(live);
+    free(restart);
+}
+
 int main(void)
 {
+    /* The region fallback reads these: start from a known environment. */
+    unsetenv("AWS_REGION");
+    unsetenv("AWS_DEFAULT_REGION");
     setup_dir();
+    setup_event_files();
     RUN(test_minimal_gets_defaults);
     RUN(test_full_config);
     RUN(test_null_means_default_and_admin_null_disables);
@@ -1131,7 +1863,7 @@ int main(void)
     RUN(test_empty_and_non_object);
     RUN(test_syntax_errors_have_line_and_column);
     RUN(test_unknown_keys_at_every_level);
-    RUN(test_future_sections_are_unsupported);
+    RUN(test_top_level_sections_are_known);
     RUN(test_duplicate_keys);
     RUN(test_wrong_types);
     RUN(test_enums_and_ranges);
@@ -1148,6 +1880,17 @@ int main(void)
     RUN(test_advertise_lookup);
     RUN(test_all_errors_are_reported);
     RUN(test_needs_restart);
+    RUN(test_event_sections_default_off);
+    RUN(test_encryption_local_and_rules);
+    RUN(test_encryption_errors);
+    RUN(test_kms_aws_and_endpoints);
+    RUN(test_aws_section);
+    RUN(test_events_default_file_sink);
+    RUN(test_event_section_errors);
+    RUN(test_sinks_valid);
+    RUN(test_sink_errors);
+    RUN(test_spool_errors);
+    RUN(test_needs_restart_events);
     RUN(test_shipped_example_loads);
     nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_report();

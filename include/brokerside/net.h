@@ -1,0 +1,98 @@
+/*
+ * net.h - the proxy server: listeners, worker threads, connection pairs,
+ * readiness probes and live reload.
+ *
+ * Threads: the caller's loop is the control loop (normally libev's default
+ * loop in main.c, which also owns signals and the admin endpoint). Every
+ * function below runs on the control thread unless it says otherwise.
+ * bs_server_start creates `cfg->workers` worker threads; each runs its own
+ * libev loop with its own SO_REUSEPORT listening socket per listener, so the
+ * kernel spreads connections. A connection lives on one worker for its whole
+ * life; the data path takes no locks. The control thread talks to workers
+ * through a mutex-protected message queue plus ev_async.
+ *
+ * Lifecycle: new -> (set_session) -> start -> [reload ...] -> shutdown ->
+ * (on_done callback) -> free. The server never installs signal handlers and
+ * never calls exit().
+ */
+#ifndef BROKERSIDE_NET_H
+#define BROKERSIDE_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "brokerside/buf.h"
+#include "brokerside/config.h"
+#include "brokerside/session.h"
+#include "brokerside/status.h"
+
+struct ev_loop;
+
+typedef struct bs_server bs_server;
+
+/*
+ * Build a server for `cfg` on the control loop `control`: builds every TLS
+ * context, registers the metrics of every listener, and binds one listening
+ * socket per (listener, worker) so a bind failure is reported before any
+ * thread starts. `cfg` is borrowed and must outlive the server (reload hands
+ * in newer configs, which must also outlive it). On failure returns BS_E_IO /
+ * BS_E_CONFIG / BS_E_CRYPTO / BS_E_NOMEM and writes one line per problem to
+ * the log plus the first problem into err[errlen]; nothing stays bound.
+ */
+bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server **out, char *err,
+                        size_t errlen) BS_WUR;
+
+/* Install the session filter of listener `name` (before start). `ops` and
+ * `factory_ctx` are borrowed for the server's life. BS_E_NOT_FOUND if no
+ * listener has that name, BS_E_STATE after start. */
+bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session_ops *ops,
+                                void *factory_ctx) BS_WUR;
+
+/* Start the worker threads and the readiness probes. `on_done` is called on
+ * the control thread once every worker has finished after bs_server_shutdown
+ * (typically: ev_break). BS_E_IO if a thread cannot be created (the threads
+ * already started are stopped again). */
+bs_status bs_server_start(bs_server *s, void (*on_done)(void *arg), void *arg) BS_WUR;
+
+/*
+ * Stop the server. The first call with graceful=true closes every listening
+ * socket at once, then lets each connection finish what is in flight: a
+ * connection closes when it is quiescent (no buffered bytes either way and
+ * its session, if any, quiescent), and whatever is left is closed after
+ * `limits.shutdown_grace_s`. graceful=false (or a second call) closes every
+ * connection now. Either way on_done fires when all workers have exited.
+ */
+void bs_server_shutdown(bs_server *s, bool graceful);
+
+/*
+ * Apply a newly loaded config (SIGHUP). TLS contexts of every listener are
+ * rebuilt from disk first; if any fails, nothing changes and BS_E_CONFIG /
+ * BS_E_CRYPTO is returned (each problem logged). Otherwise the contexts are
+ * swapped (new connections use them, open ones keep theirs), limits,
+ * log_level, kafka settings and the probe interval are applied, and every
+ * setting that needs a restart (workers, listener set, bind, upstream,
+ * protocol, tls/upstream_tls on/off, admin) is logged as "requires restart;
+ * keeping the old value" and ignored. `cfg` is borrowed and must outlive the
+ * server (the caller keeps every config it hands in until after free).
+ */
+bs_status bs_server_reload(bs_server *s, const bs_config *cfg) BS_WUR;
+
+/* The config currently applied (the one from new or the last successful reload). */
+const bs_config *bs_server_config(const bs_server *s);
+
+/* Readiness: every listener bound and every upstream's last probe OK. If
+ * not ready, writes the reason (naming the failing listener) into why[whylen]. */
+bool bs_server_ready(const bs_server *s, char *why, size_t whylen);
+
+/* Append `,"listeners":[...],"workers":N,"uptime_s":N,"reloads":N,...` for
+ * /status (see admin.h, status_json hook). */
+void bs_server_status_json(const bs_server *s, bs_wbuf *out);
+
+/* Number of client connections open right now, all listeners (any thread). */
+unsigned bs_server_connections_open(const bs_server *s);
+
+/* Stop and join the workers if still running (closing every connection),
+ * stop the probes, close the sockets and free. NULL is a no-op. */
+void bs_server_free(bs_server *s);
+
+#endif
