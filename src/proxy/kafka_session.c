@@ -223,6 +223,7 @@ typedef struct err_metric {
 typedef struct topic_metrics {
     char *name; /* NULL = free slot */
     bs_metric *bytes_in, *msgs_in, *bytes_out;
+    bs_metric *overflow; /* non-NULL when this topic is counted as "_other" */
 } topic_metrics;
 
 /* Times of one in-flight request, kept in a ring parallel to the
@@ -422,13 +423,13 @@ static topic_metrics *topic_m(ksess *s, const char *name)
         slot->name = NULL;
     }
     const char *label = name;
+    slot->overflow = NULL;
     if (!topic_admit(name)) {
         label = "_other";
-        bs_metric_add(bs_metrics_counter("brokerside_topic_series_overflow_total",
-                                         "Topic metric updates aggregated as topic=\"_other\" "
-                                         "because the distinct-topic cap was reached",
-                                         NULL),
-                      1);
+        slot->overflow = bs_metrics_counter("brokerside_topic_series_overflow_total",
+                                            "Topic metric updates aggregated as topic=\"_other\" "
+                                            "because the distinct-topic cap was reached",
+                                            NULL);
     }
     if (!(slot->name = strdup(name))) return NULL;
     slot->bytes_in = bs_metrics_counter_kv("brokerside_topic_bytes_in_total",
@@ -466,6 +467,7 @@ static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
     if (m) {
         bs_metric_add(m->bytes_in, (int64_t)t->record_bytes);
         bs_metric_add(m->msgs_in, (int64_t)t->records);
+        bs_metric_add(m->overflow, 1);
     }
     return BS_OK;
 }
@@ -477,7 +479,10 @@ static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
     char name[256];
     topic_label(t, name, sizeof name);
     topic_metrics *m = topic_m(arg, name);
-    if (m) bs_metric_add(m->bytes_out, (int64_t)t->record_bytes);
+    if (m) {
+        bs_metric_add(m->bytes_out, (int64_t)t->record_bytes);
+        bs_metric_add(m->overflow, 1);
+    }
     return BS_OK;
 }
 
