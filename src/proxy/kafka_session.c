@@ -259,6 +259,7 @@ typedef struct dir {
     bs_kafka_inflight inf;      /* responses: the request it answers */
     req_times times;            /* responses: that request's times */
     bool parked_in_place;       /* M_PARKED: the frame is at the read position of `in` */
+    bool woken;                 /* M_PARKED: a hook called wake since the frame parked */
 } dir;
 
 typedef struct ksess {
@@ -275,7 +276,18 @@ typedef struct ksess {
     topic_metrics topics[TOPIC_CACHE];
     uint32_t topic_evict;
     void **hconn; /* per hook: its per-connection state (bs_kafka_hook.conn_open), or NULL */
+    void (*net_wake)(void *); /* bs_session_info.wake */
+    void *net_wake_arg;
 } ksess;
+
+/* bs_kafka_hook_conn.wake: let parked frames rerun their hooks, and have the
+ * connection call us again. */
+static void ksess_wake(void *arg)
+{
+    ksess *s = arg;
+    s->req.woken = s->resp.woken = true;
+    if (s->net_wake) s->net_wake(s->net_wake_arg);
+}
 
 /* The argument of hook `i`'s callbacks on this connection. */
 static void *hook_arg(const ksess *s, size_t i)
@@ -962,6 +974,9 @@ static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame,
         inspect_response(s, d, frame, len);
     bool replaced;
     bs_kafka_hook_verdict v;
+    /* A wake-up from before this frame's first run is stale; one that comes
+     * while the hooks run (or later) reruns them. */
+    if (d->m != M_PARKED) d->woken = false;
     BS_GUARD(transform(s, d, frame, len, &replaced, &v));
     if (v == BS_KAFKA_HOOK_HOLD) {
         d->m = M_PARKED;
@@ -1018,8 +1033,11 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd, bs_buf *back)
     for (;;) {
         switch (d->m) {
         case M_PARKED: {
-            /* Rerun the hooks: the wake-up (or any other call) may find the
-             * key there; if not, they park again and this returns. */
+            /* Rerun the hooks after a wake-up only (a parked frame is not
+             * decoded again on every unrelated event); if what they wait for
+             * is still missing they park again. */
+            if (!d->woken) return BS_OK;
+            d->woken = false;
             const uint8_t *f = d->parked_in_place ? bs_buf_read_ptr(in) : d->asm_.data;
             BS_GUARD(finish_hold(s, d, in, f, d->parked_in_place));
             if (d->m == M_PARKED) return BS_OK;
@@ -1200,8 +1218,10 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
     if (st == BS_OK && s->fac && s->fac->n_hooks > 0 &&
         !(s->hconn = calloc(s->fac->n_hooks, sizeof *s->hconn)))
         st = BS_E_NOMEM;
-    bs_kafka_hook_conn hc = {.wake = info->wake,
-                             .wake_arg = info->wake_arg,
+    s->net_wake = info->wake;
+    s->net_wake_arg = info->wake_arg;
+    bs_kafka_hook_conn hc = {.wake = ksess_wake,
+                             .wake_arg = s,
                              .listener = s->listener,
                              .peer = s->peer};
     for (size_t i = 0; st == BS_OK && s->hconn && i < s->fac->n_hooks; i++) {
