@@ -126,11 +126,11 @@ class Daemon:
         self.admin_port = None
         self.log_offset = 0
 
-    def start(self, wait_ready=True):
+    def start(self, wait_ready=True, env=None):
         log = open(self.log_path, "ab")
         self.log_offset = log.tell()
         self.proc = subprocess.Popen([BINARY, "--config", self.cfg_path], stdout=log,
-                                     stderr=log, cwd=self.tmp)
+                                     stderr=log, cwd=self.tmp, env=env)
         log.close()
         if wait_ready:
             self.admin_port = int(wait_for(self._admin_port, "the admin endpoint line in the log"))
