@@ -14,7 +14,7 @@ import ssl
 import unittest
 import warnings
 
-import harness
+import events_harness as harness
 
 
 class AuditEvents(harness.DaemonTest):

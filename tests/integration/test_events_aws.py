@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.request
 
-import harness
+import events_harness as harness
 
 sys.path.insert(0, harness.HERE)
 from test_aws_kms import moto_server_path, python_with_boto3  # noqa: E402

@@ -4,7 +4,7 @@ import os
 import stat
 import unittest
 
-import harness
+import events_harness as harness
 
 REFUSAL = "encryption at rest is not implemented in this version yet (issue 4)"
 

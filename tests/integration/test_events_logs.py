@@ -11,7 +11,7 @@ import shutil
 import time
 import unittest
 
-import harness
+import events_harness as harness
 
 
 class LogTailing(harness.DaemonTest):

@@ -5,7 +5,7 @@ import ssl
 import time
 import unittest
 
-import harness
+import events_harness as harness
 
 
 class MetricSnapshots(harness.DaemonTest):

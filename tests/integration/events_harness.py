@@ -1,4 +1,4 @@
-"""Shared helpers for the daemon-level integration tests (tests/integration/test_events_*.py).
+"""Helpers for the event-path integration tests (tests/integration/test_events_*.py).
 
 Everything is real: the brokerside binary from BS_BUILD_DIR, real sockets on
 free ephemeral ports, real files under a per-test temporary directory. Every
@@ -162,11 +162,17 @@ class Daemon:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=timeout)
+            rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("brokerside did not exit after %s" % sig)
+        log = self.log()
+        # Sanitizer builds (BS_SANITIZE=ON) report here; any report fails the test.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                raise AssertionError("sanitizer report in the daemon log:\n" + log[-4000:])
+        return rc
 
     def kill9(self):
         return self.stop(signal.SIGKILL)
