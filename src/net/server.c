@@ -96,13 +96,6 @@ static void worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void *worker_main(void *arg)
 {
     bs_worker *w = arg;
-    for (size_t i = 0; i < w->srv->n_listeners; i++) {
-        bs_wlistener *wl = &w->wl[i];
-        ev_io_init(&wl->io, bs_net_accept_cb, wl->fd, EV_READ);
-        ev_init(&wl->pause, bs_net_accept_resume_cb);
-        ev_io_start(w->loop, &wl->io);
-    }
-    ev_async_start(w->loop, &w->wake);
     ev_run(w->loop, 0);
     worker_close_listeners(w);
     bs_net_worker_close_all(w);
@@ -344,7 +337,18 @@ bs_status bs_server_start(bs_server *s, void (*on_done)(void *arg), void *arg)
             BS_LOG_ERRORF("net", "cannot create the event loop of worker %zu", i);
             goto fail;
         }
+        /* Watchers are started here, before the thread exists (pthread_create
+         * orders these writes before the loop runs): an ev_async started
+         * later would forget a message the control thread sent meanwhile
+         * (ev_async_start clears the pending flag). */
         ev_async_init(&w->wake, worker_wake_cb);
+        ev_async_start(w->loop, &w->wake);
+        for (size_t j = 0; j < s->n_listeners; j++) {
+            bs_wlistener *wl = &w->wl[j];
+            ev_io_init(&wl->io, bs_net_accept_cb, wl->fd, EV_READ);
+            ev_init(&wl->pause, bs_net_accept_resume_cb);
+            ev_io_start(w->loop, &wl->io);
+        }
         int e = pthread_create(&w->thread, NULL, worker_main, w);
         if (e != 0) {
             BS_LOG_ERRORF("net", "cannot start worker %zu: %s", i, strerror(e));

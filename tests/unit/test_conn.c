@@ -1251,6 +1251,24 @@ static void test_reload_limits_and_refusal(void)
     nt_echo_stop(&e);
 }
 
+/* Stop right after start, many times: a worker thread that has not run
+ * yet must still get the stop message (no lost wake-up, no hang). */
+static void test_stop_right_after_start(void)
+{
+    for (int i = 0; i < 20; i++) {
+        int port = nt_free_port();
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"workers\":16,\"admin\":null,\"listeners\":[" TCP_LISTENER("quick", 0, 0) "]}",
+                 port, port);
+        srvh h;
+        CHECK(h_start(&h, json));
+        h_call(&h, h_do_shutdown, (i % 2) ? (void *)1 : NULL);
+        CHECK(WAIT_UNTIL(atomic_load(&h.done)));
+        h_stop(&h);
+    }
+}
+
 static void test_bind_conflict(void)
 {
     /* A port held by a socket without SO_REUSEPORT: bs_server_new fails cleanly. */
@@ -1301,6 +1319,7 @@ int main(void)
     RUN(test_principal_and_required_cert);
     RUN(test_readiness_probe);
     RUN(test_reload_limits_and_refusal);
+    RUN(test_stop_right_after_start);
     RUN(test_bind_conflict);
     if (!getenv("NT_KEEP")) nt_rm_rf(g_dir);
     bs_metrics_shutdown();
