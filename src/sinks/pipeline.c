@@ -457,8 +457,6 @@ static bs_status build_audit(bs_pipeline *p, char *err, size_t errlen)
 {
     const bs_audit_config *ac = &p->cfg->audit;
     BS_GUARD(load_key(p->cfg, &p->key, err, errlen));
-    if (!p->key)
-        BS_LOG_WARNF(MOD, "audit: no signing_key_file: the chain's digests are not signed");
     bs_audit_link link;
     BS_GUARD(find_link(p, &link, err, errlen));
     bs_audit_options o;
