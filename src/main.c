@@ -42,6 +42,7 @@ typedef struct app {
     size_t n_retired;
     bs_server *srv;
     bs_pipeline *pipe;
+    bool server_done; /* workers gone: the event path is flushing */
     bs_admin *admin;
     ev_signal sigterm, sigint, sighup;
     int stop_requests;
@@ -135,6 +136,7 @@ out:
 static void on_server_done(void *arg)
 {
     app *a = arg;
+    a->server_done = true;
     ev_break(a->loop, EVBREAK_ALL);
 }
 
@@ -147,7 +149,11 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     a->stop_requests++;
     BS_LOG_INFOF("main", "received %s%s", strsignal(w->signum),
                  a->stop_requests > 1 ? " again: closing every connection now" : "");
-    bs_server_shutdown(a->srv, a->stop_requests == 1);
+    /* Once the workers are gone only the sinks' flush is left to cut short. */
+    if (a->server_done)
+        bs_pipeline_cancel_flush(a->pipe);
+    else
+        bs_server_shutdown(a->srv, a->stop_requests == 1);
 }
 
 /* SIGHUP: reload the file; a bad file changes nothing. */
@@ -158,6 +164,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     app *a = w->data;
     bs_config *cfg = NULL;
     bs_config_errors errs = {0};
+    if (a->server_done) {
+        BS_LOG_INFOF("main", "received SIGHUP while shutting down: ignored");
+        return;
+    }
     BS_LOG_INFOF("main", "received SIGHUP: reloading %s", a->config_path);
     if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
         for (size_t i = 0; i < errs.n; i++)

@@ -51,6 +51,7 @@ struct bs_pipeline {
     bs_audit_log *audit;
     ev_timer agg_timer, digest_timer;
     bool stopped;
+    bool cancel_flush; /* set by a second stop signal while flushing */
     bs_metric *m_emf_failed;
 };
 
@@ -721,7 +722,7 @@ void bs_pipeline_stop(bs_pipeline *p, double grace_s)
     ev_timer_start(p->loop, &tick);
     for (size_t i = 0; i < p->n_sinks; i++)
         bs_sink_flush(p->sinks[i].s);
-    while (!sinks_idle(p) && ev_time() < deadline) {
+    while (!sinks_idle(p) && ev_time() < deadline && !p->cancel_flush) {
         bs_event_bus_drain(p->bus);
         ev_run(p->loop, EVRUN_ONCE);
         for (size_t i = 0; i < p->n_sinks; i++)
@@ -729,11 +730,17 @@ void bs_pipeline_stop(bs_pipeline *p, double grace_s)
     }
     ev_timer_stop(p->loop, &tick);
     if (!sinks_idle(p))
-        BS_LOG_WARNF(MOD, "sinks not idle after %.0f s; the rest stays in the spool %s for the "
-                          "next start",
-                     grace_s, bs_spool_dir(p->sp));
+        BS_LOG_WARNF(MOD, "sinks not idle %s; the rest stays in the spool %s for the next start",
+                     p->cancel_flush ? "(flush cut short by a second signal)" : "after the grace period",
+                     bs_spool_dir(p->sp));
     else
         BS_LOG_INFOF(MOD, "every sink delivered what the spool holds");
+}
+
+/* See pipeline.h. */
+void bs_pipeline_cancel_flush(bs_pipeline *p)
+{
+    if (p) p->cancel_flush = true;
 }
 
 /* See pipeline.h. */

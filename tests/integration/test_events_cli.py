@@ -1,6 +1,8 @@
 """CLI and start-up rules of the event path: `keygen`, the encryption refusal,
 --check-config loading the audit signing key, and /status of the pipeline."""
+import json
 import os
+import signal
 import stat
 import unittest
 
@@ -106,6 +108,49 @@ class Cli(harness.DaemonTest):
         self.assertEqual(len(st["audit"]["chain_id"]), 32)
         self.assertFalse(st["audit"]["signed"])
         self.assertEqual(d.stop(), 0)
+
+    def test_reload_applies_namespace_keeps_sinks(self):
+        cfg = self.base_config(harness.free_port(), streams=("metrics",))
+        cfg["metrics"]["namespace"] = "Before/Reload"
+        d = self.daemon(cfg)
+        d.start()
+        path = os.path.join(self.tmp, "events", "metrics.ndjson")
+
+        def namespaces():
+            return {dr["Namespace"] for doc in harness.read_ndjson(path)
+                    for dr in doc["_aws"]["CloudWatchMetrics"]}
+        harness.wait_for(lambda: "Before/Reload" in namespaces(), "the first namespace")
+        cfg["metrics"]["namespace"] = "After/Reload"
+        cfg["sinks"]["g"] = {"type": "file", "dir": os.path.join(self.tmp, "events2")}
+        cfg["metrics"]["sinks"] = ["f", "g"]
+        with open(d.cfg_path, "w") as f:
+            json.dump(cfg, f)
+        d.proc.send_signal(signal.SIGHUP)
+        harness.wait_for(lambda: "After/Reload" in namespaces(), "the reloaded namespace")
+        self.assertIn("requires restart", d.log())
+        self.assertEqual([s["name"] for s in d.status()["sinks"]], ["f"])
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "events2")))
+        self.assertEqual(d.stop(), 0)
+
+    def test_second_sigterm_cuts_the_sink_flush_short(self):
+        cfg = self.base_config(harness.free_port(), streams=("audit",))
+        cfg["limits"]["shutdown_grace_s"] = 600  # longer than the harness waits
+        cfg["aws"] = {"region": "eu-west-1", "max_attempts": 1, "connect_timeout_s": 1}
+        cfg["sinks"]["dead"] = {"type": "cloudwatch_logs", "log_group": "g",
+                                "endpoint": "http://127.0.0.1:%d" % harness.free_port()}
+        cfg["audit"]["sinks"] = ["dead"]
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDTEST", AWS_SECRET_ACCESS_KEY="secret")
+        env.pop("AWS_PROFILE", None)
+        d = self.daemon(cfg)
+        d.start(env=env)
+        d.proc.send_signal(signal.SIGTERM)
+        harness.wait_for(lambda: "workers stopped" in d.log(), "the server's drain")
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        self.assertIn("flush cut short by a second signal", d.log())
+        # What was not delivered is still in the spool for the next start.
+        d.start(env=env)
+        self.assertGreater(d.status()["sinks"][0]["lag_bytes"], 0)
+        self.assertEqual(d.stop(signal.SIGKILL), -9)
 
 
 if __name__ == "__main__":

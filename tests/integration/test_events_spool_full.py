@@ -62,7 +62,7 @@ class SpoolFull(harness.DaemonTest):
         self.assertLess(st["logtail"]["bytes"], os.path.getsize(logfile))
         # A short grace: the dead sink cannot finish, shutdown must still end.
         self.assertEqual(d.stop(), 0)
-        self.assertIn("sinks not idle", d.log())
+        self.assertIn("sinks not idle after the grace period", d.log())
 
 
 if __name__ == "__main__":
