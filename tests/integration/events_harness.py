@@ -190,7 +190,7 @@ def run_cli(*args, cwd=None):
 
 
 class DaemonTest(unittest.TestCase):
-    """Per-test temporary directory and process cleanup (NT_KEEP=1 keeps the dirs)."""
+    """Per-test temporary directory and process cleanup (BS_KEEP_TMP=1 keeps the dirs)."""
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="bs-events-")
@@ -200,7 +200,7 @@ class DaemonTest(unittest.TestCase):
     def _cleanup(self):
         for d in self.daemons:
             d.cleanup()
-        if not os.environ.get("NT_KEEP"):
+        if not (os.environ.get("NT_KEEP") or os.environ.get("BS_KEEP_TMP")):
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
             print("kept", self.tmp)

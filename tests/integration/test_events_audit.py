@@ -159,6 +159,24 @@ class AuditEvents(harness.DaemonTest):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("2 chain(s)", r.stdout)
 
+    def test_kill9_leaves_an_unsealed_tail_that_the_next_chain_links(self):
+        self.assertEqual(self.connect(self.ctx("client")), b"ping-1234")
+        harness.wait_for(lambda: self.events("ConnectionClosed"), "ConnectionClosed")
+        self.d.kill9()
+        self.d.start()
+        self.assertEqual(self.connect(self.ctx("client")), b"ping-1234")
+        harness.wait_for(lambda: len(self.events("ConnectionClosed")) == 2, "the second close")
+        self.assertEqual(self.d.stop(), 0)
+        starts = self.events("AuditChainStart")
+        self.assertEqual(len(starts), 2)
+        self.assertFalse(starts[1]["previousChain"]["sealed"])
+        self.assertEqual(starts[1]["previousChain"]["chainId"], starts[0]["chainId"])
+        r = harness.run_cli("audit", "verify", "--key", self.key, self.audit)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("unsealed", r.stdout)
+        r = harness.run_cli("audit", "verify", "--strict", "--key", self.key, self.audit)
+        self.assertEqual(r.returncode, 1, r.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
