@@ -25,6 +25,7 @@
 #include "brokerside/admin.h"
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
+#include "brokerside/kafka_session.h"
 #include "brokerside/keyring.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
@@ -240,6 +241,15 @@ static int run(const char *path)
     if (bs_pipeline_observe(a.pipe, a.srv) != BS_OK) {
         BS_LOG_ERRORF("main", "cannot observe connections for the audit log");
         goto out;
+    }
+    /* `kafka` listeners get the protocol-aware session; `tcp` stays opaque. */
+    for (size_t i = 0; i < a.cfg->n_listeners; i++) {
+        const bs_listener_config *l = &a.cfg->listeners[i];
+        if (l->protocol != BS_PROTOCOL_KAFKA) continue;
+        if (bs_server_set_session(a.srv, l->name, bs_kafka_session_ops(), NULL) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot install the Kafka session on listener %s", l->name);
+            goto out;
+        }
     }
     if (a.cfg->admin.enabled) {
         bs_admin_hooks hooks = {.ctx = &a, .ready = ready_hook, .status_json = status_hook};

@@ -182,9 +182,15 @@ static bs_buf *buf_get(bs_worker *w)
         return &n->b;
     }
     size_t cap = w->limits.buffer_bytes;
-    n = malloc(sizeof *n + cap);
-    if (!n) return NULL;
-    n->b.data = (uint8_t *)(n + 1);
+    /* Storage is a separate allocation so a session may swap the storage of
+     * two buffers of equal capacity (session.h: zero-copy pass-through). */
+    n = malloc(sizeof *n);
+    uint8_t *data = n ? malloc(cap) : NULL;
+    if (!data) {
+        free(n);
+        return NULL;
+    }
+    n->b.data = data;
     n->b.cap = cap;
     n->b.rd = n->b.wr = 0;
     n->next = NULL;
@@ -197,6 +203,7 @@ static void buf_put(bs_worker *w, bs_buf *b)
 {
     bs_bufnode *n = bs_container_of(b, bs_bufnode, b);
     if (b->cap != w->limits.buffer_bytes || w->n_free_bufs >= MAX_FREE_BUFS) {
+        free(b->data);
         free(n);
         return;
     }
@@ -212,6 +219,7 @@ void bs_net_worker_free_bufs(bs_worker *w)
     while (w->free_bufs) {
         bs_bufnode *n = w->free_bufs;
         w->free_bufs = n->next;
+        free(n->b.data);
         free(n);
     }
     w->n_free_bufs = 0;

@@ -81,7 +81,8 @@ typedef struct bs_wlistener {
     bs_worker *w;
 } bs_wlistener;
 
-/* A pooled direction buffer: the bs_buf and its bytes in one allocation. */
+/* A pooled direction buffer; its bytes (b.data) are a separate allocation
+ * of b.cap bytes, which a session may swap with another buffer's. */
 typedef struct bs_bufnode {
     bs_buf b;
     struct bs_bufnode *next;
