@@ -23,7 +23,7 @@
  * When a DEK is not ready the hook returns HOLD and the request waits (the
  * connection's later requests queue behind it) until the DEK manager wakes it.
  *
- * Fetch (versions 0-17): partitions whose records hold envelopes are decrypted
+ * Fetch (versions 0-17) and ShareFetch (v0, topics by id): partitions whose records hold envelopes are decrypted
  * (topic from the response, or for v13+ from the topic-id map learned from
  * Metadata responses); batches are rebuilt with the same codec and CRC; a
  * partial trailing batch is kept as it is. Plaintext values pass. A partition

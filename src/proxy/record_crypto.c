@@ -533,14 +533,15 @@ static bs_status response_header_len(const uint8_t *body, size_t n, bool flexibl
     return BS_OK;
 }
 
-/* bs_kafka_hook.on_response: decrypt a Fetch response (see record_crypto.h). */
+/* bs_kafka_hook.on_response: decrypt a Fetch or ShareFetch response (see record_crypto.h). */
 static bs_status rc_on_response(void *arg, const bs_kafka_inflight *req, const uint8_t *frame,
                                 size_t len, bs_wbuf *replacement, bs_kafka_hook_verdict *verdict)
 {
     rc_conn *c = arg;
     *verdict = BS_KAFKA_HOOK_PASS;
-    if (req->api_key != BS_KAFKA_FETCH) return BS_OK;
-    const bs_kafka_message *m = bs_kafka_message_find(BS_KAFKA_FETCH, false);
+    /* ShareFetch (KIP-932) carries the same records and must not leak envelopes. */
+    if (req->api_key != BS_KAFKA_FETCH && req->api_key != BS_KAFKA_SHARE_FETCH) return BS_OK;
+    const bs_kafka_message *m = bs_kafka_message_find(req->api_key, false);
     BS_ENSURE(m && len >= 8, BS_E_MALFORMED);
     int16_t ver = req->api_version;
     size_t hlen;
@@ -638,12 +639,12 @@ static bool rc_wants_request(void *arg, int16_t api_key, int16_t api_version)
     return api_key == BS_KAFKA_PRODUCE;
 }
 
-/* bs_kafka_hook.wants_response: Fetch only. */
+/* bs_kafka_hook.wants_response: Fetch and ShareFetch. */
 static bool rc_wants_response(void *arg, int16_t api_key, int16_t api_version)
 {
     (void)arg;
     (void)api_version;
-    return api_key == BS_KAFKA_FETCH;
+    return api_key == BS_KAFKA_FETCH || api_key == BS_KAFKA_SHARE_FETCH;
 }
 
 /* DEK waiter callback: the key came (or failed for good): rerun the frame. */

@@ -13,6 +13,7 @@
 #include "brokerside/envelope.h"
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_schema.h"
+#include "brokerside/kafka_session.h"
 #include "brokerside/keyring.h"
 #include "brokerside/metrics.h"
 #include "brokerside/record_batch.h"
@@ -807,6 +808,228 @@ static void test_fail_closed_edges(void)
     fx_free(&f);
 }
 
+/* ------------------------------------------------ topics named by id */
+
+/* Teach the process-wide topic-id map that `id` is `name`: a Metadata v12
+ * exchange through a real Kafka session, as a client's would go. */
+static void learn_topic_id(const uint8_t id[16], const char *name)
+{
+    const bs_session_ops *ops = bs_kafka_session_ops();
+    bs_listener_config lc = {.name = "t"};
+    bs_kafka_config kc = {.max_frame_bytes = 1 << 20};
+    bs_session_info info = {.listener = &lc, .kafka = &kc, .peer = "p"};
+    void *st = NULL;
+    CHECK_EQ(ops->open(NULL, &info, &st), BS_OK);
+    bs_buf in, fwd, back;
+    CHECK_EQ(bs_buf_init(&in, 4096), BS_OK);
+    CHECK_EQ(bs_buf_init(&fwd, 4096), BS_OK);
+    CHECK_EQ(bs_buf_init(&back, 4096), BS_OK);
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_put_be32(&w, 0);
+    bs_wbuf_put_be16(&w, BS_KAFKA_METADATA);
+    bs_wbuf_put_be16(&w, 12);
+    bs_wbuf_put_be32(&w, 5);
+    bs_kafka_put_string(&w, false, (const uint8_t *)"c", 1);
+    bs_wbuf_put_uvarint(&w, 0);
+    bs_kafka_put_array_len(&w, true, -1); /* all topics */
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_uvarint(&w, 0);
+    bs_wbuf_patch_be32(&w, 0, (uint32_t)(w.len - 4));
+    CHECK_EQ(bs_buf_append(&in, w.data, w.len), BS_OK);
+    CHECK_EQ(ops->on_client_bytes(st, &in, &fwd, &back), BS_OK);
+    CHECK_EQ(bs_buf_readable(&fwd), w.len);
+    bs_wbuf_reset(&w);
+    bs_wbuf_put_be32(&w, 0);
+    bs_wbuf_put_be32(&w, 5);
+    bs_wbuf_put_uvarint(&w, 0);       /* response header tags */
+    bs_wbuf_put_be32(&w, 0);          /* throttle */
+    bs_kafka_put_array_len(&w, true, 0); /* brokers */
+    bs_kafka_put_string(&w, true, NULL, -1); /* cluster id */
+    bs_wbuf_put_be32(&w, 1);          /* controller */
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put_be16(&w, 0);
+    bs_kafka_put_string(&w, true, (const uint8_t *)name, (int32_t)strlen(name));
+    bs_wbuf_put(&w, id, 16);
+    bs_wbuf_put_u8(&w, 0);
+    bs_kafka_put_array_len(&w, true, 0); /* partitions */
+    bs_wbuf_put_be32(&w, 0);
+    bs_wbuf_put_uvarint(&w, 0);
+    bs_wbuf_put_uvarint(&w, 0);
+    bs_wbuf_patch_be32(&w, 0, (uint32_t)(w.len - 4));
+    bs_buf_consume(&fwd, bs_buf_readable(&fwd));
+    CHECK_EQ(bs_buf_append(&in, w.data, w.len), BS_OK);
+    CHECK_EQ(ops->on_upstream_bytes(st, &in, &fwd, &back), BS_OK);
+    CHECK(bs_buf_readable(&fwd) > 0);
+    ops->close(st);
+    bs_buf_free(&in);
+    bs_buf_free(&fwd);
+    bs_buf_free(&back);
+    bs_wbuf_free(&w);
+    char got[64];
+    CHECK(bs_kafka_topic_id_lookup(id, got, sizeof got));
+    CHECK_STR(got, name);
+}
+
+/* A Fetch v13 response (flexible, topics by id) with one partition per id. */
+static void build_fetch_v13(bs_wbuf *w, const uint8_t ids[][16], const part_in *parts, size_t n)
+{
+    bs_wbuf_put_be32(w, 0);
+    bs_wbuf_put_be32(w, 9);
+    bs_wbuf_put_uvarint(w, 0);
+    bs_wbuf_put_be32(w, 0);
+    bs_wbuf_put_be16(w, 0);
+    bs_wbuf_put_be32(w, 0);
+    bs_kafka_put_array_len(w, true, (int32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        bs_wbuf_put(w, ids[i], 16);
+        bs_kafka_put_array_len(w, true, 1);
+        bs_wbuf_put_be32(w, 0);
+        bs_wbuf_put_be16(w, 0);
+        bs_wbuf_put_be64(w, 100);
+        bs_wbuf_put_be64(w, 100);
+        bs_wbuf_put_be64(w, 0);
+        bs_kafka_put_array_len(w, true, -1);
+        bs_wbuf_put_be32(w, (uint32_t)-1);
+        bs_kafka_put_bytes(w, true, parts[i].records, (int32_t)parts[i].len);
+        bs_wbuf_put_uvarint(w, 0);
+        bs_wbuf_put_uvarint(w, 0);
+    }
+    bs_wbuf_put_uvarint(w, 0);
+    bs_wbuf_patch_be32(w, 0, (uint32_t)(w->len - 4));
+}
+
+/* A ShareFetch v0 response with one partition. */
+static void build_share_fetch(bs_wbuf *w, const uint8_t id[16], const uint8_t *recs, size_t len)
+{
+    bs_wbuf_put_be32(w, 0);
+    bs_wbuf_put_be32(w, 9);
+    bs_wbuf_put_uvarint(w, 0);
+    bs_wbuf_put_be32(w, 0);                  /* throttle */
+    bs_wbuf_put_be16(w, 0);                  /* error */
+    bs_kafka_put_string(w, true, NULL, -1);  /* error message */
+    bs_kafka_put_array_len(w, true, 1);
+    bs_wbuf_put(w, id, 16);
+    bs_kafka_put_array_len(w, true, 1);
+    bs_wbuf_put_be32(w, 0);                  /* partition */
+    bs_wbuf_put_be16(w, 0);
+    bs_kafka_put_string(w, true, NULL, -1);
+    bs_wbuf_put_be16(w, 0);
+    bs_kafka_put_string(w, true, NULL, -1);
+    bs_wbuf_put_be32(w, 1);                  /* current leader */
+    bs_wbuf_put_be32(w, 0);
+    bs_wbuf_put_uvarint(w, 0);
+    bs_kafka_put_bytes(w, true, recs, (int32_t)len);
+    bs_kafka_put_array_len(w, true, 0);      /* acquired records */
+    bs_wbuf_put_uvarint(w, 0);
+    bs_wbuf_put_uvarint(w, 0);               /* topic tags */
+    bs_kafka_put_array_len(w, true, 0);      /* node endpoints */
+    bs_wbuf_put_uvarint(w, 0);
+    bs_wbuf_patch_be32(w, 0, (uint32_t)(w->len - 4));
+}
+
+/* Records (Fetch v13 / ShareFetch v0) of the only partition, decoded. */
+static void id_part(const bs_wbuf *frame, int16_t api, bs_kafka_arena *a, part_out *out)
+{
+    const bs_kafka_message *m = bs_kafka_message_find(api, false);
+    bs_kafka_obj *o = NULL;
+    memset(out, 0, sizeof *out);
+    CHECK(frame->len > 9);
+    if (frame->len <= 9) return;
+    CHECK_EQ(bs_kafka_decode(m, api == BS_KAFKA_FETCH ? 13 : 0, frame->data + 9, frame->len - 9,
+                             a, &o), BS_OK);
+    if (!o) return;
+    const bs_kafka_val *rs = &o->vals[bs_kafka_struct_field(o->schema, "Responses")];
+    const bs_kafka_obj *to = &rs->items[0];
+    const bs_kafka_val *ps = &to->vals[bs_kafka_struct_field(to->schema, "Partitions")];
+    const bs_kafka_obj *po = &ps->items[0];
+    const bs_kafka_val *rv = &po->vals[bs_kafka_struct_field(po->schema, "Records")];
+    *out = (part_out){.records = rv->p, .len = rv->n, .null = rv->null,
+                      .error = po->vals[bs_kafka_struct_field(po->schema, "ErrorCode")].i};
+}
+
+/* Fetch v13 and ShareFetch name topics by id: a known id (learned from a
+ * Metadata response through a session) is decrypted, an unknown one gets
+ * UNKNOWN_TOPIC_ID and no records. */
+static void test_topics_by_id(void)
+{
+    fx f;
+    CHECK(fx_init(&f, false));
+    static const uint8_t known[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    static const uint8_t unknown[16] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+    learn_topic_id(known, "enc-byid");
+    bs_wbuf recs, frame, out, fetch, fout;
+    bs_wbuf_init(&recs, 0);
+    bs_wbuf_init(&frame, 0);
+    bs_wbuf_init(&out, 0);
+    bs_wbuf_init(&fetch, 0);
+    bs_wbuf_init(&fout, 0);
+    build_batch(&recs, 4, 0, 0, k_recs, BS_ARRAY_LEN(k_recs));
+    part_in parts[] = {{"enc-byid", recs.data, recs.len}};
+    build_produce(&frame, 11, -1, 1, parts, 1);
+    CHECK_EQ(run_request(&f, &frame, &out, NULL), BS_KAFKA_HOOK_REPLACE);
+    bs_kafka_arena a;
+    bs_kafka_arena_init(&a, 0);
+    part_out po[1];
+    CHECK_EQ(decode_parts(&out, true, 11, &a, po, 1), 1u);
+    const uint8_t ids[2][16] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+                                {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9}};
+    (void)unknown;
+    part_in fparts[] = {{"", po[0].records, po[0].len}, {"", po[0].records, po[0].len}};
+    build_fetch_v13(&fetch, ids, fparts, 2);
+    CHECK_EQ(run_fetch(&f, 13, &fetch, &fout), BS_KAFKA_HOOK_REPLACE);
+    {
+        const bs_kafka_message *m = bs_kafka_message_find(BS_KAFKA_FETCH, false);
+        bs_kafka_arena b;
+        bs_kafka_arena_init(&b, 0);
+        bs_kafka_obj *o = NULL;
+        CHECK_EQ(bs_kafka_decode(m, 13, fout.data + 9, fout.len - 9, &b, &o), BS_OK);
+        if (o) {
+            const bs_kafka_val *rs = &o->vals[bs_kafka_struct_field(o->schema, "Responses")];
+            for (int t = 0; t < 2; t++) {
+                const bs_kafka_obj *to = &rs->items[t];
+                const bs_kafka_obj *p0 =
+                    &to->vals[bs_kafka_struct_field(to->schema, "Partitions")].items[0];
+                const bs_kafka_val *rv = &p0->vals[bs_kafka_struct_field(p0->schema, "Records")];
+                int64_t ec = p0->vals[bs_kafka_struct_field(p0->schema, "ErrorCode")].i;
+                if (t == 0) {
+                    CHECK_EQ(ec, 0);
+                    CHECK_EQ(compare_blobs(recs.data, recs.len, rv->p, rv->n, 0), 5);
+                } else {
+                    CHECK_EQ(ec, BS_KERR_UNKNOWN_TOPIC_ID);
+                    CHECK_EQ(rv->n, 0u);
+                }
+            }
+        }
+        bs_kafka_arena_free(&b);
+    }
+    /* ShareFetch v0 */
+    bs_wbuf_reset(&fetch);
+    build_share_fetch(&fetch, known, po[0].records, po[0].len);
+    bs_kafka_inflight inf = {.correlation_id = 9, .api_key = BS_KAFKA_SHARE_FETCH,
+                             .api_version = 0, .expects_response = true};
+    bs_kafka_hook_verdict v = BS_KAFKA_HOOK_PASS;
+    CHECK(f.hook.wants_response(f.conn, BS_KAFKA_SHARE_FETCH, 0));
+    bs_wbuf_reset(&fout);
+    CHECK_EQ(f.hook.on_response(f.conn, &inf, fetch.data, fetch.len, &fout, &v), BS_OK);
+    CHECK_EQ(v, BS_KAFKA_HOOK_REPLACE);
+    bs_kafka_arena c;
+    bs_kafka_arena_init(&c, 0);
+    part_out so;
+    id_part(&fout, BS_KAFKA_SHARE_FETCH, &c, &so);
+    CHECK_EQ(so.error, 0);
+    CHECK_EQ(compare_blobs(recs.data, recs.len, so.records, so.len, 0), 5);
+    bs_kafka_arena_free(&a);
+    bs_kafka_arena_free(&c);
+    bs_wbuf_free(&recs);
+    bs_wbuf_free(&frame);
+    bs_wbuf_free(&out);
+    bs_wbuf_free(&fetch);
+    bs_wbuf_free(&fout);
+    fx_free(&f);
+}
+
 int main(void)
 {
     RUN(test_round_trip_codecs_versions);
@@ -815,6 +1038,8 @@ int main(void)
     RUN(test_produce_refusals);
     RUN(test_keyring_failure_and_recovery);
     RUN(test_fail_closed_edges);
+    RUN(test_topics_by_id);
     bs_metrics_shutdown();
+    bs_kafka_session_reset_globals();
     return test_report();
 }
