@@ -138,6 +138,9 @@ struct bs_server {
     ev_tstamp start_time;
     unsigned reloads;
     bs_metric *m_reload_ok, *m_reload_failed;
+    bs_conn_observer_fn observer; /* set before start, read by workers */
+    void *observer_ctx;
+    atomic_uint_fast64_t next_conn_id;
 };
 
 /* conn.c: accept callback of a listening socket (worker thread). */
