@@ -380,7 +380,8 @@ static long struct_resource(walk *w, const bs_kafka_obj *o, const char *arr)
         return resource(w, BS_AUDIT_RES_GROUP, (const char *)v->p, v->n);
     if ((v = str(o, "TransactionalId")))
         return resource(w, BS_AUDIT_RES_TRANSACTIONAL_ID, (const char *)v->p, v->n);
-    if (!arr && (v = str(o, "Key")) && val(o, "KeyType")) {
+    if (!arr && w->api == BS_KAFKA_FIND_COORDINATOR && (v = str(o, "Key"))) {
+        /* KeyType is absent in v0 (groups only) */
         int64_t kt = intval(o, "KeyType", 0, NULL);
         return resource(w, kt == 1 ? BS_AUDIT_RES_TRANSACTIONAL_ID : BS_AUDIT_RES_GROUP,
                         (const char *)v->p, v->n);
