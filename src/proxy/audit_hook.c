@@ -369,7 +369,7 @@ static long struct_resource(walk *w, const bs_kafka_obj *o, const char *arr)
         int64_t op = intval(o, "Operation", -1, &f1);
         if (f1) attr_int(w, r, "operation", op, acl_operation(op));
         int64_t pm = intval(o, "PermissionType", -1, &f2);
-        if (f2) attr_int(w, r, "permission", pm, acl_permission(pm));
+        if (f2) attr_int(w, r, "permissionType", pm, acl_permission(pm));
         return r;
     }
     if (is_config_api(w->api) && val(o, "ResourceType") && (v = str(o, "ResourceName"))) {

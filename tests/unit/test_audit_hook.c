@@ -446,10 +446,10 @@ static void test_acls(void)
             CHECK_STR(jstr(a, "principal"), "User:bob");
             CHECK_STR(jstr(a, "host"), "*");
             CHECK_STR(jstr(a, "operation"), "READ");
-            CHECK_STR(jstr(a, "permission"), "ALLOW");
+            CHECK_STR(jstr(a, "permissionType"), "ALLOW");
             a = jget(req_res(ev, 1), "attributes");
             CHECK_STR(jstr(a, "resourceType"), "GROUP");
-            CHECK_STR(jstr(a, "permission"), "DENY");
+            CHECK_STR(jstr(a, "permissionType"), "DENY");
             CHECK_STR(jstr(a, "patternType"), "PREFIXED");
             /* the second creation failed: its error, found by position */
             CHECK_EQ(jnum(resp_res(ev, 0), "errorCode"), 0);
