@@ -1,6 +1,6 @@
 #!/bin/sh
-# Throughput cost of per-request audit events: audit off vs `each` through a
-# `kafka` listener (see audit_bench.py).
+# Throughput cost of per-request audit events: audit off vs `each` (and
+# `aggregate`) through a `kafka` listener (see audit_bench.py).
 # usage: tests/bench/audit_bench.sh [BUILD_DIR] [extra audit_bench.py args]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
