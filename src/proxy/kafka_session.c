@@ -46,14 +46,17 @@
 
 #define MOD "kafka"
 
-/* Requests in flight per connection before we stop reading the client
- * (backpressure, not an error): far above what clients pipeline in practice. */
-#define CORR_CAP 1024u
-/* Per-session metric caches (open addressing; a full cache falls back to the
- * registry, which is correct, only slower). */
-#define API_CACHE 64u
-#define ERR_CACHE 32u
-#define TOPIC_CACHE 64u
+/* Requests in flight per connection: the table starts small (idle
+ * connections stay cheap) and doubles up to CORR_MAX; beyond that we stop
+ * reading the client (backpressure, not an error). */
+#define CORR_INIT 16u
+#define CORR_MAX 1024u
+/* Per-session metric caches (open addressing). A full API cache skips the
+ * metrics of further pairs, a full topic cache evicts; sized for what one
+ * client connection uses. */
+#define API_CACHE 32u
+#define ERR_CACHE 16u
+#define TOPIC_CACHE 32u
 /* Process-wide topic-id -> name map entries (Fetch v13+ names topics by id). */
 #define TOPIC_IDS_MAX 4096u
 #define TOPIC_SET_SLOTS 2048u /* > BS_KAFKA_TOPIC_SERIES_MAX: the open-addressing set never fills */
@@ -201,6 +204,7 @@ typedef struct err_metric {
 typedef struct topic_metrics {
     char *name; /* NULL = free slot */
     bs_metric *bytes_in, *msgs_in, *bytes_out;
+    bs_metric *overflow; /* non-NULL when this topic is counted as "_other" */
 } topic_metrics;
 
 /* Times of one in-flight request, kept in a ring parallel to the
@@ -241,7 +245,7 @@ typedef struct ksess {
     char listener[128];
     char peer[64];
     bs_kafka_corr_table corr;
-    req_times *times; /* CORR_CAP entries parallel to corr.ring */
+    req_times *times; /* corr.cap entries parallel to corr.ring */
     dir req, resp;
     api_metrics api[API_CACHE];
     lat_metrics lat[API_CACHE];
@@ -392,13 +396,13 @@ static topic_metrics *topic_m(ksess *s, const char *name)
         slot->name = NULL;
     }
     const char *label = name;
+    slot->overflow = NULL;
     if (!topic_admit(name)) {
         label = "_other";
-        bs_metric_add(bs_metrics_counter("brokerside_topic_series_overflow_total",
-                                         "Topic metric updates aggregated as topic=\"_other\" "
-                                         "because the distinct-topic cap was reached",
-                                         NULL),
-                      1);
+        slot->overflow = bs_metrics_counter("brokerside_topic_series_overflow_total",
+                                            "Topic metric updates aggregated as topic=\"_other\" "
+                                            "because the distinct-topic cap was reached",
+                                            NULL);
     }
     if (!(slot->name = strdup(name))) return NULL;
     slot->bytes_in = bs_metrics_counter_kv("brokerside_topic_bytes_in_total",
@@ -436,6 +440,7 @@ static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
     if (m) {
         bs_metric_add(m->bytes_in, (int64_t)t->record_bytes);
         bs_metric_add(m->msgs_in, (int64_t)t->records);
+        bs_metric_add(m->overflow, 1);
     }
     return BS_OK;
 }
@@ -447,7 +452,10 @@ static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
     char name[256];
     topic_label(t, name, sizeof name);
     topic_metrics *m = topic_m(arg, name);
-    if (m) bs_metric_add(m->bytes_out, (int64_t)t->record_bytes);
+    if (m) {
+        bs_metric_add(m->bytes_out, (int64_t)t->record_bytes);
+        bs_metric_add(m->overflow, 1);
+    }
     return BS_OK;
 }
 
@@ -748,6 +756,36 @@ static bool can_grow(const bs_buf *in)
     return bs_buf_readable(in) < in->cap;
 }
 
+/* Double the correlation table and its time ring, keeping the FIFO order.
+ * BS_E_FULL at CORR_MAX, BS_E_NOMEM if memory runs out (nothing changed). */
+static bs_status corr_grow(ksess *s)
+{
+    if (s->corr.cap >= CORR_MAX) return BS_E_FULL;
+    uint32_t cap = s->corr.cap * 2;
+    bs_kafka_corr_table t;
+    BS_GUARD(bs_kafka_corr_init(&t, cap));
+    req_times *times = calloc(cap, sizeof *times);
+    if (!times) {
+        bs_kafka_corr_free(&t);
+        return BS_E_NOMEM;
+    }
+    /* A fresh table stores its i-th push at index i: the rings stay parallel. */
+    for (uint32_t i = 0; i < s->corr.count; i++) {
+        uint32_t idx = (s->corr.head + i) % s->corr.cap;
+        if (bs_kafka_corr_push(&t, &s->corr.ring[idx]) != BS_OK) {
+            bs_kafka_corr_free(&t);
+            free(times);
+            return BS_E_STATE; /* cannot happen: cap > count */
+        }
+        times[i] = s->times[idx];
+    }
+    bs_kafka_corr_free(&s->corr);
+    free(s->times);
+    s->corr = t;
+    s->times = times;
+    return BS_OK;
+}
+
 /* Room for a teed copy of a `flen`-byte frame, allocated once up front (a
  * growing buffer would copy the frame again at every doubling). False if
  * there is no memory: the frame then passes uninspected. */
@@ -787,7 +825,16 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
                            .start_ns = d->t_first,
                            .expects_response = expects};
     st = bs_kafka_corr_push(&s->corr, &e);
-    if (st == BS_E_FULL) return BS_E_AGAIN;
+    if (st == BS_E_FULL) {
+        st = corr_grow(s);
+        if (st == BS_E_FULL) return BS_E_AGAIN;
+        if (st != BS_OK) {
+            BS_LOG_ERRORF(MOD, "listener %s: cannot track more requests from %s (%s); closing",
+                          s->listener, s->peer, bs_status_name(st));
+            return st;
+        }
+        st = bs_kafka_corr_push(&s->corr, &e);
+    }
     if (st != BS_OK) return st;
     d->pushed = expects;
     if (expects)
@@ -1091,8 +1138,8 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
         bs_wbuf_init(&ds[i]->out, 0);
         bs_wbuf_init(&ds[i]->scratch, 0);
     }
-    bs_status st = bs_kafka_corr_init(&s->corr, CORR_CAP);
-    if (st == BS_OK && !(s->times = calloc(CORR_CAP, sizeof *s->times))) st = BS_E_NOMEM;
+    bs_status st = bs_kafka_corr_init(&s->corr, CORR_INIT);
+    if (st == BS_OK && !(s->times = calloc(CORR_INIT, sizeof *s->times))) st = BS_E_NOMEM;
     if (st == BS_OK && s->fac && s->fac->observer) {
         s->obs = s->fac->observer;
         if (s->obs->open) st = s->obs->open(s->obs->arg, info, &s->obs_conn);

@@ -59,8 +59,8 @@ static void h_close(harness *h)
  * does: append what fits into `in`, call the filter, "write" everything the
  * filter put into `fwd` to `out`; keep calling while it makes progress.
  * Returns the first non-OK status of the filter. */
-static bs_status h_feed(harness *h, bool from_client, const uint8_t *p, size_t len, size_t chunk,
-                        bs_wbuf *out)
+static bs_status h_feed_n(harness *h, bool from_client, const uint8_t *p, size_t len,
+                          size_t chunk, bs_wbuf *out, size_t *fed)
 {
     bs_buf *in = from_client ? &h->cin : &h->uin, *fwd = from_client ? &h->cfwd : &h->ufwd,
            *back = from_client ? &h->cback : &h->uback;
@@ -86,8 +86,18 @@ static bs_status h_feed(harness *h, bool from_client, const uint8_t *p, size_t l
         else
             idle = 0;
     }
-    CHECK_EQ(off, len);
+    if (fed)
+        *fed = off;
+    else
+        CHECK_EQ(off, len);
     return BS_OK;
+}
+
+/* h_feed_n that expects every byte to be taken. */
+static bs_status h_feed(harness *h, bool from_client, const uint8_t *p, size_t len, size_t chunk,
+                        bs_wbuf *out)
+{
+    return h_feed_n(h, from_client, p, len, chunk, out, NULL);
 }
 
 /* ---- frame builders ---- */
@@ -787,6 +797,50 @@ static void test_label_cardinality(void)
     h_close(&h);
 }
 
+/* More pipelined requests than the correlation table holds: it grows to its
+ * maximum, then the client is simply not read (bytes stay in `in`) until
+ * responses free entries; order and matching survive the growth. */
+static void test_pipeline_backpressure(void)
+{
+    harness h;
+    h_open(&h, 1 << 20, NULL);
+    bs_wbuf reqs, resps, out_u, out_c;
+    bs_wbuf_init(&reqs, 0);
+    bs_wbuf_init(&resps, 0);
+    bs_wbuf_init(&out_u, 0);
+    bs_wbuf_init(&out_c, 0);
+    const int n = 1500;
+    for (int i = 0; i < n; i++) {
+        heartbeat_req(&reqs, 1000 + i);
+        heartbeat_resp(&resps, 1000 + i, 0);
+    }
+    size_t fed = 0, got = 0, rfed = 0;
+    CHECK_EQ(h_feed_n(&h, true, reqs.data, reqs.len, 4096, &out_u, &fed), BS_OK);
+    CHECK(fed < reqs.len);                    /* stopped reading the client ... */
+    CHECK_EQ(out_u.len, 1024 * (size_t)27);   /* ... after 1024 requests in flight */
+    int rounds = 0;
+    while ((fed < reqs.len || bs_buf_readable(&h.cin) > 0 || rfed < resps.len) && rounds++ < 100) {
+        size_t r;
+        /* the broker answers what it got so far */
+        size_t answerable = out_u.len / 27 * 10;
+        CHECK_EQ(h_feed_n(&h, false, resps.data + rfed, answerable - rfed, 4096, &out_c, &r),
+                 BS_OK);
+        rfed += r;
+        CHECK_EQ(h_feed_n(&h, true, reqs.data + fed, reqs.len - fed, 4096, &out_u, &got), BS_OK);
+        fed += got;
+    }
+    CHECK_EQ(out_u.len, reqs.len);
+    CHECK(memcmp(out_u.data, reqs.data, reqs.len) == 0);
+    CHECK_EQ(out_c.len, resps.len);
+    CHECK(memcmp(out_c.data, resps.data, resps.len) == 0);
+    CHECK(h.ops->is_quiescent(h.st));
+    bs_wbuf_free(&reqs);
+    bs_wbuf_free(&resps);
+    bs_wbuf_free(&out_u);
+    bs_wbuf_free(&out_c);
+    h_close(&h);
+}
+
 /* ApiVersions: an error answer that does not decode (librdkafka's mock
  * answers UNSUPPORTED_VERSION this way) is forwarded as it is; a success
  * answer that does not decode closes the connection and is not forwarded. */
@@ -837,6 +891,7 @@ int main(void)
     RUN(test_api_versions_answers);
     RUN(test_topic_ids);
     RUN(test_label_cardinality);
+    RUN(test_pipeline_backpressure);
     bs_kafka_session_reset_globals();
     bs_metrics_shutdown();
     return test_report();
