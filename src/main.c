@@ -46,6 +46,7 @@ typedef struct app {
     bs_pipeline *pipe;
     bs_audit_hook *audit_hook;             /* per-request audit recorder, NULL without audit */
     bs_kafka_session_factory kafka_factory; /* what every kafka listener's session sees */
+    bool server_done; /* workers gone: the event path is flushing */
     bs_admin *admin;
     ev_signal sigterm, sigint, sighup;
     int stop_requests;
@@ -139,6 +140,7 @@ out:
 static void on_server_done(void *arg)
 {
     app *a = arg;
+    a->server_done = true;
     ev_break(a->loop, EVBREAK_ALL);
 }
 
@@ -151,7 +153,11 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     a->stop_requests++;
     BS_LOG_INFOF("main", "received %s%s", strsignal(w->signum),
                  a->stop_requests > 1 ? " again: closing every connection now" : "");
-    bs_server_shutdown(a->srv, a->stop_requests == 1);
+    /* Once the workers are gone only the sinks' flush is left to cut short. */
+    if (a->server_done)
+        bs_pipeline_cancel_flush(a->pipe);
+    else
+        bs_server_shutdown(a->srv, a->stop_requests == 1);
 }
 
 /* SIGHUP: reload the file; a bad file changes nothing. */
@@ -162,6 +168,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     app *a = w->data;
     bs_config *cfg = NULL;
     bs_config_errors errs = {0};
+    if (a->server_done) {
+        BS_LOG_INFOF("main", "received SIGHUP while shutting down: ignored");
+        return;
+    }
     BS_LOG_INFOF("main", "received SIGHUP: reloading %s", a->config_path);
     if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
         for (size_t i = 0; i < errs.n; i++)

@@ -110,16 +110,16 @@ typedef enum bs_conn_event_kind {
  * the callback only. */
 typedef struct bs_conn_event {
     bs_conn_event_kind kind;
-    uint64_t conn_id;       /* process-unique, increasing from 1 */
-    const char *listener;   /* listener name */
-    int32_t broker_id;      /* the listener's broker_id, -1 if unknown */
-    const char *peer_ip;    /* client address without port ("?" if unknown) */
-    uint16_t peer_port;     /* 0 if unknown */
-    const char *principal;  /* mTLS subject once known, else NULL */
-    const char *reason;     /* TLS_FAILED / CERT_REJECTED: a bs_tls_failure_reason() text */
-    int64_t duration_ms;    /* CLOSED: since accept */
-    uint64_t bytes_in;      /* CLOSED: bytes read from the client */
-    uint64_t bytes_out;     /* CLOSED: bytes written to the client */
+    uint64_t conn_id;      /* process-unique, increasing from 1 */
+    const char *listener;  /* listener name */
+    int32_t broker_id;     /* the listener's broker_id, -1 if unknown */
+    const char *peer_ip;   /* client address without port ("?" if unknown) */
+    uint16_t peer_port;    /* 0 if unknown */
+    const char *principal; /* mTLS subject once known, else NULL */
+    const char *reason;    /* TLS_FAILED / CERT_REJECTED: a bs_tls_failure_reason() text */
+    int64_t duration_ms;   /* CLOSED: since accept */
+    uint64_t bytes_in;     /* CLOSED: bytes read from the client */
+    uint64_t bytes_out;    /* CLOSED: bytes written to the client */
 } bs_conn_event;
 
 /* Called on the WORKER thread that owns the connection, synchronously at the

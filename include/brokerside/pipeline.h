@@ -84,6 +84,11 @@ void bs_pipeline_reload(bs_pipeline *p, const bs_config *cfg);
  * Idempotent. */
 void bs_pipeline_stop(bs_pipeline *p, double grace_s);
 
+/* Cut a running bs_pipeline_stop's wait for the sinks short (a second
+ * SIGTERM/SIGINT while flushing): what is not delivered stays in the spool.
+ * Control thread (signal watcher). NULL: no-op. */
+void bs_pipeline_cancel_flush(bs_pipeline *p);
+
 /* bs_pipeline_stop with no grace if still running, then free. NULL: no-op. */
 void bs_pipeline_free(bs_pipeline *p);
 

@@ -115,8 +115,8 @@ bool bs_sink_idle(bs_sink *s);
 
 typedef struct bs_sink_stats {
     uint64_t delivered, retried, dead_lettered, batches;
-    uint64_t lag_bytes;   /* spool bytes after the furthest-behind lane's cursor (now) */
-    char last_error[160]; /* reason of the last retried or dead-lettered entry; "" if none */
+    uint64_t lag_bytes;    /* spool bytes after the furthest-behind lane's cursor (now) */
+    char last_error[160];  /* reason of the last retried or dead-lettered entry; "" if none */
     int64_t last_error_ms; /* when (ms since the epoch); 0 if none */
 } bs_sink_stats;
 /* Counters plus the current lag and the last failure reason. */

@@ -526,7 +526,7 @@ static void conn_upstream_handshake(bs_conn *c)
  * certificate, every other failure as a failed handshake. */
 static bool reason_is_cert(const char *reason)
 {
-    static const char *const cert[] = {"unknown_ca",          "bad_certificate",
+    static const char *const cert[] = {"unknown_ca",           "bad_certificate",
                                        "certificate_required", "certificate_revoked",
                                        "certificate_expired",  "crl_error"};
     for (size_t i = 0; i < BS_ARRAY_LEN(cert); i++)

@@ -82,8 +82,8 @@ bs_status bs_event_bus_new(struct ev_loop *loop, bs_spool *sp, const bs_event_bu
             "spool refused), by stream",
             labels);
     }
-    b->m_queued_bytes = bs_metrics_gauge("brokerside_events_queued_bytes",
-                                         "Event bytes waiting for the spool", "");
+    b->m_queued_bytes =
+        bs_metrics_gauge("brokerside_events_queued_bytes", "Event bytes waiting for the spool", "");
     ev_async_init(&b->wake, on_wake);
     b->wake.data = b;
     ev_async_start(loop, &b->wake);
@@ -234,7 +234,8 @@ void bs_event_bus_free(bs_event_bus *b)
         n = next;
     }
     if (lost)
-        BS_LOG_ERRORF("events", "%llu events (%llu audit) could not be spooled before exit and are lost",
+        BS_LOG_ERRORF("events",
+                      "%llu events (%llu audit) could not be spooled before exit and are lost",
                       (unsigned long long)lost, (unsigned long long)lost_audit);
     ev_timer_stop(b->loop, &b->retry);
     ev_ref(b->loop);

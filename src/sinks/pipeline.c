@@ -51,6 +51,7 @@ struct bs_pipeline {
     bs_audit_log *audit;
     ev_timer agg_timer, digest_timer;
     bool stopped;
+    bool cancel_flush; /* set by a second stop signal while flushing */
     bs_metric *m_emf_failed;
 };
 
@@ -68,11 +69,16 @@ static int64_t now_us(void)
 static const char *kind_name(bs_sink_kind k)
 {
     switch (k) {
-    case BS_SINK_FILE: return "file";
-    case BS_SINK_CLOUDWATCH_LOGS: return "cloudwatch_logs";
-    case BS_SINK_CLOUDWATCH_METRICS: return "cloudwatch_metrics";
-    case BS_SINK_S3: return "s3";
-    case BS_SINK_FIREHOSE: return "firehose";
+    case BS_SINK_FILE:
+        return "file";
+    case BS_SINK_CLOUDWATCH_LOGS:
+        return "cloudwatch_logs";
+    case BS_SINK_CLOUDWATCH_METRICS:
+        return "cloudwatch_metrics";
+    case BS_SINK_S3:
+        return "s3";
+    case BS_SINK_FIREHOSE:
+        return "firehose";
     }
     return "unknown";
 }
@@ -260,8 +266,9 @@ static bs_status find_link(bs_pipeline *p, bs_audit_link *link, char *err, size_
         st = ok ? bs_audit_link_from_file(path, link) : BS_E_IO;
         unlink(path);
         if (st != BS_OK)
-            BS_LOG_WARNF(MOD, "audit: the spool's last audit record cannot be linked (%s); the new "
-                              "chain starts without a link",
+            BS_LOG_WARNF(MOD,
+                         "audit: the spool's last audit record cannot be linked (%s); the new "
+                         "chain starts without a link",
                          bs_status_name(st));
         return BS_OK;
     }
@@ -271,8 +278,9 @@ static bs_status find_link(bs_pipeline *p, bs_audit_link *link, char *err, size_
         snprintf(path, sizeof path, "%s/audit.ndjson", c->dir);
         st = bs_audit_link_from_file(path, link);
         if (st != BS_OK)
-            BS_LOG_WARNF(MOD, "audit: %s: last line cannot be linked (%s); the new chain starts "
-                              "without a link",
+            BS_LOG_WARNF(MOD,
+                         "audit: %s: last line cannot be linked (%s); the new chain starts "
+                         "without a link",
                          path, bs_status_name(st));
         return BS_OK;
     }
@@ -311,9 +319,8 @@ static bs_status make_sink_impl(bs_pipeline *p, const bs_sink_config *c, const b
         return bs_file_sink_new(&o, ops, impl);
     }
     case BS_SINK_CLOUDWATCH_LOGS: {
-        bs_cwlogs_sink_options o = {.log_group = c->log_group,
-                                    .log_stream = c->log_stream,
-                                    .auto_create = c->auto_create};
+        bs_cwlogs_sink_options o = {
+            .log_group = c->log_group, .log_stream = c->log_stream, .auto_create = c->auto_create};
         aws_common(p, c, &o.c);
         bs_cwlogs_sink_limits(lim);
         return bs_cwlogs_sink_new(&o, ops, impl);
@@ -457,8 +464,6 @@ static bs_status build_audit(bs_pipeline *p, char *err, size_t errlen)
 {
     const bs_audit_config *ac = &p->cfg->audit;
     BS_GUARD(load_key(p->cfg, &p->key, err, errlen));
-    if (!p->key)
-        BS_LOG_WARNF(MOD, "audit: no signing_key_file: the chain's digests are not signed");
     bs_audit_link link;
     BS_GUARD(find_link(p, &link, err, errlen));
     bs_audit_options o;
@@ -604,8 +609,8 @@ void bs_pipeline_status_json(bs_pipeline *p, bs_wbuf *out)
         bs_wbuf_put_json_string(out, p->sinks[i].c->name, strlen(p->sinks[i].c->name));
         bs_wbuf_printf(out,
                        ",\"type\":\"%s\",\"lag_bytes\":%" PRIu64 ",\"delivered\":%" PRIu64
-                       ",\"retried\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
-                       ",\"batches\":%" PRIu64 ",\"last_error\":",
+                       ",\"retried\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"batches\":%" PRIu64
+                       ",\"last_error\":",
                        kind_name(p->sinks[i].c->kind), st.lag_bytes, st.delivered, st.retried,
                        st.dead_lettered, st.batches);
         if (st.last_error[0]) {
@@ -723,7 +728,7 @@ void bs_pipeline_stop(bs_pipeline *p, double grace_s)
     ev_timer_start(p->loop, &tick);
     for (size_t i = 0; i < p->n_sinks; i++)
         bs_sink_flush(p->sinks[i].s);
-    while (!sinks_idle(p) && ev_time() < deadline) {
+    while (!sinks_idle(p) && ev_time() < deadline && !p->cancel_flush) {
         bs_event_bus_drain(p->bus);
         ev_run(p->loop, EVRUN_ONCE);
         for (size_t i = 0; i < p->n_sinks; i++)
@@ -731,11 +736,18 @@ void bs_pipeline_stop(bs_pipeline *p, double grace_s)
     }
     ev_timer_stop(p->loop, &tick);
     if (!sinks_idle(p))
-        BS_LOG_WARNF(MOD, "sinks not idle after %.0f s; the rest stays in the spool %s for the "
-                          "next start",
-                     grace_s, bs_spool_dir(p->sp));
+        BS_LOG_WARNF(MOD, "sinks not idle %s; the rest stays in the spool %s for the next start",
+                     p->cancel_flush ? "(flush cut short by a second signal)"
+                                     : "after the grace period",
+                     bs_spool_dir(p->sp));
     else
         BS_LOG_INFOF(MOD, "every sink delivered what the spool holds");
+}
+
+/* See pipeline.h. */
+void bs_pipeline_cancel_flush(bs_pipeline *p)
+{
+    if (p) p->cancel_flush = true;
 }
 
 /* See pipeline.h. */

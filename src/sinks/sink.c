@@ -200,7 +200,8 @@ static void finish(lane *l)
                      l->b.attempt + 1, why);
             e->result = BS_SINK_PERMANENT;
         }
-        if (e->result == BS_SINK_PERMANENT || e->result == BS_SINK_RETRYABLE) note_error(s, e->reason);
+        if (e->result == BS_SINK_PERMANENT || e->result == BS_SINK_RETRYABLE)
+            note_error(s, e->reason);
         if (e->result == BS_SINK_PERMANENT)
             perm++;
         else if (e->result == BS_SINK_RETRYABLE)
