@@ -18,6 +18,7 @@
 #include "brokerside/audit_hook.h"
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_schema.h"
+#include "brokerside/kafka_session.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------- encoder */
@@ -740,6 +741,159 @@ static void test_client_software(void)
     rig_close(&r);
 }
 
+/* ---------------------------------------------------------------- through the session */
+
+/* The real Kafka session with the recorder as its observer, fed through
+ * 256-byte connection buffers in 37-byte chunks: a management request larger
+ * than the buffer must be assembled (held), a Produce streams through and is
+ * observed from the session's copy, pipelined requests keep their order. */
+typedef struct sess {
+    const bs_session_ops *ops;
+    void *st;
+    bs_listener_config lc;
+    bs_kafka_config kc;
+    bs_buf in, fwd, back;
+} sess;
+
+/* Push `len` bytes through one direction; what comes out is appended to `out`. */
+static void sess_feed(sess *h, bool from_client, const uint8_t *p, size_t len, bs_wbuf *out)
+{
+    size_t off = 0;
+    for (int idle = 0; idle < 3;) {
+        size_t n = len - off;
+        if (n > 37) n = 37;
+        if (n > bs_buf_free_space(&h->in)) n = bs_buf_free_space(&h->in);
+        if (n) {
+            bs_buf_compact(&h->in);
+            CHECK_EQ(bs_buf_append(&h->in, p + off, n), BS_OK);
+            off += n;
+        }
+        size_t before = bs_buf_readable(&h->in);
+        bs_status st = from_client ? h->ops->on_client_bytes(h->st, &h->in, &h->fwd, &h->back)
+                                   : h->ops->on_upstream_bytes(h->st, &h->in, &h->fwd, &h->back);
+        CHECK_EQ(st, BS_OK);
+        if (st != BS_OK) return;
+        size_t got = bs_buf_readable(&h->fwd);
+        bs_wbuf_put(out, bs_buf_read_ptr(&h->fwd), got);
+        bs_buf_consume(&h->fwd, got);
+        idle = (n == 0 && got == 0 && bs_buf_readable(&h->in) == before) ? idle + 1 : 0;
+    }
+    CHECK_EQ(off, len);
+}
+
+static void test_through_session(void)
+{
+    lines out = {0};
+    bs_audit_options o;
+    bs_audit_options_default(&o);
+    o.data_events = BS_AUDIT_DATA_EACH;
+    o.digest_every_events = 0;
+    bs_audit_log *log = NULL;
+    bs_audit_hook *hook = NULL;
+    CHECK(bs_audit_log_open(&o, NULL, NULL, mem_emit, &out, &log) == BS_OK);
+    CHECK(bs_audit_hook_new(log, BS_AUDIT_DATA_EACH, &hook) == BS_OK);
+    if (!hook) return;
+    bs_kafka_session_factory fac = {.observer = bs_audit_hook_observer(hook)};
+    sess h;
+    memset(&h, 0, sizeof h);
+    h.ops = bs_kafka_session_ops();
+    h.lc.name = "s1";
+    h.lc.broker_id = 3;
+    h.kc.max_frame_bytes = 1 << 20;
+    bs_session_info info = {.listener = &h.lc, .kafka = &h.kc, .peer = "[::1]:9999",
+                            .principal = "CN=carol", .conn_id = 5};
+    CHECK_EQ(h.ops->open(&fac, &info, &h.st), BS_OK);
+    CHECK_EQ(bs_buf_init(&h.in, 256), BS_OK);
+    CHECK_EQ(bs_buf_init(&h.fwd, 256), BS_OK);
+    CHECK_EQ(bs_buf_init(&h.back, 256), BS_OK);
+    /* two pipelined requests: a big CreateTopics and a Produce with a null records field */
+    bs_wbuf reqs, w, fwd;
+    bs_wbuf_init(&reqs, 0);
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&fwd, 0);
+    char spec[4096];
+    size_t n = (size_t)snprintf(spec, sizeof spec, "{\"Topics\":[");
+    for (int i = 0; i < 20; i++)
+        n += (size_t)snprintf(spec + n, sizeof spec - n,
+                              "%s{\"Name\":\"topic-with-a-long-name-%02d\",\"NumPartitions\":1,"
+                              "\"ReplicationFactor\":1}",
+                              i ? "," : "", i);
+    snprintf(spec + n, sizeof spec - n, "],\"TimeoutMs\":5}");
+    frame(&w, 19, 5, true, 1, "adm", spec);
+    CHECK(w.len > 256);
+    bs_wbuf_put(&reqs, w.data, w.len);
+    frame(&w, 0, 9, true, 2, "prod",
+          "{\"TransactionalId\":null,\"Acks\":-1,\"TimeoutMs\":1,\"TopicData\":[{"
+          "\"Name\":\"orders\",\"PartitionData\":[{\"Index\":0,\"Records\":null}]}]}");
+    bs_wbuf_put(&reqs, w.data, w.len);
+    sess_feed(&h, true, reqs.data, reqs.len, &fwd);
+    /* the observer never changes bytes */
+    CHECK_EQ(fwd.len, reqs.len);
+    CHECK(fwd.len == reqs.len && memcmp(fwd.data, reqs.data, reqs.len) == 0);
+    size_t before = out.n;
+    /* responses, in order */
+    bs_wbuf resps;
+    bs_wbuf_init(&resps, 0);
+    n = (size_t)snprintf(spec, sizeof spec, "{\"Topics\":[");
+    for (int i = 0; i < 20; i++)
+        n += (size_t)snprintf(spec + n, sizeof spec - n,
+                              "%s{\"Name\":\"topic-with-a-long-name-%02d\",\"ErrorCode\":%d}",
+                              i ? "," : "", i, i == 7 ? 37 : 0);
+    snprintf(spec + n, sizeof spec - n, "]}");
+    frame(&w, 19, 5, false, 1, NULL, spec);
+    bs_wbuf_put(&resps, w.data, w.len);
+    frame(&w, 0, 9, false, 2, NULL,
+          "{\"Responses\":[{\"Name\":\"orders\",\"PartitionResponses\":[{\"Index\":0,"
+          "\"ErrorCode\":0}]}],\"ThrottleTimeMs\":0}");
+    bs_wbuf_put(&resps, w.data, w.len);
+    bs_wbuf_reset(&fwd);
+    sess_feed(&h, false, resps.data, resps.len, &fwd);
+    CHECK(fwd.len == resps.len && memcmp(fwd.data, resps.data, resps.len) == 0);
+    CHECK_EQ(out.n, before + 2);
+    if (out.n == before + 2) {
+        cJSON *ct = cJSON_Parse(out.v[before]), *pr = cJSON_Parse(out.v[before + 1]);
+        CHECK(ct && pr);
+        if (ct && pr) {
+            CHECK_STR(jstr(ct, "eventName"), "CreateTopics");
+            CHECK_EQ(n_req_res(ct), 20);
+            CHECK_STR(jstr(req_res(ct, 19), "name"), "topic-with-a-long-name-19");
+            CHECK_EQ(jnum(resp_res(ct, 7), "errorCode"), 37);
+            CHECK_EQ(jnum(ct, "errorCode"), 37);
+            CHECK_STR(jstr(ct, "sourceIPAddress"), "::1");
+            CHECK_EQ(jnum(ct, "sourcePort"), 9999);
+            CHECK_EQ(jnum(ct, "connectionId"), 5);
+            CHECK_EQ(jnum(ct, "brokerId"), 3);
+            CHECK_STR(jstr(jget(ct, "userIdentity"), "principal"), "CN=carol");
+            CHECK(cJSON_IsNumber(jget(ct, "latencyMs")));
+            CHECK_STR(jstr(pr, "eventName"), "Produce");
+            CHECK_STR(jstr(pr, "clientId"), "prod");
+            CHECK_STR(jstr(req_res(pr, 0), "name"), "orders");
+            CHECK_EQ(jnum(pr, "errorCode"), 0);
+        }
+        cJSON_Delete(ct);
+        cJSON_Delete(pr);
+    }
+    /* a request left unanswered is recorded when the connection closes */
+    frame(&w, 16, 3, true, 3, "adm", "{\"StatesFilter\":[]}");
+    bs_wbuf_reset(&fwd);
+    sess_feed(&h, true, w.data, w.len, &fwd);
+    before = out.n;
+    h.ops->close(h.st);
+    CHECK_EQ(out.n, before + 1);
+    CHECK(out.n && strstr(out.v[out.n - 1], "\"eventName\":\"ListGroups\"") != NULL);
+    CHECK(out.n && strstr(out.v[out.n - 1], "\"latencyMs\":null") != NULL);
+    bs_buf_free(&h.in);
+    bs_buf_free(&h.fwd);
+    bs_buf_free(&h.back);
+    bs_wbuf_free(&reqs);
+    bs_wbuf_free(&resps);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&fwd);
+    bs_audit_hook_free(hook);
+    CHECK(bs_audit_log_close(log, 0) == BS_OK);
+    lines_free(&out);
+}
+
 /* Bad arguments. */
 static void test_new_refuses_null_log(void)
 {
@@ -760,6 +914,7 @@ int main(void)
     RUN(test_produce_acks0_and_data_modes);
     RUN(test_undecodable_still_recorded);
     RUN(test_client_software);
+    RUN(test_through_session);
     RUN(test_new_refuses_null_log);
     return test_report();
 }
