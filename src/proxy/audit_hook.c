@@ -337,7 +337,8 @@ static bool topic_array_name(const char *a)
 {
     return a && (!strcmp(a, "Topics") || !strcmp(a, "Responses") || !strcmp(a, "Results") ||
                  !strcmp(a, "TopicData") || !strcmp(a, "TopicPartitions") ||
-                 !strcmp(a, "Topic") || !strcmp(a, "ReplicaElectionResults"));
+                 !strcmp(a, "Topic") || !strcmp(a, "ReplicaElectionResults") ||
+                 !strcmp(a, "V3AndBelowTopics") || !strcmp(a, "ResultsByTopicV3AndBelow"));
 }
 
 /* Which resource does struct `o` (an element of array `arr`, or the body
@@ -378,7 +379,7 @@ static long struct_resource(walk *w, const bs_kafka_obj *o, const char *arr)
     }
     if ((v = str(o, "GroupId")))
         return resource(w, BS_AUDIT_RES_GROUP, (const char *)v->p, v->n);
-    if ((v = str(o, "TransactionalId")))
+    if ((v = str(o, "TransactionalId")) || (v = str(o, "V3AndBelowTransactionalId")))
         return resource(w, BS_AUDIT_RES_TRANSACTIONAL_ID, (const char *)v->p, v->n);
     if (!arr && w->api == BS_KAFKA_FIND_COORDINATOR && (v = str(o, "Key"))) {
         /* KeyType is absent in v0 (groups only) */

@@ -630,6 +630,127 @@ static void test_groups(void)
     rig_close(&r);
 }
 
+/* The consumer-group and transaction data APIs, at the versions the dev
+ * broker speaks and a flexible one (data_events each). */
+static void test_group_data_apis(void)
+{
+    rig r;
+    rig_open(&r, BS_AUDIT_DATA_EACH, "CN=alice,O=acme");
+    static const int16_t oc[] = {2, 8}, sg[] = {3, 4}, lo[] = {2, 6};
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *ev = exchange(&r, 8, oc[i],
+                             "{\"GroupId\":\"g1\",\"MemberId\":\"m\",\"Topics\":[{\"Name\":"
+                             "\"orders\",\"Partitions\":[{\"PartitionIndex\":0,\"CommittedOffset\":"
+                             "5},{\"PartitionIndex\":1,\"CommittedOffset\":7}]}]}",
+                             "{\"Topics\":[{\"Name\":\"orders\",\"Partitions\":[{\"PartitionIndex\""
+                             ":0,\"ErrorCode\":0},{\"PartitionIndex\":1,\"ErrorCode\":22}]}]}");
+        CHECK(ev != NULL);
+        if (ev) {
+            check_identity(ev, "OffsetCommit", "Data", false);
+            CHECK_STR(jstr(req_res(ev, 0), "name"), "g1");
+            CHECK_EQ(cJSON_GetArraySize(jget(req_res(ev, 1), "partitions")), 2);
+            CHECK_EQ(jnum(ev, "errorCode"), 22);
+            cJSON_Delete(ev);
+        }
+        ev = exchange(&r, 14, sg[i],
+                      "{\"GroupId\":\"g1\",\"GenerationId\":1,\"MemberId\":\"m\","
+                      "\"Assignments\":[{\"MemberId\":\"m\",\"Assignment\":\"SECRET-ASSIGN\"}]}",
+                      "{\"ErrorCode\":27,\"Assignment\":\"\"}");
+        CHECK(ev != NULL);
+        if (ev) {
+            check_identity(ev, "SyncGroup", "Data", false);
+            CHECK_STR(jstr(req_res(ev, 0), "name"), "g1");
+            CHECK_EQ(jnum(ev, "errorCode"), 27);
+            CHECK(!last_line_has(&r, "SECRET-ASSIGN"));
+            cJSON_Delete(ev);
+        }
+        ev = exchange(&r, 2, lo[i],
+                      "{\"ReplicaId\":-1,\"Topics\":[{\"Name\":\"orders\",\"Partitions\":"
+                      "[{\"PartitionIndex\":1,\"Timestamp\":-1}]}]}",
+                      "{\"Topics\":[{\"Name\":\"orders\",\"Partitions\":[{\"PartitionIndex\""
+                      ":1,\"ErrorCode\":6}]}]}");
+        CHECK(ev != NULL);
+        if (ev) {
+            check_identity(ev, "ListOffsets", "Data", true);
+            CHECK_EQ(cJSON_GetArrayItem(jget(req_res(ev, 0), "partitions"), 0)->valuedouble, 1);
+            CHECK_EQ(jnum(ev, "errorCode"), 6);
+            cJSON_Delete(ev);
+        }
+    }
+    /* OffsetFetch v1 (GroupId + Topics) and v8 (Groups[] each with Topics) */
+    cJSON *ev = exchange(&r, 9, 1,
+                         "{\"GroupId\":\"g1\",\"Topics\":[{\"Name\":\"orders\","
+                         "\"PartitionIndexes\":[0,1]}]}",
+                         "{\"Topics\":[{\"Name\":\"orders\",\"Partitions\":[{\"PartitionIndex\""
+                         ":0,\"CommittedOffset\":5,\"Metadata\":\"\",\"ErrorCode\":0}]}]}");
+    CHECK(ev != NULL);
+    if (ev) {
+        check_identity(ev, "OffsetFetch", "Data", true);
+        CHECK_STR(jstr(req_res(ev, 1), "name"), "orders");
+        CHECK_EQ(cJSON_GetArraySize(jget(req_res(ev, 1), "partitions")), 2);
+        cJSON_Delete(ev);
+    }
+    ev = exchange(&r, 9, 8,
+                  "{\"Groups\":[{\"GroupId\":\"g1\",\"Topics\":[{\"Name\":\"orders\","
+                  "\"PartitionIndexes\":[3]}]},{\"GroupId\":\"g2\",\"Topics\":null}],"
+                  "\"RequireStable\":false}",
+                  "{\"Groups\":[{\"GroupId\":\"g1\",\"Topics\":[],\"ErrorCode\":0},"
+                  "{\"GroupId\":\"g2\",\"Topics\":[],\"ErrorCode\":16}]}");
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_STR(jstr(req_res(ev, 0), "name"), "g1");
+        CHECK_STR(jstr(req_res(ev, 1), "name"), "orders");
+        CHECK_STR(jstr(req_res(ev, 2), "name"), "g2");
+        CHECK_EQ(jnum(ev, "errorCode"), 16);
+        cJSON_Delete(ev);
+    }
+    /* FindCoordinator v2 (Key + KeyType 1: a transactional id) and v4 (CoordinatorKeys) */
+    ev = exchange(&r, 10, 2, "{\"Key\":\"tx-1\",\"KeyType\":1}",
+                  "{\"ErrorCode\":15,\"NodeId\":-1,\"Host\":\"\",\"Port\":-1}");
+    CHECK(ev != NULL);
+    if (ev) {
+        check_identity(ev, "FindCoordinator", "Data", true);
+        CHECK_STR(jstr(req_res(ev, 0), "type"), "transactionalId");
+        CHECK_STR(jstr(req_res(ev, 0), "name"), "tx-1");
+        CHECK_EQ(jnum(ev, "errorCode"), 15);
+        cJSON_Delete(ev);
+    }
+    ev = exchange(&r, 10, 4, "{\"KeyType\":0,\"CoordinatorKeys\":[\"g1\",\"g2\"]}",
+                  "{\"Coordinators\":[{\"Key\":\"g1\",\"NodeId\":1,\"Host\":\"h\",\"Port\":1,"
+                  "\"ErrorCode\":0}]}");
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_EQ(n_req_res(ev), 2);
+        CHECK_STR(jstr(req_res(ev, 1), "name"), "g2");
+        cJSON_Delete(ev);
+    }
+    /* AddPartitionsToTxn v3 (V3AndBelow* fields) and v4 (Transactions[]) */
+    ev = exchange(&r, 24, 3,
+                  "{\"V3AndBelowTransactionalId\":\"tx-1\",\"V3AndBelowProducerId\":1,"
+                  "\"V3AndBelowTopics\":[{\"Name\":\"orders\",\"Partitions\":[2]}]}",
+                  "{\"ResultsByTopicV3AndBelow\":[{\"Name\":\"orders\",\"ResultsByPartition\":"
+                  "[{\"PartitionIndex\":2,\"PartitionErrorCode\":0}]}]}");
+    CHECK(ev != NULL);
+    if (ev) {
+        check_identity(ev, "AddPartitionsToTxn", "Data", false);
+        CHECK_STR(jstr(req_res(ev, 0), "type"), "transactionalId");
+        CHECK_STR(jstr(req_res(ev, 1), "name"), "orders");
+        CHECK_EQ(cJSON_GetArrayItem(jget(req_res(ev, 1), "partitions"), 0)->valuedouble, 2);
+        cJSON_Delete(ev);
+    }
+    ev = exchange(&r, 24, 4,
+                  "{\"Transactions\":[{\"TransactionalId\":\"tx-2\",\"Topics\":[{\"Name\":"
+                  "\"orders\",\"Partitions\":[0]}]}]}",
+                  "{\"ErrorCode\":0,\"ResultsByTransaction\":[]}");
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_STR(jstr(req_res(ev, 0), "name"), "tx-2");
+        CHECK_STR(jstr(req_res(ev, 1), "name"), "orders");
+        cJSON_Delete(ev);
+    }
+    rig_close(&r);
+}
+
 /* Produce with acks=0 expects no response: recorded at once without errors. */
 static void test_produce_acks0_and_data_modes(void)
 {
@@ -911,6 +1032,7 @@ int main(void)
     RUN(test_acls);
     RUN(test_partitions_records_reassignments);
     RUN(test_groups);
+    RUN(test_group_data_apis);
     RUN(test_produce_acks0_and_data_modes);
     RUN(test_undecodable_still_recorded);
     RUN(test_client_software);
