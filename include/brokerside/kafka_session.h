@@ -25,6 +25,7 @@
 #include "brokerside/buf.h"
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_framer.h"
+#include "brokerside/kafka_summary.h"
 #include "brokerside/session.h"
 #include "brokerside/status.h"
 
@@ -74,6 +75,13 @@ typedef struct bs_kafka_hook {
  *  - on_response: once per response, same `len`/`frame_len` rule;
  *    latency_ns is from the request's last byte handed to the upstream
  *    buffer to the response's first byte (-1 if unknown).
+ *  - on_topic (optional): the per-topic figures of a Produce request
+ *    (is_request) or a Fetch response, as the session summarises them for its
+ *    own metrics, one call per topic, just before on_request/on_response of
+ *    that frame; so the observer need not scan those big frames again. Not
+ *    called when the session could not summarise the frame (the observer
+ *    then sees no topics and may scan what on_request/on_response shows).
+ *    The summary's pointers are valid only during the call.
  *  - close: per connection, also with requests still unanswered.
  * All run on the connection's worker thread and must not block. */
 typedef struct bs_kafka_observer {
@@ -84,6 +92,7 @@ typedef struct bs_kafka_observer {
                        bool expects_response, const uint8_t *frame, size_t len, size_t frame_len);
     void (*on_response)(void *conn, const bs_kafka_inflight *req, int64_t latency_ns,
                         const uint8_t *frame, size_t len, size_t frame_len);
+    void (*on_topic)(void *conn, bool is_request, const bs_kafka_topic_summary *t);
     void (*close)(void *conn);
     void *arg;
 } bs_kafka_observer;

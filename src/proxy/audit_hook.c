@@ -62,6 +62,10 @@ typedef struct conn {
     pending *fifo;
     uint32_t cap, head, count;
     bs_audit_event scratch; /* requests recorded at once (acks=0, FIFO full) */
+    /* Topics of the next Produce request / Fetch response as the session
+     * summarised them (bs_kafka_observer.on_topic): saves a second scan. */
+    bs_audit_event stage;
+    bool staged_req, staged_resp;
     bs_kafka_arena arena;
 } conn;
 
@@ -563,6 +567,41 @@ static bs_status on_fetch_resp_topic(void *arg, const bs_kafka_topic_summary *t)
     return on_topic(arg, t, true, -1);
 }
 
+/* bs_kafka_observer.on_topic: stage one topic of the frame about to be observed. */
+static void on_session_topic(void *arg, bool is_request, const bs_kafka_topic_summary *t)
+{
+    conn *c = arg;
+    if (c->h->mode == BS_AUDIT_DATA_OFF) return;
+    if (!c->staged_req && !c->staged_resp) bs_audit_event_reset(&c->stage);
+    (void)on_topic(&c->stage, t, true, is_request ? (int64_t)t->records : -1);
+    if (is_request)
+        c->staged_req = true;
+    else
+        c->staged_resp = true;
+}
+
+/* Move the staged topics (with their volumes) into `ev`; false if none
+ * were staged for this direction. The stage is emptied either way. */
+static bool take_stage(conn *c, bool is_request, bs_audit_event *ev)
+{
+    bool have = is_request ? c->staged_req : c->staged_resp;
+    c->staged_req = c->staged_resp = false;
+    if (!have) return false;
+    const bs_audit_event *st = &c->stage;
+    for (size_t i = 0; i < st->n_res; i++) {
+        const bs_audit_resource *r = &st->res[i];
+        const char *name = st->arena + r->name_off;
+        long k = find_res(ev, (bs_audit_res_type)r->type, name, r->name_len);
+        size_t idx = (size_t)k;
+        if (k < 0 && bs_audit_event_add_resource(ev, (bs_audit_res_type)r->type, name,
+                                                 r->name_len, &idx) != BS_OK)
+            break; /* full: the event says truncated */
+        (void)!bs_audit_event_set_volume(ev, idx, r->records, r->bytes);
+    }
+    if (st->truncated) ev->truncated = true;
+    return true;
+}
+
 /* ---------------------------------------------------------------- recording */
 
 /* Hand a finished event to the log and count. */
@@ -618,6 +657,7 @@ static void on_request(void *arg, const bs_kafka_request_header *h, bool header_
         }
     }
     bool skip = is_data(h->api_key) && c->h->mode == BS_AUDIT_DATA_OFF;
+    bool staged = c->staged_req;
     bs_audit_event *ev = &c->scratch;
     bool queued = false;
     if (expects_response && c->count < PENDING_MAX) {
@@ -644,7 +684,10 @@ static void on_request(void *arg, const bs_kafka_request_header *h, bool header_
             queued = true;
         }
     }
-    if (skip) return;
+    if (skip) {
+        c->staged_req = c->staged_resp = false;
+        return;
+    }
     bs_audit_event_reset(ev);
     identity(c, ev);
     ev->api_key = h->api_key;
@@ -658,12 +701,15 @@ static void on_request(void *arg, const bs_kafka_request_header *h, bool header_
         (void)!bs_audit_event_set_software(ev, c->sw_name, c->sw_name_len, c->sw_version,
                                            c->sw_version_len);
     bs_status st = BS_E_SHORT;
-    if (whole && h->api_key == BS_KAFKA_PRODUCE)
+    if (h->api_key == BS_KAFKA_PRODUCE && staged && take_stage(c, true, ev))
+        st = BS_OK; /* the session's own summary of this frame */
+    else if (whole && h->api_key == BS_KAFKA_PRODUCE)
         st = bs_kafka_produce_summary(body, blen, h->api_version, on_produce_topic, ev);
     else if (whole && h->api_key == BS_KAFKA_FETCH)
         st = bs_kafka_fetch_request_topics(body, blen, h->api_version, on_fetch_req_topic, ev);
     else if (whole)
         st = decode_into(c, ev, h->api_key, h->api_version, false, body, blen);
+    c->staged_req = c->staged_resp = false; /* staged topics belong to this frame only */
     ev->undecoded = st != BS_OK;
     if (!queued) {
         /* No response will be matched (acks=0, or too many in flight). */
@@ -677,15 +723,24 @@ static void on_response(void *arg, const bs_kafka_inflight *req, int64_t latency
                         const uint8_t *frame, size_t len, size_t frame_len)
 {
     conn *c = arg;
-    if (c->count == 0) return; /* the request was recorded at once (FIFO was full) */
+    bool staged = c->staged_resp;
+    if (c->count == 0) {
+        /* the request was recorded at once (FIFO was full) */
+        c->staged_req = c->staged_resp = false;
+        return;
+    }
     pending *p = &c->fifo[c->head];
     c->head = (c->head + 1) % c->cap;
     c->count--;
-    if (p->skip) return;
+    if (p->skip) {
+        c->staged_req = c->staged_resp = false;
+        return;
+    }
     bs_audit_event *ev = &p->ev;
     if (ev->correlation_id != req->correlation_id) {
         /* The session enforces order; a mismatch means a request was recorded
          * at once because the FIFO was full: record this one without response. */
+        c->staged_req = c->staged_resp = false;
         record(c, ev);
         return;
     }
@@ -701,7 +756,11 @@ static void on_response(void *arg, const bs_kafka_inflight *req, int64_t latency
         bs_status st;
         if (req->api_key == BS_KAFKA_FETCH) {
             const bs_kafka_message *m = bs_kafka_message_find(req->api_key, false);
-            st = bs_kafka_fetch_summary(body, blen, req->api_version, on_fetch_resp_topic, ev);
+            if (staged && take_stage(c, false, ev))
+                st = BS_OK; /* the session's own summary of this frame */
+            else
+                st = bs_kafka_fetch_summary(body, blen, req->api_version, on_fetch_resp_topic,
+                                            ev);
             /* The top-level error of a Fetch (v7+) without a second decode:
              * it is the first field after ThrottleTimeMs. */
             if (st == BS_OK && m && req->api_version >= 7 && blen >= 6)
@@ -717,6 +776,7 @@ static void on_response(void *arg, const bs_kafka_inflight *req, int64_t latency
                           c->listener, bs_kafka_api_name(req->api_key), req->api_version,
                           bs_status_name(st));
     }
+    c->staged_req = c->staged_resp = false; /* staged topics belong to this frame only */
     record(c, ev);
 }
 
@@ -746,6 +806,7 @@ static bs_status conn_open(void *arg, const bs_session_info *info, void **out)
     c->ip[iplen] = 0;
     c->port = colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
     bs_audit_event_init(&c->scratch);
+    bs_audit_event_init(&c->stage);
     bs_kafka_arena_init(&c->arena, DECODE_LIMIT);
     if (st != BS_OK) {
         free(c->principal);
@@ -771,6 +832,7 @@ static void conn_close(void *arg)
         bs_audit_event_free(&c->fifo[i].ev);
     free(c->fifo);
     bs_audit_event_free(&c->scratch);
+    bs_audit_event_free(&c->stage);
     bs_kafka_arena_free(&c->arena);
     free(c->principal);
     free(c);
@@ -790,6 +852,7 @@ bs_status bs_audit_hook_new(bs_audit_log *log, bs_audit_data_mode data_mode, bs_
                                  .wants_response = wants_response,
                                  .on_request = on_request,
                                  .on_response = on_response,
+                                 .on_topic = on_session_topic,
                                  .close = conn_close,
                                  .arg = h};
     *out = h;

@@ -434,6 +434,8 @@ static void topic_label(const bs_kafka_topic_summary *t, char *out, size_t outle
 /* Summary callback: produce figures of one topic. */
 static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
 {
+    const ksess *s = arg;
+    if (s->obs && s->obs->on_topic) s->obs->on_topic(s->obs_conn, true, t);
     char name[256];
     topic_label(t, name, sizeof name);
     topic_metrics *m = topic_m(arg, name);
@@ -448,6 +450,8 @@ static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
 /* Summary callback: fetch figures of one topic. */
 static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
 {
+    const ksess *s = arg;
+    if (s->obs && s->obs->on_topic) s->obs->on_topic(s->obs_conn, false, t);
     if (t->record_bytes == 0) return BS_OK; /* empty long-poll answers: no series churn */
     char name[256];
     topic_label(t, name, sizeof name);

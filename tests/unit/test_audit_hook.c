@@ -771,6 +771,27 @@ static void test_produce_acks0_and_data_modes(void)
         CHECK_STR(jstr(req_res(ev, 0), "name"), "orders");
         cJSON_Delete(ev);
     }
+    /* Topics the session already summarised (on_topic) are taken as they
+     * are: the Produce body is not scanned a second time. */
+    bs_kafka_topic_summary t = {.name = {(const uint8_t *)"staged", 6}, .partitions = 1,
+                                .record_bytes = 99, .records = 9};
+    r.obs->on_topic(r.conn, true, &t);
+    ev = exchange(&r, 0, 7, req, NULL);
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_EQ(n_req_res(ev), 1);
+        CHECK_STR(jstr(req_res(ev, 0), "name"), "staged");
+        CHECK_EQ(jnum(req_res(ev, 0), "records"), 9);
+        CHECK_EQ(jnum(req_res(ev, 0), "bytes"), 99);
+        cJSON_Delete(ev);
+    }
+    /* ... and only for the frame they came with */
+    ev = exchange(&r, 0, 7, req, NULL);
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_STR(jstr(req_res(ev, 0), "name"), "orders");
+        cJSON_Delete(ev);
+    }
     rig_close(&r);
     /* off: data APIs are not recorded at all; management still is */
     rig_open(&r, BS_AUDIT_DATA_OFF, NULL);
