@@ -44,9 +44,9 @@ typedef struct app {
     size_t n_retired;
     bs_server *srv;
     bs_pipeline *pipe;
-    bs_audit_hook *audit_hook;             /* per-request audit recorder, NULL without audit */
+    bs_audit_hook *audit_hook;              /* per-request audit recorder, NULL without audit */
     bs_kafka_session_factory kafka_factory; /* what every kafka listener's session sees */
-    bool server_done; /* workers gone: the event path is flushing */
+    bool server_done;                       /* workers gone: the event path is flushing */
     bs_admin *admin;
     ev_signal sigterm, sigint, sighup;
     int stop_requests;

@@ -105,8 +105,8 @@ static bool wants_response(void *arg, int16_t api, int16_t ver)
     (void)ver;
     const bs_audit_hook *h = arg;
     if (!is_data(api)) return true;
-    return h->mode != BS_AUDIT_DATA_OFF && api != BS_KAFKA_FETCH &&
-           api != BS_KAFKA_API_VERSIONS && api != BS_KAFKA_METADATA;
+    return h->mode != BS_AUDIT_DATA_OFF && api != BS_KAFKA_FETCH && api != BS_KAFKA_API_VERSIONS &&
+           api != BS_KAFKA_METADATA;
 }
 
 /* ---------------------------------------------------------------- names */
@@ -114,17 +114,28 @@ static bool wants_response(void *arg, int16_t api, int16_t ver)
 /* ACL enums (org.apache.kafka.common.acl / resource), for readable attributes. */
 static const char *acl_resource_type(int64_t v)
 {
-    static const char *const n[] = {"UNKNOWN", "ANY", "TOPIC", "GROUP", "CLUSTER",
-                                    "TRANSACTIONAL_ID", "DELEGATION_TOKEN", "USER"};
+    static const char *const n[] = {
+        "UNKNOWN",          "ANY", "TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID",
+        "DELEGATION_TOKEN", "USER"};
     return v >= 0 && v < (int64_t)BS_ARRAY_LEN(n) ? n[v] : NULL;
 }
 static const char *acl_operation(int64_t v)
 {
-    static const char *const n[] = {"UNKNOWN",          "ANY",           "ALL",
-                                    "READ",             "WRITE",         "CREATE",
-                                    "DELETE",           "ALTER",         "DESCRIBE",
-                                    "CLUSTER_ACTION",   "DESCRIBE_CONFIGS", "ALTER_CONFIGS",
-                                    "IDEMPOTENT_WRITE", "CREATE_TOKENS", "DESCRIBE_TOKENS"};
+    static const char *const n[] = {"UNKNOWN",
+                                    "ANY",
+                                    "ALL",
+                                    "READ",
+                                    "WRITE",
+                                    "CREATE",
+                                    "DELETE",
+                                    "ALTER",
+                                    "DESCRIBE",
+                                    "CLUSTER_ACTION",
+                                    "DESCRIBE_CONFIGS",
+                                    "ALTER_CONFIGS",
+                                    "IDEMPOTENT_WRITE",
+                                    "CREATE_TOKENS",
+                                    "DESCRIBE_TOKENS"};
     return v >= 0 && v < (int64_t)BS_ARRAY_LEN(n) ? n[v] : NULL;
 }
 static const char *acl_permission(int64_t v)
@@ -142,11 +153,16 @@ static const char *acl_pattern(int64_t v)
 static bs_audit_res_type config_res_type(int64_t v)
 {
     switch (v) {
-    case 2: return BS_AUDIT_RES_TOPIC;
-    case 4: return BS_AUDIT_RES_BROKER;
-    case 8: return BS_AUDIT_RES_BROKER_LOGGER;
-    case 16: return BS_AUDIT_RES_CLIENT_METRICS;
-    default: return BS_AUDIT_RES_OTHER;
+    case 2:
+        return BS_AUDIT_RES_TOPIC;
+    case 4:
+        return BS_AUDIT_RES_BROKER;
+    case 8:
+        return BS_AUDIT_RES_BROKER_LOGGER;
+    case 16:
+        return BS_AUDIT_RES_CLIENT_METRICS;
+    default:
+        return BS_AUDIT_RES_OTHER;
     }
 }
 
@@ -340,9 +356,9 @@ static void replicas_attr(walk *w, long cur, int32_t part, const bs_kafka_val *v
 static bool topic_array_name(const char *a)
 {
     return a && (!strcmp(a, "Topics") || !strcmp(a, "Responses") || !strcmp(a, "Results") ||
-                 !strcmp(a, "TopicData") || !strcmp(a, "TopicPartitions") ||
-                 !strcmp(a, "Topic") || !strcmp(a, "ReplicaElectionResults") ||
-                 !strcmp(a, "V3AndBelowTopics") || !strcmp(a, "ResultsByTopicV3AndBelow"));
+                 !strcmp(a, "TopicData") || !strcmp(a, "TopicPartitions") || !strcmp(a, "Topic") ||
+                 !strcmp(a, "ReplicaElectionResults") || !strcmp(a, "V3AndBelowTopics") ||
+                 !strcmp(a, "ResultsByTopicV3AndBelow"));
 }
 
 /* Which resource does struct `o` (an element of array `arr`, or the body
@@ -367,8 +383,10 @@ static long struct_resource(walk *w, const bs_kafka_obj *o, const char *arr)
         int64_t pt = intval(o, "ResourcePatternType", -1, &f1);
         if (!f1) pt = intval(o, "PatternTypeFilter", -1, &f1);
         if (f1) attr_int(w, r, "patternType", pt, acl_pattern(pt));
-        const char *sk[][2] = {{"Principal", "principal"}, {"PrincipalFilter", "principal"},
-                               {"Host", "host"},           {"HostFilter", "host"}};
+        const char *sk[][2] = {{"Principal", "principal"},
+                               {"PrincipalFilter", "principal"},
+                               {"Host", "host"},
+                               {"HostFilter", "host"}};
         for (size_t i = 0; i < BS_ARRAY_LEN(sk); i++)
             if ((v = str(o, sk[i][0]))) attr(w, r, sk[i][1], (const char *)v->p, v->n);
         int64_t op = intval(o, "Operation", -1, &f1);
@@ -381,8 +399,7 @@ static long struct_resource(walk *w, const bs_kafka_obj *o, const char *arr)
         int64_t t = intval(o, "ResourceType", -1, NULL);
         return resource(w, config_res_type(t), (const char *)v->p, v->n);
     }
-    if ((v = str(o, "GroupId")))
-        return resource(w, BS_AUDIT_RES_GROUP, (const char *)v->p, v->n);
+    if ((v = str(o, "GroupId"))) return resource(w, BS_AUDIT_RES_GROUP, (const char *)v->p, v->n);
     if ((v = str(o, "TransactionalId")) || (v = str(o, "V3AndBelowTransactionalId")))
         return resource(w, BS_AUDIT_RES_TRANSACTIONAL_ID, (const char *)v->p, v->n);
     if (!arr && w->api == BS_KAFKA_FIND_COORDINATOR && (v = str(o, "Key"))) {
@@ -429,9 +446,9 @@ static void walk_obj(walk *w, const bs_kafka_obj *o, const char *arr, long cur, 
     if (found && w->response) {
         if (own >= 0)
             (void)!bs_audit_event_set_resource_error(w->ev, (size_t)own, (int16_t)err);
-        else if (is_part && bs_audit_event_set_partition_error(w->ev, (size_t)cur,
-                                                               (int32_t)part,
-                                                               (int16_t)err) == BS_E_NOT_FOUND &&
+        else if (is_part &&
+                 bs_audit_event_set_partition_error(w->ev, (size_t)cur, (int32_t)part,
+                                                    (int16_t)err) == BS_E_NOT_FOUND &&
                  err != 0 &&
                  bs_audit_event_add_partition(w->ev, (size_t)cur, (int32_t)part) == BS_OK)
             /* A failed partition the request summary did not list (Produce
@@ -476,8 +493,8 @@ static void walk_obj(walk *w, const bs_kafka_obj *o, const char *arr, long cur, 
                 if (w->response || here < 0) continue;
                 for (int32_t i = 0; i < v->count; i++) {
                     const bs_kafka_val *n = str(&v->items[i], "Name");
-                    if (n && bs_audit_event_add_config_key(w->ev, (size_t)here,
-                                                           (const char *)n->p, n->n) != BS_OK)
+                    if (n && bs_audit_event_add_config_key(w->ev, (size_t)here, (const char *)n->p,
+                                                           n->n) != BS_OK)
                         break;
                 }
                 continue;
@@ -490,8 +507,7 @@ static void walk_obj(walk *w, const bs_kafka_obj *o, const char *arr, long cur, 
             if (!strcmp(f->name, "Partitions") || !strcmp(f->name, "PartitionIndexes") ||
                 !strcmp(f->name, "PartitionIds"))
                 partition_array(w, v, here);
-            else if (!strcmp(f->name, "Replicas") && is_part && !w->response &&
-                     w->api == 45)
+            else if (!strcmp(f->name, "Replicas") && is_part && !w->response && w->api == 45)
                 replicas_attr(w, cur, (int32_t)part, v);
         }
     }
@@ -524,8 +540,7 @@ static bs_status decode_into(conn *c, bs_audit_event *ev, int16_t api, int16_t v
 }
 
 /* bs_kafka_topic_fn: one topic of a Produce request / Fetch request or response. */
-static bs_status on_topic(void *arg, const bs_kafka_topic_summary *t, bool volume,
-                          int64_t records)
+static bs_status on_topic(void *arg, const bs_kafka_topic_summary *t, bool volume, int64_t records)
 {
     bs_audit_event *ev = arg;
     char id[33];
@@ -543,8 +558,7 @@ static bs_status on_topic(void *arg, const bs_kafka_topic_summary *t, bool volum
     long r = find_res(ev, BS_AUDIT_RES_TOPIC, name ? name : "", n);
     if (r < 0) {
         size_t idx;
-        if (bs_audit_event_add_resource(ev, BS_AUDIT_RES_TOPIC, name ? name : "", n, &idx) !=
-            BS_OK)
+        if (bs_audit_event_add_resource(ev, BS_AUDIT_RES_TOPIC, name ? name : "", n, &idx) != BS_OK)
             return BS_OK; /* full: truncated, keep validating */
         r = (long)idx;
     }
@@ -593,8 +607,8 @@ static bool take_stage(conn *c, bool is_request, bs_audit_event *ev)
         const char *name = st->arena + r->name_off;
         long k = find_res(ev, (bs_audit_res_type)r->type, name, r->name_len);
         size_t idx = (size_t)k;
-        if (k < 0 && bs_audit_event_add_resource(ev, (bs_audit_res_type)r->type, name,
-                                                 r->name_len, &idx) != BS_OK)
+        if (k < 0 && bs_audit_event_add_resource(ev, (bs_audit_res_type)r->type, name, r->name_len,
+                                                 &idx) != BS_OK)
             break; /* full: the event says truncated */
         (void)!bs_audit_event_set_volume(ev, idx, r->records, r->bytes);
     }
@@ -616,8 +630,9 @@ static void record(conn *c, const bs_audit_event *ev)
         uint64_t n = atomic_fetch_add(&h->failures, 1);
         /* One line per power of two: a stuck sink must not flood the log. */
         if ((n & (n + 1)) == 0)
-            BS_LOG_WARNF(MOD, "listener %s: audit event for %s from %s:%u not recorded (%s; %" PRIu64
-                              " so far)",
+            BS_LOG_WARNF(MOD,
+                         "listener %s: audit event for %s from %s:%u not recorded (%s; %" PRIu64
+                         " so far)",
                          c->listener, bs_kafka_api_name(ev->api_key), c->ip, c->port,
                          bs_status_name(st), n + 1);
     }
@@ -759,8 +774,7 @@ static void on_response(void *arg, const bs_kafka_inflight *req, int64_t latency
             if (staged && take_stage(c, false, ev))
                 st = BS_OK; /* the session's own summary of this frame */
             else
-                st = bs_kafka_fetch_summary(body, blen, req->api_version, on_fetch_resp_topic,
-                                            ev);
+                st = bs_kafka_fetch_summary(body, blen, req->api_version, on_fetch_resp_topic, ev);
             /* The top-level error of a Fetch (v7+) without a second decode:
              * it is the first field after ThrottleTimeMs. */
             if (st == BS_OK && m && req->api_version >= 7 && blen >= 6)

@@ -80,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (bs_audit_hook_new(log, o.data_events, &hook) != BS_OK) abort();
     const bs_kafka_observer *obs = bs_audit_hook_observer(hook);
     bs_listener_config lc = {.name = "fz", .broker_id = 1};
-    bs_session_info info = {.listener = &lc, .peer = "1.2.3.4:5", .principal = "CN=f", .conn_id = 1};
+    bs_session_info info = {
+        .listener = &lc, .peer = "1.2.3.4:5", .principal = "CN=f", .conn_id = 1};
     void *conn = NULL;
     if (obs->open(obs->arg, &info, &conn) != BS_OK) abort();
     const bs_kafka_message *req = bs_kafka_message_find(m->api_key, true);
@@ -107,8 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (hv == 1) bs_wbuf_put_u8(&fr, 0);
         bs_wbuf_put(&fr, body.data, body.len);
         seal(&fr);
-        bs_kafka_inflight inf = {.correlation_id = 7, .api_key = m->api_key, .api_version = v,
-                                 .expects_response = true};
+        bs_kafka_inflight inf = {
+            .correlation_id = 7, .api_key = m->api_key, .api_version = v, .expects_response = true};
         obs->on_response(conn, &inf, 1000, fr.data, fr.len, fr.len);
     }
     obs->close(conn);

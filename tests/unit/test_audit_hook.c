@@ -62,22 +62,37 @@ static void enc_value(bs_wbuf *w, const bs_kafka_field *f, uint8_t t, int16_t v,
     int64_t num = cJSON_IsNumber(j) ? (int64_t)j->valuedouble : (cJSON_IsTrue(j) ? 1 : 0);
     switch (t) {
     case BS_KT_BOOL:
-    case BS_KT_INT8: put_be(w, (uint64_t)num, 1); break;
+    case BS_KT_INT8:
+        put_be(w, (uint64_t)num, 1);
+        break;
     case BS_KT_INT16:
-    case BS_KT_UINT16: put_be(w, (uint64_t)num, 2); break;
+    case BS_KT_UINT16:
+        put_be(w, (uint64_t)num, 2);
+        break;
     case BS_KT_INT32:
-    case BS_KT_UINT32: put_be(w, (uint64_t)num, 4); break;
+    case BS_KT_UINT32:
+        put_be(w, (uint64_t)num, 4);
+        break;
     case BS_KT_INT64:
-    case BS_KT_FLOAT64: put_be(w, (uint64_t)num, 8); break;
+    case BS_KT_FLOAT64:
+        put_be(w, (uint64_t)num, 8);
+        break;
     case BS_KT_UUID:
         for (int i = 0; i < 16; i++)
             bs_wbuf_put_u8(w, (uint8_t)(cJSON_IsString(j) && j->valuestring[0] ? i + 1 : 0));
         break;
-    case BS_KT_STRING: enc_str(w, j, flex, false, nullable); break;
+    case BS_KT_STRING:
+        enc_str(w, j, flex, false, nullable);
+        break;
     case BS_KT_BYTES:
-    case BS_KT_RECORDS: enc_str(w, j, flex, true, nullable); break;
-    case BS_KT_STRUCT: enc_struct(w, f->sub, v, flex, j); break;
-    default: break;
+    case BS_KT_RECORDS:
+        enc_str(w, j, flex, true, nullable);
+        break;
+    case BS_KT_STRUCT:
+        enc_struct(w, f->sub, v, flex, j);
+        break;
+    default:
+        break;
     }
 }
 
@@ -188,8 +203,8 @@ static void rig_open(rig *r, bs_audit_data_mode mode, const char *principal)
     r->obs = bs_audit_hook_observer(r->hook);
     r->lc.name = "b1";
     r->lc.broker_id = 7;
-    bs_session_info info = {.listener = &r->lc, .peer = "10.1.2.3:45678", .principal = principal,
-                            .conn_id = 42};
+    bs_session_info info = {
+        .listener = &r->lc, .peer = "10.1.2.3:45678", .principal = principal, .conn_id = 42};
     CHECK(r->obs->open(r->obs->arg, &info, &r->conn) == BS_OK);
 }
 
@@ -205,8 +220,7 @@ static void rig_close(rig *r)
 /* Send one request (and its response when resp_spec is not NULL) through
  * the observer like the session does; returns the newest emitted event
  * parsed (caller deletes) or NULL when nothing new was emitted. */
-static cJSON *exchange(rig *r, int16_t api, int16_t v, const char *req_spec,
-                       const char *resp_spec)
+static cJSON *exchange(rig *r, int16_t api, int16_t v, const char *req_spec, const char *resp_spec)
 {
     static int32_t corr = 100;
     corr++;
@@ -221,8 +235,8 @@ static cJSON *exchange(rig *r, int16_t api, int16_t v, const char *req_spec,
     r->obs->on_request(r->conn, &h, st == BS_OK, expects, w.data, w.len, w.len);
     if (resp_spec) {
         frame(&w, api, v, false, corr, NULL, resp_spec);
-        bs_kafka_inflight inf = {.correlation_id = corr, .api_key = api, .api_version = v,
-                                 .expects_response = true};
+        bs_kafka_inflight inf = {
+            .correlation_id = corr, .api_key = api, .api_version = v, .expects_response = true};
         r->obs->on_response(r->conn, &inf, 1500000, w.data, w.len, w.len);
     }
     bs_wbuf_free(&w);
@@ -580,8 +594,9 @@ static void test_groups(void)
             cJSON_Delete(ev);
         }
         /* ListGroups names no group; the groups listed come from the response */
-        ev = exchange(&r, 16, lg[i], "{}",
-                      "{\"ErrorCode\":0,\"Groups\":[{\"GroupId\":\"g7\",\"ProtocolType\":\"consumer\"}]}");
+        ev = exchange(
+            &r, 16, lg[i], "{}",
+            "{\"ErrorCode\":0,\"Groups\":[{\"GroupId\":\"g7\",\"ProtocolType\":\"consumer\"}]}");
         CHECK(ev != NULL);
         if (ev) {
             check_identity(ev, "ListGroups", "Management", true);
@@ -589,8 +604,7 @@ static void test_groups(void)
             CHECK_STR(jstr(req_res(ev, 0), "name"), "g7");
             cJSON_Delete(ev);
         }
-        ev = exchange(&r, 13, lv[i],
-                      "{\"GroupId\":\"g1\",\"Members\":[{\"MemberId\":\"m\"}]}",
+        ev = exchange(&r, 13, lv[i], "{\"GroupId\":\"g1\",\"Members\":[{\"MemberId\":\"m\"}]}",
                       "{\"ErrorCode\":25,\"Members\":[]}");
         CHECK(ev != NULL);
         if (ev) {
@@ -773,8 +787,8 @@ static void test_produce_acks0_and_data_modes(void)
     }
     /* Topics the session already summarised (on_topic) are taken as they
      * are: the Produce body is not scanned a second time. */
-    bs_kafka_topic_summary t = {.name = {(const uint8_t *)"staged", 6}, .partitions = 1,
-                                .record_bytes = 99, .records = 9};
+    bs_kafka_topic_summary t = {
+        .name = {(const uint8_t *)"staged", 6}, .partitions = 1, .record_bytes = 99, .records = 9};
     r.obs->on_topic(r.conn, true, &t);
     ev = exchange(&r, 0, 7, req, NULL);
     CHECK(ev != NULL);
@@ -942,8 +956,11 @@ static void test_through_session(void)
     h.lc.name = "s1";
     h.lc.broker_id = 3;
     h.kc.max_frame_bytes = 1 << 20;
-    bs_session_info info = {.listener = &h.lc, .kafka = &h.kc, .peer = "[::1]:9999",
-                            .principal = "CN=carol", .conn_id = 5};
+    bs_session_info info = {.listener = &h.lc,
+                            .kafka = &h.kc,
+                            .peer = "[::1]:9999",
+                            .principal = "CN=carol",
+                            .conn_id = 5};
     CHECK_EQ(h.ops->open(&fac, &info, &h.st), BS_OK);
     CHECK_EQ(bs_buf_init(&h.in, 256), BS_OK);
     CHECK_EQ(bs_buf_init(&h.fwd, 256), BS_OK);
