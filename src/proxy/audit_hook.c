@@ -111,7 +111,8 @@ static bool wants_response(void *arg, int16_t api, int16_t ver)
 
 /* ---------------------------------------------------------------- names */
 
-/* ACL enums (org.apache.kafka.common.acl / resource), for readable attributes. */
+/* ACL enums (org.apache.kafka.common.acl / resource), for readable attributes:
+ * the resource type name, NULL if out of range. */
 static const char *acl_resource_type(int64_t v)
 {
     static const char *const n[] = {
@@ -119,6 +120,7 @@ static const char *acl_resource_type(int64_t v)
         "DELEGATION_TOKEN", "USER"};
     return v >= 0 && v < (int64_t)BS_ARRAY_LEN(n) ? n[v] : NULL;
 }
+/* ACL operation name, NULL if out of range. */
 static const char *acl_operation(int64_t v)
 {
     static const char *const n[] = {"UNKNOWN",
@@ -138,11 +140,13 @@ static const char *acl_operation(int64_t v)
                                     "DESCRIBE_TOKENS"};
     return v >= 0 && v < (int64_t)BS_ARRAY_LEN(n) ? n[v] : NULL;
 }
+/* ACL permission type name, NULL if out of range. */
 static const char *acl_permission(int64_t v)
 {
     static const char *const n[] = {"UNKNOWN", "ANY", "DENY", "ALLOW"};
     return v >= 0 && v < (int64_t)BS_ARRAY_LEN(n) ? n[v] : NULL;
 }
+/* ACL resource pattern type name, NULL if out of range. */
 static const char *acl_pattern(int64_t v)
 {
     static const char *const n[] = {"UNKNOWN", "ANY", "MATCH", "LITERAL", "PREFIXED"};
@@ -166,10 +170,12 @@ static bs_audit_res_type config_res_type(int64_t v)
     }
 }
 
+/* DescribeAcls, CreateAcls, DeleteAcls. */
 static bool is_acl_api(int16_t api)
 {
     return api == 29 || api == 30 || api == 31;
 }
+/* DescribeConfigs, AlterConfigs, IncrementalAlterConfigs. */
 static bool is_config_api(int16_t api)
 {
     return api == 32 || api == 33 || api == 44;
@@ -353,6 +359,7 @@ static void replicas_attr(walk *w, long cur, int32_t part, const bs_kafka_val *v
     attr(w, cur, key, buf, o);
 }
 
+/* Is `a` the name of an array whose elements are topics (named by `Name`)? */
 static bool topic_array_name(const char *a)
 {
     return a && (!strcmp(a, "Topics") || !strcmp(a, "Responses") || !strcmp(a, "Results") ||
@@ -539,7 +546,9 @@ static bs_status decode_into(conn *c, bs_audit_event *ev, int16_t api, int16_t v
     return st;
 }
 
-/* bs_kafka_topic_fn: one topic of a Produce request / Fetch request or response. */
+/* One topic of a Produce request / Fetch request or response into event `arg`:
+ * found or added by name (or hex id), with the volume when `volume`. Always
+ * BS_OK (a full event is marked truncated; the scan goes on validating). */
 static bs_status on_topic(void *arg, const bs_kafka_topic_summary *t, bool volume, int64_t records)
 {
     bs_audit_event *ev = arg;
@@ -566,14 +575,17 @@ static bs_status on_topic(void *arg, const bs_kafka_topic_summary *t, bool volum
         (void)!bs_audit_event_set_volume(ev, (size_t)r, records, (int64_t)t->record_bytes);
     return BS_OK;
 }
+/* bs_kafka_topic_fn for Produce requests (arg: the event): topic with records and bytes. */
 static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
 {
     return on_topic(arg, t, true, (int64_t)t->records);
 }
+/* bs_kafka_topic_fn for Fetch requests: the topic only. */
 static bs_status on_fetch_req_topic(void *arg, const bs_kafka_topic_summary *t)
 {
     return on_topic(arg, t, false, -1);
 }
+/* bs_kafka_topic_fn for Fetch responses: bytes per topic. */
 static bs_status on_fetch_resp_topic(void *arg, const bs_kafka_topic_summary *t)
 {
     /* Fetched records are not counted (a fetch may end in a partial batch):
