@@ -45,6 +45,7 @@
 #define BROKERSIDE_SESSION_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "brokerside/buf.h"
 #include "brokerside/config.h"
@@ -68,6 +69,7 @@ typedef struct bs_session_info {
      * close(). */
     void (*wake)(void *wake_arg);
     void *wake_arg;
+    uint64_t conn_id;      /* the connection's id, as in its connection audit events (0 = unknown) */
 } bs_session_info;
 
 typedef struct bs_session_ops {

@@ -683,7 +683,8 @@ static bool conn_open(bs_conn *c)
                                 .peer = peer,
                                 .principal = c->principal,
                                 .wake = conn_wake,
-                                .wake_arg = c};
+                                .wake_arg = c,
+                                .conn_id = c->id};
         if (ops->open(c->l->session_ctx, &info, &c->sess) != BS_OK) {
             BS_LOG_WARNF("net", "listener %s: session refused connection from %s", c->l->cfg->name,
                          peer);
