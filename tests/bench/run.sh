@@ -35,7 +35,8 @@
 # BENCH_SETUPS (space-separated subset of the setup names, default all),
 # BENCH_PARTS (space-separated subset of the parts, default all), BENCH_LOG_LINES
 # (logtail part: lines per repetition, 500000), BENCH_AUDIT_EVENTS (200000),
-# BENCH_SINK_EVENTS (sinks part: events per sink and repetition, 20000).
+# BENCH_SINK_EVENTS (sinks part: events per sink and repetition, 20000), BENCH_OUT
+# (the results file, default BUILD_DIR/bench-results.md).
 # BENCH_REPS and BENCH_SECONDS apply to every part.
 # Every process started here is stopped on exit (trap EXIT), whatever happens.
 set -uo pipefail
@@ -46,7 +47,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 REPS=${BENCH_REPS:-3}
 SECS=${BENCH_SECONDS:-3}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
-OUT_MD=$BUILD/bench-results.md
+OUT_MD=${BENCH_OUT:-$BUILD/bench-results.md}
 LOAD=$BUILD/bs_bench_load
 SINK=$BUILD/bs_bench_sink
 PY=/usr/bin/python3
@@ -195,7 +196,7 @@ comp_row() {
     echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r), loadavg at start $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- $(openssl version | head -1)"
     echo
-} >"$OUT_MD"
+} | tee "$OUT_MD"
 
 # ---- part proxy (issue 2): TLS termination vs stunnel4 and HAProxy ----
 # (The part's body is not indented, to keep its history readable.)
@@ -593,7 +594,7 @@ if want logtail; then
             line=" $(cat "$TMP/logtail.out")"
         else
             line=
-            LNOTE="bs_bench_logtail failed in at least one repetition: $(tail -n 2 "$TMP/logtail.out" "$TMP/logtail.err" 2>/dev/null | tr '\n' ' ' | tail -c 300)"
+            LNOTE="bs_bench_logtail failed in at least one repetition: $( (tail -n 1 "$TMP/logtail.out"; tail -n 2 "$TMP/logtail.err") | tr '\n' ' ' | tail -c 300)"
         fi
         for k in lines_per_s lines_per_cpu_s events_per_s; do record logtail "$k" "$(get "$k" "$line")"; done
         log "rep $rep logtail: ${RES[logtail,lines_per_s]##* } lines/s (${RES[logtail,lines_per_cpu_s]##* } per CPU second)"
