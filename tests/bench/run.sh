@@ -8,7 +8,8 @@
 #   audit    issue 5: audit events/s rendered and chained (no goal of its own)
 #   sinks    issue 6: events/s from the spool to each AWS sink against moto_server;
 #            brokerside's CPU per 10,000 events vs the endpoint's (moto's) in the same run
-# More parts come from other engineers' scripts, one `bench_part NAME SCRIPT` line each
+#   kafka    issue 3: tests/bench/kafka_bench.sh (kcat through direct / tcp / kafka paths)
+# More parts come from other engineers' scripts, one `bench_part NAME CMD...` line each
 # at the end of this file (see bench_part).
 #
 # The proxy part, on loopback only:
@@ -708,23 +709,29 @@ fi
 log "results of the built-in parts written to $OUT_MD"
 
 # ---- parts from other engineers' scripts ----
-# bench_part NAME SCRIPT: if NAME is in BENCH_PARTS (default: all), run
-# `SCRIPT BUILD_DIR RESULTS_MD`; SCRIPT prints its tables and appends its own markdown
-# section to RESULTS_MD. A missing or failing script is noted in the results file and
-# the run goes on. Add one line per script below, e.g.
-#   bench_part kafka "$SRC/tests/bench/kafka_bench.sh"
+# bench_part NAME CMD...: if NAME is in BENCH_PARTS (default: all), run CMD (another
+# engineer's bench script); what it prints on stdout is shown and copied into the
+# results file under "## Part NAME", its stderr goes to ours as it runs. A missing
+# script or a failing run is noted in the results file and the run goes on.
 bench_part() {
-    want "$1" || return 0
-    if [ ! -x "$2" ]; then
-        log "part $1: $2 is missing or not executable"
-        echo "- NOTE: part $1 not run: $2 is missing or not executable" >>"$OUT_MD"
+    local name=$1 rc=0
+    shift
+    want "$name" || return 0
+    if [ ! -x "$1" ]; then
+        log "part $name: $1 is missing or not executable"
+        printf '## Part %s\n\n- NOTE: not run: %s is missing or not executable\n\n' "$name" "$1" >>"$OUT_MD"
         return 0
     fi
-    log "part $1: $2"
-    run_bg - "$TMP/part-$1.err" "$2" "$BUILD" "$OUT_MD" || {
-        log "part $1 failed (exit $?): $(tail -n 3 "$TMP/part-$1.err" | tr '\n' ' ')"
-        echo "- NOTE: part $1 ($2) failed; its section may be missing or incomplete" >>"$OUT_MD"
-    }
-    [ -s "$TMP/part-$1.err" ] && cat "$TMP/part-$1.err" >&2
+    log "part $name: $*"
+    run_bg "$TMP/part-$name.out" /dev/stderr "$@" || rc=$?
+    {
+        printf '## Part %s\n\n`%s`\n\n' "$name" "${*#"$SRC/"}"
+        [ $rc -eq 0 ] || printf -- '- NOTE: part %s failed (exit %d); its output may be incomplete\n\n' "$name" "$rc"
+        cat "$TMP/part-$name.out"
+        echo
+    } | tee -a "$OUT_MD"
+    [ $rc -eq 0 ] || log "part $name failed (exit $rc)"
     return 0
 }
+
+bench_part kafka "$SRC/tests/bench/kafka_bench.sh" "$BUILD"

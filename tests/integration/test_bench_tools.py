@@ -354,24 +354,25 @@ class RunShParts(unittest.TestCase):
         with open(RUN_SH) as f:
             text = f.read()
         with open(script, "w") as f:
-            f.write(text + 'bench_part good "$SRC/good.sh"\nbench_part bad "$SRC/bad.sh"\n'
+            f.write(text + 'bench_part good "$SRC/good.sh" "$BUILD" two\nbench_part bad "$SRC/bad.sh"\n'
                     'bench_part gone "$SRC/gone.sh"\n')
-        write_exe(os.path.join(root, "good.sh"),
-                  'echo "good ran on $1"; printf "## good section\\n" >>"$2"\n')
-        write_exe(os.path.join(root, "bad.sh"), "echo bad-stderr >&2; exit 3\n")
+        write_exe(os.path.join(root, "good.sh"), 'echo "| good ran on $1 with $2 |"\n')
+        write_exe(os.path.join(root, "bad.sh"), "echo half-a-table; echo bad-stderr >&2; exit 3\n")
         p = run_bench(BUILD, "good bad gone", self.out, script=script)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertIn("good ran on " + os.path.realpath(BUILD), p.stdout)
+        line = "| good ran on %s with two |" % os.path.realpath(BUILD)
+        self.assertIn(line, p.stdout)
         md = self.results()
-        self.assertIn("## good section", md)
-        self.assertIn("NOTE: part bad", md)
+        self.assertIn("## Part good\n\n`good.sh %s two`\n\n%s\n" % (os.path.realpath(BUILD), line), md)
+        self.assertIn("## Part bad\n\n`bad.sh`\n\n- NOTE: part bad failed (exit 3); its output may be "
+                      "incomplete\n\nhalf-a-table\n", md)
         self.assertIn("bad-stderr", p.stderr)
-        self.assertIn("NOTE: part gone not run", md)
+        self.assertIn("## Part gone\n\n- NOTE: not run: %s/gone.sh is missing" % root, md)
         self.assertNotIn("## Record encryption", md, "parts not asked for do not run")
         # A part that is not asked for does not run.
         p = run_bench(BUILD, "bad", self.out, script=script)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertNotIn("good section", self.results())
+        self.assertNotIn("good ran", self.results())
 
     def test_sinks_part_against_moto(self):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
