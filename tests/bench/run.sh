@@ -711,7 +711,7 @@ log "results of the built-in parts written to $OUT_MD"
 # ---- parts from other engineers' scripts ----
 # bench_part NAME CMD...: if NAME is in BENCH_PARTS (default: all), run CMD (another
 # engineer's bench script); what it prints on stdout is shown and copied into the
-# results file under "## Part NAME", its stderr goes to ours as it runs. A missing
+# results file under "## Part NAME" (in a text block), its stderr goes to ours as it runs. A missing
 # script or a failing run is noted in the results file and the run goes on.
 bench_part() {
     local name=$1 rc=0
@@ -727,7 +727,10 @@ bench_part() {
     {
         printf '## Part %s\n\n`%s`\n\n' "$name" "${*#"$SRC/"}"
         [ $rc -eq 0 ] || printf -- '- NOTE: part %s failed (exit %d); its output may be incomplete\n\n' "$name" "$rc"
+        # Fenced: the scripts print plain-text tables, which markdown would reflow.
+        echo '```text'
         cat "$TMP/part-$name.out"
+        echo '```'
         echo
     } | tee -a "$OUT_MD"
     [ $rc -eq 0 ] || log "part $name failed (exit $rc)"

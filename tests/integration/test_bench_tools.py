@@ -363,9 +363,9 @@ class RunShParts(unittest.TestCase):
         line = "| good ran on %s with two |" % os.path.realpath(BUILD)
         self.assertIn(line, p.stdout)
         md = self.results()
-        self.assertIn("## Part good\n\n`good.sh %s two`\n\n%s\n" % (os.path.realpath(BUILD), line), md)
+        self.assertIn("## Part good\n\n`good.sh %s two`\n\n```text\n%s\n```\n" % (os.path.realpath(BUILD), line), md)
         self.assertIn("## Part bad\n\n`bad.sh`\n\n- NOTE: part bad failed (exit 3); its output may be "
-                      "incomplete\n\nhalf-a-table\n", md)
+                      "incomplete\n\n```text\nhalf-a-table\n```\n", md)
         self.assertIn("bad-stderr", p.stderr)
         self.assertIn("## Part gone\n\n- NOTE: not run: %s/gone.sh is missing" % root, md)
         self.assertNotIn("## Record encryption", md, "parts not asked for do not run")
