@@ -9,6 +9,7 @@
 #   sinks    issue 6: events/s from the spool to each AWS sink against moto_server;
 #            brokerside's CPU per 10,000 events vs the endpoint's (moto's) in the same run
 #   kafka    issue 3: tests/bench/kafka_bench.sh (kcat through direct / tcp / kafka paths)
+#   audit-cost issue 5: tests/bench/audit_bench.sh (proxy throughput, audit off vs each)
 # More parts come from other engineers' scripts, one `bench_part NAME CMD...` line each
 # at the end of this file (see bench_part).
 #
@@ -738,3 +739,4 @@ bench_part() {
 }
 
 bench_part kafka "$SRC/tests/bench/kafka_bench.sh" "$BUILD"
+bench_part audit-cost "$SRC/tests/bench/audit_bench.sh" "$BUILD"
