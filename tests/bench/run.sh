@@ -741,3 +741,4 @@ bench_part() {
 bench_part kafka "$SRC/tests/bench/kafka_bench.sh" "$BUILD"
 bench_part audit-cost "$SRC/tests/bench/audit_bench.sh" "$BUILD"
 bench_part encryption "$SRC/tests/bench/encryption_bench.sh" "$BUILD"
+bench_part shipping "$SRC/tests/bench/shipping_bench.sh" "$BUILD"
