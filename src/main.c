@@ -4,8 +4,14 @@
  * libev's default loop with the signal watchers, the admin endpoint and the
  * readiness probes; the data path runs on the server's worker threads.
  *
+ * The event path (spool, sinks, log tailer, metric snapshots, audit log) is
+ * built by pipeline.c; this file only orders it around the server: it starts
+ * before the workers (so connection events have somewhere to go) and stops
+ * after they have drained.
+ *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, also the second,
  * immediate one), 1 on a configuration or start-up error, 2 on bad usage.
+ * Sub-commands `keygen` and `audit verify` have their own (see usage()).
  */
 #include <ev.h>
 #include <signal.h>
@@ -17,10 +23,14 @@
 #include <openssl/ssl.h>
 
 #include "brokerside/admin.h"
+#include "brokerside/audit.h"
 #include "brokerside/config.h"
+#include "brokerside/kafka_session.h"
+#include "brokerside/keyring.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
 #include "brokerside/net.h"
+#include "brokerside/pipeline.h"
 #include "brokerside/tls.h"
 #include "brokerside/version.h"
 
@@ -32,6 +42,8 @@ typedef struct app {
     bs_config **retired; /* configs applied by reloads; kept until exit (see bs_server_reload) */
     size_t n_retired;
     bs_server *srv;
+    bs_pipeline *pipe;
+    bool server_done; /* workers gone: the event path is flushing */
     bs_admin *admin;
     ev_signal sigterm, sigint, sighup;
     int stop_requests;
@@ -41,8 +53,17 @@ typedef struct app {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: brokerside --config FILE        run the sidecar\n"
-               "       brokerside --check-config FILE  validate FILE and its TLS material; exit 0 "
-               "if OK, 1 if not\n"
+               "       brokerside --check-config FILE  validate FILE, its TLS material and the "
+               "audit signing key;\n"
+               "                                       exit 0 if OK, 1 if not\n"
+               "       brokerside keygen FILE          create a local master key file (mode "
+               "0600, never\n"
+               "                                       overwrites); exit 0 if created, 1 if not\n"
+               "       brokerside audit verify [--strict] [--key FILE | --public-key FILE] "
+               "AUDIT.ndjson...\n"
+               "                                       check the audit hash chain and digests; "
+               "exit 0 intact,\n"
+               "                                       1 tampering found, 2 usage or I/O error\n"
                "       brokerside --version            print the version\n"
                "       brokerside --help               this text\n"
                "\n"
@@ -99,6 +120,11 @@ static int check_config(const char *path)
         goto out;
     }
     if (check_tls(cfg) > 0) goto out;
+    char err[1024];
+    if (bs_pipeline_check(cfg, err, sizeof err) != BS_OK) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
     printf("%s: OK\n", path);
     rc = 0;
 out:
@@ -111,6 +137,7 @@ out:
 static void on_server_done(void *arg)
 {
     app *a = arg;
+    a->server_done = true;
     ev_break(a->loop, EVBREAK_ALL);
 }
 
@@ -123,7 +150,11 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     a->stop_requests++;
     BS_LOG_INFOF("main", "received %s%s", strsignal(w->signum),
                  a->stop_requests > 1 ? " again: closing every connection now" : "");
-    bs_server_shutdown(a->srv, a->stop_requests == 1);
+    /* Once the workers are gone only the sinks' flush is left to cut short. */
+    if (a->server_done)
+        bs_pipeline_cancel_flush(a->pipe);
+    else
+        bs_server_shutdown(a->srv, a->stop_requests == 1);
 }
 
 /* SIGHUP: reload the file; a bad file changes nothing. */
@@ -134,6 +165,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     app *a = w->data;
     bs_config *cfg = NULL;
     bs_config_errors errs = {0};
+    if (a->server_done) {
+        BS_LOG_INFOF("main", "received SIGHUP while shutting down: ignored");
+        return;
+    }
     BS_LOG_INFOF("main", "received SIGHUP: reloading %s", a->config_path);
     if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
         for (size_t i = 0; i < errs.n; i++)
@@ -158,6 +193,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         bs_config_free(cfg);
         return;
     }
+    bs_pipeline_reload(a->pipe, cfg);
     a->retired[a->n_retired++] = cfg;
 }
 
@@ -167,10 +203,11 @@ static bool ready_hook(void *ctx, char *why, size_t whylen)
     return bs_server_ready(((app *)ctx)->srv, why, whylen);
 }
 
-/* Admin hook: the server's members of /status. */
+/* Admin hook: the server's and the event path's members of /status. */
 static void status_hook(void *ctx, bs_wbuf *out)
 {
     bs_server_status_json(((app *)ctx)->srv, out);
+    bs_pipeline_status_json(((app *)ctx)->pipe, out);
 }
 
 /* Run the daemon with `path` until shut down. */
@@ -187,6 +224,7 @@ static int run(const char *path)
         goto out;
     }
     bs_log_set_level(a.cfg->log_level);
+    if (!a.cfg->encryption.enabled) BS_LOG_WARNF("main", BS_CONFIG_ENCRYPTION_OFF_FMT, path);
     a.loop = ev_default_loop(EVFLAG_AUTO);
     if (!a.loop) {
         BS_LOG_ERRORF("main", "cannot initialise the event loop");
@@ -195,6 +233,23 @@ static int run(const char *path)
     if (bs_server_new(a.loop, a.cfg, &a.srv, err, sizeof err) != BS_OK) {
         BS_LOG_ERRORF("main", "cannot start: %s", err);
         goto out;
+    }
+    if (bs_pipeline_start(a.loop, a.cfg, &a.pipe, err, sizeof err) != BS_OK) {
+        BS_LOG_ERRORF("main", "cannot start: %s", err);
+        goto out;
+    }
+    if (bs_pipeline_observe(a.pipe, a.srv) != BS_OK) {
+        BS_LOG_ERRORF("main", "cannot observe connections for the audit log");
+        goto out;
+    }
+    /* `kafka` listeners get the protocol-aware session; `tcp` stays opaque. */
+    for (size_t i = 0; i < a.cfg->n_listeners; i++) {
+        const bs_listener_config *l = &a.cfg->listeners[i];
+        if (l->protocol != BS_PROTOCOL_KAFKA) continue;
+        if (bs_server_set_session(a.srv, l->name, bs_kafka_session_ops(), NULL) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot install the Kafka session on listener %s", l->name);
+            goto out;
+        }
     }
     if (a.cfg->admin.enabled) {
         bs_admin_hooks hooks = {.ctx = &a, .ready = ready_hook, .status_json = status_hook};
@@ -219,11 +274,14 @@ static int run(const char *path)
     BS_LOG_INFOF("main", "brokerside %s running (config %s, pid %ld)", BS_VERSION, path,
                  (long)getpid());
     ev_run(a.loop, 0);
+    /* Workers are gone: seal the audit chain and let the sinks catch up. */
+    bs_pipeline_stop(a.pipe, bs_server_config(a.srv)->limits.shutdown_grace_s);
     BS_LOG_INFOF("main", "stopped");
     rc = 0;
 out:
     bs_admin_stop(a.admin);
     bs_server_free(a.srv);
+    bs_pipeline_free(a.pipe);
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);
     free(a.retired);
@@ -231,6 +289,18 @@ out:
     bs_config_errors_free(&errs);
     bs_metrics_shutdown();
     return rc;
+}
+
+/* `brokerside keygen FILE`: a new local master key file. */
+static int keygen(const char *path)
+{
+    char err[512] = "";
+    if (bs_keyring_local_keygen(path, err, sizeof err) != BS_OK) {
+        fprintf(stderr, "%s: %s\n", path, err[0] ? err : "cannot create the key file");
+        return 1;
+    }
+    printf("%s: new master key written (mode 0600)\n", path);
+    return 0;
 }
 
 /* Dispatch on the command line; see usage(). Exactly one action per run. */
@@ -246,6 +316,9 @@ int main(int argc, char **argv)
     }
     if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "keygen") == 0) return keygen(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "audit") == 0 && strcmp(argv[2], "verify") == 0)
+        return bs_audit_verify_main(argc - 2, argv + 2);
     usage(stderr);
     return 2;
 }

@@ -73,17 +73,22 @@ ls "$certs"/*.crt | sed 's/^/  /'
 tls_port=$(free_port)
 admin_port=$(free_port)
 
+protocol=${DEMO_PROTOCOL:-kafka}
 bold "Dev Kafka cluster (librdkafka mock, 1 broker, topic '$topic')"
-# The broker advertises the sidecar's address, as a real broker's
-# advertised.listeners would: clients learn only 127.0.0.1:$tls_port.
+# protocol kafka: the broker advertises its own (loopback) address and
+# brokerside rewrites it to the sidecar's (kafka.advertise). protocol tcp:
+# the broker must advertise the sidecar's address itself, as a real broker's
+# advertised.listeners would. Either way clients learn only 127.0.0.1:$tls_port.
+adv=()
+[ "$protocol" = tcp ] && adv=(--advertise "1=127.0.0.1:$tls_port")
 mkfifo "$tmp/devbroker.in"
 exec 3<>"$tmp/devbroker.in"
-setsid "$devbroker" --brokers 1 --topic "$topic:1" --advertise "1=127.0.0.1:$tls_port" \
+setsid "$devbroker" --brokers 1 --topic "$topic:1" "${adv[@]}" \
     --port-file "$tmp/ports" <"$tmp/devbroker.in" >"$tmp/devbroker.out" 2>"$tmp/devbroker.log" &
 pids+=($!)
 wait_for "the dev broker" 30 grep -q '^READY' "$tmp/ports"
 broker=$(awk '$1 == "BROKER" && $2 == 1 { print $3 }' "$tmp/ports")
-echo "  broker 1 listens on $broker (plaintext, loopback), advertises 127.0.0.1:$tls_port"
+echo "  broker 1 listens on $broker (plaintext, loopback), advertises $(awk '$1 == "BROKER" && $2 == 1 { print $4 }' "$tmp/ports")"
 
 bold "brokerside: TLS on 127.0.0.1:$tls_port -> $broker, admin on 127.0.0.1:$admin_port"
 cat >"$tmp/brokerside.json" <<EOF
@@ -94,10 +99,11 @@ cat >"$tmp/brokerside.json" <<EOF
     "name": "clients",
     "bind": "127.0.0.1:$tls_port",
     "upstream": "$broker",
-    "protocol": "${DEMO_PROTOCOL:-tcp}",
+    "protocol": "$protocol",
     "tls": { "cert": "$certs/server.crt", "key": "$certs/server.key",
              "client_ca": "$certs/ca.crt", "client_auth": "required" }
   }],
+  "kafka": { "advertise": { "1": "127.0.0.1:$tls_port" } },
   "admin": { "bind": "127.0.0.1:$admin_port", "probe_interval_s": 1 }
 }
 EOF
@@ -113,7 +119,9 @@ kc=(kcat -b "127.0.0.1:$tls_port" -X security.protocol=SSL
     -X "ssl.certificate.location=$certs/client.crt" -X "ssl.key.location=$certs/client.key")
 
 bold "Metadata as a client sees it (kcat -L over TLS)"
-"${kc[@]}" -L -t "$topic" | sed 's/^/  /'
+md=$("${kc[@]}" -L -t "$topic")
+printf '%s\n' "$md" | sed 's/^/  /'
+case $md in *"$broker"*) die "the real broker address $broker reached the client" ;; esac
 
 bold "Produce 5 messages over TLS"
 msgs=$(for i in 1 2 3 4 5; do echo "hello brokerside #$i $(date -u +%H:%M:%S)"; done)
@@ -128,7 +136,7 @@ printf '%s\n' "$got" | sed 's/^/  < /'
 
 bold "What brokerside saw (/metrics, brokerside_* samples)"
 metrics=$(curl -fsS "$admin/metrics")
-printf '%s\n' "$metrics" | grep -E '^brokerside_(connections|bytes|tls_handshake|upstream)' | sed 's/^/  /' || true
+printf '%s\n' "$metrics" | grep -E '^brokerside_(connections|bytes|tls_handshake|upstream|kafka_requests|topic_)' | sed 's/^/  /' || true
 printf '%s\n' "$metrics" | grep -qE '^brokerside_bytes_total(\{[^}]*\})? [1-9]' ||
     die "brokerside_bytes_total did not grow: the traffic did not go through the sidecar"
 

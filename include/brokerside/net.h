@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "brokerside/buf.h"
 #include "brokerside/config.h"
@@ -94,5 +95,40 @@ unsigned bs_server_connections_open(const bs_server *s);
 /* Stop and join the workers if still running (closing every connection),
  * stop the probes, close the sockets and free. NULL is a no-op. */
 void bs_server_free(bs_server *s);
+
+/* ---- connection observer (audit of connection events) ------------------ */
+
+typedef enum bs_conn_event_kind {
+    BS_CONN_EV_ACCEPTED = 0,      /* client side ready: TCP accepted (plaintext listener) or
+                                     TLS handshake completed (TLS listener) */
+    BS_CONN_EV_TLS_FAILED = 1,    /* client TLS handshake failed (reason set) */
+    BS_CONN_EV_CERT_REJECTED = 2, /* handshake failed on the client's certificate (reason set) */
+    BS_CONN_EV_CLOSED = 3,        /* a connection that had ACCEPTED ended */
+} bs_conn_event_kind;
+
+/* What the observer is told. Every pointer is borrowed for the duration of
+ * the callback only. */
+typedef struct bs_conn_event {
+    bs_conn_event_kind kind;
+    uint64_t conn_id;      /* process-unique, increasing from 1 */
+    const char *listener;  /* listener name */
+    int32_t broker_id;     /* the listener's broker_id, -1 if unknown */
+    const char *peer_ip;   /* client address without port ("?" if unknown) */
+    uint16_t peer_port;    /* 0 if unknown */
+    const char *principal; /* mTLS subject once known, else NULL */
+    const char *reason;    /* TLS_FAILED / CERT_REJECTED: a bs_tls_failure_reason() text */
+    int64_t duration_ms;   /* CLOSED: since accept */
+    uint64_t bytes_in;     /* CLOSED: bytes read from the client */
+    uint64_t bytes_out;    /* CLOSED: bytes written to the client */
+} bs_conn_event;
+
+/* Called on the WORKER thread that owns the connection, synchronously at the
+ * points above; it must not block (hand work to another thread) and must not
+ * call back into the server. */
+typedef void (*bs_conn_observer_fn)(void *ctx, const bs_conn_event *ev);
+
+/* Install the connection observer (before start; one per server; NULL fn
+ * removes it). `ctx` is borrowed for the server's life. BS_E_STATE after start. */
+bs_status bs_server_set_observer(bs_server *s, bs_conn_observer_fn fn, void *ctx) BS_WUR;
 
 #endif

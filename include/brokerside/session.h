@@ -32,7 +32,11 @@
  * own storage (bounded by kafka.max_frame_bytes) rather than wait for `in`
  * to hold the frame: a full `in` that the session does not consume stalls
  * that direction for good. Pass-through bytes are best moved in large
- * chunks (one bs_buf_append per call), which is one memcpy per byte.
+ * chunks (one bs_buf_append per call), which is one memcpy per byte; or
+ * without a copy: when `fwd` is empty and in->cap == fwd->cap, the session
+ * may swap the two structs' contents (data, rd, wr): each buffer's storage
+ * is its own allocation of `cap` bytes, owned by whichever bs_buf points at
+ * it (the empty stand-in `in` of a busy session has cap 0: never swap it).
  *
  * Any status other than BS_OK closes the connection (both sides, no more
  * bytes delivered); the session should have logged why.

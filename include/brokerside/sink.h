@@ -115,7 +115,11 @@ bool bs_sink_idle(bs_sink *s);
 
 typedef struct bs_sink_stats {
     uint64_t delivered, retried, dead_lettered, batches;
+    uint64_t lag_bytes;    /* spool bytes after the furthest-behind lane's cursor (now) */
+    char last_error[160];  /* reason of the last retried or dead-lettered entry; "" if none */
+    int64_t last_error_ms; /* when (ms since the epoch); 0 if none */
 } bs_sink_stats;
+/* Counters plus the current lag and the last failure reason. */
 void bs_sink_get_stats(const bs_sink *s, bs_sink_stats *st);
 
 /* The sink's name (owned by the sink). */

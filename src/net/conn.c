@@ -82,6 +82,9 @@ struct bs_conn {
     bool opened : 1;          /* both sides ready, data flowing */
     bool upstream_failed : 1; /* close cleanly once the client handshake ends */
     bool upstream_connecting : 1;
+    bool announced : 1; /* the observer was told ACCEPTED: CLOSED follows */
+    uint64_t id;        /* process-unique connection id (observer events) */
+    uint64_t bytes_in, bytes_out;
 };
 
 /* An idle connection must stay cheap (docs/operations.md, memory): keep the
@@ -179,9 +182,15 @@ static bs_buf *buf_get(bs_worker *w)
         return &n->b;
     }
     size_t cap = w->limits.buffer_bytes;
-    n = malloc(sizeof *n + cap);
-    if (!n) return NULL;
-    n->b.data = (uint8_t *)(n + 1);
+    /* Storage is a separate allocation so a session may swap the storage of
+     * two buffers of equal capacity (session.h: zero-copy pass-through). */
+    n = malloc(sizeof *n);
+    uint8_t *data = n ? malloc(cap) : NULL;
+    if (!data) {
+        free(n);
+        return NULL;
+    }
+    n->b.data = data;
     n->b.cap = cap;
     n->b.rd = n->b.wr = 0;
     n->next = NULL;
@@ -194,6 +203,7 @@ static void buf_put(bs_worker *w, bs_buf *b)
 {
     bs_bufnode *n = bs_container_of(b, bs_bufnode, b);
     if (b->cap != w->limits.buffer_bytes || w->n_free_bufs >= MAX_FREE_BUFS) {
+        free(b->data);
         free(n);
         return;
     }
@@ -209,6 +219,7 @@ void bs_net_worker_free_bufs(bs_worker *w)
     while (w->free_bufs) {
         bs_bufnode *n = w->free_bufs;
         w->free_bufs = n->next;
+        free(n->b.data);
         free(n);
     }
     w->n_free_bufs = 0;
@@ -511,12 +522,65 @@ static void conn_upstream_handshake(bs_conn *c)
     conn_upstream_failed(c, why);
 }
 
+/* Client certificate problems are reported as a rejection of the
+ * certificate, every other failure as a failed handshake. */
+static bool reason_is_cert(const char *reason)
+{
+    static const char *const cert[] = {"unknown_ca",           "bad_certificate",
+                                       "certificate_required", "certificate_revoked",
+                                       "certificate_expired",  "crl_error"};
+    for (size_t i = 0; i < BS_ARRAY_LEN(cert); i++)
+        if (strcmp(reason, cert[i]) == 0) return true;
+    return false;
+}
+
+/* Tell the server's observer (if any) about `c`. The peer address is looked
+ * up only when someone listens, so the plain path costs one branch. */
+static void conn_notify(bs_conn *c, bs_conn_event_kind kind, const char *reason)
+{
+    bs_server *srv = c->w->srv;
+    if (!srv->observer) return;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (c->c.fd >= 0 && getpeername(c->c.fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    bs_conn_event ev = {.kind = kind,
+                        .conn_id = c->id,
+                        .listener = c->l->cfg->name,
+                        .broker_id = c->l->cfg->broker_id,
+                        .peer_ip = ip,
+                        .peer_port = port,
+                        .principal = c->principal,
+                        .reason = reason};
+    if (kind == BS_CONN_EV_CLOSED) {
+        double d = (ev_now(c->w->loop) - c->t_start) * 1000.0;
+        ev.duration_ms = d > 0 ? (int64_t)d : 0;
+        ev.bytes_in = c->bytes_in;
+        ev.bytes_out = c->bytes_out;
+    }
+    if (kind == BS_CONN_EV_ACCEPTED) c->announced = true;
+    srv->observer(srv->observer_ctx, &ev);
+}
+
 /* Log and count a failed client handshake; the caller closes. */
 static void conn_client_tls_failed(bs_conn *c, const char *reason)
 {
     char peer[64];
     conn_peer(c, peer, sizeof peer);
     bs_metric_add(bs_net_failure_metric(c->l, reason), 1);
+    conn_notify(c, reason_is_cert(reason) ? BS_CONN_EV_CERT_REJECTED : BS_CONN_EV_TLS_FAILED,
+                reason);
     /* A peer that leaves without a word is usually a TCP health check or
      * port scan: counted, but not a warning. */
     bs_log(strcmp(reason, "eof") == 0 ? BS_LOG_INFO : BS_LOG_WARN, "net",
@@ -549,6 +613,7 @@ static bool conn_peek_client(bs_conn *c)
         BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing (%s)", what, c->l->cfg->name,
                      peer, kind);
         bs_metric_add(bs_net_failure_metric(c->l, kind), 1);
+        conn_notify(c, BS_CONN_EV_TLS_FAILED, kind);
         conn_close(c, false);
         return false;
     }
@@ -583,6 +648,7 @@ static bool conn_client_handshake(bs_conn *c)
         bs_status st = bs_tls_peer_principal(c->c.ssl, principal, sizeof principal);
         /* TOO_LARGE still yields a marked ("...") prefix worth keeping. */
         if (st == BS_OK || st == BS_E_TOO_LARGE) c->principal = strdup(principal);
+        conn_notify(c, BS_CONN_EV_ACCEPTED, NULL);
         return true;
     }
     int e = SSL_get_error(c->c.ssl, r);
@@ -646,6 +712,7 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
         size_t got;
         int r = side_read(src, *target, &got);
         if (r == IO_OK) {
+            if (src == &c->c) c->bytes_in += got;
             *progress = true;
             continue;
         }
@@ -683,6 +750,7 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
         int r = side_write(dst, *out, &put);
         if (r == IO_OK) {
             bs_metric_add(from_client ? c->l->m_bytes_c2u : c->l->m_bytes_u2c, (int64_t)put);
+            if (dst == &c->c) c->bytes_out += put;
             *progress = true;
             continue;
         }
@@ -882,6 +950,7 @@ static void conn_close(bs_conn *c, bool clean)
 {
     bs_worker *w = c->w;
     bs_side *sides[] = {&c->c, &c->u};
+    if (c->announced) conn_notify(c, BS_CONN_EV_CLOSED, NULL);
     if (c->opened && bs_log_get_level() <= BS_LOG_DEBUG) {
         char peer[64];
         conn_peer(c, peer, sizeof peer);
@@ -985,6 +1054,7 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->peeked = !l->has_tls;
         c->c.ready = !l->has_tls;
         c->t_start = c->t_active = ev_now(loop);
+        c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
         ev_io_init(&c->c.io, conn_io_cb, fd, EV_READ);
         c->c.io.data = c;
         ev_init(&c->timer, conn_timer_cb);
@@ -998,6 +1068,7 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         double first = w->limits.handshake_timeout_s;
         if (w->limits.connect_timeout_s < first) first = w->limits.connect_timeout_s;
         conn_timer_at(c, c->t_start + first);
+        if (!l->has_tls) conn_notify(c, BS_CONN_EV_ACCEPTED, NULL);
         conn_pump(c); /* may free c */
         if (sock_err == EMFILE || sock_err == ENFILE) {
             /* Accepting more clients now would only churn: each would be

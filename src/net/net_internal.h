@@ -81,7 +81,8 @@ typedef struct bs_wlistener {
     bs_worker *w;
 } bs_wlistener;
 
-/* A pooled direction buffer: the bs_buf and its bytes in one allocation. */
+/* A pooled direction buffer; its bytes (b.data) are a separate allocation
+ * of b.cap bytes, which a session may swap with another buffer's. */
 typedef struct bs_bufnode {
     bs_buf b;
     struct bs_bufnode *next;
@@ -137,6 +138,9 @@ struct bs_server {
     ev_tstamp start_time;
     unsigned reloads;
     bs_metric *m_reload_ok, *m_reload_failed;
+    bs_conn_observer_fn observer; /* set before start, read by workers */
+    void *observer_ctx;
+    atomic_uint_fast64_t next_conn_id;
 };
 
 /* conn.c: accept callback of a listening socket (worker thread). */

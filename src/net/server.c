@@ -312,6 +312,15 @@ bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session
     return BS_E_NOT_FOUND;
 }
 
+/* See net.h. Workers only read the observer, and only after start. */
+bs_status bs_server_set_observer(bs_server *s, bs_conn_observer_fn fn, void *ctx)
+{
+    BS_ENSURE(!s->started, BS_E_STATE);
+    s->observer = fn;
+    s->observer_ctx = ctx;
+    return BS_OK;
+}
+
 /* See net.h. Worker loops are created here, on the control thread, and
  * handed to their threads; listening sockets already exist. */
 bs_status bs_server_start(bs_server *s, void (*on_done)(void *arg), void *arg)

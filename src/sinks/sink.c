@@ -133,6 +133,28 @@ static void batch_clear(lane *l)
     l->cost = 0;
 }
 
+/* The furthest-behind lane's lag in bytes. */
+static uint64_t max_lag(const bs_sink *s)
+{
+    uint64_t max = 0;
+    for (int i = 0; i < BS_STREAM_COUNT; i++)
+        if (s->lanes[i].active) {
+            uint64_t v = bs_spool_reader_lag_bytes(s->lanes[i].r);
+            if (v > max) max = v;
+        }
+    return max;
+}
+
+/* Remember why an entry failed (for /status). */
+static void note_error(bs_sink *s, const char *reason)
+{
+    if (!reason[0]) return;
+    snprintf(s->st.last_error, sizeof s->st.last_error, "%s", reason);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->st.last_error_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Update the lag gauge: the furthest-behind lane of this sink. */
 static void update_lag(bs_sink *s)
 {
@@ -178,6 +200,8 @@ static void finish(lane *l)
                      l->b.attempt + 1, why);
             e->result = BS_SINK_PERMANENT;
         }
+        if (e->result == BS_SINK_PERMANENT || e->result == BS_SINK_RETRYABLE)
+            note_error(s, e->reason);
         if (e->result == BS_SINK_PERMANENT)
             perm++;
         else if (e->result == BS_SINK_RETRYABLE)
@@ -544,6 +568,7 @@ bool bs_sink_idle(bs_sink *s)
 void bs_sink_get_stats(const bs_sink *s, bs_sink_stats *st)
 {
     *st = s->st;
+    st->lag_bytes = max_lag(s);
 }
 
 const char *bs_sink_name(const bs_sink *s)

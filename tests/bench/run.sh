@@ -460,3 +460,4 @@ if [ -s "$TMP/load.err" ]; then
     log "load generator errors (last lines):"
     tail -n 10 "$TMP/load.err" >&2
 fi
+"$SRC/tests/bench/kafka_bench.sh" "$BUILD" || log "kafka_bench failed (see its output above)"

@@ -1,0 +1,1148 @@
+/*
+ * kafka_session.c - the Kafka-aware session: framing both directions,
+ * correlation, endpoint rewriting, hooks and metrics (see kafka_session.h).
+ *
+ * Each direction is a small state machine over the net seam's buffers:
+ *   - between frames, the next frame's size prefix and header are read in
+ *     place from `in` (waiting for more bytes when they are not there yet);
+ *   - a frame nobody needs whole is STREAMED: `remain` counts its bytes still
+ *     to move from `in` to `fwd`, in chunks as large as both allow, so a
+ *     100 MiB frame never occupies more than the connection buffers;
+ *   - a frame we only want to look at (per-topic produce figures, error codes
+ *     of a Fetch response) is TEED when it does not fit `in`: streamed as
+ *     above while a copy accumulates in session memory (bounded by
+ *     BS_KAFKA_INSPECT_MAX), inspected once complete. Inspection never delays
+ *     or changes the bytes; a frame that already sits whole in `in` is
+ *     inspected in place without a copy;
+ *   - a frame that must be changed or checked before any byte of it leaves
+ *     (a response carrying broker endpoints, ApiVersions, a frame a hook
+ *     wants) is HELD: assembled whole (in place if `in` holds it, else copied
+ *     into session memory bounded by kafka.max_frame_bytes), run through the
+ *     hooks and the rewriter, and the result is queued in `out`, which drains
+ *     into `fwd` as room appears. Nothing else moves in that direction until
+ *     it has drained, so frame order is kept.
+ *
+ * Pass-through bytes avoid the copy when they can: with `fwd` empty and
+ * mostly bytes of the current frame in `in`, the storage of the two buffers
+ * is swapped (session.h allows it: net/ allocates each buffer's bytes
+ * separately) and only a trailing piece of the next frame is copied back.
+ * Otherwise they cost one memcpy (one bs_buf_append per chunk).
+ */
+#include "brokerside/kafka_session.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "brokerside/config.h"
+#include "brokerside/kafka_rewrite.h"
+#include "brokerside/kafka_schema.h"
+#include "brokerside/kafka_summary.h"
+#include "brokerside/log.h"
+#include "brokerside/metrics.h"
+
+#define MOD "kafka"
+
+/* Requests in flight per connection: the table starts small (idle
+ * connections stay cheap) and doubles up to CORR_MAX; beyond that we stop
+ * reading the client (backpressure, not an error). */
+#define CORR_INIT 16u
+#define CORR_MAX 1024u
+/* Per-session metric caches (open addressing). A full API cache skips the
+ * metrics of further pairs, a full topic cache evicts; sized for what one
+ * client connection uses. */
+#define API_CACHE 32u
+#define ERR_CACHE 16u
+#define TOPIC_CACHE 32u
+/* Process-wide topic-id -> name map entries (Fetch v13+ names topics by id). */
+#define TOPIC_IDS_MAX 4096u
+#define TOPIC_SET_SLOTS 2048u /* > BS_KAFKA_TOPIC_SERIES_MAX: the open-addressing set never fills */
+
+/* ---------------------------------------------------------------- globals */
+
+/* Distinct topic label values handed out so far, process-wide (the cap is
+ * about the metric registry, which is process-wide too). */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *g_topics[TOPIC_SET_SLOTS];
+static size_t g_ntopics;
+typedef struct topic_id_ent {
+    uint8_t id[16];
+    char *name;
+} topic_id_ent;
+static topic_id_ent g_ids[TOPIC_IDS_MAX];
+static size_t g_nids;
+
+/* FNV-1a over `n` bytes. */
+static uint32_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* See kafka_session.h. */
+void bs_kafka_session_reset_globals(void)
+{
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < TOPIC_SET_SLOTS; i++) {
+        free(g_topics[i]);
+        g_topics[i] = NULL;
+    }
+    g_ntopics = 0;
+    for (size_t i = 0; i < TOPIC_IDS_MAX; i++) {
+        free(g_ids[i].name);
+        g_ids[i].name = NULL;
+    }
+    g_nids = 0;
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* May topic `name` (NUL-terminated) have its own series? True if it already
+ * has one or there is room for another; false once BS_KAFKA_TOPIC_SERIES_MAX
+ * distinct names were admitted (the caller then uses "_other"). */
+static bool topic_admit(const char *name)
+{
+    size_t n = strlen(name);
+    uint32_t h = hash_bytes((const uint8_t *)name, n) % TOPIC_SET_SLOTS;
+    bool ok = false;
+    pthread_mutex_lock(&g_lock);
+    for (uint32_t i = 0; i < TOPIC_SET_SLOTS; i++) {
+        uint32_t k = (h + i) % TOPIC_SET_SLOTS;
+        if (!g_topics[k]) {
+            if (g_ntopics < BS_KAFKA_TOPIC_SERIES_MAX && (g_topics[k] = strdup(name))) {
+                g_ntopics++;
+                ok = true;
+            }
+            break;
+        }
+        if (strcmp(g_topics[k], name) == 0) {
+            ok = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return ok;
+}
+
+/* Remember that topic id `id` (16 bytes) is called `name` (len bytes). A full
+ * map keeps its entries (ids then stay labelled by their hex form). */
+static void topic_id_learn(const uint8_t *id, const uint8_t *name, size_t len)
+{
+    static const uint8_t zero[16];
+    if (memcmp(id, zero, 16) == 0 || len == 0 || len > 249) return; /* 249: Kafka's topic name limit */
+    uint32_t h = hash_bytes(id, 16) % TOPIC_IDS_MAX;
+    pthread_mutex_lock(&g_lock);
+    for (uint32_t i = 0; i < TOPIC_IDS_MAX; i++) {
+        topic_id_ent *e = &g_ids[(h + i) % TOPIC_IDS_MAX];
+        if (!e->name) {
+            if (g_nids + 1 < TOPIC_IDS_MAX && (e->name = strndup((const char *)name, len))) {
+                memcpy(e->id, id, 16);
+                g_nids++;
+            }
+            break;
+        }
+        if (memcmp(e->id, id, 16) == 0) {
+            /* A topic deleted and re-created keeps neither name nor id, but a
+             * rename is impossible: nothing to update. */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* The name of topic id `id` into out[outlen] (NUL-terminated), or its hex
+ * form if no Metadata response told us. */
+static void topic_id_name(const uint8_t *id, char *out, size_t outlen)
+{
+    uint32_t h = hash_bytes(id, 16) % TOPIC_IDS_MAX;
+    bool found = false;
+    pthread_mutex_lock(&g_lock);
+    for (uint32_t i = 0; i < TOPIC_IDS_MAX; i++) {
+        topic_id_ent *e = &g_ids[(h + i) % TOPIC_IDS_MAX];
+        if (!e->name) break;
+        if (memcmp(e->id, id, 16) == 0) {
+            snprintf(out, outlen, "%s", e->name);
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (!found && outlen >= 33) {
+        for (int i = 0; i < 16; i++)
+            snprintf(out + 2 * i, 3, "%02x", id[i]);
+    } else if (!found && outlen) {
+        out[0] = 0;
+    }
+}
+
+/* ---------------------------------------------------------------- state */
+
+typedef struct api_metrics {
+    uint32_t key; /* (api << 16) | version, valid when `used` */
+    bool used;
+    bs_metric *requests, *req_bytes, *resp_bytes;
+} api_metrics;
+
+typedef struct lat_metrics {
+    int16_t api;
+    bool used;
+    bs_histogram *broker, *total;
+} lat_metrics;
+
+typedef struct err_metric {
+    uint32_t key; /* (api << 16) | (uint16_t)error */
+    bool used;
+    bs_metric *m;
+} err_metric;
+
+typedef struct topic_metrics {
+    char *name; /* NULL = free slot */
+    bs_metric *bytes_in, *msgs_in, *bytes_out;
+    bs_metric *overflow; /* non-NULL when this topic is counted as "_other" */
+} topic_metrics;
+
+/* Times of one in-flight request, kept in a ring parallel to the
+ * correlation table (same indexes). */
+typedef struct req_times {
+    uint64_t t_first; /* first byte of the request seen */
+    uint64_t t_fwd;   /* last byte handed to the upstream buffer */
+} req_times;
+
+typedef enum mode { M_IDLE = 0, M_STREAM, M_HOLD, M_OUT } mode;
+
+typedef struct dir {
+    bool is_req;
+    mode m;
+    size_t frame_len; /* current frame, size prefix included */
+    size_t remain;    /* M_STREAM: bytes of it still to move from `in` */
+    bool tee;         /* M_STREAM: also copy into `asm_` for inspection at the end */
+    bool frame_seen;  /* a byte of the next frame has been seen (t_first is set) */
+    size_t asm_limit; /* kafka.max_frame_bytes + 4 */
+    uint64_t t_first;
+    bs_wbuf asm_;    /* session-owned frame copy (held or teed) */
+    bs_wbuf out;     /* M_OUT: bytes to emit, from out_off */
+    size_t out_off;
+    bs_wbuf scratch; /* hook chain */
+    /* the current frame */
+    bs_kafka_request_header rh; /* requests */
+    bool rh_ok;                 /* header fully parsed (not only key/version/id) */
+    bool pushed;                /* a correlation entry was pushed for it */
+    bs_kafka_inflight inf;      /* responses: the request it answers */
+    req_times times;            /* responses: that request's times */
+} dir;
+
+typedef struct ksess {
+    const bs_kafka_session_factory *fac;
+    const bs_kafka_config *kcfg;
+    char listener[128];
+    char peer[64];
+    bs_kafka_corr_table corr;
+    req_times *times; /* corr.cap entries parallel to corr.ring */
+    dir req, resp;
+    api_metrics api[API_CACHE];
+    lat_metrics lat[API_CACHE];
+    err_metric err[ERR_CACHE];
+    topic_metrics topics[TOPIC_CACHE];
+    uint32_t topic_evict;
+} ksess;
+
+/* Monotonic clock in nanoseconds. */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+/* Counters of (api, version), registered on first use by this session. */
+static api_metrics *api_m(ksess *s, int16_t api, int16_t ver)
+{
+    static api_metrics none;
+    /* Label values come from the client: keys and versions outside the API
+     * table share one series each ("unknown"), so a hostile client cannot
+     * grow the registry without bound. */
+    const bs_kafka_api_info *info = bs_kafka_api(api);
+    if (!info) api = -1;
+    bool ver_ok = info && ver >= info->min_version && ver <= info->max_version;
+    if (!ver_ok) ver = -1;
+    uint32_t key = ((uint32_t)(uint16_t)api << 16) | (uint16_t)ver;
+    uint32_t h = (key * 2654435761u) % API_CACHE;
+    for (uint32_t i = 0; i < API_CACHE; i++) {
+        api_metrics *e = &s->api[(h + i) % API_CACHE];
+        if (e->used && e->key == key) return e;
+        if (e->used) continue;
+        char v[8];
+        if (ver_ok)
+            snprintf(v, sizeof v, "%d", ver);
+        else
+            snprintf(v, sizeof v, "unknown");
+        const char *name = bs_kafka_api_name(api);
+        e->requests = bs_metrics_counter_kv("brokerside_kafka_requests_total",
+                                            "Kafka requests received from clients", "listener",
+                                            s->listener, "api", name, "version", v, NULL);
+        e->req_bytes = bs_metrics_counter_kv("brokerside_kafka_request_bytes_total",
+                                             "Bytes of Kafka requests (frames, size included)",
+                                             "listener", s->listener, "api", name, "version", v,
+                                             NULL);
+        e->resp_bytes = bs_metrics_counter_kv(
+            "brokerside_kafka_response_bytes_total",
+            "Bytes of Kafka responses from the broker (frames, size included)", "listener",
+            s->listener, "api", name, "version", v, NULL);
+        e->key = key;
+        e->used = true;
+        return e;
+    }
+    /* Cache full (a client walking every version of every API): correct but
+     * unusual; metrics of this pair are then skipped rather than hitting
+     * the registry lock per frame. */
+    return &none;
+}
+
+/* Latency histograms of `api`. */
+static lat_metrics *lat_m(ksess *s, int16_t api)
+{
+    static lat_metrics none;
+    if (!bs_kafka_api(api)) api = -1; /* one "unknown" series, see api_m */
+    uint32_t h = ((uint32_t)(uint16_t)api * 2654435761u) % API_CACHE;
+    for (uint32_t i = 0; i < API_CACHE; i++) {
+        lat_metrics *e = &s->lat[(h + i) % API_CACHE];
+        if (e->used && e->api == api) return e;
+        if (e->used) continue;
+        size_t nb;
+        const double *b = bs_metrics_latency_bounds_s(&nb);
+        const char *help = "Kafka request latency: stage=broker from forwarding the request to "
+                           "the first response byte, stage=total from the request's first byte "
+                           "to the response handed to the client";
+        const char *name = bs_kafka_api_name(api);
+        e->broker = bs_metrics_histogram_kv("brokerside_kafka_request_duration_seconds", help, b,
+                                            nb, "listener", s->listener, "api", name, "stage",
+                                            "broker", NULL);
+        e->total = bs_metrics_histogram_kv("brokerside_kafka_request_duration_seconds", help, b,
+                                           nb, "listener", s->listener, "api", name, "stage",
+                                           "total", NULL);
+        e->api = api;
+        e->used = true;
+        return e;
+    }
+    return &none;
+}
+
+/* Count one non-zero Kafka error code in a response of `api`. */
+static void count_error(ksess *s, int16_t api, int16_t code)
+{
+    uint32_t key = ((uint32_t)(uint16_t)api << 16) | (uint16_t)code;
+    uint32_t h = (key * 2654435761u) % ERR_CACHE;
+    for (uint32_t i = 0; i < ERR_CACHE; i++) {
+        err_metric *e = &s->err[(h + i) % ERR_CACHE];
+        if (e->used && e->key == key) {
+            bs_metric_add(e->m, 1);
+            return;
+        }
+        if (e->used) continue;
+        char c[8];
+        snprintf(c, sizeof c, "%d", code);
+        e->m = bs_metrics_counter_kv("brokerside_kafka_errors_total",
+                                     "Kafka error codes found in broker responses", "listener",
+                                     s->listener, "api", bs_kafka_api_name(api), "error", c, NULL);
+        e->key = key;
+        e->used = true;
+        bs_metric_add(e->m, 1);
+        return;
+    }
+    char c[8];
+    snprintf(c, sizeof c, "%d", code);
+    bs_metric_add(bs_metrics_counter_kv("brokerside_kafka_errors_total",
+                                        "Kafka error codes found in broker responses", "listener",
+                                        s->listener, "api", bs_kafka_api_name(api), "error", c,
+                                        NULL),
+                  1);
+}
+
+/* A one-off counter with listener plus one more label (rare events: errors). */
+static void count_event(ksess *s, const char *name, const char *help, const char *k, const char *v)
+{
+    bs_metric_add(bs_metrics_counter_kv(name, help, "listener", s->listener, k, v, NULL), 1);
+}
+
+/* Per-topic metrics of topic `name` (NUL-terminated), capped process-wide. */
+static topic_metrics *topic_m(ksess *s, const char *name)
+{
+    uint32_t h = hash_bytes((const uint8_t *)name, strlen(name)) % TOPIC_CACHE;
+    topic_metrics *slot = NULL;
+    for (uint32_t i = 0; i < TOPIC_CACHE; i++) {
+        topic_metrics *e = &s->topics[(h + i) % TOPIC_CACHE];
+        if (!e->name) {
+            slot = e;
+            break;
+        }
+        if (strcmp(e->name, name) == 0) return e;
+    }
+    if (!slot) {
+        /* Full: evict round-robin (the metric series stay in the registry). */
+        slot = &s->topics[s->topic_evict++ % TOPIC_CACHE];
+        free(slot->name);
+        slot->name = NULL;
+    }
+    const char *label = name;
+    slot->overflow = NULL;
+    if (!topic_admit(name)) {
+        label = "_other";
+        slot->overflow = bs_metrics_counter("brokerside_topic_series_overflow_total",
+                                            "Topic metric updates aggregated as topic=\"_other\" "
+                                            "because the distinct-topic cap was reached",
+                                            NULL);
+    }
+    if (!(slot->name = strdup(name))) return NULL;
+    slot->bytes_in = bs_metrics_counter_kv("brokerside_topic_bytes_in_total",
+                                           "Record bytes produced to the topic (MSK BytesInPerSec)",
+                                           "topic", label, NULL);
+    slot->msgs_in = bs_metrics_counter_kv("brokerside_topic_messages_in_total",
+                                          "Records produced to the topic (MSK MessagesInPerSec)",
+                                          "topic", label, NULL);
+    slot->bytes_out = bs_metrics_counter_kv(
+        "brokerside_topic_bytes_out_total", "Record bytes fetched from the topic (MSK BytesOutPerSec)",
+        "topic", label, NULL);
+    return slot;
+}
+
+/* The label name of a topic in a summary: its name, else its id's name. */
+static void topic_label(const bs_kafka_topic_summary *t, char *out, size_t outlen)
+{
+    if (t->name.len >= 0) {
+        size_t n = (size_t)t->name.len < outlen - 1 ? (size_t)t->name.len : outlen - 1;
+        memcpy(out, t->name.p, n);
+        out[n] = 0;
+    } else if (t->topic_id) {
+        topic_id_name(t->topic_id, out, outlen);
+    } else {
+        snprintf(out, outlen, "_unknown");
+    }
+}
+
+/* Summary callback: produce figures of one topic. */
+static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
+{
+    char name[256];
+    topic_label(t, name, sizeof name);
+    topic_metrics *m = topic_m(arg, name);
+    if (m) {
+        bs_metric_add(m->bytes_in, (int64_t)t->record_bytes);
+        bs_metric_add(m->msgs_in, (int64_t)t->records);
+        bs_metric_add(m->overflow, 1);
+    }
+    return BS_OK;
+}
+
+/* Summary callback: fetch figures of one topic. */
+static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
+{
+    if (t->record_bytes == 0) return BS_OK; /* empty long-poll answers: no series churn */
+    char name[256];
+    topic_label(t, name, sizeof name);
+    topic_metrics *m = topic_m(arg, name);
+    if (m) {
+        bs_metric_add(m->bytes_out, (int64_t)t->record_bytes);
+        bs_metric_add(m->overflow, 1);
+    }
+    return BS_OK;
+}
+
+/* ---------------------------------------------------------------- inspection */
+
+typedef struct resp_scan {
+    ksess *s;
+    int16_t api;
+    int depth;
+    bool metadata;
+    const uint8_t *name;
+    size_t name_len;
+    bool has_name;
+    const uint8_t *id;
+} resp_scan;
+
+/* Scan visitor over a response body: counts every non-zero ErrorCode field
+ * and, in Metadata responses, learns topic id -> name pairs. */
+static bs_status resp_visit(void *arg, const bs_kafka_field *f, const bs_kafka_val *v, int event)
+{
+    resp_scan *x = arg;
+    if (event == BS_KAFKA_VISIT_ENTER) {
+        if (x->metadata && x->depth == 0 && strcmp(f->name, "Topics") == 0) {
+            x->has_name = false;
+            x->id = NULL;
+        }
+        x->depth++;
+        return BS_OK;
+    }
+    if (event == BS_KAFKA_VISIT_LEAVE) {
+        x->depth--;
+        if (x->metadata && x->depth == 0 && strcmp(f->name, "Topics") == 0 && x->has_name && x->id)
+            topic_id_learn(x->id, x->name, x->name_len);
+        return BS_OK;
+    }
+    if (f->type == BS_KT_INT16 && v->i != 0 && f->name[0] == 'E' && strcmp(f->name, "ErrorCode") == 0)
+        count_error(x->s, x->api, (int16_t)v->i);
+    if (x->metadata && x->depth == 1) {
+        if (f->type == BS_KT_STRING && strcmp(f->name, "Name") == 0 && !v->null) {
+            x->name = v->p;
+            x->name_len = v->n;
+            x->has_name = true;
+        } else if (f->type == BS_KT_UUID && strcmp(f->name, "TopicId") == 0) {
+            x->id = v->p;
+        }
+    }
+    return BS_OK;
+}
+
+/* Note a frame that could not be decoded for metrics (it is still forwarded:
+ * the broker or client is the judge of its own protocol). */
+static void undecodable(ksess *s, int16_t api, int16_t ver, bool is_req, bs_status st)
+{
+    BS_LOG_DEBUGF(MOD, "listener %s: %s %s v%d from %s not decodable for metrics (%s)",
+                  s->listener, bs_kafka_api_name(api), is_req ? "request" : "response", ver,
+                  s->peer, bs_status_name(st));
+    bs_metric_add(bs_metrics_counter_kv("brokerside_kafka_undecodable_total",
+                                        "Frames forwarded without metrics because they did not "
+                                        "decode",
+                                        "listener", s->listener, "api", bs_kafka_api_name(api),
+                                        "direction", is_req ? "request" : "response", NULL),
+                  1);
+}
+
+/* Inspect a whole request frame (size included) for per-topic metrics. */
+static void inspect_request(ksess *s, const dir *d, const uint8_t *frame, size_t len)
+{
+    if (!d->rh_ok || d->rh.api_key != BS_KAFKA_PRODUCE) return;
+    size_t off = 4 + d->rh.header_len;
+    if (off > len) return;
+    bs_status st =
+        bs_kafka_produce_summary(frame + off, len - off, d->rh.api_version, on_produce_topic, s);
+    if (st != BS_OK) undecodable(s, d->rh.api_key, d->rh.api_version, true, st);
+}
+
+/* Inspect a whole response frame (size included): error codes of every API
+ * with a schema, topic ids of Metadata, bytes out of Fetch. */
+static void inspect_response(ksess *s, const dir *d, const uint8_t *frame, size_t len)
+{
+    int16_t api = d->inf.api_key, ver = d->inf.api_version;
+    const bs_kafka_message *m = bs_kafka_message_find(api, false);
+    if (!m || ver < m->min_version || ver > m->max_version) return;
+    int hv;
+    bs_kafka_response_header rh;
+    if (bs_kafka_response_header_version(api, ver, &hv) != BS_OK) return;
+    bs_status st = bs_kafka_parse_response_header(frame + 4, len - 4, hv, &rh);
+    if (st == BS_OK) {
+        const uint8_t *body = frame + 4 + rh.header_len;
+        size_t blen = len - 4 - rh.header_len;
+        resp_scan x = {.s = s, .api = api, .metadata = api == BS_KAFKA_METADATA};
+        st = bs_kafka_scan(m, ver, body, blen, resp_visit, &x);
+        if (st == BS_OK && api == BS_KAFKA_FETCH)
+            st = bs_kafka_fetch_summary(body, blen, ver, on_fetch_topic, s);
+    }
+    if (st != BS_OK) undecodable(s, api, ver, false, st);
+}
+
+/* Does a response of this API get inspected even when it must be copied
+ * aside (it does not fit the connection buffer)? */
+static bool response_worth_tee(int16_t api)
+{
+    return api == BS_KAFKA_PRODUCE || api == BS_KAFKA_FETCH || api == BS_KAFKA_METADATA ||
+           api == BS_KAFKA_FIND_COORDINATOR;
+}
+
+/* ---------------------------------------------------------------- rewriting */
+
+/* bs_kafka_map_fn over bs_config_advertised (uint16_t port -> int32_t). */
+static bs_status map_node(void *arg, int32_t node_id, char *host, size_t hostlen, int32_t *port)
+{
+    const bs_kafka_config *k = arg;
+    uint16_t p;
+    bs_status st = bs_config_advertised(k, node_id, host, hostlen, &p);
+    if (st == BS_E_MALFORMED) st = BS_E_NOT_FOUND; /* a template with no valid port for this id */
+    if (st != BS_OK) return st;
+    *port = p;
+    return BS_OK;
+}
+
+/* Validate a hook's replacement: one complete frame. */
+static bool frame_ok(const bs_wbuf *w)
+{
+    if (w->len < 8) return false;
+    uint32_t n = ((uint32_t)w->data[0] << 24) | ((uint32_t)w->data[1] << 16) |
+                 ((uint32_t)w->data[2] << 8) | w->data[3];
+    return (size_t)n + 4 == w->len;
+}
+
+/* Run hooks and (responses) the rewriter over a whole frame. On BS_OK,
+ * *replaced says whether d->out now holds the frame to emit instead of the
+ * original. Any other status: the connection must close (logged here). */
+static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, bool *replaced)
+{
+    const uint8_t *cur = frame;
+    size_t cur_len = len;
+    *replaced = false;
+    bs_wbuf_reset(&d->out);
+    d->out_off = 0;
+    int16_t api = d->is_req ? d->rh.api_key : d->inf.api_key;
+    int16_t ver = d->is_req ? d->rh.api_version : d->inf.api_version;
+    for (size_t i = 0; s->fac && i < s->fac->n_hooks; i++) {
+        const bs_kafka_hook *hk = &s->fac->hooks[i];
+        bool wants = d->is_req ? (hk->wants_request && hk->on_request &&
+                                  hk->wants_request(hk->arg, api, ver))
+                               : (hk->wants_response && hk->on_response &&
+                                  hk->wants_response(hk->arg, api, ver));
+        if (!wants) continue;
+        bs_kafka_hook_verdict v = BS_KAFKA_HOOK_PASS;
+        bs_wbuf_reset(&d->scratch);
+        bs_status st = BS_OK;
+        bs_kafka_request_header rh = d->rh;
+        if (d->is_req) {
+            /* d->rh was parsed where the frame first arrived; its slices must
+             * point into the bytes the hook sees. */
+            st = bs_kafka_parse_request_header(cur + 4, cur_len - 4, &rh);
+            if (st == BS_E_UNSUPPORTED) st = BS_OK;
+        }
+        if (st == BS_OK)
+            st = d->is_req ? hk->on_request(hk->arg, &rh, cur, cur_len, &d->scratch, &v)
+                           : hk->on_response(hk->arg, &d->inf, cur, cur_len, &d->scratch, &v);
+        if (st == BS_OK && v == BS_KAFKA_HOOK_REPLACE) {
+            st = bs_wbuf_status(&d->scratch);
+            if (st == BS_OK && !frame_ok(&d->scratch)) st = BS_E_MALFORMED;
+        }
+        if (st != BS_OK) {
+            BS_LOG_WARNF(MOD, "listener %s: hook %s failed on %s %s v%d from %s (%s); closing",
+                         s->listener, hk->name ? hk->name : "?", bs_kafka_api_name(api),
+                         d->is_req ? "request" : "response", ver, s->peer, bs_status_name(st));
+            return st;
+        }
+        if (v == BS_KAFKA_HOOK_REPLACE) {
+            bs_wbuf t = d->out;
+            d->out = d->scratch;
+            d->scratch = t;
+            cur = d->out.data;
+            cur_len = d->out.len;
+            *replaced = true;
+        }
+    }
+    if (d->is_req || !(api == BS_KAFKA_API_VERSIONS || bs_kafka_response_has_endpoints(api, ver)))
+        return BS_OK;
+    bool changed = false;
+    int32_t bad_node = -1;
+    bs_wbuf_reset(&d->scratch);
+    bs_status st = bs_kafka_rewrite_response_frame(api, ver, cur + 4, cur_len - 4, map_node,
+                                                   (void *)s->kcfg, NULL, &d->scratch, &changed,
+                                                   &bad_node);
+    if (st == BS_E_NOT_FOUND) {
+        char node[16];
+        snprintf(node, sizeof node, "%" PRId32, bad_node);
+        BS_LOG_ERRORF(MOD,
+                      "listener %s: node %s has no advertised address (kafka.advertise); %s v%d "
+                      "response not forwarded, closing connection from %s",
+                      s->listener, node, bs_kafka_api_name(api), ver, s->peer);
+        count_event(s, "brokerside_kafka_unmapped_node_total",
+                    "Responses refused because a broker node has no advertised address", "node",
+                    node);
+        return st;
+    }
+    if (st != BS_OK && api == BS_KAFKA_API_VERSIONS && cur_len >= 10 && (cur[8] | cur[9]) != 0) {
+        /* An ApiVersions error answer (e.g. UNSUPPORTED_VERSION, which some
+         * brokers, librdkafka's mock among them, encode loosely) carries no
+         * endpoint and only tells the client which ApiVersions version to
+         * retry with; the retry's answer is capped. Forward it as it is. */
+        undecodable(s, api, ver, false, st);
+        return BS_OK;
+    }
+    if (st != BS_OK) {
+        BS_LOG_ERRORF(MOD,
+                      "listener %s: cannot rewrite %s v%d response for %s (%s); not forwarded, "
+                      "closing",
+                      s->listener, bs_kafka_api_name(api), ver, s->peer, bs_status_name(st));
+        bs_metric_add(bs_metrics_counter_kv("brokerside_kafka_rewrite_errors_total",
+                                            "Responses that needed a rewrite and did not decode",
+                                            "listener", s->listener, "api", bs_kafka_api_name(api),
+                                            "reason", bs_status_name(st), NULL),
+                      1);
+        return st;
+    }
+    if (changed) {
+        bs_wbuf t = d->out;
+        d->out = d->scratch;
+        d->scratch = t;
+        *replaced = true;
+    }
+    return BS_OK;
+}
+
+/* ---------------------------------------------------------------- frame events */
+
+/* The last byte of the current frame has been handed to `fwd`. */
+static void frame_done(ksess *s, dir *d)
+{
+    uint64_t t = now_ns();
+    if (d->is_req) {
+        /* The request just forwarded is the newest entry (requests are cut in
+         * order); its response cannot have arrived before its last byte. */
+        if (d->pushed && s->corr.count > 0)
+            s->times[(s->corr.head + s->corr.count - 1) % s->corr.cap].t_fwd = t;
+    } else if (d->times.t_first) {
+        bs_histogram_observe(lat_m(s, d->inf.api_key)->total,
+                             (double)(t - d->times.t_first) / 1e9);
+    }
+    d->m = M_IDLE;
+    d->remain = 0;
+    d->tee = false;
+    d->frame_seen = false;
+    d->pushed = false;
+    /* Keep memory per idle connection small: drop big copies, keep small ones. */
+    bs_wbuf *ws[] = {&d->asm_, &d->out, &d->scratch};
+    for (size_t i = 0; i < BS_ARRAY_LEN(ws); i++) {
+        if (ws[i]->cap > 256u * 1024u)
+            bs_wbuf_free(ws[i]);
+        else
+            bs_wbuf_reset(ws[i]);
+        /* finish_hold and transform swap these buffers: restore each one's role */
+        ws[i]->limit = i == 0 ? d->asm_limit : 0;
+    }
+}
+
+/* Close-worthy protocol violation: log, count, return the status. */
+static bs_status protocol_error(ksess *s, dir *d, const char *reason, const char *detail)
+{
+    BS_LOG_WARNF(MOD, "listener %s: %s from %s: %s; closing connection", s->listener,
+                 d->is_req ? "request" : "response", s->peer, detail);
+    bs_metric_add(bs_metrics_counter_kv("brokerside_kafka_protocol_errors_total",
+                                        "Connections closed for a Kafka protocol violation",
+                                        "listener", s->listener, "direction",
+                                        d->is_req ? "request" : "response", "reason", reason, NULL),
+                  1);
+    return BS_E_MALFORMED;
+}
+
+/* Can `in` still receive bytes (the frame start is not stuck behind a full buffer)? */
+static bool can_grow(const bs_buf *in)
+{
+    return bs_buf_readable(in) < in->cap;
+}
+
+/* Double the correlation table and its time ring, keeping the FIFO order.
+ * BS_E_FULL at CORR_MAX, BS_E_NOMEM if memory runs out (nothing changed). */
+static bs_status corr_grow(ksess *s)
+{
+    if (s->corr.cap >= CORR_MAX) return BS_E_FULL;
+    uint32_t cap = s->corr.cap * 2;
+    bs_kafka_corr_table t;
+    BS_GUARD(bs_kafka_corr_init(&t, cap));
+    req_times *times = calloc(cap, sizeof *times);
+    if (!times) {
+        bs_kafka_corr_free(&t);
+        return BS_E_NOMEM;
+    }
+    /* A fresh table stores its i-th push at index i: the rings stay parallel. */
+    for (uint32_t i = 0; i < s->corr.count; i++) {
+        uint32_t idx = (s->corr.head + i) % s->corr.cap;
+        if (bs_kafka_corr_push(&t, &s->corr.ring[idx]) != BS_OK) {
+            bs_kafka_corr_free(&t);
+            free(times);
+            return BS_E_STATE; /* cannot happen: cap > count */
+        }
+        times[i] = s->times[idx];
+    }
+    bs_kafka_corr_free(&s->corr);
+    free(s->times);
+    s->corr = t;
+    s->times = times;
+    return BS_OK;
+}
+
+/* Room for a teed copy of a `flen`-byte frame, allocated once up front (a
+ * growing buffer would copy the frame again at every doubling). False if
+ * there is no memory: the frame then passes uninspected. */
+static bool tee_reserve(dir *d, size_t flen)
+{
+    bs_wbuf_reset(&d->asm_);
+    return bs_wbuf_reserve(&d->asm_, flen);
+}
+
+/* Start a request frame of `flen` bytes at the read position of `in`:
+ * parse its header, push the correlation entry, choose the mode. Returns
+ * BS_E_AGAIN to wait for more bytes (or room in the correlation table). */
+static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
+{
+    const uint8_t *p = bs_buf_read_ptr(in);
+    size_t have = bs_buf_readable(in) < flen ? bs_buf_readable(in) : flen;
+    bool complete = have == flen;
+    if (flen < 12) return protocol_error(s, d, "malformed", "frame too short for a request header");
+    if (have < 12) return BS_E_AGAIN;
+    memset(&d->rh, 0, sizeof d->rh);
+    bs_status st = bs_kafka_parse_request_header(p + 4, have - 4, &d->rh);
+    if (st == BS_E_MALFORMED && !complete && can_grow(in)) return BS_E_AGAIN;
+    if (st == BS_E_MALFORMED) return protocol_error(s, d, "malformed", "malformed request header");
+    d->rh_ok = st == BS_OK;
+    bool expects = true;
+    if (d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE) {
+        int16_t acks = -1;
+        st = bs_kafka_produce_acks(p + 4 + d->rh.header_len, have - 4 - d->rh.header_len,
+                                   d->rh.api_version, &acks);
+        if (st == BS_E_MALFORMED && !complete && can_grow(in)) return BS_E_AGAIN;
+        /* An undecodable body still goes to the broker, which answers it. */
+        expects = st != BS_OK || acks != 0;
+    }
+    bs_kafka_inflight e = {.correlation_id = d->rh.correlation_id,
+                           .api_key = d->rh.api_key,
+                           .api_version = d->rh.api_version,
+                           .start_ns = d->t_first,
+                           .expects_response = expects};
+    st = bs_kafka_corr_push(&s->corr, &e);
+    if (st == BS_E_FULL) {
+        st = corr_grow(s);
+        if (st == BS_E_FULL) return BS_E_AGAIN;
+        if (st != BS_OK) {
+            BS_LOG_ERRORF(MOD, "listener %s: cannot track more requests from %s (%s); closing",
+                          s->listener, s->peer, bs_status_name(st));
+            return st;
+        }
+        st = bs_kafka_corr_push(&s->corr, &e);
+    }
+    if (st != BS_OK) return st;
+    d->pushed = expects;
+    if (expects)
+        s->times[(s->corr.head + s->corr.count - 1) % s->corr.cap] =
+            (req_times){.t_first = d->t_first, .t_fwd = 0};
+    api_metrics *am = api_m(s, d->rh.api_key, d->rh.api_version);
+    bs_metric_add(am->requests, 1);
+    bs_metric_add(am->req_bytes, (int64_t)flen);
+
+    bool hold = false;
+    for (size_t i = 0; s->fac && i < s->fac->n_hooks; i++) {
+        const bs_kafka_hook *hk = &s->fac->hooks[i];
+        if (hk->wants_request && hk->on_request &&
+            hk->wants_request(hk->arg, d->rh.api_key, d->rh.api_version))
+            hold = true;
+    }
+    bool inspect = d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE;
+    d->frame_len = flen;
+    if (hold) {
+        d->m = M_HOLD;
+    } else {
+        d->m = M_STREAM;
+        d->remain = flen;
+        if (inspect && complete) {
+            inspect_request(s, d, p, flen);
+        } else if (inspect && flen <= BS_KAFKA_INSPECT_MAX && tee_reserve(d, flen)) {
+            d->tee = true;
+        } else if (inspect) {
+            count_event(s, "brokerside_kafka_uninspected_frames_total",
+                        "Frames too large to inspect for per-topic metrics", "api",
+                        bs_kafka_api_name(d->rh.api_key));
+        }
+    }
+    return BS_OK;
+}
+
+/* Start a response frame: match it to the oldest request, choose the mode. */
+static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
+{
+    const uint8_t *p = bs_buf_read_ptr(in);
+    size_t have = bs_buf_readable(in) < flen ? bs_buf_readable(in) : flen;
+    bool complete = have == flen;
+    if (have < 8) return BS_E_AGAIN;
+    int32_t corr = (int32_t)(((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) |
+                             ((uint32_t)p[6] << 8) | p[7]);
+    uint32_t idx = s->corr.head;
+    bs_status st = bs_kafka_corr_pop(&s->corr, corr, &d->inf);
+    if (st != BS_OK) {
+        char detail[160];
+        if (st == BS_E_NOT_FOUND)
+            snprintf(detail, sizeof detail, "correlation id %" PRId32 " with no request in flight",
+                     corr);
+        else
+            snprintf(detail, sizeof detail,
+                     "correlation id %" PRId32 " does not answer the oldest request (%" PRId32 ")",
+                     corr, s->corr.ring[s->corr.head].correlation_id);
+        return protocol_error(s, d, "correlation", detail);
+    }
+    d->times = s->times[idx];
+    uint64_t t = now_ns();
+    int16_t api = d->inf.api_key, ver = d->inf.api_version;
+    if (d->times.t_fwd && t >= d->times.t_fwd)
+        bs_histogram_observe(lat_m(s, api)->broker, (double)(t - d->times.t_fwd) / 1e9);
+    bs_metric_add(api_m(s, api, ver)->resp_bytes, (int64_t)flen);
+
+    bool hold = api == BS_KAFKA_API_VERSIONS || bs_kafka_response_has_endpoints(api, ver);
+    for (size_t i = 0; !hold && s->fac && i < s->fac->n_hooks; i++) {
+        const bs_kafka_hook *hk = &s->fac->hooks[i];
+        if (hk->wants_response && hk->on_response && hk->wants_response(hk->arg, api, ver))
+            hold = true;
+    }
+    d->frame_len = flen;
+    if (hold) {
+        d->m = M_HOLD;
+        return BS_OK;
+    }
+    d->m = M_STREAM;
+    d->remain = flen;
+    if (complete)
+        inspect_response(s, d, p, flen);
+    else if (response_worth_tee(api) && flen <= BS_KAFKA_INSPECT_MAX && tee_reserve(d, flen))
+        d->tee = true;
+    else if (response_worth_tee(api))
+        count_event(s, "brokerside_kafka_uninspected_frames_total",
+                    "Frames too large to inspect for per-topic metrics", "api",
+                    bs_kafka_api_name(api));
+    return BS_OK;
+}
+
+/* A held frame is complete at `frame` (in `in` when in_place, else d->asm_):
+ * inspect, transform, and queue what to emit. */
+static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame, bool in_place)
+{
+    size_t len = d->frame_len;
+    if (d->is_req)
+        inspect_request(s, d, frame, len);
+    else
+        inspect_response(s, d, frame, len);
+    bool replaced;
+    BS_GUARD(transform(s, d, frame, len, &replaced));
+    if (replaced) {
+        if (in_place) bs_buf_consume(in, len);
+        d->m = M_OUT;
+        return BS_OK;
+    }
+    if (in_place) {
+        /* Unchanged and still in `in`: stream it from there (no copy). */
+        d->m = M_STREAM;
+        d->remain = len;
+        d->tee = false;
+        return BS_OK;
+    }
+    bs_wbuf t = d->out;
+    d->out = d->asm_;
+    d->asm_ = t;
+    d->out_off = 0;
+    d->m = M_OUT;
+    return BS_OK;
+}
+
+/* The last byte of a streamed frame went out: inspect its teed copy, finish. */
+static void stream_done(ksess *s, dir *d)
+{
+    if (d->tee) {
+        if (bs_wbuf_status(&d->asm_) == BS_OK && d->asm_.len == d->frame_len) {
+            if (d->is_req)
+                inspect_request(s, d, d->asm_.data, d->asm_.len);
+            else
+                inspect_response(s, d, d->asm_.data, d->asm_.len);
+        } else {
+            undecodable(s, d->is_req ? d->rh.api_key : d->inf.api_key,
+                        d->is_req ? d->rh.api_version : d->inf.api_version, d->is_req, BS_E_NOMEM);
+        }
+    }
+    frame_done(s, d);
+}
+
+/* The direction machine: move as much as possible from `in` to `fwd`. */
+static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd)
+{
+    size_t max_frame = s->kcfg->max_frame_bytes;
+    for (;;) {
+        switch (d->m) {
+        case M_OUT: {
+            size_t left = d->out.len - d->out_off;
+            size_t n = left < bs_buf_free_space(fwd) ? left : bs_buf_free_space(fwd);
+            if (n == 0) return BS_OK;
+            BS_GUARD(bs_buf_append(fwd, d->out.data + d->out_off, n));
+            d->out_off += n;
+            if (d->out_off == d->out.len) frame_done(s, d);
+            continue;
+        }
+        case M_STREAM: {
+            size_t avail = bs_buf_readable(in);
+            size_t take = avail < d->remain ? avail : d->remain;
+            if (bs_buf_readable(fwd) == 0 && in->cap == fwd->cap && in->cap > 0 &&
+                take >= in->cap / 4 && avail - take <= take) {
+                /* Zero copy (session.h): hand `in`'s storage to `fwd` and
+                 * move back only the bytes that belong to the next frame. */
+                bs_buf t = *in;
+                *in = *fwd;
+                *fwd = t;
+                in->rd = in->wr = 0;
+                if (avail > take) {
+                    BS_GUARD(bs_buf_append(in, fwd->data + fwd->rd + take, avail - take));
+                    fwd->wr -= avail - take;
+                }
+                if (d->tee) bs_wbuf_put(&d->asm_, bs_buf_read_ptr(fwd), take);
+                d->remain -= take;
+                if (d->remain == 0) stream_done(s, d);
+                continue;
+            }
+            size_t n = avail;
+            if (n > d->remain) n = d->remain;
+            if (n > bs_buf_free_space(fwd)) n = bs_buf_free_space(fwd);
+            if (n == 0) return BS_OK;
+            const uint8_t *p = bs_buf_read_ptr(in);
+            if (d->tee) bs_wbuf_put(&d->asm_, p, n);
+            BS_GUARD(bs_buf_append(fwd, p, n));
+            bs_buf_consume(in, n);
+            d->remain -= n;
+            if (d->remain == 0) stream_done(s, d);
+            continue;
+        }
+        case M_HOLD: {
+            if (d->asm_.len == 0 && bs_buf_readable(in) >= d->frame_len) {
+                BS_GUARD(finish_hold(s, d, in, bs_buf_read_ptr(in), true));
+                continue;
+            }
+            /* A frame that fits `in` is awaited there: no copy. */
+            if (d->asm_.len == 0 && d->frame_len <= in->cap) {
+                if (bs_buf_tail_room(in) < d->frame_len - bs_buf_readable(in)) bs_buf_compact(in);
+                return BS_OK;
+            }
+            size_t n = bs_buf_readable(in);
+            if (n > d->frame_len - d->asm_.len) n = d->frame_len - d->asm_.len;
+            if (n == 0) return BS_OK;
+            /* Not all of it in `in` (or `in` cannot hold it): consume into
+             * our own storage so the direction never stalls on a full `in`. */
+            if (!bs_wbuf_reserve(&d->asm_, d->frame_len - d->asm_.len)) {
+                BS_LOG_ERRORF(MOD, "listener %s: no memory to assemble a %zu-byte frame from %s",
+                              s->listener, d->frame_len, s->peer);
+                return BS_E_NOMEM;
+            }
+            bs_wbuf_put(&d->asm_, bs_buf_read_ptr(in), n);
+            bs_buf_consume(in, n);
+            if (d->asm_.len == d->frame_len) BS_GUARD(finish_hold(s, d, in, d->asm_.data, false));
+            continue;
+        }
+        case M_IDLE: {
+            size_t avail = bs_buf_readable(in);
+            if (avail == 0) return BS_OK;
+            if (!d->frame_seen) {
+                d->frame_seen = true;
+                d->t_first = now_ns();
+            }
+            size_t flen;
+            bs_status st = bs_kafka_frame_length(bs_buf_read_ptr(in), avail, max_frame, &flen);
+            if (st == BS_E_SHORT) return BS_OK;
+            if (st == BS_E_TOO_LARGE) {
+                const uint8_t *p = bs_buf_read_ptr(in);
+                uint32_t size = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+                                ((uint32_t)p[2] << 8) | p[3];
+                BS_LOG_WARNF(MOD,
+                             "listener %s: %s frame of %" PRIu32
+                             " bytes from %s exceeds kafka.max_frame_bytes (%zu); closing",
+                             s->listener, d->is_req ? "request" : "response", size, s->peer,
+                             max_frame);
+                count_event(s, "brokerside_kafka_frame_too_large_total",
+                            "Connections closed for a frame above kafka.max_frame_bytes",
+                            "direction", d->is_req ? "request" : "response");
+                return st;
+            }
+            if (st != BS_OK) return protocol_error(s, d, "malformed", "invalid frame size");
+            st = d->is_req ? start_request(s, d, in, flen) : start_response(s, d, in, flen);
+            if (st == BS_E_AGAIN) {
+                /* Header not all there yet: make sure `in` can take the rest. */
+                if (bs_buf_tail_room(in) == 0 && in->rd > 0) bs_buf_compact(in);
+                return BS_OK;
+            }
+            BS_GUARD(st);
+            continue;
+        }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- ops */
+
+/* Release everything of `s`; NULL is a no-op. */
+static void ksess_close(void *state)
+{
+    ksess *s = state;
+    if (!s) return;
+    dir *ds[] = {&s->req, &s->resp};
+    for (size_t i = 0; i < 2; i++) {
+        bs_wbuf_free(&ds[i]->asm_);
+        bs_wbuf_free(&ds[i]->out);
+        bs_wbuf_free(&ds[i]->scratch);
+    }
+    for (size_t i = 0; i < TOPIC_CACHE; i++)
+        free(s->topics[i].name);
+    bs_kafka_corr_free(&s->corr);
+    free(s->times);
+    free(s);
+}
+
+/* bs_session_ops.open: state for one connection; *state owned by the
+ * connection until close. */
+static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void **state)
+{
+    *state = NULL;
+    BS_ENSURE(info && info->kafka && info->listener, BS_E_STATE);
+    ksess *s = calloc(1, sizeof *s);
+    BS_ENSURE(s, BS_E_NOMEM);
+    s->fac = factory_ctx;
+    s->kcfg = info->kafka;
+    snprintf(s->listener, sizeof s->listener, "%s", info->listener->name ? info->listener->name : "?");
+    snprintf(s->peer, sizeof s->peer, "%s", info->peer ? info->peer : "?");
+    s->req.is_req = true;
+    size_t lim = s->kcfg->max_frame_bytes + (size_t)4;
+    dir *ds[] = {&s->req, &s->resp};
+    for (size_t i = 0; i < 2; i++) {
+        ds[i]->asm_limit = lim;
+        bs_wbuf_init(&ds[i]->asm_, lim);
+        /* Rewritten frames may grow (longer host names); hooks too. */
+        bs_wbuf_init(&ds[i]->out, 0);
+        bs_wbuf_init(&ds[i]->scratch, 0);
+    }
+    bs_status st = bs_kafka_corr_init(&s->corr, CORR_INIT);
+    if (st == BS_OK && !(s->times = calloc(CORR_INIT, sizeof *s->times))) st = BS_E_NOMEM;
+    if (st != BS_OK) {
+        ksess_close(s);
+        return st;
+    }
+    *state = s;
+    return BS_OK;
+}
+
+/* bs_session_ops.on_client_bytes. */
+static bs_status ksess_client(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
+{
+    (void)back;
+    ksess *s = state;
+    return pump(s, &s->req, in, fwd);
+}
+
+/* bs_session_ops.on_upstream_bytes. */
+static bs_status ksess_upstream(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
+{
+    (void)back;
+    ksess *s = state;
+    return pump(s, &s->resp, in, fwd);
+}
+
+/* bs_session_ops.is_quiescent: no request awaiting its response and no frame
+ * part held or half-forwarded in either direction. */
+static bool ksess_quiescent(const void *state)
+{
+    const ksess *s = state;
+    return bs_kafka_corr_count(&s->corr) == 0 && s->req.m == M_IDLE && s->resp.m == M_IDLE;
+}
+
+static const bs_session_ops g_ops = {
+    .open = ksess_open,
+    .on_client_bytes = ksess_client,
+    .on_upstream_bytes = ksess_upstream,
+    .is_quiescent = ksess_quiescent,
+    .close = ksess_close,
+};
+
+/* See kafka_session.h. */
+const bs_session_ops *bs_kafka_session_ops(void)
+{
+    return &g_ops;
+}

@@ -1,0 +1,245 @@
+/*
+ * event_bus.c - bounded queue from any thread to the spool on the control
+ * thread (see event_bus.h).
+ */
+#include "brokerside/event_bus.h"
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brokerside/log.h"
+#include "brokerside/metrics.h"
+
+#define DEFAULT_MAX_QUEUED (64u * 1024 * 1024)
+#define DEFAULT_RETRY_MS 1000u
+
+typedef struct bus_node {
+    struct bus_node *next;
+    bs_stream stream;
+    size_t len;
+    uint8_t data[];
+} bus_node;
+
+struct bs_event_bus {
+    struct ev_loop *loop;
+    bs_spool *sp;
+    bs_event_bus_options o;
+    ev_async wake;
+    ev_timer retry;
+    pthread_mutex_t lock; /* guards the queue and every counter below */
+    bus_node *head, *tail;
+    bs_event_bus_stats st;
+    bs_metric *m_dropped[BS_STREAM_COUNT];
+    bs_metric *m_queued_bytes;
+};
+
+/* Count one lost event of `stream` (lock held). */
+static void count_drop(bs_event_bus *b, bs_stream stream)
+{
+    b->st.dropped[stream]++;
+    bs_metric_add(b->m_dropped[stream], 1);
+}
+
+/* ev_async / retry timer: move queued events into the spool. */
+static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bs_event_bus_drain(w->data);
+}
+
+/* Retry timer: the spool refused earlier; try again. */
+static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bs_event_bus_drain(t->data);
+}
+
+/* See event_bus.h. */
+bs_status bs_event_bus_new(struct ev_loop *loop, bs_spool *sp, const bs_event_bus_options *o,
+                           bs_event_bus **out)
+{
+    BS_ENSURE(loop && sp && out, BS_E_STATE);
+    bs_event_bus *b = calloc(1, sizeof *b);
+    if (!b) return BS_E_NOMEM;
+    if (o) b->o = *o;
+    if (!b->o.max_queued_bytes) b->o.max_queued_bytes = DEFAULT_MAX_QUEUED;
+    if (!b->o.retry_ms) b->o.retry_ms = DEFAULT_RETRY_MS;
+    b->loop = loop;
+    b->sp = sp;
+    pthread_mutex_init(&b->lock, NULL);
+    for (int s = 0; s < BS_STREAM_COUNT; s++) {
+        char labels[64];
+        if (bs_metrics_labels(labels, sizeof labels, "stream", bs_stream_name((bs_stream)s),
+                              NULL) != BS_OK)
+            labels[0] = 0;
+        b->m_dropped[s] = bs_metrics_counter(
+            "brokerside_events_dropped_total",
+            "Events lost before reaching the spool (queue full, or a metric snapshot the full "
+            "spool refused), by stream",
+            labels);
+    }
+    b->m_queued_bytes =
+        bs_metrics_gauge("brokerside_events_queued_bytes", "Event bytes waiting for the spool", "");
+    ev_async_init(&b->wake, on_wake);
+    b->wake.data = b;
+    ev_async_start(loop, &b->wake);
+    /* The control thread must not stay alive just for the bus. */
+    ev_unref(loop);
+    ev_init(&b->retry, on_retry);
+    b->retry.data = b;
+    *out = b;
+    return BS_OK;
+}
+
+/* See event_bus.h. */
+bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *payload, size_t len)
+{
+    BS_ENSURE((unsigned)stream < BS_STREAM_COUNT, BS_E_STATE);
+    bus_node *n = malloc(sizeof *n + len);
+    if (!n) return BS_E_NOMEM;
+    n->next = NULL;
+    n->stream = stream;
+    n->len = len;
+    if (len) memcpy(n->data, payload, len);
+    pthread_mutex_lock(&b->lock);
+    b->st.submitted[stream]++;
+    if (b->st.queued_bytes + len > b->o.max_queued_bytes) {
+        count_drop(b, stream);
+        uint64_t dropped = b->st.dropped[stream];
+        pthread_mutex_unlock(&b->lock);
+        free(n);
+        /* Audit must never vanish quietly; metric snapshots come again. */
+        if (stream == BS_STREAM_AUDIT)
+            BS_LOG_ERRORF("events",
+                          "audit event refused: %zu bytes already wait for the spool "
+                          "(limit %zu); %llu audit events refused so far",
+                          b->st.queued_bytes, b->o.max_queued_bytes, (unsigned long long)dropped);
+        return BS_E_FULL;
+    }
+    if (b->tail)
+        b->tail->next = n;
+    else
+        b->head = n;
+    b->tail = n;
+    b->st.queued_events++;
+    b->st.queued_bytes += len;
+    bs_metric_set(b->m_queued_bytes, (int64_t)b->st.queued_bytes);
+    pthread_mutex_unlock(&b->lock);
+    ev_async_send(b->loop, &b->wake);
+    return BS_OK;
+}
+
+/* Put the unprocessed list [head..tail] back in front of whatever producers
+ * queued meanwhile, so the original order is kept. Lock held. */
+static void requeue_front(bs_event_bus *b, bus_node *head, bus_node *tail)
+{
+    if (!head) return;
+    tail->next = b->head;
+    b->head = head;
+    if (!b->tail) b->tail = tail;
+}
+
+/* See event_bus.h. The queue is taken as a whole so producers are not held
+ * up by spool writes; an audit append is made durable once, with the last
+ * audit record of the batch (fsync covers everything written before it). */
+size_t bs_event_bus_drain(bs_event_bus *b)
+{
+    pthread_mutex_lock(&b->lock);
+    bus_node *n = b->head;
+    b->head = b->tail = NULL;
+    pthread_mutex_unlock(&b->lock);
+
+    bus_node *last_audit = NULL;
+    for (bus_node *p = n; p; p = p->next)
+        if (p->stream == BS_STREAM_AUDIT) last_audit = p;
+
+    size_t done_events = 0, done_bytes = 0;
+    uint64_t spooled[BS_STREAM_COUNT] = {0}, dropped[BS_STREAM_COUNT] = {0};
+    bool refused = false, need_sync = false;
+    while (n) {
+        unsigned flags = n == last_audit ? BS_SPOOL_FSYNC : 0;
+        bs_status st = bs_spool_append(b->sp, n->stream, n->data, n->len, flags, NULL);
+        if (st == BS_OK) {
+            spooled[n->stream]++;
+            if (n->stream == BS_STREAM_AUDIT && !flags) need_sync = true;
+            if (flags) need_sync = false;
+        } else if ((st == BS_E_FULL || st == BS_E_IO) && n->stream != BS_STREAM_METRICS) {
+            /* Kept, in order: the spool logged the refusal; retry later. */
+            refused = true;
+            break;
+        } else {
+            if (st != BS_E_FULL)
+                BS_LOG_ERRORF("events", "%s event of %zu bytes dropped: spool append: %s",
+                              bs_stream_name(n->stream), n->len, bs_status_name(st));
+            dropped[n->stream]++;
+        }
+        bus_node *next = n->next;
+        done_events++;
+        done_bytes += n->len;
+        free(n);
+        n = next;
+    }
+    /* An audit record appended before a refusal still wants its fsync. */
+    if (need_sync && bs_spool_sync(b->sp) != BS_OK)
+        BS_LOG_ERRORF("events", "spool sync failed after appending audit events");
+
+    bus_node *tail = n;
+    while (tail && tail->next)
+        tail = tail->next;
+    pthread_mutex_lock(&b->lock);
+    requeue_front(b, n, tail);
+    b->st.queued_events -= done_events;
+    b->st.queued_bytes -= done_bytes;
+    for (int s = 0; s < BS_STREAM_COUNT; s++) {
+        b->st.spooled[s] += spooled[s];
+        for (uint64_t i = 0; i < dropped[s]; i++)
+            count_drop(b, (bs_stream)s);
+    }
+    if (refused) b->st.spool_refusals++;
+    size_t left = b->st.queued_events;
+    bs_metric_set(b->m_queued_bytes, (int64_t)b->st.queued_bytes);
+    pthread_mutex_unlock(&b->lock);
+
+    if (refused && !ev_is_active(&b->retry)) {
+        ev_timer_set(&b->retry, b->o.retry_ms / 1000.0, 0.);
+        ev_timer_start(b->loop, &b->retry);
+    }
+    return left;
+}
+
+/* See event_bus.h. */
+void bs_event_bus_get_stats(bs_event_bus *b, bs_event_bus_stats *st)
+{
+    pthread_mutex_lock(&b->lock);
+    *st = b->st;
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* See event_bus.h. */
+void bs_event_bus_free(bs_event_bus *b)
+{
+    if (!b) return;
+    bs_event_bus_drain(b);
+    uint64_t lost_audit = 0, lost = 0;
+    for (bus_node *n = b->head; n;) {
+        bus_node *next = n->next;
+        if (n->stream == BS_STREAM_AUDIT) lost_audit++;
+        count_drop(b, n->stream);
+        lost++;
+        free(n);
+        n = next;
+    }
+    if (lost)
+        BS_LOG_ERRORF("events",
+                      "%llu events (%llu audit) could not be spooled before exit and are lost",
+                      (unsigned long long)lost, (unsigned long long)lost_audit);
+    ev_timer_stop(b->loop, &b->retry);
+    ev_ref(b->loop);
+    ev_async_stop(b->loop, &b->wake);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
