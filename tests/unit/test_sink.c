@@ -72,7 +72,11 @@ static void faulty_deliver(void *impl, bs_sink_batch *b)
     for (size_t i = 0; i < b->n; i++)
         if (b->entries[i].result == BS_SINK_PENDING) cost += b->entries[i].len + 26;
     if (cost > f->max_cost) f->max_cost = cost;
-    if (b->attempt < 16) f->attempt_time[b->attempt] = ev_time();
+    /* the loop's time, not the wall clock: the sink arms its age and backoff
+     * timers from it, so gaps between attempts are at least the configured
+     * delay however late this thread runs (ev_time() here could lag the time
+     * the previous timer was armed from by any preemption) */
+    if (b->attempt < 16) f->attempt_time[b->attempt] = ev_now(f->loop);
     if (f->hold) {
         f->pending = b;
         return;
