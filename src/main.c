@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "brokerside/admin.h"
+#include "brokerside/audit_hook.h"
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
 #include "brokerside/kafka_session.h"
@@ -43,7 +44,9 @@ typedef struct app {
     size_t n_retired;
     bs_server *srv;
     bs_pipeline *pipe;
-    bool server_done; /* workers gone: the event path is flushing */
+    bs_audit_hook *audit_hook;              /* per-request audit recorder, NULL without audit */
+    bs_kafka_session_factory kafka_factory; /* what every kafka listener's session sees */
+    bool server_done;                       /* workers gone: the event path is flushing */
     bs_admin *admin;
     ev_signal sigterm, sigint, sighup;
     int stop_requests;
@@ -242,11 +245,22 @@ static int run(const char *path)
         BS_LOG_ERRORF("main", "cannot observe connections for the audit log");
         goto out;
     }
+    /* Per-request audit events ride on the Kafka session (audit_hook.h). */
+    if (bs_pipeline_audit_log(a.pipe)) {
+        if (bs_audit_hook_new(bs_pipeline_audit_log(a.pipe),
+                              (bs_audit_data_mode)a.cfg->audit.data_events,
+                              &a.audit_hook) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot create the per-request audit recorder");
+            goto out;
+        }
+        a.kafka_factory.observer = bs_audit_hook_observer(a.audit_hook);
+    }
     /* `kafka` listeners get the protocol-aware session; `tcp` stays opaque. */
     for (size_t i = 0; i < a.cfg->n_listeners; i++) {
         const bs_listener_config *l = &a.cfg->listeners[i];
         if (l->protocol != BS_PROTOCOL_KAFKA) continue;
-        if (bs_server_set_session(a.srv, l->name, bs_kafka_session_ops(), NULL) != BS_OK) {
+        if (bs_server_set_session(a.srv, l->name, bs_kafka_session_ops(), &a.kafka_factory) !=
+            BS_OK) {
             BS_LOG_ERRORF("main", "cannot install the Kafka session on listener %s", l->name);
             goto out;
         }
@@ -281,6 +295,8 @@ static int run(const char *path)
 out:
     bs_admin_stop(a.admin);
     bs_server_free(a.srv);
+    /* After the server (no connection uses it any more), before the log it writes to. */
+    bs_audit_hook_free(a.audit_hook);
     bs_pipeline_free(a.pipe);
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);

@@ -143,6 +143,7 @@ typedef struct bs_audit_event {
     uint32_t sw_name_off, sw_name_len, sw_version_off, sw_version_len;
     bool has_client_id, has_sw;
     bool truncated;
+    bool undecoded; /* the request body could not be decoded: rendered "requestDecoded":false */
     bs_audit_resource *res;
     size_t n_res, cap_res;
     bs_audit_item *items;

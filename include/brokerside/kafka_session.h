@@ -25,6 +25,7 @@
 #include "brokerside/buf.h"
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_framer.h"
+#include "brokerside/kafka_summary.h"
 #include "brokerside/session.h"
 #include "brokerside/status.h"
 
@@ -53,12 +54,57 @@ typedef struct bs_kafka_hook {
     void *arg;
 } bs_kafka_hook;
 
+/* A read-only observer of every request/response pair (the per-request
+ * audit recorder). Unlike hooks it has per-connection state and never
+ * changes bytes. Every callback may be NULL except on_request/on_response.
+ *  - open: per connection, after the session's own state; *conn is passed
+ *    to the others. A failure refuses the connection.
+ *  - wants_request / wants_response: asked once per frame; true makes the
+ *    session assemble that frame whole (bounded by kafka.max_frame_bytes)
+ *    so the observer can decode it. Say true only for small frames
+ *    (management APIs); data frames are shown whole when the session copies
+ *    them for its own metrics anyway (Produce requests, Fetch responses up to
+ *    BS_KAFKA_INSPECT_MAX) or when they happen to be in the buffer already.
+ *  - on_request: once per request, before its response can be seen, with
+ *    the frame as the client sent it (size prefix included). `len` is the
+ *    number of bytes at `frame`; len < frame_len means only a prefix was
+ *    available (the body cannot be decoded). `h` is always set (api key,
+ *    version and correlation id at least); header_ok is false when the rest
+ *    of the header could not be parsed (unknown API/version).
+ *    expects_response is false for Produce acks=0.
+ *  - on_response: once per response, same `len`/`frame_len` rule;
+ *    latency_ns is from the request's last byte handed to the upstream
+ *    buffer to the response's first byte (-1 if unknown).
+ *  - on_topic (optional): the per-topic figures of a Produce request
+ *    (is_request) or a Fetch response, as the session summarises them for its
+ *    own metrics, one call per topic, just before on_request/on_response of
+ *    that frame; so the observer need not scan those big frames again. Not
+ *    called when the session could not summarise the frame (the observer
+ *    then sees no topics and may scan what on_request/on_response shows).
+ *    The summary's pointers are valid only during the call.
+ *  - close: per connection, also with requests still unanswered.
+ * All run on the connection's worker thread and must not block. */
+typedef struct bs_kafka_observer {
+    bs_status (*open)(void *arg, const bs_session_info *info, void **conn);
+    bool (*wants_request)(void *arg, int16_t api_key, int16_t api_version);
+    bool (*wants_response)(void *arg, int16_t api_key, int16_t api_version);
+    void (*on_request)(void *conn, const bs_kafka_request_header *h, bool header_ok,
+                       bool expects_response, const uint8_t *frame, size_t len, size_t frame_len);
+    void (*on_response)(void *conn, const bs_kafka_inflight *req, int64_t latency_ns,
+                        const uint8_t *frame, size_t len, size_t frame_len);
+    void (*on_topic)(void *conn, bool is_request, const bs_kafka_topic_summary *t);
+    void (*close)(void *conn);
+    void *arg;
+} bs_kafka_observer;
+
 /* The factory context of the ops table: borrowed for the server's life.
  * Hooks run in array order, each on the output of the previous one; the
- * built-in endpoint rewriting runs after them on responses. */
+ * built-in endpoint rewriting runs after them on responses. `observer` may
+ * be NULL. */
 typedef struct bs_kafka_session_factory {
     const bs_kafka_hook *hooks;
     size_t n_hooks;
+    const bs_kafka_observer *observer;
 } bs_kafka_session_factory;
 
 /* The ops table to install with bs_server_set_session on every `kafka`

@@ -45,6 +45,7 @@
 #define BROKERSIDE_SESSION_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "brokerside/buf.h"
 #include "brokerside/config.h"
@@ -61,6 +62,7 @@ typedef struct bs_session_info {
     const bs_kafka_config *kafka;
     const char *peer;      /* "ip:port" of the client */
     const char *principal; /* TLS client principal, NULL if none (no TLS or no cert) */
+    uint64_t conn_id;      /* the connection's id, as in its connection audit events (0 = unknown) */
 } bs_session_info;
 
 typedef struct bs_session_ops {

@@ -26,6 +26,23 @@ CODEC_MESSAGES = [
     "ProduceRequest", "FetchRequest", "ApiVersionsRequest", "MetadataRequest",
 ]
 
+# Per-request audit events (src/proxy/audit_hook.c) decode the request and
+# the response of these APIs for their resources and error codes.
+AUDIT_APIS = [
+    "ListOffsets", "OffsetCommit", "OffsetFetch", "JoinGroup", "Heartbeat", "LeaveGroup",
+    "SyncGroup", "DescribeGroups", "ListGroups", "CreateTopics", "DeleteTopics",
+    "DeleteRecords", "InitProducerId", "OffsetForLeaderEpoch", "AddPartitionsToTxn",
+    "AddOffsetsToTxn", "EndTxn", "TxnOffsetCommit", "DescribeAcls", "CreateAcls", "DeleteAcls",
+    "DescribeConfigs", "AlterConfigs", "AlterReplicaLogDirs", "DescribeLogDirs",
+    "CreatePartitions", "DeleteGroups", "ElectLeaders", "IncrementalAlterConfigs",
+    "AlterPartitionReassignments", "ListPartitionReassignments", "OffsetDelete",
+    "DescribeClientQuotas", "AlterClientQuotas", "DescribeProducers", "DescribeTransactions",
+    "ListTransactions", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
+    "DescribeTopicPartitions",
+]
+CODEC_MESSAGES += ["FindCoordinatorRequest", "DescribeClusterRequest"]
+CODEC_MESSAGES += [a + t for a in AUDIT_APIS for t in ("Request", "Response")]
+
 NEVER = (1, 0)          # an empty version range
 MAXV = 0x7FFF
 

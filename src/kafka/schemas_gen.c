@@ -536,6 +536,1447 @@ static const bs_kafka_field bs_ks_MetadataRequest_MetadataRequest_fields[] = {
 };
 static const bs_kafka_struct bs_ks_MetadataRequest_MetadataRequest = {"MetadataRequest", bs_ks_MetadataRequest_MetadataRequest_fields, 4, -1, -1, -1, -1, false};
 
+static const bs_kafka_field bs_ks_FindCoordinatorRequest_FindCoordinatorRequest_fields[] = {
+    {"Key", BS_KT_STRING, BS_KT_NONE, 0, 3, 1, 0, 1, 0, -1, NULL},
+    {"KeyType", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CoordinatorKeys", BS_KT_ARRAY, BS_KT_STRING, 4, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_FindCoordinatorRequest_FindCoordinatorRequest = {"FindCoordinatorRequest", bs_ks_FindCoordinatorRequest_FindCoordinatorRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeClusterRequest_DescribeClusterRequest_fields[] = {
+    {"IncludeClusterAuthorizedOperations", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"EndpointType", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeClusterRequest_DescribeClusterRequest = {"DescribeClusterRequest", bs_ks_DescribeClusterRequest_DescribeClusterRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListOffsetsRequest_ListOffsetsPartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CurrentLeaderEpoch", BS_KT_INT32, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Timestamp", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MaxNumOffsets", BS_KT_INT32, BS_KT_NONE, 0, 0, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListOffsetsRequest_ListOffsetsPartition = {"ListOffsetsPartition", bs_ks_ListOffsetsRequest_ListOffsetsPartition_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListOffsetsRequest_ListOffsetsTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListOffsetsRequest_ListOffsetsPartition},
+};
+static const bs_kafka_struct bs_ks_ListOffsetsRequest_ListOffsetsTopic = {"ListOffsetsTopic", bs_ks_ListOffsetsRequest_ListOffsetsTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListOffsetsRequest_ListOffsetsRequest_fields[] = {
+    {"ReplicaId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IsolationLevel", BS_KT_INT8, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListOffsetsRequest_ListOffsetsTopic},
+    {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 10, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListOffsetsRequest_ListOffsetsRequest = {"ListOffsetsRequest", bs_ks_ListOffsetsRequest_ListOffsetsRequest_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListOffsetsResponse_ListOffsetsPartitionResponse_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"OldStyleOffsets", BS_KT_ARRAY, BS_KT_INT64, 0, 0, 1, 0, 1, 0, -1, NULL},
+    {"Timestamp", BS_KT_INT64, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Offset", BS_KT_INT64, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListOffsetsResponse_ListOffsetsPartitionResponse = {"ListOffsetsPartitionResponse", bs_ks_ListOffsetsResponse_ListOffsetsPartitionResponse_fields, 6, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_ListOffsetsResponse_ListOffsetsTopicResponse_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListOffsetsResponse_ListOffsetsPartitionResponse},
+};
+static const bs_kafka_struct bs_ks_ListOffsetsResponse_ListOffsetsTopicResponse = {"ListOffsetsTopicResponse", bs_ks_ListOffsetsResponse_ListOffsetsTopicResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListOffsetsResponse_ListOffsetsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListOffsetsResponse_ListOffsetsTopicResponse},
+};
+static const bs_kafka_struct bs_ks_ListOffsetsResponse_ListOffsetsResponse = {"ListOffsetsResponse", bs_ks_ListOffsetsResponse_ListOffsetsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetCommitRequest_OffsetCommitRequestPartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommittedOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommittedLeaderEpoch", BS_KT_INT32, BS_KT_NONE, 6, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommitTimestamp", BS_KT_INT64, BS_KT_NONE, 1, 1, 1, 0, 1, 0, -1, NULL},
+    {"CommittedMetadata", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetCommitRequest_OffsetCommitRequestPartition = {"OffsetCommitRequestPartition", bs_ks_OffsetCommitRequest_OffsetCommitRequestPartition_fields, 5, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetCommitRequest_OffsetCommitRequestTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetCommitRequest_OffsetCommitRequestPartition},
+};
+static const bs_kafka_struct bs_ks_OffsetCommitRequest_OffsetCommitRequestTopic = {"OffsetCommitRequestTopic", bs_ks_OffsetCommitRequest_OffsetCommitRequestTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetCommitRequest_OffsetCommitRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GenerationIdOrMemberEpoch", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 7, 32767, 7, 32767, 1, 0, -1, NULL},
+    {"RetentionTimeMs", BS_KT_INT64, BS_KT_NONE, 2, 4, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetCommitRequest_OffsetCommitRequestTopic},
+};
+static const bs_kafka_struct bs_ks_OffsetCommitRequest_OffsetCommitRequest = {"OffsetCommitRequest", bs_ks_OffsetCommitRequest_OffsetCommitRequest_fields, 6, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetCommitResponse_OffsetCommitResponsePartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetCommitResponse_OffsetCommitResponsePartition = {"OffsetCommitResponsePartition", bs_ks_OffsetCommitResponse_OffsetCommitResponsePartition_fields, 2, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_OffsetCommitResponse_OffsetCommitResponseTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetCommitResponse_OffsetCommitResponsePartition},
+};
+static const bs_kafka_struct bs_ks_OffsetCommitResponse_OffsetCommitResponseTopic = {"OffsetCommitResponseTopic", bs_ks_OffsetCommitResponse_OffsetCommitResponseTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetCommitResponse_OffsetCommitResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetCommitResponse_OffsetCommitResponseTopic},
+};
+static const bs_kafka_struct bs_ks_OffsetCommitResponse_OffsetCommitResponse = {"OffsetCommitResponse", bs_ks_OffsetCommitResponse_OffsetCommitResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchRequest_OffsetFetchRequestTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 7, 1, 0, 1, 0, -1, NULL},
+    {"PartitionIndexes", BS_KT_ARRAY, BS_KT_INT32, 0, 7, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchRequest_OffsetFetchRequestTopic = {"OffsetFetchRequestTopic", bs_ks_OffsetFetchRequest_OffsetFetchRequestTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchRequest_OffsetFetchRequestTopics_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionIndexes", BS_KT_ARRAY, BS_KT_INT32, 8, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchRequest_OffsetFetchRequestTopics = {"OffsetFetchRequestTopics", bs_ks_OffsetFetchRequest_OffsetFetchRequestTopics_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchRequest_OffsetFetchRequestGroup_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 9, 32767, 9, 32767, 1, 0, -1, NULL},
+    {"MemberEpoch", BS_KT_INT32, BS_KT_NONE, 9, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 8, 32767, 8, 32767, 1, 0, -1, &bs_ks_OffsetFetchRequest_OffsetFetchRequestTopics},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchRequest_OffsetFetchRequestGroup = {"OffsetFetchRequestGroup", bs_ks_OffsetFetchRequest_OffsetFetchRequestGroup_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchRequest_OffsetFetchRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 7, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 7, 2, 7, 1, 0, -1, &bs_ks_OffsetFetchRequest_OffsetFetchRequestTopic},
+    {"Groups", BS_KT_ARRAY, BS_KT_STRUCT, 8, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetFetchRequest_OffsetFetchRequestGroup},
+    {"RequireStable", BS_KT_BOOL, BS_KT_NONE, 7, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchRequest_OffsetFetchRequest = {"OffsetFetchRequest", bs_ks_OffsetFetchRequest_OffsetFetchRequest_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchResponse_OffsetFetchResponsePartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 7, 1, 0, 1, 0, -1, NULL},
+    {"CommittedOffset", BS_KT_INT64, BS_KT_NONE, 0, 7, 1, 0, 1, 0, -1, NULL},
+    {"CommittedLeaderEpoch", BS_KT_INT32, BS_KT_NONE, 5, 7, 1, 0, 1, 0, -1, NULL},
+    {"Metadata", BS_KT_STRING, BS_KT_NONE, 0, 7, 0, 7, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 7, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchResponse_OffsetFetchResponsePartition = {"OffsetFetchResponsePartition", bs_ks_OffsetFetchResponse_OffsetFetchResponsePartition_fields, 5, -1, -1, -1, 4, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchResponse_OffsetFetchResponseTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 7, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 7, 1, 0, 1, 0, -1, &bs_ks_OffsetFetchResponse_OffsetFetchResponsePartition},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchResponse_OffsetFetchResponseTopic = {"OffsetFetchResponseTopic", bs_ks_OffsetFetchResponse_OffsetFetchResponseTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchResponse_OffsetFetchResponsePartitions_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommittedOffset", BS_KT_INT64, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommittedLeaderEpoch", BS_KT_INT32, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Metadata", BS_KT_STRING, BS_KT_NONE, 8, 32767, 8, 32767, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchResponse_OffsetFetchResponsePartitions = {"OffsetFetchResponsePartitions", bs_ks_OffsetFetchResponse_OffsetFetchResponsePartitions_fields, 5, -1, -1, -1, 4, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchResponse_OffsetFetchResponseTopics_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 8, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetFetchResponse_OffsetFetchResponsePartitions},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchResponse_OffsetFetchResponseTopics = {"OffsetFetchResponseTopics", bs_ks_OffsetFetchResponse_OffsetFetchResponseTopics_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchResponse_OffsetFetchResponseGroup_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 8, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetFetchResponse_OffsetFetchResponseTopics},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 8, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchResponse_OffsetFetchResponseGroup = {"OffsetFetchResponseGroup", bs_ks_OffsetFetchResponse_OffsetFetchResponseGroup_fields, 3, -1, -1, -1, 2, false};
+
+static const bs_kafka_field bs_ks_OffsetFetchResponse_OffsetFetchResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 7, 1, 0, 1, 0, -1, &bs_ks_OffsetFetchResponse_OffsetFetchResponseTopic},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 2, 7, 1, 0, 1, 0, -1, NULL},
+    {"Groups", BS_KT_ARRAY, BS_KT_STRUCT, 8, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetFetchResponse_OffsetFetchResponseGroup},
+};
+static const bs_kafka_struct bs_ks_OffsetFetchResponse_OffsetFetchResponse = {"OffsetFetchResponse", bs_ks_OffsetFetchResponse_OffsetFetchResponse_fields, 4, -1, -1, -1, 2, false};
+
+static const bs_kafka_field bs_ks_JoinGroupRequest_JoinGroupRequestProtocol_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Metadata", BS_KT_BYTES, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_JoinGroupRequest_JoinGroupRequestProtocol = {"JoinGroupRequestProtocol", bs_ks_JoinGroupRequest_JoinGroupRequestProtocol_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_JoinGroupRequest_JoinGroupRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"SessionTimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"RebalanceTimeoutMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+    {"ProtocolType", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Protocols", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_JoinGroupRequest_JoinGroupRequestProtocol},
+    {"Reason", BS_KT_STRING, BS_KT_NONE, 8, 32767, 8, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_JoinGroupRequest_JoinGroupRequest = {"JoinGroupRequest", bs_ks_JoinGroupRequest_JoinGroupRequest_fields, 8, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_JoinGroupResponse_JoinGroupResponseMember_fields[] = {
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+    {"Metadata", BS_KT_BYTES, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_JoinGroupResponse_JoinGroupResponseMember = {"JoinGroupResponseMember", bs_ks_JoinGroupResponse_JoinGroupResponseMember_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_JoinGroupResponse_JoinGroupResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GenerationId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProtocolType", BS_KT_STRING, BS_KT_NONE, 7, 32767, 7, 32767, 1, 0, -1, NULL},
+    {"ProtocolName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 7, 32767, 1, 0, -1, NULL},
+    {"Leader", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"SkipAssignment", BS_KT_BOOL, BS_KT_NONE, 9, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Members", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_JoinGroupResponse_JoinGroupResponseMember},
+};
+static const bs_kafka_struct bs_ks_JoinGroupResponse_JoinGroupResponse = {"JoinGroupResponse", bs_ks_JoinGroupResponse_JoinGroupResponse_fields, 9, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_HeartbeatRequest_HeartbeatRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GenerationId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 3, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_HeartbeatRequest_HeartbeatRequest = {"HeartbeatRequest", bs_ks_HeartbeatRequest_HeartbeatRequest_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_HeartbeatResponse_HeartbeatResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_HeartbeatResponse_HeartbeatResponse = {"HeartbeatResponse", bs_ks_HeartbeatResponse_HeartbeatResponse_fields, 2, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_LeaveGroupRequest_MemberIdentity_fields[] = {
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 3, 32767, 1, 0, -1, NULL},
+    {"Reason", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_LeaveGroupRequest_MemberIdentity = {"MemberIdentity", bs_ks_LeaveGroupRequest_MemberIdentity_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_LeaveGroupRequest_LeaveGroupRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 2, 1, 0, 1, 0, -1, NULL},
+    {"Members", BS_KT_ARRAY, BS_KT_STRUCT, 3, 32767, 1, 0, 1, 0, -1, &bs_ks_LeaveGroupRequest_MemberIdentity},
+};
+static const bs_kafka_struct bs_ks_LeaveGroupRequest_LeaveGroupRequest = {"LeaveGroupRequest", bs_ks_LeaveGroupRequest_LeaveGroupRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_LeaveGroupResponse_MemberResponse_fields[] = {
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 3, 32767, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_LeaveGroupResponse_MemberResponse = {"MemberResponse", bs_ks_LeaveGroupResponse_MemberResponse_fields, 3, -1, -1, -1, 2, false};
+
+static const bs_kafka_field bs_ks_LeaveGroupResponse_LeaveGroupResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Members", BS_KT_ARRAY, BS_KT_STRUCT, 3, 32767, 1, 0, 1, 0, -1, &bs_ks_LeaveGroupResponse_MemberResponse},
+};
+static const bs_kafka_struct bs_ks_LeaveGroupResponse_LeaveGroupResponse = {"LeaveGroupResponse", bs_ks_LeaveGroupResponse_LeaveGroupResponse_fields, 3, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_SyncGroupRequest_SyncGroupRequestAssignment_fields[] = {
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Assignment", BS_KT_BYTES, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_SyncGroupRequest_SyncGroupRequestAssignment = {"SyncGroupRequestAssignment", bs_ks_SyncGroupRequest_SyncGroupRequestAssignment_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_SyncGroupRequest_SyncGroupRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GenerationId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 3, 32767, 1, 0, -1, NULL},
+    {"ProtocolType", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+    {"ProtocolName", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+    {"Assignments", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_SyncGroupRequest_SyncGroupRequestAssignment},
+};
+static const bs_kafka_struct bs_ks_SyncGroupRequest_SyncGroupRequest = {"SyncGroupRequest", bs_ks_SyncGroupRequest_SyncGroupRequest_fields, 7, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_SyncGroupResponse_SyncGroupResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProtocolType", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+    {"ProtocolName", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+    {"Assignment", BS_KT_BYTES, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_SyncGroupResponse_SyncGroupResponse = {"SyncGroupResponse", bs_ks_SyncGroupResponse_SyncGroupResponse_fields, 5, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_DescribeGroupsRequest_DescribeGroupsRequest_fields[] = {
+    {"Groups", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IncludeAuthorizedOperations", BS_KT_BOOL, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeGroupsRequest_DescribeGroupsRequest = {"DescribeGroupsRequest", bs_ks_DescribeGroupsRequest_DescribeGroupsRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeGroupsResponse_DescribedGroupMember_fields[] = {
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 4, 32767, 4, 32767, 1, 0, -1, NULL},
+    {"ClientId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ClientHost", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberMetadata", BS_KT_BYTES, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberAssignment", BS_KT_BYTES, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeGroupsResponse_DescribedGroupMember = {"DescribedGroupMember", bs_ks_DescribeGroupsResponse_DescribedGroupMember_fields, 6, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeGroupsResponse_DescribedGroup_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupState", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProtocolType", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProtocolData", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Members", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeGroupsResponse_DescribedGroupMember},
+    {"AuthorizedOperations", BS_KT_INT32, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeGroupsResponse_DescribedGroup = {"DescribedGroup", bs_ks_DescribeGroupsResponse_DescribedGroup_fields, 7, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DescribeGroupsResponse_DescribeGroupsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Groups", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeGroupsResponse_DescribedGroup},
+};
+static const bs_kafka_struct bs_ks_DescribeGroupsResponse_DescribeGroupsResponse = {"DescribeGroupsResponse", bs_ks_DescribeGroupsResponse_DescribeGroupsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListGroupsRequest_ListGroupsRequest_fields[] = {
+    {"StatesFilter", BS_KT_ARRAY, BS_KT_STRING, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TypesFilter", BS_KT_ARRAY, BS_KT_STRING, 5, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListGroupsRequest_ListGroupsRequest = {"ListGroupsRequest", bs_ks_ListGroupsRequest_ListGroupsRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListGroupsResponse_ListedGroup_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProtocolType", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupState", BS_KT_STRING, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupType", BS_KT_STRING, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListGroupsResponse_ListedGroup = {"ListedGroup", bs_ks_ListGroupsResponse_ListedGroup_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListGroupsResponse_ListGroupsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Groups", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListGroupsResponse_ListedGroup},
+};
+static const bs_kafka_struct bs_ks_ListGroupsResponse_ListGroupsResponse = {"ListGroupsResponse", bs_ks_ListGroupsResponse_ListGroupsResponse_fields, 3, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_CreateTopicsRequest_CreatableReplicaAssignment_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"BrokerIds", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreateTopicsRequest_CreatableReplicaAssignment = {"CreatableReplicaAssignment", bs_ks_CreateTopicsRequest_CreatableReplicaAssignment_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreateTopicsRequest_CreatableTopicConfig_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreateTopicsRequest_CreatableTopicConfig = {"CreatableTopicConfig", bs_ks_CreateTopicsRequest_CreatableTopicConfig_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreateTopicsRequest_CreatableTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"NumPartitions", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ReplicationFactor", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Assignments", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreateTopicsRequest_CreatableReplicaAssignment},
+    {"Configs", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreateTopicsRequest_CreatableTopicConfig},
+};
+static const bs_kafka_struct bs_ks_CreateTopicsRequest_CreatableTopic = {"CreatableTopic", bs_ks_CreateTopicsRequest_CreatableTopic_fields, 5, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreateTopicsRequest_CreateTopicsRequest_fields[] = {
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreateTopicsRequest_CreatableTopic},
+    {"timeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"validateOnly", BS_KT_BOOL, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreateTopicsRequest_CreateTopicsRequest = {"CreateTopicsRequest", bs_ks_CreateTopicsRequest_CreateTopicsRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreateTopicsResponse_CreatableTopicConfigs_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+    {"ReadOnly", BS_KT_BOOL, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ConfigSource", BS_KT_INT8, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IsSensitive", BS_KT_BOOL, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreateTopicsResponse_CreatableTopicConfigs = {"CreatableTopicConfigs", bs_ks_CreateTopicsResponse_CreatableTopicConfigs_fields, 5, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreateTopicsResponse_CreatableTopicResult_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 7, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 1, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"TopicConfigErrorCode", BS_KT_INT16, BS_KT_NONE, 5, 32767, 1, 0, 5, 32767, 0, NULL},
+    {"NumPartitions", BS_KT_INT32, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ReplicationFactor", BS_KT_INT16, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Configs", BS_KT_ARRAY, BS_KT_STRUCT, 5, 32767, 5, 32767, 1, 0, -1, &bs_ks_CreateTopicsResponse_CreatableTopicConfigs},
+};
+static const bs_kafka_struct bs_ks_CreateTopicsResponse_CreatableTopicResult = {"CreatableTopicResult", bs_ks_CreateTopicsResponse_CreatableTopicResult_fields, 8, -1, -1, -1, 2, false};
+
+static const bs_kafka_field bs_ks_CreateTopicsResponse_CreateTopicsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreateTopicsResponse_CreatableTopicResult},
+};
+static const bs_kafka_struct bs_ks_CreateTopicsResponse_CreateTopicsResponse = {"CreateTopicsResponse", bs_ks_CreateTopicsResponse_CreateTopicsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteTopicsRequest_DeleteTopicState_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 6, 32767, 6, 32767, 1, 0, -1, NULL},
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 6, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteTopicsRequest_DeleteTopicState = {"DeleteTopicState", bs_ks_DeleteTopicsRequest_DeleteTopicState_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteTopicsRequest_DeleteTopicsRequest_fields[] = {
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 6, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteTopicsRequest_DeleteTopicState},
+    {"TopicNames", BS_KT_ARRAY, BS_KT_STRING, 0, 5, 1, 0, 1, 0, -1, NULL},
+    {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteTopicsRequest_DeleteTopicsRequest = {"DeleteTopicsRequest", bs_ks_DeleteTopicsRequest_DeleteTopicsRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteTopicsResponse_DeletableTopicResult_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 6, 32767, 1, 0, -1, NULL},
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 6, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 5, 32767, 5, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteTopicsResponse_DeletableTopicResult = {"DeletableTopicResult", bs_ks_DeleteTopicsResponse_DeletableTopicResult_fields, 4, -1, -1, -1, 2, false};
+
+static const bs_kafka_field bs_ks_DeleteTopicsResponse_DeleteTopicsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteTopicsResponse_DeletableTopicResult},
+};
+static const bs_kafka_struct bs_ks_DeleteTopicsResponse_DeleteTopicsResponse = {"DeleteTopicsResponse", bs_ks_DeleteTopicsResponse_DeleteTopicsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteRecordsRequest_DeleteRecordsPartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Offset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteRecordsRequest_DeleteRecordsPartition = {"DeleteRecordsPartition", bs_ks_DeleteRecordsRequest_DeleteRecordsPartition_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteRecordsRequest_DeleteRecordsTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteRecordsRequest_DeleteRecordsPartition},
+};
+static const bs_kafka_struct bs_ks_DeleteRecordsRequest_DeleteRecordsTopic = {"DeleteRecordsTopic", bs_ks_DeleteRecordsRequest_DeleteRecordsTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteRecordsRequest_DeleteRecordsRequest_fields[] = {
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteRecordsRequest_DeleteRecordsTopic},
+    {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteRecordsRequest_DeleteRecordsRequest = {"DeleteRecordsRequest", bs_ks_DeleteRecordsRequest_DeleteRecordsRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteRecordsResponse_DeleteRecordsPartitionResult_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LowWatermark", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteRecordsResponse_DeleteRecordsPartitionResult = {"DeleteRecordsPartitionResult", bs_ks_DeleteRecordsResponse_DeleteRecordsPartitionResult_fields, 3, -1, -1, -1, 2, false};
+
+static const bs_kafka_field bs_ks_DeleteRecordsResponse_DeleteRecordsTopicResult_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteRecordsResponse_DeleteRecordsPartitionResult},
+};
+static const bs_kafka_struct bs_ks_DeleteRecordsResponse_DeleteRecordsTopicResult = {"DeleteRecordsTopicResult", bs_ks_DeleteRecordsResponse_DeleteRecordsTopicResult_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteRecordsResponse_DeleteRecordsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteRecordsResponse_DeleteRecordsTopicResult},
+};
+static const bs_kafka_struct bs_ks_DeleteRecordsResponse_DeleteRecordsResponse = {"DeleteRecordsResponse", bs_ks_DeleteRecordsResponse_DeleteRecordsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_InitProducerIdRequest_InitProducerIdRequest_fields[] = {
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"TransactionTimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_InitProducerIdRequest_InitProducerIdRequest = {"InitProducerIdRequest", bs_ks_InitProducerIdRequest_InitProducerIdRequest_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_InitProducerIdResponse_InitProducerIdResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_InitProducerIdResponse_InitProducerIdResponse = {"InitProducerIdResponse", bs_ks_InitProducerIdResponse_InitProducerIdResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_fields[] = {
+    {"Partition", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CurrentLeaderEpoch", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderPartition = {"OffsetForLeaderPartition", bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_fields[] = {
+    {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderPartition},
+};
+static const bs_kafka_struct bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderTopic = {"OffsetForLeaderTopic", bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderEpochRequest_fields[] = {
+    {"ReplicaId", BS_KT_INT32, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderTopic},
+};
+static const bs_kafka_struct bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderEpochRequest = {"OffsetForLeaderEpochRequest", bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderEpochRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetForLeaderEpochResponse_EpochEndOffset_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partition", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"EndOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetForLeaderEpochResponse_EpochEndOffset = {"EpochEndOffset", bs_ks_OffsetForLeaderEpochResponse_EpochEndOffset_fields, 4, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_fields[] = {
+    {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetForLeaderEpochResponse_EpochEndOffset},
+};
+static const bs_kafka_struct bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult = {"OffsetForLeaderTopicResult", bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderEpochResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult},
+};
+static const bs_kafka_struct bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderEpochResponse = {"OffsetForLeaderEpochResponse", bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderEpochResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic = {"AddPartitionsToTxnTopic", bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_fields[] = {
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"VerifyOnly", BS_KT_BOOL, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 4, 32767, 1, 0, 1, 0, -1, &bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic},
+};
+static const bs_kafka_struct bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction = {"AddPartitionsToTxnTransaction", bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_fields, 5, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnRequest_fields[] = {
+    {"Transactions", BS_KT_ARRAY, BS_KT_STRUCT, 4, 32767, 1, 0, 1, 0, -1, &bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction},
+    {"V3AndBelowTransactionalId", BS_KT_STRING, BS_KT_NONE, 0, 3, 1, 0, 1, 0, -1, NULL},
+    {"V3AndBelowProducerId", BS_KT_INT64, BS_KT_NONE, 0, 3, 1, 0, 1, 0, -1, NULL},
+    {"V3AndBelowProducerEpoch", BS_KT_INT16, BS_KT_NONE, 0, 3, 1, 0, 1, 0, -1, NULL},
+    {"V3AndBelowTopics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 3, 1, 0, 1, 0, -1, &bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic},
+};
+static const bs_kafka_struct bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnRequest = {"AddPartitionsToTxnRequest", bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnRequest_fields, 5, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult = {"AddPartitionsToTxnPartitionResult", bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResultsByPartition", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult},
+};
+static const bs_kafka_struct bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult = {"AddPartitionsToTxnTopicResult", bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_fields[] = {
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TopicResults", BS_KT_ARRAY, BS_KT_STRUCT, 4, 32767, 1, 0, 1, 0, -1, &bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult},
+};
+static const bs_kafka_struct bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResult = {"AddPartitionsToTxnResult", bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResultsByTransaction", BS_KT_ARRAY, BS_KT_STRUCT, 4, 32767, 1, 0, 1, 0, -1, &bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResult},
+    {"ResultsByTopicV3AndBelow", BS_KT_ARRAY, BS_KT_STRUCT, 0, 3, 1, 0, 1, 0, -1, &bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult},
+};
+static const bs_kafka_struct bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResponse = {"AddPartitionsToTxnResponse", bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_AddOffsetsToTxnRequest_AddOffsetsToTxnRequest_fields[] = {
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AddOffsetsToTxnRequest_AddOffsetsToTxnRequest = {"AddOffsetsToTxnRequest", bs_ks_AddOffsetsToTxnRequest_AddOffsetsToTxnRequest_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AddOffsetsToTxnResponse_AddOffsetsToTxnResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AddOffsetsToTxnResponse_AddOffsetsToTxnResponse = {"AddOffsetsToTxnResponse", bs_ks_AddOffsetsToTxnResponse_AddOffsetsToTxnResponse_fields, 2, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_EndTxnRequest_EndTxnRequest_fields[] = {
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Committed", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_EndTxnRequest_EndTxnRequest = {"EndTxnRequest", bs_ks_EndTxnRequest_EndTxnRequest_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_EndTxnResponse_EndTxnResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 5, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_EndTxnResponse_EndTxnResponse = {"EndTxnResponse", bs_ks_EndTxnResponse_EndTxnResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommittedOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommittedLeaderEpoch", BS_KT_INT32, BS_KT_NONE, 2, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CommittedMetadata", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition = {"TxnOffsetCommitRequestPartition", bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition},
+};
+static const bs_kafka_struct bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic = {"TxnOffsetCommitRequestTopic", bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequest_fields[] = {
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GenerationId", BS_KT_INT32, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupInstanceId", BS_KT_STRING, BS_KT_NONE, 3, 32767, 3, 32767, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic},
+};
+static const bs_kafka_struct bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequest = {"TxnOffsetCommitRequest", bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequest_fields, 8, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition = {"TxnOffsetCommitResponsePartition", bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_fields, 2, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition},
+};
+static const bs_kafka_struct bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic = {"TxnOffsetCommitResponseTopic", bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic},
+};
+static const bs_kafka_struct bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponse = {"TxnOffsetCommitResponse", bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeAclsRequest_DescribeAclsRequest_fields[] = {
+    {"ResourceTypeFilter", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceNameFilter", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"PatternTypeFilter", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PrincipalFilter", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"HostFilter", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Operation", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PermissionType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeAclsRequest_DescribeAclsRequest = {"DescribeAclsRequest", bs_ks_DescribeAclsRequest_DescribeAclsRequest_fields, 7, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeAclsResponse_AclDescription_fields[] = {
+    {"Principal", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Host", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Operation", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PermissionType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeAclsResponse_AclDescription = {"AclDescription", bs_ks_DescribeAclsResponse_AclDescription_fields, 4, -1, 1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeAclsResponse_DescribeAclsResource_fields[] = {
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PatternType", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Acls", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeAclsResponse_AclDescription},
+};
+static const bs_kafka_struct bs_ks_DescribeAclsResponse_DescribeAclsResource = {"DescribeAclsResource", bs_ks_DescribeAclsResponse_DescribeAclsResource_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeAclsResponse_DescribeAclsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Resources", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeAclsResponse_DescribeAclsResource},
+};
+static const bs_kafka_struct bs_ks_DescribeAclsResponse_DescribeAclsResponse = {"DescribeAclsResponse", bs_ks_DescribeAclsResponse_DescribeAclsResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_CreateAclsRequest_AclCreation_fields[] = {
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourcePatternType", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Principal", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Host", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Operation", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PermissionType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreateAclsRequest_AclCreation = {"AclCreation", bs_ks_CreateAclsRequest_AclCreation_fields, 7, -1, 4, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreateAclsRequest_CreateAclsRequest_fields[] = {
+    {"Creations", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreateAclsRequest_AclCreation},
+};
+static const bs_kafka_struct bs_ks_CreateAclsRequest_CreateAclsRequest = {"CreateAclsRequest", bs_ks_CreateAclsRequest_CreateAclsRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreateAclsResponse_AclCreationResult_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreateAclsResponse_AclCreationResult = {"AclCreationResult", bs_ks_CreateAclsResponse_AclCreationResult_fields, 2, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_CreateAclsResponse_CreateAclsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Results", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreateAclsResponse_AclCreationResult},
+};
+static const bs_kafka_struct bs_ks_CreateAclsResponse_CreateAclsResponse = {"CreateAclsResponse", bs_ks_CreateAclsResponse_CreateAclsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteAclsRequest_DeleteAclsFilter_fields[] = {
+    {"ResourceTypeFilter", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceNameFilter", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"PatternTypeFilter", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PrincipalFilter", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"HostFilter", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Operation", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PermissionType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteAclsRequest_DeleteAclsFilter = {"DeleteAclsFilter", bs_ks_DeleteAclsRequest_DeleteAclsFilter_fields, 7, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteAclsRequest_DeleteAclsRequest_fields[] = {
+    {"Filters", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteAclsRequest_DeleteAclsFilter},
+};
+static const bs_kafka_struct bs_ks_DeleteAclsRequest_DeleteAclsRequest = {"DeleteAclsRequest", bs_ks_DeleteAclsRequest_DeleteAclsRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteAclsResponse_DeleteAclsMatchingAcl_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PatternType", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Principal", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Host", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Operation", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PermissionType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteAclsResponse_DeleteAclsMatchingAcl = {"DeleteAclsMatchingAcl", bs_ks_DeleteAclsResponse_DeleteAclsMatchingAcl_fields, 9, -1, 6, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DeleteAclsResponse_DeleteAclsFilterResult_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"MatchingAcls", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteAclsResponse_DeleteAclsMatchingAcl},
+};
+static const bs_kafka_struct bs_ks_DeleteAclsResponse_DeleteAclsFilterResult = {"DeleteAclsFilterResult", bs_ks_DeleteAclsResponse_DeleteAclsFilterResult_fields, 3, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DeleteAclsResponse_DeleteAclsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"FilterResults", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteAclsResponse_DeleteAclsFilterResult},
+};
+static const bs_kafka_struct bs_ks_DeleteAclsResponse_DeleteAclsResponse = {"DeleteAclsResponse", bs_ks_DeleteAclsResponse_DeleteAclsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeConfigsRequest_DescribeConfigsResource_fields[] = {
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ConfigurationKeys", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeConfigsRequest_DescribeConfigsResource = {"DescribeConfigsResource", bs_ks_DescribeConfigsRequest_DescribeConfigsResource_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeConfigsRequest_DescribeConfigsRequest_fields[] = {
+    {"Resources", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeConfigsRequest_DescribeConfigsResource},
+    {"IncludeSynonyms", BS_KT_BOOL, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IncludeDocumentation", BS_KT_BOOL, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeConfigsRequest_DescribeConfigsRequest = {"DescribeConfigsRequest", bs_ks_DescribeConfigsRequest_DescribeConfigsRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeConfigsResponse_DescribeConfigsSynonym_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_STRING, BS_KT_NONE, 1, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Source", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeConfigsResponse_DescribeConfigsSynonym = {"DescribeConfigsSynonym", bs_ks_DescribeConfigsResponse_DescribeConfigsSynonym_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeConfigsResponse_DescribeConfigsResourceResult_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"ReadOnly", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IsDefault", BS_KT_BOOL, BS_KT_NONE, 0, 0, 1, 0, 1, 0, -1, NULL},
+    {"ConfigSource", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IsSensitive", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Synonyms", BS_KT_ARRAY, BS_KT_STRUCT, 1, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeConfigsResponse_DescribeConfigsSynonym},
+    {"ConfigType", BS_KT_INT8, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Documentation", BS_KT_STRING, BS_KT_NONE, 3, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeConfigsResponse_DescribeConfigsResourceResult = {"DescribeConfigsResourceResult", bs_ks_DescribeConfigsResponse_DescribeConfigsResourceResult_fields, 9, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeConfigsResponse_DescribeConfigsResult_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Configs", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeConfigsResponse_DescribeConfigsResourceResult},
+};
+static const bs_kafka_struct bs_ks_DescribeConfigsResponse_DescribeConfigsResult = {"DescribeConfigsResult", bs_ks_DescribeConfigsResponse_DescribeConfigsResult_fields, 5, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DescribeConfigsResponse_DescribeConfigsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Results", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeConfigsResponse_DescribeConfigsResult},
+};
+static const bs_kafka_struct bs_ks_DescribeConfigsResponse_DescribeConfigsResponse = {"DescribeConfigsResponse", bs_ks_DescribeConfigsResponse_DescribeConfigsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterConfigsRequest_AlterableConfig_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterConfigsRequest_AlterableConfig = {"AlterableConfig", bs_ks_AlterConfigsRequest_AlterableConfig_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterConfigsRequest_AlterConfigsResource_fields[] = {
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Configs", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterConfigsRequest_AlterableConfig},
+};
+static const bs_kafka_struct bs_ks_AlterConfigsRequest_AlterConfigsResource = {"AlterConfigsResource", bs_ks_AlterConfigsRequest_AlterConfigsResource_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterConfigsRequest_AlterConfigsRequest_fields[] = {
+    {"Resources", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterConfigsRequest_AlterConfigsResource},
+    {"ValidateOnly", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterConfigsRequest_AlterConfigsRequest = {"AlterConfigsRequest", bs_ks_AlterConfigsRequest_AlterConfigsRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterConfigsResponse_AlterConfigsResourceResponse_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterConfigsResponse_AlterConfigsResourceResponse = {"AlterConfigsResourceResponse", bs_ks_AlterConfigsResponse_AlterConfigsResourceResponse_fields, 4, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_AlterConfigsResponse_AlterConfigsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterConfigsResponse_AlterConfigsResourceResponse},
+};
+static const bs_kafka_struct bs_ks_AlterConfigsResponse_AlterConfigsResponse = {"AlterConfigsResponse", bs_ks_AlterConfigsResponse_AlterConfigsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic = {"AlterReplicaLogDirTopic", bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDir_fields[] = {
+    {"Path", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic},
+};
+static const bs_kafka_struct bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDir = {"AlterReplicaLogDir", bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDir_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirsRequest_fields[] = {
+    {"Dirs", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDir},
+};
+static const bs_kafka_struct bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirsRequest = {"AlterReplicaLogDirsRequest", bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirsRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult = {"AlterReplicaLogDirPartitionResult", bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_fields, 2, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_fields[] = {
+    {"TopicName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult},
+};
+static const bs_kafka_struct bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult = {"AlterReplicaLogDirTopicResult", bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Results", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult},
+};
+static const bs_kafka_struct bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirsResponse = {"AlterReplicaLogDirsResponse", bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeLogDirsRequest_DescribableLogDirTopic_fields[] = {
+    {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeLogDirsRequest_DescribableLogDirTopic = {"DescribableLogDirTopic", bs_ks_DescribeLogDirsRequest_DescribableLogDirTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeLogDirsRequest_DescribeLogDirsRequest_fields[] = {
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_DescribeLogDirsRequest_DescribableLogDirTopic},
+};
+static const bs_kafka_struct bs_ks_DescribeLogDirsRequest_DescribeLogDirsRequest = {"DescribeLogDirsRequest", bs_ks_DescribeLogDirsRequest_DescribeLogDirsRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeLogDirsResponse_DescribeLogDirsPartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionSize", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"OffsetLag", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IsFutureKey", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeLogDirsResponse_DescribeLogDirsPartition = {"DescribeLogDirsPartition", bs_ks_DescribeLogDirsResponse_DescribeLogDirsPartition_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeLogDirsResponse_DescribeLogDirsTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeLogDirsResponse_DescribeLogDirsPartition},
+};
+static const bs_kafka_struct bs_ks_DescribeLogDirsResponse_DescribeLogDirsTopic = {"DescribeLogDirsTopic", bs_ks_DescribeLogDirsResponse_DescribeLogDirsTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeLogDirsResponse_DescribeLogDirsResult_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LogDir", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeLogDirsResponse_DescribeLogDirsTopic},
+    {"TotalBytes", BS_KT_INT64, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+    {"UsableBytes", BS_KT_INT64, BS_KT_NONE, 4, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeLogDirsResponse_DescribeLogDirsResult = {"DescribeLogDirsResult", bs_ks_DescribeLogDirsResponse_DescribeLogDirsResult_fields, 5, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DescribeLogDirsResponse_DescribeLogDirsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 3, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Results", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeLogDirsResponse_DescribeLogDirsResult},
+};
+static const bs_kafka_struct bs_ks_DescribeLogDirsResponse_DescribeLogDirsResponse = {"DescribeLogDirsResponse", bs_ks_DescribeLogDirsResponse_DescribeLogDirsResponse_fields, 3, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_CreatePartitionsRequest_CreatePartitionsAssignment_fields[] = {
+    {"BrokerIds", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreatePartitionsRequest_CreatePartitionsAssignment = {"CreatePartitionsAssignment", bs_ks_CreatePartitionsRequest_CreatePartitionsAssignment_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreatePartitionsRequest_CreatePartitionsTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Count", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Assignments", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_CreatePartitionsRequest_CreatePartitionsAssignment},
+};
+static const bs_kafka_struct bs_ks_CreatePartitionsRequest_CreatePartitionsTopic = {"CreatePartitionsTopic", bs_ks_CreatePartitionsRequest_CreatePartitionsTopic_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreatePartitionsRequest_CreatePartitionsRequest_fields[] = {
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreatePartitionsRequest_CreatePartitionsTopic},
+    {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ValidateOnly", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreatePartitionsRequest_CreatePartitionsRequest = {"CreatePartitionsRequest", bs_ks_CreatePartitionsRequest_CreatePartitionsRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_CreatePartitionsResponse_CreatePartitionsTopicResult_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_CreatePartitionsResponse_CreatePartitionsTopicResult = {"CreatePartitionsTopicResult", bs_ks_CreatePartitionsResponse_CreatePartitionsTopicResult_fields, 3, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_CreatePartitionsResponse_CreatePartitionsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Results", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_CreatePartitionsResponse_CreatePartitionsTopicResult},
+};
+static const bs_kafka_struct bs_ks_CreatePartitionsResponse_CreatePartitionsResponse = {"CreatePartitionsResponse", bs_ks_CreatePartitionsResponse_CreatePartitionsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteGroupsRequest_DeleteGroupsRequest_fields[] = {
+    {"GroupsNames", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteGroupsRequest_DeleteGroupsRequest = {"DeleteGroupsRequest", bs_ks_DeleteGroupsRequest_DeleteGroupsRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DeleteGroupsResponse_DeletableGroupResult_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DeleteGroupsResponse_DeletableGroupResult = {"DeletableGroupResult", bs_ks_DeleteGroupsResponse_DeletableGroupResult_fields, 2, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_DeleteGroupsResponse_DeleteGroupsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Results", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DeleteGroupsResponse_DeletableGroupResult},
+};
+static const bs_kafka_struct bs_ks_DeleteGroupsResponse_DeleteGroupsResponse = {"DeleteGroupsResponse", bs_ks_DeleteGroupsResponse_DeleteGroupsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ElectLeadersRequest_TopicPartitions_fields[] = {
+    {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ElectLeadersRequest_TopicPartitions = {"TopicPartitions", bs_ks_ElectLeadersRequest_TopicPartitions_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ElectLeadersRequest_ElectLeadersRequest_fields[] = {
+    {"ElectionType", BS_KT_INT8, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TopicPartitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_ElectLeadersRequest_TopicPartitions},
+    {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ElectLeadersRequest_ElectLeadersRequest = {"ElectLeadersRequest", bs_ks_ElectLeadersRequest_ElectLeadersRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ElectLeadersResponse_PartitionResult_fields[] = {
+    {"PartitionId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ElectLeadersResponse_PartitionResult = {"PartitionResult", bs_ks_ElectLeadersResponse_PartitionResult_fields, 3, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_ElectLeadersResponse_ReplicaElectionResult_fields[] = {
+    {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionResult", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ElectLeadersResponse_PartitionResult},
+};
+static const bs_kafka_struct bs_ks_ElectLeadersResponse_ReplicaElectionResult = {"ReplicaElectionResult", bs_ks_ElectLeadersResponse_ReplicaElectionResult_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ElectLeadersResponse_ElectLeadersResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ReplicaElectionResults", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ElectLeadersResponse_ReplicaElectionResult},
+};
+static const bs_kafka_struct bs_ks_ElectLeadersResponse_ElectLeadersResponse = {"ElectLeadersResponse", bs_ks_ElectLeadersResponse_ElectLeadersResponse_fields, 3, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_IncrementalAlterConfigsRequest_AlterableConfig_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ConfigOperation", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_IncrementalAlterConfigsRequest_AlterableConfig = {"AlterableConfig", bs_ks_IncrementalAlterConfigsRequest_AlterableConfig_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_IncrementalAlterConfigsRequest_AlterConfigsResource_fields[] = {
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Configs", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_IncrementalAlterConfigsRequest_AlterableConfig},
+};
+static const bs_kafka_struct bs_ks_IncrementalAlterConfigsRequest_AlterConfigsResource = {"AlterConfigsResource", bs_ks_IncrementalAlterConfigsRequest_AlterConfigsResource_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_IncrementalAlterConfigsRequest_IncrementalAlterConfigsRequest_fields[] = {
+    {"Resources", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_IncrementalAlterConfigsRequest_AlterConfigsResource},
+    {"ValidateOnly", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_IncrementalAlterConfigsRequest_IncrementalAlterConfigsRequest = {"IncrementalAlterConfigsRequest", bs_ks_IncrementalAlterConfigsRequest_IncrementalAlterConfigsRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"ResourceType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ResourceName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse = {"AlterConfigsResourceResponse", bs_ks_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_fields, 4, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_IncrementalAlterConfigsResponse_IncrementalAlterConfigsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse},
+};
+static const bs_kafka_struct bs_ks_IncrementalAlterConfigsResponse_IncrementalAlterConfigsResponse = {"IncrementalAlterConfigsResponse", bs_ks_IncrementalAlterConfigsResponse_IncrementalAlterConfigsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterPartitionReassignmentsRequest_ReassignablePartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Replicas", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterPartitionReassignmentsRequest_ReassignablePartition = {"ReassignablePartition", bs_ks_AlterPartitionReassignmentsRequest_ReassignablePartition_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterPartitionReassignmentsRequest_ReassignableTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterPartitionReassignmentsRequest_ReassignablePartition},
+};
+static const bs_kafka_struct bs_ks_AlterPartitionReassignmentsRequest_ReassignableTopic = {"ReassignableTopic", bs_ks_AlterPartitionReassignmentsRequest_ReassignableTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterPartitionReassignmentsRequest_AlterPartitionReassignmentsRequest_fields[] = {
+    {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterPartitionReassignmentsRequest_ReassignableTopic},
+};
+static const bs_kafka_struct bs_ks_AlterPartitionReassignmentsRequest_AlterPartitionReassignmentsRequest = {"AlterPartitionReassignmentsRequest", bs_ks_AlterPartitionReassignmentsRequest_AlterPartitionReassignmentsRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse = {"ReassignablePartitionResponse", bs_ks_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_fields, 3, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse},
+};
+static const bs_kafka_struct bs_ks_AlterPartitionReassignmentsResponse_ReassignableTopicResponse = {"ReassignableTopicResponse", bs_ks_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterPartitionReassignmentsResponse_AlterPartitionReassignmentsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Responses", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterPartitionReassignmentsResponse_ReassignableTopicResponse},
+};
+static const bs_kafka_struct bs_ks_AlterPartitionReassignmentsResponse_AlterPartitionReassignmentsResponse = {"AlterPartitionReassignmentsResponse", bs_ks_AlterPartitionReassignmentsResponse_AlterPartitionReassignmentsResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionIndexes", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics = {"ListPartitionReassignmentsTopics", bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsRequest_fields[] = {
+    {"TimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics},
+};
+static const bs_kafka_struct bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsRequest = {"ListPartitionReassignmentsRequest", bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Replicas", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"AddingReplicas", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"RemovingReplicas", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListPartitionReassignmentsResponse_OngoingPartitionReassignment = {"OngoingPartitionReassignment", bs_ks_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_fields, 4, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListPartitionReassignmentsResponse_OngoingTopicReassignment_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListPartitionReassignmentsResponse_OngoingPartitionReassignment},
+};
+static const bs_kafka_struct bs_ks_ListPartitionReassignmentsResponse_OngoingTopicReassignment = {"OngoingTopicReassignment", bs_ks_ListPartitionReassignmentsResponse_OngoingTopicReassignment_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListPartitionReassignmentsResponse_ListPartitionReassignmentsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListPartitionReassignmentsResponse_OngoingTopicReassignment},
+};
+static const bs_kafka_struct bs_ks_ListPartitionReassignmentsResponse_ListPartitionReassignmentsResponse = {"ListPartitionReassignmentsResponse", bs_ks_ListPartitionReassignmentsResponse_ListPartitionReassignmentsResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_OffsetDeleteRequest_OffsetDeleteRequestPartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetDeleteRequest_OffsetDeleteRequestPartition = {"OffsetDeleteRequestPartition", bs_ks_OffsetDeleteRequest_OffsetDeleteRequestPartition_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetDeleteRequest_OffsetDeleteRequestTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetDeleteRequest_OffsetDeleteRequestPartition},
+};
+static const bs_kafka_struct bs_ks_OffsetDeleteRequest_OffsetDeleteRequestTopic = {"OffsetDeleteRequestTopic", bs_ks_OffsetDeleteRequest_OffsetDeleteRequestTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetDeleteRequest_OffsetDeleteRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetDeleteRequest_OffsetDeleteRequestTopic},
+};
+static const bs_kafka_struct bs_ks_OffsetDeleteRequest_OffsetDeleteRequest = {"OffsetDeleteRequest", bs_ks_OffsetDeleteRequest_OffsetDeleteRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetDeleteResponse_OffsetDeleteResponsePartition_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_OffsetDeleteResponse_OffsetDeleteResponsePartition = {"OffsetDeleteResponsePartition", bs_ks_OffsetDeleteResponse_OffsetDeleteResponsePartition_fields, 2, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_OffsetDeleteResponse_OffsetDeleteResponseTopic_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetDeleteResponse_OffsetDeleteResponsePartition},
+};
+static const bs_kafka_struct bs_ks_OffsetDeleteResponse_OffsetDeleteResponseTopic = {"OffsetDeleteResponseTopic", bs_ks_OffsetDeleteResponse_OffsetDeleteResponseTopic_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_OffsetDeleteResponse_OffsetDeleteResponse_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_OffsetDeleteResponse_OffsetDeleteResponseTopic},
+};
+static const bs_kafka_struct bs_ks_OffsetDeleteResponse_OffsetDeleteResponse = {"OffsetDeleteResponse", bs_ks_OffsetDeleteResponse_OffsetDeleteResponse_fields, 3, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DescribeClientQuotasRequest_ComponentData_fields[] = {
+    {"EntityType", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MatchType", BS_KT_INT8, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Match", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeClientQuotasRequest_ComponentData = {"ComponentData", bs_ks_DescribeClientQuotasRequest_ComponentData_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeClientQuotasRequest_DescribeClientQuotasRequest_fields[] = {
+    {"Components", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeClientQuotasRequest_ComponentData},
+    {"Strict", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeClientQuotasRequest_DescribeClientQuotasRequest = {"DescribeClientQuotasRequest", bs_ks_DescribeClientQuotasRequest_DescribeClientQuotasRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeClientQuotasResponse_EntityData_fields[] = {
+    {"EntityType", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"EntityName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeClientQuotasResponse_EntityData = {"EntityData", bs_ks_DescribeClientQuotasResponse_EntityData_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeClientQuotasResponse_ValueData_fields[] = {
+    {"Key", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_FLOAT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeClientQuotasResponse_ValueData = {"ValueData", bs_ks_DescribeClientQuotasResponse_ValueData_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeClientQuotasResponse_EntryData_fields[] = {
+    {"Entity", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeClientQuotasResponse_EntityData},
+    {"Values", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeClientQuotasResponse_ValueData},
+};
+static const bs_kafka_struct bs_ks_DescribeClientQuotasResponse_EntryData = {"EntryData", bs_ks_DescribeClientQuotasResponse_EntryData_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeClientQuotasResponse_DescribeClientQuotasResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Entries", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_DescribeClientQuotasResponse_EntryData},
+};
+static const bs_kafka_struct bs_ks_DescribeClientQuotasResponse_DescribeClientQuotasResponse = {"DescribeClientQuotasResponse", bs_ks_DescribeClientQuotasResponse_DescribeClientQuotasResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_AlterClientQuotasRequest_EntityData_fields[] = {
+    {"EntityType", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"EntityName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterClientQuotasRequest_EntityData = {"EntityData", bs_ks_AlterClientQuotasRequest_EntityData_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterClientQuotasRequest_OpData_fields[] = {
+    {"Key", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Value", BS_KT_FLOAT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Remove", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterClientQuotasRequest_OpData = {"OpData", bs_ks_AlterClientQuotasRequest_OpData_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterClientQuotasRequest_EntryData_fields[] = {
+    {"Entity", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterClientQuotasRequest_EntityData},
+    {"Ops", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterClientQuotasRequest_OpData},
+};
+static const bs_kafka_struct bs_ks_AlterClientQuotasRequest_EntryData = {"EntryData", bs_ks_AlterClientQuotasRequest_EntryData_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterClientQuotasRequest_AlterClientQuotasRequest_fields[] = {
+    {"Entries", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterClientQuotasRequest_EntryData},
+    {"ValidateOnly", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterClientQuotasRequest_AlterClientQuotasRequest = {"AlterClientQuotasRequest", bs_ks_AlterClientQuotasRequest_AlterClientQuotasRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterClientQuotasResponse_EntityData_fields[] = {
+    {"EntityType", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"EntityName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_AlterClientQuotasResponse_EntityData = {"EntityData", bs_ks_AlterClientQuotasResponse_EntityData_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_AlterClientQuotasResponse_EntryData_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Entity", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterClientQuotasResponse_EntityData},
+};
+static const bs_kafka_struct bs_ks_AlterClientQuotasResponse_EntryData = {"EntryData", bs_ks_AlterClientQuotasResponse_EntryData_fields, 3, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_AlterClientQuotasResponse_AlterClientQuotasResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Entries", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_AlterClientQuotasResponse_EntryData},
+};
+static const bs_kafka_struct bs_ks_AlterClientQuotasResponse_AlterClientQuotasResponse = {"AlterClientQuotasResponse", bs_ks_AlterClientQuotasResponse_AlterClientQuotasResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeProducersRequest_TopicRequest_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionIndexes", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeProducersRequest_TopicRequest = {"TopicRequest", bs_ks_DescribeProducersRequest_TopicRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeProducersRequest_DescribeProducersRequest_fields[] = {
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeProducersRequest_TopicRequest},
+};
+static const bs_kafka_struct bs_ks_DescribeProducersRequest_DescribeProducersRequest = {"DescribeProducersRequest", bs_ks_DescribeProducersRequest_DescribeProducersRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeProducersResponse_ProducerState_fields[] = {
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LastSequence", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LastTimestamp", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CoordinatorEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"CurrentTxnStartOffset", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeProducersResponse_ProducerState = {"ProducerState", bs_ks_DescribeProducersResponse_ProducerState_fields, 6, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeProducersResponse_PartitionResponse_fields[] = {
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"ActiveProducers", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeProducersResponse_ProducerState},
+};
+static const bs_kafka_struct bs_ks_DescribeProducersResponse_PartitionResponse = {"PartitionResponse", bs_ks_DescribeProducersResponse_PartitionResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_DescribeProducersResponse_TopicResponse_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeProducersResponse_PartitionResponse},
+};
+static const bs_kafka_struct bs_ks_DescribeProducersResponse_TopicResponse = {"TopicResponse", bs_ks_DescribeProducersResponse_TopicResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeProducersResponse_DescribeProducersResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeProducersResponse_TopicResponse},
+};
+static const bs_kafka_struct bs_ks_DescribeProducersResponse_DescribeProducersResponse = {"DescribeProducersResponse", bs_ks_DescribeProducersResponse_DescribeProducersResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTransactionsRequest_DescribeTransactionsRequest_fields[] = {
+    {"TransactionalIds", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeTransactionsRequest_DescribeTransactionsRequest = {"DescribeTransactionsRequest", bs_ks_DescribeTransactionsRequest_DescribeTransactionsRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTransactionsResponse_TopicData_fields[] = {
+    {"Topic", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeTransactionsResponse_TopicData = {"TopicData", bs_ks_DescribeTransactionsResponse_TopicData_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTransactionsResponse_TransactionState_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TransactionState", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TransactionTimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TransactionStartTimeMs", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerEpoch", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeTransactionsResponse_TopicData},
+};
+static const bs_kafka_struct bs_ks_DescribeTransactionsResponse_TransactionState = {"TransactionState", bs_ks_DescribeTransactionsResponse_TransactionState_fields, 8, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DescribeTransactionsResponse_DescribeTransactionsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TransactionStates", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeTransactionsResponse_TransactionState},
+};
+static const bs_kafka_struct bs_ks_DescribeTransactionsResponse_DescribeTransactionsResponse = {"DescribeTransactionsResponse", bs_ks_DescribeTransactionsResponse_DescribeTransactionsResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListTransactionsRequest_ListTransactionsRequest_fields[] = {
+    {"StateFilters", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerIdFilters", BS_KT_ARRAY, BS_KT_INT64, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"DurationFilter", BS_KT_INT64, BS_KT_NONE, 1, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListTransactionsRequest_ListTransactionsRequest = {"ListTransactionsRequest", bs_ks_ListTransactionsRequest_ListTransactionsRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListTransactionsResponse_TransactionState_fields[] = {
+    {"TransactionalId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ProducerId", BS_KT_INT64, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TransactionState", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ListTransactionsResponse_TransactionState = {"TransactionState", bs_ks_ListTransactionsResponse_TransactionState_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ListTransactionsResponse_ListTransactionsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"UnknownStateFilters", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TransactionStates", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ListTransactionsResponse_TransactionState},
+};
+static const bs_kafka_struct bs_ks_ListTransactionsResponse_ListTransactionsResponse = {"ListTransactionsResponse", bs_ks_ListTransactionsResponse_ListTransactionsResponse_fields, 4, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupHeartbeatRequest_TopicPartitions_fields[] = {
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupHeartbeatRequest_TopicPartitions = {"TopicPartitions", bs_ks_ConsumerGroupHeartbeatRequest_TopicPartitions_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupHeartbeatRequest_ConsumerGroupHeartbeatRequest_fields[] = {
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"MemberEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"InstanceId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"RackId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"RebalanceTimeoutMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"SubscribedTopicNames", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"SubscribedTopicRegex", BS_KT_STRING, BS_KT_NONE, 1, 32767, 1, 32767, 1, 0, -1, NULL},
+    {"ServerAssignor", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"TopicPartitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_ConsumerGroupHeartbeatRequest_TopicPartitions},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupHeartbeatRequest_ConsumerGroupHeartbeatRequest = {"ConsumerGroupHeartbeatRequest", bs_ks_ConsumerGroupHeartbeatRequest_ConsumerGroupHeartbeatRequest_fields, 10, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupHeartbeatResponse_TopicPartitions_fields[] = {
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupHeartbeatResponse_TopicPartitions = {"TopicPartitions", bs_ks_ConsumerGroupHeartbeatResponse_TopicPartitions_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupHeartbeatResponse_Assignment_fields[] = {
+    {"TopicPartitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ConsumerGroupHeartbeatResponse_TopicPartitions},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupHeartbeatResponse_Assignment = {"Assignment", bs_ks_ConsumerGroupHeartbeatResponse_Assignment_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupHeartbeatResponse_ConsumerGroupHeartbeatResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"MemberEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"HeartbeatIntervalMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Assignment", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_ConsumerGroupHeartbeatResponse_Assignment},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupHeartbeatResponse_ConsumerGroupHeartbeatResponse = {"ConsumerGroupHeartbeatResponse", bs_ks_ConsumerGroupHeartbeatResponse_ConsumerGroupHeartbeatResponse_fields, 7, -1, -1, -1, 1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupDescribeRequest_ConsumerGroupDescribeRequest_fields[] = {
+    {"GroupIds", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IncludeAuthorizedOperations", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupDescribeRequest_ConsumerGroupDescribeRequest = {"ConsumerGroupDescribeRequest", bs_ks_ConsumerGroupDescribeRequest_ConsumerGroupDescribeRequest_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupDescribeResponse_TopicPartitions_fields[] = {
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"TopicName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupDescribeResponse_TopicPartitions = {"TopicPartitions", bs_ks_ConsumerGroupDescribeResponse_TopicPartitions_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupDescribeResponse_Assignment_fields[] = {
+    {"TopicPartitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ConsumerGroupDescribeResponse_TopicPartitions},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupDescribeResponse_Assignment = {"Assignment", bs_ks_ConsumerGroupDescribeResponse_Assignment_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupDescribeResponse_Member_fields[] = {
+    {"MemberId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"InstanceId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"RackId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"MemberEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ClientId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ClientHost", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"SubscribedTopicNames", BS_KT_ARRAY, BS_KT_STRING, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"SubscribedTopicRegex", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"Assignment", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ConsumerGroupDescribeResponse_Assignment},
+    {"TargetAssignment", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ConsumerGroupDescribeResponse_Assignment},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupDescribeResponse_Member = {"Member", bs_ks_ConsumerGroupDescribeResponse_Member_fields, 10, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupDescribeResponse_DescribedGroup_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ErrorMessage", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"GroupId", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupState", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"GroupEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"AssignmentEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"AssignorName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Members", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ConsumerGroupDescribeResponse_Member},
+    {"AuthorizedOperations", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupDescribeResponse_DescribedGroup = {"DescribedGroup", bs_ks_ConsumerGroupDescribeResponse_DescribedGroup_fields, 9, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_ConsumerGroupDescribeResponse_ConsumerGroupDescribeResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Groups", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_ConsumerGroupDescribeResponse_DescribedGroup},
+};
+static const bs_kafka_struct bs_ks_ConsumerGroupDescribeResponse_ConsumerGroupDescribeResponse = {"ConsumerGroupDescribeResponse", bs_ks_ConsumerGroupDescribeResponse_ConsumerGroupDescribeResponse_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTopicPartitionsRequest_TopicRequest_fields[] = {
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeTopicPartitionsRequest_TopicRequest = {"TopicRequest", bs_ks_DescribeTopicPartitionsRequest_TopicRequest_fields, 1, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTopicPartitionsRequest_Cursor_fields[] = {
+    {"TopicName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeTopicPartitionsRequest_Cursor = {"Cursor", bs_ks_DescribeTopicPartitionsRequest_Cursor_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTopicPartitionsRequest_DescribeTopicPartitionsRequest_fields[] = {
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeTopicPartitionsRequest_TopicRequest},
+    {"ResponsePartitionLimit", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Cursor", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_DescribeTopicPartitionsRequest_Cursor},
+};
+static const bs_kafka_struct bs_ks_DescribeTopicPartitionsRequest_DescribeTopicPartitionsRequest = {"DescribeTopicPartitionsRequest", bs_ks_DescribeTopicPartitionsRequest_DescribeTopicPartitionsRequest_fields, 3, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderId", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"LeaderEpoch", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"ReplicaNodes", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IsrNodes", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"EligibleLeaderReplicas", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"LastKnownElr", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"OfflineReplicas", BS_KT_ARRAY, BS_KT_INT32, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition = {"DescribeTopicPartitionsResponsePartition", bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_fields, 9, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_fields[] = {
+    {"ErrorCode", BS_KT_INT16, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Name", BS_KT_STRING, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, NULL},
+    {"TopicId", BS_KT_UUID, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"IsInternal", BS_KT_BOOL, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Partitions", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition},
+    {"TopicAuthorizedOperations", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic = {"DescribeTopicPartitionsResponseTopic", bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_fields, 6, -1, -1, -1, 0, false};
+
+static const bs_kafka_field bs_ks_DescribeTopicPartitionsResponse_Cursor_fields[] = {
+    {"TopicName", BS_KT_STRING, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"PartitionIndex", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+};
+static const bs_kafka_struct bs_ks_DescribeTopicPartitionsResponse_Cursor = {"Cursor", bs_ks_DescribeTopicPartitionsResponse_Cursor_fields, 2, -1, -1, -1, -1, false};
+
+static const bs_kafka_field bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponse_fields[] = {
+    {"ThrottleTimeMs", BS_KT_INT32, BS_KT_NONE, 0, 32767, 1, 0, 1, 0, -1, NULL},
+    {"Topics", BS_KT_ARRAY, BS_KT_STRUCT, 0, 32767, 1, 0, 1, 0, -1, &bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic},
+    {"NextCursor", BS_KT_STRUCT, BS_KT_NONE, 0, 32767, 0, 32767, 1, 0, -1, &bs_ks_DescribeTopicPartitionsResponse_Cursor},
+};
+static const bs_kafka_struct bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponse = {"DescribeTopicPartitionsResponse", bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponse_fields, 3, -1, -1, -1, -1, false};
+
 const bs_kafka_message bs_kafka_messages[] = {
     {"MetadataResponse", 3, false, 0, 12, 9, &bs_ks_MetadataResponse_MetadataResponse, 0x1fffULL},
     {"FindCoordinatorResponse", 10, false, 0, 6, 3, &bs_ks_FindCoordinatorResponse_FindCoordinatorResponse, 0x7fULL},
@@ -550,6 +1991,88 @@ const bs_kafka_message bs_kafka_messages[] = {
     {"FetchRequest", 1, true, 0, 17, 12, &bs_ks_FetchRequest_FetchRequest, 0x0ULL},
     {"ApiVersionsRequest", 18, true, 0, 4, 3, &bs_ks_ApiVersionsRequest_ApiVersionsRequest, 0x0ULL},
     {"MetadataRequest", 3, true, 0, 12, 9, &bs_ks_MetadataRequest_MetadataRequest, 0x0ULL},
+    {"FindCoordinatorRequest", 10, true, 0, 6, 3, &bs_ks_FindCoordinatorRequest_FindCoordinatorRequest, 0x0ULL},
+    {"DescribeClusterRequest", 60, true, 0, 1, 0, &bs_ks_DescribeClusterRequest_DescribeClusterRequest, 0x0ULL},
+    {"ListOffsetsRequest", 2, true, 0, 10, 6, &bs_ks_ListOffsetsRequest_ListOffsetsRequest, 0x0ULL},
+    {"ListOffsetsResponse", 2, false, 0, 10, 6, &bs_ks_ListOffsetsResponse_ListOffsetsResponse, 0x0ULL},
+    {"OffsetCommitRequest", 8, true, 0, 9, 8, &bs_ks_OffsetCommitRequest_OffsetCommitRequest, 0x0ULL},
+    {"OffsetCommitResponse", 8, false, 0, 9, 8, &bs_ks_OffsetCommitResponse_OffsetCommitResponse, 0x0ULL},
+    {"OffsetFetchRequest", 9, true, 0, 9, 6, &bs_ks_OffsetFetchRequest_OffsetFetchRequest, 0x0ULL},
+    {"OffsetFetchResponse", 9, false, 0, 9, 6, &bs_ks_OffsetFetchResponse_OffsetFetchResponse, 0x0ULL},
+    {"JoinGroupRequest", 11, true, 0, 9, 6, &bs_ks_JoinGroupRequest_JoinGroupRequest, 0x0ULL},
+    {"JoinGroupResponse", 11, false, 0, 9, 6, &bs_ks_JoinGroupResponse_JoinGroupResponse, 0x0ULL},
+    {"HeartbeatRequest", 12, true, 0, 4, 4, &bs_ks_HeartbeatRequest_HeartbeatRequest, 0x0ULL},
+    {"HeartbeatResponse", 12, false, 0, 4, 4, &bs_ks_HeartbeatResponse_HeartbeatResponse, 0x0ULL},
+    {"LeaveGroupRequest", 13, true, 0, 5, 4, &bs_ks_LeaveGroupRequest_LeaveGroupRequest, 0x0ULL},
+    {"LeaveGroupResponse", 13, false, 0, 5, 4, &bs_ks_LeaveGroupResponse_LeaveGroupResponse, 0x0ULL},
+    {"SyncGroupRequest", 14, true, 0, 5, 4, &bs_ks_SyncGroupRequest_SyncGroupRequest, 0x0ULL},
+    {"SyncGroupResponse", 14, false, 0, 5, 4, &bs_ks_SyncGroupResponse_SyncGroupResponse, 0x0ULL},
+    {"DescribeGroupsRequest", 15, true, 0, 5, 5, &bs_ks_DescribeGroupsRequest_DescribeGroupsRequest, 0x0ULL},
+    {"DescribeGroupsResponse", 15, false, 0, 5, 5, &bs_ks_DescribeGroupsResponse_DescribeGroupsResponse, 0x0ULL},
+    {"ListGroupsRequest", 16, true, 0, 5, 3, &bs_ks_ListGroupsRequest_ListGroupsRequest, 0x0ULL},
+    {"ListGroupsResponse", 16, false, 0, 5, 3, &bs_ks_ListGroupsResponse_ListGroupsResponse, 0x0ULL},
+    {"CreateTopicsRequest", 19, true, 0, 7, 5, &bs_ks_CreateTopicsRequest_CreateTopicsRequest, 0x0ULL},
+    {"CreateTopicsResponse", 19, false, 0, 7, 5, &bs_ks_CreateTopicsResponse_CreateTopicsResponse, 0x0ULL},
+    {"DeleteTopicsRequest", 20, true, 0, 6, 4, &bs_ks_DeleteTopicsRequest_DeleteTopicsRequest, 0x0ULL},
+    {"DeleteTopicsResponse", 20, false, 0, 6, 4, &bs_ks_DeleteTopicsResponse_DeleteTopicsResponse, 0x0ULL},
+    {"DeleteRecordsRequest", 21, true, 0, 2, 2, &bs_ks_DeleteRecordsRequest_DeleteRecordsRequest, 0x0ULL},
+    {"DeleteRecordsResponse", 21, false, 0, 2, 2, &bs_ks_DeleteRecordsResponse_DeleteRecordsResponse, 0x0ULL},
+    {"InitProducerIdRequest", 22, true, 0, 5, 2, &bs_ks_InitProducerIdRequest_InitProducerIdRequest, 0x0ULL},
+    {"InitProducerIdResponse", 22, false, 0, 5, 2, &bs_ks_InitProducerIdResponse_InitProducerIdResponse, 0x0ULL},
+    {"OffsetForLeaderEpochRequest", 23, true, 0, 4, 4, &bs_ks_OffsetForLeaderEpochRequest_OffsetForLeaderEpochRequest, 0x0ULL},
+    {"OffsetForLeaderEpochResponse", 23, false, 0, 4, 4, &bs_ks_OffsetForLeaderEpochResponse_OffsetForLeaderEpochResponse, 0x0ULL},
+    {"AddPartitionsToTxnRequest", 24, true, 0, 5, 3, &bs_ks_AddPartitionsToTxnRequest_AddPartitionsToTxnRequest, 0x0ULL},
+    {"AddPartitionsToTxnResponse", 24, false, 0, 5, 3, &bs_ks_AddPartitionsToTxnResponse_AddPartitionsToTxnResponse, 0x0ULL},
+    {"AddOffsetsToTxnRequest", 25, true, 0, 4, 3, &bs_ks_AddOffsetsToTxnRequest_AddOffsetsToTxnRequest, 0x0ULL},
+    {"AddOffsetsToTxnResponse", 25, false, 0, 4, 3, &bs_ks_AddOffsetsToTxnResponse_AddOffsetsToTxnResponse, 0x0ULL},
+    {"EndTxnRequest", 26, true, 0, 5, 3, &bs_ks_EndTxnRequest_EndTxnRequest, 0x0ULL},
+    {"EndTxnResponse", 26, false, 0, 5, 3, &bs_ks_EndTxnResponse_EndTxnResponse, 0x0ULL},
+    {"TxnOffsetCommitRequest", 28, true, 0, 4, 3, &bs_ks_TxnOffsetCommitRequest_TxnOffsetCommitRequest, 0x0ULL},
+    {"TxnOffsetCommitResponse", 28, false, 0, 4, 3, &bs_ks_TxnOffsetCommitResponse_TxnOffsetCommitResponse, 0x0ULL},
+    {"DescribeAclsRequest", 29, true, 0, 3, 2, &bs_ks_DescribeAclsRequest_DescribeAclsRequest, 0x0ULL},
+    {"DescribeAclsResponse", 29, false, 0, 3, 2, &bs_ks_DescribeAclsResponse_DescribeAclsResponse, 0x0ULL},
+    {"CreateAclsRequest", 30, true, 0, 3, 2, &bs_ks_CreateAclsRequest_CreateAclsRequest, 0x0ULL},
+    {"CreateAclsResponse", 30, false, 0, 3, 2, &bs_ks_CreateAclsResponse_CreateAclsResponse, 0x0ULL},
+    {"DeleteAclsRequest", 31, true, 0, 3, 2, &bs_ks_DeleteAclsRequest_DeleteAclsRequest, 0x0ULL},
+    {"DeleteAclsResponse", 31, false, 0, 3, 2, &bs_ks_DeleteAclsResponse_DeleteAclsResponse, 0x0ULL},
+    {"DescribeConfigsRequest", 32, true, 0, 4, 4, &bs_ks_DescribeConfigsRequest_DescribeConfigsRequest, 0x0ULL},
+    {"DescribeConfigsResponse", 32, false, 0, 4, 4, &bs_ks_DescribeConfigsResponse_DescribeConfigsResponse, 0x0ULL},
+    {"AlterConfigsRequest", 33, true, 0, 2, 2, &bs_ks_AlterConfigsRequest_AlterConfigsRequest, 0x0ULL},
+    {"AlterConfigsResponse", 33, false, 0, 2, 2, &bs_ks_AlterConfigsResponse_AlterConfigsResponse, 0x0ULL},
+    {"AlterReplicaLogDirsRequest", 34, true, 0, 2, 2, &bs_ks_AlterReplicaLogDirsRequest_AlterReplicaLogDirsRequest, 0x0ULL},
+    {"AlterReplicaLogDirsResponse", 34, false, 0, 2, 2, &bs_ks_AlterReplicaLogDirsResponse_AlterReplicaLogDirsResponse, 0x0ULL},
+    {"DescribeLogDirsRequest", 35, true, 0, 4, 2, &bs_ks_DescribeLogDirsRequest_DescribeLogDirsRequest, 0x0ULL},
+    {"DescribeLogDirsResponse", 35, false, 0, 4, 2, &bs_ks_DescribeLogDirsResponse_DescribeLogDirsResponse, 0x0ULL},
+    {"CreatePartitionsRequest", 37, true, 0, 3, 2, &bs_ks_CreatePartitionsRequest_CreatePartitionsRequest, 0x0ULL},
+    {"CreatePartitionsResponse", 37, false, 0, 3, 2, &bs_ks_CreatePartitionsResponse_CreatePartitionsResponse, 0x0ULL},
+    {"DeleteGroupsRequest", 42, true, 0, 2, 2, &bs_ks_DeleteGroupsRequest_DeleteGroupsRequest, 0x0ULL},
+    {"DeleteGroupsResponse", 42, false, 0, 2, 2, &bs_ks_DeleteGroupsResponse_DeleteGroupsResponse, 0x0ULL},
+    {"ElectLeadersRequest", 43, true, 0, 2, 2, &bs_ks_ElectLeadersRequest_ElectLeadersRequest, 0x0ULL},
+    {"ElectLeadersResponse", 43, false, 0, 2, 2, &bs_ks_ElectLeadersResponse_ElectLeadersResponse, 0x0ULL},
+    {"IncrementalAlterConfigsRequest", 44, true, 0, 1, 1, &bs_ks_IncrementalAlterConfigsRequest_IncrementalAlterConfigsRequest, 0x0ULL},
+    {"IncrementalAlterConfigsResponse", 44, false, 0, 1, 1, &bs_ks_IncrementalAlterConfigsResponse_IncrementalAlterConfigsResponse, 0x0ULL},
+    {"AlterPartitionReassignmentsRequest", 45, true, 0, 0, 0, &bs_ks_AlterPartitionReassignmentsRequest_AlterPartitionReassignmentsRequest, 0x0ULL},
+    {"AlterPartitionReassignmentsResponse", 45, false, 0, 0, 0, &bs_ks_AlterPartitionReassignmentsResponse_AlterPartitionReassignmentsResponse, 0x0ULL},
+    {"ListPartitionReassignmentsRequest", 46, true, 0, 0, 0, &bs_ks_ListPartitionReassignmentsRequest_ListPartitionReassignmentsRequest, 0x0ULL},
+    {"ListPartitionReassignmentsResponse", 46, false, 0, 0, 0, &bs_ks_ListPartitionReassignmentsResponse_ListPartitionReassignmentsResponse, 0x0ULL},
+    {"OffsetDeleteRequest", 47, true, 0, 0, 32767, &bs_ks_OffsetDeleteRequest_OffsetDeleteRequest, 0x0ULL},
+    {"OffsetDeleteResponse", 47, false, 0, 0, 32767, &bs_ks_OffsetDeleteResponse_OffsetDeleteResponse, 0x0ULL},
+    {"DescribeClientQuotasRequest", 48, true, 0, 1, 1, &bs_ks_DescribeClientQuotasRequest_DescribeClientQuotasRequest, 0x0ULL},
+    {"DescribeClientQuotasResponse", 48, false, 0, 1, 1, &bs_ks_DescribeClientQuotasResponse_DescribeClientQuotasResponse, 0x0ULL},
+    {"AlterClientQuotasRequest", 49, true, 0, 1, 1, &bs_ks_AlterClientQuotasRequest_AlterClientQuotasRequest, 0x0ULL},
+    {"AlterClientQuotasResponse", 49, false, 0, 1, 1, &bs_ks_AlterClientQuotasResponse_AlterClientQuotasResponse, 0x0ULL},
+    {"DescribeProducersRequest", 61, true, 0, 0, 0, &bs_ks_DescribeProducersRequest_DescribeProducersRequest, 0x0ULL},
+    {"DescribeProducersResponse", 61, false, 0, 0, 0, &bs_ks_DescribeProducersResponse_DescribeProducersResponse, 0x0ULL},
+    {"DescribeTransactionsRequest", 65, true, 0, 0, 0, &bs_ks_DescribeTransactionsRequest_DescribeTransactionsRequest, 0x0ULL},
+    {"DescribeTransactionsResponse", 65, false, 0, 0, 0, &bs_ks_DescribeTransactionsResponse_DescribeTransactionsResponse, 0x0ULL},
+    {"ListTransactionsRequest", 66, true, 0, 1, 0, &bs_ks_ListTransactionsRequest_ListTransactionsRequest, 0x0ULL},
+    {"ListTransactionsResponse", 66, false, 0, 1, 0, &bs_ks_ListTransactionsResponse_ListTransactionsResponse, 0x0ULL},
+    {"ConsumerGroupHeartbeatRequest", 68, true, 0, 1, 0, &bs_ks_ConsumerGroupHeartbeatRequest_ConsumerGroupHeartbeatRequest, 0x0ULL},
+    {"ConsumerGroupHeartbeatResponse", 68, false, 0, 1, 0, &bs_ks_ConsumerGroupHeartbeatResponse_ConsumerGroupHeartbeatResponse, 0x0ULL},
+    {"ConsumerGroupDescribeRequest", 69, true, 0, 0, 0, &bs_ks_ConsumerGroupDescribeRequest_ConsumerGroupDescribeRequest, 0x0ULL},
+    {"ConsumerGroupDescribeResponse", 69, false, 0, 0, 0, &bs_ks_ConsumerGroupDescribeResponse_ConsumerGroupDescribeResponse, 0x0ULL},
+    {"DescribeTopicPartitionsRequest", 75, true, 0, 0, 0, &bs_ks_DescribeTopicPartitionsRequest_DescribeTopicPartitionsRequest, 0x0ULL},
+    {"DescribeTopicPartitionsResponse", 75, false, 0, 0, 0, &bs_ks_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponse, 0x0ULL},
 };
 const size_t bs_kafka_messages_count = sizeof bs_kafka_messages / sizeof bs_kafka_messages[0];
 /* clang-format on */

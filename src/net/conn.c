@@ -673,7 +673,8 @@ static bool conn_open(bs_conn *c)
         bs_session_info info = {.listener = c->l->cfg,
                                 .kafka = &c->w->cfg->kafka,
                                 .peer = peer,
-                                .principal = c->principal};
+                                .principal = c->principal,
+                                .conn_id = c->id};
         if (ops->open(c->l->session_ctx, &info, &c->sess) != BS_OK) {
             BS_LOG_WARNF("net", "listener %s: session refused connection from %s", c->l->cfg->name,
                          peer);

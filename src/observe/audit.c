@@ -745,6 +745,7 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
     if (ev->request_bytes >= 0) bs_audit_put_kv(out, ",\"requestBytes\":", ev->request_bytes);
     if (ev->response_bytes >= 0) bs_audit_put_kv(out, ",\"responseBytes\":", ev->response_bytes);
     if (ev->truncated) bs_wbuf_put_str(out, ",\"truncated\":true");
+    if (ev->undecoded) bs_wbuf_put_str(out, ",\"requestDecoded\":false");
     return bs_wbuf_status(out);
 }
 

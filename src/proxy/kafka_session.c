@@ -235,6 +235,8 @@ typedef struct dir {
     bool pushed;                /* a correlation entry was pushed for it */
     bs_kafka_inflight inf;      /* responses: the request it answers */
     req_times times;            /* responses: that request's times */
+    bool observed;              /* the observer has seen the current frame */
+    int64_t obs_latency_ns;     /* responses: for the observer, -1 unknown */
 } dir;
 
 typedef struct ksess {
@@ -250,6 +252,8 @@ typedef struct ksess {
     err_metric err[ERR_CACHE];
     topic_metrics topics[TOPIC_CACHE];
     uint32_t topic_evict;
+    const bs_kafka_observer *obs; /* NULL: none */
+    void *obs_conn;               /* the observer's per-connection state */
 } ksess;
 
 /* Monotonic clock in nanoseconds. */
@@ -430,6 +434,8 @@ static void topic_label(const bs_kafka_topic_summary *t, char *out, size_t outle
 /* Summary callback: produce figures of one topic. */
 static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
 {
+    const ksess *s = arg;
+    if (s->obs && s->obs->on_topic) s->obs->on_topic(s->obs_conn, true, t);
     char name[256];
     topic_label(t, name, sizeof name);
     topic_metrics *m = topic_m(arg, name);
@@ -444,6 +450,8 @@ static bs_status on_produce_topic(void *arg, const bs_kafka_topic_summary *t)
 /* Summary callback: fetch figures of one topic. */
 static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
 {
+    const ksess *s = arg;
+    if (s->obs && s->obs->on_topic) s->obs->on_topic(s->obs_conn, false, t);
     if (t->record_bytes == 0) return BS_OK; /* empty long-poll answers: no series churn */
     char name[256];
     topic_label(t, name, sizeof name);
@@ -682,6 +690,26 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
 
 /* ---------------------------------------------------------------- frame events */
 
+/* Show the current frame to the observer, once: `len` bytes at `frame`
+ * (fewer than d->frame_len when only a prefix is at hand). */
+static void observe(ksess *s, dir *d, const uint8_t *frame, size_t len)
+{
+    if (!s->obs || d->observed) return;
+    d->observed = true;
+    if (d->is_req)
+        s->obs->on_request(s->obs_conn, &d->rh, d->rh_ok, d->pushed, frame, len, d->frame_len);
+    else
+        s->obs->on_response(s->obs_conn, &d->inf, d->obs_latency_ns, frame, len, d->frame_len);
+}
+
+/* Does the observer want this frame whole? */
+static bool observer_wants(const ksess *s, bool is_req, int16_t api, int16_t ver)
+{
+    if (!s->obs) return false;
+    if (is_req) return s->obs->wants_request && s->obs->wants_request(s->obs->arg, api, ver);
+    return s->obs->wants_response && s->obs->wants_response(s->obs->arg, api, ver);
+}
+
 /* The last byte of the current frame has been handed to `fwd`. */
 static void frame_done(ksess *s, dir *d)
 {
@@ -700,6 +728,7 @@ static void frame_done(ksess *s, dir *d)
     d->tee = false;
     d->frame_seen = false;
     d->pushed = false;
+    d->observed = false;
     /* Keep memory per idle connection small: drop big copies, keep small ones. */
     bs_wbuf *ws[] = {&d->asm_, &d->out, &d->scratch};
     for (size_t i = 0; i < BS_ARRAY_LEN(ws); i++) {
@@ -826,6 +855,7 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
             hk->wants_request(hk->arg, d->rh.api_key, d->rh.api_version))
             hold = true;
     }
+    if (!hold && observer_wants(s, true, d->rh.api_key, d->rh.api_version)) hold = true;
     bool inspect = d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE;
     d->frame_len = flen;
     if (hold) {
@@ -842,6 +872,8 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
                         "Frames too large to inspect for per-topic metrics", "api",
                         bs_kafka_api_name(d->rh.api_key));
         }
+        /* A teed frame is observed whole when it has streamed through. */
+        if (!d->tee) observe(s, d, p, have);
     }
     return BS_OK;
 }
@@ -871,8 +903,11 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
     d->times = s->times[idx];
     uint64_t t = now_ns();
     int16_t api = d->inf.api_key, ver = d->inf.api_version;
-    if (d->times.t_fwd && t >= d->times.t_fwd)
+    d->obs_latency_ns = -1;
+    if (d->times.t_fwd && t >= d->times.t_fwd) {
         bs_histogram_observe(lat_m(s, api)->broker, (double)(t - d->times.t_fwd) / 1e9);
+        d->obs_latency_ns = (int64_t)(t - d->times.t_fwd);
+    }
     bs_metric_add(api_m(s, api, ver)->resp_bytes, (int64_t)flen);
 
     bool hold = api == BS_KAFKA_API_VERSIONS || bs_kafka_response_has_endpoints(api, ver);
@@ -881,6 +916,7 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
         if (hk->wants_response && hk->on_response && hk->wants_response(hk->arg, api, ver))
             hold = true;
     }
+    if (!hold && observer_wants(s, false, api, ver)) hold = true;
     d->frame_len = flen;
     if (hold) {
         d->m = M_HOLD;
@@ -896,6 +932,7 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
         count_event(s, "brokerside_kafka_uninspected_frames_total",
                     "Frames too large to inspect for per-topic metrics", "api",
                     bs_kafka_api_name(api));
+    if (!d->tee) observe(s, d, p, have);
     return BS_OK;
 }
 
@@ -908,6 +945,8 @@ static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame,
         inspect_request(s, d, frame, len);
     else
         inspect_response(s, d, frame, len);
+    /* The observer sees the frame as it came, before any hook changes it. */
+    observe(s, d, frame, len);
     bool replaced;
     BS_GUARD(transform(s, d, frame, len, &replaced));
     if (replaced) {
@@ -943,6 +982,9 @@ static void stream_done(ksess *s, dir *d)
             undecodable(s, d->is_req ? d->rh.api_key : d->inf.api_key,
                         d->is_req ? d->rh.api_version : d->inf.api_version, d->is_req, BS_E_NOMEM);
         }
+        /* Whole if the copy is complete, else only what was copied. */
+        size_t got = d->asm_.len < d->frame_len ? d->asm_.len : d->frame_len;
+        observe(s, d, got ? d->asm_.data : NULL, got);
     }
     frame_done(s, d);
 }
@@ -1064,6 +1106,7 @@ static void ksess_close(void *state)
 {
     ksess *s = state;
     if (!s) return;
+    if (s->obs && s->obs->close && s->obs_conn) s->obs->close(s->obs_conn);
     dir *ds[] = {&s->req, &s->resp};
     for (size_t i = 0; i < 2; i++) {
         bs_wbuf_free(&ds[i]->asm_);
@@ -1101,6 +1144,10 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
     }
     bs_status st = bs_kafka_corr_init(&s->corr, CORR_INIT);
     if (st == BS_OK && !(s->times = calloc(CORR_INIT, sizeof *s->times))) st = BS_E_NOMEM;
+    if (st == BS_OK && s->fac && s->fac->observer) {
+        s->obs = s->fac->observer;
+        if (s->obs->open) st = s->obs->open(s->obs->arg, info, &s->obs_conn);
+    }
     if (st != BS_OK) {
         ksess_close(s);
         return st;

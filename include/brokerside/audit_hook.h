@@ -1,0 +1,46 @@
+/*
+ * audit_hook.h - the per-request audit recorder of the Kafka session.
+ *
+ * A bs_audit_hook is a bs_kafka_observer (kafka_session.h): for every
+ * request on a `kafka` listener it fills a bs_audit_event (API, version,
+ * correlation id, connection id, listener, broker id, mTLS principal or
+ * anonymous, source address, client.id, client software from the
+ * connection's ApiVersions v3+ request), decodes the request with the
+ * schema codec into requestParameters (topics, partitions, groups,
+ * transactional ids, config resources and config KEYS (never values), ACL
+ * bindings/filters, reassignment targets; never record data), attaches the
+ * response's per-resource and per-partition error codes and the latency,
+ * and hands the event to bs_audit_log_record(). Management requests and
+ * their responses are assembled whole; data APIs are counted from what the
+ * session shows (Produce/Fetch through the kafka_summary scan helpers). A
+ * request that cannot be decoded is still recorded (API key/version) with
+ * "requestDecoded": false. docs/audit-events.md ("Per-request events").
+ */
+#ifndef BROKERSIDE_AUDIT_HOOK_H
+#define BROKERSIDE_AUDIT_HOOK_H
+
+#include <stdint.h>
+
+#include "brokerside/audit.h"
+#include "brokerside/kafka_session.h"
+#include "brokerside/status.h"
+
+typedef struct bs_audit_hook bs_audit_hook;
+
+/* Create a recorder writing to `log` (borrowed; must outlive the hook and
+ * every connection using it). `data_mode` must be the mode the log was
+ * opened with: with BS_AUDIT_DATA_OFF data APIs are not decoded at all.
+ * *out is freed with bs_audit_hook_free. BS_E_NOMEM, BS_E_STATE (NULL log). */
+bs_status bs_audit_hook_new(bs_audit_log *log, bs_audit_data_mode data_mode,
+                            bs_audit_hook **out) BS_WUR;
+/* The observer to put in bs_kafka_session_factory.observer; valid until
+ * bs_audit_hook_free. */
+const bs_kafka_observer *bs_audit_hook_observer(bs_audit_hook *h);
+/* Counters: events recorded, events the log refused (emit failures),
+ * requests recorded without decoded parameters. Thread-safe. */
+void bs_audit_hook_stats(bs_audit_hook *h, uint64_t *recorded, uint64_t *record_failures,
+                         uint64_t *undecoded);
+/* Free the recorder (after every connection using it has closed). NULL: no-op. */
+void bs_audit_hook_free(bs_audit_hook *h);
+
+#endif
