@@ -26,6 +26,7 @@
 #include "brokerside/audit_hook.h"
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
+#include "brokerside/encryption.h"
 #include "brokerside/kafka_session.h"
 #include "brokerside/keyring.h"
 #include "brokerside/log.h"
@@ -48,6 +49,7 @@ typedef struct app {
     bs_kafka_session_factory kafka_factory; /* what every kafka listener's session sees */
     bool server_done;                       /* workers gone: the event path is flushing */
     bs_admin *admin;
+    bs_encryption *enc; /* NULL when encryption at rest is off */
     ev_signal sigterm, sigint, sighup;
     int stop_requests;
 } app;
@@ -245,6 +247,18 @@ static int run(const char *path)
         BS_LOG_ERRORF("main", "cannot observe connections for the audit log");
         goto out;
     }
+    /* (bs_pipeline_check, run by bs_pipeline_start, refused an encryption
+     * section with a tcp listener: those records would pass in plaintext.) */
+    if (a.cfg->encryption.enabled) {
+        if (bs_encryption_start(a.loop, a.cfg, a.srv, &a.enc, err, sizeof err) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot start: %s", err);
+            goto out;
+        }
+        /* The record crypto hook: Produce values encrypted, Fetch values decrypted. */
+        const bs_kafka_session_factory *ef = bs_encryption_factory(a.enc);
+        a.kafka_factory.hooks = ef->hooks;
+        a.kafka_factory.n_hooks = ef->n_hooks;
+    }
     /* Per-request audit events ride on the Kafka session (audit_hook.h). */
     if (bs_pipeline_audit_log(a.pipe)) {
         if (bs_audit_hook_new(bs_pipeline_audit_log(a.pipe),
@@ -255,7 +269,8 @@ static int run(const char *path)
         }
         a.kafka_factory.observer = bs_audit_hook_observer(a.audit_hook);
     }
-    /* `kafka` listeners get the protocol-aware session; `tcp` stays opaque. */
+    /* `kafka` listeners get the protocol-aware session (record crypto hook and
+     * audit observer when configured); `tcp` stays opaque. */
     for (size_t i = 0; i < a.cfg->n_listeners; i++) {
         const bs_listener_config *l = &a.cfg->listeners[i];
         if (l->protocol != BS_PROTOCOL_KAFKA) continue;
@@ -297,6 +312,7 @@ out:
     bs_server_free(a.srv);
     /* After the server (no connection uses it any more), before the log it writes to. */
     bs_audit_hook_free(a.audit_hook);
+    bs_encryption_free(a.enc); /* after the workers (they free their DEK workers) */
     bs_pipeline_free(a.pipe);
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);

@@ -70,6 +70,16 @@ bold "Dev certificates ($certs)"
 "$root/certs/make-dev-certs.sh" "$certs"
 ls "$certs"/*.crt | sed 's/^/  /'
 
+# Encryption at rest (protocol kafka): the local keyring's master key, made
+# once like `brokerside keygen` would (conf/brokerside.json uses this file too).
+enc=""
+if [ "${DEMO_PROTOCOL:-kafka}" = kafka ]; then
+    [ -f "$certs/master.key" ] || "$build/bs_keygen" "$certs/master.key"
+    enc=',
+  "encryption": { "kms": { "type": "local", "key_file": "'"$certs/master.key"'" },
+                  "topics": [ { "match": "*", "key": "dev" } ] }'
+fi
+
 tls_port=$(free_port)
 admin_port=$(free_port)
 
@@ -104,7 +114,7 @@ cat >"$tmp/brokerside.json" <<EOF
              "client_ca": "$certs/ca.crt", "client_auth": "required" }
   }],
   "kafka": { "advertise": { "1": "127.0.0.1:$tls_port" } },
-  "admin": { "bind": "127.0.0.1:$admin_port", "probe_interval_s": 1 }
+  "admin": { "bind": "127.0.0.1:$admin_port", "probe_interval_s": 1 }$enc
 }
 EOF
 "$bin" --check-config "$tmp/brokerside.json"
@@ -134,9 +144,18 @@ printf '%s\n' "$got" | sed 's/^/  < /'
 [ "$(printf '%s\n' "$got" | sed 's/^[0-9]*\/[0-9]*: //')" = "$msgs" ] ||
     die "consumed messages differ from the produced ones"
 
+if [ -n "$enc" ]; then
+    bold "The dev broker holds ciphertext (consumed DIRECTLY from $broker, no sidecar)"
+    raw=$(kcat -b "$broker" -C -t "$topic" -o beginning -c 5 -e -q -f '%s\n' | od -An -c | head -n 6)
+    printf '%s\n' "$raw" | sed 's/^/  /'
+    kcat -b "$broker" -C -t "$topic" -o beginning -c 5 -e -q -f '%s\n' | grep -q "hello brokerside" &&
+        die "plaintext reached the broker"
+    echo "  no plaintext on the broker: every value is an envelope (magic be 5e c0 de)"
+fi
+
 bold "What brokerside saw (/metrics, brokerside_* samples)"
 metrics=$(curl -fsS "$admin/metrics")
-printf '%s\n' "$metrics" | grep -E '^brokerside_(connections|bytes|tls_handshake|upstream|kafka_requests|topic_)' | sed 's/^/  /' || true
+printf '%s\n' "$metrics" | grep -E '^brokerside_(connections|bytes|tls_handshake|upstream|kafka_requests|topic_|records_|record_crypto|kms_|dek_)' | sed 's/^/  /' || true
 printf '%s\n' "$metrics" | grep -qE '^brokerside_bytes_total(\{[^}]*\})? [1-9]' ||
     die "brokerside_bytes_total did not grow: the traffic did not go through the sidecar"
 

@@ -33,7 +33,29 @@
 typedef enum bs_kafka_hook_verdict {
     BS_KAFKA_HOOK_PASS = 0,    /* forward the frame as it is */
     BS_KAFKA_HOOK_REPLACE = 1, /* forward `replacement` (a complete frame, size prefix included) */
+    /* Not now: the hook waits for something (a data key) and has arranged for
+     * the connection's wake callback (bs_kafka_hook_conn) to be called. The
+     * frame stays with the session, nothing behind it in that direction moves,
+     * and on wake-up the whole hook chain runs again over the original frame
+     * (hooks before this one must decide the same way twice). */
+    BS_KAFKA_HOOK_HOLD = 2,
+    /* Requests only: do not forward; answer the client with `replacement` (a
+     * complete response frame) once every earlier response has been delivered,
+     * so the connection's response order is kept. An empty `replacement`
+     * drops a request that expects no response (Produce acks=0). */
+    BS_KAFKA_HOOK_ANSWER = 3,
 } bs_kafka_hook_verdict;
+
+/* What a hook's per-connection state learns at open (see conn_open below).
+ * `wake(wake_arg)` asks the connection to run again (on its worker thread,
+ * from the worker's loop, e.g. in a DEK waiter callback); valid until
+ * conn_close. The strings are valid only during conn_open. */
+typedef struct bs_kafka_hook_conn {
+    void (*wake)(void *wake_arg);
+    void *wake_arg;
+    const char *listener;
+    const char *peer;
+} bs_kafka_hook_conn;
 
 /* One frame transformer. Every callback may be NULL. `wants_*` is asked
  * once per frame, as soon as its header is known, and decides whether the
@@ -52,6 +74,13 @@ typedef struct bs_kafka_hook {
     bs_status (*on_response)(void *arg, const bs_kafka_inflight *req, const uint8_t *frame,
                              size_t len, bs_wbuf *replacement, bs_kafka_hook_verdict *verdict);
     void *arg;
+    /* Optional per-connection state. When conn_open is set, it is called once
+     * per connection (with `arg`) and the state it returns in *conn replaces
+     * `arg` in every other callback of this hook on that connection;
+     * conn_close(conn) releases it when the connection ends (it must cancel
+     * any pending wake-up). A failing conn_open refuses the connection. */
+    bs_status (*conn_open)(void *arg, const bs_kafka_hook_conn *hc, void **conn);
+    void (*conn_close)(void *conn);
 } bs_kafka_hook;
 
 /* A read-only observer of every request/response pair (the per-request
@@ -121,6 +150,11 @@ const bs_session_ops *bs_kafka_session_ops(void);
  * while it streams through). Larger ones pass uninspected and are counted in
  * brokerside_kafka_uninspected_frames_total. */
 #define BS_KAFKA_INSPECT_MAX (8u << 20)
+
+/* The name of topic id `id` (16 bytes) as learned from Metadata responses
+ * passing through any session of this process, into out[outlen]
+ * (NUL-terminated). False if unknown (or outlen too small). Thread-safe. */
+bool bs_kafka_topic_id_lookup(const uint8_t id[16], char *out, size_t outlen);
 
 /* Forget the process-wide topic-series set and topic-id map (tests, after
  * bs_metrics_shutdown). Only when no session is running. */

@@ -49,6 +49,21 @@ bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server
 bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session_ops *ops,
                                 void *factory_ctx) BS_WUR;
 
+/* Per-worker set-up of other modules (e.g. a DEK worker bound to the worker's
+ * loop). init runs on each worker thread before its loop runs (the state it
+ * stores in *state is that worker's); fini runs on the same thread after its
+ * last connection closed. A failing init is logged and the worker serves
+ * anyway: the module must then refuse what it cannot serve (fail closed). */
+typedef struct bs_worker_hooks {
+    bs_status (*init)(void *arg, struct ev_loop *loop, void **state);
+    void (*fini)(void *arg, void *state);
+    void *arg;
+} bs_worker_hooks;
+
+/* Install worker hooks (before start; copied, `arg` borrowed for the
+ * server's life). BS_E_STATE after start. */
+bs_status bs_server_set_worker_hooks(bs_server *s, const bs_worker_hooks *hooks) BS_WUR;
+
 /* Start the worker threads and the readiness probes. `on_done` is called on
  * the control thread once every worker has finished after bs_server_shutdown
  * (typically: ev_break). BS_E_IO if a thread cannot be created (the threads

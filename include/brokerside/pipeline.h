@@ -26,16 +26,19 @@
 
 struct ev_loop;
 
-/* What the daemon refuses to run with, e.g. an `encryption` section. */
-#define BS_PIPELINE_ENCRYPTION_REFUSED                                                             \
-    "encryption at rest is not implemented in this version yet (issue 4)"
+/* Why the daemon refuses an `encryption` section with a `tcp` listener (an
+ * opaque listener cannot encrypt records: they would reach the broker in
+ * plaintext). */
+#define BS_PIPELINE_ENCRYPTION_NEEDS_KAFKA                                                         \
+    "protocol \"tcp\" cannot encrypt records: with an \"encryption\" section every listener " \
+    "must be \"kafka\""
 
 typedef struct bs_pipeline bs_pipeline;
 
 /*
- * Checks shared by --check-config and start-up that open nothing: refuses a
- * config with an `encryption` section (BS_E_UNSUPPORTED, message
- * BS_PIPELINE_ENCRYPTION_REFUSED) and loads (then wipes) the audit signing
+ * Checks shared by --check-config and start-up that open nothing: refuses an
+ * `encryption` section with a `tcp` listener (BS_E_CONFIG, message
+ * BS_PIPELINE_ENCRYPTION_NEEDS_KAFKA) and loads (then wipes) the audit signing
  * key (BS_E_CONFIG: unreadable, wrong permissions or format). Writes the
  * first problem as "FILE: PATH: message" into err[errlen].
  */

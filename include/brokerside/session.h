@@ -62,6 +62,13 @@ typedef struct bs_session_info {
     const bs_kafka_config *kafka;
     const char *peer;      /* "ip:port" of the client */
     const char *principal; /* TLS client principal, NULL if none (no TLS or no cert) */
+    /* wake(wake_arg) makes the connection call the session again soon (from
+     * its loop, on its worker thread; never re-entrantly). A session that
+     * parks work waiting for an event of that loop (e.g. a data key) calls it
+     * when the event came. NULL when the embedder offers none. Valid until
+     * close(). */
+    void (*wake)(void *wake_arg);
+    void *wake_arg;
     uint64_t conn_id;      /* the connection's id, as in its connection audit events (0 = unknown) */
 } bs_session_info;
 

@@ -661,6 +661,14 @@ static bool conn_client_handshake(bs_conn *c)
     return false;
 }
 
+/* bs_session_info.wake: run the pump from the loop (a fed event, so never
+ * re-entrantly; conn_close clears it if the connection ends first). */
+static void conn_wake(void *arg)
+{
+    bs_conn *c = arg;
+    ev_feed_event(c->w->loop, &c->c.io, EV_CUSTOM);
+}
+
 /* Both sides ready: open the session, switch the timer to idle tracking. */
 static bool conn_open(bs_conn *c)
 {
@@ -674,6 +682,8 @@ static bool conn_open(bs_conn *c)
                                 .kafka = &c->w->cfg->kafka,
                                 .peer = peer,
                                 .principal = c->principal,
+                                .wake = conn_wake,
+                                .wake_arg = c,
                                 .conn_id = c->id};
         if (ops->open(c->l->session_ctx, &info, &c->sess) != BS_OK) {
             BS_LOG_WARNF("net", "listener %s: session refused connection from %s", c->l->cfg->name,

@@ -138,6 +138,7 @@ struct bs_server {
     ev_tstamp start_time;
     unsigned reloads;
     bs_metric *m_reload_ok, *m_reload_failed;
+    bs_worker_hooks whooks; /* bs_server_set_worker_hooks; zeroed = none */
     bs_conn_observer_fn observer; /* set before start, read by workers */
     void *observer_ctx;
     atomic_uint_fast64_t next_conn_id;

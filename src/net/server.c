@@ -96,9 +96,14 @@ static void worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void *worker_main(void *arg)
 {
     bs_worker *w = arg;
+    const bs_worker_hooks *h = &w->srv->whooks;
+    void *hstate = NULL;
+    if (h->init && h->init(h->arg, w->loop, &hstate) != BS_OK)
+        BS_LOG_ERRORF("net", "worker set-up failed; its connections may be refused");
     ev_run(w->loop, 0);
     worker_close_listeners(w);
     bs_net_worker_close_all(w);
+    if (h->fini) h->fini(h->arg, hstate);
     bs_net_worker_free_bufs(w);
     ev_async_stop(w->loop, &w->wake);
     atomic_fetch_add(&w->srv->workers_done, 1);
@@ -310,6 +315,14 @@ bs_status bs_server_set_session(bs_server *s, const char *name, const bs_session
         }
     }
     return BS_E_NOT_FOUND;
+}
+
+/* See net.h. */
+bs_status bs_server_set_worker_hooks(bs_server *s, const bs_worker_hooks *hooks)
+{
+    BS_ENSURE(!s->started, BS_E_STATE);
+    s->whooks = *hooks;
+    return BS_OK;
 }
 
 /* See net.h. Workers only read the observer, and only after start. */

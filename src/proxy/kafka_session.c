@@ -156,6 +156,25 @@ static void topic_id_learn(const uint8_t *id, const uint8_t *name, size_t len)
     pthread_mutex_unlock(&g_lock);
 }
 
+/* See kafka_session.h. */
+bool bs_kafka_topic_id_lookup(const uint8_t id[16], char *out, size_t outlen)
+{
+    uint32_t h = hash_bytes(id, 16) % TOPIC_IDS_MAX;
+    bool found = false;
+    pthread_mutex_lock(&g_lock);
+    for (uint32_t i = 0; i < TOPIC_IDS_MAX; i++) {
+        topic_id_ent *e = &g_ids[(h + i) % TOPIC_IDS_MAX];
+        if (!e->name) break;
+        if (memcmp(e->id, id, 16) == 0) {
+            found = strlen(e->name) < outlen;
+            if (found) memcpy(out, e->name, strlen(e->name) + 1);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return found;
+}
+
 /* The name of topic id `id` into out[outlen] (NUL-terminated), or its hex
  * form if no Metadata response told us. */
 static void topic_id_name(const uint8_t *id, char *out, size_t outlen)
@@ -214,7 +233,11 @@ typedef struct req_times {
     uint64_t t_fwd;   /* last byte handed to the upstream buffer */
 } req_times;
 
-typedef enum mode { M_IDLE = 0, M_STREAM, M_HOLD, M_OUT } mode;
+/* M_PARKED: a hook said HOLD; the frame stays where it is (in `in` when
+ * parked_in_place, else asm_) until a wake-up reruns the hooks.
+ * M_ANSWER: a hook answered a request itself; `out` holds the answer for the
+ * client, sent through `back` once every earlier response went out. */
+typedef enum mode { M_IDLE = 0, M_STREAM, M_HOLD, M_OUT, M_PARKED, M_ANSWER } mode;
 
 typedef struct dir {
     bool is_req;
@@ -235,6 +258,8 @@ typedef struct dir {
     bool pushed;                /* a correlation entry was pushed for it */
     bs_kafka_inflight inf;      /* responses: the request it answers */
     req_times times;            /* responses: that request's times */
+    bool parked_in_place;       /* M_PARKED: the frame is at the read position of `in` */
+    bool woken;                 /* M_PARKED: a hook called wake since the frame parked */
     bool observed;              /* the observer has seen the current frame */
     int64_t obs_latency_ns;     /* responses: for the observer, -1 unknown */
 } dir;
@@ -252,9 +277,27 @@ typedef struct ksess {
     err_metric err[ERR_CACHE];
     topic_metrics topics[TOPIC_CACHE];
     uint32_t topic_evict;
+    void **hconn; /* per hook: its per-connection state (bs_kafka_hook.conn_open), or NULL */
+    void (*net_wake)(void *); /* bs_session_info.wake */
+    void *net_wake_arg;
     const bs_kafka_observer *obs; /* NULL: none */
     void *obs_conn;               /* the observer's per-connection state */
 } ksess;
+
+/* bs_kafka_hook_conn.wake: let parked frames rerun their hooks, and have the
+ * connection call us again. */
+static void ksess_wake(void *arg)
+{
+    ksess *s = arg;
+    s->req.woken = s->resp.woken = true;
+    if (s->net_wake) s->net_wake(s->net_wake_arg);
+}
+
+/* The argument of hook `i`'s callbacks on this connection. */
+static void *hook_arg(const ksess *s, size_t i)
+{
+    return s->fac->hooks[i].conn_open ? s->hconn[i] : s->fac->hooks[i].arg;
+}
 
 /* Monotonic clock in nanoseconds. */
 static uint64_t now_ns(void)
@@ -590,22 +633,27 @@ static bool frame_ok(const bs_wbuf *w)
 
 /* Run hooks and (responses) the rewriter over a whole frame. On BS_OK,
  * *replaced says whether d->out now holds the frame to emit instead of the
- * original. Any other status: the connection must close (logged here). */
-static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, bool *replaced)
+ * original, and *verdict_out is PASS/REPLACE (go on), HOLD (a hook waits:
+ * nothing was decided) or ANSWER (d->out holds the answer to the client).
+ * Any other status: the connection must close (logged here). */
+static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, bool *replaced,
+                           bs_kafka_hook_verdict *verdict_out)
 {
     const uint8_t *cur = frame;
     size_t cur_len = len;
     *replaced = false;
+    *verdict_out = BS_KAFKA_HOOK_PASS;
     bs_wbuf_reset(&d->out);
     d->out_off = 0;
     int16_t api = d->is_req ? d->rh.api_key : d->inf.api_key;
     int16_t ver = d->is_req ? d->rh.api_version : d->inf.api_version;
     for (size_t i = 0; s->fac && i < s->fac->n_hooks; i++) {
         const bs_kafka_hook *hk = &s->fac->hooks[i];
+        void *harg = hook_arg(s, i);
         bool wants = d->is_req ? (hk->wants_request && hk->on_request &&
-                                  hk->wants_request(hk->arg, api, ver))
+                                  hk->wants_request(harg, api, ver))
                                : (hk->wants_response && hk->on_response &&
-                                  hk->wants_response(hk->arg, api, ver));
+                                  hk->wants_response(harg, api, ver));
         if (!wants) continue;
         bs_kafka_hook_verdict v = BS_KAFKA_HOOK_PASS;
         bs_wbuf_reset(&d->scratch);
@@ -618,25 +666,40 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
             if (st == BS_E_UNSUPPORTED) st = BS_OK;
         }
         if (st == BS_OK)
-            st = d->is_req ? hk->on_request(hk->arg, &rh, cur, cur_len, &d->scratch, &v)
-                           : hk->on_response(hk->arg, &d->inf, cur, cur_len, &d->scratch, &v);
-        if (st == BS_OK && v == BS_KAFKA_HOOK_REPLACE) {
+            st = d->is_req ? hk->on_request(harg, &rh, cur, cur_len, &d->scratch, &v)
+                           : hk->on_response(harg, &d->inf, cur, cur_len, &d->scratch, &v);
+        if (st == BS_OK && (v == BS_KAFKA_HOOK_REPLACE || v == BS_KAFKA_HOOK_ANSWER)) {
             st = bs_wbuf_status(&d->scratch);
-            if (st == BS_OK && !frame_ok(&d->scratch)) st = BS_E_MALFORMED;
+            /* An empty answer is a drop, valid only for a request expecting none. */
+            bool drop_ok = v == BS_KAFKA_HOOK_ANSWER && d->scratch.len == 0 && !d->pushed;
+            if (st == BS_OK && !drop_ok && !frame_ok(&d->scratch)) st = BS_E_MALFORMED;
+            /* ...and a request expecting none must get none (acks=0). */
+            if (st == BS_OK && v == BS_KAFKA_HOOK_ANSWER && !d->pushed && d->scratch.len > 0)
+                st = BS_E_MALFORMED;
         }
+        if (st == BS_OK && v == BS_KAFKA_HOOK_ANSWER && !d->is_req) st = BS_E_STATE;
+        if (st == BS_OK && v > BS_KAFKA_HOOK_ANSWER) st = BS_E_STATE;
         if (st != BS_OK) {
             BS_LOG_WARNF(MOD, "listener %s: hook %s failed on %s %s v%d from %s (%s); closing",
                          s->listener, hk->name ? hk->name : "?", bs_kafka_api_name(api),
                          d->is_req ? "request" : "response", ver, s->peer, bs_status_name(st));
             return st;
         }
-        if (v == BS_KAFKA_HOOK_REPLACE) {
+        if (v == BS_KAFKA_HOOK_HOLD) {
+            *verdict_out = v;
+            return BS_OK;
+        }
+        if (v == BS_KAFKA_HOOK_REPLACE || v == BS_KAFKA_HOOK_ANSWER) {
             bs_wbuf t = d->out;
             d->out = d->scratch;
             d->scratch = t;
             cur = d->out.data;
             cur_len = d->out.len;
             *replaced = true;
+        }
+        if (v == BS_KAFKA_HOOK_ANSWER) {
+            *verdict_out = v;
+            return BS_OK;
         }
     }
     if (d->is_req || !(api == BS_KAFKA_API_VERSIONS || bs_kafka_response_has_endpoints(api, ver)))
@@ -852,7 +915,7 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
     for (size_t i = 0; s->fac && i < s->fac->n_hooks; i++) {
         const bs_kafka_hook *hk = &s->fac->hooks[i];
         if (hk->wants_request && hk->on_request &&
-            hk->wants_request(hk->arg, d->rh.api_key, d->rh.api_version))
+            hk->wants_request(hook_arg(s, i), d->rh.api_key, d->rh.api_version))
             hold = true;
     }
     if (!hold && observer_wants(s, true, d->rh.api_key, d->rh.api_version)) hold = true;
@@ -913,7 +976,7 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
     bool hold = api == BS_KAFKA_API_VERSIONS || bs_kafka_response_has_endpoints(api, ver);
     for (size_t i = 0; !hold && s->fac && i < s->fac->n_hooks; i++) {
         const bs_kafka_hook *hk = &s->fac->hooks[i];
-        if (hk->wants_response && hk->on_response && hk->wants_response(hk->arg, api, ver))
+        if (hk->wants_response && hk->on_response && hk->wants_response(hook_arg(s, i), api, ver))
             hold = true;
     }
     if (!hold && observer_wants(s, false, api, ver)) hold = true;
@@ -941,14 +1004,29 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
 static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame, bool in_place)
 {
     size_t len = d->frame_len;
-    if (d->is_req)
+    /* A parked frame was inspected when it first came. */
+    if (d->m != M_PARKED && d->is_req)
         inspect_request(s, d, frame, len);
-    else
+    else if (d->m != M_PARKED)
         inspect_response(s, d, frame, len);
     /* The observer sees the frame as it came, before any hook changes it. */
     observe(s, d, frame, len);
     bool replaced;
-    BS_GUARD(transform(s, d, frame, len, &replaced));
+    bs_kafka_hook_verdict v;
+    /* A wake-up from before this frame's first run is stale; one that comes
+     * while the hooks run (or later) reruns them. */
+    if (d->m != M_PARKED) d->woken = false;
+    BS_GUARD(transform(s, d, frame, len, &replaced, &v));
+    if (v == BS_KAFKA_HOOK_HOLD) {
+        d->m = M_PARKED;
+        d->parked_in_place = in_place;
+        return BS_OK;
+    }
+    if (v == BS_KAFKA_HOOK_ANSWER) {
+        if (in_place) bs_buf_consume(in, len);
+        d->m = M_ANSWER;
+        return BS_OK;
+    }
     if (replaced) {
         if (in_place) bs_buf_consume(in, len);
         d->m = M_OUT;
@@ -989,12 +1067,45 @@ static void stream_done(ksess *s, dir *d)
     frame_done(s, d);
 }
 
-/* The direction machine: move as much as possible from `in` to `fwd`. */
-static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd)
+/* The direction machine: move as much as possible from `in` to `fwd`
+ * (and, for a hook's answer, to `back`). */
+static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd, bs_buf *back)
 {
     size_t max_frame = s->kcfg->max_frame_bytes;
     for (;;) {
         switch (d->m) {
+        case M_PARKED: {
+            /* Rerun the hooks after a wake-up only (a parked frame is not
+             * decoded again on every unrelated event); if what they wait for
+             * is still missing they park again. */
+            if (!d->woken) return BS_OK;
+            d->woken = false;
+            const uint8_t *f = d->parked_in_place ? bs_buf_read_ptr(in) : d->asm_.data;
+            BS_GUARD(finish_hold(s, d, in, f, d->parked_in_place));
+            if (d->m == M_PARKED) return BS_OK;
+            continue;
+        }
+        case M_ANSWER: {
+            /* Only this request may be outstanding (the request direction is
+             * stopped here, so none newer exists): every earlier response has
+             * been handed to the client buffer, which `back` is. */
+            if (bs_kafka_corr_count(&s->corr) > (d->pushed ? 1u : 0u) || s->resp.m != M_IDLE)
+                return BS_OK;
+            size_t left = d->out.len - d->out_off;
+            size_t n = left < bs_buf_free_space(back) ? left : bs_buf_free_space(back);
+            if (n > 0) {
+                BS_GUARD(bs_buf_append(back, d->out.data + d->out_off, n));
+                d->out_off += n;
+            }
+            if (d->out_off < d->out.len) return BS_OK;
+            if (d->pushed) {
+                bs_kafka_inflight inf;
+                BS_GUARD(bs_kafka_corr_pop(&s->corr, d->rh.correlation_id, &inf));
+                d->pushed = false;
+            }
+            frame_done(s, d);
+            continue;
+        }
         case M_OUT: {
             size_t left = d->out.len - d->out_off;
             size_t n = left < bs_buf_free_space(fwd) ? left : bs_buf_free_space(fwd);
@@ -1113,6 +1224,9 @@ static void ksess_close(void *state)
         bs_wbuf_free(&ds[i]->out);
         bs_wbuf_free(&ds[i]->scratch);
     }
+    for (size_t i = 0; s->hconn && i < s->fac->n_hooks; i++)
+        if (s->hconn[i] && s->fac->hooks[i].conn_close) s->fac->hooks[i].conn_close(s->hconn[i]);
+    free(s->hconn);
     for (size_t i = 0; i < TOPIC_CACHE; i++)
         free(s->topics[i].name);
     bs_kafka_corr_free(&s->corr);
@@ -1144,6 +1258,23 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
     }
     bs_status st = bs_kafka_corr_init(&s->corr, CORR_INIT);
     if (st == BS_OK && !(s->times = calloc(CORR_INIT, sizeof *s->times))) st = BS_E_NOMEM;
+    if (st == BS_OK && s->fac && s->fac->n_hooks > 0 &&
+        !(s->hconn = calloc(s->fac->n_hooks, sizeof *s->hconn)))
+        st = BS_E_NOMEM;
+    s->net_wake = info->wake;
+    s->net_wake_arg = info->wake_arg;
+    bs_kafka_hook_conn hc = {.wake = ksess_wake,
+                             .wake_arg = s,
+                             .listener = s->listener,
+                             .peer = s->peer};
+    for (size_t i = 0; st == BS_OK && s->hconn && i < s->fac->n_hooks; i++) {
+        const bs_kafka_hook *hk = &s->fac->hooks[i];
+        if (!hk->conn_open) continue;
+        st = hk->conn_open(hk->arg, &hc, &s->hconn[i]);
+        if (st != BS_OK)
+            BS_LOG_WARNF(MOD, "listener %s: hook %s refused connection from %s (%s)", s->listener,
+                         hk->name ? hk->name : "?", s->peer, bs_status_name(st));
+    }
     if (st == BS_OK && s->fac && s->fac->observer) {
         s->obs = s->fac->observer;
         if (s->obs->open) st = s->obs->open(s->obs->arg, info, &s->obs_conn);
@@ -1159,17 +1290,15 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
 /* bs_session_ops.on_client_bytes. */
 static bs_status ksess_client(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
 {
-    (void)back;
     ksess *s = state;
-    return pump(s, &s->req, in, fwd);
+    return pump(s, &s->req, in, fwd, back);
 }
 
 /* bs_session_ops.on_upstream_bytes. */
 static bs_status ksess_upstream(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
 {
-    (void)back;
     ksess *s = state;
-    return pump(s, &s->resp, in, fwd);
+    return pump(s, &s->resp, in, fwd, back);
 }
 
 /* bs_session_ops.is_quiescent: no request awaiting its response and no frame

@@ -122,9 +122,11 @@ static bs_status load_key(const bs_config *cfg, bs_audit_key **out, char *err, s
 /* See pipeline.h. */
 bs_status bs_pipeline_check(const bs_config *cfg, char *err, size_t errlen)
 {
-    if (cfg->encryption.enabled) {
-        snprintf(err, errlen, "%s: encryption: %s", cfg->path, BS_PIPELINE_ENCRYPTION_REFUSED);
-        return BS_E_UNSUPPORTED;
+    for (size_t i = 0; cfg->encryption.enabled && i < cfg->n_listeners; i++) {
+        if (cfg->listeners[i].protocol == BS_PROTOCOL_KAFKA) continue;
+        snprintf(err, errlen, "%s: listeners[%zu].protocol: %s", cfg->path, i,
+                 BS_PIPELINE_ENCRYPTION_NEEDS_KAFKA);
+        return BS_E_CONFIG;
     }
     bs_audit_key *k = NULL;
     BS_GUARD(load_key(cfg, &k, err, errlen));

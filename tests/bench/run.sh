@@ -461,4 +461,5 @@ if [ -s "$TMP/load.err" ]; then
     tail -n 10 "$TMP/load.err" >&2
 fi
 "$SRC/tests/bench/kafka_bench.sh" "$BUILD" || log "kafka_bench failed (see its output above)"
+"$SRC/tests/bench/encryption_bench.sh" "$BUILD" || log "encryption_bench failed (see its output above)"
 "$SRC/tests/bench/audit_bench.sh" "$BUILD" || log "audit_bench failed (see its output above)"

@@ -1,4 +1,4 @@
-"""CLI and start-up rules of the event path: `keygen`, the encryption refusal,
+"""CLI and start-up rules of the event path: `keygen`, encryption needing kafka listeners,
 --check-config loading the audit signing key, and /status of the pipeline."""
 import json
 import os
@@ -8,7 +8,8 @@ import unittest
 
 import events_harness as harness
 
-REFUSAL = "encryption at rest is not implemented in this version yet (issue 4)"
+REFUSAL = ('protocol "tcp" cannot encrypt records: with an "encryption" section every '
+           'listener must be "kafka"')
 
 
 class Cli(harness.DaemonTest):
@@ -48,8 +49,8 @@ class Cli(harness.DaemonTest):
                              "topics": [{"match": "*", "key": "k1"}]}
         return cfg
 
-    def test_encryption_section_is_refused(self):
-        d = self.daemon(self.encryption_config())
+    def test_encryption_with_a_tcp_listener_is_refused(self):
+        d = self.daemon(self.encryption_config())  # base_config's listener is tcp
         r = harness.run_cli("--check-config", d.cfg_path)
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn(REFUSAL, r.stderr)
@@ -58,6 +59,17 @@ class Cli(harness.DaemonTest):
         self.assertIn(REFUSAL, d.log())
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "spool")),
                          "a refused start must not open the spool")
+
+    def test_encryption_with_kafka_listeners_starts(self):
+        cfg = self.encryption_config()
+        cfg["listeners"][0]["protocol"] = "kafka"
+        d = self.daemon(cfg)
+        r = harness.run_cli("--check-config", d.cfg_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d.start()
+        self.assertIn("local keyring", d.log())
+        self.assertNotIn("encryption at rest is OFF", d.log())
+        self.assertEqual(d.stop(), 0)
 
     def test_without_encryption_the_off_warning_is_logged(self):
         d = self.daemon(self.base_config(harness.free_port(), streams=()))

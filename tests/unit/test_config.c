@@ -1133,10 +1133,11 @@ static void test_shipped_example_loads(void)
         CHECK_STR(cfg->listeners[0].tls->cert_file, want);
     }
     if (cfg) {
-        /* The embedded defaults: no encryption section (the daemon refuses one
-         * until issue 4's record path exists), every stream into one file
-         * sink, a spool under var/. */
-        CHECK(!cfg->encryption.enabled);
+        /* The shipped example encrypts every topic with the local keyring,
+         * sends every stream into one file sink, spools under var/. */
+        CHECK(cfg->encryption.enabled);
+        CHECK(cfg->encryption.kms_type == BS_KMS_LOCAL);
+        CHECK(cfg->encryption.n_topics == 1 && strcmp(cfg->encryption.topics[0].match, "*") == 0);
         CHECK(cfg->audit.enabled && cfg->metrics.enabled && cfg->logs.enabled);
         const bs_sink_config *s = bs_config_sink(cfg, "local-files");
         CHECK(s && s->kind == BS_SINK_FILE && s->streams == 7u);

@@ -1,0 +1,80 @@
+/*
+ * record_crypto.h - encryption at rest on the record path: a bs_kafka_hook
+ * that encrypts record values of Produce requests and decrypts them in Fetch
+ * responses (docs/encryption.md, "Record path").
+ *
+ * Produce (every version the codec decodes, 0-11): for each topic the first
+ * matching encryption.topics rule gives the key reference; every record value
+ * of every v2 batch of that topic is replaced by an envelope (envelope.h)
+ * under the worker's DEK for (key reference, topic). Keys, headers,
+ * timestamps, offsets, attributes, producer/transaction fields stay clear and
+ * unchanged; null values (tombstones) stay null; control batches are left
+ * alone; the batch is recompressed with its own codec and its CRC recomputed.
+ * A request in which any partition is refused is not forwarded at all: the
+ * sidecar answers it (after every earlier response) with, per partition:
+ *   INVALID_RECORD (87)                  a value already carries the envelope magic
+ *   UNSUPPORTED_FOR_MESSAGE_FORMAT (43)  magic 0/1 message set to an encrypted topic
+ *   CORRUPT_MESSAGE (2)                  a batch that does not parse (CRC, lengths,
+ *                                        partial batch) to an encrypted topic
+ *   POLICY_VIOLATION (44)                unmatched topic with unmatched_topics "reject"
+ *   KAFKA_STORAGE_ERROR (56, retriable)  no data key (KMS failure), and every
+ *                                        other partition of a refused request
+ * acks=0 requests expect no answer: a refused one is dropped (log + metric).
+ * When a DEK is not ready the hook returns HOLD and the request waits (the
+ * connection's later requests queue behind it) until the DEK manager wakes it.
+ *
+ * Fetch (versions 0-17) and ShareFetch (v0, topics by id): partitions whose records hold envelopes are decrypted
+ * (topic from the response, or for v13+ from the topic-id map learned from
+ * Metadata responses); batches are rebuilt with the same codec and CRC; a
+ * partial trailing batch is kept as it is. Plaintext values pass. A partition
+ * with an envelope that does not authenticate or whose key cannot be unwrapped
+ * gets CORRUPT_MESSAGE (2), one whose key is unavailable now (KMS outage)
+ * KAFKA_STORAGE_ERROR (56), an unknown topic id UNKNOWN_TOPIC_ID (100); its
+ * records are removed (never ciphertext passed as plaintext). Missing keys:
+ * HOLD, as for Produce.
+ *
+ * Metrics: brokerside_records_encrypted_total, brokerside_records_decrypted_total,
+ * brokerside_record_crypto_failures_total{reason}, brokerside_record_crypto_held_total{direction}.
+ */
+#ifndef BROKERSIDE_RECORD_CRYPTO_H
+#define BROKERSIDE_RECORD_CRYPTO_H
+
+#include <stddef.h>
+
+#include "brokerside/config.h"
+#include "brokerside/dek_manager.h"
+#include "brokerside/kafka_session.h"
+#include "brokerside/status.h"
+
+typedef struct bs_record_crypto bs_record_crypto;
+
+/* Kafka error codes this module answers with. */
+#define BS_KERR_CORRUPT_MESSAGE 2
+#define BS_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT 43
+#define BS_KERR_POLICY_VIOLATION 44
+#define BS_KERR_KAFKA_STORAGE_ERROR 56
+#define BS_KERR_INVALID_RECORD 87
+#define BS_KERR_UNKNOWN_TOPIC_ID 100
+
+/* Create the shared (all workers) part. `enc` is borrowed and must outlive
+ * the object (enc->enabled must be true: BS_E_CONFIG otherwise);
+ * `max_records_bytes` bounds the decompressed size of one batch's records
+ * (0 = 64 MiB). Free with bs_record_crypto_free after every connection
+ * using its hook closed. BS_E_NOMEM. */
+bs_status bs_record_crypto_new(const bs_encryption_config *enc, size_t max_records_bytes,
+                               bs_record_crypto **out) BS_WUR;
+
+/* Release `rc`; NULL is a no-op. */
+void bs_record_crypto_free(bs_record_crypto *rc);
+
+/* The hook to put in a bs_kafka_session_factory (name "record_crypto"; it
+ * keeps per-connection state through conn_open/conn_close). Connections
+ * opened on a thread without a bound DEK worker are refused (fail closed). */
+bs_kafka_hook bs_record_crypto_hook(bs_record_crypto *rc);
+
+/* Bind the calling thread's DEK worker (NULL unbinds): call on each worker
+ * thread after bs_dek_worker_new and before it serves connections, and with
+ * NULL before bs_dek_worker_free. The worker is borrowed. */
+void bs_record_crypto_bind_worker(bs_dek_worker *w);
+
+#endif
