@@ -4,10 +4,16 @@
 Usage: tests/bench/bench_sinks.py [BUILD_DIR] [EVENTS]   (defaults: build, 20000)
 Starts moto on a free port, creates the IAM user/key (aws_moto_setup.py), a
 bucket, a Firehose delivery stream, and lets the logs sink create its group;
-prints one result line per sink; kills moto at the end.
+prints one result line per sink; kills moto at the end (also on SIGTERM).
+Each line ends with the endpoint's side of the same run, measured from /proc:
+moto_cpu_s (user + system CPU of moto_server and its descendants during that
+sink's run) and moto_cpu_s_per_10k, so brokerside's CPU per 10,000 events can be
+compared with the endpoint's. A sink that fails prints "sink=NAME failed: ..."
+and makes the script exit 1 after the other sinks ran.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,9 +24,36 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from test_aws_kms import free_port, moto_server_path, python_with_boto3  # noqa: E402
 
 
+def proc_cpu_s(root):
+    """User + system CPU seconds of process `root` and all its descendants, reaped
+    children included (cutime/cstime); 0 for processes that are gone."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                # The command name (field 2) may hold spaces: split after its ')'.
+                rest = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        stats[int(d)] = (int(rest[1]), sum(int(x) for x in rest[11:15]))
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += stats[p][1]
+        todo.extend(c for c, (pp, _) in stats.items() if pp == p)
+    return total / ticks
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "build")
     events = sys.argv[2] if len(sys.argv) > 2 else "20000"
+    # run.sh stops this script with SIGTERM: turn it into an exit so moto is killed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    failed = 0
     py = python_with_boto3()
     port = free_port()
     ep = "http://127.0.0.1:%d" % port
@@ -53,12 +86,21 @@ def main():
                    "--events", events]
             for o in opts:
                 cmd += ["--opt", o]
+            cpu0 = proc_cpu_s(moto.pid)
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            print(r.stdout.strip() or ("sink=%s failed: %s" % (sink, r.stderr[-500:])), flush=True)
+            moto_cpu = proc_cpu_s(moto.pid) - cpu0
+            if r.returncode != 0 or not r.stdout.strip():
+                failed = 1
+                print("sink=%s failed: exit %d: %s" % (sink, r.returncode,
+                      (r.stdout + r.stderr).strip()[-500:].replace("\n", " | ")), flush=True)
+                continue
+            print("%s moto_cpu_s=%.3f moto_cpu_s_per_10k=%.4f" %
+                  (r.stdout.strip(), moto_cpu, moto_cpu * 10000.0 / int(events)), flush=True)
     finally:
         moto.kill()
         moto.wait()
+    return failed
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

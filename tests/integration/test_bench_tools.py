@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -266,6 +267,142 @@ class TlsThroughStunnel(unittest.TestCase):
                                 *self.tls("--servername", "kafka.example.com"))
         self.assertEqual(rc, 1)
         self.assertIn("certificate verify failed", err)
+
+
+RUN_SH = os.path.join(SOURCE, "tests", "bench", "run.sh")
+
+
+def run_bench(build, parts, out, extra_env=None, script=RUN_SH, timeout=300):
+    """Run tests/bench/run.sh on `build` with BENCH_PARTS=parts, results into `out`;
+    small sizes so the real tools finish in seconds. Returns the CompletedProcess."""
+    env = dict(os.environ, BENCH_PARTS=parts, BENCH_OUT=out, BENCH_REPS="1",
+               BENCH_SECONDS="1", BENCH_LOG_LINES="20000", BENCH_AUDIT_EVENTS="2000",
+               BENCH_SINK_EVENTS="500")
+    env.update(extra_env or {})
+    return subprocess.run(["bash", script, build], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def write_exe(path, body):
+    """Write an executable shell script."""
+    with open(path, "w") as f:
+        f.write("#!/bin/bash\n" + body)
+    os.chmod(path, 0o755)
+
+
+class RunShParts(unittest.TestCase):
+    """The component parts of run.sh (crypto, logtail, audit, sinks) and the bench_part
+    hook: real tools give measured verdicts; failing or lying tools, unknown part names
+    and failing part scripts are reported, never turned into numbers or silently skipped."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bs-bench-runsh-")
+        self.out = os.path.join(self.tmp, "results.md")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def results(self):
+        with open(self.out) as f:
+            return f.read()
+
+    def test_unknown_part_and_bad_numbers_are_refused(self):
+        for env, msg in (({"BENCH_PARTS": "crypto crpto"}, "unknown part 'crpto'"),
+                         ({"BENCH_PARTS": " "}, "BENCH_PARTS is empty"),
+                         ({"BENCH_REPS": "0"}, "REPS='0' is not a positive integer"),
+                         ({"BENCH_LOG_LINES": "1e6"}, "LOG_LINES='1e6'")):
+            with self.subTest(env=env):
+                p = run_bench(BUILD, "crypto", self.out, env)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(msg, p.stderr)
+                self.assertFalse(os.path.exists(self.out), "nothing may run before the check")
+
+    def test_real_component_tools_give_verdicts(self):
+        p = run_bench(BUILD, "crypto logtail audit", self.out)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = self.results()
+        self.assertNotIn("NOTE", md)
+        self.assertNotIn("not measured", md)
+        self.assertNotIn("n/a", md)
+        self.assertNotIn("TLS termination", md, "the proxy part was not asked for")
+        self.assertRegex(md, r"\| record encryption >= 60% of openssl AES-256-GCM, one core \| "
+                             r"[0-9.]+ % \| >= 60 % \| (PASS|FAIL) \|")
+        self.assertRegex(md, r"\| log lines/s on one core \| [0-9]+ \| >= 100000 \| [0-9.]+ \| (PASS|FAIL) \|")
+        self.assertRegex(md, r"\| data_events each \(events/s\) \| [0-9]+ \| 0 \|")
+        # Every metric row has its value and no failed repetition.
+        for row in re.findall(r"^\| [^|]+ \| ([^|]+) \| ([^|]+) \| [^|]+ \|$", md, re.M):
+            if row[1].strip() in ("0", "1"):
+                self.assertRegex(row[0].strip(), r"^[0-9.]+$")
+                self.assertEqual(row[1].strip(), "0")
+        self.assertIn(md, p.stdout, "the tables are printed as written")
+
+    def test_failing_or_lying_tools_are_reported_not_counted(self):
+        build = os.path.join(self.tmp, "build")
+        os.mkdir(build)
+        # Prints a plausible figure, then fails: the figure must not be used.
+        write_exe(os.path.join(build, "bs_bench_crypto"),
+                  "echo encrypt_MBps=999.0; echo encrypt_vs_openssl_pct=99.0; echo boom >&2; exit 1\n")
+        # Exit 0 but not every event arrived.
+        write_exe(os.path.join(build, "bs_bench_logtail"),
+                  "echo 'bench=logtail lines=10 events=9 lines_per_s=900000 lines_per_cpu_s=1 "
+                  "events_per_s=1 delivered=8 goal_lines_per_s=100000 MISSING_EVENTS'\n")
+        # Exit 0 with output that is not the expected format.
+        write_exe(os.path.join(build, "bs_bench_audit"), "echo 'each: fast'\n")
+        p = run_bench(build, "crypto logtail audit", self.out)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = self.results()
+        self.assertNotIn("PASS", md)
+        self.assertNotIn("999", md)
+        self.assertNotIn("| 900000", md)
+        self.assertIn("NOTE: bs_bench_crypto failed in at least one repetition: boom", md)
+        self.assertRegex(md, "NOTE: bs_bench_logtail failed in at least one repetition: .*MISSING_EVENTS")
+        self.assertIn("| record encryption >= 60% of openssl AES-256-GCM, one core | n/a % | >= 60 % | not measured |", md)
+        self.assertIn("| log lines/s on one core | n/a | >= 100000 | n/a | not measured |", md)
+        self.assertIn("| lines/s (wall) | n/a | 1 |  x |", md)
+        self.assertIn("| data_events each (events/s) | n/a | 1 |  x |", md)
+
+    def test_bench_part_hook(self):
+        # A copy of run.sh in a tree of its own, with three part lines at its end.
+        root = os.path.join(self.tmp, "src")
+        os.makedirs(os.path.join(root, "tests", "bench"))
+        script = os.path.join(root, "tests", "bench", "run.sh")
+        with open(RUN_SH) as f:
+            text = f.read()
+        with open(script, "w") as f:
+            f.write(text + 'bench_part good "$SRC/good.sh" "$BUILD" two\nbench_part bad "$SRC/bad.sh"\n'
+                    'bench_part gone "$SRC/gone.sh"\n')
+        write_exe(os.path.join(root, "good.sh"), 'echo "| good ran on $1 with $2 |"\n')
+        write_exe(os.path.join(root, "bad.sh"), "echo half-a-table; echo bad-stderr >&2; exit 3\n")
+        p = run_bench(BUILD, "good bad gone", self.out, script=script)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        line = "| good ran on %s with two |" % os.path.realpath(BUILD)
+        self.assertIn(line, p.stdout)
+        md = self.results()
+        self.assertIn("## Part good\n\n`good.sh %s two`\n\n```text\n%s\n```\n" % (os.path.realpath(BUILD), line), md)
+        self.assertIn("## Part bad\n\n`bad.sh`\n\n- NOTE: part bad failed (exit 3); its output may be "
+                      "incomplete\n\n```text\nhalf-a-table\n```\n", md)
+        self.assertIn("bad-stderr", p.stderr)
+        self.assertIn("## Part gone\n\n- NOTE: not run: %s/gone.sh is missing" % root, md)
+        self.assertNotIn("## Record encryption", md, "parts not asked for do not run")
+        # A part that is not asked for does not run.
+        p = run_bench(BUILD, "bad", self.out, script=script)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("good ran", self.results())
+
+    def test_sinks_part_against_moto(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from test_aws_kms import moto_server_path  # noqa: E402
+        if not moto_server_path():
+            self.skipTest("moto_server not installed")
+        p = run_bench(BUILD, "sinks", self.out)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = self.results()
+        self.assertNotIn("NOTE", md)
+        for sink in ("firehose", "cloudwatch_logs", "cloudwatch_metrics", "s3"):
+            with self.subTest(sink=sink):
+                self.assertRegex(md, r"\| %s \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [^|]+ \| [0-9.]+ \| 0 \| "
+                                     r"(PASS|FAIL|undecided)" % sink)
+        self.assertIn("moto_cpu_s_per_10k", p.stdout + md)
 
 
 if __name__ == "__main__":
