@@ -29,7 +29,8 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
-	@cd tests && { [ -d node_modules/kafkajs ] || npm install --no-audit --no-fund --silent; }
+	@# npm ls fails when any package pinned in tests/package.json is missing or at another version
+	@cd tests && { npm ls --depth=0 >/dev/null 2>&1 || npm install --no-audit --no-fund --silent; }
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
