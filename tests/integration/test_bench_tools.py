@@ -65,6 +65,17 @@ class Sink:
             raise AssertionError(f"sink did not announce its port: {line!r}")
         self.port = int(m.group(1))
 
+    def open_sockets(self):
+        """How many sockets the sink process holds now (its listener is one)."""
+        fd_dir = "/proc/%d/fd" % self.proc.pid
+        n = 0
+        for fd in os.listdir(fd_dir):
+            try:
+                n += os.readlink(os.path.join(fd_dir, fd)).startswith("socket:")
+            except OSError:
+                pass  # closed while we looked
+        return n
+
     def stop(self):
         """SIGTERM the sink; return {'bytes_in': n, 'bytes_out': n, 'conns': n}."""
         if self.proc.poll() is None:
@@ -108,9 +119,13 @@ class PlaintextTools(unittest.TestCase):
         r = result_fields(out)
         self.assertGreater(int(r["bytes"]), 0)
         self.assertGreater(float(r["mbps"]), 0)
-        # The load generator stops writing and closes before we stop the sink; give the
-        # sink a moment (generous) to drain the last bytes still in the socket buffers.
-        time.sleep(1.0)
+        # The load generator has closed its connections, but the sink may still be
+        # reading the last bytes from the socket buffers: it closes each connection
+        # once it reads EOF, so wait until it holds no socket but its listener.
+        deadline = time.monotonic() + TIMEOUT
+        while s.open_sockets() > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(s.open_sockets(), 1, "the sink never read EOF on every connection")
         counts = s.stop()
         self.assertEqual(counts["bytes_in"], int(r["bytes"]))
         self.assertEqual(counts["conns"], 4)

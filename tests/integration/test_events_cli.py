@@ -2,8 +2,10 @@
 --check-config loading the audit signing key, and /status of the pipeline."""
 import json
 import os
+import shutil
 import signal
 import stat
+import subprocess
 import unittest
 
 import events_harness as harness
@@ -98,10 +100,18 @@ class Cli(harness.DaemonTest):
         self.assertIn("audit.signing_key_file", d.log())
 
     def test_example_config_passes_check_config(self):
-        certs = os.path.join(harness.SRC, "certs", "dev")
-        if not os.path.exists(os.path.join(certs, "ca.crt")):
-            self.skipTest("certs/dev not made (the config unit test makes them)")
-        r = harness.run_cli("--check-config", os.path.join(harness.SRC, "conf", "brokerside.json"))
+        # The shipped example, in a tree of its own: conf/ beside freshly made certs/dev
+        # (with the master key) and var/, as a fresh checkout has them after `make demo`.
+        root = os.path.join(self.tmp, "example")
+        os.makedirs(os.path.join(root, "conf"))
+        os.makedirs(os.path.join(root, "var"))
+        shutil.copy(os.path.join(harness.SRC, "conf", "brokerside.json"), os.path.join(root, "conf"))
+        certs = os.path.join(root, "certs", "dev")
+        subprocess.run([os.path.join(harness.SRC, "certs", "make-dev-certs.sh"), certs],
+                       check=True, stdout=subprocess.DEVNULL)
+        r = harness.run_cli("keygen", os.path.join(certs, "master.key"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = harness.run_cli("--check-config", os.path.join(root, "conf", "brokerside.json"))
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_status_shows_spool_and_sinks(self):

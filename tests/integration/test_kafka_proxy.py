@@ -151,8 +151,7 @@ class KafkaProxyTest(harness.IntegrationTest):
         self.assertEqual(sorted(got), sorted(values))
 
     def test_kafkajs_group(self):
-        if not os.path.isdir(NODE_MODULES):
-            self.skipTest("kafkajs not installed (make deps)")
+        self.assertTrue(os.path.isdir(NODE_MODULES), "kafkajs is not installed: run `make deps`")
         group = "kjs-" + uuid.uuid4().hex[:8]
         p = subprocess.run(["node", os.path.join(HERE, "kafkajs_client.js"), self.bootstrap,
                             self.certs["ca_crt"], "events", group, "40"],

@@ -269,6 +269,7 @@ typedef struct nt_sink {
     int lfd, port;
     pthread_t thr;
     atomic_bool paused, done;
+    atomic_bool connected; /* its connection brought a first byte (so the proxy opened it) */
     uint64_t count, hash;
 } nt_sink;
 
@@ -285,6 +286,7 @@ __attribute__((unused)) static void *nt_sink_main(void *arg)
         if (recv(fd, &b, 1, MSG_PEEK) > 0) break;
         close(fd);
     }
+    atomic_store(&s->connected, true);
     /* A small receive buffer so backpressure reaches brokerside quickly. */
     int small = 16384;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -318,6 +320,7 @@ __attribute__((unused)) static void nt_sink_start(nt_sink *s, bool paused)
     memset(s, 0, sizeof *s);
     atomic_init(&s->paused, paused);
     atomic_init(&s->done, false);
+    atomic_init(&s->connected, false);
     s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int small = 16384, one = 1;
     setsockopt(s->lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);

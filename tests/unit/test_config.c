@@ -1093,13 +1093,28 @@ static void test_shipped_example_loads(void)
     char certs[PATH_MAX], ca[PATH_MAX + 16], cmd[3 * PATH_MAX];
     snprintf(certs, sizeof certs, "%s/certs/dev", src);
     snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    char key[PATH_MAX + 16], why[256] = "";
     if (access(ca, F_OK) != 0) {
-        snprintf(cmd, sizeof cmd, "'%s/certs/make-dev-certs.sh' '%s' >/dev/null", src, certs);
+        /* Made in a private directory and renamed into place, so a concurrent
+         * reader (test_events_cli, another build's run of this test) sees
+         * certs/dev either absent or complete, never half-written. */
+        char tmp[PATH_MAX];
+        snprintf(tmp, sizeof tmp, "%s/certs/.dev-XXXXXX", src);
+        CHECK(mkdtemp(tmp) != NULL && chmod(tmp, 0755) == 0); /* as mkdir would make it */
+        snprintf(cmd, sizeof cmd, "'%s/certs/make-dev-certs.sh' '%s' >/dev/null", src, tmp);
         int rc = system(cmd);
         CHECK(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+        /* The example's master key; what `brokerside keygen` writes (mode 0600). */
+        snprintf(key, sizeof key, "%s/master.key", tmp);
+        CHECK_EQ(bs_keyring_local_keygen(key, why, sizeof why), BS_OK);
+        if (why[0]) fprintf(stderr, "  keygen: %s\n", why);
+        /* Losing the race to another run is fine: its certs/dev is complete. */
+        if (rename(tmp, certs) != 0) {
+            CHECK(errno == EEXIST || errno == ENOTEMPTY);
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+            CHECK_EQ(system(cmd), 0);
+        }
     }
-    /* The example's master key; what `brokerside keygen` writes (mode 0600). */
-    char key[PATH_MAX + 16], why[256] = "";
     snprintf(key, sizeof key, "%s/master.key", certs);
     if (access(key, F_OK) != 0) {
         CHECK_EQ(bs_keyring_local_keygen(key, why, sizeof why), BS_OK);

@@ -223,6 +223,10 @@ static void test_sigterm_drains_and_exits_0(void)
     pthread_join(snd.thr, NULL);
     CHECK(snd.ok);
     shutdown(fd, SHUT_WR);
+    /* The 256 KiB can sit in kernel buffers before brokerside has even
+     * accepted the connection, and a connection still setting up is closed at
+     * once on SIGTERM (by design): signal only once bytes reached the upstream. */
+    CHECK(WAIT_UNTIL(atomic_load(&s.connected)));
     kill(pid, SIGTERM);
     CHECK(WAIT_UNTIL(file_contains(log, "stopped accepting")));
     int probe = -1;
@@ -269,6 +273,9 @@ static void test_second_sigterm_is_immediate(void)
     size_t prev = (size_t)-1, cur = 0;
     WAIT_UNTIL(
         (cur = atomic_load(&snd.sent), nt_sleep_ms(300), cur == prev ? true : (prev = cur, false)));
+    /* a stalled sender alone does not prove brokerside opened the connection
+     * (kernel buffers fill without it); bytes at the upstream do */
+    CHECK(WAIT_UNTIL(atomic_load(&s.connected)));
     kill(pid, SIGTERM);
     CHECK(WAIT_UNTIL(file_contains(log, "stopped accepting")));
     CHECK(waitpid(pid, NULL, WNOHANG) == 0); /* still draining */
