@@ -1,9 +1,9 @@
 /* keyring_local.c - the local master-key-file keyring (see keyring.h). */
+#include "brokerside/fsutil.h"
 #include "brokerside/keyring.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -78,19 +78,6 @@ static bool hex_decode(const uint8_t *s, size_t n, uint8_t *out)
     return true;
 }
 
-/* fsync the directory holding `path` so the new name survives a crash; 0 or -1 (errno). */
-static int fsync_parent(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy) return -1;
-    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (dfd < 0) return -1;
-    int rc = fsync(dfd);
-    close(dfd);
-    return rc;
-}
-
 /* Contract in keyring.h. */
 bs_status bs_keyring_local_keygen(const char *path, char *err, size_t errlen)
 {
@@ -127,7 +114,7 @@ bs_status bs_keyring_local_keygen(const char *path, char *err, size_t errlen)
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0 || fsync_parent(path) != 0) {
+    if (fsync(fd) != 0 || bs_fsync_parent(path) != BS_OK) {
         seterr(err, errlen, "%s: fsync: %s", path, strerror(errno));
         st = BS_E_IO;
         goto out;

@@ -1,4 +1,5 @@
 /* logtail.c - follow log4j files into the spool with exact-once checkpoints (see logtail.h). */
+#include "brokerside/fsutil.h"
 #include "brokerside/logtail.h"
 
 #include <cjson/cJSON.h>
@@ -607,18 +608,8 @@ static bs_status checkpoint(bs_logtail *t)
     if (st == BS_OK && (write(fd, w.data, w.len) != (ssize_t)w.len || fsync(fd) != 0)) st = BS_E_IO;
     if (fd >= 0) close(fd);
     if (st == BS_OK && rename(tmp, t->state_path) != 0) st = BS_E_IO;
-    if (st == BS_OK) {
-        /* the rename must be durable too */
-        char dir[4200];
-        snprintf(dir, sizeof dir, "%s", t->state_path);
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            if (fsync(dfd) != 0) st = BS_E_IO;
-            close(dfd);
-        }
-    }
+    /* the rename must be durable too: a checkpoint is only counted once it is */
+    if (st == BS_OK) st = bs_fsync_parent(t->state_path);
     bs_wbuf_free(&w);
     if (st == BS_OK) {
         t->dirty = false;

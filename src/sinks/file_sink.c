@@ -1,4 +1,5 @@
 /* file_sink.c - NDJSON files per stream, rotation, gzip, crash-safe writes (see file_sink.h). */
+#include "brokerside/fsutil.h"
 #include "brokerside/file_sink.h"
 
 #include <errno.h>
@@ -30,16 +31,6 @@ typedef struct file_sink {
     bs_wbuf w;
 } file_sink;
 
-/* fsync a directory (renames and creations durable). */
-static bs_status fs_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return BS_E_IO;
-    int rc = fsync(fd);
-    close(fd);
-    return rc == 0 ? BS_OK : BS_E_IO;
-}
-
 /* Path of a per-stream file: <dir>/<prefix><stream><suffix>. */
 static bs_status fs_path(const file_sink *fs, char *out, size_t outlen, const char *prefix,
                          bs_stream s, const char *suffix)
@@ -62,7 +53,7 @@ static bs_status fs_write_atomic(const file_sink *fs, const char *path, const ch
     close(fd);
     if (st == BS_OK && rename(tmp, path) != 0) st = BS_E_IO;
     if (st != BS_OK) unlink(tmp);
-    if (st == BS_OK) st = fs_fsync_dir(fs->dir);
+    if (st == BS_OK) st = bs_fsync_dir(fs->dir);
     return st;
 }
 
@@ -116,7 +107,7 @@ static bs_status open_stream(file_sink *fs, bs_stream s)
     /* the creation time survives restarts through the intent record */
     if (load_intent(fs, s, &it) == BS_OK && it.ino == f->ino && it.created > 0)
         f->created = it.created;
-    return fs_fsync_dir(fs->dir);
+    return bs_fsync_dir(fs->dir);
 }
 
 /* gzip `src` into `dst` durably (temp + fsync + rename), then remove src. */
@@ -162,7 +153,7 @@ out:
     if (st == BS_OK && rename(tmp, dst) != 0) st = BS_E_IO;
     if (st == BS_OK && unlink(src) != 0) st = BS_E_IO;
     if (st != BS_OK) unlink(tmp);
-    if (st == BS_OK) st = fs_fsync_dir(fs->dir);
+    if (st == BS_OK) st = bs_fsync_dir(fs->dir);
     return st;
 }
 
@@ -192,7 +183,7 @@ static bs_status rotate(file_sink *fs, bs_stream s)
     if (rename(cur, dst) != 0) return BS_E_IO;
     close(f->fd);
     f->fd = -1;
-    BS_GUARD(fs_fsync_dir(fs->dir));
+    BS_GUARD(bs_fsync_dir(fs->dir));
     BS_LOG_INFOF(MOD, "rotated %s to %s (%" PRIu64 " bytes)", cur, dst, f->size);
     if (fs->o.gzip) {
         char gzp[4300];

@@ -1,4 +1,5 @@
 /* spool.c - durable append-only event queue (see spool.h, docs/spool.md). */
+#include "brokerside/fsutil.h"
 #include "brokerside/spool.h"
 
 #include <dirent.h>
@@ -89,16 +90,6 @@ static bs_status path_join(char *out, size_t outlen, const char *dir, const char
     return (n < 0 || (size_t)n >= outlen) ? BS_E_TOO_LARGE : BS_OK;
 }
 
-/* fsync a directory so renames, creations and unlinks in it are durable. */
-static bs_status fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return BS_E_IO;
-    int rc = fsync(fd);
-    close(fd);
-    return rc == 0 ? BS_OK : BS_E_IO;
-}
-
 /* Write `len` bytes to `path` atomically: temp file, fsync, rename, dir fsync. */
 static bs_status write_atomic(const char *dir, const char *path, const void *data, size_t len)
 {
@@ -125,7 +116,7 @@ out:
     close(fd);
     if (st == BS_OK && rename(tmp, path) != 0) st = BS_E_IO;
     if (st != BS_OK) unlink(tmp);
-    if (st == BS_OK) st = fsync_dir(dir);
+    if (st == BS_OK) st = bs_fsync_dir(dir);
     return st;
 }
 
@@ -302,7 +293,7 @@ static bs_status create_segment(bs_spool *sp, uint64_t base)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     BS_ENSURE(fd >= 0, BS_E_IO);
     /* the list changes only once the file is durably there */
-    bs_status st = fsync_dir(sp->dir);
+    bs_status st = bs_fsync_dir(sp->dir);
     if (st == BS_OK) st = seg_push(sp, base, 0);
     if (st != BS_OK) {
         int err = errno;
