@@ -260,6 +260,7 @@ typedef struct bs_spool_config {
     uint64_t max_bytes;         /* default 1 GiB, at least 16 MiB */
     uint64_t segment_bytes;     /* default 64 MiB, 1 MiB..max_bytes/4 */
     uint32_t fsync_interval_ms; /* default 100 */
+    uint32_t audit_sync_ms;   /* group-commit window of audit fsyncs; default 100, 0..1000 */
 } bs_spool_config;
 
 typedef struct bs_config {

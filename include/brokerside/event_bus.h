@@ -4,11 +4,22 @@
  *
  * Producers (worker threads, the audit log's emit callback, the control
  * thread itself) call bs_event_bus_submit(): the payload is copied into a
- * bounded, mutex-protected queue and an ev_async wakes the control thread,
- * which appends the queued events to the spool in submission order
- * (bs_spool_append; audit events are made durable with BS_SPOOL_FSYNC before
- * the drain returns). Producers never block on I/O: submit only takes the
- * queue's mutex.
+ * bounded, mutex-protected queue; the submit that makes the queue non-empty
+ * wakes the control thread (ev_async; later submits ride along), which
+ * appends the queued events to the spool in submission order
+ * (bs_spool_append: written to the spool file, so they survive a crash of
+ * the process). Producers never block on I/O: submit only takes the queue's
+ * mutex.
+ *
+ * Audit durability (fdatasync, so they survive a power loss too):
+ *  - audit_sync_ms == 0: the audit records of each drain are made durable
+ *    with one BS_SPOOL_FSYNC before the drain returns;
+ *  - audit_sync_ms > 0 (group commit): the first drain that appends audit
+ *    records arms a one-shot timer; when it fires one fdatasync covers every
+ *    audit record appended meanwhile. One audit fsync per window however
+ *    many requests are audited; sinks see the records (readers see only
+ *    synced records) at most audit_sync_ms later. bs_event_bus_free syncs a
+ *    pending window.
  *
  * When the spool refuses an event (BS_E_FULL: spool limit or full disk):
  *  - metrics: dropped, counted in brokerside_events_dropped_total{stream="metrics"};
@@ -35,6 +46,7 @@ struct ev_loop;
 typedef struct bs_event_bus_options {
     size_t max_queued_bytes; /* payload bytes waiting for the spool; default 64 MiB */
     uint32_t retry_ms;       /* retry period while the spool refuses; default 1000 */
+    uint32_t audit_sync_ms;  /* group-commit window for audit fsyncs; 0 (default) = per drain */
 } bs_event_bus_options;
 
 typedef struct bs_event_bus bs_event_bus;

@@ -2478,11 +2478,12 @@ static void parse_sinks(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 /* Parse `spool` (optional object; dir required later if events are on). */
 static void parse_spool(cfg_ctx *c, const cJSON *root, bs_spool_config *sp)
 {
-    static const char *const keys[] = {"dir", "max_bytes", "segment_bytes", "fsync_interval_ms",
-                                       NULL};
+    static const char *const keys[] = {"dir",           "max_bytes",       "segment_bytes",
+                                       "fsync_interval_ms", "audit_sync_ms", NULL};
     sp->max_bytes = 1024 * CFG_MIB;
     sp->segment_bytes = 64 * CFG_MIB;
     sp->fsync_interval_ms = 100;
+    sp->audit_sync_ms = 100;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "spool");
     if (!v || cJSON_IsNull(v)) return;
     if (!cJSON_IsObject(v)) {
@@ -2506,6 +2507,9 @@ static void parse_spool(cfg_ctx *c, const cJSON *root, bs_spool_config *sp)
     x = sp->fsync_interval_ms;
     get_int(c, v, "fsync_interval_ms", "spool", 1, 60000, &x);
     sp->fsync_interval_ms = (uint32_t)x;
+    x = sp->audit_sync_ms;
+    get_int(c, v, "audit_sync_ms", "spool", 0, 1000, &x);
+    sp->audit_sync_ms = (uint32_t)x;
 }
 
 /* Index of the sink `name` in cfg, or -1. */
@@ -3079,7 +3083,8 @@ static bool events_need_restart(const bs_config *o, const bs_config *n, char *wh
         !sinks_same,
         !str_eq(o->spool.dir, n->spool.dir) || o->spool.max_bytes != n->spool.max_bytes ||
             o->spool.segment_bytes != n->spool.segment_bytes ||
-            o->spool.fsync_interval_ms != n->spool.fsync_interval_ms,
+            o->spool.fsync_interval_ms != n->spool.fsync_interval_ms ||
+            o->spool.audit_sync_ms != n->spool.audit_sync_ms,
     };
     bool changed = false;
     for (size_t f = 0; f < BS_ARRAY_LEN(names); f++) {

@@ -28,6 +28,7 @@ struct bs_event_bus {
     bs_event_bus_options o;
     ev_async wake;
     ev_timer retry;
+    ev_timer sync; /* group commit: one fdatasync per audit_sync_ms for audit appends */
     pthread_mutex_t lock; /* guards the queue and every counter below */
     bus_node *head, *tail;
     bs_event_bus_stats st;
@@ -48,6 +49,17 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     (void)loop;
     (void)revents;
     bs_event_bus_drain(w->data);
+}
+
+/* Sync timer: the group-commit window is over; make the audit records
+ * appended during it durable with one fdatasync. */
+static void on_sync(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bs_event_bus *b = t->data;
+    if (bs_spool_sync(b->sp) != BS_OK)
+        BS_LOG_ERRORF("events", "spool sync failed after appending audit events");
 }
 
 /* Retry timer: the spool refused earlier; try again. */
@@ -91,6 +103,8 @@ bs_status bs_event_bus_new(struct ev_loop *loop, bs_spool *sp, const bs_event_bu
     ev_unref(loop);
     ev_init(&b->retry, on_retry);
     b->retry.data = b;
+    ev_init(&b->sync, on_sync);
+    b->sync.data = b;
     *out = b;
     return BS_OK;
 }
@@ -106,6 +120,10 @@ bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *pay
     n->len = len;
     if (len) memcpy(n->data, payload, len);
     pthread_mutex_lock(&b->lock);
+    /* Only the submit that makes the queue non-empty wakes the control
+     * thread: the drain takes everything queued, so later submits ride
+     * along (one wake-up per drain, not per event). */
+    bool was_empty = b->head == NULL;
     b->st.submitted[stream]++;
     if (b->st.queued_bytes + len > b->o.max_queued_bytes) {
         count_drop(b, stream);
@@ -129,7 +147,7 @@ bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *pay
     b->st.queued_bytes += len;
     bs_metric_set(b->m_queued_bytes, (int64_t)b->st.queued_bytes);
     pthread_mutex_unlock(&b->lock);
-    ev_async_send(b->loop, &b->wake);
+    if (was_empty) ev_async_send(b->loop, &b->wake);
     return BS_OK;
 }
 
@@ -144,8 +162,9 @@ static void requeue_front(bs_event_bus *b, bus_node *head, bus_node *tail)
 }
 
 /* See event_bus.h. The queue is taken as a whole so producers are not held
- * up by spool writes; an audit append is made durable once, with the last
- * audit record of the batch (fsync covers everything written before it). */
+ * up by spool writes. Audit appends are made durable once per drain (with
+ * the last audit record: fsync covers everything written before it) or, with
+ * audit_sync_ms, once per group-commit window by the sync timer. */
 size_t bs_event_bus_drain(bs_event_bus *b)
 {
     pthread_mutex_lock(&b->lock);
@@ -154,8 +173,9 @@ size_t bs_event_bus_drain(bs_event_bus *b)
     pthread_mutex_unlock(&b->lock);
 
     bus_node *last_audit = NULL;
-    for (bus_node *p = n; p; p = p->next)
-        if (p->stream == BS_STREAM_AUDIT) last_audit = p;
+    if (!b->o.audit_sync_ms)
+        for (bus_node *p = n; p; p = p->next)
+            if (p->stream == BS_STREAM_AUDIT) last_audit = p;
 
     size_t done_events = 0, done_bytes = 0;
     uint64_t spooled[BS_STREAM_COUNT] = {0}, dropped[BS_STREAM_COUNT] = {0};
@@ -184,8 +204,14 @@ size_t bs_event_bus_drain(bs_event_bus *b)
         n = next;
     }
     /* An audit record appended before a refusal still wants its fsync. */
-    if (need_sync && bs_spool_sync(b->sp) != BS_OK)
+    if (need_sync && b->o.audit_sync_ms) {
+        if (!ev_is_active(&b->sync)) {
+            ev_timer_set(&b->sync, b->o.audit_sync_ms / 1000.0, 0.);
+            ev_timer_start(b->loop, &b->sync);
+        }
+    } else if (need_sync && bs_spool_sync(b->sp) != BS_OK) {
         BS_LOG_ERRORF("events", "spool sync failed after appending audit events");
+    }
 
     bus_node *tail = n;
     while (tail && tail->next)
@@ -238,6 +264,11 @@ void bs_event_bus_free(bs_event_bus *b)
                       "%llu events (%llu audit) could not be spooled before exit and are lost",
                       (unsigned long long)lost, (unsigned long long)lost_audit);
     ev_timer_stop(b->loop, &b->retry);
+    if (ev_is_active(&b->sync)) {
+        ev_timer_stop(b->loop, &b->sync);
+        if (bs_spool_sync(b->sp) != BS_OK)
+            BS_LOG_ERRORF("events", "spool sync failed for the last audit events");
+    }
     ev_ref(b->loop);
     ev_async_stop(b->loop, &b->wake);
     pthread_mutex_destroy(&b->lock);

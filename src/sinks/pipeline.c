@@ -531,7 +531,8 @@ bs_status bs_pipeline_start(struct ev_loop *loop, const bs_config *cfg, bs_pipel
         goto fail;
     }
     bs_spool_attach_loop(p->sp, loop);
-    st = bs_event_bus_new(loop, p->sp, NULL, &p->bus);
+    bs_event_bus_options bo = {.audit_sync_ms = cfg->spool.audit_sync_ms};
+    st = bs_event_bus_new(loop, p->sp, &bo, &p->bus);
     if (st != BS_OK) {
         snprintf(err, errlen, "event bus: %s", bs_status_name(st));
         goto fail;

@@ -6,7 +6,9 @@ connect; their ConnectionAccepted / ConnectionClosed, TlsHandshakeFailed and
 ClientCertificateRejected events must reach the file sink's audit.ndjson with
 their fields. SIGTERM seals the chain: `brokerside audit verify --key` exits
 0; copies with a flipped byte, a deleted line, two swapped lines or an
-inserted line make it exit 1 naming the right line.
+inserted line make it exit 1 naming the right line. Group commit: audit
+events written to the spool but not yet fsynced (inside a `spool.audit_sync_ms`
+window) survive kill -9 of the daemon.
 """
 import os
 import socket
@@ -32,6 +34,7 @@ class AuditEvents(harness.DaemonTest):
         cfg["audit"]["digest_every_events"] = 4
         self.port = int(cfg["listeners"][0]["bind"].rsplit(":", 1)[1])
         self.audit = os.path.join(self.tmp, "events", "audit.ndjson")
+        self.cfg = cfg
         self.d = self.daemon(cfg).start()
 
     def ctx(self, cert=None, tls11=False):
@@ -176,6 +179,37 @@ class AuditEvents(harness.DaemonTest):
         self.assertIn("unsealed", r.stdout)
         r = harness.run_cli("audit", "verify", "--strict", "--key", self.key, self.audit)
         self.assertEqual(r.returncode, 1, r.stdout)
+
+    def spooled_closes(self):
+        """ConnectionClosed records in the spool's segment files (synced or not)."""
+        d = os.path.join(self.tmp, "spool")
+        n = 0
+        for name in os.listdir(d):
+            if name.endswith(".seg"):
+                with open(os.path.join(d, name), "rb") as f:
+                    n += f.read().count(b'"eventName":"ConnectionClosed"')
+        return n
+
+    def test_kill9_inside_a_group_commit_window_loses_no_audit_event(self):
+        # A window of one second, so the kill lands inside it.
+        self.assertEqual(self.d.stop(), 0)
+        cfg = self.cfg
+        cfg["spool"]["audit_sync_ms"] = 1000
+        self.d = self.daemon(cfg).start()
+        before = len(self.events("ConnectionClosed"))
+        for _ in range(10):
+            self.assertEqual(self.connect(self.ctx("client")), b"ping-1234")
+        harness.wait_for(lambda: self.spooled_closes() >= before + 10, "10 closes in the spool")
+        self.d.kill9()
+        self.d.start()
+        harness.wait_for(lambda: len(self.events("ConnectionClosed")) >= before + 10,
+                         "the 10 closes in the file sink after the restart")
+        self.assertEqual(self.d.stop(), 0)
+        ids = [e["eventID"] for e in self.events("ConnectionClosed")]
+        self.assertEqual(len(ids), before + 10)
+        self.assertEqual(len(set(ids)), len(ids))
+        r = harness.run_cli("audit", "verify", "--key", self.key, self.audit)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":

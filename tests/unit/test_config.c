@@ -1200,6 +1200,7 @@ static void test_event_sections_default_off(void)
     CHECK_EQ(cfg->spool.max_bytes, 1073741824ull);
     CHECK_EQ(cfg->spool.segment_bytes, 64ull << 20);
     CHECK_EQ(cfg->spool.fsync_interval_ms, 100);
+    CHECK_EQ(cfg->spool.audit_sync_ms, 100);
     CHECK(cfg->aws.region == NULL && !cfg->aws.region_from_env);
     char msg[256];
     snprintf(msg, sizeof msg, BS_CONFIG_ENCRYPTION_OFF_FMT, cfg->path);
@@ -1532,6 +1533,8 @@ static void test_events_default_file_sink(void)
 
 static void test_event_section_errors(void)
 {
+    EXPECT_ERR_T("\"spool\": {\"dir\": \"/tmp\", \"audit_sync_ms\": 1001}, \"audit\": {}",
+                 "spool.audit_sync_ms: 1001 is out of range: must be between 0 and 1000");
     EXPECT_ERR_T(SPOOL ", \"audit\": true", "audit: expected an object, or null to turn it off");
     EXPECT_ERR_T(SPOOL ", \"audit\": {\"data_events\": \"some\"}",
                  "audit.data_events: \"some\" is not valid: expected \"aggregate\", \"each\" or "
