@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from kafka_bench import MSG, cpu_seconds, timed  # noqa: E402
+from kafka_bench import MSG, cpu_seconds, paired_ratio_lines, timed  # noqa: E402
 
 
 def main():
@@ -63,6 +63,8 @@ def main():
         payload = b"".join(b"%08d" % i + b"x" * (MSG - 9) + b"\n" for i in range(n))
         best = {p: {"produce": None, "consume": None} for p in paths}
         cpu = {p: {"produce": 0.0, "consume": 0.0} for p in paths}
+        times = {p: {"produce": [], "consume": []} for p in paths}
+        cpus = {p: {"produce": [], "consume": []} for p in paths}
         for rnd in range(args.rounds):
             # rotate the order so no path always runs first
             names = list(paths)[rnd % 3:] + list(paths)[:rnd % 3]
@@ -81,6 +83,10 @@ def main():
                 c2 = cpu_seconds(pid)
                 cpu[name]["produce"] += c1 - c0
                 cpu[name]["consume"] += c2 - c1
+                times[name]["produce"].append(dt)
+                times[name]["consume"].append(ct)
+                cpus[name]["produce"].append(c1 - c0)
+                cpus[name]["consume"].append(c2 - c1)
                 got = r.stdout.count(b"\n")
                 if got != n:
                     raise SystemExit("%s: consumed %d of %d" % (name, got, n))
@@ -103,6 +109,8 @@ def main():
                 print("%s/off %s throughput ratio: %.3f   sidecar CPU ratio: %.3f" % (
                     mode, k, best["off"][k] / best[mode][k],
                     cpu[mode][k] / cpu["off"][k] if cpu["off"][k] > 0 else float("nan")))
+        for line in paired_ratio_lines(times, cpus, "off", ("each", "aggregate")):
+            print(line)
         # Stop the `each` sidecar so its file sink has everything, then count.
         _, bs_each, d = paths["each"]
         bs_each.proc.send_signal(15)

@@ -38,6 +38,30 @@ def cpu_seconds(pid):
     return total / 1e9
 
 
+def median(xs):
+    """Median of a non-empty list of numbers."""
+    ys = sorted(xs)
+    m = len(ys) // 2
+    return ys[m] if len(ys) % 2 else (ys[m - 1] + ys[m]) / 2
+
+
+def paired_ratio_lines(times, cpus, base, modes):
+    """Lines reporting, per mode and direction, the median over rounds of the
+    per-round ratios against `base` (rounds are interleaved, so each round's
+    paths ran under about the same machine load): throughput ratio =
+    base time / mode time, CPU ratio = mode CPU / base CPU. times[path][dir]
+    and cpus[path][dir] are lists with one entry per round."""
+    out = []
+    for mode in modes:
+        for k in ("produce", "consume"):
+            tr = [b / m for b, m in zip(times[base][k], times[mode][k]) if m > 0]
+            cr = [m / b for b, m in zip(cpus[base][k], cpus[mode][k]) if b > 0]
+            out.append("%s/%s %s median per-round ratios (%d rounds): throughput %.3f (min %.3f, "
+                       "max %.3f)   sidecar CPU %.3f" % (
+                           mode, base, k, len(tr), median(tr), min(tr), max(tr), median(cr)))
+    return out
+
+
 def timed(argv, data=None, timeout=600):
     t0 = time.monotonic()
     r = harness.run(argv, timeout=timeout, input=data)

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from kafka_bench import MSG, cpu_seconds, timed  # noqa: E402
+from kafka_bench import MSG, cpu_seconds, paired_ratio_lines, timed  # noqa: E402
 from test_aws_kms import moto_server_path, python_with_boto3  # noqa: E402
 
 REGION = "eu-west-1"
@@ -163,9 +163,21 @@ def main():
             paths[name] = ("127.0.0.1:%d" % port, bs, d)
         writer = LogWriter([os.path.join(paths[p][2], "server.log") for p in ("file", "aws")])
         writer.start()
+        # Background cost of shipping: each sidecar's CPU per wall-clock second
+        # with no Kafka traffic (metrics snapshots, log tailing, sinks' HTTP
+        # and fsyncs run on time, not per byte proxied).
+        idle_s = 5.0
+        time.sleep(1.0)
+        idle0 = {p: cpu_seconds(paths[p][1].proc.popen.pid) for p in PATHS}
+        t0 = time.monotonic()
+        time.sleep(idle_s)
+        wall = time.monotonic() - t0
+        idle_cpu = {p: (cpu_seconds(paths[p][1].proc.popen.pid) - idle0[p]) / wall for p in PATHS}
         payload = b"".join(b"%08d" % i + b"x" * (MSG - 9) + b"\n" for i in range(n))
         best = {p: {"produce": None, "consume": None} for p in PATHS}
         cpu = {p: {"produce": 0.0, "consume": 0.0} for p in PATHS}
+        times = {p: {"produce": [], "consume": []} for p in PATHS}
+        cpus = {p: {"produce": [], "consume": []} for p in PATHS}
         for rnd in range(args.rounds):
             names = list(PATHS)[rnd % 3:] + list(PATHS)[:rnd % 3]
             for name in names:
@@ -185,6 +197,10 @@ def main():
                 c2 = cpu_seconds(pid)
                 cpu[name]["produce"] += c1 - c0
                 cpu[name]["consume"] += c2 - c1
+                times[name]["produce"].append(dt)
+                times[name]["consume"].append(ct)
+                cpus[name]["produce"].append(c1 - c0)
+                cpus[name]["consume"].append(c2 - c1)
                 got = r.stdout.count(b"\n")
                 if got != n:
                     raise SystemExit("shipping_bench: %s: consumed %d of %d" % (name, got, n))
@@ -242,6 +258,16 @@ def main():
                 print("%s/none %s throughput ratio: %.3f   sidecar CPU ratio: %.3f" % (
                     mode, k, best["none"][k] / best[mode][k],
                     cpu[mode][k] / cpu["none"][k] if cpu["none"][k] > 0 else float("nan")))
+        for line in paired_ratio_lines(times, cpus, "none", ("file", "aws")):
+            print(line)
+        busy = {k: sum(cpus["none"][k]) / sum(times["none"][k]) for k in ("produce", "consume")}
+        print("background CPU with no traffic (CPU s per s over %.0f s): %s" % (
+            idle_s, ", ".join("%s %.4f" % (p, idle_cpu[p]) for p in PATHS)))
+        for mode in ("file", "aws"):
+            extra = idle_cpu[mode] - idle_cpu["none"]
+            print("%s: shipping's background CPU is %.1f%% of what the `none` sidecar uses while "
+                  "producing (%.3f CPU s per s; consuming: %.3f, bound by the mock broker)" % (
+                      mode, 100 * extra / busy["produce"], busy["produce"], busy["consume"]))
         print("check: events delivered: " + ", ".join(checks))
     finally:
         if writer is not None:
