@@ -1,5 +1,6 @@
 /* cloudwatch_logs.c - the CloudWatch Logs sink: PutLogEvents, time-sorted chunks under 24 h,
  * rejectedLogEventsInfo, optional creation of the group and stream. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #define CWL_EVENT_OVERHEAD 26u
 #define CWL_MAX_EVENT_BYTES (262144u - CWL_EVENT_OVERHEAD)
 #define CWL_MAX_SPAN_MS (24LL * 3600 * 1000)
+#define CWL_MAX_LONE_FAILURES 8 /* see cwl_done: when splitting stops finding single bad events */
 
 typedef struct cwl_sink {
     bs_aws_sink_base base;
@@ -39,6 +41,8 @@ typedef struct cwl_job {
     cwl_ev *ev; /* pending events sorted by (time, spool order) */
     size_t n;
     size_t start, end; /* current chunk [start, end) */
+    size_t cap;        /* most events in the next chunk: halved to isolate a bad event */
+    unsigned lone_failures; /* single-event calls refused in a row (see cwl_done) */
     cwl_phase phase;
     bool created; /* group/stream creation already tried for this job */
 } cwl_job;
@@ -168,7 +172,23 @@ static void cwl_done(const bs_aws_http_response *r, void *arg)
     }
     if (r->outcome == BS_AWS_OK) {
         cwl_apply(j, r);
+        j->lone_failures = 0;
         j->start = j->end;
+        cwl_next(j);
+        return;
+    }
+    if (r->outcome == BS_AWS_CLIENT_ERROR &&
+        strcmp(r->error_code, "InvalidParameterException") == 0 && j->end - j->start > 1) {
+        /* The whole call was refused for something in it (an event the
+         * service will not take): send halves until the bad events are
+         * alone, so only they are dead-lettered. Each bad event costs about
+         * log2(chunk size) extra calls. */
+        j->cap = (j->end - j->start + 1) / 2;
+        BS_LOG_WARNF(MOD,
+                     "sink %s: PutLogEvents refused a call of %zu events (%s: %s); resending "
+                     "in halves to isolate the bad events",
+                     j->cs->base.sink_name, j->end - j->start, r->error_code,
+                     r->error_message ? r->error_message : "");
         cwl_next(j);
         return;
     }
@@ -188,8 +208,17 @@ static void cwl_done(const bs_aws_http_response *r, void *arg)
         cwl_finish(j);
         return;
     }
+    if (j->end - j->start == 1 && ++j->lone_failures >= CWL_MAX_LONE_FAILURES) {
+        /* Event after event refused on its own: the call itself is wrong
+         * (not one bad event), so stop splitting and dead-letter the rest
+         * with the same reason instead of one call per event. */
+        cwl_mark(j, j->start, j->n, res, reason);
+        cwl_finish(j);
+        return;
+    }
     cwl_mark(j, j->start, j->end, res, reason);
     j->start = j->end;
+    j->cap = SIZE_MAX; /* the bad event is out: the rest goes in full chunks again */
     cwl_next(j);
 }
 
@@ -219,7 +248,8 @@ static void cwl_next(cwl_job *j)
         }
         /* a chunk spans less than 24 hours (the framework already bounds count and bytes) */
         j->end = j->start + 1;
-        while (j->end < j->n && j->ev[j->end].ts - j->ev[j->start].ts < CWL_MAX_SPAN_MS)
+        while (j->end < j->n && j->end - j->start < j->cap &&
+               j->ev[j->end].ts - j->ev[j->start].ts < CWL_MAX_SPAN_MS)
             j->end++;
         target = "Logs_20140328.PutLogEvents";
         bs_wbuf_put_str(&w, "{\"logGroupName\":");
@@ -291,6 +321,7 @@ static void cwl_deliver(void *impl, bs_sink_batch *b)
     j->b = b;
     j->ev = ev;
     j->n = n;
+    j->cap = SIZE_MAX;
     j->phase = CWL_PUT;
     cwl_next(j);
 }

@@ -16,6 +16,7 @@
 #define S3_MIN_PART (5u * 1024 * 1024)
 #define S3_DEFAULT_PART (8u * 1024 * 1024)
 #define S3_MAX_STALE 64
+#define S3_MAX_LIST_PAGES 100 /* ListMultipartUploads pages of 1000 looked at per sweep */
 
 typedef struct s3_sink {
     bs_aws_sink_base base;
@@ -48,6 +49,9 @@ typedef struct s3_job {
     char (*stale_key)[1024];
     char (*stale_id)[256];
     size_t n_stale, stale_i;
+    char list_key_marker[1024], list_id_marker[256]; /* next page of the sweep's listing */
+    bool list_more;
+    unsigned list_pages;
     char spool_id[40];
     bs_sink_result fail_res; /* result to report after the abort of a failed upload */
     char fail_reason[160];
@@ -186,6 +190,27 @@ static void s3_listed(s3_job *j, const bs_aws_http_response *r)
         }
         p = upend + 9;
     }
+    /* A truncated listing names where the next page starts. */
+    char trunc[8];
+    j->list_pages++;
+    j->list_more =
+        xml_text((const char *)r->body, end, "IsTruncated", trunc, sizeof trunc) &&
+        strcmp(trunc, "true") == 0 &&
+        xml_text((const char *)r->body, end, "NextKeyMarker", j->list_key_marker,
+                 sizeof j->list_key_marker) &&
+        j->list_key_marker[0];
+    if (j->list_more &&
+        !xml_text((const char *)r->body, end, "NextUploadIdMarker", j->list_id_marker,
+                  sizeof j->list_id_marker))
+        j->list_id_marker[0] = 0;
+    if (j->list_more && (j->list_pages >= S3_MAX_LIST_PAGES || j->n_stale >= S3_MAX_STALE)) {
+        BS_LOG_WARNF(MOD,
+                     "sink %s: stale-upload sweep stopped after %u pages of "
+                     "ListMultipartUploads (%zu uploads of this spool found); the rest is "
+                     "looked at after the next restart",
+                     j->ss->base.sink_name, j->list_pages, j->n_stale);
+        j->list_more = false;
+    }
 }
 
 /* Completion of every S3 call of a job. */
@@ -201,10 +226,12 @@ static void s3_done(const bs_aws_http_response *r, void *arg)
     switch (j->phase) {
     case S3_LIST:
         /* the sweep is housekeeping: a failure is logged, delivery goes on */
-        if (r->outcome == BS_AWS_OK)
+        if (r->outcome == BS_AWS_OK) {
             s3_listed(j, r);
-        else
+            if (j->list_more) break; /* next page */
+        } else {
             (void)bs_aws_sink_failure(&ss->base, "ListMultipartUploads", r, reason, sizeof reason);
+        }
         ss->swept = r->outcome == BS_AWS_OK;
         j->phase = S3_ABORT_STALE;
         break;
@@ -314,7 +341,24 @@ static void s3_next(s3_job *j)
     case S3_LIST:
         /* no prefix= in the query: a '/' there (the usual prefix) breaks signature checks of
          * some S3-compatible servers; our uploads are picked out by key below instead */
-        st = s3_url(j, NULL, "?uploads=", &url);
+        if (!j->list_more) {
+            st = s3_url(j, NULL, "?uploads=", &url);
+        } else {
+            /* query parameters in SigV4 canonical (sorted) order */
+            bs_wbuf qq;
+            bs_wbuf_init(&qq, 0);
+            bs_wbuf_put_str(&qq, "?key-marker=");
+            put_key(&qq, j->list_key_marker, false);
+            if (j->list_id_marker[0]) {
+                bs_wbuf_put_str(&qq, "&upload-id-marker=");
+                put_key(&qq, j->list_id_marker, false);
+            }
+            bs_wbuf_put_str(&qq, "&uploads=");
+            bs_wbuf_put_u8(&qq, 0);
+            st = bs_wbuf_status(&qq);
+            if (st == BS_OK) st = s3_url(j, NULL, (const char *)qq.data, &url);
+            bs_wbuf_free(&qq);
+        }
         req.method = "GET";
         break;
     case S3_ABORT_STALE:

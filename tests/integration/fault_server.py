@@ -16,18 +16,84 @@ Usage: fault_server.py PORT LOGFILE SCRIPT_JSON
     "partial:1,3"         Firehose: records 1 and 3 fail with ServiceUnavailableException
     "partialperm:2"       Firehose: record 2 fails with InvalidArgumentException
     {"reject": {...}}     PutLogEvents 200 with that rejectedLogEventsInfo
+  and, for every request of any target (checked first):
+    "poison": "MARK"      400 InvalidParameterException when the body contains MARK
+  S3 (path-style, for the stale-upload sweep): GET ?uploads answers from
+    "s3_upload_pages": [[[key, upload_id], ...], ...]: the page after the one
+    whose last upload is (key-marker, upload-id-marker), IsTruncated while
+    pages remain; PUT (PutObject) 200 with an ETag; DELETE 204. Logged with
+    target "S3 <METHOD>" and "path" (query included).
 Signatures are not checked. Exits when stdin closes.
 """
 import json
 import sys
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
 COUNTS = {}
 
 
-class Handler(BaseHTTPRequestHandler):
+def s3_log(handler, method, body=None):
+    with LOCK:
+        with open(LOGFILE, "a") as f:
+            f.write(json.dumps({"target": "S3 " + method, "path": handler.path,
+                                "body": body}) + "\n")
+
+
+def xml_escape(t):
+    return t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class S3Handler:
+    """Path-style S3 answers (a base of Handler)."""
+
+    def s3_send(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        s3_log(self, "GET")
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query,
+                                  keep_blank_values=True)
+        if "uploads" not in q:
+            return self.s3_send(404)
+        pages = SCRIPT.get("s3_upload_pages") or [[]]
+        marker = (q.get("key-marker", [""])[0], q.get("upload-id-marker", [""])[0])
+        i = 0
+        if marker[0]:
+            i = next((k + 1 for k, pg in enumerate(pages) if pg and tuple(pg[-1]) == marker),
+                     len(pages))
+        page = pages[i] if i < len(pages) else []
+        more = i + 1 < len(pages)
+        x = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListMultipartUploadsResult>",
+             "<Bucket>b</Bucket><IsTruncated>%s</IsTruncated>" % ("true" if more else "false")]
+        if more:
+            x.append("<NextKeyMarker>%s</NextKeyMarker><NextUploadIdMarker>%s"
+                     "</NextUploadIdMarker>" % (xml_escape(page[-1][0]), xml_escape(page[-1][1])))
+        for key, uid in page:
+            x.append("<Upload><Key>%s</Key><UploadId>%s</UploadId></Upload>"
+                     % (xml_escape(key), xml_escape(uid)))
+        x.append("</ListMultipartUploadsResult>")
+        return self.s3_send(200, "".join(x).encode(), [("Content-Type", "application/xml")])
+
+    def do_PUT(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(n)
+        s3_log(self, "PUT")
+        return self.s3_send(200, b"", [("ETag", '"fault-etag"')])
+
+    def do_DELETE(self):
+        s3_log(self, "DELETE")
+        return self.s3_send(204)
+
+
+class Handler(S3Handler, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *a):
@@ -59,6 +125,10 @@ class Handler(BaseHTTPRequestHandler):
                                     "query_mode": self.headers.get("x-amzn-query-mode", ""),
                                     "authorization": self.headers.get("Authorization", "")})
                         + "\n")
+        mark = SCRIPT.get("poison")
+        if mark and mark in raw.decode(errors="replace"):
+            return self.send(400, {"__type": "InvalidParameterException",
+                                   "message": "injected: the call holds a bad event"})
         specs = SCRIPT.get(target, [])
         spec = specs[i] if i < len(specs) else "ok"
         if spec == "throttle":

@@ -464,6 +464,82 @@ class FaultSinks(unittest.TestCase):
         self.assertIn("too_old", dl)
         self.assertIn("too_new", dl)
 
+    def test_logs_bad_events_isolated_by_splitting(self):
+        # The server refuses a whole PutLogEvents call (InvalidParameterException)
+        # when it holds a marked event: only the marked events may be
+        # dead-lettered, every other event delivered exactly once.
+        self.start({"poison": "POISON"})
+        t = now_ms()
+        evs = [{"n": i, "timestamp": t + i} for i in range(40)]
+        for i in (7, 30):
+            evs[i]["bad"] = "POISON"
+        path = self.write(evs)
+        spool = os.path.join(self.tmp, "spool")
+        rc, st, err = run_sink("cloudwatch_logs", spool, self.endpoint,
+                               ["group=g", "log_stream=s"], path, env=self.env)
+        self.assertEqual(rc, 0, err[-3000:])
+        self.assertEqual(st["delivered"], 38)
+        self.assertEqual(st["dead_lettered"], 2)
+        reqs = self.requests("Logs_20140328.PutLogEvents")
+        accepted = [json.loads(e["message"])["n"] for q in reqs
+                    if "POISON" not in json.dumps(q) for e in q["logEvents"]]
+        self.assertEqual(sorted(accepted), [i for i in range(40) if i not in (7, 30)])
+        # bisection: a handful of calls per bad event, not one per event
+        self.assertLess(len(reqs), 20)
+        with open(os.path.join(spool, "deadletter", "cloudwatch_logs.ndjson")) as f:
+            dl = [json.loads(line) for line in f]
+        self.assertEqual(sorted(json.loads(d["event"])["n"] for d in dl), [7, 30])
+        for d in dl:
+            self.assertIn("InvalidParameterException", d["reason"])
+
+    def test_logs_whole_call_refused_for_every_event_stops_splitting(self):
+        # Every call is refused whatever it holds (the call itself is wrong):
+        # after 8 lone events refused in a row the rest is dead-lettered with
+        # the same reason instead of one call per event.
+        self.start({"poison": "logEvents"})
+        t = now_ms()
+        path = self.write([{"n": i, "timestamp": t + i} for i in range(100)])
+        spool = os.path.join(self.tmp, "spool")
+        rc, st, err = run_sink("cloudwatch_logs", spool, self.endpoint,
+                               ["group=g", "log_stream=s"], path, env=self.env)
+        self.assertEqual(rc, 0, err[-3000:])
+        self.assertEqual(st["delivered"], 0)
+        self.assertEqual(st["dead_lettered"], 100)
+        self.assertLessEqual(len(self.requests("Logs_20140328.PutLogEvents")), 8 * 8)
+
+    def test_s3_stale_upload_sweep_follows_every_page(self):
+        # First run: learn this spool's id from the object key it writes.
+        self.start({})
+        spool = os.path.join(self.tmp, "spool")
+        path = self.write([{"n": i} for i in range(3)])
+        rc, st, err = run_sink("s3", spool, self.endpoint, ["bucket=bkt", "prefix=p/"], path,
+                               env=self.env)
+        self.assertEqual(rc, 0, err[-3000:])
+        puts = self.requests("S3 PUT", whole=True)
+        self.assertEqual(len(puts), 1)
+        sid = puts[0]["path"].split("/p/")[1].split("-")[0]
+        self.stop()
+        os.unlink(self.log)
+        # Restart: the listing comes in three pages; uploads of this spool are
+        # on pages 1 and 3, foreign ones everywhere.
+        pages = [[["p/aaa-1.ndjson.gz", "f1"], ["p/%s-900.ndjson.gz" % sid, "u900"]],
+                 [["p/bbb-2.ndjson.gz", "f2"]],
+                 [["p/%s-901.ndjson.gz" % sid, "u901"], ["p/zzz.ndjson.gz", "f3"]]]
+        self.start({"s3_upload_pages": pages})
+        path = self.write([{"n": i} for i in range(3, 6)])
+        rc, st, err = run_sink("s3", spool, self.endpoint, ["bucket=bkt", "prefix=p/"], path,
+                               env=self.env)
+        self.assertEqual(rc, 0, err[-3000:])
+        self.assertEqual(st["delivered"], 3)
+        lists = [r["path"] for r in self.requests("S3 GET", whole=True)]
+        self.assertEqual(len(lists), 3)
+        self.assertIn("key-marker=p%2F" + sid + "-900.ndjson.gz", lists[1])
+        self.assertIn("upload-id-marker=u900", lists[1])
+        self.assertIn("key-marker=p%2Fbbb-2.ndjson.gz", lists[2])
+        aborted = sorted(r["path"].split("uploadId=")[1]
+                         for r in self.requests("S3 DELETE", whole=True))
+        self.assertEqual(aborted, ["u900", "u901"])
+
     def test_logs_auto_create_limits_and_bad_events(self):
         self.start({"Logs_20140328.PutLogEvents": ["notfound"]})
         t = now_ms()
