@@ -289,6 +289,13 @@ bs_status bs_audit_log_record(bs_audit_log *log, const bs_audit_event *ev) BS_WU
 /* Emit aggregate events for everything accumulated since the last flush
  * (interval ends at now_us), then clear the aggregator. Thread-safe. */
 bs_status bs_audit_log_flush_aggregates(bs_audit_log *log, int64_t now_us) BS_WUR;
+/* Reload (SIGHUP): switch the data_events mode and digest_every_events of a
+ * running log. Data events recorded from now on follow `mode`; when the old
+ * mode was aggregate, what was folded so far is flushed as aggregate events
+ * (interval ending at now_us) so nothing is lost. The chain continues
+ * unbroken. Thread-safe. Returns the flush's status. */
+bs_status bs_audit_log_set_data_mode(bs_audit_log *log, bs_audit_data_mode mode,
+                                     uint32_t digest_every_events, int64_t now_us) BS_WUR;
 /* Emit a signed AuditDigest for the events since the previous digest (no-op
  * if there are none). Call on a timer; also called every
  * digest_every_events events. Thread-safe. */

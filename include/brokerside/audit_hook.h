@@ -40,6 +40,10 @@ const bs_kafka_observer *bs_audit_hook_observer(bs_audit_hook *h);
  * requests recorded without decoded parameters. Thread-safe. */
 void bs_audit_hook_stats(bs_audit_hook *h, uint64_t *recorded, uint64_t *record_failures,
                          uint64_t *undecoded);
+/* Reload: switch the data_events mode (call bs_audit_log_set_data_mode on the
+ * log too). Requests observed from now on follow it; a request already in
+ * flight may be recorded without decoded parameters. Any thread. */
+void bs_audit_hook_set_mode(bs_audit_hook *h, bs_audit_data_mode data_mode);
 /* Free the recorder (after every connection using it has closed). NULL: no-op. */
 void bs_audit_hook_free(bs_audit_hook *h);
 

@@ -506,12 +506,20 @@ bs_status bs_audit_log_record(bs_audit_log *log, const bs_audit_event *ev)
         const bs_audit_api_class *c = bs_audit_api_lookup(ev->api_key);
         data = c && c->category == BS_AUDIT_DATA;
     }
-    if (data && log->opts.data_events == BS_AUDIT_DATA_OFF) return BS_OK;
-    if (data && log->opts.data_events == BS_AUDIT_DATA_AGGREGATE) {
+    /* the mode can change on reload (bs_audit_log_set_data_mode) */
+    bs_audit_data_mode mode = __atomic_load_n(&log->opts.data_events, __ATOMIC_RELAXED);
+    if (data && mode == BS_AUDIT_DATA_OFF) return BS_OK;
+    if (data && mode == BS_AUDIT_DATA_AGGREGATE) {
         pthread_mutex_lock(&log->lock);
-        agg_fold(log, ev);
+        /* re-checked under the lock: a switch away from aggregate flushes
+         * under it, so nothing is folded after that flush */
+        if (log->opts.data_events == BS_AUDIT_DATA_AGGREGATE) {
+            agg_fold(log, ev);
+            pthread_mutex_unlock(&log->lock);
+            return BS_OK;
+        }
         pthread_mutex_unlock(&log->lock);
-        return BS_OK;
+        if (log->opts.data_events == BS_AUDIT_DATA_OFF) return BS_OK;
     }
     bs_status st;
     char id[37];
@@ -527,6 +535,21 @@ bs_status bs_audit_log_record(bs_audit_log *log, const bs_audit_event *ev)
 out:
     bs_wbuf_free(&body);
     return st;
+}
+
+/* See audit.h. */
+bs_status bs_audit_log_set_data_mode(bs_audit_log *log, bs_audit_data_mode mode,
+                                     uint32_t digest_every_events, int64_t now_us)
+{
+    BS_ENSURE(log, BS_E_STATE);
+    pthread_mutex_lock(&log->lock);
+    bs_audit_data_mode old = log->opts.data_events;
+    __atomic_store_n(&log->opts.data_events, mode, __ATOMIC_RELAXED);
+    log->opts.digest_every_events = digest_every_events;
+    pthread_mutex_unlock(&log->lock);
+    if (old == BS_AUDIT_DATA_AGGREGATE && mode != BS_AUDIT_DATA_AGGREGATE)
+        return bs_audit_log_flush_aggregates(log, now_us);
+    return BS_OK;
 }
 
 /* See audit.h. */

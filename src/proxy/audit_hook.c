@@ -79,6 +79,13 @@ static int64_t wall_us(void)
 
 /* ---------------------------------------------------------------- classification */
 
+/* The data_events mode now (bs_audit_hook_set_mode may change it from the
+ * main thread while workers read it). */
+static bs_audit_data_mode hook_mode(const bs_audit_hook *h)
+{
+    return __atomic_load_n(&h->mode, __ATOMIC_RELAXED);
+}
+
 /* Is `api` a data API (by the audit table; unknown APIs are management)? */
 static bool is_data(int16_t api)
 {
@@ -95,7 +102,7 @@ static bool wants_request(void *arg, int16_t api, int16_t ver)
     const bs_audit_hook *h = arg;
     if (api == BS_KAFKA_API_VERSIONS) return true; /* client software, tiny */
     if (!is_data(api)) return true;
-    return h->mode != BS_AUDIT_DATA_OFF && api != BS_KAFKA_PRODUCE;
+    return hook_mode(h) != BS_AUDIT_DATA_OFF && api != BS_KAFKA_PRODUCE;
 }
 
 /* bs_kafka_observer.wants_response: like requests, but Fetch responses are
@@ -105,7 +112,7 @@ static bool wants_response(void *arg, int16_t api, int16_t ver)
     (void)ver;
     const bs_audit_hook *h = arg;
     if (!is_data(api)) return true;
-    return h->mode != BS_AUDIT_DATA_OFF && api != BS_KAFKA_FETCH && api != BS_KAFKA_API_VERSIONS &&
+    return hook_mode(h) != BS_AUDIT_DATA_OFF && api != BS_KAFKA_FETCH && api != BS_KAFKA_API_VERSIONS &&
            api != BS_KAFKA_METADATA;
 }
 
@@ -597,7 +604,7 @@ static bs_status on_fetch_resp_topic(void *arg, const bs_kafka_topic_summary *t)
 static void on_session_topic(void *arg, bool is_request, const bs_kafka_topic_summary *t)
 {
     conn *c = arg;
-    if (c->h->mode == BS_AUDIT_DATA_OFF) return;
+    if (hook_mode(c->h) == BS_AUDIT_DATA_OFF) return;
     if (!c->staged_req && !c->staged_resp) bs_audit_event_reset(&c->stage);
     (void)on_topic(&c->stage, t, true, is_request ? (int64_t)t->records : -1);
     if (is_request)
@@ -683,7 +690,7 @@ static void on_request(void *arg, const bs_kafka_request_header *h, bool header_
             c->has_sw = true;
         }
     }
-    bool skip = is_data(h->api_key) && c->h->mode == BS_AUDIT_DATA_OFF;
+    bool skip = is_data(h->api_key) && hook_mode(c->h) == BS_AUDIT_DATA_OFF;
     bool staged = c->staged_req;
     bs_audit_event *ev = &c->scratch;
     bool queued = false;
@@ -898,6 +905,12 @@ void bs_audit_hook_stats(bs_audit_hook *h, uint64_t *recorded, uint64_t *record_
     if (recorded) *recorded = atomic_load(&h->recorded);
     if (record_failures) *record_failures = atomic_load(&h->failures);
     if (undecoded) *undecoded = atomic_load(&h->undecoded);
+}
+
+/* See audit_hook.h. */
+void bs_audit_hook_set_mode(bs_audit_hook *h, bs_audit_data_mode data_mode)
+{
+    __atomic_store_n(&h->mode, data_mode, __ATOMIC_RELAXED);
 }
 
 /* See audit_hook.h. */

@@ -677,10 +677,17 @@ void bs_pipeline_reload(bs_pipeline *p, const bs_config *cfg)
         if (old->audit.digest_interval_s != cfg->audit.digest_interval_s)
             arm(p, &p->digest_timer, cfg->audit.digest_interval_s);
         if (old->audit.data_events != cfg->audit.data_events ||
-            old->audit.digest_every_events != cfg->audit.digest_every_events)
-            BS_LOG_WARNF(MOD, "reload: audit.data_events / digest_every_events cannot be changed "
-                              "on a running audit log in this version; keeping the old values "
-                              "until a restart");
+            old->audit.digest_every_events != cfg->audit.digest_every_events) {
+            /* main.c switches the per-request recorder (audit_hook) the same way */
+            if (bs_audit_log_set_data_mode(p->audit, (bs_audit_data_mode)cfg->audit.data_events,
+                                           cfg->audit.digest_every_events,
+                                           now_us()) != BS_OK)
+                BS_LOG_ERRORF(MOD, "reload: flushing the audit aggregates failed");
+            static const char *const modes[] = {"aggregate", "each", "off"};
+            unsigned m = (unsigned)cfg->audit.data_events;
+            BS_LOG_INFOF(MOD, "reload: audit.data_events %s, digest_every_events %u",
+                         m < 3 ? modes[m] : "?", cfg->audit.digest_every_events);
+        }
     }
     p->cfg = cfg;
 }
