@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import unittest
 import urllib.request
 
@@ -77,6 +76,33 @@ class AuditToCloudWatch(harness.DaemonTest):
             self.moto.kill()
             self.moto.wait()
 
+    def cw_config(self, up, backoff_max_ms):
+        """Audit of a TCP listener in front of `up` to the file sink "f" and to
+        CloudWatch Logs "cw" on moto (short timeouts and backoff)."""
+        cfg = self.base_config(up.port, streams=("audit",))
+        cfg["audit"]["sinks"] = ["f", "cw"]
+        cfg["aws"] = {"region": REGION, "request_timeout_s": 2, "connect_timeout_s": 1,
+                      "max_attempts": 1}
+        cfg["sinks"]["cw"] = {"type": "cloudwatch_logs", "endpoint": self.endpoint,
+                              "log_group": GROUP, "log_stream": STREAM, "auto_create": True,
+                              "backoff_initial_ms": 100, "backoff_max_ms": backoff_max_ms}
+        return cfg
+
+    def connect(self, port, n):
+        """n TCP connections through the listener, one echo each (2 audit events each)."""
+        for i in range(n):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+                s.sendall(b"x%d" % i)
+                s.recv(10)
+
+    def audit_lines(self):
+        """Lines of the file sink's audit.ndjson ([] before it exists)."""
+        path = os.path.join(self.tmp, "events", "audit.ndjson")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return f.read().splitlines()
+
     def cw_messages(self):
         """Messages of the audit stream in CloudWatch Logs ([] while it does not exist)."""
         out = subprocess.run([self.py, os.path.join(harness.HERE, "aws_sinks_boto.py"),
@@ -90,37 +116,18 @@ class AuditToCloudWatch(harness.DaemonTest):
     def test_audit_reaches_cloudwatch_across_an_outage(self):
         up = harness.EchoServer()
         self.addCleanup(up.close)
-        cfg = self.base_config(up.port, streams=("audit",))
-        cfg["audit"]["sinks"] = ["f", "cw"]
-        cfg["aws"] = {"region": REGION, "request_timeout_s": 2, "connect_timeout_s": 1,
-                      "max_attempts": 1}
-        cfg["sinks"]["cw"] = {"type": "cloudwatch_logs", "endpoint": self.endpoint,
-                              "log_group": GROUP, "log_stream": STREAM, "auto_create": True,
-                              "backoff_initial_ms": 100, "backoff_max_ms": 1000}
+        cfg = self.cw_config(up, backoff_max_ms=1000)
         port = int(cfg["listeners"][0]["bind"].rsplit(":", 1)[1])
         d = self.daemon(cfg).start(env=self.env)
-        audit_file = os.path.join(self.tmp, "events", "audit.ndjson")
 
-        def connect(n):
-            for i in range(n):
-                with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-                    s.sendall(b"x%d" % i)
-                    s.recv(10)
-
-        def file_lines():
-            if not os.path.exists(audit_file):
-                return []
-            with open(audit_file) as f:
-                return f.read().splitlines()
-
-        connect(3)
-        harness.wait_for(lambda: len(file_lines()) >= 7, "7 audit lines in the file")
-        harness.wait_for(lambda: set(file_lines()) <= set(self.cw_messages()),
+        self.connect(port, 3)
+        harness.wait_for(lambda: len(self.audit_lines()) >= 7, "7 audit lines in the file")
+        harness.wait_for(lambda: set(self.audit_lines()) <= set(self.cw_messages()),
                          "the first audit events in CloudWatch")
         # Outage: moto stops answering; events keep coming and must wait.
         self.moto.send_signal(signal.SIGSTOP)
-        connect(4)
-        harness.wait_for(lambda: len(file_lines()) >= 15, "15 audit lines in the file")
+        self.connect(port, 4)
+        harness.wait_for(lambda: len(self.audit_lines()) >= 15, "15 audit lines in the file")
         harness.wait_for(lambda: d.status()["sinks"][1]["retried"] > 0 or
                          d.status()["sinks"][0]["retried"] > 0, "a retried delivery in /status")
         st = {s["name"]: s for s in d.status()["sinks"]}
@@ -128,11 +135,11 @@ class AuditToCloudWatch(harness.DaemonTest):
         self.assertIsNotNone(st["cw"]["last_error"])
         self.assertGreater(st["cw"]["lag_bytes"], 0)
         self.moto.send_signal(signal.SIGCONT)
-        harness.wait_for(lambda: set(file_lines()) <= set(self.cw_messages()),
+        harness.wait_for(lambda: set(self.audit_lines()) <= set(self.cw_messages()),
                          "every audit event in CloudWatch after the outage")
         # SIGTERM: the final digest is flushed to both sinks before exit.
         self.assertEqual(d.stop(), 0)
-        lines = file_lines()
+        lines = self.audit_lines()
         self.assertIn('"AuditDigest"', lines[-1])
         cw = self.cw_messages()
         self.assertLessEqual(set(lines), set(cw))
@@ -145,14 +152,8 @@ class AuditToCloudWatch(harness.DaemonTest):
     def test_audit_reaches_cloudwatch_across_a_restart_of_the_endpoint(self):
         up = harness.EchoServer()
         self.addCleanup(up.close)
-        cfg = self.base_config(up.port, streams=("audit",))
-        cfg["audit"]["sinks"] = ["f", "cw"]
+        cfg = self.cw_config(up, backoff_max_ms=500)
         cfg["audit"]["digest_interval_s"] = 3600  # no timed events between read-back and kill
-        cfg["aws"] = {"region": REGION, "request_timeout_s": 2, "connect_timeout_s": 1,
-                      "max_attempts": 1}
-        cfg["sinks"]["cw"] = {"type": "cloudwatch_logs", "endpoint": self.endpoint,
-                              "log_group": GROUP, "log_stream": STREAM, "auto_create": True,
-                              "backoff_initial_ms": 100, "backoff_max_ms": 500}
         port = int(cfg["listeners"][0]["bind"].rsplit(":", 1)[1])
         cred_file = os.path.join(self.tmp, "aws-credentials")
 
@@ -169,26 +170,13 @@ class AuditToCloudWatch(harness.DaemonTest):
                   "AWS_PROFILE"):
             env.pop(k, None)
         d = self.daemon(cfg).start(env=env)
-        audit_file = os.path.join(self.tmp, "events", "audit.ndjson")
-
-        def connect(n):
-            for i in range(n):
-                with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-                    s.sendall(b"x%d" % i)
-                    s.recv(10)
-
-        def file_lines():
-            if not os.path.exists(audit_file):
-                return []
-            with open(audit_file) as f:
-                return f.read().splitlines()
 
         def cw_delivered():
             return {s["name"]: s for s in d.status()["sinks"]}["cw"]["delivered"]
 
-        connect(3)
-        harness.wait_for(lambda: len(file_lines()) >= 7, "7 audit lines in the file")
-        harness.wait_for(lambda: set(file_lines()) <= set(self.cw_messages()),
+        self.connect(port, 3)
+        harness.wait_for(lambda: len(self.audit_lines()) >= 7, "7 audit lines in the file")
+        harness.wait_for(lambda: set(self.audit_lines()) <= set(self.cw_messages()),
                          "the first audit events in CloudWatch")
         # What the first server holds, read just before it is killed; the
         # sink's delivered counter proves nothing reached it in between.
@@ -200,8 +188,8 @@ class AuditToCloudWatch(harness.DaemonTest):
         self.assertTrue(before)
 
         # Outage: connections refused; events keep coming and wait in the spool.
-        connect(4)
-        harness.wait_for(lambda: len(file_lines()) >= 15, "15 audit lines in the file")
+        self.connect(port, 4)
+        harness.wait_for(lambda: len(self.audit_lines()) >= 15, "15 audit lines in the file")
         retried = {s["name"]: s for s in d.status()["sinks"]}["cw"]["retried"]
         harness.wait_for(lambda: {s["name"]: s for s in d.status()["sinks"]}["cw"]["retried"]
                          >= retried + 3, "three more retry rounds while the endpoint is down")
@@ -219,10 +207,10 @@ class AuditToCloudWatch(harness.DaemonTest):
             write_credentials()
         finally:
             d.proc.send_signal(signal.SIGCONT)
-        harness.wait_for(lambda: set(file_lines()) - before <= set(self.cw_messages()),
+        harness.wait_for(lambda: set(self.audit_lines()) - before <= set(self.cw_messages()),
                          "every audit event of the outage in the new CloudWatch")
         self.assertEqual(d.stop(), 0)
-        lines = file_lines()
+        lines = self.audit_lines()
         self.assertIn('"AuditDigest"', lines[-1])
         after = set(self.cw_messages())
         self.assertEqual(before | after, set(lines),
