@@ -90,6 +90,12 @@ typedef struct bs_aws_http_request {
     const char *service;   /* SigV4 signing name ("kms", "s3", ...); NULL = unsigned */
     const char *region;    /* required when service is set */
     bool unsigned_payload; /* sign with UNSIGNED-PAYLOAD instead of the body hash */
+    /* Secrets in the bodies (KMS plaintext keys): the client's copy of the
+     * request body and every response buffer are zeroed (OPENSSL_cleanse)
+     * before their memory is freed, grown or reused, so no copy of ours is
+     * left in freed memory. libcurl's and OpenSSL's own transfer buffers are
+     * out of reach. The callback must still wipe whatever it copies out. */
+    bool sensitive;
 } bs_aws_http_request;
 
 typedef struct bs_aws_http_response {
@@ -150,6 +156,10 @@ bs_status bs_aws_http_send(bs_aws_http *c, const bs_aws_http_request *req, bs_aw
 bs_status bs_aws_json_call(bs_aws_http *c, const char *service, const char *region,
                            const char *endpoint, const char *target, const char *json_body,
                            bs_aws_http_cb cb, void *arg) BS_WUR;
+/* bs_aws_json_call for bodies that carry secrets (bs_aws_http_request.sensitive). */
+bs_status bs_aws_json_call_sensitive(bs_aws_http *c, const char *service, const char *region,
+                                     const char *endpoint, const char *target,
+                                     const char *json_body, bs_aws_http_cb cb, void *arg) BS_WUR;
 
 /* Counters since creation. */
 void bs_aws_http_get_stats(const bs_aws_http *c, bs_aws_http_stats *out);

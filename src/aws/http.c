@@ -44,6 +44,7 @@ typedef struct call {
     uint8_t *body;
     size_t body_len;
     bool unsigned_payload;
+    bool sensitive; /* wipe bodies before their memory is freed, grown or reused */
     bs_aws_http_cb cb;
     void *arg;
 
@@ -311,6 +312,10 @@ static void call_free(call *k)
         free((char *)k->headers[i].value);
     }
     free(k->headers);
+    if (k->sensitive) {
+        if (k->body) OPENSSL_cleanse(k->body, k->body_len);
+        if (k->resp_body.data) OPENSSL_cleanse(k->resp_body.data, k->resp_body.cap);
+    }
     free(k->body);
     bs_wbuf_free(&k->resp_body);
     bs_wbuf_free(&k->resp_headers);
@@ -420,6 +425,23 @@ static void call_finish_deferred(call *k, bs_aws_outcome outcome)
     ev_timer_start(k->client->loop, &k->timer);
 }
 
+/* Grow `w` to hold `need` bytes without realloc: a new buffer, the bytes
+ * copied, the old one zeroed and freed (sensitive calls). false: no memory. */
+static bool wipe_grow(bs_wbuf *w, size_t need)
+{
+    if (w->cap >= need) return true;
+    size_t cap = w->cap * 2 > need ? w->cap * 2 : need;
+    if (cap < 4096) cap = 4096;
+    uint8_t *p = malloc(cap);
+    if (!p) return false;
+    if (w->len) memcpy(p, w->data, w->len);
+    if (w->data) OPENSSL_cleanse(w->data, w->cap);
+    free(w->data);
+    w->data = p;
+    w->cap = cap;
+    return true;
+}
+
 /* libcurl body callback: collect up to max_response_bytes, abort beyond. */
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -431,6 +453,9 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
         k->body_over_limit = true;
         return 0; /* abort the transfer */
     }
+    /* room for the data and the NUL added at the end, grown without realloc
+     * leaving a copy of a secret behind */
+    if (k->sensitive && !wipe_grow(&k->resp_body, k->resp_body.len + n + 1)) return 0;
     bs_wbuf_put(&k->resp_body, ptr, n);
     return k->resp_body.failed ? 0 : n;
 }
@@ -545,6 +570,7 @@ static void start_attempt(call *k)
     if (k->attempts > 1) c->stats.retries++;
     k->errbuf[0] = '\0';
     k->body_over_limit = false;
+    if (k->sensitive && k->resp_body.data) OPENSSL_cleanse(k->resp_body.data, k->resp_body.len);
     bs_wbuf_reset(&k->resp_body);
     bs_wbuf_reset(&k->resp_headers);
     call_drop_easy(k);
@@ -883,6 +909,7 @@ bs_status bs_aws_http_send(bs_aws_http *c, const bs_aws_http_request *req, bs_aw
     k->cb = cb;
     k->arg = arg;
     k->unsigned_payload = req->unsigned_payload;
+    k->sensitive = req->sensitive;
     bs_wbuf_init(&k->resp_body, c->max_response_bytes + 1);
     bs_wbuf_init(&k->resp_headers, MAX_RESPONSE_HEADER_BYTES);
     ev_timer_init(&k->timer, call_timer_cb, 0., 0.);
@@ -922,10 +949,11 @@ fail:
     return st;
 }
 
-/* AWS JSON RPC POST with the protocol headers (see aws_http.h). */
-bs_status bs_aws_json_call(bs_aws_http *c, const char *service, const char *region,
+/* AWS JSON RPC POST with the protocol headers; `sensitive` as in
+ * bs_aws_http_request (see aws_http.h). */
+static bs_status json_call(bs_aws_http *c, const char *service, const char *region,
                            const char *endpoint, const char *target, const char *json_body,
-                           bs_aws_http_cb cb, void *arg)
+                           bool sensitive, bs_aws_http_cb cb, void *arg)
 {
     if (!service || !*service || !region || !*region || !target || !*target || !json_body)
         return BS_E_CONFIG;
@@ -949,6 +977,23 @@ bs_status bs_aws_json_call(bs_aws_http *c, const char *service, const char *regi
                                .body = (const uint8_t *)json_body,
                                .body_len = strlen(json_body),
                                .service = service,
-                               .region = region};
+                               .region = region,
+                               .sensitive = sensitive};
     return bs_aws_http_send(c, &req, cb, arg);
+}
+
+/* See aws_http.h. */
+bs_status bs_aws_json_call(bs_aws_http *c, const char *service, const char *region,
+                           const char *endpoint, const char *target, const char *json_body,
+                           bs_aws_http_cb cb, void *arg)
+{
+    return json_call(c, service, region, endpoint, target, json_body, false, cb, arg);
+}
+
+/* See aws_http.h. */
+bs_status bs_aws_json_call_sensitive(bs_aws_http *c, const char *service, const char *region,
+                                     const char *endpoint, const char *target,
+                                     const char *json_body, bs_aws_http_cb cb, void *arg)
+{
+    return json_call(c, service, region, endpoint, target, json_body, true, cb, arg);
 }

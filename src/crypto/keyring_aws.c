@@ -174,8 +174,8 @@ static void deliver_ok(aws_op *op, const bs_aws_http_response *r)
         op->key_cb(op->arg, BS_OK, key, BS_DEK_KEY_LEN);
     }
     OPENSSL_cleanse(key, sizeof key);
-    /* len 0 means a shared empty literal, never written. */
-    if (r->body_len > 0) OPENSSL_cleanse((void *)(uintptr_t)r->body, r->body_len);
+    /* r->body (the plaintext key in base64) is wiped by the HTTP client when
+     * the callback returns: the call is sensitive (bs_aws_json_call_sensitive). */
 }
 
 /* HTTP completion: classify, deliver, free the op. */
@@ -185,7 +185,6 @@ static void on_http_done(const bs_aws_http_response *r, void *arg)
     const char *name = op->generate ? "GenerateDataKey" : "Decrypt";
     if (!op->kr) {
         /* The keyring was destroyed and already answered the caller. */
-        if (r->body_len > 0) OPENSSL_cleanse((void *)(uintptr_t)r->body, r->body_len);
         free(op);
         return;
     }
@@ -225,8 +224,8 @@ static bs_status send_op(aws_keyring *kr, aws_op *op, const char *target, cJSON 
     bs_status st = BS_E_NOMEM;
     char *body = req ? cJSON_PrintUnformatted(req) : NULL;
     if (!body) goto out;
-    st =
-        bs_aws_json_call(kr->http, "kms", kr->region, kr->endpoint, target, body, on_http_done, op);
+    st = bs_aws_json_call_sensitive(kr->http, "kms", kr->region, kr->endpoint, target, body,
+                                    on_http_done, op);
     if (st != BS_OK) goto out;
     op->kr = kr;
     op->prev = NULL;

@@ -237,6 +237,65 @@ static void test_json_call_signed(void)
     ev_loop_destroy(loop);
 }
 
+/* Sensitive call: the fake server echoes the request body, so a 20 KiB body
+ * comes back in a response that grows the buffer several times through the
+ * wipe-on-grow path: every byte must arrive intact, in order, once. (That the
+ * old buffers are zeroed is not observable without reading freed memory;
+ * ASan/valgrind runs of this test check the path for misuse.) */
+typedef struct big_result {
+    bool done;
+    bs_aws_outcome outcome;
+    size_t body_len;
+    bool echo_intact;
+} big_result;
+
+static void on_big_done(const bs_aws_http_response *r, void *arg)
+{
+    big_result *res = arg;
+    res->done = true;
+    res->outcome = r->outcome;
+    res->body_len = r->body_len;
+    cJSON *j = cJSON_ParseWithLength((const char *)r->body, r->body_len);
+    const char *echo = cJSON_GetStringValue(cJSON_GetObjectItem(j, "echo"));
+    res->echo_intact = echo && strlen(echo) == 20000 + 11 && strncmp(echo, "{\"k\":\"", 6) == 0 &&
+                       strspn(echo + 6, "s") == 20000 && strcmp(echo + 20006, "end\"}") == 0;
+    cJSON_Delete(j);
+}
+
+static void test_sensitive_call_large_response(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    bs_aws_credentials_provider *p = NULL;
+    bs_aws_http *c = new_client(loop, &p, NULL);
+    char url[128];
+    url_for(url, sizeof url, "/seq/sens1/ok");
+    char *body = malloc(20000 + 12);
+    CHECK(body != NULL);
+    if (!body) return;
+    memcpy(body, "{\"k\":\"", 6);
+    memset(body + 6, 's', 20000);
+    memcpy(body + 20006, "end\"}", 6);
+    big_result r = {0};
+    CHECK_EQ(bs_aws_json_call_sensitive(c, "kms", "eu-west-1", url, "TrentService.Decrypt", body,
+                                        on_big_done, &r),
+             BS_OK);
+    free(body); /* the client keeps its own (wiped) copy */
+    ev_timer guard;
+    hang_guard_fired = false;
+    ev_timer_init(&guard, hang_guard_cb, 60., 0.);
+    ev_timer_start(loop, &guard);
+    while (!r.done && !hang_guard_fired)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &guard);
+    CHECK(r.done);
+    CHECK_EQ(r.outcome, BS_AWS_OK);
+    CHECK(r.body_len > 20000);
+    CHECK(r.echo_intact);
+    bs_aws_http_free(c);
+    bs_aws_credentials_provider_free(p);
+    ev_loop_destroy(loop);
+}
+
 /* Send one signed POST to /seq/<path> and wait for it. */
 static void one_call(struct ev_loop *loop, bs_aws_http *c, const char *path, result *r)
 {
@@ -520,6 +579,7 @@ int main(void)
     RUN(test_classification);
     if (srv.pid > 0) {
         RUN(test_json_call_signed);
+        RUN(test_sensitive_call_large_response);
         RUN(test_retries_and_permanent_errors);
         RUN(test_transport_errors_and_timeouts);
         RUN(test_auth_error_refreshes_credentials);
