@@ -1098,9 +1098,11 @@ void bs_net_accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (wl->fd >= 0) ev_io_start(loop, &wl->io);
 }
 
-/* Enter drain mode. Connections still setting up carry no request yet and
- * are closed now; open ones are closed by their timer once quiescent and
- * quiet for DRAIN_SETTLE_S (at once if they already are). */
+/* Enter drain mode. Open connections are closed by their timer once
+ * quiescent and quiet for DRAIN_SETTLE_S (at once if they already are).
+ * Connections still being set up are left to finish, so a client that
+ * connected just before the shutdown is served instead of seeing its
+ * handshake cut (its first request usually follows the handshake at once). */
 void bs_net_worker_drain(bs_worker *w)
 {
     w->draining = true;
@@ -1108,12 +1110,16 @@ void bs_net_worker_drain(bs_worker *w)
     ev_tstamp now = ev_now(w->loop);
     while (c) {
         bs_conn *next = c->next;
-        if (!c->opened)
-            conn_close(c, false);
-        else if (now - c->t_active >= DRAIN_SETTLE_S && conn_quiescent(c))
-            conn_close(c, true);
-        else
-            conn_timer_at(c, c->t_active + DRAIN_SETTLE_S);
+        /* A connection still being set up (TLS handshake, upstream connect)
+         * keeps its handshake and connect timeouts; once open it drains like
+         * the others (conn_pump arms the settle timer). The grace period
+         * bounds everything. */
+        if (c->opened) {
+            if (now - c->t_active >= DRAIN_SETTLE_S && conn_quiescent(c))
+                conn_close(c, true);
+            else
+                conn_timer_at(c, c->t_active + DRAIN_SETTLE_S);
+        }
         c = next;
     }
     if (w->n_conns == 0) ev_break(w->loop, EVBREAK_ALL);

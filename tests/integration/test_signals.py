@@ -80,6 +80,28 @@ class SigtermTest(harness.IntegrationTest):
         self.assertEqual(bs.proc.wait(60), 0)
 
 
+    def test_connection_in_handshake_at_sigterm_is_served(self):
+        """A client whose TCP connection was accepted but whose TLS handshake
+        has not started when SIGTERM arrives: the drain lets the handshake
+        finish, its request is answered, then the connection is closed and the
+        process exits 0 (the listener itself closes at once)."""
+        import socket
+        import ssl
+        up = self.upstream("echo")
+        bs, port = self.sidecar(up.addr, config_extra={"limits": {"shutdown_grace_s": 3000}})
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.addCleanup(raw.close)
+        harness.wait_until(lambda: harness.metric(bs.metrics(), "brokerside_connections_total") >= 1,
+                           what="the connection accepted by a worker")
+        bs.signal(signal.SIGTERM)
+        harness.wait_until(lambda: not accepts_tls(port, self.certs), what="listener closed")
+        ctx = ssl.create_default_context(cafile=self.certs["ca_crt"])
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"request-after-sigterm")
+        self.assertEqual(harness.recv_exact(tls, 21), b"request-after-sigterm")
+        tls.close()
+        self.assertEqual(bs.proc.wait(90), 0)
+
 def accepts_tls(port, certs):
     """True if a new TLS connection to port completes its handshake."""
     try:
