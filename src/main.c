@@ -199,6 +199,8 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     bs_pipeline_reload(a->pipe, cfg);
+    if (a->enc && bs_encryption_reload(a->enc, cfg) != BS_OK)
+        BS_LOG_ERRORF("main", "reload: encryption.dek limits refused; keeping the old ones");
     /* the per-request recorder follows the audit log's new data_events mode */
     if (a->audit_hook && cfg->audit.enabled)
         bs_audit_hook_set_mode(a->audit_hook, (bs_audit_data_mode)cfg->audit.data_events);

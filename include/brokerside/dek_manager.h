@@ -86,6 +86,12 @@ bs_status bs_dek_manager_new(const bs_dek_manager_config *cfg, bs_dek_manager **
  * (their callbacks, when they come, only wipe what they get). NULL is a no-op. */
 void bs_dek_manager_free(bs_dek_manager *m);
 
+/* Reload: new rotation limits (validated like the config's). DEKs in use are
+ * judged by them from their next use on: one past a new, lower limit is
+ * rotated then. Control thread; workers read the limits atomically.
+ * BS_E_CONFIG for a bad policy (nothing changes). */
+bs_status bs_dek_manager_set_policy(bs_dek_manager *m, const bs_dek_policy *policy) BS_WUR;
+
 /* Drop expired decrypted keys from the control cache (wiping them). Called by
  * the sweep timer; exposed for tests with a fake clock. Control thread only. */
 void bs_dek_manager_sweep(bs_dek_manager *m);

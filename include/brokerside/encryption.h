@@ -35,6 +35,14 @@ bs_status bs_encryption_start(struct ev_loop *control, const bs_config *cfg, bs_
 /* The session factory (record crypto hook) for kafka listeners; owned by `e`. */
 const bs_kafka_session_factory *bs_encryption_factory(bs_encryption *e);
 
+/* SIGHUP: apply the reloadable part of cfg->encryption (topic rules,
+ * unmatched_topics, dek rotation limits) to the running runtime. `cfg` must
+ * outlive `e` (the daemon keeps retired configs). Changes of the keyring or
+ * caches need a restart (bs_config_needs_restart names them); encryption
+ * turned off in cfg is ignored here for the same reason. Control thread.
+ * BS_E_CONFIG if the dek limits are invalid (then nothing changes). */
+bs_status bs_encryption_reload(bs_encryption *e, const bs_config *cfg) BS_WUR;
+
 /* Tear down (control thread, after every server worker finished); NULL is a no-op. */
 void bs_encryption_free(bs_encryption *e);
 

@@ -23,12 +23,11 @@
  * When a DEK is not ready the hook returns HOLD and the request waits (the
  * connection's later requests queue behind it) until the DEK manager wakes it.
  *
- * Fetch (versions 0-17) and ShareFetch (v0, topics by id): partitions whose records hold envelopes are decrypted
- * (topic from the response, or for v13+ from the topic-id map learned from
- * Metadata responses); batches are rebuilt with the same codec and CRC; a
- * partial trailing batch is kept as it is. Plaintext values pass. A partition
- * with an envelope that does not authenticate or whose key cannot be unwrapped
- * gets CORRUPT_MESSAGE (2), one whose key is unavailable now (KMS outage)
+ * Fetch (versions 0-17) and ShareFetch (v0, topics by id): partitions whose records hold envelopes
+ * are decrypted (topic from the response, or for v13+ from the topic-id map learned from Metadata
+ * responses); batches are rebuilt with the same codec and CRC; a partial trailing batch is kept as
+ * it is. Plaintext values pass. A partition with an envelope that does not authenticate or whose
+ * key cannot be unwrapped gets CORRUPT_MESSAGE (2), one whose key is unavailable now (KMS outage)
  * KAFKA_STORAGE_ERROR (56), an unknown topic id UNKNOWN_TOPIC_ID (100); its
  * records are removed (never ciphertext passed as plaintext). Missing keys:
  * HOLD, as for Produce.
@@ -66,6 +65,11 @@ bs_status bs_record_crypto_new(const bs_encryption_config *enc, size_t max_recor
 
 /* Release `rc`; NULL is a no-op. */
 void bs_record_crypto_free(bs_record_crypto *rc);
+/* Reload: topic rules and unmatched_topics policy from `enc` (enabled; it must
+ * outlive rc, like the first one). Produce requests that arrive afterwards
+ * use it; a request already being handled finishes under the rules it
+ * started with. Any thread. */
+void bs_record_crypto_set_config(bs_record_crypto *rc, const bs_encryption_config *enc);
 
 /* The hook to put in a bs_kafka_session_factory (name "record_crypto"; it
  * keeps per-connection state through conn_open/conn_close). Connections

@@ -678,6 +678,16 @@ bs_status bs_dek_manager_new(const bs_dek_manager_config *cfg, bs_dek_manager **
 }
 
 /* Contract in dek_manager.h. */
+bs_status bs_dek_manager_set_policy(bs_dek_manager *m, const bs_dek_policy *policy)
+{
+    BS_GUARD(bs_dek_policy_check(policy));
+    BS_ENSURE(policy->max_age_s <= UINT64_MAX / 1000, BS_E_CONFIG);
+    __atomic_store_n(&m->policy.max_records, policy->max_records, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->policy.max_age_s, policy->max_age_s, __ATOMIC_RELAXED);
+    return BS_OK;
+}
+
+/* See dek_manager.h. */
 void bs_dek_manager_free(bs_dek_manager *m)
 {
     if (!m) return;
@@ -901,11 +911,23 @@ static bs_status request_key(bs_dek_worker *w, wentry *x, int kind)
 
 /* ------------------------------------------------------- worker: encrypt */
 
+/* The policy's limits as of now (bs_dek_manager_set_policy may change them
+ * from the control thread while workers read them). */
+static uint64_t policy_max_records(const bs_dek_manager *m)
+{
+    return __atomic_load_n(&m->policy.max_records, __ATOMIC_RELAXED);
+}
+
+static uint64_t policy_max_age_s(const bs_dek_manager *m)
+{
+    return __atomic_load_n(&m->policy.max_age_s, __ATOMIC_RELAXED);
+}
+
 /* The records a DEK may still encrypt under the policy (0 = must rotate). */
 static uint64_t records_left(const bs_dek_manager *m, const bs_dek *d)
 {
-    uint64_t cap = m->policy.max_records < BS_DEK_HARD_MAX_RECORDS ? m->policy.max_records
-                                                                   : BS_DEK_HARD_MAX_RECORDS;
+    uint64_t max = policy_max_records(m);
+    uint64_t cap = max < BS_DEK_HARD_MAX_RECORDS ? max : BS_DEK_HARD_MAX_RECORDS;
     uint64_t used = bs_dek_uses(d);
     return used >= cap ? 0 : cap - used;
 }
@@ -916,18 +938,18 @@ static const char *retire_reason(const bs_dek_manager *m, const bs_dek *d, uint6
                                  uint64_t now)
 {
     if (records_left(m, d) == 0) return "records";
-    if (now < created || now - created >= m->policy.max_age_s * 1000) return "age";
+    if (now < created || now - created >= policy_max_age_s(m) * 1000) return "age";
     return NULL;
 }
 
 /* True once `d` used `refresh_pct` of either limit: time to fetch the next one. */
 static bool near_rotation(const bs_dek_manager *m, const bs_dek *d, uint64_t created, uint64_t now)
 {
-    uint64_t cap = m->policy.max_records;
+    uint64_t cap = policy_max_records(m);
     uint64_t used = bs_dek_uses(d);
     if (used >= cap / 100 * m->refresh_pct + cap % 100 * m->refresh_pct / 100) return true;
     uint64_t age_ms = now >= created ? now - created : UINT64_MAX;
-    return age_ms >= m->policy.max_age_s * 10 * m->refresh_pct;
+    return age_ms >= policy_max_age_s(m) * 10 * m->refresh_pct;
 }
 
 static void count_retire(bs_dek_manager *m, const char *reason)

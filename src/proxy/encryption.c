@@ -6,6 +6,7 @@
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "brokerside/aws_credentials.h"
 #include "brokerside/aws_http.h"
@@ -23,7 +24,14 @@ struct bs_encryption {
     bs_record_crypto *rc;
     bs_kafka_hook hook;
     bs_kafka_session_factory factory;
+    const bs_encryption_config *started; /* the section the keyring was built from */
 };
+
+/* Same string, NULLs included. */
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
 
 /* bs_worker_hooks.init: this worker's DEK worker, bound for the record hook. */
 static bs_status worker_init(void *arg, struct ev_loop *loop, void **state)
@@ -98,7 +106,8 @@ bs_status bs_encryption_start(struct ev_loop *control, const bs_config *cfg, bs_
     if (enc->kms_type == BS_KMS_LOCAL) {
         char why[256] = "";
         st = bs_keyring_local_open(enc->key_file, &e->keyring, why, sizeof why);
-        if (st != BS_OK) snprintf(err, errlen, "encryption.kms.key_file: %s", why);
+        if (st != BS_OK)
+            snprintf(err, errlen, "encryption.kms.key_file: %s", why);
         else
             BS_LOG_INFOF("encryption", "local keyring %s (master key id %s)", enc->key_file,
                          bs_keyring_local_key_id(e->keyring));
@@ -128,9 +137,32 @@ bs_status bs_encryption_start(struct ev_loop *control, const bs_config *cfg, bs_
         bs_encryption_free(e);
         return st;
     }
+    e->started = enc;
     e->hook = bs_record_crypto_hook(e->rc);
     e->factory = (bs_kafka_session_factory){.hooks = &e->hook, .n_hooks = 1};
     *out = e;
+    return BS_OK;
+}
+
+/* See encryption.h. */
+bs_status bs_encryption_reload(bs_encryption *e, const bs_config *cfg)
+{
+    const bs_encryption_config *enc = &cfg->encryption;
+    if (!e || !enc->enabled) return BS_OK;
+    const bs_encryption_config *o = e->started;
+    if (o->kms_type != enc->kms_type || !same_str(o->key_file, enc->key_file) ||
+        !same_str(o->kms_region, enc->kms_region) ||
+        !same_str(o->kms_endpoint, enc->kms_endpoint)) {
+        /* The keys the new rules name may live in the new keyring only. */
+        BS_LOG_WARNF("encryption", "reload: encryption.kms changed, which needs a restart; "
+                                   "keeping the running topic rules until then");
+        return BS_OK;
+    }
+    bs_dek_policy policy = {enc->dek_max_records, enc->dek_max_age_s};
+    BS_GUARD(bs_dek_manager_set_policy(e->manager, &policy));
+    bs_record_crypto_set_config(e->rc, enc);
+    BS_LOG_INFOF("encryption", "reload: %zu topic rules, unmatched topics %s", enc->n_topics,
+                 enc->reject_unmatched ? "rejected" : "plaintext");
     return BS_OK;
 }
 

@@ -237,8 +237,9 @@ static bs_status produce_answer(rc_conn *c, const bs_kafka_obj *req, int16_t ver
     const bs_kafka_field *rsf = &m->body->fields[rs - resp->vals];
     int32_t nt = td->count < 0 ? 0 : td->count;
     rs->count = nt;
-    if (nt > 0) BS_GUARD(bs_kafka_arena_alloc(&c->arena, (size_t)nt * sizeof *rs->items,
-                                              (void **)&rs->items));
+    if (nt > 0)
+        BS_GUARD(
+            bs_kafka_arena_alloc(&c->arena, (size_t)nt * sizeof *rs->items, (void **)&rs->items));
     size_t k = 0;
     for (int32_t t = 0; t < nt; t++) {
         const bs_kafka_obj *tin = &td->items[t];
@@ -251,8 +252,9 @@ static bs_status produce_answer(rc_conn *c, const bs_kafka_obj *req, int16_t ver
         const bs_kafka_field *prf = &rsf->sub->fields[pr - tout->vals];
         int32_t np = pd->count < 0 ? 0 : pd->count;
         pr->count = np;
-        if (np > 0) BS_GUARD(bs_kafka_arena_alloc(&c->arena, (size_t)np * sizeof *pr->items,
-                                                  (void **)&pr->items));
+        if (np > 0)
+            BS_GUARD(bs_kafka_arena_alloc(&c->arena, (size_t)np * sizeof *pr->items,
+                                          (void **)&pr->items));
         for (int32_t i = 0; i < np; i++, k++) {
             bs_kafka_obj *po = &pr->items[i];
             BS_GUARD(obj_default(prf->sub, ver, &c->arena, po));
@@ -279,7 +281,8 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
                                size_t len, bs_wbuf *replacement, bs_kafka_hook_verdict *verdict)
 {
     rc_conn *c = arg;
-    const bs_encryption_config *enc = c->rc->enc;
+    /* one rule set per request, even if a reload swaps it meanwhile */
+    const bs_encryption_config *enc = __atomic_load_n(&c->rc->enc, __ATOMIC_ACQUIRE);
     *verdict = BS_KAFKA_HOOK_PASS;
     if (h->api_key != BS_KAFKA_PRODUCE) return BS_OK;
     const bs_kafka_message *m = bs_kafka_message_find(BS_KAFKA_PRODUCE, true);
@@ -393,8 +396,8 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
         if (log_allowed())
             BS_LOG_WARNF(MOD,
                          "listener %s: Produce v%d from %s refused (%s%s%s), nothing forwarded%s",
-                         c->listener, h->api_version, c->peer, reason,
-                         key_st != BS_OK ? ": " : "", key_st != BS_OK ? bs_status_name(key_st) : "",
+                         c->listener, h->api_version, c->peer, reason, key_st != BS_OK ? ": " : "",
+                         key_st != BS_OK ? bs_status_name(key_st) : "",
                          acks->i == 0 ? "; acks=0: dropped without an answer" : "");
         *verdict = BS_KAFKA_HOOK_ANSWER;
         if (acks->i == 0) {
@@ -460,8 +463,8 @@ static bs_status dec_value(void *arg, const bs_record_batch *batch, const bs_rec
     if (st != BS_OK) {
         /* A key that cannot be unwrapped (wrong topic, tampered EDEK, unknown
          * key) is permanent; anything else (KMS unreachable) may pass. */
-        bool permanent = st == BS_E_CRYPTO || st == BS_E_MALFORMED || st == BS_E_NOT_FOUND ||
-                         st == BS_E_CONFIG;
+        bool permanent =
+            st == BS_E_CRYPTO || st == BS_E_MALFORMED || st == BS_E_NOT_FOUND || st == BS_E_CONFIG;
         x->err = permanent ? BS_KERR_CORRUPT_MESSAGE : BS_KERR_KAFKA_STORAGE_ERROR;
         x->reason = permanent ? "key_unwrap" : "key_unavailable";
         return st;
@@ -561,7 +564,8 @@ static bs_status rc_on_response(void *arg, const bs_kafka_inflight *req, const u
     int64_t decrypted = 0;
     for (int32_t t = 0; t < rs->count; t++) {
         bs_kafka_obj *to = &rs->items[t];
-        bs_kafka_val *tn = fld(to, "Topic"), *tid = fld(to, "TopicId"), *parts = fld(to, "Partitions");
+        bs_kafka_val *tn = fld(to, "Topic"), *tid = fld(to, "TopicId"),
+                     *parts = fld(to, "Partitions");
         BS_ENSURE(parts, BS_E_STATE);
         char topic[256];
         bool known = false;
@@ -578,7 +582,8 @@ static bs_status rc_on_response(void *arg, const bs_kafka_inflight *req, const u
             BS_ENSURE(rv && ec, BS_E_STATE);
             if (rv->null || rv->n == 0) continue;
             if (!has_envelope(rv->p, rv->n, c->rc->max_records_bytes)) continue;
-            dec_ctx x = {.c = c, .topic = known ? topic : NULL, .topic_len = known ? strlen(topic) : 0};
+            dec_ctx x = {
+                .c = c, .topic = known ? topic : NULL, .topic_len = known ? strlen(topic) : 0};
             size_t start = c->recs.len;
             st = bs_records_blob_transform(rv->p, rv->n, c->rc->max_records_bytes, dec_value, &x,
                                            &c->recs);
@@ -720,6 +725,12 @@ bs_status bs_record_crypto_new(const bs_encryption_config *enc, size_t max_recor
     rc->max_records_bytes = max_records_bytes ? max_records_bytes : DEFAULT_MAX_RECORDS_BYTES;
     *out = rc;
     return BS_OK;
+}
+
+/* See record_crypto.h. */
+void bs_record_crypto_set_config(bs_record_crypto *rc, const bs_encryption_config *enc)
+{
+    __atomic_store_n(&rc->enc, enc, __ATOMIC_RELEASE);
 }
 
 /* See record_crypto.h. */

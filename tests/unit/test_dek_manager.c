@@ -303,6 +303,47 @@ static void test_rotation_by_records(void)
     rig_free(&r);
 }
 
+/* Reload: a new, lower records limit applies to the DEK in use from its next
+ * use (budget shrinks, then rotation); an invalid policy is refused and
+ * changes nothing. */
+static void test_set_policy_applies_to_the_dek_in_use(void)
+{
+    rig r;
+    if (!rig_init(&r, 100, 3600, 0, 0)) return;
+    twait t;
+    twait_init(&t);
+    bs_dek *d = NULL;
+    uint64_t budget = 0;
+    CHECK_EQ(bs_dek_worker_encrypt_dek(r.w[0], "alias/a", "orders", 6, &t.w, &d, &budget),
+             BS_E_AGAIN);
+    pump(&r);
+    fk_complete(&r.kr, BS_OK);
+    pump(&r);
+    CHECK_EQ(bs_dek_worker_encrypt_dek(r.w[0], "alias/a", "orders", 6, &t.w, &d, &budget), BS_OK);
+    CHECK_EQ(budget, 100);
+    bs_wbuf out;
+    bs_wbuf_init(&out, 0);
+    for (int i = 0; i < 5; i++)
+        CHECK(encrypt_one(d, "orders", &out));
+    bs_dek_policy bad = {0, 3600};
+    CHECK_EQ(bs_dek_manager_set_policy(r.m, &bad), BS_E_CONFIG);
+    CHECK_EQ(bs_dek_worker_encrypt_dek(r.w[0], "alias/a", "orders", 6, &t.w, &d, &budget), BS_OK);
+    CHECK_EQ(budget, 95);
+    bs_dek_policy lower = {6, 3600};
+    CHECK_EQ(bs_dek_manager_set_policy(r.m, &lower), BS_OK);
+    CHECK_EQ(bs_dek_worker_encrypt_dek(r.w[0], "alias/a", "orders", 6, &t.w, &d, &budget), BS_OK);
+    CHECK_EQ(budget, 1);
+    CHECK(encrypt_one(d, "orders", &out));
+    /* 6 of the new 6 used: this DEK is retired; the next one is fetched. */
+    int64_t gen0 = r.kr.gen_calls;
+    bs_status st = bs_dek_worker_encrypt_dek(r.w[0], "alias/a", "orders", 6, &t.w, &d, &budget);
+    pump(&r);
+    CHECK(r.kr.gen_calls > gen0 || st == BS_OK);
+    if (st == BS_OK) CHECK_EQ(bs_dek_uses(d), 0);
+    bs_wbuf_free(&out);
+    rig_free(&r);
+}
+
 static void test_rotation_by_age(void)
 {
     rig r;
@@ -819,6 +860,7 @@ int main(void)
 {
     RUN(test_rotation_by_records);
     RUN(test_rotation_by_age);
+    RUN(test_set_policy_applies_to_the_dek_in_use);
     RUN(test_fail_closed_and_recovery);
     RUN(test_decrypt_coalescing_and_cache);
     RUN(test_generated_keys_are_cached_for_decryption);
