@@ -48,17 +48,23 @@ static void hang_guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/* Run the loop until `res` is done; a generous guard only prevents hangs. */
-static void run_until(struct ev_loop *loop, result *res)
+/* Run the loop until *done; a generous guard only prevents hangs. */
+static void run_until_done(struct ev_loop *loop, const bool *done)
 {
     ev_timer guard;
     hang_guard_fired = false;
     ev_timer_init(&guard, hang_guard_cb, 60., 0.);
     ev_timer_start(loop, &guard);
-    while (!res->done && !hang_guard_fired)
+    while (!*done && !hang_guard_fired)
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &guard);
-    CHECK(res->done);
+    CHECK(*done);
+}
+
+/* Run the loop until `res` is done. */
+static void run_until(struct ev_loop *loop, result *res)
+{
+    run_until_done(loop, &res->done);
 }
 
 static void clear_aws_env(void)
@@ -280,14 +286,7 @@ static void test_sensitive_call_large_response(void)
                                         on_big_done, &r),
              BS_OK);
     free(body); /* the client keeps its own (wiped) copy */
-    ev_timer guard;
-    hang_guard_fired = false;
-    ev_timer_init(&guard, hang_guard_cb, 60., 0.);
-    ev_timer_start(loop, &guard);
-    while (!r.done && !hang_guard_fired)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &guard);
-    CHECK(r.done);
+    run_until_done(loop, &r.done);
     CHECK_EQ(r.outcome, BS_AWS_OK);
     CHECK(r.body_len > 20000);
     CHECK(r.echo_intact);
