@@ -27,12 +27,14 @@
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
 #include "brokerside/encryption.h"
+#include "brokerside/identity.h"
 #include "brokerside/kafka_session.h"
 #include "brokerside/keyring.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
 #include "brokerside/net.h"
 #include "brokerside/pipeline.h"
+#include "brokerside/policy.h"
 #include "brokerside/tls.h"
 #include "brokerside/version.h"
 
@@ -69,6 +71,11 @@ static void usage(FILE *f)
                "                                       check the audit hash chain and digests; "
                "exit 0 intact,\n"
                "                                       1 tampering found, 2 usage or I/O error\n"
+               "       brokerside policy explain [--config FILE] [--host IP] PRINCIPAL OPERATION "
+               "RESOURCE\n"
+               "                                       which authorization rule decides and why; "
+               "exit 0 allowed,\n"
+               "                                       1 denied, 2 usage or config error\n"
                "       brokerside --version            print the version\n"
                "       brokerside --help               this text\n"
                "\n"
@@ -204,6 +211,15 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     /* the per-request recorder follows the audit log's new data_events mode */
     if (a->audit_hook && cfg->audit.enabled)
         bs_audit_hook_set_mode(a->audit_hook, (bs_audit_data_mode)cfg->audit.data_events);
+    /* Identity settings and the policy swap atomically: every request from
+     * now on is judged by the new policy (a revoked principal is refused at
+     * its next request). The old config stays alive in `retired`. */
+    bs_identity_set_config(cfg->identity);
+    if (!!cfg->authorization != !!a->cfg->authorization || cfg->authorization)
+        BS_LOG_INFOF("main", "reload: authorization %s (%zu rules)",
+                     cfg->authorization ? "policy applied" : "off",
+                     bs_policy_rule_count(cfg->authorization));
+    bs_policy_set_current(cfg->authorization);
     a->retired[a->n_retired++] = cfg;
 }
 
@@ -234,6 +250,12 @@ static int run(const char *path)
         goto out;
     }
     bs_log_set_level(a.cfg->log_level);
+    bs_identity_set_config(a.cfg->identity);
+    bs_policy_set_current(a.cfg->authorization);
+    if (a.cfg->authorization)
+        BS_LOG_INFOF("main", "authorization policy on: %zu rules, default %s",
+                     bs_policy_rule_count(a.cfg->authorization),
+                     bs_policy_default_allow(a.cfg->authorization) ? "allow" : "deny");
     if (!a.cfg->encryption.enabled) BS_LOG_WARNF("main", BS_CONFIG_ENCRYPTION_OFF_FMT, path);
     a.loop = ev_default_loop(EVFLAG_AUTO);
     if (!a.loop) {
@@ -322,6 +344,8 @@ out:
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);
     free(a.retired);
+    bs_identity_set_config(NULL);
+    bs_policy_set_current(NULL);
     bs_config_free(a.cfg);
     bs_config_errors_free(&errs);
     bs_metrics_shutdown();
@@ -354,6 +378,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
     if (argc == 3 && strcmp(argv[1], "keygen") == 0) return keygen(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "policy") == 0 && strcmp(argv[2], "explain") == 0)
+        return bs_policy_explain_main(argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "audit") == 0 && strcmp(argv[2], "verify") == 0)
         return bs_audit_verify_main(argc - 2, argv + 2);
     usage(stderr);

@@ -280,6 +280,10 @@ typedef struct bs_config {
     bs_sink_config *sinks; /* defined sinks in file order, then the implicit "default" */
     size_t n_sinks;
     bs_spool_config spool;
+    /* `identity` (identity.h, parsed by its module): never NULL after a load */
+    struct bs_identity_config *identity;
+    /* `authorization` (policy.h, parsed by its module): NULL = no policy */
+    struct bs_policy *authorization;
 } bs_config;
 
 /* One problem found while loading, already formatted as

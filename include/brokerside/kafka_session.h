@@ -55,6 +55,10 @@ typedef struct bs_kafka_hook_conn {
     void *wake_arg;
     const char *listener;
     const char *peer;
+    /* The connection's identity (identity.h), kept current by the session
+     * (SASL exchanges, re-authentication); valid until conn_close. */
+    const struct bs_conn_identity *identity;
+    uint64_t conn_id; /* as in the connection's audit events (0 = unknown) */
 } bs_kafka_hook_conn;
 
 /* One frame transformer. Every callback may be NULL. `wants_*` is asked

@@ -70,6 +70,10 @@ typedef struct bs_session_info {
     void (*wake)(void *wake_arg);
     void *wake_arg;
     uint64_t conn_id;      /* the connection's id, as in its connection audit events (0 = unknown) */
+    /* Who is on the connection (certificate and SASL principal), owned by
+     * the Kafka session and valid until its close; net/ leaves it NULL, the
+     * Kafka session sets it in the copy it hands to its observer. */
+    const struct bs_conn_identity *identity;
 } bs_session_info;
 
 typedef struct bs_session_ops {

@@ -35,6 +35,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "brokerside/identity.h"
+#include "brokerside/policy.h"
 #include "brokerside/tls.h"
 #include "brokerside/version.h"
 
@@ -2730,6 +2732,8 @@ void bs_config_free(bs_config *cfg)
     free(cfg->kafka.advertise_template);
     endpoint_free(&cfg->admin.bind);
     events_free(cfg);
+    bs_identity_config_free(cfg->identity);
+    bs_policy_free(cfg->authorization);
     free(cfg);
 }
 
@@ -2744,12 +2748,33 @@ void bs_config_errors_free(bs_config_errors *errs)
     errs->n = 0;
 }
 
+/* bs_cfg_report_fn of the identity and policy modules: into this load's errors. */
+static void module_report(void *ctx, const char *path, const char *msg)
+{
+    cfg_err(ctx, path, "%s", msg);
+}
+
+/* `identity` and `authorization`: each module parses and checks its own
+ * section (identity.h, policy.h). */
+static void walk_access(cfg_ctx *c, const cJSON *root, bs_config *cfg)
+{
+    bs_status st = bs_identity_config_parse(member(root, "identity"), c->dir, module_report, c,
+                                            &cfg->identity);
+    if (st == BS_E_NOMEM) c->nomem = true;
+    const cJSON *a = member(root, "authorization");
+    if (a) {
+        st = bs_policy_parse(a, module_report, c, &cfg->authorization);
+        if (st == BS_E_NOMEM) c->nomem = true;
+    }
+}
+
 /* Walk the parsed document into cfg (every section, all problems recorded). */
 static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 {
-    static const char *const keys[] = {"workers", "log_level",  "listeners", "limits", "kafka",
-                                       "admin",   "encryption", "aws",       "audit",  "metrics",
-                                       "logs",    "sinks",      "spool",     NULL};
+    static const char *const keys[] = {"workers",  "log_level", "listeners",     "limits",
+                                       "kafka",    "admin",     "encryption",    "aws",
+                                       "audit",    "metrics",   "logs",          "sinks",
+                                       "spool",    "identity",  "authorization", NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     check_keys(c, root, "", keys, NULL);
     long long w = 0;
@@ -2775,6 +2800,7 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
         }
     }
     walk_events(c, root, cfg);
+    walk_access(c, root, cfg);
 }
 
 /* See config.h. `text` need not be NUL-terminated; it is copied. */

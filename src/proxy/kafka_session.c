@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "brokerside/config.h"
+#include "brokerside/identity.h"
 #include "brokerside/kafka_rewrite.h"
 #include "brokerside/kafka_schema.h"
 #include "brokerside/kafka_summary.h"
@@ -75,6 +76,10 @@ typedef struct topic_id_ent {
 static topic_id_ent g_ids[TOPIC_IDS_MAX];
 static size_t g_nids;
 
+#define PRINCIPAL_SET_SLOTS 4096u
+static char *g_principals[PRINCIPAL_SET_SLOTS];
+static size_t g_nprincipals;
+
 /* FNV-1a over `n` bytes. */
 static uint32_t hash_bytes(const uint8_t *p, size_t n)
 {
@@ -100,6 +105,11 @@ void bs_kafka_session_reset_globals(void)
         g_ids[i].name = NULL;
     }
     g_nids = 0;
+    for (size_t i = 0; i < PRINCIPAL_SET_SLOTS; i++) {
+        free(g_principals[i]);
+        g_principals[i] = NULL;
+    }
+    g_nprincipals = 0;
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -233,6 +243,13 @@ typedef struct req_times {
     uint64_t t_fwd;   /* last byte handed to the upstream buffer */
 } req_times;
 
+/* Requests counter of one API for the connection's current principal. */
+typedef struct principal_api_metric {
+    int16_t api;
+    bool used;
+    bs_metric *m;
+} principal_api_metric;
+
 /* M_PARKED: a hook said HOLD; the frame stays where it is (in `in` when
  * parked_in_place, else asm_) until a wake-up reruns the hooks.
  * M_ANSWER: a hook answered a request itself; `out` holds the answer for the
@@ -282,6 +299,14 @@ typedef struct ksess {
     void *net_wake_arg;
     const bs_kafka_observer *obs; /* NULL: none */
     void *obs_conn;               /* the observer's per-connection state */
+    bs_conn_identity ident;       /* certificate and SASL principal (identity.h) */
+    /* per-principal metrics of the current principal (re-resolved when
+     * ident.generation moves) */
+    uint32_t pm_generation;
+    bool pm_valid;
+    char pm_label[BS_PRINCIPAL_MAX];
+    bs_metric *pm_bytes_in, *pm_bytes_out;
+    principal_api_metric pm_api[API_CACHE];
 } ksess;
 
 /* bs_kafka_hook_conn.wake: let parked frames rerun their hooks, and have the
@@ -504,6 +529,76 @@ static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
         bs_metric_add(m->overflow, 1);
     }
     return BS_OK;
+}
+
+/* ---------------------------------------------------------------- per principal */
+
+/* May `name` have its own metric series? Capped process-wide by
+ * identity.metrics_max_principals (the rest is counted as "_other"). */
+static bool principal_admit(const char *name)
+{
+    uint32_t cap = bs_identity_config_current()->metrics_max_principals;
+    if (cap > PRINCIPAL_SET_SLOTS / 2) cap = PRINCIPAL_SET_SLOTS / 2;
+    uint32_t h = hash_bytes((const uint8_t *)name, strlen(name)) % PRINCIPAL_SET_SLOTS;
+    bool ok = false;
+    pthread_mutex_lock(&g_lock);
+    for (uint32_t i = 0; i < PRINCIPAL_SET_SLOTS; i++) {
+        uint32_t k = (h + i) % PRINCIPAL_SET_SLOTS;
+        if (!g_principals[k]) {
+            if (g_nprincipals < cap && (g_principals[k] = strdup(name))) {
+                g_nprincipals++;
+                ok = true;
+            }
+            break;
+        }
+        if (strcmp(g_principals[k], name) == 0) {
+            ok = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return ok;
+}
+
+/* Make the per-principal series follow the connection's current principal. */
+static void principal_refresh(ksess *s)
+{
+    if (s->pm_valid && s->pm_generation == s->ident.generation) return;
+    const char *p = bs_conn_identity_principal(&s->ident);
+    s->pm_valid = true;
+    s->pm_generation = s->ident.generation;
+    snprintf(s->pm_label, sizeof s->pm_label, "%s", principal_admit(p) ? p : "_other");
+    memset(s->pm_api, 0, sizeof s->pm_api);
+    s->pm_bytes_in = bs_metrics_counter_kv(
+        "brokerside_principal_request_bytes_total",
+        "Bytes of Kafka requests by principal (capped by identity.metrics_max_principals)",
+        "principal", s->pm_label, NULL);
+    s->pm_bytes_out = bs_metrics_counter_kv(
+        "brokerside_principal_response_bytes_total",
+        "Bytes of Kafka responses by principal (capped by identity.metrics_max_principals)",
+        "principal", s->pm_label, NULL);
+}
+
+/* Count one request of `api` and its bytes for the current principal. */
+static void principal_count_request(ksess *s, int16_t api, size_t bytes)
+{
+    principal_refresh(s);
+    if (!bs_kafka_api(api)) api = -1;
+    uint32_t h = ((uint32_t)(uint16_t)api * 2654435761u) % API_CACHE;
+    for (uint32_t i = 0; i < API_CACHE; i++) {
+        principal_api_metric *e = &s->pm_api[(h + i) % API_CACHE];
+        if (!e->used) {
+            e->used = true;
+            e->api = api;
+            e->m = bs_metrics_counter_kv("brokerside_principal_requests_total",
+                                         "Kafka requests by principal and API", "principal",
+                                         s->pm_label, "api", bs_kafka_api_name(api), NULL);
+        }
+        if (e->api != api) continue;
+        bs_metric_add(e->m, 1);
+        break;
+    }
+    bs_metric_add(s->pm_bytes_in, (int64_t)bytes);
 }
 
 /* ---------------------------------------------------------------- inspection */
@@ -817,6 +912,68 @@ static bs_status protocol_error(ksess *s, dir *d, const char *reason, const char
     return BS_E_MALFORMED;
 }
 
+/* SaslHandshake or SaslAuthenticate? */
+static bool is_sasl_api(int16_t api)
+{
+    return api == 17 || api == 36;
+}
+
+/* Close for a SASL rule (identity.h): log and count. */
+static bs_status sasl_refuse(ksess *s, const char *why)
+{
+    BS_LOG_WARNF(MOD, "listener %s: closing connection from %s: %s", s->listener, s->peer, why);
+    bs_metric_add(bs_metrics_counter_kv("brokerside_sasl_refused_total",
+                                        "Connections closed by the SASL inspection",
+                                        "listener", s->listener, "reason", why, NULL),
+                  1);
+    return BS_E_MALFORMED;
+}
+
+/* Follow a whole SaslHandshake/SaslAuthenticate frame through the tracker
+ * (requests may close the connection; responses may change the identity). */
+static bs_status sasl_track(ksess *s, dir *d, const uint8_t *frame, size_t len)
+{
+    int16_t api = d->is_req ? d->rh.api_key : d->inf.api_key;
+    int16_t ver = d->is_req ? d->rh.api_version : d->inf.api_version;
+    if (!is_sasl_api(api)) return BS_OK;
+    const char *why = NULL;
+    if (d->is_req) {
+        if (!d->rh_ok) return sasl_refuse(s, "SASL request of an unknown version");
+        size_t off = 4 + d->rh.header_len;
+        if (bs_sasl_track_request(&s->ident, api, ver, frame + off, len - off, &why) !=
+            BS_SASL_FORWARD)
+            return sasl_refuse(s, why);
+        return BS_OK;
+    }
+    int hv;
+    bs_kafka_response_header rh;
+    if (bs_kafka_response_header_version(api, ver, &hv) != BS_OK ||
+        bs_kafka_parse_response_header(frame + 4, len - 4, hv, &rh) != BS_OK)
+        return sasl_refuse(s, "malformed SASL response from the broker");
+    uint32_t gen = s->ident.generation;
+    bs_sasl_result before = s->ident.last_result;
+    bool changed = bs_sasl_track_response(&s->ident, api, ver, frame + 4 + rh.header_len,
+                                          len - 4 - rh.header_len, &why);
+    if (changed && s->ident.last_result == BS_SASL_RESULT_OK) {
+        BS_LOG_INFOF(MOD, "listener %s: %s authenticated as %s (%s%s)", s->listener, s->peer,
+                     s->ident.sasl_principal[0] ? s->ident.sasl_principal : "(unknown)",
+                     bs_sasl_mech_name(s->ident.mech),
+                     s->ident.sasl_verified ? "" : ", not verified: not used for decisions");
+        count_event(s, "brokerside_sasl_authentications_total",
+                    "SASL authentications seen, by result", "result", "ok");
+    } else if (changed && s->ident.last_result == BS_SASL_RESULT_FAILED &&
+               before != BS_SASL_RESULT_FAILED) {
+        BS_LOG_WARNF(MOD, "listener %s: %s failed SASL authentication (%s, attempted %s)",
+                     s->listener, s->peer, bs_sasl_mech_name(s->ident.attempt_mech),
+                     s->ident.attempt_principal[0] ? s->ident.attempt_principal : "unknown name");
+        count_event(s, "brokerside_sasl_authentications_total",
+                    "SASL authentications seen, by result", "result", "failed");
+    }
+    (void)gen;
+    if (why) return sasl_refuse(s, why);
+    return BS_OK;
+}
+
 /* Can `in` still receive bytes (the frame start is not stuck behind a full buffer)? */
 static bool can_grow(const bs_buf *in)
 {
@@ -910,8 +1067,18 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
     api_metrics *am = api_m(s, d->rh.api_key, d->rh.api_version);
     bs_metric_add(am->requests, 1);
     bs_metric_add(am->req_bytes, (int64_t)flen);
+    principal_count_request(s, d->rh.api_key, flen);
 
-    bool hold = false;
+    /* SASL exchanges are small and read whole; any other request only has
+     * to pass the "no requests after a failed authentication" rule. */
+    bool sasl = is_sasl_api(d->rh.api_key);
+    if (!sasl) {
+        const char *why;
+        if (bs_sasl_track_request(&s->ident, d->rh.api_key, d->rh.api_version, NULL, 0, &why) !=
+            BS_SASL_FORWARD)
+            return sasl_refuse(s, why);
+    }
+    bool hold = sasl;
     for (size_t i = 0; s->fac && i < s->fac->n_hooks; i++) {
         const bs_kafka_hook *hk = &s->fac->hooks[i];
         if (hk->wants_request && hk->on_request &&
@@ -973,7 +1140,10 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
     }
     bs_metric_add(api_m(s, api, ver)->resp_bytes, (int64_t)flen);
 
-    bool hold = api == BS_KAFKA_API_VERSIONS || bs_kafka_response_has_endpoints(api, ver);
+    principal_refresh(s);
+    bs_metric_add(s->pm_bytes_out, (int64_t)flen);
+    bool hold = api == BS_KAFKA_API_VERSIONS || is_sasl_api(api) ||
+                bs_kafka_response_has_endpoints(api, ver);
     for (size_t i = 0; !hold && s->fac && i < s->fac->n_hooks; i++) {
         const bs_kafka_hook *hk = &s->fac->hooks[i];
         if (hk->wants_response && hk->on_response && hk->wants_response(hook_arg(s, i), api, ver))
@@ -1009,6 +1179,7 @@ static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame,
         inspect_request(s, d, frame, len);
     else if (d->m != M_PARKED)
         inspect_response(s, d, frame, len);
+    if (d->m != M_PARKED) BS_GUARD(sasl_track(s, d, frame, len));
     /* The observer sees the frame as it came, before any hook changes it. */
     observe(s, d, frame, len);
     bool replaced;
@@ -1263,10 +1434,13 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
         st = BS_E_NOMEM;
     s->net_wake = info->wake;
     s->net_wake_arg = info->wake_arg;
+    bs_conn_identity_init(&s->ident, info->principal);
     bs_kafka_hook_conn hc = {.wake = ksess_wake,
                              .wake_arg = s,
                              .listener = s->listener,
-                             .peer = s->peer};
+                             .peer = s->peer,
+                             .identity = &s->ident,
+                             .conn_id = info->conn_id};
     for (size_t i = 0; st == BS_OK && s->hconn && i < s->fac->n_hooks; i++) {
         const bs_kafka_hook *hk = &s->fac->hooks[i];
         if (!hk->conn_open) continue;
@@ -1277,7 +1451,9 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
     }
     if (st == BS_OK && s->fac && s->fac->observer) {
         s->obs = s->fac->observer;
-        if (s->obs->open) st = s->obs->open(s->obs->arg, info, &s->obs_conn);
+        bs_session_info oi = *info;
+        oi.identity = &s->ident;
+        if (s->obs->open) st = s->obs->open(s->obs->arg, &oi, &s->obs_conn);
     }
     if (st != BS_OK) {
         ksess_close(s);

@@ -1,0 +1,143 @@
+/*
+ * identity.h - who is on a connection: the certificate principal (mapped by
+ * rules like Kafka's ssl.principal.mapping.rules) and the SASL principal
+ * learned by following SaslHandshake/SaslAuthenticate through the Kafka
+ * session without terminating SASL.
+ *
+ * Config: the `identity` section (docs/configuration.md) is parsed here, by
+ * bs_identity_config_parse, so the module owns its keys and checks. The
+ * running config is one process-wide pointer (bs_identity_set_config), read
+ * atomically by workers; configs are kept until exit, so a pointer read once
+ * stays valid.
+ *
+ * SASL tracking (bs_sasl_track_*): the Kafka session shows it every
+ * SaslHandshake/SaslAuthenticate request and response body. A principal
+ * counts only after the broker's successful answer (for SCRAM: the final
+ * server message); a failed attempt is remembered with the attempted name
+ * for the audit trail. Passwords, SCRAM nonces/proofs and tokens are never
+ * copied into the state.
+ */
+#ifndef BROKERSIDE_IDENTITY_H
+#define BROKERSIDE_IDENTITY_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "brokerside/jwt.h"
+#include "brokerside/sasl.h"
+#include "brokerside/status.h"
+
+struct cJSON;
+
+/* Longest principal text ("User:" + name). */
+#define BS_PRINCIPAL_MAX 320
+
+/* A config problem: JSON path below the section (e.g.
+ * "identity.principal_mapping_rules[1]") and a message. */
+typedef void (*bs_cfg_report_fn)(void *ctx, const char *path, const char *msg);
+
+/* One certificate mapping rule: "RULE:<regex>/<replacement>/[L|U]" or "DEFAULT". */
+typedef struct bs_mapping_rule {
+    bool is_default;
+    regex_t re; /* POSIX extended, anchored by the caller's pattern */
+    char *replacement; /* $1..$9 refer to groups */
+    char case_fold;    /* 0, 'L' or 'U' */
+} bs_mapping_rule;
+
+typedef struct bs_identity_config {
+    bs_mapping_rule *rules; /* empty: DEFAULT (the whole subject) */
+    size_t n_rules;
+    /* OAUTHBEARER: tokens are trusted for identity only with a JWKS. */
+    char *jwks_file;         /* NULL: tokens never verified, principal unknown */
+    bs_jwks *jwks;           /* loaded at parse time */
+    char *issuer, *audience; /* NULL: not checked (audience) / required when jwks set (issuer) */
+    char *principal_claim;   /* default "sub" */
+    int64_t clock_skew_s;    /* default 30 */
+    uint32_t metrics_max_principals; /* distinct principal label values; default 100 */
+} bs_identity_config;
+
+/* Parse the `identity` section (`section` may be NULL: defaults). Problems go
+ * to report(); returns BS_E_CONFIG if there was any, BS_E_NOMEM. `base_dir`
+ * resolves a relative jwks_file. *out freed with bs_identity_config_free. */
+bs_status bs_identity_config_parse(const struct cJSON *section, const char *base_dir,
+                                   bs_cfg_report_fn report, void *rctx,
+                                   bs_identity_config **out) BS_WUR;
+void bs_identity_config_free(bs_identity_config *c);
+/* Install the running config (NULL = defaults); any thread. */
+void bs_identity_set_config(const bs_identity_config *c);
+/* The running config (never NULL: built-in defaults). */
+const bs_identity_config *bs_identity_config_current(void);
+
+/* Map a certificate principal as net/ renders it ("CN=a,O=b;SAN=DNS:x": the
+ * part before ";SAN=" is the subject) through the rules: the first RULE whose
+ * regex matches the whole subject gives the name (replacement, then case
+ * folding); DEFAULT gives the subject itself. Writes "User:<name>" into
+ * out[outlen]. BS_E_NOT_FOUND when no rule applies (Kafka refuses such a
+ * client; the sidecar treats it as anonymous). */
+bs_status bs_identity_map_cert(const bs_identity_config *c, const char *cert, char *out,
+                               size_t outlen) BS_WUR;
+
+/* ---------------------------------------------------------------- per connection */
+
+typedef enum bs_sasl_result {
+    BS_SASL_RESULT_NONE = 0,   /* no attempt yet */
+    BS_SASL_RESULT_PENDING,    /* an exchange is in progress */
+    BS_SASL_RESULT_OK,         /* the broker accepted */
+    BS_SASL_RESULT_FAILED,     /* the broker refused (or the handshake failed) */
+} bs_sasl_result;
+
+/* The identity of one connection, owned by the Kafka session. */
+typedef struct bs_conn_identity {
+    char cert_subject[512];             /* TLS principal as net/ gives it, "" without a cert */
+    char cert_principal[BS_PRINCIPAL_MAX]; /* mapped "User:..." or "" */
+    /* the authenticated SASL session */
+    bs_sasl_mech mech;
+    char sasl_principal[BS_PRINCIPAL_MAX]; /* "User:alice", "" until authenticated */
+    bool sasl_verified; /* false for OAUTHBEARER tokens that did not verify: the name is
+                           then the attempted one and not used for decisions */
+    uint32_t generation; /* bumped whenever the effective principal changes */
+    /* the exchange in progress / last attempt (for audit) */
+    bs_sasl_mech attempt_mech;
+    char attempt_principal[BS_PRINCIPAL_MAX]; /* attempted name, "" unknown */
+    bool attempt_verified;
+    const char *attempt_note; /* static text: why unverified, or NULL */
+    bs_sasl_result last_result;
+    bool handshake_done; /* SaslHandshake answered with success */
+    uint16_t rounds;     /* SaslAuthenticate round trips in this exchange */
+    bool failed;         /* an authentication failed: only SASL APIs may follow */
+} bs_conn_identity;
+
+/* Start the identity of a connection with its certificate principal (NULL:
+ * none), mapped with the running config. */
+void bs_conn_identity_init(bs_conn_identity *id, const char *cert);
+/* The principal decisions use: the SASL principal once authenticated (and,
+ * for OAUTHBEARER, verified), else the mapped certificate principal, else
+ * "User:ANONYMOUS". Never NULL. */
+const char *bs_conn_identity_principal(const bs_conn_identity *id);
+
+/* What a request means for SASL tracking. */
+typedef enum bs_sasl_verdict {
+    BS_SASL_FORWARD = 0, /* forward it */
+    BS_SASL_CLOSE = 1,   /* close the connection: *why says why (static text) */
+} bs_sasl_verdict;
+
+/* A SaslHandshake (17) / SaslAuthenticate (36) request body of `version`,
+ * or any other request (`api` other than those; body ignored) so the tracker
+ * can refuse requests after a failed authentication. Never copies secrets.
+ * Closes for: a SaslAuthenticate without a successful SaslHandshake, a
+ * legacy SaslHandshake v0 (unframed tokens follow, which this proxy does not
+ * follow), malformed SASL bytes of a known mechanism, a re-authentication
+ * naming another principal or mechanism, any non-SASL request after a failed
+ * authentication. */
+bs_sasl_verdict bs_sasl_track_request(bs_conn_identity *id, int16_t api, int16_t version,
+                                      const uint8_t *body, size_t len, const char **why);
+/* The matching response body. Returns true when the identity or the attempt
+ * changed (so observers may log it). *close_why is set (and the caller must
+ * close) for a re-authentication that the broker accepted with a principal
+ * other than the connection's. */
+bool bs_sasl_track_response(bs_conn_identity *id, int16_t api, int16_t version,
+                            const uint8_t *body, size_t len, const char **close_why);
+
+#endif

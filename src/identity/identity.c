@@ -1,0 +1,512 @@
+/*
+ * identity.c - the `identity` config section, certificate principal mapping,
+ * and the per-connection SASL tracker (see identity.h).
+ */
+#include "brokerside/identity.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "brokerside/cursor.h"
+#include "brokerside/kafka.h"
+
+#define SASL_HANDSHAKE 17
+#define SASL_AUTHENTICATE 36
+#define API_VERSIONS 18
+
+static const bs_identity_config g_defaults = {.principal_claim = "sub",
+                                              .clock_skew_s = 30,
+                                              .metrics_max_principals = 100};
+static _Atomic(const bs_identity_config *) g_current;
+
+/* ---------------------------------------------------------------- config */
+
+/* See identity.h. */
+void bs_identity_config_free(bs_identity_config *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->n_rules; i++) {
+        if (!c->rules[i].is_default) regfree(&c->rules[i].re);
+        free(c->rules[i].replacement);
+    }
+    free(c->rules);
+    free(c->jwks_file);
+    bs_jwks_free(c->jwks);
+    free(c->issuer);
+    free(c->audience);
+    free(c->principal_claim);
+    free(c);
+}
+
+/* See identity.h. */
+void bs_identity_set_config(const bs_identity_config *c)
+{
+    atomic_store(&g_current, c);
+}
+
+/* See identity.h. */
+const bs_identity_config *bs_identity_config_current(void)
+{
+    const bs_identity_config *c = atomic_load(&g_current);
+    return c ? c : &g_defaults;
+}
+
+/* Report a problem at "identity<sub>". */
+static void report(bs_cfg_report_fn fn, void *ctx, int *bad, const char *sub, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void report(bs_cfg_report_fn fn, void *ctx, int *bad, const char *sub, const char *fmt, ...)
+{
+    char path[128], msg[512];
+    snprintf(path, sizeof path, "identity%s", sub);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    (*bad)++;
+    if (fn) fn(ctx, path, msg);
+}
+
+/* Parse "RULE:pattern/replacement/[LU]" (backslash escapes '/' and '\') or
+ * "DEFAULT" into r; NULL on success, else the reason. */
+static const char *parse_rule(const char *s, bs_mapping_rule *r)
+{
+    memset(r, 0, sizeof *r);
+    if (strcmp(s, "DEFAULT") == 0) {
+        r->is_default = true;
+        return NULL;
+    }
+    if (strncmp(s, "RULE:", 5) != 0) return "expected \"DEFAULT\" or \"RULE:<regex>/<replacement>/[L|U]\"";
+    size_t n = strlen(s);
+    char *parts[2] = {calloc(1, n + 8), calloc(1, n + 1)};
+    if (!parts[0] || !parts[1]) {
+        free(parts[0]);
+        free(parts[1]);
+        return "out of memory";
+    }
+    const char *p = s + 5;
+    for (int k = 0; k < 2; k++) {
+        size_t o = 0;
+        if (k == 0) {
+            memcpy(parts[0], "^(", 2);
+            o = 2;
+        }
+        for (; *p && *p != '/'; p++) {
+            if (*p == '\\' && (p[1] == '/' || p[1] == '\\')) p++;
+            parts[k][o++] = *p;
+        }
+        if (k == 0) {
+            parts[0][o++] = ')';
+            parts[0][o++] = '$';
+        }
+        if (*p != '/') {
+            free(parts[0]);
+            free(parts[1]);
+            return "a rule needs two '/' separators: RULE:<regex>/<replacement>/[L|U]";
+        }
+        p++;
+    }
+    if (*p == 'L' || *p == 'U') r->case_fold = *p++;
+    if (*p) {
+        free(parts[0]);
+        free(parts[1]);
+        return "only L or U may follow the last '/'";
+    }
+    if (regcomp(&r->re, parts[0], REG_EXTENDED) != 0) {
+        free(parts[0]);
+        free(parts[1]);
+        return "the regex does not compile (POSIX extended syntax)";
+    }
+    free(parts[0]);
+    r->replacement = parts[1];
+    return NULL;
+}
+
+/* Copy a string member into *out (NULL when absent); reports type errors. */
+static void get_str(const cJSON *o, const char *k, const char *sub, char **out,
+                    bs_cfg_report_fn fn, void *ctx, int *bad)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v || cJSON_IsNull(v)) return;
+    if (!cJSON_IsString(v) || !v->valuestring[0]) {
+        report(fn, ctx, bad, sub, "expected a non-empty string");
+        return;
+    }
+    free(*out);
+    *out = strdup(v->valuestring);
+}
+
+/* Unknown keys of `o` (allowed: NULL-terminated list) are problems. */
+static void check_keys(const cJSON *o, const char *const *allowed, const char *sub,
+                       bs_cfg_report_fn fn, void *ctx, int *bad)
+{
+    for (const cJSON *it = o->child; it; it = it->next) {
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = it->string && strcmp(it->string, allowed[i]) == 0;
+        if (!ok) report(fn, ctx, bad, sub, "unknown key \"%s\"", it->string ? it->string : "");
+    }
+}
+
+/* See identity.h. */
+bs_status bs_identity_config_parse(const cJSON *section, const char *base_dir,
+                                   bs_cfg_report_fn fn, void *ctx, bs_identity_config **out)
+{
+    *out = NULL;
+    bs_identity_config *c = calloc(1, sizeof *c);
+    if (!c) return BS_E_NOMEM;
+    c->clock_skew_s = 30;
+    c->metrics_max_principals = 100;
+    int bad = 0;
+    if (section && !cJSON_IsNull(section) && !cJSON_IsObject(section))
+        report(fn, ctx, &bad, "", "expected an object");
+    if (cJSON_IsObject(section)) {
+        static const char *const keys[] = {"principal_mapping_rules", "oauthbearer",
+                                           "metrics_max_principals", NULL};
+        check_keys(section, keys, "", fn, ctx, &bad);
+        const cJSON *rules = cJSON_GetObjectItemCaseSensitive(section, "principal_mapping_rules");
+        if (rules && !cJSON_IsArray(rules)) {
+            report(fn, ctx, &bad, ".principal_mapping_rules", "expected an array of strings");
+        } else if (rules) {
+            int n = cJSON_GetArraySize(rules);
+            c->rules = calloc((size_t)n + 1, sizeof *c->rules);
+            if (!c->rules) goto nomem;
+            for (int i = 0; i < n; i++) {
+                const cJSON *r = cJSON_GetArrayItem(rules, i);
+                char sub[64];
+                snprintf(sub, sizeof sub, ".principal_mapping_rules[%d]", i);
+                const char *why = cJSON_IsString(r) ? parse_rule(r->valuestring, &c->rules[c->n_rules])
+                                                    : "expected a string";
+                if (why)
+                    report(fn, ctx, &bad, sub, "%s", why);
+                else
+                    c->n_rules++;
+            }
+        }
+        const cJSON *mp = cJSON_GetObjectItemCaseSensitive(section, "metrics_max_principals");
+        if (mp && !(cJSON_IsNumber(mp) && mp->valuedouble >= 1 && mp->valuedouble <= 100000 &&
+                    mp->valuedouble == (double)(int)mp->valuedouble))
+            report(fn, ctx, &bad, ".metrics_max_principals", "expected an integer in 1..100000");
+        else if (mp)
+            c->metrics_max_principals = (uint32_t)mp->valueint;
+        const cJSON *ob = cJSON_GetObjectItemCaseSensitive(section, "oauthbearer");
+        if (ob && !cJSON_IsNull(ob) && !cJSON_IsObject(ob)) {
+            report(fn, ctx, &bad, ".oauthbearer", "expected an object");
+        } else if (cJSON_IsObject(ob)) {
+            static const char *const okeys[] = {"jwks_file", "issuer", "audience",
+                                                "principal_claim", "clock_skew_s", NULL};
+            check_keys(ob, okeys, ".oauthbearer", fn, ctx, &bad);
+            get_str(ob, "jwks_file", ".oauthbearer.jwks_file", &c->jwks_file, fn, ctx, &bad);
+            get_str(ob, "issuer", ".oauthbearer.issuer", &c->issuer, fn, ctx, &bad);
+            get_str(ob, "audience", ".oauthbearer.audience", &c->audience, fn, ctx, &bad);
+            get_str(ob, "principal_claim", ".oauthbearer.principal_claim", &c->principal_claim, fn,
+                    ctx, &bad);
+            const cJSON *sk = cJSON_GetObjectItemCaseSensitive(ob, "clock_skew_s");
+            if (sk && !(cJSON_IsNumber(sk) && sk->valuedouble >= 0 && sk->valuedouble <= 3600))
+                report(fn, ctx, &bad, ".oauthbearer.clock_skew_s", "expected seconds in 0..3600");
+            else if (sk)
+                c->clock_skew_s = (int64_t)sk->valuedouble;
+            if (!c->jwks_file) {
+                report(fn, ctx, &bad, ".oauthbearer.jwks_file",
+                       "required: tokens are trusted for identity only when they verify against "
+                       "a JWKS");
+            } else if (!c->issuer) {
+                report(fn, ctx, &bad, ".oauthbearer.issuer",
+                       "required with jwks_file (tokens of any issuer would be accepted)");
+            } else {
+                char path[1024], err[256] = "";
+                if (c->jwks_file[0] != '/' && base_dir)
+                    snprintf(path, sizeof path, "%s/%s", base_dir, c->jwks_file);
+                else
+                    snprintf(path, sizeof path, "%s", c->jwks_file);
+                free(c->jwks_file);
+                c->jwks_file = strdup(path);
+                if (bs_jwks_load(path, &c->jwks, err, sizeof err) != BS_OK)
+                    report(fn, ctx, &bad, ".oauthbearer.jwks_file", "%s", err);
+            }
+        }
+    }
+    if (!c->principal_claim) c->principal_claim = strdup("sub");
+    if (!c->principal_claim) goto nomem;
+    if (bad) {
+        bs_identity_config_free(c);
+        return BS_E_CONFIG;
+    }
+    *out = c;
+    return BS_OK;
+nomem:
+    bs_identity_config_free(c);
+    return BS_E_NOMEM;
+}
+
+/* See identity.h. */
+bs_status bs_identity_map_cert(const bs_identity_config *c, const char *cert, char *out,
+                               size_t outlen)
+{
+    if (!cert || !cert[0]) return BS_E_NOT_FOUND;
+    char subj[512];
+    const char *san = strstr(cert, ";SAN=");
+    size_t sl = san ? (size_t)(san - cert) : strlen(cert);
+    if (sl >= sizeof subj) return BS_E_TOO_LARGE;
+    memcpy(subj, cert, sl);
+    subj[sl] = 0;
+    if (!c || c->n_rules == 0) {
+        if ((size_t)snprintf(out, outlen, "User:%s", subj) >= outlen) return BS_E_TOO_LARGE;
+        return BS_OK;
+    }
+    for (size_t i = 0; i < c->n_rules; i++) {
+        const bs_mapping_rule *r = &c->rules[i];
+        if (r->is_default) {
+            if ((size_t)snprintf(out, outlen, "User:%s", subj) >= outlen) return BS_E_TOO_LARGE;
+            return BS_OK;
+        }
+        regmatch_t m[11];
+        if (regexec(&r->re, subj, 11, m, 0) != 0) continue;
+        size_t o = (size_t)snprintf(out, outlen, "User:");
+        for (const char *p = r->replacement; *p && o + 1 < outlen; p++) {
+            if (*p == '$' && p[1] >= '1' && p[1] <= '9') {
+                int g = p[1] - '0' + 1; /* group 1 is our own anchoring group */
+                p++;
+                if (m[g].rm_so < 0) continue;
+                for (regoff_t k = m[g].rm_so; k < m[g].rm_eo && o + 1 < outlen; k++)
+                    out[o++] = subj[k];
+                continue;
+            }
+            out[o++] = *p;
+        }
+        out[o] = 0;
+        for (size_t k = 5; k < o && r->case_fold; k++)
+            out[k] = (char)(r->case_fold == 'L' ? tolower((unsigned char)out[k])
+                                                : toupper((unsigned char)out[k]));
+        return o > 5 ? BS_OK : BS_E_NOT_FOUND;
+    }
+    return BS_E_NOT_FOUND;
+}
+
+/* ---------------------------------------------------------------- tracker */
+
+/* See identity.h. */
+void bs_conn_identity_init(bs_conn_identity *id, const char *cert)
+{
+    memset(id, 0, sizeof *id);
+    if (!cert) return;
+    snprintf(id->cert_subject, sizeof id->cert_subject, "%s", cert);
+    if (bs_identity_map_cert(bs_identity_config_current(), cert, id->cert_principal,
+                             sizeof id->cert_principal) != BS_OK)
+        id->cert_principal[0] = 0;
+}
+
+/* See identity.h. */
+const char *bs_conn_identity_principal(const bs_conn_identity *id)
+{
+    if (id->sasl_principal[0] && id->sasl_verified) return id->sasl_principal;
+    if (id->cert_principal[0]) return id->cert_principal;
+    return "User:ANONYMOUS";
+}
+
+/* Learn the attempted principal from the first client message of the
+ * exchange. BS_E_MALFORMED closes the connection. */
+static bs_status learn_attempt(bs_conn_identity *id, const uint8_t *ab, size_t alen)
+{
+    char user[BS_SASL_NAME_MAX + 1], zid[BS_SASL_NAME_MAX + 1];
+    id->attempt_note = NULL;
+    id->attempt_verified = true;
+    switch (id->attempt_mech) {
+    case BS_SASL_PLAIN:
+        BS_GUARD(bs_sasl_plain_parse(ab, alen, user, zid));
+        snprintf(id->attempt_principal, sizeof id->attempt_principal, "User:%s", user);
+        return BS_OK;
+    case BS_SASL_SCRAM_SHA_256:
+    case BS_SASL_SCRAM_SHA_512: {
+        bool token = false;
+        BS_GUARD(bs_sasl_scram_client_first(ab, alen, user, zid, &token));
+        if (token) {
+            /* The name is a delegation token id; its owner is known to the broker only. */
+            snprintf(id->attempt_principal, sizeof id->attempt_principal, "DelegationToken:%s",
+                     user);
+            id->attempt_verified = false;
+            id->attempt_note = "delegation token: owner not known to the proxy";
+        } else {
+            snprintf(id->attempt_principal, sizeof id->attempt_principal, "User:%s", user);
+        }
+        return BS_OK;
+    }
+    case BS_SASL_OAUTHBEARER: {
+        const uint8_t *tok;
+        size_t tlen;
+        bs_status st = bs_sasl_oauthbearer_parse(ab, alen, &tok, &tlen, zid);
+        if (st != BS_OK) return st;
+        const bs_identity_config *c = bs_identity_config_current();
+        id->attempt_verified = false;
+        id->attempt_principal[0] = 0;
+        if (!c->jwks) {
+            id->attempt_note = "no JWKS configured: token not verified";
+            return BS_OK;
+        }
+        bs_jwt_expect x = {.issuer = c->issuer,
+                           .audience = c->audience,
+                           .claim = c->principal_claim,
+                           .now_s = (int64_t)time(NULL),
+                           .leeway_s = c->clock_skew_s};
+        char name[BS_SASL_NAME_MAX + 1];
+        const char *why = NULL;
+        if (bs_jwt_verify(c->jwks, tok, tlen, &x, name, sizeof name, &why) == BS_OK) {
+            snprintf(id->attempt_principal, sizeof id->attempt_principal, "User:%s", name);
+            id->attempt_verified = true;
+        } else {
+            id->attempt_note = why;
+        }
+        return BS_OK;
+    }
+    default:
+        id->attempt_principal[0] = 0;
+        id->attempt_verified = false;
+        id->attempt_note = "mechanism not inspected";
+        return BS_OK;
+    }
+}
+
+/* See identity.h. */
+bs_sasl_verdict bs_sasl_track_request(bs_conn_identity *id, int16_t api, int16_t version,
+                                      const uint8_t *body, size_t len, const char **why)
+{
+    *why = NULL;
+    if (api != SASL_HANDSHAKE && api != SASL_AUTHENTICATE) {
+        if (id->failed && api != API_VERSIONS) {
+            *why = "request after a failed SASL authentication";
+            return BS_SASL_CLOSE;
+        }
+        return BS_SASL_FORWARD;
+    }
+    bs_cursor c;
+    bs_cursor_init(&c, body, len);
+    if (api == SASL_HANDSHAKE) {
+        if (version == 0) {
+            *why = "SaslHandshake v0 (legacy unframed SASL tokens) is not supported through the "
+                   "proxy; clients use v1 with SaslAuthenticate";
+            return BS_SASL_CLOSE;
+        }
+        bs_kafka_slice mech;
+        if (bs_kafka_read_string(&c, false, false, &mech) != BS_OK || bs_cursor_remaining(&c)) {
+            *why = "malformed SaslHandshake request";
+            return BS_SASL_CLOSE;
+        }
+        bs_sasl_mech m = bs_sasl_mech_parse(mech.p, (size_t)mech.len);
+        if (id->sasl_principal[0] && m != id->mech) {
+            *why = "re-authentication with another SASL mechanism";
+            return BS_SASL_CLOSE;
+        }
+        id->attempt_mech = m;
+        id->handshake_done = false;
+        id->rounds = 0;
+        id->last_result = BS_SASL_RESULT_PENDING;
+        return BS_SASL_FORWARD;
+    }
+    /* SaslAuthenticate */
+    if (!id->handshake_done) {
+        *why = "SaslAuthenticate without a successful SaslHandshake";
+        return BS_SASL_CLOSE;
+    }
+    bool flex = version >= 2;
+    bs_kafka_slice ab;
+    if (bs_kafka_read_bytes(&c, flex, false, &ab) != BS_OK) {
+        *why = "malformed SaslAuthenticate request";
+        return BS_SASL_CLOSE;
+    }
+    if (flex) {
+        bs_kafka_slice tags;
+        if (bs_kafka_read_tag_section(&c, &tags, NULL) != BS_OK) {
+            *why = "malformed SaslAuthenticate request";
+            return BS_SASL_CLOSE;
+        }
+    }
+    if (bs_cursor_remaining(&c)) {
+        *why = "malformed SaslAuthenticate request (trailing bytes)";
+        return BS_SASL_CLOSE;
+    }
+    if (id->rounds == 0) {
+        bs_status st = learn_attempt(id, ab.p, (size_t)ab.len);
+        if (st != BS_OK) {
+            *why = "malformed SASL client message";
+            return BS_SASL_CLOSE;
+        }
+        /* KIP-368: a re-authentication must keep the principal. */
+        if (id->sasl_principal[0] && id->attempt_mech != BS_SASL_OTHER &&
+            (strcmp(id->attempt_principal, id->sasl_principal) != 0 ||
+             id->attempt_verified != id->sasl_verified)) {
+            *why = "re-authentication names another principal";
+            return BS_SASL_CLOSE;
+        }
+    }
+    return BS_SASL_FORWARD;
+}
+
+/* Commit the attempt as the connection's SASL identity. */
+static void commit(bs_conn_identity *id)
+{
+    bool changed = strcmp(id->sasl_principal, id->attempt_principal) != 0 ||
+                   id->sasl_verified != id->attempt_verified;
+    id->mech = id->attempt_mech;
+    snprintf(id->sasl_principal, sizeof id->sasl_principal, "%s", id->attempt_principal);
+    id->sasl_verified = id->attempt_verified;
+    id->last_result = BS_SASL_RESULT_OK;
+    id->handshake_done = false;
+    id->rounds = 0;
+    if (changed) id->generation++;
+}
+
+/* See identity.h. */
+bool bs_sasl_track_response(bs_conn_identity *id, int16_t api, int16_t version,
+                            const uint8_t *body, size_t len, const char **close_why)
+{
+    *close_why = NULL;
+    bs_cursor c;
+    bs_cursor_init(&c, body, len);
+    int16_t err;
+    if (bs_read_i16(&c, &err) != BS_OK) err = -1; /* unreadable answer: count as failure */
+    if (api == SASL_HANDSHAKE) {
+        if (err == 0) {
+            id->handshake_done = true;
+            return false;
+        }
+        id->last_result = BS_SASL_RESULT_FAILED;
+        id->failed = true;
+        return true;
+    }
+    if (api != SASL_AUTHENTICATE) return false;
+    if (err != 0) {
+        id->last_result = BS_SASL_RESULT_FAILED;
+        id->failed = true;
+        id->handshake_done = false;
+        return true;
+    }
+    bs_kafka_slice msg, ab;
+    bool flex = version >= 2;
+    if (bs_kafka_read_string(&c, flex, true, &msg) != BS_OK ||
+        bs_kafka_read_bytes(&c, flex, false, &ab) != BS_OK)
+        ab.len = 0;
+    id->rounds++;
+    bool done;
+    switch (id->attempt_mech) {
+    case BS_SASL_PLAIN: done = true; break;
+    case BS_SASL_SCRAM_SHA_256:
+    case BS_SASL_SCRAM_SHA_512: done = id->rounds >= 2; break;
+    /* A non-empty server message is an error challenge; the failure follows. */
+    case BS_SASL_OAUTHBEARER: done = ab.len == 0; break;
+    default: done = false; break;
+    }
+    if (!done) return false;
+    bool was = id->sasl_principal[0] != 0;
+    char old[BS_PRINCIPAL_MAX];
+    snprintf(old, sizeof old, "%s", id->sasl_principal);
+    commit(id);
+    if (was && strcmp(old, id->sasl_principal) != 0)
+        *close_why = "re-authentication changed the principal";
+    return true;
+}
