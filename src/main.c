@@ -27,6 +27,7 @@
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
 #include "brokerside/encryption.h"
+#include "brokerside/authz.h"
 #include "brokerside/identity.h"
 #include "brokerside/kafka_session.h"
 #include "brokerside/keyring.h"
@@ -52,6 +53,8 @@ typedef struct app {
     bool server_done;                       /* workers gone: the event path is flushing */
     bs_admin *admin;
     bs_encryption *enc; /* NULL when encryption at rest is off */
+    bs_authz *authz;    /* policy enforcer: idle while no authorization section */
+    bs_kafka_hook hooks[8]; /* authz first, then the record crypto hooks */
     ev_signal sigterm, sigint, sighup;
     int stop_requests;
 } app;
@@ -283,9 +286,22 @@ static int run(const char *path)
         }
         /* The record crypto hook: Produce values encrypted, Fetch values decrypted. */
         const bs_kafka_session_factory *ef = bs_encryption_factory(a.enc);
-        a.kafka_factory.hooks = ef->hooks;
+        if (ef->n_hooks >= BS_ARRAY_LEN(a.hooks)) {
+            BS_LOG_ERRORF("main", "too many session hooks");
+            goto out;
+        }
+        memcpy(a.hooks + 1, ef->hooks, ef->n_hooks * sizeof *ef->hooks);
         a.kafka_factory.n_hooks = ef->n_hooks;
     }
+    /* The policy enforcer runs first (it judges the request as the client
+     * sent it) and is installed always, so a reload can turn a policy on. */
+    if (bs_authz_new(bs_pipeline_audit_log(a.pipe), &a.authz) != BS_OK) {
+        BS_LOG_ERRORF("main", "cannot create the authorization enforcer");
+        goto out;
+    }
+    a.hooks[0] = *bs_authz_hook(a.authz);
+    a.kafka_factory.hooks = a.hooks;
+    a.kafka_factory.n_hooks += 1;
     /* Per-request audit events ride on the Kafka session (audit_hook.h). */
     if (bs_pipeline_audit_log(a.pipe)) {
         if (bs_audit_hook_new(bs_pipeline_audit_log(a.pipe),
@@ -339,6 +355,7 @@ out:
     bs_server_free(a.srv);
     /* After the server (no connection uses it any more), before the log it writes to. */
     bs_audit_hook_free(a.audit_hook);
+    bs_authz_free(a.authz);
     bs_encryption_free(a.enc); /* after the workers (they free their DEK workers) */
     bs_pipeline_free(a.pipe);
     for (size_t i = 0; i < a.n_retired; i++)

@@ -64,6 +64,10 @@ const char *bs_audit_category_name(bs_audit_category c);
 typedef enum bs_audit_event_type {
     BS_AUDIT_EV_REQUEST = 0,    /* one Kafka request and its response */
     BS_AUDIT_EV_CONNECTION = 1, /* connection lifecycle */
+    /* authorization decisions of one request (the sidecar's policy): one
+     * resource per decision, with attributes operation, decision, rule and
+     * basis (bs_audit_event_add_decision) */
+    BS_AUDIT_EV_AUTHZ = 2,
 } bs_audit_event_type;
 
 typedef enum bs_audit_conn_kind {
@@ -125,6 +129,9 @@ typedef struct bs_audit_event {
     const char *listener;
     int32_t broker_id;     /* -1 = unknown */
     const char *principal; /* mTLS subject; NULL = anonymous */
+    /* certificate and SASL identity of the connection (identity.h), read at
+     * render time; NULL = only `principal` is known */
+    const struct bs_conn_identity *identity;
     const char *source_ip;
     uint16_t source_port;
     /* request */
@@ -181,6 +188,12 @@ bs_status bs_audit_event_add_config_key(bs_audit_event *ev, size_t idx, const ch
  * pass secrets (SCRAM salts/passwords, token HMACs) here. */
 bs_status bs_audit_event_add_attr(bs_audit_event *ev, size_t idx, const char *key, size_t key_len,
                                   const char *val, size_t val_len) BS_WUR;
+/* Authorization events: add one decision (a resource with attributes
+ * operation, decision ALLOW/DENY, rule "rules[N]" or absent, basis). `op`,
+ * `basis` are static strings; the name is copied. BS_E_FULL when full. */
+bs_status bs_audit_event_add_decision(bs_audit_event *ev, bs_audit_res_type type, const char *name,
+                                      size_t name_len, const char *op, bool allowed, int rule,
+                                      const char *basis) BS_WUR;
 /* Record the response's error code for a resource / one of its partitions.
  * BS_E_NOT_FOUND if there is no such resource or partition. */
 bs_status bs_audit_event_set_resource_error(bs_audit_event *ev, size_t idx, int16_t code) BS_WUR;

@@ -160,6 +160,12 @@ const bs_session_ops *bs_kafka_session_ops(void);
  * (NUL-terminated). False if unknown (or outlen too small). Thread-safe. */
 bool bs_kafka_topic_id_lookup(const uint8_t id[16], char *out, size_t outlen);
 
+/* May principal `name` have its own metric series (brokerside_principal_*,
+ * brokerside_authz_denied_total)? True if it already has one or there is
+ * room under identity.metrics_max_principals; false beyond (the caller then
+ * uses "_other"). Thread-safe. */
+bool bs_kafka_principal_admit(const char *name);
+
 /* Forget the process-wide topic-series set and topic-id map (tests, after
  * bs_metrics_shutdown). Only when no session is running. */
 void bs_kafka_session_reset_globals(void);

@@ -4,6 +4,7 @@
  * (see audit.h; the schema is docs/audit-events.md).
  */
 #include "brokerside/audit.h"
+#include "brokerside/identity.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -251,6 +252,24 @@ bs_status bs_audit_event_add_attr(bs_audit_event *ev, size_t idx, const char *ke
     it->val_len = (uint32_t)val_len;
     ev->n_items++;
     return BS_OK;
+}
+
+/* See audit.h. */
+bs_status bs_audit_event_add_decision(bs_audit_event *ev, bs_audit_res_type type, const char *name,
+                                      size_t name_len, const char *op, bool allowed, int rule,
+                                      const char *basis)
+{
+    size_t idx;
+    BS_GUARD(bs_audit_event_add_resource(ev, type, name, name_len, &idx));
+    BS_GUARD(bs_audit_event_add_attr(ev, idx, "operation", 9, op, strlen(op)));
+    const char *d = allowed ? "ALLOW" : "DENY";
+    BS_GUARD(bs_audit_event_add_attr(ev, idx, "decision", 8, d, strlen(d)));
+    if (rule >= 0) {
+        char r[32];
+        int n = snprintf(r, sizeof r, "rules[%d]", rule);
+        BS_GUARD(bs_audit_event_add_attr(ev, idx, "rule", 4, r, (size_t)n));
+    }
+    return bs_audit_event_add_attr(ev, idx, "basis", 5, basis, strlen(basis));
 }
 
 /* See audit.h. */
@@ -519,12 +538,50 @@ static void put_error(bs_wbuf *w, int16_t code)
 /* userIdentity, sourceIPAddress, sourcePort, listener, brokerId, connectionId. */
 static void put_identity(bs_wbuf *w, const bs_audit_event *ev)
 {
-    if (ev->principal) {
+    const bs_conn_identity *id = ev->identity;
+    if (id && id->sasl_principal[0]) {
+        /* both identities: the SASL principal decides, the certificate is kept */
+        bs_wbuf_put_str(w, ",\"userIdentity\":{\"type\":\"SASL\",\"principal\":");
+        bs_audit_put_cstr(w, id->sasl_principal);
+        bs_wbuf_put_str(w, ",\"mechanism\":");
+        bs_audit_put_cstr(w, bs_sasl_mech_name(id->mech));
+        if (!id->sasl_verified) bs_wbuf_put_str(w, ",\"verified\":false");
+        if (ev->principal) {
+            bs_wbuf_put_str(w, ",\"certificateSubject\":");
+            bs_audit_put_cstr(w, ev->principal);
+        }
+        if (id->cert_principal[0]) {
+            bs_wbuf_put_str(w, ",\"certificatePrincipal\":");
+            bs_audit_put_cstr(w, id->cert_principal);
+        }
+        bs_wbuf_put_u8(w, '}');
+    } else if (ev->principal) {
         bs_wbuf_put_str(w, ",\"userIdentity\":{\"type\":\"mTLS\",\"principal\":");
         bs_audit_put_cstr(w, ev->principal);
         bs_wbuf_put_u8(w, '}');
     } else {
         bs_wbuf_put_str(w, ",\"userIdentity\":{\"type\":\"Anonymous\",\"principal\":null}");
+    }
+    /* SASL exchanges carry the attempt: who tried, how, and how it ended
+     * (never a password, proof, nonce or token). */
+    if (id && (ev->api_key == 17 || ev->api_key == 36) && ev->type != BS_AUDIT_EV_CONNECTION &&
+        id->last_result != BS_SASL_RESULT_NONE) {
+        static const char *const res[] = {"none", "pending", "success", "failure"};
+        bs_wbuf_put_str(w, ",\"authentication\":{\"mechanism\":");
+        bs_audit_put_cstr(w, bs_sasl_mech_name(id->attempt_mech));
+        bs_wbuf_put_str(w, ",\"attemptedPrincipal\":");
+        if (id->attempt_principal[0])
+            bs_audit_put_cstr(w, id->attempt_principal);
+        else
+            bs_wbuf_put_str(w, "null");
+        bs_wbuf_put_str(w, ",\"result\":\"");
+        bs_wbuf_put_str(w, res[id->last_result]);
+        bs_wbuf_put_u8(w, '"');
+        if (id->attempt_note) {
+            bs_wbuf_put_str(w, ",\"note\":");
+            bs_audit_put_cstr(w, id->attempt_note);
+        }
+        bs_wbuf_put_u8(w, '}');
     }
     bs_wbuf_put_str(w, ",\"sourceIPAddress\":");
     bs_audit_put_cstr(w, ev->source_ip);
@@ -696,6 +753,49 @@ static void put_connection(bs_wbuf *w, const bs_audit_event *ev)
     }
 }
 
+/* An authorization event: who, which request, and every decision. */
+static bs_status render_authz(const bs_audit_event *ev, const char *source, const char *event_id,
+                              bs_wbuf *out)
+{
+    const bs_audit_api_class *c = bs_audit_api_lookup(ev->api_key);
+    bs_audit_put_head(out, ev->time_us, source, c ? c->name : "UnknownApi", "KafkaAuthorization",
+                      event_id);
+    bs_wbuf_put_str(out, ",\"eventCategory\":\"Management\",\"readOnly\":true");
+    bs_audit_put_kv(out, ",\"apiKey\":", ev->api_key);
+    bs_audit_put_kv(out, ",\"apiVersion\":", ev->api_version);
+    put_identity(out, ev);
+    bool denied = false;
+    for (size_t i = 0; i < ev->n_items; i++) {
+        const bs_audit_item *it = &ev->items[i];
+        if (it->kind == BS_AUDIT_ITEM_ATTR && it->key_len == 8 &&
+            memcmp(ev->arena + it->key_off, "decision", 8) == 0 && it->val_len == 4)
+            denied = true;
+    }
+    bs_wbuf_put_str(out, denied ? ",\"decision\":\"DENY\"" : ",\"decision\":\"ALLOW\"");
+    bs_wbuf_put_str(out, ",\"authorization\":[");
+    for (size_t r = 0; r < ev->n_res; r++) {
+        if (r) bs_wbuf_put_u8(out, ',');
+        put_res_open(out, ev, &ev->res[r]);
+        for (size_t i = 0; i < ev->n_items; i++) {
+            const bs_audit_item *it = &ev->items[i];
+            if (it->resource != r || it->kind != BS_AUDIT_ITEM_ATTR) continue;
+            bs_wbuf_put_u8(out, ',');
+            bs_audit_put_str(out, ev->arena + it->key_off, it->key_len);
+            bs_wbuf_put_u8(out, ':');
+            bs_audit_put_str(out, ev->arena + it->val_off, it->val_len);
+        }
+        bs_wbuf_put_u8(out, '}');
+    }
+    bs_wbuf_put_u8(out, ']');
+    bs_wbuf_put_str(out, ",\"requestID\":\"");
+    bs_audit_put_u64(out, ev->conn_id);
+    bs_wbuf_put_u8(out, '-');
+    bs_audit_put_i64(out, ev->correlation_id);
+    bs_audit_put_kv(out, "\",\"correlationId\":", ev->correlation_id);
+    if (ev->truncated) bs_wbuf_put_str(out, ",\"truncated\":true");
+    return bs_wbuf_status(out);
+}
+
 /* See audit_internal.h. */
 bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, const char *event_id,
                                bs_wbuf *out)
@@ -711,6 +811,7 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
         put_connection(out, ev);
         return bs_wbuf_status(out);
     }
+    if (ev->type == BS_AUDIT_EV_AUTHZ) return render_authz(ev, source, event_id, out);
     BS_ENSURE(ev->type == BS_AUDIT_EV_REQUEST, BS_E_MALFORMED);
     const bs_audit_api_class *c = bs_audit_api_lookup(ev->api_key);
     bs_audit_put_head(out, ev->time_us, source, c ? c->name : "UnknownApi", "KafkaApiCall",

@@ -508,6 +508,17 @@ bs_status bs_audit_log_record(bs_audit_log *log, const bs_audit_event *ev)
     }
     /* the mode can change on reload (bs_audit_log_set_data_mode) */
     bs_audit_data_mode mode = __atomic_load_n(&log->opts.data_events, __ATOMIC_RELAXED);
+    if (ev->type == BS_AUDIT_EV_AUTHZ && mode != BS_AUDIT_DATA_EACH) {
+        /* Denials and decisions on management APIs are always written; the
+         * allowed decisions of data APIs (every Produce/Fetch) only with
+         * data_events "each" (docs/authorization.md). */
+        const bs_audit_api_class *c = bs_audit_api_lookup(ev->api_key);
+        bool denied = false;
+        for (size_t i = 0; i < ev->n_items && !denied; i++)
+            denied = ev->items[i].kind == BS_AUDIT_ITEM_ATTR && ev->items[i].val_len == 4 &&
+                     memcmp(ev->arena + ev->items[i].val_off, "DENY", 4) == 0;
+        if (!denied && c && c->category == BS_AUDIT_DATA) return BS_OK;
+    }
     if (data && mode == BS_AUDIT_DATA_OFF) return BS_OK;
     if (data && mode == BS_AUDIT_DATA_AGGREGATE) {
         pthread_mutex_lock(&log->lock);

@@ -54,6 +54,7 @@ typedef struct conn {
     int32_t broker_id;
     char listener[128];
     char *principal; /* NULL = anonymous */
+    const struct bs_conn_identity *identity; /* the session's, valid until close; may be NULL */
     char ip[64];
     uint16_t port;
     char sw_name[SW_MAX], sw_version[SW_MAX];
@@ -666,6 +667,7 @@ static void identity(conn *c, bs_audit_event *ev)
     ev->listener = c->listener;
     ev->broker_id = c->broker_id;
     ev->principal = c->principal;
+    ev->identity = c->identity;
     ev->source_ip = c->ip;
     ev->source_port = c->port;
 }
@@ -821,6 +823,7 @@ static bs_status conn_open(void *arg, const bs_session_info *info, void **out)
     BS_ENSURE(c, BS_E_NOMEM);
     c->h = arg;
     c->id = info->conn_id;
+    c->identity = info->identity;
     c->broker_id = info->listener ? info->listener->broker_id : -1;
     snprintf(c->listener, sizeof c->listener, "%s",
              info->listener && info->listener->name ? info->listener->name : "?");

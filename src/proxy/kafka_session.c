@@ -533,9 +533,8 @@ static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
 
 /* ---------------------------------------------------------------- per principal */
 
-/* May `name` have its own metric series? Capped process-wide by
- * identity.metrics_max_principals (the rest is counted as "_other"). */
-static bool principal_admit(const char *name)
+/* See kafka_session.h. */
+bool bs_kafka_principal_admit(const char *name)
 {
     uint32_t cap = bs_identity_config_current()->metrics_max_principals;
     if (cap > PRINCIPAL_SET_SLOTS / 2) cap = PRINCIPAL_SET_SLOTS / 2;
@@ -567,7 +566,7 @@ static void principal_refresh(ksess *s)
     const char *p = bs_conn_identity_principal(&s->ident);
     s->pm_valid = true;
     s->pm_generation = s->ident.generation;
-    snprintf(s->pm_label, sizeof s->pm_label, "%s", principal_admit(p) ? p : "_other");
+    snprintf(s->pm_label, sizeof s->pm_label, "%s", bs_kafka_principal_admit(p) ? p : "_other");
     memset(s->pm_api, 0, sizeof s->pm_api);
     s->pm_bytes_in = bs_metrics_counter_kv(
         "brokerside_principal_request_bytes_total",
