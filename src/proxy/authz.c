@@ -87,6 +87,7 @@ typedef struct aconn {
     bs_audit_event ev;
     bool ev_on;
     int16_t first_code; /* error code of the first denial, 0 if none */
+    uint32_t counted;   /* allowed decisions the fast scan already counted in metrics */
 } aconn;
 
 /* ---------------------------------------------------------------- judging */
@@ -134,7 +135,10 @@ static int16_t auth_error(bs_acl_res r)
 static void note(aconn *c, bs_acl_op op, bs_acl_res res, const char *name, size_t len,
                  const bs_policy_decision *d, const char *basis)
 {
-    bs_metric_add(d->allowed ? c->a->allowed : c->a->denied, 1);
+    if (d->allowed && c->counted)
+        c->counted--; /* counted by the fast scan already */
+    else
+        bs_metric_add(d->allowed ? c->a->allowed : c->a->denied, 1);
     if (!d->allowed) {
         if (!c->first_code) c->first_code = auth_error(res);
         const char *label = bs_kafka_principal_admit(c->principal) ? c->principal : "_other";
@@ -708,6 +712,64 @@ static bs_status judge_data(aconn *c, const bs_kafka_request_header *h, const ui
     return st;
 }
 
+/* Fast path of Produce/Fetch: a scan of the body (no tree, no allocation)
+ * that judges every topic; the tree is built only when something is denied. */
+typedef struct fast_scan {
+    aconn *c;
+    bool produce;
+    int depth;
+    bool denied;   /* something denied (or unjudgeable): take the slow path */
+    uint32_t allowed; /* allowed decisions noted */
+    bool replica;  /* a follower's fetch: slow path */
+    int32_t names; /* topics judged */
+} fast_scan;
+
+static bs_status fast_visit(void *arg, const bs_kafka_field *f, const bs_kafka_val *v, int event)
+{
+    fast_scan *x = arg;
+    if (event == BS_KAFKA_VISIT_ENTER) {
+        x->depth++;
+        return BS_OK;
+    }
+    if (event == BS_KAFKA_VISIT_LEAVE) {
+        x->depth--;
+        return BS_OK;
+    }
+    if (x->depth == 0) {
+        if (f->type == BS_KT_STRING && !v->null && strcmp(f->name, "TransactionalId") == 0)
+            x->denied = true; /* transactional produce: judged on the slow path */
+        else if (f->type == BS_KT_INT32 && v->i >= 0 && strcmp(f->name, "ReplicaId") == 0)
+            x->replica = true;
+        return BS_OK;
+    }
+    if (x->depth != 1 || x->denied) return BS_OK;
+    if (f->type == BS_KT_STRING && !v->null &&
+        (strcmp(f->name, "Name") == 0 || strcmp(f->name, "Topic") == 0)) {
+        x->names++;
+        bs_acl_op op = x->produce ? BS_ACL_WRITE : BS_ACL_READ;
+        bs_policy_decision d = decide(x->c, op, BS_ACL_TOPIC, (const char *)v->p, v->n);
+        if (!d.allowed) {
+            x->denied = true; /* noted on the slow path */
+        } else {
+            note(x->c, op, BS_ACL_TOPIC, (const char *)v->p, v->n, &d, basis_name(d.basis));
+            x->allowed++;
+        }
+    } else if (f->type == BS_KT_UUID && strcmp(f->name, "TopicId") == 0) {
+        char name[256];
+        x->names++;
+        bs_policy_decision d = {.allowed = false};
+        if (bs_kafka_topic_id_lookup(v->p, name, sizeof name))
+            d = decide(x->c, BS_ACL_READ, BS_ACL_TOPIC, name, strlen(name));
+        if (!d.allowed) {
+            x->denied = true;
+        } else {
+            note(x->c, BS_ACL_READ, BS_ACL_TOPIC, name, strlen(name), &d, basis_name(d.basis));
+            x->allowed++;
+        }
+    }
+    return BS_OK;
+}
+
 /* ---------------------------------------------------------------- Metadata */
 
 static bs_status judge_metadata(aconn *c, const bs_kafka_request_header *h, const uint8_t *frame,
@@ -973,6 +1035,7 @@ static bool wants_response(void *arg, int16_t api, int16_t ver)
 static void ev_begin(aconn *c, const bs_kafka_request_header *h)
 {
     c->first_code = 0;
+    c->counted = 0;
     c->ev_on = c->a->log != NULL;
     if (!c->ev_on) return;
     bs_audit_event_reset(&c->ev);
@@ -1016,6 +1079,20 @@ static bs_status on_request(void *arg, const bs_kafka_request_header *h, const u
     ev_begin(c, h);
     bs_kafka_arena_reset(&c->arena);
     const bs_kafka_message *m = bs_kafka_message_find(api, true);
+    if ((api == BS_KAFKA_PRODUCE || api == BS_KAFKA_FETCH) && m && h->header_len &&
+        h->header_len + 4 <= len) {
+        fast_scan x = {.c = c, .produce = api == BS_KAFKA_PRODUCE};
+        bs_status fs = bs_kafka_scan(m, h->api_version, frame + 4 + h->header_len,
+                                     len - 4 - h->header_len, fast_visit, &x);
+        if (fs == BS_OK && !x.denied && !x.replica) {
+            ev_end(c);
+            return BS_OK; /* every topic allowed: forwarded as it is */
+        }
+        /* judged again below with the tree: one audit entry per decision, and
+         * the allowed decisions already counted are not counted twice */
+        ev_begin(c, h);
+        c->counted = x.allowed;
+    }
     bs_kafka_obj *o = NULL;
     bs_status st = BS_E_UNSUPPORTED;
     if (m && h->header_len && h->header_len + 4 <= len)
