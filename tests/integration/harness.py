@@ -778,11 +778,38 @@ class IntegrationTest(unittest.TestCase):
         self.addCleanup(p.kill)
         return p
 
+    def kafka(self, nodes=1, sidecar=True, **kw):
+        """The module's shared real Kafka cluster (harness.module_kafka); its broker logs are
+        printed with a failure."""
+        c = module_kafka(nodes=nodes, sidecar=sidecar, **kw)
+        for n in c.nodes:
+            if n.server_log not in self.logs:
+                self.logs.append(n.server_log)
+        return c
+
     def cluster(self, listeners_extra=None, protocol="tcp", client_auth="none", topics=("test:1",),
-                tls_extra=None, config_extra=None, broker_up=True):
-        """The common set-up: a 1-broker dev cluster that advertises the
-        sidecar's TLS port, and brokerside terminating TLS in front of it.
-        Returns (devbroker, brokerside, sidecar_port)."""
+                tls_extra=None, config_extra=None):
+        """The common set-up: the module's 1-node real Kafka cluster, whose client listener
+        advertises the sidecar's port, with fresh (empty) `topics`; brokerside terminating TLS
+        in front of it on that port (a `kafka` listener also rewrites, with kafka.advertise
+        mapping node 1 to it). Returns (kafka cluster, brokerside, sidecar_port)."""
+        kc = self.kafka(nodes=1)
+        kc.reset_topics(topics)
+        port = kc.sidecar_ports[1]
+        lst = tls_listener(self.certs, "127.0.0.1:%d" % port, kc.node(1).client, protocol=protocol,
+                           client_auth=client_auth, **(tls_extra or {}))
+        extra = dict(config_extra or {})
+        if protocol == "kafka" and "kafka" not in extra:
+            extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
+        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **extra)
+        bs = self.start_brokerside(cfg)
+        return kc, bs, port
+
+    def mock_cluster(self, listeners_extra=None, protocol="tcp", client_auth="none", topics=("test:1",),
+                     tls_extra=None, config_extra=None, broker_up=True):
+        """Like cluster(), on librdkafka's mock cluster (devbroker): only for faults the mock
+        can inject (broker down before start, injected error codes). Returns
+        (devbroker, brokerside, sidecar_port)."""
         port = free_port()
         db = self.start_devbroker(brokers=1, topics=topics, advertise={1: "127.0.0.1:%d" % port})
         if not broker_up:
@@ -873,7 +900,7 @@ def kafka_tool(main_class, args, timeout=CLIENT_TIMEOUT, input=None, jvm=None):
 class KafkaWire:
     """A blocking Kafka protocol client for the harness's own checks (readiness, topic creation,
     metadata). Only request versions every Kafka 4.x broker serves and that need no flexible
-    encoding: ApiVersions v0, Metadata v1, CreateTopics v4, DeleteTopics v3."""
+    encoding: Metadata v1, CreateTopics v4, DeleteTopics v3."""
 
     def __init__(self, addr, timeout=10.0):
         import struct
@@ -966,6 +993,23 @@ class KafkaWire:
                 parts[pid] = (perr, leader)
             out[name] = (terr, parts)
         return brokers, controller, out
+
+    def delete_topics(self, names, timeout_ms=30000):
+        """DeleteTopics v3; returns {name: error_code}."""
+        st = self._struct
+        body = st.pack(">i", len(names)) + b"".join(self._str(n) for n in names)
+        d = self.request(20, 3, body + st.pack(">i", timeout_ms))
+        off = 4
+        (n,) = st.unpack_from(">i", d, off)
+        off += 4
+        out = {}
+        for _ in range(n):
+            (ln,) = st.unpack_from(">h", d, off)
+            name = d[off + 2:off + 2 + ln].decode()
+            off += 2 + ln
+            (out[name],) = st.unpack_from(">h", d, off)
+            off += 2
+        return out
 
     def create_topics(self, topics, timeout_ms=30000):
         """CreateTopics v4. topics: [(name, partitions, replication_factor, {config: value})].
@@ -1077,7 +1121,7 @@ class KafkaCluster:
     STATE = "cluster.json"
 
     def __init__(self, root, nodes=1, broker_config=None, features=None, heap="384m",
-                 users=None, start=True, detach=False):
+                 users=None, advertise=None, start=True, detach=False):
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.root = os.path.abspath(root)
@@ -1086,6 +1130,7 @@ class KafkaCluster:
         self.features = dict(features or {})
         self.heap = os.environ.get("BS_KAFKA_HEAP", heap)
         self.users = dict(users or KAFKA_USERS)
+        self.advertise = {int(k): v for k, v in (advertise or {}).items()}
         self.detach = detach
         self.version = kafka_version()
         self.cluster_id = None
@@ -1145,7 +1190,7 @@ class KafkaCluster:
             "listeners": "CLIENT://%s,SASL://%s,INTERNAL://%s,CONTROLLER://%s"
                          % (node.client, node.sasl, node.internal, node.controller),
             "advertised.listeners": "CLIENT://%s,SASL://%s,INTERNAL://%s"
-                                    % (node.client, node.sasl, node.internal),
+                                    % (self.advertise.get(node.id, node.client), node.sasl, node.internal),
             "listener.security.protocol.map":
                 "CLIENT:PLAINTEXT,SASL:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "INTERNAL",
@@ -1361,6 +1406,7 @@ class KafkaCluster:
         tmp = os.path.join(self.root, self.STATE + ".tmp")
         with open(tmp, "w") as f:
             json.dump({"nodes_total": self.n, "heap": self.heap, "broker_config": self.broker_config,
+                   "advertise": self.advertise,
                        "features": self.features, **self.describe(),
                        "ports": {n.id: n.ports for n in self.nodes}}, f, indent=2)
         os.replace(tmp, os.path.join(self.root, self.STATE))
@@ -1371,7 +1417,8 @@ class KafkaCluster:
         with open(os.path.join(root, cls.STATE)) as f:
             st = json.load(f)
         c = cls(root, nodes=st["nodes_total"], broker_config=st["broker_config"],
-                features=st["features"], heap=st["heap"], users=st["users"], start=False, detach=True)
+                features=st["features"], heap=st["heap"], users=st["users"],
+                advertise=st.get("advertise"), start=False, detach=True)
         c.cluster_id = st["cluster_id"]
         c.startup_seconds = st.get("startup_seconds")
         for nd in st["nodes"]:
@@ -1392,6 +1439,38 @@ class KafkaCluster:
         if err != 0:
             raise AssertionError("CreateTopics %s: error %d %s" % (name, err, msg))
         self.wait_topic(name, partitions)
+
+    def delete_topics(self, names):
+        """Delete topics (missing ones are fine); returns once the controller dropped them."""
+        live = [n for n in self.nodes if n.alive()]
+        with KafkaWire(live[0].internal, timeout=40) as w:
+            res = w.delete_topics(list(names))
+        for name, err in res.items():
+            if err not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION
+                raise AssertionError("DeleteTopics %s: error %d" % (name, err))
+
+    def reset_topics(self, specs):
+        """Fresh, empty topics: specs are "name[:partitions[:replication]]"; existing topics of
+        those names are deleted first (tests sharing one cluster start from empty topics)."""
+        if not specs:
+            return
+        parsed = []
+        for spec in specs:
+            parts = spec.split(":")
+            parsed.append((parts[0], int(parts[1]) if len(parts) > 1 else 1,
+                           int(parts[2]) if len(parts) > 2 else None))
+        self.delete_topics([p[0] for p in parsed])
+        for name, nparts, rf in parsed:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    self.create_topic(name, nparts, rf)
+                    break
+                except AssertionError as e:
+                    # 36 TOPIC_ALREADY_EXISTS while a deletion is still being applied
+                    if "error 36" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
 
     def wait_topic(self, name, partitions=1, timeout=60.0):
         """Wait until every live node's metadata shows a leader for all partitions of `name`."""
@@ -1444,15 +1523,25 @@ class _NodeExited(Exception):
 _module_clusters = {}
 
 
-def module_kafka(nodes=1, **kw):
+def module_kafka(nodes=1, sidecar=False, **kw):
     """The real Kafka cluster shared by every test of the calling module (started on first
-    use, stopped at interpreter exit by the harness's safety net). Tests create their own
-    topics (unique names) so they stay independent."""
-    key = (nodes, json.dumps(kw, sort_keys=True, default=str))
+    use, stopped at interpreter exit by the harness's safety net). Tests reset the topics they
+    use (KafkaCluster.reset_topics) or pick unique names, so they stay independent.
+
+    sidecar=True reserves one free port per node (`cluster.sidecar_ports`, {node id: port})
+    and makes each node's client listener advertise it: a brokerside listener bound there is
+    what clients come back to, whether it rewrites addresses (`kafka`) or not (`tcp`)."""
+    key = (nodes, sidecar, json.dumps(kw, sort_keys=True, default=str))
     c = _module_clusters.get(key)
-    if c is None or not all(n.alive() for n in c.nodes):
+    if c is None:  # (a node a test stopped on purpose stays stopped)
         root = tempfile.mkdtemp(prefix="bs-kafka-%d-" % nodes)
+        ports = {}
+        if sidecar:
+            while len(set(ports.values())) < nodes:
+                ports = {i: free_port() for i in range(1, nodes + 1)}
+            kw["advertise"] = {i: "127.0.0.1:%d" % p for i, p in ports.items()}
         c = KafkaCluster(root, nodes=nodes, **kw)
+        c.sidecar_ports = ports
         _module_clusters[key] = c
 
         def cleanup(c=c, root=root):
