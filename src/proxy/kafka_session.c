@@ -274,6 +274,7 @@ typedef struct dir {
     /* the current frame */
     bs_kafka_request_header rh; /* requests */
     bool rh_ok;                 /* header fully parsed (not only key/version/id) */
+    bool validate;              /* requests: check against the schema once whole */
     bool pushed;                /* a correlation entry was pushed for it */
     bs_kafka_inflight inf;      /* responses: the request it answers */
     req_times times;            /* responses: that request's times */
@@ -885,6 +886,47 @@ static bs_status protocol_error(ksess *s, dir *d, const char *reason, const char
     return BS_E_MALFORMED;
 }
 
+/* Scan visitor that only lets the scan validate. */
+static bs_status visit_nothing(void *arg, const bs_kafka_field *f, const bs_kafka_val *v, int event)
+{
+    (void)arg;
+    (void)f;
+    (void)v;
+    (void)event;
+    return BS_OK;
+}
+
+/* The schema of the current request when this build has one for its API and
+ * version (the request is then validated before any byte is forwarded). */
+static const bs_kafka_message *request_schema(const dir *d)
+{
+    if (!d->rh_ok) return NULL;
+    const bs_kafka_message *m = bs_kafka_message_find(d->rh.api_key, true);
+    if (!m || d->rh.api_version < m->min_version || d->rh.api_version > m->max_version)
+        return NULL;
+    return m;
+}
+
+/* Validate a whole request frame (size included) against its schema. A
+ * request the sidecar cannot decode is never forwarded: a broker might not
+ * survive it (a Metadata topic count of 0x7fffffff in 26 bytes took a broker
+ * down), and a Kafka broker would close the connection for it too. */
+static bs_status validate_request(ksess *s, dir *d, const uint8_t *frame, size_t len)
+{
+    const bs_kafka_message *m = request_schema(d);
+    size_t off = 4 + d->rh.header_len;
+    if (!m) return BS_OK;
+    bs_status st = off <= len ? bs_kafka_scan(m, d->rh.api_version, frame + off, len - off,
+                                              visit_nothing, NULL)
+                              : BS_E_MALFORMED;
+    if (st == BS_OK || st == BS_E_UNSUPPORTED) return BS_OK;
+    char detail[160];
+    snprintf(detail, sizeof detail, "%s v%d request (correlation id %" PRId32 ") does not decode (%s)",
+             bs_kafka_api_name(d->rh.api_key), d->rh.api_version, d->rh.correlation_id,
+             bs_status_name(st));
+    return protocol_error(s, d, "undecodable", detail);
+}
+
 /* Can `in` still receive bytes (the frame start is not stuck behind a full buffer)? */
 static bool can_grow(const bs_buf *in)
 {
@@ -945,6 +987,10 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
     if (st == BS_E_MALFORMED && !complete && can_grow(in)) return BS_E_AGAIN;
     if (st == BS_E_MALFORMED) return protocol_error(s, d, "malformed", "malformed request header");
     d->rh_ok = st == BS_OK;
+    /* Undecodable requests are refused before anything else happens to them;
+     * one not all here yet is held (assembled) and checked once whole. */
+    d->validate = request_schema(d) != NULL && !complete;
+    if (complete) BS_GUARD(validate_request(s, d, p, flen));
     bool expects = true;
     if (d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE) {
         int16_t acks = -1;
@@ -987,6 +1033,7 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
             hold = true;
     }
     if (!hold && observer_wants(s, true, d->rh.api_key, d->rh.api_version)) hold = true;
+    if (d->validate) hold = true;
     bool inspect = d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE;
     d->frame_len = flen;
     if (hold) {
@@ -1072,6 +1119,10 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
 static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame, bool in_place)
 {
     size_t len = d->frame_len;
+    if (d->is_req && d->validate) {
+        BS_GUARD(validate_request(s, d, frame, len));
+        d->validate = false;
+    }
     /* A parked frame was inspected when it first came. */
     if (d->m != M_PARKED && d->is_req)
         inspect_request(s, d, frame, len);
@@ -1378,12 +1429,37 @@ static bool ksess_quiescent(const void *state)
     return bs_kafka_corr_count(&s->corr) == 0 && s->req.m == M_IDLE && s->resp.m == M_IDLE;
 }
 
+/* bs_session_ops.input_truncated: does the direction hold or await bytes of
+ * a frame that has not fully arrived (the side has ended, so it never will)? */
+static bool ksess_input_truncated(const void *state, bool from_client, const bs_buf *in)
+{
+    const ksess *s = state;
+    const dir *d = from_client ? &s->req : &s->resp;
+    size_t have = bs_buf_readable(in);
+    switch (d->m) {
+    case M_IDLE: {
+        if (have == 0) return false;
+        if (have < 4) return true;
+        const uint8_t *p = in->data + in->rd;
+        size_t flen = 4 + (((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3]);
+        return have < flen;
+    }
+    case M_STREAM:
+        return have < d->remain;
+    case M_HOLD:
+        return d->asm_.len + have < d->frame_len;
+    default:
+        return false; /* a whole frame waits for room or for a hook */
+    }
+}
+
 static const bs_session_ops g_ops = {
     .open = ksess_open,
     .on_client_bytes = ksess_client,
     .on_upstream_bytes = ksess_upstream,
     .is_quiescent = ksess_quiescent,
     .close = ksess_close,
+    .input_truncated = ksess_input_truncated,
 };
 
 /* See kafka_session.h. */

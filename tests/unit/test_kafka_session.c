@@ -711,6 +711,65 @@ static void test_topic_needs_confirmation(void)
     h_close(&h);
 }
 
+/* A request the schema says is malformed is never forwarded: the
+ * connection closes (counted), whether the frame came whole (the 26-byte
+ * Metadata with a topic count of 0x7fffffff) or larger than the connection
+ * buffer (held, checked once complete). A valid large request still passes. */
+static void test_undecodable_request_not_forwarded(void)
+{
+    harness h;
+    bs_wbuf w, out;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&out, 0);
+    int64_t before = counter("brokerside_kafka_protocol_errors_total", "direction", "request",
+                             "reason", "undecodable", NULL, NULL);
+    h_open(&h, 1 << 20, NULL);
+    size_t s;
+    frame_begin(&w, &s);
+    req_header(&w, BS_KAFKA_METADATA, 1, 7);
+    bs_wbuf_put_be32(&w, 0x7fffffffu); /* topics: 2^31-1, none follow */
+    frame_end(&w, s);
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 1000, &out), BS_E_MALFORMED);
+    CHECK_EQ(out.len, 0);
+    h_close(&h);
+
+    /* larger than the connection buffer: 3000 topics announced, 2000 sent */
+    h_open(&h, 1 << 20, NULL);
+    bs_wbuf_reset(&w);
+    bs_wbuf_reset(&out);
+    frame_begin(&w, &s);
+    req_header(&w, BS_KAFKA_METADATA, 1, 8);
+    bs_wbuf_put_be32(&w, 3000);
+    for (int i = 0; i < 2000; i++)
+        bs_kafka_put_string(&w, false, (const uint8_t *)"topic", 5);
+    frame_end(&w, s);
+    CHECK(w.len > 4 * BUFCAP);
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 100, &out), BS_E_MALFORMED);
+    CHECK_EQ(out.len, 0);
+    h_close(&h);
+    CHECK_EQ(counter("brokerside_kafka_protocol_errors_total", "direction", "request",
+                     "reason", "undecodable", NULL, NULL) -
+                 before,
+             2);
+
+    /* the same, well-formed: passes unchanged */
+    h_open(&h, 1 << 20, NULL);
+    bs_wbuf_reset(&w);
+    bs_wbuf_reset(&out);
+    frame_begin(&w, &s);
+    req_header(&w, BS_KAFKA_METADATA, 1, 9);
+    bs_wbuf_put_be32(&w, 2000);
+    for (int i = 0; i < 2000; i++)
+        bs_kafka_put_string(&w, false, (const uint8_t *)"topic", 5);
+    frame_end(&w, s);
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 100, &out), BS_OK);
+    CHECK_EQ(out.len, w.len);
+    CHECK(out.len == w.len && memcmp(out.data, w.data, w.len) == 0);
+    h_close(&h);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&out);
+}
+
 /* Topic series are capped process-wide: beyond the cap, topic="_other". */
 static void test_topic_cap(void)
 {
@@ -761,8 +820,20 @@ static void test_topic_ids(void)
     bs_wbuf w, out;
     bs_wbuf_init(&w, 0);
     bs_wbuf_init(&out, 0);
-    flex_req(&w, BS_KAFKA_METADATA, 12, 1, 3);
-    flex_req(&w, BS_KAFKA_FETCH, 13, 2, 10);
+    flex_req(&w, BS_KAFKA_METADATA, 12, 1, 4); /* null topics, two false, no tags */
+    {
+        /* Fetch v13: replica, wait, min, max, isolation, session, epoch (zero),
+         * then empty topics, forgotten topics and rack, no tags */
+        static const uint8_t tail[] = {1, 1, 1, 0};
+        size_t fs;
+        frame_begin(&w, &fs);
+        req_header(&w, BS_KAFKA_FETCH, 13, 2);
+        bs_wbuf_put_u8(&w, 0);
+        for (int i = 0; i < 25; i++)
+            bs_wbuf_put_u8(&w, 0);
+        bs_wbuf_put(&w, tail, sizeof tail);
+        frame_end(&w, fs);
+    }
     CHECK_EQ(h_feed(&h, true, w.data, w.len, 1000, &out), BS_OK);
     CHECK_EQ(out.len, w.len);
     bs_wbuf_reset(&w);
@@ -954,6 +1025,7 @@ int main(void)
     RUN(test_streaming_large);
     RUN(test_quiescence);
     RUN(test_hooks);
+    RUN(test_undecodable_request_not_forwarded);
     RUN(test_topic_needs_confirmation);
     RUN(test_topic_cap);
     RUN(test_api_versions_answers);
