@@ -13,6 +13,7 @@
  * immediate one), 1 on a configuration or start-up error, 2 on bad usage.
  * Sub-commands `keygen` and `audit verify` have their own (see usage()).
  */
+#include <errno.h>
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #include "brokerside/metrics.h"
 #include "brokerside/net.h"
 #include "brokerside/pipeline.h"
+#include "brokerside/sdnotify.h"
 #include "brokerside/tls.h"
 #include "brokerside/version.h"
 
@@ -51,6 +53,7 @@ typedef struct app {
     bs_admin *admin;
     bs_encryption *enc; /* NULL when encryption at rest is off */
     ev_signal sigterm, sigint, sighup;
+    ev_timer watchdog; /* WATCHDOG=1 every half of $WATCHDOG_USEC (systemd), if set */
     int stop_requests;
 } app;
 
@@ -81,6 +84,20 @@ static void print_errors(const bs_config_errors *errs)
 {
     for (size_t i = 0; i < errs->n; i++)
         fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/* Log a failed systemd notification (`what` names it); not run by systemd is fine. */
+static void sd_result(const char *what, bs_status st)
+{
+    if (st != BS_OK && st != BS_E_NOT_FOUND)
+        BS_LOG_WARNF("main", "cannot notify systemd of %s via $NOTIFY_SOCKET: %s", what,
+                     st == BS_E_CONFIG ? "not a usable AF_UNIX address" : strerror(errno));
+}
+
+/* Send `state` to systemd (see sdnotify.h), logging a failure. */
+static void notify(const char *state)
+{
+    sd_result(state, bs_sd_notify(state));
 }
 
 /* Build (and discard) every TLS context of `cfg`, printing each failure as
@@ -153,6 +170,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     app *a = w->data;
     a->stop_requests++;
+    if (a->stop_requests == 1) notify("STOPPING=1\nSTATUS=draining connections");
     BS_LOG_INFOF("main", "received %s%s", strsignal(w->signum),
                  a->stop_requests > 1 ? " again: closing every connection now" : "");
     /* Once the workers are gone only the sinks' flush is left to cut short. */
@@ -162,18 +180,11 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
         bs_server_shutdown(a->srv, a->stop_requests == 1);
 }
 
-/* SIGHUP: reload the file; a bad file changes nothing. */
-static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+/* Reload the config file; a bad file changes nothing. */
+static void reload(app *a)
 {
-    (void)loop;
-    (void)revents;
-    app *a = w->data;
     bs_config *cfg = NULL;
     bs_config_errors errs = {0};
-    if (a->server_done) {
-        BS_LOG_INFOF("main", "received SIGHUP while shutting down: ignored");
-        return;
-    }
     BS_LOG_INFOF("main", "received SIGHUP: reloading %s", a->config_path);
     if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
         for (size_t i = 0; i < errs.n; i++)
@@ -198,6 +209,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         bs_config_free(cfg);
         return;
     }
+    bs_log_set_style(cfg->log_style);
     bs_pipeline_reload(a->pipe, cfg);
     if (a->enc && bs_encryption_reload(a->enc, cfg) != BS_OK)
         BS_LOG_ERRORF("main", "reload: encryption.dek limits refused; keeping the old ones");
@@ -205,6 +217,33 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     if (a->audit_hook && cfg->audit.enabled)
         bs_audit_hook_set_mode(a->audit_hook, (bs_audit_data_mode)cfg->audit.data_events);
     a->retired[a->n_retired++] = cfg;
+}
+
+/* SIGHUP: reload, bracketed by RELOADING=1 / READY=1 for systemd (also when
+ * the new file is refused: the daemon is serving either way). */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    app *a = w->data;
+    if (a->server_done) {
+        BS_LOG_INFOF("main", "received SIGHUP while shutting down: ignored");
+        return;
+    }
+    /* during a drain systemd already knows the service is stopping */
+    bool draining = a->stop_requests > 0;
+    if (!draining) sd_result("RELOADING=1", bs_sd_notify_reloading());
+    reload(a);
+    if (!draining) notify("READY=1\nSTATUS=serving");
+}
+
+/* The systemd watchdog: the control loop is alive. */
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    notify("WATCHDOG=1");
 }
 
 /* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
@@ -234,6 +273,7 @@ static int run(const char *path)
         goto out;
     }
     bs_log_set_level(a.cfg->log_level);
+    bs_log_set_style(a.cfg->log_style);
     if (!a.cfg->encryption.enabled) BS_LOG_WARNF("main", BS_CONFIG_ENCRYPTION_OFF_FMT, path);
     a.loop = ev_default_loop(EVFLAG_AUTO);
     if (!a.loop) {
@@ -307,6 +347,14 @@ static int run(const char *path)
     }
     BS_LOG_INFOF("main", "brokerside %s running (config %s, pid %ld)", BS_VERSION, path,
                  (long)getpid());
+    /* Listeners are bound and the admin endpoint answers: tell systemd. */
+    notify("READY=1\nSTATUS=serving");
+    uint64_t wd_usec = bs_sd_watchdog_usec();
+    if (wd_usec) {
+        ev_timer_init(&a.watchdog, on_watchdog, 0., (double)wd_usec / 2e6);
+        ev_timer_start(a.loop, &a.watchdog);
+        BS_LOG_INFOF("main", "systemd watchdog: pinging every %.3f s", (double)wd_usec / 2e6);
+    }
     ev_run(a.loop, 0);
     /* Workers are gone: seal the audit chain and let the sinks catch up. */
     bs_pipeline_stop(a.pipe, bs_server_config(a.srv)->limits.shutdown_grace_s);
@@ -343,6 +391,7 @@ static int keygen(const char *path)
 /* Dispatch on the command line; see usage(). Exactly one action per run. */
 int main(int argc, char **argv)
 {
+    bs_log_init(); /* journald form when stderr is the journal */
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
         return 0;

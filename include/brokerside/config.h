@@ -267,6 +267,7 @@ typedef struct bs_config {
     char *path;       /* file it was loaded from */
     uint32_t workers; /* resolved: 0 in the file means one per online core */
     bs_log_level log_level;
+    bs_log_style log_style; /* `log_format`: "text" (default) or "json" */
     bs_listener_config *listeners;
     size_t n_listeners;
     bs_limits_config limits;

@@ -2747,10 +2747,12 @@ void bs_config_errors_free(bs_config_errors *errs)
 /* Walk the parsed document into cfg (every section, all problems recorded). */
 static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 {
-    static const char *const keys[] = {"workers", "log_level",  "listeners", "limits", "kafka",
-                                       "admin",   "encryption", "aws",       "audit",  "metrics",
-                                       "logs",    "sinks",      "spool",     NULL};
+    static const char *const keys[] = {"workers",    "log_level", "log_format", "listeners",
+                                       "limits",     "kafka",     "admin",      "encryption",
+                                       "aws",        "audit",     "metrics",    "logs",
+                                       "sinks",      "spool",     NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    static const char *const styles[] = {"text", "json", NULL}; /* bs_log_style order */
     check_keys(c, root, "", keys, NULL);
     long long w = 0;
     get_int(c, root, "workers", "", 0, CFG_MAX_WORKERS, &w);
@@ -2762,6 +2764,9 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
     int level = BS_LOG_INFO;
     get_enum(c, root, "log_level", "", levels, &level);
     cfg->log_level = (bs_log_level)level;
+    int style = BS_LOG_STYLE_TEXT;
+    get_enum(c, root, "log_format", "", styles, &style);
+    cfg->log_style = (bs_log_style)style;
     parse_listeners(c, root, cfg);
     parse_limits(c, root, &cfg->limits);
     parse_kafka(c, root, &cfg->kafka);
