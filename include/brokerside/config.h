@@ -71,6 +71,8 @@ typedef struct bs_listener_config {
     bs_tls_server_config *tls;          /* NULL = plaintext listener */
     bs_tls_client_config *upstream_tls; /* NULL = plaintext to the upstream */
     int32_t broker_id;                  /* the upstream's node id, -1 if unknown */
+    char *advertised_host; /* `advertised` "host:port" (kafka only), NULL if unset */
+    uint16_t advertised_port;
 } bs_listener_config;
 
 typedef struct bs_limits_config {
@@ -88,7 +90,21 @@ typedef struct bs_advertise_entry {
     uint16_t port;
 } bs_advertise_entry;
 
+/* Zero-config mapping, one per kafka listener (derived by the loader): a
+ * broker that advertises `upstream` is announced as host:port. Pointers
+ * into the same bs_config's listeners. */
+typedef struct bs_kafka_route {
+    const char *listener;        /* the listener's name */
+    const bs_endpoint *upstream; /* the broker address it fronts */
+    const char *host;            /* the listener's `advertised` host, else its bind host unless
+                                    that is a wildcard (0.0.0.0, ::) or the port is 0;
+                                    NULL = nothing derivable */
+    uint16_t port;
+} bs_kafka_route;
+
 typedef struct bs_kafka_config {
+    bs_kafka_route *routes; /* one per kafka listener, in listener order */
+    size_t n_routes;
     bs_advertise_entry *advertise; /* explicit node-id map */
     size_t n_advertise;
     char *advertise_template; /* "kafka-{id}.example.com:9094" or NULL */
@@ -315,6 +331,20 @@ void bs_config_errors_free(bs_config_errors *errs);
  * "h:909{id}" with id 10). Thread-safe: reads `k` only. */
 bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *host,
                                size_t hostlen, uint16_t *port) BS_WUR;
+/*
+ * Zero-config mapping: the route of a kafka listener whose upstream is the
+ * address a broker advertised (host[hostlen], not NUL-terminated, and port),
+ * and that has an address to announce (route->host != NULL). Hosts match
+ * case-insensitively as text, or as IP literals equal to the upstream's
+ * resolved address ("127.0.0.1" matches an upstream "localhost:9092" that
+ * resolved to it). When several listeners front the address, the one named
+ * `via` (the listener the client came through; may be NULL) wins, else the
+ * first. NULL when none matches: the node needs kafka.advertise. Callers try
+ * bs_config_advertised first (an explicit entry always wins). Thread-safe:
+ * reads `k` only; no DNS.
+ */
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
+                                          size_t hostlen, int32_t port, const char *via);
 /* The rule of `enc` for `topic` (len bytes, need not be NUL-terminated):
  * the first rule whose pattern matches, or NULL when none does (the caller
  * then applies reject_unmatched). Thread-safe: reads `enc` only. */

@@ -1046,10 +1046,40 @@ static bool name_ok(const char *s)
 static void listener_free(bs_listener_config *l)
 {
     free(l->name);
+    free(l->advertised_host);
     endpoint_free(&l->bind);
     endpoint_free(&l->upstream);
     tls_server_free(l->tls);
     tls_client_free(l->upstream_tls);
+}
+
+static const char *check_advertised(const char *s, char *host, uint16_t *port);
+
+/* Parse `listeners[i].advertised` (optional "host:port", kafka listeners
+ * only): what clients are told for the broker this listener fronts. */
+static void parse_listener_advertised(cfg_ctx *c, const cJSON *v, const char *path,
+                                      bs_listener_config *l)
+{
+    char p[CFG_PATH_MAX], q[300];
+    const char *s;
+    path_key(p, sizeof p, path, "advertised");
+    if (!get_string(c, v, "advertised", path, &s) || !s) return;
+    if (l->protocol != BS_PROTOCOL_KAFKA) {
+        cfg_err(c, p, "only a \"kafka\" listener announces broker addresses; remove it");
+        return;
+    }
+    char *host = malloc(strlen(s) + 1);
+    if (!host) {
+        c->nomem = true;
+        return;
+    }
+    const char *why = check_advertised(s, host, &l->advertised_port);
+    if (why) {
+        cfg_err(c, p, "%s: %s", quote(q, sizeof q, s), why);
+        free(host);
+        return;
+    }
+    l->advertised_host = host;
 }
 
 /* Parse `listeners[i]` into *l (zeroed by the caller). *bind_ok tells
@@ -1057,8 +1087,8 @@ static void listener_free(bs_listener_config *l)
 static void parse_listener(cfg_ctx *c, const cJSON *v, const char *path, size_t idx,
                            bs_listener_config *l, bool *bind_ok)
 {
-    static const char *const keys[] = {"name",      "bind", "upstream",     "protocol",
-                                       "broker_id", "tls",  "upstream_tls", NULL};
+    static const char *const keys[] = {"name", "bind",         "upstream",   "protocol", "broker_id",
+                                       "tls",  "upstream_tls", "advertised", NULL};
     static const char *const protocols[] = {"kafka", "tcp", NULL};
     char p[CFG_PATH_MAX], q[160];
     *bind_ok = false;
@@ -1094,6 +1124,7 @@ static void parse_listener(cfg_ctx *c, const cJSON *v, const char *path, size_t 
     path_key(p, sizeof p, path, "upstream_tls");
     parse_tls_client(c, cJSON_GetObjectItemCaseSensitive(v, "upstream_tls"), p,
                      up_ok ? l->upstream.host : NULL, &l->upstream_tls);
+    parse_listener_advertised(c, v, path, l);
 }
 
 /* Parse `listeners` (required, non-empty array) and the cross-listener
@@ -1407,6 +1438,34 @@ static void parse_kafka(cfg_ctx *c, const cJSON *root, bs_kafka_config *k)
         } else {
             cfg_err(c, "kafka.advertise.template", "expected a string such as %s, got %s",
                     quote(q, sizeof q, "kafka-{id}.example.com:9094"), json_type_name(t));
+        }
+    }
+}
+
+/* Fill cfg->kafka.routes: one per kafka listener, announcing its
+ * `advertised` address, else its bind address unless that is a wildcard or
+ * port 0 (then host stays NULL: nothing derivable). */
+static void derive_kafka_routes(cfg_ctx *c, bs_config *cfg)
+{
+    bs_kafka_config *k = &cfg->kafka;
+    if (cfg->n_listeners == 0) return;
+    k->routes = calloc(cfg->n_listeners, sizeof *k->routes);
+    if (!k->routes) {
+        c->nomem = true;
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const bs_listener_config *l = &cfg->listeners[i];
+        if (l->protocol != BS_PROTOCOL_KAFKA || !l->upstream.text) continue;
+        bs_kafka_route *r = &k->routes[k->n_routes++];
+        r->listener = l->name;
+        r->upstream = &l->upstream;
+        if (l->advertised_host) {
+            r->host = l->advertised_host;
+            r->port = l->advertised_port;
+        } else if (l->bind.text && l->bind.port != 0 && !addr_is_any(&l->bind.addr)) {
+            r->host = l->bind.host;
+            r->port = l->bind.port;
         }
     }
 }
@@ -2728,6 +2787,7 @@ void bs_config_free(bs_config *cfg)
         free(cfg->kafka.advertise[i].host);
     free(cfg->kafka.advertise);
     free(cfg->kafka.advertise_template);
+    free(cfg->kafka.routes);
     endpoint_free(&cfg->admin.bind);
     events_free(cfg);
     free(cfg);
@@ -2770,6 +2830,7 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
     parse_listeners(c, root, cfg);
     parse_limits(c, root, &cfg->limits);
     parse_kafka(c, root, &cfg->kafka);
+    derive_kafka_routes(c, cfg);
     parse_admin(c, root, &cfg->admin);
     if (cfg->admin.enabled && cfg->admin.bind.text) {
         for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -2957,6 +3018,43 @@ bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *
     memcpy(host, h, n + 1);
     *port = p;
     return BS_OK;
+}
+
+/* Does the advertised host[hostlen]:port name endpoint `up`? As text
+ * (case-insensitive), or as an IP literal equal to its resolved address. */
+static bool advertised_is(const bs_endpoint *up, const char *host, size_t hostlen, int32_t port)
+{
+    if (!up->host || port != up->port || hostlen == 0 || hostlen > 64 * 4) return false;
+    if (strlen(up->host) == hostlen && strncasecmp(up->host, host, hostlen) == 0) return true;
+    char lit[INET6_ADDRSTRLEN + 1];
+    if (hostlen >= sizeof lit) return false;
+    memcpy(lit, host, hostlen);
+    lit[hostlen] = '\0';
+    if (up->addr.ss_family == AF_INET) {
+        struct in_addr a;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&up->addr;
+        return inet_pton(AF_INET, lit, &a) == 1 && a.s_addr == sin->sin_addr.s_addr;
+    }
+    if (up->addr.ss_family == AF_INET6) {
+        struct in6_addr a;
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&up->addr;
+        return inet_pton(AF_INET6, lit, &a) == 1 && memcmp(&a, &sin6->sin6_addr, sizeof a) == 0;
+    }
+    return false;
+}
+
+/* See config.h. */
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
+                                          size_t hostlen, int32_t port, const char *via)
+{
+    const bs_kafka_route *first = NULL;
+    for (size_t i = 0; i < k->n_routes; i++) {
+        const bs_kafka_route *r = &k->routes[i];
+        if (!r->host || !advertised_is(r->upstream, host, hostlen, port)) continue;
+        if (via && r->listener && strcmp(via, r->listener) == 0) return r;
+        if (!first) first = r;
+    }
+    return first;
 }
 
 /* See config.h: first match wins. */

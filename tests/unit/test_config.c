@@ -1001,6 +1001,69 @@ static void test_advertise_lookup(void)
     CHECK_EQ(bs_config_advertised(&none, 1, host, sizeof host, &port), BS_E_NOT_FOUND);
 }
 
+/* Zero-config mapping: one route per kafka listener, what it announces,
+ * and how an advertised broker address finds its route. */
+static void test_zero_config_routes(void)
+{
+    char *j = fmt(
+        "{\"listeners\": ["
+        "{\"name\": \"lo\", \"bind\": \"127.0.0.1:19094\", \"upstream\": \"localhost:9092\"},"
+        "{\"name\": \"pub\", \"bind\": \"0.0.0.0:19095\", \"upstream\": \"127.0.0.1:9092\","
+        " \"advertised\": \"broker1.example.com:9095\"},"
+        "{\"name\": \"wild\", \"bind\": \"0.0.0.0:19096\", \"upstream\": \"127.0.0.1:9093\"},"
+        "{\"name\": \"eph\", \"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9094\"},"
+        "{\"name\": \"raw\", \"bind\": \"127.0.0.1:19097\", \"upstream\": \"127.0.0.1:9095\","
+        " \"protocol\": \"tcp\"},"
+        "{\"name\": \"v6\", \"bind\": \"[::1]:19098\", \"upstream\": \"[::1]:9096\"}]}");
+    bs_config *cfg = EXPECT_OK(j);
+    free(j);
+    if (!cfg) return;
+    const bs_kafka_config *k = &cfg->kafka;
+    CHECK_EQ(k->n_routes, 5); /* the tcp listener has none */
+    CHECK_STR(k->routes[0].host, "127.0.0.1");
+    CHECK_EQ(k->routes[0].port, 19094);
+    CHECK_STR(k->routes[1].host, "broker1.example.com");
+    CHECK_EQ(k->routes[1].port, 9095);
+    CHECK(k->routes[2].host == NULL); /* wildcard bind, no `advertised` */
+    CHECK(k->routes[3].host == NULL); /* port 0: not known until bound */
+    CHECK_STR(k->routes[4].host, "::1");
+#define ROUTE(h, p, via) bs_config_route_for(k, h, strlen(h), p, via)
+    /* by text, any case: the listener fronting localhost:9092 */
+    const bs_kafka_route *r = ROUTE("LOCALHOST", 9092, NULL);
+    CHECK(r && strcmp(r->listener, "lo") == 0);
+    /* by IP literal: "lo"'s upstream resolved to 127.0.0.1, "pub"'s is written so: the first
+     * wins, unless the client came through the other one */
+    r = ROUTE("127.0.0.1", 9092, NULL);
+    CHECK(r && strcmp(r->listener, "lo") == 0);
+    r = ROUTE("127.0.0.1", 9092, "pub");
+    CHECK(r && strcmp(r->listener, "pub") == 0);
+    r = ROUTE("127.0.0.1", 9092, "nosuch");
+    CHECK(r && strcmp(r->listener, "lo") == 0);
+    /* fronted, but nothing to announce: no route (the node stays unmapped) */
+    CHECK(ROUTE("127.0.0.1", 9093, NULL) == NULL);
+    CHECK(ROUTE("127.0.0.1", 9094, NULL) == NULL);
+    /* a tcp listener's upstream is not a route */
+    CHECK(ROUTE("127.0.0.1", 9095, NULL) == NULL);
+    /* other brokers of the fleet: another host or another port */
+    CHECK(ROUTE("127.0.0.2", 9092, NULL) == NULL);
+    CHECK(ROUTE("broker2.example.com", 9092, NULL) == NULL);
+    CHECK(ROUTE("127.0.0.1", 9999, NULL) == NULL);
+    CHECK(ROUTE("", 9092, NULL) == NULL);
+    CHECK(bs_config_route_for(k, "127.0.0.1xyz", 9, 9092, NULL) != NULL); /* length counts */
+    CHECK(ROUTE("127.0.0.1xyz", 9092, NULL) == NULL);
+    /* IPv6 literal equal to the resolved upstream */
+    r = ROUTE("0:0:0:0:0:0:0:1", 9096, NULL);
+    CHECK(r && strcmp(r->listener, "v6") == 0);
+#undef ROUTE
+    bs_config_free(cfg);
+
+    EXPECT_ERR_L("\"advertised\": \"nohostport\"", "listeners[0].advertised: \"nohostport\"");
+    EXPECT_ERR_L("\"advertised\": \"h:0\"", "listeners[0].advertised: \"h:0\": port must be");
+    EXPECT_ERR_L("\"advertised\": 9094", "listeners[0].advertised: expected a string");
+    EXPECT_ERR_L("\"protocol\": \"tcp\", \"advertised\": \"h:1\"",
+                 "listeners[0].advertised: only a \"kafka\" listener announces broker addresses");
+}
+
 /* ------------------------------------------------------------------------ */
 /* Many errors, reload rule, shipped example                                 */
 /* ------------------------------------------------------------------------ */
@@ -1897,6 +1960,7 @@ int main(void)
     RUN(test_relative_paths);
     RUN(test_bad_advertise);
     RUN(test_advertise_lookup);
+    RUN(test_zero_config_routes);
     RUN(test_all_errors_are_reported);
     RUN(test_needs_restart);
     RUN(test_event_sections_default_off);
