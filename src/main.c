@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -57,26 +58,45 @@ typedef struct app {
     int stop_requests;
 } app;
 
-/* Print usage to `f`. */
+/* Print usage to `f`. The same text is the source of the man page
+ * brokerside(8) (help2man, see packaging/): keep its section shape. */
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: brokerside --config FILE        run the sidecar\n"
-               "       brokerside --check-config FILE  validate FILE, its TLS material and the "
-               "audit signing key;\n"
-               "                                       exit 0 if OK, 1 if not\n"
-               "       brokerside keygen FILE          create a local master key file (mode "
-               "0600, never\n"
-               "                                       overwrites); exit 0 if created, 1 if not\n"
-               "       brokerside audit verify [--strict] [--key FILE | --public-key FILE] "
-               "AUDIT.ndjson...\n"
-               "                                       check the audit hash chain and digests; "
-               "exit 0 intact,\n"
-               "                                       1 tampering found, 2 usage or I/O error\n"
-               "       brokerside --version            print the version\n"
-               "       brokerside --help               this text\n"
-               "\n"
-               "signals: SIGTERM/SIGINT drain and exit (a second one exits at once), SIGHUP "
-               "reloads FILE\n");
+    fprintf(f,
+            "usage: brokerside --config FILE\n"
+            "  or:  brokerside --check-config [--strict] FILE\n"
+            "  or:  brokerside keygen FILE\n"
+            "  or:  brokerside audit verify [--strict] [--key FILE | --public-key FILE] "
+            "AUDIT.ndjson...\n"
+            "Security and observability sidecar beside an Apache Kafka broker: TLS termination,\n"
+            "Kafka address rewriting, per-API metrics, a signed audit trail, encryption of record\n"
+            "values at rest, and shipping of logs, metrics and audit events.\n"
+            "\n"
+            "Options:\n"
+            "  --config FILE             run the sidecar in the foreground with FILE (JSON with\n"
+            "                            comments); logs go to stderr\n"
+            "  --check-config FILE       validate FILE, its TLS material and the audit signing\n"
+            "                            key, print warnings; exit 0 if usable, 1 if not\n"
+            "  --check-config --strict FILE\n"
+            "                            the same, but any warning is an error (exit 1)\n"
+            "  --help                    print this text and exit\n"
+            "  --version                 print the version and exit\n"
+            "\n"
+            "Commands:\n"
+            "  keygen FILE               create a local master key file (mode 0600, never\n"
+            "                            overwrites); exit 0 if created, 1 if not\n"
+            "  audit verify              check the hash chain and digests of audit files;\n"
+            "                            exit 0 intact, 1 tampering found, 2 usage or I/O error\n"
+            "\n"
+            "Signals:\n"
+            "  SIGTERM, SIGINT           drain connections and exit 0 (a second one closes every\n"
+            "                            connection at once)\n"
+            "  SIGHUP                    reload FILE; a broken file changes nothing\n"
+            "\n"
+            "Exit status:\n"
+            "  0                         clean shutdown, or the check passed\n"
+            "  1                         configuration or start-up error\n"
+            "  2                         bad usage\n");
 }
 
 /* Print every config error to stderr. */
@@ -84,6 +104,27 @@ static void print_errors(const bs_config_errors *errs)
 {
     for (size_t i = 0; i < errs->n; i++)
         fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/* Log every warning of a loaded config (see bs_config_warnings). */
+static void log_warnings(const bs_config *cfg)
+{
+    for (size_t i = 0; cfg->warnings && i < cfg->warnings->n; i++)
+        BS_LOG_WARNF("config", "%s", cfg->warnings->msgs[i]);
+}
+
+/* Raise the soft open-file limit to the hard one: each proxied connection
+ * holds two descriptors, and systemd's default soft limit (1024) is meant to
+ * be raised by the services that need more. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        BS_LOG_INFOF("main", "open-file limit raised from %llu to %llu", (unsigned long long)was,
+                     (unsigned long long)rl.rlim_max);
 }
 
 /* Log a failed systemd notification (`what` names it); not run by systemd is fine. */
@@ -130,8 +171,10 @@ static size_t check_tls(const bs_config *cfg)
     return bad;
 }
 
-/* --check-config FILE: exit status 0 if the file and all its TLS material are good. */
-static int check_config(const char *path)
+/* --check-config [--strict] FILE: exit status 0 if the file and all its TLS
+ * material are good. Warnings (bs_config_warnings) are printed too; they
+ * fail the check only with --strict. */
+static int check_config(const char *path, bool strict)
 {
     bs_config *cfg = NULL;
     bs_config_errors errs = {0};
@@ -147,7 +190,17 @@ static int check_config(const char *path)
         fprintf(stderr, "%s\n", err);
         goto out;
     }
-    printf("%s: OK\n", path);
+    size_t nw = cfg->warnings ? cfg->warnings->n : 0;
+    for (size_t i = 0; i < nw; i++)
+        fprintf(stderr, "%s: %s\n", strict ? "error" : "warning", cfg->warnings->msgs[i]);
+    if (strict && nw) {
+        fprintf(stderr, "%s: refused: %zu warning%s (--strict)\n", path, nw, nw == 1 ? "" : "s");
+        goto out;
+    }
+    if (nw)
+        printf("%s: OK with %zu warning%s\n", path, nw, nw == 1 ? "" : "s");
+    else
+        printf("%s: OK\n", path);
     rc = 0;
 out:
     bs_config_errors_free(&errs);
@@ -198,6 +251,7 @@ static void reload(app *a)
         return;
     }
     bs_config_errors_free(&errs);
+    log_warnings(cfg);
     bs_config **grown = realloc(a->retired, (a->n_retired + 1) * sizeof *grown);
     if (!grown) {
         BS_LOG_ERRORF("main", "reload: out of memory; keeping the running configuration");
@@ -274,7 +328,8 @@ static int run(const char *path)
     }
     bs_log_set_level(a.cfg->log_level);
     bs_log_set_style(a.cfg->log_style);
-    if (!a.cfg->encryption.enabled) BS_LOG_WARNF("main", BS_CONFIG_ENCRYPTION_OFF_FMT, path);
+    log_warnings(a.cfg);
+    raise_fd_limit();
     a.loop = ev_default_loop(EVFLAG_AUTO);
     if (!a.loop) {
         BS_LOG_ERRORF("main", "cannot initialise the event loop");
@@ -400,7 +455,10 @@ int main(int argc, char **argv)
         printf("brokerside %s\n", BS_VERSION);
         return 0;
     }
-    if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--check-config") == 0 && strcmp(argv[2], "--strict") != 0)
+        return check_config(argv[2], false);
+    if (argc == 4 && strcmp(argv[1], "--check-config") == 0 && strcmp(argv[2], "--strict") == 0)
+        return check_config(argv[3], true);
     if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
     if (argc == 3 && strcmp(argv[1], "keygen") == 0) return keygen(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "audit") == 0 && strcmp(argv[2], "verify") == 0)

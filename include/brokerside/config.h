@@ -297,6 +297,10 @@ typedef struct bs_config {
     bs_sink_config *sinks; /* defined sinks in file order, then the implicit "default" */
     size_t n_sinks;
     bs_spool_config spool;
+    /* What an operator would regret, found by the loader in a valid file
+     * (bs_config_warnings): each "FILE: message". The daemon logs them at
+     * start and on reload; --check-config prints them (--strict: errors). */
+    struct bs_config_errors *warnings;
 } bs_config;
 
 /* One problem found while loading, already formatted as
@@ -323,6 +327,28 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
 void bs_config_free(bs_config *cfg);
 /* Free every message in errs and reset it to empty (n = 0), ready for reuse. */
 void bs_config_errors_free(bs_config_errors *errs);
+/* Append one printf-formatted message to `list` (control characters become
+ * '?', so one message stays one line). BS_E_NOMEM if it could not grow. */
+bs_status bs_config_errors_addf(bs_config_errors *list, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3))) BS_WUR;
+
+/*
+ * The warnings of a valid config (config_warnings.c), appended to `out` as
+ * "FILE: message": things that work but that an operator would regret, e.g.
+ * a kafka listener with no address to announce for its broker, encryption at
+ * rest off, audit digests unsigned, the admin endpoint or a plaintext
+ * listener reachable from the network, the broker reached in plaintext over
+ * the network or without certificate checks, AWS secrets in the file, an
+ * unused sink, max_connections beyond this process's open-file limit.
+ * bs_config_load runs it and keeps the result in cfg->warnings.
+ */
+bs_status bs_config_warnings(const bs_config *cfg, bs_config_errors *out) BS_WUR;
+
+/* True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+bool bs_endpoint_is_loopback(const bs_endpoint *e);
+/* True for the wildcard addresses 0.0.0.0 and ::. */
+bool bs_endpoint_is_wildcard(const bs_endpoint *e);
+
 /* Find the advertised address for `node_id` (explicit map first, then the
  * template, every "{id}" replaced by the decimal id). Writes a NUL-terminated
  * host (IPv6 without brackets) into host[hostlen]. BS_E_NOT_FOUND if the node

@@ -49,6 +49,7 @@ typedef struct cfg_ctx {
     const char *file;       /* as given by the caller, used in every message */
     char *dir;              /* absolute directory of `file`: base of relative paths */
     bs_config_errors *errs; /* where problems are appended (caller owns) */
+    bs_config_errors *warns; /* the config's warnings (NULL before it exists) */
     size_t n_problems;      /* problems found by this load (errs may hold older ones) */
     bool nomem;             /* an allocation failed somewhere: the result is unusable */
 } cfg_ctx;
@@ -586,9 +587,10 @@ static char *get_file(cfg_ctx *c, const cJSON *obj, const char *key, const char 
         goto fail;
     }
     close(fd);
-    if (secret && (sb.st_mode & S_IROTH))
-        bs_log(BS_LOG_WARN, "config", "%s: %s: %s is readable by every user: chmod 600 it", c->file,
-               p, where);
+    if (secret && (sb.st_mode & S_IROTH) && c->warns &&
+        bs_config_errors_addf(c->warns, "%s: %s: %s is readable by every user: chmod 600 it",
+                              c->file, p, where) != BS_OK)
+        c->nomem = true;
     return abs;
 fail:
     free(abs);
@@ -754,6 +756,18 @@ static bool addr_is_loopback(const struct sockaddr_storage *a)
         return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127;
     }
     return false;
+}
+
+/* See config.h. */
+bool bs_endpoint_is_loopback(const bs_endpoint *e)
+{
+    return addr_is_loopback(&e->addr);
+}
+
+/* See config.h. */
+bool bs_endpoint_is_wildcard(const bs_endpoint *e)
+{
+    return addr_is_any(&e->addr);
 }
 
 /*
@@ -2693,28 +2707,6 @@ static void link_events(cfg_ctx *c, const cJSON *root, bs_config *cfg)
     }
 }
 
-/* Log the warnings of a valid config's aws, audit and sinks sections (only
- * once the whole load succeeded, so a broken file is not also noisy). The
- * encryption-off warning is the daemon's (config.h). */
-static void log_event_warnings(const char *file, const bs_config *cfg)
-{
-    if (cfg->aws.access_key_id)
-        bs_log(BS_LOG_WARN, "config",
-               "%s: aws.credentials holds a long-lived secret in the configuration file: prefer "
-               "the environment, a profile or the instance role",
-               file);
-    if (cfg->audit.enabled && !cfg->audit.signing_key_file)
-        bs_log(BS_LOG_WARN, "config",
-               "%s: audit.signing_key_file is not set: the audit trail is hash-chained but its "
-               "digests are not signed, so a rewrite of the whole trail is not detectable",
-               file);
-    for (size_t k = 0; k < cfg->n_sinks; k++)
-        if (cfg->sinks[k].streams == 0)
-            bs_log(BS_LOG_WARN, "config",
-                   "%s: sinks.%s is not used by audit, metrics or logs: it ships nothing", file,
-                   cfg->sinks[k].name);
-}
-
 /* Free the strings of refs. */
 static void refs_free(bs_sink_refs *r)
 {
@@ -2790,6 +2782,8 @@ void bs_config_free(bs_config *cfg)
     free(cfg->kafka.routes);
     endpoint_free(&cfg->admin.bind);
     events_free(cfg);
+    bs_config_errors_free(cfg->warnings);
+    free(cfg->warnings);
     free(cfg);
 }
 
@@ -2900,17 +2894,19 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
         goto out;
     }
     cfg->path = cfg_strdup(&c, path);
+    cfg->warnings = calloc(1, sizeof *cfg->warnings);
+    if (!cfg->warnings) {
+        st = BS_E_NOMEM;
+        goto out;
+    }
+    c.warns = cfg->warnings;
     walk_root(&c, root, cfg);
     if (c.nomem)
         st = BS_E_NOMEM;
     else if (c.n_problems)
         st = BS_E_CONFIG;
-    if (st == BS_OK && cfg->admin.enabled && !addr_is_loopback(&cfg->admin.bind.addr))
-        bs_log(BS_LOG_WARN, "config",
-               "%s: admin.bind %s is not a loopback address: health, metrics and status will "
-               "be reachable from the network",
-               path, cfg->admin.bind.text);
-    if (st == BS_OK) log_event_warnings(path, cfg);
+    /* Warnings only for a file that loads: a broken one is not also noisy. */
+    if (st == BS_OK && bs_config_warnings(cfg, cfg->warnings) != BS_OK) st = BS_E_NOMEM;
 out:
     if (st == BS_E_NOMEM && !c.n_problems) {
         /* Best effort: the list may itself be what failed to grow. */

@@ -156,7 +156,7 @@ class SystemdTest(harness.IntegrationTest):
             # <priority>[module] message, and no timestamp: journald stamps lines itself
             self.assertRegex(line, r"^<[3467]>\[[a-z_]+\] ")
             self.assertNotRegex(line, r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
-        self.assertTrue(any(re.match(r"^<4>\[main\] encryption at rest is OFF", ln) for ln in lines))
+        self.assertTrue(any(re.match(r"^<4>\[config\] encryption at rest is OFF", ln) for ln in lines))
         self.assertTrue(any(re.match(r"^<6>\[main\] brokerside .* running", ln) for ln in lines))
 
         # log_format json, not under the journal: one object per line with a timestamp.
@@ -168,7 +168,7 @@ class SystemdTest(harness.IntegrationTest):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(60), 0)
         objs = [json.loads(ln) for ln in open(jlog).read().splitlines()]
-        self.assertTrue(any(o["level"] == "warn" and o["module"] == "main" and
+        self.assertTrue(any(o["level"] == "warn" and o["module"] == "config" and
                             o["msg"].startswith("encryption at rest is OFF") for o in objs), objs)
         for o in objs:
             self.assertEqual(set(o), {"ts", "level", "module", "msg"})
