@@ -81,7 +81,8 @@ class AuthorizationTest(harness.IntegrationTest):
         return out
 
     def authz_events(self):
-        return [e for e in self.audit_events() if e.get("eventType") == "KafkaAuthorization"]
+        return [e for e in self.audit_events()
+                if isinstance(e, dict) and e.get("eventType") == "KafkaAuthorization"]
 
     def broker_values(self, topic, partition):
         """What the broker holds, read directly (not through the sidecar)."""
