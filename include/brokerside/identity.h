@@ -107,6 +107,13 @@ typedef struct bs_conn_identity {
     bool handshake_done; /* SaslHandshake answered with success */
     uint16_t rounds;     /* SaslAuthenticate round trips in this exchange */
     bool failed;         /* an authentication failed: only SASL APIs may follow */
+    /* Legacy SASL (SaslHandshake v0, kafka-python 2.0 and old clients): once the
+     * broker accepted the handshake, the tokens travel as bare size-prefixed
+     * frames without a Kafka header, client and broker in turn, until the
+     * mechanism's exchange ends. */
+    bool legacy_pending; /* a SaslHandshake v0 is awaiting its answer */
+    bool legacy_active;  /* bare tokens are on the wire */
+    bool legacy_client_turn; /* the next bare frame comes from the client */
 } bs_conn_identity;
 
 /* Start the identity of a connection with its certificate principal (NULL:
@@ -127,12 +134,23 @@ typedef enum bs_sasl_verdict {
  * or any other request (`api` other than those; body ignored) so the tracker
  * can refuse requests after a failed authentication. Never copies secrets.
  * Closes for: a SaslAuthenticate without a successful SaslHandshake, a
- * legacy SaslHandshake v0 (unframed tokens follow, which this proxy does not
- * follow), malformed SASL bytes of a known mechanism, a re-authentication
+ * legacy SaslHandshake v0 for a mechanism whose end the proxy cannot tell
+ * (GSSAPI), malformed SASL bytes of a known mechanism, a re-authentication
  * naming another principal or mechanism, any non-SASL request after a failed
  * authentication. */
 bs_sasl_verdict bs_sasl_track_request(bs_conn_identity *id, int16_t api, int16_t version,
                                       const uint8_t *body, size_t len, const char **why);
+/* Legacy SASL: one bare client token (the session calls this for the
+ * client frame that follows an accepted SaslHandshake v0). Same rules as a
+ * SaslAuthenticate request's bytes. */
+bs_sasl_verdict bs_sasl_track_legacy_client(bs_conn_identity *id, const uint8_t *token, size_t len,
+                                            const char **why);
+/* Legacy SASL: one bare broker token. Returns true when the exchange ended
+ * with it (the principal is then committed, as after a successful
+ * SaslAuthenticate; Kafka frames follow). A failed legacy exchange is ended
+ * by the broker closing the connection. *close_why as for responses. */
+bool bs_sasl_track_legacy_server(bs_conn_identity *id, const uint8_t *token, size_t len,
+                                 const char **close_why);
 /* The matching response body. Returns true when the identity or the attempt
  * changed (so observers may log it). *close_why is set (and the caller must
  * close) for a re-authentication that the broker accepted with a principal

@@ -372,6 +372,9 @@ static bs_status learn_attempt(bs_conn_identity *id, const uint8_t *ab, size_t a
     }
 }
 
+static bs_sasl_verdict first_token(bs_conn_identity *id, const uint8_t *p, size_t n,
+                                   const char **why);
+
 /* See identity.h. */
 bs_sasl_verdict bs_sasl_track_request(bs_conn_identity *id, int16_t api, int16_t version,
                                       const uint8_t *body, size_t len, const char **why)
@@ -387,17 +390,23 @@ bs_sasl_verdict bs_sasl_track_request(bs_conn_identity *id, int16_t api, int16_t
     bs_cursor c;
     bs_cursor_init(&c, body, len);
     if (api == SASL_HANDSHAKE) {
-        if (version == 0) {
-            *why = "SaslHandshake v0 (legacy unframed SASL tokens) is not supported through the "
-                   "proxy; clients use v1 with SaslAuthenticate";
-            return BS_SASL_CLOSE;
-        }
         bs_kafka_slice mech;
         if (bs_kafka_read_string(&c, false, false, &mech) != BS_OK || bs_cursor_remaining(&c)) {
             *why = "malformed SaslHandshake request";
             return BS_SASL_CLOSE;
         }
         bs_sasl_mech m = bs_sasl_mech_parse(mech.p, (size_t)mech.len);
+        if (version == 0 && m == BS_SASL_OTHER) {
+            /* bare tokens follow; only known mechanisms tell where they end */
+            *why = "legacy SaslHandshake v0 with a mechanism the proxy cannot follow (use "
+                   "SaslHandshake v1)";
+            return BS_SASL_CLOSE;
+        }
+        if (version == 0 && id->sasl_principal[0]) {
+            *why = "legacy SaslHandshake v0 after authentication";
+            return BS_SASL_CLOSE;
+        }
+        id->legacy_pending = version == 0;
         if (id->sasl_principal[0] && m != id->mech) {
             *why = "re-authentication with another SASL mechanism";
             return BS_SASL_CLOSE;
@@ -430,8 +439,15 @@ bs_sasl_verdict bs_sasl_track_request(bs_conn_identity *id, int16_t api, int16_t
         *why = "malformed SaslAuthenticate request (trailing bytes)";
         return BS_SASL_CLOSE;
     }
+    return first_token(id, ab.p, (size_t)ab.len, why);
+}
+
+/* The client's token of the exchange: the first one names the principal. */
+static bs_sasl_verdict first_token(bs_conn_identity *id, const uint8_t *p, size_t n,
+                                   const char **why)
+{
     if (id->rounds == 0) {
-        bs_status st = learn_attempt(id, ab.p, (size_t)ab.len);
+        bs_status st = learn_attempt(id, p, n);
         if (st != BS_OK) {
             *why = "malformed SASL client message";
             return BS_SASL_CLOSE;
@@ -471,8 +487,12 @@ bool bs_sasl_track_response(bs_conn_identity *id, int16_t api, int16_t version,
     int16_t err;
     if (bs_read_i16(&c, &err) != BS_OK) err = -1; /* unreadable answer: count as failure */
     if (api == SASL_HANDSHAKE) {
+        bool legacy = id->legacy_pending;
+        id->legacy_pending = false;
         if (err == 0) {
             id->handshake_done = true;
+            id->legacy_active = legacy;
+            id->legacy_client_turn = legacy;
             return false;
         }
         id->last_result = BS_SASL_RESULT_FAILED;
@@ -502,6 +522,47 @@ bool bs_sasl_track_response(bs_conn_identity *id, int16_t api, int16_t version,
     default: done = false; break;
     }
     if (!done) return false;
+    bool was = id->sasl_principal[0] != 0;
+    char old[BS_PRINCIPAL_MAX];
+    snprintf(old, sizeof old, "%s", id->sasl_principal);
+    commit(id);
+    if (was && strcmp(old, id->sasl_principal) != 0)
+        *close_why = "re-authentication changed the principal";
+    return true;
+}
+
+/* See identity.h. */
+bs_sasl_verdict bs_sasl_track_legacy_client(bs_conn_identity *id, const uint8_t *token, size_t len,
+                                            const char **why)
+{
+    *why = NULL;
+    if (!id->legacy_active || !id->legacy_client_turn) {
+        *why = "bare SASL token out of turn";
+        return BS_SASL_CLOSE;
+    }
+    id->legacy_client_turn = false;
+    return first_token(id, token, len, why);
+}
+
+/* See identity.h. */
+bool bs_sasl_track_legacy_server(bs_conn_identity *id, const uint8_t *token, size_t len,
+                                 const char **close_why)
+{
+    *close_why = NULL;
+    (void)token;
+    id->rounds++;
+    bool done;
+    switch (id->attempt_mech) {
+    case BS_SASL_PLAIN: done = true; break;
+    case BS_SASL_SCRAM_SHA_256:
+    case BS_SASL_SCRAM_SHA_512: done = id->rounds >= 2; break;
+    default: done = len == 0; break; /* OAUTHBEARER: empty = success */
+    }
+    if (!done) {
+        id->legacy_client_turn = true;
+        return false;
+    }
+    id->legacy_active = id->legacy_client_turn = false;
     bool was = id->sasl_principal[0] != 0;
     char old[BS_PRINCIPAL_MAX];
     snprintf(old, sizeof old, "%s", id->sasl_principal);

@@ -298,6 +298,7 @@ typedef struct dir {
     bool parked_in_place;       /* M_PARKED: the frame is at the read position of `in` */
     bool woken;                 /* M_PARKED: a hook called wake since the frame parked */
     bool observed;              /* the observer has seen the current frame */
+    bool raw;                   /* a bare legacy SASL token (no Kafka header), see identity.h */
     int64_t obs_latency_ns;     /* responses: for the observer, -1 unknown */
 } dir;
 
@@ -969,6 +970,7 @@ static void frame_done(ksess *s, dir *d)
     d->frame_seen = false;
     d->pushed = false;
     d->observed = false;
+    d->raw = false;
     /* Keep memory per idle connection small: drop big copies, keep small ones. */
     bs_wbuf *ws[] = {&d->asm_, &d->out, &d->scratch};
     for (size_t i = 0; i < BS_ARRAY_LEN(ws); i++) {
@@ -1297,11 +1299,57 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
     return BS_OK;
 }
 
+/* Legacy SASL (after an accepted SaslHandshake v0): the next frame of this
+ * side is a bare token, assembled whole (it is small), shown to the tracker
+ * and forwarded unchanged; no header, no correlation, no hooks. */
+static bs_status start_raw_token(ksess *s, dir *d, size_t flen)
+{
+    (void)s;
+    d->raw = true;
+    d->frame_len = flen;
+    d->times = (req_times){0};
+    d->m = M_HOLD;
+    return BS_OK;
+}
+
+/* A whole bare token: follow it, then forward it as it is. */
+static bs_status finish_raw_token(ksess *s, dir *d, bs_buf *in, const uint8_t *frame, bool in_place)
+{
+    size_t len = d->frame_len;
+    const char *why = NULL;
+    if (d->is_req) {
+        if (bs_sasl_track_legacy_client(&s->ident, frame + 4, len - 4, &why) != BS_SASL_FORWARD)
+            return sasl_refuse(s, why);
+    } else if (bs_sasl_track_legacy_server(&s->ident, frame + 4, len - 4, &why)) {
+        if (why) return sasl_refuse(s, why);
+        BS_LOG_INFOF(MOD, "listener %s: %s authenticated as %s (%s, legacy SASL%s)", s->listener,
+                     s->peer, s->ident.sasl_principal[0] ? s->ident.sasl_principal : "(unknown)",
+                     bs_sasl_mech_name(s->ident.mech),
+                     s->ident.sasl_verified ? "" : ", not verified: not used for decisions");
+        count_event(s, "brokerside_sasl_authentications_total",
+                    "SASL authentications seen, by result", "result", "ok");
+    }
+    if (in_place) {
+        d->m = M_STREAM;
+        d->remain = len;
+        d->tee = false;
+        return BS_OK;
+    }
+    (void)in;
+    bs_wbuf t = d->out;
+    d->out = d->asm_;
+    d->asm_ = t;
+    d->out_off = 0;
+    d->m = M_OUT;
+    return BS_OK;
+}
+
 /* A held frame is complete at `frame` (in `in` when in_place, else d->asm_):
  * inspect, transform, and queue what to emit. */
 static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame, bool in_place)
 {
     size_t len = d->frame_len;
+    if (d->raw) return finish_raw_token(s, d, in, frame, in_place);
     if (d->is_req && d->validate) {
         BS_GUARD(validate_request(s, d, frame, len));
         d->validate = false;
@@ -1483,6 +1531,17 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd, bs_buf *back)
                 d->t_first = now_ns();
             }
             size_t flen;
+            if (s->ident.legacy_active && d->is_req == s->ident.legacy_client_turn) {
+                /* a bare legacy SASL token: any size up to the frame limit, empty included */
+                if (avail < 4) return BS_OK;
+                const uint8_t *q = bs_buf_read_ptr(in);
+                uint32_t size = ((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) |
+                                ((uint32_t)q[2] << 8) | q[3];
+                if (size > max_frame || size > INT32_MAX)
+                    return protocol_error(s, d, "malformed", "invalid legacy SASL token size");
+                BS_GUARD(start_raw_token(s, d, (size_t)size + 4));
+                continue;
+            }
             bs_status st = bs_kafka_frame_length(bs_buf_read_ptr(in), avail, max_frame, &flen);
             if (st == BS_E_SHORT) return BS_OK;
             if (st == BS_E_TOO_LARGE) {

@@ -5,7 +5,11 @@ protocol classes (Debian's python3-kafka); every frame is written and read
 here, so the test sees exactly what the sidecar answered.
 """
 
+import base64
+import hashlib
+import hmac
 import io
+import os
 import socket
 import ssl
 import struct
@@ -17,7 +21,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 
 PRODUCE_VERSION = 3
 FETCH_VERSION = 4
-METADATA_VERSION = 1
+METADATA_VERSION = 4  # Kafka 4 answers v4+ only (KIP-896)
 
 
 def record_batch(values):
@@ -104,9 +108,71 @@ class Conn:
                 out[(topic, p[0])] = (p[1], len(p[-1] or b""))
         return out
 
-    def metadata(self, topics=None):
-        """Metadata v1 for `topics` (None: all). Returns {topic: error_code}."""
-        req = MetadataRequest[METADATA_VERSION](topics=topics if topics is not None else None)
-        body = self.send_raw(3, METADATA_VERSION, req.encode())
-        resp = MetadataResponse[METADATA_VERSION].decode(io.BytesIO(body))
+    def metadata(self, topics=None, version=METADATA_VERSION):
+        """Metadata for `topics` (None: all); v1 for librdkafka's mock broker, v4 for Kafka 4.
+        Returns {topic: error_code}."""
+        args = {"topics": topics}
+        if version >= 4:
+            args["allow_auto_topic_creation"] = False
+        req = MetadataRequest[version](**args)
+        body = self.send_raw(3, version, req.encode())
+        resp = MetadataResponse[version].decode(io.BytesIO(body))
         return {t[1]: t[0] for t in resp.topics}
+
+    # ---- SASL (SaslHandshake v1 + SaslAuthenticate v1, as Kafka clients do)
+
+    def sasl_handshake(self, mechanism):
+        """Returns the error code."""
+        m = mechanism.encode()
+        body = self.send_raw(17, 1, struct.pack(">h", len(m)) + m)
+        return struct.unpack(">h", body[:2])[0]
+
+    def sasl_authenticate(self, auth_bytes):
+        """One SaslAuthenticate v1 round trip: (error_code, server_bytes)."""
+        body = self.send_raw(36, 1, struct.pack(">i", len(auth_bytes)) + auth_bytes)
+        err = struct.unpack(">h", body[:2])[0]
+        mlen = struct.unpack(">h", body[2:4])[0]
+        off = 4 + max(mlen, 0)
+        alen = struct.unpack(">i", body[off:off + 4])[0]
+        return err, body[off + 4:off + 4 + max(alen, 0)]
+
+    def plain(self, user, password):
+        """PLAIN login; returns the SaslAuthenticate error code."""
+        err = self.sasl_handshake("PLAIN")
+        if err:
+            return err
+        return self.sasl_authenticate(b"\0" + user.encode() + b"\0" + password.encode())[0]
+
+    def scram(self, user, password, mechanism="SCRAM-SHA-512", handshake=True):
+        """SCRAM login (RFC 5802); returns the error code of the last round."""
+        algo = "sha512" if mechanism.endswith("512") else "sha256"
+        if handshake:
+            err = self.sasl_handshake(mechanism)
+            if err:
+                return err
+        nonce = base64.b64encode(os.urandom(18)).decode()
+        bare = "n=%s,r=%s" % (user.replace("=", "=3D").replace(",", "=2C"), nonce)
+        err, first = self.sasl_authenticate(("n,," + bare).encode())
+        if err:
+            return err
+        attrs = dict(kv.split("=", 1) for kv in first.decode().split(","))
+        salted = hashlib.pbkdf2_hmac(algo, password.encode(), base64.b64decode(attrs["s"]),
+                                     int(attrs["i"]))
+        ckey = hmac.new(salted, b"Client Key", algo).digest()
+        stored = hashlib.new(algo, ckey).digest()
+        without_proof = "c=biws,r=" + attrs["r"]
+        auth_msg = ",".join([bare, first.decode(), without_proof]).encode()
+        sig = hmac.new(stored, auth_msg, algo).digest()
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(ckey, sig))).decode()
+        err, _ = self.sasl_authenticate((without_proof + ",p=" + proof).encode())
+        return err
+
+    def closed(self, timeout=10.0):
+        """True once the peer closed the connection (EOF or reset) within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False

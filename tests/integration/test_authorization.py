@@ -115,7 +115,7 @@ class AuthorizationTest(harness.IntegrationTest):
         self.assertEqual(self.broker_values("denied", 0)[1], 0)
         # acks=0 with everything denied: dropped, and the connection still answers
         self.assertIsNone(c.produce({"denied": {1: [b"y"]}}, acks=0))
-        self.assertEqual(c.metadata(["allowed-a"]), {"allowed-a": 0})
+        self.assertEqual(c.metadata(["allowed-a"], version=1), {"allowed-a": 0})
         self.assertEqual(self.broker_values("denied", 1)[1], 0)
         # audit: the mixed request's decisions in one event, with the deciding rule
         harness.wait_until(lambda: any(
@@ -144,12 +144,12 @@ class AuthorizationTest(harness.IntegrationTest):
         self.assertEqual(got[("denied", 0)], (TOPIC_AUTH, 0))
         self.assertEqual(got[("hidden", 0)], (TOPIC_AUTH, 0))
         # all topics: the ones without Describe are left out
-        md = c.metadata(None)
+        md = c.metadata(None, version=1)
         self.assertIn("allowed-a", md)
         self.assertIn("denied", md)
         self.assertNotIn("hidden", md)
         # asked by name: TOPIC_AUTHORIZATION_FAILED
-        self.assertEqual(c.metadata(["hidden", "allowed-a"]), {"hidden": TOPIC_AUTH, "allowed-a": 0})
+        self.assertEqual(c.metadata(["hidden", "allowed-a"], version=1), {"hidden": TOPIC_AUTH, "allowed-a": 0})
 
     def test_kcat_denied_and_allowed(self):
         addr = "127.0.0.1:%d" % self.port

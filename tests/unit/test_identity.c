@@ -184,9 +184,10 @@ static void test_track_failures(void)
     /* SaslAuthenticate without a handshake */
     size_t n = authenticate(b, "\0alice\0pw", 9);
     CHECK_EQ(bs_sasl_track_request(&id, 36, 2, b, n, &why), BS_SASL_CLOSE);
-    /* legacy v0 handshake */
-    n = handshake(b, "PLAIN");
+    /* legacy v0 handshake: only for mechanisms whose bare tokens can be followed */
+    n = handshake(b, "GSSAPI");
     CHECK_EQ(bs_sasl_track_request(&id, 17, 0, b, n, &why), BS_SASL_CLOSE);
+    n = handshake(b, "PLAIN");
     /* malformed handshake and malformed PLAIN bytes */
     CHECK_EQ(bs_sasl_track_request(&id, 17, 1, b, 3, &why), BS_SASL_CLOSE);
     CHECK_EQ(bs_sasl_track_request(&id, 17, 1, b, n, &why), BS_SASL_FORWARD);
@@ -205,6 +206,36 @@ static void test_track_failures(void)
     CHECK_EQ(bs_sasl_track_request(&id, 18, 3, NULL, 0, &why), BS_SASL_FORWARD);
     /* the tracker never keeps the password */
     CHECK(memmem(&id, sizeof id, "wrong", 5) == NULL);
+}
+
+/* SaslHandshake v0: bare tokens, client and broker in turn. */
+static void test_track_legacy(void)
+{
+    bs_conn_identity id;
+    bs_conn_identity_init(&id, NULL);
+    uint8_t b[512];
+    const char *why, *cw;
+    size_t n = handshake(b, "SCRAM-SHA-512");
+    CHECK_EQ(bs_sasl_track_request(&id, 17, 0, b, n, &why), BS_SASL_FORWARD);
+    CHECK(!id.legacy_active);
+    (void)bs_sasl_track_response(&id, 17, 0, hs_ok, sizeof hs_ok, &cw);
+    CHECK(id.legacy_active);
+    CHECK(id.legacy_client_turn);
+    const char *first = "n,,n=carol,r=nonce";
+    CHECK_EQ(bs_sasl_track_legacy_client(&id, (const uint8_t *)first, strlen(first), &why),
+             BS_SASL_FORWARD);
+    CHECK(!id.legacy_client_turn);
+    /* out of turn */
+    bs_conn_identity id2 = id;
+    CHECK_EQ(bs_sasl_track_legacy_client(&id2, (const uint8_t *)first, strlen(first), &why),
+             BS_SASL_CLOSE);
+    CHECK(!bs_sasl_track_legacy_server(&id, (const uint8_t *)"r=nonceS,s=c2E=,i=4096", 22, &cw));
+    CHECK_STR(bs_conn_identity_principal(&id), "User:ANONYMOUS");
+    CHECK_EQ(bs_sasl_track_legacy_client(&id, (const uint8_t *)"c=biws,r=nonceS,p=eA==", 22, &why),
+             BS_SASL_FORWARD);
+    CHECK(bs_sasl_track_legacy_server(&id, (const uint8_t *)"v=eA==", 6, &cw));
+    CHECK(!id.legacy_active);
+    CHECK_STR(bs_conn_identity_principal(&id), "User:carol");
 }
 
 static void test_track_plain_secrets(void)
@@ -231,5 +262,6 @@ int main(void)
     RUN(test_track_scram);
     RUN(test_track_failures);
     RUN(test_track_plain_secrets);
+    RUN(test_track_legacy);
     return test_report();
 }

@@ -248,9 +248,9 @@ static void test_hostile_clients(void)
     h_open(&h, NULL);
     CHECK(send_auth(&h, "\0alice\0pw", 9) != BS_OK);
     h_close(&h);
-    /* legacy v0 handshake (unframed tokens would follow) */
+    /* legacy v0 handshake with a mechanism whose bare tokens cannot be followed */
     h_open(&h, NULL);
-    CHECK(send_handshake(&h, "PLAIN", 0) != BS_OK);
+    CHECK(send_handshake(&h, "GSSAPI", 0) != BS_OK);
     h_close(&h);
     /* malformed PLAIN bytes */
     h_open(&h, NULL);
@@ -280,6 +280,37 @@ static void test_hostile_clients(void)
     CHECK_STR(h.id->attempt_principal, "User:alice");
     CHECK_STR(bs_conn_identity_principal(h.id), "User:ANONYMOUS");
     CHECK(send_heartbeat(&h) != BS_OK);
+    h_close(&h);
+}
+
+/* A bare size-prefixed token (legacy SASL after SaslHandshake v0). */
+static bs_status bare(harness *h, bool client, const void *p, size_t n)
+{
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_put_be32(&w, (uint32_t)n);
+    bs_wbuf_put(&w, p, n);
+    bs_status st = feed(h, client, &w);
+    bs_wbuf_free(&w);
+    return st;
+}
+
+/* kafka-python 2.0 and other old clients: SaslHandshake v0, then bare tokens. */
+static void test_legacy_plain(void)
+{
+    harness h;
+    h_open(&h, NULL);
+    CHECK_EQ(send_handshake(&h, "PLAIN", 0), BS_OK);
+    /* the v0 answer has the same shape as v1's */
+    CHECK_EQ(answer_handshake(&h, 0), BS_OK);
+    CHECK_EQ(bare(&h, true, "\0dave\0dave-secret", 16), BS_OK);
+    CHECK_STR(bs_conn_identity_principal(h.id), "User:ANONYMOUS");
+    CHECK_EQ(bare(&h, false, "", 0), BS_OK); /* the broker's empty token: success */
+    CHECK_STR(bs_conn_identity_principal(h.id), "User:dave");
+    CHECK(memmem(h.id, sizeof *h.id, "dave-secret", 11) == NULL);
+    /* Kafka frames again afterwards */
+    CHECK_EQ(send_heartbeat(&h), BS_OK);
+    CHECK_EQ(answer_heartbeat(&h), BS_OK);
     h_close(&h);
 }
 
@@ -357,6 +388,7 @@ int main(void)
     RUN(test_scram_two_rounds);
     RUN(test_hostile_clients);
     RUN(test_oauthbearer);
+    RUN(test_legacy_plain);
     bs_kafka_session_reset_globals();
     bs_metrics_shutdown();
     return test_report();
