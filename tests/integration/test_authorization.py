@@ -129,6 +129,19 @@ class AuthorizationTest(harness.IntegrationTest):
         self.assertEqual(by_name["denied"]["rule"], "rules[2]")
         self.assertEqual(by_name["allowed-a"]["decision"], "ALLOW")
         self.assertEqual(by_name["allowed-a"]["rule"], "rules[4]")
+        # the decisions are links of the hash chain like every other event
+        self.bs.stop()
+        files = sorted(os.path.join(self.audit_dir, f) for f in os.listdir(self.audit_dir)
+                       if f.startswith("audit") and ".ndjson" in f)
+        r = subprocess.run([harness.BROKERSIDE, "audit", "verify"] + files, capture_output=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return
+
+    def test_denial_metrics(self):
+        c = self.conn()
+        c.produce({"allowed-a": {0: [b"a"]}, "denied": {0: [b"d"]}})
+        c.produce({"denied": {1: [b"d"]}})
+        c.produce({"denied": {1: [b"d"]}})
         # metrics: denials per principal, operation, resource type
         m = self.bs.metrics()
         self.assertGreaterEqual(harness.metric(m, "brokerside_authz_denied_total",
