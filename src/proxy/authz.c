@@ -898,6 +898,7 @@ static const spec g_specs[] = {
     {29, "", NULL, BS_ACL_CLUSTER, BS_ACL_DESCRIBE},
     {30, "", NULL, BS_ACL_CLUSTER, BS_ACL_ALTER},
     {31, "", NULL, BS_ACL_CLUSTER, BS_ACL_ALTER},
+    {34, "", NULL, BS_ACL_CLUSTER, BS_ACL_ALTER},
     {35, "", NULL, BS_ACL_CLUSTER, BS_ACL_DESCRIBE},
     {37, "Topics", "Name", BS_ACL_TOPIC, BS_ACL_ALTER},
     {42, "", "GroupsNames", BS_ACL_GROUP, BS_ACL_DELETE},
@@ -1093,9 +1094,28 @@ static bs_status on_request(void *arg, const bs_kafka_request_header *h, const u
         ev_begin(c, h);
         c->counted = x.allowed;
     }
+    if (!m) {
+        /* No schema in this build: judged when the API needs only a cluster
+         * right (no names to read); a denial cannot be answered in the API's
+         * own format, so it closes the connection (logged). */
+        bool ok = false, judged = false;
+        for (size_t i = 0; i < BS_ARRAY_LEN(g_specs); i++) {
+            if (g_specs[i].api != api) continue;
+            judged = !g_specs[i].field;
+            if (!judged) break;
+            ok = judge(c, g_specs[i].op, g_specs[i].res, "", 0);
+        }
+        if (!judged) deny_unjudged(c, api);
+        ev_end(c);
+        if (judged && ok) return BS_OK;
+        BS_LOG_WARNF(MOD, "listener %s: %s v%d from %s (%s) denied and without a schema to "
+                     "answer it: closing the connection",
+                     c->listener, bs_kafka_api_name(api), h->api_version, c->host, c->principal);
+        return BS_E_UNSUPPORTED;
+    }
     bs_kafka_obj *o = NULL;
     bs_status st = BS_E_UNSUPPORTED;
-    if (m && h->header_len && h->header_len + 4 <= len)
+    if (h->header_len && h->header_len + 4 <= len)
         st = bs_kafka_decode(m, h->api_version, frame + 4 + h->header_len, len - 4 - h->header_len,
                              &c->arena, &o);
     if (st != BS_OK) {
@@ -1190,7 +1210,18 @@ static bs_status on_response(void *arg, const bs_kafka_inflight *req, const uint
 {
     aconn *c = arg;
     *verdict = BS_KAFKA_HOOK_PASS;
-    /* responses come in request order; the head may be for a later request */
+    /* Responses come in request order. An entry older than the request this
+     * response answers never got a broker response (a later hook answered
+     * that request itself): drop it. The head may also be for a later request. */
+    for (size_t k = 1; k < c->qn; k++) {
+        if (c->q[(c->qhead + k) % c->qcap].corr != req->correlation_id) continue;
+        while (k--) {
+            pending_free(&c->q[c->qhead]);
+            c->qhead = (c->qhead + 1) % c->qcap;
+            c->qn--;
+        }
+        break;
+    }
     if (!c->qn || c->q[c->qhead].corr != req->correlation_id) return BS_OK;
     pending p = c->q[c->qhead];
     c->qhead = (c->qhead + 1) % c->qcap;
