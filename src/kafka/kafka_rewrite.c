@@ -12,9 +12,21 @@ static const int16_t decoded_apis[] = {
     BS_KAFKA_DESCRIBE_QUORUM,  BS_KAFKA_SHARE_FETCH,  BS_KAFKA_SHARE_ACKNOWLEDGE,
 };
 
+/* Versions the codec could decode but the proxy must not let clients use.
+ * Produce v13 (KIP-516) names topics by id only: encryption rules, per-topic
+ * metrics and audit select by topic name, and a sidecar in front of one broker
+ * need not have seen the Metadata answer that maps the id (the client may have
+ * fetched it through another broker's sidecar). v12 keeps KIP-951 leader hints. */
+static const struct {
+    int16_t api_key, max_version;
+} policy_caps[] = {
+    {BS_KAFKA_PRODUCE, 12},
+};
+
 /* See kafka_rewrite.h. The cap is the lowest max version among the generated
  * request/response schemas of the API: every version up to it is covered by
- * the codec (and by the unit tests, which iterate the same tables). */
+ * the codec (and by the unit tests, which iterate the same tables), lowered
+ * further by policy_caps. */
 int16_t bs_kafka_max_supported_version(int16_t api_key)
 {
     bool decoded = false;
@@ -22,6 +34,8 @@ int16_t bs_kafka_max_supported_version(int16_t api_key)
         decoded |= decoded_apis[i] == api_key;
     if (!decoded) return -1;
     int16_t cap = -1;
+    for (size_t i = 0; i < BS_ARRAY_LEN(policy_caps); i++)
+        if (policy_caps[i].api_key == api_key) cap = policy_caps[i].max_version;
     for (size_t i = 0; i < bs_kafka_messages_count; i++) {
         const bs_kafka_message *m = &bs_kafka_messages[i];
         if (m->api_key == api_key && (cap < 0 || m->max_version < cap)) cap = m->max_version;
