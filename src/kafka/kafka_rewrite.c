@@ -23,22 +23,27 @@ static const struct {
     {BS_KAFKA_PRODUCE, 12},
 };
 
-/* See kafka_rewrite.h. The cap is the lowest max version among the generated
- * request/response schemas of the API: every version up to it is covered by
- * the codec (and by the unit tests, which iterate the same tables), lowered
- * further by policy_caps. */
+/* See kafka_rewrite.h. Any API: the generated table's max version (the
+ * request header and audit decoding of a newer version are unknown, and it
+ * could carry an endpoint where no older version did). Decoded APIs: the
+ * lowest max version among the generated request/response schemas of the
+ * API, i.e. every version the codec and its unit tests cover. Then
+ * policy_caps. */
 int16_t bs_kafka_max_supported_version(int16_t api_key)
 {
+    const bs_kafka_api_info *a = bs_kafka_api(api_key);
+    if (!a || a->min_version > a->max_version) return -1;
+    int16_t cap = a->max_version;
+    for (size_t i = 0; i < BS_ARRAY_LEN(policy_caps); i++)
+        if (policy_caps[i].api_key == api_key && policy_caps[i].max_version < cap)
+            cap = policy_caps[i].max_version;
     bool decoded = false;
     for (size_t i = 0; i < BS_ARRAY_LEN(decoded_apis); i++)
         decoded |= decoded_apis[i] == api_key;
-    if (!decoded) return -1;
-    int16_t cap = -1;
-    for (size_t i = 0; i < BS_ARRAY_LEN(policy_caps); i++)
-        if (policy_caps[i].api_key == api_key) cap = policy_caps[i].max_version;
+    if (!decoded) return cap;
     for (size_t i = 0; i < bs_kafka_messages_count; i++) {
         const bs_kafka_message *m = &bs_kafka_messages[i];
-        if (m->api_key == api_key && (cap < 0 || m->max_version < cap)) cap = m->max_version;
+        if (m->api_key == api_key && m->max_version < cap) cap = m->max_version;
     }
     return cap;
 }
@@ -233,13 +238,21 @@ bs_status bs_kafka_rewrite_api_versions(const uint8_t *body, size_t len, int16_t
         fmax = bs_kafka_struct_field(av, "MaxVersion");
     bs_kafka_val *arr = &root->vals[keys];
     bool any = false;
+    int32_t kept = 0;
     for (int32_t k = 0; k < arr->count; k++) {
         bs_kafka_val *vals = arr->items[k].vals;
         int16_t cap = bs_kafka_max_supported_version((int16_t)vals[fkey].i);
-        if (cap < 0 || vals[fmax].i <= cap || vals[fmin].i > cap) continue;
-        vals[fmax].i = cap;
-        any = true;
+        if (cap < 0 || vals[fmin].i > cap) {
+            any = true; /* an API (or every version of it) we cannot serve: drop it */
+            continue;
+        }
+        if (vals[fmax].i > cap) {
+            vals[fmax].i = cap;
+            any = true;
+        }
+        arr->items[kept++] = arr->items[k];
     }
+    if (arr->count > 0) arr->count = kept;
     if (any) BS_GUARD_GOTO(st, bs_kafka_encode(m, version, root, out), done);
     *changed = any;
 done:
