@@ -26,11 +26,21 @@
 /* Longest advertised host name accepted from a map function (DNS limit). */
 #define BS_KAFKA_MAX_HOST 255
 
-/* Maps a broker node id to the address clients must use. Write a
- * NUL-terminated host (at most hostlen-1 bytes) and the port; return BS_OK, or
- * BS_E_NOT_FOUND for a node that has no advertised address. */
-typedef bs_status (*bs_kafka_map_fn)(void *arg, int32_t node_id, char *host, size_t hostlen,
-                                     int32_t *port);
+/* An endpoint as the broker wrote it in a response: the host bytes (not
+ * NUL-terminated, may be empty) and the port. */
+typedef struct bs_kafka_addr {
+    const char *host;
+    size_t host_len;
+    int32_t port;
+} bs_kafka_addr;
+
+/* Maps a broker node id to the address clients must use. `was` is the
+ * address the broker advertised for it in this response (a map function may
+ * derive the answer from it, e.g. the sidecar fronting that very address).
+ * Write a NUL-terminated host (at most hostlen-1 bytes) and the port; return
+ * BS_OK, or BS_E_NOT_FOUND for a node that has no advertised address. */
+typedef bs_status (*bs_kafka_map_fn)(void *arg, int32_t node_id, const bs_kafka_addr *was,
+                                     char *host, size_t hostlen, int32_t *port);
 
 /* Could a response of api_key/api_version carry broker endpoints? (Metadata,
  * FindCoordinator, DescribeCluster, ShareFetch, ShareAcknowledge: always;

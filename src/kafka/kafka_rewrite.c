@@ -133,7 +133,10 @@ static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o, bool has_parent, i
     char name[BS_KAFKA_MAX_HOST + 1];
     int32_t new_port = 0;
     name[0] = '\0';
-    bs_status st = x->map_fn(x->map_arg, node_id, name, sizeof name, &new_port);
+    bs_kafka_addr was = {.host = hv->null ? "" : (const char *)hv->p,
+                         .host_len = hv->null ? 0 : hv->n,
+                         .port = (int32_t)pv->i};
+    bs_status st = x->map_fn(x->map_arg, node_id, &was, name, sizeof name, &new_port);
     if (st != BS_OK) {
         x->bad_node = node_id;
         return st; /* BS_E_NOT_FOUND, or whatever else the map function failed with */

@@ -15,8 +15,10 @@
 #define SEEDS 6
 
 /* node -> proxy-<id>.example:9000+id for ids 1..3; everything else unmapped. */
-static bs_status map_fwd(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
+static bs_status map_fwd(void *arg, int32_t node, const bs_kafka_addr *was,
+                   char *host, size_t hostlen, int32_t *port)
 {
+    (void)was;
     (void)arg;
     if (node < 1 || node > 3) return BS_E_NOT_FOUND;
     snprintf(host, hostlen, "proxy-%d.example", (int)node);
@@ -25,16 +27,20 @@ static bs_status map_fwd(void *arg, int32_t node, char *host, size_t hostlen, in
 }
 
 /* The inverse of the generator's endpoint values. */
-static bs_status map_back(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
+static bs_status map_back(void *arg, int32_t node, const bs_kafka_addr *was,
+                   char *host, size_t hostlen, int32_t *port)
 {
+    (void)was;
     (void)arg;
     snprintf(host, hostlen, "broker-%d.real", (int)node);
     *port = 19000 + node;
     return BS_OK;
 }
 
-static bs_status map_none(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
+static bs_status map_none(void *arg, int32_t node, const bs_kafka_addr *was,
+                   char *host, size_t hostlen, int32_t *port)
 {
+    (void)was;
     (void)arg, (void)node, (void)host, (void)hostlen, (void)port;
     return BS_E_NOT_FOUND;
 }
@@ -342,8 +348,10 @@ static void test_find_coordinator_errors(void)
 static char longhost[BS_KAFKA_MAX_HOST + 1];
 
 /* Maps every node to a 200-byte host name. */
-static bs_status map_long(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
+static bs_status map_long(void *arg, int32_t node, const bs_kafka_addr *was,
+                   char *host, size_t hostlen, int32_t *port)
 {
+    (void)was;
     (void)arg, (void)node;
     snprintf(host, hostlen, "%s", longhost);
     *port = 1;
