@@ -299,30 +299,35 @@ public final class ClientScenarios {
 
     // ------------------------------------------------------------------ scenarios
 
-    /** An idempotent producer with compression `codec`; the records are read back. */
+    /** An idempotent producer per compression codec (codec=a,b,...: topic "TOPIC-CODEC" each
+     *  when several); the records are read back, each exactly once. */
     private void produce() throws Exception {
-        String topic = opt("topic", null), codec = opt("codec", "none");
+        String topic = opt("topic", null);
+        String[] codecs = opt("codec", "none").split(",");
         int count = intOpt("count", 100);
-        String prefix = opt("prefix", "value-" + codec);
-        try (Admin a = admin()) {
-            ensureTopic(a, topic);
+        Map<String, Object> perCodec = new LinkedHashMap<>();
+        for (String codec : codecs) {
+            String t = codecs.length > 1 ? topic + "-" + codec : topic;
+            String prefix = opt("prefix", "value") + "-" + codec;
+            try (Admin a = admin()) {
+                ensureTopic(a, t);
+            }
+            List<String> sent = values(prefix, 0, count);
+            try (KafkaProducer<String, String> p = producer(Map.of(
+                    ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true",
+                    ProducerConfig.COMPRESSION_TYPE_CONFIG, codec,
+                    ProducerConfig.LINGER_MS_CONFIG, "20"))) {
+                sendAll(p, t, sent);
+                notePartitions(p.partitionsFor(t));
+            }
+            List<String> mine = new ArrayList<>();
+            for (String v : readAll(t, "read_uncommitted")) if (v.startsWith(prefix + "-")) mine.add(v);
+            Set<String> distinct = new HashSet<>(mine);
+            perCodec.put(codec, Map.of("topic", t, "produced", count, "read", mine.size()));
+            check(distinct.equals(new HashSet<>(sent)), codec + ": read back " + distinct.size() + " of " + count + " values");
+            check(mine.size() == count, codec + ": duplicates: read " + mine.size() + " records for " + count + " sent");
         }
-        List<String> sent = values(prefix, 0, count);
-        try (KafkaProducer<String, String> p = producer(Map.of(
-                ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true",
-                ProducerConfig.COMPRESSION_TYPE_CONFIG, codec,
-                ProducerConfig.LINGER_MS_CONFIG, "20"))) {
-            sendAll(p, topic, sent);
-            notePartitions(p.partitionsFor(topic));
-        }
-        List<String> got = readAll(topic, "read_uncommitted");
-        List<String> mine = new ArrayList<>();
-        for (String v : got) if (v.startsWith(prefix + "-")) mine.add(v);
-        Set<String> distinct = new HashSet<>(mine);
-        result.put("produced", count);
-        result.put("read", mine.size());
-        check(distinct.equals(new HashSet<>(sent)), "read back " + distinct.size() + " of " + count + " values");
-        check(mine.size() == count, "duplicates: read " + mine.size() + " records for " + count + " sent");
+        result.put("codecs", perCodec);
     }
 
     /** Commit, abort, commit; read_committed sees only the committed records. */
