@@ -157,7 +157,11 @@ static size_t min_wire_size(uint8_t type, const bs_kafka_struct *sub, const dctx
         for (size_t i = 0; i < sub->nfields; i++) {
             const bs_kafka_field *f = &sub->fields[i];
             if (!bs_kafka_field_present(f, x->v) || bs_kafka_field_tagged(f, x->v)) continue;
-            n += min_wire_size(f->type, f->sub, x, depth + 1);
+            /* a nullable struct may be just its int8 null marker */
+            if (f->type == BS_KT_STRUCT && bs_kafka_field_nullable(f, x->v))
+                n += 1;
+            else
+                n += min_wire_size(f->type, f->sub, x, depth + 1);
         }
         return n ? n : 1;
     }
@@ -227,6 +231,16 @@ static bs_status read_value(const bs_kafka_field *f, uint8_t type, dctx *x, bs_c
         return BS_OK;
     case BS_KT_STRUCT: {
         BS_ENSURE(f->sub, BS_E_MALFORMED);
+        if (nullable && f->type == BS_KT_STRUCT) {
+            /* Kafka writes a nullable struct as an int8 marker: -1 null, 1 present */
+            int8_t marker;
+            BS_GUARD(bs_read_i8(c, &marker));
+            BS_ENSURE(marker == -1 || marker == 1, BS_E_MALFORMED);
+            if (marker < 0) {
+                val->null = true;
+                return BS_OK;
+            }
+        }
         if (!x->a) {
             BS_GUARD(x->fn(x->arg, f, NULL, BS_KAFKA_VISIT_ENTER));
             BS_GUARD(decode_into(f->sub, x, c, depth + 1, NULL));
@@ -432,7 +446,11 @@ static bs_status encode_value(const bs_kafka_field *f, uint8_t type, int16_t v, 
         break;
     }
     case BS_KT_STRUCT:
-        BS_ENSURE(f->sub && val->items, BS_E_MALFORMED);
+        if (nullable && f->type == BS_KT_STRUCT) {
+            bs_wbuf_put_u8(w, val->null ? 0xff : 1);
+            if (val->null) break;
+        }
+        BS_ENSURE(!val->null && f->sub && val->items, BS_E_MALFORMED);
         BS_GUARD(encode_obj(f->sub, v, flex, val->items, w, depth + 1));
         break;
     case BS_KT_ARRAY:

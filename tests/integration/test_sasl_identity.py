@@ -254,5 +254,95 @@ class SaslIdentityTest(harness.IntegrationTest):
         self.assertNotIn(b"wrong-password-xyz", self.bs.log_text().encode())
 
 
+
+def java_policy():
+    return {"default": "deny", "rules": [
+        {"principal": "User:alice", "operation": "All", "resource_type": "Topic",
+         "resource_name": "alice-", "pattern_type": "PREFIXED", "permission": "ALLOW"},
+        {"principal": "User:alice", "operation": "All", "resource_type": "Group",
+         "resource_name": "alice-", "pattern_type": "PREFIXED", "permission": "ALLOW"},
+        {"principal": "User:alice", "operation": "Describe", "resource_type": "Cluster",
+         "permission": "ALLOW"},
+        {"principal": "User:bob", "operation": "All", "resource_type": "Topic",
+         "resource_name": "bob-", "pattern_type": "PREFIXED", "permission": "ALLOW"},
+        {"principal": "User:bob", "operations": ["Read", "Describe"], "resource_type": "Topic",
+         "resource_name": "alice-java-produce", "permission": "ALLOW"},
+    ]}
+
+
+class JavaClientPolicyTest(harness.IntegrationTest):
+    """The Java client (tests/java) with SCRAM-SHA-512 through the enforcing sidecar: allowed
+    produce (idempotent), consumer group and admin operations work; denied ones fail with the
+    client's own authorization exceptions."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import java_client
+        cls.java = java_client
+        why = java_client.available()
+        if why:
+            raise AssertionError(why)
+        cls.kafka = harness.module_kafka(nodes=1, broker_config={
+            "connections.max.reauth.ms": 600000})
+
+    def setUp(self):
+        super().setUp()
+        self.kafka.delete_topics(["alice-java-produce", "alice-java-group", "alice-java-admin",
+                                  "bob-java-group"])
+        self.port = harness.free_port()
+        lst = {"name": "sasl", "bind": "127.0.0.1:%d" % self.port,
+               "upstream": self.kafka.node(1).sasl, "protocol": "kafka"}
+        self.bs = self.start_brokerside(harness.base_config(
+            harness.free_port(), [lst], kafka={"advertise": {"1": "127.0.0.1:%d" % self.port}},
+            authorization=java_policy()))
+
+    def props(self, user):
+        return self.java.write_props(os.path.join(self.tmp, user + ".properties"),
+                                     "127.0.0.1:%d" % self.port,
+                                     sasl=("SCRAM-SHA-512", user, user + "-secret"))
+
+    def test_alice_allowed(self):
+        res = self.java.run_scenario(self, "produce", self.props("alice"),
+                                     topic="alice-java-produce", count=50)
+        self.java.assert_ok(self, res, "alice produce")
+        res = self.java.run_scenario(self, "group", self.props("alice"), topic="alice-java-group",
+                                     group="alice-g", partitions=2, members=2, count=40)
+        self.java.assert_ok(self, res, "alice group")
+        res = self.java.run_scenario(self, "admin", self.props("alice"), topic="alice-java-admin")
+        self.java.assert_ok(self, res, "alice admin")
+        self.assertEqual(res["nodes"], ["127.0.0.1:%d" % self.port])
+        m = self.bs.metrics()
+        self.assertGreater(harness.metric(m, "brokerside_principal_requests_total",
+                                          principal="User:alice", api="Produce"), 0)
+
+    def test_bob_denied(self):
+        # bob writing alice's topic: TopicAuthorizationException (the scenario's CreateTopics
+        # or its producer, whichever comes first)
+        self.java.run_scenario(self, "produce", self.props("alice"), topic="alice-java-produce",
+                               count=5)
+        res = self.java.run_scenario(self, "produce", self.props("bob"),
+                                     topic="alice-java-produce", count=5)
+        self.assertFalse(res["ok"])
+        self.assertIn("TopicAuthorizationException", json.dumps(res.get("errors")) + res["_stderr"])
+        # bob joining alice's group on his own topic: GroupAuthorizationException
+        res = self.java.run_scenario(self, "group", self.props("bob"), topic="bob-java-group",
+                                     group="alice-g", partitions=1, members=1, count=5)
+        self.assertFalse(res["ok"])
+        self.assertIn("GroupAuthorizationException", res["_stderr"])
+        # bob's admin calls on the cluster: ClusterAuthorizationException
+        res = self.java.run_scenario(self, "admin", self.props("bob"), topic="bob-java-admin")
+        self.assertFalse(res["ok"])
+        self.assertIn("ClusterAuthorizationException", json.dumps(res.get("errors")) + res["_stderr"])
+        m = self.bs.metrics()
+        def denied(op, rt):
+            return harness.metric(m, "brokerside_authz_denied_total", principal="User:bob",
+                                  operation=op, resource_type=rt)
+        self.assertGreater(denied("Create", "Topic") + denied("Write", "Topic"), 0)
+        # FindCoordinator (Describe) or the group heartbeat (Read), whichever the client sent
+        self.assertGreater(denied("Describe", "Group") + denied("Read", "Group"), 0)
+        self.assertGreater(denied("Describe", "Cluster"), 0)
+
+
 if __name__ == "__main__":
     harness.main()
