@@ -85,6 +85,7 @@ static bs_status next_field(bs_cursor *c, uint8_t sep, const uint8_t **f, size_t
 /* See sasl.h. */
 bs_status bs_sasl_plain_parse(const uint8_t *p, size_t len, char *user, char *authzid)
 {
+    if (!p) return BS_E_MALFORMED;
     bs_cursor c;
     bs_cursor_init(&c, p, len);
     const uint8_t *zid, *cid, *pw;
@@ -151,6 +152,7 @@ static bs_status gs2_header(bs_cursor *c, char *authzid)
 bs_status bs_sasl_scram_client_first(const uint8_t *p, size_t len, char *user, char *authzid,
                                      bool *token_auth)
 {
+    if (!p) return BS_E_MALFORMED;
     bs_cursor c;
     bs_cursor_init(&c, p, len);
     *token_auth = false;
@@ -189,6 +191,7 @@ bs_status bs_sasl_oauthbearer_parse(const uint8_t *p, size_t len, const uint8_t 
     *token = NULL;
     *token_len = 0;
     authzid[0] = 0;
+    if (!p) return BS_E_MALFORMED;
     if (len == 1 && p[0] == 0x01) return BS_E_NOT_FOUND;
     bs_cursor c;
     bs_cursor_init(&c, p, len);
