@@ -12,7 +12,11 @@ terminating SASL (docs/authorization.md):
   directly); SIGHUP revokes on the open connection; KIP-368 re-authentication as the same
   principal works and as another one closes the connection.
 - hostile input: SaslAuthenticate without SaslHandshake, malformed SASL bytes, requests after
-  a failed authentication.
+  a failed authentication; an unsigned (`alg: none`) OAUTHBEARER token the broker accepts but
+  the sidecar does not trust.
+- the Java client (tests/java) with SCRAM: allowed produce/group/admin scenarios work, denied
+  ones fail with TopicAuthorizationException, GroupAuthorizationException and
+  ClusterAuthorizationException.
 """
 
 import json
@@ -342,6 +346,73 @@ class JavaClientPolicyTest(harness.IntegrationTest):
         # FindCoordinator (Describe) or the group heartbeat (Read), whichever the client sent
         self.assertGreater(denied("Describe", "Group") + denied("Read", "Group"), 0)
         self.assertGreater(denied("Describe", "Cluster"), 0)
+
+
+
+class OAuthBearerTest(harness.IntegrationTest):
+    """OAUTHBEARER against a real broker that accepts unsecured tokens (Kafka's default
+    validator): the broker lets an `alg: none` token in, the sidecar does not trust it for
+    identity (no JWKS signature), so the policy sees User:ANONYMOUS and refuses the request."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.kafka = harness.module_kafka(nodes=1, broker_config={
+            "listener.name.sasl.sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN,OAUTHBEARER",
+            "listener.name.sasl.oauthbearer.sasl.jaas.config":
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"})
+
+    def test_unsigned_token_is_not_trusted(self):
+        import base64
+        import time
+
+        def b64(d):
+            return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=")
+        now = int(time.time())
+        token = b".".join([b64({"alg": "none"}), b64({"sub": "alice", "iat": now,
+                                                       "exp": now + 600}), b""])
+        jwks = os.path.join(self.tmp, "jwks.json")
+        with open(jwks, "w") as f:  # a real key the token is not signed with
+            f.write(json.dumps({"keys": [{"kty": "EC", "crv": "P-256",
+                                          "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                                          "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}))
+        self.kafka.reset_topics(["alice-orders:1"])
+        port = harness.free_port()
+        lst = {"name": "sasl", "bind": "127.0.0.1:%d" % port, "upstream": self.kafka.node(1).sasl,
+               "protocol": "kafka"}
+        audit_dir = os.path.join(self.tmp, "audit")
+        bs = self.start_brokerside(harness.base_config(
+            harness.free_port(), [lst], kafka={"advertise": {"1": "127.0.0.1:%d" % port}},
+            identity={"oauthbearer": {"jwks_file": jwks, "issuer": "https://idp.example"}},
+            authorization=policy(),
+            audit={"data_events": "each", "sinks": ["files"]},
+            sinks={"files": {"type": "file", "dir": audit_dir}},
+            spool={"dir": os.path.join(self.tmp, "spool")}))
+        c = kafka_raw.Conn(port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.sasl_handshake("OAUTHBEARER"), 0)
+        err, _ = c.sasl_authenticate(b"n,,\x01auth=Bearer " + token + b"\x01\x01")
+        self.assertEqual(err, 0, "the broker itself accepts unsecured tokens")
+        # the broker authenticated "alice", the sidecar does not believe it: refused
+        self.assertEqual(c.produce({"alice-orders": {0: [b"unsigned"]}}),
+                         {("alice-orders", 0): TOPIC_AUTH})
+        self.assertNotIn(b"unsigned", self.kafka.read_segments("alice-orders"))
+        bs.wait_log(r"authenticated as \(unknown\) \(OAUTHBEARER, not verified")
+
+        def audited():
+            for root, _, files in os.walk(audit_dir):
+                for f in files:
+                    with open(os.path.join(root, f), "rb") as fh:
+                        data = fh.read()
+                    if b"unsigned token (alg none)" in data:
+                        self.assertNotIn(token, data)  # the token itself never is
+                        return True
+            return False
+        harness.wait_until(audited, what="the SaslAuthenticate event with the token's verdict")
+        m = bs.metrics()
+        self.assertGreater(harness.metric(m, "brokerside_authz_denied_total",
+                                          principal="User:ANONYMOUS", operation="Write",
+                                          resource_type="Topic"), 0)
 
 
 if __name__ == "__main__":
