@@ -118,6 +118,30 @@ static bs_status tls_min_version(int v, int *out, char *err, size_t errlen)
     return BS_OK;
 }
 
+/* See tls.h: the ECDHE + server authentication + AEAD rule for TLS 1.2. */
+size_t bs_tls_cipher_policy_violations(SSL_CTX *ctx, char *names, size_t nameslen)
+{
+    size_t used = 0, n_bad = 0;
+    if (nameslen) names[0] = '\0';
+    STACK_OF(SSL_CIPHER) *sk = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(sk); i++) {
+        const SSL_CIPHER *ci = sk_SSL_CIPHER_value(sk, i);
+        if (SSL_CIPHER_get_kx_nid(ci) == NID_kx_any) continue; /* a TLS 1.3 suite */
+        if (SSL_CIPHER_get_kx_nid(ci) == NID_kx_ecdhe && SSL_CIPHER_is_aead(ci) &&
+            SSL_CIPHER_get_auth_nid(ci) != NID_auth_null)
+            continue;
+        if (n_bad++ < 4 && used < nameslen)
+            used += (size_t)snprintf(names + used, nameslen - used, "%s%s", used ? ", " : "",
+                                     SSL_CIPHER_get_name(ci));
+    }
+    return n_bad;
+}
+
+/* See tls.h. */
+const char *const bs_tls13_suites[] = {"TLS_AES_128_GCM_SHA256",       "TLS_AES_256_GCM_SHA384",
+                                       "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+                                       "TLS_AES_128_CCM_8_SHA256",     NULL};
+
 /*
  * Settings shared by server and client contexts: versions, ciphers, groups,
  * no compression, no renegotiation, buffer modes, security level.
@@ -143,6 +167,15 @@ static bs_status tls_common_setup(SSL_CTX *ctx, int min_version, const char *cip
     const char *cs = ciphersuites && *ciphersuites ? ciphersuites : BS_TLS_DEFAULT_CIPHERSUITES;
     if (!SSL_CTX_set_cipher_list(ctx, cl))
         return tls_fail(BS_E_CONFIG, true, err, errlen, "ciphers \"%s\" rejected", cl);
+    /* The policy holds for every context, not only those built from a
+     * checked configuration file. */
+    char bad[256];
+    size_t n_bad = bs_tls_cipher_policy_violations(ctx, bad, sizeof bad);
+    if (n_bad)
+        return tls_fail(BS_E_CONFIG, false, err, errlen,
+                        "ciphers \"%s\" allow %zu cipher(s) without ECDHE key exchange, server "
+                        "authentication or AEAD encryption (%s%s)",
+                        cl, n_bad, bad, n_bad > 4 ? ", ..." : "");
     if (!SSL_CTX_set_ciphersuites(ctx, cs))
         return tls_fail(BS_E_CONFIG, true, err, errlen, "ciphersuites \"%s\" rejected", cs);
     if (!SSL_CTX_set1_groups_list(ctx, TLS_GROUPS))
