@@ -154,10 +154,10 @@ static void check_credentials(bs_conf *c, const cJSON *cr, const char *path, voi
 }
 
 static const bs_conf_opt credential_rows[] = {
-    {.name = "access_key_id", .type = BS_CONF_STRING, BS_CONF_AT(bs_aws_config, access_key_id)},
-    {.name = "secret_access_key", .type = BS_CONF_STRING, .flags = BS_CONF_SECRET,
+    {.name = "access_key_id", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART, .restart_label = "aws", BS_CONF_AT(bs_aws_config, access_key_id)},
+    {.name = "secret_access_key", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART | BS_CONF_SECRET, .restart_label = "aws",
      BS_CONF_AT(bs_aws_config, secret_access_key)},
-    {.name = "session_token", .type = BS_CONF_STRING, .flags = BS_CONF_SECRET,
+    {.name = "session_token", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART | BS_CONF_SECRET, .restart_label = "aws",
      BS_CONF_AT(bs_aws_config, session_token)},
 };
 
@@ -188,16 +188,16 @@ static void check_aws(bs_conf *c, const cJSON *obj, const char *path, void *base
 }
 
 static const bs_conf_opt aws_rows[] = {
-    {.name = "region", .type = BS_CONF_STRING, BS_CONF_AT(bs_aws_config, region),
+    {.name = "region", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART, .restart_label = "aws", BS_CONF_AT(bs_aws_config, region),
      .check_str = bs_aws_conf_check_region},
-    {.name = "profile", .type = BS_CONF_STRING, BS_CONF_AT(bs_aws_config, profile)},
-    {.name = "max_attempts", .type = BS_CONF_INT, BS_CONF_AT(bs_aws_config, max_attempts), .min = 1,
+    {.name = "profile", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART, .restart_label = "aws", BS_CONF_AT(bs_aws_config, profile)},
+    {.name = "max_attempts", .type = BS_CONF_INT, .flags = BS_CONF_RESTART, .restart_label = "aws", BS_CONF_AT(bs_aws_config, max_attempts), .min = 1,
      .max = 20, .def = "4"},
-    {.name = "connect_timeout_s", .type = BS_CONF_SECONDS,
+    {.name = "connect_timeout_s", .type = BS_CONF_SECONDS, .flags = BS_CONF_RESTART, .restart_label = "aws",
      BS_CONF_AT(bs_aws_config, connect_timeout_s), .max = 600, .def = "3"},
-    {.name = "request_timeout_s", .type = BS_CONF_SECONDS,
+    {.name = "request_timeout_s", .type = BS_CONF_SECONDS, .flags = BS_CONF_RESTART, .restart_label = "aws",
      BS_CONF_AT(bs_aws_config, request_timeout_s), .max = 3600, .def = "30"},
-    {.name = "ca_file", .type = BS_CONF_FILE, BS_CONF_AT(bs_aws_config, ca_file)},
+    {.name = "ca_file", .type = BS_CONF_FILE, .flags = BS_CONF_RESTART, .restart_label = "aws", BS_CONF_AT(bs_aws_config, ca_file)},
     {.name = "credentials", .type = BS_CONF_OBJECT, .sub = &credentials_conf},
 };
 

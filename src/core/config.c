@@ -372,7 +372,7 @@ static const bs_conf_opt root_rows[] = {
     {.name = "admin", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, BS_CONF_AT(bs_config, admin),
      .parse = bs_admin_conf_parse, .free = bs_conf_free_switch, .diff = bs_admin_conf_diff,
      .sub = &bs_admin_conf, .doc = "object or null"},
-    {.name = "aws", .type = BS_CONF_OBJECT, .flags = BS_CONF_RESTART, BS_CONF_AT(bs_config, aws),
+    {.name = "aws", .type = BS_CONF_OBJECT, BS_CONF_AT(bs_config, aws),
      .sub = &bs_aws_conf},
     {.name = "encryption", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART,
      BS_CONF_AT(bs_config, encryption), .parse = bs_conf_parse_switch,
@@ -390,7 +390,7 @@ static const bs_conf_opt root_rows[] = {
      .sub = &bs_logs_conf, .expect = "an object, or null to turn it off;", .doc = "object"},
     {.name = "sinks", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, .parse = bs_sinks_conf_parse,
      .free = bs_sinks_conf_free, .diff = bs_sinks_conf_diff, .doc = "object"},
-    {.name = "spool", .type = BS_CONF_OBJECT, .flags = BS_CONF_RESTART, BS_CONF_AT(bs_config, spool),
+    {.name = "spool", .type = BS_CONF_OBJECT, BS_CONF_AT(bs_config, spool),
      .sub = &bs_spool_conf},
 };
 

@@ -266,10 +266,12 @@ static const bs_conf_opt dek_rows[] = {
 static const bs_conf_section dek_conf = BS_CONF_SECTION("encryption.dek", dek_rows, NULL);
 
 static const bs_conf_opt cache_rows[] = {
-    {.name = "max_entries", .type = BS_CONF_INT,
+    {.name = "max_entries", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     .restart_label = "encryption.decrypt_cache",
      BS_CONF_AT(bs_encryption_config, decrypt_cache_max_entries), .min = 1, .max = 10000000,
      .def = "10000"},
-    {.name = "ttl_s", .type = BS_CONF_INT, BS_CONF_AT(bs_encryption_config, decrypt_cache_ttl_s),
+    {.name = "ttl_s", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     .restart_label = "encryption.decrypt_cache", BS_CONF_AT(bs_encryption_config, decrypt_cache_ttl_s),
      .min = 1, .max = 86400, .def = "3600"},
 };
 static const bs_conf_section cache_conf =
@@ -286,7 +288,7 @@ static const bs_conf_opt encryption_rows[] = {
     {.name = "topics", .type = BS_CONF_CUSTOM, .flags = BS_CONF_REQUIRED, .parse = parse_topics,
      .free = free_topics, .sub = &rule_conf, .doc = "array"},
     {.name = "dek", .type = BS_CONF_OBJECT, .sub = &dek_conf},
-    {.name = "decrypt_cache", .type = BS_CONF_OBJECT, .flags = BS_CONF_RESTART, .sub = &cache_conf},
+    {.name = "decrypt_cache", .type = BS_CONF_OBJECT, .sub = &cache_conf},
 };
 
 const bs_conf_section bs_encryption_conf =

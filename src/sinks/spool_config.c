@@ -25,14 +25,19 @@ static void check_spool(bs_conf *c, const cJSON *obj, const char *path, void *ba
 
 static const bs_conf_opt spool_rows[] = {
     /* Required when a stream is on: checked by the daemon's rules. */
-    {.name = "dir", .type = BS_CONF_DIR, BS_CONF_AT(bs_spool_config, dir)},
-    {.name = "max_bytes", .type = BS_CONF_INT, BS_CONF_AT(bs_spool_config, max_bytes),
+    {.name = "dir", .type = BS_CONF_DIR, .flags = BS_CONF_RESTART, .restart_label = "spool",
+     BS_CONF_AT(bs_spool_config, dir)},
+    {.name = "max_bytes", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     .restart_label = "spool", BS_CONF_AT(bs_spool_config, max_bytes),
      .min = 16 * MIB, .max = 1ll << 50, .def = "1073741824"},
-    {.name = "segment_bytes", .type = BS_CONF_INT, BS_CONF_AT(bs_spool_config, segment_bytes),
+    {.name = "segment_bytes", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     .restart_label = "spool", BS_CONF_AT(bs_spool_config, segment_bytes),
      .min = MIB, .max = 1ll << 40, .def = "67108864"},
-    {.name = "fsync_interval_ms", .type = BS_CONF_INT,
+    {.name = "fsync_interval_ms", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     .restart_label = "spool",
      BS_CONF_AT(bs_spool_config, fsync_interval_ms), .min = 1, .max = 60000, .def = "100"},
-    {.name = "audit_sync_ms", .type = BS_CONF_INT, BS_CONF_AT(bs_spool_config, audit_sync_ms),
+    {.name = "audit_sync_ms", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     .restart_label = "spool", BS_CONF_AT(bs_spool_config, audit_sync_ms),
      .min = 0, .max = 1000, .def = "100"},
 };
 
