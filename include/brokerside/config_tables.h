@@ -3,7 +3,7 @@
  *
  * Every section is a bs_conf_section (confmap.h) defined in the module that
  * owns the keys, next to the code that uses them; the daemon's root table
- * (core/config.c) lists the top-level keys and points at these. The structs
+ * (daemon/config.c) lists the top-level keys and points at these. The structs
  * the rows fill are in config.h. docs/configuration.md is checked against
  * these tables by tests/unit/test_config_tables.c.
  */
@@ -75,10 +75,10 @@ const bs_conf_section *const *bs_sink_conf_sections(bs_sink_kind kind, size_t *n
 /* The type names, indexed by bs_sink_kind; NULL-terminated. */
 extern const char *const bs_sink_kind_names[];
 
-/* sinks/spool_config.c: `spool`. */
+/* events/spool_config.c: `spool`. */
 extern const bs_conf_section bs_spool_conf;
 
-/* core/config.c: the top level (the daemon's root table). */
+/* daemon/config.c: the top level (the root table). */
 extern const bs_conf_section bs_root_conf;
 
 #endif
