@@ -23,11 +23,6 @@ static const bs_audit_api_class g_apis[] = {
 #include "audit_apis.inc"
 };
 
-/* Kafka error names indexed by code + 1 (code -1 is UNKNOWN_SERVER_ERROR). */
-static const char *const g_errors[] = {
-#include "audit_errors.inc"
-};
-
 /* See audit.h. */
 const bs_audit_api_class *bs_audit_api_lookup(int16_t api_key)
 {
@@ -47,13 +42,6 @@ size_t bs_audit_api_count(void)
 const bs_audit_api_class *bs_audit_api_at(size_t i)
 {
     return i < BS_ARRAY_LEN(g_apis) ? &g_apis[i] : NULL;
-}
-
-/* See audit.h. */
-const char *bs_kafka_error_name(int16_t code)
-{
-    if (code < -1 || (size_t)(code + 1) >= BS_ARRAY_LEN(g_errors)) return NULL;
-    return g_errors[code + 1];
 }
 
 /* See audit.h. */
