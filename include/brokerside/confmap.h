@@ -43,6 +43,7 @@ typedef struct bs_conf {
     bs_config_errors *errs; /* where problems are appended (caller owns) */
     size_t n_problems;      /* problems found by this load (errs may hold older ones) */
     bool nomem;             /* an allocation failed somewhere: the result is unusable */
+    bs_config_errors *warns; /* the config's warnings (bs_config.warnings; may be NULL) */
     void *top;              /* the document's struct being filled (the daemon's bs_config), for
                                rules that read a section read earlier (e.g. aws.region) */
 } bs_conf;
@@ -261,6 +262,11 @@ bool bs_conf_host_is_loopback(const char *h);
 /* 1..64 of [A-Za-z0-9_.-] (names that become log tags and metric labels). */
 bool bs_conf_name_ok(const char *s);
 #define BS_CONF_NAME_MAX 64
+
+/* Check an advertised "host:port" (not resolved: it is what clients are
+ * told). NULL if fine, else a static reason; on success host (room for
+ * strlen(s)+1 bytes) and *port are filled. */
+const char *bs_conf_check_hostport(const char *s, char *host, uint16_t *port);
 
 /* Edit distance capped at small values (the "did you mean" hint). */
 size_t bs_conf_edit_distance(const char *a, const char *b);

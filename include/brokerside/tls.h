@@ -41,6 +41,10 @@
  * that breaks it (BS_E_CONFIG); the config loader reports it per key.
  */
 size_t bs_tls_cipher_policy_violations(SSL_CTX *ctx, char *names, size_t nameslen);
+/* The rule for one cipher (true for every TLS 1.3 suite); the context floor
+ * (security level, this rule) is applied by bs_tls_*_ctx_new after the
+ * cipher strings, so neither the file nor openssl.cnf can lower it. */
+bool bs_tls_cipher_allowed(const SSL_CIPHER *c);
 /* The TLS 1.3 suites OpenSSL implements (RFC 8446), all AEAD; NULL-terminated.
  * A `ciphersuites` list may name only these. */
 extern const char *const bs_tls13_suites[];

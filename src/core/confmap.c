@@ -364,9 +364,10 @@ char *bs_conf_get_file(bs_conf *c, const cJSON *obj, const char *key, const char
         goto fail;
     }
     close(fd);
-    if (secret && (sb.st_mode & S_IROTH))
-        bs_log(BS_LOG_WARN, "config", "%s: %s: %s is readable by every user: chmod 600 it", c->file,
-               p, where);
+    if (secret && (sb.st_mode & S_IROTH) && c->warns &&
+        bs_config_errors_addf(c->warns, "%s: %s: %s is readable by every user: chmod 600 it",
+                              c->file, p, where) != BS_OK)
+        c->nomem = true;
     return abs;
 fail:
     free(abs);
@@ -1107,3 +1108,91 @@ bool bs_conf_diff_string(const bs_conf_opt *o, const void *a, const void *b, con
     bs_conf_list_add(what, whatlen, label);
     return true;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Addresses, warnings                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* True for a wildcard bind address (0.0.0.0 or ::). */
+static bool addr_is_any(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+    return false;
+}
+
+/* True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+static bool addr_is_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(v6)) return true;
+        return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127;
+    }
+    return false;
+}
+
+/* See config.h. */
+bool bs_endpoint_is_loopback(const bs_endpoint *e)
+{
+    return addr_is_loopback(&e->addr);
+}
+
+/* See config.h. */
+bool bs_endpoint_is_wildcard(const bs_endpoint *e)
+{
+    return addr_is_any(&e->addr);
+}
+
+/*
+ * See confmap.h. Check an advertised "host:port" (not resolved: it is what
+ * clients are told). Returns NULL if fine, else a static reason; on success host (room
+ * for strlen(s)+1) and *port are filled.
+ */
+const char *bs_conf_check_hostport(const char *s, char *host, uint16_t *port)
+{
+    size_t n = strlen(s);
+    char *portbuf = malloc(n + 1);
+    if (!portbuf) return "out of memory";
+    bool bracketed;
+    const char *why = bs_conf_split_hostport(s, host, portbuf, &bracketed);
+    long pn = 0;
+    if (!why && (!bs_conf_parse_port(portbuf, &pn) || pn < 1 || pn > 65535))
+        why = "port must be a number between 1 and 65535";
+    if (!why && !bs_conf_host_chars_ok(host, bracketed))
+        why = "the host contains characters that are not valid in a host name";
+    if (!why && bracketed) {
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            why = "the text in brackets is not an IPv6 address";
+    }
+    free(portbuf);
+    if (!why) *port = (uint16_t)pn;
+    return why;
+}
+
+/* See config.h. */
+bs_status bs_config_errors_addf(bs_config_errors *list, const char *fmt, ...)
+{
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0) return BS_E_NOMEM;
+    for (char *q = line; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
+    char **grown = realloc(list->msgs, (list->n + 1) * sizeof *grown);
+    if (!grown) {
+        free(line);
+        return BS_E_NOMEM;
+    }
+    list->msgs = grown;
+    list->msgs[list->n++] = line;
+    return BS_OK;
+}
+

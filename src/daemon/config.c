@@ -178,19 +178,6 @@ static char *config_dir(const char *file)
     return res;
 }
 
-/* True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
-static bool addr_is_loopback(const struct sockaddr_storage *a)
-{
-    if (a->ss_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
-    if (a->ss_family == AF_INET6) {
-        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
-        if (IN6_IS_ADDR_LOOPBACK(v6)) return true;
-        return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127;
-    }
-    return false;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Rules across sections                                                     */
 /* ------------------------------------------------------------------------ */
@@ -311,26 +298,32 @@ static void link_events(bs_conf *c, const cJSON *root, bs_config *cfg)
     }
 }
 
-/* Log the warnings of a valid config's aws, audit and sinks sections (only
- * once the whole load succeeded, so a broken file is not also noisy). The
- * encryption-off warning is the daemon's (config.h). */
-static void log_event_warnings(const char *file, const bs_config *cfg)
+/* Fill cfg->kafka.routes: one per kafka listener, announcing its
+ * `advertised` address, else its bind address unless that is a wildcard or
+ * port 0 (then host stays NULL: nothing derivable). */
+static void derive_kafka_routes(bs_conf *c, bs_config *cfg)
 {
-    if (cfg->aws.access_key_id)
-        bs_log(BS_LOG_WARN, "config",
-               "%s: aws.credentials holds a long-lived secret in the configuration file: prefer "
-               "the environment, a profile or the instance role",
-               file);
-    if (cfg->audit.enabled && !cfg->audit.signing_key_file)
-        bs_log(BS_LOG_WARN, "config",
-               "%s: audit.signing_key_file is not set: the audit trail is hash-chained but its "
-               "digests are not signed, so a rewrite of the whole trail is not detectable",
-               file);
-    for (size_t k = 0; k < cfg->n_sinks; k++)
-        if (cfg->sinks[k].streams == 0)
-            bs_log(BS_LOG_WARN, "config",
-                   "%s: sinks.%s is not used by audit, metrics or logs: it ships nothing", file,
-                   cfg->sinks[k].name);
+    bs_kafka_config *k = &cfg->kafka;
+    if (cfg->n_listeners == 0) return;
+    k->routes = calloc(cfg->n_listeners, sizeof *k->routes);
+    if (!k->routes) {
+        c->nomem = true;
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const bs_listener_config *l = &cfg->listeners[i];
+        if (l->protocol != BS_PROTOCOL_KAFKA || !l->upstream.text) continue;
+        bs_kafka_route *r = &k->routes[k->n_routes++];
+        r->listener = l->name;
+        r->upstream = &l->upstream;
+        if (l->advertised_host) {
+            r->host = l->advertised_host;
+            r->port = l->advertised_port;
+        } else if (l->bind.text && l->bind.port != 0 && !bs_endpoint_is_wildcard(&l->bind)) {
+            r->host = l->bind.host;
+            r->port = l->bind.port;
+        }
+    }
 }
 
 /* The rules of the whole document, once every section is read: workers 0
@@ -351,10 +344,12 @@ static void check_root(bs_conf *c, const cJSON *root, const char *path, void *ba
                             cfg->admin.bind.text, i, cfg->listeners[i].bind.text);
         }
     }
+    derive_kafka_routes(c, cfg);
     link_events(c, root, cfg);
 }
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const style_names[] = {"text", "json", NULL}; /* bs_log_style order */
 
 /* The top-level keys in reading order (a section may read one above it, e.g.
  * encryption and sinks fall back to aws.region); the SIGHUP restart list
@@ -364,6 +359,8 @@ static const bs_conf_opt root_rows[] = {
      .min = 0, .max = CFG_MAX_WORKERS, .def = "0"},
     {.name = "log_level", .type = BS_CONF_ENUM, BS_CONF_AT(bs_config, log_level),
      .choices = level_names, .def = "info"},
+    {.name = "log_format", .type = BS_CONF_ENUM, BS_CONF_AT(bs_config, log_style),
+     .choices = style_names, .def = "text"},
     {.name = "listeners", .type = BS_CONF_CUSTOM, .flags = BS_CONF_REQUIRED | BS_CONF_RESTART,
      .parse = bs_listeners_conf_parse, .free = bs_listeners_conf_free,
      .diff = bs_listeners_conf_diff, .sub = &bs_listener_conf, .doc = "array of objects"},
@@ -407,6 +404,9 @@ void bs_config_free(bs_config *cfg)
     if (!cfg) return;
     free(cfg->path);
     bs_conf_free_section(&bs_root_conf, cfg);
+    free(cfg->kafka.routes);
+    bs_config_errors_free(cfg->warnings);
+    free(cfg->warnings);
     free(cfg);
 }
 
@@ -478,18 +478,20 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
         goto out;
     }
     cfg->path = bs_conf_strdup(&c, path);
+    cfg->warnings = calloc(1, sizeof *cfg->warnings);
+    if (!cfg->warnings) {
+        st = BS_E_NOMEM;
+        goto out;
+    }
+    c.warns = cfg->warnings;
     c.top = cfg;
     bs_conf_walk1(&c, root, "", &bs_root_conf, cfg);
     if (c.nomem)
         st = BS_E_NOMEM;
     else if (c.n_problems)
         st = BS_E_CONFIG;
-    if (st == BS_OK && cfg->admin.enabled && !addr_is_loopback(&cfg->admin.bind.addr))
-        bs_log(BS_LOG_WARN, "config",
-               "%s: admin.bind %s is not a loopback address: health, metrics and status will "
-               "be reachable from the network",
-               path, cfg->admin.bind.text);
-    if (st == BS_OK) log_event_warnings(path, cfg);
+    /* Warnings only for a file that loads: a broken one is not also noisy. */
+    if (st == BS_OK && bs_config_warnings(cfg, cfg->warnings) != BS_OK) st = BS_E_NOMEM;
 out:
     if (st == BS_E_NOMEM && !c.n_problems) {
         /* Best effort: the list may itself be what failed to grow. */

@@ -15,16 +15,6 @@
 
 #define CFG_MAX_LISTENERS 256
 
-/* True for a wildcard bind address (0.0.0.0 or ::). */
-static bool addr_is_any(const struct sockaddr_storage *a)
-{
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
-    if (a->ss_family == AF_INET6)
-        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
-    return false;
-}
-
 /*
  * See config_tables.h. Same port (not 0, which the kernel makes unique) and
  * the same address, or a wildcard on either side. With SO_REUSEPORT the
@@ -35,7 +25,7 @@ static bool addr_is_any(const struct sockaddr_storage *a)
 bool bs_conf_binds_overlap(const bs_endpoint *a, const bs_endpoint *b)
 {
     if (a->port == 0 || b->port == 0 || a->port != b->port) return false;
-    bool a_any = addr_is_any(&a->addr), b_any = addr_is_any(&b->addr);
+    bool a_any = bs_endpoint_is_wildcard(a), b_any = bs_endpoint_is_wildcard(b);
     if (a->addr.ss_family == b->addr.ss_family) {
         if (a_any || b_any) return true;
         if (a->addr.ss_family == AF_INET)
@@ -100,6 +90,45 @@ static bool diff_tls(const bs_conf_opt *o, const void *a, const void *b, const c
     return true;
 }
 
+/* CUSTOM `advertised` (kafka listeners only): the "host:port" clients are
+ * told for the broker this listener fronts. */
+static void parse_advertised(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
+                             void *base)
+{
+    bs_listener_config *l = base;
+    char p[BS_CONF_PATH_MAX], q[300];
+    const char *s;
+    (void)o;
+    if (!obj) return;
+    bs_conf_path_key(p, sizeof p, path, "advertised");
+    if (!bs_conf_get_string(c, obj, "advertised", path, &s) || !s) return;
+    if (l->protocol != BS_PROTOCOL_KAFKA) {
+        bs_conf_err(c, p, "only a \"kafka\" listener announces broker addresses; remove it");
+        return;
+    }
+    char *host = malloc(strlen(s) + 1);
+    if (!host) {
+        c->nomem = true;
+        return;
+    }
+    const char *why = bs_conf_check_hostport(s, host, &l->advertised_port);
+    if (why) {
+        bs_conf_err(c, p, "%s: %s", bs_conf_quote(q, sizeof q, s), why);
+        free(host);
+        return;
+    }
+    l->advertised_host = host;
+}
+
+/* Free `advertised`. */
+static void free_advertised(const bs_conf_opt *o, void *base)
+{
+    bs_listener_config *l = base;
+    (void)o;
+    free(l->advertised_host);
+    l->advertised_host = NULL;
+}
+
 static const char *const protocol_names[] = {"kafka", "tcp", NULL};
 
 static const bs_conf_opt listener_rows[] = {
@@ -121,6 +150,8 @@ static const bs_conf_opt listener_rows[] = {
      BS_CONF_AT(bs_listener_config, upstream_tls),
      .parse = parse_tls, .free = free_tls, .diff = diff_tls,
      .restart_label = ".upstream_tls (on/off)", .sub = &bs_tls_client_conf, .doc = "object or null"},
+    {.name = "advertised", .type = BS_CONF_CUSTOM, .parse = parse_advertised,
+     .free = free_advertised, .doc = "string"},
 };
 
 const bs_conf_section bs_listener_conf = BS_CONF_SECTION("listeners[i]", listener_rows, NULL);

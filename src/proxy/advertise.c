@@ -1,7 +1,7 @@
 /*
- * advertise.c - the `kafka` section and the advertised-address lookup the
+ * advertise.c - the `kafka` section and the advertised-address lookups the
  * Kafka session uses to rewrite broker addresses (explicit node-id map
- * first, then the "{id}" template).
+ * first, then the "{id}" template, then the zero-config listener routes).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -10,37 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
 #include "brokerside/config_tables.h"
-
-/*
- * Check an advertised "host:port" (not resolved: it is what clients are
- * told). Returns NULL if fine, else a static reason; on success host (room
- * for strlen(s)+1) and *port are filled.
- */
-static const char *check_advertised(const char *s, char *host, uint16_t *port)
-{
-    size_t n = strlen(s);
-    char *portbuf = malloc(n + 1);
-    if (!portbuf) return "out of memory";
-    bool bracketed;
-    const char *why = bs_conf_split_hostport(s, host, portbuf, &bracketed);
-    long pn = 0;
-    if (!why && (!bs_conf_parse_port(portbuf, &pn) || pn < 1 || pn > 65535))
-        why = "port must be a number between 1 and 65535";
-    if (!why && !bs_conf_host_chars_ok(host, bracketed))
-        why = "the host contains characters that are not valid in a host name";
-    if (!why && bracketed) {
-        struct in6_addr a6;
-        if (inet_pton(AF_INET6, host, &a6) != 1)
-            why = "the text in brackets is not an IPv6 address";
-    }
-    free(portbuf);
-    if (!why) *port = (uint16_t)pn;
-    return why;
-}
 
 /*
  * Replace every "{id}" in `tmpl` by the decimal `id` into dst[dstlen].
@@ -105,7 +79,7 @@ static void check_template(bs_conf *c, const char *p, const char *t)
     if (expand_template(t, 0, buf, cap) != BS_OK)
         why = "too long";
     else
-        why = check_advertised(buf, host, &port);
+        why = bs_conf_check_hostport(buf, host, &port);
     if (why) bs_conf_err(c, p, "%s: %s", bs_conf_quote(q, sizeof q, t), why);
 out:
     free(buf);
@@ -162,7 +136,7 @@ static void parse_advertise_map(bs_conf *c, const cJSON *m, const char *path, bs
             return;
         }
         uint16_t port;
-        const char *why = check_advertised(s, host, &port);
+        const char *why = bs_conf_check_hostport(s, host, &port);
         if (why) {
             bs_conf_err(c, p, "%s: %s", bs_conf_quote(qv, sizeof qv, s), why);
             free(host);
@@ -279,7 +253,7 @@ bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *
     uint16_t p;
     /* A template may put {id} in the port ("localhost:909{id}"); ids that make
      * it overflow cannot be advertised. */
-    if (check_advertised(buf, h, &p) != NULL) return BS_E_MALFORMED;
+    if (bs_conf_check_hostport(buf, h, &p) != NULL) return BS_E_MALFORMED;
     size_t n = strlen(h);
     if (n >= hostlen) return BS_E_TOO_LARGE;
     memcpy(host, h, n + 1);
@@ -287,3 +261,39 @@ bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *
     return BS_OK;
 }
 
+/* Does the advertised host[hostlen]:port name endpoint `up`? As text
+ * (case-insensitive), or as an IP literal equal to its resolved address. */
+static bool advertised_is(const bs_endpoint *up, const char *host, size_t hostlen, int32_t port)
+{
+    if (!up->host || port != up->port || hostlen == 0 || hostlen > 64 * 4) return false;
+    if (strlen(up->host) == hostlen && strncasecmp(up->host, host, hostlen) == 0) return true;
+    char lit[INET6_ADDRSTRLEN + 1];
+    if (hostlen >= sizeof lit) return false;
+    memcpy(lit, host, hostlen);
+    lit[hostlen] = '\0';
+    if (up->addr.ss_family == AF_INET) {
+        struct in_addr a;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&up->addr;
+        return inet_pton(AF_INET, lit, &a) == 1 && a.s_addr == sin->sin_addr.s_addr;
+    }
+    if (up->addr.ss_family == AF_INET6) {
+        struct in6_addr a;
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&up->addr;
+        return inet_pton(AF_INET6, lit, &a) == 1 && memcmp(&a, &sin6->sin6_addr, sizeof a) == 0;
+    }
+    return false;
+}
+
+/* See config.h. */
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
+                                          size_t hostlen, int32_t port, const char *via)
+{
+    const bs_kafka_route *first = NULL;
+    for (size_t i = 0; i < k->n_routes; i++) {
+        const bs_kafka_route *r = &k->routes[i];
+        if (!r->host || !advertised_is(r->upstream, host, hostlen, port)) continue;
+        if (via && r->listener && strcmp(via, r->listener) == 0) return r;
+        if (!first) first = r;
+    }
+    return first;
+}
