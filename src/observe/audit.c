@@ -4,6 +4,7 @@
  * (see audit.h; the schema is docs/audit-events.md).
  */
 #include "brokerside/audit.h"
+#include "brokerside/text.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -278,37 +279,6 @@ bs_status bs_audit_event_set_volume(bs_audit_event *ev, size_t idx, int64_t reco
 
 /* --------------------------------------------------------------- helpers */
 
-/* Length of the valid UTF-8 sequence at p[0..n), or 0 if invalid
- * (overlong forms, surrogates and code points above U+10FFFF rejected). */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* See audit_internal.h. */
 void bs_audit_put_str(bs_wbuf *w, const char *s, size_t len)
 {
@@ -322,7 +292,7 @@ void bs_audit_put_str(bs_wbuf *w, const char *s, size_t len)
             i++;
             continue;
         }
-        size_t seq = c >= 0x80 ? utf8_seq(p + i, len - i) : 0;
+        size_t seq = c >= 0x80 ? bs_utf8_seq(p + i, len - i) : 0;
         if (seq > 0) {
             i += seq;
             continue;
