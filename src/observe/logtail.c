@@ -547,16 +547,8 @@ static bs_status checkpoint(bs_logtail *t)
                        t->ck[i].dev, t->ck[i].ino, t->ck[i].off, t->ck[i].head_len,
                        t->ck[i].head_hash, t->ck[i].path);
     bs_status st = bs_wbuf_status(&w);
-    char tmp[4200];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", t->state_path);
-    if (st == BS_OK && (n < 0 || (size_t)n >= sizeof tmp)) st = BS_E_TOO_LARGE;
-    int fd = st == BS_OK ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    if (st == BS_OK && fd < 0) st = BS_E_IO;
-    if (st == BS_OK && (write(fd, w.data, w.len) != (ssize_t)w.len || fsync(fd) != 0)) st = BS_E_IO;
-    if (fd >= 0) close(fd);
-    if (st == BS_OK && rename(tmp, t->state_path) != 0) st = BS_E_IO;
-    /* the rename must be durable too: a checkpoint is only counted once it is */
-    if (st == BS_OK) st = bs_fsync_parent(t->state_path);
+    /* the rename is durable too: a checkpoint is only counted once it is */
+    if (st == BS_OK) st = bs_write_atomic(t->state_path, w.data, w.len);
     bs_wbuf_free(&w);
     if (st == BS_OK) {
         t->dirty = false;
