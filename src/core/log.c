@@ -62,7 +62,9 @@ bool bs_log_init(void)
 
 /* Append `s` as the body of a JSON string to out[*o..cap): quotes,
  * backslashes and control characters escaped, invalid UTF-8 replaced by
- * U+FFFD. Stops (without cutting an escape) when the buffer is full. */
+ * U+FFFD. Stops (without cutting an escape) when the buffer is full. The
+ * rules of bs_wbuf_put_json_string, into a fixed buffer: the logger must
+ * work without allocating (it reports allocation failures). */
 static void json_escape(char *out, size_t cap, size_t *o, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -280,62 +280,12 @@ bs_status bs_audit_event_set_volume(bs_audit_event *ev, size_t idx, int64_t reco
 /* --------------------------------------------------------------- helpers */
 
 /* See audit_internal.h. */
-void bs_audit_put_str(bs_wbuf *w, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    bs_wbuf_put_u8(w, '"');
-    size_t start = 0, i = 0;
-    while (i < len) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
-            i++;
-            continue;
-        }
-        size_t seq = c >= 0x80 ? bs_utf8_seq(p + i, len - i) : 0;
-        if (seq > 0) {
-            i += seq;
-            continue;
-        }
-        bs_wbuf_put(w, s + start, i - start);
-        switch (c) {
-        case '"':
-            bs_wbuf_put(w, "\\\"", 2);
-            break;
-        case '\\':
-            bs_wbuf_put(w, "\\\\", 2);
-            break;
-        case '\n':
-            bs_wbuf_put(w, "\\n", 2);
-            break;
-        case '\r':
-            bs_wbuf_put(w, "\\r", 2);
-            break;
-        case '\t':
-            bs_wbuf_put(w, "\\t", 2);
-            break;
-        default:
-            if (c >= 0x80) {
-                bs_wbuf_put_str(w, "\\ufffd");
-            } else {
-                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                bs_wbuf_put(w, esc, 6);
-            }
-        }
-        i++;
-        start = i;
-    }
-    bs_wbuf_put(w, s + start, len - start);
-    bs_wbuf_put_u8(w, '"');
-}
-
-/* See audit_internal.h. */
 void bs_audit_put_cstr(bs_wbuf *w, const char *s)
 {
     if (!s)
         bs_wbuf_put_str(w, "null");
     else
-        bs_audit_put_str(w, s, strlen(s));
+        bs_wbuf_put_json_string(w, s, strlen(s));
 }
 
 /* See audit_internal.h. */
@@ -518,20 +468,20 @@ static void put_user_agent(bs_wbuf *w, const bs_audit_event *ev)
     if (ua.failed)
         w->failed = true;
     else if (ev->has_sw || ev->has_client_id)
-        bs_audit_put_str(w, (const char *)ua.data, ua.len);
+        bs_wbuf_put_json_string(w, (const char *)ua.data, ua.len);
     else
         bs_wbuf_put_str(w, "null");
     bs_wbuf_free(&ua);
     bs_wbuf_put_str(w, ",\"clientId\":");
     if (ev->has_client_id)
-        bs_audit_put_str(w, a + ev->client_id_off, ev->client_id_len);
+        bs_wbuf_put_json_string(w, a + ev->client_id_off, ev->client_id_len);
     else
         bs_wbuf_put_str(w, "null");
     if (ev->has_sw) {
         bs_wbuf_put_str(w, ",\"clientSoftwareName\":");
-        bs_audit_put_str(w, a + ev->sw_name_off, ev->sw_name_len);
+        bs_wbuf_put_json_string(w, a + ev->sw_name_off, ev->sw_name_len);
         bs_wbuf_put_str(w, ",\"clientSoftwareVersion\":");
-        bs_audit_put_str(w, a + ev->sw_version_off, ev->sw_version_len);
+        bs_wbuf_put_json_string(w, a + ev->sw_version_off, ev->sw_version_len);
     }
 }
 
@@ -542,7 +492,7 @@ static void put_res_open(bs_wbuf *w, const bs_audit_event *ev, const bs_audit_re
     bs_wbuf_put_str(w, bs_audit_res_type_name(r->type));
     bs_wbuf_put_str(w, "\",\"name\":");
     if (r->name_len || r->type != BS_AUDIT_RES_CLUSTER)
-        bs_audit_put_str(w, ev->arena + r->name_off, r->name_len);
+        bs_wbuf_put_json_string(w, ev->arena + r->name_off, r->name_len);
     else
         bs_wbuf_put_str(w, "null");
 }
@@ -570,10 +520,10 @@ static void put_request_params(bs_wbuf *w, const bs_audit_event *ev)
                 if (kind == BS_AUDIT_ITEM_PARTITION) {
                     bs_audit_put_i64(w, it->partition);
                 } else {
-                    bs_audit_put_str(w, ev->arena + it->key_off, it->key_len);
+                    bs_wbuf_put_json_string(w, ev->arena + it->key_off, it->key_len);
                     if (kind == BS_AUDIT_ITEM_ATTR) {
                         bs_wbuf_put_u8(w, ':');
-                        bs_audit_put_str(w, ev->arena + it->val_off, it->val_len);
+                        bs_wbuf_put_json_string(w, ev->arena + it->val_off, it->val_len);
                     }
                 }
             }
