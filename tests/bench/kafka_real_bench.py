@@ -17,7 +17,8 @@ single-node KRaft cluster (harness.KafkaCluster):
               against the same moto_server
 Every TLS path uses the same server certificate (dev CA, ECDSA P-256) and the clients pin TLS 1.3
 with TLS_AES_128_GCM_SHA256, so no proxy negotiates anything cheaper. Each proxy is its own
-process (brokerside with its default worker count; Kroxylicious with its defaults and -Xmx1g).
+process (brokerside with its defaults: one worker per core, readiness probe every 5 s;
+Kroxylicious with its defaults and -Xmx1g).
 
 Per path and round: a fresh topic of P partitions, ProducerPerformance (--throughput -1, the
 producer's defaults) then ConsumerPerformance reading the same N records. Recorded: the tools'
@@ -46,6 +47,7 @@ modes need tests/bench/kroxylicious/fetch.sh (run by `make bench`; Maven); witho
 reported as not measured, with the reason."""
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -91,13 +93,33 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def tool(main_class, args, timeout):
-    """Run a Java tool of the pinned Kafka release; its stdout (text), or BenchError."""
-    r = harness.kafka_tool(main_class, args, timeout=timeout, jvm=TOOL_JVM)
-    out = r.stdout.decode(errors="replace")
-    if r.returncode != 0:
-        raise BenchError("%s exited %d:\n%s%s" % (main_class.rsplit(".", 1)[1], r.returncode,
-                                                   out[-1500:], r.stderr.decode(errors="replace")[-1500:]))
+@functools.lru_cache(maxsize=None)
+def kafka_libs():
+    """The pinned release's jar directory (harness.kafka_libs runs fetch.sh: once is enough)."""
+    return harness.kafka_libs()
+
+
+def tool(main_class, args, timeout, tmp):
+    """Run a Java tool of the pinned Kafka release; its stdout (text), or BenchError. A
+    registered harness.Proc, so an interrupted run (run.sh's TERM) stops it too."""
+    out_path, err_path = os.path.join(tmp, "tool.out"), os.path.join(tmp, "tool.err")
+    for path in (out_path, err_path):
+        if os.path.exists(path):
+            os.unlink(path)
+    argv = (["java"] + TOOL_JVM + ["-Dlog4j2.configurationFile=" + harness.KAFKA_LOG4J_TOOLS,
+                                   "-cp", os.path.join(kafka_libs(), "*"), main_class] + list(args))
+    with open(out_path, "wb") as out_f:
+        p = harness.Proc(argv, log_path=err_path, stdout=out_f)
+        rc = p.wait(timeout)
+        p.kill()
+    with open(out_path, "rb") as f:
+        out = f.read().decode(errors="replace")
+    if rc != 0:
+        with open(err_path, "rb") as f:
+            err = f.read().decode(errors="replace")
+        raise BenchError("%s %s:\n%s%s" % (main_class.rsplit(".", 1)[1],
+                                           "timed out after %.0f s" % timeout if rc is None else "exited %d" % rc,
+                                           out[-1500:], err[-1500:]))
     return out
 
 
@@ -163,18 +185,20 @@ def start_moto(tmp):
     return proc, endpoint, json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def start_brokerside(tmp, certs, name, upstream, protocol="kafka", env=None, **extra):
-    """A brokerside process with one TLS listener of `protocol` in front of `upstream`; `env`
-    replaces the process environment (AWS credentials for the KMS mode). Returns (Brokerside,
-    port)."""
+def start_brokerside(tmp, certs, name, upstream, protocol="kafka", port=None, env=None, **extra):
+    """A brokerside process with one TLS listener of `protocol` on `port` (default: a free one)
+    in front of `upstream`, otherwise its defaults (one worker per core, readiness probe every
+    5 s); `env` replaces the process environment (AWS credentials for the KMS mode). Returns
+    (Brokerside, port)."""
     d = os.path.join(tmp, name)
     os.mkdir(d)
-    port = harness.free_port()
+    port = port or harness.free_port()
     lst = harness.tls_listener(certs, "127.0.0.1:%d" % port, upstream, protocol=protocol, name=name)
     if protocol == "kafka":
         extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
     cfg = harness.base_config(harness.free_port(), [lst], **extra)
-    del cfg["workers"]  # the default: one worker per core, as deployed
+    del cfg["workers"]  # the defaults, as deployed (the harness tunes both for tests)
+    del cfg["admin"]["probe_interval_s"]
     cfg["log_level"] = "warn"
     saved = dict(os.environ)
     try:
@@ -254,7 +278,7 @@ def client_props(tmp, certs):
     return path
 
 
-def run_path(kc, path, topic, n, partitions, tls_props, timeout):
+def run_path(kc, path, topic, n, partitions, tls_props, timeout, tmp):
     """Produce then consume n records through `path` on a fresh topic. Returns a dict:
     produce_mbs, p99_ms, consume_mbs, produce_cpu, consume_cpu (proxy CPU seconds, None for
     direct)."""
@@ -264,12 +288,12 @@ def run_path(kc, path, topic, n, partitions, tls_props, timeout):
     c0 = cpu()
     out = tool("org.apache.kafka.tools.ProducerPerformance",
                ["--bootstrap-server", path.bootstrap, "--topic", topic, "--num-records", str(n),
-                "--record-size", str(MSG), "--throughput", "-1"] + extra, timeout)
+                "--record-size", str(MSG), "--throughput", "-1"] + extra, timeout, tmp)
     c1 = cpu()
     produce_mbs, p99 = parse_producer(out, n)
     out = tool("org.apache.kafka.tools.ConsumerPerformance",
                ["--bootstrap-server", path.bootstrap, "--topic", topic, "--num-records", str(n),
-                "--timeout", "60000"] + extra, timeout)
+                "--timeout", "60000"] + extra, timeout, tmp)
     c2 = cpu()
     consume_mbs = parse_consumer(out, n)
     return {"produce_mbs": produce_mbs, "p99_ms": p99, "consume_mbs": consume_mbs,
@@ -333,16 +357,9 @@ def main():
         if "direct" in modes:
             paths["direct"] = Path("direct", node.internal, False, None)
         if "bs-tcp" in modes:
-            d = os.path.join(tmp, "bs-tcp")
-            os.mkdir(d)
-            lst = harness.tls_listener(certs, "127.0.0.1:%d" % tcp_port, node.client,
-                                       protocol="tcp", name="bs-tcp")
-            cfg = harness.base_config(harness.free_port(), [lst])
-            del cfg["workers"]
-            cfg["log_level"] = "warn"
-            bs = harness.Brokerside(d, cfg, name="bs-tcp")
+            bs, port = start_brokerside(tmp, certs, "bs-tcp", node.client, protocol="tcp", port=tcp_port)
             procs.append(bs)
-            paths["bs-tcp"] = Path("bs-tcp", "127.0.0.1:%d" % tcp_port, True, bs.proc.pid)
+            paths["bs-tcp"] = Path("bs-tcp", "127.0.0.1:%d" % port, True, bs.proc.pid)
         for name, extra in (("bs-kafka", {}),
                             ("bs-audit", {"audit": {"data_events": "each", "sinks": ["files"]},
                                           "sinks": {"files": {"type": "file",
@@ -409,7 +426,7 @@ def main():
         if args.warmup_records:
             for name in order:
                 run_path(kc, paths[name], "warm-%s" % name, args.warmup_records, args.partitions,
-                         tls_props, timeout)
+                         tls_props, timeout, tmp)
                 kc.delete_topics(["warm-%s" % name])
         res = {m: [] for m in order}
         at_rest = {}
@@ -417,7 +434,7 @@ def main():
             k = rnd % len(order)
             for name in order[k:] + order[:k]:
                 topic = "bench-%s-%d" % (name, rnd)
-                r = run_path(kc, paths[name], topic, n, args.partitions, tls_props, timeout)
+                r = run_path(kc, paths[name], topic, n, args.partitions, tls_props, timeout, tmp)
                 if rnd == 0:
                     at_rest[name] = check_at_rest(kc, name, topic)
                 kc.delete_topics([topic])
