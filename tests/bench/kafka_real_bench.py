@@ -324,7 +324,7 @@ def main():
     ap.add_argument("--records", type=int, default=60000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--warmup-records", type=int, default=20000)
+    ap.add_argument("--warmup-records", type=int, default=60000)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--short", action="store_true")
     args = ap.parse_args()

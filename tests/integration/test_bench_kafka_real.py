@@ -5,6 +5,7 @@ verdicts) through every brokerside path against a real Apache Kafka broker, and 
 that each path moved the records, that the encrypting paths left ciphertext in the broker's
 segment files and the others plaintext, and that the report has its rows and ratios. The checks
 that turn a broken path into a failed run instead of numbers are exercised on bad tool output.
+ctest gives this test 600 s (CMakeLists.txt): eight JVM launches on a loaded machine.
 The Kroxylicious paths are left to `make bench`: Kroxylicious is fetched with Maven only for the
 benchmark (tests/bench/kroxylicious/fetch.sh), never for `make test`.
 Runs with Debian's /usr/bin/python3; needs BS_BUILD_DIR and BS_SOURCE_DIR (set by ctest).
@@ -22,7 +23,10 @@ import harness  # noqa: E402
 import kafka_real_bench as krb  # noqa: E402
 
 SCRIPT = os.path.join(HERE, "..", "bench", "kafka_real_bench.py")
-BS_MODES = ("direct", "bs-tcp", "bs-kafka", "bs-enc", "bs-enc-kms", "bs-audit")
+# Every brokerside configuration but the local-keyring encryption (bs-enc-kms encrypts too, and
+# its moto set-up is what breaks first); `direct` has nothing of brokerside. Each path costs two
+# JVM launches, so the short run stays near a minute on a quiet 2-core machine.
+BS_MODES = ("bs-tcp", "bs-kafka", "bs-enc-kms", "bs-audit")
 PRODUCER_OK = ("2000 records sent, 1000.0 records/sec (0.98 MB/sec), 900.00 ms avg latency, "
                "1500.00 ms max latency, 950 ms 50th, 1400 ms 95th, 1450 ms 99th, 1500 ms 99.9th.\n")
 CONSUMER_HEAD = ("start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
@@ -103,12 +107,11 @@ class ShortRun(unittest.TestCase):
         num = r"[0-9]+\.[0-9]"
         for mode in BS_MODES:
             with self.subTest(mode=mode):
-                cpu = r"n/a +n/a" if mode == "direct" else r"[0-9.]+ +[0-9.]+"
-                rest = "ciphertext" if mode in ("bs-enc", "bs-enc-kms") else "plaintext"
+                cpu = r"[0-9.]+ +[0-9.]+"
+                rest = "ciphertext" if mode == "bs-enc-kms" else "plaintext"
                 self.assertRegex(out, r"\n%s +%s +[0-9]+ +%s +%s +%s\n" % (re.escape(mode), num, num, cpu, rest))
                 self.assertIn("round 1 %-10s produce" % mode, p.stderr)
-        for pair in ("bs-kafka / bs-tcp", "bs-enc / bs-kafka", "bs-enc-kms / bs-kafka",
-                     "bs-audit / bs-kafka", "bs-tcp / direct"):
+        for pair in ("bs-kafka / bs-tcp", "bs-enc-kms / bs-kafka", "bs-audit / bs-kafka"):
             self.assertRegex(out, r"\n%s +[0-9.]+ +[0-9.]+ +[0-9.]+ " % re.escape(pair))
         self.assertRegex(out, r"kafka/tcp produce throughput +[0-9.]+ +>= 0.95 +not judged \(--short\)")
         self.assertNotIn("PASS", out)
