@@ -1045,9 +1045,14 @@ class KafkaWire:
 
 
 def _kafka_cluster_id():
+    """A random cluster id as Kafka writes them (URL-safe base64 of a UUID), never starting
+    with "-": StorageTool's argument parser would take such an id for an option (1 start in 64)."""
     import base64
     import uuid
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 class KafkaNode:
