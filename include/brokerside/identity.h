@@ -65,6 +65,15 @@ bs_status bs_identity_config_parse(const struct cJSON *section, const char *base
                                    bs_cfg_report_fn report, void *rctx,
                                    bs_identity_config **out) BS_WUR;
 void bs_identity_config_free(bs_identity_config *c);
+/* The `identity` row of the root config table (confmap.h CUSTOM row): reads
+ * member "identity" of `obj` through bs_identity_config_parse into the
+ * bs_identity_config * at base + o->offset (defaults when absent), reporting
+ * through bs_conf_err; free releases it. */
+struct bs_conf;
+struct bs_conf_opt;
+void bs_identity_conf_parse(struct bs_conf *c, const struct bs_conf_opt *o, const struct cJSON *obj,
+                            const char *path, void *base);
+void bs_identity_conf_free(const struct bs_conf_opt *o, void *base);
 /* Install the running config (NULL = defaults); any thread. */
 void bs_identity_set_config(const bs_identity_config *c);
 /* The running config (never NULL: built-in defaults). */

@@ -82,6 +82,14 @@ typedef struct bs_policy bs_policy;
 bs_status bs_policy_parse(const struct cJSON *section, bs_cfg_report_fn report, void *rctx,
                           bs_policy **out) BS_WUR;
 void bs_policy_free(bs_policy *p);
+/* The `authorization` row of the root config table (confmap.h CUSTOM row):
+ * member "authorization" of `obj` (absent or null: no policy, NULL stored)
+ * through bs_policy_parse into the bs_policy * at base + o->offset. */
+struct bs_conf;
+struct bs_conf_opt;
+void bs_policy_conf_parse(struct bs_conf *c, const struct bs_conf_opt *o, const struct cJSON *obj,
+                          const char *path, void *base);
+void bs_policy_conf_free(const struct bs_conf_opt *o, void *base);
 size_t bs_policy_rule_count(const bs_policy *p);
 const bs_policy_rule *bs_policy_rule_at(const bs_policy *p, size_t i);
 bool bs_policy_default_allow(const bs_policy *p);

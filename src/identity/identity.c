@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "brokerside/confmap.h"
 #include "brokerside/cursor.h"
 #include "brokerside/kafka.h"
 
@@ -570,4 +571,29 @@ bool bs_sasl_track_legacy_server(bs_conn_identity *id, const uint8_t *token, siz
     if (was && strcmp(old, id->sasl_principal) != 0)
         *close_why = "re-authentication changed the principal";
     return true;
+}
+
+/* bs_cfg_report_fn into a confmap load. */
+static void conf_report(void *ctx, const char *path, const char *msg)
+{
+    bs_conf_err(ctx, path, "%s", msg);
+}
+
+/* See identity.h. */
+void bs_identity_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
+                            void *base)
+{
+    (void)path;
+    bs_identity_config **out = (bs_identity_config **)((char *)base + o->offset);
+    bs_status st = bs_identity_config_parse(obj ? bs_conf_member(obj, o->name) : NULL, c->dir,
+                                            conf_report, c, out);
+    if (st == BS_E_NOMEM) c->nomem = true;
+}
+
+/* See identity.h. */
+void bs_identity_conf_free(const bs_conf_opt *o, void *base)
+{
+    bs_identity_config **p = (bs_identity_config **)((char *)base + o->offset);
+    bs_identity_config_free(*p);
+    *p = NULL;
 }

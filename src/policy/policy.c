@@ -18,6 +18,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "brokerside/confmap.h"
+
 #define POLICY_MAX_RULES 100000
 
 typedef struct idx_list {
@@ -550,4 +552,30 @@ void bs_policy_explain(const bs_policy *p, const bs_policy_decision *d, char *ou
              d->rule, basis[d->basis], r->principal ? r->principal : "User:*",
              r->host ? r->host : "*", ops, g_res_names[r->res], r->prefixed ? "PREFIXED" : "LITERAL",
              r->name ? r->name : "*");
+}
+
+/* bs_cfg_report_fn into a confmap load. */
+static void conf_report(void *ctx, const char *path, const char *msg)
+{
+    bs_conf_err(ctx, path, "%s", msg);
+}
+
+/* See policy.h. */
+void bs_policy_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
+                          void *base)
+{
+    (void)path;
+    bs_policy **out = (bs_policy **)((char *)base + o->offset);
+    const cJSON *sec = obj ? bs_conf_member(obj, o->name) : NULL;
+    *out = NULL;
+    if (!sec) return; /* absent or null: no policy */
+    if (bs_policy_parse(sec, conf_report, c, out) == BS_E_NOMEM) c->nomem = true;
+}
+
+/* See policy.h. */
+void bs_policy_conf_free(const bs_conf_opt *o, void *base)
+{
+    bs_policy **p = (bs_policy **)((char *)base + o->offset);
+    bs_policy_free(*p);
+    *p = NULL;
 }
