@@ -1449,9 +1449,10 @@ class KafkaCluster:
             if err not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION
                 raise AssertionError("DeleteTopics %s: error %d" % (name, err))
 
-    def reset_topics(self, specs):
+    def reset_topics(self, specs, config=None):
         """Fresh, empty topics: specs are "name[:partitions[:replication]]"; existing topics of
-        those names are deleted first (tests sharing one cluster start from empty topics)."""
+        those names are deleted first (tests sharing one cluster start from empty topics).
+        `config` (topic configs) applies to each."""
         if not specs:
             return
         parsed = []
@@ -1464,7 +1465,7 @@ class KafkaCluster:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    self.create_topic(name, nparts, rf)
+                    self.create_topic(name, nparts, rf, config)
                     break
                 except AssertionError as e:
                     # 36 TOPIC_ALREADY_EXISTS while a deletion is still being applied
