@@ -35,6 +35,8 @@ deps:
 	@# moto_server and boto3 (AWS integration tests) come with the machine image's pyenv python3, not apt: say so clearly if absent
 	@# the pinned Apache Kafka (tests/kafka/pom.xml) into .cache/kafka/: no network when already there
 	@./tests/kafka/fetch.sh >/dev/null
+	@# the Java client test program (tests/java) against that release into .cache/java/
+	@./tests/java/build.sh >/dev/null
 	@{ command -v moto_server || ls $$HOME/.pyenv/shims/moto_server; } >/dev/null 2>&1 || { echo "deps: moto_server not found on PATH or in ~/.pyenv/shims (needs a python3 with moto[server] and boto3)" >&2; exit 1; }
 
 build: deps
