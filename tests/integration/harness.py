@@ -862,6 +862,9 @@ KAFKA_LOG4J_TOOLS = os.path.join(SOURCE_DIR, "tests", "kafka", "log4j2-tools.xml
 KAFKA_USERS = {"alice": "alice-secret", "bob": "bob-secret", "admin": "admin-secret"}
 
 # Broker JVM: small heap; few GC threads (2 shared cores). BS_KAFKA_HEAP overrides -Xmx.
+# Test clusters compile with C1 only (KAFKA_QUICK_JIT): a third less CPU to start, and tests move
+# little data; benchmarks pass jit="full" (CLI --full-jit) for the broker's real throughput.
+KAFKA_QUICK_JIT = ["-XX:TieredStopAtLevel=1"]
 KAFKA_BROKER_JVM = ["-Xms96m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
                     "-XX:ParallelGCThreads=1", "-XX:ConcGCThreads=1", "-XX:CICompilerCount=2",
                     "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"]
@@ -1121,7 +1124,7 @@ class KafkaCluster:
     STATE = "cluster.json"
 
     def __init__(self, root, nodes=1, broker_config=None, features=None, heap="384m",
-                 users=None, advertise=None, start=True, detach=False):
+                 users=None, advertise=None, jit="quick", start=True, detach=False):
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.root = os.path.abspath(root)
@@ -1131,6 +1134,9 @@ class KafkaCluster:
         self.heap = os.environ.get("BS_KAFKA_HEAP", heap)
         self.users = dict(users or KAFKA_USERS)
         self.advertise = {int(k): v for k, v in (advertise or {}).items()}
+        if jit not in ("quick", "full"):
+            raise ValueError("jit must be quick or full")
+        self.jit = jit
         self.detach = detach
         self.version = kafka_version()
         self.cluster_id = None
@@ -1265,6 +1271,7 @@ class KafkaCluster:
     def _launch(self, node):
         libs = kafka_libs()
         argv = (["java", "-Xmx" + self.heap] + KAFKA_BROKER_JVM
+                + (KAFKA_QUICK_JIT if self.jit == "quick" else [])
                 + ["-Dlog4j2.configurationFile=" + KAFKA_LOG4J_BROKER,
                    "-Dkafka.logs.dir=" + node.dir,
                    "-cp", os.path.join(libs, "*"), "kafka.Kafka", node.config_path])
@@ -1406,7 +1413,7 @@ class KafkaCluster:
         tmp = os.path.join(self.root, self.STATE + ".tmp")
         with open(tmp, "w") as f:
             json.dump({"nodes_total": self.n, "heap": self.heap, "broker_config": self.broker_config,
-                   "advertise": self.advertise,
+                   "advertise": self.advertise, "jit": self.jit,
                        "features": self.features, **self.describe(),
                        "ports": {n.id: n.ports for n in self.nodes}}, f, indent=2)
         os.replace(tmp, os.path.join(self.root, self.STATE))
@@ -1418,7 +1425,7 @@ class KafkaCluster:
             st = json.load(f)
         c = cls(root, nodes=st["nodes_total"], broker_config=st["broker_config"],
                 features=st["features"], heap=st["heap"], users=st["users"],
-                advertise=st.get("advertise"), start=False, detach=True)
+                advertise=st.get("advertise"), jit=st.get("jit", "quick"), start=False, detach=True)
         c.cluster_id = st["cluster_id"]
         c.startup_seconds = st.get("startup_seconds")
         for nd in st["nodes"]:
