@@ -732,7 +732,28 @@ class IntegrationTest(unittest.TestCase):
         # Cleanups run last-in first-out: stop first, then check the log.
         self.addCleanup(self.check_sanitizer_report, bs.log_path)
         self.addCleanup(bs.stop)
+        if getattr(self, "_real_kafka", False):
+            self.addCleanup(self.check_protocol_clean, bs)
         return bs
+
+    def check_protocol_clean(self, bs):
+        """In front of a real broker, every frame real clients and the broker exchanged must
+        decode and every response that needed a rewrite must have been rewritten: fail the
+        test on any brokerside_kafka_undecodable_total or brokerside_kafka_rewrite_errors_total
+        (run before the daemon stops; skipped if the test stopped it)."""
+        if not bs.proc.alive():
+            return
+        try:
+            m = bs.metrics()
+        except (OSError, AssertionError):
+            return
+        bad = {}
+        for (name, labels), v in m.items():
+            if v > 0 and name in ("brokerside_kafka_undecodable_total",
+                                  "brokerside_kafka_rewrite_errors_total"):
+                bad["%s%s" % (name, dict(labels))] = v
+        if bad:
+            raise AssertionError("protocol errors against the real broker: %s" % bad)
 
     def check_sanitizer_report(self, log_path):
         """Fail the test if an ASan/UBSan/LSan build reported anything in the
@@ -782,6 +803,7 @@ class IntegrationTest(unittest.TestCase):
         """The module's shared real Kafka cluster (harness.module_kafka); its broker logs are
         printed with a failure."""
         c = module_kafka(nodes=nodes, sidecar=sidecar, **kw)
+        self._real_kafka = True
         for n in c.nodes:
             if n.server_log not in self.logs:
                 self.logs.append(n.server_log)
