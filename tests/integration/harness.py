@@ -838,7 +838,10 @@ class IntegrationTest(unittest.TestCase):
             db.command("down 1")
         lst = tls_listener(self.certs, "127.0.0.1:%d" % port, db.listen_addr(1), protocol=protocol,
                            client_auth=client_auth, **(tls_extra or {}))
-        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **(config_extra or {}))
+        extra = dict(config_extra or {})
+        if protocol == "kafka" and "kafka" not in extra:
+            extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
+        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **extra)
         bs = self.start_brokerside(cfg)
         return db, bs, port
 

@@ -339,6 +339,42 @@ class EncryptionTest(harness.IntegrationTest):
         self.assertEqual(back, latest)
 
 
+class InjectedBrokerErrorTest(harness.IntegrationTest):
+    """A fault only the mock cluster injects on demand: the broker answers the first two
+    Produce requests with NOT_LEADER_OR_FOLLOWER (retriable). The producer retries through the
+    encrypting sidecar; every record lands once, as an envelope, and reads back as sent."""
+
+    def test_retriable_produce_error_through_encryption(self):
+        from confluent_kafka import Producer
+        key_file = os.path.join(self.tmp, "master.key")
+        r = subprocess.run([KEYGEN, key_file], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # (the mock advertises the sidecar's address on its only listener, so no client can
+        # read it directly: the at-rest checks are the real-broker tests' job)
+        db, bs, port = self.mock_cluster(protocol="kafka", topics=("enc-retry:1",), config_extra={
+            "encryption": {"kms": {"type": "local", "key_file": key_file},
+                           "topics": [{"match": "enc-*", "key": "k"}]}})
+        self.assertEqual(db.command("error 0 6 2"), "OK error 0 6 2")
+        conf = {"bootstrap.servers": "127.0.0.1:%d" % port, "security.protocol": "SSL",
+                "ssl.ca.location": self.certs["ca_crt"]}
+        p = Producer(dict(conf, acks="all", retries=5, **{"retry.backoff.ms": 100}))
+        vals = [b"retry secret %d" % i for i in range(5)]
+        errs = []
+        for v in vals:
+            p.produce("enc-retry", value=v, partition=0, on_delivery=lambda e, m: errs.append(e))
+        self.assertEqual(p.flush(60), 0)
+        self.assertEqual(errs, [None] * 5)
+        got = harness.kcat_consume("127.0.0.1:%d" % port, "enc-retry", 5, self.certs)
+        self.assertEqual(got, [v.decode() for v in vals])   # once each, decrypted
+        m = bs.metrics()
+        produces = sum(v for (n, ls), v in m.items()
+                       if n == "brokerside_kafka_requests_total" and dict(ls).get("api") == "Produce")
+        self.assertGreaterEqual(produces, 3, "the two refused Produce requests were retried")
+        self.assertGreaterEqual(harness.metric(m, "brokerside_records_encrypted_total"), 5)
+        self.assertGreaterEqual(harness.metric(m, "brokerside_records_decrypted_total"), 5)
+
+
 class EncryptionOffTest(harness.IntegrationTest):
     """The same kafka listener without an encryption section: records reach the broker as sent
     (every client, every codec round-trips; the broker's disk holds the plaintext)."""
