@@ -1,18 +1,24 @@
 """Integration-test harness for brokerside (stdlib only; runs with /usr/bin/python3).
 
 Every integration test starts its own processes on free ephemeral ports:
-  - a dev Kafka cluster (tests/tools/devbroker, librdkafka's mock cluster),
+  - real Apache Kafka clusters (KafkaCluster: the release pinned in
+    tests/kafka/pom.xml, 1 or 3 KRaft nodes; one per test module via
+    IntegrationTest.kafka() / cluster()),
+  - librdkafka's mock cluster (tests/tools/devbroker) only for faults only it
+    injects (IntegrationTest.mock_cluster() / start_devbroker()),
   - brokerside with a config written from a dict,
   - clients: kcat over TLS, openssl s_client, sslscan, raw sockets.
 
 Every process is started in its own process group and registered; the group
 is killed at test cleanup and again at interpreter exit, so nothing leaks even
 when a test fails or the runner is interrupted. When a test fails, the tail of
-every log file the test registered (brokerside's stderr, devbroker's stderr)
-is printed with the failure, and the test's temp dir is kept.
+every log file the test registered (brokerside's stderr, the Kafka brokers'
+server.log, devbroker's stderr) is printed with the failure, and the test's
+temp dir is kept.
 
 Environment: BS_BUILD_DIR (default <source>/build), BS_SOURCE_DIR,
-BS_KEEP_TMP=1 keeps every temp dir.
+BS_KEEP_TMP=1 keeps every temp dir, BS_KAFKA_HEAP (broker -Xmx),
+BS_KAFKA_READY_TIMEOUT (seconds), BS_KAFKA_CACHE (jar cache).
 """
 
 import atexit
