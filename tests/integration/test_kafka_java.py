@@ -298,6 +298,34 @@ class SaslTest(Setup):
         self.assertNotEqual(via.returncode, 0)
         self.assertIn(verdict, via.stderr.decode())
 
+    def test_kafka_python_scram(self):
+        """A second SCRAM-SHA-512 client next to Java: kafka-python (Debian's 2.0), through the
+        sidecar. It authenticates the pre-KIP-152 way, SaslHandshake v0 followed by bare SASL
+        token frames that are not Kafka requests; the sidecar used to take the first token for
+        a request and close the connection on the broker's answer."""
+        code = """
+import sys
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+conf = dict(bootstrap_servers=sys.argv[1], security_protocol="SASL_SSL", ssl_cafile=sys.argv[2],
+            sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="bob", sasl_plain_password=sys.argv[3])
+p = KafkaProducer(**conf)
+for i in range(10):
+    p.send("sasl-kpy", ("kpy-%d" % i).encode()).get(60)
+p.close()
+c = KafkaConsumer(**conf, auto_offset_reset="earliest", consumer_timeout_ms=20000)
+tp = TopicPartition("sasl-kpy", 0)
+c.assign([tp]); c.seek_to_beginning(tp)
+got = [m.value.decode() for _, m in zip(range(10), c)]
+print(" ".join(got)); print("BROKERS", " ".join("%s:%d" % (b.host, b.port) for b in c._client.cluster.brokers()))
+"""
+        self.kc.reset_topics(["sasl-kpy"])
+        r = harness.run(["/usr/bin/python3", "-c", code, self.addr["sasl"], self.certs["ca_crt"],
+                         self.kc.users["bob"]], timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr.decode()[-3000:])
+        out = r.stdout.decode().splitlines()
+        self.assertEqual(out[0].split(), ["kpy-%d" % i for i in range(10)])
+        self.assertEqual(out[1].split()[1:], [self.addr["sasl"]])
+
     def test_wrong_password_is_refused(self):
         r = self.kcat_sasl("SCRAM-SHA-512", "alice", "not-the-password", ["-L", "-m", "15"])
         self.assertNotEqual(r.returncode, 0)
