@@ -100,6 +100,12 @@ class FailoverTest(harness.IntegrationTest):
         # the client itself saw the partition move from the stopped leader to the new one
         self.assertIn("0@%d" % leader, res["leaders_seen"])
         self.assertIn("0@%d" % new_leader, res["leaders_seen"])
+        # KIP-951: the old leader answered a Produce with NOT_LEADER_OR_FOLLOWER and the new
+        # leader (CurrentLeader + NodeEndpoints, rewritten by its sidecar), and the producer
+        # moved on from that hint without waiting for a Metadata refresh
+        hints = [l for l in res["_stderr"].splitlines() if "updating leader information" in l]
+        self.assertTrue(hints, "the producer applied no KIP-951 leader hint")
+        self.assertTrue(any("leader=Optional[%d]" % new_leader in l for l in hints), hints)
         self.check_no_leak(res)
 
         # A consumer group (FindCoordinator, group coordinators on the survivors) through the
