@@ -47,6 +47,7 @@ typedef struct app {
     bs_pipeline *pipe;
     bs_audit_hook *audit_hook;              /* per-request audit recorder, NULL without audit */
     bs_kafka_session_factory kafka_factory; /* what every kafka listener's session sees */
+    bs_kafka_hook *hooks;                   /* kafka_factory.hooks: audit gate, then encryption */
     bool server_done;                       /* workers gone: the event path is flushing */
     bs_admin *admin;
     bs_encryption *enc; /* NULL when encryption at rest is off */
@@ -210,7 +211,12 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 /* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
 static bool ready_hook(void *ctx, char *why, size_t whylen)
 {
-    return bs_server_ready(((app *)ctx)->srv, why, whylen);
+    app *a = ctx;
+    if (bs_pipeline_audit_blocked(a->pipe)) {
+        snprintf(why, whylen, "audit events cannot be stored (spool full): requests are refused");
+        return false;
+    }
+    return bs_server_ready(a->srv, why, whylen);
 }
 
 /* Admin hook: the server's and the event path's members of /status. */
@@ -259,10 +265,6 @@ static int run(const char *path)
             BS_LOG_ERRORF("main", "cannot start: %s", err);
             goto out;
         }
-        /* The record crypto hook: Produce values encrypted, Fetch values decrypted. */
-        const bs_kafka_session_factory *ef = bs_encryption_factory(a.enc);
-        a.kafka_factory.hooks = ef->hooks;
-        a.kafka_factory.n_hooks = ef->n_hooks;
     }
     /* Per-request audit events ride on the Kafka session (audit_hook.h). */
     if (bs_pipeline_audit_log(a.pipe)) {
@@ -273,6 +275,24 @@ static int run(const char *path)
             goto out;
         }
         a.kafka_factory.observer = bs_audit_hook_observer(a.audit_hook);
+    }
+    /* Hooks, in order: the audit gate first (a request whose event cannot be
+     * stored is refused before anything else touches it), then the record
+     * crypto hook (Produce values encrypted, Fetch values decrypted). */
+    {
+        const bs_kafka_session_factory *ef = a.enc ? bs_encryption_factory(a.enc) : NULL;
+        size_t n = (a.audit_hook ? 1 : 0) + (ef ? ef->n_hooks : 0);
+        a.hooks = calloc(n ? n : 1, sizeof *a.hooks);
+        if (!a.hooks) {
+            BS_LOG_ERRORF("main", "out of memory");
+            goto out;
+        }
+        size_t k = 0;
+        if (a.audit_hook) a.hooks[k++] = *bs_audit_hook_gate(a.audit_hook);
+        for (size_t i = 0; ef && i < ef->n_hooks; i++)
+            a.hooks[k++] = ef->hooks[i];
+        a.kafka_factory.hooks = a.hooks;
+        a.kafka_factory.n_hooks = k;
     }
     /* `kafka` listeners get the protocol-aware session (record crypto hook and
      * audit observer when configured); `tcp` stays opaque. */
@@ -318,6 +338,7 @@ out:
     /* After the server (no connection uses it any more), before the log it writes to. */
     bs_audit_hook_free(a.audit_hook);
     bs_encryption_free(a.enc); /* after the workers (they free their DEK workers) */
+    free(a.hooks);
     bs_pipeline_free(a.pipe);
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);
