@@ -125,7 +125,7 @@ bs_status bs_encryption_start(struct ev_loop *control, const bs_config *cfg, bs_
             snprintf(err, errlen, "encryption.dek: invalid settings (%s)", bs_status_name(st));
     }
     if (st == BS_OK) {
-        st = bs_record_crypto_new(enc, 0, &e->rc);
+        st = bs_record_crypto_new(enc, cfg->kafka.max_frame_bytes, &e->rc);
         if (st != BS_OK) snprintf(err, errlen, "encryption: %s", bs_status_name(st));
     }
     if (st == BS_OK) {

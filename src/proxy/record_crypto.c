@@ -207,6 +207,15 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
     bs_status key_st = BS_OK;
     int64_t encrypted = 0;
     size_t k = 0;
+    /* One decompression budget for the whole request (all partitions and
+     * batches): at most BS_RECORD_CRYPTO_MAX_RATIO times the request's own
+     * size (at least BS_RECORD_CRYPTO_RATIO_FLOOR), never more than the frame
+     * limit. A 245 KB bomb can no longer unpack to hundreds of MiB. */
+    size_t budget = len > c->rc->max_records_bytes / BS_RECORD_CRYPTO_MAX_RATIO
+                        ? c->rc->max_records_bytes
+                        : len * BS_RECORD_CRYPTO_MAX_RATIO;
+    if (budget < BS_RECORD_CRYPTO_RATIO_FLOOR) budget = BS_RECORD_CRYPTO_RATIO_FLOOR;
+    if (budget > c->rc->max_records_bytes) budget = c->rc->max_records_bytes;
     for (int32_t t = 0; t < td->count; t++) {
         bs_kafka_obj *to = &td->items[t];
         const bs_kafka_val *name = fld(to, "Name");
@@ -247,8 +256,9 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
             }
             enc_ctx x = {.c = c, .keyref = rule->key, .topic = topic, .topic_len = name->n};
             size_t start = c->recs.len;
-            st = bs_records_blob_transform(rv->p, rv->n, c->rc->max_records_bytes, enc_value, &x,
-                                           &c->recs);
+            size_t used = 0;
+            st = bs_records_blob_transform(rv->p, rv->n, budget, enc_value, &x, &c->recs, &used);
+            budget = used < budget ? budget - used : 0;
             if (st == BS_E_AGAIN) {
                 bs_metric_add(bs_metrics_counter_kv("brokerside_record_crypto_held_total",
                                                     "Frames held until a data key arrived",
@@ -267,6 +277,10 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
                     perr[k] = BS_KERR_KAFKA_STORAGE_ERROR;
                     reason = "key_unavailable";
                     key_st = x.key_st;
+                } else if (st == BS_E_TOO_LARGE) {
+                    perr[k] = BS_KERR_MESSAGE_TOO_LARGE;
+                    reason = "decompression_limit";
+                    budget = 0; /* nothing more of this request is unpacked */
                 } else {
                     perr[k] = BS_KERR_CORRUPT_MESSAGE;
                     reason = "corrupt_batch";
@@ -308,6 +322,21 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
         }
     }
     BS_GUARD(bs_kafka_put_frame(replacement, frame + 4, h->header_len, m, h->api_version, req));
+    if (replacement->len > c->rc->max_records_bytes + 4) {
+        /* The rewritten frame obeys kafka.max_frame_bytes like any other: the
+         * request is refused rather than sent to the broker oversized. */
+        count_failure("rewritten_too_large");
+        if (log_allowed())
+            BS_LOG_WARNF(MOD,
+                         "listener %s: Produce v%d from %s refused: encrypted it would be %zu "
+                         "bytes, above kafka.max_frame_bytes",
+                         c->listener, h->api_version, c->peer, replacement->len);
+        bs_wbuf_reset(replacement);
+        *verdict = BS_KAFKA_HOOK_ANSWER;
+        if (acks->i == 0) return BS_OK;
+        return bs_kafka_produce_answer(req, h->api_version, h->correlation_id, NULL,
+                                       BS_KERR_MESSAGE_TOO_LARGE, &c->arena, replacement);
+    }
     count_plain("brokerside_records_encrypted_total", "Record values encrypted on Produce",
                 encrypted);
     *verdict = BS_KAFKA_HOOK_REPLACE;
@@ -475,7 +504,7 @@ static bs_status rc_on_response(void *arg, const bs_kafka_inflight *req, const u
                 .c = c, .topic = known ? topic : NULL, .topic_len = known ? strlen(topic) : 0};
             size_t start = c->recs.len;
             st = bs_records_blob_transform(rv->p, rv->n, c->rc->max_records_bytes, dec_value, &x,
-                                           &c->recs);
+                                           &c->recs, NULL);
             if (st == BS_E_AGAIN) {
                 bs_metric_add(bs_metrics_counter_kv("brokerside_record_crypto_held_total",
                                                     "Frames held until a data key arrived",
