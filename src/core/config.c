@@ -1352,10 +1352,15 @@ static void parse_advertise_map(cfg_ctx *c, const cJSON *m, const char *path, bs
 /* Parse `kafka` (optional object): advertise and max_frame_bytes. */
 static void parse_kafka(cfg_ctx *c, const cJSON *root, bs_kafka_config *k)
 {
-    static const char *const keys[] = {"advertise", "max_frame_bytes", NULL};
+    static const char *const keys[] = {"advertise",         "max_frame_bytes",
+                                       "max_held_request_bytes", "held_bytes_budget",
+                                       "frame_timeout_s",   NULL};
     static const char *const adv_keys[] = {"nodes", "template", NULL};
     char q[160];
     k->max_frame_bytes = 104857600;
+    k->max_held_request_bytes = 16u << 20;
+    k->held_bytes_budget = 256ull << 20;
+    k->frame_timeout_s = 30;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "kafka");
     if (!v || cJSON_IsNull(v)) return;
     if (!cJSON_IsObject(v)) {
@@ -1366,6 +1371,14 @@ static void parse_kafka(cfg_ctx *c, const cJSON *root, bs_kafka_config *k)
     long long x = k->max_frame_bytes;
     get_int(c, v, "max_frame_bytes", "kafka", 1024, 1073741824, &x);
     k->max_frame_bytes = (uint32_t)x;
+    /* hardening (issue 11): held requests, their budget and deadline */
+    x = k->max_held_request_bytes;
+    get_int(c, v, "max_held_request_bytes", "kafka", 1024, 1073741824, &x);
+    k->max_held_request_bytes = (uint32_t)x;
+    x = (long long)k->held_bytes_budget;
+    get_int(c, v, "held_bytes_budget", "kafka", 1024 * 1024, 1LL << 40, &x);
+    k->held_bytes_budget = (uint64_t)x;
+    get_seconds(c, v, "frame_timeout_s", "kafka", 3600, &k->frame_timeout_s);
     const cJSON *a = member(v, "advertise");
     if (!a) return;
     if (cJSON_IsString(a)) {
