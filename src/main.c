@@ -131,6 +131,10 @@ static int check_config(const char *path)
         fprintf(stderr, "%s\n", err);
         goto out;
     }
+    if (bs_encryption_check(cfg, err, sizeof err) != BS_OK) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
     printf("%s: OK\n", path);
     rc = 0;
 out:

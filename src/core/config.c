@@ -334,16 +334,54 @@ static bool in_list(const char *const *list, const char *s)
  * this version" message instead of "unknown key"; a key that appears twice is
  * an error (cJSON keeps both and lookups would silently take the first).
  */
+/* A key of an object and its position, for the duplicate check. */
+typedef struct key_pos {
+    const char *k;
+    size_t i;
+} key_pos;
+
+/* qsort order: by key, then by position (so the first occurrence comes first). */
+static int key_pos_cmp(const void *a, const void *b)
+{
+    const key_pos *x = a, *y = b;
+    int r = strcmp(x->k, y->k);
+    return r ? r : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Mark in dup[i] every member of `obj` whose key appeared earlier: sort the
+ * keys once (O(n log n)); a config with 60,000 keys in one object used to
+ * take seconds with the pairwise check. False when out of memory. */
+static bool mark_duplicates(const cJSON *obj, size_t n, bool *dup)
+{
+    key_pos *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return false;
+    size_t i = 0;
+    for (const cJSON *it = obj->child; it; it = it->next, i++)
+        v[i] = (key_pos){it->string ? it->string : "", i};
+    qsort(v, n, sizeof *v, key_pos_cmp);
+    for (i = 1; i < n; i++)
+        if (strcmp(v[i - 1].k, v[i].k) == 0) dup[v[i].i] = true;
+    free(v);
+    return true;
+}
+
 static void check_keys(cfg_ctx *c, const cJSON *obj, const char *path, const char *const *allowed,
                        const char *const *future)
 {
     char p[CFG_PATH_MAX], q[160];
-    for (const cJSON *it = obj->child; it; it = it->next) {
+    size_t n = 0, idx = 0;
+    for (const cJSON *it = obj->child; it; it = it->next)
+        n++;
+    bool *dups = calloc(n ? n : 1, sizeof *dups);
+    if (!dups || !mark_duplicates(obj, n, dups)) {
+        free(dups);
+        c->nomem = true;
+        return;
+    }
+    for (const cJSON *it = obj->child; it; it = it->next, idx++) {
         const char *k = it->string ? it->string : "";
         path_key(p, sizeof p, path, k);
-        bool dup = false;
-        for (const cJSON *prev = obj->child; prev != it; prev = prev->next)
-            if (prev->string && strcmp(prev->string, k) == 0) dup = true;
+        bool dup = dups[idx];
         if (dup) {
             cfg_err(c, p, "duplicate key %s: each key may appear once per object",
                     quote(q, sizeof q, k));
@@ -369,6 +407,7 @@ static void check_keys(cfg_ctx *c, const cJSON *obj, const char *path, const cha
         else
             cfg_err(c, p, "unknown key %s", quote(q, sizeof q, k));
     }
+    free(dups);
 }
 
 /* The member `key` of `obj`, or NULL when absent or JSON null (null means
@@ -429,6 +468,9 @@ static void get_int(cfg_ctx *c, const cJSON *obj, const char *key, const char *p
 
 /* Read an optional number of seconds in (0, max] into *out (unchanged when
  * absent). */
+/* The smallest duration a `*_s` key accepts. */
+#define CFG_MIN_SECONDS 0.001
+
 static void get_seconds(cfg_ctx *c, const cJSON *obj, const char *key, const char *path, double max,
                         double *out)
 {
@@ -441,6 +483,11 @@ static void get_seconds(cfg_ctx *c, const cJSON *obj, const char *key, const cha
         return;
     }
     double d = v->valuedouble;
+    /* Below a millisecond no timer can honour it (1e-300 was accepted). */
+    if (isfinite(d) && d > 0 && d < CFG_MIN_SECONDS) {
+        cfg_err(c, p, "%g s is too small: at least %g s (1 ms)", d, CFG_MIN_SECONDS);
+        return;
+    }
     if (!isfinite(d) || d <= 0 || d > max) {
         cfg_err(c, p, "%g is out of range: must be greater than 0 and at most %g", d, max);
         return;
@@ -580,9 +627,16 @@ static char *get_file(cfg_ctx *c, const cJSON *obj, const char *key, const char 
     }
     /* open(2), not access(2): what matters is whether this process, with its
      * effective ids, can read it now. */
-    int fd = open(abs, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: the file may have been swapped for a FIFO since stat() */
+    int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat fsb;
     if (fd < 0) {
         cfg_err(c, p, "%s cannot be read: %s", where, strerror(errno));
+        goto fail;
+    }
+    if (fstat(fd, &fsb) != 0 || !S_ISREG(fsb.st_mode)) {
+        close(fd);
+        cfg_err(c, p, "%s is not a regular file", where);
         goto fail;
     }
     close(fd);
@@ -594,6 +648,58 @@ fail:
     free(abs);
     *ok = false;
     return NULL;
+}
+
+/* The path `in` as the kernel will resolve it, into out[outlen]: realpath()
+ * of its longest existing prefix (symlinks, "." and ".." resolved), then the
+ * part that does not exist yet with "." and ".." applied lexically. Used to
+ * tell whether two configured directories are the same. */
+static void canon_path(const char *in, char *out, size_t outlen)
+{
+    char head[PATH_MAX], real[PATH_MAX];
+    snprintf(out, outlen, "%s", in);
+    if (strlen(in) >= sizeof head) return;
+    strcpy(head, in);
+    size_t cut = strlen(head);
+    for (;;) {
+        if (realpath(head, real)) break;
+        char *slash = strrchr(head, '/');
+        if (!slash) return; /* nothing of it exists, even relative: compare as given */
+        cut = (size_t)(slash - head);
+        if (cut == 0) {
+            strcpy(real, "/");
+            break;
+        }
+        *slash = '\0';
+    }
+    /* append the components after the existing prefix, applying "." and ".." */
+    char res[PATH_MAX];
+    snprintf(res, sizeof res, "%s", real);
+    const char *rest = in + cut;
+    while (*rest) {
+        while (*rest == '/')
+            rest++;
+        size_t n = strcspn(rest, "/");
+        if (n == 0) break;
+        if (n == 1 && rest[0] == '.') {
+            /* nothing */
+        } else if (n == 2 && rest[0] == '.' && rest[1] == '.') {
+            char *slash = strrchr(res, '/');
+            if (slash && slash != res)
+                *slash = '\0';
+            else
+                strcpy(res, "/");
+        } else {
+            size_t l = strlen(res);
+            if (l + 1 + n < sizeof res) {
+                if (l > 1 || res[0] != '/') res[l++] = '/';
+                memcpy(res + l, rest, n);
+                res[l + n] = '\0';
+            }
+        }
+        rest += n;
+    }
+    snprintf(out, outlen, "%s", res);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1646,10 +1752,28 @@ static const char *check_url(const char *u, bool insecure_ok)
     return NULL;
 }
 
+/* Copy URL `u` into out[outlen] with any user information before the host
+ * ("user:password@") replaced by "***@", so error messages never print a
+ * credential somebody put in an endpoint. */
+static void redact_url(const char *u, char *out, size_t outlen)
+{
+    const char *h = strstr(u, "://");
+    h = h ? h + 3 : u;
+    size_t hl = strcspn(h, "/?#");
+    const char *at = NULL;
+    for (const char *x = h; x < h + hl; x++)
+        if (*x == '@') at = x; /* the last '@' ends the user information */
+    if (!at) {
+        snprintf(out, outlen, "%s", u);
+        return;
+    }
+    snprintf(out, outlen, "%.*s***%s", (int)(h - u), u, at);
+}
+
 /* Read the optional `endpoint` (+ `allow_insecure_endpoint`) of obj. */
 static char *get_url(cfg_ctx *c, const cJSON *obj, const char *path)
 {
-    char p[CFG_PATH_MAX], q[300];
+    char p[CFG_PATH_MAX], q[300], safe[600];
     const char *s;
     bool insecure = false;
     get_bool(c, obj, "allow_insecure_endpoint", path, &insecure);
@@ -1657,7 +1781,8 @@ static char *get_url(cfg_ctx *c, const cJSON *obj, const char *path)
     const char *why = check_url(s, insecure);
     if (why) {
         path_key(p, sizeof p, path, "endpoint");
-        cfg_err(c, p, "%s %s", quote(q, sizeof q, s), why);
+        redact_url(s, safe, sizeof safe);
+        cfg_err(c, p, "%s %s", quote(q, sizeof q, safe), why);
         return NULL;
     }
     return cfg_strdup(c, s);
@@ -2623,17 +2748,23 @@ static void link_events(cfg_ctx *c, const cJSON *root, bs_config *cfg)
             s->streams |= 1u << secs[i].stream;
         }
     }
-    /* Two writers in one directory would interleave or rotate each other's files. */
+    /* Two writers in one directory would interleave or rotate each other's
+     * files. Compared as real paths: "<spool>/.", "<spool>/../spool" or a
+     * symlink to the spool are the spool too. */
+    char spool_real[PATH_MAX] = "";
+    if (cfg->spool.dir) canon_path(cfg->spool.dir, spool_real, sizeof spool_real);
     for (size_t k = 0; k < cfg->n_sinks; k++) {
         const bs_sink_config *s = &cfg->sinks[k];
         if (s->kind != BS_SINK_FILE || !s->dir) continue;
         snprintf(p, sizeof p, s->implicit ? "sinks" : "sinks.%s.dir", s->name);
-        if (cfg->spool.dir && strcmp(s->dir, cfg->spool.dir) == 0)
+        char real[PATH_MAX], other[PATH_MAX];
+        canon_path(s->dir, real, sizeof real);
+        if (cfg->spool.dir && strcmp(real, spool_real) == 0)
             cfg_err(c, p, "%s%s is the spool directory: give the sink its own directory",
                     s->implicit ? "the default sink's dir " : "", quote(q, sizeof q, s->dir));
         for (size_t j = 0; j < k; j++)
             if (cfg->sinks[j].kind == BS_SINK_FILE && cfg->sinks[j].dir &&
-                strcmp(cfg->sinks[j].dir, s->dir) == 0)
+                (canon_path(cfg->sinks[j].dir, other, sizeof other), strcmp(other, real) == 0))
                 cfg_err(c, p,
                         "%s%s is also the dir of sinks.%s: each file sink needs its own "
                         "directory",
@@ -2790,6 +2921,30 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
     walk_events(c, root, cfg);
 }
 
+/* Find a \u0000 escape inside a JSON string of s[0..len) (comments already
+ * blanked): cJSON would decode it to a NUL byte and every C string user would
+ * silently see the value cut there. True with *off at the backslash. */
+static bool find_nul_escape(const char *s, size_t len, size_t *off)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_str) {
+            if (s[i] == '"') in_str = true;
+            continue;
+        }
+        if (s[i] == '"') {
+            in_str = false;
+        } else if (s[i] == '\\' && i + 1 < len) {
+            if (s[i + 1] == 'u' && i + 5 < len && strncmp(s + i + 2, "0000", 4) == 0) {
+                *off = i;
+                return true;
+            }
+            i++; /* skip the escaped character (\\ and \" included) */
+        }
+    }
+    return false;
+}
+
 /* See config.h. `text` need not be NUL-terminated; it is copied. */
 bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_config **out,
                           bs_config_errors *errs)
@@ -2815,6 +2970,13 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
     }
     if (find_trailing_comma(clean, len, &off)) {
         cfg_err_at(&c, text, len, off, "JSON syntax error: trailing comma before '}' or ']'");
+        st = BS_E_CONFIG;
+        goto out;
+    }
+    if (find_nul_escape(clean, len, &off)) {
+        cfg_err_at(&c, text, len, off,
+                   "\\u0000 inside a string: a NUL character is not allowed (the string "
+                   "would be cut there)");
         st = BS_E_CONFIG;
         goto out;
     }
@@ -2882,7 +3044,9 @@ bs_status bs_config_load(const char *path, bs_config **out, bs_config_errors *er
     bs_status st = BS_OK;
     int fd = -1;
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+     * it is refused below as not a regular file. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0) {
         cfg_err(&c, "", "cannot open the configuration file: %s", strerror(errno));
