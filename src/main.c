@@ -24,6 +24,7 @@
 
 #include "brokerside/admin.h"
 #include "brokerside/audit_hook.h"
+#include "brokerside/aws_http.h"
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
 #include "brokerside/encryption.h"
@@ -228,6 +229,9 @@ static void status_hook(void *ctx, bs_wbuf *out)
 {
     bs_server_status_json(((app *)ctx)->srv, out);
     bs_pipeline_status_json(((app *)ctx)->pipe, out);
+    /* AWS attempts (sinks, KMS) running past their slow threshold right now */
+    bs_wbuf_put_str(out, ",\"aws_slow_attempts\":");
+    bs_aws_http_status_json(out);
 }
 
 /* Run the daemon with `path` until shut down. */
