@@ -13,11 +13,13 @@
  * immediate one), 1 on a configuration or start-up error, 2 on bad usage.
  * Sub-commands `keygen` and `audit verify` have their own (see usage()).
  */
+#include <errno.h>
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -34,6 +36,7 @@
 #include "brokerside/metrics.h"
 #include "brokerside/net.h"
 #include "brokerside/pipeline.h"
+#include "brokerside/sdnotify.h"
 #include "brokerside/tls.h"
 #include "brokerside/version.h"
 
@@ -53,29 +56,49 @@ typedef struct app {
     bs_admin *admin;
     bs_encryption *enc; /* NULL when encryption at rest is off */
     ev_signal sigterm, sigint, sighup;
+    ev_timer watchdog; /* WATCHDOG=1 every half of $WATCHDOG_USEC (systemd), if set */
     int stop_requests;
 } app;
 
-/* Print usage to `f`. */
+/* Print usage to `f`. The same text is the source of the man page
+ * brokerside(8) (help2man, see packaging/): keep its section shape. */
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: brokerside --config FILE        run the sidecar\n"
-               "       brokerside --check-config FILE  validate FILE, its TLS material and the "
-               "audit signing key;\n"
-               "                                       exit 0 if OK, 1 if not\n"
-               "       brokerside keygen FILE          create a local master key file (mode "
-               "0600, never\n"
-               "                                       overwrites); exit 0 if created, 1 if not\n"
-               "       brokerside audit verify [--strict] [--key FILE | --public-key FILE] "
-               "AUDIT.ndjson...\n"
-               "                                       check the audit hash chain and digests; "
-               "exit 0 intact,\n"
-               "                                       1 tampering found, 2 usage or I/O error\n"
-               "       brokerside --version            print the version\n"
-               "       brokerside --help               this text\n"
-               "\n"
-               "signals: SIGTERM/SIGINT drain and exit (a second one exits at once), SIGHUP "
-               "reloads FILE\n");
+    fprintf(f,
+            "usage: brokerside --config FILE\n"
+            "  or:  brokerside --check-config [--strict] FILE\n"
+            "  or:  brokerside keygen FILE\n"
+            "  or:  brokerside audit verify [--strict] [--key FILE | --public-key FILE] "
+            "AUDIT.ndjson...\n"
+            "Security and observability sidecar beside an Apache Kafka broker: TLS termination,\n"
+            "Kafka address rewriting, per-API metrics, a signed audit trail, encryption of record\n"
+            "values at rest, and shipping of logs, metrics and audit events.\n"
+            "\n"
+            "Options:\n"
+            "  --config FILE             run the sidecar in the foreground with FILE (JSON with\n"
+            "                            comments); logs go to stderr\n"
+            "  --check-config FILE       validate FILE, its TLS material and the audit signing\n"
+            "                            key, print warnings; exit 0 if usable, 1 if not\n"
+            "  --check-config --strict FILE\n"
+            "                            the same, but any warning is an error (exit 1)\n"
+            "  --help                    print this text and exit\n"
+            "  --version                 print the version and exit\n"
+            "\n"
+            "Commands:\n"
+            "  keygen FILE               create a local master key file (mode 0600, never\n"
+            "                            overwrites); exit 0 if created, 1 if not\n"
+            "  audit verify              check the hash chain and digests of audit files;\n"
+            "                            exit 0 intact, 1 tampering found, 2 usage or I/O error\n"
+            "\n"
+            "Signals:\n"
+            "  SIGTERM, SIGINT           drain connections and exit 0 (a second one closes every\n"
+            "                            connection at once)\n"
+            "  SIGHUP                    reload FILE; a broken file changes nothing\n"
+            "\n"
+            "Exit status:\n"
+            "  0                         clean shutdown, or the check passed\n"
+            "  1                         configuration or start-up error\n"
+            "  2                         bad usage\n");
 }
 
 /* Print every config error to stderr. */
@@ -83,6 +106,41 @@ static void print_errors(const bs_config_errors *errs)
 {
     for (size_t i = 0; i < errs->n; i++)
         fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/* Log every warning of a loaded config (see bs_config_warnings). */
+static void log_warnings(const bs_config *cfg)
+{
+    for (size_t i = 0; cfg->warnings && i < cfg->warnings->n; i++)
+        BS_LOG_WARNF("config", "%s", cfg->warnings->msgs[i]);
+}
+
+/* Raise the soft open-file limit to the hard one: each proxied connection
+ * holds two descriptors, and systemd's default soft limit (1024) is meant to
+ * be raised by the services that need more. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        BS_LOG_INFOF("main", "open-file limit raised from %llu to %llu", (unsigned long long)was,
+                     (unsigned long long)rl.rlim_max);
+}
+
+/* Log a failed systemd notification (`what` names it); not run by systemd is fine. */
+static void sd_result(const char *what, bs_status st)
+{
+    if (st != BS_OK && st != BS_E_NOT_FOUND)
+        BS_LOG_WARNF("main", "cannot notify systemd of %s via $NOTIFY_SOCKET: %s", what,
+                     st == BS_E_CONFIG ? "not a usable AF_UNIX address" : strerror(errno));
+}
+
+/* Send `state` to systemd (see sdnotify.h), logging a failure. */
+static void notify(const char *state)
+{
+    sd_result(state, bs_sd_notify(state));
 }
 
 /* Build (and discard) every TLS context of `cfg`, printing each failure as
@@ -115,8 +173,10 @@ static size_t check_tls(const bs_config *cfg)
     return bad;
 }
 
-/* --check-config FILE: exit status 0 if the file and all its TLS material are good. */
-static int check_config(const char *path)
+/* --check-config [--strict] FILE: exit status 0 if the file and all its TLS
+ * material are good. Warnings (bs_config_warnings) are printed too; they
+ * fail the check only with --strict. */
+static int check_config(const char *path, bool strict)
 {
     bs_config *cfg = NULL;
     bs_config_errors errs = {0};
@@ -136,7 +196,17 @@ static int check_config(const char *path)
         fprintf(stderr, "%s\n", err);
         goto out;
     }
-    printf("%s: OK\n", path);
+    size_t nw = cfg->warnings ? cfg->warnings->n : 0;
+    for (size_t i = 0; i < nw; i++)
+        fprintf(stderr, "%s: %s\n", strict ? "error" : "warning", cfg->warnings->msgs[i]);
+    if (strict && nw) {
+        fprintf(stderr, "%s: refused: %zu warning%s (--strict)\n", path, nw, nw == 1 ? "" : "s");
+        goto out;
+    }
+    if (nw)
+        printf("%s: OK with %zu warning%s\n", path, nw, nw == 1 ? "" : "s");
+    else
+        printf("%s: OK\n", path);
     rc = 0;
 out:
     bs_config_errors_free(&errs);
@@ -159,6 +229,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     app *a = w->data;
     a->stop_requests++;
+    if (a->stop_requests == 1) notify("STOPPING=1\nSTATUS=draining connections");
     BS_LOG_INFOF("main", "received %s%s", strsignal(w->signum),
                  a->stop_requests > 1 ? " again: closing every connection now" : "");
     /* Once the workers are gone only the sinks' flush is left to cut short. */
@@ -168,18 +239,11 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
         bs_server_shutdown(a->srv, a->stop_requests == 1);
 }
 
-/* SIGHUP: reload the file; a bad file changes nothing. */
-static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+/* Reload the config file; a bad file changes nothing. */
+static void reload(app *a)
 {
-    (void)loop;
-    (void)revents;
-    app *a = w->data;
     bs_config *cfg = NULL;
     bs_config_errors errs = {0};
-    if (a->server_done) {
-        BS_LOG_INFOF("main", "received SIGHUP while shutting down: ignored");
-        return;
-    }
     BS_LOG_INFOF("main", "received SIGHUP: reloading %s", a->config_path);
     if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
         for (size_t i = 0; i < errs.n; i++)
@@ -193,6 +257,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     bs_config_errors_free(&errs);
+    log_warnings(cfg);
     bs_config **grown = realloc(a->retired, (a->n_retired + 1) * sizeof *grown);
     if (!grown) {
         BS_LOG_ERRORF("main", "reload: out of memory; keeping the running configuration");
@@ -204,6 +269,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         bs_config_free(cfg);
         return;
     }
+    bs_log_set_style(cfg->log_style);
     bs_pipeline_reload(a->pipe, cfg);
     if (a->enc && bs_encryption_reload(a->enc, cfg) != BS_OK)
         BS_LOG_ERRORF("main", "reload: encryption.dek limits refused; keeping the old ones");
@@ -211,6 +277,33 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     if (a->audit_hook && cfg->audit.enabled)
         bs_audit_hook_set_mode(a->audit_hook, (bs_audit_data_mode)cfg->audit.data_events);
     a->retired[a->n_retired++] = cfg;
+}
+
+/* SIGHUP: reload, bracketed by RELOADING=1 / READY=1 for systemd (also when
+ * the new file is refused: the daemon is serving either way). */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    app *a = w->data;
+    if (a->server_done) {
+        BS_LOG_INFOF("main", "received SIGHUP while shutting down: ignored");
+        return;
+    }
+    /* during a drain systemd already knows the service is stopping */
+    bool draining = a->stop_requests > 0;
+    if (!draining) sd_result("RELOADING=1", bs_sd_notify_reloading());
+    reload(a);
+    if (!draining) notify("READY=1\nSTATUS=serving");
+}
+
+/* The systemd watchdog: the control loop is alive. */
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    notify("WATCHDOG=1");
 }
 
 /* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
@@ -248,7 +341,9 @@ static int run(const char *path)
         goto out;
     }
     bs_log_set_level(a.cfg->log_level);
-    if (!a.cfg->encryption.enabled) BS_LOG_WARNF("main", BS_CONFIG_ENCRYPTION_OFF_FMT, path);
+    bs_log_set_style(a.cfg->log_style);
+    log_warnings(a.cfg);
+    raise_fd_limit();
     a.loop = ev_default_loop(EVFLAG_AUTO);
     if (!a.loop) {
         BS_LOG_ERRORF("main", "cannot initialise the event loop");
@@ -335,6 +430,14 @@ static int run(const char *path)
     }
     BS_LOG_INFOF("main", "brokerside %s running (config %s, pid %ld)", BS_VERSION, path,
                  (long)getpid());
+    /* Listeners are bound and the admin endpoint answers: tell systemd. */
+    notify("READY=1\nSTATUS=serving");
+    uint64_t wd_usec = bs_sd_watchdog_usec();
+    if (wd_usec) {
+        ev_timer_init(&a.watchdog, on_watchdog, 0., (double)wd_usec / 2e6);
+        ev_timer_start(a.loop, &a.watchdog);
+        BS_LOG_INFOF("main", "systemd watchdog: pinging every %.3f s", (double)wd_usec / 2e6);
+    }
     ev_run(a.loop, 0);
     /* Workers are gone: seal the audit chain and let the sinks catch up. */
     bs_pipeline_stop(a.pipe, bs_server_config(a.srv)->limits.shutdown_grace_s);
@@ -372,6 +475,7 @@ static int keygen(const char *path)
 /* Dispatch on the command line; see usage(). Exactly one action per run. */
 int main(int argc, char **argv)
 {
+    bs_log_init(); /* journald form when stderr is the journal */
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
         return 0;
@@ -380,7 +484,10 @@ int main(int argc, char **argv)
         printf("brokerside %s\n", BS_VERSION);
         return 0;
     }
-    if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--check-config") == 0 && strcmp(argv[2], "--strict") != 0)
+        return check_config(argv[2], false);
+    if (argc == 4 && strcmp(argv[1], "--check-config") == 0 && strcmp(argv[2], "--strict") == 0)
+        return check_config(argv[3], true);
     if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
     if (argc == 3 && strcmp(argv[1], "keygen") == 0) return keygen(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "audit") == 0 && strcmp(argv[2], "verify") == 0)

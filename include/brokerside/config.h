@@ -71,6 +71,8 @@ typedef struct bs_listener_config {
     bs_tls_server_config *tls;          /* NULL = plaintext listener */
     bs_tls_client_config *upstream_tls; /* NULL = plaintext to the upstream */
     int32_t broker_id;                  /* the upstream's node id, -1 if unknown */
+    char *advertised_host; /* `advertised` "host:port" (kafka only), NULL if unset */
+    uint16_t advertised_port;
 } bs_listener_config;
 
 typedef struct bs_limits_config {
@@ -88,7 +90,21 @@ typedef struct bs_advertise_entry {
     uint16_t port;
 } bs_advertise_entry;
 
+/* Zero-config mapping, one per kafka listener (derived by the loader): a
+ * broker that advertises `upstream` is announced as host:port. Pointers
+ * into the same bs_config's listeners. */
+typedef struct bs_kafka_route {
+    const char *listener;        /* the listener's name */
+    const bs_endpoint *upstream; /* the broker address it fronts */
+    const char *host;            /* the listener's `advertised` host, else its bind host unless
+                                    that is a wildcard (0.0.0.0, ::) or the port is 0;
+                                    NULL = nothing derivable */
+    uint16_t port;
+} bs_kafka_route;
+
 typedef struct bs_kafka_config {
+    bs_kafka_route *routes; /* one per kafka listener, in listener order */
+    size_t n_routes;
     bs_advertise_entry *advertise; /* explicit node-id map */
     size_t n_advertise;
     char *advertise_template; /* "kafka-{id}.example.com:9094" or NULL */
@@ -273,6 +289,7 @@ typedef struct bs_config {
     char *path;       /* file it was loaded from */
     uint32_t workers; /* resolved: 0 in the file means one per online core */
     bs_log_level log_level;
+    bs_log_style log_style; /* `log_format`: "text" (default) or "json" */
     bs_listener_config *listeners;
     size_t n_listeners;
     bs_limits_config limits;
@@ -286,6 +303,10 @@ typedef struct bs_config {
     bs_sink_config *sinks; /* defined sinks in file order, then the implicit "default" */
     size_t n_sinks;
     bs_spool_config spool;
+    /* What an operator would regret, found by the loader in a valid file
+     * (bs_config_warnings): each "FILE: message". The daemon logs them at
+     * start and on reload; --check-config prints them (--strict: errors). */
+    struct bs_config_errors *warnings;
 } bs_config;
 
 /* One problem found while loading, already formatted as
@@ -312,6 +333,28 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
 void bs_config_free(bs_config *cfg);
 /* Free every message in errs and reset it to empty (n = 0), ready for reuse. */
 void bs_config_errors_free(bs_config_errors *errs);
+/* Append one printf-formatted message to `list` (control characters become
+ * '?', so one message stays one line). BS_E_NOMEM if it could not grow. */
+bs_status bs_config_errors_addf(bs_config_errors *list, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3))) BS_WUR;
+
+/*
+ * The warnings of a valid config (config_warnings.c), appended to `out` as
+ * "FILE: message": things that work but that an operator would regret, e.g.
+ * a kafka listener with no address to announce for its broker, encryption at
+ * rest off, audit digests unsigned, the admin endpoint or a plaintext
+ * listener reachable from the network, the broker reached in plaintext over
+ * the network or without certificate checks, AWS secrets in the file, an
+ * unused sink, max_connections beyond this process's open-file limit.
+ * bs_config_load runs it and keeps the result in cfg->warnings.
+ */
+bs_status bs_config_warnings(const bs_config *cfg, bs_config_errors *out) BS_WUR;
+
+/* True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+bool bs_endpoint_is_loopback(const bs_endpoint *e);
+/* True for the wildcard addresses 0.0.0.0 and ::. */
+bool bs_endpoint_is_wildcard(const bs_endpoint *e);
+
 /* Find the advertised address for `node_id` (explicit map first, then the
  * template, every "{id}" replaced by the decimal id). Writes a NUL-terminated
  * host (IPv6 without brackets) into host[hostlen]. BS_E_NOT_FOUND if the node
@@ -320,6 +363,20 @@ void bs_config_errors_free(bs_config_errors *errs);
  * "h:909{id}" with id 10). Thread-safe: reads `k` only. */
 bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *host,
                                size_t hostlen, uint16_t *port) BS_WUR;
+/*
+ * Zero-config mapping: the route of a kafka listener whose upstream is the
+ * address a broker advertised (host[hostlen], not NUL-terminated, and port),
+ * and that has an address to announce (route->host != NULL). Hosts match
+ * case-insensitively as text, or as IP literals equal to the upstream's
+ * resolved address ("127.0.0.1" matches an upstream "localhost:9092" that
+ * resolved to it). When several listeners front the address, the one named
+ * `via` (the listener the client came through; may be NULL) wins, else the
+ * first. NULL when none matches: the node needs kafka.advertise. Callers try
+ * bs_config_advertised first (an explicit entry always wins). Thread-safe:
+ * reads `k` only; no DNS.
+ */
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
+                                          size_t hostlen, int32_t port, const char *via);
 /* The rule of `enc` for `topic` (len bytes, need not be NUL-terminated):
  * the first rule whose pattern matches, or NULL when none does (the caller
  * then applies reject_unmatched). Thread-safe: reads `enc` only. */

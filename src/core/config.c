@@ -49,6 +49,7 @@ typedef struct cfg_ctx {
     const char *file;       /* as given by the caller, used in every message */
     char *dir;              /* absolute directory of `file`: base of relative paths */
     bs_config_errors *errs; /* where problems are appended (caller owns) */
+    bs_config_errors *warns; /* the config's warnings (NULL before it exists) */
     size_t n_problems;      /* problems found by this load (errs may hold older ones) */
     bool nomem;             /* an allocation failed somewhere: the result is unusable */
 } cfg_ctx;
@@ -640,9 +641,10 @@ static char *get_file(cfg_ctx *c, const cJSON *obj, const char *key, const char 
         goto fail;
     }
     close(fd);
-    if (secret && (sb.st_mode & S_IROTH))
-        bs_log(BS_LOG_WARN, "config", "%s: %s: %s is readable by every user: chmod 600 it", c->file,
-               p, where);
+    if (secret && (sb.st_mode & S_IROTH) && c->warns &&
+        bs_config_errors_addf(c->warns, "%s: %s: %s is readable by every user: chmod 600 it",
+                              c->file, p, where) != BS_OK)
+        c->nomem = true;
     return abs;
 fail:
     free(abs);
@@ -860,6 +862,18 @@ static bool addr_is_loopback(const struct sockaddr_storage *a)
         return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127;
     }
     return false;
+}
+
+/* See config.h. */
+bool bs_endpoint_is_loopback(const bs_endpoint *e)
+{
+    return addr_is_loopback(&e->addr);
+}
+
+/* See config.h. */
+bool bs_endpoint_is_wildcard(const bs_endpoint *e)
+{
+    return addr_is_any(&e->addr);
 }
 
 /*
@@ -1152,10 +1166,40 @@ static bool name_ok(const char *s)
 static void listener_free(bs_listener_config *l)
 {
     free(l->name);
+    free(l->advertised_host);
     endpoint_free(&l->bind);
     endpoint_free(&l->upstream);
     tls_server_free(l->tls);
     tls_client_free(l->upstream_tls);
+}
+
+static const char *check_advertised(const char *s, char *host, uint16_t *port);
+
+/* Parse `listeners[i].advertised` (optional "host:port", kafka listeners
+ * only): what clients are told for the broker this listener fronts. */
+static void parse_listener_advertised(cfg_ctx *c, const cJSON *v, const char *path,
+                                      bs_listener_config *l)
+{
+    char p[CFG_PATH_MAX], q[300];
+    const char *s;
+    path_key(p, sizeof p, path, "advertised");
+    if (!get_string(c, v, "advertised", path, &s) || !s) return;
+    if (l->protocol != BS_PROTOCOL_KAFKA) {
+        cfg_err(c, p, "only a \"kafka\" listener announces broker addresses; remove it");
+        return;
+    }
+    char *host = malloc(strlen(s) + 1);
+    if (!host) {
+        c->nomem = true;
+        return;
+    }
+    const char *why = check_advertised(s, host, &l->advertised_port);
+    if (why) {
+        cfg_err(c, p, "%s: %s", quote(q, sizeof q, s), why);
+        free(host);
+        return;
+    }
+    l->advertised_host = host;
 }
 
 /* Parse `listeners[i]` into *l (zeroed by the caller). *bind_ok tells
@@ -1163,8 +1207,8 @@ static void listener_free(bs_listener_config *l)
 static void parse_listener(cfg_ctx *c, const cJSON *v, const char *path, size_t idx,
                            bs_listener_config *l, bool *bind_ok)
 {
-    static const char *const keys[] = {"name",      "bind", "upstream",     "protocol",
-                                       "broker_id", "tls",  "upstream_tls", NULL};
+    static const char *const keys[] = {"name", "bind",         "upstream",   "protocol", "broker_id",
+                                       "tls",  "upstream_tls", "advertised", NULL};
     static const char *const protocols[] = {"kafka", "tcp", NULL};
     char p[CFG_PATH_MAX], q[160];
     *bind_ok = false;
@@ -1200,6 +1244,7 @@ static void parse_listener(cfg_ctx *c, const cJSON *v, const char *path, size_t 
     path_key(p, sizeof p, path, "upstream_tls");
     parse_tls_client(c, cJSON_GetObjectItemCaseSensitive(v, "upstream_tls"), p,
                      up_ok ? l->upstream.host : NULL, &l->upstream_tls);
+    parse_listener_advertised(c, v, path, l);
 }
 
 /* Parse `listeners` (required, non-empty array) and the cross-listener
@@ -1526,6 +1571,34 @@ static void parse_kafka(cfg_ctx *c, const cJSON *root, bs_kafka_config *k)
         } else {
             cfg_err(c, "kafka.advertise.template", "expected a string such as %s, got %s",
                     quote(q, sizeof q, "kafka-{id}.example.com:9094"), json_type_name(t));
+        }
+    }
+}
+
+/* Fill cfg->kafka.routes: one per kafka listener, announcing its
+ * `advertised` address, else its bind address unless that is a wildcard or
+ * port 0 (then host stays NULL: nothing derivable). */
+static void derive_kafka_routes(cfg_ctx *c, bs_config *cfg)
+{
+    bs_kafka_config *k = &cfg->kafka;
+    if (cfg->n_listeners == 0) return;
+    k->routes = calloc(cfg->n_listeners, sizeof *k->routes);
+    if (!k->routes) {
+        c->nomem = true;
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const bs_listener_config *l = &cfg->listeners[i];
+        if (l->protocol != BS_PROTOCOL_KAFKA || !l->upstream.text) continue;
+        bs_kafka_route *r = &k->routes[k->n_routes++];
+        r->listener = l->name;
+        r->upstream = &l->upstream;
+        if (l->advertised_host) {
+            r->host = l->advertised_host;
+            r->port = l->advertised_port;
+        } else if (l->bind.text && l->bind.port != 0 && !addr_is_any(&l->bind.addr)) {
+            r->host = l->bind.host;
+            r->port = l->bind.port;
         }
     }
 }
@@ -2778,28 +2851,6 @@ static void link_events(cfg_ctx *c, const cJSON *root, bs_config *cfg)
     }
 }
 
-/* Log the warnings of a valid config's aws, audit and sinks sections (only
- * once the whole load succeeded, so a broken file is not also noisy). The
- * encryption-off warning is the daemon's (config.h). */
-static void log_event_warnings(const char *file, const bs_config *cfg)
-{
-    if (cfg->aws.access_key_id)
-        bs_log(BS_LOG_WARN, "config",
-               "%s: aws.credentials holds a long-lived secret in the configuration file: prefer "
-               "the environment, a profile or the instance role",
-               file);
-    if (cfg->audit.enabled && !cfg->audit.signing_key_file)
-        bs_log(BS_LOG_WARN, "config",
-               "%s: audit.signing_key_file is not set: the audit trail is hash-chained but its "
-               "digests are not signed, so a rewrite of the whole trail is not detectable",
-               file);
-    for (size_t k = 0; k < cfg->n_sinks; k++)
-        if (cfg->sinks[k].streams == 0)
-            bs_log(BS_LOG_WARN, "config",
-                   "%s: sinks.%s is not used by audit, metrics or logs: it ships nothing", file,
-                   cfg->sinks[k].name);
-}
-
 /* Free the strings of refs. */
 static void refs_free(bs_sink_refs *r)
 {
@@ -2872,8 +2923,11 @@ void bs_config_free(bs_config *cfg)
         free(cfg->kafka.advertise[i].host);
     free(cfg->kafka.advertise);
     free(cfg->kafka.advertise_template);
+    free(cfg->kafka.routes);
     endpoint_free(&cfg->admin.bind);
     events_free(cfg);
+    bs_config_errors_free(cfg->warnings);
+    free(cfg->warnings);
     free(cfg);
 }
 
@@ -2891,10 +2945,12 @@ void bs_config_errors_free(bs_config_errors *errs)
 /* Walk the parsed document into cfg (every section, all problems recorded). */
 static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
 {
-    static const char *const keys[] = {"workers", "log_level",  "listeners", "limits", "kafka",
-                                       "admin",   "encryption", "aws",       "audit",  "metrics",
-                                       "logs",    "sinks",      "spool",     NULL};
+    static const char *const keys[] = {"workers",    "log_level", "log_format", "listeners",
+                                       "limits",     "kafka",     "admin",      "encryption",
+                                       "aws",        "audit",     "metrics",    "logs",
+                                       "sinks",      "spool",     NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    static const char *const styles[] = {"text", "json", NULL}; /* bs_log_style order */
     check_keys(c, root, "", keys, NULL);
     long long w = 0;
     get_int(c, root, "workers", "", 0, CFG_MAX_WORKERS, &w);
@@ -2906,9 +2962,13 @@ static void walk_root(cfg_ctx *c, const cJSON *root, bs_config *cfg)
     int level = BS_LOG_INFO;
     get_enum(c, root, "log_level", "", levels, &level);
     cfg->log_level = (bs_log_level)level;
+    int style = BS_LOG_STYLE_TEXT;
+    get_enum(c, root, "log_format", "", styles, &style);
+    cfg->log_style = (bs_log_style)style;
     parse_listeners(c, root, cfg);
     parse_limits(c, root, &cfg->limits);
     parse_kafka(c, root, &cfg->kafka);
+    derive_kafka_routes(c, cfg);
     parse_admin(c, root, &cfg->admin);
     if (cfg->admin.enabled && cfg->admin.bind.text) {
         for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -3009,17 +3069,19 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
         goto out;
     }
     cfg->path = cfg_strdup(&c, path);
+    cfg->warnings = calloc(1, sizeof *cfg->warnings);
+    if (!cfg->warnings) {
+        st = BS_E_NOMEM;
+        goto out;
+    }
+    c.warns = cfg->warnings;
     walk_root(&c, root, cfg);
     if (c.nomem)
         st = BS_E_NOMEM;
     else if (c.n_problems)
         st = BS_E_CONFIG;
-    if (st == BS_OK && cfg->admin.enabled && !addr_is_loopback(&cfg->admin.bind.addr))
-        bs_log(BS_LOG_WARN, "config",
-               "%s: admin.bind %s is not a loopback address: health, metrics and status will "
-               "be reachable from the network",
-               path, cfg->admin.bind.text);
-    if (st == BS_OK) log_event_warnings(path, cfg);
+    /* Warnings only for a file that loads: a broken one is not also noisy. */
+    if (st == BS_OK && bs_config_warnings(cfg, cfg->warnings) != BS_OK) st = BS_E_NOMEM;
 out:
     if (st == BS_E_NOMEM && !c.n_problems) {
         /* Best effort: the list may itself be what failed to grow. */
@@ -3129,6 +3191,43 @@ bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *
     memcpy(host, h, n + 1);
     *port = p;
     return BS_OK;
+}
+
+/* Does the advertised host[hostlen]:port name endpoint `up`? As text
+ * (case-insensitive), or as an IP literal equal to its resolved address. */
+static bool advertised_is(const bs_endpoint *up, const char *host, size_t hostlen, int32_t port)
+{
+    if (!up->host || port != up->port || hostlen == 0 || hostlen > 64 * 4) return false;
+    if (strlen(up->host) == hostlen && strncasecmp(up->host, host, hostlen) == 0) return true;
+    char lit[INET6_ADDRSTRLEN + 1];
+    if (hostlen >= sizeof lit) return false;
+    memcpy(lit, host, hostlen);
+    lit[hostlen] = '\0';
+    if (up->addr.ss_family == AF_INET) {
+        struct in_addr a;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&up->addr;
+        return inet_pton(AF_INET, lit, &a) == 1 && a.s_addr == sin->sin_addr.s_addr;
+    }
+    if (up->addr.ss_family == AF_INET6) {
+        struct in6_addr a;
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&up->addr;
+        return inet_pton(AF_INET6, lit, &a) == 1 && memcmp(&a, &sin6->sin6_addr, sizeof a) == 0;
+    }
+    return false;
+}
+
+/* See config.h. */
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
+                                          size_t hostlen, int32_t port, const char *via)
+{
+    const bs_kafka_route *first = NULL;
+    for (size_t i = 0; i < k->n_routes; i++) {
+        const bs_kafka_route *r = &k->routes[i];
+        if (!r->host || !advertised_is(r->upstream, host, hostlen, port)) continue;
+        if (via && r->listener && strcmp(via, r->listener) == 0) return r;
+        if (!first) first = r;
+    }
+    return first;
 }
 
 /* See config.h: first match wins. */

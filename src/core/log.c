@@ -1,14 +1,19 @@
-/* log.c - timestamped, levelled log lines on stderr (see log.h). */
+/* log.c - levelled log lines on stderr: text, JSON, journald form (see log.h). */
 #include "brokerside/log.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static _Atomic int g_level = BS_LOG_INFO;
+static _Atomic int g_style = BS_LOG_STYLE_TEXT;
+static _Atomic bool g_journal = false;
 
 void bs_log_set_level(bs_log_level level)
 {
@@ -28,28 +33,166 @@ int bs_log_level_parse(const char *s)
     return -1;
 }
 
+void bs_log_set_style(bs_log_style style)
+{
+    atomic_store(&g_style, (int)style);
+}
+
+void bs_log_set_journal(bool on)
+{
+    atomic_store(&g_journal, on);
+}
+
+/* See log.h. systemd sets JOURNAL_STREAM="DEV:INODE" (decimal) for a
+ * service whose stdout/stderr is the journal; a child that redirected
+ * stderr elsewhere inherits the variable, hence the comparison. */
+bool bs_log_init(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    struct stat st;
+    unsigned long long dev, ino;
+    char end;
+    bool on = v && sscanf(v, "%llu:%llu%c", &dev, &ino, &end) == 2 &&
+              fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+              (unsigned long long)st.st_ino == ino;
+    bs_log_set_journal(on);
+    return on;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t k;
+    uint32_t min, cp;
+    if (s[0] < 0x80) return 1;
+    if ((s[0] & 0xe0) == 0xc0) k = 2, min = 0x80, cp = s[0] & 0x1f;
+    else if ((s[0] & 0xf0) == 0xe0) k = 3, min = 0x800, cp = s[0] & 0x0f;
+    else if ((s[0] & 0xf8) == 0xf0) k = 4, min = 0x10000, cp = s[0] & 0x07;
+    else return 0;
+    if (k > n) return 0;
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return k;
+}
+
+/* Append `s` as the body of a JSON string to out[*o..cap): quotes,
+ * backslashes and control characters escaped, invalid UTF-8 replaced by
+ * U+FFFD. Stops (without cutting an escape) when the buffer is full. */
+static void json_escape(char *out, size_t cap, size_t *o, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        char esc[8];
+        const char *piece = esc;
+        size_t k = 0, adv = 1;
+        unsigned char ch = p[i];
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\', esc[1] = (char)ch, k = 2;
+        } else if (ch == '\n') {
+            memcpy(esc, "\\n", 2), k = 2;
+        } else if (ch == '\r') {
+            memcpy(esc, "\\r", 2), k = 2;
+        } else if (ch == '\t') {
+            memcpy(esc, "\\t", 2), k = 2;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", ch);
+        } else if (ch < 0x80) {
+            piece = (const char *)p + i, k = 1;
+        } else if ((adv = utf8_seq(p + i, n - i)) > 0) {
+            piece = (const char *)p + i, k = adv;
+        } else {
+            memcpy(esc, "\\ufffd", 6), k = 6, adv = 1;
+        }
+        if (*o + k >= cap) return;
+        memcpy(out + *o, piece, k);
+        *o += k;
+        i += adv;
+    }
+}
+
+/* The line for one event into buf[len] (len >= 128), newline and NUL
+ * included; returns its length without the NUL. */
+static size_t format_line_v(char *buf, size_t len, bs_log_level level, const char *module,
+                            const char *fmt, va_list ap)
+{
+    static const char *tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    static const int prio[] = {7, 6, 4, 3}; /* syslog: debug, info, warning, err */
+    char msg[2048], ts[80] = "";
+    bool journal = atomic_load(&g_journal);
+    bool json = atomic_load(&g_style) == BS_LOG_STYLE_JSON;
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (m < 0) msg[0] = '\0';
+    if (!journal) {
+        struct timespec t;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &t);
+        gmtime_r(&t.tv_sec, &tm);
+        snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 t.tv_nsec / 1000000);
+    }
+    size_t o = 0, cap = len - 2; /* room for "}" or nothing, then "\n" */
+    int n = 0;
+    if (journal) n = snprintf(buf, len, "<%d>", prio[level & 3]);
+    o = (size_t)n;
+    if (json) {
+        if (!journal) o += (size_t)snprintf(buf + o, len - o, "{\"ts\":\"%s\",", ts);
+        else o += (size_t)snprintf(buf + o, len - o, "{");
+        o += (size_t)snprintf(buf + o, len - o, "\"level\":\"%s\",\"module\":\"", names[level & 3]);
+        json_escape(buf, cap - 8, &o, module);
+        memcpy(buf + o, "\",\"msg\":\"", 9);
+        o += 9;
+        json_escape(buf, cap - 2, &o, msg);
+        buf[o++] = '"';
+        buf[o++] = '}';
+    } else {
+        if (journal)
+            o += (size_t)snprintf(buf + o, len - o, "[%s] ", module);
+        else
+            o += (size_t)snprintf(buf + o, len - o, "%s %s [%s] ", ts, tags[level & 3], module);
+        if (o > cap) o = cap;
+        size_t start = o;
+        size_t k = strnlen(msg, sizeof msg);
+        if (k > cap - o) k = cap - o;
+        memcpy(buf + o, msg, k);
+        o += k;
+        for (size_t i = start; i < o; i++)
+            if (buf[i] == '\n' || buf[i] == '\r') buf[i] = ' '; /* one event, one line */
+    }
+    buf[o++] = '\n';
+    buf[o] = '\0';
+    return o;
+}
+
+/* See log.h. */
+size_t bs_log_format_line(char *buf, size_t len, bs_log_level level, const char *module,
+                          const char *fmt, ...)
+{
+    if (len < 128) {
+        if (len) buf[0] = '\0';
+        return 0;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = format_line_v(buf, len, level, module, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
 /* Formats the whole line into one buffer so concurrent threads never interleave. */
 void bs_log(bs_log_level level, const char *module, const char *fmt, ...)
 {
     if ((int)level < atomic_load(&g_level)) return;
-    static const char *tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
-    char line[2048];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [%s] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, tags[level & 3], module);
+    char line[4096];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    size_t len = format_line_v(line, sizeof line, level, module, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2) len = sizeof line - 2;
-    for (size_t i = (size_t)n; i < len; i++)
-        if (line[i] == '\n' || line[i] == '\r') line[i] = ' '; /* one event, one line */
-    line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
 }

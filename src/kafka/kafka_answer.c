@@ -99,6 +99,10 @@ bs_status bs_kafka_produce_answer(const bs_kafka_obj *req, int16_t ver, int32_t 
         const bs_kafka_val *iname = fld(tin, "Name"), *pd = fld(tin, "PartitionData");
         BS_ENSURE(name && pr && iname && pd, BS_E_STATE);
         *name = *iname;
+        /* v13+ name the topic by id: answer with the request's id */
+        bs_kafka_val *tid = fld(tout, "TopicId");
+        const bs_kafka_val *itid = fld(tin, "TopicId");
+        if (tid && itid) *tid = *itid;
         const bs_kafka_field *prf = &rsf->sub->fields[pr - tout->vals];
         int32_t np = pd->count < 0 ? 0 : pd->count;
         pr->count = np;

@@ -685,13 +685,27 @@ static bool response_worth_tee(int16_t api)
 
 /* ---------------------------------------------------------------- rewriting */
 
-/* bs_kafka_map_fn over bs_config_advertised (uint16_t port -> int32_t). */
-static bs_status map_node(void *arg, int32_t node_id, char *host, size_t hostlen, int32_t *port)
+/* bs_kafka_map_fn of a session: the kafka.advertise entry or template for
+ * the node, else (zero-config) the address of the kafka listener fronting
+ * the address the broker advertised, preferring the session's own listener.
+ * A node with neither stays unmapped: never forwarded. */
+static bs_status map_node(void *arg, int32_t node_id, const bs_kafka_addr *was, char *host,
+                          size_t hostlen, int32_t *port)
 {
-    const bs_kafka_config *k = arg;
+    const ksess *s = arg;
     uint16_t p;
-    bs_status st = bs_config_advertised(k, node_id, host, hostlen, &p);
+    bs_status st = bs_config_advertised(s->kcfg, node_id, host, hostlen, &p);
     if (st == BS_E_MALFORMED) st = BS_E_NOT_FOUND; /* a template with no valid port for this id */
+    if (st == BS_E_NOT_FOUND && node_id >= 0) {
+        const bs_kafka_route *r =
+            bs_config_route_for(s->kcfg, was->host, was->host_len, was->port, s->listener);
+        if (!r) return BS_E_NOT_FOUND;
+        size_t n = strlen(r->host);
+        if (n >= hostlen) return BS_E_TOO_LARGE;
+        memcpy(host, r->host, n + 1);
+        p = r->port;
+        st = BS_OK;
+    }
     if (st != BS_OK) return st;
     *port = p;
     return BS_OK;
@@ -782,14 +796,14 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
     bool changed = false;
     int32_t bad_node = -1;
     bs_wbuf_reset(&d->scratch);
-    bs_status st = bs_kafka_rewrite_response_frame(api, ver, cur + 4, cur_len - 4, map_node,
-                                                   (void *)s->kcfg, NULL, &d->scratch, &changed,
+    bs_status st = bs_kafka_rewrite_response_frame(api, ver, cur + 4, cur_len - 4, map_node, s, NULL, &d->scratch, &changed,
                                                    &bad_node);
     if (st == BS_E_NOT_FOUND) {
         char node[16];
         snprintf(node, sizeof node, "%" PRId32, bad_node);
         BS_LOG_ERRORF(MOD,
-                      "listener %s: node %s has no advertised address (kafka.advertise); %s v%d "
+                      "listener %s: node %s has no advertised address (kafka.advertise) and no "
+                      "kafka listener fronts the address the broker advertised for it; %s v%d "
                       "response not forwarded, closing connection from %s",
                       s->listener, node, bs_kafka_api_name(api), ver, s->peer);
         count_event(s, "brokerside_kafka_unmapped_node_total",

@@ -12,8 +12,10 @@
 #include "brokerside/kafka_summary.h"
 
 /* Maps every node id to a sidecar name. */
-static bs_status map(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
+static bs_status map(void *arg, int32_t node, const bs_kafka_addr *was,
+                   char *host, size_t hostlen, int32_t *port)
 {
+    (void)was;
     (void)arg;
     snprintf(host, hostlen, "kafka-%d.sidecar.example.com", (int)node);
     *port = 9094;

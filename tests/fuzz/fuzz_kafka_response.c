@@ -12,8 +12,10 @@
 #include "brokerside/kafka_summary.h"
 
 /* Maps nodes 0..9 to sidecar names; others are unmapped so that error path is fuzzed too. */
-static bs_status map(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
+static bs_status map(void *arg, int32_t node, const bs_kafka_addr *was,
+                   char *host, size_t hostlen, int32_t *port)
 {
+    (void)was;
     (void)arg;
     if (node < 0 || node > 9) return BS_E_NOT_FOUND;
     snprintf(host, hostlen, "sidecar-%d.example.com", (int)node);

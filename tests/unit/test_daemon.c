@@ -150,7 +150,7 @@ static void test_cli(void)
     snprintf(json, sizeof json,
              "{\"listeners\":[{\"name\":\"c\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:"
              "9\",\"tls\":{\"cert\":"
-             "\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
+             "\"%s/server.crt\",\"key\":\"%s/server.key\"}}], \"limits\": {\"max_connections\": 100}}",
              nt_free_port(), g_dir, g_dir);
     nt_write_file(good, json);
     nt_write_file(broken,
@@ -188,6 +188,31 @@ static void test_cli(void)
     CHECK(!file_contains(out, "OK"));
     /* Running with a broken config fails at once with status 1. */
     CHECK_EQ(run_cli((const char *[]){"--config", broken, NULL}, out, err), 1);
+
+    /* Warnings: printed, exit 0; --strict makes them errors (exit 1). `good` has no
+     * encryption section; `wild` is the new user's kafka listener on a wildcard bind
+     * with no kafka.advertise (clients would be cut at the first Metadata response). */
+    CHECK_EQ(run_cli((const char *[]){"--check-config", good, NULL}, out, err), 0);
+    CHECK(file_contains(err, "warning: ") && file_contains(err, "encryption at rest is OFF"));
+    snprintf(ok_line, sizeof ok_line, "%s: OK with 1 warning", good);
+    CHECK(file_contains(out, ok_line));
+    CHECK_EQ(run_cli((const char *[]){"--check-config", "--strict", good, NULL}, out, err), 1);
+    CHECK(file_contains(err, "error: ") && file_contains(err, "encryption at rest is OFF"));
+    CHECK(file_contains(err, "refused: 1 warning (--strict)"));
+    CHECK(!file_contains(out, "OK"));
+    CHECK_EQ(run_cli((const char *[]){"--check-config", "--strict", missing, NULL}, out, err), 1);
+    CHECK_EQ(run_cli((const char *[]){"--check-config", "--strict", NULL}, out, err), 2);
+    char wild[400];
+    snprintf(wild, sizeof wild, "%s/wild.json", g_dir);
+    snprintf(json, sizeof json,
+             "{\"listeners\":[{\"name\":\"w\",\"bind\":\"0.0.0.0:%d\",\"upstream\":\"127.0.0.1:"
+             "9\",\"tls\":{\"cert\":\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
+             nt_free_port(), g_dir, g_dir);
+    nt_write_file(wild, json);
+    CHECK_EQ(run_cli((const char *[]){"--check-config", wild, NULL}, out, err), 0);
+    CHECK(file_contains(err, "listeners[0] (w): no address to announce for the broker"));
+    CHECK(file_contains(err, "set listeners[0].advertised"));
+    CHECK_EQ(run_cli((const char *[]){"--check-config", "--strict", wild, NULL}, out, err), 1);
 }
 
 /* ------------------------------------------------------------ signals */

@@ -10,8 +10,10 @@
 #include "kafka_captured.h"
 #include "test.h"
 
-static bs_status map(void *arg, int32_t node, char *host, size_t hostlen, int32_t *port)
+static bs_status map(void *arg, int32_t node, const bs_kafka_addr *was,
+                   char *host, size_t hostlen, int32_t *port)
 {
+    (void)was;
     (void)arg;
     if (node < 1 || node > 3) return BS_E_NOT_FOUND;
     snprintf(host, hostlen, "kafka-%d.sidecar.example", (int)node);
