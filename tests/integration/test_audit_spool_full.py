@@ -6,8 +6,8 @@ audit events piled up in memory and were dropped while Produce requests kept
 being acknowledged and /readyz stayed 200.
 
 With `data_events: each` a real producer (confluent-kafka, acks=all, one
-message per request) writes through a `kafka` listener until the disk is
-full. Then: requests are refused (Produce answered KAFKA_STORAGE_ERROR, so
+message per request) writes through a `kafka` listener to a real Apache
+Kafka broker until the disk is full. Then: requests are refused (Produce answered KAFKA_STORAGE_ERROR, so
 the producer sees failures, not successes), /readyz is 503 and /status says
 audit_blocked. The tmpfs is then grown, the event path catches up, /readyz
 turns 200 and production succeeds again. After a clean stop every
@@ -68,13 +68,14 @@ class AuditSpoolFullTest(harness.IntegrationTest):
         return acked, failed
 
     def test_full_disk_refuses_instead_of_losing(self):
-        db = self.start_devbroker(brokers=1, topics=["orders:1:1"])
+        kc = self.kafka(nodes=1, sidecar=False)
+        kc.reset_topics(["orders:1:1"])
         port = harness.free_port()
         key = os.path.join(self.tmp, "audit.key")
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, os.urandom(32).hex().encode() + b"\n")
         os.close(fd)
-        lst = {"name": "b1", "bind": "127.0.0.1:%d" % port, "upstream": db.listen_addr(1),
+        lst = {"name": "b1", "bind": "127.0.0.1:%d" % port, "upstream": kc.node(1).client,
                "protocol": "kafka", "broker_id": 1}
         events = os.path.join(self.fs, "events")
         cfg = harness.base_config(
