@@ -12,6 +12,8 @@
 #   audit-cost issue 5: tests/bench/audit_bench.sh (proxy throughput, audit off vs each)
 #   idle-memory issue 11: tests/bench/idle_memory.sh (KiB per idle TLS / mTLS, tcp / kafka
 #            connection, each in a fresh process)
+#   kafka-real issue 10: tests/bench/kafka_real_bench.sh (Kafka's perf tools against a real
+#            broker through brokerside and Kroxylicious; BENCH_REPS rounds)
 # More parts come from other engineers' scripts, one `bench_part NAME CMD...` line each
 # at the end of this file (see bench_part).
 #
@@ -745,3 +747,4 @@ bench_part audit-cost "$SRC/tests/bench/audit_bench.sh" "$BUILD"
 bench_part encryption "$SRC/tests/bench/encryption_bench.sh" "$BUILD"
 bench_part shipping "$SRC/tests/bench/shipping_bench.sh" "$BUILD"
 bench_part idle-memory "$SRC/tests/bench/idle_memory.sh" "$BUILD"
+bench_part kafka-real "$SRC/tests/bench/kafka_real_bench.sh" "$BUILD" --rounds "$REPS"
