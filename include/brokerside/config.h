@@ -117,6 +117,12 @@ typedef struct bs_kafka_config {
     size_t n_advertise;
     char *advertise_template; /* "kafka-{id}.example.com:9094" or NULL */
     uint32_t max_frame_bytes; /* default 104857600 */
+    /* Requests the sidecar must hold whole (validated, hooked, audited) are
+     * bounded tighter than streamed frames (docs/kafka-protocol.md, "Memory
+     * under hostile clients"). 0 in a config built by hand: no such bound. */
+    uint32_t max_held_request_bytes; /* per request held whole; default 16 MiB */
+    uint64_t held_bytes_budget;      /* all held requests of the process; default 256 MiB */
+    double frame_timeout_s;          /* a started request must complete within; default 30 */
 } bs_kafka_config;
 
 typedef struct bs_admin_config {

@@ -227,6 +227,15 @@ static void free_advertise(const bs_conf_opt *o, void *base)
 static const bs_conf_opt kafka_rows[] = {
     {.name = "max_frame_bytes", .type = BS_CONF_INT, BS_CONF_AT(bs_kafka_config, max_frame_bytes),
      .min = 1024, .max = 1073741824, .def = "104857600"},
+    /* hardening (issue 11): requests held whole, their process budget and deadline */
+    {.name = "max_held_request_bytes", .type = BS_CONF_INT,
+     BS_CONF_AT(bs_kafka_config, max_held_request_bytes), .min = 1024, .max = 1073741824,
+     .def = "16777216"},
+    {.name = "held_bytes_budget", .type = BS_CONF_INT,
+     BS_CONF_AT(bs_kafka_config, held_bytes_budget), .min = 1048576, .max = 1ll << 40,
+     .def = "268435456"},
+    {.name = "frame_timeout_s", .type = BS_CONF_SECONDS,
+     BS_CONF_AT(bs_kafka_config, frame_timeout_s), .max = 3600, .def = "30"},
     {.name = "advertise", .type = BS_CONF_CUSTOM, .parse = parse_advertise,
      .free = free_advertise, .doc = "string or object"},
 };
