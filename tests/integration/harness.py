@@ -1,22 +1,28 @@
 """Integration-test harness for brokerside (stdlib only; runs with /usr/bin/python3).
 
 Every integration test starts its own processes on free ephemeral ports:
-  - a dev Kafka cluster (tests/tools/devbroker, librdkafka's mock cluster),
+  - real Apache Kafka clusters (KafkaCluster: the release pinned in
+    tests/kafka/pom.xml, 1 or 3 KRaft nodes; one per test module via
+    IntegrationTest.kafka() / cluster()),
+  - librdkafka's mock cluster (tests/tools/devbroker) only for faults only it
+    injects (IntegrationTest.mock_cluster() / start_devbroker()),
   - brokerside with a config written from a dict,
   - clients: kcat over TLS, openssl s_client, sslscan, raw sockets.
 
 Every process is started in its own process group and registered; the group
 is killed at test cleanup and again at interpreter exit, so nothing leaks even
 when a test fails or the runner is interrupted. When a test fails, the tail of
-every log file the test registered (brokerside's stderr, devbroker's stderr)
-is printed with the failure, and the test's temp dir is kept.
+every log file the test registered (brokerside's stderr, the Kafka brokers'
+server.log, devbroker's stderr) is printed with the failure, and the test's
+temp dir is kept.
 
 The last section serves the event-path tests (audit, metrics, logs, sinks,
 spool): Daemon and DaemonTest run one brokerside per test in its own temp
 dir and read what it shipped (read_ndjson, run_cli for the CLI).
 
 Environment: BS_BUILD_DIR (default <source>/build), BS_SOURCE_DIR,
-BS_KEEP_TMP=1 keeps every temp dir.
+BS_KEEP_TMP=1 keeps every temp dir, BS_KAFKA_HEAP (broker -Xmx),
+BS_KAFKA_READY_TIMEOUT (seconds), BS_KAFKA_CACHE (jar cache).
 """
 
 import atexit
@@ -736,7 +742,28 @@ class IntegrationTest(unittest.TestCase):
         # Cleanups run last-in first-out: stop first, then check the log.
         self.addCleanup(self.check_sanitizer_report, bs.log_path)
         self.addCleanup(bs.stop)
+        if getattr(self, "_real_kafka", False):
+            self.addCleanup(self.check_protocol_clean, bs)
         return bs
+
+    def check_protocol_clean(self, bs):
+        """In front of a real broker, every frame real clients and the broker exchanged must
+        decode and every response that needed a rewrite must have been rewritten: fail the
+        test on any brokerside_kafka_undecodable_total or brokerside_kafka_rewrite_errors_total
+        (run before the daemon stops; skipped if the test stopped it)."""
+        if not bs.proc.alive():
+            return
+        try:
+            m = bs.metrics()
+        except (OSError, AssertionError):
+            return
+        bad = {}
+        for (name, labels), v in m.items():
+            if v > 0 and name in ("brokerside_kafka_undecodable_total",
+                                  "brokerside_kafka_rewrite_errors_total"):
+                bad["%s%s" % (name, dict(labels))] = v
+        if bad:
+            raise AssertionError("protocol errors against the real broker: %s" % bad)
 
     def check_sanitizer_report(self, log_path):
         """Fail the test if an ASan/UBSan/LSan build reported anything in the
@@ -786,6 +813,7 @@ class IntegrationTest(unittest.TestCase):
         """The module's shared real Kafka cluster (harness.module_kafka); its broker logs are
         printed with a failure."""
         c = module_kafka(nodes=nodes, sidecar=sidecar, **kw)
+        self._real_kafka = True
         for n in c.nodes:
             if n.server_log not in self.logs:
                 self.logs.append(n.server_log)
@@ -820,7 +848,10 @@ class IntegrationTest(unittest.TestCase):
             db.command("down 1")
         lst = tls_listener(self.certs, "127.0.0.1:%d" % port, db.listen_addr(1), protocol=protocol,
                            client_auth=client_auth, **(tls_extra or {}))
-        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **(config_extra or {}))
+        extra = dict(config_extra or {})
+        if protocol == "kafka" and "kafka" not in extra:
+            extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
+        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **extra)
         bs = self.start_brokerside(cfg)
         return db, bs, port
 
@@ -866,6 +897,9 @@ KAFKA_LOG4J_TOOLS = os.path.join(SOURCE_DIR, "tests", "kafka", "log4j2-tools.xml
 KAFKA_USERS = {"alice": "alice-secret", "bob": "bob-secret", "admin": "admin-secret"}
 
 # Broker JVM: small heap; few GC threads (2 shared cores). BS_KAFKA_HEAP overrides -Xmx.
+# Test clusters compile with C1 only (KAFKA_QUICK_JIT): a third less CPU to start, and tests move
+# little data; benchmarks pass jit="full" (CLI --full-jit) for the broker's real throughput.
+KAFKA_QUICK_JIT = ["-XX:TieredStopAtLevel=1"]
 KAFKA_BROKER_JVM = ["-Xms96m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
                     "-XX:ParallelGCThreads=1", "-XX:ConcGCThreads=1", "-XX:CICompilerCount=2",
                     "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"]
@@ -1045,9 +1079,14 @@ class KafkaWire:
 
 
 def _kafka_cluster_id():
+    """A random cluster id as Kafka writes them (URL-safe base64 of a UUID), never starting
+    with "-": StorageTool's argument parser would take such an id for an option (1 start in 64)."""
     import base64
     import uuid
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 class KafkaNode:
@@ -1125,7 +1164,7 @@ class KafkaCluster:
     STATE = "cluster.json"
 
     def __init__(self, root, nodes=1, broker_config=None, features=None, heap="384m",
-                 users=None, advertise=None, start=True, detach=False):
+                 users=None, advertise=None, jit="quick", start=True, detach=False):
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.root = os.path.abspath(root)
@@ -1135,6 +1174,9 @@ class KafkaCluster:
         self.heap = os.environ.get("BS_KAFKA_HEAP", heap)
         self.users = dict(users or KAFKA_USERS)
         self.advertise = {int(k): v for k, v in (advertise or {}).items()}
+        if jit not in ("quick", "full"):
+            raise ValueError("jit must be quick or full")
+        self.jit = jit
         self.detach = detach
         self.version = kafka_version()
         self.cluster_id = None
@@ -1269,6 +1311,7 @@ class KafkaCluster:
     def _launch(self, node):
         libs = kafka_libs()
         argv = (["java", "-Xmx" + self.heap] + KAFKA_BROKER_JVM
+                + (KAFKA_QUICK_JIT if self.jit == "quick" else [])
                 + ["-Dlog4j2.configurationFile=" + KAFKA_LOG4J_BROKER,
                    "-Dkafka.logs.dir=" + node.dir,
                    "-cp", os.path.join(libs, "*"), "kafka.Kafka", node.config_path])
@@ -1410,7 +1453,7 @@ class KafkaCluster:
         tmp = os.path.join(self.root, self.STATE + ".tmp")
         with open(tmp, "w") as f:
             json.dump({"nodes_total": self.n, "heap": self.heap, "broker_config": self.broker_config,
-                   "advertise": self.advertise,
+                   "advertise": self.advertise, "jit": self.jit,
                        "features": self.features, **self.describe(),
                        "ports": {n.id: n.ports for n in self.nodes}}, f, indent=2)
         os.replace(tmp, os.path.join(self.root, self.STATE))
@@ -1422,7 +1465,7 @@ class KafkaCluster:
             st = json.load(f)
         c = cls(root, nodes=st["nodes_total"], broker_config=st["broker_config"],
                 features=st["features"], heap=st["heap"], users=st["users"],
-                advertise=st.get("advertise"), start=False, detach=True)
+                advertise=st.get("advertise"), jit=st.get("jit", "quick"), start=False, detach=True)
         c.cluster_id = st["cluster_id"]
         c.startup_seconds = st.get("startup_seconds")
         for nd in st["nodes"]:
@@ -1453,9 +1496,10 @@ class KafkaCluster:
             if err not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION
                 raise AssertionError("DeleteTopics %s: error %d" % (name, err))
 
-    def reset_topics(self, specs):
+    def reset_topics(self, specs, config=None):
         """Fresh, empty topics: specs are "name[:partitions[:replication]]"; existing topics of
-        those names are deleted first (tests sharing one cluster start from empty topics)."""
+        those names are deleted first (tests sharing one cluster start from empty topics).
+        `config` (topic configs) applies to each."""
         if not specs:
             return
         parsed = []
@@ -1468,7 +1512,7 @@ class KafkaCluster:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    self.create_topic(name, nparts, rf)
+                    self.create_topic(name, nparts, rf, config)
                     break
                 except AssertionError as e:
                     # 36 TOPIC_ALREADY_EXISTS while a deletion is still being applied
