@@ -16,9 +16,10 @@ DEB_PACKAGES := \
 	python3 python3-kafka python3-confluent-kafka python3-snappy python3-lz4 python3-zstandard \
 	python3-prometheus-client \
 	stunnel4 haproxy sslscan testssl.sh \
-	procps iproute2 psmisc
+	procps iproute2 psmisc \
+	help2man dpkg-dev fakeroot systemd
 
-.PHONY: all deps build build-asan build-fuzz demo test test-unit fuzz-short bench clean
+.PHONY: all deps build build-asan build-fuzz demo test test-unit fuzz-short bench package clean
 
 all: build
 
@@ -60,6 +61,11 @@ fuzz-short: build-fuzz
 
 bench: build
 	./tests/bench/run.sh $(BUILD)
+
+# The Debian package (packaging/package.cmake): $(BUILD)/package/brokerside_<version>_<arch>.deb
+package: build
+	cd $(BUILD) && cpack -G DEB
+	@ls -1 $(BUILD)/package/*.deb
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
