@@ -1474,6 +1474,7 @@ static void derive_kafka_routes(cfg_ctx *c, bs_config *cfg)
         bs_kafka_route *r = &k->routes[k->n_routes++];
         r->listener = l->name;
         r->upstream = &l->upstream;
+        r->node_id = l->broker_id;
         if (l->advertised_host) {
             r->host = l->advertised_host;
             r->port = l->advertised_port;
@@ -3040,13 +3041,16 @@ static bool advertised_is(const bs_endpoint *up, const char *host, size_t hostle
 }
 
 /* See config.h. */
-const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
-                                          size_t hostlen, int32_t port, const char *via)
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, int32_t node_id,
+                                          const char *host, size_t hostlen, int32_t port,
+                                          bool shared, const char *via)
 {
     const bs_kafka_route *first = NULL;
+    if (node_id < 0) return NULL;
     for (size_t i = 0; i < k->n_routes; i++) {
         const bs_kafka_route *r = &k->routes[i];
         if (!r->host || !advertised_is(r->upstream, host, hostlen, port)) continue;
+        if (r->node_id >= 0 ? r->node_id != node_id : shared) continue;
         if (via && r->listener && strcmp(via, r->listener) == 0) return r;
         if (!first) first = r;
     }

@@ -100,6 +100,43 @@ class ZeroConfigTest(harness.IntegrationTest):
         for b, bs in sidecars.items():
             self.assertNotIn("has no advertised address", bs.log_text())
 
+    def test_brokers_advertising_one_address_need_broker_id(self):
+        # Every broker advertises the same loopback address (each its own, on its own
+        # host, in a real fleet): the address cannot tell the nodes apart. Without
+        # broker_id nothing is derived (refused, never misrouted to this sidecar); with
+        # broker_id only that node is, and the others come from the map.
+        db0 = self.start_devbroker(brokers=1)
+        shared = db0.listen_addr(1)
+        db0.stop()
+        db = self.start_devbroker(brokers=3, topics=["same:3:3"],
+                                  advertise={1: shared, 2: shared, 3: shared})
+        port = harness.free_port()
+        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % port, shared, protocol="kafka",
+                                   name="self")
+        # (the listener fronts `shared`, which no broker listens on: Metadata goes to
+        # the real broker 1 via a second listener below, the one clients bootstrap from)
+        boot = harness.free_port()
+        entry = harness.tls_listener(self.certs, "127.0.0.1:%d" % boot, db.listen_addr(1),
+                                     protocol="kafka", name="entry")
+        bs = self.start_brokerside(harness.base_config(harness.free_port(), [entry, lst]),
+                                   name="no-id")
+        r = harness.kcat("127.0.0.1:%d" % boot, ["-L", "-m", "5"], self.certs, timeout=30)
+        self.assertNotIn("broker 2 at 127.0.0.1:%d" % port, r.stdout.decode())
+        self.assert_no_leak(db, r.stdout.decode() + r.stderr.decode())
+        bs.wait_log(r"node [123] has no advertised address")
+        bs.stop()
+        lst["broker_id"] = 2
+        cfg = harness.base_config(harness.free_port(), [entry, lst], kafka={"advertise": {
+            "1": "127.0.0.1:%d" % boot, "3": "127.0.0.1:%d" % boot}})
+        bs = self.start_brokerside(cfg, name="with-id")
+        r = harness.kcat("127.0.0.1:%d" % boot, ["-L"], self.certs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertIn("broker 2 at 127.0.0.1:%d" % port, out)
+        self.assertIn("broker 1 at 127.0.0.1:%d" % boot, out)
+        self.assertIn("broker 3 at 127.0.0.1:%d" % boot, out)
+        self.assert_no_leak(db, out)
+
     def test_one_sidecar_fronting_every_broker(self):
         # One brokerside with a listener per broker: every node is derived, no map at all.
         db = self.start_devbroker(brokers=3, topics=["all:3:3"])
