@@ -83,6 +83,13 @@ static bs_status listener_warnings(const bs_config *cfg, bs_config_errors *out)
                 "listener), the address cannot tell which node this sidecar fronts and it is "
                 "refused; set listeners[%zu].broker_id to the broker's node.id",
                 f, i, l->name, i));
+        if (l->bind.port > 0 && l->bind.port < 1024)
+            BS_GUARD(bs_config_errors_addf(
+                out,
+                "%s: listeners[%zu] (%s): bind port %u is below 1024: binding it needs "
+                "CAP_NET_BIND_SERVICE, which the packaged unit does not grant (add it in a "
+                "drop-in, see the unit file)",
+                f, i, l->name, (unsigned)l->bind.port));
         if (!l->tls && !bs_endpoint_is_loopback(&l->bind))
             BS_GUARD(bs_config_errors_addf(
                 out,

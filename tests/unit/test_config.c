@@ -1140,6 +1140,8 @@ static void test_operator_warnings(void)
          "audit.signing_key_file is not set"},
         {careful_l, "\"limits\": {\"max_connections\": 100}, \"admin\": {\"bind\": \"0.0.0.0:19644\"}",
          "admin.bind 0.0.0.0:19644 is not a loopback address"},
+        {"\"bind\": \"127.0.0.1:443\", \"upstream\": \"127.0.0.1:9092\"", careful_top,
+         "bind port 443 is below 1024: binding it needs CAP_NET_BIND_SERVICE"},
         {careful_l, "\"limits\": {\"max_connections\": 1000000}", "limits.max_connections 1000000 needs about 2000100 open files"},
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(cases); i++) {
