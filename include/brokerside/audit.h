@@ -277,14 +277,19 @@ typedef struct bs_audit_log bs_audit_log;
 
 /* Create a log and write its AuditChainStart event (sequence 0, a fresh
  * random chain id, previousHash of 64 zeros, and `prev` as previousChain
- * when prev && prev->valid). `key` is borrowed (must outlive the log; NULL
+ * when prev && prev->valid; "previousRun" says "crashed" when that chain did
+ * not end with its final digest, "stopped" when it did, "none" without one). `key` is borrowed (must outlive the log; NULL
  * = unsigned digests, allowed but logged as a warning). */
 bs_status bs_audit_log_open(const bs_audit_options *opts, const bs_audit_key *key,
                             const bs_audit_link *prev, bs_audit_emit_fn emit, void *emit_arg,
                             bs_audit_log **out) BS_WUR;
 /* Route one event: connection and Management events are emitted; Data
  * events per data_events mode. Thread-safe. Rendering happens outside the
- * lock; chaining and emission inside. */
+ * lock; chaining and emission inside. An event the emit callback refuses is
+ * LOST: it is counted, and before the next event that can be emitted (or at
+ * close) the chain records an AuditEventsLost event (count, first and last
+ * loss time) followed at once by a signed digest; `audit verify` reports it
+ * as a problem (loss), never as OK. */
 bs_status bs_audit_log_record(bs_audit_log *log, const bs_audit_event *ev) BS_WUR;
 /* Emit aggregate events for everything accumulated since the last flush
  * (interval ends at now_us), then clear the aggregator. Thread-safe. */
@@ -309,6 +314,10 @@ void bs_audit_log_position(bs_audit_log *log, char chain_id[33], uint64_t *next_
  * keys that overflowed into the "*" bucket. */
 void bs_audit_log_stats(bs_audit_log *log, uint64_t *emitted, uint64_t *emit_failures,
                         uint64_t *agg_overflow);
+/* Loss counters: events lost since start, lost events not yet covered by an
+ * AuditEventsLost record, and such records written. */
+void bs_audit_log_losses(bs_audit_log *log, uint64_t *lost_total, uint64_t *lost_unrecorded,
+                         uint64_t *gap_records);
 
 /* An emit callback that appends line + '\n' to a FILE * (arg) and fflushes. */
 bs_status bs_audit_emit_file(const char *line, size_t len, void *arg) BS_WUR;
@@ -342,6 +351,7 @@ typedef enum bs_audit_problem {
     BS_AUDIT_BAD_DIGEST,    /* a digest's range or lastHash does not match the chain */
     BS_AUDIT_BAD_SIGNATURE, /* a digest's signature does not verify */
     BS_AUDIT_BAD_LINK,      /* a chain start does not link to the preceding chain */
+    BS_AUDIT_LOST,          /* an AuditEventsLost record: the sidecar could not record events */
 } bs_audit_problem;
 
 const char *bs_audit_problem_name(bs_audit_problem p);

@@ -34,7 +34,9 @@ typedef struct bs_file_sink_options {
 } bs_file_sink_options;
 
 /* Create a file sink implementation: *ops is static, *impl is owned by the
- * caller until bs_sink_create succeeds (then the sink frees it). */
+ * caller until bs_sink_create succeeds (then the sink frees it). The
+ * directory is locked first (flock on <dir>/.lock, held until the sink is
+ * destroyed): BS_E_BUSY, nothing opened, when another process holds it. */
 bs_status bs_file_sink_new(const bs_file_sink_options *o, const bs_sink_ops **ops,
                            void **impl) BS_WUR;
 

@@ -15,4 +15,18 @@ bs_status bs_fsync_dir(const char *dir) BS_WUR;
  * BS_E_TOO_LARGE for a path longer than PATH_MAX, or BS_E_IO (errno set). */
 bs_status bs_fsync_parent(const char *path) BS_WUR;
 
+/* Take an exclusive, non-blocking advisory lock (flock) on the lock file
+ * `path`, creating it (0600) if absent, and write our pid into it. `what`
+ * names the guarded resource in the log ("spool /var/spool/bs").
+ * BS_OK with *fd_out the open descriptor that holds the lock (keep it open;
+ * close it, or bs_unlock_file(), to release); BS_E_BUSY when another process
+ * holds it (an ERROR line names that process's pid and nothing else is
+ * touched); BS_E_IO (errno set) when the file cannot be opened or locked.
+ * Locks are per open file: a second call in the same process is refused too. */
+bs_status bs_lock_file(const char *path, const char *what, int *fd_out) BS_WUR;
+
+/* Release a lock taken by bs_lock_file (closes `fd`); -1 is a no-op. The
+ * file stays so that a concurrent starter never locks an unlinked inode. */
+void bs_unlock_file(int fd);
+
 #endif

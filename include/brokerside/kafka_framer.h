@@ -72,7 +72,8 @@ static inline uint32_t bs_kafka_corr_count(const bs_kafka_corr_table *t)
 /* The acks of a Produce request body (after the request header) of `version`:
  * v0-2 start with acks; v3+ have transactional_id (compact in v9+) first.
  * acks == 0 means the broker sends no response. BS_E_MALFORMED if truncated,
- * BS_E_UNSUPPORTED for versions outside the schema's range. */
+ * BS_E_UNSUPPORTED for negative versions and versions above the schema's
+ * maximum (v0-2, below Kafka 4's minimum, are still read: older brokers take them). */
 bs_status bs_kafka_produce_acks(const uint8_t *req_body, size_t len, int16_t version,
                                 int16_t *acks) BS_WUR;
 

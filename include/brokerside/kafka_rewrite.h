@@ -77,19 +77,23 @@ bs_status bs_kafka_rewrite_response(int16_t api_key, int16_t api_version, const 
                                     bs_kafka_arena *arena, bs_wbuf *out, bool *changed,
                                     int32_t *bad_node) BS_WUR;
 
-/* The highest version this build decodes for `api_key`, or -1 for APIs it
- * never decodes (those pass through as the broker advertises them). One
- * place: derived from the generated codec tables for the decoded APIs
- * (Produce, Fetch, Metadata, FindCoordinator, ApiVersions, DescribeCluster,
- * DescribeQuorum, ShareFetch, ShareAcknowledge). */
+/* The highest version of `api_key` clients may use through the proxy, or -1
+ * for API keys not in the generated table (or with no versions left). One
+ * place: the table's max version for every API (newer versions have unknown
+ * headers and could carry endpoints where older ones did not), lowered for
+ * the decoded APIs (Produce, Fetch, Metadata, FindCoordinator, ApiVersions,
+ * DescribeCluster, DescribeQuorum, ShareFetch, ShareAcknowledge) to the codec's
+ * schemas and by a small policy table (Produce v13, topic ids only). */
 int16_t bs_kafka_max_supported_version(int16_t api_key);
 
-/* Cap the ApiVersions response body (of `version`) so each decoded API's max
- * version is at most bs_kafka_max_supported_version(); min versions and every
- * entry are kept. A broker answering an unsupported request version with
- * UNSUPPORTED_VERSION (35) encodes the body as v0: that is handled. If the
- * broker's min is above our cap the entry is left as is (cannot be fixed
- * without dropping it). *changed and `out` as for bs_kafka_rewrite_response. */
+/* Cap the ApiVersions response body (of `version`) so each API's max version
+ * is at most bs_kafka_max_supported_version(); min versions are kept (librdkafka
+ * turns compression off if Produce v0-2 vanish). Entries the proxy cannot serve
+ * at all (an unknown API key, or a broker min above the cap) are dropped, so a
+ * client never uses an API or version the proxy neither parses nor capped. A
+ * broker answering an unsupported request version with UNSUPPORTED_VERSION
+ * (35) encodes the body as v0: that is handled. *changed and `out` as for
+ * bs_kafka_rewrite_response. */
 bs_status bs_kafka_rewrite_api_versions(const uint8_t *body, size_t len, int16_t version,
                                         bs_wbuf *out, bool *changed) BS_WUR;
 

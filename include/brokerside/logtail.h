@@ -59,7 +59,9 @@ typedef struct bs_logtail bs_logtail;
 /* Load the checkpoint, reconcile it with the spool, glob the files and (when
  * loop is not NULL) start the poll timer. BS_E_CONFIG for bad options,
  * BS_E_MALFORMED for an unreadable checkpoint, BS_E_IO for a checkpoint that
- * cannot be read. Free with bs_logtail_free (before closing the spool). */
+ * cannot be read, BS_E_BUSY when another process holds the checkpoint's
+ * lock (<state_path>.lock, flock; held until bs_logtail_free) - checked
+ * before the checkpoint is read. Free with bs_logtail_free (before closing the spool). */
 bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_options *o,
                          bs_logtail **out) BS_WUR;
 

@@ -88,6 +88,13 @@ typedef struct bs_session_ops {
     bool (*is_quiescent)(const void *state);
     /* Release the state; called exactly once, also after a failed open. NULL state is allowed. */
     void (*close)(void *state);
+    /* Optional. Called once a side has ended (EOF) and the filter has taken
+     * what it could: true when the session holds or awaits bytes of a
+     * message from that side that can now never complete (from_client: the
+     * client side; `in` is that side's input, possibly empty). net/ then
+     * closes both sides at once, instead of keeping the other side and the
+     * connection slot until the idle timeout. NULL: never. */
+    bool (*input_truncated)(const void *state, bool from_client, const bs_buf *in);
 } bs_session_ops;
 
 #endif

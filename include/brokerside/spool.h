@@ -81,8 +81,10 @@ typedef struct bs_spool_record {
  * brokerside_spool_truncated_bytes_total and logged, not fatal); a corrupt
  * record followed by valid ones is left for readers to skip (counted in
  * brokerside_spool_corrupt_records_total). Zero option fields take their
- * defaults. BS_E_CONFIG for bad options, BS_E_IO if the directory or a
- * segment cannot be used. On success *out must be closed with bs_spool_close. */
+ * defaults. The spool is locked first (flock on <dir>/spool.lock, held until
+ * bs_spool_close): BS_E_BUSY, with nothing in the directory touched, when
+ * another process (or another open in this one) holds it. BS_E_CONFIG for bad
+ * options, BS_E_IO if the directory or a segment cannot be used. On success *out must be closed with bs_spool_close. */
 bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out) BS_WUR;
 
 /* Sync what is pending, stop the fsync timer and free the spool. Every reader

@@ -23,6 +23,7 @@ typedef enum bs_status {
     BS_E_NOT_FOUND = -10,  /* lookup missed */
     BS_E_STATE = -11,      /* call not valid in the object's current state */
     BS_E_FULL = -12,       /* bounded storage has no room */
+    BS_E_BUSY = -13,       /* a resource is held by another process (lock file) */
 } bs_status;
 
 #define BS_WUR __attribute__((warn_unused_result))

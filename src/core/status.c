@@ -18,6 +18,7 @@ const char *bs_status_name(bs_status s)
     case BS_E_NOT_FOUND: return "not_found";
     case BS_E_STATE: return "state";
     case BS_E_FULL: return "full";
+    case BS_E_BUSY: return "busy";
     }
     return "unknown";
 }

@@ -1,21 +1,36 @@
 #!/usr/bin/env python3
 """gen_schemas.py - generate src/kafka/schemas_gen.c from Apache Kafka's message JSON.
 
-Usage: gen_schemas.py SPEC_DIR OUT_C
-  SPEC_DIR: the kafka-messages directory (../shared/spec/kafka-messages)
-  OUT_C:    the C file to write (committed; the build never runs this script)
+Usage:
+  gen_schemas.py [SOURCE [OUT_C]]     generate (defaults: the pinned kafka-clients jar,
+                                      src/kafka/schemas_gen.c)
+  gen_schemas.py --extract DIR [SOURCE]  write the release's message JSON files into DIR
+  gen_schemas.py --print-source       print the path of the pinned kafka-clients jar
 
-It emits (python3 stdlib only, deterministic output):
+SOURCE is a kafka-clients jar (its common/message/*.json are the message
+definitions of that release) or a directory of those JSON files. Without it, the
+jar of the release pinned in tests/kafka/pom.xml, as `make deps` puts it into
+.cache/kafka/<version>/libs (BS_KAFKA_CACHE overrides .cache/kafka), is used.
+OUT_C is committed; the build never runs this script (python3 stdlib only,
+deterministic output).
+
+It emits:
   * bs_kafka_apis[]: every API key found in the *Request.json files, with its
     name, valid version range and first flexible version of request/response;
   * field tables (bs_kafka_field / bs_kafka_struct / bs_kafka_message) for the
     messages listed in CODEC_MESSAGES, which the generic codec in
     src/kafka/kafka_schema.c decodes and re-encodes.
+
+Every response that can hold a Host+Port struct must be classified below as
+carrying broker endpoints (decoded and rewritten), as holding other endpoints
+(never rewritten), or as answered by controllers only; an unclassified one
+stops the generator, so a new release cannot add a leak unnoticed.
 """
 import json
 import os
 import re
 import sys
+import zipfile
 
 # Messages the generic codec needs: the responses we rewrite, the requests we
 # summarise or audit. Add a name here and re-run to extend the codec.
@@ -43,6 +58,19 @@ AUDIT_APIS = [
 CODEC_MESSAGES += ["FindCoordinatorRequest", "DescribeClusterRequest"]
 CODEC_MESSAGES += [a + t for a in AUDIT_APIS for t in ("Request", "Response")]
 
+# Responses whose Host/Port structs are broker (or controller) addresses: the
+# codec decodes them and kafka_rewrite.c maps every endpoint (docs/kafka-protocol.md).
+BROKER_ENDPOINT_RESPONSES = [
+    "MetadataResponse", "FindCoordinatorResponse", "DescribeClusterResponse",
+    "ProduceResponse", "FetchResponse", "ShareFetchResponse", "ShareAcknowledgeResponse",
+    "DescribeQuorumResponse",
+]
+# Responses with Host/Port that are not broker addresses: passed through as they are.
+OTHER_ENDPOINT_RESPONSES = {
+    "StreamsGroupHeartbeatResponse": "Kafka Streams application endpoints (application.server)",
+    "StreamsGroupDescribeResponse": "Kafka Streams application endpoints (application.server)",
+}
+
 NEVER = (1, 0)          # an empty version range
 MAXV = 0x7FFF
 
@@ -55,9 +83,13 @@ PRIMS = {
 
 
 def load(path):
-    """Kafka's JSON files carry // comments; strip them (never inside strings here)."""
+    """One message definition file (see parse)."""
     with open(path, encoding="utf-8") as f:
-        text = f.read()
+        return parse(f.read())
+
+
+def parse(text):
+    """Kafka's JSON files carry // comments; strip them (never inside strings here)."""
     lines = []
     for line in text.splitlines():
         out, in_str, i = [], False, 0
@@ -181,16 +213,103 @@ class Gen:
         return sym
 
 
-def main():
-    spec_dir, out_path = sys.argv[1], sys.argv[2]
-    files = sorted(os.listdir(spec_dir))
-    apis = {}
-    schemas = {}
-    for fn in files:
-        if not fn.endswith(".json"):
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+MESSAGE_PREFIX = "common/message/"
+
+
+def pinned_version():
+    """The Apache Kafka version pinned in tests/kafka/pom.xml (<kafka.version>)."""
+    with open(os.path.join(ROOT, "tests", "kafka", "pom.xml"), encoding="utf-8") as f:
+        m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", f.read())
+    if not m:
+        raise SystemExit("tests/kafka/pom.xml names no <kafka.version>")
+    return m.group(1).strip()
+
+
+def pinned_jar():
+    """Path of the pinned release's kafka-clients jar in the make-deps cache."""
+    v = pinned_version()
+    cache = os.environ.get("BS_KAFKA_CACHE") or os.path.join(ROOT, ".cache", "kafka")
+    return os.path.join(cache, v, "libs", f"kafka-clients-{v}.jar")
+
+
+def read_release(source):
+    """{file name: text} of the message definitions in `source` (a kafka-clients
+    jar or a directory of JSON files) and the release version (None for a directory)."""
+    if os.path.isdir(source):
+        return {fn: open(os.path.join(source, fn), encoding="utf-8").read()
+                for fn in sorted(os.listdir(source)) if fn.endswith(".json")}, None
+    if not os.path.isfile(source):
+        raise SystemExit(f"{source}: not found (run `make deps`, which fetches the pinned Apache Kafka)")
+    texts, version = {}, None
+    with zipfile.ZipFile(source) as z:
+        for n in sorted(z.namelist()):
+            if n.startswith(MESSAGE_PREFIX) and n.endswith(".json") and "/" not in n[len(MESSAGE_PREFIX):]:
+                texts[n[len(MESSAGE_PREFIX):]] = z.read(n).decode("utf-8")
+            elif n == "kafka/kafka-version.properties":
+                for line in z.read(n).decode("utf-8").splitlines():
+                    if line.startswith("version="):
+                        version = line.split("=", 1)[1].strip()
+    if not texts:
+        raise SystemExit(f"{source}: no {MESSAGE_PREFIX}*.json inside (not a kafka-clients jar?)")
+    return texts, version
+
+
+def load_schemas(texts):
+    """{message name: parsed definition}."""
+    return {d["name"]: d for d in (parse(t) for _, t in sorted(texts.items()))}
+
+
+def answered_by_brokers(schemas, d):
+    """False for APIs that only KRaft controllers serve (their request's listeners)."""
+    req = schemas.get(d["name"][: -len("Response")] + "Request", {})
+    return "broker" in req.get("listeners", ["broker"])
+
+
+def endpoint_responses(schemas):
+    """Names of the broker-served responses that can hold a Host+Port struct at some version."""
+    out = []
+    for name, d in sorted(schemas.items()):
+        if d.get("type") != "response" or not answered_by_brokers(schemas, d):
             continue
-        d = load(os.path.join(spec_dir, fn))
-        schemas[d["name"]] = d
+        common = {c["name"]: c["fields"] for c in d.get("commonStructs", [])}
+        if endpoints_below(d.get("fields", []), common):
+            out.append(name)
+    return out
+
+
+def check_classification(schemas):
+    """Every broker-served response with endpoints is classified (see the lists above)."""
+    for name in endpoint_responses(schemas):
+        if name not in BROKER_ENDPOINT_RESPONSES and name not in OTHER_ENDPOINT_RESPONSES:
+            raise SystemExit(f"{name} can carry Host/Port: classify it in BROKER_ENDPOINT_RESPONSES "
+                             "(and CODEC_MESSAGES) or OTHER_ENDPOINT_RESPONSES in gen_schemas.py")
+    for name in BROKER_ENDPOINT_RESPONSES:
+        if name in schemas and name not in CODEC_MESSAGES:
+            raise SystemExit(f"{name} carries broker endpoints but is not in CODEC_MESSAGES")
+
+
+def main():
+    args = sys.argv[1:]
+    if args[:1] == ["--print-source"]:
+        print(pinned_jar())
+        return
+    if args[:1] == ["--extract"]:
+        if len(args) < 2:
+            raise SystemExit(__doc__)
+        texts, _ = read_release(args[2] if len(args) > 2 else pinned_jar())
+        os.makedirs(args[1], exist_ok=True)
+        for fn, t in texts.items():
+            with open(os.path.join(args[1], fn), "w", encoding="utf-8") as f:
+                f.write(t)
+        return
+    source = args[0] if args else pinned_jar()
+    out_path = args[1] if len(args) > 1 else os.path.join(ROOT, "src", "kafka", "schemas_gen.c")
+    texts, version = read_release(source)
+    schemas = load_schemas(texts)
+    check_classification(schemas)
+    apis = {}
+    for name, d in sorted(schemas.items()):
         if d.get("type") not in ("request", "response"):
             continue
         key = d["apiKey"]
@@ -201,10 +320,15 @@ def main():
         if fmin > MAXV or (fmin, _) == NEVER:
             fmin = MAXV
         a[d["type"]] = (vmin, vmax, fmin)
+    origin = f"Apache Kafka {version} (common/message/ in kafka-clients-{version}.jar)" \
+        if version else "the message definitions in " + os.path.basename(os.path.normpath(source))
 
     g = Gen()
     msgs = []
     for name in CODEC_MESSAGES:
+        if name in OTHER_ENDPOINT_RESPONSES:
+            raise SystemExit(f"{name}: its Host/Port are not broker addresses, yet the rewriter "
+                             "would map every Host/Port of a generated message")
         d = schemas[name]
         common = {c["name"]: c["fields"] for c in d.get("commonStructs", [])}
         sym = g.struct(name, name, d["fields"], common)
@@ -219,9 +343,9 @@ def main():
                     f'{vmin}, {vmax}, {fmin}, &{sym}, 0x{mask:x}ULL}},')
 
     lines = [
-        "/* schemas_gen.c - GENERATED by src/kafka/gen_schemas.py from Apache Kafka's",
-        " * message definitions (../shared/spec/kafka-messages). Do not edit by hand:",
-        " * re-run `python3 src/kafka/gen_schemas.py ../shared/spec/kafka-messages src/kafka/schemas_gen.c`. */",
+        "/* schemas_gen.c - GENERATED by src/kafka/gen_schemas.py from",
+        f" * {origin}.",
+        " * Do not edit by hand: after `make deps`, re-run `python3 src/kafka/gen_schemas.py`. */",
         '#include "brokerside/kafka_schema.h"',
         "",
         "/* clang-format off */",

@@ -74,7 +74,10 @@ bs_status bs_kafka_produce_acks(const uint8_t *req_body, size_t len, int16_t ver
 {
     const bs_kafka_api_info *a = bs_kafka_api(BS_KAFKA_PRODUCE);
     bs_cursor c;
-    BS_ENSURE(a && version >= a->min_version && version <= a->max_version, BS_E_UNSUPPORTED);
+    /* v0-2 are below Kafka 4's range but older brokers still take them, and
+     * their layout (acks first) is fixed: an acks=0 request must never wait
+     * for an answer, whatever broker sits behind the sidecar. */
+    BS_ENSURE(a && version >= 0 && version <= a->max_version, BS_E_UNSUPPORTED);
     bs_cursor_init(&c, req_body, len);
     if (version >= 3) {
         bs_kafka_slice txn;

@@ -13,19 +13,38 @@ static const int16_t decoded_apis[] = {
     BS_KAFKA_DESCRIBE_QUORUM,  BS_KAFKA_SHARE_FETCH,  BS_KAFKA_SHARE_ACKNOWLEDGE,
 };
 
-/* See kafka_rewrite.h. The cap is the lowest max version among the generated
- * request/response schemas of the API: every version up to it is covered by
- * the codec (and by the unit tests, which iterate the same tables). */
+/* Versions the codec could decode but the proxy must not let clients use.
+ * Produce v13 (KIP-516) names topics by id only: encryption rules, per-topic
+ * metrics and audit select by topic name, and a sidecar in front of one broker
+ * need not have seen the Metadata answer that maps the id (the client may have
+ * fetched it through another broker's sidecar). v12 keeps KIP-951 leader hints. */
+static const struct {
+    int16_t api_key, max_version;
+} policy_caps[] = {
+    {BS_KAFKA_PRODUCE, 12},
+};
+
+/* See kafka_rewrite.h. Any API: the generated table's max version (the
+ * request header and audit decoding of a newer version are unknown, and it
+ * could carry an endpoint where no older version did). Decoded APIs: the
+ * lowest max version among the generated request/response schemas of the
+ * API, i.e. every version the codec and its unit tests cover. Then
+ * policy_caps. */
 int16_t bs_kafka_max_supported_version(int16_t api_key)
 {
+    const bs_kafka_api_info *a = bs_kafka_api(api_key);
+    if (!a || a->min_version > a->max_version) return -1;
+    int16_t cap = a->max_version;
+    for (size_t i = 0; i < BS_ARRAY_LEN(policy_caps); i++)
+        if (policy_caps[i].api_key == api_key && policy_caps[i].max_version < cap)
+            cap = policy_caps[i].max_version;
     bool decoded = false;
     for (size_t i = 0; i < BS_ARRAY_LEN(decoded_apis); i++)
         decoded |= decoded_apis[i] == api_key;
-    if (!decoded) return -1;
-    int16_t cap = -1;
+    if (!decoded) return cap;
     for (size_t i = 0; i < bs_kafka_messages_count; i++) {
         const bs_kafka_message *m = &bs_kafka_messages[i];
-        if (m->api_key == api_key && (cap < 0 || m->max_version < cap)) cap = m->max_version;
+        if (m->api_key == api_key && m->max_version < cap) cap = m->max_version;
     }
     return cap;
 }
@@ -270,13 +289,21 @@ bs_status bs_kafka_rewrite_api_versions(const uint8_t *body, size_t len, int16_t
         fmax = bs_kafka_struct_field(av, "MaxVersion");
     bs_kafka_val *arr = &root->vals[keys];
     bool any = false;
+    int32_t kept = 0;
     for (int32_t k = 0; k < arr->count; k++) {
         bs_kafka_val *vals = arr->items[k].vals;
         int16_t cap = bs_kafka_max_supported_version((int16_t)vals[fkey].i);
-        if (cap < 0 || vals[fmax].i <= cap || vals[fmin].i > cap) continue;
-        vals[fmax].i = cap;
-        any = true;
+        if (cap < 0 || vals[fmin].i > cap) {
+            any = true; /* an API (or every version of it) we cannot serve: drop it */
+            continue;
+        }
+        if (vals[fmax].i > cap) {
+            vals[fmax].i = cap;
+            any = true;
+        }
+        arr->items[kept++] = arr->items[k];
     }
+    if (arr->count > 0) arr->count = kept;
     if (any) BS_GUARD_GOTO(st, bs_kafka_encode(m, version, root, out), done);
     *changed = any;
 done:

@@ -755,6 +755,24 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
             *progress = true;
     }
 
+    /* The side ended inside a message (a client that closed with half a
+     * request sent): it can never complete, so nothing waits for the other
+     * side any more; close both now rather than at the idle timeout. */
+    if (ops && src->rd_eof && ops->input_truncated) {
+        uint8_t none[1];
+        bs_buf no_input = {.data = none, .cap = 0, .rd = 0, .wr = 0};
+        if (ops->input_truncated(c->sess, from_client, *in ? *in : &no_input)) {
+            if (bs_log_get_level() <= BS_LOG_DEBUG) {
+                char peer[64];
+                conn_peer(c, peer, sizeof peer);
+                BS_LOG_DEBUGF("net", "listener %s: %s of %s ended inside a message; closing both",
+                              c->l->cfg->name, from_client ? "client" : "upstream", peer);
+            }
+            bs_metric_add(from_client ? c->l->m_truncated_c : c->l->m_truncated_u, 1);
+            return false;
+        }
+    }
+
     /* write */
     while (!buf_empty(*out) && !dst->wr_done && dst->wr_blk == BLK_NONE) {
         size_t put;
@@ -817,6 +835,17 @@ static void conn_pump(bs_conn *c)
         }
         if (!c->c.ready) {
             if (!conn_client_handshake(c)) return;
+        }
+        /* The upstream is dialled only for a client that completed its TLS
+         * handshake (and passed the client-certificate check): bare connects
+         * and failed handshakes cost the broker nothing. The connect and the
+         * origination handshake get their own timeouts from here. */
+        if (c->c.ready && c->u.fd < 0 && !c->upstream_failed && !c->opened) {
+            c->t_start = ev_now(c->w->loop);
+            (void)conn_connect_upstream(c);
+            double first = c->w->limits.handshake_timeout_s;
+            if (c->w->limits.connect_timeout_s < first) first = c->w->limits.connect_timeout_s;
+            conn_timer_at(c, c->t_start + first);
         }
         if (c->u.fd >= 0 && !c->upstream_connecting && !c->u.ready && c->u.ssl)
             conn_upstream_handshake(c);
@@ -1075,9 +1104,10 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         w->n_conns++;
         bs_metric_add(l->m_open, 1);
         bs_metric_add(l->m_total, 1);
-        int sock_err = conn_connect_upstream(c);
+        /* Plaintext: dial the upstream now. TLS: after the client's handshake (conn_pump). */
+        int sock_err = l->has_tls ? 0 : conn_connect_upstream(c);
         double first = w->limits.handshake_timeout_s;
-        if (w->limits.connect_timeout_s < first) first = w->limits.connect_timeout_s;
+        if (!l->has_tls && w->limits.connect_timeout_s < first) first = w->limits.connect_timeout_s;
         conn_timer_at(c, c->t_start + first);
         if (!l->has_tls) conn_notify(c, BS_CONN_EV_ACCEPTED, NULL);
         conn_pump(c); /* may free c */

@@ -174,6 +174,16 @@ static void listener_metrics(bs_listener *l)
                          "1 if the last readiness probe of the upstream succeeded", l->labels);
     l->m_idle = bs_metrics_counter("brokerside_idle_timeouts_total",
                                    "Connections closed for being idle", l->labels);
+    snprintf(lab, sizeof lab, "%s,side=\"client\"", l->labels);
+    l->m_truncated_c = bs_metrics_counter("brokerside_connections_truncated_total",
+                                          "Connections closed because a side ended inside a "
+                                          "message, by side",
+                                          lab);
+    snprintf(lab, sizeof lab, "%s,side=\"upstream\"", l->labels);
+    l->m_truncated_u = bs_metrics_counter("brokerside_connections_truncated_total",
+                                          "Connections closed because a side ended inside a "
+                                          "message, by side",
+                                          lab);
     if (l->has_tls)
         l->m_handshakes = bs_metrics_counter("brokerside_tls_handshakes_total",
                                              "Completed TLS handshakes with clients", l->labels);

@@ -28,6 +28,8 @@
 #define TLS_GROUPS "X25519:P-256:P-384"
 /* Client chains are leaf + at most a few intermediates; deeper is abuse. */
 #define TLS_VERIFY_DEPTH 5
+/* OpenSSL security level floor: 2 = 112-bit (RSA/DH >= 2048, no SHA-1). */
+#define TLS_MIN_SECURITY_LEVEL 2
 /*
  * Server session cache: TLS 1.2 sessions (TLS 1.3 uses stateless tickets and
  * is not stored). Each entry costs roughly 1 KiB, so this bounds the cache to
@@ -119,6 +121,40 @@ static bs_status tls_min_version(int v, int *out, char *err, size_t errlen)
 }
 
 /*
+ * The floor no configuration string can lower (docs/tls.md, "Policy"):
+ * security level 2 or more (>= 112-bit: no RSA/DH < 2048, no SHA-1
+ * signatures), and every TLS 1.2 cipher ECDHE with an AEAD. Called after
+ * the cipher strings were applied: an "@SECLEVEL=n" below 2 or a cipher
+ * outside the rule is a configuration error naming it (so --check-config and
+ * a reload refuse it), and the level is pinned again whatever the strings or
+ * openssl.cnf did.
+ */
+static bs_status tls_enforce_floor(SSL_CTX *ctx, const char *cl, char *err, size_t errlen)
+{
+    int level = SSL_CTX_get_security_level(ctx);
+    if (level < TLS_MIN_SECURITY_LEVEL)
+        return tls_fail(BS_E_CONFIG, false, err, errlen,
+                        "ciphers \"%s\" refused: it sets security level %d; brokerside never "
+                        "runs below level %d (no RSA < 2048 bits, no SHA-1 signatures)",
+                        cl, level, TLS_MIN_SECURITY_LEVEL);
+    SSL_CTX_set_security_level(ctx, level);
+    STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {
+        const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
+        int kx = SSL_CIPHER_get_kx_nid(c);
+        if (kx == NID_kx_any) continue; /* TLS 1.3 suites: always (EC)DHE and AEAD */
+        int auth = SSL_CIPHER_get_auth_nid(c);
+        if (kx != NID_kx_ecdhe || !SSL_CIPHER_is_aead(c) ||
+            (auth != NID_auth_rsa && auth != NID_auth_ecdsa))
+            return tls_fail(BS_E_CONFIG, false, err, errlen,
+                            "ciphers \"%s\" refused: %s is not ECDHE with an AEAD cipher and "
+                            "a certificate (the only TLS 1.2 ciphers brokerside allows)",
+                            cl, SSL_CIPHER_get_name(c));
+    }
+    return BS_OK;
+}
+
+/*
  * Settings shared by server and client contexts: versions, ciphers, groups,
  * no compression, no renegotiation, buffer modes, security level.
  */
@@ -129,9 +165,6 @@ static bs_status tls_common_setup(SSL_CTX *ctx, int min_version, const char *cip
     BS_GUARD(tls_min_version(min_version, &minv, err, errlen));
     if (!SSL_CTX_set_min_proto_version(ctx, minv) || !SSL_CTX_set_max_proto_version(ctx, 0))
         return tls_fail(BS_E_CRYPTO, true, err, errlen, "cannot set TLS protocol versions");
-    /* Pin the security level so a permissive system openssl.cnf cannot lower
-     * it: level 2 forbids < 112-bit security (RSA < 2048, SHA-1 signatures). */
-    SSL_CTX_set_security_level(ctx, 2);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_clear_options(ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION | SSL_OP_LEGACY_SERVER_CONNECT);
     /* Idle connections (most Kafka connections, most of the time) give their
@@ -141,10 +174,14 @@ static bs_status tls_common_setup(SSL_CTX *ctx, int min_version, const char *cip
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     const char *cl = ciphers && *ciphers ? ciphers : BS_TLS_DEFAULT_CIPHERS;
     const char *cs = ciphersuites && *ciphersuites ? ciphersuites : BS_TLS_DEFAULT_CIPHERSUITES;
+    /* A permissive system openssl.cnf may have lowered the level already;
+     * the cipher string may carry its own @SECLEVEL: check after both. */
+    SSL_CTX_set_security_level(ctx, TLS_MIN_SECURITY_LEVEL);
     if (!SSL_CTX_set_cipher_list(ctx, cl))
         return tls_fail(BS_E_CONFIG, true, err, errlen, "ciphers \"%s\" rejected", cl);
     if (!SSL_CTX_set_ciphersuites(ctx, cs))
         return tls_fail(BS_E_CONFIG, true, err, errlen, "ciphersuites \"%s\" rejected", cs);
+    BS_GUARD(tls_enforce_floor(ctx, cl, err, errlen));
     if (!SSL_CTX_set1_groups_list(ctx, TLS_GROUPS))
         return tls_fail(BS_E_CRYPTO, true, err, errlen, "cannot set groups %s", TLS_GROUPS);
     SSL_CTX_set_default_passwd_cb(ctx, tls_no_password);
@@ -259,6 +296,35 @@ out:
 }
 
 /*
+ * Server verify callback: revocation that cannot be checked (CRL missing,
+ * expired, not yet valid, badly signed) is not the client certificate's
+ * fault. OpenSSL would send certificate_expired for an expired CRL (and
+ * unknown_ca for a missing one); replace the error with
+ * X509_V_ERR_CRL_PATH_VALIDATION_ERROR, which OpenSSL answers with the
+ * catch-all certificate_unknown alert and our classifier counts as crl_error.
+ * Every other result passes through unchanged.
+ */
+static int tls_crl_alert_cb(int preverify_ok, X509_STORE_CTX *x)
+{
+    if (preverify_ok) return preverify_ok;
+    switch (X509_STORE_CTX_get_error(x)) {
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+        X509_STORE_CTX_set_error(x, X509_V_ERR_CRL_PATH_VALIDATION_ERROR);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/*
  * Build a server (termination) context; see tls.h. On failure nothing is
  * leaked and err names the file and OpenSSL's reason.
  */
@@ -321,7 +387,7 @@ bs_status bs_tls_server_ctx_new(const bs_tls_server_config *cfg, SSL_CTX **out, 
         SSL_CTX_set_client_CA_list(ctx, names); /* ctx owns names now */
         int mode = SSL_VERIFY_PEER;
         if (cfg->client_auth == BS_CLIENT_AUTH_REQUIRED) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-        SSL_CTX_set_verify(ctx, mode, NULL);
+        SSL_CTX_set_verify(ctx, mode, tls_crl_alert_cb);
         SSL_CTX_set_verify_depth(ctx, TLS_VERIFY_DEPTH);
         if (cfg->crl_file) BS_GUARD_GOTO(st, tls_load_crl(ctx, cfg->crl_file, err, errlen), out);
     } else {
@@ -576,6 +642,7 @@ static const char *tls_reason_from_verify(long v)
     case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
     case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
     case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    case X509_V_ERR_CRL_PATH_VALIDATION_ERROR: /* set by tls_crl_alert_cb */
         return "crl_error";
     default:
         return "bad_certificate";

@@ -55,8 +55,11 @@ struct bs_audit_log {
     size_t agg_cap, agg_used;
     agg_entry overflow; /* principal/topic "*" once agg_used hits the bound */
     int64_t interval_start_us;
+    /* events the emit callback refused since the last AuditEventsLost record */
+    uint64_t lost;
+    int64_t lost_first_us, lost_last_us;
     /* stats */
-    uint64_t emitted, emit_failures, agg_overflow;
+    uint64_t emitted, emit_failures, agg_overflow, lost_total, gap_records;
 };
 
 /* See audit.h. */
@@ -183,10 +186,60 @@ out:
     return st;
 }
 
-/* Emit `body` and seal when digest_every_events is reached. Lock held. */
+/* Emit the AuditEventsLost record for the events counted in log->lost and
+ * seal right after it, so the admission of the loss is signed at once. On
+ * success the counter restarts; on failure it keeps counting. Lock held. */
+static bs_status emit_gap_locked(bs_audit_log *log)
+{
+    if (log->lost == 0) return BS_OK;
+    bs_status st;
+    bs_wbuf body;
+    bs_wbuf_init(&body, 0);
+    int64_t now = bs_audit_now_us();
+    char id[37], t0[25], t1[25];
+    BS_GUARD_GOTO(st, bs_audit_new_event_id(now, id), out);
+    bs_audit_format_time(log->lost_first_us, t0);
+    bs_audit_format_time(log->lost_last_us, t1);
+    bs_wbuf_put_u8(&body, '{');
+    bs_audit_put_head(&body, now, log->opts.event_source, "AuditEventsLost", "AuditGap", id);
+    bs_wbuf_printf(&body,
+                   ",\"eventCategory\":\"Management\",\"readOnly\":true,\"brokerId\":%" PRId32
+                   ",\"lost\":{\"events\":%" PRIu64 ",\"firstTime\":\"%s\",\"lastTime\":\"%s\","
+                   "\"reason\":\"the event path refused them (spool or queue full)\"}",
+                   log->opts.broker_id, log->lost, t0, t1);
+    BS_GUARD_GOTO(st, chain_emit_locked(log, &body, false), out);
+    BS_LOG_ERRORF(MOD, "AUDIT EVENTS LOST: %" PRIu64 " event(s) between %s and %s; recorded as "
+                       "AuditEventsLost at sequence %" PRIu64 " of chain %s",
+                  log->lost, t0, t1, log->next_seq - 1, log->chain_id);
+    log->gap_records++;
+    log->lost = 0;
+    st = seal_locked(log);
+out:
+    bs_wbuf_free(&body);
+    return st;
+}
+
+/* Count one event the emit callback refused (the chain did not advance). */
+static void note_lost_locked(bs_audit_log *log)
+{
+    int64_t now = bs_audit_now_us();
+    if (log->lost++ == 0) log->lost_first_us = now;
+    log->lost_last_us = now;
+    log->lost_total++;
+}
+
+/* Emit `body` and seal when digest_every_events is reached. A pending loss
+ * is recorded first (AuditEventsLost, sealed), so the chain never silently
+ * skips events it was given. An event that cannot be emitted is counted as
+ * lost. Lock held. */
 static bs_status emit_locked(bs_audit_log *log, bs_wbuf *body)
 {
-    BS_GUARD(chain_emit_locked(log, body, false));
+    bs_status st = emit_gap_locked(log);
+    if (st == BS_OK) st = chain_emit_locked(log, body, false);
+    if (st != BS_OK) {
+        note_lost_locked(log);
+        return st;
+    }
     if (log->opts.digest_every_events && log->since_digest >= log->opts.digest_every_events)
         BS_GUARD(seal_locked(log));
     return BS_OK;
@@ -220,6 +273,16 @@ static bs_status write_chain_start(bs_audit_log *log, const bs_audit_link *prev)
                        prev->chain_id, prev->sequence, prev->hash, prev->sealed ? "true" : "false");
     else
         bs_wbuf_put_str(&body, ",\"previousChain\":null");
+    /* A previous chain that does not end with its final digest was not shut
+     * down: the process crashed or was killed. Said explicitly, so the
+     * restart is on record even where the old chain's file is gone. */
+    bs_wbuf_printf(&body, ",\"previousRun\":\"%s\"",
+                   !prev || !prev->valid ? "none" : prev->sealed ? "stopped" : "crashed");
+    if (prev && prev->valid && !prev->sealed)
+        BS_LOG_WARNF(MOD,
+                     "previous audit chain %s ended without its final digest at sequence %" PRIu64
+                     " (crash or kill): recorded in the new chain's start",
+                     prev->chain_id, prev->sequence);
     st = chain_emit_locked(log, &body, false);
 out:
     bs_wbuf_free(&body);
@@ -567,6 +630,12 @@ bs_status bs_audit_log_close(bs_audit_log *log, int64_t now_us)
 {
     if (!log) return BS_OK;
     bs_status st = bs_audit_log_flush_aggregates(log, now_us);
+    pthread_mutex_lock(&log->lock);
+    bs_status st3 = emit_gap_locked(log); /* a loss not yet on record */
+    pthread_mutex_unlock(&log->lock);
+    if (st3 != BS_OK)
+        BS_LOG_ERRORF(MOD, "%" PRIu64 " lost audit event(s) could not be recorded at close",
+                      log->lost);
     bs_status st2 = bs_audit_log_seal(log);
     if (st == BS_OK) st = st2;
     agg_clear(log);
@@ -594,6 +663,17 @@ void bs_audit_log_stats(bs_audit_log *log, uint64_t *emitted, uint64_t *emit_fai
     *emitted = log->emitted;
     *emit_failures = log->emit_failures;
     *agg_overflow = log->agg_overflow;
+    pthread_mutex_unlock(&log->lock);
+}
+
+/* See audit.h. */
+void bs_audit_log_losses(bs_audit_log *log, uint64_t *lost_total, uint64_t *lost_unrecorded,
+                         uint64_t *gap_records)
+{
+    pthread_mutex_lock(&log->lock);
+    *lost_total = log->lost_total;
+    *lost_unrecorded = log->lost;
+    *gap_records = log->gap_records;
     pthread_mutex_unlock(&log->lock);
 }
 

@@ -39,7 +39,12 @@ typedef struct vline {
     char d_sig[129];
     bool d_has_sig;
     bool d_sig_ok; /* the signature verified with the reader's key */
+    /* AuditEventsLost */
+    bool is_loss;
+    uint64_t lost_events;
+    char lost_first[32], lost_last[32];
     /* chain start */
+    bool after_crash; /* previousRun "crashed" (or a previousChain not sealed) */
     bool has_link;
     char l_chain[33];
     uint64_t l_seq;
@@ -103,6 +108,8 @@ const char *bs_audit_problem_name(bs_audit_problem p)
         return "bad signature";
     case BS_AUDIT_BAD_LINK:
         return "broken chain link";
+    case BS_AUDIT_LOST:
+        return "events lost";
     }
     return "unknown";
 }
@@ -257,7 +264,22 @@ static void parse_line(vline *l, const char *p, size_t len, const bs_audit_key *
         if (l->d_has_sig) strcpy(l->d_sig, sig->valuestring);
         l->d_sig_ok = digest_sig_ok(key, l, p, len);
     }
+    if (strcmp(name->valuestring, "AuditEventsLost") == 0) {
+        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(j, "lost");
+        const cJSON *t0 = cJSON_GetObjectItemCaseSensitive(lo, "firstTime");
+        const cJSON *t1 = cJSON_GetObjectItemCaseSensitive(lo, "lastTime");
+        l->is_loss = true;
+        if (!get_u64(lo, "events", &l->lost_events)) l->lost_events = 0;
+        snprintf(l->lost_first, sizeof l->lost_first, "%s", cJSON_IsString(t0) ? t0->valuestring : "?");
+        snprintf(l->lost_last, sizeof l->lost_last, "%s", cJSON_IsString(t1) ? t1->valuestring : "?");
+    }
     if (l->is_start) {
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "previousRun");
+        const cJSON *sealed =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "previousChain"),
+                                             "sealed");
+        l->after_crash = (cJSON_IsString(pr) && strcmp(pr->valuestring, "crashed") == 0) ||
+                         cJSON_IsFalse(sealed);
         const cJSON *pc = cJSON_GetObjectItemCaseSensitive(j, "previousChain");
         if (cJSON_IsObject(pc)) {
             if (!get_hex(pc, "chainId", 32, l->l_chain) ||
@@ -416,6 +438,11 @@ static void start_chain(vstate *v, const vline *l)
         problem(v, BS_AUDIT_BAD_LINK, l->file, l->lineno, true, l->seq,
                 "a new chain without a link to the preceding chain %s", v->prev_chain);
     }
+    if (l->after_crash)
+        warning(v, l->file, l->lineno,
+                "chain %s starts after a crash: the previous chain%s%s ended without its final "
+                "digest, so events not yet stored at that moment may be missing",
+                l->chain, l->has_link ? " " : "", l->has_link ? l->l_chain : "");
     v->in_chain = true;
     v->chains++;
     memcpy(v->chain, l->chain, 33);
@@ -462,6 +489,11 @@ static void step(vstate *v, const vline *l, const vline *n)
     v->skip_next = false;
     char before[65];
     memcpy(before, v->hash, 65);
+    if (l->is_loss)
+        problem(v, BS_AUDIT_LOST, l->file, l->lineno, true, l->seq,
+                "the sidecar recorded the loss of %" PRIu64
+                " audit event(s) between %s and %s (its event path refused them)",
+                l->lost_events, l->lost_first, l->lost_last);
     if (l->seq == v->expect) {
         if (strcmp(l->prev, v->hash) != 0)
             problem(v, BS_AUDIT_EDITED, v->acc_file, v->acc_line, true, v->expect - 1,

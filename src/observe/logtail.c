@@ -55,6 +55,7 @@ struct bs_logtail {
     bs_logtail_options o;
     char **patterns;
     char *state_path;
+    int lock_fd; /* flock on <state_path>.lock: one tailer per checkpoint */
     tfile **files;
     size_t n_files, cap_files;
     ckpt *ck; /* checkpoint entries not yet matched to a file */
@@ -806,6 +807,7 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
         BS_ENSURE(o->files[i] && o->files[i][0], BS_E_CONFIG);
     bs_logtail *t = calloc(1, sizeof *t);
     BS_ENSURE(t, BS_E_NOMEM);
+    t->lock_fd = -1;
     t->loop = loop;
     t->sp = sp;
     t->o = *o;
@@ -829,6 +831,15 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
                                   "Log files picked up after start (rotation or new files)", NULL);
     t->m_trunc = bs_metrics_counter("brokerside_logtail_truncations_total",
                                     "Log files truncated in place (copytruncate)", NULL);
+    /* one tailer per checkpoint, locked before it is read: two would both
+     * re-read the same lines and overwrite each other's offsets */
+    if (st == BS_OK) {
+        char lpath[1200], what[1300];
+        int n = snprintf(lpath, sizeof lpath, "%s.lock", t->state_path);
+        snprintf(what, sizeof what, "log-tail checkpoint %s", t->state_path);
+        st = n > 0 && (size_t)n < sizeof lpath ? bs_lock_file(lpath, what, &t->lock_fd)
+                                               : BS_E_TOO_LARGE;
+    }
     uint64_t seq = 0;
     if (st == BS_OK) st = load_checkpoint(t, &seq);
     if (st == BS_OK && seq) st = reconcile(t, seq);
@@ -881,6 +892,7 @@ void bs_logtail_free(bs_logtail *t)
     free(t->ck);
     free(t->unreadable);
     free(t->state_path);
+    bs_unlock_file(t->lock_fd);
     bs_wbuf_free(&t->ev);
     bs_wbuf_free(&t->scratch);
     bs_wbuf_free(&t->clean);

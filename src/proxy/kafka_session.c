@@ -103,10 +103,12 @@ void bs_kafka_session_reset_globals(void)
     pthread_mutex_unlock(&g_lock);
 }
 
-/* May topic `name` (NUL-terminated) have its own series? True if it already
- * has one or there is room for another; false once BS_KAFKA_TOPIC_SERIES_MAX
- * distinct names were admitted (the caller then uses "_other"). */
-static bool topic_admit(const char *name)
+/* Has the broker confirmed topic `name` (NUL-terminated)? Only confirmed
+ * topics get a series of their own: a client can put any string in a
+ * request, so names from requests alone would let anyone fill the
+ * BS_KAFKA_TOPIC_SERIES_MAX series with junk and push real topics into
+ * "_other". */
+static bool topic_confirmed(const char *name)
 {
     size_t n = strlen(name);
     uint32_t h = hash_bytes((const uint8_t *)name, n) % TOPIC_SET_SLOTS;
@@ -114,13 +116,7 @@ static bool topic_admit(const char *name)
     pthread_mutex_lock(&g_lock);
     for (uint32_t i = 0; i < TOPIC_SET_SLOTS; i++) {
         uint32_t k = (h + i) % TOPIC_SET_SLOTS;
-        if (!g_topics[k]) {
-            if (g_ntopics < BS_KAFKA_TOPIC_SERIES_MAX && (g_topics[k] = strdup(name))) {
-                g_ntopics++;
-                ok = true;
-            }
-            break;
-        }
+        if (!g_topics[k]) break;
         if (strcmp(g_topics[k], name) == 0) {
             ok = true;
             break;
@@ -128,6 +124,28 @@ static bool topic_admit(const char *name)
     }
     pthread_mutex_unlock(&g_lock);
     return ok;
+}
+
+/* The broker confirmed topic `name` (len bytes): a successful Metadata entry,
+ * a Produce partition without error, Fetch records. Admitted until
+ * BS_KAFKA_TOPIC_SERIES_MAX distinct names were; later ones stay "_other". */
+static void topic_confirm(const uint8_t *name, size_t len)
+{
+    char buf[256];
+    if (len == 0 || len >= sizeof buf) return;
+    memcpy(buf, name, len);
+    buf[len] = 0;
+    uint32_t h = hash_bytes(name, len) % TOPIC_SET_SLOTS;
+    pthread_mutex_lock(&g_lock);
+    for (uint32_t i = 0; i < TOPIC_SET_SLOTS; i++) {
+        uint32_t k = (h + i) % TOPIC_SET_SLOTS;
+        if (!g_topics[k]) {
+            if (g_ntopics < BS_KAFKA_TOPIC_SERIES_MAX && (g_topics[k] = strdup(buf))) g_ntopics++;
+            break;
+        }
+        if (strcmp(g_topics[k], buf) == 0) break;
+    }
+    pthread_mutex_unlock(&g_lock);
 }
 
 /* Remember that topic id `id` (16 bytes) is called `name` (len bytes). A full
@@ -175,9 +193,9 @@ bool bs_kafka_topic_id_lookup(const uint8_t id[16], char *out, size_t outlen)
     return found;
 }
 
-/* The name of topic id `id` into out[outlen] (NUL-terminated), or its hex
- * form if no Metadata response told us. */
-static void topic_id_name(const uint8_t *id, char *out, size_t outlen)
+/* The name of topic id `id` into out[outlen] (NUL-terminated) and true, or
+ * its hex form and false if no Metadata response told us. */
+static bool topic_id_name(const uint8_t *id, char *out, size_t outlen)
 {
     uint32_t h = hash_bytes(id, 16) % TOPIC_IDS_MAX;
     bool found = false;
@@ -198,6 +216,7 @@ static void topic_id_name(const uint8_t *id, char *out, size_t outlen)
     } else if (!found && outlen) {
         out[0] = 0;
     }
+    return found;
 }
 
 /* ---------------------------------------------------------------- state */
@@ -255,6 +274,7 @@ typedef struct dir {
     /* the current frame */
     bs_kafka_request_header rh; /* requests */
     bool rh_ok;                 /* header fully parsed (not only key/version/id) */
+    bool validate;              /* requests: check against the schema once whole */
     bool pushed;                /* a correlation entry was pushed for it */
     bs_kafka_inflight inf;      /* responses: the request it answers */
     req_times times;            /* responses: that request's times */
@@ -276,6 +296,7 @@ typedef struct ksess {
     lat_metrics lat[API_CACHE];
     err_metric err[ERR_CACHE];
     topic_metrics topics[TOPIC_CACHE];
+    topic_metrics other; /* the "_other" series (other_m) */
     uint32_t topic_evict;
     void **hconn; /* per hook: its per-connection state (bs_kafka_hook.conn_open), or NULL */
     void (*net_wake)(void *); /* bs_session_info.wake */
@@ -419,7 +440,32 @@ static void count_event(ksess *s, const char *name, const char *help, const char
     bs_metric_add(bs_metrics_counter_kv(name, help, "listener", s->listener, k, v, NULL), 1);
 }
 
-/* Per-topic metrics of topic `name` (NUL-terminated), capped process-wide. */
+/* Metrics of the "_other" series (topics the broker has not confirmed, or
+ * past the cap); created on first use, kept for the session's life. */
+static topic_metrics *other_m(ksess *s)
+{
+    topic_metrics *o = &s->other;
+    if (o->name) return o;
+    if (!(o->name = strdup("_other"))) return NULL;
+    o->overflow = bs_metrics_counter("brokerside_topic_series_overflow_total",
+                                     "Topic metric updates aggregated as topic=\"_other\" (topic "
+                                     "not confirmed by the broker yet, or the distinct-topic cap "
+                                     "reached)",
+                                     NULL);
+    o->bytes_in = bs_metrics_counter_kv("brokerside_topic_bytes_in_total",
+                                        "Record bytes produced to the topic (MSK BytesInPerSec)",
+                                        "topic", "_other", NULL);
+    o->msgs_in = bs_metrics_counter_kv("brokerside_topic_messages_in_total",
+                                       "Records produced to the topic (MSK MessagesInPerSec)",
+                                       "topic", "_other", NULL);
+    o->bytes_out = bs_metrics_counter_kv(
+        "brokerside_topic_bytes_out_total", "Record bytes fetched from the topic (MSK BytesOutPerSec)",
+        "topic", "_other", NULL);
+    return o;
+}
+
+/* Per-topic metrics of topic `name` (NUL-terminated): its own series once
+ * the broker confirmed it (topic_confirm), else "_other". */
 static topic_metrics *topic_m(ksess *s, const char *name)
 {
     uint32_t h = hash_bytes((const uint8_t *)name, strlen(name)) % TOPIC_CACHE;
@@ -432,31 +478,25 @@ static topic_metrics *topic_m(ksess *s, const char *name)
         }
         if (strcmp(e->name, name) == 0) return e;
     }
+    /* unconfirmed names are not cached: they get their series once confirmed */
+    if (!topic_confirmed(name)) return other_m(s);
     if (!slot) {
         /* Full: evict round-robin (the metric series stay in the registry). */
         slot = &s->topics[s->topic_evict++ % TOPIC_CACHE];
         free(slot->name);
         slot->name = NULL;
     }
-    const char *label = name;
     slot->overflow = NULL;
-    if (!topic_admit(name)) {
-        label = "_other";
-        slot->overflow = bs_metrics_counter("brokerside_topic_series_overflow_total",
-                                            "Topic metric updates aggregated as topic=\"_other\" "
-                                            "because the distinct-topic cap was reached",
-                                            NULL);
-    }
     if (!(slot->name = strdup(name))) return NULL;
     slot->bytes_in = bs_metrics_counter_kv("brokerside_topic_bytes_in_total",
                                            "Record bytes produced to the topic (MSK BytesInPerSec)",
-                                           "topic", label, NULL);
+                                           "topic", name, NULL);
     slot->msgs_in = bs_metrics_counter_kv("brokerside_topic_messages_in_total",
                                           "Records produced to the topic (MSK MessagesInPerSec)",
-                                          "topic", label, NULL);
+                                          "topic", name, NULL);
     slot->bytes_out = bs_metrics_counter_kv(
         "brokerside_topic_bytes_out_total", "Record bytes fetched from the topic (MSK BytesOutPerSec)",
-        "topic", label, NULL);
+        "topic", name, NULL);
     return slot;
 }
 
@@ -468,7 +508,7 @@ static void topic_label(const bs_kafka_topic_summary *t, char *out, size_t outle
         memcpy(out, t->name.p, n);
         out[n] = 0;
     } else if (t->topic_id) {
-        topic_id_name(t->topic_id, out, outlen);
+        (void)topic_id_name(t->topic_id, out, outlen); /* unknown ids: their hex form */
     } else {
         snprintf(out, outlen, "_unknown");
     }
@@ -498,6 +538,8 @@ static bs_status on_fetch_topic(void *arg, const bs_kafka_topic_summary *t)
     if (t->record_bytes == 0) return BS_OK; /* empty long-poll answers: no series churn */
     char name[256];
     topic_label(t, name, sizeof name);
+    /* records in a broker's answer: the topic exists */
+    if (t->name.len > 0) topic_confirm(t->name.p, (size_t)t->name.len);
     topic_metrics *m = topic_m(arg, name);
     if (m) {
         bs_metric_add(m->bytes_out, (int64_t)t->record_bytes);
@@ -512,11 +554,13 @@ typedef struct resp_scan {
     ksess *s;
     int16_t api;
     int depth;
-    bool metadata;
+    bool metadata; /* Metadata response: learn ids, confirm topics */
+    bool produce;  /* Produce response: confirm topics with a partition written */
     const uint8_t *name;
     size_t name_len;
     bool has_name;
     const uint8_t *id;
+    bool topic_ok; /* Metadata: topic ErrorCode 0; Produce: a partition ErrorCode 0 */
 } resp_scan;
 
 /* Scan visitor over a response body: counts every non-zero ErrorCode field
@@ -524,22 +568,44 @@ typedef struct resp_scan {
 static bs_status resp_visit(void *arg, const bs_kafka_field *f, const bs_kafka_val *v, int event)
 {
     resp_scan *x = arg;
+    bool topics = x->depth <= 1 && ((x->metadata && strcmp(f->name, "Topics") == 0) ||
+                                     (x->produce && strcmp(f->name, "Responses") == 0));
     if (event == BS_KAFKA_VISIT_ENTER) {
-        if (x->metadata && x->depth == 0 && strcmp(f->name, "Topics") == 0) {
+        if (topics && x->depth == 0) {
             x->has_name = false;
             x->id = NULL;
+            x->topic_ok = false;
         }
         x->depth++;
         return BS_OK;
     }
     if (event == BS_KAFKA_VISIT_LEAVE) {
         x->depth--;
-        if (x->metadata && x->depth == 0 && strcmp(f->name, "Topics") == 0 && x->has_name && x->id)
-            topic_id_learn(x->id, x->name, x->name_len);
+        if (topics && x->depth == 0) {
+            if (x->metadata && x->has_name && x->id) topic_id_learn(x->id, x->name, x->name_len);
+            if (x->topic_ok && x->has_name) {
+                topic_confirm(x->name, x->name_len);
+            } else if (x->topic_ok && x->id) {
+                char name[256];
+                if (topic_id_name(x->id, name, sizeof name))
+                    topic_confirm((const uint8_t *)name, strlen(name));
+            }
+        }
         return BS_OK;
     }
-    if (f->type == BS_KT_INT16 && v->i != 0 && f->name[0] == 'E' && strcmp(f->name, "ErrorCode") == 0)
-        count_error(x->s, x->api, (int16_t)v->i);
+    bool is_err = f->type == BS_KT_INT16 && f->name[0] == 'E' && strcmp(f->name, "ErrorCode") == 0;
+    if (is_err && v->i != 0) count_error(x->s, x->api, (int16_t)v->i);
+    if (is_err && v->i == 0 && ((x->metadata && x->depth == 1) || (x->produce && x->depth == 2)))
+        x->topic_ok = true;
+    if (x->produce && x->depth == 1) {
+        if (f->type == BS_KT_STRING && strcmp(f->name, "Name") == 0 && !v->null) {
+            x->name = v->p;
+            x->name_len = v->n;
+            x->has_name = true;
+        } else if (f->type == BS_KT_UUID && strcmp(f->name, "TopicId") == 0) {
+            x->id = v->p;
+        }
+    }
     if (x->metadata && x->depth == 1) {
         if (f->type == BS_KT_STRING && strcmp(f->name, "Name") == 0 && !v->null) {
             x->name = v->p;
@@ -592,7 +658,10 @@ static void inspect_response(ksess *s, const dir *d, const uint8_t *frame, size_
     if (st == BS_OK) {
         const uint8_t *body = frame + 4 + rh.header_len;
         size_t blen = len - 4 - rh.header_len;
-        resp_scan x = {.s = s, .api = api, .metadata = api == BS_KAFKA_METADATA};
+        resp_scan x = {.s = s,
+                       .api = api,
+                       .metadata = api == BS_KAFKA_METADATA,
+                       .produce = api == BS_KAFKA_PRODUCE};
         st = bs_kafka_scan(m, ver, body, blen, resp_visit, &x);
         if (st == BS_OK && api == BS_KAFKA_FETCH)
             st = bs_kafka_fetch_summary(body, blen, ver, on_fetch_topic, s);
@@ -831,6 +900,47 @@ static bs_status protocol_error(ksess *s, dir *d, const char *reason, const char
     return BS_E_MALFORMED;
 }
 
+/* Scan visitor that only lets the scan validate. */
+static bs_status visit_nothing(void *arg, const bs_kafka_field *f, const bs_kafka_val *v, int event)
+{
+    (void)arg;
+    (void)f;
+    (void)v;
+    (void)event;
+    return BS_OK;
+}
+
+/* The schema of the current request when this build has one for its API and
+ * version (the request is then validated before any byte is forwarded). */
+static const bs_kafka_message *request_schema(const dir *d)
+{
+    if (!d->rh_ok) return NULL;
+    const bs_kafka_message *m = bs_kafka_message_find(d->rh.api_key, true);
+    if (!m || d->rh.api_version < m->min_version || d->rh.api_version > m->max_version)
+        return NULL;
+    return m;
+}
+
+/* Validate a whole request frame (size included) against its schema. A
+ * request the sidecar cannot decode is never forwarded: a broker might not
+ * survive it (a Metadata topic count of 0x7fffffff in 26 bytes took a broker
+ * down), and a Kafka broker would close the connection for it too. */
+static bs_status validate_request(ksess *s, dir *d, const uint8_t *frame, size_t len)
+{
+    const bs_kafka_message *m = request_schema(d);
+    size_t off = 4 + d->rh.header_len;
+    if (!m) return BS_OK;
+    bs_status st = off <= len ? bs_kafka_scan(m, d->rh.api_version, frame + off, len - off,
+                                              visit_nothing, NULL)
+                              : BS_E_MALFORMED;
+    if (st == BS_OK || st == BS_E_UNSUPPORTED) return BS_OK;
+    char detail[160];
+    snprintf(detail, sizeof detail, "%s v%d request (correlation id %" PRId32 ") does not decode (%s)",
+             bs_kafka_api_name(d->rh.api_key), d->rh.api_version, d->rh.correlation_id,
+             bs_status_name(st));
+    return protocol_error(s, d, "undecodable", detail);
+}
+
 /* Can `in` still receive bytes (the frame start is not stuck behind a full buffer)? */
 static bool can_grow(const bs_buf *in)
 {
@@ -891,6 +1001,10 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
     if (st == BS_E_MALFORMED && !complete && can_grow(in)) return BS_E_AGAIN;
     if (st == BS_E_MALFORMED) return protocol_error(s, d, "malformed", "malformed request header");
     d->rh_ok = st == BS_OK;
+    /* Undecodable requests are refused before anything else happens to them;
+     * one not all here yet is held (assembled) and checked once whole. */
+    d->validate = request_schema(d) != NULL && !complete;
+    if (complete) BS_GUARD(validate_request(s, d, p, flen));
     bool expects = true;
     if (d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE) {
         int16_t acks = -1;
@@ -933,6 +1047,7 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
             hold = true;
     }
     if (!hold && observer_wants(s, true, d->rh.api_key, d->rh.api_version)) hold = true;
+    if (d->validate) hold = true;
     bool inspect = d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE;
     d->frame_len = flen;
     if (hold) {
@@ -1018,6 +1133,10 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
 static bs_status finish_hold(ksess *s, dir *d, bs_buf *in, const uint8_t *frame, bool in_place)
 {
     size_t len = d->frame_len;
+    if (d->is_req && d->validate) {
+        BS_GUARD(validate_request(s, d, frame, len));
+        d->validate = false;
+    }
     /* A parked frame was inspected when it first came. */
     if (d->m != M_PARKED && d->is_req)
         inspect_request(s, d, frame, len);
@@ -1243,6 +1362,7 @@ static void ksess_close(void *state)
     free(s->hconn);
     for (size_t i = 0; i < TOPIC_CACHE; i++)
         free(s->topics[i].name);
+    free(s->other.name);
     bs_kafka_corr_free(&s->corr);
     free(s->times);
     free(s);
@@ -1323,12 +1443,37 @@ static bool ksess_quiescent(const void *state)
     return bs_kafka_corr_count(&s->corr) == 0 && s->req.m == M_IDLE && s->resp.m == M_IDLE;
 }
 
+/* bs_session_ops.input_truncated: does the direction hold or await bytes of
+ * a frame that has not fully arrived (the side has ended, so it never will)? */
+static bool ksess_input_truncated(const void *state, bool from_client, const bs_buf *in)
+{
+    const ksess *s = state;
+    const dir *d = from_client ? &s->req : &s->resp;
+    size_t have = bs_buf_readable(in);
+    switch (d->m) {
+    case M_IDLE: {
+        if (have == 0) return false;
+        if (have < 4) return true;
+        const uint8_t *p = in->data + in->rd;
+        size_t flen = 4 + (((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3]);
+        return have < flen;
+    }
+    case M_STREAM:
+        return have < d->remain;
+    case M_HOLD:
+        return d->asm_.len + have < d->frame_len;
+    default:
+        return false; /* a whole frame waits for room or for a hook */
+    }
+}
+
 static const bs_session_ops g_ops = {
     .open = ksess_open,
     .on_client_bytes = ksess_client,
     .on_upstream_bytes = ksess_upstream,
     .is_quiescent = ksess_quiescent,
     .close = ksess_close,
+    .input_truncated = ksess_input_truncated,
 };
 
 /* See kafka_session.h. */

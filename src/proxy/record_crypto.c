@@ -249,6 +249,10 @@ static bs_status produce_answer(rc_conn *c, const bs_kafka_obj *req, int16_t ver
         const bs_kafka_val *iname = fld(tin, "Name"), *pd = fld(tin, "PartitionData");
         BS_ENSURE(name && pr && iname && pd, BS_E_STATE);
         *name = *iname;
+        /* v13+ name the topic by id: answer with the request's id */
+        bs_kafka_val *tid = fld(tout, "TopicId");
+        const bs_kafka_val *itid = fld(tin, "TopicId");
+        if (tid && itid) *tid = *itid;
         const bs_kafka_field *prf = &rsf->sub->fields[pr - tout->vals];
         int32_t np = pd->count < 0 ? 0 : pd->count;
         pr->count = np;
@@ -321,21 +325,42 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
     size_t k = 0;
     for (int32_t t = 0; t < td->count; t++) {
         bs_kafka_obj *to = &td->items[t];
-        const bs_kafka_val *name = fld(to, "Name");
+        const bs_kafka_val *name = fld(to, "Name"), *tid = fld(to, "TopicId");
         bs_kafka_val *pd = fld(to, "PartitionData");
-        BS_ENSURE(name, BS_E_STATE);
-        const bs_topic_rule *rule = bs_config_topic_rule(enc, (const char *)name->p, name->n);
+        BS_ENSURE(name && pd, BS_E_STATE);
         char topic[256];
-        bool name_ok = !name->null && name->n > 0 && name->n < sizeof topic;
-        if (name_ok) {
-            memcpy(topic, name->p, name->n);
-            topic[name->n] = 0;
+        size_t topic_len = 0;
+        /* Produce v13+ (KIP-516) names the topic by id only; capped away in
+         * ApiVersions, but a client may send it anyway: the rules select by
+         * name, so an id this process cannot name is refused, never passed. */
+        bool by_id = !name->present && tid && tid->present;
+        bool name_ok;
+        if (by_id) {
+            name_ok = bs_kafka_topic_id_lookup(tid->p, topic, sizeof topic);
+            topic_len = name_ok ? strlen(topic) : 0;
+        } else {
+            name_ok = !name->null && name->n > 0 && name->n < sizeof topic;
+            if (name_ok) {
+                memcpy(topic, name->p, name->n);
+                topic[name->n] = 0;
+                topic_len = name->n;
+            }
         }
+        const bs_topic_rule *rule =
+            by_id && !name_ok ? NULL
+            : by_id           ? bs_config_topic_rule(enc, topic, topic_len)
+                              : bs_config_topic_rule(enc, (const char *)name->p, name->n);
         for (int32_t i = 0; i < pd->count; i++, k++) {
             bs_kafka_val *rv = fld(&pd->items[i], "Records");
             BS_ENSURE(rv, BS_E_STATE);
             offs[2 * k] = SIZE_MAX;
             if (rv->null || rv->n == 0) continue;
+            if (by_id && !name_ok) {
+                perr[k] = BS_KERR_UNKNOWN_TOPIC_ID;
+                refused = true;
+                reason = "unknown_topic_id";
+                continue;
+            }
             if (!rule) {
                 if (enc->reject_unmatched) {
                     perr[k] = BS_KERR_POLICY_VIOLATION;
@@ -357,7 +382,7 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
                 reason = bad == BS_KERR_CORRUPT_MESSAGE ? "corrupt_batch" : "message_format";
                 continue;
             }
-            enc_ctx x = {.c = c, .keyref = rule->key, .topic = topic, .topic_len = name->n};
+            enc_ctx x = {.c = c, .keyref = rule->key, .topic = topic, .topic_len = topic_len};
             size_t start = c->recs.len;
             st = bs_records_blob_transform(rv->p, rv->n, c->rc->max_records_bytes, enc_value, &x,
                                            &c->recs);

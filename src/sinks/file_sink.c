@@ -27,6 +27,7 @@ typedef struct fstream {
 typedef struct file_sink {
     bs_file_sink_options o;
     char *dir;
+    int lock_fd; /* flock on <dir>/.lock: one writer per directory */
     fstream f[BS_STREAM_COUNT];
     bs_wbuf w;
 } file_sink;
@@ -302,6 +303,7 @@ static void fs_destroy(void *impl)
     for (int i = 0; i < BS_STREAM_COUNT; i++)
         if (fs->f[i].fd >= 0) close(fs->f[i].fd);
     bs_wbuf_free(&fs->w);
+    bs_unlock_file(fs->lock_fd);
     free(fs->dir);
     free(fs);
 }
@@ -320,13 +322,24 @@ bs_status bs_file_sink_new(const bs_file_sink_options *o, const bs_sink_ops **op
         BS_LOG_ERRORF(MOD, "cannot create %s: %s", o->dir, strerror(errno));
         return BS_E_IO;
     }
+    /* One writer per directory, locked before any file in it is opened: a
+     * second process would interleave its own sequence of events into the
+     * same audit files and rotate them under us. */
+    char lpath[4200], what[4300];
+    int n = snprintf(lpath, sizeof lpath, "%s/.lock", o->dir);
+    BS_ENSURE(n > 0 && (size_t)n < sizeof lpath, BS_E_TOO_LARGE);
+    snprintf(what, sizeof what, "file sink directory %s", o->dir);
+    int lock_fd;
+    BS_GUARD(bs_lock_file(lpath, what, &lock_fd));
     file_sink *fs = calloc(1, sizeof *fs);
-    BS_ENSURE(fs, BS_E_NOMEM);
+    BS_ENSURE(fs, (bs_unlock_file(lock_fd), BS_E_NOMEM));
+    fs->lock_fd = lock_fd;
     fs->o = *o;
     if (!fs->o.rotate_bytes) fs->o.rotate_bytes = 100ull << 20;
     if (!fs->o.rotate_age_s) fs->o.rotate_age_s = 3600;
     fs->dir = strdup(o->dir);
     if (!fs->dir) {
+        bs_unlock_file(lock_fd);
         free(fs);
         return BS_E_NOMEM;
     }

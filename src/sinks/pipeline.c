@@ -525,6 +525,13 @@ bs_status bs_pipeline_start(struct ev_loop *loop, const bs_config *cfg, bs_pipel
     so.segment_bytes = cfg->spool.segment_bytes;
     so.fsync_interval_ms = cfg->spool.fsync_interval_ms;
     st = bs_spool_open(&so, &p->sp);
+    if (st == BS_E_BUSY) {
+        snprintf(err, errlen,
+                 "%s: spool: %s is in use by another brokerside process (lock %s/spool.lock); "
+                 "nothing in it was changed",
+                 cfg->path, cfg->spool.dir, cfg->spool.dir);
+        goto fail;
+    }
     if (st != BS_OK) {
         snprintf(err, errlen, "%s: spool: cannot open %s (%s)", cfg->path, cfg->spool.dir,
                  bs_status_name(st));

@@ -52,6 +52,7 @@ struct bs_spool {
     uint64_t *sizes; /* bytes per segment */
     size_t n_segs, cap_segs;
     int active_fd;
+    int lock_fd; /* holds the flock on <dir>/spool.lock: one process per spool */
     uint64_t active_size, synced_size;
     uint64_t next_seq;
     uint64_t bytes;
@@ -403,6 +404,7 @@ bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out)
     bs_spool *sp = calloc(1, sizeof *sp);
     BS_ENSURE(sp, BS_E_NOMEM);
     sp->active_fd = -1;
+    sp->lock_fd = -1;
     bs_spool_options_default(&sp->o);
     if (o->segment_bytes) sp->o.segment_bytes = o->segment_bytes;
     if (o->max_bytes) {
@@ -431,6 +433,13 @@ bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out)
         st = BS_E_IO;
         goto fail;
     }
+    /* One process per spool, locked before anything in it is read or written:
+     * a second sidecar on the same dir would cut the live segment's tail and
+     * start a second audit chain in it. */
+    char lpath[4200], what[4300];
+    BS_GUARD_GOTO(st, path_join(lpath, sizeof lpath, sp->dir, "spool.lock"), fail);
+    snprintf(what, sizeof what, "spool %s", sp->dir);
+    BS_GUARD_GOTO(st, bs_lock_file(lpath, what, &sp->lock_fd), fail);
     BS_GUARD_GOTO(st, load_id(sp), fail);
     BS_GUARD_GOTO(st, scan_dir(sp), fail);
     if (sp->n_segs == 0) {
@@ -446,6 +455,7 @@ bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out)
 fail:
     BS_LOG_ERRORF(MOD, "cannot open spool %s: %s", o->dir, bs_status_name(st));
     if (sp->active_fd >= 0) close(sp->active_fd);
+    bs_unlock_file(sp->lock_fd);
     free(sp->segs);
     free(sp->sizes);
     free(sp->dir);
@@ -480,6 +490,7 @@ void bs_spool_close(bs_spool *sp)
     if (sp->dirty && bs_spool_sync(sp) != BS_OK)
         BS_LOG_ERRORF(MOD, "final fsync of %s failed", sp->dir);
     if (sp->active_fd >= 0) close(sp->active_fd);
+    bs_unlock_file(sp->lock_fd);
     free(sp->segs);
     free(sp->sizes);
     free(sp->dir);

@@ -778,11 +778,38 @@ class IntegrationTest(unittest.TestCase):
         self.addCleanup(p.kill)
         return p
 
+    def kafka(self, nodes=1, sidecar=True, **kw):
+        """The module's shared real Kafka cluster (harness.module_kafka); its broker logs are
+        printed with a failure."""
+        c = module_kafka(nodes=nodes, sidecar=sidecar, **kw)
+        for n in c.nodes:
+            if n.server_log not in self.logs:
+                self.logs.append(n.server_log)
+        return c
+
     def cluster(self, listeners_extra=None, protocol="tcp", client_auth="none", topics=("test:1",),
-                tls_extra=None, config_extra=None, broker_up=True):
-        """The common set-up: a 1-broker dev cluster that advertises the
-        sidecar's TLS port, and brokerside terminating TLS in front of it.
-        Returns (devbroker, brokerside, sidecar_port)."""
+                tls_extra=None, config_extra=None):
+        """The common set-up: the module's 1-node real Kafka cluster, whose client listener
+        advertises the sidecar's port, with fresh (empty) `topics`; brokerside terminating TLS
+        in front of it on that port (a `kafka` listener also rewrites, with kafka.advertise
+        mapping node 1 to it). Returns (kafka cluster, brokerside, sidecar_port)."""
+        kc = self.kafka(nodes=1)
+        kc.reset_topics(topics)
+        port = kc.sidecar_ports[1]
+        lst = tls_listener(self.certs, "127.0.0.1:%d" % port, kc.node(1).client, protocol=protocol,
+                           client_auth=client_auth, **(tls_extra or {}))
+        extra = dict(config_extra or {})
+        if protocol == "kafka" and "kafka" not in extra:
+            extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
+        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **extra)
+        bs = self.start_brokerside(cfg)
+        return kc, bs, port
+
+    def mock_cluster(self, listeners_extra=None, protocol="tcp", client_auth="none", topics=("test:1",),
+                     tls_extra=None, config_extra=None, broker_up=True):
+        """Like cluster(), on librdkafka's mock cluster (devbroker): only for faults the mock
+        can inject (broker down before start, injected error codes). Returns
+        (devbroker, brokerside, sidecar_port)."""
         port = free_port()
         db = self.start_devbroker(brokers=1, topics=topics, advertise={1: "127.0.0.1:%d" % port})
         if not broker_up:
@@ -820,3 +847,706 @@ def main():
     failed or errored (unittest.main's own exit status)."""
     runner = unittest.TextTestRunner(verbosity=2, resultclass=_Result, stream=sys.stderr)
     unittest.main(module="__main__", testRunner=runner, exit=True)
+
+
+# ---------------------------------------------------------------- real Apache Kafka (KRaft)
+
+KAFKA_POM = os.path.join(SOURCE_DIR, "tests", "kafka", "pom.xml")
+KAFKA_FETCH = os.path.join(SOURCE_DIR, "tests", "kafka", "fetch.sh")
+KAFKA_LOG4J_BROKER = os.path.join(SOURCE_DIR, "tests", "kafka", "log4j2-broker.xml")
+KAFKA_LOG4J_TOOLS = os.path.join(SOURCE_DIR, "tests", "kafka", "log4j2-tools.xml")
+
+# SASL users of every test cluster: SCRAM-SHA-512 credentials are written at format time
+# (StorageTool --add-scram), PLAIN users live in the SASL listener's JAAS config. Same password
+# for both mechanisms.
+KAFKA_USERS = {"alice": "alice-secret", "bob": "bob-secret", "admin": "admin-secret"}
+
+# Broker JVM: small heap; few GC threads (2 shared cores). BS_KAFKA_HEAP overrides -Xmx.
+KAFKA_BROKER_JVM = ["-Xms96m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                    "-XX:ParallelGCThreads=1", "-XX:ConcGCThreads=1", "-XX:CICompilerCount=2",
+                    "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"]
+# One-shot tools (StorageTool, TopicCommand, ...): C1 only and serial GC start fastest.
+KAFKA_TOOL_JVM = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                  "-Djava.awt.headless=true"]
+KAFKA_READY_TIMEOUT = float(os.environ.get("BS_KAFKA_READY_TIMEOUT", "180"))
+
+
+def kafka_version():
+    """The Apache Kafka release pinned in tests/kafka/pom.xml."""
+    with open(KAFKA_POM) as f:
+        m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", f.read())
+    return m.group(1)
+
+
+def kafka_libs():
+    """Directory of the pinned release's jars, fetched by tests/kafka/fetch.sh (what `make deps`
+    runs; a no-op without network when the cache is current). Raises with the fetch's error."""
+    r = run(["bash", KAFKA_FETCH], timeout=900)
+    if r.returncode != 0:
+        raise AssertionError("fetching Apache Kafka failed:\n" + r.stderr.decode(errors="replace"))
+    home = r.stdout.decode().strip().splitlines()[-1]
+    return os.path.join(home, "libs")
+
+
+def kafka_tool(main_class, args, timeout=CLIENT_TIMEOUT, input=None, jvm=None):
+    """Run one of the pinned release's Java tools (e.g. org.apache.kafka.tools.TopicCommand)
+    to completion; returns CompletedProcess (bytes)."""
+    argv = (["java"] + list(jvm or KAFKA_TOOL_JVM)
+            + ["-Dlog4j2.configurationFile=" + KAFKA_LOG4J_TOOLS,
+               "-cp", os.path.join(kafka_libs(), "*"), main_class] + list(args))
+    return run(argv, timeout=timeout, input=input)
+
+
+class KafkaWire:
+    """A blocking Kafka protocol client for the harness's own checks (readiness, topic creation,
+    metadata). Only request versions every Kafka 4.x broker serves and that need no flexible
+    encoding: Metadata v1, CreateTopics v4, DeleteTopics v3."""
+
+    def __init__(self, addr, timeout=10.0):
+        import struct
+        self._struct = struct
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.corr = 0
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def request(self, api_key, version, body=b""):
+        """Send one request; returns the response body after the correlation id."""
+        st = self._struct
+        self.corr += 1
+        cid = b"bs-harness"
+        msg = st.pack(">hhih", api_key, version, self.corr, len(cid)) + cid + body
+        self.sock.sendall(st.pack(">i", len(msg)) + msg)
+        size = st.unpack(">i", recv_exact(self.sock, 4))[0]
+        data = recv_exact(self.sock, size)
+        if st.unpack_from(">i", data, 0)[0] != self.corr:
+            raise AssertionError("correlation id mismatch")
+        return data[4:]
+
+    @staticmethod
+    def _str(s):
+        import struct
+        if s is None:
+            return struct.pack(">h", -1)
+        b = s.encode()
+        return struct.pack(">h", len(b)) + b
+
+    def metadata(self, topics=()):
+        """Metadata v1: returns (brokers {id: "host:port"}, controller id,
+        topics {name: (error, {partition: (error, leader)})}). topics=() asks for none."""
+        st = self._struct
+        body = st.pack(">i", len(topics)) + b"".join(self._str(t) for t in topics)
+        d = self.request(3, 1, body)
+        off = 0
+
+        def i32():
+            nonlocal off
+            v = st.unpack_from(">i", d, off)[0]
+            off += 4
+            return v
+
+        def i16():
+            nonlocal off
+            v = st.unpack_from(">h", d, off)[0]
+            off += 2
+            return v
+
+        def string():
+            nonlocal off
+            n = i16()
+            if n < 0:
+                return None
+            v = d[off:off + n].decode()
+            off += n
+            return v
+
+        brokers = {}
+        for _ in range(i32()):
+            nid = i32()
+            host = string()
+            port = i32()
+            string()  # rack
+            brokers[nid] = "%s:%d" % (host, port)
+        controller = i32()
+        out = {}
+        for _ in range(i32()):
+            terr = i16()
+            name = string()
+            off += 1  # is_internal
+            parts = {}
+            for _ in range(i32()):
+                perr = i16()
+                pid = i32()
+                leader = i32()
+                for _ in range(i32()):
+                    i32()  # replicas
+                for _ in range(i32()):
+                    i32()  # isr
+                parts[pid] = (perr, leader)
+            out[name] = (terr, parts)
+        return brokers, controller, out
+
+    def delete_topics(self, names, timeout_ms=30000):
+        """DeleteTopics v3; returns {name: error_code}."""
+        st = self._struct
+        body = st.pack(">i", len(names)) + b"".join(self._str(n) for n in names)
+        d = self.request(20, 3, body + st.pack(">i", timeout_ms))
+        off = 4
+        (n,) = st.unpack_from(">i", d, off)
+        off += 4
+        out = {}
+        for _ in range(n):
+            (ln,) = st.unpack_from(">h", d, off)
+            name = d[off + 2:off + 2 + ln].decode()
+            off += 2 + ln
+            (out[name],) = st.unpack_from(">h", d, off)
+            off += 2
+        return out
+
+    def create_topics(self, topics, timeout_ms=30000):
+        """CreateTopics v4. topics: [(name, partitions, replication_factor, {config: value})].
+        Returns {name: (error_code, error_message)}."""
+        st = self._struct
+        body = st.pack(">i", len(topics))
+        for name, parts, rf, cfg in topics:
+            body += self._str(name) + st.pack(">ihi", parts, rf, 0) + st.pack(">i", len(cfg))
+            for k, v in cfg.items():
+                body += self._str(k) + self._str(str(v))
+        body += st.pack(">i?", timeout_ms, False)
+        d = self.request(19, 4, body)
+        off = 4  # throttle_time_ms
+        out = {}
+        (n,) = st.unpack_from(">i", d, off)
+        off += 4
+        for _ in range(n):
+            (ln,) = st.unpack_from(">h", d, off)
+            name = d[off + 2:off + 2 + ln].decode()
+            off += 2 + ln
+            (err, mlen) = st.unpack_from(">hh", d, off)
+            off += 4
+            msg = None
+            if mlen >= 0:
+                msg = d[off:off + mlen].decode()
+                off += mlen
+            out[name] = (err, msg)
+        return out
+
+
+def _kafka_cluster_id():
+    import base64
+    import uuid
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class KafkaNode:
+    """One KRaft node (broker and controller in one JVM) of a KafkaCluster.
+
+    Ports: client (PLAINTEXT, what a sidecar fronts), sasl (SASL_PLAINTEXT, SCRAM-SHA-512 and
+    PLAIN), internal (PLAINTEXT, inter-broker traffic and harness checks), controller (quorum).
+    log_dir holds the topic partitions (segment files `<topic>-<partition>/*.log`); the
+    metadata log lives apart in metadata_dir."""
+
+    def __init__(self, node_id, root, ports):
+        self.id = node_id
+        self.dir = os.path.join(root, "node-%d" % node_id)
+        self.log_dir = os.path.join(self.dir, "data")
+        self.metadata_dir = os.path.join(self.dir, "metadata")
+        self.config_path = os.path.join(self.dir, "server.properties")
+        self.stdout_path = os.path.join(self.dir, "stdout.log")
+        self.server_log = os.path.join(self.dir, "server.log")
+        self.ports = dict(ports)
+        self.proc = None     # Proc when started by this process
+        self.pid = None
+
+    @property
+    def client(self):
+        return "127.0.0.1:%d" % self.ports["client"]
+
+    @property
+    def sasl(self):
+        return "127.0.0.1:%d" % self.ports["sasl"]
+
+    @property
+    def internal(self):
+        return "127.0.0.1:%d" % self.ports["internal"]
+
+    @property
+    def controller(self):
+        return "127.0.0.1:%d" % self.ports["controller"]
+
+    def alive(self):
+        if self.proc is not None:
+            return self.proc.alive()
+        return self.pid is not None and _pid_runs(self.pid, self.config_path)
+
+    def describe(self):
+        return {"id": self.id, "client": self.client, "sasl": self.sasl, "internal": self.internal,
+                "controller": self.controller, "log_dir": self.log_dir, "dir": self.dir,
+                "server_log": self.server_log, "pid": self.pid, "alive": self.alive()}
+
+
+def _pid_runs(pid, marker):
+    """True if process `pid` exists and its command line contains `marker` (so a recycled
+    PID is never mistaken for a node)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return marker.encode() in f.read()
+    except OSError:
+        return False
+
+
+class KafkaCluster:
+    """A throw-away Apache Kafka cluster (the release pinned in tests/kafka/pom.xml) on loopback.
+
+    nodes=1: one combined broker+controller. nodes=3: three combined nodes, a quorum of three
+    voters (any one node can be stopped and the cluster keeps a controller). Every port is
+    picked free at start (a bind race with another process is retried with new ports).
+    Internal topics get replication min(3, nodes). Readiness: the Metadata of every node's
+    client listener lists all nodes.
+
+    Everything started is stopped by stop(), by the harness's atexit/SIGTERM safety net, or,
+    for a cluster started with detach=True (the CLI), by `kafka-cluster down` reading
+    <root>/cluster.json. `broker_config` adds/overrides server.properties keys; `features`
+    are passed to StorageTool format (--feature name=level).
+    """
+
+    STATE = "cluster.json"
+
+    def __init__(self, root, nodes=1, broker_config=None, features=None, heap="384m",
+                 users=None, advertise=None, start=True, detach=False):
+        if nodes < 1:
+            raise ValueError("nodes must be >= 1")
+        self.root = os.path.abspath(root)
+        self.n = nodes
+        self.broker_config = dict(broker_config or {})
+        self.features = dict(features or {})
+        self.heap = os.environ.get("BS_KAFKA_HEAP", heap)
+        self.users = dict(users or KAFKA_USERS)
+        self.advertise = {int(k): v for k, v in (advertise or {}).items()}
+        self.detach = detach
+        self.version = kafka_version()
+        self.cluster_id = None
+        self.nodes = []
+        self.startup_seconds = None
+        if start:
+            self.start()
+
+    # ---- addresses
+    @property
+    def bootstrap(self):
+        """Client (PLAINTEXT) listeners of all nodes, "h:p,h:p"."""
+        return ",".join(n.client for n in self.nodes)
+
+    @property
+    def sasl_bootstrap(self):
+        return ",".join(n.sasl for n in self.nodes)
+
+    @property
+    def internal_bootstrap(self):
+        return ",".join(n.internal for n in self.nodes)
+
+    def node(self, node_id):
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError("no node %r" % node_id)
+
+    @property
+    def log_dirs(self):
+        return [n.log_dir for n in self.nodes]
+
+    # ---- configuration
+    def _pick_ports(self):
+        used = set()
+        out = []
+        for _ in range(self.n):
+            p = {}
+            for k in ("client", "sasl", "internal", "controller"):
+                port = free_port()
+                while port in used:
+                    port = free_port()
+                used.add(port)
+                p[k] = port
+            out.append(p)
+        return out
+
+    def _properties(self, node):
+        rf = min(3, self.n)
+        voters = ",".join("%d@%s" % (n.id, n.controller) for n in self.nodes)
+        plain = " ".join('user_%s="%s"' % (u, pw) for u, pw in sorted(self.users.items()))
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": node.id,
+            "controller.quorum.voters": voters,
+            "controller.listener.names": "CONTROLLER",
+            "listeners": "CLIENT://%s,SASL://%s,INTERNAL://%s,CONTROLLER://%s"
+                         % (node.client, node.sasl, node.internal, node.controller),
+            "advertised.listeners": "CLIENT://%s,SASL://%s,INTERNAL://%s"
+                                    % (self.advertise.get(node.id, node.client), node.sasl, node.internal),
+            "listener.security.protocol.map":
+                "CLIENT:PLAINTEXT,SASL:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "INTERNAL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl.sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required %s;" % plain,
+            "log.dirs": node.log_dir,
+            "metadata.log.dir": node.metadata_dir,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": 1 if self.n == 1 else 3,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min(2, rf),
+            "transaction.state.log.num.partitions": 1 if self.n == 1 else 3,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min(2, rf),
+            "num.partitions": 1,
+            "default.replication.factor": rf,
+            "min.insync.replicas": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "broker.heartbeat.interval.ms": 500,
+            "num.network.threads": 2,
+            "num.io.threads": 2,
+            "background.threads": 2,
+            "num.recovery.threads.per.data.dir": 1,
+            "num.replica.fetchers": 1,
+            "log.cleaner.threads": 1,
+            "log.cleaner.dedupe.buffer.size": 4194304,
+            "log.cleaner.backoff.ms": 500,
+            "metrics.jmx.exclude": ".*",
+        }
+        props.update(self.broker_config)
+        return "".join("%s=%s\n" % (k, v) for k, v in props.items())
+
+    def _write_configs(self):
+        for node in self.nodes:
+            os.makedirs(node.dir, exist_ok=True)
+            with open(node.config_path, "w") as f:
+                f.write(self._properties(node))
+
+    def _format(self):
+        """StorageTool format of every node, in parallel (one JVM each)."""
+        libs = kafka_libs()
+        procs = []
+        for node in self.nodes:
+            argv = (["java"] + KAFKA_TOOL_JVM + ["-Dlog4j2.configurationFile=" + KAFKA_LOG4J_TOOLS,
+                                                 "-cp", os.path.join(libs, "*"),
+                                                 "kafka.tools.StorageTool", "format",
+                                                 "--config", node.config_path,
+                                                 "--cluster-id", self.cluster_id])
+            for u, pw in sorted(self.users.items()):
+                argv += ["--add-scram", "SCRAM-SHA-512=[name=%s,password=%s]" % (u, pw)]
+            for k, v in sorted(self.features.items()):
+                argv += ["--feature", "%s=%s" % (k, v)]
+            procs.append((node, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                 start_new_session=True)))
+        errors = []
+        for node, p in procs:
+            try:
+                out, _ = p.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                out, _ = p.communicate()
+            if p.returncode != 0:
+                errors.append("node %d: %s" % (node.id, out.decode(errors="replace")))
+        if errors:
+            raise AssertionError("kafka-storage format failed:\n" + "\n".join(errors))
+
+    # ---- processes
+    def _launch(self, node):
+        libs = kafka_libs()
+        argv = (["java", "-Xmx" + self.heap] + KAFKA_BROKER_JVM
+                + ["-Dlog4j2.configurationFile=" + KAFKA_LOG4J_BROKER,
+                   "-Dkafka.logs.dir=" + node.dir,
+                   "-cp", os.path.join(libs, "*"), "kafka.Kafka", node.config_path])
+        node.proc = Proc(argv, log_path=node.stdout_path)
+        node.pid = node.proc.pid
+
+    def _release(self):
+        """detach=True: once started, nodes outlive this process (the harness's exit-time
+        safety net no longer kills them; `kafka-cluster down` does)."""
+        if not self.detach:
+            return
+        with _procs_lock:
+            for n in self.nodes:
+                if n.proc in _procs:
+                    _procs.remove(n.proc)
+
+    def _bind_failed(self, node):
+        text = tail(node.stdout_path, 400) + tail(node.server_log, 400)
+        return "Address already in use" in text or "BindException" in text
+
+    def _wait_node(self, node, deadline):
+        """Wait until `node`'s client listener answers Metadata listing every node."""
+        last = None
+        while time.monotonic() < deadline:
+            if not node.alive():
+                raise _NodeExited(node)
+            try:
+                with KafkaWire(node.client, timeout=5) as w:
+                    brokers, _, _ = w.metadata()
+                if len(brokers) >= self.n:
+                    return
+                last = "%d of %d brokers registered" % (len(brokers), self.n)
+            except (OSError, AssertionError, IndexError) as e:
+                last = str(e) or e.__class__.__name__
+            time.sleep(0.25)
+        raise AssertionError("kafka node %d not ready after %.0fs (%s); log:\n%s"
+                             % (node.id, KAFKA_READY_TIMEOUT, last, tail(node.server_log, 40)))
+
+    def start(self):
+        """Format and start every node; returns when all are ready. On any failure everything
+        started is stopped before the exception propagates."""
+        t0 = time.monotonic()
+        for attempt in range(3):
+            self.cluster_id = _kafka_cluster_id()
+            if os.path.isdir(self.root):
+                for name in os.listdir(self.root):
+                    if name.startswith("node-"):
+                        shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+            os.makedirs(self.root, exist_ok=True)
+            self.nodes = [KafkaNode(i + 1, self.root, p) for i, p in enumerate(self._pick_ports())]
+            try:
+                self._write_configs()
+                self._format()
+                for node in self.nodes:
+                    self._launch(node)
+                deadline = time.monotonic() + KAFKA_READY_TIMEOUT
+                for node in self.nodes:
+                    self._wait_node(node, deadline)
+            except _NodeExited as e:
+                bind = self._bind_failed(e.node)
+                self.stop()
+                if bind and attempt < 2:
+                    continue  # another process took one of our ports: new ports, new try
+                raise AssertionError("kafka node %d exited during start-up; log:\n%s\n%s"
+                                     % (e.node.id, tail(e.node.stdout_path, 30), tail(e.node.server_log, 30)))
+            except BaseException:
+                self.stop()
+                raise
+            break
+        self.startup_seconds = time.monotonic() - t0
+        self._release()
+        self.save_state()
+        return self
+
+    def stop_node(self, node_id, hard=False, grace=60.0):
+        """Stop one node: SIGTERM (controlled shutdown, leadership moves) or, hard=True, SIGKILL.
+        Its data stays; start_node() brings it back."""
+        node = self.node(node_id)
+        self._terminate([node], hard=hard, grace=grace)
+        self.save_state()
+
+    def start_node(self, node_id):
+        """Restart a stopped node with its data; returns once Metadata from it lists all nodes."""
+        node = self.node(node_id)
+        if node.alive():
+            return
+        self._launch(node)
+        try:
+            self._wait_node(node, time.monotonic() + KAFKA_READY_TIMEOUT)
+        except _NodeExited:
+            self._terminate([node])
+            raise AssertionError("kafka node %d exited on restart; log:\n%s"
+                                 % (node.id, tail(node.server_log, 40)))
+        except BaseException:
+            self._terminate([node])
+            raise
+        self._release()
+        self.save_state()
+
+    def _terminate(self, nodes, hard=False, grace=30.0):
+        live = [n for n in nodes if n.alive()]
+        for n in live:
+            try:
+                os.killpg(n.pid, signal.SIGKILL if hard else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        for n in live:
+            while n.alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if n.alive():
+                try:
+                    os.killpg(n.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                while n.alive():
+                    time.sleep(0.05)
+        for n in nodes:
+            if n.proc is not None:
+                n.proc.kill()
+                n.proc = None
+            n.pid = None
+
+    def stop(self, grace=20.0):
+        """Stop every node (all at once, SIGTERM, SIGKILL after `grace`). Idempotent."""
+        self._terminate(self.nodes, grace=grace)
+        if self.nodes:
+            self.save_state()
+
+    # ---- state file (the CLI)
+    def describe(self):
+        return {"version": self.version, "cluster_id": self.cluster_id, "dir": self.root,
+                "nodes": [n.describe() for n in self.nodes], "bootstrap": self.bootstrap,
+                "sasl_bootstrap": self.sasl_bootstrap, "internal_bootstrap": self.internal_bootstrap,
+                "sasl_mechanisms": ["SCRAM-SHA-512", "PLAIN"], "users": self.users,
+                "startup_seconds": None if self.startup_seconds is None else round(self.startup_seconds, 1)}
+
+    def save_state(self):
+        tmp = os.path.join(self.root, self.STATE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"nodes_total": self.n, "heap": self.heap, "broker_config": self.broker_config,
+                   "advertise": self.advertise,
+                       "features": self.features, **self.describe(),
+                       "ports": {n.id: n.ports for n in self.nodes}}, f, indent=2)
+        os.replace(tmp, os.path.join(self.root, self.STATE))
+
+    @classmethod
+    def attach(cls, root):
+        """A KafkaCluster for a cluster another process started (detach=True) in `root`."""
+        with open(os.path.join(root, cls.STATE)) as f:
+            st = json.load(f)
+        c = cls(root, nodes=st["nodes_total"], broker_config=st["broker_config"],
+                features=st["features"], heap=st["heap"], users=st["users"],
+                advertise=st.get("advertise"), start=False, detach=True)
+        c.cluster_id = st["cluster_id"]
+        c.startup_seconds = st.get("startup_seconds")
+        for nd in st["nodes"]:
+            node = KafkaNode(nd["id"], c.root, st["ports"][str(nd["id"])])
+            node.pid = nd["pid"] if nd["pid"] and _pid_runs(nd["pid"], node.config_path) else None
+            c.nodes.append(node)
+        return c
+
+    # ---- topics and data
+    def create_topic(self, name, partitions=1, replication=None, config=None):
+        """Create a topic (CreateTopics through the internal listener) and wait until every
+        partition has a leader. Raises on any error, TOPIC_ALREADY_EXISTS included."""
+        rf = replication or min(3, self.n)
+        live = [n for n in self.nodes if n.alive()]
+        with KafkaWire(live[0].internal, timeout=40) as w:
+            res = w.create_topics([(name, partitions, rf, dict(config or {}))])
+        err, msg = res.get(name, (-1, "no answer"))
+        if err != 0:
+            raise AssertionError("CreateTopics %s: error %d %s" % (name, err, msg))
+        self.wait_topic(name, partitions)
+
+    def delete_topics(self, names):
+        """Delete topics (missing ones are fine); returns once the controller dropped them."""
+        live = [n for n in self.nodes if n.alive()]
+        with KafkaWire(live[0].internal, timeout=40) as w:
+            res = w.delete_topics(list(names))
+        for name, err in res.items():
+            if err not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION
+                raise AssertionError("DeleteTopics %s: error %d" % (name, err))
+
+    def reset_topics(self, specs):
+        """Fresh, empty topics: specs are "name[:partitions[:replication]]"; existing topics of
+        those names are deleted first (tests sharing one cluster start from empty topics)."""
+        if not specs:
+            return
+        parsed = []
+        for spec in specs:
+            parts = spec.split(":")
+            parsed.append((parts[0], int(parts[1]) if len(parts) > 1 else 1,
+                           int(parts[2]) if len(parts) > 2 else None))
+        self.delete_topics([p[0] for p in parsed])
+        for name, nparts, rf in parsed:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    self.create_topic(name, nparts, rf)
+                    break
+                except AssertionError as e:
+                    # 36 TOPIC_ALREADY_EXISTS while a deletion is still being applied
+                    if "error 36" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
+    def wait_topic(self, name, partitions=1, timeout=60.0):
+        """Wait until every live node's metadata shows a leader for all partitions of `name`."""
+        def ready():
+            for n in self.nodes:
+                if not n.alive():
+                    continue
+                try:
+                    with KafkaWire(n.internal, timeout=5) as w:
+                        _, _, topics = w.metadata([name])
+                except OSError:
+                    return False
+                terr, parts = topics.get(name, (-1, {}))
+                if terr != 0 or len(parts) < partitions or any(e != 0 or l < 0 for e, l in parts.values()):
+                    return False
+            return True
+        wait_until(ready, timeout, "topic %s to have leaders on every node" % name)
+
+    def segment_files(self, topic):
+        """Every `*.log` segment file of `topic` under the nodes' log.dirs."""
+        out = []
+        for d in self.log_dirs:
+            if not os.path.isdir(d):
+                continue
+            for part in sorted(os.listdir(d)):
+                if part.rsplit("-", 1)[0] == topic:
+                    pdir = os.path.join(d, part)
+                    out += [os.path.join(pdir, f) for f in sorted(os.listdir(pdir)) if f.endswith(".log")]
+        return out
+
+    def read_segments(self, topic):
+        """Concatenated bytes of every segment file of `topic` (all replicas)."""
+        data = b""
+        for path in self.segment_files(topic):
+            with open(path, "rb") as f:
+                data += f.read()
+        return data
+
+    def tool(self, main_class, args, timeout=CLIENT_TIMEOUT, input=None):
+        """Run a Java tool of the pinned release (see kafka_tool)."""
+        return kafka_tool(main_class, args, timeout=timeout, input=input)
+
+
+class _NodeExited(Exception):
+    def __init__(self, node):
+        super().__init__("kafka node %d exited" % node.id)
+        self.node = node
+
+
+_module_clusters = {}
+
+
+def module_kafka(nodes=1, sidecar=False, **kw):
+    """The real Kafka cluster shared by every test of the calling module (started on first
+    use, stopped at interpreter exit by the harness's safety net). Tests reset the topics they
+    use (KafkaCluster.reset_topics) or pick unique names, so they stay independent.
+
+    sidecar=True reserves one free port per node (`cluster.sidecar_ports`, {node id: port})
+    and makes each node's client listener advertise it: a brokerside listener bound there is
+    what clients come back to, whether it rewrites addresses (`kafka`) or not (`tcp`)."""
+    key = (nodes, sidecar, json.dumps(kw, sort_keys=True, default=str))
+    c = _module_clusters.get(key)
+    if c is None:  # (a node a test stopped on purpose stays stopped)
+        root = tempfile.mkdtemp(prefix="bs-kafka-%d-" % nodes)
+        ports = {}
+        if sidecar:
+            while len(set(ports.values())) < nodes:
+                ports = {i: free_port() for i in range(1, nodes + 1)}
+            kw["advertise"] = {i: "127.0.0.1:%d" % p for i, p in ports.items()}
+        c = KafkaCluster(root, nodes=nodes, **kw)
+        c.sidecar_ports = ports
+        _module_clusters[key] = c
+
+        def cleanup(c=c, root=root):
+            c.stop()
+            if not os.environ.get("BS_KEEP_TMP"):
+                shutil.rmtree(root, ignore_errors=True)
+        atexit.register(cleanup)
+    return c

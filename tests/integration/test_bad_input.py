@@ -69,7 +69,12 @@ class NotTlsOnTlsPortTest(harness.IntegrationTest):
 class UpstreamDownTest(harness.IntegrationTest):
 
     def test_down_then_up(self):
-        db, bs, port = self.cluster(broker_up=False, topics=("test:1",))
+        # The real broker is stopped before brokerside starts, then restarted and stopped again.
+        kc = self.kafka(nodes=1)
+        kc.reset_topics(["test"])
+        kc.stop_node(1)
+        self.addCleanup(kc.start_node, 1)   # leave the module's cluster running
+        kc, bs, port = self.cluster(topics=())
         addr = "127.0.0.1:%d" % port
         harness.wait_http(bs.url("/readyz"), 503)
 
@@ -91,14 +96,14 @@ class UpstreamDownTest(harness.IntegrationTest):
         r = harness.kcat(addr, ["-L", "-m", "3"], self.certs, timeout=60)
         self.assertNotEqual(r.returncode, 0, "metadata while the broker is down")
 
-        db.command("up 1")
+        kc.start_node(1)
         harness.wait_http(bs.url("/readyz"), 200)
         harness.kcat_produce(addr, "test", ["back"], self.certs)
         self.assertEqual(harness.kcat_consume(addr, "test", 1, self.certs), ["back"])
 
-        db.command("down 1")
+        kc.stop_node(1)
         harness.wait_http(bs.url("/readyz"), 503)
-        db.command("up 1")
+        kc.start_node(1)
         harness.wait_http(bs.url("/readyz"), 200)
 
 

@@ -1,7 +1,7 @@
 """Client certificates (`client_auth`): required and optional, against the dev CA.
 
 Refusals are checked with real Kafka clients (kcat through the sidecar to the
-dev broker) and, for a precise failure reason, with openssl s_client pinned
+real Kafka broker) and, for a precise failure reason, with openssl s_client pinned
 to TLS 1.2 (with TLS 1.3 the server judges the client certificate after the
 client already considers the handshake done, so only TLS 1.2 makes the
 refusal visible in the handshake itself).
@@ -30,7 +30,7 @@ class ClientAuthRequiredTest(harness.IntegrationTest):
 
     def setUp(self):
         super().setUp()
-        self.db, self.bs, self.port = self.cluster(client_auth="required")
+        self.kc, self.bs, self.port = self.cluster(client_auth="required")
         self.addr = "127.0.0.1:%d" % self.port
 
     def reasons(self, names):
@@ -87,7 +87,7 @@ class ClientAuthOptionalTest(harness.IntegrationTest):
 
     def setUp(self):
         super().setUp()
-        self.db, self.bs, self.port = self.cluster(client_auth="optional")
+        self.kc, self.bs, self.port = self.cluster(client_auth="optional")
         self.addr = "127.0.0.1:%d" % self.port
 
     def test_no_cert_works(self):

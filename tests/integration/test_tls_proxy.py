@@ -1,15 +1,12 @@
-"""kcat over TLS through brokerside to the dev broker, and the admin endpoint.
+"""kcat over TLS through brokerside to a real Apache Kafka broker, and the admin endpoint.
 
-How the Kafka clients are kept on the sidecar: until broker address rewriting
-(issue 3) lands, these tests use a `tcp` listener (opaque bytes) and a
-1-broker dev cluster started with `--advertise 1=<sidecar address>`: the mock
-broker listens on its own ephemeral port (brokerside's upstream) but reports
-the sidecar's address in Metadata, exactly as a real broker's
-advertised.listeners would be set in front of brokerside. So after
-bootstrapping through the sidecar, kcat's produce and fetch connections go to
-the sidecar too. Every test checks that this really happened: the metadata
-kcat sees names only the sidecar, and brokerside_bytes_total grows by at
-least the payload that was produced and consumed.
+These tests use a `tcp` listener (opaque bytes, no Kafka awareness), the way an operator runs
+brokerside in front of a broker whose advertised.listeners names the sidecar: the module's real
+Kafka cluster (harness.module_kafka, sidecar=True) advertises the sidecar's port on its client
+listener, so after bootstrapping through the sidecar kcat's produce and fetch connections go to
+the sidecar too. Every test checks that this really happened: the metadata kcat sees names only
+the sidecar, and brokerside_bytes_total grows by at least the payload that was produced and
+consumed.
 """
 
 import json
@@ -26,7 +23,7 @@ class TlsProxyTest(harness.IntegrationTest):
 
     def setUp(self):
         super().setUp()
-        self.db, self.bs, self.port = self.cluster(topics=("test:1",))
+        self.kc, self.bs, self.port = self.cluster(topics=("test:1",))
         self.addr = "127.0.0.1:%d" % self.port
 
     def test_metadata_names_only_the_sidecar(self):
@@ -34,7 +31,7 @@ class TlsProxyTest(harness.IntegrationTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         out = r.stdout.decode()
         self.assertIn("broker 1 at %s" % self.addr, out)
-        self.assertNotIn(self.db.listen_addr(1), out)
+        self.assertNotIn(self.kc.node(1).client, out)
 
     def test_produce_and_consume_through_sidecar(self):
         before = metric(self.bs.metrics(), M_BYTES)
@@ -55,18 +52,20 @@ class TlsProxyTest(harness.IntegrationTest):
 
 
 class ThreeBrokerTest(harness.IntegrationTest):
-    """Three dev brokers, one brokerside process with one TLS listener per
-    broker (each broker advertises its own sidecar listener)."""
+    """Three real Kafka brokers, one brokerside process with one TLS listener per broker
+    (each broker advertises its own sidecar listener)."""
 
     def test_every_broker_behind_its_listener(self):
-        ports = {bid: harness.free_port() for bid in (1, 2, 3)}
-        db = self.start_devbroker(brokers=3, topics=["t3:6:3"],
-                                  advertise={b: "127.0.0.1:%d" % p for b, p in ports.items()})
-        # The mock picks leaders at random (all six on one broker about 1 run
-        # in 240): spread them explicitly so every listener must carry traffic.
-        for part in range(6):
-            db.command("leader t3 %d %d" % (part, part % 3 + 1))
-        listeners = [harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b], db.listen_addr(b),
+        kc = self.kafka(nodes=3)
+        ports = kc.sidecar_ports
+        # Six single-replica partitions: Kafka spreads their leaders over the three brokers
+        # (two each), so every listener must carry traffic.
+        kc.reset_topics(["t3:6:1"])
+        with harness.KafkaWire(kc.node(1).internal) as w:
+            _, _, topics = w.metadata(["t3"])
+        leader_of = {p: leader for p, (_, leader) in topics["t3"][1].items()}
+        self.assertEqual(set(leader_of.values()), {1, 2, 3}, leader_of)
+        listeners = [harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b], kc.node(b).client,
                                           name="broker%d" % b) for b in (1, 2, 3)]
         bs = self.start_brokerside(harness.base_config(harness.free_port(), listeners))
         harness.wait_http(bs.url("/readyz"), 200)
@@ -77,7 +76,7 @@ class ThreeBrokerTest(harness.IntegrationTest):
         out = r.stdout.decode()
         for b in (1, 2, 3):
             self.assertIn("broker %d at 127.0.0.1:%d" % (b, ports[b]), out)
-            self.assertNotIn(db.listen_addr(b), out)
+            self.assertNotIn(kc.node(b).client, out)
         leaders = {int(x) for x in re.findall(r"partition \d+, leader (\d+)", out)}
         self.assertEqual(leaders, {1, 2, 3}, "leaders not as set:\n" + out)
         before = bs.metrics()
@@ -93,7 +92,7 @@ class ThreeBrokerTest(harness.IntegrationTest):
                              input="".join(m + "\n" for m in batch).encode())
             self.assertEqual(r.returncode, 0, r.stderr)
             msgs += batch
-            payload[part % 3 + 1] += sum(len(m) for m in batch)
+            payload[leader_of[part]] += sum(len(m) for m in batch)
         got = harness.kcat_consume(bootstrap, "t3", len(msgs), self.certs)
         self.assertEqual(sorted(got), sorted(msgs))
 

@@ -173,6 +173,8 @@ static void test_classification_spot_checks(void)
         {68, "ConsumerGroupHeartbeat", BS_AUDIT_DATA, false},
         {75, "DescribeTopicPartitions", BS_AUDIT_MANAGEMENT, true},
         {87, "ReadShareGroupStateSummary", BS_AUDIT_MANAGEMENT, true},
+        {88, "StreamsGroupHeartbeat", BS_AUDIT_DATA, false},
+        {94, "UnregisterController", BS_AUDIT_MANAGEMENT, false},
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(want); i++) {
         const bs_audit_api_class *c = bs_audit_api_lookup(want[i].key);
@@ -183,29 +185,20 @@ static void test_classification_spot_checks(void)
         CHECK_EQ(c->read_only, want[i].ro);
     }
     CHECK(bs_audit_api_lookup(-1) == NULL);
-    CHECK(bs_audit_api_lookup(88) == NULL);
+    CHECK(bs_audit_api_lookup(95) == NULL);
     CHECK(bs_audit_api_lookup(INT16_MAX) == NULL);
-    CHECK_EQ(bs_audit_api_count(), 88);
-    CHECK(bs_audit_api_at(88) == NULL);
+    CHECK_EQ(bs_audit_api_count(), 95);
+    CHECK(bs_audit_api_at(95) == NULL);
 }
 
-/* Every *Request.json of the protocol schemas is in the table under its
+/* Every *Request.json of the pinned release is in the table under its
  * name, and the table has nothing the schemas do not. */
 static void test_classification_matches_schemas(void)
 {
-    /* BS_SPEC_DIR assumes the checkout sits next to shared/; a worktree
-     * one level deeper finds it two levels up from the source dir. */
-    const char *spec = getenv("BS_SPEC_DIR"), *src = getenv("BS_SOURCE_DIR");
-    char dir[512];
-    DIR *d = NULL;
-    const char *cands[3] = {spec, src, src};
-    const char *fmt[3] = {"%s/kafka-messages", "%s/../shared/spec/kafka-messages",
-                          "%s/../../shared/spec/kafka-messages"};
-    for (int c = 0; c < 3 && !d; c++) {
-        if (!cands[c]) continue;
-        snprintf(dir, sizeof dir, fmt[c], cands[c]);
-        d = opendir(dir);
-    }
+    /* The pinned Kafka release's definitions (extracted by the CMake configure step). */
+    const char *dir = getenv("BS_KAFKA_MESSAGES");
+    DIR *d = dir && *dir ? opendir(dir) : NULL;
+    if (!d) fprintf(stderr, "  BS_KAFKA_MESSAGES=%s: run `make deps`\n", dir ? dir : "unset");
     CHECK(d != NULL);
     if (!d) return;
     size_t seen = 0;
@@ -789,7 +782,9 @@ static void test_aggregator(void)
     bs_audit_event_free(&ev);
 }
 
-/* A failing sink does not advance the chain; the event can be retried. */
+/* A failing sink does not advance the chain; the refused event is lost, and
+ * that loss is recorded (AuditEventsLost, sealed at once) before the next
+ * event, so the chain never skips silently. */
 static void test_emit_failure_keeps_chain(void)
 {
     bs_audit_event ev;
@@ -807,8 +802,23 @@ static void test_emit_failure_keeps_chain(void)
     CHECK_EQ(bs_audit_log_record(log, &ev), BS_OK);
     uint64_t emitted, fails, ovf;
     bs_audit_log_stats(log, &emitted, &fails, &ovf);
-    CHECK_EQ(emitted, 2);
+    CHECK_EQ(emitted, 4); /* start, AuditEventsLost, its digest, the event */
     CHECK_EQ(fails, 1);
+    uint64_t lost, unrecorded, gaps;
+    bs_audit_log_losses(log, &lost, &unrecorded, &gaps);
+    CHECK_EQ(lost, 1);
+    CHECK_EQ(unrecorded, 0);
+    CHECK_EQ(gaps, 1);
+    CHECK_EQ(out.n, 4);
+    if (out.n == 4) {
+        cJSON *g = cJSON_Parse(out.v[1]);
+        CHECK_STR(jstr(g, "eventName"), "AuditEventsLost");
+        CHECK_EQ(jnum(jget(g, "lost"), "events"), 1);
+        cJSON_Delete(g);
+        cJSON *d = cJSON_Parse(out.v[2]);
+        CHECK_STR(jstr(d, "eventName"), "AuditDigest");
+        cJSON_Delete(d);
+    }
     CHECK_EQ(bs_audit_log_close(log, 0), BS_OK);
     check_chain(&out);
     lines_free(&out);
@@ -1046,6 +1056,65 @@ static size_t find_line(const lines *l, const char *needle, size_t from)
         if (strstr(l->v[i], needle)) return i;
     CHECK(!"line not found");
     return 0;
+}
+
+/* Loss and crash are on record and reported: `audit verify` fails on an
+ * AuditEventsLost record, and a chain that starts after a crash says so
+ * ("previousRun":"crashed") and is warned about. */
+static void test_loss_and_crash_reported(void)
+{
+    bs_audit_event ev;
+    bs_audit_event_init(&ev);
+    lines out = {.fail_after = -1};
+    bs_audit_options o;
+    bs_audit_options_default(&o);
+    o.data_events = BS_AUDIT_DATA_EACH;
+    o.digest_every_events = 0;
+    bs_audit_log *log = open_log(&o, NULL, NULL, &out);
+    if (!log) return;
+    data_event(&ev, "CN=a", 0, "t", 1764000000000000LL, 0, 1, 1);
+    CHECK_EQ(bs_audit_log_record(log, &ev), BS_OK);
+    out.fail_after = (int)out.n; /* the sink refuses the next three */
+    for (int i = 0; i < 3; i++)
+        CHECK(bs_audit_log_record(log, &ev) != BS_OK);
+    out.fail_after = -1;
+    CHECK_EQ(bs_audit_log_record(log, &ev), BS_OK);
+    CHECK_EQ(bs_audit_log_close(log, 1764000001000000LL), BS_OK);
+    write_lines(tpath("lost.log"), out.v, out.n, 0);
+    bs_audit_verify_result r = verify1(tpath("lost.log"), NULL);
+    CHECK_EQ(r.problems, 1);
+    CHECK_EQ(r.first_problem, BS_AUDIT_LOST);
+    CHECK(find_line(&out, "\"events\":3", 0) > 0);
+    lines_free(&out);
+
+    /* a chain left without its final digest (kill -9), then a restart */
+    lines a = {.fail_after = -1}, b = {.fail_after = -1};
+    log = open_log(&o, NULL, NULL, &a);
+    if (!log) return;
+    CHECK_EQ(bs_audit_log_record(log, &ev), BS_OK);
+    write_lines(tpath("crash.log"), a.v, a.n, 0);
+    bs_audit_link link;
+    CHECK_EQ(bs_audit_link_from_file(tpath("crash.log"), &link), BS_OK);
+    CHECK(link.valid && !link.sealed);
+    bs_audit_log *log2 = open_log(&o, NULL, &link, &b);
+    if (log2) {
+        CHECK_EQ(bs_audit_log_close(log2, 1764000002000000LL), BS_OK);
+        cJSON *start = cJSON_Parse(b.v[0]);
+        CHECK_STR(jstr(start, "previousRun"), "crashed");
+        cJSON_Delete(start);
+        FILE *f = fopen(tpath("crash.log"), "ab");
+        for (size_t i = 0; f && i < b.n; i++)
+            fprintf(f, "%s\n", b.v[i]);
+        if (f) fclose(f);
+        r = verify1(tpath("crash.log"), NULL);
+        CHECK_EQ(r.problems, 0);
+        CHECK(r.warnings >= 2); /* the unsealed tail, and the crash */
+    }
+    /* the interrupted log is released without sealing (the process "died") */
+    CHECK_EQ(bs_audit_log_close(log, 0), BS_OK);
+    lines_free(&a);
+    lines_free(&b);
+    bs_audit_event_free(&ev);
 }
 
 static void test_verify_detects_tampering(void)
@@ -1374,6 +1443,7 @@ int main(void)
     RUN(test_log_routing_modes);
     RUN(test_aggregator);
     RUN(test_emit_failure_keeps_chain);
+    RUN(test_loss_and_crash_reported);
     RUN(test_concurrent_recording);
     RUN(test_keys);
     RUN(test_verify_detects_tampering);

@@ -9,6 +9,7 @@
 #include "brokerside/config.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
+#include "brokerside/kafka_session.h"
 #include "brokerside/net.h"
 #include "net_test_util.h"
 #include "test.h"
@@ -535,7 +536,8 @@ static void test_handshake_timeout(void)
     int port = nt_free_port();
     char json[2048];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"handshake_timeout_s\":1},\"listeners\":"
+             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":3600},"
+             "\"limits\":{\"handshake_timeout_s\":1},\"listeners\":"
              "[{\"name\":\"hst\","
              "\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":"
              "{\"cert\":\"%s/"
@@ -543,6 +545,9 @@ static void test_handshake_timeout(void)
              port, e.port, g_dir, g_dir);
     srvh h;
     CHECK(h_start(&h, json));
+    /* the readiness probe's one connect (the next is an hour away) */
+    CHECK(WAIT_UNTIL(gauge("brokerside_upstream_up", "listener=\"hst\"") == 1));
+    int probes = atomic_load(&e.accepted);
     int fd = nt_connect(port);
     /* The start of a ClientHello record, then silence. */
     static const uint8_t partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00};
@@ -577,9 +582,24 @@ static void test_handshake_timeout(void)
     /* A client that connects and leaves without a byte. */
     fd = nt_connect(port);
     close(fd);
-    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total",
+    CHECK(WAIT_UNTIL(counter("brokerside_tls_handshakes_total", "listener=\"hst\"") == 0 &&
+                     counter("brokerside_tls_handshake_failures_total",
                              "listener=\"hst\",reason=\"eof\"") == 1));
     CHECK_EQ(counter("brokerside_tls_handshakes_total", "listener=\"hst\""), 0);
+    /* None of those clients made a broker connection: the upstream is dialled
+     * only after a completed handshake. */
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"hst\"") == 0));
+    CHECK_EQ(atomic_load(&e.accepted) - probes, 0);
+    /* A client that completes its handshake does get one. */
+    char ca[300];
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    nt_tls t;
+    CHECK(nt_tls_connect(&t, port, ca, NULL, NULL));
+    CHECK(nt_tls_write(&t, "ping", 4));
+    uint8_t pong[4];
+    CHECK(nt_tls_read_n(&t, pong, 4) && memcmp(pong, "ping", 4) == 0);
+    CHECK_EQ(atomic_load(&e.accepted) - probes, 1);
+    nt_tls_close(&t);
     h_stop(&h);
     nt_echo_stop(&e);
 }
@@ -848,7 +868,7 @@ static void up_close(void *state)
 {
     if (state) g_sess_closed++;
 }
-static const bs_session_ops upper_ops = {up_open, up_client, up_upstream, up_quiet, up_close};
+static const bs_session_ops upper_ops = {up_open, up_client, up_upstream, up_quiet, up_close, NULL};
 
 static void test_session_filter(void)
 {
@@ -945,7 +965,7 @@ static void hold_close(void *state)
     free(h);
 }
 static const bs_session_ops hold_ops = {hold_open, hold_client, up_upstream, hold_quiet,
-                                        hold_close};
+                                        hold_close, NULL};
 
 static void test_session_holding_output(void)
 {
@@ -983,6 +1003,53 @@ static void test_session_holding_output(void)
     nt_echo_stop(&e);
 }
 
+/* A client that closes with half a Kafka request sent: both sides close at
+ * once (counted), not at the idle timeout; the upstream sees its EOF. */
+static void test_partial_frame_closes_both(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":3600},\"listeners\":"
+             "[{\"name\":\"part\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"kafka\"}]}",
+             port, e.port);
+    srvh h;
+    memset(&h, 0, sizeof h);
+    snprintf(h.cfgpath, sizeof h.cfgpath, "%s/part.json", g_dir);
+    nt_write_file(h.cfgpath, json);
+    bs_config_errors errs = {0};
+    CHECK(bs_config_load(h.cfgpath, &h.cfg, &errs) == BS_OK);
+    bs_config_errors_free(&errs);
+    h.loop = ev_loop_new(EVFLAG_AUTO);
+    pthread_mutex_init(&h.m, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    char err[300];
+    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
+    CHECK(bs_server_set_session(h.srv, "part", bs_kafka_session_ops(), NULL) == BS_OK);
+    ev_async_init(&h.call, h_call_cb);
+    ev_async_start(h.loop, &h.call);
+    CHECK(bs_server_start(h.srv, h_on_done, &h) == BS_OK);
+    pthread_create(&h.thr, NULL, h_main, &h);
+    /* a frame announcing 100 bytes; 10 sent */
+    static const uint8_t partial[] = {0, 0, 0, 100, 0, 3, 0, 1, 0, 0, 0, 7, 0, 0};
+    int fd = nt_connect(port);
+    CHECK(nt_write_all(fd, partial, sizeof partial));
+    shutdown(fd, SHUT_WR);
+    uint8_t *got;
+    CHECK(nt_read_to_eof(fd, &got) <= 0);
+    free(got);
+    close(fd);
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"part\"") == 0));
+    CHECK_EQ(counter("brokerside_connections_truncated_total",
+                     "listener=\"part\",side=\"client\""),
+             1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
 static char g_principal[512];
 static bs_status pr_open(void *ctx, const bs_session_info *info, void **state)
 {
@@ -995,7 +1062,8 @@ static void pr_close(void *state)
 {
     (void)state;
 }
-static const bs_session_ops principal_ops = {pr_open, up_upstream, up_upstream, up_quiet, pr_close};
+static const bs_session_ops principal_ops = {pr_open, up_upstream, up_upstream, up_quiet, pr_close,
+                                             NULL};
 
 static void test_principal_and_required_cert(void)
 {
@@ -1316,6 +1384,7 @@ int main(void)
     RUN(test_ipv6_listener);
     RUN(test_session_filter);
     RUN(test_session_holding_output);
+    RUN(test_partial_frame_closes_both);
     RUN(test_principal_and_required_cert);
     RUN(test_readiness_probe);
     RUN(test_reload_limits_and_refusal);

@@ -307,6 +307,27 @@ static void test_bad_options(void)
     free(dir);
 }
 
+/* Two writers on one output directory are refused: the second gets
+ * BS_E_BUSY and opens none of the stream files; after the first is gone
+ * the directory is free again. */
+static void test_second_writer_refused(void)
+{
+    char *dir = tu_mkdtemp("fsink");
+    char out[512];
+    snprintf(out, sizeof out, "%s/out", dir);
+    const bs_sink_ops *ops, *ops2;
+    void *impl = NULL, *impl2 = NULL;
+    bs_file_sink_options fo = {.dir = out};
+    CHECK_EQ(bs_file_sink_new(&fo, &ops, &impl), BS_OK);
+    CHECK_EQ(bs_file_sink_new(&fo, &ops2, &impl2), BS_E_BUSY);
+    CHECK(impl2 == NULL);
+    if (impl) ops->destroy(impl);
+    CHECK_EQ(bs_file_sink_new(&fo, &ops2, &impl2), BS_OK);
+    if (impl2) ops2->destroy(impl2);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_unwritable_dir_retries(void)
 {
     /* the output directory vanishes: deliveries fail retryably, nothing is acked;
@@ -315,6 +336,9 @@ static void test_unwritable_dir_retries(void)
     rig r;
     bs_file_sink_options fo = {0};
     CHECK(rig_open(&r, dir, &fo, 0));
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s/.lock", r.out);
+    CHECK_EQ(unlink(lock), 0); /* the sink's lock file; the directory is otherwise empty */
     CHECK_EQ(rmdir(r.out), 0);
     for (int i = 1; i <= 10; i++)
         CHECK_EQ(put(&r, BS_STREAM_METRICS, i), BS_OK);
@@ -344,5 +368,6 @@ int main(void)
     RUN(test_kill9_exactly_once_in_files);
     RUN(test_unwritable_dir_retries);
     RUN(test_bad_options);
+    RUN(test_second_writer_refused);
     return test_report();
 }

@@ -208,6 +208,46 @@ static void produce_req(bs_wbuf *w, int32_t corr, int16_t acks, const char *topi
     frame_end(w, s);
 }
 
+/* Produce v3 response: topic `topic`, partition 0 with error `err`. */
+static void produce_resp(bs_wbuf *w, int32_t corr, const char *topic, int16_t err)
+{
+    size_t s;
+    frame_begin(w, &s);
+    bs_wbuf_put_be32(w, (uint32_t)corr);
+    bs_wbuf_put_be32(w, 1);
+    bs_kafka_put_string(w, false, (const uint8_t *)topic, (int32_t)strlen(topic));
+    bs_wbuf_put_be32(w, 1);
+    bs_wbuf_put_be32(w, 0);             /* partition */
+    bs_wbuf_put_be16(w, (uint16_t)err); /* error */
+    bs_wbuf_put_be64(w, 0);             /* base offset */
+    bs_wbuf_put_be64(w, (uint64_t)-1);  /* log append time */
+    bs_wbuf_put_be32(w, 0);             /* throttle */
+    frame_end(w, s);
+}
+
+static int64_t topic_msgs(const char *topic)
+{
+    return bs_metric_value(
+        bs_metrics_counter_kv("brokerside_topic_messages_in_total", "x", "topic", topic, NULL));
+}
+
+/* One acks=-1 Produce of one record to `topic` and the broker's answer `err`. */
+static void produce_exchange(harness *h, int32_t corr, const char *topic, int16_t err)
+{
+    bs_wbuf w, out;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&out, 0);
+    produce_req(&w, corr, -1, topic, 1, 0);
+    CHECK_EQ(h_feed(h, true, w.data, w.len, 1000, &out), BS_OK);
+    bs_wbuf_reset(&w);
+    bs_wbuf_reset(&out);
+    produce_resp(&w, corr, topic, err);
+    CHECK_EQ(h_feed(h, false, w.data, w.len, 1000, &out), BS_OK);
+    CHECK_EQ(out.len, w.len);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&out);
+}
+
 /* A frame of an API this build does not know (key 9999), `n` payload bytes. */
 static void unknown_frame(bs_wbuf *w, int32_t corr, size_t n, bool request)
 {
@@ -382,6 +422,7 @@ static void test_acks_zero(void)
     bs_wbuf_init(&reqs, 0);
     bs_wbuf_init(&resps, 0);
     bs_wbuf_init(&out, 0);
+    produce_exchange(&h, 100, "zero", 0); /* the broker confirms the topic */
     int64_t before = bs_metric_value(bs_metrics_counter_kv("brokerside_topic_messages_in_total",
                                                            "x", "topic", "zero", NULL));
     produce_req(&reqs, 1, 0, "zero", 4, 10);
@@ -521,6 +562,7 @@ static void test_streaming_large(void)
     bs_wbuf w, out;
     bs_wbuf_init(&w, 0);
     bs_wbuf_init(&out, 0);
+    produce_exchange(&h, 100, "big", 0); /* the broker confirms the topic */
     unknown_frame(&w, 1, 20000, true);
     produce_req(&w, 2, -1, "big", 9, 30000);
     metadata_req(&w, 3);
@@ -646,6 +688,88 @@ static void test_hooks(void)
     h_close(&h);
 }
 
+/* A topic gets its own series only once the broker confirmed it: junk names
+ * in requests (refused by the broker) stay in "_other" and never take one of
+ * the capped series. */
+static void test_topic_needs_confirmation(void)
+{
+    harness h;
+    h_open(&h, 1 << 20, NULL);
+    int64_t other = topic_msgs("_other");
+    for (int i = 0; i < 50; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "junk-%d", i);
+        produce_exchange(&h, i, t, 3); /* UNKNOWN_TOPIC_OR_PARTITION */
+        CHECK_EQ(topic_msgs(t), 0);
+    }
+    CHECK_EQ(topic_msgs("_other") - other, 50);
+    /* a real topic: its first request counts as "_other", the next ones as itself */
+    produce_exchange(&h, 60, "real", 0);
+    CHECK_EQ(topic_msgs("real"), 0);
+    produce_exchange(&h, 61, "real", 0);
+    CHECK_EQ(topic_msgs("real"), 1);
+    h_close(&h);
+}
+
+/* A request the schema says is malformed is never forwarded: the
+ * connection closes (counted), whether the frame came whole (the 26-byte
+ * Metadata with a topic count of 0x7fffffff) or larger than the connection
+ * buffer (held, checked once complete). A valid large request still passes. */
+static void test_undecodable_request_not_forwarded(void)
+{
+    harness h;
+    bs_wbuf w, out;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&out, 0);
+    int64_t before = counter("brokerside_kafka_protocol_errors_total", "direction", "request",
+                             "reason", "undecodable", NULL, NULL);
+    h_open(&h, 1 << 20, NULL);
+    size_t s;
+    frame_begin(&w, &s);
+    req_header(&w, BS_KAFKA_METADATA, 1, 7);
+    bs_wbuf_put_be32(&w, 0x7fffffffu); /* topics: 2^31-1, none follow */
+    frame_end(&w, s);
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 1000, &out), BS_E_MALFORMED);
+    CHECK_EQ(out.len, 0);
+    h_close(&h);
+
+    /* larger than the connection buffer: 3000 topics announced, 2000 sent */
+    h_open(&h, 1 << 20, NULL);
+    bs_wbuf_reset(&w);
+    bs_wbuf_reset(&out);
+    frame_begin(&w, &s);
+    req_header(&w, BS_KAFKA_METADATA, 1, 8);
+    bs_wbuf_put_be32(&w, 3000);
+    for (int i = 0; i < 2000; i++)
+        bs_kafka_put_string(&w, false, (const uint8_t *)"topic", 5);
+    frame_end(&w, s);
+    CHECK(w.len > 4 * BUFCAP);
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 100, &out), BS_E_MALFORMED);
+    CHECK_EQ(out.len, 0);
+    h_close(&h);
+    CHECK_EQ(counter("brokerside_kafka_protocol_errors_total", "direction", "request",
+                     "reason", "undecodable", NULL, NULL) -
+                 before,
+             2);
+
+    /* the same, well-formed: passes unchanged */
+    h_open(&h, 1 << 20, NULL);
+    bs_wbuf_reset(&w);
+    bs_wbuf_reset(&out);
+    frame_begin(&w, &s);
+    req_header(&w, BS_KAFKA_METADATA, 1, 9);
+    bs_wbuf_put_be32(&w, 2000);
+    for (int i = 0; i < 2000; i++)
+        bs_kafka_put_string(&w, false, (const uint8_t *)"topic", 5);
+    frame_end(&w, s);
+    CHECK_EQ(h_feed(&h, true, w.data, w.len, 100, &out), BS_OK);
+    CHECK_EQ(out.len, w.len);
+    CHECK(out.len == w.len && memcmp(out.data, w.data, w.len) == 0);
+    h_close(&h);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&out);
+}
+
 /* Topic series are capped process-wide: beyond the cap, topic="_other". */
 static void test_topic_cap(void)
 {
@@ -657,10 +781,12 @@ static void test_topic_cap(void)
     for (int i = 0; i < BS_KAFKA_TOPIC_SERIES_MAX + 5; i++) {
         char t[32];
         snprintf(t, sizeof t, "cap%d", i);
+        produce_exchange(&h, i, t, 0); /* confirmed by the broker */
         bs_wbuf_reset(&w);
         produce_req(&w, i, 0, t, 1, 0);
         CHECK_EQ(h_feed(&h, true, w.data, w.len, 1000, &out), BS_OK);
     }
+    CHECK_EQ(topic_msgs("cap0"), 1);
     CHECK(bs_metric_value(bs_metrics_counter_kv("brokerside_topic_messages_in_total", "x", "topic",
                                                 "_other", NULL)) >= 5);
     CHECK(bs_metric_value(bs_metrics_counter("brokerside_topic_series_overflow_total", "x",
@@ -694,8 +820,20 @@ static void test_topic_ids(void)
     bs_wbuf w, out;
     bs_wbuf_init(&w, 0);
     bs_wbuf_init(&out, 0);
-    flex_req(&w, BS_KAFKA_METADATA, 12, 1, 3);
-    flex_req(&w, BS_KAFKA_FETCH, 13, 2, 10);
+    flex_req(&w, BS_KAFKA_METADATA, 12, 1, 4); /* null topics, two false, no tags */
+    {
+        /* Fetch v13: replica, wait, min, max, isolation, session, epoch (zero),
+         * then empty topics, forgotten topics and rack, no tags */
+        static const uint8_t tail[] = {1, 1, 1, 0};
+        size_t fs;
+        frame_begin(&w, &fs);
+        req_header(&w, BS_KAFKA_FETCH, 13, 2);
+        bs_wbuf_put_u8(&w, 0);
+        for (int i = 0; i < 25; i++)
+            bs_wbuf_put_u8(&w, 0);
+        bs_wbuf_put(&w, tail, sizeof tail);
+        frame_end(&w, fs);
+    }
     CHECK_EQ(h_feed(&h, true, w.data, w.len, 1000, &out), BS_OK);
     CHECK_EQ(out.len, w.len);
     bs_wbuf_reset(&w);
@@ -887,6 +1025,8 @@ int main(void)
     RUN(test_streaming_large);
     RUN(test_quiescence);
     RUN(test_hooks);
+    RUN(test_undecodable_request_not_forwarded);
+    RUN(test_topic_needs_confirmation);
     RUN(test_topic_cap);
     RUN(test_api_versions_answers);
     RUN(test_topic_ids);

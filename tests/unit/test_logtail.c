@@ -265,6 +265,10 @@ static void test_bad_options_and_checkpoint(void)
     /* no file matches yet: fine, picked up later */
     CHECK_EQ(bs_logtail_new(NULL, sp, &o, &t), BS_OK);
     CHECK_EQ(bs_logtail_poll(t), BS_OK);
+    /* a second tailer on the same checkpoint is refused before it reads it */
+    bs_logtail *t2 = NULL;
+    CHECK_EQ(bs_logtail_new(NULL, sp, &o, &t2), BS_E_BUSY);
+    CHECK(t2 == NULL);
     bs_logtail_free(t);
     append(state, "not a checkpoint\n");
     CHECK_EQ(bs_logtail_new(NULL, sp, &o, &t), BS_E_MALFORMED);

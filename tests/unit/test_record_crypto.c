@@ -196,6 +196,9 @@ typedef struct part_in {
 } part_in;
 
 /* A Produce request frame (header v1, or v2 for flexible versions). */
+/* Produce v13+ name topics by id: build_produce writes this one for every topic. */
+static const uint8_t *g_produce_topic_id;
+
 static void build_produce(bs_wbuf *w, int16_t ver, int16_t acks, int32_t corr,
                           const part_in *parts, size_t n)
 {
@@ -211,8 +214,11 @@ static void build_produce(bs_wbuf *w, int16_t ver, int16_t acks, int32_t corr,
     bs_wbuf_put_be32(w, 30000);
     bs_kafka_put_array_len(w, flex, (int32_t)n);
     for (size_t i = 0; i < n; i++) {
-        bs_kafka_put_string(w, flex, (const uint8_t *)parts[i].topic,
-                            (int32_t)strlen(parts[i].topic));
+        if (ver >= 13)
+            bs_wbuf_put(w, g_produce_topic_id, 16);
+        else
+            bs_kafka_put_string(w, flex, (const uint8_t *)parts[i].topic,
+                                (int32_t)strlen(parts[i].topic));
         bs_kafka_put_array_len(w, flex, 1);
         bs_wbuf_put_be32(w, (uint32_t)i);
         bs_kafka_put_bytes(w, flex, parts[i].records, (int32_t)parts[i].len);
@@ -237,8 +243,11 @@ static void build_fetch(bs_wbuf *w, int16_t ver, int32_t corr, const part_in *pa
     }
     bs_kafka_put_array_len(w, flex, (int32_t)n);
     for (size_t i = 0; i < n; i++) {
-        bs_kafka_put_string(w, flex, (const uint8_t *)parts[i].topic,
-                            (int32_t)strlen(parts[i].topic));
+        if (ver >= 13)
+            bs_wbuf_put(w, g_produce_topic_id, 16);
+        else
+            bs_kafka_put_string(w, flex, (const uint8_t *)parts[i].topic,
+                                (int32_t)strlen(parts[i].topic));
         bs_kafka_put_array_len(w, flex, 1);
         bs_wbuf_put_be32(w, (uint32_t)i);
         bs_wbuf_put_be16(w, 0);
@@ -909,6 +918,7 @@ static void build_share_fetch(bs_wbuf *w, const uint8_t id[16], const uint8_t *r
     bs_wbuf_put_be32(w, 0);                  /* throttle */
     bs_wbuf_put_be16(w, 0);                  /* error */
     bs_kafka_put_string(w, true, NULL, -1);  /* error message */
+    bs_wbuf_put_be32(w, 30000);              /* acquisition lock timeout (v1+) */
     bs_kafka_put_array_len(w, true, 1);
     bs_wbuf_put(w, id, 16);
     bs_kafka_put_array_len(w, true, 1);
@@ -929,7 +939,7 @@ static void build_share_fetch(bs_wbuf *w, const uint8_t id[16], const uint8_t *r
     bs_wbuf_patch_be32(w, 0, (uint32_t)(w->len - 4));
 }
 
-/* Records (Fetch v13 / ShareFetch v0) of the only partition, decoded. */
+/* Records (Fetch v13 / ShareFetch v1) of the only partition, decoded. */
 static void id_part(const bs_wbuf *frame, int16_t api, bs_kafka_arena *a, part_out *out)
 {
     const bs_kafka_message *m = bs_kafka_message_find(api, false);
@@ -937,7 +947,7 @@ static void id_part(const bs_wbuf *frame, int16_t api, bs_kafka_arena *a, part_o
     memset(out, 0, sizeof *out);
     CHECK(frame->len > 9);
     if (frame->len <= 9) return;
-    CHECK_EQ(bs_kafka_decode(m, api == BS_KAFKA_FETCH ? 13 : 0, frame->data + 9, frame->len - 9,
+    CHECK_EQ(bs_kafka_decode(m, api == BS_KAFKA_FETCH ? 13 : 1, frame->data + 9, frame->len - 9,
                              a, &o), BS_OK);
     if (!o) return;
     const bs_kafka_val *rs = &o->vals[bs_kafka_struct_field(o->schema, "Responses")];
@@ -947,6 +957,47 @@ static void id_part(const bs_wbuf *frame, int16_t api, bs_kafka_arena *a, part_o
     const bs_kafka_val *rv = &po->vals[bs_kafka_struct_field(po->schema, "Records")];
     *out = (part_out){.records = rv->p, .len = rv->n, .null = rv->null,
                       .error = po->vals[bs_kafka_struct_field(po->schema, "ErrorCode")].i};
+}
+
+/* Produce v13 (KIP-516) names topics by id. It is capped away in ApiVersions,
+ * but a client that sends it anyway must not get plaintext past the rules: a
+ * known id is encrypted like its name, an unknown one is refused with
+ * UNKNOWN_TOPIC_ID (found by Kafka 4.4.0's schemas: v13 has no topic name). */
+static void test_produce_v13_topic_ids(void)
+{
+    fx f;
+    CHECK(fx_init(&f, false));
+    static const uint8_t known[16] = {7, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    static const uint8_t unknown[16] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
+    learn_topic_id(known, "enc-v13");
+    bs_wbuf recs, frame, out;
+    bs_wbuf_init(&recs, 0);
+    bs_wbuf_init(&frame, 0);
+    bs_wbuf_init(&out, 0);
+    build_batch(&recs, 4, 0, 0, k_recs, BS_ARRAY_LEN(k_recs));
+    part_in parts[] = {{"", recs.data, recs.len}};
+    g_produce_topic_id = known;
+    build_produce(&frame, 13, -1, 1, parts, 1);
+    CHECK_EQ(run_request(&f, &frame, &out, NULL), BS_KAFKA_HOOK_REPLACE);
+    bs_kafka_arena a;
+    bs_kafka_arena_init(&a, 0);
+    part_out po[1];
+    CHECK_EQ(decode_parts(&out, true, 13, &a, po, 1), 1u);
+    /* every value became an envelope: nothing of the plaintext batch is left */
+    CHECK_EQ(compare_blobs(recs.data, recs.len, po[0].records, po[0].len, 1), 5);
+    bs_wbuf_reset(&frame);
+    g_produce_topic_id = unknown;
+    build_produce(&frame, 13, -1, 2, parts, 1);
+    CHECK_EQ(run_request(&f, &frame, &out, NULL), BS_KAFKA_HOOK_ANSWER);
+    int64_t errs[1] = {0};
+    CHECK_EQ(produce_errors(&out, 13, 2, errs, 1), 1u);
+    CHECK_EQ(errs[0], BS_KERR_UNKNOWN_TOPIC_ID);
+    g_produce_topic_id = NULL;
+    bs_kafka_arena_free(&a);
+    bs_wbuf_free(&recs);
+    bs_wbuf_free(&frame);
+    bs_wbuf_free(&out);
+    fx_free(&f);
 }
 
 /* Fetch v13 and ShareFetch name topics by id: a known id (learned from a
@@ -1004,13 +1055,13 @@ static void test_topics_by_id(void)
         }
         bs_kafka_arena_free(&b);
     }
-    /* ShareFetch v0 */
+    /* ShareFetch v1 (Kafka 4.4.0's first) */
     bs_wbuf_reset(&fetch);
     build_share_fetch(&fetch, known, po[0].records, po[0].len);
     bs_kafka_inflight inf = {.correlation_id = 9, .api_key = BS_KAFKA_SHARE_FETCH,
-                             .api_version = 0, .expects_response = true};
+                             .api_version = 1, .expects_response = true};
     bs_kafka_hook_verdict v = BS_KAFKA_HOOK_PASS;
-    CHECK(f.hook.wants_response(f.conn, BS_KAFKA_SHARE_FETCH, 0));
+    CHECK(f.hook.wants_response(f.conn, BS_KAFKA_SHARE_FETCH, 1));
     bs_wbuf_reset(&fout);
     CHECK_EQ(f.hook.on_response(f.conn, &inf, fetch.data, fetch.len, &fout, &v), BS_OK);
     CHECK_EQ(v, BS_KAFKA_HOOK_REPLACE);
@@ -1039,6 +1090,7 @@ int main(void)
     RUN(test_keyring_failure_and_recovery);
     RUN(test_fail_closed_edges);
     RUN(test_topics_by_id);
+    RUN(test_produce_v13_topic_ids);
     bs_metrics_shutdown();
     bs_kafka_session_reset_globals();
     return test_report();

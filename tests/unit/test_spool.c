@@ -247,6 +247,62 @@ static void test_torn_tail_truncated(void)
     free(dir);
 }
 
+/* A second process on a live spool is refused before it touches anything:
+ * the torn tail the owner has not cut yet (the owner's next append would
+ * have written there) stays, no segment or id is created, and the refusal
+ * is BS_E_BUSY. Once the owner closes, the spool opens normally. */
+static void test_second_process_refused(void)
+{
+    char *dir = tu_mkdtemp("spool");
+    bs_spool *sp = open_small(dir, 1 << 20);
+    CHECK(sp != NULL);
+    if (!sp) return;
+    char buf[256];
+    for (uint64_t s = 1; s <= 3; s++) {
+        size_t n = payload_for(s, buf, sizeof buf);
+        CHECK_EQ(bs_spool_append(sp, BS_STREAM_AUDIT, buf, n, BS_SPOOL_FSYNC, NULL), BS_OK);
+    }
+    char seg[512];
+    last_segment(dir, seg, sizeof seg);
+    int fd = open(seg, O_WRONLY | O_APPEND);
+    CHECK(write(fd, "BSR1torn", 8) == 8);
+    close(fd);
+    struct stat before, after;
+    CHECK_EQ(stat(seg, &before), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        bs_spool_options o;
+        bs_spool_options_default(&o);
+        o.dir = dir;
+        bs_spool *other = NULL;
+        _exit(bs_spool_open(&o, &other) == BS_E_BUSY && other == NULL ? 0 : 1);
+    }
+    int ws = 0;
+    CHECK_EQ(waitpid(pid, &ws, 0), pid);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    CHECK_EQ(stat(seg, &after), 0);
+    CHECK_EQ(after.st_size, before.st_size); /* the torn tail was not cut by the loser */
+    /* the same holds for a second open inside this process */
+    bs_spool_options o;
+    bs_spool_options_default(&o);
+    o.dir = dir;
+    bs_spool *again = NULL;
+    CHECK_EQ(bs_spool_open(&o, &again), BS_E_BUSY);
+    CHECK_EQ(bs_spool_next_seq(sp), 4);
+    bs_spool_close(sp);
+    /* the owner is gone: the next one recovers (cuts the torn tail) */
+    sp = open_small(dir, 1 << 20);
+    CHECK(sp != NULL);
+    if (sp) {
+        bs_spool_stats st;
+        bs_spool_get_stats(sp, &st);
+        CHECK_EQ(st.truncated_bytes, 8);
+        bs_spool_close(sp);
+    }
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_middle_corruption_skipped(void)
 {
     char *dir = tu_mkdtemp("spool");
@@ -500,6 +556,7 @@ int main(void)
     RUN(test_append_read_ack_delete);
     RUN(test_reopen_resumes);
     RUN(test_torn_tail_truncated);
+    RUN(test_second_process_refused);
     RUN(test_middle_corruption_skipped);
     RUN(test_crash_kill9);
     RUN(test_max_bytes_policy);

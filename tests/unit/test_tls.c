@@ -124,6 +124,14 @@ static void setup_pki(void)
              "-days 30 -extfile serveronly.ext -out serveronly.crt 2>/dev/null",
              g_dir);
     if (system(cmd) != 0) exit(2);
+    /* A client certificate below security level 2: RSA-1024 key, SHA-1 signature. */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl req -newkey rsa:1024 -nodes -keyout weak.key -out weak.csr "
+             "-subj /CN=weak-client 2>/dev/null && "
+             "openssl x509 -req -sha1 -in weak.csr -CA ca.crt -CAkey ca.key -set_serial 4343 "
+             "-days 30 -out weak.crt 2>/dev/null",
+             g_dir);
+    if (system(cmd) != 0) exit(2);
 }
 
 static void cleanup_pki(void)
@@ -258,6 +266,16 @@ static int nonblock(int fd)
     return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
+/* Description of the last alert the client received (-1: none). */
+static int g_client_alert = -1;
+
+/* Client info callback: remember alerts read from the server. */
+static void client_info_cb(const SSL *ssl, int where, int ret)
+{
+    (void)ssl;
+    if ((where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL) g_client_alert = ret & 0xff;
+}
+
 /* Set up a pair; cctx may be NULL for a raw-bytes client (p->cfd only). */
 static void pair_open(pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
 {
@@ -277,7 +295,9 @@ static void pair_open(pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
         if (!p->c) abort();
         SSL_set_fd(p->c, p->cfd);
         SSL_set_connect_state(p->c);
+        SSL_set_info_callback(p->c, client_info_cb);
     }
+    g_client_alert = -1;
 }
 
 /* Note the server's first bytes the way the listener does: peek, not read. */
@@ -636,6 +656,8 @@ static void test_crl(void)
         pair_open(&p, s, dev);
         CHECK(!pair_run(&p));
         CHECK_STR(p.s_reason, "crl_error");
+        /* the client is told its certificate could not be accepted, not that it expired */
+        CHECK_EQ(g_client_alert, SSL_AD_CERTIFICATE_UNKNOWN);
         pair_close(&p);
         SSL_CTX_free(s);
         SSL_CTX_free(dev);
@@ -891,6 +913,53 @@ static void expect_server_error(const bs_tls_server_config *cfg, bs_status want,
         CHECK(0);
     }
     CHECK_EQ(ERR_peek_error(), 0);
+}
+
+/* The floor (level 2, ECDHE + AEAD) holds whatever the cipher strings say:
+ * a string that would lower it is refused by name, and a client certificate
+ * below level 2 (RSA-1024, SHA-1) never gets in. */
+static void test_security_floor(void)
+{
+    bs_tls_server_config cfg = server_cfg(BS_CLIENT_AUTH_REQUIRED);
+    cfg.ciphers = (char *)"ECDHE+AESGCM:@SECLEVEL=0";
+    expect_server_error(&cfg, BS_E_CONFIG, "security level 0", "@SECLEVEL=0");
+    cfg.ciphers = (char *)"ECDHE+AESGCM:@SECLEVEL=1";
+    expect_server_error(&cfg, BS_E_CONFIG, "security level 1", NULL);
+    cfg.ciphers = (char *)"ECDHE+AESGCM:AES128-GCM-SHA256";
+    expect_server_error(&cfg, BS_E_CONFIG, "AES128-GCM-SHA256 is not ECDHE", NULL);
+    cfg.ciphers = (char *)"ECDHE-ECDSA-AES128-SHA256";
+    expect_server_error(&cfg, BS_E_CONFIG, "ECDHE-ECDSA-AES128-SHA256", NULL);
+    cfg.ciphers = (char *)"DHE-RSA-AES128-GCM-SHA256:ECDHE+AESGCM";
+    expect_server_error(&cfg, BS_E_CONFIG, "DHE-RSA-AES128-GCM-SHA256", NULL);
+    bs_tls_client_config cc = {0};
+    cc.ca_file = (char *)P("ca.crt");
+    cc.ciphers = (char *)"ECDHE+AESGCM:@SECLEVEL=0";
+    SSL_CTX *ctx = NULL;
+    char err[512];
+    CHECK_EQ(bs_tls_client_ctx_new(&cc, &ctx, err, sizeof err), BS_E_CONFIG);
+    CHECK(ctx == NULL);
+    /* a higher level is kept */
+    cfg.ciphers = (char *)"ECDHE+AESGCM:@SECLEVEL=3";
+    SSL_CTX *s = server_ctx(&cfg);
+    CHECK_EQ(SSL_CTX_get_security_level(s), 3);
+    SSL_CTX_free(s);
+
+    cfg.ciphers = (char *)"ECDHE+AESGCM";
+    s = server_ctx(&cfg);
+    CHECK_EQ(SSL_CTX_get_security_level(s), 2);
+    SSL_CTX *weak = plain_client(0, TLS1_2_VERSION, NULL, true, P("weak.crt"), P("weak.key"));
+    pair p;
+    pair_open(&p, s, weak);
+    CHECK(!pair_run(&p));
+    CHECK(p.s_reason != NULL);
+    pair_close(&p);
+    SSL_CTX_free(weak);
+    weak = plain_client(0, 0, NULL, true, P("weak.crt"), P("weak.key"));
+    pair_open(&p, s, weak);
+    CHECK(!pair_run(&p));
+    pair_close(&p);
+    SSL_CTX_free(weak);
+    SSL_CTX_free(s);
 }
 
 static void test_bad_server_config(void)
@@ -1317,6 +1386,7 @@ int main(void)
     RUN(test_client_auth_required);
     RUN(test_client_auth_optional_and_none);
     RUN(test_crl);
+    RUN(test_security_floor);
     RUN(test_session_resumption);
     RUN(test_renegotiation_refused);
     RUN(test_origination);

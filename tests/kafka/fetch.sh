@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# fetch.sh - put the pinned Apache Kafka release (tests/kafka/pom.xml) into the checkout's cache.
+#
+#   tests/kafka/fetch.sh            # called by `make deps`
+#
+# Result: .cache/kafka/<version>/libs/*.jar (the broker, its CLI tools and a log4j2 back end)
+# and .cache/kafka/<version>/READY, which records the pom's checksum. Idempotent: when READY
+# matches the pom, nothing runs and no network is used. Maven first tries offline (jars already
+# in ~/.m2), then Maven Central; if that fails too it says whether Maven Central is reachable.
+# Prints the cache directory on stdout (last line).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+POM=$HERE/pom.xml
+VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
+CACHE=${BS_KAFKA_CACHE:-$ROOT/.cache/kafka}/$VERSION
+LIBS=$CACHE/libs
+STAMP=$CACHE/READY
+CENTRAL=https://repo.maven.apache.org/maven2/
+
+die() { echo "kafka fetch: $*" >&2; exit 1; }
+
+sum=$(sha256sum "$POM" | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ] && compgen -G "$LIBS/kafka_2.13-$VERSION.jar" >/dev/null; then
+  echo "$CACHE"
+  exit 0
+fi
+
+command -v mvn >/dev/null || die "mvn not found (make deps installs the Debian package maven)"
+command -v java >/dev/null || die "java not found (make deps installs openjdk-17-jdk-headless)"
+
+echo "kafka fetch: Apache Kafka $VERSION from Maven Central into $LIBS (about 45 MB on the first run)" >&2
+tmp=$CACHE/libs.tmp
+rm -rf "$tmp" "$STAMP"
+mkdir -p "$CACHE"
+log=$CACHE/mvn.log
+mvn_copy() {
+  (cd "$HERE" && mvn -B "$@" dependency:copy-dependencies -DincludeScope=runtime \
+     -DoutputDirectory="$tmp") >"$log" 2>&1
+}
+if ! mvn_copy -o -q; then
+  rm -rf "$tmp"
+  if ! mvn_copy; then
+    if ! curl -sSf -o /dev/null --max-time 15 "$CENTRAL" 2>/dev/null; then
+      die "Maven Central ($CENTRAL) is unreachable from this machine; cannot fetch Apache Kafka $VERSION. Maven's output: $log"
+    fi
+    tail -n 30 "$log" >&2
+    die "Maven could not resolve Apache Kafka $VERSION (Maven Central answers; full output: $log)"
+  fi
+fi
+
+for want in "kafka_2.13-$VERSION.jar" "kafka-tools-$VERSION.jar" "kafka-clients-$VERSION.jar" \
+            'log4j-core-*.jar' 'log4j-slf4j-impl-*.jar' 'slf4j-api-1.7.*.jar' 'scala-library-*.jar'; do
+  compgen -G "$tmp/$want" >/dev/null || die "after the fetch, $want is missing in $tmp"
+done
+if compgen -G "$tmp/slf4j-api-2.*.jar" >/dev/null || compgen -G "$tmp/log4j-slf4j2-impl-*.jar" >/dev/null; then
+  die "SLF4J 2.x jars in the class path: Kafka 4.x logs through SLF4J 1.7 (log4j-slf4j-impl)"
+fi
+got=$(java -Dlog4j2.configurationFile="$HERE/log4j2-tools.xml" -cp "$tmp/*" kafka.Kafka --version 2>/dev/null | head -n1)
+case $got in
+  "$VERSION"*) ;;
+  *) die "kafka.Kafka --version printed '$got', expected $VERSION" ;;
+esac
+rm -rf "$LIBS"
+mv "$tmp" "$LIBS"
+echo "$sum" > "$STAMP"
+echo "kafka fetch: Apache Kafka $VERSION ready ($(du -sh "$LIBS" | cut -f1))" >&2
+echo "$CACHE"
