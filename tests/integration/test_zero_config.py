@@ -3,8 +3,11 @@ entry announces itself for the broker whose advertised address is its
 upstream; the other brokers of the fleet still need the map or a template,
 and their real addresses never reach a client.
 
-The brokers advertise their own listen addresses (no --advertise), as a real
-broker advertising its loopback listener does. Clients: kcat over TLS.
+The brokers advertise their own listen addresses, as a real broker advertising
+its loopback listener does: the dev broker (fast; also brokers that all
+advertise one address) and a real 3-node Apache Kafka cluster (a fleet of three
+sidecars, and a lone sidecar that must refuse the nodes it cannot name).
+Clients: kcat over TLS.
 """
 
 import os
@@ -150,6 +153,57 @@ class ZeroConfigTest(harness.IntegrationTest):
         for b in (1, 2, 3):
             self.assertIn("broker %d at 127.0.0.1:%d" % (b, ports[b]), out)
         self.assert_no_leak(db, out)
+
+
+class RealKafkaZeroConfigTest(harness.IntegrationTest):
+    """Against real Apache Kafka: each node's client listener advertises itself."""
+
+    def setUp(self):
+        super().setUp()
+        self.kc = self.kafka(nodes=3, sidecar=False)
+
+    def real_ports(self):
+        return [str(p) for n in self.kc.nodes for p in n.ports.values()]
+
+    def assert_no_leak(self, text):
+        for p in self.real_ports():
+            self.assertNotIn(":" + p, text, "a real broker port leaked:\n" + text)
+
+    def test_fleet_of_three_sidecars(self):
+        # One sidecar per node; each maps the other two and derives its own (broker_id).
+        self.kc.reset_topics(["zc-real:3:3"])
+        ports = {b: harness.free_port() for b in (1, 2, 3)}
+        for b in (1, 2, 3):
+            self.assertEqual(self.kc.node(b).client.rsplit(":", 1)[0], "127.0.0.1")
+            lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b],
+                                       self.kc.node(b).client, protocol="kafka", name="b%d" % b)
+            lst["broker_id"] = b
+            others = {str(o): "127.0.0.1:%d" % ports[o] for o in (1, 2, 3) if o != b}
+            cfg = harness.base_config(harness.free_port(), [lst], kafka={"advertise": others})
+            self.start_brokerside(cfg, name="sidecar%d" % b)
+        for b in (1, 2, 3):
+            r = harness.kcat("127.0.0.1:%d" % ports[b], ["-L"], self.certs)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = r.stdout.decode()
+            for o in (1, 2, 3):
+                self.assertIn("broker %d at 127.0.0.1:%d" % (o, ports[o]), out)
+            self.assert_no_leak(out)
+        boot = ",".join("127.0.0.1:%d" % ports[b] for b in (1, 2, 3))
+        msgs = ["real-%d" % i for i in range(60)]
+        harness.kcat_produce(boot, "zc-real", msgs, self.certs)
+        got = harness.kcat_consume(boot, "zc-real", len(msgs), self.certs, timeout=90)
+        self.assertEqual(sorted(got), sorted(msgs))
+
+    def test_lone_sidecar_refuses_the_other_nodes(self):
+        port = harness.free_port()
+        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % port, self.kc.node(1).client,
+                                   protocol="kafka", name="alone")
+        bs = self.start_brokerside(harness.base_config(harness.free_port(), [lst]), name="alone")
+        r = harness.kcat("127.0.0.1:%d" % port, ["-L", "-m", "5"], self.certs, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assert_no_leak(r.stdout.decode() + r.stderr.decode())
+        bs.wait_log(r"node [23] has no advertised address \(kafka\.advertise\)")
+        self.assertNotIn("node 1 has no advertised address", bs.log_text())
 
 
 if __name__ == "__main__":
