@@ -795,15 +795,16 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
     return true;
 }
 
-/* Bytes of `s` still in the kernel or in OpenSSL: unread input, or output
- * the peer has not acknowledged yet. */
+/* Bytes of `s` still in the kernel or in OpenSSL: unread input (records
+ * read ahead but not yet decrypted included), or output the peer has not
+ * acknowledged yet. */
 static bool side_has_bytes_in_flight(const bs_side *s)
 {
     int n = 0;
     if (s->fd < 0) return false;
     if (ioctl(s->fd, FIONREAD, &n) == 0 && n > 0) return true;
     if (ioctl(s->fd, SIOCOUTQ, &n) == 0 && n > 0 && !s->wr_done) return true;
-    return s->ssl && SSL_pending(s->ssl) > 0;
+    return s->ssl && SSL_has_pending(s->ssl);
 }
 
 /* Nothing in flight (graceful shutdown may close now): no buffered bytes in

@@ -39,6 +39,9 @@
 /* Kafka clients reconnect after broker restarts and rebalances; an hour
  * lets those reconnects resume without keeping secrets around for long. */
 #define TLS_SESS_TIMEOUT_S 3600
+/* Read-ahead buffer: four full TLS records (16 KiB each plus overhead) per
+ * read(2). Allocated only while a connection has unread bytes. */
+#define TLS_READ_AHEAD_BYTES (4 * (16384 + 512))
 
 /*
  * Append OpenSSL's reason for the earliest queued error to err (after the
@@ -120,6 +123,39 @@ static bs_status tls_min_version(int v, int *out, char *err, size_t errlen)
     return BS_OK;
 }
 
+/* See tls.h: the one TLS 1.2 cipher rule, ECDHE key exchange, an AEAD and a
+ * certificate (RSA or ECDSA) authenticating the server. TLS 1.3 suites are
+ * always (EC)DHE and AEAD. */
+bool bs_tls_cipher_allowed(const SSL_CIPHER *c)
+{
+    int kx = SSL_CIPHER_get_kx_nid(c);
+    if (kx == NID_kx_any) return true;
+    int auth = SSL_CIPHER_get_auth_nid(c);
+    return kx == NID_kx_ecdhe && SSL_CIPHER_is_aead(c) &&
+           (auth == NID_auth_rsa || auth == NID_auth_ecdsa);
+}
+
+/* See tls.h. */
+size_t bs_tls_cipher_policy_violations(SSL_CTX *ctx, char *names, size_t nameslen)
+{
+    size_t used = 0, n_bad = 0;
+    if (nameslen) names[0] = '\0';
+    STACK_OF(SSL_CIPHER) *sk = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(sk); i++) {
+        const SSL_CIPHER *ci = sk_SSL_CIPHER_value(sk, i);
+        if (bs_tls_cipher_allowed(ci)) continue;
+        if (n_bad++ < 4 && used < nameslen)
+            used += (size_t)snprintf(names + used, nameslen - used, "%s%s", used ? ", " : "",
+                                     SSL_CIPHER_get_name(ci));
+    }
+    return n_bad;
+}
+
+/* See tls.h. */
+const char *const bs_tls13_suites[] = {"TLS_AES_128_GCM_SHA256",       "TLS_AES_256_GCM_SHA384",
+                                       "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+                                       "TLS_AES_128_CCM_8_SHA256",     NULL};
+
 /*
  * The floor no configuration string can lower (docs/tls.md, "Policy"):
  * security level 2 or more (>= 112-bit: no RSA/DH < 2048, no SHA-1
@@ -141,11 +177,7 @@ static bs_status tls_enforce_floor(SSL_CTX *ctx, const char *cl, char *err, size
     STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
     for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {
         const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
-        int kx = SSL_CIPHER_get_kx_nid(c);
-        if (kx == NID_kx_any) continue; /* TLS 1.3 suites: always (EC)DHE and AEAD */
-        int auth = SSL_CIPHER_get_auth_nid(c);
-        if (kx != NID_kx_ecdhe || !SSL_CIPHER_is_aead(c) ||
-            (auth != NID_auth_rsa && auth != NID_auth_ecdsa))
+        if (!bs_tls_cipher_allowed(c))
             return tls_fail(BS_E_CONFIG, false, err, errlen,
                             "ciphers \"%s\" refused: %s is not ECDHE with an AEAD cipher and "
                             "a certificate (the only TLS 1.2 ciphers brokerside allows)",
@@ -172,6 +204,15 @@ static bs_status tls_common_setup(SSL_CTX *ctx, int min_version, const char *cip
      * the event loop write from a ring buffer without copying. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read ahead into a buffer of several records: one read(2) takes what
+     * the socket holds instead of two per record (5-byte header, then body).
+     * A Kafka producer's stream is all full records, so this halves the
+     * system calls of the busiest direction; the buffer is still released
+     * when drained. The pump reads until SSL_ERROR_WANT_READ, which with
+     * read-ahead means OpenSSL's buffer is empty too, so no bytes can wait
+     * unseen behind an idle socket (conn.c checks SSL_has_pending). */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_AHEAD_BYTES);
     const char *cl = ciphers && *ciphers ? ciphers : BS_TLS_DEFAULT_CIPHERS;
     const char *cs = ciphersuites && *ciphersuites ? ciphersuites : BS_TLS_DEFAULT_CIPHERSUITES;
     /* A permissive system openssl.cnf may have lowered the level already;

@@ -837,14 +837,29 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
 /* ---------------------------------------------------------------- frame events */
 
 /* Show the current frame to the observer, once: `len` bytes at `frame`
- * (fewer than d->frame_len when only a prefix is at hand). */
+ * (fewer than d->frame_len when only a prefix is at hand). A request's
+ * header is parsed again from `frame`: d->rh was parsed where the frame first
+ * arrived, and a frame assembled or copied aside (d->asm_) no longer lives
+ * there, so d->rh's slices (client id) may point at bytes since reused. If
+ * the header is not within `frame`, the observer gets it without the slices. */
 static void observe(ksess *s, dir *d, const uint8_t *frame, size_t len)
 {
     if (!s->obs || d->observed) return;
     d->observed = true;
-    if (d->is_req)
-        s->obs->on_request(s->obs_conn, &d->rh, d->rh_ok, d->pushed, frame, len, d->frame_len);
-    else
+    if (d->is_req) {
+        bs_kafka_request_header rh = d->rh;
+        bool ok = d->rh_ok;
+        bs_status st = frame && len >= 4
+                           ? bs_kafka_parse_request_header(frame + 4, len - 4, &rh)
+                           : BS_E_SHORT;
+        if (st != BS_OK && st != BS_E_UNSUPPORTED) {
+            rh = d->rh;
+            rh.client_id.p = NULL;
+            rh.client_id.len = -1;
+            ok = false;
+        }
+        s->obs->on_request(s->obs_conn, &rh, ok, d->pushed, frame, len, d->frame_len);
+    } else
         s->obs->on_response(s->obs_conn, &d->inf, d->obs_latency_ns, frame, len, d->frame_len);
 }
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Set up a fresh moto_server for SigV4-checked tests (run with a python that has boto3).
 
-Usage: aws_moto_setup.py ENDPOINT REGION
+Usage: aws_moto_setup.py ENDPOINT REGION [ALIAS...]
 Makes exactly the three unauthenticated IAM calls moto allows with
 INITIAL_NO_AUTH_ACTION_COUNT=3 (create_user, put_user_policy allowing
 everything, create_access_key), then, signed with the new key, creates a
-symmetric KMS key. Prints one JSON object: access_key_id, secret_access_key,
-key_id.
+symmetric KMS key and gives it each ALIAS (alias/ALIAS). Prints one JSON
+object: access_key_id, secret_access_key, key_id.
 """
 import json
 import sys
@@ -28,6 +28,8 @@ def main():
                        aws_access_key_id=key["AccessKeyId"],
                        aws_secret_access_key=key["SecretAccessKey"])
     key_id = kms.create_key(Description="brokerside test key")["KeyMetadata"]["KeyId"]
+    for alias in sys.argv[3:]:
+        kms.create_alias(AliasName="alias/" + alias, TargetKeyId=key_id)
     print(json.dumps({"access_key_id": key["AccessKeyId"],
                       "secret_access_key": key["SecretAccessKey"], "key_id": key_id}))
 
