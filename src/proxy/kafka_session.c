@@ -797,7 +797,8 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
         snprintf(node, sizeof node, "%" PRId32, bad_node);
         BS_LOG_ERRORF(MOD,
                       "listener %s: node %s has no advertised address (kafka.advertise) and no "
-                      "kafka listener fronts the address the broker advertised for it; %s v%d "
+                      "kafka listener fronts the address the broker advertised for it as that node "
+                      "(nodes sharing one address need the listener's broker_id); %s v%d "
                       "response not forwarded, closing connection from %s",
                       s->listener, node, bs_kafka_api_name(api), ver, s->peer);
         count_event(s, "brokerside_kafka_unmapped_node_total",

@@ -3,7 +3,7 @@ built with cpack from this build tree, installed with dpkg -i, checked (the
 `brokerside` system user, directory ownership, the conffile, the man page, the
 unit: `systemd-analyze verify` and its `security` exposure score), the
 installed binary is run as the brokerside user with the packaged config
-adjusted to test ports (TLS to a dev broker, encryption, audit; READY=1 through
+adjusted to test ports (TLS, in front of a real Kafka broker, encryption, audit; READY=1 through
 a socket standing in for systemd; kcat produces and consumes through it), a
 reinstall keeps the edited conffile, and a purge removes everything but the
 keys an admin put into /etc/brokerside.
@@ -126,7 +126,8 @@ class PackageTest(harness.IntegrationTest):
             self.assertIn(line, unit)
 
         # -- the packaged config, adjusted to test ports, run by the installed binary
-        db = self.start_devbroker(brokers=1, topics=["pkg:1"])
+        kc = self.kafka(nodes=1, sidecar=False)   # real Apache Kafka, advertising itself
+        kc.reset_topics(["pkg:1"])
         port, admin = harness.free_port(), harness.free_port()
         tls = os.path.join(ETC, "tls")
         os.makedirs(tls, exist_ok=True)
@@ -145,7 +146,7 @@ class PackageTest(harness.IntegrationTest):
         text = open(CONF).read()
         for old, new in (("0.0.0.0:9094", "127.0.0.1:%d" % port),
                          ("kafka-1.example.com:9094", "localhost:%d" % port),
-                         ("127.0.0.1:9092", db.listen_addr(1)),
+                         ("127.0.0.1:9092", kc.node(1).client),
                          ("127.0.0.1:9644", "127.0.0.1:%d" % admin),
                          ('"workers": 0', '"workers": 1')):
             self.assertIn(old, text)
