@@ -65,7 +65,7 @@ typedef struct app {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: brokerside --config FILE\n"
+            "Usage: brokerside --config FILE\n"
             "  or:  brokerside --check-config [--strict] FILE\n"
             "  or:  brokerside keygen FILE\n"
             "  or:  brokerside audit verify [--strict] [--key FILE | --public-key FILE] "

@@ -374,6 +374,7 @@ static void derive_kafka_routes(bs_conf *c, bs_config *cfg)
         bs_kafka_route *r = &k->routes[k->n_routes++];
         r->listener = l->name;
         r->upstream = &l->upstream;
+        r->node_id = l->broker_id;
         if (l->advertised_host) {
             r->host = l->advertised_host;
             r->port = l->advertised_port;

@@ -294,13 +294,18 @@ static bool advertised_is(const bs_endpoint *up, const char *host, size_t hostle
 }
 
 /* See config.h. */
-const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
-                                          size_t hostlen, int32_t port, const char *via)
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, int32_t node_id,
+                                          const char *host, size_t hostlen, int32_t port,
+                                          bool shared, const char *via)
 {
     const bs_kafka_route *first = NULL;
+    if (node_id < 0) return NULL;
     for (size_t i = 0; i < k->n_routes; i++) {
         const bs_kafka_route *r = &k->routes[i];
         if (!r->host || !advertised_is(r->upstream, host, hostlen, port)) continue;
+        /* the node must be the listener's broker: by broker_id, else by an address no
+         * other node of the response shares */
+        if (r->node_id >= 0 ? r->node_id != node_id : shared) continue;
         if (via && r->listener && strcmp(via, r->listener) == 0) return r;
         if (!first) first = r;
     }

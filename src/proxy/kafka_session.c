@@ -696,9 +696,9 @@ static bool response_worth_tee(int16_t api)
 /* ---------------------------------------------------------------- rewriting */
 
 /* bs_kafka_map_fn of a session: the kafka.advertise entry or template for
- * the node, else (zero-config) the address of the kafka listener fronting
- * the address the broker advertised, preferring the session's own listener.
- * A node with neither stays unmapped: never forwarded. */
+ * the node, else (zero-config, bs_config_route_for) the address of the kafka
+ * listener fronting the address the broker advertised for it, preferring the
+ * session's own listener. A node with neither stays unmapped: never forwarded. */
 static bs_status map_node(void *arg, int32_t node_id, const bs_kafka_addr *was, char *host,
                           size_t hostlen, int32_t *port)
 {
@@ -706,9 +706,9 @@ static bs_status map_node(void *arg, int32_t node_id, const bs_kafka_addr *was, 
     uint16_t p;
     bs_status st = bs_config_advertised(s->kcfg, node_id, host, hostlen, &p);
     if (st == BS_E_MALFORMED) st = BS_E_NOT_FOUND; /* a template with no valid port for this id */
-    if (st == BS_E_NOT_FOUND && node_id >= 0) {
-        const bs_kafka_route *r =
-            bs_config_route_for(s->kcfg, was->host, was->host_len, was->port, s->listener);
+    if (st == BS_E_NOT_FOUND) {
+        const bs_kafka_route *r = bs_config_route_for(s->kcfg, node_id, was->host, was->host_len,
+                                                      was->port, was->shared, s->listener);
         if (!r) return BS_E_NOT_FOUND;
         size_t n = strlen(r->host);
         if (n >= hostlen) return BS_E_TOO_LARGE;
@@ -813,7 +813,8 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
         snprintf(node, sizeof node, "%" PRId32, bad_node);
         BS_LOG_ERRORF(MOD,
                       "listener %s: node %s has no advertised address (kafka.advertise) and no "
-                      "kafka listener fronts the address the broker advertised for it; %s v%d "
+                      "kafka listener fronts the address the broker advertised for it as that node "
+                      "(nodes sharing one address need the listener's broker_id); %s v%d "
                       "response not forwarded, closing connection from %s",
                       s->listener, node, bs_kafka_api_name(api), ver, s->peer);
         count_event(s, "brokerside_kafka_unmapped_node_total",
