@@ -32,11 +32,11 @@ deps:
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	@# npm ls fails when any package pinned in tests/package.json is missing or at another version
 	@cd tests && { npm ls --depth=0 >/dev/null 2>&1 || npm install --no-audit --no-fund --silent; }
-	@# moto_server and boto3 (AWS integration tests) come with the machine image's pyenv python3, not apt: say so clearly if absent
 	@# the pinned Apache Kafka (tests/kafka/pom.xml) into .cache/kafka/: no network when already there
 	@./tests/kafka/fetch.sh >/dev/null
 	@# the Java client test program (tests/java) against that release into .cache/java/
 	@./tests/java/build.sh >/dev/null
+	@# moto_server and boto3 (AWS integration tests) come with the machine image's pyenv python3, not apt: say so clearly if absent
 	@{ command -v moto_server || ls $$HOME/.pyenv/shims/moto_server; } >/dev/null 2>&1 || { echo "deps: moto_server not found on PATH or in ~/.pyenv/shims (needs a python3 with moto[server] and boto3)" >&2; exit 1; }
 
 build: deps

@@ -259,6 +259,11 @@ static void reload(app *a)
         return;
     }
     a->retired = grown;
+    /* Compared with the config the server was built from: a restart-only
+     * change stays reported on every reload until a restart applies it. */
+    char what[512];
+    if (bs_config_needs_restart(a->cfg, cfg, what, sizeof what))
+        BS_LOG_WARNF("main", "reload: %s changed: requires restart; keeping the old value", what);
     if (bs_server_reload(a->srv, cfg) != BS_OK) {
         bs_config_free(cfg);
         return;

@@ -26,6 +26,7 @@
 #include <stdio.h>
 
 #include "brokerside/buf.h"
+#include "brokerside/kafka.h"
 #include "brokerside/status.h"
 
 /* ---------------------------------------------------------------- tables */
@@ -50,9 +51,7 @@ const bs_audit_api_class *bs_audit_api_lookup(int16_t api_key);
 /* Number of entries in the table and the entry at `i` (for docs/tests). */
 size_t bs_audit_api_count(void);
 const bs_audit_api_class *bs_audit_api_at(size_t i);
-/* Kafka error code name ("NONE", "UNKNOWN_TOPIC_OR_PARTITION", ...), or
- * NULL for a code this build does not know. Static storage. */
-const char *bs_kafka_error_name(int16_t code);
+/* Kafka error names: bs_kafka_error_name() in kafka.h. */
 /* "Management" or "Data". */
 const char *bs_audit_category_name(bs_audit_category c);
 

@@ -82,7 +82,11 @@ void bs_wbuf_put_varlong(bs_wbuf *w, int64_t v);
 void bs_wbuf_put_uvarlong(bs_wbuf *w, uint64_t v);
 /* Overwrite 4 bytes at `off` (< len) with a big-endian value (length back-patching). */
 void bs_wbuf_patch_be32(bs_wbuf *w, size_t off, uint32_t v);
-/* Append a JSON string literal (quotes and escapes included) of `len` bytes. */
+/* Append s[0..len) as a JSON string literal, quotes included: the one JSON
+ * string escaper. Valid UTF-8 is kept as is; '"', '\\', control characters
+ * and DEL are escaped; a byte that starts no valid UTF-8 sequence becomes
+ * \ufffd, so text from the wire or from files can never produce invalid
+ * JSON. */
 void bs_wbuf_put_json_string(bs_wbuf *w, const char *s, size_t len);
 
 #endif

@@ -7,6 +7,14 @@
  * first. Defaults are applied by the loader, so consumers never see an
  * unset field. All strings are owned by the bs_config and freed with it.
  * See docs/configuration.md for every key.
+ *
+ * Ownership: the structs are the data model every module reads (core); the
+ * keys are declared by each module's option table (config_tables.h); the
+ * loader, the rules across sections and the SIGHUP rule
+ * (bs_config_load/parse/free, bs_config_needs_restart) are the daemon's
+ * (daemon/config.c) and only the composition root calls them.
+ * bs_config_advertised is proxy/advertise.c, bs_config_topic_rule is
+ * crypto/encryption_config.c.
  */
 #ifndef BROKERSIDE_CONFIG_H
 #define BROKERSIDE_CONFIG_H

@@ -15,6 +15,13 @@ bs_status bs_fsync_dir(const char *dir) BS_WUR;
  * BS_E_TOO_LARGE for a path longer than PATH_MAX, or BS_E_IO (errno set). */
 bs_status bs_fsync_parent(const char *path) BS_WUR;
 
+/* Replace `path` with data[0..len) so that a crash leaves either the old or
+ * the new contents, never a mix: write "<path>.tmp" (mode 0600), fsync it,
+ * rename it over `path`, fsync the directory. BS_OK, BS_E_TOO_LARGE for a
+ * path longer than PATH_MAX, or BS_E_IO with errno of the failing call (the
+ * temporary file is removed). */
+bs_status bs_write_atomic(const char *path, const void *data, size_t len) BS_WUR;
+
 /* Take an exclusive, non-blocking advisory lock (flock) on the lock file
  * `path`, creating it (0600) if absent, and write our pid into it. `what`
  * names the guarded resource in the log ("spool /var/spool/bs").

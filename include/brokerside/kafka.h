@@ -29,6 +29,7 @@ enum {
     BS_KAFKA_METADATA = 3,
     BS_KAFKA_CONTROLLED_SHUTDOWN = 7,
     BS_KAFKA_FIND_COORDINATOR = 10,
+    BS_KAFKA_SASL_HANDSHAKE = 17,
     BS_KAFKA_API_VERSIONS = 18,
     BS_KAFKA_DESCRIBE_QUORUM = 55,
     BS_KAFKA_DESCRIBE_CLUSTER = 60,
@@ -101,6 +102,24 @@ const bs_kafka_api_info *bs_kafka_api(int16_t api_key);
 const char *bs_kafka_api_name(int16_t api_key);
 /* Every entry of the table, in ascending key order (`*n` entries). */
 const bs_kafka_api_info *bs_kafka_api_table(size_t *n);
+/* Kafka error code name ("NONE", "UNKNOWN_TOPIC_OR_PARTITION", ...), or NULL
+ * for a code this build does not know (src/kafka/kafka_errors.inc, the
+ * protocol's error table: the message schemas carry codes, not names).
+ * Static storage. */
+const char *bs_kafka_error_name(int16_t code);
+
+/* ---- the readiness probe ---- */
+
+/* Append an ApiVersions v0 request frame (size, header v1 with `client_id`,
+ * empty body) to w: the one request a plain TCP or TLS upstream must answer
+ * for brokerside to call it ready. */
+bs_status bs_kafka_put_api_versions_probe(bs_wbuf *w, int32_t correlation_id,
+                                          const char *client_id) BS_WUR;
+/* Check a complete ApiVersions v0 response (the frame after its 4-byte size):
+ * the same correlation id, error code 0 and a well-formed version array.
+ * BS_OK, or BS_E_MALFORMED with a one-line reason in why[whylen]. */
+bs_status bs_kafka_check_api_versions_probe(const uint8_t *p, size_t len, int32_t correlation_id,
+                                            char *why, size_t whylen) BS_WUR;
 
 /* Request header version (0, 1 or 2) for a request of api_key/api_version:
  * 2 from the first flexible version on, else 1; ControlledShutdown v0 uses 0.

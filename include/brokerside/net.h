@@ -87,8 +87,9 @@ void bs_server_shutdown(bs_server *s, bool graceful);
  * swapped (new connections use them, open ones keep theirs), limits,
  * log_level, kafka settings and the probe interval are applied, and every
  * setting that needs a restart (workers, listener set, bind, upstream,
- * protocol, tls/upstream_tls on/off, admin) is logged as "requires restart;
- * keeping the old value" and ignored. `cfg` is borrowed and must outlive the
+ * protocol, tls/upstream_tls on/off, admin) is ignored: the caller (the
+ * daemon) reports those with bs_config_needs_restart, which only the
+ * composition root may call. `cfg` is borrowed and must outlive the
  * server (the caller keeps every config it hands in until after free).
  */
 bs_status bs_server_reload(bs_server *s, const bs_config *cfg) BS_WUR;

@@ -34,6 +34,22 @@
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 /*
+ * The TLS 1.2 cipher policy: every TLS 1.2 cipher a context enables must use
+ * ECDHE key exchange, authenticate the server and be an AEAD. Returns how
+ * many of ctx's ciphers break it and writes the first four names,
+ * comma-separated, into names[nameslen]. bs_tls_*_ctx_new refuse a list
+ * that breaks it (BS_E_CONFIG); the config loader reports it per key.
+ */
+size_t bs_tls_cipher_policy_violations(SSL_CTX *ctx, char *names, size_t nameslen);
+/* The rule for one cipher (true for every TLS 1.3 suite); the context floor
+ * (security level, this rule) is applied by bs_tls_*_ctx_new after the
+ * cipher strings, so neither the file nor openssl.cnf can lower it. */
+bool bs_tls_cipher_allowed(const SSL_CIPHER *c);
+/* The TLS 1.3 suites OpenSSL implements (RFC 8446), all AEAD; NULL-terminated.
+ * A `ciphersuites` list may name only these. */
+extern const char *const bs_tls13_suites[];
+
+/*
  * Build a server context from `cfg`. On failure returns BS_E_CONFIG or
  * BS_E_CRYPTO (BS_E_NOMEM) and writes a one-line reason (file name and
  * OpenSSL's error) into err[errlen]; *out is then NULL. The caller owns *out

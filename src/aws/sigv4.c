@@ -13,6 +13,7 @@
 #include <openssl/sha.h>
 
 #include "brokerside/buf.h"
+#include "brokerside/text.h"
 
 #define ALGORITHM "AWS4-HMAC-SHA256"
 
@@ -29,39 +30,7 @@ typedef struct canon_param {
     char *value;
 } canon_param;
 
-static const char HEX_UPPER[] = "0123456789ABCDEF";
 static const char HEX_LOWER[] = "0123456789abcdef";
-
-/* True for the RFC 3986 unreserved characters SigV4 never encodes. */
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_' || c == '.' || c == '~';
-}
-
-/* Append `len` bytes of `s` percent-encoded the SigV4 way (upper-case hex,
- * everything but unreserved characters; '/' kept only if keep_slash). */
-static void uri_encode(bs_wbuf *w, const char *s, size_t len, bool keep_slash)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (is_unreserved(c) || (keep_slash && c == '/')) {
-            bs_wbuf_put_u8(w, c);
-        } else {
-            char e[3] = {'%', HEX_UPPER[c >> 4], HEX_UPPER[c & 15]};
-            bs_wbuf_put(w, e, 3);
-        }
-    }
-}
-
-/* Value of one hex digit, -1 if `c` is not one. */
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decode `len` bytes into `w`. A '%' not followed by two hex digits
  * is malformed (we would otherwise sign something the server reads differently). */
@@ -73,7 +42,7 @@ static bs_status uri_decode(bs_wbuf *w, const char *s, size_t len)
             continue;
         }
         if (len - i < 3) return BS_E_MALFORMED;
-        int hi = hex_value((unsigned char)s[i + 1]), lo = hex_value((unsigned char)s[i + 2]);
+        int hi = bs_hex_value((unsigned char)s[i + 1]), lo = bs_hex_value((unsigned char)s[i + 2]);
         if (hi < 0 || lo < 0) return BS_E_MALFORMED;
         bs_wbuf_put_u8(w, (uint8_t)(hi << 4 | lo));
         i += 2;
@@ -162,7 +131,7 @@ static bs_status canonical_path(bs_wbuf *w, const char *path, const bs_sigv4_opt
     }
     if (!o->normalize_path) {
         if (o->double_encode_path)
-            uri_encode(w, path, strlen(path), true);
+            bs_wbuf_put_percent(w, path, strlen(path), true);
         else
             bs_wbuf_put_str(w, path);
         return BS_OK;
@@ -208,7 +177,7 @@ static bs_status canonical_path(bs_wbuf *w, const char *path, const bs_sigv4_opt
     for (size_t k = 0; k < nseg; k++) {
         if (k) bs_wbuf_put_u8(w, '/');
         if (o->double_encode_path)
-            uri_encode(w, seg[k], seglen[k], false);
+            bs_wbuf_put_percent(w, seg[k], seglen[k], false);
         else
             bs_wbuf_put(w, seg[k], seglen[k]);
     }
@@ -225,7 +194,7 @@ static bs_status reencode_raw(const char *s, char **out)
 {
     bs_wbuf w;
     bs_wbuf_init(&w, 0);
-    uri_encode(&w, s, strlen(s), false);
+    bs_wbuf_put_percent(&w, s, strlen(s), false);
     *out = wbuf_strdup(&w);
     bs_wbuf_free(&w);
     return *out ? BS_OK : BS_E_NOMEM;
@@ -266,7 +235,7 @@ static bs_status reencode(const char *s, size_t len, char **out)
     bs_wbuf_init(&enc, 0);
     bs_status st = uri_decode(&dec, s, len);
     if (st == BS_OK) {
-        uri_encode(&enc, dec.len ? (const char *)dec.data : "", dec.len, false);
+        bs_wbuf_put_percent(&enc, dec.len ? (const char *)dec.data : "", dec.len, false);
         *out = wbuf_strdup(&enc);
         if (!*out) st = BS_E_NOMEM;
     }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brokerside/text.h"
+
 bs_status bs_buf_init(bs_buf *b, size_t cap)
 {
     b->data = malloc(cap ? cap : 1);
@@ -197,24 +199,47 @@ void bs_wbuf_patch_be32(bs_wbuf *w, size_t off, uint32_t v)
 void bs_wbuf_put_json_string(bs_wbuf *w, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
     bs_wbuf_put_u8(w, '"');
-    size_t start = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+    size_t start = 0, i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
+            i++;
+            continue;
+        }
+        size_t seq = c >= 0x80 ? bs_utf8_seq(p + i, len - i) : 0;
+        if (seq > 0) {
+            i += seq;
+            continue;
+        }
         bs_wbuf_put(w, s + start, i - start);
-        start = i + 1;
         switch (c) {
-        case '"': bs_wbuf_put(w, "\\\"", 2); break;
-        case '\\': bs_wbuf_put(w, "\\\\", 2); break;
-        case '\n': bs_wbuf_put(w, "\\n", 2); break;
-        case '\r': bs_wbuf_put(w, "\\r", 2); break;
-        case '\t': bs_wbuf_put(w, "\\t", 2); break;
-        default: {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            bs_wbuf_put(w, esc, 6);
+        case '"':
+            bs_wbuf_put(w, "\\\"", 2);
+            break;
+        case '\\':
+            bs_wbuf_put(w, "\\\\", 2);
+            break;
+        case '\n':
+            bs_wbuf_put(w, "\\n", 2);
+            break;
+        case '\r':
+            bs_wbuf_put(w, "\\r", 2);
+            break;
+        case '\t':
+            bs_wbuf_put(w, "\\t", 2);
+            break;
+        default:
+            if (c >= 0x80) {
+                bs_wbuf_put_str(w, "\\ufffd");
+            } else {
+                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                bs_wbuf_put(w, esc, 6);
+            }
         }
-        }
+        i++;
+        start = i;
     }
     bs_wbuf_put(w, s + start, len - start);
     bs_wbuf_put_u8(w, '"');

@@ -85,3 +85,40 @@ void bs_unlock_file(int fd)
 {
     if (fd >= 0) close(fd);
 }
+
+/* See fsutil.h. */
+bs_status bs_write_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[PATH_MAX + 8];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    BS_ENSURE(n > 0 && (size_t)n < sizeof tmp, BS_E_TOO_LARGE);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    BS_ENSURE(fd >= 0, BS_E_IO);
+    bs_status st = BS_OK;
+    const unsigned char *p = data;
+    size_t left = len;
+    while (left && st == BS_OK) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            st = BS_E_IO;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (st == BS_OK && fsync(fd) != 0) st = BS_E_IO;
+    int saved = errno;
+    close(fd);
+    if (st == BS_OK && rename(tmp, path) != 0) {
+        st = BS_E_IO;
+        saved = errno;
+    }
+    if (st != BS_OK) {
+        unlink(tmp);
+        errno = saved;
+        return st;
+    }
+    return bs_fsync_parent(path);
+}

@@ -1,5 +1,6 @@
 /* log.c - levelled log lines on stderr: text, JSON, journald form (see log.h). */
 #include "brokerside/log.h"
+#include "brokerside/text.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -59,28 +60,11 @@ bool bs_log_init(void)
     return on;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    size_t k;
-    uint32_t min, cp;
-    if (s[0] < 0x80) return 1;
-    if ((s[0] & 0xe0) == 0xc0) k = 2, min = 0x80, cp = s[0] & 0x1f;
-    else if ((s[0] & 0xf0) == 0xe0) k = 3, min = 0x800, cp = s[0] & 0x0f;
-    else if ((s[0] & 0xf8) == 0xf0) k = 4, min = 0x10000, cp = s[0] & 0x07;
-    else return 0;
-    if (k > n) return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return k;
-}
-
 /* Append `s` as the body of a JSON string to out[*o..cap): quotes,
  * backslashes and control characters escaped, invalid UTF-8 replaced by
- * U+FFFD. Stops (without cutting an escape) when the buffer is full. */
+ * U+FFFD. Stops (without cutting an escape) when the buffer is full. The
+ * rules of bs_wbuf_put_json_string, into a fixed buffer: the logger must
+ * work without allocating (it reports allocation failures). */
 static void json_escape(char *out, size_t cap, size_t *o, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -102,7 +86,7 @@ static void json_escape(char *out, size_t cap, size_t *o, const char *s)
             k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", ch);
         } else if (ch < 0x80) {
             piece = (const char *)p + i, k = 1;
-        } else if ((adv = utf8_seq(p + i, n - i)) > 0) {
+        } else if ((adv = bs_utf8_seq((const uint8_t *)p + i, n - i)) > 0) {
             piece = (const char *)p + i, k = adv;
         } else {
             memcpy(esc, "\\ufffd", 6), k = 6, adv = 1;

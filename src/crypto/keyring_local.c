@@ -17,6 +17,7 @@
 
 #include "brokerside/buf.h"
 #include "brokerside/cursor.h"
+#include "brokerside/text.h"
 
 #define MASTER_KEY_LEN 32
 #define KEY_ID_LEN 8
@@ -46,38 +47,6 @@ __attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errle
     va_end(ap);
 }
 
-/* Write `n` bytes as 2n lower-case hex digits plus a NUL to `out`. */
-static void hex_encode(const uint8_t *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-/* Decode exactly 2*n lower- or upper-case hex digits; false on any other byte. */
-static bool hex_decode(const uint8_t *s, size_t n, uint8_t *out)
-{
-    for (size_t i = 0; i < 2 * n; i++) {
-        uint8_t c = s[i], v;
-        if (c >= '0' && c <= '9')
-            v = (uint8_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = (uint8_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v = (uint8_t)(c - 'A' + 10);
-        else
-            return false;
-        if (i % 2 == 0)
-            out[i / 2] = (uint8_t)(v << 4);
-        else
-            out[i / 2] |= v;
-    }
-    return true;
-}
-
 /* Contract in keyring.h. */
 bs_status bs_keyring_local_keygen(const char *path, char *err, size_t errlen)
 {
@@ -95,8 +64,8 @@ bs_status bs_keyring_local_keygen(const char *path, char *err, size_t errlen)
         st = BS_E_CRYPTO;
         goto out;
     }
-    hex_encode(key, sizeof key, key_hex);
-    hex_encode(id, sizeof id, id_hex);
+    bs_hex_encode(key, sizeof key, key_hex);
+    bs_hex_encode(id, sizeof id, id_hex);
     int n = snprintf(text, sizeof text, FILE_MAGIC "id %s\nkey %s\n", id_hex, key_hex);
     /* The umask may have cleared bits of 0600; the owner still needs to read it. */
     if (fchmod(fd, 0600) != 0) {
@@ -142,11 +111,11 @@ static bool parse_key_file(const uint8_t *p, size_t len, local_keyring *kr)
     if (bs_read_bytes(&c, ml, &f) != BS_OK || memcmp(f, FILE_MAGIC, ml) != 0) return false;
     if (bs_read_bytes(&c, 3, &f) != BS_OK || memcmp(f, "id ", 3) != 0) return false;
     if (bs_read_bytes(&c, 2 * KEY_ID_LEN + 1, &f) != BS_OK || f[2 * KEY_ID_LEN] != '\n' ||
-        !hex_decode(f, KEY_ID_LEN, kr->key_id))
+        !bs_hex_decode((const char *)f, KEY_ID_LEN, kr->key_id))
         return false;
     if (bs_read_bytes(&c, 4, &f) != BS_OK || memcmp(f, "key ", 4) != 0) return false;
     if (bs_read_bytes(&c, 2 * MASTER_KEY_LEN + 1, &f) != BS_OK || f[2 * MASTER_KEY_LEN] != '\n' ||
-        !hex_decode(f, MASTER_KEY_LEN, kr->master))
+        !bs_hex_decode((const char *)f, MASTER_KEY_LEN, kr->master))
         return false;
     return bs_cursor_remaining(&c) == 0;
 }
@@ -205,7 +174,7 @@ bs_status bs_keyring_local_open(const char *path, bs_keyring **out, char *err, s
         goto out;
     }
     kr->base.ops = &local_ops;
-    hex_encode(kr->key_id, KEY_ID_LEN, kr->key_id_hex);
+    bs_hex_encode(kr->key_id, KEY_ID_LEN, kr->key_id_hex);
     *out = &kr->base;
 out:
     OPENSSL_cleanse(buf, sizeof buf);

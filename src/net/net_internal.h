@@ -122,7 +122,6 @@ struct bs_worker {
 struct bs_server {
     struct ev_loop *control;
     const bs_config *cfg;  /* currently applied (reloadable settings) */
-    const bs_config *base; /* the one the server was built from (restart-only settings) */
     bs_listener *listeners;
     size_t n_listeners;
     bs_worker *workers;

@@ -20,13 +20,13 @@
 #include <openssl/x509.h>
 
 #include "brokerside/cursor.h"
+#include "brokerside/kafka.h"
 #include "brokerside/log.h"
 #include "net_internal.h"
 
 enum probe_step { P_IDLE = 0, P_CONNECTING, P_TLS, P_SEND, P_RECV };
 
 #define PROBE_CLIENT_ID "brokerside-probe"
-#define API_VERSIONS_KEY 18
 
 /* Socket ready for the probe: advance it. */
 static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -68,21 +68,18 @@ static void probe_wait(bs_probe *p, struct ev_loop *loop, int events)
     ev_io_start(loop, &p->io);
 }
 
-/* Build the ApiVersions v0 request (header v1: api key, version, correlation id, client id). */
+/* Build the ApiVersions v0 request (kafka/: header v1 with our client id). */
 static void probe_build_request(bs_probe *p)
 {
     bs_wbuf w;
     bs_wbuf_init(&w, sizeof p->tx);
-    size_t idlen = strlen(PROBE_CLIENT_ID);
-    bs_wbuf_put_be32(&w, (uint32_t)(2 + 2 + 4 + 2 + idlen));
-    bs_wbuf_put_be16(&w, API_VERSIONS_KEY);
-    bs_wbuf_put_be16(&w, 0);
-    bs_wbuf_put_be32(&w, (uint32_t)p->correlation_id);
-    bs_wbuf_put_be16(&w, (uint16_t)idlen);
-    bs_wbuf_put(&w, PROBE_CLIENT_ID, idlen);
     /* Fixed, small request: it always fits `tx`. */
-    memcpy(p->tx, w.data, w.len);
-    p->tx_len = w.len;
+    if (bs_kafka_put_api_versions_probe(&w, p->correlation_id, PROBE_CLIENT_ID) == BS_OK) {
+        memcpy(p->tx, w.data, w.len);
+        p->tx_len = w.len;
+    } else {
+        p->tx_len = 0;
+    }
     p->tx_off = 0;
     bs_wbuf_free(&w);
 }
@@ -90,30 +87,8 @@ static void probe_build_request(bs_probe *p)
 /* Validate a complete ApiVersions v0 response frame (after the size field). */
 static bool probe_check_response(const bs_probe *p, char *why, size_t whylen)
 {
-    bs_cursor c;
-    int32_t corr, n;
-    int16_t err;
-    bs_cursor_init(&c, p->rx + 4, p->rx_need);
-    if (bs_read_i32(&c, &corr) != BS_OK || bs_read_i16(&c, &err) != BS_OK ||
-        bs_read_i32(&c, &n) != BS_OK) {
-        snprintf(why, whylen, "ApiVersions response too short");
-        return false;
-    }
-    if (corr != p->correlation_id) {
-        snprintf(why, whylen, "ApiVersions response has correlation id %d, expected %d", corr,
-                 p->correlation_id);
-        return false;
-    }
-    if (err != 0) {
-        snprintf(why, whylen, "ApiVersions error code %d", err);
-        return false;
-    }
-    if (n < 0 || (size_t)n * 6 != bs_cursor_remaining(&c)) {
-        snprintf(why, whylen, "malformed ApiVersions response (%d entries, %zu bytes)", n,
-                 bs_cursor_remaining(&c));
-        return false;
-    }
-    return true;
+    return bs_kafka_check_api_versions_probe(p->rx + 4, p->rx_need, p->correlation_id, why,
+                                             whylen) == BS_OK;
 }
 
 /* Advance the attempt as far as the socket allows. */

@@ -231,7 +231,7 @@ bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server
     bs_server *s = calloc(1, sizeof *s);
     if (!s) return BS_E_NOMEM;
     s->control = control;
-    s->cfg = s->base = cfg;
+    s->cfg = cfg;
     s->n_workers = cfg->workers ? cfg->workers : 1;
     s->n_listeners = cfg->n_listeners;
     s->listeners = calloc(s->n_listeners ? s->n_listeners : 1, sizeof *s->listeners);
@@ -443,11 +443,6 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
         st = BS_E_NOMEM;
         goto out;
     }
-    /* Compared with the config the server was built from: a restart-only
-     * change stays reported on every reload until a restart applies it. */
-    char what[512];
-    if (bs_config_needs_restart(s->base, cfg, what, sizeof what))
-        BS_LOG_WARNF("main", "reload: %s changed: requires restart; keeping the old value", what);
     /* Build every new context before touching anything: all or nothing.
      * Running listeners are matched with the new file by name (the listener
      * set itself cannot change live); one that vanished keeps its contexts. */

@@ -123,6 +123,39 @@ static bs_status tls_min_version(int v, int *out, char *err, size_t errlen)
     return BS_OK;
 }
 
+/* See tls.h: the one TLS 1.2 cipher rule, ECDHE key exchange, an AEAD and a
+ * certificate (RSA or ECDSA) authenticating the server. TLS 1.3 suites are
+ * always (EC)DHE and AEAD. */
+bool bs_tls_cipher_allowed(const SSL_CIPHER *c)
+{
+    int kx = SSL_CIPHER_get_kx_nid(c);
+    if (kx == NID_kx_any) return true;
+    int auth = SSL_CIPHER_get_auth_nid(c);
+    return kx == NID_kx_ecdhe && SSL_CIPHER_is_aead(c) &&
+           (auth == NID_auth_rsa || auth == NID_auth_ecdsa);
+}
+
+/* See tls.h. */
+size_t bs_tls_cipher_policy_violations(SSL_CTX *ctx, char *names, size_t nameslen)
+{
+    size_t used = 0, n_bad = 0;
+    if (nameslen) names[0] = '\0';
+    STACK_OF(SSL_CIPHER) *sk = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(sk); i++) {
+        const SSL_CIPHER *ci = sk_SSL_CIPHER_value(sk, i);
+        if (bs_tls_cipher_allowed(ci)) continue;
+        if (n_bad++ < 4 && used < nameslen)
+            used += (size_t)snprintf(names + used, nameslen - used, "%s%s", used ? ", " : "",
+                                     SSL_CIPHER_get_name(ci));
+    }
+    return n_bad;
+}
+
+/* See tls.h. */
+const char *const bs_tls13_suites[] = {"TLS_AES_128_GCM_SHA256",       "TLS_AES_256_GCM_SHA384",
+                                       "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+                                       "TLS_AES_128_CCM_8_SHA256",     NULL};
+
 /*
  * The floor no configuration string can lower (docs/tls.md, "Policy"):
  * security level 2 or more (>= 112-bit: no RSA/DH < 2048, no SHA-1
@@ -144,11 +177,7 @@ static bs_status tls_enforce_floor(SSL_CTX *ctx, const char *cl, char *err, size
     STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
     for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {
         const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
-        int kx = SSL_CIPHER_get_kx_nid(c);
-        if (kx == NID_kx_any) continue; /* TLS 1.3 suites: always (EC)DHE and AEAD */
-        int auth = SSL_CIPHER_get_auth_nid(c);
-        if (kx != NID_kx_ecdhe || !SSL_CIPHER_is_aead(c) ||
-            (auth != NID_auth_rsa && auth != NID_auth_ecdsa))
+        if (!bs_tls_cipher_allowed(c))
             return tls_fail(BS_E_CONFIG, false, err, errlen,
                             "ciphers \"%s\" refused: %s is not ECDHE with an AEAD cipher and "
                             "a certificate (the only TLS 1.2 ciphers brokerside allows)",

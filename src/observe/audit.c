@@ -4,6 +4,7 @@
  * (see audit.h; the schema is docs/audit-events.md).
  */
 #include "brokerside/audit.h"
+#include "brokerside/text.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -21,11 +22,6 @@
  * docs/audit-events.md explains the borderline choices. */
 static const bs_audit_api_class g_apis[] = {
 #include "audit_apis.inc"
-};
-
-/* Kafka error names indexed by code + 1 (code -1 is UNKNOWN_SERVER_ERROR). */
-static const char *const g_errors[] = {
-#include "audit_errors.inc"
 };
 
 /* See audit.h. */
@@ -47,13 +43,6 @@ size_t bs_audit_api_count(void)
 const bs_audit_api_class *bs_audit_api_at(size_t i)
 {
     return i < BS_ARRAY_LEN(g_apis) ? &g_apis[i] : NULL;
-}
-
-/* See audit.h. */
-const char *bs_kafka_error_name(int16_t code)
-{
-    if (code < -1 || (size_t)(code + 1) >= BS_ARRAY_LEN(g_errors)) return NULL;
-    return g_errors[code + 1];
 }
 
 /* See audit.h. */
@@ -290,94 +279,13 @@ bs_status bs_audit_event_set_volume(bs_audit_event *ev, size_t idx, int64_t reco
 
 /* --------------------------------------------------------------- helpers */
 
-/* Length of the valid UTF-8 sequence at p[0..n), or 0 if invalid
- * (overlong forms, surrogates and code points above U+10FFFF rejected). */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* See audit_internal.h. */
-void bs_audit_put_str(bs_wbuf *w, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    bs_wbuf_put_u8(w, '"');
-    size_t start = 0, i = 0;
-    while (i < len) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
-            i++;
-            continue;
-        }
-        size_t seq = c >= 0x80 ? utf8_seq(p + i, len - i) : 0;
-        if (seq > 0) {
-            i += seq;
-            continue;
-        }
-        bs_wbuf_put(w, s + start, i - start);
-        switch (c) {
-        case '"':
-            bs_wbuf_put(w, "\\\"", 2);
-            break;
-        case '\\':
-            bs_wbuf_put(w, "\\\\", 2);
-            break;
-        case '\n':
-            bs_wbuf_put(w, "\\n", 2);
-            break;
-        case '\r':
-            bs_wbuf_put(w, "\\r", 2);
-            break;
-        case '\t':
-            bs_wbuf_put(w, "\\t", 2);
-            break;
-        default:
-            if (c >= 0x80) {
-                bs_wbuf_put_str(w, "\\ufffd");
-            } else {
-                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                bs_wbuf_put(w, esc, 6);
-            }
-        }
-        i++;
-        start = i;
-    }
-    bs_wbuf_put(w, s + start, len - start);
-    bs_wbuf_put_u8(w, '"');
-}
-
 /* See audit_internal.h. */
 void bs_audit_put_cstr(bs_wbuf *w, const char *s)
 {
     if (!s)
         bs_wbuf_put_str(w, "null");
     else
-        bs_audit_put_str(w, s, strlen(s));
+        bs_wbuf_put_json_string(w, s, strlen(s));
 }
 
 /* See audit_internal.h. */
@@ -560,20 +468,20 @@ static void put_user_agent(bs_wbuf *w, const bs_audit_event *ev)
     if (ua.failed)
         w->failed = true;
     else if (ev->has_sw || ev->has_client_id)
-        bs_audit_put_str(w, (const char *)ua.data, ua.len);
+        bs_wbuf_put_json_string(w, (const char *)ua.data, ua.len);
     else
         bs_wbuf_put_str(w, "null");
     bs_wbuf_free(&ua);
     bs_wbuf_put_str(w, ",\"clientId\":");
     if (ev->has_client_id)
-        bs_audit_put_str(w, a + ev->client_id_off, ev->client_id_len);
+        bs_wbuf_put_json_string(w, a + ev->client_id_off, ev->client_id_len);
     else
         bs_wbuf_put_str(w, "null");
     if (ev->has_sw) {
         bs_wbuf_put_str(w, ",\"clientSoftwareName\":");
-        bs_audit_put_str(w, a + ev->sw_name_off, ev->sw_name_len);
+        bs_wbuf_put_json_string(w, a + ev->sw_name_off, ev->sw_name_len);
         bs_wbuf_put_str(w, ",\"clientSoftwareVersion\":");
-        bs_audit_put_str(w, a + ev->sw_version_off, ev->sw_version_len);
+        bs_wbuf_put_json_string(w, a + ev->sw_version_off, ev->sw_version_len);
     }
 }
 
@@ -584,7 +492,7 @@ static void put_res_open(bs_wbuf *w, const bs_audit_event *ev, const bs_audit_re
     bs_wbuf_put_str(w, bs_audit_res_type_name(r->type));
     bs_wbuf_put_str(w, "\",\"name\":");
     if (r->name_len || r->type != BS_AUDIT_RES_CLUSTER)
-        bs_audit_put_str(w, ev->arena + r->name_off, r->name_len);
+        bs_wbuf_put_json_string(w, ev->arena + r->name_off, r->name_len);
     else
         bs_wbuf_put_str(w, "null");
 }
@@ -612,10 +520,10 @@ static void put_request_params(bs_wbuf *w, const bs_audit_event *ev)
                 if (kind == BS_AUDIT_ITEM_PARTITION) {
                     bs_audit_put_i64(w, it->partition);
                 } else {
-                    bs_audit_put_str(w, ev->arena + it->key_off, it->key_len);
+                    bs_wbuf_put_json_string(w, ev->arena + it->key_off, it->key_len);
                     if (kind == BS_AUDIT_ITEM_ATTR) {
                         bs_wbuf_put_u8(w, ':');
-                        bs_audit_put_str(w, ev->arena + it->val_off, it->val_len);
+                        bs_wbuf_put_json_string(w, ev->arena + it->val_off, it->val_len);
                     }
                 }
             }

@@ -10,10 +10,7 @@
 #include "brokerside/audit.h"
 #include "brokerside/buf.h"
 
-/* Append s[0..len) as a JSON string; invalid UTF-8 bytes become U+FFFD so
- * every line is valid UTF-8 JSON whatever a client sent. */
-void bs_audit_put_str(bs_wbuf *w, const char *s, size_t len);
-/* bs_audit_put_str for a NUL-terminated string, or `null` when s is NULL. */
+/* bs_wbuf_put_json_string for a NUL-terminated string, or `null` when s is NULL. */
 void bs_audit_put_cstr(bs_wbuf *w, const char *s);
 /* Render the common CloudTrail head fields up to and including
  * "eventCategory" and "readOnly" (no braces, no leading comma):

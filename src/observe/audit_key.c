@@ -19,6 +19,7 @@
 #include "audit_internal.h"
 #include "brokerside/audit.h"
 #include "brokerside/log.h"
+#include "brokerside/text.h"
 
 #define MOD "audit"
 #define KEY_FILE_MAX 65536
@@ -93,15 +94,6 @@ out:
     return st;
 }
 
-/* Value of a hex digit, or -1. */
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Compute k->id from the public key or the HMAC secret (domain-separated
  * hash, so the id reveals nothing usable about the secret). */
 static bs_status set_key_id(bs_audit_key *k)
@@ -160,7 +152,7 @@ static bs_status parse_hmac(const char *path, const uint8_t *buf, size_t len, bs
         tl--;
     bool hex = tl >= 2 * HMAC_MIN && tl <= 2 * HMAC_MAX && tl % 2 == 0;
     for (size_t i = 0; hex && i < tl; i++)
-        hex = hexval(buf[i]) >= 0;
+        hex = bs_hex_value(buf[i]) >= 0;
     size_t klen = hex ? tl / 2 : len;
     if (klen < HMAC_MIN || klen > HMAC_MAX) {
         BS_LOG_ERRORF(MOD,
@@ -172,7 +164,7 @@ static bs_status parse_hmac(const char *path, const uint8_t *buf, size_t len, bs
     if (!k->hmac) return BS_E_NOMEM;
     if (hex) {
         for (size_t i = 0; i < klen; i++)
-            k->hmac[i] = (uint8_t)(hexval(buf[2 * i]) << 4 | hexval(buf[2 * i + 1]));
+            k->hmac[i] = (uint8_t)(bs_hex_value(buf[2 * i]) << 4 | bs_hex_value(buf[2 * i + 1]));
     } else {
         memcpy(k->hmac, buf, klen);
     }
@@ -332,8 +324,8 @@ bs_status bs_audit_verify_sig(const bs_audit_key *k, const uint8_t *msg, size_t 
     BS_ENSURE(sig_len % 2 == 0 && sig_len / 2 <= sizeof sig, BS_E_MALFORMED);
     size_t sl = sig_len / 2;
     for (size_t i = 0; i < sl; i++) {
-        int hi = hexval((unsigned char)sig_hex[2 * i]),
-            lo = hexval((unsigned char)sig_hex[2 * i + 1]);
+        int hi = bs_hex_value((unsigned char)sig_hex[2 * i]),
+            lo = bs_hex_value((unsigned char)sig_hex[2 * i + 1]);
         BS_ENSURE(hi >= 0 && lo >= 0, BS_E_MALFORMED);
         sig[i] = (uint8_t)(hi << 4 | lo);
     }

@@ -20,7 +20,6 @@
 #include "brokerside/buf.h"
 #include "brokerside/metrics.h"
 
-#include "audit_internal.h" /* bs_audit_put_str: UTF-8-safe JSON strings */
 
 /* One series copied out of the registry, with its baseline and output. */
 typedef struct sample {
@@ -356,7 +355,7 @@ static bs_status emit_doc(bs_emf *e, int64_t ts, const label_set *ls, const outv
         bs_wbuf_put_u8(&w, ',');
         bs_wbuf_put_json_string(&w, e->fixed[i].name, strlen(e->fixed[i].name));
         bs_wbuf_put_u8(&w, ':');
-        bs_audit_put_str(&w, e->fixed[i].value, strlen(e->fixed[i].value));
+        bs_wbuf_put_json_string(&w, e->fixed[i].value, strlen(e->fixed[i].value));
     }
     for (size_t i = 0; i < ls->n; i++) {
         bs_wbuf_put_u8(&w, ',');
@@ -365,7 +364,7 @@ static bs_status emit_doc(bs_emf *e, int64_t ts, const label_set *ls, const outv
         /* Label values may carry client-supplied bytes (topic names from
          * requests): invalid UTF-8 becomes U+FFFD, so the document stays
          * valid UTF-8 JSON. */
-        bs_audit_put_str(&w, ls->value[i], strlen(ls->value[i]));
+        bs_wbuf_put_json_string(&w, ls->value[i], strlen(ls->value[i]));
     }
     for (size_t i = 0; i < n; i++) {
         bs_wbuf_put_u8(&w, ',');

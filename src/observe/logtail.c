@@ -20,6 +20,7 @@
 #include "brokerside/cursor.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
+#include "brokerside/text.h"
 
 #define MOD "logtail"
 #define HEAD_BYTES 64u
@@ -147,62 +148,6 @@ bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min
     return BS_OK;
 }
 
-/* Length of the valid UTF-8 sequence at p[0..n) (1-4), or 0 if invalid. */
-static size_t utf8_seq(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    size_t len;
-    uint32_t min, cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, min = 0x80, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, min = 0x800, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, min = 0x10000, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    /* no overlong forms, no surrogates, nothing past U+10FFFF */
-    if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return 0;
-    return len;
-}
-
-/* True if p[0..n) is valid UTF-8 (fast path for ASCII). */
-static bool utf8_valid(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t l = utf8_seq(p + i, n - i);
-        if (!l) return false;
-        i += l;
-    }
-    return true;
-}
-
-/* Copy p[0..n) into out with each invalid byte replaced by U+FFFD. */
-static void utf8_sanitize(const uint8_t *p, size_t n, bs_wbuf *out)
-{
-    bs_wbuf_reset(out);
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq(p + i, n - i);
-        if (l) {
-            bs_wbuf_put(out, p + i, l);
-            i += l;
-        } else {
-            bs_wbuf_put(out, "\xef\xbf\xbd", 3);
-            i++;
-        }
-    }
-}
-
 /* Render the event pend[a..b) of file f (lines, newline-terminated except
  * maybe the last) as JSON into t->ev. */
 static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
@@ -210,9 +155,10 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
     bs_wbuf *w = &t->ev;
     const char *s = (const char *)f->pend + a;
     size_t len = b - a;
-    if (!utf8_valid((const uint8_t *)s, len)) {
+    if (!bs_utf8_valid((const uint8_t *)s, len)) {
         /* JSON consumers (and AWS APIs) reject invalid UTF-8 */
-        utf8_sanitize((const uint8_t *)s, len, &t->clean);
+        bs_wbuf_reset(&t->clean);
+        bs_utf8_sanitize((const uint8_t *)s, len, &t->clean);
         if (bs_wbuf_status(&t->clean) != BS_OK) {
             w->failed = true;
             return;
@@ -601,16 +547,8 @@ static bs_status checkpoint(bs_logtail *t)
                        t->ck[i].dev, t->ck[i].ino, t->ck[i].off, t->ck[i].head_len,
                        t->ck[i].head_hash, t->ck[i].path);
     bs_status st = bs_wbuf_status(&w);
-    char tmp[4200];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", t->state_path);
-    if (st == BS_OK && (n < 0 || (size_t)n >= sizeof tmp)) st = BS_E_TOO_LARGE;
-    int fd = st == BS_OK ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    if (st == BS_OK && fd < 0) st = BS_E_IO;
-    if (st == BS_OK && (write(fd, w.data, w.len) != (ssize_t)w.len || fsync(fd) != 0)) st = BS_E_IO;
-    if (fd >= 0) close(fd);
-    if (st == BS_OK && rename(tmp, t->state_path) != 0) st = BS_E_IO;
-    /* the rename must be durable too: a checkpoint is only counted once it is */
-    if (st == BS_OK) st = bs_fsync_parent(t->state_path);
+    /* the rename is durable too: a checkpoint is only counted once it is */
+    if (st == BS_OK) st = bs_write_atomic(t->state_path, w.data, w.len);
     bs_wbuf_free(&w);
     if (st == BS_OK) {
         t->dirty = false;

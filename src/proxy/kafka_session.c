@@ -303,6 +303,16 @@ typedef struct ksess {
     void *net_wake_arg;
     const bs_kafka_observer *obs; /* NULL: none */
     void *obs_conn;               /* the observer's per-connection state */
+    /* SaslHandshake v0 (pre-KIP-152 clients, e.g. kafka-python): once the broker
+     * accepts the mechanism, the SASL tokens travel as bare size-prefixed frames,
+     * not Kafka requests. sasl_v0_rounds: client-token/server-token exchanges the
+     * requested mechanism takes (-1: one we cannot follow); raw_rounds: exchanges
+     * still to pass through untouched; raw_server_turn: the next raw frame is the
+     * broker's. */
+    int sasl_v0_rounds;
+    int raw_rounds;
+    bool raw_server_turn;
+    char sasl_v0_mech[32];
 } ksess;
 
 /* bs_kafka_hook_conn.wake: let parked frames rerun their hooks, and have the
@@ -837,14 +847,29 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
 /* ---------------------------------------------------------------- frame events */
 
 /* Show the current frame to the observer, once: `len` bytes at `frame`
- * (fewer than d->frame_len when only a prefix is at hand). */
+ * (fewer than d->frame_len when only a prefix is at hand). A request's
+ * header is parsed again from `frame`: d->rh was parsed where the frame first
+ * arrived, and a frame assembled or copied aside (d->asm_) no longer lives
+ * there, so d->rh's slices (client id) may point at bytes since reused. If
+ * the header is not within `frame`, the observer gets it without the slices. */
 static void observe(ksess *s, dir *d, const uint8_t *frame, size_t len)
 {
     if (!s->obs || d->observed) return;
     d->observed = true;
-    if (d->is_req)
-        s->obs->on_request(s->obs_conn, &d->rh, d->rh_ok, d->pushed, frame, len, d->frame_len);
-    else
+    if (d->is_req) {
+        bs_kafka_request_header rh = d->rh;
+        bool ok = d->rh_ok;
+        bs_status st = frame && len >= 4
+                           ? bs_kafka_parse_request_header(frame + 4, len - 4, &rh)
+                           : BS_E_SHORT;
+        if (st != BS_OK && st != BS_E_UNSUPPORTED) {
+            rh = d->rh;
+            rh.client_id.p = NULL;
+            rh.client_id.len = -1;
+            ok = false;
+        }
+        s->obs->on_request(s->obs_conn, &rh, ok, d->pushed, frame, len, d->frame_len);
+    } else
         s->obs->on_response(s->obs_conn, &d->inf, d->obs_latency_ns, frame, len, d->frame_len);
 }
 
@@ -989,6 +1014,61 @@ static bool tee_reserve(dir *d, size_t flen)
 /* Start a request frame of `flen` bytes at the read position of `in`:
  * parse its header, push the correlation entry, choose the mode. Returns
  * BS_E_AGAIN to wait for more bytes (or room in the correlation table). */
+/* Token exchanges of a SASL mechanism in the SaslHandshake v0 flow (client
+ * token, broker token), or -1 for one whose length cannot be known up front. */
+static int sasl_v0_rounds_of(const char *mech)
+{
+    if (strcmp(mech, "PLAIN") == 0 || strcmp(mech, "OAUTHBEARER") == 0) return 1;
+    if (strcmp(mech, "SCRAM-SHA-256") == 0 || strcmp(mech, "SCRAM-SHA-512") == 0) return 2;
+    return -1;
+}
+
+/* A SaslHandshake v0 request body: remember its mechanism. */
+static void sasl_v0_note(ksess *s, const uint8_t *body, size_t len)
+{
+    bs_cursor c;
+    bs_kafka_slice mech;
+    bs_cursor_init(&c, body, len);
+    s->sasl_v0_mech[0] = '\0';
+    s->sasl_v0_rounds = -1;
+    if (bs_kafka_read_string(&c, false, false, &mech) != BS_OK || mech.len <= 0 ||
+        (size_t)mech.len >= sizeof s->sasl_v0_mech)
+        return;
+    memcpy(s->sasl_v0_mech, mech.p, (size_t)mech.len);
+    s->sasl_v0_mech[mech.len] = '\0';
+    s->sasl_v0_rounds = sasl_v0_rounds_of(s->sasl_v0_mech);
+}
+
+/* A raw SASL token frame (SaslHandshake v0 flow): streamed as it is, no
+ * header, no correlation entry, no observer. Sizes 0..max_frame are legal
+ * (a PLAIN success is an empty broker token). */
+static bs_status start_raw_token(ksess *s, dir *d, bs_buf *in)
+{
+    if (bs_buf_readable(in) < 4) return BS_E_AGAIN;
+    const uint8_t *p = bs_buf_read_ptr(in);
+    uint32_t size = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    if (size > s->kcfg->max_frame_bytes)
+        return protocol_error(s, d, "malformed", "SASL token frame above kafka.max_frame_bytes");
+    memset(&d->rh, 0, sizeof d->rh);
+    memset(&d->inf, 0, sizeof d->inf);
+    memset(&d->times, 0, sizeof d->times);
+    d->rh_ok = false;
+    d->validate = false;
+    d->pushed = false;
+    d->observed = true; /* tokens carry credentials: never handed to the observer */
+    d->frame_len = (size_t)size + 4;
+    d->m = M_STREAM;
+    d->remain = d->frame_len;
+    d->tee = false;
+    if (d->is_req) {
+        s->raw_server_turn = true;
+    } else {
+        s->raw_server_turn = false;
+        s->raw_rounds--;
+    }
+    return BS_OK;
+}
+
 static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
 {
     const uint8_t *p = bs_buf_read_ptr(in);
@@ -1001,6 +1081,10 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
     if (st == BS_E_MALFORMED && !complete && can_grow(in)) return BS_E_AGAIN;
     if (st == BS_E_MALFORMED) return protocol_error(s, d, "malformed", "malformed request header");
     d->rh_ok = st == BS_OK;
+    if (d->rh_ok && d->rh.api_key == BS_KAFKA_SASL_HANDSHAKE && d->rh.api_version == 0) {
+        if (!complete && can_grow(in)) return BS_E_AGAIN;
+        sasl_v0_note(s, p + 4 + d->rh.header_len, have - 4 - d->rh.header_len);
+    }
     /* Undecodable requests are refused before anything else happens to them;
      * one not all here yet is held (assembled) and checked once whole. */
     d->validate = request_schema(d) != NULL && !complete;
@@ -1080,6 +1164,25 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
     int32_t corr = (int32_t)(((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) |
                              ((uint32_t)p[6] << 8) | p[7]);
     uint32_t idx = s->corr.head;
+    const bs_kafka_inflight *oldest = s->corr.count ? &s->corr.ring[s->corr.head] : NULL;
+    if (oldest && oldest->correlation_id == corr && oldest->api_key == BS_KAFKA_SASL_HANDSHAKE &&
+        oldest->api_version == 0) {
+        /* error code right after the correlation id (response header v0) */
+        if (flen < 10) return protocol_error(s, d, "malformed", "short SaslHandshake response");
+        if (have < 10) return BS_E_AGAIN;
+        if (p[8] == 0 && p[9] == 0) {
+            if (s->sasl_v0_rounds < 0) {
+                BS_LOG_WARNF(MOD,
+                             "listener %s: %s authenticates with SaslHandshake v0 and mechanism "
+                             "\"%s\", whose raw token exchange the proxy cannot follow; closing "
+                             "(clients using SaslAuthenticate, KIP-152, are fine)",
+                             s->listener, s->peer, s->sasl_v0_mech);
+                return protocol_error(s, d, "sasl_v0", "unsupported SaslHandshake v0 mechanism");
+            }
+            s->raw_rounds = s->sasl_v0_rounds;
+            s->raw_server_turn = false;
+        }
+    }
     bs_status st = bs_kafka_corr_pop(&s->corr, corr, &d->inf);
     if (st != BS_OK) {
         char detail[160];
@@ -1312,6 +1415,16 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd, bs_buf *back)
                 d->frame_seen = true;
                 d->t_first = now_ns();
             }
+            if (s->raw_rounds > 0 && d->is_req != s->raw_server_turn) {
+                bs_status rst = start_raw_token(s, d, in);
+                if (rst == BS_E_AGAIN) return BS_OK;
+                BS_GUARD(rst);
+                continue;
+            }
+            if (s->raw_rounds > 0)
+                /* not this side's turn: a client must wait for the broker's token */
+                return d->is_req ? BS_OK
+                                 : protocol_error(s, d, "sasl_v0", "broker frame before the client's SASL token");
             size_t flen;
             bs_status st = bs_kafka_frame_length(bs_buf_read_ptr(in), avail, max_frame, &flen);
             if (st == BS_E_SHORT) return BS_OK;

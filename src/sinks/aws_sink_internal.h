@@ -48,7 +48,5 @@ bs_status bs_aws_sink_endpoint(const bs_aws_sink_base *b, const char *service, c
 /* Standard base64 of data into a wbuf. */
 void bs_aws_sink_put_base64(bs_wbuf *w, const uint8_t *data, size_t len);
 
-/* True if data[0..len) is valid UTF-8 (no overlongs, no surrogates). */
-bool bs_aws_sink_utf8_valid(const uint8_t *data, size_t len);
 
 #endif

@@ -11,6 +11,7 @@
 #include "aws_sink_internal.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
+#include "brokerside/text.h"
 
 #define MOD "cwlogs_sink"
 #define CWL_MAX_EVENTS 10000
@@ -305,7 +306,7 @@ static void cwl_deliver(void *impl, bs_sink_batch *b)
             bs_aws_sink_set(b, i, BS_SINK_PERMANENT, "empty log event");
             continue;
         }
-        if (!bs_aws_sink_utf8_valid(e->payload, e->len)) {
+        if (!bs_utf8_valid(e->payload, e->len)) {
             bs_aws_sink_set(b, i, BS_SINK_PERMANENT, "log event is not valid UTF-8");
             continue;
         }

@@ -11,6 +11,7 @@
 #include "aws_sink_internal.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
+#include "brokerside/text.h"
 
 #define MOD "cwmetrics_sink"
 #define CWM_MAX_DATUMS 1000
@@ -271,22 +272,6 @@ static int cwm_cmp(const void *a, const void *b)
     return x->entry < y->entry ? -1 : x->entry > y->entry;
 }
 
-/* Percent-encode for the query protocol (RFC 3986 unreserved kept). */
-static void put_form(bs_wbuf *w, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            bs_wbuf_put_u8(w, c);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            bs_wbuf_put(w, e, 3);
-        }
-    }
-}
-
 /* Append datum i of the job as JSON 1.0 MetricDatum or query members (index k, 1-based). */
 static void cwm_put_datum(cwm_job *j, bs_wbuf *w, const cwm_datum *d, size_t k)
 {
@@ -326,12 +311,12 @@ static void cwm_put_datum(cwm_job *j, bs_wbuf *w, const cwm_datum *d, size_t k)
         return;
     }
     bs_wbuf_printf(w, "&MetricData.member.%zu.MetricName=", k);
-    put_form(w, d->name);
+    bs_wbuf_put_percent(w, d->name, strlen(d->name), false);
     for (size_t i = 0; i < d->n_dims; i++) {
         bs_wbuf_printf(w, "&MetricData.member.%zu.Dimensions.member.%zu.Name=", k, i + 1);
-        put_form(w, d->dim_name[i]);
+        bs_wbuf_put_percent(w, d->dim_name[i], strlen(d->dim_name[i]), false);
         bs_wbuf_printf(w, "&MetricData.member.%zu.Dimensions.member.%zu.Value=", k, i + 1);
-        put_form(w, d->dim_value[i]);
+        bs_wbuf_put_percent(w, d->dim_value[i], strlen(d->dim_value[i]), false);
     }
     if (d->single) {
         bs_wbuf_printf(w, "&MetricData.member.%zu.Value=%.17g", k, d->value);
@@ -345,7 +330,7 @@ static void cwm_put_datum(cwm_job *j, bs_wbuf *w, const cwm_datum *d, size_t k)
     }
     if (d->unit) {
         bs_wbuf_printf(w, "&MetricData.member.%zu.Unit=", k);
-        put_form(w, d->unit);
+        bs_wbuf_put_percent(w, d->unit, strlen(d->unit), false);
     }
     if (d->ts_s) {
         time_t t = (time_t)d->ts_s;
@@ -418,7 +403,7 @@ static void cwm_next(cwm_job *j)
     const char *ns = j->d[j->start].ns;
     if (ms->query) {
         bs_wbuf_put_str(&w, "Action=PutMetricData&Version=2010-08-01&Namespace=");
-        put_form(&w, ns);
+        bs_wbuf_put_percent(&w, ns, strlen(ns), false);
     } else {
         bs_wbuf_put_str(&w, "{\"Namespace\":");
         bs_wbuf_put_json_string(&w, ns, strlen(ns));

@@ -40,24 +40,6 @@ static bs_status fs_path(const file_sink *fs, char *out, size_t outlen, const ch
     return (n < 0 || (size_t)n >= outlen) ? BS_E_TOO_LARGE : BS_OK;
 }
 
-/* Write `data` to `path` atomically (temp + fsync + rename + dir fsync). */
-static bs_status fs_write_atomic(const file_sink *fs, const char *path, const char *data,
-                                 size_t len)
-{
-    char tmp[4200];
-    bs_status st = BS_OK;
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    BS_ENSURE(n > 0 && (size_t)n < sizeof tmp, BS_E_TOO_LARGE);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    BS_ENSURE(fd >= 0, BS_E_IO);
-    if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) st = BS_E_IO;
-    close(fd);
-    if (st == BS_OK && rename(tmp, path) != 0) st = BS_E_IO;
-    if (st != BS_OK) unlink(tmp);
-    if (st == BS_OK) st = bs_fsync_dir(fs->dir);
-    return st;
-}
-
 typedef struct intent {
     uint64_t ino, size, first_seq;
     int64_t created;
@@ -83,7 +65,7 @@ static bs_status save_intent(const file_sink *fs, bs_stream s, const fstream *f,
     BS_GUARD(fs_path(fs, path, sizeof path, ".", s, ".intent"));
     int n = snprintf(line, sizeof line, "bsi1 %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 "\n",
                      f->ino, f->size, first_seq, f->created);
-    return fs_write_atomic(fs, path, line, (size_t)n);
+    return bs_write_atomic(path, line, (size_t)n);
 }
 
 /* Open (creating) <dir>/S.ndjson for appending. */

@@ -11,6 +11,7 @@
 #include "aws_sink_internal.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
+#include "brokerside/text.h"
 
 #define MOD "s3_sink"
 #define S3_MIN_PART (5u * 1024 * 1024)
@@ -67,22 +68,6 @@ void bs_s3_sink_limits(bs_sink_limits *l, size_t object_bytes, uint32_t object_a
     l->max_bytes = object_bytes ? object_bytes : 64u * 1024 * 1024;
     l->event_overhead = 1;
     l->max_age_ms = (object_age_s ? object_age_s : 60) * 1000u;
-}
-
-/* Percent-encode an object key for the path (S3 signs the path as sent). */
-static void put_key(bs_wbuf *w, const char *s, bool keep_slash)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
-            bs_wbuf_put_u8(w, c);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            bs_wbuf_put(w, e, 3);
-        }
-    }
 }
 
 /* Free the job. */
@@ -148,7 +133,7 @@ static bs_status s3_url(const s3_job *j, const char *key, const char *query, bs_
     bs_wbuf_put_str(url, j->ss->base_url);
     if (key) {
         bs_wbuf_put_u8(url, '/');
-        put_key(url, key, true);
+        bs_wbuf_put_percent(url, key, strlen(key), true);
     }
     bs_wbuf_put_str(url, query);
     bs_wbuf_put_u8(url, 0);
@@ -348,10 +333,10 @@ static void s3_next(s3_job *j)
             bs_wbuf qq;
             bs_wbuf_init(&qq, 0);
             bs_wbuf_put_str(&qq, "?key-marker=");
-            put_key(&qq, j->list_key_marker, false);
+            bs_wbuf_put_percent(&qq, j->list_key_marker, strlen(j->list_key_marker), false);
             if (j->list_id_marker[0]) {
                 bs_wbuf_put_str(&qq, "&upload-id-marker=");
-                put_key(&qq, j->list_id_marker, false);
+                bs_wbuf_put_percent(&qq, j->list_id_marker, strlen(j->list_id_marker), false);
             }
             bs_wbuf_put_str(&qq, "&uploads=");
             bs_wbuf_put_u8(&qq, 0);
@@ -367,7 +352,7 @@ static void s3_next(s3_job *j)
         bs_wbuf qq;
         bs_wbuf_init(&qq, 0);
         bs_wbuf_put_str(&qq, "?uploadId=");
-        put_key(&qq, j->phase == S3_ABORT ? j->upload_id : j->stale_id[j->stale_i], false);
+        bs_wbuf_put_percent(&qq, j->phase == S3_ABORT ? j->upload_id : j->stale_id[j->stale_i], strlen(j->phase == S3_ABORT ? j->upload_id : j->stale_id[j->stale_i]), false);
         bs_wbuf_put_u8(&qq, 0);
         st = bs_wbuf_status(&qq);
         if (st == BS_OK) st = s3_url(j, key, (const char *)qq.data, &url);
@@ -397,7 +382,7 @@ static void s3_next(s3_job *j)
         bs_wbuf qq;
         bs_wbuf_init(&qq, 0);
         bs_wbuf_printf(&qq, "?partNumber=%zu&uploadId=", j->part + 1);
-        put_key(&qq, j->upload_id, false);
+        bs_wbuf_put_percent(&qq, j->upload_id, strlen(j->upload_id), false);
         bs_wbuf_put_u8(&qq, 0);
         st = bs_wbuf_status(&qq);
         if (st == BS_OK) st = s3_url(j, j->key, (const char *)qq.data, &url);
@@ -413,7 +398,7 @@ static void s3_next(s3_job *j)
         bs_wbuf qq;
         bs_wbuf_init(&qq, 0);
         bs_wbuf_put_str(&qq, "?uploadId=");
-        put_key(&qq, j->upload_id, false);
+        bs_wbuf_put_percent(&qq, j->upload_id, strlen(j->upload_id), false);
         bs_wbuf_put_u8(&qq, 0);
         st = bs_wbuf_status(&qq);
         if (st == BS_OK) st = s3_url(j, j->key, (const char *)qq.data, &url);

@@ -1,6 +1,6 @@
 /*
  * fuzz_config.c - libFuzzer target for the configuration loader
- * (src/core/config.c): comment stripping, syntax-error location, cJSON
+ * (src/daemon/config.c): comment stripping, syntax-error location, cJSON
  * parsing and every section walker. Any input must either load or fail with
  * BS_E_CONFIG and at least one message, without leaks or UB.
  * Host names in inputs are looked up with getaddrinfo; run it where lookups

@@ -1,18 +1,28 @@
 """Integration-test harness for brokerside (stdlib only; runs with /usr/bin/python3).
 
 Every integration test starts its own processes on free ephemeral ports:
-  - a dev Kafka cluster (tests/tools/devbroker, librdkafka's mock cluster),
+  - real Apache Kafka clusters (KafkaCluster: the release pinned in
+    tests/kafka/pom.xml, 1 or 3 KRaft nodes; one per test module via
+    IntegrationTest.kafka() / cluster()),
+  - librdkafka's mock cluster (tests/tools/devbroker) only for faults only it
+    injects (IntegrationTest.mock_cluster() / start_devbroker()),
   - brokerside with a config written from a dict,
   - clients: kcat over TLS, openssl s_client, sslscan, raw sockets.
 
 Every process is started in its own process group and registered; the group
 is killed at test cleanup and again at interpreter exit, so nothing leaks even
 when a test fails or the runner is interrupted. When a test fails, the tail of
-every log file the test registered (brokerside's stderr, devbroker's stderr)
-is printed with the failure, and the test's temp dir is kept.
+every log file the test registered (brokerside's stderr, the Kafka brokers'
+server.log, devbroker's stderr) is printed with the failure, and the test's
+temp dir is kept.
+
+The last section serves the event-path tests (audit, metrics, logs, sinks,
+spool): Daemon and DaemonTest run one brokerside per test in its own temp
+dir and read what it shipped (read_ndjson, run_cli for the CLI).
 
 Environment: BS_BUILD_DIR (default <source>/build), BS_SOURCE_DIR,
-BS_KEEP_TMP=1 keeps every temp dir.
+BS_KEEP_TMP=1 keeps every temp dir, BS_KAFKA_HEAP (broker -Xmx),
+BS_KAFKA_READY_TIMEOUT (seconds), BS_KAFKA_CACHE (jar cache).
 """
 
 import atexit
@@ -732,7 +742,28 @@ class IntegrationTest(unittest.TestCase):
         # Cleanups run last-in first-out: stop first, then check the log.
         self.addCleanup(self.check_sanitizer_report, bs.log_path)
         self.addCleanup(bs.stop)
+        if getattr(self, "_real_kafka", False):
+            self.addCleanup(self.check_protocol_clean, bs)
         return bs
+
+    def check_protocol_clean(self, bs):
+        """In front of a real broker, every frame real clients and the broker exchanged must
+        decode and every response that needed a rewrite must have been rewritten: fail the
+        test on any brokerside_kafka_undecodable_total or brokerside_kafka_rewrite_errors_total
+        (run before the daemon stops; skipped if the test stopped it)."""
+        if not bs.proc.alive():
+            return
+        try:
+            m = bs.metrics()
+        except (OSError, AssertionError):
+            return
+        bad = {}
+        for (name, labels), v in m.items():
+            if v > 0 and name in ("brokerside_kafka_undecodable_total",
+                                  "brokerside_kafka_rewrite_errors_total"):
+                bad["%s%s" % (name, dict(labels))] = v
+        if bad:
+            raise AssertionError("protocol errors against the real broker: %s" % bad)
 
     def check_sanitizer_report(self, log_path):
         """Fail the test if an ASan/UBSan/LSan build reported anything in the
@@ -782,6 +813,7 @@ class IntegrationTest(unittest.TestCase):
         """The module's shared real Kafka cluster (harness.module_kafka); its broker logs are
         printed with a failure."""
         c = module_kafka(nodes=nodes, sidecar=sidecar, **kw)
+        self._real_kafka = True
         for n in c.nodes:
             if n.server_log not in self.logs:
                 self.logs.append(n.server_log)
@@ -816,7 +848,10 @@ class IntegrationTest(unittest.TestCase):
             db.command("down 1")
         lst = tls_listener(self.certs, "127.0.0.1:%d" % port, db.listen_addr(1), protocol=protocol,
                            client_auth=client_auth, **(tls_extra or {}))
-        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **(config_extra or {}))
+        extra = dict(config_extra or {})
+        if protocol == "kafka" and "kafka" not in extra:
+            extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
+        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **extra)
         bs = self.start_brokerside(cfg)
         return db, bs, port
 
@@ -862,6 +897,9 @@ KAFKA_LOG4J_TOOLS = os.path.join(SOURCE_DIR, "tests", "kafka", "log4j2-tools.xml
 KAFKA_USERS = {"alice": "alice-secret", "bob": "bob-secret", "admin": "admin-secret"}
 
 # Broker JVM: small heap; few GC threads (2 shared cores). BS_KAFKA_HEAP overrides -Xmx.
+# Test clusters compile with C1 only (KAFKA_QUICK_JIT): a third less CPU to start, and tests move
+# little data; benchmarks pass jit="full" (CLI --full-jit) for the broker's real throughput.
+KAFKA_QUICK_JIT = ["-XX:TieredStopAtLevel=1"]
 KAFKA_BROKER_JVM = ["-Xms96m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
                     "-XX:ParallelGCThreads=1", "-XX:ConcGCThreads=1", "-XX:CICompilerCount=2",
                     "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"]
@@ -1126,7 +1164,7 @@ class KafkaCluster:
     STATE = "cluster.json"
 
     def __init__(self, root, nodes=1, broker_config=None, features=None, heap="384m",
-                 users=None, advertise=None, start=True, detach=False):
+                 users=None, advertise=None, jit="quick", start=True, detach=False):
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.root = os.path.abspath(root)
@@ -1136,6 +1174,9 @@ class KafkaCluster:
         self.heap = os.environ.get("BS_KAFKA_HEAP", heap)
         self.users = dict(users or KAFKA_USERS)
         self.advertise = {int(k): v for k, v in (advertise or {}).items()}
+        if jit not in ("quick", "full"):
+            raise ValueError("jit must be quick or full")
+        self.jit = jit
         self.detach = detach
         self.version = kafka_version()
         self.cluster_id = None
@@ -1270,6 +1311,7 @@ class KafkaCluster:
     def _launch(self, node):
         libs = kafka_libs()
         argv = (["java", "-Xmx" + self.heap] + KAFKA_BROKER_JVM
+                + (KAFKA_QUICK_JIT if self.jit == "quick" else [])
                 + ["-Dlog4j2.configurationFile=" + KAFKA_LOG4J_BROKER,
                    "-Dkafka.logs.dir=" + node.dir,
                    "-cp", os.path.join(libs, "*"), "kafka.Kafka", node.config_path])
@@ -1411,7 +1453,7 @@ class KafkaCluster:
         tmp = os.path.join(self.root, self.STATE + ".tmp")
         with open(tmp, "w") as f:
             json.dump({"nodes_total": self.n, "heap": self.heap, "broker_config": self.broker_config,
-                   "advertise": self.advertise,
+                   "advertise": self.advertise, "jit": self.jit,
                        "features": self.features, **self.describe(),
                        "ports": {n.id: n.ports for n in self.nodes}}, f, indent=2)
         os.replace(tmp, os.path.join(self.root, self.STATE))
@@ -1423,7 +1465,7 @@ class KafkaCluster:
             st = json.load(f)
         c = cls(root, nodes=st["nodes_total"], broker_config=st["broker_config"],
                 features=st["features"], heap=st["heap"], users=st["users"],
-                advertise=st.get("advertise"), start=False, detach=True)
+                advertise=st.get("advertise"), jit=st.get("jit", "quick"), start=False, detach=True)
         c.cluster_id = st["cluster_id"]
         c.startup_seconds = st.get("startup_seconds")
         for nd in st["nodes"]:
@@ -1454,9 +1496,10 @@ class KafkaCluster:
             if err not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION
                 raise AssertionError("DeleteTopics %s: error %d" % (name, err))
 
-    def reset_topics(self, specs):
+    def reset_topics(self, specs, config=None):
         """Fresh, empty topics: specs are "name[:partitions[:replication]]"; existing topics of
-        those names are deleted first (tests sharing one cluster start from empty topics)."""
+        those names are deleted first (tests sharing one cluster start from empty topics).
+        `config` (topic configs) applies to each."""
         if not specs:
             return
         parsed = []
@@ -1469,7 +1512,7 @@ class KafkaCluster:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    self.create_topic(name, nparts, rf)
+                    self.create_topic(name, nparts, rf, config)
                     break
                 except AssertionError as e:
                     # 36 TOPIC_ALREADY_EXISTS while a deletion is still being applied
@@ -1555,3 +1598,179 @@ def module_kafka(nodes=1, sidecar=False, **kw):
                 shutil.rmtree(root, ignore_errors=True)
         atexit.register(cleanup)
     return c
+
+
+# ---------------------------------------------------------------------------
+# The event path: one daemon per test with its own temp dir (audit, metrics,
+# logs, sinks, spool). Formerly events_harness.py.
+# ---------------------------------------------------------------------------
+
+# Generous bounds that only stop a hung test; nothing asserts on timing.
+WAIT_S = 60.0
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = SOURCE_DIR
+BINARY = BROKERSIDE
+
+
+def wait_for(pred, what, timeout=WAIT_S, interval=0.1):
+    """Poll pred() until it returns something truthy; fail with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def read_ndjson(path):
+    """Every complete line of an NDJSON file as parsed objects ([] if missing)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        data = f.read()
+    out = []
+    for line in data.split(b"\n"):
+        if line:
+            out.append(json.loads(line))
+    return out
+
+
+def make_cert_dir(outdir):
+    """make_certs into outdir, for tests that address the files by name; returns outdir."""
+    make_certs(outdir)
+    return outdir
+
+
+def write_hmac_key(path):
+    """A 32-byte hex HMAC signing key with mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    return path
+
+
+class Daemon:
+    """One brokerside process with its config file and stderr log."""
+
+    def __init__(self, tmp, cfg, name="brokerside"):
+        self.tmp = tmp
+        self.cfg_path = os.path.join(tmp, name + ".json")
+        self.log_path = os.path.join(tmp, name + ".log")
+        with open(self.cfg_path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        self.proc = None
+        self.admin_port = None
+        self.log_offset = 0
+
+    def start(self, wait_ready=True, env=None):
+        log = open(self.log_path, "ab")
+        self.log_offset = log.tell()
+        self.proc = subprocess.Popen([BINARY, "--config", self.cfg_path], stdout=log,
+                                     stderr=log, cwd=self.tmp, env=env)
+        log.close()
+        if wait_ready:
+            self.admin_port = int(wait_for(self._admin_port, "the admin endpoint line in the log"))
+        return self
+
+    def _admin_port(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("brokerside exited with %s:\n%s" % (self.proc.returncode,
+                                                                     self.log()))
+        for line in self.log().splitlines():
+            if "[main] admin endpoint on" in line:
+                return line.rsplit("(port ", 1)[1].rstrip(")")
+        return None
+
+    def log(self):
+        """This run's stderr (from the last start on)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode("utf-8", "replace")
+
+    def status(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/status" % self.admin_port,
+                                    timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self, sig=signal.SIGTERM, timeout=WAIT_S):
+        """Send `sig` and wait; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("brokerside did not exit after %s" % sig)
+        log = self.log()
+        # Sanitizer builds (BS_SANITIZE=ON) report here; any report fails the test.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                raise AssertionError("sanitizer report in the daemon log:\n" + log[-4000:])
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_cli(*args, cwd=None):
+    """Run the binary with args; returns CompletedProcess (text)."""
+    return subprocess.run([BINARY] + list(args), capture_output=True, text=True, cwd=cwd,
+                          timeout=WAIT_S)
+
+
+class DaemonTest(unittest.TestCase):
+    """Per-test temporary directory and process cleanup (BS_KEEP_TMP=1 keeps the dirs)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bs-events-")
+        self.daemons = []
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        for d in self.daemons:
+            d.cleanup()
+        if not (os.environ.get("NT_KEEP") or os.environ.get("BS_KEEP_TMP")):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print("kept", self.tmp)
+
+    def daemon(self, cfg, name="brokerside"):
+        d = Daemon(self.tmp, cfg, name)
+        self.daemons.append(d)
+        return d
+
+    def base_config(self, upstream_port, listener_port=None, streams=("audit", "metrics", "logs"),
+                    tls=None, sink_dir=None, **extra):
+        """A one-listener config with every stream going to one file sink "f"."""
+        cfg = {
+            "workers": 1,
+            "log_level": "info",
+            "listeners": [{"name": "clients",
+                           "bind": "127.0.0.1:%d" % (listener_port or free_port()),
+                           "upstream": "127.0.0.1:%d" % upstream_port,
+                           "protocol": "tcp", "broker_id": 1}],
+            "admin": {"bind": "127.0.0.1:0", "probe_interval_s": 60},
+            "limits": {"shutdown_grace_s": 10},
+            "sinks": {"f": {"type": "file", "dir": sink_dir or os.path.join(self.tmp, "events")}},
+            "spool": {"dir": os.path.join(self.tmp, "spool")},
+        }
+        if tls:
+            cfg["listeners"][0]["tls"] = tls
+        if "audit" in streams:
+            cfg["audit"] = {"sinks": ["f"]}
+        if "metrics" in streams:
+            cfg["metrics"] = {"interval_s": 1, "sinks": ["f"]}
+        if "logs" in streams:
+            cfg["logs"] = {"files": [], "sinks": ["f"]}
+        for k, v in extra.items():
+            cfg[k] = v
+        return cfg

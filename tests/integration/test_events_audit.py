@@ -16,13 +16,13 @@ import ssl
 import unittest
 import warnings
 
-import events_harness as harness
+import harness
 
 
 class AuditEvents(harness.DaemonTest):
     def setUp(self):
         super().setUp()
-        self.certs = harness.make_certs(os.path.join(self.tmp, "certs"))
+        self.certs = harness.make_cert_dir(os.path.join(self.tmp, "certs"))
         self.key = harness.write_hmac_key(os.path.join(self.tmp, "audit.key"))
         self.up = harness.EchoServer()
         self.addCleanup(self.up.close)

@@ -21,7 +21,7 @@ import sys
 import unittest
 import urllib.request
 
-import events_harness as harness
+import harness
 
 sys.path.insert(0, harness.HERE)
 from test_aws_kms import moto_server_path, python_with_boto3  # noqa: E402

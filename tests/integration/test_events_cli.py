@@ -8,7 +8,7 @@ import stat
 import subprocess
 import unittest
 
-import events_harness as harness
+import harness
 
 REFUSAL = ('protocol "tcp" cannot encrypt records: with an "encryption" section every '
            'listener must be "kafka"')

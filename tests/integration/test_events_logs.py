@@ -11,7 +11,7 @@ import shutil
 import time
 import unittest
 
-import events_harness as harness
+import harness
 
 
 class LogTailing(harness.DaemonTest):

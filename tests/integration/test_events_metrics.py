@@ -5,12 +5,12 @@ import ssl
 import time
 import unittest
 
-import events_harness as harness
+import harness
 
 
 class MetricSnapshots(harness.DaemonTest):
     def test_emf_documents_count_tls_connections(self):
-        certs = harness.make_certs(os.path.join(self.tmp, "certs"))
+        certs = harness.make_cert_dir(os.path.join(self.tmp, "certs"))
         up = harness.EchoServer()
         self.addCleanup(up.close)
         cfg = self.base_config(up.port, streams=("metrics",), tls={

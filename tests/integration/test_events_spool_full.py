@@ -7,7 +7,7 @@ import os
 import socket
 import unittest
 
-import events_harness as harness
+import harness
 
 MAX = 16 * 1024 * 1024  # the smallest spool.max_bytes the config accepts
 

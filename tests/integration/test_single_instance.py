@@ -11,7 +11,7 @@ import os
 import socket
 import unittest
 
-import events_harness as harness
+import harness
 
 
 def snapshot(root):

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../src/sinks/aws_sink_internal.h"
+#include "brokerside/text.h"
 #include "brokerside/aws_sinks.h"
 #include "brokerside/buf.h"
 #include "test.h"
@@ -68,13 +69,13 @@ static void test_event_time(void)
 
 static void test_utf8_and_base64(void)
 {
-    CHECK(bs_aws_sink_utf8_valid((const uint8_t *)"ascii", 5));
-    CHECK(bs_aws_sink_utf8_valid((const uint8_t *)"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
-    CHECK(!bs_aws_sink_utf8_valid((const uint8_t *)"\xc3", 1));             /* truncated */
-    CHECK(!bs_aws_sink_utf8_valid((const uint8_t *)"\xc0\xaf", 2));         /* overlong */
-    CHECK(!bs_aws_sink_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));     /* surrogate */
-    CHECK(!bs_aws_sink_utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
-    CHECK(!bs_aws_sink_utf8_valid((const uint8_t *)"a\xffz", 3));
+    CHECK(bs_utf8_valid((const uint8_t *)"ascii", 5));
+    CHECK(bs_utf8_valid((const uint8_t *)"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+    CHECK(!bs_utf8_valid((const uint8_t *)"\xc3", 1));             /* truncated */
+    CHECK(!bs_utf8_valid((const uint8_t *)"\xc0\xaf", 2));         /* overlong */
+    CHECK(!bs_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));     /* surrogate */
+    CHECK(!bs_utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    CHECK(!bs_utf8_valid((const uint8_t *)"a\xffz", 3));
     const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
     const char *want[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     for (size_t i = 0; i < 7; i++) {

@@ -1,4 +1,4 @@
-/* Unit tests for src/core/config.c: every error path, defaults, comments,
+/* Unit tests for src/daemon/config.c: every error path, defaults, comments,
  * relative paths, advertise lookup, the reload rule and the shipped example. */
 #include "brokerside/config.h"
 

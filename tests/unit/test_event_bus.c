@@ -1,4 +1,4 @@
-/* Unit tests for src/sinks/event_bus.c: order and completeness from several
+/* Unit tests for src/events/event_bus.c: order and completeness from several
  * threads into a real spool, the queue bound, and the full-spool policy per
  * stream (metrics dropped and counted, audit kept in order and retried), and
  * the audit group commit (audit_sync_ms). */

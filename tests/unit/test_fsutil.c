@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char tmpdir[64];
@@ -43,12 +44,42 @@ static void test_fsync_parent(void)
     }
 }
 
+/* Replace a file's contents whole; a failure leaves the old file and no
+ * temporary behind. */
+static void test_write_atomic(void)
+{
+    char path[128], tmp[140], buf[64];
+    snprintf(path, sizeof path, "%s/state", tmpdir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK_EQ(bs_write_atomic(path, "first\n", 6), BS_OK);
+    CHECK_EQ(bs_write_atomic(path, "second\n", 7), BS_OK);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    CHECK_EQ(n, 7);
+    CHECK(memcmp(buf, "second\n", 7) == 0);
+    CHECK(access(tmp, F_OK) != 0);
+    /* rename over a directory fails: the directory stays, no temporary */
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/adir", tmpdir);
+    CHECK_EQ(mkdir(dir, 0700), 0);
+    CHECK_EQ(bs_write_atomic(dir, "x", 1), BS_E_IO);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+    CHECK(access(tmp, F_OK) != 0);
+    rmdir(dir);
+    snprintf(dir, sizeof dir, "%s/nodir/x", tmpdir);
+    CHECK_EQ(bs_write_atomic(dir, "x", 1), BS_E_IO);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/bs-fsutil.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_fsync_dir);
     RUN(test_fsync_parent);
+    RUN(test_write_atomic);
     rmdir(tmpdir);
     return test_report();
 }

@@ -729,6 +729,36 @@ static void test_api_versions_client(void)
     bs_wbuf_free(&w);
 }
 
+/* The readiness probe's exchange: the exact ApiVersions v0 request bytes,
+ * and every way a response can be refused. Error names come from kafka/. */
+static void test_api_versions_probe(void)
+{
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    CHECK_EQ(bs_kafka_put_api_versions_probe(&w, 7, "bs"), BS_OK);
+    static const uint8_t want[] = {0, 0, 0, 12, 0, 18, 0, 0, 0, 0, 0, 7, 0, 2, 'b', 's'};
+    CHECK_EQ(w.len, sizeof want);
+    if (w.len == sizeof want) CHECK_MEM(w.data, want, sizeof want);
+    bs_wbuf_free(&w);
+    char why[160];
+    /* corr 7, error 0, one entry (api 0, 0..9) */
+    uint8_t ok[] = {0, 0, 0, 7, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 9};
+    CHECK_EQ(bs_kafka_check_api_versions_probe(ok, sizeof ok, 7, why, sizeof why), BS_OK);
+    CHECK_EQ(bs_kafka_check_api_versions_probe(ok, sizeof ok, 8, why, sizeof why), BS_E_MALFORMED);
+    CHECK(strstr(why, "correlation id 7, expected 8") != NULL);
+    CHECK_EQ(bs_kafka_check_api_versions_probe(ok, 5, 7, why, sizeof why), BS_E_MALFORMED);
+    CHECK(strstr(why, "too short") != NULL);
+    CHECK_EQ(bs_kafka_check_api_versions_probe(ok, sizeof ok - 1, 7, why, sizeof why),
+             BS_E_MALFORMED);
+    CHECK(strstr(why, "malformed") != NULL);
+    uint8_t err[] = {0, 0, 0, 7, 0, 35, 0, 0, 0, 0};
+    CHECK_EQ(bs_kafka_check_api_versions_probe(err, sizeof err, 7, why, sizeof why),
+             BS_E_MALFORMED);
+    CHECK(strstr(why, "error code 35 (UNSUPPORTED_VERSION)") != NULL);
+    CHECK_STR(bs_kafka_error_name(35), "UNSUPPORTED_VERSION");
+    CHECK(bs_kafka_error_name(-2) == NULL);
+}
+
 int main(void)
 {
     RUN(test_strings);
@@ -745,5 +775,6 @@ int main(void)
     RUN(test_produce_summary_every_version);
     RUN(test_fetch_summary_and_request_topics);
     RUN(test_api_versions_client);
+    RUN(test_api_versions_probe);
     return test_report();
 }

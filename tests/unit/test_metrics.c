@@ -1,4 +1,4 @@
-/* Unit tests for src/observe/metrics.c: exposition text, JSON, histogram
+/* Unit tests for src/core/metrics.c: exposition text, JSON, histogram
  * bucket math, label escaping, type clashes, NULL-safety and concurrency. */
 #include <math.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* Unit tests for src/sinks/spool.c: real segment files in temp directories. */
+/* Unit tests for src/events/spool.c: real segment files in temp directories. */
 #include "brokerside/spool.h"
 
 #include <errno.h>

@@ -1321,6 +1321,35 @@ static void test_principal_format_and_truncation(void)
  * for the whole sidecar is ~18 KiB per idle TLS connection; OpenSSL's share
  * must stay well inside it.
  */
+/* The cipher policy holds for contexts built in code too, not only for lists
+ * that went through the config loader: non-ECDHE, non-AEAD or anonymous
+ * TLS 1.2 ciphers are refused by name, for servers and clients. */
+static void test_cipher_policy_in_every_context(void)
+{
+    const char *weak[] = {"AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA", "HIGH",
+                          "ECDHE-ECDSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256"};
+    for (size_t i = 0; i < BS_ARRAY_LEN(weak); i++) {
+        bs_tls_server_config cfg = server_cfg(BS_CLIENT_AUTH_NONE);
+        cfg.ciphers = (char *)weak[i];
+        expect_server_error(&cfg, BS_E_CONFIG, "is not ECDHE with an AEAD cipher", weak[i]);
+        bs_tls_client_config cc = {.verify = false, .ciphers = (char *)weak[i]};
+        SSL_CTX *ctx = (SSL_CTX *)0x1;
+        char err[512] = "";
+        CHECK_EQ(bs_tls_client_ctx_new(&cc, &ctx, err, sizeof err), BS_E_CONFIG);
+        CHECK(ctx == NULL);
+        CHECK(strstr(err, "is not ECDHE with an AEAD cipher") != NULL);
+    }
+    /* The violation count and names come from the one policy function. */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    CHECK(SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:AES256-SHA") == 1);
+    char names[128];
+    CHECK_EQ(bs_tls_cipher_policy_violations(ctx, names, sizeof names), 1);
+    CHECK_STR(names, "AES256-SHA");
+    CHECK(SSL_CTX_set_cipher_list(ctx, BS_TLS_DEFAULT_CIPHERS) == 1);
+    CHECK_EQ(bs_tls_cipher_policy_violations(ctx, names, sizeof names), 0);
+    SSL_CTX_free(ctx);
+}
+
 static void test_idle_memory(void)
 {
     enum { N = 64 };
@@ -1397,6 +1426,7 @@ int main(void)
     RUN(test_slot_reload);
     RUN(test_principal_format_and_truncation);
     RUN(test_idle_memory);
+    RUN(test_cipher_policy_in_every_context);
     cleanup_pki();
     return test_report();
 }

@@ -7,7 +7,6 @@
  * --strict refuses the file for it.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,27 +17,6 @@
 /* Open files a sidecar needs beyond two per client connection: listeners,
  * the admin endpoint, spool segments, sinks, probes, log files. */
 #define WARN_FD_MARGIN 100u
-
-/* See config.h. */
-bs_status bs_config_errors_addf(bs_config_errors *list, const char *fmt, ...)
-{
-    char *line = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&line, fmt, ap);
-    va_end(ap);
-    if (n < 0) return BS_E_NOMEM;
-    for (char *q = line; *q; q++)
-        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
-    char **grown = realloc(list->msgs, (list->n + 1) * sizeof *grown);
-    if (!grown) {
-        free(line);
-        return BS_E_NOMEM;
-    }
-    list->msgs = grown;
-    list->msgs[list->n++] = line;
-    return BS_OK;
-}
 
 /* Does kafka.advertise name an address for the node behind listener `l`? */
 static bool advertise_covers(const bs_kafka_config *k, const bs_listener_config *l)

@@ -91,36 +91,6 @@ static bs_status path_join(char *out, size_t outlen, const char *dir, const char
     return (n < 0 || (size_t)n >= outlen) ? BS_E_TOO_LARGE : BS_OK;
 }
 
-/* Write `len` bytes to `path` atomically: temp file, fsync, rename, dir fsync. */
-static bs_status write_atomic(const char *dir, const char *path, const void *data, size_t len)
-{
-    char tmp[4200];
-    bs_status st = BS_OK;
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    BS_ENSURE(n > 0 && (size_t)n < sizeof tmp, BS_E_TOO_LARGE);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    BS_ENSURE(fd >= 0, BS_E_IO);
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            st = BS_E_IO;
-            goto out;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0) st = BS_E_IO;
-out:
-    close(fd);
-    if (st == BS_OK && rename(tmp, path) != 0) st = BS_E_IO;
-    if (st != BS_OK) unlink(tmp);
-    if (st == BS_OK) st = bs_fsync_dir(dir);
-    return st;
-}
-
 /* Path of segment `base`. */
 static bs_status seg_path(const bs_spool *sp, uint64_t base, char *out, size_t outlen)
 {
@@ -335,7 +305,7 @@ static bs_status load_id(bs_spool *sp)
         snprintf(sp->id + 2 * i, 3, "%02x", r[i]);
     char line[40];
     snprintf(line, sizeof line, "%s\n", sp->id);
-    return write_atomic(sp->dir, path, line, 33);
+    return bs_write_atomic(path, line, 33);
 }
 
 /* List existing segments, sizes and total bytes. */
@@ -931,9 +901,7 @@ bs_status bs_spool_ack(bs_spool_reader *r, bs_spool_pos end)
     BS_GUARD(cursor_path(r, path, sizeof path));
     int n = snprintf(line, sizeof line, "bsc1 %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", end.seg,
                      end.off, end.next_seq);
-    char cdir[4200];
-    BS_GUARD(path_join(cdir, sizeof cdir, r->sp->dir, "cursors"));
-    bs_status st = write_atomic(cdir, path, line, (size_t)n);
+    bs_status st = bs_write_atomic(path, line, (size_t)n);
     if (st != BS_OK) {
         BS_LOG_ERRORF(MOD, "cannot persist cursor %s: %s", path, strerror(errno));
         return st;
