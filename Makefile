@@ -17,9 +17,10 @@ DEB_PACKAGES := \
 	python3-prometheus-client \
 	stunnel4 haproxy sslscan testssl.sh \
 	procps iproute2 psmisc \
-	openjdk-17-jdk-headless maven
+	openjdk-17-jdk-headless maven \
+	help2man dpkg-dev fakeroot systemd
 
-.PHONY: all deps build build-asan build-fuzz demo test test-unit fuzz-short bench bench-baselines clean
+.PHONY: all deps build build-asan build-fuzz demo test test-unit fuzz-short bench bench-baselines package clean
 
 all: build
 
@@ -32,11 +33,11 @@ deps:
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	@# npm ls fails when any package pinned in tests/package.json is missing or at another version
 	@cd tests && { npm ls --depth=0 >/dev/null 2>&1 || npm install --no-audit --no-fund --silent; }
-	@# moto_server and boto3 (AWS integration tests) come with the machine image's pyenv python3, not apt: say so clearly if absent
 	@# the pinned Apache Kafka (tests/kafka/pom.xml) into .cache/kafka/: no network when already there
 	@./tests/kafka/fetch.sh >/dev/null
 	@# the Java client test program (tests/java) against that release into .cache/java/
 	@./tests/java/build.sh >/dev/null
+	@# moto_server and boto3 (AWS integration tests) come with the machine image's pyenv python3, not apt: say so clearly if absent
 	@{ command -v moto_server || ls $$HOME/.pyenv/shims/moto_server; } >/dev/null 2>&1 || { echo "deps: moto_server not found on PATH or in ~/.pyenv/shims (needs a python3 with moto[server] and boto3)" >&2; exit 1; }
 
 build: deps
@@ -65,6 +66,11 @@ fuzz-short: build-fuzz
 
 bench: build bench-baselines
 	./tests/bench/run.sh $(BUILD)
+
+# The Debian package (packaging/package.cmake): $(BUILD)/package/brokerside_<version>_<arch>.deb
+package: build
+	cd $(BUILD) && cpack -G DEB
+	@ls -1 $(BUILD)/package/*.deb
 
 # Peers brokerside is measured against that only the benchmarks use (never `make deps`): Kroxylicious
 # (Maven, into .cache/kroxylicious; no network once there). Without it, part kafka-real reports the

@@ -26,6 +26,7 @@
 
 #include "brokerside/admin.h"
 #include "brokerside/audit_hook.h"
+#include "brokerside/aws_http.h"
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
 #include "brokerside/encryption.h"
@@ -53,11 +54,11 @@ typedef struct app {
     bs_pipeline *pipe;
     bs_audit_hook *audit_hook;              /* per-request audit recorder, NULL without audit */
     bs_kafka_session_factory kafka_factory; /* what every kafka listener's session sees */
+    bs_kafka_hook *hooks;                   /* kafka_factory.hooks: audit gate, then encryption */
     bool server_done;                       /* workers gone: the event path is flushing */
     bs_admin *admin;
     bs_encryption *enc; /* NULL when encryption at rest is off */
     bs_authz *authz;    /* policy enforcer: idle while no authorization section */
-    bs_kafka_hook hooks[8]; /* authz first, then the record crypto hooks */
     ev_signal sigterm, sigint, sighup;
     ev_timer watchdog; /* WATCHDOG=1 every half of $WATCHDOG_USEC (systemd), if set */
     int stop_requests;
@@ -68,7 +69,7 @@ typedef struct app {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: brokerside --config FILE\n"
+            "Usage: brokerside --config FILE\n"
             "  or:  brokerside --check-config [--strict] FILE\n"
             "  or:  brokerside keygen FILE\n"
             "  or:  brokerside audit verify [--strict] [--key FILE | --public-key FILE] "
@@ -201,6 +202,10 @@ static int check_config(const char *path, bool strict)
         fprintf(stderr, "%s\n", err);
         goto out;
     }
+    if (bs_encryption_check(cfg, err, sizeof err) != BS_OK) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
     size_t nw = cfg->warnings ? cfg->warnings->n : 0;
     for (size_t i = 0; i < nw; i++)
         fprintf(stderr, "%s: %s\n", strict ? "error" : "warning", cfg->warnings->msgs[i]);
@@ -328,7 +333,12 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 /* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
 static bool ready_hook(void *ctx, char *why, size_t whylen)
 {
-    return bs_server_ready(((app *)ctx)->srv, why, whylen);
+    app *a = ctx;
+    if (bs_pipeline_audit_blocked(a->pipe)) {
+        snprintf(why, whylen, "audit events cannot be stored (spool full): requests are refused");
+        return false;
+    }
+    return bs_server_ready(a->srv, why, whylen);
 }
 
 /* Admin hook: the server's and the event path's members of /status. */
@@ -336,6 +346,9 @@ static void status_hook(void *ctx, bs_wbuf *out)
 {
     bs_server_status_json(((app *)ctx)->srv, out);
     bs_pipeline_status_json(((app *)ctx)->pipe, out);
+    /* AWS attempts (sinks, KMS) running past their slow threshold right now */
+    bs_wbuf_put_str(out, ",\"aws_slow_attempts\":");
+    bs_aws_http_status_json(out);
 }
 
 /* Run the daemon with `path` until shut down. */
@@ -385,24 +398,7 @@ static int run(const char *path)
             BS_LOG_ERRORF("main", "cannot start: %s", err);
             goto out;
         }
-        /* The record crypto hook: Produce values encrypted, Fetch values decrypted. */
-        const bs_kafka_session_factory *ef = bs_encryption_factory(a.enc);
-        if (ef->n_hooks >= BS_ARRAY_LEN(a.hooks)) {
-            BS_LOG_ERRORF("main", "too many session hooks");
-            goto out;
-        }
-        memcpy(a.hooks + 1, ef->hooks, ef->n_hooks * sizeof *ef->hooks);
-        a.kafka_factory.n_hooks = ef->n_hooks;
     }
-    /* The policy enforcer runs first (it judges the request as the client
-     * sent it) and is installed always, so a reload can turn a policy on. */
-    if (bs_authz_new(bs_pipeline_audit_log(a.pipe), &a.authz) != BS_OK) {
-        BS_LOG_ERRORF("main", "cannot create the authorization enforcer");
-        goto out;
-    }
-    a.hooks[0] = *bs_authz_hook(a.authz);
-    a.kafka_factory.hooks = a.hooks;
-    a.kafka_factory.n_hooks += 1;
     /* Per-request audit events ride on the Kafka session (audit_hook.h). */
     if (bs_pipeline_audit_log(a.pipe)) {
         if (bs_audit_hook_new(bs_pipeline_audit_log(a.pipe),
@@ -412,6 +408,32 @@ static int run(const char *path)
             goto out;
         }
         a.kafka_factory.observer = bs_audit_hook_observer(a.audit_hook);
+    }
+    /* Hooks, in order: the audit gate first (a request whose event cannot be
+     * stored is refused before anything else touches it), then the record
+     * crypto hook (Produce values encrypted, Fetch values decrypted). */
+    /* The policy enforcer comes right after the gate (it judges the request
+     * as the client sent it, before encryption) and is installed always, so
+     * a reload can turn a policy on. */
+    if (bs_authz_new(bs_pipeline_audit_log(a.pipe), &a.authz) != BS_OK) {
+        BS_LOG_ERRORF("main", "cannot create the authorization enforcer");
+        goto out;
+    }
+    {
+        const bs_kafka_session_factory *ef = a.enc ? bs_encryption_factory(a.enc) : NULL;
+        size_t n = (a.audit_hook ? 1 : 0) + 1 + (ef ? ef->n_hooks : 0);
+        a.hooks = calloc(n ? n : 1, sizeof *a.hooks);
+        if (!a.hooks) {
+            BS_LOG_ERRORF("main", "out of memory");
+            goto out;
+        }
+        size_t k = 0;
+        if (a.audit_hook) a.hooks[k++] = *bs_audit_hook_gate(a.audit_hook);
+        a.hooks[k++] = *bs_authz_hook(a.authz);
+        for (size_t i = 0; ef && i < ef->n_hooks; i++)
+            a.hooks[k++] = ef->hooks[i];
+        a.kafka_factory.hooks = a.hooks;
+        a.kafka_factory.n_hooks = k;
     }
     /* `kafka` listeners get the protocol-aware session (record crypto hook and
      * audit observer when configured); `tcp` stays opaque. */
@@ -466,6 +488,7 @@ out:
     bs_audit_hook_free(a.audit_hook);
     bs_authz_free(a.authz);
     bs_encryption_free(a.enc); /* after the workers (they free their DEK workers) */
+    free(a.hooks);
     bs_pipeline_free(a.pipe);
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# make demo: a dev Kafka cluster, brokerside terminating TLS in front of it,
-# and kcat producing and consuming through the sidecar over TLS.
+# make demo: a real Apache Kafka broker (single KRaft node, the release pinned in
+# tests/kafka/pom.xml, fetched from Maven Central on the first run), brokerside
+# terminating TLS (mutual TLS) in front of it with encryption at rest, kcat
+# producing and consuming through the sidecar over TLS, and the proof that the
+# broker's own segment files hold ciphertext only.
 #
 #   tests/demo.sh BUILD_DIR
 #
@@ -12,17 +15,15 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 bin="$build/brokerside"
-devbroker="$build/devbroker"
+cluster="$root/tests/tools/kafka-cluster"
 certs="$root/certs/dev"
 topic=demo
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { printf '\ndemo FAILED: %s\n' "$*" >&2; exit 1; }
 
-for f in "$bin" "$devbroker"; do
-    [ -x "$f" ] || die "$f is not built (run: make build)"
-done
-for t in kcat curl python3 openssl; do
+[ -x "$bin" ] || die "$bin is not built (run: make build)"
+for t in kcat curl python3 openssl java mvn; do
     command -v "$t" >/dev/null || die "$t is missing (run: make deps)"
 done
 
@@ -30,7 +31,8 @@ tmp=$(mktemp -d -t brokerside-demo.XXXXXX)
 pids=()
 cleanup() {
     local rc=$?
-    exec 3>&- 2>/dev/null || true
+    # the Kafka node (kafka-cluster stops exactly what it started, by PID)
+    [ -f "$tmp/kafka/cluster.json" ] && python3 "$cluster" down --dir "$tmp/kafka" >/dev/null 2>&1
     for pid in "${pids[@]}"; do
         # Each child leads its own process group (setsid): stop the group.
         kill -TERM -- "-$pid" 2>/dev/null || true
@@ -41,7 +43,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     if [ $rc -ne 0 ]; then
-        for log in "$tmp"/brokerside.log "$tmp"/devbroker.log; do
+        for log in "$tmp"/brokerside.log "$tmp"/kafka/node-1/server.log; do
             [ -s "$log" ] && { echo "--- tail of $log"; tail -n 30 "$log"; }
         done
     fi
@@ -84,21 +86,26 @@ tls_port=$(free_port)
 admin_port=$(free_port)
 
 protocol=${DEMO_PROTOCOL:-kafka}
-bold "Dev Kafka cluster (librdkafka mock, 1 broker, topic '$topic')"
+bold "Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$root/tests/kafka/pom.xml") from Maven Central artifacts"
+if ! ls "$root"/.cache/kafka/*/READY >/dev/null 2>&1; then
+    echo "  first run: fetching the broker's jars with Maven (about 45 MB, once; cached in .cache/kafka)"
+fi
+"$root/tests/kafka/fetch.sh" | sed 's/^/  cache: /'
+
+bold "A real Kafka broker (1 KRaft node, loopback, free ports, topic '$topic')"
 # protocol kafka: the broker advertises its own (loopback) address and
 # brokerside rewrites it to the sidecar's (kafka.advertise). protocol tcp:
-# the broker must advertise the sidecar's address itself, as a real broker's
-# advertised.listeners would. Either way clients learn only 127.0.0.1:$tls_port.
+# the broker must advertise the sidecar's address itself (advertised.listeners).
+# Either way clients learn only 127.0.0.1:$tls_port.
 adv=()
 [ "$protocol" = tcp ] && adv=(--advertise "1=127.0.0.1:$tls_port")
-mkfifo "$tmp/devbroker.in"
-exec 3<>"$tmp/devbroker.in"
-setsid "$devbroker" --brokers 1 --topic "$topic:1" "${adv[@]}" \
-    --port-file "$tmp/ports" <"$tmp/devbroker.in" >"$tmp/devbroker.out" 2>"$tmp/devbroker.log" &
-pids+=($!)
-wait_for "the dev broker" 30 grep -q '^READY' "$tmp/ports"
-broker=$(awk '$1 == "BROKER" && $2 == 1 { print $3 }' "$tmp/ports")
-echo "  broker 1 listens on $broker (plaintext, loopback), advertises $(awk '$1 == "BROKER" && $2 == 1 { print $4 }' "$tmp/ports")"
+python3 "$cluster" up --nodes 1 --dir "$tmp/kafka" --format env "${adv[@]}" >"$tmp/kafka.env"
+# shellcheck disable=SC1091
+. "$tmp/kafka.env"
+broker=$KAFKA_NODE1_CLIENT
+python3 "$cluster" create-topic "$topic" --dir "$tmp/kafka"
+echo "  Apache Kafka $KAFKA_VERSION, node 1 (pid $KAFKA_NODE1_PID): client listener $broker (plaintext, loopback)"
+echo "  its data (log.dirs): $KAFKA_NODE1_LOG_DIR"
 
 bold "brokerside: TLS on 127.0.0.1:$tls_port -> $broker, admin on 127.0.0.1:$admin_port"
 cat >"$tmp/brokerside.json" <<EOF
@@ -145,12 +152,19 @@ printf '%s\n' "$got" | sed 's/^/  < /'
     die "consumed messages differ from the produced ones"
 
 if [ -n "$enc" ]; then
-    bold "The dev broker holds ciphertext (consumed DIRECTLY from $broker, no sidecar)"
-    raw=$(kcat -b "$broker" -C -t "$topic" -o beginning -c 5 -e -q -f '%s\n' | od -An -c | head -n 6)
-    printf '%s\n' "$raw" | sed 's/^/  /'
-    kcat -b "$broker" -C -t "$topic" -o beginning -c 5 -e -q -f '%s\n' | grep -q "hello brokerside" &&
-        die "plaintext reached the broker"
-    echo "  no plaintext on the broker: every value is an envelope (magic be 5e c0 de)"
+    bold "The broker holds ciphertext (consumed DIRECTLY from $broker, no sidecar)"
+    direct=(kcat -b "$KAFKA_INTERNAL_BOOTSTRAP" -C -t "$topic" -o beginning -c 5 -e -q -f '%s\n')
+    "${direct[@]}" | od -An -c | head -n 6 | sed 's/^/  /'
+    "${direct[@]}" | grep -q "hello brokerside" && die "plaintext reached the broker"
+    echo "  every value is an envelope (magic be 5e c0 de)"
+
+    bold "...and so does its disk (the broker's own segment files under log.dirs)"
+    segs=("$KAFKA_NODE1_LOG_DIR/$topic-0/"*.log)
+    for f in "${segs[@]}"; do echo "  $f ($(stat -c %s "$f") bytes)"; done
+    [ "$(cat "${segs[@]}" | wc -c)" -gt 0 ] || die "no data in the segment files"
+    if grep -a -q "hello brokerside" "${segs[@]}"; then die "plaintext in the broker's segment files"; fi
+    echo "  'hello brokerside' occurs 0 times in them; the first bytes of the first record batch:"
+    od -An -tx1 -N 96 "${segs[0]}" | sed 's/^/  /'
 fi
 
 bold "What brokerside saw (/metrics, brokerside_* samples)"
@@ -162,6 +176,7 @@ printf '%s\n' "$metrics" | grep -qE '^brokerside_bytes_total(\{[^}]*\})? [1-9]' 
 bold "Readiness and status"
 echo "  /healthz: $(curl -sS "$admin/healthz")"
 echo "  /readyz:  $(curl -sS "$admin/readyz")"
-echo "  /status:  $(curl -sS "$admin/status" | head -c 400)"
+status=$(curl -sS "$admin/status")
+echo "  /status:  ${status:0:400}"
 
-bold "demo OK: 5 messages went through brokerside over TLS (mutual TLS, dev CA)"
+bold "demo OK: 5 messages went through brokerside over TLS (mutual TLS, dev CA) to Apache Kafka $KAFKA_VERSION"

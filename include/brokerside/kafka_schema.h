@@ -121,8 +121,8 @@ struct bs_kafka_obj;
  *  STRING/BYTES/RECORDS: p, n, null;
  *  ARRAY of primitives: count (-1 null), and p/n = the raw element bytes;
  *  ARRAY of STRUCT: count (-1 null), items[count];
- *  STRUCT: items[0]; NULL with `null` set only for a nullable struct sent as null
- *  (Kafka's int8 marker: -1 null, 1 present, before a nullable struct).
+ *  STRUCT: items[0]; NULL with null set for a nullable struct that is null
+ *  (on the wire an int8 marker, -1 null or 1, precedes a nullable struct).
  * `present` is false for a field absent at this version or a tagged field not
  * on the wire; set it to emit a tagged field that was absent. */
 typedef struct bs_kafka_val {

@@ -157,11 +157,10 @@ static size_t min_wire_size(uint8_t type, const bs_kafka_struct *sub, const dctx
         for (size_t i = 0; i < sub->nfields; i++) {
             const bs_kafka_field *f = &sub->fields[i];
             if (!bs_kafka_field_present(f, x->v) || bs_kafka_field_tagged(f, x->v)) continue;
-            /* a nullable struct may be just its int8 null marker */
-            if (f->type == BS_KT_STRUCT && bs_kafka_field_nullable(f, x->v))
-                n += 1;
-            else
-                n += min_wire_size(f->type, f->sub, x, depth + 1);
+            /* a null nullable struct is its one-byte marker */
+            n += f->type == BS_KT_STRUCT && bs_kafka_field_nullable(f, x->v)
+                     ? 1
+                     : min_wire_size(f->type, f->sub, x, depth + 1);
         }
         return n ? n : 1;
     }
@@ -231,14 +230,14 @@ static bs_status read_value(const bs_kafka_field *f, uint8_t type, dctx *x, bs_c
         return BS_OK;
     case BS_KT_STRUCT: {
         BS_ENSURE(f->sub, BS_E_MALFORMED);
-        if (nullable && f->type == BS_KT_STRUCT) {
-            /* Kafka writes a nullable struct as an int8 marker: -1 null, 1 present */
-            int8_t marker;
-            BS_GUARD(bs_read_i8(c, &marker));
-            BS_ENSURE(marker == -1 || marker == 1, BS_E_MALFORMED);
-            if (marker < 0) {
+        if (nullable) {
+            /* Kafka writes a nullable struct as an int8 marker, -1 null or 1, then the struct */
+            uint8_t marker;
+            BS_GUARD(bs_read_u8(c, &marker));
+            BS_ENSURE(marker == 0xff || marker == 1, BS_E_MALFORMED);
+            if (marker == 0xff) {
                 val->null = true;
-                return BS_OK;
+                return BS_OK; /* no items; scan mode: nothing to enter */
             }
         }
         if (!x->a) {
@@ -446,12 +445,10 @@ static bs_status encode_value(const bs_kafka_field *f, uint8_t type, int16_t v, 
         break;
     }
     case BS_KT_STRUCT:
-        if (nullable && f->type == BS_KT_STRUCT) {
-            bs_wbuf_put_u8(w, val->null ? 0xff : 1);
-            if (val->null) break;
-        }
-        BS_ENSURE(!val->null && f->sub && val->items, BS_E_MALFORMED);
-        BS_GUARD(encode_obj(f->sub, v, flex, val->items, w, depth + 1));
+        BS_ENSURE(f->sub && (val->items || val->null), BS_E_MALFORMED);
+        BS_ENSURE(!val->null || nullable, BS_E_MALFORMED);
+        if (nullable) bs_wbuf_put_u8(w, val->null ? 0xff : 1);
+        if (!val->null) BS_GUARD(encode_obj(f->sub, v, flex, val->items, w, depth + 1));
         break;
     case BS_KT_ARRAY:
         BS_ENSURE(val->count >= -1, BS_E_MALFORMED);

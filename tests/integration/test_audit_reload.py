@@ -1,6 +1,6 @@
 """Issue 5: `audit.data_events` and `digest_every_events` change on SIGHUP.
 
-A brokerside `kafka` listener in front of the dev broker, audit to a file sink
+A brokerside `kafka` listener in front of a real Apache Kafka broker, audit to a file sink
 with HMAC-signed digests, kcat producing through it. The mode goes
 aggregate -> each -> off by rewriting the file and sending SIGHUP:
 
@@ -26,9 +26,10 @@ class AuditReloadTest(harness.IntegrationTest):
 
     def setUp(self):
         super().setUp()
-        self.db = self.start_devbroker(brokers=1, topics=["orders:1:1"])
+        self.kc = self.kafka(nodes=1, sidecar=False)
+        self.kc.reset_topics(["orders"])
         self.port = harness.free_port()
-        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % self.port, self.db.listen_addr(1),
+        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % self.port, self.kc.node(1).client,
                                    protocol="kafka", name="b1")
         self.key = os.path.join(self.tmp, "audit.key")
         fd = os.open(self.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,21 +1,18 @@
 """Issue 5, per-request audit events end to end: real clients (kcat and
-kafka-python) with mTLS through a brokerside `kafka` listener whose audit
-stream (data_events "each", HMAC-signed digests) goes to a file sink; the
-events in audit.ndjson are checked field by field, then `brokerside audit
-verify` passes on the file and fails after tampering.
+kafka-python) with mTLS through a brokerside `kafka` listener in front of a
+real Apache Kafka broker, whose audit stream (data_events "each",
+HMAC-signed digests) goes to a file sink; the events in audit.ndjson are
+checked field by field, then `brokerside audit verify` passes on the file
+and fails after tampering.
 
-The dev broker (librdkafka's mock cluster) implements no admin API
-(CreateTopics, DeleteTopics, DescribeConfigs, ListGroups, DescribeGroups,
-DeleteGroups are refused by kafka-python's version check). So the management
-path is driven with a raw CreateTopics v4 request over TLS: the broker does
-not answer it, and the event must still be there with its decoded
-parameters (topic, config keys, never config values) and no response. The
-consumer group APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
-OffsetCommit, OffsetFetch, LeaveGroup) come from a kafka-python consumer
-group; the failed request is a Produce the broker refuses with
-TOPIC_AUTHORIZATION_FAILED (injected with devbroker's `error` command; the
-mock broker auto-creates missing topics, so a missing topic is no error
-there)."""
+The management path is a raw CreateTopics v4 request over mTLS that the
+broker answers: the event carries the decoded parameters (topic, config
+keys, never config values) and the broker's per-topic error (it rejects
+the bogus topic config). The consumer group APIs (FindCoordinator,
+JoinGroup, SyncGroup, Heartbeat, OffsetCommit, OffsetFetch, LeaveGroup)
+come from a kafka-python consumer group; the failed request is a Produce
+the broker really refuses: a record larger than the topic's
+max.message.bytes (MESSAGE_TOO_LARGE)."""
 
 import json
 import os
@@ -54,9 +51,12 @@ class AuditRequestsTest(harness.IntegrationTest):
 
     def setUp(self):
         super().setUp()
-        self.db = self.start_devbroker(brokers=1, topics=["orders:2:1"])
+        self.kc = self.kafka(nodes=1, sidecar=False)
+        self.kc.reset_topics(["orders:2:1", "audit-new"])
+        self.kc.delete_topics(["audit-new"])
+        self.kc.reset_topics(["small"], config={"max.message.bytes": 200})
         self.port = harness.free_port()
-        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % self.port, self.db.listen_addr(1),
+        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % self.port, self.kc.node(1).client,
                                    protocol="kafka", client_auth="required", name="b1")
         lst["broker_id"] = 1
         self.key = os.path.join(self.tmp, "audit.key")
@@ -109,7 +109,7 @@ class AuditRequestsTest(harness.IntegrationTest):
                                                            ("sasl.jaas.config", "TOPSECRET-JAAS")]))
                 try:
                     s.settimeout(5)
-                    s.recv(4096)  # the mock broker refuses the API: EOF or an error answer
+                    s.recv(4096)  # the broker's answer
                 except (socket.timeout, OSError):
                     pass
 
@@ -149,11 +149,11 @@ class AuditRequestsTest(harness.IntegrationTest):
         finally:
             c.close()
         self.assertEqual(sorted(got), sorted(msgs))
-        # a failed request: the broker refuses the next Produce (not retriable)
-        self.db.command("error 0 29 1")
-        harness.kcat(self.bootstrap, ["-P", "-t", "orders", "-p", "1", "-X", "client.id=audit-denied",
-                                      "-X", "message.timeout.ms=10000"], self.certs,
-                     input=b"denied-value\n")
+        # a failed request: the broker refuses a record above the topic's max.message.bytes
+        r = harness.kcat(self.bootstrap, ["-P", "-t", "small", "-p", "0", "-X", "client.id=audit-denied",
+                                          "-X", "message.timeout.ms=10000"], self.certs,
+                         input=b"denied-value" + b"x" * 400 + b"\n")
+        self.assertIn(b"Message size too large", r.stderr)
         self.raw_create_topics()
 
         evs = self.stop_and_read()
@@ -210,19 +210,22 @@ class AuditRequestsTest(harness.IntegrationTest):
         self.assertTrue(any(x["name"] == "orders" and x.get("bytes", 0) > 0 for e in fetch
                             for x in e["requestParameters"]["resources"]))
 
-        # the refused Produce: the partition's error in responseElements
+        # the refused Produce: the partition's error in responseElements. Its clientId is the
+        # one the client sent: the record (400 bytes of "x") made the frame be assembled
+        # aside, and the audit observer once read the client id from where the frame first
+        # arrived, by then overwritten with record bytes ("xxxxxxxxxxxx").
         denied = [e for e in calls if e["eventName"] == "Produce" and e["clientId"] == "audit-denied"]
         self.assertTrue(denied, "no Produce event from the refused producer")
         d = denied[0]
-        self.assertEqual(d["errorCode"], 29)
-        self.assertEqual(d["errorName"], "TOPIC_AUTHORIZATION_FAILED")
+        self.assertEqual(d["errorCode"], 10)
+        self.assertEqual(d["errorName"], "MESSAGE_TOO_LARGE")
         out = d["responseElements"]["resources"][0]
-        self.assertEqual(out["name"], "orders")
-        self.assertEqual(out["partitions"], [{"partition": 1, "errorCode": 29,
-                                              "errorName": "TOPIC_AUTHORIZATION_FAILED"}])
+        self.assertEqual(out["name"], "small")
+        self.assertEqual(out["partitions"], [{"partition": 0, "errorCode": 10,
+                                              "errorName": "MESSAGE_TOO_LARGE"}])
         self.assertNotIn("denied-value", raw)
 
-        # CreateTopics: Management, decoded, keys without values, unanswered by the mock
+        # CreateTopics: Management, decoded, keys without values, the broker's answer
         ct = [e for e in calls if e["eventName"] == "CreateTopics"][0]
         self.assertEqual(ct["eventCategory"], "Management")
         self.assertFalse(ct["readOnly"])
@@ -232,8 +235,12 @@ class AuditRequestsTest(harness.IntegrationTest):
         self.assertEqual((t["type"], t["name"]), ("topic", "audit-new"))
         self.assertEqual(t["configKeys"], ["retention.ms", "sasl.jaas.config"])
         self.assertNotIn("TOPSECRET", raw)
-        if ct["latencyMs"] is None:
-            self.assertIsNone(ct["responseElements"])
+        # the broker rejects the bogus topic config; the event carries its per-topic error
+        self.assertIsNotNone(ct["latencyMs"])
+        self.assertEqual(ct["responseElements"]["resources"],
+                         [{"type": "topic", "name": "audit-new", "errorCode": 40,
+                           "errorName": "INVALID_CONFIG"}])
+        self.assertEqual(ct["errorCode"], 40)
 
         # the chain verifies; tampering with one request event is caught
         r = self.verify(self.audit_path())
@@ -250,5 +257,4 @@ class AuditRequestsTest(harness.IntegrationTest):
 
 
 if __name__ == "__main__":
-    import unittest
-    unittest.main()
+    harness.main()

@@ -1,5 +1,5 @@
 """Issue 4 fail-closed record path with the aws keyring: brokerside in front
-of a dev broker, encryption with kms.type "aws" against moto_server (SigV4
+of a real Apache Kafka broker, encryption with kms.type "aws" against moto_server (SigV4
 checked) reached through a TCP forwarder that the test takes away.
 
 With the KMS gone, a Produce to an encrypted topic that has no data key yet
@@ -62,10 +62,10 @@ class EncryptionKmsTest(harness.IntegrationTest):
                     del os.environ[k]
             os.environ.update(saved)
         self.addCleanup(restore)
-        self.db = self.start_devbroker(brokers=1, topics=["enc-a:1:1", "enc-b:1:1",
-                                                          "plain:1:1"])
+        self.kc = self.kafka(nodes=1, sidecar=False)
+        self.kc.reset_topics(["enc-a", "enc-b", "plain"])
         self.port = harness.free_port()
-        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % self.port, self.db.listen_addr(1),
+        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % self.port, self.kc.node(1).client,
                                    protocol="kafka", name="b1")
         cfg = harness.base_config(
             harness.free_port(), [lst],
@@ -93,7 +93,7 @@ class EncryptionKmsTest(harness.IntegrationTest):
 
     def high_watermark(self, topic):
         from confluent_kafka import Consumer, TopicPartition
-        c = Consumer({"bootstrap.servers": self.db.listen_addr(1),
+        c = Consumer({"bootstrap.servers": self.kc.node(1).client,
                       "group.id": "w-" + uuid.uuid4().hex[:6]})
         try:
             return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)[1]
@@ -116,7 +116,7 @@ class EncryptionKmsTest(harness.IntegrationTest):
         vals = [b"enc-a secret %d" % i for i in range(5)]
         self.assertEqual(self.produce("enc-a", vals), [None] * 5)
         self.assertEqual(self.consume(self.conf, "enc-a", 5), vals)
-        raw = self.consume({"bootstrap.servers": self.db.listen_addr(1)}, "enc-a", 5)
+        raw = self.consume({"bootstrap.servers": self.kc.node(1).client}, "enc-a", 5)
         self.assertTrue(all(v.startswith(MAGIC) and b"secret" not in v for v in raw))
 
         self.fwd.stop()  # the KMS is gone
@@ -134,10 +134,12 @@ class EncryptionKmsTest(harness.IntegrationTest):
         late = [b"enc-b later %d" % i for i in range(3)]
         self.assertEqual(self.produce("enc-b", late), [None] * 3)
         self.assertEqual(self.consume(self.conf, "enc-b", 3), late)
-        raw = self.consume({"bootstrap.servers": self.db.listen_addr(1)}, "enc-b", 3)
+        raw = self.consume({"bootstrap.servers": self.kc.node(1).client}, "enc-b", 3)
         self.assertTrue(all(v.startswith(MAGIC) and b"later" not in v for v in raw))
+        # the broker's disk: envelopes only, not one plaintext of either topic
+        for topic, needle in (("enc-a", b"enc-a secret"), ("enc-b", b"enc-b secret"), ("enc-b", b"later")):
+            self.assertNotIn(needle, self.kc.read_segments(topic))
 
 
 if __name__ == "__main__":
-    import unittest
-    unittest.main()
+    harness.main()

@@ -3,8 +3,9 @@ entry announces itself for the broker whose advertised address is its
 upstream; the other brokers of the fleet still need the map or a template,
 and their real addresses never reach a client.
 
-The brokers advertise their own listen addresses (no --advertise), as a real
-broker advertising its loopback listener does. Clients: kcat over TLS.
+Real Apache Kafka brokers (a 1-node and a 3-node cluster, shared by the tests of this module)
+advertise their own client listeners, as a broker advertising its loopback listener does.
+Clients: kcat over TLS.
 """
 
 import os
@@ -17,18 +18,19 @@ import harness  # noqa: E402
 
 class ZeroConfigTest(harness.IntegrationTest):
 
-    def broker_ports(self, db):
-        return [addr["listen"].rsplit(":", 1)[1] for addr in db.brokers.values()]
+    def broker_ports(self, kc):
+        """Every port of the real brokers (client, SASL, internal, controller listeners)."""
+        return [str(p) for n in kc.nodes for p in n.ports.values()]
 
     def assert_no_leak(self, db, text):
         for bp in self.broker_ports(db):
             self.assertNotIn(":" + bp, text, "a real broker port leaked:\n" + text)
 
     def test_single_broker_needs_no_advertise(self):
-        db = self.start_devbroker(brokers=1, topics=["zc:2"])
-        self.assertEqual(db.brokers[1]["advertised"], db.listen_addr(1))
+        db = self.kafka(nodes=1, sidecar=False)
+        db.reset_topics(["zc:2"])
         port = harness.free_port()
-        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % port, db.listen_addr(1),
+        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % port, db.node(1).client,
                                    protocol="kafka", name="self")
         bs = self.start_brokerside(harness.base_config(harness.free_port(), [lst]))
         self.assertEqual(harness.run([harness.BROKERSIDE, "--check-config", bs.config_path]).returncode, 0)
@@ -46,9 +48,10 @@ class ZeroConfigTest(harness.IntegrationTest):
                                         listener="self", node="1"), 0)
 
     def test_wildcard_bind_announces_the_advertised_key(self):
-        db = self.start_devbroker(brokers=1, topics=["zw:1"])
+        db = self.kafka(nodes=1, sidecar=False)
+        db.reset_topics(["zw"])
         port = harness.free_port()
-        lst = harness.tls_listener(self.certs, "0.0.0.0:%d" % port, db.listen_addr(1),
+        lst = harness.tls_listener(self.certs, "0.0.0.0:%d" % port, db.node(1).client,
                                    protocol="kafka", name="pub")
         lst["advertised"] = "localhost:%d" % port
         bs = self.start_brokerside(harness.base_config(harness.free_port(), [lst]))
@@ -65,9 +68,10 @@ class ZeroConfigTest(harness.IntegrationTest):
     def test_fleet_of_three_sidecars(self):
         # One sidecar per broker, each fronting only its own broker. Without a map the
         # other nodes are unmapped: the metadata is refused, nothing leaks.
-        db = self.start_devbroker(brokers=3, topics=["fleet:3:3"])
+        db = self.kafka(nodes=3, sidecar=False)
+        db.reset_topics(["fleet:3:3"])
         ports = {b: harness.free_port() for b in (1, 2, 3)}
-        alone = harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[1], db.listen_addr(1),
+        alone = harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[1], db.node(1).client,
                                      protocol="kafka", name="alone")
         lone = self.start_brokerside(harness.base_config(harness.free_port(), [alone]), name="alone")
         r = harness.kcat("127.0.0.1:%d" % ports[1], ["-L", "-m", "5"], self.certs, timeout=30)
@@ -77,7 +81,7 @@ class ZeroConfigTest(harness.IntegrationTest):
         # The fleet: each sidecar maps the other two nodes and derives its own.
         sidecars = {}
         for b in (1, 2, 3):
-            lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b], db.listen_addr(b),
+            lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b], db.node(b).client,
                                        protocol="kafka", name="b%d" % b)
             others = {str(o): "127.0.0.1:%d" % ports[o] for o in (1, 2, 3) if o != b}
             cfg = harness.base_config(harness.free_port(), [lst], kafka={"advertise": others})
@@ -102,9 +106,10 @@ class ZeroConfigTest(harness.IntegrationTest):
 
     def test_one_sidecar_fronting_every_broker(self):
         # One brokerside with a listener per broker: every node is derived, no map at all.
-        db = self.start_devbroker(brokers=3, topics=["all:3:3"])
+        db = self.kafka(nodes=3, sidecar=False)
+        db.reset_topics(["all:3:3"])
         ports = {b: harness.free_port() for b in (1, 2, 3)}
-        lsts = [harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b], db.listen_addr(b),
+        lsts = [harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[b], db.node(b).client,
                                      protocol="kafka", name="b%d" % b) for b in (1, 2, 3)]
         self.start_brokerside(harness.base_config(harness.free_port(), lsts))
         r = harness.kcat("127.0.0.1:%d" % ports[2], ["-L"], self.certs)
@@ -114,6 +119,33 @@ class ZeroConfigTest(harness.IntegrationTest):
             self.assertIn("broker %d at 127.0.0.1:%d" % (b, ports[b]), out)
         self.assert_no_leak(db, out)
 
+
+    def test_broker_id_limits_the_derived_node(self):
+        # A listener's broker_id says which node is behind it: another node whose address
+        # the listener fronts is not derived (brokers that all advertise one loopback address,
+        # each on its own host, can only be told apart this way; the rule for a shared address
+        # without broker_id is unit-tested: test_kafka_codec, test_config).
+        db = self.kafka(nodes=3, sidecar=False)
+        ports = {b: harness.free_port() for b in (1, 2, 3)}
+        wrong = harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[1], db.node(1).client,
+                                     protocol="kafka", name="wrong")
+        wrong["broker_id"] = 2
+        cfg = harness.base_config(harness.free_port(), [wrong], kafka={"advertise": {
+            "2": "127.0.0.1:%d" % ports[2], "3": "127.0.0.1:%d" % ports[3]}})
+        bs = self.start_brokerside(cfg, name="wrong-id")
+        r = harness.kcat("127.0.0.1:%d" % ports[1], ["-L", "-m", "5"], self.certs, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assert_no_leak(db, r.stdout.decode() + r.stderr.decode())
+        bs.wait_log(r"node 1 has no advertised address \(kafka\.advertise\)")
+        bs.stop()
+        right = dict(wrong, broker_id=1)
+        cfg = harness.base_config(harness.free_port(), [right], kafka={"advertise": {
+            "2": "127.0.0.1:%d" % ports[2], "3": "127.0.0.1:%d" % ports[3]}})
+        self.start_brokerside(cfg, name="right-id")
+        r = harness.kcat("127.0.0.1:%d" % ports[1], ["-L"], self.certs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("broker 1 at 127.0.0.1:%d" % ports[1], r.stdout.decode())
+        self.assert_no_leak(db, r.stdout.decode())
 
 if __name__ == "__main__":
     harness.main()

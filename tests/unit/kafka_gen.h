@@ -113,12 +113,15 @@ static void kgen_value(kgen *g, const bs_kafka_struct *s, const bs_kafka_field *
         break;
     }
     case BS_KT_STRUCT:
-        /* a nullable struct starts with Kafka's int8 marker: -1 null, 1 present */
-        if (f->type == BS_KT_STRUCT && nullable && kgen_below(g, 4) == 0) {
-            bs_wbuf_put_u8(w, 0xff);
-            break;
+        /* a nullable struct field (not an element of a nullable array): int8 marker,
+         * -1 null or 1 followed by the struct */
+        if (nullable && f->type == BS_KT_STRUCT) {
+            if (kgen_below(g, 4) == 0) {
+                bs_wbuf_put_u8(w, 0xff);
+                break;
+            }
+            bs_wbuf_put_u8(w, 1);
         }
-        if (f->type == BS_KT_STRUCT && nullable) bs_wbuf_put_u8(w, 1);
         kgen_struct(g, f->sub, v, flex, w, depth + 1, node);
         break;
     case BS_KT_ARRAY: {

@@ -269,7 +269,10 @@ static void test_error_names(void)
     CHECK_STR(bs_kafka_error_name(87), "INVALID_RECORD");
     CHECK_STR(bs_kafka_error_name(100), "UNKNOWN_TOPIC_ID");
     CHECK_STR(bs_kafka_error_name(127), "VOTER_NOT_FOUND");
-    CHECK(bs_kafka_error_name(128) == NULL);
+    /* Kafka 4.4.0's Errors enum ends at 136 */
+    CHECK_STR(bs_kafka_error_name(129), "REBOOTSTRAP_REQUIRED");
+    CHECK_STR(bs_kafka_error_name(136), "CONTROLLER_ID_NOT_REGISTERED");
+    CHECK(bs_kafka_error_name(137) == NULL);
     CHECK(bs_kafka_error_name(-2) == NULL);
     CHECK(bs_kafka_error_name(INT16_MIN) == NULL);
 }

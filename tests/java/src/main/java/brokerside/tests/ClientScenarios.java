@@ -515,13 +515,16 @@ public final class ClientScenarios {
             a.incrementalAlterConfigs(Map.of(tr, List.of(new AlterConfigOp(
                     new ConfigEntry("retention.ms", "4321000"), AlterConfigOp.OpType.SET))))
                     .all().get(60, TimeUnit.SECONDS);
-            Config cfg = a.describeConfigs(List.of(tr)).all().get(60, TimeUnit.SECONDS).get(tr);
+            // the broker serves describeConfigs from its metadata cache, which may trail the
+            // controller's commit for a moment
+            Config cfg = awaitConfig(a, tr, c -> "4321000".equals(c.get("retention.ms").value()));
             check("4321000".equals(cfg.get("retention.ms").value()), "retention.ms = " + cfg.get("retention.ms").value());
             check("compact".equals(cfg.get("cleanup.policy").value()), "cleanup.policy = " + cfg.get("cleanup.policy").value());
             a.incrementalAlterConfigs(Map.of(tr, List.of(new AlterConfigOp(
                     new ConfigEntry("retention.ms", ""), AlterConfigOp.OpType.DELETE))))
                     .all().get(60, TimeUnit.SECONDS);
-            Config after = a.describeConfigs(List.of(tr)).all().get(60, TimeUnit.SECONDS).get(tr);
+            Config after = awaitConfig(a, tr,
+                    c -> c.get("retention.ms").source() != ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG);
             check(after.get("retention.ms").source() != ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG,
                     "retention.ms still set on the topic after DELETE");
             a.createPartitions(Map.of(topic, NewPartitions.increaseTo(3))).all().get(60, TimeUnit.SECONDS);
@@ -558,6 +561,17 @@ public final class ClientScenarios {
             check(gone, "topic still described after deleteTopics");
             check(!a.listTopics().names().get(60, TimeUnit.SECONDS).contains(topic), "topic still listed");
         }
+    }
+
+    /** describeConfigs of `r` until `done` holds (or the wait ends); the last answer. */
+    private Config awaitConfig(Admin a, ConfigResource r, java.util.function.Predicate<Config> done) throws Exception {
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        Config c = a.describeConfigs(List.of(r)).all().get(60, TimeUnit.SECONDS).get(r);
+        while (!done.test(c) && System.nanoTime() < deadline) {
+            Thread.sleep(200);
+            c = a.describeConfigs(List.of(r)).all().get(60, TimeUnit.SECONDS).get(r);
+        }
+        return c;
     }
 
     /** Produces `count` records one every pace.ms with an idempotent acks=all producer while
