@@ -410,11 +410,10 @@ static int run(const char *path)
         a.kafka_factory.observer = bs_audit_hook_observer(a.audit_hook);
     }
     /* Hooks, in order: the audit gate first (a request whose event cannot be
-     * stored is refused before anything else touches it), then the record
-     * crypto hook (Produce values encrypted, Fetch values decrypted). */
-    /* The policy enforcer comes right after the gate (it judges the request
-     * as the client sent it, before encryption) and is installed always, so
-     * a reload can turn a policy on. */
+     * stored is refused before anything else touches it), then the policy
+     * enforcer (it judges the request as the client sent it; installed always,
+     * so a reload can turn a policy on), then the record crypto hook (Produce
+     * values encrypted, Fetch values decrypted). */
     if (bs_authz_new(bs_pipeline_audit_log(a.pipe), &a.authz) != BS_OK) {
         BS_LOG_ERRORF("main", "cannot create the authorization enforcer");
         goto out;
