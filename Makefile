@@ -17,9 +17,10 @@ DEB_PACKAGES := \
 	python3-prometheus-client \
 	stunnel4 haproxy sslscan testssl.sh \
 	procps iproute2 psmisc \
-	openjdk-17-jdk-headless maven
+	openjdk-17-jdk-headless maven \
+	help2man dpkg-dev fakeroot systemd
 
-.PHONY: all deps build build-asan build-fuzz demo test test-unit fuzz-short bench bench-baselines clean
+.PHONY: all deps build build-asan build-fuzz demo test test-unit fuzz-short bench bench-baselines package clean
 
 all: build
 
@@ -65,6 +66,11 @@ fuzz-short: build-fuzz
 
 bench: build bench-baselines
 	./tests/bench/run.sh $(BUILD)
+
+# The Debian package (packaging/package.cmake): $(BUILD)/package/brokerside_<version>_<arch>.deb
+package: build
+	cd $(BUILD) && cpack -G DEB
+	@ls -1 $(BUILD)/package/*.deb
 
 # Peers brokerside is measured against that only the benchmarks use (never `make deps`): Kroxylicious
 # (Maven, into .cache/kroxylicious; no network once there). Without it, part kafka-real reports the

@@ -26,6 +26,7 @@
 
 #include "brokerside/admin.h"
 #include "brokerside/audit_hook.h"
+#include "brokerside/aws_http.h"
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
 #include "brokerside/encryption.h"
@@ -50,6 +51,7 @@ typedef struct app {
     bs_pipeline *pipe;
     bs_audit_hook *audit_hook;              /* per-request audit recorder, NULL without audit */
     bs_kafka_session_factory kafka_factory; /* what every kafka listener's session sees */
+    bs_kafka_hook *hooks;                   /* kafka_factory.hooks: audit gate, then encryption */
     bool server_done;                       /* workers gone: the event path is flushing */
     bs_admin *admin;
     bs_encryption *enc; /* NULL when encryption at rest is off */
@@ -63,7 +65,7 @@ typedef struct app {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: brokerside --config FILE\n"
+            "Usage: brokerside --config FILE\n"
             "  or:  brokerside --check-config [--strict] FILE\n"
             "  or:  brokerside keygen FILE\n"
             "  or:  brokerside audit verify [--strict] [--key FILE | --public-key FILE] "
@@ -190,6 +192,10 @@ static int check_config(const char *path, bool strict)
         fprintf(stderr, "%s\n", err);
         goto out;
     }
+    if (bs_encryption_check(cfg, err, sizeof err) != BS_OK) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
     size_t nw = cfg->warnings ? cfg->warnings->n : 0;
     for (size_t i = 0; i < nw; i++)
         fprintf(stderr, "%s: %s\n", strict ? "error" : "warning", cfg->warnings->msgs[i]);
@@ -308,7 +314,12 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 /* Admin hook: readiness is the server's (listeners bound, upstreams answering). */
 static bool ready_hook(void *ctx, char *why, size_t whylen)
 {
-    return bs_server_ready(((app *)ctx)->srv, why, whylen);
+    app *a = ctx;
+    if (bs_pipeline_audit_blocked(a->pipe)) {
+        snprintf(why, whylen, "audit events cannot be stored (spool full): requests are refused");
+        return false;
+    }
+    return bs_server_ready(a->srv, why, whylen);
 }
 
 /* Admin hook: the server's and the event path's members of /status. */
@@ -316,6 +327,9 @@ static void status_hook(void *ctx, bs_wbuf *out)
 {
     bs_server_status_json(((app *)ctx)->srv, out);
     bs_pipeline_status_json(((app *)ctx)->pipe, out);
+    /* AWS attempts (sinks, KMS) running past their slow threshold right now */
+    bs_wbuf_put_str(out, ",\"aws_slow_attempts\":");
+    bs_aws_http_status_json(out);
 }
 
 /* Run the daemon with `path` until shut down. */
@@ -359,10 +373,6 @@ static int run(const char *path)
             BS_LOG_ERRORF("main", "cannot start: %s", err);
             goto out;
         }
-        /* The record crypto hook: Produce values encrypted, Fetch values decrypted. */
-        const bs_kafka_session_factory *ef = bs_encryption_factory(a.enc);
-        a.kafka_factory.hooks = ef->hooks;
-        a.kafka_factory.n_hooks = ef->n_hooks;
     }
     /* Per-request audit events ride on the Kafka session (audit_hook.h). */
     if (bs_pipeline_audit_log(a.pipe)) {
@@ -373,6 +383,24 @@ static int run(const char *path)
             goto out;
         }
         a.kafka_factory.observer = bs_audit_hook_observer(a.audit_hook);
+    }
+    /* Hooks, in order: the audit gate first (a request whose event cannot be
+     * stored is refused before anything else touches it), then the record
+     * crypto hook (Produce values encrypted, Fetch values decrypted). */
+    {
+        const bs_kafka_session_factory *ef = a.enc ? bs_encryption_factory(a.enc) : NULL;
+        size_t n = (a.audit_hook ? 1 : 0) + (ef ? ef->n_hooks : 0);
+        a.hooks = calloc(n ? n : 1, sizeof *a.hooks);
+        if (!a.hooks) {
+            BS_LOG_ERRORF("main", "out of memory");
+            goto out;
+        }
+        size_t k = 0;
+        if (a.audit_hook) a.hooks[k++] = *bs_audit_hook_gate(a.audit_hook);
+        for (size_t i = 0; ef && i < ef->n_hooks; i++)
+            a.hooks[k++] = ef->hooks[i];
+        a.kafka_factory.hooks = a.hooks;
+        a.kafka_factory.n_hooks = k;
     }
     /* `kafka` listeners get the protocol-aware session (record crypto hook and
      * audit observer when configured); `tcp` stays opaque. */
@@ -426,6 +454,7 @@ out:
     /* After the server (no connection uses it any more), before the log it writes to. */
     bs_audit_hook_free(a.audit_hook);
     bs_encryption_free(a.enc); /* after the workers (they free their DEK workers) */
+    free(a.hooks);
     bs_pipeline_free(a.pipe);
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);

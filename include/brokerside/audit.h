@@ -313,6 +313,13 @@ void bs_audit_log_position(bs_audit_log *log, char chain_id[33], uint64_t *next_
  * keys that overflowed into the "*" bucket. */
 void bs_audit_log_stats(bs_audit_log *log, uint64_t *emitted, uint64_t *emit_failures,
                         uint64_t *agg_overflow);
+/* Give the log a probe that says whether its emit target is backed up
+ * (the daemon: bs_event_bus_audit_blocked). Set once, before the log is
+ * shared; the probe must be cheap and callable from any thread. */
+void bs_audit_log_set_backlog_probe(bs_audit_log *log, bool (*blocked)(void *arg), void *arg);
+/* True when the probe says events cannot be stored now (false without a
+ * probe). Any thread. The per-request recorder refuses requests then. */
+bool bs_audit_log_backlogged(bs_audit_log *log);
 /* Loss counters: events lost since start, lost events not yet covered by an
  * AuditEventsLost record, and such records written. */
 void bs_audit_log_losses(bs_audit_log *log, uint64_t *lost_total, uint64_t *lost_unrecorded,

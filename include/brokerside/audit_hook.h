@@ -36,6 +36,14 @@ bs_status bs_audit_hook_new(bs_audit_log *log, bs_audit_data_mode data_mode,
 /* The observer to put in bs_kafka_session_factory.observer; valid until
  * bs_audit_hook_free. */
 const bs_kafka_observer *bs_audit_hook_observer(bs_audit_hook *h);
+/* The gate: a bs_kafka_hook to put FIRST in bs_kafka_session_factory.hooks.
+ * While bs_audit_log_backlogged() (the spool cannot store audit events),
+ * every request whose event is recorded individually (management APIs
+ * always, data APIs with data_events each) is refused instead of forwarded:
+ * Produce gets KAFKA_STORAGE_ERROR (56, retriable) for every partition (no
+ * answer for acks=0), other APIs close the connection. Counted in
+ * brokerside_audit_refused_requests_total. Valid until bs_audit_hook_free. */
+const bs_kafka_hook *bs_audit_hook_gate(bs_audit_hook *h);
 /* Counters: events recorded, events the log refused (emit failures),
  * requests recorded without decoded parameters. Thread-safe. */
 void bs_audit_hook_stats(bs_audit_hook *h, uint64_t *recorded, uint64_t *record_failures,

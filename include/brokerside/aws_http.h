@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "brokerside/aws_credentials.h"
+#include "brokerside/buf.h"
 #include "brokerside/sigv4.h"
 #include "brokerside/status.h"
 
@@ -73,6 +74,7 @@ typedef struct bs_aws_http_config {
     long backoff_base_ms;      /* 0 = 100 */
     long backoff_max_ms;       /* 0 = 20000 */
     size_t max_response_bytes; /* 0 = 4 MiB */
+    long slow_attempt_ms;      /* report an attempt still running after this; 0 = min(5000, timeout/2) */
     const char *user_agent;    /* NULL = "brokerside/<version>" */
 } bs_aws_http_config;
 
@@ -127,6 +129,8 @@ typedef struct bs_aws_http_stats {
     uint64_t retries;        /* attempts after the first (auth retries included) */
     uint64_t auth_refreshes; /* credential invalidations after auth errors */
     uint64_t succeeded, failed, in_flight;
+    uint64_t slow_attempts;    /* attempts that ran past slow_attempt_ms (WARN logged once each) */
+    uint64_t slow_in_progress; /* of those, still running now */
 } bs_aws_http_stats;
 
 /* Create a client on `loop`. `creds` is borrowed (may be NULL if only
@@ -163,5 +167,14 @@ bs_status bs_aws_json_call_sensitive(bs_aws_http *c, const char *service, const 
 
 /* Counters since creation. */
 void bs_aws_http_get_stats(const bs_aws_http *c, bs_aws_http_stats *out);
+
+/* Append a JSON array of the attempts of every live client that are running
+ * past their slow threshold: [{"service","method","host","attempt",
+ * "max_attempts","running_s"}] ([] when none). Call on the thread that runs
+ * the clients' loop (the daemon: the control thread, where /status runs).
+ * Retries are logged (INFO) and counted (brokerside_aws_retries_total) as
+ * they happen; slow attempts are logged (WARN) and counted
+ * (brokerside_aws_slow_attempts_total, gauge brokerside_aws_attempts_slow). */
+void bs_aws_http_status_json(bs_wbuf *out);
 
 #endif

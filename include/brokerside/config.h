@@ -108,6 +108,8 @@ typedef struct bs_kafka_route {
                                     that is a wildcard (0.0.0.0, ::) or the port is 0;
                                     NULL = nothing derivable */
     uint16_t port;
+    int32_t node_id; /* the listener's broker_id: only this node is derived; -1 = any node
+                        whose address identifies it (no other node advertises the same) */
 } bs_kafka_route;
 
 typedef struct bs_kafka_config {
@@ -117,6 +119,12 @@ typedef struct bs_kafka_config {
     size_t n_advertise;
     char *advertise_template; /* "kafka-{id}.example.com:9094" or NULL */
     uint32_t max_frame_bytes; /* default 104857600 */
+    /* Requests the sidecar must hold whole (validated, hooked, audited) are
+     * bounded tighter than streamed frames (docs/kafka-protocol.md, "Memory
+     * under hostile clients"). 0 in a config built by hand: no such bound. */
+    uint32_t max_held_request_bytes; /* per request held whole; default 16 MiB */
+    uint64_t held_bytes_budget;      /* all held requests of the process; default 256 MiB */
+    double frame_timeout_s;          /* a started request must complete within; default 30 */
 } bs_kafka_config;
 
 typedef struct bs_admin_config {
@@ -366,19 +374,23 @@ bool bs_endpoint_is_wildcard(const bs_endpoint *e);
 bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *host,
                                size_t hostlen, uint16_t *port) BS_WUR;
 /*
- * Zero-config mapping: the route of a kafka listener whose upstream is the
- * address a broker advertised (host[hostlen], not NUL-terminated, and port),
- * and that has an address to announce (route->host != NULL). Hosts match
- * case-insensitively as text, or as IP literals equal to the upstream's
- * resolved address ("127.0.0.1" matches an upstream "localhost:9092" that
- * resolved to it). When several listeners front the address, the one named
- * `via` (the listener the client came through; may be NULL) wins, else the
- * first. NULL when none matches: the node needs kafka.advertise. Callers try
- * bs_config_advertised first (an explicit entry always wins). Thread-safe:
- * reads `k` only; no DNS.
+ * Zero-config mapping: the route of a kafka listener for node `node_id`,
+ * which a broker advertised at host[hostlen] (not NUL-terminated):port. The
+ * listener's upstream must be that address (hosts match case-insensitively
+ * as text, or as IP literals equal to the upstream's resolved address:
+ * "127.0.0.1" matches an upstream "localhost:9092" that resolved to it), it
+ * must have an address to announce (route->host), and the node must be its
+ * broker: its broker_id when set, else any node whose address is not
+ * `shared` with another node of the same response (brokers that all
+ * advertise 127.0.0.1:9092 cannot be told apart by address: set broker_id).
+ * When several listeners qualify, the one named `via` (the listener the
+ * client came through; may be NULL) wins, else the first. NULL when none
+ * does: the node needs kafka.advertise. Callers try bs_config_advertised
+ * first (an explicit entry always wins). Thread-safe: reads `k` only; no DNS.
  */
-const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
-                                          size_t hostlen, int32_t port, const char *via);
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, int32_t node_id,
+                                          const char *host, size_t hostlen, int32_t port,
+                                          bool shared, const char *via);
 /* The rule of `enc` for `topic` (len bytes, need not be NUL-terminated):
  * the first rule whose pattern matches, or NULL when none does (the caller
  * then applies reject_unmatched). Thread-safe: reads `enc` only. */

@@ -25,6 +25,13 @@ struct ev_loop;
 
 typedef struct bs_encryption bs_encryption;
 
+/* --check-config: what can be checked without starting anything. With the
+ * local keyring the master key file is loaded (and wiped) exactly as at
+ * start, so a malformed key fails here instead of at start. BS_OK when
+ * encryption is off or the check passed; else BS_E_CONFIG with the reason in
+ * err ("encryption.kms.key_file: ..."). */
+bs_status bs_encryption_check(const bs_config *cfg, char *err, size_t errlen) BS_WUR;
+
 /* Build everything for cfg->encryption (which must be enabled: BS_E_CONFIG
  * otherwise) on `control` and install the worker hooks on `srv` (not yet
  * started). `cfg` is borrowed and must outlive the object. On failure a

@@ -35,6 +35,7 @@
 #ifndef BROKERSIDE_EVENT_BUS_H
 #define BROKERSIDE_EVENT_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,13 @@ bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *pay
 /* Append everything the spool accepts now (control thread). Also run by the
  * ev_async and the retry timer. Returns the number of events still queued. */
 size_t bs_event_bus_drain(bs_event_bus *b);
+
+/* True while audit events cannot be stored: the spool refused the last
+ * drain's audit event (full spool or disk), or the queue holds more than
+ * half of max_queued_bytes. Cleared by the drain that stores everything again
+ * (and brings the queue under half). Any thread, lock-free. Gauge
+ * brokerside_audit_blocked; changes are logged. */
+bool bs_event_bus_audit_blocked(bs_event_bus *b);
 
 typedef struct bs_event_bus_stats {
     uint64_t submitted[BS_STREAM_COUNT];

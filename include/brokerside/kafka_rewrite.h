@@ -27,12 +27,19 @@
 #define BS_KAFKA_MAX_HOST 255
 
 /* An endpoint as the broker wrote it in a response: the host bytes (not
- * NUL-terminated, may be empty) and the port. */
+ * NUL-terminated, may be empty) and the port. `shared` is true when another
+ * node of the same response advertises the same host:port (hosts compared
+ * case-insensitively), or when the response holds too many endpoints to tell
+ * (BS_KAFKA_MAX_ENDPOINTS): the address then does not identify the node. */
 typedef struct bs_kafka_addr {
     const char *host;
     size_t host_len;
     int32_t port;
+    bool shared;
 } bs_kafka_addr;
+
+/* Endpoints per response compared for bs_kafka_addr.shared. */
+#define BS_KAFKA_MAX_ENDPOINTS 1024
 
 /* Maps a broker node id to the address clients must use. `was` is the
  * address the broker advertised for it in this response (a map function may

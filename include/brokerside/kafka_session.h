@@ -141,6 +141,10 @@ typedef struct bs_kafka_session_factory {
  * Static storage: never freed. */
 const bs_session_ops *bs_kafka_session_ops(void);
 
+/* Bytes of request frames held (assembled in session memory) right now by
+ * every connection of the process; bounded by kafka.held_bytes_budget. */
+uint64_t bs_kafka_session_held_bytes(void);
+
 /* Distinct topic label values used by the per-topic metrics
  * (brokerside_topic_*); beyond it new topics are counted as topic="_other". */
 #define BS_KAFKA_TOPIC_SERIES_MAX 1000

@@ -69,6 +69,10 @@ bs_status bs_pipeline_observe(bs_pipeline *p, bs_server *srv) BS_WUR;
  * bs_audit_log_record(bs_pipeline_audit_log(p), &ev). */
 bs_audit_log *bs_pipeline_audit_log(bs_pipeline *p);
 
+/* True while audit events cannot be stored (bs_event_bus_audit_blocked):
+ * the daemon reports not ready (/readyz 503) then. Any thread. */
+bool bs_pipeline_audit_blocked(bs_pipeline *p);
+
 /* Append the pipeline's /status members: `,"spool":{...},"events":{...},
  * "sinks":[...],"audit":{...},"logtail":{...}` (docs/operations.md). */
 void bs_pipeline_status_json(bs_pipeline *p, bs_wbuf *out);

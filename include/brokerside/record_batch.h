@@ -169,10 +169,14 @@ bs_status bs_record_batch_transform(const bs_record_batch *batch, size_t limit,
                                     bs_record_value_fn fn, void *ctx, bs_wbuf *out) BS_WUR;
 
 /* Transform every batch of a records blob into `out` (see bs_record_batch_transform);
- * a partial trailing batch is appended as it is. BS_E_UNSUPPORTED for magic 0/1
- * message sets, or any error of the per-batch transform; `out` rolls back on error. */
+ * a partial trailing batch is appended as it is. `limit` bounds the decompressed
+ * records of ALL batches together (BS_E_TOO_LARGE as soon as the next batch would
+ * pass it, before its work is done). *plain_used (may be NULL) gets the decompressed
+ * bytes processed, also on error. BS_E_UNSUPPORTED for magic 0/1 message sets, or
+ * any error of the per-batch transform; `out` rolls back on error. */
 bs_status bs_records_blob_transform(const uint8_t *p, size_t len, size_t limit,
-                                    bs_record_value_fn fn, void *ctx, bs_wbuf *out) BS_WUR;
+                                    bs_record_value_fn fn, void *ctx, bs_wbuf *out,
+                                    size_t *plain_used) BS_WUR;
 
 /* A record to encode with bs_record_batch_build(). Null key/value: pointer NULL. */
 typedef struct bs_record_spec {

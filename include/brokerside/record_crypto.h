@@ -49,16 +49,27 @@ typedef struct bs_record_crypto bs_record_crypto;
 
 /* Kafka error codes this module answers with. */
 #define BS_KERR_CORRUPT_MESSAGE 2
+#define BS_KERR_MESSAGE_TOO_LARGE 10
 #define BS_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT 43
 #define BS_KERR_POLICY_VIOLATION 44
 #define BS_KERR_KAFKA_STORAGE_ERROR 56
 #define BS_KERR_INVALID_RECORD 87
 #define BS_KERR_UNKNOWN_TOPIC_ID 100
 
+/* Decompression bound of one Produce request (all its batches together):
+ * RATIO times the request's size, at least FLOOR, at most max_records_bytes.
+ * Beyond it the partitions get MESSAGE_TOO_LARGE (10) and nothing more of
+ * the request is unpacked (reason "decompression_limit"). */
+#define BS_RECORD_CRYPTO_MAX_RATIO 64u
+#define BS_RECORD_CRYPTO_RATIO_FLOOR (1u << 20)
+
 /* Create the shared (all workers) part. `enc` is borrowed and must outlive
  * the object (enc->enabled must be true: BS_E_CONFIG otherwise);
- * `max_records_bytes` bounds the decompressed size of one batch's records
- * (0 = 64 MiB). Free with bs_record_crypto_free after every connection
+ * `max_records_bytes` (the daemon passes kafka.max_frame_bytes; 0 = 64 MiB)
+ * bounds the decompressed records of one Produce request (with the ratio
+ * above), the size of its rewritten frame (a larger one is refused with
+ * MESSAGE_TOO_LARGE, never sent), and the decompressed size of one Fetch
+ * batch. Free with bs_record_crypto_free after every connection
  * using its hook closed. BS_E_NOMEM. */
 bs_status bs_record_crypto_new(const bs_encryption_config *enc, size_t max_records_bytes,
                                bs_record_crypto **out) BS_WUR;

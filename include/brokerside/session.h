@@ -95,6 +95,12 @@ typedef struct bs_session_ops {
      * closes both sides at once, instead of keeping the other side and the
      * connection slot until the idle timeout. NULL: never. */
     bool (*input_truncated)(const void *state, bool from_client, const bs_buf *in);
+    /* Optional. Seconds until the client's message now in progress must have
+     * arrived whole (0: overdue, -1: none in progress). net/ arms the
+     * connection's timer for it and closes the connection once overdue
+     * (brokerside_connections_overdue_total): a slow client cannot keep a
+     * half-sent message, and the memory holding it, until the idle timeout. */
+    double (*input_deadline)(const void *state);
 } bs_session_ops;
 
 #endif

@@ -65,6 +65,24 @@ void bs_aws_conf_parse_region(bs_conf *c, const bs_conf_opt *o, const cJSON *obj
     *out = bs_conf_strdup(c, s);
 }
 
+/* Copy URL `u` into out[outlen] with any user information before the host
+ * ("user:password@") replaced by "***@", so error messages never print a
+ * credential somebody put in an endpoint. */
+static void redact_url(const char *u, char *out, size_t outlen)
+{
+    const char *h = strstr(u, "://");
+    h = h ? h + 3 : u;
+    size_t hl = strcspn(h, "/?#");
+    const char *at = NULL;
+    for (const char *x = h; x < h + hl; x++)
+        if (*x == '@') at = x; /* the last '@' ends the user information */
+    if (!at) {
+        snprintf(out, outlen, "%s", u);
+        return;
+    }
+    snprintf(out, outlen, "%.*s***%s", (int)(h - u), u, at);
+}
+
 /*
  * Validate an endpoint override URL: "https://HOST[:PORT][/PATH]", or
  * "http://..." when HOST is loopback or `insecure_ok`. No user info, query or
@@ -125,8 +143,10 @@ void bs_aws_conf_parse_endpoint(bs_conf *c, const bs_conf_opt *o, const cJSON *o
     if (!bs_conf_get_string(c, obj, o->name, path, &s) || !s) return;
     const char *why = check_url(s, insecure);
     if (why) {
+        char safe[600];
         bs_conf_path_key(p, sizeof p, path, o->name);
-        bs_conf_err(c, p, "%s %s", bs_conf_quote(q, sizeof q, s), why);
+        redact_url(s, safe, sizeof safe);
+        bs_conf_err(c, p, "%s %s", bs_conf_quote(q, sizeof q, safe), why);
         return;
     }
     *out = bs_conf_strdup(c, s);

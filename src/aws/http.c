@@ -17,6 +17,7 @@
 #include "brokerside/buf.h"
 #include "brokerside/cursor.h"
 #include "brokerside/log.h"
+#include "brokerside/metrics.h"
 #include "brokerside/version.h"
 
 #define MOD "aws-http"
@@ -57,6 +58,9 @@ typedef struct call {
     unsigned attempts;
     bool auth_retried;
     ev_timer timer;               /* backoff delay, or deferral of an early failure */
+    ev_timer slow;                /* fires when an attempt runs past slow_attempt_ms */
+    double attempt_start;         /* ev_now() when the current attempt started */
+    bool slow_noted;              /* the current attempt was reported as slow */
     bs_aws_outcome early_outcome; /* set when the timer must finish, not retry */
     bool finish_on_timer;
 } call;
@@ -67,8 +71,9 @@ struct bs_aws_http {
     ev_timer curl_timer;
     bs_aws_credentials_provider *creds;
     char *ca_file, *user_agent;
-    long connect_timeout_ms, timeout_ms, backoff_base_ms, backoff_max_ms;
+    long connect_timeout_ms, timeout_ms, backoff_base_ms, backoff_max_ms, slow_attempt_ms;
     unsigned max_attempts;
+    struct bs_aws_http *reg_next, *reg_prev; /* every live client (bs_aws_http_status_json) */
     size_t max_response_bytes;
     call *calls;
     sock_watch *socks;
@@ -334,9 +339,49 @@ static void call_unlink(call *k)
     k->next = k->prev = NULL;
 }
 
+/* Attempts of `k`'s service in progress past slow_attempt_ms (gauge). */
+static bs_metric *slow_gauge(const call *k)
+{
+    return bs_metrics_gauge_kv("brokerside_aws_attempts_slow",
+                               "AWS requests whose current attempt has run longer than the slow "
+                               "threshold (5 s by default), by service",
+                               "service", k->service ? k->service : "-", NULL);
+}
+
+/* The slow watchdog of an attempt: still no answer after slow_attempt_ms.
+ * Logged (once per attempt), counted, listed in /status until it ends. */
+static void call_slow_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    call *k = w->data;
+    bs_aws_http *c = k->client;
+    if (!k->easy || k->slow_noted) return;
+    k->slow_noted = true;
+    c->stats.slow_attempts++;
+    c->stats.slow_in_progress++;
+    bs_metric_add(slow_gauge(k), 1);
+    bs_metric_add(bs_metrics_counter_kv("brokerside_aws_slow_attempts_total",
+                                        "AWS request attempts that ran past the slow threshold, by "
+                                        "service",
+                                        "service", k->service ? k->service : "-", NULL),
+                  1);
+    BS_LOG_WARNF(MOD,
+                 "%s %s (%s): attempt %u of %u has had no answer for %.1f s (the attempt times out "
+                 "after %.1f s)",
+                 k->method, k->host ? k->host : k->url, k->service ? k->service : "-",
+                 k->attempts, c->max_attempts, ev_now(loop) - k->attempt_start,
+                 c->timeout_ms / 1000.0);
+}
+
 /* Remove the attempt's easy handle from the multi handle and free it. */
 static void call_drop_easy(call *k)
 {
+    ev_timer_stop(k->client->loop, &k->slow);
+    if (k->slow_noted) {
+        k->slow_noted = false;
+        k->client->stats.slow_in_progress--;
+        bs_metric_add(slow_gauge(k), -1);
+    }
     if (k->easy) {
         curl_multi_remove_handle(k->client->multi, k->easy);
         curl_easy_cleanup(k->easy);
@@ -618,7 +663,11 @@ static void start_attempt(call *k)
     if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
         snprintf(k->errbuf, sizeof k->errbuf, "curl_multi_add_handle failed");
         call_finish_deferred(k, BS_AWS_CLIENT_ERROR);
+        return;
     }
+    k->attempt_start = ev_now(c->loop);
+    ev_timer_set(&k->slow, c->slow_attempt_ms / 1000.0, 0.);
+    ev_timer_start(c->loop, &k->slow);
 }
 
 /* An attempt finished: classify it, then retry or finish. */
@@ -659,8 +708,16 @@ static void attempt_done(call *k, CURLcode rc)
     unsigned regular = k->attempts - (k->auth_retried ? 1 : 0);
     if (bs_aws_outcome_retryable(o) && regular < c->max_attempts) {
         double d = backoff_seconds(c, regular + 1);
-        BS_LOG_DEBUGF(MOD, "%s: %s (HTTP %ld), retry %u in %.3f s", k->service ? k->service : "-",
-                      bs_aws_outcome_name(o), status, regular, d);
+        /* Every retry is visible as it happens, not only the final outcome. */
+        BS_LOG_INFOF(MOD, "%s %s (%s): attempt %u of %u failed: %s (HTTP %ld%s%s); retrying in %.3f s",
+                     k->method, k->host ? k->host : k->url, k->service ? k->service : "-", regular,
+                     c->max_attempts, bs_aws_outcome_name(o), status, k->errbuf[0] ? ", " : "",
+                     k->errbuf, d);
+        bs_metric_add(bs_metrics_counter_kv("brokerside_aws_retries_total",
+                                            "AWS request attempts retried, by service and outcome",
+                                            "service", k->service ? k->service : "-", "outcome",
+                                            bs_aws_outcome_name(o), NULL),
+                      1);
         ev_timer_set(&k->timer, d, 0.);
         ev_timer_start(c->loop, &k->timer);
         return;
@@ -768,6 +825,9 @@ static int multi_socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, voi
 /* ---- client -------------------------------------------------------------- */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+/* Every live client, for /status (bs_aws_http_status_json). */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static bs_aws_http *reg_head;
 /* Process-wide libcurl initialisation, done once. */
 static void curl_global_once(void)
 {
@@ -791,6 +851,12 @@ bs_status bs_aws_http_new(struct ev_loop *loop, const bs_aws_http_config *cfg,
     c->max_attempts = cfg->max_attempts ? cfg->max_attempts : 4;
     c->backoff_base_ms = cfg->backoff_base_ms > 0 ? cfg->backoff_base_ms : 100;
     c->backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 20000;
+    /* An attempt with no answer after this long is reported (log, metric,
+     * /status) while it still runs: a hung endpoint is otherwise invisible
+     * for max_attempts x timeout_ms. */
+    c->slow_attempt_ms = cfg->slow_attempt_ms > 0 ? cfg->slow_attempt_ms
+                         : c->timeout_ms / 2 < 5000 ? c->timeout_ms / 2
+                                                    : 5000;
     c->max_response_bytes = cfg->max_response_bytes ? cfg->max_response_bytes : 4u << 20;
     c->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
     c->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "brokerside/" BS_VERSION);
@@ -807,6 +873,11 @@ bs_status bs_aws_http_new(struct ev_loop *loop, const bs_aws_http_config *cfg,
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, multi_timer_fn);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    pthread_mutex_lock(&reg_lock);
+    c->reg_next = reg_head;
+    if (reg_head) reg_head->reg_prev = c;
+    reg_head = c;
+    pthread_mutex_unlock(&reg_lock);
     *out = c;
     return BS_OK;
 }
@@ -815,6 +886,13 @@ bs_status bs_aws_http_new(struct ev_loop *loop, const bs_aws_http_config *cfg,
 void bs_aws_http_free(bs_aws_http *c)
 {
     if (!c) return;
+    pthread_mutex_lock(&reg_lock);
+    if (c->reg_prev)
+        c->reg_prev->reg_next = c->reg_next;
+    else if (reg_head == c)
+        reg_head = c->reg_next;
+    if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
+    pthread_mutex_unlock(&reg_lock);
     while (c->calls) {
         call *k = c->calls;
         k->errbuf[0] = '\0';
@@ -828,6 +906,33 @@ void bs_aws_http_free(bs_aws_http *c)
     free(c->ca_file);
     free(c->user_agent);
     free(c);
+}
+
+/* See aws_http.h. */
+void bs_aws_http_status_json(bs_wbuf *out)
+{
+    bs_wbuf_put_str(out, "[");
+    bool first = true;
+    pthread_mutex_lock(&reg_lock);
+    for (bs_aws_http *c = reg_head; c; c = c->reg_next) {
+        double now = ev_now(c->loop);
+        for (call *k = c->calls; k; k = k->next) {
+            if (!k->easy || !k->slow_noted) continue;
+            bs_wbuf_put_str(out, first ? "{\"service\":" : ",{\"service\":");
+            first = false;
+            const char *svc = k->service ? k->service : "-";
+            bs_wbuf_put_json_string(out, svc, strlen(svc));
+            bs_wbuf_put_str(out, ",\"method\":");
+            bs_wbuf_put_json_string(out, k->method, strlen(k->method));
+            bs_wbuf_put_str(out, ",\"host\":");
+            const char *h = k->host ? k->host : "";
+            bs_wbuf_put_json_string(out, h, strlen(h));
+            bs_wbuf_printf(out, ",\"attempt\":%u,\"max_attempts\":%u,\"running_s\":%.1f}",
+                           k->attempts, c->max_attempts, now - k->attempt_start);
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    bs_wbuf_put_str(out, "]");
 }
 
 /* Copy the counters. */
@@ -913,6 +1018,8 @@ bs_status bs_aws_http_send(bs_aws_http *c, const bs_aws_http_request *req, bs_aw
     bs_wbuf_init(&k->resp_body, c->max_response_bytes + 1);
     bs_wbuf_init(&k->resp_headers, MAX_RESPONSE_HEADER_BYTES);
     ev_timer_init(&k->timer, call_timer_cb, 0., 0.);
+    ev_timer_init(&k->slow, call_slow_cb, 0., 0.);
+    k->slow.data = k;
     k->method = strdup(req->method);
     k->url = strdup(req->url);
     k->service = req->service ? strdup(req->service) : NULL;

@@ -242,7 +242,10 @@ void bs_conf_get_int(bs_conf *c, const cJSON *obj, const char *key, const char *
     *out = (long long)d;
 }
 
-/* Read an optional number of seconds in (0, max] into *out (unchanged when
+/* The smallest duration a `*_s` key accepts. */
+#define BS_CONF_MIN_SECONDS 0.001
+
+/* Read an optional number of seconds in [0.001, max] into *out (unchanged when
  * absent). */
 void bs_conf_get_seconds(bs_conf *c, const cJSON *obj, const char *key, const char *path, double max,
                         double *out)
@@ -256,6 +259,11 @@ void bs_conf_get_seconds(bs_conf *c, const cJSON *obj, const char *key, const ch
         return;
     }
     double d = v->valuedouble;
+    /* Below a millisecond no timer can honour it (1e-300 was accepted). */
+    if (isfinite(d) && d > 0 && d < BS_CONF_MIN_SECONDS) {
+        bs_conf_err(c, p, "%g s is too small: at least %g s (1 ms)", d, BS_CONF_MIN_SECONDS);
+        return;
+    }
     if (!isfinite(d) || d <= 0 || d > max) {
         bs_conf_err(c, p, "%g is out of range: must be greater than 0 and at most %g", d, max);
         return;
@@ -358,9 +366,16 @@ char *bs_conf_get_file(bs_conf *c, const cJSON *obj, const char *key, const char
     }
     /* open(2), not access(2): what matters is whether this process, with its
      * effective ids, can read it now. */
-    int fd = open(abs, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: the file may have been swapped for a FIFO since stat() */
+    int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat fsb;
     if (fd < 0) {
         bs_conf_err(c, p, "%s cannot be read: %s", where, strerror(errno));
+        goto fail;
+    }
+    if (fstat(fd, &fsb) != 0 || !S_ISREG(fsb.st_mode)) {
+        close(fd);
+        bs_conf_err(c, p, "%s is not a regular file", where);
         goto fail;
     }
     close(fd);
@@ -646,16 +661,55 @@ static bool known_key(const bs_conf_section *const *secs, size_t n, const char *
 
 /* See confmap.h: duplicates first per key, then unknown keys with the
  * closest row name (edit distance below 3, first in table order on a tie). */
+/* A key of an object and its position, for the duplicate check. */
+typedef struct key_pos {
+    const char *k;
+    size_t i;
+} key_pos;
+
+/* qsort order: by key, then by position (so the first occurrence comes first). */
+static int key_pos_cmp(const void *a, const void *b)
+{
+    const key_pos *x = a, *y = b;
+    int r = strcmp(x->k, y->k);
+    return r ? r : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Mark in dup[i] every member of `obj` (n of them) whose key appeared
+ * earlier: the keys are sorted once (O(n log n)); a config with 60,000 keys
+ * in one object used to take seconds with the pairwise check. False when out
+ * of memory. */
+static bool mark_duplicates(const cJSON *obj, size_t n, bool *dup)
+{
+    key_pos *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return false;
+    size_t i = 0;
+    for (const cJSON *it = obj->child; it; it = it->next, i++)
+        v[i] = (key_pos){it->string ? it->string : "", i};
+    qsort(v, n, sizeof *v, key_pos_cmp);
+    for (i = 1; i < n; i++)
+        if (strcmp(v[i - 1].k, v[i].k) == 0) dup[v[i].i] = true;
+    free(v);
+    return true;
+}
+
 void bs_conf_check_keys(bs_conf *c, const cJSON *obj, const char *path,
                         const bs_conf_section *const *secs, size_t n)
 {
     char p[BS_CONF_PATH_MAX], q[160];
-    for (const cJSON *it = obj->child; it; it = it->next) {
+    size_t nk = 0, idx = 0;
+    for (const cJSON *it = obj->child; it; it = it->next)
+        nk++;
+    bool *dups = calloc(nk ? nk : 1, sizeof *dups);
+    if (!dups || !mark_duplicates(obj, nk, dups)) {
+        free(dups);
+        c->nomem = true;
+        return;
+    }
+    for (const cJSON *it = obj->child; it; it = it->next, idx++) {
         const char *k = it->string ? it->string : "";
         bs_conf_path_key(p, sizeof p, path, k);
-        bool dup = false;
-        for (const cJSON *prev = obj->child; prev != it; prev = prev->next)
-            if (prev->string && strcmp(prev->string, k) == 0) dup = true;
+        bool dup = dups[idx];
         if (dup) {
             bs_conf_err(c, p, "duplicate key %s: each key may appear once per object",
                         bs_conf_quote(q, sizeof q, k));
@@ -679,6 +733,7 @@ void bs_conf_check_keys(bs_conf *c, const cJSON *obj, const char *path,
         else
             bs_conf_err(c, p, "unknown key %s", bs_conf_quote(q, sizeof q, k));
     }
+    free(dups);
 }
 
 /* ------------------------------------------------------------------------ */

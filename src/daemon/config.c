@@ -190,6 +190,58 @@ static long sink_index(const bs_config *cfg, const char *name)
     return -1;
 }
 
+/* The path `in` as the kernel will resolve it, into out[outlen]: realpath()
+ * of its longest existing prefix (symlinks, "." and ".." resolved), then the
+ * part that does not exist yet with "." and ".." applied lexically. Used to
+ * tell whether two configured directories are the same. */
+static void canon_path(const char *in, char *out, size_t outlen)
+{
+    char head[PATH_MAX], real[PATH_MAX];
+    snprintf(out, outlen, "%s", in);
+    if (strlen(in) >= sizeof head) return;
+    strcpy(head, in);
+    size_t cut = strlen(head);
+    for (;;) {
+        if (realpath(head, real)) break;
+        char *slash = strrchr(head, '/');
+        if (!slash) return; /* nothing of it exists, even relative: compare as given */
+        cut = (size_t)(slash - head);
+        if (cut == 0) {
+            strcpy(real, "/");
+            break;
+        }
+        *slash = '\0';
+    }
+    /* append the components after the existing prefix, applying "." and ".." */
+    char res[PATH_MAX];
+    snprintf(res, sizeof res, "%s", real);
+    const char *rest = in + cut;
+    while (*rest) {
+        while (*rest == '/')
+            rest++;
+        size_t n = strcspn(rest, "/");
+        if (n == 0) break;
+        if (n == 1 && rest[0] == '.') {
+            /* nothing */
+        } else if (n == 2 && rest[0] == '.' && rest[1] == '.') {
+            char *slash = strrchr(res, '/');
+            if (slash && slash != res)
+                *slash = '\0';
+            else
+                strcpy(res, "/");
+        } else {
+            size_t l = strlen(res);
+            if (l + 1 + n < sizeof res) {
+                if (l > 1 || res[0] != '/') res[l++] = '/';
+                memcpy(res + l, rest, n);
+                res[l + n] = '\0';
+            }
+        }
+        rest += n;
+    }
+    snprintf(out, outlen, "%s", res);
+}
+
 /*
  * Cross-section rules once everything is read: the implicit "default" file
  * sink, every reference resolved (and routed), the stream/sink type fit, a
@@ -274,17 +326,23 @@ static void link_events(bs_conf *c, const cJSON *root, bs_config *cfg)
             s->streams |= 1u << secs[i].stream;
         }
     }
-    /* Two writers in one directory would interleave or rotate each other's files. */
+    /* Two writers in one directory would interleave or rotate each other's
+     * files. Compared as real paths: "<spool>/.", "<spool>/../spool" or a
+     * symlink to the spool are the spool too. */
+    char spool_real[PATH_MAX] = "";
+    if (cfg->spool.dir) canon_path(cfg->spool.dir, spool_real, sizeof spool_real);
     for (size_t k = 0; k < cfg->n_sinks; k++) {
         const bs_sink_config *s = &cfg->sinks[k];
         if (s->kind != BS_SINK_FILE || !s->dir) continue;
         snprintf(p, sizeof p, s->implicit ? "sinks" : "sinks.%s.dir", s->name);
-        if (cfg->spool.dir && strcmp(s->dir, cfg->spool.dir) == 0)
+        char real[PATH_MAX], other[PATH_MAX];
+        canon_path(s->dir, real, sizeof real);
+        if (cfg->spool.dir && strcmp(real, spool_real) == 0)
             bs_conf_err(c, p, "%s%s is the spool directory: give the sink its own directory",
                     s->implicit ? "the default sink's dir " : "", bs_conf_quote(q, sizeof q, s->dir));
         for (size_t j = 0; j < k; j++)
             if (cfg->sinks[j].kind == BS_SINK_FILE && cfg->sinks[j].dir &&
-                strcmp(cfg->sinks[j].dir, s->dir) == 0)
+                (canon_path(cfg->sinks[j].dir, other, sizeof other), strcmp(other, real) == 0))
                 bs_conf_err(c, p,
                         "%s%s is also the dir of sinks.%s: each file sink needs its own "
                         "directory",
@@ -316,6 +374,7 @@ static void derive_kafka_routes(bs_conf *c, bs_config *cfg)
         bs_kafka_route *r = &k->routes[k->n_routes++];
         r->listener = l->name;
         r->upstream = &l->upstream;
+        r->node_id = l->broker_id;
         if (l->advertised_host) {
             r->host = l->advertised_host;
             r->port = l->advertised_port;
@@ -421,6 +480,30 @@ void bs_config_errors_free(bs_config_errors *errs)
     errs->n = 0;
 }
 
+/* Find a \u0000 escape inside a JSON string of s[0..len) (comments already
+ * blanked): cJSON would decode it to a NUL byte and every C string user would
+ * silently see the value cut there. True with *off at the backslash. */
+static bool find_nul_escape(const char *s, size_t len, size_t *off)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_str) {
+            if (s[i] == '"') in_str = true;
+            continue;
+        }
+        if (s[i] == '"') {
+            in_str = false;
+        } else if (s[i] == '\\' && i + 1 < len) {
+            if (s[i + 1] == 'u' && i + 5 < len && strncmp(s + i + 2, "0000", 4) == 0) {
+                *off = i;
+                return true;
+            }
+            i++; /* skip the escaped character (\\ and \" included) */
+        }
+    }
+    return false;
+}
+
 /* See config.h. `text` need not be NUL-terminated; it is copied. */
 bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_config **out,
                           bs_config_errors *errs)
@@ -446,6 +529,13 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
     }
     if (find_trailing_comma(clean, len, &off)) {
         bs_conf_err_at(&c, text, len, off, "JSON syntax error: trailing comma before '}' or ']'");
+        st = BS_E_CONFIG;
+        goto out;
+    }
+    if (find_nul_escape(clean, len, &off)) {
+        bs_conf_err_at(&c, text, len, off,
+                       "\\u0000 inside a string: a NUL character is not allowed (the string "
+                       "would be cut there)");
         st = BS_E_CONFIG;
         goto out;
     }
@@ -516,7 +606,9 @@ bs_status bs_config_load(const char *path, bs_config **out, bs_config_errors *er
     bs_status st = BS_OK;
     int fd = -1;
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+     * it is refused below as not a regular file. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0) {
         bs_conf_err(&c, "", "cannot open the configuration file: %s", strerror(errno));

@@ -52,6 +52,22 @@ static bs_status listener_warnings(const bs_config *cfg, bs_config_errors *out)
                 "disconnected at their first Metadata response; set listeners[%zu].advertised to "
                 "the host:port clients dial (or map the broker's node id in kafka.advertise)",
                 f, i, l->name, l->bind.text, l->bind.port == 0 ? "port 0" : "a wildcard", i));
+        if (l->protocol == BS_PROTOCOL_KAFKA && r && r->host && l->broker_id < 0 &&
+            cfg->kafka.n_advertise > 0 && !advertise_covers(&cfg->kafka, l))
+            BS_GUARD(bs_config_errors_addf(
+                out,
+                "%s: listeners[%zu] (%s): kafka.advertise maps other nodes but broker_id is not "
+                "set: if the brokers all advertise the same address (each its own loopback "
+                "listener), the address cannot tell which node this sidecar fronts and it is "
+                "refused; set listeners[%zu].broker_id to the broker's node.id",
+                f, i, l->name, i));
+        if (l->bind.port > 0 && l->bind.port < 1024)
+            BS_GUARD(bs_config_errors_addf(
+                out,
+                "%s: listeners[%zu] (%s): bind port %u is below 1024: binding it needs "
+                "CAP_NET_BIND_SERVICE, which the packaged unit does not grant (add it in a "
+                "drop-in, see the unit file)",
+                f, i, l->name, (unsigned)l->bind.port));
         if (!l->tls && !bs_endpoint_is_loopback(&l->bind))
             BS_GUARD(bs_config_errors_addf(
                 out,

@@ -90,6 +90,23 @@ static bs_status aws_keyring(bs_encryption *e, struct ev_loop *control, const bs
 }
 
 /* See encryption.h. */
+/* See encryption.h. */
+bs_status bs_encryption_check(const bs_config *cfg, char *err, size_t errlen)
+{
+    const bs_encryption_config *enc = &cfg->encryption;
+    if (!enc->enabled || enc->kms_type != BS_KMS_LOCAL) return BS_OK;
+    char why[256] = "";
+    bs_keyring *kr = NULL;
+    bs_status st = bs_keyring_local_open(enc->key_file, &kr, why, sizeof why);
+    if (st != BS_OK) {
+        snprintf(err, errlen, "%s: encryption.kms.key_file: %s", cfg->path, why);
+        return BS_E_CONFIG;
+    }
+    bs_keyring_free(kr);
+    return BS_OK;
+}
+
+/* See encryption.h. */
 bs_status bs_encryption_start(struct ev_loop *control, const bs_config *cfg, bs_server *srv,
                               bs_encryption **out, char *err, size_t errlen)
 {
@@ -125,7 +142,7 @@ bs_status bs_encryption_start(struct ev_loop *control, const bs_config *cfg, bs_
             snprintf(err, errlen, "encryption.dek: invalid settings (%s)", bs_status_name(st));
     }
     if (st == BS_OK) {
-        st = bs_record_crypto_new(enc, 0, &e->rc);
+        st = bs_record_crypto_new(enc, cfg->kafka.max_frame_bytes, &e->rc);
         if (st != BS_OK) snprintf(err, errlen, "encryption: %s", bs_status_name(st));
     }
     if (st == BS_OK) {

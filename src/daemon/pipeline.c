@@ -142,6 +142,12 @@ static bs_status emit_audit(const char *line, size_t len, void *arg)
     return bs_event_bus_submit(((bs_pipeline *)arg)->bus, BS_STREAM_AUDIT, line, len);
 }
 
+/* Audit log backlog probe: the bus cannot store audit events now. */
+static bool audit_blocked_probe(void *bus)
+{
+    return bs_event_bus_audit_blocked(bus);
+}
+
 /* EMF emit: one document per metrics event. */
 static bs_status emit_metric(const char *json, size_t len, void *arg)
 {
@@ -479,6 +485,7 @@ static bs_status build_audit(bs_pipeline *p, char *err, size_t errlen)
         snprintf(err, errlen, "audit: cannot open the audit log (%s)", bs_status_name(st));
         return st;
     }
+    bs_audit_log_set_backlog_probe(p->audit, audit_blocked_probe, p->bus);
     ev_init(&p->agg_timer, on_agg_timer);
     p->agg_timer.data = p;
     arm(p, &p->agg_timer, ac->aggregate_interval_s);
@@ -574,6 +581,12 @@ bs_status bs_pipeline_observe(bs_pipeline *p, bs_server *srv)
 }
 
 /* See pipeline.h. */
+bool bs_pipeline_audit_blocked(bs_pipeline *p)
+{
+    return p && p->audit && bs_event_bus_audit_blocked(p->bus);
+}
+
+/* See pipeline.h. */
 bs_audit_log *bs_pipeline_audit_log(bs_pipeline *p)
 {
     return p ? p->audit : NULL;
@@ -606,8 +619,11 @@ void bs_pipeline_status_json(bs_pipeline *p, bs_wbuf *out)
                    ss.truncated_bytes, ss.corrupt_records);
     bs_event_bus_stats bst;
     bs_event_bus_get_stats(p->bus, &bst);
-    bs_wbuf_printf(out, ",\"events\":{\"queued\":%zu,\"queued_bytes\":%zu,\"spooled\":",
-                   bst.queued_events, bst.queued_bytes);
+    bs_wbuf_printf(out,
+                   ",\"events\":{\"queued\":%zu,\"queued_bytes\":%zu,\"audit_blocked\":%s,"
+                   "\"spooled\":",
+                   bst.queued_events, bst.queued_bytes,
+                   bs_event_bus_audit_blocked(p->bus) ? "true" : "false");
     put_streams(out, bst.spooled);
     bs_wbuf_put_str(out, ",\"dropped\":");
     put_streams(out, bst.dropped);
@@ -638,11 +654,15 @@ void bs_pipeline_status_json(bs_pipeline *p, bs_wbuf *out)
         uint64_t next, emitted, failures, overflow;
         bs_audit_log_position(p->audit, chain, &next);
         bs_audit_log_stats(p->audit, &emitted, &failures, &overflow);
+        uint64_t lost, unrecorded, gaps;
+        bs_audit_log_losses(p->audit, &lost, &unrecorded, &gaps);
         bs_wbuf_printf(out,
                        ",\"audit\":{\"chain_id\":\"%s\",\"next_sequence\":%" PRIu64
                        ",\"emitted\":%" PRIu64 ",\"emit_failures\":%" PRIu64
-                       ",\"aggregate_overflow\":%" PRIu64 ",\"signed\":%s}",
-                       chain, next, emitted, failures, overflow, p->key ? "true" : "false");
+                       ",\"aggregate_overflow\":%" PRIu64 ",\"signed\":%s,\"lost\":%" PRIu64
+                       ",\"lost_unrecorded\":%" PRIu64 ",\"gap_records\":%" PRIu64 "}",
+                       chain, next, emitted, failures, overflow, p->key ? "true" : "false", lost,
+                       unrecorded, gaps);
     }
     if (p->tail) {
         bs_logtail_stats ls;

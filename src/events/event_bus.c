@@ -6,6 +6,7 @@
 
 #include <ev.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,8 +34,27 @@ struct bs_event_bus {
     bus_node *head, *tail;
     bs_event_bus_stats st;
     bs_metric *m_dropped[BS_STREAM_COUNT];
-    bs_metric *m_queued_bytes;
+    bs_metric *m_queued_bytes, *m_blocked;
+    /* audit events cannot be stored right now: the spool refused one, or
+     * the queue is more than half full (bs_event_bus_audit_blocked) */
+    atomic_bool audit_blocked;
 };
+
+/* Recompute the audit-blocked flag (lock held). */
+static void update_blocked(bs_event_bus *b, bool refused)
+{
+    bool now = refused || b->st.queued_bytes > b->o.max_queued_bytes / 2;
+    if (atomic_exchange(&b->audit_blocked, now) != now) {
+        bs_metric_set(b->m_blocked, now);
+        if (now)
+            BS_LOG_ERRORF("events",
+                          "audit events cannot be stored (%s): requests that need an audit "
+                          "event are refused and /readyz is false until they can",
+                          refused ? "the spool refuses them" : "the queue is over half full");
+        else
+            BS_LOG_INFOF("events", "audit events are stored again: requests are accepted");
+    }
+}
 
 /* Count one lost event of `stream` (lock held). */
 static void count_drop(bs_event_bus *b, bs_stream stream)
@@ -96,6 +116,9 @@ bs_status bs_event_bus_new(struct ev_loop *loop, bs_spool *sp, const bs_event_bu
     }
     b->m_queued_bytes =
         bs_metrics_gauge("brokerside_events_queued_bytes", "Event bytes waiting for the spool", "");
+    b->m_blocked = bs_metrics_gauge(
+        "brokerside_audit_blocked",
+        "1 while audit events cannot be stored (spool refusing them or queue over half full)", "");
     ev_async_init(&b->wake, on_wake);
     b->wake.data = b;
     ev_async_start(loop, &b->wake);
@@ -146,6 +169,7 @@ bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *pay
     b->st.queued_events++;
     b->st.queued_bytes += len;
     bs_metric_set(b->m_queued_bytes, (int64_t)b->st.queued_bytes);
+    if (b->st.queued_bytes > b->o.max_queued_bytes / 2) update_blocked(b, true);
     pthread_mutex_unlock(&b->lock);
     if (was_empty) ev_async_send(b->loop, &b->wake);
     return BS_OK;
@@ -226,6 +250,7 @@ size_t bs_event_bus_drain(bs_event_bus *b)
             count_drop(b, (bs_stream)s);
     }
     if (refused) b->st.spool_refusals++;
+    update_blocked(b, refused);
     size_t left = b->st.queued_events;
     bs_metric_set(b->m_queued_bytes, (int64_t)b->st.queued_bytes);
     pthread_mutex_unlock(&b->lock);
@@ -235,6 +260,12 @@ size_t bs_event_bus_drain(bs_event_bus *b)
         ev_timer_start(b->loop, &b->retry);
     }
     return left;
+}
+
+/* See event_bus.h. */
+bool bs_event_bus_audit_blocked(bs_event_bus *b)
+{
+    return b && atomic_load_explicit(&b->audit_blocked, memory_order_relaxed);
 }
 
 /* See event_bus.h. */

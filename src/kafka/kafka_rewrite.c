@@ -2,6 +2,7 @@
 #include "brokerside/kafka_rewrite.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "brokerside/kafka.h"
 
@@ -94,6 +95,14 @@ static bs_status no_endpoints_status(int16_t api_key, int16_t api_version)
     return endpoints_api ? BS_E_UNSUPPORTED : BS_OK;
 }
 
+/* One endpoint of the response as the broker wrote it (for `shared`). */
+typedef struct rw_seen {
+    int32_t node;
+    const uint8_t *host;
+    size_t host_len;
+    int64_t port;
+} rw_seen;
+
 typedef struct rw_ctx {
     int16_t v;
     bs_kafka_map_fn map_fn;
@@ -101,7 +110,25 @@ typedef struct rw_ctx {
     bs_kafka_arena *a;
     bool changed;
     int32_t bad_node;
+    bool collecting;  /* first pass: record endpoints in `seen`, change nothing */
+    rw_seen *seen;    /* BS_KAFKA_MAX_ENDPOINTS entries (arena) */
+    size_t n_seen;
+    bool seen_overflow; /* more endpoints than `seen` holds: every address counts as shared */
 } rw_ctx;
+
+/* Does another node than `node` advertise host[len]:port in this response? */
+static bool address_shared(const rw_ctx *x, int32_t node, const uint8_t *host, size_t len,
+                           int64_t port)
+{
+    if (x->seen_overflow) return true;
+    for (size_t i = 0; i < x->n_seen; i++) {
+        const rw_seen *e = &x->seen[i];
+        if (e->node != node && e->port == port && e->host_len == len &&
+            (len == 0 || strncasecmp((const char *)e->host, (const char *)host, len) == 0))
+            return true;
+    }
+    return false;
+}
 
 /* Rewrites the endpoint held by object `o` if its struct has Host and Port.
  * The node is the struct's own NodeId/BrokerId, else `parent_node` (the
@@ -121,6 +148,17 @@ static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o, bool has_parent, i
         return BS_E_NOT_FOUND; /* an address with no node to map it by: never forward it */
     }
     int32_t node_id = has_node ? (int32_t)o->vals[node].i : parent_node;
+    if (x->collecting) {
+        if (x->n_seen == BS_KAFKA_MAX_ENDPOINTS) {
+            x->seen_overflow = true;
+            return BS_OK;
+        }
+        x->seen[x->n_seen++] = (rw_seen){.node = node_id,
+                                         .host = hv->null ? NULL : hv->p,
+                                         .host_len = hv->null ? 0 : hv->n,
+                                         .port = pv->i};
+        return BS_OK;
+    }
     if (err >= 0 && o->vals[err].present && o->vals[err].i != 0 && node_id == -1) {
         /* An error answer names no broker; make sure it carries no address either. */
         if (hv->n == 0 && !hv->null) return BS_OK;
@@ -135,7 +173,9 @@ static bs_status rewrite_endpoint(rw_ctx *x, bs_kafka_obj *o, bool has_parent, i
     name[0] = '\0';
     bs_kafka_addr was = {.host = hv->null ? "" : (const char *)hv->p,
                          .host_len = hv->null ? 0 : hv->n,
-                         .port = (int32_t)pv->i};
+                         .port = (int32_t)pv->i,
+                         .shared = address_shared(x, node_id, hv->null ? NULL : hv->p,
+                                                  hv->null ? 0 : hv->n, pv->i)};
     bs_status st = x->map_fn(x->map_arg, node_id, &was, name, sizeof name, &new_port);
     if (st != BS_OK) {
         x->bad_node = node_id;
@@ -206,6 +246,14 @@ bs_status bs_kafka_rewrite_response(int16_t api_key, int16_t api_version, const 
     }
     rw_ctx x = {.v = api_version, .map_fn = map_fn, .map_arg = map_arg, .a = arena, .bad_node = -1};
     BS_GUARD_GOTO(st, bs_kafka_decode(m, api_version, body, len, arena, &root), done);
+    /* First pass: which addresses does more than one node advertise? */
+    void *seen = NULL;
+    BS_GUARD_GOTO(st, bs_kafka_arena_alloc(arena, BS_KAFKA_MAX_ENDPOINTS * sizeof(rw_seen), &seen),
+                  done);
+    x.seen = seen;
+    x.collecting = true;
+    BS_GUARD_GOTO(st, rewrite_walk(&x, root, 0, false, -1), done);
+    x.collecting = false;
     BS_GUARD_GOTO(st, rewrite_walk(&x, root, 0, false, -1), done);
     *bad_node = x.bad_node;
     if (x.changed) BS_GUARD_GOTO(st, bs_kafka_encode(m, api_version, root, out), done);

@@ -225,11 +225,13 @@ static bs_status finish_batch(bs_wbuf *out, size_t start, int codec, const bs_wb
     return BS_OK;
 }
 
-/* Contract in record_batch.h. */
-bs_status bs_record_batch_transform(const bs_record_batch *batch, size_t limit,
-                                    bs_record_value_fn fn, void *ctx, bs_wbuf *out)
+/* bs_record_batch_transform, also reporting the batch's decompressed records
+ * size in *plain_len (0 for a control batch). */
+static bs_status batch_transform(const bs_record_batch *batch, size_t limit, bs_record_value_fn fn,
+                                 void *ctx, bs_wbuf *out, size_t *plain_len)
 {
     size_t start = out->len;
+    *plain_len = 0;
     bs_records r;
     bs_wbuf plain, nv;
     bs_wbuf_init(&plain, 0);
@@ -244,6 +246,7 @@ bs_status bs_record_batch_transform(const bs_record_batch *batch, size_t limit,
     }
     r_open = true;
     BS_GUARD_GOTO(st, bs_records_open(batch, limit, &r), out);
+    *plain_len = bs_cursor_remaining(&r.c);
     for (;;) {
         bs_record rec;
         bool done, replace = false;
@@ -277,10 +280,19 @@ out:
 }
 
 /* Contract in record_batch.h. */
-bs_status bs_records_blob_transform(const uint8_t *p, size_t len, size_t limit,
+bs_status bs_record_batch_transform(const bs_record_batch *batch, size_t limit,
                                     bs_record_value_fn fn, void *ctx, bs_wbuf *out)
 {
-    size_t start = out->len;
+    size_t plain_len;
+    return batch_transform(batch, limit, fn, ctx, out, &plain_len);
+}
+
+/* Contract in record_batch.h. */
+bs_status bs_records_blob_transform(const uint8_t *p, size_t len, size_t limit,
+                                    bs_record_value_fn fn, void *ctx, bs_wbuf *out,
+                                    size_t *plain_used)
+{
+    size_t start = out->len, used = 0;
     bs_batch_iter it;
     bs_batch_iter_init(&it, p, len);
     bs_status st = BS_OK;
@@ -294,10 +306,15 @@ bs_status bs_records_blob_transform(const uint8_t *p, size_t len, size_t limit,
             BS_GUARD_GOTO(st, bs_wbuf_status(out), out);
             continue;
         }
-        BS_GUARD_GOTO(st, bs_record_batch_transform(&b, limit, fn, ctx, out), out);
+        /* one budget for the whole blob: a blob of many small bombs is one big bomb */
+        size_t plain_len;
+        size_t left = used < limit ? limit - used : 0; /* uncompressed batches are not capped */
+        BS_GUARD_GOTO(st, batch_transform(&b, left, fn, ctx, out, &plain_len), out);
+        used += plain_len;
     }
 out:
     if (st != BS_OK) out->len = start;
+    if (plain_used) *plain_used = used;
     return st;
 }
 

@@ -887,6 +887,18 @@ static void conn_pump(bs_conn *c)
     /* Draining: (re)check quiescence once the connection has been quiet for
      * DRAIN_SETTLE_S (conn_timer_cb closes it then). */
     if (c->w->draining && c->opened) conn_timer_at(c, c->t_active + DRAIN_SETTLE_S);
+    /* A message from the client in progress has a deadline: make sure the
+     * timer fires by then (it normally sleeps until the idle timeout). */
+    const bs_session_ops *ops = c->l->session_ops;
+    if (!c->w->draining && c->opened && ops && ops->input_deadline) {
+        double left = ops->input_deadline(c->sess);
+        if (left >= 0) {
+            ev_tstamp now = ev_now(c->w->loop);
+            if (!ev_is_active(&c->timer) ||
+                left + 0.01 < ev_timer_remaining(c->w->loop, &c->timer))
+                conn_timer_at(c, now + left);
+        }
+    }
     conn_release_empty(c);
     conn_update_watchers(c);
     /* Still progressing after PUMP_ROUNDS: continue on the next loop
@@ -967,8 +979,26 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         conn_timer_at(c, now >= settle_at ? now + DRAIN_SETTLE_S : settle_at);
         return;
     }
-    if (lim->idle_timeout_s <= 0) return;
+    const bs_session_ops *ops = c->l->session_ops;
+    double left = ops && ops->input_deadline ? ops->input_deadline(c->sess) : -1;
+    if (left == 0) {
+        bs_metric_add(c->l->m_overdue, 1);
+        char peer[64];
+        conn_peer(c, peer, sizeof peer);
+        BS_LOG_WARNF("net", "listener %s: client %s did not complete its message in time; closing",
+                     c->l->cfg->name, peer);
+        conn_close(c, false);
+        return;
+    }
+    if (lim->idle_timeout_s <= 0) {
+        if (left > 0) conn_timer_at(c, now + left);
+        return;
+    }
     ev_tstamp idle_at = c->t_active + lim->idle_timeout_s;
+    if (left > 0 && now + left < idle_at) {
+        conn_timer_at(c, now + left);
+        return;
+    }
     if (now >= idle_at) {
         bs_metric_add(c->l->m_idle, 1);
         if (bs_log_get_level() <= BS_LOG_DEBUG) {

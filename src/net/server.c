@@ -179,6 +179,10 @@ static void listener_metrics(bs_listener *l)
                                           "Connections closed because a side ended inside a "
                                           "message, by side",
                                           lab);
+    l->m_overdue = bs_metrics_counter("brokerside_connections_overdue_total",
+                                      "Connections closed because the client did not complete "
+                                      "a message within its deadline (kafka.frame_timeout_s)",
+                                      l->labels);
     snprintf(lab, sizeof lab, "%s,side=\"upstream\"", l->labels);
     l->m_truncated_u = bs_metrics_counter("brokerside_connections_truncated_total",
                                           "Connections closed because a side ended inside a "

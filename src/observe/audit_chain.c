@@ -55,6 +55,9 @@ struct bs_audit_log {
     size_t agg_cap, agg_used;
     agg_entry overflow; /* principal/topic "*" once agg_used hits the bound */
     int64_t interval_start_us;
+    /* where events go can say it is backed up (bs_audit_log_set_backlog_probe) */
+    bool (*backlogged)(void *arg);
+    void *backlog_arg;
     /* events the emit callback refused since the last AuditEventsLost record */
     uint64_t lost;
     int64_t lost_first_us, lost_last_us;
@@ -664,6 +667,19 @@ void bs_audit_log_stats(bs_audit_log *log, uint64_t *emitted, uint64_t *emit_fai
     *emit_failures = log->emit_failures;
     *agg_overflow = log->agg_overflow;
     pthread_mutex_unlock(&log->lock);
+}
+
+/* See audit.h. */
+void bs_audit_log_set_backlog_probe(bs_audit_log *log, bool (*blocked)(void *arg), void *arg)
+{
+    log->backlog_arg = arg;
+    log->backlogged = blocked;
+}
+
+/* See audit.h. */
+bool bs_audit_log_backlogged(bs_audit_log *log)
+{
+    return log && log->backlogged && log->backlogged(log->backlog_arg);
 }
 
 /* See audit.h. */

@@ -227,6 +227,15 @@ static void free_advertise(const bs_conf_opt *o, void *base)
 static const bs_conf_opt kafka_rows[] = {
     {.name = "max_frame_bytes", .type = BS_CONF_INT, BS_CONF_AT(bs_kafka_config, max_frame_bytes),
      .min = 1024, .max = 1073741824, .def = "104857600"},
+    /* hardening (issue 11): requests held whole, their process budget and deadline */
+    {.name = "max_held_request_bytes", .type = BS_CONF_INT,
+     BS_CONF_AT(bs_kafka_config, max_held_request_bytes), .min = 1024, .max = 1073741824,
+     .def = "16777216"},
+    {.name = "held_bytes_budget", .type = BS_CONF_INT,
+     BS_CONF_AT(bs_kafka_config, held_bytes_budget), .min = 1048576, .max = 1ll << 40,
+     .def = "268435456"},
+    {.name = "frame_timeout_s", .type = BS_CONF_SECONDS,
+     BS_CONF_AT(bs_kafka_config, frame_timeout_s), .max = 3600, .def = "30"},
     {.name = "advertise", .type = BS_CONF_CUSTOM, .parse = parse_advertise,
      .free = free_advertise, .doc = "string or object"},
 };
@@ -285,13 +294,18 @@ static bool advertised_is(const bs_endpoint *up, const char *host, size_t hostle
 }
 
 /* See config.h. */
-const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, const char *host,
-                                          size_t hostlen, int32_t port, const char *via)
+const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, int32_t node_id,
+                                          const char *host, size_t hostlen, int32_t port,
+                                          bool shared, const char *via)
 {
     const bs_kafka_route *first = NULL;
+    if (node_id < 0) return NULL;
     for (size_t i = 0; i < k->n_routes; i++) {
         const bs_kafka_route *r = &k->routes[i];
         if (!r->host || !advertised_is(r->upstream, host, hostlen, port)) continue;
+        /* the node must be the listener's broker: by broker_id, else by an address no
+         * other node of the response shares */
+        if (r->node_id >= 0 ? r->node_id != node_id : shared) continue;
         if (via && r->listener && strcmp(via, r->listener) == 0) return r;
         if (!first) first = r;
     }

@@ -25,7 +25,9 @@
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_schema.h"
 #include "brokerside/kafka_summary.h"
+#include "brokerside/kafka_answer.h"
 #include "brokerside/log.h"
+#include "brokerside/metrics.h"
 
 #define MOD "audit"
 /* Memory one decode may use (management bodies are small; a bigger tree
@@ -40,7 +42,9 @@ struct bs_audit_hook {
     bs_audit_log *log;
     bs_audit_data_mode mode;
     bs_kafka_observer obs;
-    _Atomic uint64_t recorded, failures, undecoded;
+    bs_kafka_hook gate; /* refuses requests while audit events cannot be stored */
+    _Atomic uint64_t recorded, failures, undecoded, refused;
+    bs_metric *m_refused;
 };
 
 typedef struct pending {
@@ -871,6 +875,71 @@ static void conn_close(void *arg)
     free(c);
 }
 
+/* ---------------------------------------------------------------- gate */
+
+/* KAFKA_STORAGE_ERROR: retriable; the producer refreshes metadata and retries. */
+#define GATE_PRODUCE_ERROR 56
+
+/* Is the event of a request of `api` recorded on its own (not folded into an
+ * aggregate, not off)? Those are the requests the gate refuses. */
+static bool recorded_individually(const bs_audit_hook *h, int16_t api)
+{
+    return !is_data(api) || hook_mode(h) == BS_AUDIT_DATA_EACH;
+}
+
+/* bs_kafka_hook.wants_request of the gate: only while audit events cannot be
+ * stored (one atomic load per request otherwise). */
+static bool gate_wants(void *arg, int16_t api, int16_t ver)
+{
+    (void)ver;
+    bs_audit_hook *h = arg;
+    return recorded_individually(h, api) && bs_audit_log_backlogged(h->log);
+}
+
+/* bs_kafka_hook.on_request of the gate: a request whose audit event could not
+ * be stored is not forwarded (docs/operations.md, "Audit completeness").
+ * Produce is answered with KAFKA_STORAGE_ERROR (retriable) per partition, or
+ * dropped for acks=0; any other API closes the connection (clients reconnect
+ * and retry). */
+static bs_status gate_on_request(void *arg, const bs_kafka_request_header *hdr,
+                                 const uint8_t *frame, size_t len, bs_wbuf *replacement,
+                                 bs_kafka_hook_verdict *verdict)
+{
+    bs_audit_hook *h = arg;
+    *verdict = BS_KAFKA_HOOK_PASS;
+    if (!recorded_individually(h, hdr->api_key) || !bs_audit_log_backlogged(h->log)) return BS_OK;
+    uint64_t n = atomic_fetch_add(&h->refused, 1);
+    bs_metric_add(h->m_refused, 1);
+    if ((n & (n + 1)) == 0) /* one line per power of two */
+        BS_LOG_WARNF(MOD,
+                     "%s request refused: its audit event cannot be stored (spool full); %" PRIu64
+                     " refused so far",
+                     bs_kafka_api_name(hdr->api_key), n + 1);
+    if (hdr->api_key != BS_KAFKA_PRODUCE) return BS_E_FULL; /* the session closes */
+    const bs_kafka_message *m = bs_kafka_message_find(BS_KAFKA_PRODUCE, true);
+    if (!m || len < 4 + hdr->header_len) return BS_E_FULL;
+    bs_kafka_arena a;
+    bs_kafka_arena_init(&a, DECODE_LIMIT);
+    bs_kafka_obj *req = NULL;
+    bs_status st = bs_kafka_decode(m, hdr->api_version, frame + 4 + hdr->header_len,
+                                   len - 4 - hdr->header_len, &a, &req);
+    if (st == BS_OK) {
+        int i = bs_kafka_struct_field(req->schema, "Acks");
+        *verdict = BS_KAFKA_HOOK_ANSWER;
+        if (i < 0 || req->vals[i].i != 0)
+            st = bs_kafka_produce_answer(req, hdr->api_version, hdr->correlation_id, NULL,
+                                         GATE_PRODUCE_ERROR, &a, replacement);
+    }
+    bs_kafka_arena_free(&a);
+    return st == BS_OK ? BS_OK : BS_E_FULL;
+}
+
+/* See audit_hook.h. */
+const bs_kafka_hook *bs_audit_hook_gate(bs_audit_hook *h)
+{
+    return &h->gate;
+}
+
 /* See audit_hook.h. */
 bs_status bs_audit_hook_new(bs_audit_log *log, bs_audit_data_mode data_mode, bs_audit_hook **out)
 {
@@ -888,6 +957,14 @@ bs_status bs_audit_hook_new(bs_audit_log *log, bs_audit_data_mode data_mode, bs_
                                  .on_topic = on_session_topic,
                                  .close = conn_close,
                                  .arg = h};
+    h->gate = (bs_kafka_hook){.name = "audit-gate",
+                              .wants_request = gate_wants,
+                              .on_request = gate_on_request,
+                              .arg = h};
+    h->m_refused = bs_metrics_counter("brokerside_audit_refused_requests_total",
+                                      "Requests refused because their audit event could not be "
+                                      "stored (spool full)",
+                                      NULL);
     *out = h;
     return BS_OK;
 }

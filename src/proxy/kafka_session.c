@@ -32,6 +32,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,10 @@
 #define TOPIC_SET_SLOTS 2048u /* > BS_KAFKA_TOPIC_SERIES_MAX: the open-addressing set never fills */
 
 /* ---------------------------------------------------------------- globals */
+
+/* Bytes of request frames assembled in session memory right now, all
+ * connections (bounded by kafka.held_bytes_budget). */
+static _Atomic uint64_t g_held_bytes;
 
 /* Distinct topic label values handed out so far, process-wide (the cap is
  * about the metric registry, which is process-wide too). */
@@ -275,6 +280,7 @@ typedef struct dir {
     bs_kafka_request_header rh; /* requests */
     bool rh_ok;                 /* header fully parsed (not only key/version/id) */
     bool validate;              /* requests: check against the schema once whole */
+    size_t held_reserved;       /* requests: bytes of g_held_bytes this frame holds */
     bool pushed;                /* a correlation entry was pushed for it */
     bs_kafka_inflight inf;      /* responses: the request it answers */
     req_times times;            /* responses: that request's times */
@@ -690,9 +696,9 @@ static bool response_worth_tee(int16_t api)
 /* ---------------------------------------------------------------- rewriting */
 
 /* bs_kafka_map_fn of a session: the kafka.advertise entry or template for
- * the node, else (zero-config) the address of the kafka listener fronting
- * the address the broker advertised, preferring the session's own listener.
- * A node with neither stays unmapped: never forwarded. */
+ * the node, else (zero-config, bs_config_route_for) the address of the kafka
+ * listener fronting the address the broker advertised for it, preferring the
+ * session's own listener. A node with neither stays unmapped: never forwarded. */
 static bs_status map_node(void *arg, int32_t node_id, const bs_kafka_addr *was, char *host,
                           size_t hostlen, int32_t *port)
 {
@@ -700,9 +706,9 @@ static bs_status map_node(void *arg, int32_t node_id, const bs_kafka_addr *was, 
     uint16_t p;
     bs_status st = bs_config_advertised(s->kcfg, node_id, host, hostlen, &p);
     if (st == BS_E_MALFORMED) st = BS_E_NOT_FOUND; /* a template with no valid port for this id */
-    if (st == BS_E_NOT_FOUND && node_id >= 0) {
-        const bs_kafka_route *r =
-            bs_config_route_for(s->kcfg, was->host, was->host_len, was->port, s->listener);
+    if (st == BS_E_NOT_FOUND) {
+        const bs_kafka_route *r = bs_config_route_for(s->kcfg, node_id, was->host, was->host_len,
+                                                      was->port, was->shared, s->listener);
         if (!r) return BS_E_NOT_FOUND;
         size_t n = strlen(r->host);
         if (n >= hostlen) return BS_E_TOO_LARGE;
@@ -807,7 +813,8 @@ static bs_status transform(ksess *s, dir *d, const uint8_t *frame, size_t len, b
         snprintf(node, sizeof node, "%" PRId32, bad_node);
         BS_LOG_ERRORF(MOD,
                       "listener %s: node %s has no advertised address (kafka.advertise) and no "
-                      "kafka listener fronts the address the broker advertised for it; %s v%d "
+                      "kafka listener fronts the address the broker advertised for it as that node "
+                      "(nodes sharing one address need the listener's broker_id); %s v%d "
                       "response not forwarded, closing connection from %s",
                       s->listener, node, bs_kafka_api_name(api), ver, s->peer);
         count_event(s, "brokerside_kafka_unmapped_node_total",
@@ -894,6 +901,10 @@ static void frame_done(ksess *s, dir *d)
         bs_histogram_observe(lat_m(s, d->inf.api_key)->total,
                              (double)(t - d->times.t_first) / 1e9);
     }
+    if (d->held_reserved) {
+        atomic_fetch_sub(&g_held_bytes, d->held_reserved);
+        d->held_reserved = 0;
+    }
     d->m = M_IDLE;
     d->remain = 0;
     d->tee = false;
@@ -964,6 +975,42 @@ static bs_status validate_request(ksess *s, dir *d, const uint8_t *frame, size_t
              bs_kafka_api_name(d->rh.api_key), d->rh.api_version, d->rh.correlation_id,
              bs_status_name(st));
     return protocol_error(s, d, "undecodable", detail);
+}
+
+/* Count a refused held request (reason "too_large", "budget", "timeout"). */
+static void held_refused(ksess *s, const char *reason)
+{
+    bs_metric_add(bs_metrics_counter_kv("brokerside_kafka_held_refused_total",
+                                        "Connections closed because a request that must be held "
+                                        "whole was too large, over the process budget or too slow",
+                                        "listener", s->listener, "reason", reason, NULL),
+                  1);
+}
+
+/* Reserve d->frame_len bytes of the process-wide held-request budget for the
+ * frame about to be assembled in session memory. BS_E_FULL (logged, counted;
+ * the connection closes) when the budget cannot take it. */
+static bs_status held_reserve(ksess *s, dir *d)
+{
+    uint64_t want = d->frame_len;
+    uint64_t now = atomic_fetch_add(&g_held_bytes, want) + want;
+    if (s->kcfg->held_bytes_budget && now > s->kcfg->held_bytes_budget) {
+        atomic_fetch_sub(&g_held_bytes, want);
+        BS_LOG_WARNF(MOD,
+                     "listener %s: %zu-byte request from %s refused: held requests of all "
+                     "connections would pass kafka.held_bytes_budget (%" PRIu64 " bytes); closing",
+                     s->listener, d->frame_len, s->peer, s->kcfg->held_bytes_budget);
+        held_refused(s, "budget");
+        return BS_E_FULL;
+    }
+    d->held_reserved = want;
+    return BS_OK;
+}
+
+/* See kafka_session.h. */
+uint64_t bs_kafka_session_held_bytes(void)
+{
+    return atomic_load(&g_held_bytes);
 }
 
 /* Can `in` still receive bytes (the frame start is not stuck behind a full buffer)? */
@@ -1134,6 +1181,16 @@ static bs_status start_request(ksess *s, dir *d, bs_buf *in, size_t flen)
     if (d->validate) hold = true;
     bool inspect = d->rh_ok && d->rh.api_key == BS_KAFKA_PRODUCE;
     d->frame_len = flen;
+    if (hold && s->kcfg->max_held_request_bytes &&
+        flen > (size_t)s->kcfg->max_held_request_bytes + 4) {
+        BS_LOG_WARNF(MOD,
+                     "listener %s: %s request of %zu bytes from %s exceeds "
+                     "kafka.max_held_request_bytes (%" PRIu32 "); closing",
+                     s->listener, bs_kafka_api_name(d->rh.api_key), flen, s->peer,
+                     s->kcfg->max_held_request_bytes);
+        held_refused(s, "too_large");
+        return BS_E_TOO_LARGE;
+    }
     if (hold) {
         d->m = M_HOLD;
     } else {
@@ -1397,7 +1454,10 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd, bs_buf *back)
             if (n > d->frame_len - d->asm_.len) n = d->frame_len - d->asm_.len;
             if (n == 0) return BS_OK;
             /* Not all of it in `in` (or `in` cannot hold it): consume into
-             * our own storage so the direction never stalls on a full `in`. */
+             * our own storage so the direction never stalls on a full `in`.
+             * A request's copy counts against the process-wide budget. */
+            if (d->is_req && d->asm_.len == 0 && !d->held_reserved)
+                BS_GUARD(held_reserve(s, d));
             if (!bs_wbuf_reserve(&d->asm_, d->frame_len - d->asm_.len)) {
                 BS_LOG_ERRORF(MOD, "listener %s: no memory to assemble a %zu-byte frame from %s",
                               s->listener, d->frame_len, s->peer);
@@ -1466,6 +1526,7 @@ static void ksess_close(void *state)
     if (s->obs && s->obs->close && s->obs_conn) s->obs->close(s->obs_conn);
     dir *ds[] = {&s->req, &s->resp};
     for (size_t i = 0; i < 2; i++) {
+        if (ds[i]->held_reserved) atomic_fetch_sub(&g_held_bytes, ds[i]->held_reserved);
         bs_wbuf_free(&ds[i]->asm_);
         bs_wbuf_free(&ds[i]->out);
         bs_wbuf_free(&ds[i]->scratch);
@@ -1580,6 +1641,22 @@ static bool ksess_input_truncated(const void *state, bool from_client, const bs_
     }
 }
 
+/* bs_session_ops.input_deadline: seconds until the client's current
+ * request (started, not yet complete: a partial header, or a frame being
+ * assembled) passes kafka.frame_timeout_s; 0 when it has; -1 when none is
+ * pending. A streamed frame's bytes are never held, so it has no deadline
+ * (the idle timeout covers a client that stops). */
+static double ksess_input_deadline(const void *state)
+{
+    const ksess *s = state;
+    const dir *d = &s->req;
+    if (s->kcfg->frame_timeout_s <= 0) return -1;
+    if (!(d->m == M_HOLD || (d->m == M_IDLE && d->frame_seen))) return -1;
+    double age = (double)(now_ns() - d->t_first) / 1e9;
+    double left = s->kcfg->frame_timeout_s - age;
+    return left > 0 ? left : 0;
+}
+
 static const bs_session_ops g_ops = {
     .open = ksess_open,
     .on_client_bytes = ksess_client,
@@ -1587,6 +1664,7 @@ static const bs_session_ops g_ops = {
     .is_quiescent = ksess_quiescent,
     .close = ksess_close,
     .input_truncated = ksess_input_truncated,
+    .input_deadline = ksess_input_deadline,
 };
 
 /* See kafka_session.h. */

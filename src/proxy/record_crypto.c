@@ -19,6 +19,7 @@
 
 #include "brokerside/envelope.h"
 #include "brokerside/kafka.h"
+#include "brokerside/kafka_answer.h"
 #include "brokerside/kafka_schema.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
@@ -92,63 +93,6 @@ static bs_kafka_val *fld(const bs_kafka_obj *o, const char *name)
     return i < 0 ? NULL : &o->vals[i];
 }
 
-/* Fill `o` as a default `s` at `ver`: every non-tagged field present, numbers
- * 0, nullable strings/bytes null, others empty, arrays empty, structs
- * recursively. Memory from `a`. */
-static bs_status obj_default(const bs_kafka_struct *s, int16_t ver, bs_kafka_arena *a,
-                             bs_kafka_obj *o)
-{
-    static const uint8_t zero[16];
-    o->schema = s;
-    o->unknown = NULL;
-    o->nunknown = 0;
-    BS_GUARD(bs_kafka_arena_alloc(a, (s->nfields ? s->nfields : 1) * sizeof *o->vals,
-                                  (void **)&o->vals));
-    for (size_t k = 0; k < s->nfields; k++) {
-        const bs_kafka_field *f = &s->fields[k];
-        bs_kafka_val *v = &o->vals[k];
-        v->present = bs_kafka_field_present(f, ver) && !bs_kafka_field_tagged(f, ver);
-        switch (f->type) {
-        case BS_KT_STRING:
-        case BS_KT_BYTES:
-        case BS_KT_RECORDS:
-            v->null = bs_kafka_field_nullable(f, ver);
-            v->p = zero;
-            break;
-        case BS_KT_UUID:
-            v->p = zero;
-            break;
-        case BS_KT_ARRAY:
-            v->count = 0;
-            v->p = zero;
-            break;
-        case BS_KT_STRUCT:
-            BS_GUARD(bs_kafka_arena_alloc(a, sizeof *v->items, (void **)&v->items));
-            BS_GUARD(obj_default(f->sub, ver, a, v->items));
-            break;
-        default:
-            break;
-        }
-    }
-    return BS_OK;
-}
-
-/* Append a size-prefixed frame to `out`: 4-byte size, `hdr` (hdr_len bytes),
- * then the encoding of `body` (message `m` at `ver`). */
-static bs_status put_frame(bs_wbuf *out, const uint8_t *hdr, size_t hdr_len,
-                           const bs_kafka_message *m, int16_t ver, const bs_kafka_obj *body)
-{
-    size_t start = out->len;
-    bs_wbuf_put_be32(out, 0);
-    bs_wbuf_put(out, hdr, hdr_len);
-    BS_GUARD(bs_kafka_encode(m, ver, body, out));
-    BS_GUARD(bs_wbuf_status(out));
-    size_t n = out->len - start - 4;
-    BS_ENSURE(n <= INT32_MAX, BS_E_TOO_LARGE);
-    bs_wbuf_patch_be32(out, start, (uint32_t)n);
-    return BS_OK;
-}
-
 /* ---------------------------------------------------------------- produce */
 
 typedef struct enc_ctx {
@@ -220,66 +164,6 @@ static int16_t produce_batches_check(const uint8_t *p, size_t n)
     }
 }
 
-/* The answer to a refused Produce request (`req`, `ver`, correlation id
- * `corr`): one PartitionResponse per partition with perr[i] (0 there becomes
- * KAFKA_STORAGE_ERROR: nothing of the request was written). */
-static bs_status produce_answer(rc_conn *c, const bs_kafka_obj *req, int16_t ver, int32_t corr,
-                                const int16_t *perr, bs_wbuf *out)
-{
-    const bs_kafka_message *m = bs_kafka_message_find(BS_KAFKA_PRODUCE, false);
-    BS_ENSURE(m, BS_E_UNSUPPORTED);
-    bs_kafka_obj *resp;
-    BS_GUARD(bs_kafka_arena_alloc(&c->arena, sizeof *resp, (void **)&resp));
-    BS_GUARD(obj_default(m->body, ver, &c->arena, resp));
-    const bs_kafka_val *td = fld(req, "TopicData");
-    bs_kafka_val *rs = fld(resp, "Responses");
-    BS_ENSURE(td && rs, BS_E_STATE);
-    const bs_kafka_field *rsf = &m->body->fields[rs - resp->vals];
-    int32_t nt = td->count < 0 ? 0 : td->count;
-    rs->count = nt;
-    if (nt > 0)
-        BS_GUARD(
-            bs_kafka_arena_alloc(&c->arena, (size_t)nt * sizeof *rs->items, (void **)&rs->items));
-    size_t k = 0;
-    for (int32_t t = 0; t < nt; t++) {
-        const bs_kafka_obj *tin = &td->items[t];
-        bs_kafka_obj *tout = &rs->items[t];
-        BS_GUARD(obj_default(rsf->sub, ver, &c->arena, tout));
-        bs_kafka_val *name = fld(tout, "Name"), *pr = fld(tout, "PartitionResponses");
-        const bs_kafka_val *iname = fld(tin, "Name"), *pd = fld(tin, "PartitionData");
-        BS_ENSURE(name && pr && iname && pd, BS_E_STATE);
-        *name = *iname;
-        /* v13+ name the topic by id: answer with the request's id */
-        bs_kafka_val *tid = fld(tout, "TopicId");
-        const bs_kafka_val *itid = fld(tin, "TopicId");
-        if (tid && itid) *tid = *itid;
-        const bs_kafka_field *prf = &rsf->sub->fields[pr - tout->vals];
-        int32_t np = pd->count < 0 ? 0 : pd->count;
-        pr->count = np;
-        if (np > 0)
-            BS_GUARD(bs_kafka_arena_alloc(&c->arena, (size_t)np * sizeof *pr->items,
-                                          (void **)&pr->items));
-        for (int32_t i = 0; i < np; i++, k++) {
-            bs_kafka_obj *po = &pr->items[i];
-            BS_GUARD(obj_default(prf->sub, ver, &c->arena, po));
-            bs_kafka_val *idx = fld(po, "Index"), *ec = fld(po, "ErrorCode"),
-                         *bo = fld(po, "BaseOffset"), *lat = fld(po, "LogAppendTimeMs"),
-                         *lso = fld(po, "LogStartOffset");
-            const bs_kafka_val *iidx = fld(&pd->items[i], "Index");
-            BS_ENSURE(idx && ec && bo && iidx, BS_E_STATE);
-            idx->i = iidx->i;
-            ec->i = perr[k] ? perr[k] : BS_KERR_KAFKA_STORAGE_ERROR;
-            bo->i = -1;
-            if (lat) lat->i = -1;
-            if (lso) lso->i = -1;
-        }
-    }
-    uint8_t hdr[5] = {(uint8_t)((uint32_t)corr >> 24), (uint8_t)((uint32_t)corr >> 16),
-                      (uint8_t)((uint32_t)corr >> 8), (uint8_t)corr, 0};
-    /* Flexible Produce responses (v9+) use response header v1: an empty tag section. */
-    return put_frame(out, hdr, ver >= m->flex_min ? 5 : 4, m, ver, resp);
-}
-
 /* bs_kafka_hook.on_request: encrypt a Produce request (see record_crypto.h). */
 static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, const uint8_t *frame,
                                size_t len, bs_wbuf *replacement, bs_kafka_hook_verdict *verdict)
@@ -323,6 +207,15 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
     bs_status key_st = BS_OK;
     int64_t encrypted = 0;
     size_t k = 0;
+    /* One decompression budget for the whole request (all partitions and
+     * batches): at most BS_RECORD_CRYPTO_MAX_RATIO times the request's own
+     * size (at least BS_RECORD_CRYPTO_RATIO_FLOOR), never more than the frame
+     * limit. A 245 KB bomb can no longer unpack to hundreds of MiB. */
+    size_t budget = len > c->rc->max_records_bytes / BS_RECORD_CRYPTO_MAX_RATIO
+                        ? c->rc->max_records_bytes
+                        : len * BS_RECORD_CRYPTO_MAX_RATIO;
+    if (budget < BS_RECORD_CRYPTO_RATIO_FLOOR) budget = BS_RECORD_CRYPTO_RATIO_FLOOR;
+    if (budget > c->rc->max_records_bytes) budget = c->rc->max_records_bytes;
     for (int32_t t = 0; t < td->count; t++) {
         bs_kafka_obj *to = &td->items[t];
         const bs_kafka_val *name = fld(to, "Name"), *tid = fld(to, "TopicId");
@@ -384,8 +277,9 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
             }
             enc_ctx x = {.c = c, .keyref = rule->key, .topic = topic, .topic_len = topic_len};
             size_t start = c->recs.len;
-            st = bs_records_blob_transform(rv->p, rv->n, c->rc->max_records_bytes, enc_value, &x,
-                                           &c->recs);
+            size_t used = 0;
+            st = bs_records_blob_transform(rv->p, rv->n, budget, enc_value, &x, &c->recs, &used);
+            budget = used < budget ? budget - used : 0;
             if (st == BS_E_AGAIN) {
                 bs_metric_add(bs_metrics_counter_kv("brokerside_record_crypto_held_total",
                                                     "Frames held until a data key arrived",
@@ -404,6 +298,10 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
                     perr[k] = BS_KERR_KAFKA_STORAGE_ERROR;
                     reason = "key_unavailable";
                     key_st = x.key_st;
+                } else if (st == BS_E_TOO_LARGE) {
+                    perr[k] = BS_KERR_MESSAGE_TOO_LARGE;
+                    reason = "decompression_limit";
+                    budget = 0; /* nothing more of this request is unpacked */
                 } else {
                     perr[k] = BS_KERR_CORRUPT_MESSAGE;
                     reason = "corrupt_batch";
@@ -429,7 +327,8 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
             count_failure("acks0_dropped");
             return BS_OK;
         }
-        return produce_answer(c, req, h->api_version, h->correlation_id, perr, replacement);
+        return bs_kafka_produce_answer(req, h->api_version, h->correlation_id, perr,
+                                       BS_KERR_KAFKA_STORAGE_ERROR, &c->arena, replacement);
     }
     if (!changed) return BS_OK;
     BS_GUARD(bs_wbuf_status(&c->recs));
@@ -443,7 +342,22 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
             rv->n = offs[2 * k + 1];
         }
     }
-    BS_GUARD(put_frame(replacement, frame + 4, h->header_len, m, h->api_version, req));
+    BS_GUARD(bs_kafka_put_frame(replacement, frame + 4, h->header_len, m, h->api_version, req));
+    if (replacement->len > c->rc->max_records_bytes + 4) {
+        /* The rewritten frame obeys kafka.max_frame_bytes like any other: the
+         * request is refused rather than sent to the broker oversized. */
+        count_failure("rewritten_too_large");
+        if (log_allowed())
+            BS_LOG_WARNF(MOD,
+                         "listener %s: Produce v%d from %s refused: encrypted it would be %zu "
+                         "bytes, above kafka.max_frame_bytes",
+                         c->listener, h->api_version, c->peer, replacement->len);
+        bs_wbuf_reset(replacement);
+        *verdict = BS_KAFKA_HOOK_ANSWER;
+        if (acks->i == 0) return BS_OK;
+        return bs_kafka_produce_answer(req, h->api_version, h->correlation_id, NULL,
+                                       BS_KERR_MESSAGE_TOO_LARGE, &c->arena, replacement);
+    }
     count_plain("brokerside_records_encrypted_total", "Record values encrypted on Produce",
                 encrypted);
     *verdict = BS_KAFKA_HOOK_REPLACE;
@@ -611,7 +525,7 @@ static bs_status rc_on_response(void *arg, const bs_kafka_inflight *req, const u
                 .c = c, .topic = known ? topic : NULL, .topic_len = known ? strlen(topic) : 0};
             size_t start = c->recs.len;
             st = bs_records_blob_transform(rv->p, rv->n, c->rc->max_records_bytes, dec_value, &x,
-                                           &c->recs);
+                                           &c->recs, NULL);
             if (st == BS_E_AGAIN) {
                 bs_metric_add(bs_metrics_counter_kv("brokerside_record_crypto_held_total",
                                                     "Frames held until a data key arrived",
@@ -652,7 +566,7 @@ static bs_status rc_on_response(void *arg, const bs_kafka_inflight *req, const u
             if (rv->p == NULL && !rv->null) rv->p = c->recs.data + rv->i;
         }
     }
-    BS_GUARD(put_frame(replacement, frame + 4, hlen, m, ver, resp));
+    BS_GUARD(bs_kafka_put_frame(replacement, frame + 4, hlen, m, ver, resp));
     count_plain("brokerside_records_decrypted_total", "Record values decrypted on Fetch",
                 decrypted);
     *verdict = BS_KAFKA_HOOK_REPLACE;

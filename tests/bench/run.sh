@@ -10,6 +10,8 @@
 #            brokerside's CPU per 10,000 events vs the endpoint's (moto's) in the same run
 #   kafka    issue 3: tests/bench/kafka_bench.sh (kcat through direct / tcp / kafka paths)
 #   audit-cost issue 5: tests/bench/audit_bench.sh (proxy throughput, audit off vs each)
+#   idle-memory issue 11: tests/bench/idle_memory.sh (KiB per idle TLS / mTLS, tcp / kafka
+#            connection, each in a fresh process)
 #   kafka-real issue 10: tests/bench/kafka_real_bench.sh (Kafka's perf tools against a real
 #            broker through brokerside and Kroxylicious; BENCH_REPS rounds)
 # More parts come from other engineers' scripts, one `bench_part NAME CMD...` line each
@@ -744,4 +746,5 @@ bench_part kafka "$SRC/tests/bench/kafka_bench.sh" "$BUILD"
 bench_part audit-cost "$SRC/tests/bench/audit_bench.sh" "$BUILD"
 bench_part encryption "$SRC/tests/bench/encryption_bench.sh" "$BUILD"
 bench_part shipping "$SRC/tests/bench/shipping_bench.sh" "$BUILD"
+bench_part idle-memory "$SRC/tests/bench/idle_memory.sh" "$BUILD"
 bench_part kafka-real "$SRC/tests/bench/kafka_real_bench.sh" "$BUILD" --rounds "$REPS"

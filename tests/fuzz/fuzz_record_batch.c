@@ -82,8 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] & 1) fix_crcs(blob, len);
     bs_wbuf out;
     bs_wbuf_init(&out, 0);
-    size_t calls = 0;
-    bs_status st = bs_records_blob_transform(blob, len, LIMIT, prefix, &calls, &out);
+    size_t calls = 0, used = 0;
+    bs_status st = bs_records_blob_transform(blob, len, LIMIT, prefix, &calls, &out, &used);
     if (st == BS_OK) {
         size_t b1, r1, b2, r2;
         bool ok1 = count(blob, len, &b1, &r1);
@@ -94,6 +94,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (out.len != 0) {
         abort(); /* errors must roll the output back */
     }
+    /* The budget covers every batch together: never more unpacked than allowed
+     * (one batch may pass it only if uncompressed, i.e. no larger than the input). */
+    if (used > LIMIT && used > len) abort();
     bs_wbuf_free(&out);
     free(blob);
     return 0;

@@ -120,5 +120,32 @@ class ZeroConfigTest(harness.IntegrationTest):
         self.assert_no_leak(db, out)
 
 
+    def test_broker_id_limits_the_derived_node(self):
+        # A listener's broker_id says which node is behind it: another node whose address
+        # the listener fronts is not derived (brokers that all advertise one loopback address,
+        # each on its own host, can only be told apart this way; the rule for a shared address
+        # without broker_id is unit-tested: test_kafka_codec, test_config).
+        db = self.kafka(nodes=3, sidecar=False)
+        ports = {b: harness.free_port() for b in (1, 2, 3)}
+        wrong = harness.tls_listener(self.certs, "127.0.0.1:%d" % ports[1], db.node(1).client,
+                                     protocol="kafka", name="wrong")
+        wrong["broker_id"] = 2
+        cfg = harness.base_config(harness.free_port(), [wrong], kafka={"advertise": {
+            "2": "127.0.0.1:%d" % ports[2], "3": "127.0.0.1:%d" % ports[3]}})
+        bs = self.start_brokerside(cfg, name="wrong-id")
+        r = harness.kcat("127.0.0.1:%d" % ports[1], ["-L", "-m", "5"], self.certs, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assert_no_leak(db, r.stdout.decode() + r.stderr.decode())
+        bs.wait_log(r"node 1 has no advertised address \(kafka\.advertise\)")
+        bs.stop()
+        right = dict(wrong, broker_id=1)
+        cfg = harness.base_config(harness.free_port(), [right], kafka={"advertise": {
+            "2": "127.0.0.1:%d" % ports[2], "3": "127.0.0.1:%d" % ports[3]}})
+        self.start_brokerside(cfg, name="right-id")
+        r = harness.kcat("127.0.0.1:%d" % ports[1], ["-L"], self.certs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("broker 1 at 127.0.0.1:%d" % ports[1], r.stdout.decode())
+        self.assert_no_leak(db, r.stdout.decode())
+
 if __name__ == "__main__":
     harness.main()

@@ -63,6 +63,7 @@ case $got in
   *) die "kafka.Kafka --version printed '$got', expected $VERSION" ;;
 esac
 rm -rf "$LIBS"
+rm -f "$CACHE/broker.jsa"   # the tests' class-data archive belongs to the old jars
 mv "$tmp" "$LIBS"
 echo "$sum" > "$STAMP"
 echo "kafka fetch: Apache Kafka $VERSION ready ($(du -sh "$LIBS" | cut -f1))" >&2

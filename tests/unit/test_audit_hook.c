@@ -902,7 +902,8 @@ static void test_client_software(void)
 /* The real Kafka session with the recorder as its observer, fed through
  * 256-byte connection buffers in 37-byte chunks: a management request larger
  * than the buffer must be assembled (held), a Produce streams through and is
- * observed from the session's copy, pipelined requests keep their order. */
+ * observed from the session's copy, pipelined requests keep their order;
+ * every event carries the client id the request was sent with. */
 typedef struct sess {
     const bs_session_ops *ops;
     void *st;
@@ -1014,6 +1015,9 @@ static void test_through_session(void)
         CHECK(ct && pr);
         if (ct && pr) {
             CHECK_STR(jstr(ct, "eventName"), "CreateTopics");
+            /* assembled aside: its client id comes from the assembled copy, not from
+             * where the frame first arrived (those bytes were reused meanwhile) */
+            CHECK_STR(jstr(ct, "clientId"), "adm");
             CHECK_EQ(n_req_res(ct), 20);
             CHECK_STR(jstr(req_res(ct, 19), "name"), "topic-with-a-long-name-19");
             CHECK_EQ(jnum(resp_res(ct, 7), "errorCode"), 37);

@@ -8,6 +8,7 @@
 
 #include "aws_test_util.h"
 #include "brokerside/aws_http.h"
+#include "brokerside/metrics.h"
 #include "test.h"
 
 static fake_server srv;
@@ -415,6 +416,62 @@ static void test_transport_errors_and_timeouts(void)
     ev_loop_destroy(loop);
 }
 
+/* A hung endpoint is visible while it hangs: an attempt without an answer
+ * past slow_attempt_ms is counted (in progress and in total) and listed by
+ * bs_aws_http_status_json; when it ends it leaves the list. Retries are
+ * counted as they happen. */
+static void test_slow_attempt_visible(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    bs_aws_credentials_provider *p = NULL;
+    bs_aws_http_config cfg = {.max_attempts = 2, .backoff_base_ms = 1, .backoff_max_ms = 10,
+                              .timeout_ms = 20000, .slow_attempt_ms = 100};
+    bs_aws_http *c = new_client(loop, &p, &cfg);
+    char url[128];
+    url_for(url, sizeof url, "/seq/hung/slow");
+    result r = {0};
+    CHECK_EQ(bs_aws_json_call(c, "logs", "us-east-1", url, "Logs.PutLogEvents", "{}", on_done, &r),
+             BS_OK);
+    bs_aws_http_stats st;
+    for (int i = 0; i < 10000; i++) {
+        bs_aws_http_get_stats(c, &st);
+        if (st.slow_in_progress || r.done) break;
+        ev_run(loop, EVRUN_ONCE);
+    }
+    bs_aws_http_get_stats(c, &st);
+    CHECK_EQ(st.slow_in_progress, 1);
+    CHECK_EQ(st.slow_attempts, 1);
+    CHECK(!r.done);
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    bs_aws_http_status_json(&w);
+    bs_wbuf_put_u8(&w, 0);
+    CHECK(strstr((const char *)w.data, "\"service\":\"logs\"") != NULL);
+    CHECK(strstr((const char *)w.data, "\"running_s\":") != NULL);
+    run_until(loop, &r); /* the server answers after 5 s */
+    CHECK_EQ(r.outcome, BS_AWS_OK);
+    bs_aws_http_get_stats(c, &st);
+    CHECK_EQ(st.slow_in_progress, 0);
+    bs_wbuf_reset(&w);
+    bs_aws_http_status_json(&w);
+    CHECK_EQ(w.len, 2); /* [] */
+    bs_wbuf_free(&w);
+    /* a throttled first attempt: the retry is counted when it is scheduled */
+    bs_metric *retries = bs_metrics_counter_kv("brokerside_aws_retries_total", "x", "service",
+                                               "logs", "outcome", "throttled", NULL);
+    int64_t before = bs_metric_value(retries);
+    result r2 = {0};
+    url_for(url, sizeof url, "/seq/throttle1/429,ok");
+    CHECK_EQ(bs_aws_json_call(c, "logs", "us-east-1", url, "Logs.PutLogEvents", "{}", on_done, &r2),
+             BS_OK);
+    run_until(loop, &r2);
+    CHECK_EQ(r2.outcome, BS_AWS_OK);
+    CHECK_EQ(bs_metric_value(retries) - before, 1);
+    bs_aws_http_free(c);
+    bs_aws_credentials_provider_free(p);
+    ev_loop_destroy(loop);
+}
+
 static void test_auth_error_refreshes_credentials(void)
 {
     clear_aws_env();
@@ -581,7 +638,8 @@ int main(void)
         RUN(test_sensitive_call_large_response);
         RUN(test_retries_and_permanent_errors);
         RUN(test_transport_errors_and_timeouts);
-        RUN(test_auth_error_refreshes_credentials);
+        RUN(test_slow_attempt_visible);
+    RUN(test_auth_error_refreshes_credentials);
         RUN(test_rejects_bad_requests);
         RUN(test_tls_verification);
     } else {

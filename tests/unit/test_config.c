@@ -1027,7 +1027,7 @@ static void test_zero_config_routes(void)
     CHECK(k->routes[2].host == NULL); /* wildcard bind, no `advertised` */
     CHECK(k->routes[3].host == NULL); /* port 0: not known until bound */
     CHECK_STR(k->routes[4].host, "::1");
-#define ROUTE(h, p, via) bs_config_route_for(k, h, strlen(h), p, via)
+#define ROUTE(h, p, via) bs_config_route_for(k, 1, h, strlen(h), p, false, via)
     /* by text, any case: the listener fronting localhost:9092 */
     const bs_kafka_route *r = ROUTE("LOCALHOST", 9092, NULL);
     CHECK(r && strcmp(r->listener, "lo") == 0);
@@ -1049,12 +1049,29 @@ static void test_zero_config_routes(void)
     CHECK(ROUTE("broker2.example.com", 9092, NULL) == NULL);
     CHECK(ROUTE("127.0.0.1", 9999, NULL) == NULL);
     CHECK(ROUTE("", 9092, NULL) == NULL);
-    CHECK(bs_config_route_for(k, "127.0.0.1xyz", 9, 9092, NULL) != NULL); /* length counts */
+    CHECK(bs_config_route_for(k, 1, "127.0.0.1xyz", 9, 9092, false, NULL) != NULL); /* length counts */
     CHECK(ROUTE("127.0.0.1xyz", 9092, NULL) == NULL);
     /* IPv6 literal equal to the resolved upstream */
     r = ROUTE("0:0:0:0:0:0:0:1", 9096, NULL);
     CHECK(r && strcmp(r->listener, "v6") == 0);
+    /* without broker_id: an address several nodes advertise identifies none of them */
+    CHECK(bs_config_route_for(k, 1, "127.0.0.1", 9, 9092, true, NULL) == NULL);
+    CHECK(bs_config_route_for(k, -1, "127.0.0.1", 9, 9092, false, NULL) == NULL);
 #undef ROUTE
+    bs_config_free(cfg);
+
+    /* with broker_id: only that node, shared address or not */
+    j = fmt("{\"listeners\": [{\"name\": \"b2\", \"bind\": \"127.0.0.1:19094\", "
+            "\"upstream\": \"127.0.0.1:9092\", \"broker_id\": 2}]}");
+    cfg = EXPECT_OK(j);
+    free(j);
+    if (!cfg) return;
+    k = &cfg->kafka;
+    CHECK_EQ(k->routes[0].node_id, 2);
+    r = bs_config_route_for(k, 2, "127.0.0.1", 9, 9092, true, NULL);
+    CHECK(r && strcmp(r->listener, "b2") == 0);
+    CHECK(bs_config_route_for(k, 1, "127.0.0.1", 9, 9092, false, NULL) == NULL);
+    CHECK(bs_config_route_for(k, 3, "127.0.0.1", 9, 9092, true, NULL) == NULL);
     bs_config_free(cfg);
 
     EXPECT_ERR_L("\"advertised\": \"nohostport\"", "listeners[0].advertised: \"nohostport\"");
@@ -1123,6 +1140,8 @@ static void test_operator_warnings(void)
          "audit.signing_key_file is not set"},
         {careful_l, "\"limits\": {\"max_connections\": 100}, \"admin\": {\"bind\": \"0.0.0.0:19644\"}",
          "admin.bind 0.0.0.0:19644 is not a loopback address"},
+        {"\"bind\": \"127.0.0.1:443\", \"upstream\": \"127.0.0.1:9092\"", careful_top,
+         "bind port 443 is below 1024: binding it needs CAP_NET_BIND_SERVICE"},
         {careful_l, "\"limits\": {\"max_connections\": 1000000}", "limits.max_connections 1000000 needs about 2000100 open files"},
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(cases); i++) {
@@ -1150,6 +1169,15 @@ static void test_operator_warnings(void)
             "\"tls\": {\"cert\": \"server.crt\", \"key\": \"server.key\"}",
             "\"kafka\": {\"advertise\": \"b{id}:19094\"}");
     CHECK_EQ(count_warnings(j, "no address to announce"), 0);
+    free(j);
+    /* a fleet member without broker_id: its own node may not be derivable */
+    j = CFG("\"bind\": \"127.0.0.1:19094\", \"upstream\": \"127.0.0.1:9092\"",
+            "\"kafka\": {\"advertise\": {\"3\": \"b3:19094\"}}");
+    CHECK_EQ(count_warnings(j, "kafka.advertise maps other nodes but broker_id is not set"), 1);
+    free(j);
+    j = CFG("\"bind\": \"127.0.0.1:19094\", \"upstream\": \"127.0.0.1:9092\", \"broker_id\": 2",
+            "\"kafka\": {\"advertise\": {\"3\": \"b3:19094\"}}");
+    CHECK_EQ(count_warnings(j, "broker_id is not set"), 0);
     free(j);
     /* a tcp listener announces nothing and is not warned about it */
     j = CFG("\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\", \"protocol\": \"tcp\"",

@@ -868,7 +868,7 @@ static void up_close(void *state)
 {
     if (state) g_sess_closed++;
 }
-static const bs_session_ops upper_ops = {up_open, up_client, up_upstream, up_quiet, up_close, NULL};
+static const bs_session_ops upper_ops = {up_open, up_client, up_upstream, up_quiet, up_close, NULL, NULL};
 
 static void test_session_filter(void)
 {
@@ -965,7 +965,7 @@ static void hold_close(void *state)
     free(h);
 }
 static const bs_session_ops hold_ops = {hold_open, hold_client, up_upstream, hold_quiet,
-                                        hold_close, NULL};
+                                        hold_close, NULL, NULL};
 
 static void test_session_holding_output(void)
 {
@@ -1012,7 +1012,8 @@ static void test_partial_frame_closes_both(void)
     int port = nt_free_port();
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":3600},\"listeners\":"
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"idle_timeout_s\":3600},"
+             "\"kafka\":{\"frame_timeout_s\":1},\"listeners\":"
              "[{\"name\":\"part\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\","
              "\"protocol\":\"kafka\"}]}",
              port, e.port);
@@ -1046,6 +1047,15 @@ static void test_partial_frame_closes_both(void)
     CHECK_EQ(counter("brokerside_connections_truncated_total",
                      "listener=\"part\",side=\"client\""),
              1);
+    /* A client that sends half a request and then nothing (slowloris) is
+     * closed at kafka.frame_timeout_s (1 s here), not at the idle timeout. */
+    fd = nt_connect(port);
+    CHECK(nt_write_all(fd, partial, sizeof partial));
+    CHECK(nt_read_to_eof(fd, &got) <= 0);
+    free(got);
+    close(fd);
+    CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"part\"") == 0));
+    CHECK_EQ(counter("brokerside_connections_overdue_total", "listener=\"part\""), 1);
     h_stop(&h);
     nt_echo_stop(&e);
 }
@@ -1063,7 +1073,7 @@ static void pr_close(void *state)
     (void)state;
 }
 static const bs_session_ops principal_ops = {pr_open, up_upstream, up_upstream, up_quiet, pr_close,
-                                             NULL};
+                                             NULL, NULL};
 
 static void test_principal_and_required_cert(void)
 {

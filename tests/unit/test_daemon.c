@@ -165,13 +165,13 @@ static void test_cli(void)
     nt_write_file(badcert, json);
 
     CHECK_EQ(run_cli((const char *[]){"--help", NULL}, out, err), 0);
-    CHECK(file_contains(out, "usage: brokerside"));
+    CHECK(file_contains(out, "Usage: brokerside"));
     CHECK_EQ(run_cli((const char *[]){"--version", NULL}, out, err), 0);
     CHECK(file_contains(out, "brokerside "));
     CHECK_EQ(run_cli((const char *[]){NULL}, out, err), 2);
-    CHECK(file_contains(err, "usage: brokerside"));
+    CHECK(file_contains(err, "Usage: brokerside"));
     CHECK_EQ(run_cli((const char *[]){"--frobnicate", NULL}, out, err), 2);
-    CHECK(file_contains(err, "usage: brokerside"));
+    CHECK(file_contains(err, "Usage: brokerside"));
     CHECK_EQ(run_cli((const char *[]){"--config", NULL}, out, err), 2);
 
     CHECK_EQ(run_cli((const char *[]){"--check-config", good, NULL}, out, err), 0);

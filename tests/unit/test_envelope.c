@@ -333,17 +333,17 @@ static void test_batch_encrypt_decrypt(void)
         while ((n = fread(buf, 1, sizeof buf, f)) > 0)
             bs_wbuf_put(&in, buf, n);
         fclose(f);
-        CHECK_EQ(bs_records_blob_transform(in.data, in.len, 1 << 20, enc_value, d, &enc), BS_OK);
+        CHECK_EQ(bs_records_blob_transform(in.data, in.len, 1 << 20, enc_value, d, &enc, NULL), BS_OK);
         count_plain = 0;
-        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, check_encrypted, NULL, &dec),
+        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, check_encrypted, NULL, &dec, NULL),
                  BS_OK);
         CHECK_EQ(count_plain, 0);
         bs_wbuf_reset(&dec);
         /* Envelopes are rejected as input (no injection), leaving nothing behind. */
-        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, enc_value, d, &dec),
+        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, enc_value, d, &dec, NULL),
                  BS_E_MALFORMED);
         CHECK_EQ(dec.len, 0);
-        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, dec_value, d, &dec), BS_OK);
+        CHECK_EQ(bs_records_blob_transform(enc.data, enc.len, 1 << 20, dec_value, d, &dec, NULL), BS_OK);
         int fd = mkstemp(tmp);
         CHECK(fd >= 0);
         if (fd >= 0) {

@@ -404,6 +404,94 @@ static void test_compact_length_changes(void)
     bs_wbuf_free(&out);
 }
 
+/* What map_seen saw per node id (index), set by the map function. */
+typedef struct seen_addr {
+    bool called, shared;
+    char host[64];
+    int32_t port;
+} seen_addr;
+
+/* Records `was` per node, maps every node to "p:1". */
+static bs_status map_seen(void *arg, int32_t node, const bs_kafka_addr *was, char *host,
+                          size_t hostlen, int32_t *port)
+{
+    seen_addr *s = arg;
+    if (node >= 0 && node < 8) {
+        s[node].called = true;
+        s[node].shared = was->shared;
+        snprintf(s[node].host, sizeof s[node].host, "%.*s", (int)was->host_len, was->host);
+        s[node].port = was->port;
+    }
+    snprintf(host, hostlen, "p");
+    *port = 1;
+    return BS_OK;
+}
+
+/* The map function sees each node's address as the broker wrote it, and
+ * whether another node of the response advertises the same one. */
+static void test_map_sees_advertised_address(void)
+{
+    bs_wbuf w, out;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&out, 0);
+    static const struct {
+        int32_t id;
+        const char *host;
+        int32_t port;
+    } brokers[] = {{1, "127.0.0.1", 9092}, {2, "LOCALHOST", 9092}, {3, "localhost", 9092},
+                   {4, "127.0.0.1", 9093}};
+    bs_wbuf_put_be32(&w, 0);             /* throttle */
+    bs_kafka_put_array_len(&w, true, 4); /* brokers */
+    for (size_t i = 0; i < 4; i++) {
+        bs_wbuf_put_be32(&w, (uint32_t)brokers[i].id);
+        bs_kafka_put_string(&w, true, (const uint8_t *)brokers[i].host,
+                            (int32_t)strlen(brokers[i].host));
+        bs_wbuf_put_be32(&w, (uint32_t)brokers[i].port);
+        bs_kafka_put_string(&w, true, NULL, -1); /* rack */
+        bs_wbuf_put_uvarint(&w, 0);
+    }
+    bs_kafka_put_string(&w, true, NULL, -1); /* cluster id */
+    bs_wbuf_put_be32(&w, 1);                 /* controller */
+    bs_kafka_put_array_len(&w, true, 0);     /* topics */
+    bs_wbuf_put_uvarint(&w, 0);
+    seen_addr seen[8] = {0};
+    bool changed = false;
+    int32_t bad = 0;
+    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_METADATA, 12, w.data, w.len, map_seen, seen, NULL,
+                                       &out, &changed, &bad),
+             BS_OK);
+    CHECK(changed);
+    CHECK(seen[1].called && seen[4].called);
+    CHECK_STR(seen[1].host, "127.0.0.1");
+    CHECK_EQ(seen[1].port, 9092);
+    CHECK_STR(seen[2].host, "LOCALHOST");
+    CHECK(!seen[1].shared);                  /* same port as 2 and 3, another host */
+    CHECK(seen[2].shared && seen[3].shared); /* hosts compare case-insensitively */
+    CHECK(!seen[4].shared);                  /* same host as 1, another port */
+    /* FindCoordinator v4: two coordinators on one node are the same node, not shared */
+    bs_wbuf_reset(&w);
+    bs_wbuf_reset(&out);
+    bs_wbuf_put_be32(&w, 0);             /* throttle */
+    bs_kafka_put_array_len(&w, true, 2); /* coordinators */
+    for (int i = 0; i < 2; i++) {
+        bs_kafka_put_string(&w, true, (const uint8_t *)(i ? "g2" : "g1"), 2); /* key */
+        bs_wbuf_put_be32(&w, 5);                                              /* node */
+        bs_kafka_put_string(&w, true, (const uint8_t *)"h", 1);
+        bs_wbuf_put_be32(&w, 9092);
+        bs_wbuf_put_be16(&w, 0);                 /* error */
+        bs_kafka_put_string(&w, true, NULL, -1); /* message */
+        bs_wbuf_put_uvarint(&w, 0);
+    }
+    bs_wbuf_put_uvarint(&w, 0);
+    memset(seen, 0, sizeof seen);
+    CHECK_EQ(bs_kafka_rewrite_response(BS_KAFKA_FIND_COORDINATOR, 4, w.data, w.len, map_seen, seen,
+                                       NULL, &out, &changed, &bad),
+             BS_OK);
+    CHECK(seen[5].called && !seen[5].shared);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&out);
+}
+
 /* A synthetic self-nesting schema shows the depth bound holds even if a schema recursed. */
 static const bs_kafka_struct nest_struct;
 static const bs_kafka_field nest_fields[] = {
@@ -578,6 +666,7 @@ int main(void)
     RUN(test_coverage_of_rewritten_apis);
     RUN(test_find_coordinator_errors);
     RUN(test_compact_length_changes);
+    RUN(test_map_sees_advertised_address);
     RUN(test_depth_bound);
     RUN(test_hostile_counts_and_arena_limit);
     RUN(test_bad_tag_sections);

@@ -770,6 +770,67 @@ static void test_undecodable_request_not_forwarded(void)
     bs_wbuf_free(&out);
 }
 
+/* A Metadata v1 request naming `n` topics "topic" (about 7 bytes each). */
+static void metadata_many(bs_wbuf *w, int32_t corr, int n)
+{
+    size_t s;
+    frame_begin(w, &s);
+    req_header(w, BS_KAFKA_METADATA, 1, corr);
+    bs_wbuf_put_be32(w, (uint32_t)n);
+    for (int i = 0; i < n; i++)
+        bs_kafka_put_string(w, false, (const uint8_t *)"topic", 5);
+    frame_end(w, s);
+}
+
+/* Requests held whole are bounded: per request (max_held_request_bytes),
+ * for all connections together (held_bytes_budget, released as frames
+ * complete or connections close), and in time (frame_timeout_s: the
+ * session reports the deadline of a started request, 0 once overdue). */
+static void test_held_request_bounds(void)
+{
+    harness a, b;
+    bs_wbuf w, out;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&out, 0);
+    metadata_many(&w, 1, 2000);
+    CHECK(w.len > 10000);
+    h_open(&a, 1 << 20, NULL);
+    a.kc.max_held_request_bytes = 4096;
+    CHECK_EQ(h_feed(&a, true, w.data, w.len, 100, &out), BS_E_TOO_LARGE);
+    CHECK_EQ(out.len, 0);
+    h_close(&a);
+
+    uint64_t base = bs_kafka_session_held_bytes();
+    h_open(&a, 1 << 20, NULL);
+    h_open(&b, 1 << 20, NULL);
+    a.kc.held_bytes_budget = b.kc.held_bytes_budget = base + w.len + 100;
+    a.kc.frame_timeout_s = b.kc.frame_timeout_s = 30;
+    CHECK_EQ(a.ops->input_deadline(a.st), -1);
+    CHECK_EQ(h_feed(&a, true, w.data, w.len - 10, 100, &out), BS_OK);
+    CHECK_EQ(out.len, 0);
+    CHECK_EQ(bs_kafka_session_held_bytes(), base + w.len);
+    double left = a.ops->input_deadline(a.st);
+    CHECK(left > 0 && left <= 30);
+    /* a second connection's held request does not fit the budget */
+    CHECK_EQ(h_feed(&b, true, w.data, w.len - 10, 100, &out), BS_E_FULL);
+    CHECK_EQ(out.len, 0);
+    h_close(&b);
+    /* the first one completes: forwarded, budget released */
+    CHECK_EQ(h_feed(&a, true, w.data + w.len - 10, 10, 100, &out), BS_OK);
+    CHECK_EQ(out.len, w.len);
+    CHECK_EQ(bs_kafka_session_held_bytes(), base);
+    CHECK_EQ(a.ops->input_deadline(a.st), -1);
+    /* a started request past its deadline is overdue; closing releases its bytes */
+    bs_wbuf_reset(&out);
+    CHECK_EQ(h_feed(&a, true, w.data, w.len - 10, 100, &out), BS_OK);
+    a.kc.frame_timeout_s = 1e-9;
+    CHECK_EQ(a.ops->input_deadline(a.st), 0);
+    h_close(&a);
+    CHECK_EQ(bs_kafka_session_held_bytes(), base);
+    bs_wbuf_free(&w);
+    bs_wbuf_free(&out);
+}
+
 /* Topic series are capped process-wide: beyond the cap, topic="_other". */
 static void test_topic_cap(void)
 {
@@ -1026,6 +1087,7 @@ int main(void)
     RUN(test_quiescence);
     RUN(test_hooks);
     RUN(test_undecodable_request_not_forwarded);
+    RUN(test_held_request_bounds);
     RUN(test_topic_needs_confirmation);
     RUN(test_topic_cap);
     RUN(test_api_versions_answers);

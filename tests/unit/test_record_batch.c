@@ -374,7 +374,7 @@ static void test_blob_with_partial_tail(void)
         }
         prefix_ctx ctx = {0, -1};
         bs_wbuf_reset(&out);
-        CHECK_EQ(bs_records_blob_transform(blob.data, blob.len, LIMIT, prefix_value, &ctx, &out),
+        CHECK_EQ(bs_records_blob_transform(blob.data, blob.len, LIMIT, prefix_value, &ctx, &out, NULL),
                  BS_OK);
         CHECK_EQ(ctx.calls, 50);
         /* The control batch and the partial tail come out unchanged, at the end. */
@@ -444,10 +444,10 @@ static void test_legacy_magic_unsupported(void)
     bs_wbuf out;
     bs_wbuf_init(&out, 0);
     prefix_ctx ctx = {0, -1};
-    CHECK_EQ(bs_records_blob_transform(m, sizeof m, LIMIT, prefix_value, &ctx, &out),
+    CHECK_EQ(bs_records_blob_transform(m, sizeof m, LIMIT, prefix_value, &ctx, &out, NULL),
              BS_E_UNSUPPORTED);
     m[16] = 0;
-    CHECK_EQ(bs_records_blob_transform(m, sizeof m, LIMIT, prefix_value, &ctx, &out),
+    CHECK_EQ(bs_records_blob_transform(m, sizeof m, LIMIT, prefix_value, &ctx, &out, NULL),
              BS_E_UNSUPPORTED);
     m[16] = 3;
     CHECK_EQ(bs_record_batch_parse(m, sizeof m, &b), BS_E_MALFORMED);
@@ -531,6 +531,46 @@ static void test_hostile_fields(void)
     bs_wbuf_free(&out);
 }
 
+/* The decompression limit of a blob covers all its batches together: four
+ * zstd batches of 600 KiB each (a few hundred bytes compressed) pass one by
+ * one under 1 MiB, but not as one blob; what was unpacked is reported. */
+static void test_blob_budget_shared(void)
+{
+    static uint8_t zeros[600 << 10];
+    bs_record_spec rs = {.offset_delta = 0, .key = NULL, .key_len = -1, .value = zeros,
+                         .value_len = (int32_t)sizeof zeros};
+    bs_record_batch hdr = {.attributes = 4 /* zstd */, .producer_id = -1, .producer_epoch = -1,
+                           .base_sequence = -1};
+    bs_wbuf one, blob, out;
+    bs_wbuf_init(&one, 0);
+    bs_wbuf_init(&blob, 0);
+    bs_wbuf_init(&out, 0);
+    CHECK_EQ(bs_record_batch_build(&hdr, &rs, 1, &one), BS_OK);
+    CHECK(one.len < 4096);
+    for (int i = 0; i < 4; i++)
+        bs_wbuf_put(&blob, one.data, one.len);
+    bs_record_batch b;
+    CHECK_EQ(bs_record_batch_parse(one.data, one.len, &b), BS_OK);
+    prefix_ctx ctx = {0, -1};
+    CHECK_EQ(bs_record_batch_transform(&b, 1 << 20, prefix_value, &ctx, &out), BS_OK);
+    bs_wbuf_reset(&out);
+    size_t used = 0;
+    CHECK_EQ(bs_records_blob_transform(blob.data, blob.len, 1 << 20, prefix_value, &ctx, &out,
+                                       &used),
+             BS_E_TOO_LARGE);
+    CHECK_EQ(out.len, 0);
+    CHECK(used <= (1u << 20));
+    CHECK(used >= sizeof zeros);
+    used = 0;
+    CHECK_EQ(bs_records_blob_transform(blob.data, blob.len, 4 << 20, prefix_value, &ctx, &out,
+                                       &used),
+             BS_OK);
+    CHECK(used > 4 * sizeof zeros);
+    bs_wbuf_free(&one);
+    bs_wbuf_free(&blob);
+    bs_wbuf_free(&out);
+}
+
 /* Callback errors and decompression limits abort the rebuild and leave `out` as it was. */
 static void test_errors_roll_back(void)
 {
@@ -549,7 +589,7 @@ static void test_errors_roll_back(void)
     ctx.fail_at = -1;
     CHECK_EQ(bs_record_batch_transform(&b, 1000, prefix_value, &ctx, &out), BS_E_TOO_LARGE);
     CHECK_EQ(out.len, 4);
-    CHECK_EQ(bs_records_blob_transform(in.data, in.len, 1000, prefix_value, &ctx, &out),
+    CHECK_EQ(bs_records_blob_transform(in.data, in.len, 1000, prefix_value, &ctx, &out, NULL),
              BS_E_TOO_LARGE);
     CHECK_EQ(out.len, 4);
     CHECK_EQ(ctx.calls, 0);
@@ -571,5 +611,6 @@ int main(void)
     RUN(test_legacy_magic_unsupported);
     RUN(test_hostile_fields);
     RUN(test_errors_roll_back);
+    RUN(test_blob_budget_shared);
     return test_report();
 }

@@ -615,7 +615,7 @@ static void test_fetch_tampered(void)
     bs_kafka_arena_init(&a, 0);
     part_out po[1];
     CHECK_EQ(decode_parts(&out, true, 8, &a, po, 1), 1u);
-    CHECK_EQ(bs_records_blob_transform(po[0].records, po[0].len, 1u << 26, flip_fn, NULL, &bad),
+    CHECK_EQ(bs_records_blob_transform(po[0].records, po[0].len, 1u << 26, flip_fn, NULL, &bad, NULL),
              BS_OK);
     int64_t fail0 = 0;
     part_in ef[] = {{"enc-t", bad.data, bad.len},
@@ -710,6 +710,55 @@ static void test_produce_refusals(void)
     bs_wbuf_free(&v1);
     bs_wbuf_free(&frame);
     bs_wbuf_free(&out);
+    fx_free(&f);
+}
+
+/* A compression bomb to an encrypted topic: eight zstd batches of one 4 MiB
+ * value each (a few hundred bytes on the wire) would unpack to 32 MiB and
+ * come out of encryption that large. The request's decompression budget
+ * (64 x its size, at least 1 MiB) stops it at the first batch: answered with
+ * MESSAGE_TOO_LARGE, nothing forwarded, nothing big built. */
+static void test_compression_bomb(void)
+{
+    fx f;
+    CHECK(fx_init(&f, false));
+    size_t vlen = 4u << 20;
+    char *big = malloc(vlen + 1);
+    CHECK(big != NULL);
+    if (!big) return;
+    memset(big, 'a', vlen);
+    big[vlen] = 0;
+    rec_in r[] = {{"k", big, 0}};
+    bs_wbuf bomb, frame, out;
+    bs_wbuf_init(&bomb, 0);
+    bs_wbuf_init(&frame, 0);
+    bs_wbuf_init(&out, 0);
+    build_batch(&bomb, 4 /* zstd */, 0, 0, r, 1);
+    CHECK(bomb.len < 4096);
+    part_in parts[8];
+    for (int i = 0; i < 8; i++)
+        parts[i] = (part_in){"enc-bomb", bomb.data, bomb.len};
+    build_produce(&frame, 9, -1, 77, parts, 8);
+    CHECK(frame.len < 64 * 1024);
+    CHECK_EQ(run_request(&f, &frame, &out, NULL), BS_KAFKA_HOOK_ANSWER);
+    int64_t errs[8] = {0};
+    CHECK_EQ(produce_errors(&out, 9, 77, errs, 8), 8u);
+    CHECK_EQ(errs[0], BS_KERR_MESSAGE_TOO_LARGE);
+    CHECK(out.len < 4096);
+    /* a well-behaved request of the same topic still passes */
+    rec_in small[] = {{"k", "hello", 0}};
+    bs_wbuf ok;
+    bs_wbuf_init(&ok, 0);
+    build_batch(&ok, 4, 0, 0, small, 1);
+    part_in p1[] = {{"enc-bomb", ok.data, ok.len}};
+    bs_wbuf_reset(&frame);
+    build_produce(&frame, 9, -1, 78, p1, 1);
+    CHECK_EQ(run_request(&f, &frame, &out, NULL), BS_KAFKA_HOOK_REPLACE);
+    bs_wbuf_free(&ok);
+    bs_wbuf_free(&bomb);
+    bs_wbuf_free(&frame);
+    bs_wbuf_free(&out);
+    free(big);
     fx_free(&f);
 }
 
@@ -1087,6 +1136,7 @@ int main(void)
     RUN(test_fetch_passthrough_and_partial);
     RUN(test_fetch_tampered);
     RUN(test_produce_refusals);
+    RUN(test_compression_bomb);
     RUN(test_keyring_failure_and_recovery);
     RUN(test_fail_closed_edges);
     RUN(test_topics_by_id);
