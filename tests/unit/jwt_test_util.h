@@ -45,18 +45,20 @@ static void tu_bn_param(EVP_PKEY *k, const char *name, size_t pad, char *out)
 static void tu_jwk(EVP_PKEY *k, const char *kid, char *out, size_t outlen)
 {
     char a[1024], b[1024];
+    int n;
     if (EVP_PKEY_is_a(k, "RSA")) {
         tu_bn_param(k, OSSL_PKEY_PARAM_RSA_N, 0, a);
         tu_bn_param(k, OSSL_PKEY_PARAM_RSA_E, 0, b);
-        snprintf(out, outlen, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"use\":\"sig\",\"n\":\"%s\",\"e\":\"%s\"}",
+        n = snprintf(out, outlen, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"use\":\"sig\",\"n\":\"%s\",\"e\":\"%s\"}",
                  kid, a, b);
     } else {
         tu_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, 32, a);
         tu_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32, b);
-        snprintf(out, outlen,
+        n = snprintf(out, outlen,
                  "{\"kty\":\"EC\",\"kid\":\"%s\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}", kid,
                  a, b);
     }
+    if (n < 0 || (size_t)n >= outlen) abort(); /* a test key that does not fit is a test bug */
 }
 
 /* A compact JWS of header/payload JSON signed with `k` (RS256 or ES256 by key
