@@ -196,50 +196,21 @@ void bs_wbuf_patch_be32(bs_wbuf *w, size_t off, uint32_t v)
     w->data[off + 3] = (uint8_t)v;
 }
 
+/* Plain runs are copied in one piece; the rules are bs_json_escape_unit's. */
 void bs_wbuf_put_json_string(bs_wbuf *w, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     bs_wbuf_put_u8(w, '"');
     size_t start = 0, i = 0;
     while (i < len) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
-            i++;
-            continue;
+        char esc[6];
+        size_t adv, k = bs_json_escape_unit(p + i, len - i, esc, &adv);
+        if (k) {
+            bs_wbuf_put(w, s + start, i - start);
+            bs_wbuf_put(w, esc, k);
+            start = i + adv;
         }
-        size_t seq = c >= 0x80 ? bs_utf8_seq(p + i, len - i) : 0;
-        if (seq > 0) {
-            i += seq;
-            continue;
-        }
-        bs_wbuf_put(w, s + start, i - start);
-        switch (c) {
-        case '"':
-            bs_wbuf_put(w, "\\\"", 2);
-            break;
-        case '\\':
-            bs_wbuf_put(w, "\\\\", 2);
-            break;
-        case '\n':
-            bs_wbuf_put(w, "\\n", 2);
-            break;
-        case '\r':
-            bs_wbuf_put(w, "\\r", 2);
-            break;
-        case '\t':
-            bs_wbuf_put(w, "\\t", 2);
-            break;
-        default:
-            if (c >= 0x80) {
-                bs_wbuf_put_str(w, "\\ufffd");
-            } else {
-                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                bs_wbuf_put(w, esc, 6);
-            }
-        }
-        i++;
-        start = i;
+        i += adv;
     }
     bs_wbuf_put(w, s + start, len - start);
     bs_wbuf_put_u8(w, '"');

@@ -60,37 +60,20 @@ bool bs_log_init(void)
     return on;
 }
 
-/* Append `s` as the body of a JSON string to out[*o..cap): quotes,
- * backslashes and control characters escaped, invalid UTF-8 replaced by
- * U+FFFD. Stops (without cutting an escape) when the buffer is full. The
- * rules of bs_wbuf_put_json_string, into a fixed buffer: the logger must
- * work without allocating (it reports allocation failures). */
+/* Append `s` as the body of a JSON string to out[*o..cap), escaped by the
+ * rules every JSON writer shares (bs_json_escape_unit). Stops (without
+ * cutting an escape or a UTF-8 sequence) when the buffer is full. Not
+ * bs_wbuf_put_json_string: the logger must work without allocating (it
+ * reports allocation failures). */
 static void json_escape(char *out, size_t cap, size_t *o, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     size_t n = strlen(s);
     for (size_t i = 0; i < n;) {
-        char esc[8];
-        const char *piece = esc;
-        size_t k = 0, adv = 1;
-        unsigned char ch = p[i];
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\', esc[1] = (char)ch, k = 2;
-        } else if (ch == '\n') {
-            memcpy(esc, "\\n", 2), k = 2;
-        } else if (ch == '\r') {
-            memcpy(esc, "\\r", 2), k = 2;
-        } else if (ch == '\t') {
-            memcpy(esc, "\\t", 2), k = 2;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", ch);
-        } else if (ch < 0x80) {
-            piece = (const char *)p + i, k = 1;
-        } else if ((adv = bs_utf8_seq((const uint8_t *)p + i, n - i)) > 0) {
-            piece = (const char *)p + i, k = adv;
-        } else {
-            memcpy(esc, "\\ufffd", 6), k = 6, adv = 1;
-        }
+        char esc[6];
+        size_t adv, k = bs_json_escape_unit(p + i, n - i, esc, &adv);
+        const char *piece = k ? esc : s + i;
+        if (!k) k = adv;
         if (*o + k >= cap) return;
         memcpy(out + *o, piece, k);
         *o += k;

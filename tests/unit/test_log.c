@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "brokerside/buf.h"
 #include "brokerside/log.h"
 #include "test.h"
 
@@ -99,6 +100,37 @@ static void test_json(void)
     CHECK_EQ(bs_log_format_line(line, 64, BS_LOG_WARN, "m", "x"), 0);
 }
 
+/* The JSON log line and bs_wbuf_put_json_string escape alike (one rule set,
+ * bs_json_escape_unit): every byte value, valid and invalid UTF-8. */
+static void test_json_escapes_like_wbuf(void)
+{
+    char in[300], line[4096];
+    size_t n = 0;
+    for (int c = 1; c < 256; c++)
+        in[n++] = (char)c;
+    memcpy(in + n, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xe2\x82", 11);
+    n += 11;
+    in[n] = '\0';
+    bs_log_set_style(BS_LOG_STYLE_JSON);
+    bs_log_set_journal(true);
+    bs_log_format_line(line, sizeof line, BS_LOG_INFO, "m", "%s", in);
+    bs_log_set_journal(false);
+    bs_log_set_style(BS_LOG_STYLE_TEXT);
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_put_json_string(&w, in, n);
+    bs_wbuf_put_u8(&w, 0);
+    CHECK_EQ(bs_wbuf_status(&w), BS_OK);
+    const char *msg = strstr(line, "\"msg\":");
+    CHECK(msg != NULL);
+    if (msg && w.data) {
+        size_t k = strlen((const char *)w.data);
+        CHECK(strncmp(msg + 6, (const char *)w.data, k) == 0);
+        CHECK_STR(msg + 6 + k, "}\n");
+    }
+    bs_wbuf_free(&w);
+}
+
 static void test_journal_stream_detection(void)
 {
     /* stderr redirected to a file of ours: JOURNAL_STREAM names it or not */
@@ -146,6 +178,7 @@ int main(void)
     RUN(test_text);
     RUN(test_journal_text);
     RUN(test_json);
+    RUN(test_json_escapes_like_wbuf);
     RUN(test_journal_stream_detection);
     return test_report();
 }

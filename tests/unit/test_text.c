@@ -1,5 +1,5 @@
-/* Unit tests for src/core/text.c: the shared UTF-8 validator, hex codec and
- * percent-encoder (their callers' own tests cover them in context too). */
+/* Unit tests for src/core/text.c: the shared UTF-8 validator, hex codec,
+ * percent-encoder and JSON escape rule (their callers' own tests cover them in context too). */
 #include "brokerside/text.h"
 
 #include "test.h"
@@ -53,10 +53,49 @@ static void test_percent(void)
     bs_wbuf_free(&w);
 }
 
+/* The escape of one character, as a string ("" when kept as is), and its
+ * length in input bytes. */
+static const char *escape_of(const char *in, size_t n, size_t *adv)
+{
+    static char out[7];
+    size_t k = bs_json_escape_unit((const uint8_t *)in, n, out, adv);
+    out[k] = '\0';
+    return out;
+}
+
+static void test_json_escape_unit(void)
+{
+    size_t adv;
+    CHECK_STR(escape_of("a", 1, &adv), "");
+    CHECK_EQ(adv, 1);
+    CHECK_STR(escape_of("\xe2\x82\xac!", 4, &adv), ""); /* valid UTF-8: kept whole */
+    CHECK_EQ(adv, 3);
+    CHECK_STR(escape_of("\"", 1, &adv), "\\\"");
+    CHECK_STR(escape_of("\\", 1, &adv), "\\\\");
+    CHECK_STR(escape_of("\n", 1, &adv), "\\n");
+    CHECK_STR(escape_of("\r", 1, &adv), "\\r");
+    CHECK_STR(escape_of("\t", 1, &adv), "\\t");
+    CHECK_STR(escape_of("\x01", 1, &adv), "\\u0001");
+    CHECK_STR(escape_of("\x1f", 1, &adv), "\\u001f");
+    CHECK_STR(escape_of("\x7f", 1, &adv), "\\u007f");
+    CHECK_EQ(adv, 1);
+    CHECK_STR(escape_of("\xff", 1, &adv), "\\ufffd");      /* starts nothing */
+    CHECK_STR(escape_of("\xe2\x82", 2, &adv), "\\ufffd"); /* truncated: one byte replaced */
+    CHECK_EQ(adv, 1);
+    /* every byte value: printable ASCII kept, the rest escaped to 2 or 6 bytes */
+    for (int c = 1; c < 0x80; c++) {
+        char in[1] = {(char)c};
+        size_t k = strlen(escape_of(in, 1, &adv));
+        CHECK(k == ((c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? 0u : (k == 2 ? 2u : 6u)));
+        CHECK_EQ(adv, 1);
+    }
+}
+
 int main(void)
 {
     RUN(test_utf8);
     RUN(test_hex);
     RUN(test_percent);
+    RUN(test_json_escape_unit);
     return test_report();
 }
