@@ -335,7 +335,9 @@ static bool ready_hook(void *ctx, char *why, size_t whylen)
 {
     app *a = ctx;
     if (bs_pipeline_audit_blocked(a->pipe)) {
-        snprintf(why, whylen, "audit events cannot be stored (spool full): requests are refused");
+        snprintf(why, whylen,
+                 "audit events cannot be stored (spool refusing them or event queue over half "
+                 "full): requests are refused");
         return false;
     }
     return bs_server_ready(a->srv, why, whylen);

@@ -151,6 +151,7 @@ bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *pay
     if (b->st.queued_bytes + len > b->o.max_queued_bytes) {
         count_drop(b, stream);
         uint64_t dropped = b->st.dropped[stream];
+        size_t queued = b->st.queued_bytes;
         pthread_mutex_unlock(&b->lock);
         free(n);
         /* Audit must never vanish quietly; metric snapshots come again. */
@@ -158,7 +159,7 @@ bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *pay
             BS_LOG_ERRORF("events",
                           "audit event refused: %zu bytes already wait for the spool "
                           "(limit %zu); %llu audit events refused so far",
-                          b->st.queued_bytes, b->o.max_queued_bytes, (unsigned long long)dropped);
+                          queued, b->o.max_queued_bytes, (unsigned long long)dropped);
         return BS_E_FULL;
     }
     if (b->tail)
@@ -169,7 +170,8 @@ bs_status bs_event_bus_submit(bs_event_bus *b, bs_stream stream, const void *pay
     b->st.queued_events++;
     b->st.queued_bytes += len;
     bs_metric_set(b->m_queued_bytes, (int64_t)b->st.queued_bytes);
-    if (b->st.queued_bytes > b->o.max_queued_bytes / 2) update_blocked(b, true);
+    /* over half full: blocked, for that reason (not a spool refusal) */
+    if (b->st.queued_bytes > b->o.max_queued_bytes / 2) update_blocked(b, false);
     pthread_mutex_unlock(&b->lock);
     if (was_empty) ev_async_send(b->loop, &b->wake);
     return BS_OK;

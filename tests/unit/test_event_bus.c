@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "brokerside/event_bus.h"
 #include "brokerside/spool.h"
@@ -133,6 +134,57 @@ static void test_queue_bound_refuses_and_counts(void)
     free(dir);
 }
 
+/* Run bs_event_bus_submit with stderr captured into out[outlen]. */
+static bs_status submit_capturing_log(bs_event_bus *bus, const void *p, size_t len, char *out,
+                                      size_t outlen)
+{
+    char path[] = "/tmp/bs-bus-log-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    bs_status st = bs_event_bus_submit(bus, BS_STREAM_AUDIT, p, len);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(fd, out, outlen - 1, 0);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return st;
+}
+
+/* A queue past half full blocks audit, and the log names that reason (not
+ * a spool refusal, which an operator would look for on the disk). */
+static void test_half_full_queue_blocks_audit_with_its_reason(void)
+{
+    char *dir = tu_mkdtemp("bus");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    bs_spool_options so;
+    bs_spool_options_default(&so);
+    so.dir = dir;
+    bs_spool *sp = NULL;
+    CHECK_EQ(bs_spool_open(&so, &sp), BS_OK);
+    bs_event_bus *bus = NULL;
+    bs_event_bus_options bo = {.max_queued_bytes = 100};
+    CHECK_EQ(bs_event_bus_new(loop, sp, &bo, &bus), BS_OK);
+    char ev[60], log[4096];
+    memset(ev, 'a', sizeof ev);
+    CHECK(!bs_event_bus_audit_blocked(bus));
+    CHECK_EQ(submit_capturing_log(bus, ev, sizeof ev, log, sizeof log), BS_OK);
+    CHECK(bs_event_bus_audit_blocked(bus));
+    CHECK(strstr(log, "audit events cannot be stored (the queue is over half full)") != NULL);
+    CHECK(strstr(log, "spool refuses") == NULL);
+    /* the spool takes it: unblocked */
+    CHECK_EQ(bs_event_bus_drain(bus), 0);
+    CHECK(!bs_event_bus_audit_blocked(bus));
+    bs_event_bus_free(bus);
+    bs_spool_close(sp);
+    ev_loop_destroy(loop);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_full_spool_drops_metrics_keeps_audit(void)
 {
     char *dir = tu_mkdtemp("bus");
@@ -246,6 +298,7 @@ int main(void)
 {
     RUN(test_threads_in_order_into_the_spool);
     RUN(test_queue_bound_refuses_and_counts);
+    RUN(test_half_full_queue_blocks_audit_with_its_reason);
     RUN(test_full_spool_drops_metrics_keeps_audit);
     RUN(test_audit_group_commit);
     return test_report();
