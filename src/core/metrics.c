@@ -504,20 +504,26 @@ bs_status bs_metrics_labels(char *out, size_t outlen, ...)
     return st;
 }
 
+/* The label pairs of a *_kv constructor into labels[KV_LABELS_MAX]; false
+ * (logged against metric `name`) when they are bad. */
+static bool kv_labels(char *labels, const char *name, va_list ap)
+{
+    bs_status st = labels_v(labels, KV_LABELS_MAX, ap);
+    if (st != BS_OK)
+        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)",
+                      bs_status_name(st));
+    return st == BS_OK;
+}
+
 /* See metrics.h. */
 bs_metric *bs_metrics_counter_kv(const char *name, const char *help, ...)
 {
     char labels[KV_LABELS_MAX];
     va_list ap;
     va_start(ap, help);
-    bs_status st = labels_v(labels, sizeof labels, ap);
+    bool ok = kv_labels(labels, name, ap);
     va_end(ap);
-    if (st != BS_OK) {
-        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)",
-                      bs_status_name(st));
-        return NULL;
-    }
-    return bs_metrics_counter(name, help, labels);
+    return ok ? bs_metrics_counter(name, help, labels) : NULL;
 }
 
 /* See metrics.h. */
@@ -526,14 +532,9 @@ bs_metric *bs_metrics_gauge_kv(const char *name, const char *help, ...)
     char labels[KV_LABELS_MAX];
     va_list ap;
     va_start(ap, help);
-    bs_status st = labels_v(labels, sizeof labels, ap);
+    bool ok = kv_labels(labels, name, ap);
     va_end(ap);
-    if (st != BS_OK) {
-        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)",
-                      bs_status_name(st));
-        return NULL;
-    }
-    return bs_metrics_gauge(name, help, labels);
+    return ok ? bs_metrics_gauge(name, help, labels) : NULL;
 }
 
 /* See metrics.h. */
@@ -543,14 +544,9 @@ bs_histogram *bs_metrics_histogram_kv(const char *name, const char *help, const 
     char labels[KV_LABELS_MAX];
     va_list ap;
     va_start(ap, n_bounds);
-    bs_status st = labels_v(labels, sizeof labels, ap);
+    bool ok = kv_labels(labels, name, ap);
     va_end(ap);
-    if (st != BS_OK) {
-        BS_LOG_ERRORF(MOD, "metric %s: bad labels (%s)", name ? name : "(null)",
-                      bs_status_name(st));
-        return NULL;
-    }
-    return bs_metrics_histogram(name, help, labels, bounds, n_bounds);
+    return ok ? bs_metrics_histogram(name, help, labels, bounds, n_bounds) : NULL;
 }
 
 /* Format a float the way Prometheus expects into tmp[40]: +Inf/-Inf/NaN,
