@@ -34,26 +34,11 @@
 /* Errors, paths, typed readers                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Append an already formatted line to errs; on allocation failure only the
- * nomem flag is raised (the load then fails with BS_E_NOMEM). */
-static void errs_push(bs_conf *c, char *line)
-{
-    c->n_problems++;
-    if (!line) {
-        c->nomem = true;
-        return;
-    }
-    char **grown = realloc(c->errs->msgs, (c->errs->n + 1) * sizeof *grown);
-    if (!grown) {
-        free(line);
-        c->nomem = true;
-        return;
-    }
-    c->errs->msgs = grown;
-    c->errs->msgs[c->errs->n++] = line;
-}
-
-/* Record "FILE: PATH: message". An empty path means the document itself. */
+/* Record "FILE: PATH: message". An empty path means the document itself.
+ * bs_config_errors_addf replaces control characters (keys in paths come
+ * from the file verbatim: one problem must stay one line). On allocation
+ * failure only the nomem flag is raised (the load then fails with
+ * BS_E_NOMEM). */
 __attribute__((format(printf, 3, 4))) void bs_conf_err(bs_conf *c, const char *path,
                                                           const char *fmt, ...)
 {
@@ -62,13 +47,10 @@ __attribute__((format(printf, 3, 4))) void bs_conf_err(bs_conf *c, const char *p
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    char *line = NULL;
-    if (asprintf(&line, "%s: %s: %s", c->file, path[0] ? path : "(top level)", msg) < 0)
-        line = NULL;
-    /* Keys in paths come from the file verbatim: one problem must stay one line. */
-    for (char *q = line; q && *q; q++)
-        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
-    errs_push(c, line);
+    c->n_problems++;
+    if (bs_config_errors_addf(c->errs, "%s: %s: %s", c->file, path[0] ? path : "(top level)",
+                              msg) != BS_OK)
+        c->nomem = true;
 }
 
 /* Record a problem located by byte offset in the original text:
@@ -84,9 +66,9 @@ void bs_conf_err_at(bs_conf *c, const char *text, size_t len, size_t off, const 
             col++; /* count characters, not UTF-8 continuation bytes */
         }
     }
-    char *out = NULL;
-    if (asprintf(&out, "%s:%zu:%zu: %s", c->file, line, col, msg) < 0) out = NULL;
-    errs_push(c, out);
+    c->n_problems++;
+    if (bs_config_errors_addf(c->errs, "%s:%zu:%zu: %s", c->file, line, col, msg) != BS_OK)
+        c->nomem = true;
 }
 
 /* Render `s` as a double-quoted, escaped string of bounded length into dst so

@@ -503,6 +503,8 @@ static void test_unknown_keys_at_every_level(void)
     EXPECT_ERR_T("\"admin\": {\"port\": 9644}", "admin.port: unknown key");
     /* Keys are case-sensitive. */
     EXPECT_ERR_T("\"Workers\": 2", "Workers: unknown key");
+    /* A key with control characters stays one line: '?' in the path, \xNN quoted. */
+    EXPECT_ERR_T("\"a\\nb\\u0001\": 2", "bs.json: a?b?: unknown key \"a\\x0ab\\x01\"");
 }
 
 static void test_top_level_sections_are_known(void)
