@@ -90,7 +90,6 @@ static bs_status aws_keyring(bs_encryption *e, struct ev_loop *control, const bs
 }
 
 /* See encryption.h. */
-/* See encryption.h. */
 bs_status bs_encryption_check(const bs_config *cfg, char *err, size_t errlen)
 {
     const bs_encryption_config *enc = &cfg->encryption;

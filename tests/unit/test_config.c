@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -16,6 +15,7 @@
 
 #include "brokerside/keyring.h"
 #include "brokerside/tls.h"
+#include "spool_testutil.h"
 #include "test.h"
 
 static char g_dir[PATH_MAX]; /* scratch directory of this run */
@@ -33,14 +33,6 @@ static void write_file(const char *path, const char *text)
     }
     fputs(text, f);
     fclose(f);
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
 }
 
 /* The scratch layout: g_dir/{server.crt,server.key,ca.crt,crl.pem,client.crt,client.key} and
@@ -2103,6 +2095,6 @@ int main(void)
     RUN(test_spool_errors);
     RUN(test_needs_restart_events);
     RUN(test_shipped_example_loads);
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmrf(g_dir);
     return test_report();
 }

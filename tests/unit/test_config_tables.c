@@ -4,7 +4,6 @@
  * docs/configuration.md checked against the tables so the two cannot drift.
  * The rules that need code are tested in test_config.c. */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -12,6 +11,7 @@
 
 #include "brokerside/config.h"
 #include "brokerside/config_tables.h"
+#include "spool_testutil.h"
 #include "test.h"
 
 static char g_dir[PATH_MAX]; /* scratch directory: cert/key files, dirs */
@@ -68,14 +68,6 @@ static void write_file(const char *name, const char *text, mode_t mode)
     fputs(text, f);
     fclose(f);
     chmod(p, mode);
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
 }
 
 static void setup_dir(void)
@@ -765,6 +757,6 @@ int main(void)
     RUN(test_docs_match_the_tables);
     RUN(test_docs_match_module_parsers);
     RUN(test_restart_rule_follows_the_flags);
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmrf(g_dir);
     return test_report();
 }
