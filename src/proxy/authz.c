@@ -1212,8 +1212,11 @@ static bs_status on_response(void *arg, const bs_kafka_inflight *req, const uint
     *verdict = BS_KAFKA_HOOK_PASS;
     /* Responses come in request order. An entry older than the request this
      * response answers never got a broker response (a later hook answered
-     * that request itself): drop it. The head may also be for a later request. */
-    for (size_t k = 1; k < c->qn; k++) {
+     * that request itself): drop it. The head may also be for a later request.
+     * A head that matches is this response's: a client may reuse a
+     * correlation id, and a later entry with the same id is not this one. */
+    bool head_matches = c->qn && c->q[c->qhead].corr == req->correlation_id;
+    for (size_t k = 1; !head_matches && k < c->qn; k++) {
         if (c->q[(c->qhead + k) % c->qcap].corr != req->correlation_id) continue;
         while (k--) {
             pending_free(&c->q[c->qhead]);

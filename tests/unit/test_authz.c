@@ -305,6 +305,81 @@ static void test_produce_split_flexible(void)
     h_close(&h);
 }
 
+/* A Produce v9 request (acks 1) writing partition 0 of topics t1 and t2. */
+static void produce_two(bs_wbuf *w, int32_t corr, const char *t1, const char *t2)
+{
+    begin(w, 0, 9, corr);
+    bs_kafka_put_string(w, true, NULL, -1);
+    bs_wbuf_put_be16(w, 1);
+    bs_wbuf_put_be32(w, 1000);
+    bs_kafka_put_array_len(w, true, 2);
+    const char *topics[] = {t1, t2};
+    for (int t = 0; t < 2; t++) {
+        cstr(w, topics[t]);
+        bs_kafka_put_array_len(w, true, 1);
+        bs_wbuf_put_be32(w, 0);
+        bs_kafka_put_bytes(w, true, (const uint8_t *)"rec", 3);
+        bs_wbuf_put_u8(w, 0);
+        bs_wbuf_put_u8(w, 0);
+    }
+    bs_wbuf_put_u8(w, 0);
+    end(w);
+}
+
+/* The broker's Produce v9 answer (correlation id corr) for partition 0 of `topic`. */
+static void produce_answer(bs_wbuf *r, int32_t corr, const char *topic)
+{
+    bs_wbuf_reset(r);
+    bs_wbuf_put_be32(r, 0);
+    bs_wbuf_put_be32(r, (uint32_t)corr);
+    bs_wbuf_put_u8(r, 0);
+    bs_kafka_put_array_len(r, true, 1);
+    cstr(r, topic);
+    bs_kafka_put_array_len(r, true, 1);
+    bs_wbuf_put_be32(r, 0);
+    bs_wbuf_put_be16(r, 0);
+    bs_wbuf_put_be64(r, 41);
+    bs_wbuf_put_be64(r, (uint64_t)-1);
+    bs_wbuf_put_be64(r, 0);
+    bs_kafka_put_array_len(r, true, 0);
+    bs_kafka_put_string(r, true, NULL, -1);
+    bs_wbuf_put_u8(r, 0);
+    bs_wbuf_put_u8(r, 0);
+    bs_wbuf_put_be32(r, 0);
+    bs_wbuf_put_u8(r, 0);
+    end(r);
+}
+
+/* Two split Produce requests in flight with the same correlation id (a
+ * client may reuse one): each broker answer is completed with its own
+ * request's denied topic, in order. */
+static void test_split_reused_correlation_id(void)
+{
+    harness h;
+    h_open(&h);
+    bs_wbuf w, r;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&r, 0);
+    produce_two(&w, 5, "app-a", "payroll");
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    produce_two(&w, 5, "app-b", "secrets");
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    CHECK(memmem(h.to_broker.data, h.to_broker.len, "payroll", 7) == NULL);
+    CHECK(memmem(h.to_broker.data, h.to_broker.len, "secrets", 7) == NULL);
+    produce_answer(&r, 5, "app-a");
+    CHECK_EQ(feed(&h, false, &r), BS_OK);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "payroll", 7) != NULL);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "secrets", 7) == NULL);
+    bs_wbuf_reset(&h.to_client);
+    produce_answer(&r, 5, "app-b");
+    CHECK_EQ(feed(&h, false, &r), BS_OK);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "secrets", 7) != NULL);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "payroll", 7) == NULL);
+    bs_wbuf_free(&r);
+    bs_wbuf_free(&w);
+    h_close(&h);
+}
+
 int main(void)
 {
     const char *doc =
@@ -327,6 +402,7 @@ int main(void)
     RUN(test_group_and_cluster_denials);
     RUN(test_idempotent_and_unjudged);
     RUN(test_produce_split_flexible);
+    RUN(test_split_reused_correlation_id);
     bs_policy_set_current(NULL);
     bs_authz_free(g_az);
     bs_policy_free(pol);
