@@ -4,7 +4,8 @@
  * from the response schema (FindCoordinator v4 with its coordinator keys,
  * JoinGroup v9, DescribeCluster), the idempotent producer
  * rule of InitProducerId, an API the policy cannot judge (closed: no schema), a Produce v9 split
- * whose broker answer is completed, and no policy at all.
+ * whose broker answer is completed (also with a reused correlation id),
+ * Produce v13 by topic id judged for Write, and no policy at all.
  */
 #include <string.h>
 
@@ -380,6 +381,93 @@ static void test_split_reused_correlation_id(void)
     h_close(&h);
 }
 
+/* Produce v13 names topics by id. A principal that may Read a topic but not
+ * Write it must not produce to it by id: the id (learnt from a Metadata
+ * answer) is judged for Write like a name, and the request is answered by
+ * the sidecar with TOPIC_AUTHORIZATION_FAILED instead of being forwarded. */
+static void test_produce_by_topic_id_needs_write(void)
+{
+    static const uint8_t id[16] = {0x7a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0x7b};
+    cJSON *j = cJSON_Parse("{\"default\":\"deny\",\"rules\":[{\"principal\":\"User:CN=app,O=x\","
+                           "\"operations\":[\"Read\",\"Describe\"],\"resource_type\":\"Topic\","
+                           "\"resource_name\":\"ro-topic\",\"permission\":\"ALLOW\"}]}");
+    bs_policy *ro = NULL;
+    CHECK_EQ(bs_policy_parse(j, NULL, NULL, &ro), BS_OK);
+    cJSON_Delete(j);
+    const bs_policy *saved = bs_policy_current();
+    bs_policy_set_current(ro);
+    harness h;
+    h_open(&h);
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    /* Metadata v12 for every topic; the broker's answer names ro-topic's id */
+    begin(&w, BS_KAFKA_METADATA, 12, 1);
+    bs_kafka_put_array_len(&w, true, -1);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    end(&w);
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    bs_wbuf_reset(&w);
+    bs_wbuf_put_be32(&w, 0);
+    bs_wbuf_put_be32(&w, 1);
+    bs_wbuf_put_u8(&w, 0);                   /* header tags */
+    bs_wbuf_put_be32(&w, 0);                 /* throttle */
+    bs_kafka_put_array_len(&w, true, 0);     /* no brokers */
+    bs_kafka_put_string(&w, true, NULL, -1); /* cluster id */
+    bs_wbuf_put_be32(&w, 1);                 /* controller */
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put_be16(&w, 0);
+    cstr(&w, "ro-topic");
+    bs_wbuf_put(&w, id, 16);
+    bs_wbuf_put_u8(&w, 0);               /* internal */
+    bs_kafka_put_array_len(&w, true, 0); /* partitions */
+    bs_wbuf_put_be32(&w, 0);             /* authorized operations */
+    bs_wbuf_put_u8(&w, 0);               /* topic tags */
+    bs_wbuf_put_u8(&w, 0);               /* tags */
+    end(&w);
+    CHECK_EQ(feed(&h, false, &w), BS_OK);
+    char name[64];
+    CHECK(bs_kafka_topic_id_lookup(id, name, sizeof name));
+    /* Produce v13 to ro-topic by id */
+    bs_wbuf_reset(&h.to_broker);
+    bs_wbuf_reset(&h.to_client);
+    begin(&w, 0, 13, 2);
+    bs_kafka_put_string(&w, true, NULL, -1);
+    bs_wbuf_put_be16(&w, 1);
+    bs_wbuf_put_be32(&w, 1000);
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put(&w, id, 16);
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put_be32(&w, 0);
+    bs_kafka_put_bytes(&w, true, (const uint8_t *)"rec", 3);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    end(&w);
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    CHECK_EQ(h.to_broker.len, 0);
+    bs_kafka_arena a;
+    bs_kafka_arena_init(&a, 0);
+    bs_kafka_obj *o = decode_answer(&h.to_client, 0, 13, &a);
+    CHECK(o != NULL);
+    if (o) {
+        const bs_kafka_val *rs = field(o, "Responses");
+        CHECK_EQ(rs->count, 1);
+        if (rs->count == 1) {
+            CHECK(memcmp(field(&rs->items[0], "TopicId")->p, id, 16) == 0);
+            const bs_kafka_val *parts = field(&rs->items[0], "PartitionResponses");
+            CHECK_EQ(parts->count, 1);
+            if (parts->count == 1) CHECK_EQ(field(&parts->items[0], "ErrorCode")->i, 29);
+        }
+    }
+    bs_kafka_arena_free(&a);
+    bs_wbuf_free(&w);
+    h_close(&h);
+    bs_policy_set_current(saved);
+    bs_policy_free(ro);
+}
+
 int main(void)
 {
     const char *doc =
@@ -403,6 +491,7 @@ int main(void)
     RUN(test_idempotent_and_unjudged);
     RUN(test_produce_split_flexible);
     RUN(test_split_reused_correlation_id);
+    RUN(test_produce_by_topic_id_needs_write);
     bs_policy_set_current(NULL);
     bs_authz_free(g_az);
     bs_policy_free(pol);
