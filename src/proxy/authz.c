@@ -743,6 +743,8 @@ static bs_status fast_visit(void *arg, const bs_kafka_field *f, const bs_kafka_v
             x->replica = true;
         return BS_OK;
     }
+    if (x->depth == 1 && f->type == BS_KT_INT32 && v->i >= 0 && strcmp(f->name, "ReplicaId") == 0)
+        x->replica = true; /* Fetch v15+: the tagged ReplicaState struct */
     if (x->depth != 1 || x->denied) return BS_OK;
     /* Produce writes, Fetch reads: by name or (Produce v13+, Fetch v13+) by id */
     bs_acl_op op = x->produce ? BS_ACL_WRITE : BS_ACL_READ;

@@ -5,7 +5,8 @@
  * JoinGroup v9, DescribeCluster), the idempotent producer
  * rule of InitProducerId, an API the policy cannot judge (closed: no schema), a Produce v9 split
  * whose broker answer is completed (also with a reused correlation id),
- * Produce v13 by topic id judged for Write, and no policy at all.
+ * Produce v13 by topic id judged for Write, a Fetch v15 follower fetch
+ * (tagged ReplicaState) needing ClusterAction, and no policy at all.
  */
 #include <string.h>
 
@@ -461,6 +462,35 @@ static void test_produce_by_topic_id_needs_write(void)
             if (parts->count == 1) CHECK_EQ(field(&parts->items[0], "ErrorCode")->i, 29);
         }
     }
+    /* Fetch v15 as a follower (tagged ReplicaState, ReplicaId 1) of the same
+     * topic: Read on the topic is not enough, ClusterAction is needed */
+    bs_wbuf_reset(&h.to_broker);
+    bs_wbuf_reset(&h.to_client);
+    begin(&w, BS_KAFKA_FETCH, 15, 3);
+    bs_wbuf_put_be32(&w, 500);  /* MaxWaitMs */
+    bs_wbuf_put_be32(&w, 1);    /* MinBytes */
+    bs_wbuf_put_be32(&w, 1000); /* MaxBytes */
+    bs_wbuf_put_u8(&w, 0);      /* IsolationLevel */
+    bs_wbuf_put_be32(&w, 0);    /* SessionId */
+    bs_wbuf_put_be32(&w, -1);   /* SessionEpoch */
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put(&w, id, 16);
+    bs_kafka_put_array_len(&w, true, 0); /* partitions */
+    bs_wbuf_put_u8(&w, 0);
+    bs_kafka_put_array_len(&w, true, 0); /* forgotten topics */
+    cstr(&w, "");                        /* rack */
+    bs_wbuf_put_u8(&w, 1);               /* one tagged field: */
+    bs_wbuf_put_u8(&w, 1);               /* tag 1, ReplicaState */
+    bs_wbuf_put_u8(&w, 13);
+    bs_wbuf_put_be32(&w, 1);             /* ReplicaId */
+    bs_wbuf_put_be64(&w, 7);             /* ReplicaEpoch */
+    bs_wbuf_put_u8(&w, 0);
+    end(&w);
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    CHECK_EQ(h.to_broker.len, 0);
+    o = decode_answer(&h.to_client, BS_KAFKA_FETCH, 15, &a);
+    CHECK(o != NULL);
+    if (o) CHECK_EQ(field(o, "ErrorCode")->i, 31);
     bs_kafka_arena_free(&a);
     bs_wbuf_free(&w);
     h_close(&h);
