@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 
 #include "brokerside/cursor.h"
+#include "brokerside/text.h"
 
 #define JWKS_MAX_FILE (1u << 20)
 #define JWKS_MAX_KEYS 64
@@ -432,6 +433,11 @@ static bs_status check_claims(const cJSON *pl, const bs_jwt_expect *x, char *pri
             *why = "principal claim has control characters";
             return BS_E_STATE;
         }
+    /* the same rule as SASL names (sasl.h): it goes into logs, audit, labels */
+    if (!bs_utf8_valid((const uint8_t *)c->valuestring, strlen(c->valuestring))) {
+        *why = "principal claim is not valid UTF-8";
+        return BS_E_STATE;
+    }
     snprintf(principal, plen, "%s", c->valuestring);
     return BS_OK;
 }

@@ -141,6 +141,12 @@ static void test_rejected_tokens(void)
            "{\"sub\":\"a\",\"iss\":\"https://idp.example\",\"aud\":\"kafka\",\"exp\":-1e300}",
            tok, sizeof tok);
     CHECK_EQ(verify(tok, p, &why), BS_E_STATE);
+    /* a principal claim that is not UTF-8 (an overlong '/') is refused like a SASL name */
+    tu_jwt(g_rsa, "{\"alg\":\"RS256\"}",
+           "{\"sub\":\"a\xc0\xaf" "b\",\"iss\":\"https://idp.example\",\"aud\":\"kafka\",\"exp\":1e300}",
+           tok, sizeof tok);
+    CHECK_EQ(verify(tok, p, &why), BS_E_STATE);
+    CHECK_STR(why, "principal claim is not valid UTF-8");
     /* structure */
     CHECK_EQ(verify("abc", p, &why), BS_E_MALFORMED);
     CHECK_EQ(verify("a.b.c.d", p, &why), BS_E_MALFORMED);
