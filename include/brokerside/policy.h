@@ -113,10 +113,12 @@ typedef struct bs_policy_decision {
  * (the policy is immutable). */
 bs_policy_decision bs_policy_check(const bs_policy *p, const char *principal, const char *host,
                                    bs_acl_op op, bs_acl_res res, const char *name, size_t len);
-/* Does some ALLOW rule for `op` on `res` (any name) match principal/host and
- * no DENY of `op` on every name ("*")? Kafka's rule for InitProducerId
- * without a transactional id: IdempotentWrite on the cluster, or Write on
- * any topic. */
+/* Does some ALLOW rule for `op` on `res` match principal/host without a
+ * matching DENY of `op` covering all of its names (a LITERAL "*" deny, a
+ * PREFIXED deny whose prefix starts the allowed name or prefix, a LITERAL
+ * deny of the same literal)? Kafka's authorizeByResourceType, used for
+ * InitProducerId without a transactional id: IdempotentWrite on the
+ * cluster, or Write on any topic. */
 bool bs_policy_allows_any(const bs_policy *p, const char *principal, const char *host,
                           bs_acl_op op, bs_acl_res res);
 /* One line explaining `d` ("DENY by rules[2] (deny User:bob Write Topic

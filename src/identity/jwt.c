@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 
 #include "brokerside/cursor.h"
+#include "brokerside/text.h"
 
 #define JWKS_MAX_FILE (1u << 20)
 #define JWKS_MAX_KEYS 64
@@ -51,7 +52,9 @@ static int b64url_val(uint8_t ch)
 }
 
 /* Decode unpadded base64url p[0..len) into a fresh buffer (*out, *outlen;
- * NUL-terminated for JSON use). BS_E_MALFORMED on a bad character or length. */
+ * NUL-terminated for JSON use). BS_E_MALFORMED on a bad character, a bad
+ * length or a non-canonical last character (unused low bits set: RFC 4648
+ * section 3.5), so one token has exactly one spelling. */
 static bs_status b64url_decode(const uint8_t *p, size_t len, uint8_t **out, size_t *outlen)
 {
     *out = NULL;
@@ -77,6 +80,10 @@ static bs_status b64url_decode(const uint8_t *p, size_t len, uint8_t **out, size
             bits -= 8;
             o[n++] = (uint8_t)(acc >> bits);
         }
+    }
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+        free(o);
+        return BS_E_MALFORMED;
     }
     o[n] = 0;
     *out = o;
@@ -361,12 +368,21 @@ static bool sig_ok(const jwk *j, const alg_info *a, const uint8_t *msg, size_t m
     return ok;
 }
 
-/* A numeric claim as seconds; false if absent or not a number. */
+/* Seconds bound for numeric claims: far past any real date, far from
+ * int64_t overflow when the leeway is added (1e300 would make the cast
+ * undefined). */
+#define CLAIM_SECONDS_MAX 4.0e18
+
+/* A numeric claim as seconds (clamped to +-CLAIM_SECONDS_MAX); false if
+ * absent or not a number. */
 static bool num_claim(const cJSON *o, const char *k, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!cJSON_IsNumber(v)) return false;
-    *out = (int64_t)v->valuedouble;
+    double d = v->valuedouble;
+    if (!(d >= -CLAIM_SECONDS_MAX)) d = -CLAIM_SECONDS_MAX; /* NaN too */
+    if (d > CLAIM_SECONDS_MAX) d = CLAIM_SECONDS_MAX;
+    *out = (int64_t)d;
     return true;
 }
 
@@ -417,6 +433,11 @@ static bs_status check_claims(const cJSON *pl, const bs_jwt_expect *x, char *pri
             *why = "principal claim has control characters";
             return BS_E_STATE;
         }
+    /* the same rule as SASL names (sasl.h): it goes into logs, audit, labels */
+    if (!bs_utf8_valid((const uint8_t *)c->valuestring, strlen(c->valuestring))) {
+        *why = "principal claim is not valid UTF-8";
+        return BS_E_STATE;
+    }
     snprintf(principal, plen, "%s", c->valuestring);
     return BS_OK;
 }

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "brokerside/cursor.h"
+#include "brokerside/text.h"
 
 /* See sasl.h. */
 bs_sasl_mech bs_sasl_mech_parse(const uint8_t *p, size_t len)
@@ -40,24 +41,13 @@ const char *bs_sasl_mech_name(bs_sasl_mech m)
     return "NONE";
 }
 
-/* Is p[0..len) valid UTF-8 without C0/DEL control bytes? */
+/* Is p[0..len) valid UTF-8 (core/text.c's rules: no overlong forms, no
+ * surrogates) without C0/DEL control bytes? */
 static bool name_text_ok(const uint8_t *p, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        uint8_t b = p[i];
-        if (b < 0x20 || b == 0x7f) return false;
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 : (b & 0xf8) == 0xf0 ? 4 : 0;
-        if (n == 0 || b == 0xc0 || b == 0xc1 || i + n > len) return false;
-        for (size_t k = 1; k < n; k++)
-            if ((p[i + k] & 0xc0) != 0x80) return false;
-        i += n;
-    }
-    return true;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] < 0x20 || p[i] == 0x7f) return false;
+    return bs_utf8_valid(p, len);
 }
 
 /* Copy a checked name into out[BS_SASL_NAME_MAX+1]. */

@@ -497,6 +497,18 @@ bs_policy_decision bs_policy_check(const bs_policy *p, const char *principal, co
     return d;
 }
 
+/* Does DENY rule `d` cover every name ALLOW rule `a` can match (Kafka's
+ * authorizeByResourceType): a LITERAL "*" deny covers all, a PREFIXED deny
+ * covers what starts with its prefix, a LITERAL deny the same literal. */
+static bool deny_covers(const bs_policy_rule *d, const bs_policy_rule *a)
+{
+    if (d->wildcard) return true;
+    if (a->wildcard) return false;
+    if (d->prefixed)
+        return d->name_len <= a->name_len && memcmp(d->name, a->name, d->name_len) == 0;
+    return !a->prefixed && d->name_len == a->name_len && memcmp(d->name, a->name, a->name_len) == 0;
+}
+
 /* See policy.h. */
 bool bs_policy_allows_any(const bs_policy *p, const char *principal, const char *host,
                           bs_acl_op op, bs_acl_res res)
@@ -506,14 +518,16 @@ bool bs_policy_allows_any(const bs_policy *p, const char *principal, const char 
         if (strcmp(p->super_users[i], principal) == 0) return true;
     uint32_t m = 1u << op | 1u << BS_ACL_ALL;
     for (size_t i = 0; i < p->n; i++) {
-        const bs_policy_rule *r = &p->rules[i];
-        if (r->res != res || !(r->ops & m) || !who_matches(r, principal, host)) continue;
-        if (!r->allow && r->wildcard) return false;
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        const bs_policy_rule *r = &p->rules[i];
-        if (r->res == res && r->allow && (r->ops & m) && who_matches(r, principal, host))
-            return true;
+        const bs_policy_rule *a = &p->rules[i];
+        if (a->res != res || !a->allow || !(a->ops & m) || !who_matches(a, principal, host))
+            continue;
+        bool denied = false;
+        for (size_t k = 0; k < p->n && !denied; k++) {
+            const bs_policy_rule *d = &p->rules[k];
+            denied = d->res == res && !d->allow && (d->ops & m) &&
+                     who_matches(d, principal, host) && deny_covers(d, a);
+        }
+        if (!denied) return true;
     }
     return false;
 }

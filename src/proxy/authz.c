@@ -656,7 +656,8 @@ static bs_status judge_data(aconn *c, const bs_kafka_request_header *h, const ui
         if (!known) {
             /* a topic id no Metadata response named: cannot be judged */
             bs_policy_decision d = {.allowed = false, .rule = -1, .basis = BS_POLICY_BY_DEFAULT};
-            note(c, BS_ACL_READ, BS_ACL_TOPIC, "", 0, &d, "unknownTopicId");
+            note(c, produce ? BS_ACL_WRITE : BS_ACL_READ, BS_ACL_TOPIC, "", 0, &d,
+                 "unknownTopicId");
         }
         if (ok) {
             tv->items[kept++] = tv->items[i];
@@ -742,11 +743,14 @@ static bs_status fast_visit(void *arg, const bs_kafka_field *f, const bs_kafka_v
             x->replica = true;
         return BS_OK;
     }
+    if (x->depth == 1 && f->type == BS_KT_INT32 && v->i >= 0 && strcmp(f->name, "ReplicaId") == 0)
+        x->replica = true; /* Fetch v15+: the tagged ReplicaState struct */
     if (x->depth != 1 || x->denied) return BS_OK;
+    /* Produce writes, Fetch reads: by name or (Produce v13+, Fetch v13+) by id */
+    bs_acl_op op = x->produce ? BS_ACL_WRITE : BS_ACL_READ;
     if (f->type == BS_KT_STRING && !v->null &&
         (strcmp(f->name, "Name") == 0 || strcmp(f->name, "Topic") == 0)) {
         x->names++;
-        bs_acl_op op = x->produce ? BS_ACL_WRITE : BS_ACL_READ;
         bs_policy_decision d = decide(x->c, op, BS_ACL_TOPIC, (const char *)v->p, v->n);
         if (!d.allowed) {
             x->denied = true; /* noted on the slow path */
@@ -759,11 +763,11 @@ static bs_status fast_visit(void *arg, const bs_kafka_field *f, const bs_kafka_v
         x->names++;
         bs_policy_decision d = {.allowed = false};
         if (bs_kafka_topic_id_lookup(v->p, name, sizeof name))
-            d = decide(x->c, BS_ACL_READ, BS_ACL_TOPIC, name, strlen(name));
+            d = decide(x->c, op, BS_ACL_TOPIC, name, strlen(name));
         if (!d.allowed) {
             x->denied = true;
         } else {
-            note(x->c, BS_ACL_READ, BS_ACL_TOPIC, name, strlen(name), &d, basis_name(d.basis));
+            note(x->c, op, BS_ACL_TOPIC, name, strlen(name), &d, basis_name(d.basis));
             x->allowed++;
         }
     }
@@ -1212,8 +1216,11 @@ static bs_status on_response(void *arg, const bs_kafka_inflight *req, const uint
     *verdict = BS_KAFKA_HOOK_PASS;
     /* Responses come in request order. An entry older than the request this
      * response answers never got a broker response (a later hook answered
-     * that request itself): drop it. The head may also be for a later request. */
-    for (size_t k = 1; k < c->qn; k++) {
+     * that request itself): drop it. The head may also be for a later request.
+     * A head that matches is this response's: a client may reuse a
+     * correlation id, and a later entry with the same id is not this one. */
+    bool head_matches = c->qn && c->q[c->qhead].corr == req->correlation_id;
+    for (size_t k = 1; !head_matches && k < c->qn; k++) {
         if (c->q[(c->qhead + k) % c->qcap].corr != req->correlation_id) continue;
         while (k--) {
             pending_free(&c->q[c->qhead]);

@@ -4,7 +4,9 @@
  * from the response schema (FindCoordinator v4 with its coordinator keys,
  * JoinGroup v9, DescribeCluster), the idempotent producer
  * rule of InitProducerId, an API the policy cannot judge (closed: no schema), a Produce v9 split
- * whose broker answer is completed, and no policy at all.
+ * whose broker answer is completed (also with a reused correlation id),
+ * Produce v13 by topic id judged for Write, a Fetch v15 follower fetch
+ * (tagged ReplicaState) needing ClusterAction, and no policy at all.
  */
 #include <string.h>
 
@@ -305,6 +307,197 @@ static void test_produce_split_flexible(void)
     h_close(&h);
 }
 
+/* A Produce v9 request (acks 1) writing partition 0 of topics t1 and t2. */
+static void produce_two(bs_wbuf *w, int32_t corr, const char *t1, const char *t2)
+{
+    begin(w, 0, 9, corr);
+    bs_kafka_put_string(w, true, NULL, -1);
+    bs_wbuf_put_be16(w, 1);
+    bs_wbuf_put_be32(w, 1000);
+    bs_kafka_put_array_len(w, true, 2);
+    const char *topics[] = {t1, t2};
+    for (int t = 0; t < 2; t++) {
+        cstr(w, topics[t]);
+        bs_kafka_put_array_len(w, true, 1);
+        bs_wbuf_put_be32(w, 0);
+        bs_kafka_put_bytes(w, true, (const uint8_t *)"rec", 3);
+        bs_wbuf_put_u8(w, 0);
+        bs_wbuf_put_u8(w, 0);
+    }
+    bs_wbuf_put_u8(w, 0);
+    end(w);
+}
+
+/* The broker's Produce v9 answer (correlation id corr) for partition 0 of `topic`. */
+static void produce_answer(bs_wbuf *r, int32_t corr, const char *topic)
+{
+    bs_wbuf_reset(r);
+    bs_wbuf_put_be32(r, 0);
+    bs_wbuf_put_be32(r, (uint32_t)corr);
+    bs_wbuf_put_u8(r, 0);
+    bs_kafka_put_array_len(r, true, 1);
+    cstr(r, topic);
+    bs_kafka_put_array_len(r, true, 1);
+    bs_wbuf_put_be32(r, 0);
+    bs_wbuf_put_be16(r, 0);
+    bs_wbuf_put_be64(r, 41);
+    bs_wbuf_put_be64(r, (uint64_t)-1);
+    bs_wbuf_put_be64(r, 0);
+    bs_kafka_put_array_len(r, true, 0);
+    bs_kafka_put_string(r, true, NULL, -1);
+    bs_wbuf_put_u8(r, 0);
+    bs_wbuf_put_u8(r, 0);
+    bs_wbuf_put_be32(r, 0);
+    bs_wbuf_put_u8(r, 0);
+    end(r);
+}
+
+/* Two split Produce requests in flight with the same correlation id (a
+ * client may reuse one): each broker answer is completed with its own
+ * request's denied topic, in order. */
+static void test_split_reused_correlation_id(void)
+{
+    harness h;
+    h_open(&h);
+    bs_wbuf w, r;
+    bs_wbuf_init(&w, 0);
+    bs_wbuf_init(&r, 0);
+    produce_two(&w, 5, "app-a", "payroll");
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    produce_two(&w, 5, "app-b", "secrets");
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    CHECK(memmem(h.to_broker.data, h.to_broker.len, "payroll", 7) == NULL);
+    CHECK(memmem(h.to_broker.data, h.to_broker.len, "secrets", 7) == NULL);
+    produce_answer(&r, 5, "app-a");
+    CHECK_EQ(feed(&h, false, &r), BS_OK);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "payroll", 7) != NULL);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "secrets", 7) == NULL);
+    bs_wbuf_reset(&h.to_client);
+    produce_answer(&r, 5, "app-b");
+    CHECK_EQ(feed(&h, false, &r), BS_OK);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "secrets", 7) != NULL);
+    CHECK(memmem(h.to_client.data, h.to_client.len, "payroll", 7) == NULL);
+    bs_wbuf_free(&r);
+    bs_wbuf_free(&w);
+    h_close(&h);
+}
+
+/* Produce v13 names topics by id. A principal that may Read a topic but not
+ * Write it must not produce to it by id: the id (learnt from a Metadata
+ * answer) is judged for Write like a name, and the request is answered by
+ * the sidecar with TOPIC_AUTHORIZATION_FAILED instead of being forwarded. */
+static void test_produce_by_topic_id_needs_write(void)
+{
+    static const uint8_t id[16] = {0x7a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0x7b};
+    cJSON *j = cJSON_Parse("{\"default\":\"deny\",\"rules\":[{\"principal\":\"User:CN=app,O=x\","
+                           "\"operations\":[\"Read\",\"Describe\"],\"resource_type\":\"Topic\","
+                           "\"resource_name\":\"ro-topic\",\"permission\":\"ALLOW\"}]}");
+    bs_policy *ro = NULL;
+    CHECK_EQ(bs_policy_parse(j, NULL, NULL, &ro), BS_OK);
+    cJSON_Delete(j);
+    const bs_policy *saved = bs_policy_current();
+    bs_policy_set_current(ro);
+    harness h;
+    h_open(&h);
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    /* Metadata v12 for every topic; the broker's answer names ro-topic's id */
+    begin(&w, BS_KAFKA_METADATA, 12, 1);
+    bs_kafka_put_array_len(&w, true, -1);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    end(&w);
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    bs_wbuf_reset(&w);
+    bs_wbuf_put_be32(&w, 0);
+    bs_wbuf_put_be32(&w, 1);
+    bs_wbuf_put_u8(&w, 0);                   /* header tags */
+    bs_wbuf_put_be32(&w, 0);                 /* throttle */
+    bs_kafka_put_array_len(&w, true, 0);     /* no brokers */
+    bs_kafka_put_string(&w, true, NULL, -1); /* cluster id */
+    bs_wbuf_put_be32(&w, 1);                 /* controller */
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put_be16(&w, 0);
+    cstr(&w, "ro-topic");
+    bs_wbuf_put(&w, id, 16);
+    bs_wbuf_put_u8(&w, 0);               /* internal */
+    bs_kafka_put_array_len(&w, true, 0); /* partitions */
+    bs_wbuf_put_be32(&w, 0);             /* authorized operations */
+    bs_wbuf_put_u8(&w, 0);               /* topic tags */
+    bs_wbuf_put_u8(&w, 0);               /* tags */
+    end(&w);
+    CHECK_EQ(feed(&h, false, &w), BS_OK);
+    char name[64];
+    CHECK(bs_kafka_topic_id_lookup(id, name, sizeof name));
+    /* Produce v13 to ro-topic by id */
+    bs_wbuf_reset(&h.to_broker);
+    bs_wbuf_reset(&h.to_client);
+    begin(&w, 0, 13, 2);
+    bs_kafka_put_string(&w, true, NULL, -1);
+    bs_wbuf_put_be16(&w, 1);
+    bs_wbuf_put_be32(&w, 1000);
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put(&w, id, 16);
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put_be32(&w, 0);
+    bs_kafka_put_bytes(&w, true, (const uint8_t *)"rec", 3);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    bs_wbuf_put_u8(&w, 0);
+    end(&w);
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    CHECK_EQ(h.to_broker.len, 0);
+    bs_kafka_arena a;
+    bs_kafka_arena_init(&a, 0);
+    bs_kafka_obj *o = decode_answer(&h.to_client, 0, 13, &a);
+    CHECK(o != NULL);
+    if (o) {
+        const bs_kafka_val *rs = field(o, "Responses");
+        CHECK_EQ(rs->count, 1);
+        if (rs->count == 1) {
+            CHECK(memcmp(field(&rs->items[0], "TopicId")->p, id, 16) == 0);
+            const bs_kafka_val *parts = field(&rs->items[0], "PartitionResponses");
+            CHECK_EQ(parts->count, 1);
+            if (parts->count == 1) CHECK_EQ(field(&parts->items[0], "ErrorCode")->i, 29);
+        }
+    }
+    /* Fetch v15 as a follower (tagged ReplicaState, ReplicaId 1) of the same
+     * topic: Read on the topic is not enough, ClusterAction is needed */
+    bs_wbuf_reset(&h.to_broker);
+    bs_wbuf_reset(&h.to_client);
+    begin(&w, BS_KAFKA_FETCH, 15, 3);
+    bs_wbuf_put_be32(&w, 500);  /* MaxWaitMs */
+    bs_wbuf_put_be32(&w, 1);    /* MinBytes */
+    bs_wbuf_put_be32(&w, 1000); /* MaxBytes */
+    bs_wbuf_put_u8(&w, 0);      /* IsolationLevel */
+    bs_wbuf_put_be32(&w, 0);    /* SessionId */
+    bs_wbuf_put_be32(&w, -1);   /* SessionEpoch */
+    bs_kafka_put_array_len(&w, true, 1);
+    bs_wbuf_put(&w, id, 16);
+    bs_kafka_put_array_len(&w, true, 0); /* partitions */
+    bs_wbuf_put_u8(&w, 0);
+    bs_kafka_put_array_len(&w, true, 0); /* forgotten topics */
+    cstr(&w, "");                        /* rack */
+    bs_wbuf_put_u8(&w, 1);               /* one tagged field: */
+    bs_wbuf_put_u8(&w, 1);               /* tag 1, ReplicaState */
+    bs_wbuf_put_u8(&w, 13);
+    bs_wbuf_put_be32(&w, 1);             /* ReplicaId */
+    bs_wbuf_put_be64(&w, 7);             /* ReplicaEpoch */
+    bs_wbuf_put_u8(&w, 0);
+    end(&w);
+    CHECK_EQ(feed(&h, true, &w), BS_OK);
+    CHECK_EQ(h.to_broker.len, 0);
+    o = decode_answer(&h.to_client, BS_KAFKA_FETCH, 15, &a);
+    CHECK(o != NULL);
+    if (o) CHECK_EQ(field(o, "ErrorCode")->i, 31);
+    bs_kafka_arena_free(&a);
+    bs_wbuf_free(&w);
+    h_close(&h);
+    bs_policy_set_current(saved);
+    bs_policy_free(ro);
+}
+
 int main(void)
 {
     const char *doc =
@@ -327,6 +520,8 @@ int main(void)
     RUN(test_group_and_cluster_denials);
     RUN(test_idempotent_and_unjudged);
     RUN(test_produce_split_flexible);
+    RUN(test_split_reused_correlation_id);
+    RUN(test_produce_by_topic_id_needs_write);
     bs_policy_set_current(NULL);
     bs_authz_free(g_az);
     bs_policy_free(pol);

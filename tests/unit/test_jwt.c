@@ -115,6 +115,38 @@ static void test_rejected_tokens(void)
     char *dot = strchr(tok, '.');
     dot[3] ^= 1;
     CHECK(verify(tok, p, &why) != BS_OK);
+    /* base64url must be canonical: flipping the unused low bits of the last
+     * signature character spells the same bytes another way */
+    claims(c, sizeof c, "alice", 300, "https://idp.example", "\"kafka\"");
+    tu_jwt(g_rsa, "{\"alg\":\"RS256\"}", c, tok, sizeof tok);
+    CHECK_EQ(verify(tok, p, &why), BS_OK);
+    size_t tl = strlen(tok);
+    CHECK(tl % 4 != 0); /* 256-byte RSA signature: 342 characters, 4 bits unused */
+    char *last = &tok[tl - 1];
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    *last = b64[(strchr(b64, *last) - b64) | 1];
+    CHECK_EQ(verify(tok, p, &why), BS_E_MALFORMED);
+    /* absurd numeric claims are clamped, not undefined: far-future exp is
+     * accepted, a far-future nbf refused, a far-past exp refused */
+    tu_jwt(g_rsa, "{\"alg\":\"RS256\"}",
+           "{\"sub\":\"a\",\"iss\":\"https://idp.example\",\"aud\":\"kafka\",\"exp\":1e300}",
+           tok, sizeof tok);
+    CHECK_EQ(verify(tok, p, &why), BS_OK);
+    tu_jwt(g_rsa, "{\"alg\":\"RS256\"}",
+           "{\"sub\":\"a\",\"iss\":\"https://idp.example\",\"aud\":\"kafka\",\"exp\":1e300,"
+           "\"nbf\":9.3e18}",
+           tok, sizeof tok);
+    CHECK_EQ(verify(tok, p, &why), BS_E_STATE);
+    tu_jwt(g_rsa, "{\"alg\":\"RS256\"}",
+           "{\"sub\":\"a\",\"iss\":\"https://idp.example\",\"aud\":\"kafka\",\"exp\":-1e300}",
+           tok, sizeof tok);
+    CHECK_EQ(verify(tok, p, &why), BS_E_STATE);
+    /* a principal claim that is not UTF-8 (an overlong '/') is refused like a SASL name */
+    tu_jwt(g_rsa, "{\"alg\":\"RS256\"}",
+           "{\"sub\":\"a\xc0\xaf" "b\",\"iss\":\"https://idp.example\",\"aud\":\"kafka\",\"exp\":1e300}",
+           tok, sizeof tok);
+    CHECK_EQ(verify(tok, p, &why), BS_E_STATE);
+    CHECK_STR(why, "principal claim is not valid UTF-8");
     /* structure */
     CHECK_EQ(verify("abc", p, &why), BS_E_MALFORMED);
     CHECK_EQ(verify("a.b.c.d", p, &why), BS_E_MALFORMED);

@@ -97,6 +97,35 @@ static void test_evaluation(void)
     bs_policy_free(p);
 }
 
+/* Write on "any topic" (idempotent producers) is Kafka's
+ * authorizeByResourceType: an allow counts only if no deny covers all it allows. */
+static void test_allows_any_deny_covers(void)
+{
+    bs_status st;
+    bs_policy *p = parse(
+        "{\"default\":\"deny\",\"rules\":["
+        "{\"principal\":\"User:u\",\"operation\":\"Write\",\"resource_type\":\"Topic\","
+        "\"resource_name\":\"orders\",\"permission\":\"ALLOW\"},"
+        "{\"principal\":\"User:u\",\"operation\":\"Write\",\"resource_type\":\"Topic\","
+        "\"resource_name\":\"orders\",\"permission\":\"DENY\"},"
+        "{\"principal\":\"User:v\",\"operation\":\"Write\",\"resource_type\":\"Topic\","
+        "\"resource_name\":\"app-x\",\"pattern_type\":\"PREFIXED\",\"permission\":\"ALLOW\"},"
+        "{\"principal\":\"User:*\",\"operation\":\"All\",\"resource_type\":\"Topic\","
+        "\"resource_name\":\"app-\",\"pattern_type\":\"PREFIXED\",\"permission\":\"DENY\"},"
+        "{\"principal\":\"User:w\",\"operation\":\"Write\",\"resource_type\":\"Topic\","
+        "\"resource_name\":\"app\",\"pattern_type\":\"PREFIXED\",\"permission\":\"ALLOW\"}"
+        "]}",
+        &st);
+    CHECK_EQ(st, BS_OK);
+    /* the same literal allowed and denied: nothing writable */
+    CHECK(!bs_policy_allows_any(p, "User:u", NULL, BS_ACL_WRITE, BS_ACL_TOPIC));
+    /* a denied prefix that starts the allowed prefix covers it */
+    CHECK(!bs_policy_allows_any(p, "User:v", NULL, BS_ACL_WRITE, BS_ACL_TOPIC));
+    /* a shorter allowed prefix still allows names the deny misses ("apple") */
+    CHECK(bs_policy_allows_any(p, "User:w", NULL, BS_ACL_WRITE, BS_ACL_TOPIC));
+    bs_policy_free(p);
+}
+
 static void test_many_literals(void)
 {
     /* the sorted index finds every name among 1000 literal rules */
@@ -149,6 +178,7 @@ static void test_parse_errors(void)
 int main(void)
 {
     RUN(test_evaluation);
+    RUN(test_allows_any_deny_covers);
     RUN(test_many_literals);
     RUN(test_parse_errors);
     return test_report();

@@ -35,6 +35,11 @@ static void test_plain(void)
     CHECK_EQ(bs_sasl_plain_parse(B("\0a\0b\0c"), u, z), BS_E_MALFORMED);     /* three */
     CHECK_EQ(bs_sasl_plain_parse(B("\0al\nice\0pw"), u, z), BS_E_MALFORMED); /* control byte */
     CHECK_EQ(bs_sasl_plain_parse(B("\0\xff\xfe\0pw"), u, z), BS_E_MALFORMED); /* not UTF-8 */
+    /* overlong forms and surrogates are not UTF-8 either (core/text.c's validator) */
+    CHECK_EQ(bs_sasl_plain_parse(B("\0\xe0\x80\xaf\0pw"), u, z), BS_E_MALFORMED);
+    CHECK_EQ(bs_sasl_plain_parse(B("\0\xf0\x80\x80\xaf\0pw"), u, z), BS_E_MALFORMED);
+    CHECK_EQ(bs_sasl_plain_parse(B("\0\xed\xa0\x80\0pw"), u, z), BS_E_MALFORMED);
+    CHECK_EQ(bs_sasl_plain_parse(B("\0\xf4\x90\x80\x80\0pw"), u, z), BS_E_MALFORMED);
     CHECK_EQ(bs_sasl_plain_parse(NULL, 0, u, z), BS_E_MALFORMED);
     uint8_t big[600];
     memset(big, 'a', sizeof big);
