@@ -336,6 +336,27 @@ out:
     return st;
 }
 
+/* Is verify result `v` about the CRL (missing, expired, not yet valid,
+ * badly signed or dated) rather than about the certificate? One list for the
+ * verify callback (which alert the client gets) and the failure classifier. */
+static bool tls_verify_error_is_crl(long v)
+{
+    switch (v) {
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    case X509_V_ERR_CRL_PATH_VALIDATION_ERROR: /* set by tls_crl_alert_cb */
+        return true;
+    default:
+        return false;
+    }
+}
+
 /*
  * Server verify callback: revocation that cannot be checked (CRL missing,
  * expired, not yet valid, badly signed) is not the client certificate's
@@ -348,20 +369,8 @@ out:
 static int tls_crl_alert_cb(int preverify_ok, X509_STORE_CTX *x)
 {
     if (preverify_ok) return preverify_ok;
-    switch (X509_STORE_CTX_get_error(x)) {
-    case X509_V_ERR_UNABLE_TO_GET_CRL:
-    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
-    case X509_V_ERR_CRL_HAS_EXPIRED:
-    case X509_V_ERR_CRL_NOT_YET_VALID:
-    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
-    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
-    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
-    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    if (tls_verify_error_is_crl(X509_STORE_CTX_get_error(x)))
         X509_STORE_CTX_set_error(x, X509_V_ERR_CRL_PATH_VALIDATION_ERROR);
-        break;
-    default:
-        break;
-    }
     return 0;
 }
 
@@ -675,18 +684,8 @@ static const char *tls_reason_from_verify(long v)
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_CERT_UNTRUSTED:
         return "unknown_ca";
-    case X509_V_ERR_UNABLE_TO_GET_CRL:
-    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
-    case X509_V_ERR_CRL_HAS_EXPIRED:
-    case X509_V_ERR_CRL_NOT_YET_VALID:
-    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
-    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
-    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
-    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
-    case X509_V_ERR_CRL_PATH_VALIDATION_ERROR: /* set by tls_crl_alert_cb */
-        return "crl_error";
     default:
-        return "bad_certificate";
+        return tls_verify_error_is_crl(v) ? "crl_error" : "bad_certificate";
     }
 }
 
