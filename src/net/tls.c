@@ -162,8 +162,9 @@ const char *const bs_tls13_suites[] = {"TLS_AES_128_GCM_SHA256",       "TLS_AES_
  * signatures), and every TLS 1.2 cipher ECDHE with an AEAD. Called after
  * the cipher strings were applied: an "@SECLEVEL=n" below 2 or a cipher
  * outside the rule is a configuration error naming it (so --check-config and
- * a reload refuse it), and the level is pinned again whatever the strings or
- * openssl.cnf did.
+ * a reload refuse it). The level itself was pinned to the floor before the
+ * strings were applied (tls_common_setup), so openssl.cnf cannot lower it and
+ * only a string's own @SECLEVEL can move it, which is checked here.
  */
 static bs_status tls_enforce_floor(SSL_CTX *ctx, const char *cl, char *err, size_t errlen)
 {
@@ -173,7 +174,6 @@ static bs_status tls_enforce_floor(SSL_CTX *ctx, const char *cl, char *err, size
                         "ciphers \"%s\" refused: it sets security level %d; brokerside never "
                         "runs below level %d (no RSA < 2048 bits, no SHA-1 signatures)",
                         cl, level, TLS_MIN_SECURITY_LEVEL);
-    SSL_CTX_set_security_level(ctx, level);
     STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
     for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {
         const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
