@@ -108,6 +108,16 @@ const bs_kafka_api_info *bs_kafka_api_table(size_t *n);
  * Static storage. */
 const char *bs_kafka_error_name(int16_t code);
 
+/* Kafka error codes the sidecar answers with itself (record encryption, the
+ * audit gate); the protocol's numbers, named as in kafka_errors.inc. */
+#define BS_KERR_CORRUPT_MESSAGE 2
+#define BS_KERR_MESSAGE_TOO_LARGE 10
+#define BS_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT 43
+#define BS_KERR_POLICY_VIOLATION 44
+#define BS_KERR_KAFKA_STORAGE_ERROR 56
+#define BS_KERR_INVALID_RECORD 87
+#define BS_KERR_UNKNOWN_TOPIC_ID 100
+
 /* ---- the readiness probe ---- */
 
 /* Append an ApiVersions v0 request frame (size, header v1 with `client_id`,

@@ -42,19 +42,13 @@
 
 #include "brokerside/config.h"
 #include "brokerside/dek_manager.h"
+#include "brokerside/kafka.h"
 #include "brokerside/kafka_session.h"
 #include "brokerside/status.h"
 
 typedef struct bs_record_crypto bs_record_crypto;
 
-/* Kafka error codes this module answers with. */
-#define BS_KERR_CORRUPT_MESSAGE 2
-#define BS_KERR_MESSAGE_TOO_LARGE 10
-#define BS_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT 43
-#define BS_KERR_POLICY_VIOLATION 44
-#define BS_KERR_KAFKA_STORAGE_ERROR 56
-#define BS_KERR_INVALID_RECORD 87
-#define BS_KERR_UNKNOWN_TOPIC_ID 100
+/* The Kafka error codes this module answers with: BS_KERR_* in kafka.h. */
 
 /* Decompression bound of one Produce request (all its batches together):
  * RATIO times the request's size, at least FLOOR, at most max_records_bytes.

@@ -83,6 +83,9 @@ struct bs_conn {
     bool upstream_failed : 1; /* close cleanly once the client handshake ends */
     bool upstream_connecting : 1;
     bool announced : 1; /* the observer was told ACCEPTED: CLOSED follows */
+    /* seconds from t_start to the upstream dial (TLS: the client handshake;
+     * the connect and origination timeouts run from the dial) */
+    float dial_delay_s;
     uint64_t id;        /* process-unique connection id (observer events) */
     uint64_t bytes_in, bytes_out;
 };
@@ -842,11 +845,12 @@ static void conn_pump(bs_conn *c)
          * and failed handshakes cost the broker nothing. The connect and the
          * origination handshake get their own timeouts from here. */
         if (c->c.ready && c->u.fd < 0 && !c->upstream_failed && !c->opened) {
-            c->t_start = ev_now(c->w->loop);
+            ev_tstamp dial = ev_now(c->w->loop);
+            c->dial_delay_s = (float)(dial - c->t_start);
             (void)conn_connect_upstream(c);
             double first = c->w->limits.handshake_timeout_s;
             if (c->w->limits.connect_timeout_s < first) first = c->w->limits.connect_timeout_s;
-            conn_timer_at(c, c->t_start + first);
+            conn_timer_at(c, dial + first);
         }
         if (c->u.fd >= 0 && !c->upstream_connecting && !c->u.ready && c->u.ssl)
             conn_upstream_handshake(c);
@@ -946,8 +950,10 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_tstamp now = ev_now(loop);
     const bs_limits_config *lim = &c->w->limits;
     if (!c->opened) {
-        ev_tstamp connect_at = c->t_start + lim->connect_timeout_s;
-        ev_tstamp hs_at = c->t_start + lim->handshake_timeout_s;
+        /* until a TLS client's handshake completes the dial time is t_start */
+        ev_tstamp dial = c->t_start + c->dial_delay_s;
+        ev_tstamp connect_at = dial + lim->connect_timeout_s;
+        ev_tstamp hs_at = dial + lim->handshake_timeout_s;
         if (c->upstream_connecting && now >= connect_at) {
             conn_upstream_failed(c, "connect timeout");
             conn_pump(c);

@@ -162,8 +162,9 @@ const char *const bs_tls13_suites[] = {"TLS_AES_128_GCM_SHA256",       "TLS_AES_
  * signatures), and every TLS 1.2 cipher ECDHE with an AEAD. Called after
  * the cipher strings were applied: an "@SECLEVEL=n" below 2 or a cipher
  * outside the rule is a configuration error naming it (so --check-config and
- * a reload refuse it), and the level is pinned again whatever the strings or
- * openssl.cnf did.
+ * a reload refuse it). The level itself was pinned to the floor before the
+ * strings were applied (tls_common_setup), so openssl.cnf cannot lower it and
+ * only a string's own @SECLEVEL can move it, which is checked here.
  */
 static bs_status tls_enforce_floor(SSL_CTX *ctx, const char *cl, char *err, size_t errlen)
 {
@@ -173,7 +174,6 @@ static bs_status tls_enforce_floor(SSL_CTX *ctx, const char *cl, char *err, size
                         "ciphers \"%s\" refused: it sets security level %d; brokerside never "
                         "runs below level %d (no RSA < 2048 bits, no SHA-1 signatures)",
                         cl, level, TLS_MIN_SECURITY_LEVEL);
-    SSL_CTX_set_security_level(ctx, level);
     STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
     for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {
         const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
@@ -336,6 +336,27 @@ out:
     return st;
 }
 
+/* Is verify result `v` about the CRL (missing, expired, not yet valid,
+ * badly signed or dated) rather than about the certificate? One list for the
+ * verify callback (which alert the client gets) and the failure classifier. */
+static bool tls_verify_error_is_crl(long v)
+{
+    switch (v) {
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    case X509_V_ERR_CRL_PATH_VALIDATION_ERROR: /* set by tls_crl_alert_cb */
+        return true;
+    default:
+        return false;
+    }
+}
+
 /*
  * Server verify callback: revocation that cannot be checked (CRL missing,
  * expired, not yet valid, badly signed) is not the client certificate's
@@ -348,20 +369,8 @@ out:
 static int tls_crl_alert_cb(int preverify_ok, X509_STORE_CTX *x)
 {
     if (preverify_ok) return preverify_ok;
-    switch (X509_STORE_CTX_get_error(x)) {
-    case X509_V_ERR_UNABLE_TO_GET_CRL:
-    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
-    case X509_V_ERR_CRL_HAS_EXPIRED:
-    case X509_V_ERR_CRL_NOT_YET_VALID:
-    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
-    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
-    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
-    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    if (tls_verify_error_is_crl(X509_STORE_CTX_get_error(x)))
         X509_STORE_CTX_set_error(x, X509_V_ERR_CRL_PATH_VALIDATION_ERROR);
-        break;
-    default:
-        break;
-    }
     return 0;
 }
 
@@ -675,18 +684,8 @@ static const char *tls_reason_from_verify(long v)
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_CERT_UNTRUSTED:
         return "unknown_ca";
-    case X509_V_ERR_UNABLE_TO_GET_CRL:
-    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
-    case X509_V_ERR_CRL_HAS_EXPIRED:
-    case X509_V_ERR_CRL_NOT_YET_VALID:
-    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
-    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
-    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
-    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
-    case X509_V_ERR_CRL_PATH_VALIDATION_ERROR: /* set by tls_crl_alert_cb */
-        return "crl_error";
     default:
-        return "bad_certificate";
+        return tls_verify_error_is_crl(v) ? "crl_error" : "bad_certificate";
     }
 }
 

@@ -880,9 +880,6 @@ static void conn_close(void *arg)
 
 /* ---------------------------------------------------------------- gate */
 
-/* KAFKA_STORAGE_ERROR: retriable; the producer refreshes metadata and retries. */
-#define GATE_PRODUCE_ERROR 56
-
 /* Is the event of a request of `api` recorded on its own (not folded into an
  * aggregate, not off)? Those are the requests the gate refuses. */
 static bool recorded_individually(const bs_audit_hook *h, int16_t api)
@@ -931,7 +928,8 @@ static bs_status gate_on_request(void *arg, const bs_kafka_request_header *hdr,
         *verdict = BS_KAFKA_HOOK_ANSWER;
         if (i < 0 || req->vals[i].i != 0)
             st = bs_kafka_produce_answer(req, hdr->api_version, hdr->correlation_id, NULL,
-                                         GATE_PRODUCE_ERROR, &a, replacement);
+                                         BS_KERR_KAFKA_STORAGE_ERROR /* retriable */, &a,
+                                         replacement);
     }
     bs_kafka_arena_free(&a);
     return st == BS_OK ? BS_OK : BS_E_FULL;

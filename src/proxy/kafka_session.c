@@ -698,16 +698,8 @@ static bs_status resp_visit(void *arg, const bs_kafka_field *f, const bs_kafka_v
     if (is_err && v->i != 0) count_error(x->s, x->api, (int16_t)v->i);
     if (is_err && v->i == 0 && ((x->metadata && x->depth == 1) || (x->produce && x->depth == 2)))
         x->topic_ok = true;
-    if (x->produce && x->depth == 1) {
-        if (f->type == BS_KT_STRING && strcmp(f->name, "Name") == 0 && !v->null) {
-            x->name = v->p;
-            x->name_len = v->n;
-            x->has_name = true;
-        } else if (f->type == BS_KT_UUID && strcmp(f->name, "TopicId") == 0) {
-            x->id = v->p;
-        }
-    }
-    if (x->metadata && x->depth == 1) {
+    /* a topic entry of either: its name and (Metadata, Produce v13+) its id */
+    if ((x->produce || x->metadata) && x->depth == 1) {
         if (f->type == BS_KT_STRING && strcmp(f->name, "Name") == 0 && !v->null) {
             x->name = v->p;
             x->name_len = v->n;

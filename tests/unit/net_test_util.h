@@ -402,12 +402,13 @@ typedef struct nt_tls {
     SSL *ssl;
 } nt_tls;
 
-/* TLS connect (see nt_tls); true if the handshake succeeded. */
-__attribute__((unused)) static bool nt_tls_connect(nt_tls *t, int port, const char *ca,
-                                                   const char *cert, const char *key)
+/* TLS handshake over the connected socket `fd` (owned by t from here; see
+ * nt_tls); true if the handshake succeeded. */
+__attribute__((unused)) static bool nt_tls_handshake(nt_tls *t, int fd, const char *ca,
+                                                     const char *cert, const char *key)
 {
     memset(t, 0, sizeof *t);
-    t->fd = nt_connect(port);
+    t->fd = fd;
     if (t->fd < 0) return false;
     t->ctx = SSL_CTX_new(TLS_client_method());
     if (ca) {
@@ -424,6 +425,13 @@ __attribute__((unused)) static bool nt_tls_connect(nt_tls *t, int port, const ch
     bool ok = SSL_connect(t->ssl) == 1;
     ERR_clear_error();
     return ok;
+}
+
+/* TLS connect (see nt_tls); true if the handshake succeeded. */
+__attribute__((unused)) static bool nt_tls_connect(nt_tls *t, int port, const char *ca,
+                                                   const char *cert, const char *key)
+{
+    return nt_tls_handshake(t, nt_connect(port), ca, cert, key);
 }
 
 /* Free the client (no close_notify unless the caller sent one). */

@@ -80,8 +80,11 @@ static void h_call(srvh *h, void (*fn)(srvh *, void *), void *arg)
     pthread_mutex_unlock(&h->m);
 }
 
-/* Load `json` as a config file and start a server for it. */
-static bool h_start(srvh *h, const char *json)
+/* Load `json` as a config file and start a server for it; with `ops`, the
+ * session `ops` is installed on listener `listener` before the start; with
+ * `obs`, the connection observer (obs_ctx its argument). */
+static bool h_start_observed(srvh *h, const char *json, const char *listener,
+                             const bs_session_ops *ops, bs_conn_observer_fn obs, void *obs_ctx)
 {
     memset(h, 0, sizeof *h);
     static int seq;
@@ -104,11 +107,26 @@ static bool h_start(srvh *h, const char *json)
         fprintf(stderr, "server: %s\n", err);
         return false;
     }
+    if (ops && bs_server_set_session(h->srv, listener, ops, NULL) != BS_OK) return false;
+    if (obs && bs_server_set_observer(h->srv, obs, obs_ctx) != BS_OK) return false;
     ev_async_init(&h->call, h_call_cb);
     ev_async_start(h->loop, &h->call);
     if (bs_server_start(h->srv, h_on_done, h) != BS_OK) return false;
     pthread_create(&h->thr, NULL, h_main, h);
     return true;
+}
+
+/* h_start_observed without an observer. */
+static bool h_start_session(srvh *h, const char *json, const char *listener,
+                            const bs_session_ops *ops)
+{
+    return h_start_observed(h, json, listener, ops, NULL, NULL);
+}
+
+/* h_start_observed with neither session nor observer. */
+static bool h_start(srvh *h, const char *json)
+{
+    return h_start_observed(h, json, NULL, NULL, NULL, NULL);
 }
 
 /* h_call targets: shutdown (graceful if arg != NULL) and leaving the loop. */
@@ -979,22 +997,7 @@ static void test_session_holding_output(void)
         "\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"kafka\"}]}",
         port, e.port);
     srvh h;
-    memset(&h, 0, sizeof h);
-    snprintf(h.cfgpath, sizeof h.cfgpath, "%s/hold.json", g_dir);
-    nt_write_file(h.cfgpath, json);
-    bs_config_errors errs = {0};
-    CHECK(bs_config_load(h.cfgpath, &h.cfg, &errs) == BS_OK);
-    bs_config_errors_free(&errs);
-    h.loop = ev_loop_new(EVFLAG_AUTO);
-    pthread_mutex_init(&h.m, NULL);
-    pthread_cond_init(&h.cv, NULL);
-    char err[300];
-    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
-    CHECK(bs_server_set_session(h.srv, "hold", &hold_ops, NULL) == BS_OK);
-    ev_async_init(&h.call, h_call_cb);
-    ev_async_start(h.loop, &h.call);
-    CHECK(bs_server_start(h.srv, h_on_done, &h) == BS_OK);
-    pthread_create(&h.thr, NULL, h_main, &h);
+    CHECK(h_start_session(&h, json, "hold", &hold_ops));
     int fd = nt_connect(port);
     CHECK(echo_roundtrip(fd, 300000, 12));
     close(fd);
@@ -1018,22 +1021,7 @@ static void test_partial_frame_closes_both(void)
              "\"protocol\":\"kafka\"}]}",
              port, e.port);
     srvh h;
-    memset(&h, 0, sizeof h);
-    snprintf(h.cfgpath, sizeof h.cfgpath, "%s/part.json", g_dir);
-    nt_write_file(h.cfgpath, json);
-    bs_config_errors errs = {0};
-    CHECK(bs_config_load(h.cfgpath, &h.cfg, &errs) == BS_OK);
-    bs_config_errors_free(&errs);
-    h.loop = ev_loop_new(EVFLAG_AUTO);
-    pthread_mutex_init(&h.m, NULL);
-    pthread_cond_init(&h.cv, NULL);
-    char err[300];
-    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
-    CHECK(bs_server_set_session(h.srv, "part", bs_kafka_session_ops(), NULL) == BS_OK);
-    ev_async_init(&h.call, h_call_cb);
-    ev_async_start(h.loop, &h.call);
-    CHECK(bs_server_start(h.srv, h_on_done, &h) == BS_OK);
-    pthread_create(&h.thr, NULL, h_main, &h);
+    CHECK(h_start_session(&h, json, "part", bs_kafka_session_ops()));
     /* a frame announcing 100 bytes; 10 sent */
     static const uint8_t partial[] = {0, 0, 0, 100, 0, 3, 0, 1, 0, 0, 0, 7, 0, 0};
     int fd = nt_connect(port);
@@ -1088,22 +1076,7 @@ static void test_principal_and_required_cert(void)
         "\"key\":\"%s/server.key\",\"client_ca\":\"%s/ca.crt\",\"client_auth\":\"required\"}}]}",
         port, e.port, g_dir, g_dir, g_dir);
     srvh h;
-    memset(&h, 0, sizeof h);
-    snprintf(h.cfgpath, sizeof h.cfgpath, "%s/mtls.json", g_dir);
-    nt_write_file(h.cfgpath, json);
-    bs_config_errors errs = {0};
-    CHECK(bs_config_load(h.cfgpath, &h.cfg, &errs) == BS_OK);
-    bs_config_errors_free(&errs);
-    h.loop = ev_loop_new(EVFLAG_AUTO);
-    pthread_mutex_init(&h.m, NULL);
-    pthread_cond_init(&h.cv, NULL);
-    char err[300];
-    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
-    CHECK(bs_server_set_session(h.srv, "mtls", &principal_ops, NULL) == BS_OK);
-    ev_async_init(&h.call, h_call_cb);
-    ev_async_start(h.loop, &h.call);
-    CHECK(bs_server_start(h.srv, h_on_done, &h) == BS_OK);
-    pthread_create(&h.thr, NULL, h_main, &h);
+    CHECK(h_start_session(&h, json, "mtls", &principal_ops));
     char ca[300], cert[300], key[300], ucert[300], ukey[300];
     snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
     snprintf(cert, sizeof cert, "%s/client.crt", g_dir);
@@ -1131,6 +1104,48 @@ static void test_principal_and_required_cert(void)
     CHECK(WAIT_UNTIL(counter("brokerside_tls_handshake_failures_total",
                              "listener=\"mtls\",reason=\"unknown_ca\"") == 1));
     CHECK_EQ(counter("brokerside_tls_handshakes_total", "listener=\"mtls\""), 1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+/* Connection observer of test_closed_duration_counts_handshake: the
+ * duration of the last CLOSED event (-1 before one). */
+static atomic_llong g_closed_ms = -1;
+static void closed_obs(void *ctx, const bs_conn_event *ev)
+{
+    (void)ctx;
+    if (ev->kind == BS_CONN_EV_CLOSED) atomic_store(&g_closed_ms, (long long)ev->duration_ms);
+}
+
+/* A TLS connection's duration (audit ConnectionClosed) runs from the accept,
+ * the client handshake included, although the upstream is dialled only once
+ * that handshake is done: a client that waits 400 ms before its ClientHello
+ * is connected for at least 400 ms. */
+static void test_closed_duration_counts_handshake(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"dur\",\"bind\":"
+             "\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"tls\":{"
+             "\"cert\":\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
+             port, e.port, g_dir, g_dir);
+    srvh h;
+    atomic_store(&g_closed_ms, -1);
+    CHECK(h_start_observed(&h, json, NULL, NULL, closed_obs, NULL));
+    char ca[300];
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    int fd = nt_connect(port);
+    usleep(400 * 1000);
+    nt_tls t;
+    CHECK(nt_tls_handshake(&t, fd, ca, NULL, NULL));
+    uint8_t in[4];
+    CHECK(nt_tls_write(&t, "ping", 4) && nt_tls_read_n(&t, in, 4) && memcmp(in, "ping", 4) == 0);
+    nt_tls_close(&t);
+    CHECK(WAIT_UNTIL(atomic_load(&g_closed_ms) >= 0));
+    CHECK(atomic_load(&g_closed_ms) >= 400);
     h_stop(&h);
     nt_echo_stop(&e);
 }
@@ -1396,6 +1411,7 @@ int main(void)
     RUN(test_session_holding_output);
     RUN(test_partial_frame_closes_both);
     RUN(test_principal_and_required_cert);
+    RUN(test_closed_duration_counts_handshake);
     RUN(test_readiness_probe);
     RUN(test_reload_limits_and_refusal);
     RUN(test_stop_right_after_start);
