@@ -15,6 +15,8 @@
 #   kafka-real issue 10: tests/bench/kafka_real_bench.sh (Kafka's perf tools against a real
 #            broker through brokerside and Kroxylicious; BENCH_REPS rounds)
 #   authz    issue 13: tests/bench/authz_bench.sh (produce CPU/MB, 1,000-rule policy vs none)
+#   locks    issue 12: build/bs_bench_locks (ns per request on the per-request path's shared
+#            locks, 1/2/4/8 threads, and the slowdown against one thread)
 # More parts come from other engineers' scripts, one `bench_part NAME CMD...` line each
 # at the end of this file (see bench_part).
 #
@@ -740,3 +742,4 @@ bench_part shipping "$SRC/tests/bench/shipping_bench.sh" "$BUILD"
 bench_part idle-memory "$SRC/tests/bench/idle_memory.sh" "$BUILD"
 bench_part kafka-real "$SRC/tests/bench/kafka_real_bench.sh" "$BUILD" --rounds "$REPS"
 bench_part authz "$SRC/tests/bench/authz_bench.sh" "$BUILD"
+bench_part locks "$BUILD/bs_bench_locks"
