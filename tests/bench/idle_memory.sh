@@ -30,8 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "idle_memory: $*" >&2; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$SRC/tests/bench/bench_lib.sh"
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -64,7 +63,7 @@ one_rep() {
  "kafka": {"advertise": {"1": "127.0.0.1:$port"}}}
 EOF
     "$BUILD/brokerside" --config "$TMP/$v.json" 2>>"$TMP/$v.log" &
-    local pid=$! lpid ok=
+    local pid=$! lpid
     PIDS+=("$pid")
     for i in $(seq 100); do
         /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1).close()" 2>/dev/null && break
@@ -78,12 +77,7 @@ EOF
         "${extra[@]}" >"$TMP/idle.out" 2>>"$TMP/load.err" &
     lpid=$!
     PIDS+=("$lpid")
-    for i in $(seq 1200); do
-        grep -qs '^READY' "$TMP/idle.out" && { ok=1; break; }
-        kill -0 "$lpid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -n "$ok" ]; then
+    if wait_ready_line "$TMP/idle.out" "$lpid"; then
         sleep 1
         rss1=$(rss_kib "$pid")
         awk -v a="$rss0" -v b="$rss1" -v n="$CONNS" 'BEGIN {printf "%.1f\n", (b - a) / n}'

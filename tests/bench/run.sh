@@ -15,6 +15,8 @@
 #   kafka-real issue 10: tests/bench/kafka_real_bench.sh (Kafka's perf tools against a real
 #            broker through brokerside and Kroxylicious; BENCH_REPS rounds)
 #   authz    issue 13: tests/bench/authz_bench.sh (produce CPU/MB, 1,000-rule policy vs none)
+#   locks    issue 12: build/bs_bench_locks (ns per request on the per-request path's shared
+#            locks, 1/2/4/8 threads, and the slowdown against one thread)
 # More parts come from other engineers' scripts, one `bench_part NAME CMD...` line each
 # at the end of this file (see bench_part).
 #
@@ -126,10 +128,8 @@ stop_pid() {
     PIDS=("${keep[@]}")
 }
 
-# free_port: print a loopback TCP port that is free right now (the kernel picks it).
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# rss_kib, free_port, wait_ready_line (shared with idle_memory.sh)
+. "$SRC/tests/bench/bench_lib.sh"
 
 # wait_listen PORT PID WHAT: wait up to 20 s until PORT is listening; fail if PID died.
 wait_listen() {
@@ -157,8 +157,6 @@ run_bg() {
     return $rc
 }
 
-# rss_kib PID: the process's resident set (VmRSS) in KiB.
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 ALL_CPUS=0-$(($(nproc) - 1))
 PIN_CPU=$(($(nproc) - 1))
@@ -439,13 +437,7 @@ for s in "${RUNNING[@]}"; do
         set_tls_args "$s"
         "$LOAD" --mode idle --port "$PORT_RTT" --conns "$IDLE_CONNS" --ping 1024 --hold 300 "${TARGS[@]}" >"$TMP/idle.out" 2>>"$TMP/load.err" &
         lpid=$!; PIDS+=("$lpid")
-        ok=
-        for i in $(seq 1200); do
-            grep -qs '^READY' "$TMP/idle.out" && { ok=1; break; }
-            kill -0 "$lpid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if [ -n "$ok" ]; then
+        if wait_ready_line "$TMP/idle.out" "$lpid"; then
             sleep 1 # let the proxy finish what the last connections started
             rss1=$(rss_kib "$pid")
             kib=$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (b - a) / n}')
@@ -750,3 +742,4 @@ bench_part shipping "$SRC/tests/bench/shipping_bench.sh" "$BUILD"
 bench_part idle-memory "$SRC/tests/bench/idle_memory.sh" "$BUILD"
 bench_part kafka-real "$SRC/tests/bench/kafka_real_bench.sh" "$BUILD" --rounds "$REPS"
 bench_part authz "$SRC/tests/bench/authz_bench.sh" "$BUILD"
+bench_part locks "$BUILD/bs_bench_locks"

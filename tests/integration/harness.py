@@ -828,14 +828,23 @@ class IntegrationTest(unittest.TestCase):
         kc = self.kafka(nodes=1)
         kc.reset_topics(topics)
         port = kc.sidecar_ports[1]
-        lst = tls_listener(self.certs, "127.0.0.1:%d" % port, kc.node(1).client, protocol=protocol,
-                           client_auth=client_auth, **(tls_extra or {}))
+        bs = self.front_broker(port, kc.node(1).client, listeners_extra, protocol, client_auth,
+                               tls_extra, config_extra)
+        return kc, bs, port
+
+    def front_broker(self, port, upstream, listeners_extra=None, protocol="tcp", client_auth="none",
+                     tls_extra=None, config_extra=None, advertise=True, name="clients"):
+        """brokerside terminating TLS on 127.0.0.1:`port` (listener `name`) in front of the
+        broker at `upstream` (node 1); with `advertise`, a `kafka` listener also gets
+        kafka.advertise mapping node 1 to that port unless config_extra has its own kafka
+        section. Returns the started Brokerside."""
+        lst = tls_listener(self.certs, "127.0.0.1:%d" % port, upstream, protocol=protocol,
+                           client_auth=client_auth, name=name, **(tls_extra or {}))
         extra = dict(config_extra or {})
-        if protocol == "kafka" and "kafka" not in extra:
+        if advertise and protocol == "kafka" and "kafka" not in extra:
             extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
         cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **extra)
-        bs = self.start_brokerside(cfg)
-        return kc, bs, port
+        return self.start_brokerside(cfg)
 
     def mock_cluster(self, listeners_extra=None, protocol="tcp", client_auth="none", topics=("test:1",),
                      tls_extra=None, config_extra=None, broker_up=True):
@@ -846,13 +855,8 @@ class IntegrationTest(unittest.TestCase):
         db = self.start_devbroker(brokers=1, topics=topics, advertise={1: "127.0.0.1:%d" % port})
         if not broker_up:
             db.command("down 1")
-        lst = tls_listener(self.certs, "127.0.0.1:%d" % port, db.listen_addr(1), protocol=protocol,
-                           client_auth=client_auth, **(tls_extra or {}))
-        extra = dict(config_extra or {})
-        if protocol == "kafka" and "kafka" not in extra:
-            extra["kafka"] = {"advertise": {"1": "127.0.0.1:%d" % port}}
-        cfg = base_config(free_port(), [lst] + list(listeners_extra or []), **extra)
-        bs = self.start_brokerside(cfg)
+        bs = self.front_broker(port, db.listen_addr(1), listeners_extra, protocol, client_auth,
+                               tls_extra, config_extra)
         return db, bs, port
 
 

@@ -384,10 +384,7 @@ class EncryptionOffTest(harness.IntegrationTest):
         kc = self.kafka(nodes=1, sidecar=False)
         kc.reset_topics(["off-orders"])
         port = harness.free_port()
-        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % port, kc.node(1).client,
-                                   protocol="kafka", name="b1")
-        bs = self.start_brokerside(harness.base_config(
-            harness.free_port(), [lst], kafka={"advertise": {"1": "127.0.0.1:%d" % port}}))
+        bs = self.front_broker(port, kc.node(1).client, protocol="kafka")
         bootstrap = "127.0.0.1:%d" % port
         conf = {"bootstrap.servers": bootstrap, "security.protocol": "SSL",
                 "ssl.ca.location": self.certs["ca_crt"]}

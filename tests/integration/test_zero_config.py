@@ -30,9 +30,7 @@ class ZeroConfigTest(harness.IntegrationTest):
         db = self.kafka(nodes=1, sidecar=False)
         db.reset_topics(["zc:2"])
         port = harness.free_port()
-        lst = harness.tls_listener(self.certs, "127.0.0.1:%d" % port, db.node(1).client,
-                                   protocol="kafka", name="self")
-        bs = self.start_brokerside(harness.base_config(harness.free_port(), [lst]))
+        bs = self.front_broker(port, db.node(1).client, protocol="kafka", advertise=False, name="self")
         self.assertEqual(harness.run([harness.BROKERSIDE, "--check-config", bs.config_path]).returncode, 0)
         boot = "127.0.0.1:%d" % port
         r = harness.kcat(boot, ["-L"], self.certs)

@@ -17,12 +17,13 @@ VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/tests
 CACHE=${BS_JAVA_CACHE:-$ROOT/.cache/java}/$VERSION
 LIB=$CACHE/lib
 STAMP=$CACHE/READY
+. "$ROOT/tests/tools/maven_fetch.sh"
 sum=$( (echo "$VERSION"; cat "$HERE/pom.xml"; find "$HERE/src" -type f -name '*.java' | sort | xargs cat) | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ] && compgen -G "$LIB/client-scenarios-*.jar" >/dev/null; then
   echo "$LIB"
   exit 0
 fi
-command -v mvn >/dev/null || { echo "java build: mvn not found (make deps installs the Debian package maven)" >&2; exit 1; }
+maven_require "java build"
 echo "java build: the Java client test program with kafka-clients $VERSION into $LIB" >&2
 rm -rf "$CACHE/build" "$LIB.tmp" "$STAMP"
 mkdir -p "$CACHE"
@@ -31,14 +32,8 @@ build() {
   (cd "$HERE" && mvn -B "$@" -Dkafka.version="$VERSION" -Dbs.out="$CACHE/build" package \
      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB.tmp") >"$log" 2>&1
 }
-if ! build -o -q; then
-  rm -rf "$CACHE/build" "$LIB.tmp"
-  if ! build; then
-    tail -n 40 "$log" >&2
-    echo "java build: Maven failed (full output: $log)" >&2
-    exit 1
-  fi
-fi
+clean_build() { rm -rf "$CACHE/build" "$LIB.tmp"; }
+maven_run "java build" "kafka-clients $VERSION and the Java client test program" "$log" clean_build build
 cp "$CACHE"/build/client-scenarios-*.jar "$LIB.tmp/"
 compgen -G "$LIB.tmp/kafka-clients-$VERSION.jar" >/dev/null || { echo "java build: kafka-clients-$VERSION.jar missing after the build" >&2; exit 1; }
 rm -rf "$LIB"

@@ -17,7 +17,7 @@ VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
 CACHE=${BS_KAFKA_CACHE:-$ROOT/.cache/kafka}/$VERSION
 LIBS=$CACHE/libs
 STAMP=$CACHE/READY
-CENTRAL=https://repo.maven.apache.org/maven2/
+. "$ROOT/tests/tools/maven_fetch.sh"
 
 die() { echo "kafka fetch: $*" >&2; exit 1; }
 
@@ -27,8 +27,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ] && compgen -G "$LIBS/kafka_
   exit 0
 fi
 
-command -v mvn >/dev/null || die "mvn not found (make deps installs the Debian package maven)"
-command -v java >/dev/null || die "java not found (make deps installs openjdk-17-jdk-headless)"
+maven_require "kafka fetch"
 
 echo "kafka fetch: Apache Kafka $VERSION from Maven Central into $LIBS (about 45 MB on the first run)" >&2
 tmp=$CACHE/libs.tmp
@@ -39,16 +38,8 @@ mvn_copy() {
   (cd "$HERE" && mvn -B "$@" dependency:copy-dependencies -DincludeScope=runtime \
      -DoutputDirectory="$tmp") >"$log" 2>&1
 }
-if ! mvn_copy -o -q; then
-  rm -rf "$tmp"
-  if ! mvn_copy; then
-    if ! curl -sSf -o /dev/null --max-time 15 "$CENTRAL" 2>/dev/null; then
-      die "Maven Central ($CENTRAL) is unreachable from this machine; cannot fetch Apache Kafka $VERSION. Maven's output: $log"
-    fi
-    tail -n 30 "$log" >&2
-    die "Maven could not resolve Apache Kafka $VERSION (Maven Central answers; full output: $log)"
-  fi
-fi
+clean_tmp() { rm -rf "$tmp"; }
+maven_run "kafka fetch" "Apache Kafka $VERSION" "$log" clean_tmp mvn_copy
 
 for want in "kafka_2.13-$VERSION.jar" "kafka-tools-$VERSION.jar" "kafka-clients-$VERSION.jar" \
             'log4j-core-*.jar' 'log4j-slf4j-impl-*.jar' 'slf4j-api-1.7.*.jar' 'scala-library-*.jar'; do

@@ -20,7 +20,7 @@ VERSION=$(sed -n 's:.*<kroxylicious.version>\(.*\)</kroxylicious.version>.*:\1:p
 CACHE=${BS_KROXYLICIOUS_CACHE:-$ROOT/.cache/kroxylicious}/$VERSION
 LIBS=$CACHE/libs
 STAMP=$CACHE/READY
-CENTRAL=https://repo.maven.apache.org/maven2/
+. "$ROOT/tests/tools/maven_fetch.sh"
 
 die() { echo "kroxylicious fetch: $*" >&2; exit 1; }
 
@@ -30,8 +30,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ] && [ -f "$LIBS/kroxylicious
   exit 0
 fi
 
-command -v mvn >/dev/null || die "mvn not found (make deps installs the Debian package maven)"
-command -v java >/dev/null || die "java not found (make deps installs openjdk-17-jdk-headless)"
+maven_require "kroxylicious fetch"
 
 echo "kroxylicious fetch: Kroxylicious $VERSION from Maven Central into $LIBS (about 35 MB on the first run)" >&2
 tmp=$CACHE/libs.tmp
@@ -43,18 +42,8 @@ mvn_build() {
   (cd "$HERE" && mvn -B "$@" -Dbs.build.dir="$build" package dependency:copy-dependencies \
      -DincludeScope=runtime -DoutputDirectory="$tmp") >"$log" 2>&1
 }
-if ! mvn_build -o -q; then
-  rm -rf "$tmp" "$build"
-  if ! mvn_build; then
-    # Any HTTP answer (Maven Central answers 404 for its root) means it is reachable.
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 15 "$CENTRAL" 2>/dev/null || true)
-    if [ -z "$code" ] || [ "$code" = 000 ]; then
-      die "Maven Central ($CENTRAL) is unreachable from this machine; cannot fetch Kroxylicious $VERSION. Maven's output: $log"
-    fi
-    tail -n 30 "$log" >&2
-    die "Maven could not build the Kroxylicious $VERSION launcher (full output: $log)"
-  fi
-fi
+clean_build() { rm -rf "$tmp" "$build"; }
+maven_run "kroxylicious fetch" "the Kroxylicious $VERSION launcher" "$log" clean_build mvn_build
 cp "$build/kroxylicious-launcher.jar" "$tmp/"
 for want in "kroxylicious-runtime-$VERSION.jar" "kroxylicious-record-encryption-$VERSION.jar" \
             "kroxylicious-kms-provider-aws-kms-$VERSION.jar" 'slf4j-simple-*.jar' 'netty-transport-native-epoll-*.jar'; do
