@@ -1,6 +1,7 @@
 /*
  * kafka_tables - print the Kafka protocol tables this build was generated with, as one
- * JSON object on stdout, for tests/integration/test_kafka_api_coverage.py (and by hand):
+ * JSON object on stdout, for tests/integration/test_kafka_java.py (ApiCoverageTest) and by
+ * hand:
  *
  *   kafka_tables
  *
