@@ -280,7 +280,7 @@ static void reload(app *a)
     char what[512];
     if (bs_config_needs_restart(a->cfg, cfg, what, sizeof what))
         BS_LOG_WARNF("main", "reload: %s changed: requires restart; keeping the old value", what);
-    if (bs_server_reload(a->srv, cfg) != BS_OK) {
+    if (bs_server_reload(a->srv, &cfg->net) != BS_OK) {
         bs_config_free(cfg);
         return;
     }
@@ -381,7 +381,7 @@ static int run(const char *path)
         BS_LOG_ERRORF("main", "cannot initialise the event loop");
         goto out;
     }
-    if (bs_server_new(a.loop, a.cfg, &a.srv, err, sizeof err) != BS_OK) {
+    if (bs_server_new(a.loop, &a.cfg->net, &a.srv, err, sizeof err) != BS_OK) {
         BS_LOG_ERRORF("main", "cannot start: %s", err);
         goto out;
     }

@@ -7,7 +7,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/admin_config.h"
 
 
 static const bs_conf_opt admin_rows[] = {
@@ -20,7 +20,7 @@ static const bs_conf_opt admin_rows[] = {
 
 const bs_conf_section bs_admin_conf = BS_CONF_SECTION("admin", admin_rows, NULL);
 
-/* See config_tables.h. */
+/* See admin_config.h. */
 void bs_admin_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
                          void *base)
 {
@@ -43,7 +43,7 @@ void bs_admin_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, con
     bs_conf_walk1(c, v ? v : &empty, "admin", &bs_admin_conf, adm);
 }
 
-/* See config_tables.h: enabling, disabling or moving it needs a restart. */
+/* See admin_config.h: enabling, disabling or moving it needs a restart. */
 bool bs_admin_conf_diff(const bs_conf_opt *o, const void *a, const void *b, const char *label,
                         char *what, size_t whatlen)
 {

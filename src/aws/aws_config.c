@@ -12,7 +12,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/aws_config.h"
+#include "brokerside/confmap.h"
 
 /* An AWS region name: lower-case words joined by '-', at least three parts,
  * the last one a number ("us-east-1", "us-gov-west-1", "ap-southeast-4"). */
@@ -34,13 +35,13 @@ static bool region_ok(const char *s)
     return true;
 }
 
-/* See config_tables.h. */
+/* See aws_config.h. */
 const char *bs_aws_conf_check_region(const char *s)
 {
     return region_ok(s) ? NULL : " is not an AWS region name (e.g. \"us-east-1\")";
 }
 
-/* See config_tables.h. */
+/* See aws_config.h. */
 void bs_aws_conf_parse_region(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
                               const char *path, void *base)
 {
@@ -55,8 +56,7 @@ void bs_aws_conf_parse_region(bs_conf *c, const bs_conf_opt *o, const cJSON *obj
         return;
     }
     if (!s) {
-        const bs_config *top = c->top;
-        s = top ? top->aws.region : NULL;
+        s = bs_conf_published(c, "aws.region");
         if (!s) {
             bs_conf_err(c, p, "%s", o->required ? o->required : "no region");
             return;
@@ -130,7 +130,7 @@ static const char *check_url(const char *u, bool insecure_ok)
     return NULL;
 }
 
-/* See config_tables.h. */
+/* See aws_config.h. */
 void bs_aws_conf_parse_endpoint(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
                                 const char *path, void *base)
 {
@@ -184,11 +184,13 @@ static const bs_conf_opt credential_rows[] = {
 static const bs_conf_section credentials_conf =
     BS_CONF_SECTION("aws.credentials", credential_rows, check_credentials);
 
+/* The region of AWS clients that set none: published as "aws.region" for
+ * the sections read after this one. */
+static void check_aws(bs_conf *c, const cJSON *obj, const char *path, void *base);
+
 /* The region: the file, else AWS_REGION, else AWS_DEFAULT_REGION. */
-static void check_aws(bs_conf *c, const cJSON *obj, const char *path, void *base)
+static void resolve_region(bs_conf *c, const cJSON *obj, bs_aws_config *a)
 {
-    bs_aws_config *a = base;
-    (void)path;
     if (a->region || (obj && bs_conf_member(obj, "region"))) return;
     const char *env = getenv("AWS_REGION");
     const char *name = "AWS_REGION";
@@ -205,6 +207,14 @@ static void check_aws(bs_conf *c, const cJSON *obj, const char *path, void *base
         bs_conf_err(c, "aws.region", "not set, and %s=%s is not an AWS region name", name,
                     bs_conf_quote(q, sizeof q, env));
     }
+}
+
+static void check_aws(bs_conf *c, const cJSON *obj, const char *path, void *base)
+{
+    bs_aws_config *a = base;
+    (void)path;
+    resolve_region(c, obj, a);
+    bs_conf_publish(c, "aws.region", a->region);
 }
 
 static const bs_conf_opt aws_rows[] = {

@@ -27,7 +27,6 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 
-#include "brokerside/config.h"
 #include "brokerside/log.h"
 
 /* ------------------------------------------------------------------------ */
@@ -134,6 +133,32 @@ const char *bs_conf_type_name(const cJSON *v)
     if (cJSON_IsArray(v)) return "an array";
     if (cJSON_IsObject(v)) return "an object";
     return "an invalid value";
+}
+
+/* See confmap.h. */
+void bs_conf_publish(bs_conf *c, const char *name, const char *value)
+{
+    for (size_t i = 0; i < c->n_published; i++) {
+        if (strcmp(c->published[i].name, name) == 0) {
+            c->published[i].value = value;
+            return;
+        }
+    }
+    if (c->n_published == BS_CONF_PUBLISHED_MAX) {
+        c->nomem = true;
+        return;
+    }
+    c->published[c->n_published].name = name;
+    c->published[c->n_published].value = value;
+    c->n_published++;
+}
+
+/* See confmap.h. */
+const char *bs_conf_published(const bs_conf *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_published; i++)
+        if (strcmp(c->published[i].name, name) == 0) return c->published[i].value;
+    return NULL;
 }
 
 /* strdup that records allocation failure in the context; NULL in -> NULL out. */
@@ -1173,13 +1198,13 @@ static bool addr_is_loopback(const struct sockaddr_storage *a)
     return false;
 }
 
-/* See config.h. */
+/* See confmap.h. */
 bool bs_endpoint_is_loopback(const bs_endpoint *e)
 {
     return addr_is_loopback(&e->addr);
 }
 
-/* See config.h. */
+/* See confmap.h. */
 bool bs_endpoint_is_wildcard(const bs_endpoint *e)
 {
     return addr_is_any(&e->addr);
@@ -1212,7 +1237,18 @@ const char *bs_conf_check_hostport(const char *s, char *host, uint16_t *port)
     return why;
 }
 
-/* See config.h. */
+/* See confmap.h. */
+void bs_config_errors_free(bs_config_errors *errs)
+{
+    if (!errs) return;
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->msgs[i]);
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}
+
+/* See confmap.h. */
 bs_status bs_config_errors_addf(bs_config_errors *list, const char *fmt, ...)
 {
     char *line = NULL;

@@ -13,7 +13,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/aws_config.h"
+#include "brokerside/crypto_config.h"
 #include "brokerside/envelope.h"
 #include "brokerside/log.h"
 
@@ -294,7 +295,7 @@ static const bs_conf_opt encryption_rows[] = {
 const bs_conf_section bs_encryption_conf =
     BS_CONF_SECTION("encryption", encryption_rows, NULL);
 
-/* See config.h: first match wins. */
+/* See crypto_config.h: first match wins. */
 const bs_topic_rule *bs_config_topic_rule(const bs_encryption_config *enc, const char *topic,
                                           size_t len)
 {

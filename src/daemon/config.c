@@ -412,6 +412,55 @@ static void check_root(bs_conf *c, const cJSON *root, const char *path, void *ba
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const style_names[] = {"text", "json", NULL}; /* bs_log_style order */
 
+/* The `listeners` and `sinks` rows: the array and its count live in
+ * bs_config, the modules (net_config.h, sinks_config.h) read, free and
+ * compare them. */
+static void listeners_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
+                            void *base)
+{
+    bs_config *cfg = base;
+    bs_listeners_conf_parse(c, o, obj, path, &cfg->listeners, &cfg->n_listeners);
+}
+
+static void listeners_free(const bs_conf_opt *o, void *base)
+{
+    bs_config *cfg = base;
+    (void)o;
+    bs_listeners_conf_free(&cfg->listeners, &cfg->n_listeners);
+}
+
+static bool listeners_diff(const bs_conf_opt *o, const void *a, const void *b, const char *label,
+                           char *what, size_t whatlen)
+{
+    const bs_config *x = a, *y = b;
+    (void)o;
+    (void)label;
+    return bs_listeners_conf_diff(x->listeners, x->n_listeners, y->listeners, y->n_listeners,
+                                  what, whatlen);
+}
+
+static void sinks_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
+                        void *base)
+{
+    bs_config *cfg = base;
+    bs_sinks_conf_parse(c, o, obj, path, &cfg->sinks, &cfg->n_sinks);
+}
+
+static void sinks_free(const bs_conf_opt *o, void *base)
+{
+    bs_config *cfg = base;
+    (void)o;
+    bs_sinks_conf_free(&cfg->sinks, &cfg->n_sinks);
+}
+
+static bool sinks_diff(const bs_conf_opt *o, const void *a, const void *b, const char *label,
+                       char *what, size_t whatlen)
+{
+    const bs_config *x = a, *y = b;
+    (void)o;
+    return bs_sinks_conf_diff(x->sinks, x->n_sinks, y->sinks, y->n_sinks, label, what, whatlen);
+}
+
 /* The top-level keys in reading order (a section may read one above it, e.g.
  * encryption and sinks fall back to aws.region); the SIGHUP restart list
  * follows this order too. */
@@ -423,8 +472,8 @@ static const bs_conf_opt root_rows[] = {
     {.name = "log_format", .type = BS_CONF_ENUM, BS_CONF_AT(bs_config, log_style),
      .choices = style_names, .def = "text"},
     {.name = "listeners", .type = BS_CONF_CUSTOM, .flags = BS_CONF_REQUIRED | BS_CONF_RESTART,
-     .parse = bs_listeners_conf_parse, .free = bs_listeners_conf_free,
-     .diff = bs_listeners_conf_diff, .sub = &bs_listener_conf, .doc = "array of objects"},
+     .parse = listeners_parse, .free = listeners_free, .diff = listeners_diff,
+     .sub = &bs_listener_conf, .doc = "array of objects"},
     {.name = "limits", .type = BS_CONF_OBJECT, BS_CONF_AT(bs_config, limits), .sub = &bs_limits_conf},
     {.name = "kafka", .type = BS_CONF_OBJECT, BS_CONF_AT(bs_config, kafka), .sub = &bs_kafka_conf},
     {.name = "admin", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, BS_CONF_AT(bs_config, admin),
@@ -446,8 +495,8 @@ static const bs_conf_opt root_rows[] = {
     {.name = "logs", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, BS_CONF_AT(bs_config, logs),
      .parse = bs_conf_parse_switch, .free = bs_conf_free_switch, .diff = bs_conf_diff_switch,
      .sub = &bs_logs_conf, .expect = "an object, or null to turn it off;", .doc = "object"},
-    {.name = "sinks", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, .parse = bs_sinks_conf_parse,
-     .free = bs_sinks_conf_free, .diff = bs_sinks_conf_diff, .doc = "object"},
+    {.name = "sinks", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, .parse = sinks_parse,
+     .free = sinks_free, .diff = sinks_diff, .doc = "object"},
     {.name = "spool", .type = BS_CONF_OBJECT, BS_CONF_AT(bs_config, spool),
      .sub = &bs_spool_conf},
     /* identity/ and policy/ parse their sections themselves (rule lists and JWKS
@@ -459,6 +508,21 @@ static const bs_conf_opt root_rows[] = {
 };
 
 const bs_conf_section bs_root_conf = BS_CONF_SECTION("top level", root_rows, check_root);
+
+/* bs_config.net: what the server reads (net_config.h), pointing into cfg. */
+static void fill_net_view(bs_config *cfg)
+{
+    cfg->net = (bs_net_config){
+        .path = cfg->path,
+        .workers = cfg->workers,
+        .log_level = cfg->log_level,
+        .listeners = cfg->listeners,
+        .n_listeners = cfg->n_listeners,
+        .limits = cfg->limits,
+        .probe_interval_s = cfg->admin.probe_interval_s,
+        .kafka = &cfg->kafka,
+    };
+}
 
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
@@ -475,17 +539,6 @@ void bs_config_free(bs_config *cfg)
     bs_config_errors_free(cfg->warnings);
     free(cfg->warnings);
     free(cfg);
-}
-
-/* Free every message and reset errs to empty, ready for reuse. */
-void bs_config_errors_free(bs_config_errors *errs)
-{
-    if (!errs) return;
-    for (size_t i = 0; i < errs->n; i++)
-        free(errs->msgs[i]);
-    free(errs->msgs);
-    errs->msgs = NULL;
-    errs->n = 0;
 }
 
 /* Find a \u0000 escape inside a JSON string of s[0..len) (comments already
@@ -582,12 +635,12 @@ bs_status bs_config_parse(const char *path, const char *text, size_t len, bs_con
         goto out;
     }
     c.warns = cfg->warnings;
-    c.top = cfg;
     bs_conf_walk1(&c, root, "", &bs_root_conf, cfg);
     if (c.nomem)
         st = BS_E_NOMEM;
     else if (c.n_problems)
         st = BS_E_CONFIG;
+    if (st == BS_OK) fill_net_view(cfg);
     /* Warnings only for a file that loads: a broken one is not also noisy. */
     if (st == BS_OK && bs_config_warnings(cfg, cfg->warnings) != BS_OK) st = BS_E_NOMEM;
 out:

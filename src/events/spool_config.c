@@ -7,7 +7,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/events_config.h"
 
 #define MIB (1024ll * 1024ll)
 

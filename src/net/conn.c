@@ -682,7 +682,7 @@ static bool conn_open(bs_conn *c)
         char peer[64];
         conn_peer(c, peer, sizeof peer);
         bs_session_info info = {.listener = c->l->cfg,
-                                .kafka = &c->w->cfg->kafka,
+                                .kafka = c->w->cfg->kafka,
                                 .peer = peer,
                                 .principal = c->principal,
                                 .wake = conn_wake,

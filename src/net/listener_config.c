@@ -11,12 +11,12 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/net_config.h"
 
 #define CFG_MAX_LISTENERS 256
 
 /*
- * See config_tables.h. Same port (not 0, which the kernel makes unique) and
+ * See net_config.h. Same port (not 0, which the kernel makes unique) and
  * the same address, or a wildcard on either side. With SO_REUSEPORT the
  * kernel would accept both and split the traffic between them, so this must
  * be caught at load. IPv6 wildcards are dual-stack by default and so overlap
@@ -156,13 +156,12 @@ static const bs_conf_opt listener_rows[] = {
 
 const bs_conf_section bs_listener_conf = BS_CONF_SECTION("listeners[i]", listener_rows, NULL);
 
-/* See config_tables.h: `listeners` is required, 1..256 objects; then the
+/* See net_config.h: `listeners` is required, 1..256 objects; then the
  * rules across listeners. */
 void bs_listeners_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
-                             const char *path, void *base)
+                             const char *path, bs_listener_config **out, size_t *n_out)
 {
     char p[BS_CONF_PATH_MAX], pj[BS_CONF_PATH_MAX], q[160];
-    bs_config *cfg = base;
     (void)o;
     (void)path;
     const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, "listeners") : NULL;
@@ -185,15 +184,16 @@ void bs_listeners_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
                     CFG_MAX_LISTENERS);
         return;
     }
-    cfg->listeners = calloc(n, sizeof *cfg->listeners);
-    if (!cfg->listeners) {
+    bs_listener_config *ls = calloc(n, sizeof *ls);
+    if (!ls) {
         c->nomem = true;
         return;
     }
-    cfg->n_listeners = n;
+    *out = ls;
+    *n_out = n;
     size_t i = 0;
     for (const cJSON *it = v->child; it; it = it->next, i++) {
-        bs_listener_config *l = &cfg->listeners[i];
+        bs_listener_config *l = &ls[i];
         bs_conf_path_index(p, sizeof p, "listeners", i);
         l->broker_id = -1;
         if (!cJSON_IsObject(it)) {
@@ -212,7 +212,7 @@ void bs_listeners_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
     }
     for (size_t j = 0; j < n; j++) {
         for (size_t k = 0; k < j; k++) {
-            const bs_listener_config *a = &cfg->listeners[k], *b = &cfg->listeners[j];
+            const bs_listener_config *a = &ls[k], *b = &ls[j];
             if (a->name && b->name && strcmp(a->name, b->name) == 0) {
                 bs_conf_path_index(pj, sizeof pj, "listeners", j);
                 bs_conf_path_key(p, sizeof p, pj, "name");
@@ -231,35 +231,30 @@ void bs_listeners_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
     }
 }
 
-/* See config_tables.h. */
-void bs_listeners_conf_free(const bs_conf_opt *o, void *base)
+/* See net_config.h. */
+void bs_listeners_conf_free(bs_listener_config **ls, size_t *n)
 {
-    bs_config *cfg = base;
-    (void)o;
-    for (size_t i = 0; i < cfg->n_listeners; i++)
-        bs_conf_free_section(&bs_listener_conf, &cfg->listeners[i]);
-    free(cfg->listeners);
-    cfg->listeners = NULL;
-    cfg->n_listeners = 0;
+    for (size_t i = 0; *ls && i < *n; i++)
+        bs_conf_free_section(&bs_listener_conf, &(*ls)[i]);
+    free(*ls);
+    *ls = NULL;
+    *n = 0;
 }
 
-/* See config_tables.h: adding, removing or reordering listeners needs a
+/* See net_config.h: adding, removing or reordering listeners needs a
  * restart; so do the listener rows flagged BS_CONF_RESTART. */
-bool bs_listeners_conf_diff(const bs_conf_opt *o, const void *a, const void *b,
-                            const char *label, char *what, size_t whatlen)
+bool bs_listeners_conf_diff(const bs_listener_config *a, size_t na, const bs_listener_config *b,
+                            size_t nb, char *what, size_t whatlen)
 {
-    const bs_config *ca = a, *cb = b;
-    (void)o;
-    (void)label;
-    if (ca->n_listeners != cb->n_listeners) {
+    if (na != nb) {
         bs_conf_list_add(what, whatlen, "the number of listeners");
         return true;
     }
     bool changed = false;
     char prefix[64];
-    for (size_t i = 0; i < ca->n_listeners; i++) {
+    for (size_t i = 0; i < na; i++) {
         snprintf(prefix, sizeof prefix, "listeners[%zu]", i);
-        if (bs_conf_restart_diff(&bs_listener_conf, &ca->listeners[i], &cb->listeners[i], prefix,
+        if (bs_conf_restart_diff(&bs_listener_conf, &a[i], &b[i], prefix,
                                  what, whatlen))
             changed = true;
     }

@@ -14,7 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "brokerside/buf.h"
-#include "brokerside/config.h"
+#include "brokerside/net_config.h"
 #include "brokerside/metrics.h"
 #include "brokerside/net.h"
 #include "brokerside/session.h"
@@ -97,7 +97,7 @@ typedef enum bs_msg_type {
 typedef struct bs_msg {
     struct bs_msg *next;
     bs_msg_type type;
-    const bs_config *cfg; /* BS_MSG_RELOAD: kept alive by the caller until free */
+    const bs_net_config *cfg; /* BS_MSG_RELOAD: kept alive by the caller until free */
 } bs_msg;
 
 struct bs_worker {
@@ -112,7 +112,7 @@ struct bs_worker {
     bs_wlistener *wl; /* one per listener */
     bs_conn *conns;   /* every open connection of this worker */
     size_t n_conns;
-    const bs_config *cfg;    /* latest applied config as this worker knows it (BS_MSG_RELOAD) */
+    const bs_net_config *cfg;    /* latest applied config as this worker knows it (BS_MSG_RELOAD) */
     bs_limits_config limits; /* copy of cfg->limits */
     bs_bufnode *free_bufs;
     size_t n_free_bufs;
@@ -121,7 +121,7 @@ struct bs_worker {
 
 struct bs_server {
     struct ev_loop *control;
-    const bs_config *cfg;  /* currently applied (reloadable settings) */
+    const bs_net_config *cfg;  /* currently applied (reloadable settings) */
     bs_listener *listeners;
     size_t n_listeners;
     bs_worker *workers;

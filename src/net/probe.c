@@ -266,7 +266,7 @@ static void probe_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 /* Arm every listener's probe timer; the first attempt runs at once. */
 void bs_net_probes_start(bs_server *s)
 {
-    double every = s->cfg->admin.probe_interval_s > 0 ? s->cfg->admin.probe_interval_s : 5.0;
+    double every = s->cfg->probe_interval_s > 0 ? s->cfg->probe_interval_s : 5.0;
     for (size_t i = 0; i < s->n_listeners; i++) {
         bs_probe *p = &s->listeners[i].probe;
         p->l = &s->listeners[i];

@@ -22,7 +22,7 @@
 /* Queue a message for worker `w` and wake its loop (control thread). A
  * message that cannot be allocated is logged; STOP_NOW is never lost because
  * the worker also checks srv->stopped_hard. */
-static void worker_post(bs_worker *w, bs_msg_type type, const bs_config *cfg)
+static void worker_post(bs_worker *w, bs_msg_type type, const bs_net_config *cfg)
 {
     bs_msg *m = calloc(1, sizeof *m);
     if (!m) {
@@ -227,7 +227,7 @@ out:
 
 /* See net.h. Order: TLS contexts (all problems logged), metrics, then the
  * listening sockets; any failure frees everything built so far. */
-bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server **out, char *err,
+bs_status bs_server_new(struct ev_loop *control, const bs_net_config *cfg, bs_server **out, char *err,
                         size_t errlen)
 {
     bs_status st = BS_OK;
@@ -438,7 +438,7 @@ void bs_server_shutdown(bs_server *s, bool graceful)
 
 /* ---------------------------------------------------------------- reload */
 
-bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
+bs_status bs_server_reload(bs_server *s, const bs_net_config *cfg)
 {
     bs_status st = BS_OK;
     size_t n = s->n_listeners;
@@ -481,8 +481,8 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
     bs_log_set_level(cfg->log_level);
     for (size_t i = 0; i < s->n_workers; i++)
         if (s->workers[i].thread_started) worker_post(&s->workers[i], BS_MSG_RELOAD, cfg);
-    if (cfg->admin.probe_interval_s != s->cfg->admin.probe_interval_s)
-        bs_net_probes_set_interval(s, cfg->admin.probe_interval_s);
+    if (cfg->probe_interval_s != s->cfg->probe_interval_s)
+        bs_net_probes_set_interval(s, cfg->probe_interval_s);
     /* Restart-only settings keep their old values: the workers and listeners
      * go on using the listener configs they were built from, which stay
      * valid because the caller keeps every config until free. */
@@ -507,7 +507,7 @@ out:
 }
 
 /* See net.h (control thread). */
-const bs_config *bs_server_config(const bs_server *s)
+const bs_net_config *bs_server_config(const bs_server *s)
 {
     return s->cfg;
 }

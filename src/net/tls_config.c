@@ -11,7 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/net_config.h"
 #include "brokerside/tls.h"
 
 /* True if `s` is one of the NULL-terminated `list`. */

@@ -10,7 +10,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/observe_config.h"
 
 /* The `sinks` row every stream has (names resolved by the daemon's rules). */
 #define SINK_REFS_ROW(T)                                                                        \

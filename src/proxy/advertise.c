@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/proxy_config.h"
 
 /*
  * Replace every "{id}" in `tmpl` by the decimal `id` into dst[dstlen].
@@ -242,7 +242,7 @@ static const bs_conf_opt kafka_rows[] = {
 
 const bs_conf_section bs_kafka_conf = BS_CONF_SECTION("kafka", kafka_rows, NULL);
 
-/* See config.h. */
+/* See proxy_config.h. */
 bs_status bs_config_advertised(const bs_kafka_config *k, int32_t node_id, char *host,
                                size_t hostlen, uint16_t *port)
 {
@@ -293,7 +293,7 @@ static bool advertised_is(const bs_endpoint *up, const char *host, size_t hostle
     return false;
 }
 
-/* See config.h. */
+/* See proxy_config.h. */
 const bs_kafka_route *bs_config_route_for(const bs_kafka_config *k, int32_t node_id,
                                           const char *host, size_t hostlen, int32_t port,
                                           bool shared, const char *via)

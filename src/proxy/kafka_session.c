@@ -38,7 +38,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "brokerside/config.h"
+#include "brokerside/proxy_config.h"
 #include "brokerside/identity.h"
 #include "brokerside/kafka_rewrite.h"
 #include "brokerside/kafka_schema.h"

@@ -11,7 +11,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "brokerside/config_tables.h"
+#include "brokerside/aws_config.h"
+#include "brokerside/sinks_config.h"
 
 #define CFG_MAX_SINKS 64
 #define MIB (1024ll * 1024ll)
@@ -216,14 +217,14 @@ static const struct {
     [BS_SINK_FIREHOSE] = {fh_secs, BS_ARRAY_LEN(fh_secs)},
 };
 
-/* See config_tables.h. */
+/* See sinks_config.h. */
 const bs_conf_section *const *bs_sink_conf_sections(bs_sink_kind kind, size_t *n)
 {
     *n = sink_types[kind].n;
     return sink_types[kind].secs;
 }
 
-/* See config_tables.h. */
+/* See sinks_config.h. */
 void bs_sink_conf_defaults(bs_sink_config *s, bs_sink_kind kind)
 {
     bs_conf c = {0};
@@ -252,11 +253,10 @@ static void parse_sink(bs_conf *c, const cJSON *v, const char *path, bs_sink_con
     bs_conf_walk(c, v, path, sink_types[t].secs, sink_types[t].n, s);
 }
 
-/* See config_tables.h: an object of named sinks (names become metric labels). */
+/* See sinks_config.h: an object of named sinks (names become metric labels). */
 void bs_sinks_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
-                         void *base)
+                         bs_sink_config **out, size_t *n_out)
 {
-    bs_config *cfg = base;
     char p[BS_CONF_PATH_MAX], q[160];
     (void)o;
     (void)path;
@@ -272,7 +272,7 @@ void bs_sinks_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, con
         return;
     }
     /* One spare slot for the implicit default file sink. */
-    if (!(cfg->sinks = calloc(n + 1, sizeof *cfg->sinks))) {
+    if (!(*out = calloc(n + 1, sizeof **out))) {
         c->nomem = true;
         return;
     }
@@ -293,10 +293,10 @@ void bs_sinks_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, con
                         bs_conf_quote(q, sizeof q, name), BS_CONF_NAME_MAX);
             continue;
         }
-        bs_sink_config *s = &cfg->sinks[cfg->n_sinks];
+        bs_sink_config *s = &(*out)[*n_out];
         s->name = bs_conf_strdup(c, name);
         if (!s->name) continue;
-        cfg->n_sinks++;
+        (*n_out)++;
         parse_sink(c, it, p, s);
     }
 }
@@ -312,16 +312,14 @@ static void sink_free(bs_sink_config *s)
             bs_conf_free_section(sink_types[t].secs[i], s);
 }
 
-/* See config_tables.h. */
-void bs_sinks_conf_free(const bs_conf_opt *o, void *base)
+/* See sinks_config.h. */
+void bs_sinks_conf_free(bs_sink_config **sinks, size_t *n)
 {
-    bs_config *cfg = base;
-    (void)o;
-    for (size_t i = 0; i < cfg->n_sinks; i++)
-        sink_free(&cfg->sinks[i]);
-    free(cfg->sinks);
-    cfg->sinks = NULL;
-    cfg->n_sinks = 0;
+    for (size_t i = 0; *sinks && i < *n; i++)
+        sink_free(&(*sinks)[i]);
+    free(*sinks);
+    *sinks = NULL;
+    *n = 0;
 }
 
 /* Every field of two sinks alike (a sink owns delivery state: a change means
@@ -336,15 +334,13 @@ static bool sink_eq(const bs_sink_config *a, const bs_sink_config *b)
     return true;
 }
 
-/* See config_tables.h: adding, removing or changing any sink needs a restart. */
-bool bs_sinks_conf_diff(const bs_conf_opt *o, const void *a, const void *b, const char *label,
-                        char *what, size_t whatlen)
+/* See sinks_config.h: adding, removing or changing any sink needs a restart. */
+bool bs_sinks_conf_diff(const bs_sink_config *a, size_t na, const bs_sink_config *b, size_t nb,
+                        const char *label, char *what, size_t whatlen)
 {
-    const bs_config *x = a, *y = b;
-    (void)o;
-    bool same = x->n_sinks == y->n_sinks;
-    for (size_t i = 0; same && i < x->n_sinks; i++)
-        same = sink_eq(&x->sinks[i], &y->sinks[i]);
+    bool same = na == nb;
+    for (size_t i = 0; same && i < na; i++)
+        same = sink_eq(&a[i], &b[i]);
     if (!same) bs_conf_list_add(what, whatlen, label);
     return !same;
 }

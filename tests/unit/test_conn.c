@@ -103,7 +103,7 @@ static bool h_start_observed(srvh *h, const char *json, const char *listener,
     pthread_cond_init(&h->cv, NULL);
     atomic_init(&h->done, false);
     char err[600];
-    if (bs_server_new(h->loop, h->cfg, &h->srv, err, sizeof err) != BS_OK) {
+    if (bs_server_new(h->loop, &h->cfg->net, &h->srv, err, sizeof err) != BS_OK) {
         fprintf(stderr, "server: %s\n", err);
         return false;
     }
@@ -911,7 +911,7 @@ static void test_session_filter(void)
     pthread_mutex_init(&h.m, NULL);
     pthread_cond_init(&h.cv, NULL);
     char err[300];
-    CHECK(bs_server_new(h.loop, h.cfg, &h.srv, err, sizeof err) == BS_OK);
+    CHECK(bs_server_new(h.loop, &h.cfg->net, &h.srv, err, sizeof err) == BS_OK);
     CHECK(bs_server_set_session(h.srv, "nope", &upper_ops, NULL) == BS_E_NOT_FOUND);
     CHECK(bs_server_set_session(h.srv, "sess", &upper_ops, NULL) == BS_OK);
     ev_async_init(&h.call, h_call_cb);
@@ -1254,7 +1254,7 @@ typedef struct reload_req {
 static void h_do_reload(srvh *h, void *arg)
 {
     reload_req *r = arg;
-    r->result = bs_server_reload(h->srv, r->cfg);
+    r->result = bs_server_reload(h->srv, &r->cfg->net);
 }
 
 /* Load a config file written from `json` (kept by the caller until after h_stop). */
@@ -1298,7 +1298,7 @@ static void test_reload_limits_and_refusal(void)
     reload_req r = {.cfg = lower};
     h_call(&h, h_do_reload, &r);
     CHECK_EQ(r.result, BS_OK);
-    CHECK(bs_server_config(h.srv) == lower);
+    CHECK(bs_server_config(h.srv) == &lower->net);
     int c = nt_connect(port);
     uint8_t *rest;
     CHECK(WAIT_UNTIL(
@@ -1316,7 +1316,7 @@ static void test_reload_limits_and_refusal(void)
     r.cfg = broken;
     h_call(&h, h_do_reload, &r);
     CHECK(r.result != BS_OK);
-    CHECK(bs_server_config(h.srv) == lower);
+    CHECK(bs_server_config(h.srv) == &lower->net);
     CHECK_EQ(counter("brokerside_config_reloads_total", "result=\"failed\""), failed_before + 1);
     c = nt_connect(port);
     CHECK(nt_read_to_eof(c, &rest) <= 0); /* the limit of 2 still holds */
@@ -1380,7 +1380,7 @@ static void test_bind_conflict(void)
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     bs_server *srv = NULL;
     char err[600] = "";
-    CHECK(bs_server_new(loop, cfg, &srv, err, sizeof err) == BS_E_IO);
+    CHECK(bs_server_new(loop, &cfg->net, &srv, err, sizeof err) == BS_E_IO);
     CHECK(srv == NULL);
     CHECK(strstr(err, "busy") != NULL);
     ev_loop_destroy(loop);

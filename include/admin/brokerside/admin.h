@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "brokerside/buf.h"
-#include "brokerside/config.h"
+#include "brokerside/admin_config.h"
 #include "brokerside/status.h"
 
 struct ev_loop;

@@ -30,10 +30,41 @@
 #include "brokerside/status.h"
 
 typedef struct cJSON cJSON;
-typedef struct bs_config_errors bs_config_errors;
-typedef struct bs_endpoint bs_endpoint;
+
+/* A resolved socket address plus the text it came from ("host:port"). */
+typedef struct bs_endpoint {
+    char *text; /* as written in the config */
+    char *host; /* host part, brackets stripped for IPv6 */
+    uint16_t port;
+    struct sockaddr_storage addr; /* resolved at load time */
+    socklen_t addrlen;
+} bs_endpoint;
+
+/* One problem found while loading, already formatted as
+ * "FILE: PATH: message". */
+typedef struct bs_config_errors {
+    char **msgs;
+    size_t n;
+} bs_config_errors;
+
+/* Free every message in errs and reset it to empty (n = 0), ready for reuse. */
+void bs_config_errors_free(bs_config_errors *errs);
+
+/* Append one printf-formatted message to `list` (control characters become
+ * '?', so one message stays one line). BS_E_NOMEM if it could not grow. */
+bs_status bs_config_errors_addf(bs_config_errors *list, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3))) BS_WUR;
+
+
+/* True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+bool bs_endpoint_is_loopback(const bs_endpoint *e);
+/* True for the wildcard addresses 0.0.0.0 and ::. */
+bool bs_endpoint_is_wildcard(const bs_endpoint *e);
+
+
 
 #define BS_CONF_PATH_MAX 512 /* longest JSON path in a message */
+#define BS_CONF_PUBLISHED_MAX 8 /* values sections publish per load (bs_conf_publish) */
 
 /* State shared by the walkers of one load. Modules' callbacks receive it and
  * report through bs_conf_err(); they never format messages themselves. */
@@ -44,8 +75,13 @@ typedef struct bs_conf {
     size_t n_problems;      /* problems found by this load (errs may hold older ones) */
     bool nomem;             /* an allocation failed somewhere: the result is unusable */
     bs_config_errors *warns; /* the config's warnings (bs_config.warnings; may be NULL) */
-    void *top;              /* the document's struct being filled (the daemon's bs_config), for
-                               rules that read a section read earlier (e.g. aws.region) */
+    /* Values a section publishes for sections read after it (bs_conf_publish),
+     * e.g. aws.region, the fallback of every AWS client's region row. */
+    struct {
+        const char *name;  /* static, e.g. "aws.region" */
+        const char *value; /* borrowed from the struct being filled */
+    } published[BS_CONF_PUBLISHED_MAX];
+    size_t n_published;
 } bs_conf;
 
 typedef enum bs_conf_type {
@@ -185,6 +221,15 @@ void bs_conf_path_key(char *dst, size_t n, const char *base, const char *key);
 void bs_conf_path_index(char *dst, size_t n, const char *base, size_t i);
 /* "a string", "an array", ... for messages. */
 const char *bs_conf_type_name(const cJSON *v);
+/* Publish `value` under the static `name` ("aws.region") for sections read
+ * later in the same load, so a module's row can fall back to another
+ * section's value without knowing the struct that holds it. `value` is
+ * borrowed (it must live as long as the load); publishing a name again
+ * replaces it; NULL withdraws it. At most BS_CONF_PUBLISHED_MAX names
+ * (more is a programming error: c->nomem is raised). */
+void bs_conf_publish(bs_conf *c, const char *name, const char *value);
+/* The value published under `name` in this load, or NULL. */
+const char *bs_conf_published(const bs_conf *c, const char *name);
 /* strdup that raises c->nomem on failure; NULL in, NULL out. */
 char *bs_conf_strdup(bs_conf *c, const char *s);
 /* The member `key` of `obj`, or NULL when absent or JSON null. */
@@ -235,6 +280,14 @@ void bs_conf_parse_switch(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, co
 void bs_conf_free_switch(const bs_conf_opt *o, void *base);
 bool bs_conf_diff_switch(const bs_conf_opt *o, const void *a, const void *b, const char *label,
                          char *what, size_t whatlen);
+/* The `sinks` list of an event section (audit, metrics, logs): names of
+ * sinks, each defined in the `sinks` section (the composition root links
+ * them). */
+typedef struct bs_sink_refs {
+    char **names; /* sink names, each defined in bs_config.sinks */
+    size_t n;
+} bs_sink_refs;
+
 /* The `sinks` list of an event section (a bs_sink_refs at base + offset):
  * absent = ["default"]; names are resolved later by the daemon's rules. */
 void bs_conf_parse_sink_refs(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,

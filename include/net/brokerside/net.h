@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "brokerside/buf.h"
-#include "brokerside/config.h"
+#include "brokerside/net_config.h"
 #include "brokerside/session.h"
 #include "brokerside/status.h"
 
@@ -35,13 +35,14 @@ typedef struct bs_server bs_server;
  * Build a server for `cfg` on the control loop `control`: builds every TLS
  * context, registers the metrics of every listener, and binds one listening
  * socket per (listener, worker) so a bind failure is reported before any
- * thread starts. `cfg` is borrowed and must outlive the server (reload hands
- * in newer configs, which must also outlive it). On failure returns BS_E_IO /
+ * thread starts. `cfg` (net_config.h: what the server reads of a loaded
+ * configuration, normally bs_config.net) is borrowed and must outlive the
+ * server (reload hands in newer ones, which must also outlive it). On failure returns BS_E_IO /
  * BS_E_CONFIG / BS_E_CRYPTO / BS_E_NOMEM and writes one line per problem to
  * the log plus the first problem into err[errlen]; nothing stays bound.
  */
-bs_status bs_server_new(struct ev_loop *control, const bs_config *cfg, bs_server **out, char *err,
-                        size_t errlen) BS_WUR;
+bs_status bs_server_new(struct ev_loop *control, const bs_net_config *cfg, bs_server **out,
+                        char *err, size_t errlen) BS_WUR;
 
 /* Install the session filter of listener `name` (before start). `ops` and
  * `factory_ctx` are borrowed for the server's life. BS_E_NOT_FOUND if no
@@ -92,10 +93,10 @@ void bs_server_shutdown(bs_server *s, bool graceful);
  * composition root may call. `cfg` is borrowed and must outlive the
  * server (the caller keeps every config it hands in until after free).
  */
-bs_status bs_server_reload(bs_server *s, const bs_config *cfg) BS_WUR;
+bs_status bs_server_reload(bs_server *s, const bs_net_config *cfg) BS_WUR;
 
 /* The config currently applied (the one from new or the last successful reload). */
-const bs_config *bs_server_config(const bs_server *s);
+const bs_net_config *bs_server_config(const bs_server *s);
 
 /* Readiness: every listener bound and every upstream's last probe OK. If
  * not ready, writes the reason (naming the failing listener) into why[whylen]. */

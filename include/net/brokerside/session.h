@@ -48,7 +48,7 @@
 #include <stdint.h>
 
 #include "brokerside/buf.h"
-#include "brokerside/config.h"
+#include "brokerside/net_config.h"
 #include "brokerside/status.h"
 
 /* What a session learns about its connection when it opens. The strings
@@ -59,7 +59,7 @@ typedef struct bs_session_info {
      * opened. Unlike the strings below, this pointer stays valid for the
      * server's life (configs applied by reload are kept until exit), so a
      * session may keep it; a later reload applies to later connections. */
-    const bs_kafka_config *kafka;
+    const struct bs_kafka_config *kafka; /* proxy_config.h; opaque to net/ */
     const char *peer;      /* "ip:port" of the client */
     const char *principal; /* TLS client principal, NULL if none (no TLS or no cert) */
     /* wake(wake_arg) makes the connection call the session again soon (from

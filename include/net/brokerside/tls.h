@@ -22,7 +22,7 @@
 
 #include <openssl/ssl.h>
 
-#include "brokerside/config.h"
+#include "brokerside/net_config.h"
 #include "brokerside/status.h"
 
 /* Default TLS 1.2 cipher list: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305. */

@@ -26,6 +26,7 @@
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_framer.h"
 #include "brokerside/kafka_summary.h"
+#include "brokerside/proxy_config.h"
 #include "brokerside/session.h"
 #include "brokerside/status.h"
 

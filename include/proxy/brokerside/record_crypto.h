@@ -40,7 +40,7 @@
 
 #include <stddef.h>
 
-#include "brokerside/config.h"
+#include "brokerside/crypto_config.h"
 #include "brokerside/dek_manager.h"
 #include "brokerside/kafka.h"
 #include "brokerside/kafka_session.h"
