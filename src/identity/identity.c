@@ -221,13 +221,16 @@ bs_status bs_identity_config_parse(const cJSON *section, const char *base_dir,
                 report(fn, ctx, &bad, ".oauthbearer.issuer",
                        "required with jwks_file (tokens of any issuer would be accepted)");
             } else {
-                char path[1024], err[256] = "";
-                if (c->jwks_file[0] != '/' && base_dir)
-                    snprintf(path, sizeof path, "%s/%s", base_dir, c->jwks_file);
-                else
-                    snprintf(path, sizeof path, "%s", c->jwks_file);
+                /* The resolved path is allocated: any length the kernel
+                 * accepts works, a longer one fails to open and is named. */
+                char *path = NULL, err[256] = "";
+                if (c->jwks_file[0] != '/' && base_dir) {
+                    if (asprintf(&path, "%s/%s", base_dir, c->jwks_file) < 0) goto nomem;
+                } else if (!(path = strdup(c->jwks_file))) {
+                    goto nomem;
+                }
                 free(c->jwks_file);
-                c->jwks_file = strdup(path);
+                c->jwks_file = path;
                 if (bs_jwks_load(path, &c->jwks, err, sizeof err) != BS_OK)
                     report(fn, ctx, &bad, ".oauthbearer.jwks_file", "%s", err);
             }

@@ -1,5 +1,8 @@
 /* test_identity.c - the identity section, certificate mapping and the SASL
  * tracker (src/identity/identity.c). */
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cjson/cJSON.h>
 
 #include "brokerside/buf.h"
@@ -45,6 +48,43 @@ static void test_config(void)
     c = parse("{\"oauthbearer\":{\"jwks_file\":\"/nonexistent.json\",\"issuer\":\"x\"}}", &st);
     CHECK_EQ(st, BS_E_CONFIG);
     CHECK(strstr(g_last, "cannot open") != NULL);
+    /* A base directory longer than 1024 bytes is resolved whole (it used to
+     * be cut silently, so the file was never found): the file at the end of
+     * the long path is opened, and its content ("no keys") is the problem. */
+    char tmpl[] = "/tmp/bs-identity-XXXXXX";
+    CHECK(mkdtemp(tmpl) != NULL);
+    char dir[1400];
+    snprintf(dir, sizeof dir, "%s", tmpl);
+    char seg[201];
+    memset(seg, 'd', 200);
+    seg[200] = '\0';
+    for (int k = 0; k < 6; k++) {
+        size_t n = strlen(dir);
+        snprintf(dir + n, sizeof dir - n, "/%s", seg);
+        CHECK(mkdir(dir, 0700) == 0);
+    }
+    CHECK(strlen(dir) > 1100);
+    char file[1500];
+    snprintf(file, sizeof file, "%s/jwks.json", dir);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("{}", f);
+        fclose(f);
+    }
+    cJSON *j = cJSON_Parse("{\"oauthbearer\":{\"jwks_file\":\"jwks.json\",\"issuer\":\"x\"}}");
+    g_reports = 0;
+    CHECK_EQ(bs_identity_config_parse(j, dir, rep, NULL, &c), BS_E_CONFIG);
+    cJSON_Delete(j);
+    CHECK(c == NULL);
+    CHECK_EQ(g_reports, 1);
+    CHECK(strstr(g_last, "no \"keys\" array") != NULL);
+    unlink(file);
+    for (int k = 0; k < 6; k++) {
+        rmdir(dir);
+        *strrchr(dir, '/') = '\0';
+    }
+    rmdir(tmpl);
 }
 
 static void test_mapping(void)
