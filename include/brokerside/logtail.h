@@ -87,4 +87,23 @@ bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min
                                  const char **level, size_t *level_len, const char **rest,
                                  size_t *rest_len) BS_WUR;
 
+/* One entry of a checkpoint file, as bs_logtail_parse_checkpoint reads it;
+ * `path` points into the parsed text (path_len bytes, no NUL inside). */
+typedef struct bs_logtail_ckpt_entry {
+    uint64_t dev, ino, off, head_hash;
+    uint32_t head_len;
+    const char *path;
+    size_t path_len;
+} bs_logtail_ckpt_entry;
+typedef bs_status (*bs_logtail_ckpt_fn)(const bs_logtail_ckpt_entry *e, void *arg);
+
+/* Parse checkpoint text: a `bslt1 SPOOL_SEQ` line, then one line per file
+ * `DEV INO OFFSET HEAD_LEN HEAD_HASH PATH`, each line ending in a newline
+ * (decimal numbers without sign, OFFSET and SPOOL_SEQ at most INT64_MAX,
+ * HEAD_LEN at most 64, HEAD_HASH 1..16 hex digits, single spaces). Calls
+ * `fn` per entry (its non-OK status stops and is returned). BS_E_MALFORMED
+ * on any deviation. Exposed for tests and the fuzz target. */
+bs_status bs_logtail_parse_checkpoint(const void *text, size_t len, uint64_t *spool_seq,
+                                      bs_logtail_ckpt_fn fn, void *arg) BS_WUR;
+
 #endif
