@@ -827,6 +827,8 @@ static bool conn_quiescent(const bs_conn *c)
     return !side_has_bytes_in_flight(&c->c) && !side_has_bytes_in_flight(&c->u);
 }
 
+static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err);
+
 /* Make all possible progress on `c`, then re-arm its watchers. May free `c`. */
 static void conn_pump(bs_conn *c)
 {
@@ -847,7 +849,12 @@ static void conn_pump(bs_conn *c)
         if (c->c.ready && c->u.fd < 0 && !c->upstream_failed && !c->opened) {
             ev_tstamp dial = ev_now(c->w->loop);
             c->dial_delay_s = (float)(dial - c->t_start);
-            (void)conn_connect_upstream(c);
+            int sock_err = conn_connect_upstream(c);
+            if (sock_err == EMFILE || sock_err == ENFILE)
+                /* as on a plaintext listener: more clients now would each
+                 * finish their handshake only to be closed for want of an
+                 * upstream socket */
+                accept_pause(c->w->loop, &c->w->wl[c->l->index], sock_err);
             double first = c->w->limits.handshake_timeout_s;
             if (c->w->limits.connect_timeout_s < first) first = c->w->limits.connect_timeout_s;
             conn_timer_at(c, dial + first);
@@ -1065,10 +1072,13 @@ static void conn_close(bs_conn *c, bool clean)
 }
 
 /* Stop accepting on `wl` for ACCEPT_PAUSE_S after resource exhaustion
- * (`err`), logged at most once per second. */
+ * (`err`): counted (brokerside_accept_pauses_total), logged at most once per
+ * second. A no-op while `wl` is already paused or closed (draining). */
 static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err)
 {
     bs_listener *l = wl->l;
+    if (wl->fd < 0 || ev_is_active(&wl->pause)) return;
+    bs_metric_add(l->m_accept_pauses, 1);
     if (bs_net_ratelimit(&l->last_limit_log))
         BS_LOG_ERRORF("net", "listener %s: %s; pausing accepts for %.0f ms", l->cfg->name,
                       strerror(err), ACCEPT_PAUSE_S * 1000);
