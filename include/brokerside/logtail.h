@@ -9,7 +9,8 @@
  *    at the path starts at offset 0;
  *  - copytruncate: a file whose size drops below our offset, or whose first
  *    bytes change, restarts at offset 0.
- * Multi-line events: a line that starts with `[yyyy-MM-dd HH:mm:ss,SSS] LEVEL`
+ * Files of format "plain" (options.plain): every line is one event, its
+ * text the message. Multi-line events (log4j, the default): a line that starts with `[yyyy-MM-dd HH:mm:ss,SSS] LEVEL`
  * starts an event; every other line (stack frames, `Caused by:`) joins the
  * current one. An event is emitted when the next one starts, after
  * `flush_ms` without new data in that file, or at `max_event_bytes`.
@@ -45,6 +46,9 @@ struct ev_loop;
 
 typedef struct bs_logtail_options {
     const char *const *files; /* paths or glob(3) patterns */
+    /* per entry of `files`: format "plain", every line one event with only
+     * `message` (and the source fields); NULL or false: the log4j rules */
+    const bool *plain;
     size_t n_files;
     const char *state_path; /* checkpoint file (required) */
     uint32_t poll_ms;       /* default 250 */

@@ -40,6 +40,7 @@ typedef struct tfile {
     ev_tstamp last_data;
     uint64_t head_hash;
     uint32_t head_len;
+    bool plain;  /* one event per line (format "plain"), else log4j rules */
     bool seen;   /* matched by a pattern in this poll */
     bool orphan; /* no pattern matches its inode any more: drain and drop */
 } tfile;
@@ -208,8 +209,8 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
     size_t lvl_len, rest_len;
     bs_wbuf_reset(w);
     bs_wbuf_put_u8(w, '{');
-    if (bs_logtail_parse_start(s, fl, t->o.tz_offset_min, &ms, &lvl, &lvl_len, &rest, &rest_len) ==
-        BS_OK) {
+    if (!f->plain && bs_logtail_parse_start(s, fl, t->o.tz_offset_min, &ms, &lvl, &lvl_len, &rest,
+                                            &rest_len) == BS_OK) {
         time_t secs = (time_t)(ms / 1000);
         struct tm tm;
         char ts[40];
@@ -239,7 +240,7 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
             bs_wbuf_put_json_string(w, rest, msg_first);
         }
     } else {
-        /* no start line (the file began mid-event): keep the text as is */
+        /* a "plain" line, or no start line (the file began mid-event): the text as is */
         bs_wbuf_put_str(w, "\"message\":");
         bs_wbuf_put_json_string(w, s, len);
     }
@@ -298,8 +299,8 @@ static bs_status assemble(bs_logtail *t, tfile *f, bool final, ev_tstamp now)
         const char *lv, *rest;
         size_t lvl, rl;
         size_t tl = le - ls - 1; /* without the newline */
-        bool start = bs_logtail_parse_start((const char *)f->pend + ls, tl, 0, &ms, &lv, &lvl,
-                                            &rest, &rl) == BS_OK;
+        bool start = f->plain || bs_logtail_parse_start((const char *)f->pend + ls, tl, 0, &ms,
+                                                        &lv, &lvl, &rest, &rl) == BS_OK;
         if (start && ls > 0) {
             /* the previous event (always at pend[0]) is complete */
             BS_GUARD(emit(t, f, 0, ls, f->ev_lines));
@@ -417,12 +418,23 @@ static bool note_unreadable(bs_logtail *t, const struct stat *sb)
     return true;
 }
 
+/* True when every configured file is "plain": the format of a checkpointed
+ * file found under a name no pattern matches any more. */
+static bool all_plain(const bs_logtail *t)
+{
+    for (size_t i = 0; i < t->o.n_files; i++)
+        if (!t->o.plain || !t->o.plain[i]) return false;
+    return true;
+}
+
 /* Open `path` (dev/ino already known) as a new tracked file, resuming from a
  * matching checkpoint entry. */
-static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, bool initial)
+static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, bool initial,
+                       bool plain)
 {
     tfile *f = calloc(1, sizeof *f);
     BS_ENSURE(f, BS_E_NOMEM);
+    f->plain = plain;
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     f->path = strdup(path);
     if (!f->path) {
@@ -524,7 +536,7 @@ static bs_status scan_patterns(bs_logtail *t, bool initial)
                 }
                 continue;
             }
-            bs_status st = track(t, g.gl_pathv[k], &sb, initial);
+            bs_status st = track(t, g.gl_pathv[k], &sb, initial, t->o.plain && t->o.plain[p]);
             if (st != BS_OK) {
                 globfree(&g);
                 return st;
@@ -892,7 +904,7 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
         ckpt *c = &t->ck[i];
         size_t before = t->n_ck;
         if (c->path[0] && find_inode(c, found, sizeof found, &sb)) {
-            st = track(t, found, &sb, true);
+            st = track(t, found, &sb, true, all_plain(t));
             if (st == BS_OK && t->n_files) t->files[t->n_files - 1]->orphan = true;
             if (t->n_ck < before)
                 continue; /* entry consumed by track(): same index holds the next */

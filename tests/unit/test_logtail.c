@@ -390,6 +390,47 @@ static void test_checkpoint_long_path(void)
     free(dir);
 }
 
+/* Format "plain": every line is an event of its own, even lines that log4j
+ * rules would join (indented, "Caused by:") or parse (a log4j start line). */
+static void test_plain_format(void)
+{
+    char *dir = tu_mkdtemp("tail");
+    char sdir[512], state[512], log[512];
+    snprintf(sdir, sizeof sdir, "%s/spool", dir);
+    snprintf(state, sizeof state, "%s/tail.state", dir);
+    snprintf(log, sizeof log, "%s/app.log", dir);
+    bs_spool_options so;
+    bs_spool_options_default(&so);
+    so.dir = sdir;
+    bs_spool *sp;
+    CHECK_EQ(bs_spool_open(&so, &sp), BS_OK);
+    append(log, "first line\n\tat indented\nCaused by: x\n[2026-11-24 21:05:09,123] INFO y (a.B)\n");
+    const char *files[] = {log};
+    const bool plain[] = {true};
+    bs_logtail_options o = {
+        .files = files, .plain = plain, .n_files = 1, .state_path = state, .flush_ms = 1};
+    bs_logtail *t = NULL;
+    CHECK_EQ(bs_logtail_new(NULL, sp, &o, &t), BS_OK);
+    CHECK_EQ(bs_logtail_poll(t), BS_OK);
+    msleep(5);
+    CHECK_EQ(bs_logtail_poll(t), BS_OK);
+    cJSON *ev[8];
+    int got = read_events(sp, 0, ev, 8);
+    CHECK_EQ(got, 4);
+    static const char *const want[] = {"first line", "\tat indented", "Caused by: x",
+                                       "[2026-11-24 21:05:09,123] INFO y (a.B)"};
+    for (int i = 0; i < got && i < 4; i++) {
+        CHECK_STR(jstr(ev[i], "message"), want[i]);
+        CHECK(jstr(ev[i], "level") == NULL && jstr(ev[i], "time") == NULL);
+    }
+    for (int i = 0; i < got; i++)
+        cJSON_Delete(ev[i]);
+    bs_logtail_free(t);
+    bs_spool_close(sp);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* ---- end to end: writer, rotations both ways, kill -9 of the tailer process ---- */
 
 typedef struct e2e {
@@ -594,6 +635,7 @@ int main(void)
     RUN(test_bad_options_and_checkpoint);
     RUN(test_parse_checkpoint);
     RUN(test_checkpoint_long_path);
+    RUN(test_plain_format);
     RUN(test_rotation_and_kill9_exactly_once);
     return test_report();
 }
