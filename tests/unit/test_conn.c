@@ -746,16 +746,18 @@ static int emfile_child(int to, int from)
     close(filler[--n]);
     int status = 0;
     static const char *const names[] = {"emtls", "emplain"};
+
     for (int i = 0; i < 2 && status == 0; i++) {
-        char lab[64];
+        char lab[64], plab[80];
         snprintf(lab, sizeof lab, "listener=\"%s\"", names[i]);
+        snprintf(plab, sizeof plab, "%s,at=\"upstream\"", lab);
         char go = 'g', done;
         if (write(to, &go, 1) != 1) status = 20;
         /* the client is accepted, its upstream socket fails: accepting pauses */
-        else if (!WAIT_UNTIL(counter("brokerside_accept_pauses_total", lab) == 1 &&
+        else if (!WAIT_UNTIL(counter("brokerside_accept_pauses_total", plab) == 1 &&
                              counter("brokerside_upstream_connect_failures_total", lab) == 1)) {
             fprintf(stderr, "emfile child: %s: %lld pauses, %lld upstream failures\n", names[i],
-                    (long long)counter("brokerside_accept_pauses_total", lab),
+                    (long long)counter("brokerside_accept_pauses_total", plab),
                     (long long)counter("brokerside_upstream_connect_failures_total", lab));
             status = 21 + i;
         }
