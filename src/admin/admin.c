@@ -74,27 +74,31 @@ struct bs_admin {
 
 typedef bs_admin_request request;
 
-/* RFC 9110 tchar: the characters allowed in a method and a header name. */
-static bool is_tchar(uint8_t c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* Next line of the cursor (LF or CRLF terminated; the terminator is not part
  * of *line). BS_E_SHORT without moving if no LF is buffered yet. */
 static bs_status read_line(bs_cursor *c, const uint8_t **line, size_t *len)
 {
-    if (bs_cursor_remaining(c) == 0) return BS_E_SHORT; /* memchr must not see NULL */
-    const uint8_t *p = bs_cursor_ptr(c);
-    const uint8_t *nl = memchr(p, '\n', bs_cursor_remaining(c));
-    if (!nl) return BS_E_SHORT;
-    size_t n = (size_t)(nl - p);
-    BS_GUARD(bs_cursor_skip(c, n + 1));
-    if (n > 0 && p[n - 1] == '\r') n--;
-    *line = p;
-    *len = n;
+    BS_GUARD(bs_cursor_take_until(c, '\n', line, len));
+    if (*len > 0 && (*line)[*len - 1] == '\r') (*len)--;
     return BS_OK;
+}
+
+/* A request-target byte: visible ASCII. */
+static bool is_target_byte(uint8_t b)
+{
+    return b >= 0x21 && b <= 0x7e;
+}
+
+/* A header-value byte: HTAB or any byte but the controls and DEL. */
+static bool is_field_value_byte(uint8_t b)
+{
+    return b == '\t' || (b >= 0x20 && b != 0x7f);
+}
+
+/* A byte of a request line still being received: printable ASCII. */
+static bool is_request_line_byte(uint8_t b)
+{
+    return b >= 0x20 && b < 0x7f;
 }
 
 /* Parse `method SP target SP HTTP/1.x` strictly (single spaces, origin-form
@@ -103,33 +107,23 @@ static bs_status parse_request_line(const uint8_t *line, size_t len, request *rq
 {
     bs_cursor c;
     bs_cursor_init(&c, line, len);
-    size_t start = c.pos;
-    while (bs_cursor_remaining(&c) && is_tchar(*bs_cursor_ptr(&c)))
-        c.pos++;
-    rq->method = line + start;
-    rq->method_len = c.pos - start;
-    uint8_t sp;
+    rq->method_len = bs_cursor_take_while(&c, bs_byte_is_tchar, &rq->method);
     BS_ENSURE(rq->method_len > 0, BS_E_MALFORMED);
-    BS_ENSURE(bs_read_u8(&c, &sp) == BS_OK && sp == ' ', BS_E_MALFORMED);
+    BS_ENSURE(bs_cursor_accept(&c, " ", 1), BS_E_MALFORMED);
 
-    start = c.pos;
-    size_t query = SIZE_MAX;
-    while (bs_cursor_remaining(&c)) {
-        uint8_t ch = *bs_cursor_ptr(&c);
-        if (ch < 0x21 || ch > 0x7e) break;
-        if (ch == '?' && query == SIZE_MAX) query = c.pos;
-        c.pos++;
-    }
-    BS_ENSURE(c.pos > start && line[start] == '/', BS_E_MALFORMED);
-    rq->path = line + start;
-    rq->path_len = (query == SIZE_MAX ? c.pos : query) - start;
-    BS_ENSURE(bs_read_u8(&c, &sp) == BS_OK && sp == ' ', BS_E_MALFORMED);
+    const uint8_t *target;
+    size_t target_len = bs_cursor_take_while(&c, is_target_byte, &target);
+    BS_ENSURE(target_len > 0 && target[0] == '/', BS_E_MALFORMED);
+    const uint8_t *query = memchr(target, '?', target_len);
+    rq->path = target;
+    rq->path_len = query ? (size_t)(query - target) : target_len;
+    BS_ENSURE(bs_cursor_accept(&c, " ", 1), BS_E_MALFORMED);
 
-    const uint8_t *ver;
-    BS_ENSURE(bs_cursor_remaining(&c) == 8, BS_E_MALFORMED);
-    BS_GUARD(bs_read_bytes(&c, 8, &ver));
-    BS_ENSURE(memcmp(ver, "HTTP/1.", 7) == 0 && (ver[7] == '0' || ver[7] == '1'), BS_E_MALFORMED);
-    rq->minor_version = ver[7] - '0';
+    BS_ENSURE(bs_cursor_accept(&c, "HTTP/1.", 7), BS_E_MALFORMED);
+    uint64_t minor;
+    BS_ENSURE(bs_cursor_parse_decimal(&c, 1, 1, 1, &minor) == BS_OK, BS_E_MALFORMED);
+    BS_ENSURE(bs_cursor_remaining(&c) == 0, BS_E_MALFORMED);
+    rq->minor_version = (int)minor;
     return BS_OK;
 }
 
@@ -137,16 +131,16 @@ static bs_status parse_request_line(const uint8_t *line, size_t len, request *rq
  * Sets *is_host when the name is Host (case-insensitive). */
 static bs_status check_header(const uint8_t *line, size_t len, bool *is_host)
 {
-    size_t i = 0;
-    while (i < len && is_tchar(line[i]))
-        i++;
+    bs_cursor c;
+    bs_cursor_init(&c, line, len);
+    const uint8_t *name;
+    size_t name_len = bs_cursor_take_while(&c, bs_byte_is_tchar, &name);
     /* No name, whitespace before the colon, or a continuation line. */
-    BS_ENSURE(i > 0 && i < len && line[i] == ':', BS_E_MALFORMED);
-    *is_host = (i == 4 && strncasecmp((const char *)line, "host", 4) == 0);
-    for (size_t j = i + 1; j < len; j++) {
-        uint8_t ch = line[j];
-        BS_ENSURE(ch == '\t' || (ch >= 0x20 && ch != 0x7f), BS_E_MALFORMED);
-    }
+    BS_ENSURE(name_len > 0 && bs_cursor_accept(&c, ":", 1), BS_E_MALFORMED);
+    *is_host = (name_len == 4 && strncasecmp((const char *)name, "host", 4) == 0);
+    const uint8_t *value;
+    (void)bs_cursor_take_while(&c, is_field_value_byte, &value);
+    BS_ENSURE(bs_cursor_remaining(&c) == 0, BS_E_MALFORMED);
     return BS_OK;
 }
 
@@ -163,13 +157,12 @@ bs_status bs_admin_parse_head(const void *buf, size_t len, bs_admin_request *rq)
         bs_status st = read_line(&c, &line, &n);
         if (st == BS_E_SHORT) {
             /* Reject a request line that is already invalid (binary, e.g. a
-             * TLS ClientHello) instead of waiting for the limit or timeout. */
-            const uint8_t *p = bs_cursor_ptr(&c);
-            size_t rem = bs_cursor_remaining(&c);
-            for (size_t i = 0; i < rem; i++) {
-                bool crlast = p[i] == '\r' && i + 1 == rem;
-                BS_ENSURE(crlast || (p[i] >= 0x20 && p[i] < 0x7f), BS_E_MALFORMED);
-            }
+             * TLS ClientHello) instead of waiting for the limit or timeout;
+             * a CR may end what has arrived so far. */
+            const uint8_t *part;
+            (void)bs_cursor_take_while(&c, is_request_line_byte, &part);
+            (void)bs_cursor_accept(&c, "\r", 1);
+            BS_ENSURE(bs_cursor_remaining(&c) == 0, BS_E_MALFORMED);
         }
         BS_GUARD(st);
     } while (n == 0);

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "brokerside/buf.h"
+#include "brokerside/cursor.h"
 #include "brokerside/log.h"
 
 #define MOD "aws-creds"
@@ -204,74 +205,130 @@ static void trim(const char **s, const char **e)
         (*e)--;
 }
 
-/* True if [s, e) is exactly the string `lit`. */
-static bool span_eq(const char *s, const char *e, const char *lit)
+/* A cursor over [p, p+n) with ASCII whitespace trimmed at both ends. */
+static void trimmed(const uint8_t *p, size_t n, bs_cursor *out)
 {
-    size_t n = strlen(lit);
-    return (size_t)(e - s) == n && memcmp(s, lit, n) == 0;
+    bs_cursor c;
+    bs_cursor_init(&c, p, n);
+    const uint8_t *lead;
+    (void)bs_cursor_take_while(&c, bs_byte_is_space, &lead);
+    size_t rem = bs_cursor_remaining(&c);
+    const uint8_t *s = bs_cursor_ptr(&c);
+    while (rem && bs_byte_is_space(s[rem - 1]))
+        rem--;
+    bs_cursor_init(out, s, rem);
 }
 
-/* Look for `profile` in an INI file. In the config file (`config_style`),
- * sections are `[profile NAME]`, except `[default]`. Fills `out` only when the
- * section has both aws_access_key_id and aws_secret_access_key. */
+/* True if the whole cursor is exactly the string `lit`. */
+static bool span_eq(const bs_cursor *c, const char *lit)
+{
+    size_t n = strlen(lit);
+    return bs_cursor_remaining(c) == n && memcmp(bs_cursor_ptr(c), lit, n) == 0;
+}
+
+/* The section name of a `[...]` line (`line` trimmed, starting with '['),
+ * or false when the line opens no section this file style knows. */
+static bool section_name(const bs_cursor *line, bool config_style, bs_cursor *name)
+{
+    size_t n = bs_cursor_remaining(line);
+    const uint8_t *p = bs_cursor_ptr(line);
+    if (n < 2 || p[n - 1] != ']') return false;
+    trimmed(p + 1, n - 2, name);
+    if (!config_style) return true;
+    /* the config file: `[profile NAME]`, and `[default]` as is */
+    bs_cursor probe = *name;
+    const uint8_t *sp;
+    if (bs_cursor_accept(&probe, "profile", 7) &&
+        bs_cursor_take_while(&probe, bs_byte_is_space, &sp) > 0) {
+        trimmed(bs_cursor_ptr(&probe), bs_cursor_remaining(&probe), name);
+        return true;
+    }
+    return span_eq(name, "default");
+}
+
+/* A NUL-terminated copy of the value (wiped and freed by the caller); NULL
+ * when out of memory. */
+static char *value_dup(const bs_cursor *v)
+{
+    size_t n = bs_cursor_remaining(v);
+    char *s = malloc(n + 1);
+    if (!s) return NULL;
+    memcpy(s, bs_cursor_ptr(v), n);
+    s[n] = '\0';
+    return s;
+}
+
+/* See aws_credentials.h. */
+bs_status bs_aws_credentials_parse_profile(const void *text, size_t len, const char *profile,
+                                           bool config_style, bs_aws_credentials *out)
+{
+    static const char *const keys[] = {"aws_access_key_id", "aws_secret_access_key",
+                                       "aws_session_token"};
+    bs_cursor vals[3];
+    bool have[3] = {false, false, false};
+    bool in_section = false;
+    bs_cursor c;
+    bs_cursor_init(&c, text, len);
+    while (bs_cursor_remaining(&c)) {
+        const uint8_t *raw;
+        size_t n;
+        if (bs_cursor_take_until(&c, '\n', &raw, &n) != BS_OK) {
+            n = bs_cursor_remaining(&c); /* the last line without its newline */
+            BS_GUARD(bs_read_bytes(&c, n, &raw));
+        }
+        bs_cursor line;
+        trimmed(raw, n, &line);
+        if (!bs_cursor_remaining(&line) || bs_cursor_at(&line, '#') || bs_cursor_at(&line, ';'))
+            continue;
+        if (bs_cursor_at(&line, '[')) {
+            bs_cursor name;
+            in_section = section_name(&line, config_style, &name) && span_eq(&name, profile);
+            continue;
+        }
+        if (!in_section) continue;
+        const uint8_t *key_raw;
+        size_t key_len;
+        if (bs_cursor_take_until(&line, '=', &key_raw, &key_len) != BS_OK) continue;
+        bs_cursor key, val;
+        trimmed(key_raw, key_len, &key);
+        trimmed(bs_cursor_ptr(&line), bs_cursor_remaining(&line), &val);
+        for (size_t k = 0; k < BS_ARRAY_LEN(keys); k++)
+            if (span_eq(&key, keys[k])) {
+                vals[k] = val;
+                have[k] = true;
+            }
+    }
+    if (!have[0] || !have[1] || !bs_cursor_remaining(&vals[0]) || !bs_cursor_remaining(&vals[1]))
+        return BS_E_NOT_FOUND;
+    /* A NUL would cut the key short where it is used as a C string: a file
+     * that holds one is damaged, not a shorter key. */
+    for (size_t k = 0; k < BS_ARRAY_LEN(keys); k++)
+        if (have[k] && memchr(bs_cursor_ptr(&vals[k]), '\0', bs_cursor_remaining(&vals[k])))
+            return BS_E_MALFORMED;
+    char *akid = value_dup(&vals[0]);
+    char *secret = value_dup(&vals[1]);
+    char *token = have[2] ? value_dup(&vals[2]) : NULL;
+    bs_status st = BS_E_NOMEM;
+    if (akid && secret && (token || !have[2]))
+        st = creds_set(out, akid, secret, token, 0, "shared-file");
+    free(akid);
+    wipe_free(secret);
+    wipe_free(token);
+    return st;
+}
+
+/* Look for `profile` in the INI file at `path` (see
+ * bs_aws_credentials_parse_profile). BS_E_NOT_FOUND if the file is absent. */
 static bs_status profile_from_file(const char *path, const char *profile, bool config_style,
                                    bs_aws_credentials *out)
 {
     char *text = NULL;
     size_t len = 0;
     BS_GUARD(read_small_file(path, &text, &len));
-    bs_status st = BS_E_NOT_FOUND;
-    bool in_section = false;
-    const char *akid = NULL, *secret = NULL, *token = NULL;
-    size_t akid_n = 0, secret_n = 0, token_n = 0;
-    for (char *line = text; line < text + len;) {
-        char *nl = memchr(line, '\n', (size_t)(text + len - line));
-        const char *s = line, *e = nl ? nl : text + len;
-        line = nl ? nl + 1 : text + len;
-        trim(&s, &e);
-        if (s == e || *s == '#' || *s == ';') continue;
-        if (*s == '[') {
-            if (e[-1] != ']') {
-                in_section = false;
-                continue;
-            }
-            const char *ns = s + 1, *ne = e - 1;
-            trim(&ns, &ne);
-            if (config_style && (size_t)(ne - ns) > 8 && memcmp(ns, "profile", 7) == 0 &&
-                isspace((unsigned char)ns[7])) {
-                ns += 8;
-                trim(&ns, &ne);
-            } else if (config_style && !span_eq(ns, ne, "default")) {
-                in_section = false;
-                continue;
-            }
-            in_section = span_eq(ns, ne, profile);
-            continue;
-        }
-        if (!in_section) continue;
-        const char *eq = memchr(s, '=', (size_t)(e - s));
-        if (!eq) continue;
-        const char *ks = s, *ke = eq, *vs = eq + 1, *ve = e;
-        trim(&ks, &ke);
-        trim(&vs, &ve);
-        if (span_eq(ks, ke, "aws_access_key_id")) {
-            akid = vs;
-            akid_n = (size_t)(ve - vs);
-        } else if (span_eq(ks, ke, "aws_secret_access_key")) {
-            secret = vs;
-            secret_n = (size_t)(ve - vs);
-        } else if (span_eq(ks, ke, "aws_session_token")) {
-            token = vs;
-            token_n = (size_t)(ve - vs);
-        }
-    }
-    if (akid && secret && akid_n && secret_n) {
-        /* Terminate the values in place; the buffer is wiped below anyway. */
-        ((char *)akid)[akid_n] = '\0';
-        ((char *)secret)[secret_n] = '\0';
-        if (token) ((char *)token)[token_n] = '\0';
-        st = creds_set(out, akid, secret, token, 0, "shared-file");
-    }
+    bs_status st = bs_aws_credentials_parse_profile(text, len, profile, config_style, out);
+    if (st == BS_E_MALFORMED)
+        BS_LOG_WARNF(MOD, "%s: profile %s: a key holds a NUL byte (damaged file?)", path,
+                     profile);
     OPENSSL_cleanse(text, len);
     free(text);
     return st;

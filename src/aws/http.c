@@ -207,25 +207,45 @@ static void normalise_code(char *code)
         code[--n] = '\0';
 }
 
-/* Find the text of the first <tag>...</tag> in an XML body (no nesting
- * expected in AWS error documents). */
-static bool xml_element(const uint8_t *body, size_t len, const char *tag, const uint8_t **val,
-                        size_t *vlen)
+/* See aws_http.h. */
+bool bs_aws_xml_element(bs_cursor *c, const char *tag, bs_cursor *value)
 {
-    char open[32], close[32];
-    snprintf(open, sizeof open, "<%s>", tag);
-    snprintf(close, sizeof close, "</%s>", tag);
-    bs_cursor c;
-    bs_cursor_init(&c, body, len);
-    size_t olen = strlen(open), clen = strlen(close);
-    const uint8_t *start = memmem(body, len, open, olen);
-    if (!start) return false;
-    if (bs_cursor_skip(&c, (size_t)(start - body) + olen) != BS_OK) return false;
-    const uint8_t *end = memmem(bs_cursor_ptr(&c), bs_cursor_remaining(&c), close, clen);
-    if (!end) return false;
-    *val = bs_cursor_ptr(&c);
-    *vlen = (size_t)(end - *val);
+    char open[64], close[64];
+    int on = snprintf(open, sizeof open, "<%s>", tag);
+    int cn = snprintf(close, sizeof close, "</%s>", tag);
+    if (on < 0 || cn < 0 || (size_t)cn >= sizeof close) return false;
+    bs_cursor probe = *c;
+    const uint8_t *before, *text;
+    size_t n, text_len;
+    if (bs_cursor_take_until_lit(&probe, open, (size_t)on, &before, &n) != BS_OK ||
+        bs_cursor_take_until_lit(&probe, close, (size_t)cn, &text, &text_len) != BS_OK)
+        return false;
+    bs_cursor_init(value, text, text_len);
+    *c = probe;
     return true;
+}
+
+/* See aws_http.h. */
+void bs_aws_xml_text(const bs_cursor *value, char *out, size_t cap)
+{
+    static const struct {
+        const char *entity;
+        char c;
+    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    if (cap == 0) return;
+    bs_cursor c = *value;
+    size_t o = 0;
+    while (o + 1 < cap && bs_cursor_remaining(&c)) {
+        bool decoded = false;
+        for (size_t k = 0; k < BS_ARRAY_LEN(ents) && bs_cursor_at(&c, '&') && !decoded; k++)
+            if (bs_cursor_accept(&c, ents[k].entity, strlen(ents[k].entity))) {
+                out[o++] = ents[k].c;
+                decoded = true;
+            }
+        uint8_t b;
+        if (!decoded && bs_read_u8(&c, &b) == BS_OK) out[o++] = (char)b;
+    }
+    out[o] = '\0';
 }
 
 /* Parse an untrusted error body of explicit length (never NUL-terminated) into
@@ -235,10 +255,11 @@ void bs_aws_error_code(const uint8_t *body, size_t len, const char *x_amzn_error
 {
     if (code_cap) code[0] = '\0';
     if (message_cap) message[0] = '\0';
-    size_t i = 0;
-    while (i < len && isspace(body[i]))
-        i++;
-    if (i < len && body[i] == '{') {
+    bs_cursor lead;
+    bs_cursor_init(&lead, body, len);
+    const uint8_t *space;
+    (void)bs_cursor_take_while(&lead, bs_byte_is_space, &space);
+    if (bs_cursor_at(&lead, '{')) {
         cJSON *j = cJSON_ParseWithLength((const char *)body, len);
         if (j) {
             const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(j, "__type"));
@@ -250,11 +271,14 @@ void bs_aws_error_code(const uint8_t *body, size_t len, const char *x_amzn_error
             if (m) copy_span(message, message_cap, (const uint8_t *)m, strlen(m));
             cJSON_Delete(j);
         }
-    } else if (i < len && body[i] == '<') {
-        const uint8_t *v;
-        size_t vn;
-        if (xml_element(body, len, "Code", &v, &vn)) copy_span(code, code_cap, v, vn);
-        if (xml_element(body, len, "Message", &v, &vn)) copy_span(message, message_cap, v, vn);
+    } else if (bs_cursor_at(&lead, '<')) {
+        bs_cursor doc, v;
+        bs_cursor_init(&doc, body, len);
+        if (bs_aws_xml_element(&doc, "Code", &v))
+            copy_span(code, code_cap, bs_cursor_ptr(&v), bs_cursor_remaining(&v));
+        bs_cursor_init(&doc, body, len);
+        if (bs_aws_xml_element(&doc, "Message", &v))
+            copy_span(message, message_cap, bs_cursor_ptr(&v), bs_cursor_remaining(&v));
     }
     /* The header is authoritative for JSON protocols (restJson bodies may lack __type). */
     if (x_amzn_error_type && *x_amzn_error_type)
@@ -272,22 +296,29 @@ const char *bs_aws_http_response_header(const bs_aws_http_response *resp, const 
     const call *k = resp->internal_;
     if (!k || !k->resp_headers.data) return NULL;
     size_t nlen = strlen(name);
-    const char *p = (const char *)k->resp_headers.data;
-    const char *end = p + k->resp_headers.len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *le = eol ? eol : end;
-        if ((size_t)(le - p) > nlen && p[nlen] == ':' && strncasecmp(p, name, nlen) == 0) {
-            const char *v = p + nlen + 1;
-            while (v < le && (*v == ' ' || *v == '\t'))
-                v++;
-            const char *ve = le;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            if (len) *len = (size_t)(ve - v);
-            return v;
+    bs_cursor c;
+    bs_cursor_init(&c, k->resp_headers.data, k->resp_headers.len);
+    while (bs_cursor_remaining(&c)) {
+        const uint8_t *line;
+        size_t n;
+        if (bs_cursor_take_until(&c, '\n', &line, &n) != BS_OK) {
+            /* the last line without its LF */
+            n = bs_cursor_remaining(&c);
+            if (bs_read_bytes(&c, n, &line) != BS_OK) break;
         }
-        p = le + 1;
+        bs_cursor l;
+        bs_cursor_init(&l, line, n);
+        if (n <= nlen || line[nlen] != ':' || strncasecmp((const char *)line, name, nlen) != 0)
+            continue;
+        if (bs_cursor_skip(&l, nlen + 1) != BS_OK) continue;
+        const uint8_t *blank, *v;
+        (void)bs_cursor_take_while(&l, bs_byte_is_blank, &blank);
+        size_t vn = bs_cursor_remaining(&l);
+        v = bs_cursor_ptr(&l);
+        while (vn && (v[vn - 1] == '\r' || bs_byte_is_blank(v[vn - 1])))
+            vn--;
+        if (len) *len = vn;
+        return (const char *)v;
     }
     return NULL;
 }

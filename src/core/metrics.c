@@ -64,6 +64,8 @@ typedef struct family {
 } family;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+/* get-or-create calls so far (each takes g_lock): bs_metrics_lookups */
+static _Atomic uint64_t g_lookups;
 static family **g_families; /* sorted by name */
 static size_t g_n_families, g_cap_families;
 
@@ -295,6 +297,7 @@ static series *get_or_create(const char *name, const char *help, const char *lab
         return NULL;
     }
     series *s = NULL;
+    atomic_fetch_add_explicit(&g_lookups, 1, memory_order_relaxed);
     pthread_mutex_lock(&g_lock);
     size_t pos;
     family *f = find_family(name, &pos);
@@ -325,6 +328,12 @@ static series *get_or_create(const char *name, const char *help, const char *lab
 out:
     pthread_mutex_unlock(&g_lock);
     return s;
+}
+
+/* See metrics.h. */
+uint64_t bs_metrics_lookups(void)
+{
+    return atomic_load_explicit(&g_lookups, memory_order_relaxed);
 }
 
 /* See metrics.h. */

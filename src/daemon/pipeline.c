@@ -43,6 +43,7 @@ struct bs_pipeline {
     size_t n_sinks;
     bs_logtail *tail;
     const char **tail_files;
+    bool *tail_plain; /* per logs.files entry: format "plain" (the tailer keeps a pointer) */
     bs_emf *emf;
     ev_timer emf_timer;
     char broker_id[16]; /* "{broker_id}" and the BrokerId dimension; "" if unknown */
@@ -427,9 +428,14 @@ static bs_status build_tailer(bs_pipeline *p, char *err, size_t errlen)
     const bs_logs_config *lc = &p->cfg->logs;
     p->tail_files = calloc(lc->n_files ? lc->n_files : 1, sizeof *p->tail_files);
     if (!p->tail_files) return BS_E_NOMEM;
-    for (size_t i = 0; i < lc->n_files; i++)
+    p->tail_plain = calloc(lc->n_files ? lc->n_files : 1, sizeof *p->tail_plain);
+    if (!p->tail_plain) return BS_E_NOMEM;
+    for (size_t i = 0; i < lc->n_files; i++) {
         p->tail_files[i] = lc->files[i].path;
+        p->tail_plain[i] = lc->files[i].format == BS_LOG_FORMAT_PLAIN;
+    }
     bs_logtail_options o = {.files = p->tail_files,
+                            .plain = p->tail_plain,
                             .n_files = lc->n_files,
                             .state_path = lc->state_file,
                             .tz_offset_min = lc->tz_offset_min,
@@ -797,6 +803,7 @@ void bs_pipeline_free(bs_pipeline *p)
     free(p->sinks);
     bs_logtail_free(p->tail);
     free(p->tail_files);
+    free(p->tail_plain);
     if (p->audit && bs_audit_log_close(p->audit, now_us()) != BS_OK)
         BS_LOG_ERRORF(MOD, "audit: the final digest could not be written");
     bs_event_bus_free(p->bus);

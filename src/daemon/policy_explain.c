@@ -1,5 +1,5 @@
 /*
- * policy_cli.c - `brokerside policy explain`: which rule of the configured
+ * policy_explain.c - `brokerside policy explain`: which rule of the configured
  * authorization policy decides a request, and why (see policy.h).
  */
 #include <stdio.h>

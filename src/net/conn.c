@@ -827,6 +827,8 @@ static bool conn_quiescent(const bs_conn *c)
     return !side_has_bytes_in_flight(&c->c) && !side_has_bytes_in_flight(&c->u);
 }
 
+static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err, bool upstream);
+
 /* Make all possible progress on `c`, then re-arm its watchers. May free `c`. */
 static void conn_pump(bs_conn *c)
 {
@@ -847,7 +849,12 @@ static void conn_pump(bs_conn *c)
         if (c->c.ready && c->u.fd < 0 && !c->upstream_failed && !c->opened) {
             ev_tstamp dial = ev_now(c->w->loop);
             c->dial_delay_s = (float)(dial - c->t_start);
-            (void)conn_connect_upstream(c);
+            int sock_err = conn_connect_upstream(c);
+            if (sock_err == EMFILE || sock_err == ENFILE)
+                /* as on a plaintext listener: more clients now would each
+                 * finish their handshake only to be closed for want of an
+                 * upstream socket */
+                accept_pause(c->w->loop, &c->w->wl[c->l->index], sock_err, true);
             double first = c->w->limits.handshake_timeout_s;
             if (c->w->limits.connect_timeout_s < first) first = c->w->limits.connect_timeout_s;
             conn_timer_at(c, dial + first);
@@ -1065,14 +1072,20 @@ static void conn_close(bs_conn *c, bool clean)
 }
 
 /* Stop accepting on `wl` for ACCEPT_PAUSE_S after resource exhaustion
- * (`err`), logged at most once per second. */
-static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err)
+ * (`err`) at accept, or at the upstream socket when `upstream`, or restart
+ * a running pause: counted each time (brokerside_accept_pauses_total, label
+ * at="accept" or "upstream"), logged at most once per second. A no-op once
+ * `wl` is closed (draining). */
+static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err, bool upstream)
 {
     bs_listener *l = wl->l;
+    if (wl->fd < 0) return;
+    bs_metric_add(upstream ? l->m_pauses_upstream : l->m_pauses_accept, 1);
     if (bs_net_ratelimit(&l->last_limit_log))
         BS_LOG_ERRORF("net", "listener %s: %s; pausing accepts for %.0f ms", l->cfg->name,
                       strerror(err), ACCEPT_PAUSE_S * 1000);
     ev_io_stop(loop, &wl->io);
+    ev_timer_stop(loop, &wl->pause); /* ev_timer_set needs an inactive watcher */
     ev_timer_set(&wl->pause, ACCEPT_PAUSE_S, 0.);
     ev_timer_start(loop, &wl->pause);
 }
@@ -1092,7 +1105,7 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* The pending connection stays queued and the socket stays
                  * readable: without a pause this would spin. */
-                accept_pause(loop, wl, errno);
+                accept_pause(loop, wl, errno, false);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                        errno != ECONNABORTED) {
                 BS_LOG_WARNF("net", "listener %s: accept: %s", l->cfg->name, strerror(errno));
@@ -1151,7 +1164,7 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         if (sock_err == EMFILE || sock_err == ENFILE) {
             /* Accepting more clients now would only churn: each would be
              * closed for want of an upstream socket. */
-            accept_pause(loop, wl, sock_err);
+            accept_pause(loop, wl, sock_err, true);
             return;
         }
     }

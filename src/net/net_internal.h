@@ -60,7 +60,8 @@ struct bs_listener {
     void *session_ctx;
     char labels[256]; /* listener="name", escaped */
     bs_metric *m_open, *m_total, *m_rejected_limit, *m_bytes_c2u, *m_bytes_u2c, *m_handshakes,
-        *m_upstream_fail, *m_up, *m_idle, *m_truncated_c, *m_truncated_u, *m_overdue;
+        *m_upstream_fail, *m_up, *m_idle, *m_truncated_c, *m_truncated_u, *m_overdue,
+        *m_pauses_accept, *m_pauses_upstream;
     pthread_mutex_t reason_lock;
     struct {
         char reason[32];

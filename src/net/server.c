@@ -169,6 +169,14 @@ static void listener_metrics(bs_listener *l)
     l->m_upstream_fail =
         bs_metrics_counter("brokerside_upstream_connect_failures_total",
                            "Failed connects (or TLS handshakes) to the upstream", l->labels);
+    snprintf(lab, sizeof lab, "%s,at=\"accept\"", l->labels);
+    l->m_pauses_accept = bs_metrics_counter(
+        "brokerside_accept_pauses_total",
+        "Times a worker paused accepting on the listener: out of descriptors or memory", lab);
+    snprintf(lab, sizeof lab, "%s,at=\"upstream\"", l->labels);
+    l->m_pauses_upstream = bs_metrics_counter(
+        "brokerside_accept_pauses_total",
+        "Times a worker paused accepting on the listener: out of descriptors or memory", lab);
     l->m_up =
         bs_metrics_gauge("brokerside_upstream_up",
                          "1 if the last readiness probe of the upstream succeeded", l->labels);

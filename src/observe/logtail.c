@@ -40,6 +40,7 @@ typedef struct tfile {
     ev_tstamp last_data;
     uint64_t head_hash;
     uint32_t head_len;
+    bool plain;  /* one event per line (format "plain"), else log4j rules */
     bool seen;   /* matched by a pattern in this poll */
     bool orphan; /* no pattern matches its inode any more: drain and drop */
 } tfile;
@@ -93,15 +94,20 @@ static bool head_of(int fd, uint32_t n, uint64_t *h)
     return true;
 }
 
-/* Two decimal digits at p (no bounds check: the caller checked the length). */
-static int dig(const char *p, int n)
+/* The only padding log4j puts after the level: ' '. */
+static bool is_sp(uint8_t b)
 {
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
+    return b == ' ';
+}
+
+/* Read `digits` decimal digits in [lo, hi], then the separator `sep` (0: none). */
+static bool field(bs_cursor *c, unsigned digits, uint64_t lo, uint64_t hi, char sep, int *out)
+{
+    uint64_t v;
+    if (bs_cursor_parse_decimal(c, digits, digits, hi, &v) != BS_OK || v < lo) return false;
+    if (sep && !bs_cursor_accept(c, &sep, 1)) return false;
+    *out = (int)v;
+    return true;
 }
 
 /* See logtail.h. */
@@ -110,29 +116,22 @@ bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min
                                  size_t *rest_len)
 {
     /* [2026-11-24 21:00:00,123] INFO  */
-    const uint8_t *raw;
     bs_cursor c;
     bs_cursor_init(&c, line, len);
-    BS_ENSURE(bs_read_bytes(&c, 25, &raw) == BS_OK, BS_E_MALFORMED);
-    const char *p = (const char *)raw;
-    if (p[0] != '[' || p[5] != '-' || p[8] != '-' || p[11] != ' ' || p[14] != ':' || p[17] != ':' ||
-        p[20] != ',' || p[24] != ']')
-        return BS_E_MALFORMED;
-    int Y = dig(p + 1, 4), M = dig(p + 6, 2), D = dig(p + 9, 2), h = dig(p + 12, 2),
-        mi = dig(p + 15, 2), s = dig(p + 18, 2), ms = dig(p + 21, 3);
-    if (Y < 0 || M < 1 || M > 12 || D < 1 || D > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
-        s < 0 || s > 60 || ms < 0)
-        return BS_E_MALFORMED;
-    uint8_t sp;
-    BS_ENSURE(bs_read_u8(&c, &sp) == BS_OK && sp == ' ', BS_E_MALFORMED);
-    size_t ls = c.pos;
-    while (bs_cursor_remaining(&c) && c.data[c.pos] >= 'A' && c.data[c.pos] <= 'Z')
-        c.pos++;
-    size_t ll = c.pos - ls;
+    int Y, M, D, h, mi, s, ms;
+    BS_ENSURE(bs_cursor_accept(&c, "[", 1), BS_E_MALFORMED);
+    BS_ENSURE(field(&c, 4, 0, 9999, '-', &Y) && field(&c, 2, 1, 12, '-', &M) &&
+                  field(&c, 2, 1, 31, ' ', &D) && field(&c, 2, 0, 23, ':', &h) &&
+                  field(&c, 2, 0, 59, ':', &mi) && field(&c, 2, 0, 60, ',', &s) &&
+                  field(&c, 3, 0, 999, ']', &ms),
+              BS_E_MALFORMED);
+    BS_ENSURE(bs_cursor_accept(&c, " ", 1), BS_E_MALFORMED);
+    const uint8_t *lvl;
+    size_t ll = bs_cursor_take_while(&c, bs_byte_is_upper, &lvl);
     BS_ENSURE(ll >= 4 && ll <= 5, BS_E_MALFORMED); /* INFO WARN DEBUG ERROR TRACE FATAL */
-    BS_ENSURE(!bs_cursor_remaining(&c) || c.data[c.pos] == ' ', BS_E_MALFORMED);
-    while (bs_cursor_remaining(&c) && c.data[c.pos] == ' ')
-        c.pos++;
+    BS_ENSURE(!bs_cursor_remaining(&c) || bs_cursor_at(&c, ' '), BS_E_MALFORMED);
+    const uint8_t *spaces;
+    (void)bs_cursor_take_while(&c, is_sp, &spaces);
     struct tm tm = {0};
     tm.tm_year = Y - 1900;
     tm.tm_mon = M - 1;
@@ -141,11 +140,45 @@ bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min
     tm.tm_min = mi;
     tm.tm_sec = s;
     *epoch_ms = ((int64_t)timegm(&tm) - (int64_t)tz_offset_min * 60) * 1000 + ms;
-    *level = line + ls;
+    *level = (const char *)lvl;
     *level_len = ll;
     *rest = line + c.pos;
     *rest_len = len - c.pos;
     return BS_OK;
+}
+
+/* A byte a logger name may hold: anything but a space or ')'. */
+static bool is_logger_byte(uint8_t b)
+{
+    return b != ' ' && b != ')';
+}
+
+/* Split Kafka's trailing " (logger.name)" off the first line's text `rest`:
+ * the logger is what follows the last " (" up to the final ')', if it holds
+ * no space or ')'. Sets *logger and *logger_len (NULL, 0 when there is none)
+ * and *msg_len, the length of the message before it. */
+static void split_logger(const char *rest, size_t rest_len, const char **logger,
+                         size_t *logger_len, size_t *msg_len)
+{
+    *logger = NULL;
+    *logger_len = 0;
+    *msg_len = rest_len;
+    if (rest_len < 3 || rest[rest_len - 1] != ')') return;
+    bs_cursor c;
+    bs_cursor_init(&c, rest, rest_len - 1); /* without the final ')' */
+    const uint8_t *before;
+    size_t n, open = SIZE_MAX; /* offset of the last " (" */
+    while (bs_cursor_take_until_lit(&c, " (", 2, &before, &n) == BS_OK)
+        open = c.pos - 2;
+    if (open == SIZE_MAX) return;
+    bs_cursor name;
+    bs_cursor_init(&name, rest + open + 2, rest_len - 1 - (open + 2));
+    const uint8_t *lg;
+    size_t lg_len = bs_cursor_take_while(&name, is_logger_byte, &lg);
+    if (bs_cursor_remaining(&name)) return;
+    *logger = (const char *)lg;
+    *logger_len = lg_len;
+    *msg_len = open;
 }
 
 /* Render the event pend[a..b) of file f (lines, newline-terminated except
@@ -176,8 +209,8 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
     size_t lvl_len, rest_len;
     bs_wbuf_reset(w);
     bs_wbuf_put_u8(w, '{');
-    if (bs_logtail_parse_start(s, fl, t->o.tz_offset_min, &ms, &lvl, &lvl_len, &rest, &rest_len) ==
-        BS_OK) {
+    if (!f->plain && bs_logtail_parse_start(s, fl, t->o.tz_offset_min, &ms, &lvl, &lvl_len, &rest,
+                                            &rest_len) == BS_OK) {
         time_t secs = (time_t)(ms / 1000);
         struct tm tm;
         char ts[40];
@@ -186,19 +219,9 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
         bs_wbuf_printf(w, "\"time\":\"%s.%03dZ\",\"level\":", ts, (int)(ms % 1000));
         bs_wbuf_put_json_string(w, lvl, lvl_len);
         /* Kafka's layout ends the first line with " (logger.name)" */
-        const char *logger = NULL;
-        size_t logger_len = 0, msg_first = rest_len;
-        if (rest_len >= 3 && rest[rest_len - 1] == ')') {
-            for (size_t i = rest_len - 1; i-- > 0;) {
-                if (rest[i] == ' ' && rest[i + 1] == '(') {
-                    logger = rest + i + 2;
-                    logger_len = rest_len - i - 3;
-                    msg_first = i;
-                    break;
-                }
-                if (rest[i] == ' ' || rest[i] == ')') break;
-            }
-        }
+        const char *logger;
+        size_t logger_len, msg_first;
+        split_logger(rest, rest_len, &logger, &logger_len, &msg_first);
         if (logger && logger_len) {
             bs_wbuf_put_str(w, ",\"logger\":");
             bs_wbuf_put_json_string(w, logger, logger_len);
@@ -217,7 +240,7 @@ static void render(bs_logtail *t, tfile *f, size_t a, size_t b)
             bs_wbuf_put_json_string(w, rest, msg_first);
         }
     } else {
-        /* no start line (the file began mid-event): keep the text as is */
+        /* a "plain" line, or no start line (the file began mid-event): the text as is */
         bs_wbuf_put_str(w, "\"message\":");
         bs_wbuf_put_json_string(w, s, len);
     }
@@ -276,8 +299,8 @@ static bs_status assemble(bs_logtail *t, tfile *f, bool final, ev_tstamp now)
         const char *lv, *rest;
         size_t lvl, rl;
         size_t tl = le - ls - 1; /* without the newline */
-        bool start = bs_logtail_parse_start((const char *)f->pend + ls, tl, 0, &ms, &lv, &lvl,
-                                            &rest, &rl) == BS_OK;
+        bool start = f->plain || bs_logtail_parse_start((const char *)f->pend + ls, tl, 0, &ms,
+                                                        &lv, &lvl, &rest, &rl) == BS_OK;
         if (start && ls > 0) {
             /* the previous event (always at pend[0]) is complete */
             BS_GUARD(emit(t, f, 0, ls, f->ev_lines));
@@ -395,12 +418,23 @@ static bool note_unreadable(bs_logtail *t, const struct stat *sb)
     return true;
 }
 
+/* True when every configured file is "plain": the format of a checkpointed
+ * file found under a name no pattern matches any more. */
+static bool all_plain(const bs_logtail *t)
+{
+    for (size_t i = 0; i < t->o.n_files; i++)
+        if (!t->o.plain || !t->o.plain[i]) return false;
+    return true;
+}
+
 /* Open `path` (dev/ino already known) as a new tracked file, resuming from a
  * matching checkpoint entry. */
-static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, bool initial)
+static bs_status track(bs_logtail *t, const char *path, const struct stat *sb, bool initial,
+                       bool plain)
 {
     tfile *f = calloc(1, sizeof *f);
     BS_ENSURE(f, BS_E_NOMEM);
+    f->plain = plain;
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     f->path = strdup(path);
     if (!f->path) {
@@ -502,7 +536,7 @@ static bs_status scan_patterns(bs_logtail *t, bool initial)
                 }
                 continue;
             }
-            bs_status st = track(t, g.gl_pathv[k], &sb, initial);
+            bs_status st = track(t, g.gl_pathv[k], &sb, initial, t->o.plain && t->o.plain[p]);
             if (st != BS_OK) {
                 globfree(&g);
                 return st;
@@ -615,39 +649,118 @@ static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (st != BS_OK && st != BS_E_FULL) BS_LOG_ERRORF(MOD, "poll failed: %s", bs_status_name(st));
 }
 
+/* A lower-case or upper-case hexadecimal digit. */
+static bool is_xdigit(uint8_t b)
+{
+    return bs_byte_is_digit(b) || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F');
+}
+
+/* One checkpoint entry line (without its newline):
+ * `DEV INO OFFSET HEAD_LEN HEAD_HASH PATH` (PATH may be empty). */
+static bs_status parse_ckpt_line(const uint8_t *line, size_t len, bs_logtail_ckpt_entry *e)
+{
+    bs_cursor c;
+    bs_cursor_init(&c, line, len);
+    uint64_t head_len;
+    BS_ENSURE(bs_cursor_parse_decimal(&c, 1, 19, UINT64_MAX, &e->dev) == BS_OK &&
+                  bs_cursor_accept(&c, " ", 1) &&
+                  bs_cursor_parse_decimal(&c, 1, 19, UINT64_MAX, &e->ino) == BS_OK &&
+                  bs_cursor_accept(&c, " ", 1) &&
+                  bs_cursor_parse_decimal(&c, 1, 19, INT64_MAX, &e->off) == BS_OK &&
+                  bs_cursor_accept(&c, " ", 1) &&
+                  bs_cursor_parse_decimal(&c, 1, 2, HEAD_BYTES, &head_len) == BS_OK &&
+                  bs_cursor_accept(&c, " ", 1),
+              BS_E_MALFORMED);
+    const uint8_t *hex;
+    size_t hex_len = bs_cursor_take_while(&c, is_xdigit, &hex);
+    BS_ENSURE(hex_len >= 1 && hex_len <= 16 && bs_cursor_accept(&c, " ", 1), BS_E_MALFORMED);
+    e->head_hash = 0;
+    for (size_t i = 0; i < hex_len; i++)
+        e->head_hash = e->head_hash << 4 |
+                       (uint64_t)(bs_byte_is_digit(hex[i]) ? hex[i] - '0' : (hex[i] | 0x20) - 'a' + 10);
+    e->head_len = (uint32_t)head_len;
+    e->path = (const char *)bs_cursor_ptr(&c);
+    e->path_len = bs_cursor_remaining(&c);
+    BS_ENSURE(!memchr(e->path, '\0', e->path_len), BS_E_MALFORMED);
+    return BS_OK;
+}
+
+/* See logtail.h. */
+bs_status bs_logtail_parse_checkpoint(const void *text, size_t len, uint64_t *spool_seq,
+                                      bs_logtail_ckpt_fn fn, void *arg)
+{
+    bs_cursor c;
+    bs_cursor_init(&c, text, len);
+    const uint8_t *line;
+    size_t n;
+    BS_ENSURE(bs_cursor_take_until(&c, '\n', &line, &n) == BS_OK, BS_E_MALFORMED);
+    bs_cursor head;
+    bs_cursor_init(&head, line, n);
+    BS_ENSURE(bs_cursor_accept(&head, "bslt1 ", 6) &&
+                  bs_cursor_parse_decimal(&head, 1, 19, INT64_MAX, spool_seq) == BS_OK &&
+                  bs_cursor_remaining(&head) == 0,
+              BS_E_MALFORMED);
+    while (bs_cursor_remaining(&c)) {
+        /* a last line without its newline was cut short: the writer replaces
+         * the file atomically, so this is not a checkpoint it wrote */
+        BS_ENSURE(bs_cursor_take_until(&c, '\n', &line, &n) == BS_OK, BS_E_MALFORMED);
+        bs_logtail_ckpt_entry e;
+        BS_GUARD(parse_ckpt_line(line, n, &e));
+        BS_GUARD(fn(&e, arg));
+    }
+    return BS_OK;
+}
+
+/* bs_logtail_ckpt_fn of load_checkpoint: append the entry to t->ck. A name
+ * too long to keep is forgotten (the inode is still resumed when a pattern
+ * matches it). */
+static bs_status ckpt_add(const bs_logtail_ckpt_entry *e, void *arg)
+{
+    bs_logtail *t = arg;
+    ckpt *nc = realloc(t->ck, (t->n_ck + 1) * sizeof *nc);
+    BS_ENSURE(nc, BS_E_NOMEM);
+    t->ck = nc;
+    ckpt *c = &t->ck[t->n_ck++];
+    c->dev = e->dev;
+    c->ino = e->ino;
+    c->off = e->off;
+    c->head_len = e->head_len;
+    c->head_hash = e->head_hash;
+    c->path[0] = 0;
+    if (e->path_len < sizeof c->path) {
+        memcpy(c->path, e->path, e->path_len);
+        c->path[e->path_len] = 0;
+    }
+    return BS_OK;
+}
+
+/* Bound on a checkpoint file: ~100 bytes per followed file. */
+#define MAX_CHECKPOINT_BYTES (64u << 20)
+
 /* Read the checkpoint file into t->ck; *spool_seq gets the recorded spool position. */
 static bs_status load_checkpoint(bs_logtail *t, uint64_t *spool_seq)
 {
     *spool_seq = 0;
-    FILE *f = fopen(t->state_path, "re");
-    if (!f) return errno == ENOENT ? BS_OK : BS_E_IO;
+    int fd = open(t->state_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? BS_OK : BS_E_IO;
+    bs_wbuf w;
+    bs_wbuf_init(&w, MAX_CHECKPOINT_BYTES);
     bs_status st = BS_OK;
-    char line[1200];
-    if (!fgets(line, sizeof line, f) || sscanf(line, "bslt1 %" SCNu64, spool_seq) != 1) {
-        st = BS_E_MALFORMED;
-        goto out;
-    }
-    while (fgets(line, sizeof line, f)) {
-        ckpt c;
-        int pos = 0;
-        if (sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %u %" SCNx64 " %n", &c.dev, &c.ino,
-                   &c.off, &c.head_len, &c.head_hash, &pos) != 5 ||
-            c.head_len > HEAD_BYTES || !strchr(line, '\n')) {
-            st = BS_E_MALFORMED;
-            goto out;
+    for (;;) {
+        uint8_t chunk[8192];
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = BS_E_IO;
+            break;
         }
-        snprintf(c.path, sizeof c.path, "%s", line + pos);
-        c.path[strcspn(c.path, "\n")] = 0;
-        ckpt *nc = realloc(t->ck, (t->n_ck + 1) * sizeof *nc);
-        if (!nc) {
-            st = BS_E_NOMEM;
-            goto out;
-        }
-        t->ck = nc;
-        t->ck[t->n_ck++] = c;
+        if (r == 0) break;
+        bs_wbuf_put(&w, chunk, (size_t)r);
+        if ((st = bs_wbuf_status(&w)) != BS_OK) break;
     }
-out:
-    fclose(f);
+    close(fd);
+    if (st == BS_OK) st = bs_logtail_parse_checkpoint(w.data, w.len, spool_seq, ckpt_add, t);
+    bs_wbuf_free(&w);
     if (st == BS_E_MALFORMED) BS_LOG_ERRORF(MOD, "%s: malformed checkpoint", t->state_path);
     return st;
 }
@@ -791,7 +904,7 @@ bs_status bs_logtail_new(struct ev_loop *loop, bs_spool *sp, const bs_logtail_op
         ckpt *c = &t->ck[i];
         size_t before = t->n_ck;
         if (c->path[0] && find_inode(c, found, sizeof found, &sb)) {
-            st = track(t, found, &sb, true);
+            st = track(t, found, &sb, true, all_plain(t));
             if (st == BS_OK && t->n_files) t->files[t->n_files - 1]->orphan = true;
             if (t->n_ck < before)
                 continue; /* entry consumed by track(): same index holds the next */

@@ -1117,12 +1117,12 @@ static bs_status validate_request(ksess *s, dir *d, const uint8_t *frame, size_t
     return protocol_error(s, d, "undecodable", detail);
 }
 
-/* Count a refused held request (reason "too_large", "budget", "timeout"). */
+/* Count a refused held request (reason "too_large" or "budget"). */
 static void held_refused(ksess *s, const char *reason)
 {
     bs_metric_add(bs_metrics_counter_kv("brokerside_kafka_held_refused_total",
                                         "Connections closed because a request that must be held "
-                                        "whole was too large, over the process budget or too slow",
+                                        "whole was too large or over the process budget",
                                         "listener", s->listener, "reason", reason, NULL),
                   1);
 }

@@ -33,6 +33,8 @@
 struct bs_record_crypto {
     const bs_encryption_config *enc;
     size_t max_records_bytes;
+    /* resolved once in bs_record_crypto_new: the data path takes no registry lock */
+    bs_metric *m_encrypted, *m_decrypted;
 };
 
 static _Thread_local bs_dek_worker *t_worker;
@@ -57,13 +59,14 @@ void bs_record_crypto_bind_worker(bs_dek_worker *w)
 
 /* ---------------------------------------------------------------- metrics, logs */
 
-/* Count `n` records in counter `name` (no labels). */
-static void count_plain(const char *name, const char *help, int64_t n)
+/* Count `n` records in counter `m` (resolved at start: no lookup, no lock). */
+static void count_records(bs_metric *m, int64_t n)
 {
-    if (n > 0) bs_metric_add(bs_metrics_counter_kv(name, help, NULL), n);
+    if (n > 0) bs_metric_add(m, n);
 }
 
-/* One refusal or failure of `reason`. */
+/* One refusal or failure of `reason` (looked up by name: refusals are rare,
+ * and their reasons are many). */
 static void count_failure(const char *reason)
 {
     bs_metric_add(bs_metrics_counter_kv("brokerside_record_crypto_failures_total",
@@ -358,8 +361,7 @@ static bs_status rc_on_request(void *arg, const bs_kafka_request_header *h, cons
         return bs_kafka_produce_answer(req, h->api_version, h->correlation_id, NULL,
                                        BS_KERR_MESSAGE_TOO_LARGE, &c->arena, replacement);
     }
-    count_plain("brokerside_records_encrypted_total", "Record values encrypted on Produce",
-                encrypted);
+    count_records(c->rc->m_encrypted, encrypted);
     *verdict = BS_KAFKA_HOOK_REPLACE;
     return BS_OK;
 }
@@ -567,8 +569,7 @@ static bs_status rc_on_response(void *arg, const bs_kafka_inflight *req, const u
         }
     }
     BS_GUARD(bs_kafka_put_frame(replacement, frame + 4, hlen, m, ver, resp));
-    count_plain("brokerside_records_decrypted_total", "Record values decrypted on Fetch",
-                decrypted);
+    count_records(c->rc->m_decrypted, decrypted);
     *verdict = BS_KAFKA_HOOK_REPLACE;
     return BS_OK;
 }
@@ -662,6 +663,10 @@ bs_status bs_record_crypto_new(const bs_encryption_config *enc, size_t max_recor
     BS_ENSURE(rc, BS_E_NOMEM);
     rc->enc = enc;
     rc->max_records_bytes = max_records_bytes ? max_records_bytes : DEFAULT_MAX_RECORDS_BYTES;
+    rc->m_encrypted = bs_metrics_counter("brokerside_records_encrypted_total",
+                                         "Record values encrypted on Produce", NULL);
+    rc->m_decrypted = bs_metrics_counter("brokerside_records_decrypted_total",
+                                         "Record values decrypted on Fetch", NULL);
     *out = rc;
     return BS_OK;
 }

@@ -90,41 +90,32 @@ static void s3_finish(s3_job *j, bs_sink_result r, const char *reason)
     s3_free(j);
 }
 
-/* Copy the text of the first <tag>...</tag> at or after `from` into out; returns the
- * position after the closing tag, or NULL. XML entities in ids and keys are decoded
- * for &amp; &lt; &gt; &quot; &apos;. */
-static const char *xml_text(const char *from, const char *end, const char *tag, char *out,
-                            size_t outlen)
+/* Copy the decoded text of the first <tag>...</tag> of `doc` into out (see
+ * bs_aws_xml_text); false when there is none. `doc` is not moved. */
+static bool xml_text(const bs_cursor *doc, const char *tag, char *out, size_t outlen)
 {
-    char open[64], close[64];
-    snprintf(open, sizeof open, "<%s>", tag);
-    snprintf(close, sizeof close, "</%s>", tag);
-    const char *a = memmem(from, (size_t)(end - from), open, strlen(open));
-    if (!a) return NULL;
-    a += strlen(open);
-    const char *z = memmem(a, (size_t)(end - a), close, strlen(close));
-    if (!z) return NULL;
-    size_t o = 0;
-    for (const char *p = a; p < z && o + 1 < outlen;) {
-        static const struct {
-            const char *e;
-            char c;
-        } ents[] = {
-            {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-        bool done = false;
-        for (size_t k = 0; k < BS_ARRAY_LEN(ents) && *p == '&'; k++) {
-            size_t el = strlen(ents[k].e);
-            if ((size_t)(z - p) >= el && memcmp(p, ents[k].e, el) == 0) {
-                out[o++] = ents[k].c;
-                p += el;
-                done = true;
-                break;
-            }
-        }
-        if (!done) out[o++] = *p++;
-    }
-    out[o] = '\0';
-    return z + strlen(close);
+    bs_cursor c = *doc, v;
+    if (!bs_aws_xml_element(&c, tag, &v)) return false;
+    bs_aws_xml_text(&v, out, outlen);
+    return true;
+}
+
+/* xml_text over a whole answer body. */
+static bool xml_text_of(const bs_aws_http_response *r, const char *tag, char *out, size_t outlen)
+{
+    bs_cursor doc;
+    bs_cursor_init(&doc, r->body, r->body_len);
+    return xml_text(&doc, tag, out, outlen);
+}
+
+/* True if the answer body holds an <Error> element. */
+static bool xml_has_error(const bs_aws_http_response *r)
+{
+    bs_cursor c;
+    bs_cursor_init(&c, r->body, r->body_len);
+    const uint8_t *before;
+    size_t n;
+    return bs_cursor_take_until_lit(&c, "<Error>", 7, &before, &n) == BS_OK;
 }
 
 /* Build the request URL for the object key with `query` ("" or "?..."). */
@@ -159,34 +150,29 @@ static bs_status s3_md5(const uint8_t *d, size_t len, char out[32])
 /* Handle the answer to ListMultipartUploads: remember our own stale uploads. */
 static void s3_listed(s3_job *j, const bs_aws_http_response *r)
 {
-    const char *p = (const char *)r->body, *end = p + r->body_len;
+    bs_cursor doc, uploads, up;
+    bs_cursor_init(&doc, r->body, r->body_len);
+    uploads = doc;
     char key[1024], id[256];
-    while (p && j->n_stale < S3_MAX_STALE) {
-        const char *up = memmem(p, (size_t)(end - p), "<Upload>", 8);
-        if (!up) break;
-        const char *upend = memmem(up, (size_t)(end - up), "</Upload>", 9);
-        if (!upend) break;
-        if (xml_text(up, upend, "Key", key, sizeof key) &&
-            xml_text(up, upend, "UploadId", id, sizeof id) && strstr(key, j->spool_id) &&
+    while (j->n_stale < S3_MAX_STALE && bs_aws_xml_element(&uploads, "Upload", &up)) {
+        if (xml_text(&up, "Key", key, sizeof key) && xml_text(&up, "UploadId", id, sizeof id) &&
+            strstr(key, j->spool_id) &&
             strncmp(key, j->ss->prefix, strcspn(j->ss->prefix, "{%")) == 0) {
             snprintf(j->stale_key[j->n_stale], sizeof j->stale_key[0], "%s", key);
             snprintf(j->stale_id[j->n_stale], sizeof j->stale_id[0], "%s", id);
             j->n_stale++;
         }
-        p = upend + 9;
     }
     /* A truncated listing names where the next page starts. */
     char trunc[8];
     j->list_pages++;
-    j->list_more =
-        xml_text((const char *)r->body, end, "IsTruncated", trunc, sizeof trunc) &&
-        strcmp(trunc, "true") == 0 &&
-        xml_text((const char *)r->body, end, "NextKeyMarker", j->list_key_marker,
-                 sizeof j->list_key_marker) &&
-        j->list_key_marker[0];
+    j->list_more = xml_text(&doc, "IsTruncated", trunc, sizeof trunc) &&
+                   strcmp(trunc, "true") == 0 &&
+                   xml_text(&doc, "NextKeyMarker", j->list_key_marker,
+                            sizeof j->list_key_marker) &&
+                   j->list_key_marker[0];
     if (j->list_more &&
-        !xml_text((const char *)r->body, end, "NextUploadIdMarker", j->list_id_marker,
-                  sizeof j->list_id_marker))
+        !xml_text(&doc, "NextUploadIdMarker", j->list_id_marker, sizeof j->list_id_marker))
         j->list_id_marker[0] = 0;
     if (j->list_more && (j->list_pages >= S3_MAX_LIST_PAGES || j->n_stale >= S3_MAX_STALE)) {
         BS_LOG_WARNF(MOD,
@@ -231,7 +217,7 @@ static void s3_done(const bs_aws_http_response *r, void *arg)
     case S3_PUT:
     case S3_COMPLETE:
         if (r->outcome == BS_AWS_OK &&
-            (j->phase == S3_PUT || !memmem(r->body, r->body_len, "<Error>", 7))) {
+            (j->phase == S3_PUT || !xml_has_error(r))) {
             bs_metric_add(bs_metrics_counter_kv("brokerside_sink_s3_objects_total",
                                                 "Objects S3 confirmed, by upload method", "sink",
                                                 ss->base.sink_name, "method",
@@ -260,9 +246,7 @@ static void s3_done(const bs_aws_http_response *r, void *arg)
         j->phase = S3_ABORT;
         break;
     case S3_CREATE:
-        if (r->outcome == BS_AWS_OK &&
-            xml_text((const char *)r->body, (const char *)r->body + r->body_len, "UploadId",
-                     j->upload_id, sizeof j->upload_id) &&
+        if (r->outcome == BS_AWS_OK && xml_text_of(r, "UploadId", j->upload_id, sizeof j->upload_id) &&
             j->upload_id[0]) {
             j->phase = S3_PART;
             j->part = 0;

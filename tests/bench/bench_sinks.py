@@ -23,29 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from test_aws_kms import free_port, moto_server_path, python_with_boto3  # noqa: E402
 
-
-def proc_cpu_s(root):
-    """User + system CPU seconds of process `root` and all its descendants, reaped
-    children included (cutime/cstime); 0 for processes that are gone."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                # The command name (field 2) may hold spaces: split after its ')'.
-                rest = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        stats[int(d)] = (int(rest[1]), sum(int(x) for x in rest[11:15]))
-    total, todo = 0, [root]
-    while todo:
-        p = todo.pop()
-        if p in stats:
-            total += stats[p][1]
-        todo.extend(c for c, (pp, _) in stats.items() if pp == p)
-    return total / ticks
+sys.path.insert(0, HERE)
+from kafka_bench import tree_cpu_seconds  # noqa: E402  (the bench scripts' shared helpers)
 
 
 def main():
@@ -86,9 +65,9 @@ def main():
                    "--events", events]
             for o in opts:
                 cmd += ["--opt", o]
-            cpu0 = proc_cpu_s(moto.pid)
+            cpu0 = tree_cpu_seconds(moto.pid)
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            moto_cpu = proc_cpu_s(moto.pid) - cpu0
+            moto_cpu = tree_cpu_seconds(moto.pid) - cpu0
             if r.returncode != 0 or not r.stdout.strip():
                 failed = 1
                 print("sink=%s failed: exit %d: %s" % (sink, r.returncode,

@@ -38,6 +38,31 @@ def cpu_seconds(pid):
     return total / 1e9
 
 
+def tree_cpu_seconds(root):
+    """User + system CPU seconds of process `root` and all its descendants, reaped
+    children included (cutime/cstime of /proc/PID/stat, 10 ms ticks); 0 for processes
+    that are gone. For peers that fork (moto_server), where cpu_seconds sees one process."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                # The command name (field 2) may hold spaces: split after its ')'.
+                rest = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        stats[int(d)] = (int(rest[1]), sum(int(x) for x in rest[11:15]))
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += stats[p][1]
+        todo.extend(c for c, (pp, _) in stats.items() if pp == p)
+    return total / ticks
+
+
 def median(xs):
     """Median of a non-empty list of numbers."""
     ys = sorted(xs)

@@ -1,5 +1,6 @@
 /* libFuzzer target for the AWS layer's parsers of untrusted bytes: the error
- * body/header classifier (bs_aws_error_code) and SigV4 canonicalisation of
+ * body/header classifier (bs_aws_error_code), the XML element reader of S3
+ * answers (bs_aws_xml_element, bs_aws_xml_text) and SigV4 canonicalisation of
  * arbitrary paths, queries and header values (bs_sigv4_sign). No crash, no
  * read past the input; outputs stay terminated and normalised. */
 #include <stdlib.h>
@@ -22,6 +23,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (strlen(code) >= sizeof code || strlen(msg) >= sizeof msg) abort();
     if (strchr(code, '#') || strchr(code, ':')) abort();
     (void)bs_aws_classify(400, code);
+
+    /* Walk the elements as the S3 sink reads a ListMultipartUploads answer. */
+    bs_cursor doc, up, v;
+    bs_cursor_init(&doc, buf, size);
+    size_t last = 0;
+    while (bs_aws_xml_element(&doc, "Upload", &up)) {
+        if (doc.pos <= last || doc.pos > size) abort(); /* always moves forward, stays inside */
+        last = doc.pos;
+        if (up.data < buf || up.data + up.len > buf + size) abort();
+        char key[16];
+        if (bs_aws_xml_element(&up, "Key", &v)) {
+            bs_aws_xml_text(&v, key, sizeof key);
+            if (strlen(key) >= sizeof key || strlen(key) > v.len) abort();
+        }
+    }
 
     /* Split the input at NULs into path, query and one header value. */
     char *s = malloc(size + 3);

@@ -88,6 +88,47 @@ static void test_explicit_and_environment(void)
     CHECK(c.access_key_id == NULL);
 }
 
+/* The INI parser on its own: CRLF files, a last line without newline,
+ * sections of both file styles, and a key with a NUL byte (which the old
+ * reader silently cut short at the NUL). */
+static void test_parse_profile(void)
+{
+    bs_aws_credentials c = {0};
+    static const char crlf[] = "[default]\r\naws_access_key_id = AKIA1 \r\n"
+                               "aws_secret_access_key=s=with=equals\r\n"
+                               "[other]\r\naws_access_key_id=AKIA2\r\naws_secret_access_key=o";
+    CHECK_EQ(bs_aws_credentials_parse_profile(crlf, sizeof crlf - 1, "default", false, &c), BS_OK);
+    CHECK_STR(c.access_key_id, "AKIA1");
+    CHECK_STR(c.secret_access_key, "s=with=equals");
+    CHECK(c.session_token == NULL);
+    bs_aws_credentials_clear(&c);
+    CHECK_EQ(bs_aws_credentials_parse_profile(crlf, sizeof crlf - 1, "other", false, &c), BS_OK);
+    CHECK_STR(c.secret_access_key, "o"); /* last line without its newline */
+    bs_aws_credentials_clear(&c);
+    /* config style: [profile x] and [default]; [x] alone is no profile there */
+    static const char conf[] = "[profile  x ]\naws_access_key_id=A\naws_secret_access_key=B\n"
+                               "aws_session_token = T\n[y]\naws_access_key_id=C\n"
+                               "aws_secret_access_key=D\n[profile]\naws_access_key_id=E\n"
+                               "aws_secret_access_key=F\n";
+    CHECK_EQ(bs_aws_credentials_parse_profile(conf, sizeof conf - 1, "x", true, &c), BS_OK);
+    CHECK_STR(c.session_token, "T");
+    bs_aws_credentials_clear(&c);
+    CHECK_EQ(bs_aws_credentials_parse_profile(conf, sizeof conf - 1, "y", true, &c),
+             BS_E_NOT_FOUND);
+    CHECK_EQ(bs_aws_credentials_parse_profile(conf, sizeof conf - 1, "profile", true, &c),
+             BS_E_NOT_FOUND);
+    /* an unterminated section header closes the section */
+    static const char open_hdr[] = "[x]\naws_access_key_id=A\n[y\naws_secret_access_key=B\n";
+    CHECK_EQ(bs_aws_credentials_parse_profile(open_hdr, sizeof open_hdr - 1, "x", false, &c),
+             BS_E_NOT_FOUND);
+    static const char nul[] = "[x]\naws_access_key_id=A\naws_secret_access_key=sec\0ret\n";
+    CHECK_EQ(bs_aws_credentials_parse_profile(nul, sizeof nul - 1, "x", false, &c),
+             BS_E_MALFORMED);
+    CHECK(c.access_key_id == NULL);
+    CHECK_EQ(bs_aws_credentials_parse_profile("", 0, "x", false, &c), BS_E_NOT_FOUND);
+    CHECK_EQ(bs_aws_credentials_parse_profile(NULL, 0, "x", false, &c), BS_E_NOT_FOUND);
+}
+
 static void test_shared_files_and_profiles(void)
 {
     clear_aws_env();
@@ -323,6 +364,7 @@ int main(void)
     bool started = fake_server_start(&srv);
     if (!started) fprintf(stderr, "could not start aws_fake_server.py\n");
     RUN(test_explicit_and_environment);
+    RUN(test_parse_profile);
     RUN(test_shared_files_and_profiles);
     RUN(test_imds_v2_and_refresh);
     RUN(test_background_refresher);

@@ -164,6 +164,47 @@ static void test_classification(void)
     CHECK_STR(bs_aws_outcome_name(BS_AWS_CLIENT_ERROR), "client_error");
 }
 
+static void test_xml_reader(void)
+{
+    static const char doc[] = "<R><Upload><Key>a&amp;b&lt;&gt;&quot;&apos;&x;</Key></Upload>"
+                              "<Upload><Key>second</Key></Upload><Key>unclosed";
+    bs_cursor c, v;
+    bs_cursor_init(&c, doc, sizeof doc - 1);
+    char out[64];
+    CHECK(bs_aws_xml_element(&c, "Upload", &v));
+    bs_cursor inner = v, key;
+    CHECK(bs_aws_xml_element(&inner, "Key", &key));
+    bs_aws_xml_text(&key, out, sizeof out);
+    CHECK_STR(out, "a&b<>\"'&x;"); /* unknown entities stay as written */
+    /* truncated to the capacity, still terminated */
+    bs_aws_xml_text(&key, out, 3);
+    CHECK_STR(out, "a&");
+    bs_aws_xml_text(&key, out, 1);
+    CHECK_STR(out, "");
+    CHECK(bs_aws_xml_element(&c, "Upload", &v));
+    CHECK(bs_aws_xml_element(&v, "Key", &key));
+    bs_aws_xml_text(&key, out, sizeof out);
+    CHECK_STR(out, "second");
+    size_t at = c.pos;
+    CHECK(!bs_aws_xml_element(&c, "Upload", &v)); /* no more */
+    CHECK(!bs_aws_xml_element(&c, "Key", &v));    /* opened, never closed */
+    CHECK_EQ(c.pos, at);
+    char longtag[80];
+    memset(longtag, 'T', sizeof longtag - 1);
+    longtag[sizeof longtag - 1] = 0;
+    bs_cursor_init(&c, doc, sizeof doc - 1);
+    CHECK(!bs_aws_xml_element(&c, longtag, &v));
+    bs_cursor_init(&c, NULL, 0);
+    CHECK(!bs_aws_xml_element(&c, "Key", &v));
+    /* an XML error body's code and message */
+    static const char err[] = "  \n<Error><Code>SlowDown</Code><Message>x &amp; y</Message></Error>";
+    char code[32], msg[32];
+    bs_aws_error_code((const uint8_t *)err, sizeof err - 1, NULL, code, sizeof code, msg,
+                      sizeof msg);
+    CHECK_STR(code, "SlowDown");
+    CHECK_STR(msg, "x &amp; y"); /* error messages are shown as sent */
+}
+
 static void test_json_call_signed(void)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
@@ -633,6 +674,7 @@ int main(void)
     clear_aws_env();
     if (!fake_server_start(&srv)) fprintf(stderr, "could not start aws_fake_server.py\n");
     RUN(test_classification);
+    RUN(test_xml_reader);
     if (srv.pid > 0) {
         RUN(test_json_call_signed);
         RUN(test_sensitive_call_large_response);

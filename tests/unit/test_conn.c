@@ -5,6 +5,7 @@
  * TLS echo, fake Kafka). Waits are bounded only as hang guards.
  */
 #include <ev.h>
+#include <sys/resource.h>
 
 #include "brokerside/config.h"
 #include "brokerside/log.h"
@@ -565,7 +566,12 @@ static void test_handshake_timeout(void)
     CHECK(h_start(&h, json));
     /* the readiness probe's one connect (the next is an hour away) */
     CHECK(WAIT_UNTIL(gauge("brokerside_upstream_up", "listener=\"hst\"") == 1));
-    int probes = atomic_load(&e.accepted);
+    /* The probe's connect completes in the kernel's backlog, before the echo
+     * thread accept()s it: counting the upstream's accepts right after the
+     * gauge said "up" raced with that thread under load (a probe counted as
+     * a client's broker connection). Wait for the echo to have seen it. */
+    CHECK(WAIT_UNTIL(atomic_load(&e.accepted) == 1));
+    int probes = 1;
     int fd = nt_connect(port);
     /* The start of a ClientHello record, then silence. */
     static const uint8_t partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00};
@@ -702,6 +708,123 @@ static void test_upstream_down(void)
     close(fd);
     h_stop(&h);
     nt_echo_stop(&e);
+}
+
+/* The child of test_out_of_descriptors: a server with a TLS and a plaintext
+ * listener whose process has exactly one descriptor left, so a client can be
+ * accepted but its upstream socket cannot be created. Each listener must
+ * then pause accepting (counted, logged). Talks to the parent over `to` (a
+ * byte when a client may connect) and `from` (a byte per client done).
+ * Returns the exit status: 0 when every check held. */
+static int emfile_child(int to, int from)
+{
+    /* The upstream listens but never accepts: the readiness probe (connect
+     * only, for `tcp`) succeeds and no descriptor stays open in this process
+     * for its connections. */
+    int up_port = 0;
+    int up_fd = nt_listen(&up_port);
+    int port = nt_free_port(), tport = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":{\"bind\":\"127.0.0.1:0\",\"probe_interval_s\":3600},"
+             "\"listeners\":[" TCP_LISTENER(
+                 "emplain", 0, 0) ",{\"name\":\"emtls\",\"bind\":\"127.0.0.1:%d\",\"upstream\":"
+                                  "\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+                                  "\"tls\":{\"cert\":\"%s/server.crt\",\"key\":\"%s/server.key\"}}]}",
+             port, up_port, tport, up_port, g_dir, g_dir);
+    srvh h;
+    if (up_fd < 0 || !h_start(&h, json)) return 10;
+    /* both first probes done (their sockets closed); the next is an hour away */
+    char why[256];
+    if (!WAIT_UNTIL(bs_server_ready(h.srv, why, sizeof why))) return 14;
+    int ports[2] = {tport, port};
+    if (write(to, ports, sizeof ports) != (ssize_t)sizeof ports) return 11;
+    /* A low limit, then fill it: one descriptor is left for the accept. */
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 256;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 12;
+    int filler[256], n = 0;
+    while (n < 256 && (filler[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        n++;
+    if (n == 0 || errno != EMFILE) return 13;
+    close(filler[--n]);
+    int status = 0;
+    static const char *const names[] = {"emtls", "emplain"};
+
+    for (int i = 0; i < 2 && status == 0; i++) {
+        char lab[64], plab[80];
+        snprintf(lab, sizeof lab, "listener=\"%s\"", names[i]);
+        snprintf(plab, sizeof plab, "%s,at=\"upstream\"", lab);
+        char go = 'g', done;
+        if (write(to, &go, 1) != 1) status = 20;
+        /* the client is accepted, its upstream socket fails: accepting pauses */
+        else if (!WAIT_UNTIL(counter("brokerside_accept_pauses_total", plab) == 1 &&
+                             counter("brokerside_upstream_connect_failures_total", lab) == 1)) {
+            fprintf(stderr, "emfile child: %s: %lld pauses, %lld upstream failures\n", names[i],
+                    (long long)counter("brokerside_accept_pauses_total", plab),
+                    (long long)counter("brokerside_upstream_connect_failures_total", lab));
+            status = 21 + i;
+        }
+        else if (read(from, &done, 1) != 1)
+            status = 30;
+        /* the client's descriptor is free again for the next one */
+        else if (!WAIT_UNTIL(bs_server_connections_open(h.srv) == 0))
+            status = 31;
+    }
+    while (n > 0)
+        close(filler[--n]);
+    h_stop(&h);
+    close(up_fd);
+    return status;
+}
+
+/* Out of descriptors when the upstream is dialled: a TLS listener (dial after
+ * the handshake) pauses accepting like a plaintext one (dial at accept), and
+ * both count brokerside_accept_pauses_total. In a child process, whose
+ * descriptor limit can be exhausted without harming this one. */
+static void test_out_of_descriptors(void)
+{
+    int to_parent[2], to_child[2];
+    CHECK_EQ(pipe(to_parent), 0);
+    CHECK_EQ(pipe(to_child), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(to_parent[0]);
+        close(to_child[1]);
+        _exit(emfile_child(to_parent[1], to_child[0]));
+    }
+    close(to_parent[1]);
+    close(to_child[0]);
+    int ports[2];
+    CHECK_EQ(read(to_parent[0], ports, sizeof ports), (ssize_t)sizeof ports);
+    char ca[300], go, done = 'd';
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    /* TLS: the handshake completes, then a clean close (no upstream socket) */
+    if (read(to_parent[0], &go, 1) == 1) {
+        nt_tls t;
+        CHECK(nt_tls_connect(&t, ports[0], ca, NULL, NULL));
+        CHECK_EQ(nt_tls_read_end(&t), SSL_ERROR_ZERO_RETURN);
+        nt_tls_close(&t);
+        CHECK_EQ(write(to_child[1], &done, 1), 1);
+    }
+    /* plaintext: accepted, then closed */
+    if (read(to_parent[0], &go, 1) == 1) {
+        int fd = nt_connect(ports[1]);
+        uint8_t *rest;
+        CHECK(nt_read_to_eof(fd, &rest) <= 0);
+        free(rest);
+        close(fd);
+        CHECK_EQ(write(to_child[1], &done, 1), 1);
+    }
+    int status = -1;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "emfile child: status 0x%x\n", status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(to_parent[0]);
+    close(to_child[1]);
 }
 
 static void test_tls_origination(void)
@@ -1404,6 +1527,7 @@ int main(void)
     RUN(test_handshake_timeout);
     RUN(test_connection_limit);
     RUN(test_upstream_down);
+    RUN(test_out_of_descriptors);
     RUN(test_tls_origination);
     RUN(test_graceful_drain);
     RUN(test_ipv6_listener);

@@ -148,6 +148,135 @@ static void test_bounded_buf(void)
     bs_buf_free(&b); /* idempotent */
 }
 
+static void test_peek_and_at(void)
+{
+    bs_cursor c;
+    uint8_t b = 0;
+    bs_cursor_init(&c, "x", 1);
+    CHECK_EQ(bs_cursor_peek(&c, &b), BS_OK);
+    CHECK_EQ(b, 'x');
+    CHECK_EQ(c.pos, 0);
+    CHECK(bs_cursor_at(&c, 'x'));
+    CHECK(!bs_cursor_at(&c, 'y'));
+    c.pos = 1;
+    CHECK_EQ(bs_cursor_peek(&c, &b), BS_E_SHORT);
+    CHECK(!bs_cursor_at(&c, 'x'));
+    bs_cursor_init(&c, NULL, 0); /* empty input with no buffer at all */
+    CHECK_EQ(bs_cursor_peek(&c, &b), BS_E_SHORT);
+}
+
+static void test_take_until(void)
+{
+    bs_cursor c;
+    const uint8_t *p;
+    size_t n;
+    bs_cursor_init(&c, "ab\n\nc", 5);
+    CHECK_EQ(bs_cursor_take_until(&c, '\n', &p, &n), BS_OK);
+    CHECK_EQ(n, 2);
+    CHECK_MEM(p, "ab", 2);
+    CHECK_EQ(c.pos, 3);
+    CHECK_EQ(bs_cursor_take_until(&c, '\n', &p, &n), BS_OK); /* empty span */
+    CHECK_EQ(n, 0);
+    CHECK_EQ(c.pos, 4);
+    CHECK_EQ(bs_cursor_take_until(&c, '\n', &p, &n), BS_E_SHORT); /* "c": unterminated */
+    CHECK_EQ(c.pos, 4);
+    c.pos = 5;
+    CHECK_EQ(bs_cursor_take_until(&c, '\n', &p, &n), BS_E_SHORT);
+    bs_cursor_init(&c, NULL, 0);
+    CHECK_EQ(bs_cursor_take_until(&c, '\n', &p, &n), BS_E_SHORT);
+}
+
+static void test_take_until_lit(void)
+{
+    bs_cursor c;
+    const uint8_t *p;
+    size_t n;
+    static const char doc[] = "<a>x</a><a></a";
+    bs_cursor_init(&c, doc, sizeof doc - 1);
+    CHECK_EQ(bs_cursor_take_until_lit(&c, "<a>", 3, &p, &n), BS_OK);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(bs_cursor_take_until_lit(&c, "</a>", 4, &p, &n), BS_OK);
+    CHECK_EQ(n, 1);
+    CHECK_MEM(p, "x", 1);
+    CHECK_EQ(bs_cursor_take_until_lit(&c, "<a>", 3, &p, &n), BS_OK);
+    size_t at = c.pos;
+    /* "</a" at the very end is not the whole literal */
+    CHECK_EQ(bs_cursor_take_until_lit(&c, "</a>", 4, &p, &n), BS_E_SHORT);
+    CHECK_EQ(c.pos, at);
+    CHECK_EQ(bs_cursor_take_until_lit(&c, "", 0, &p, &n), BS_E_SHORT); /* empty literal */
+    c.pos = c.len;
+    CHECK_EQ(bs_cursor_take_until_lit(&c, "a", 1, &p, &n), BS_E_SHORT);
+}
+
+static void test_take_while(void)
+{
+    bs_cursor c;
+    const uint8_t *p;
+    bs_cursor_init(&c, "GET /x", 6);
+    CHECK_EQ(bs_cursor_take_while(&c, bs_byte_is_upper, &p), 3);
+    CHECK_MEM(p, "GET", 3);
+    CHECK_EQ(bs_cursor_take_while(&c, bs_byte_is_upper, &p), 0); /* empty run, no move */
+    CHECK_EQ(c.pos, 3);
+    CHECK_EQ(bs_cursor_take_while(&c, bs_byte_is_blank, &p), 1);
+    CHECK_EQ(bs_cursor_take_while(&c, bs_byte_is_tchar, &p), 0); /* '/' is no tchar */
+    c.pos = c.len;
+    CHECK_EQ(bs_cursor_take_while(&c, bs_byte_is_tchar, &p), 0);
+    /* the classes */
+    CHECK(bs_byte_is_tchar('~') && bs_byte_is_tchar('z') && !bs_byte_is_tchar(0));
+    CHECK(!bs_byte_is_tchar(':') && !bs_byte_is_tchar(' ') && !bs_byte_is_tchar(0x80));
+    CHECK(bs_byte_is_space('\v') && bs_byte_is_space('\r') && !bs_byte_is_space(0));
+    CHECK(bs_byte_is_blank('\t') && !bs_byte_is_blank('\n'));
+    CHECK(bs_byte_is_digit('0') && bs_byte_is_digit('9') && !bs_byte_is_digit('a'));
+}
+
+static void test_expect_and_accept(void)
+{
+    bs_cursor c;
+    bs_cursor_init(&c, "HTTP/1.1", 8);
+    CHECK_EQ(bs_cursor_expect(&c, "HTTP/", 5), BS_OK);
+    CHECK_EQ(c.pos, 5);
+    CHECK_EQ(bs_cursor_expect(&c, "2.0", 3), BS_E_MALFORMED);
+    CHECK_EQ(c.pos, 5);
+    CHECK_EQ(bs_cursor_expect(&c, "1.1 extra", 9), BS_E_SHORT); /* matches so far */
+    CHECK_EQ(bs_cursor_expect(&c, "1.2 extra", 9), BS_E_MALFORMED);
+    CHECK_EQ(c.pos, 5);
+    CHECK(!bs_cursor_accept(&c, "1.0", 3));
+    CHECK(!bs_cursor_accept(&c, "1.1x", 4));
+    CHECK_EQ(c.pos, 5);
+    CHECK(bs_cursor_accept(&c, "1.1", 3));
+    CHECK_EQ(bs_cursor_remaining(&c), 0);
+    CHECK(bs_cursor_accept(&c, "", 0));
+    CHECK_EQ(bs_cursor_expect(&c, "", 0), BS_OK);
+}
+
+static void test_parse_decimal(void)
+{
+    bs_cursor c;
+    uint64_t v = 7;
+    bs_cursor_init(&c, "2026-11", 7);
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 4, 4, 9999, &v), BS_OK);
+    CHECK_EQ(v, 2026);
+    CHECK(bs_cursor_accept(&c, "-", 1));
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 2, 2, 10, &v), BS_E_MALFORMED); /* 11 > 10 */
+    CHECK_EQ(c.pos, 5);
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 3, 3, 999, &v), BS_E_MALFORMED); /* too few digits */
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 1, 1, 9, &v), BS_E_MALFORMED);   /* too many */
+    CHECK_EQ(c.pos, 5);
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 1, 2, 12, &v), BS_OK);
+    CHECK_EQ(v, 11);
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 0, 3, 9, &v), BS_E_MALFORMED); /* at the end: none */
+    /* 19 digits is the most: 20 would overflow uint64 for large values */
+    bs_cursor_init(&c, "18446744073709551615", 20);
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 1, 19, UINT64_MAX, &v), BS_E_MALFORMED);
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 1, 20, UINT64_MAX, &v), BS_E_MALFORMED);
+    bs_cursor_init(&c, "9999999999999999999x", 20);
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 1, 19, UINT64_MAX, &v), BS_OK);
+    CHECK(v == 9999999999999999999ULL);
+    CHECK(bs_cursor_at(&c, 'x'));
+    bs_cursor_init(&c, "+1", 2); /* no sign */
+    CHECK_EQ(bs_cursor_parse_decimal(&c, 1, 5, 100, &v), BS_E_MALFORMED);
+}
+
 int main(void)
 {
     RUN(test_fixed_width);
@@ -157,5 +286,11 @@ int main(void)
     RUN(test_wbuf_limit);
     RUN(test_wbuf_json_and_patch);
     RUN(test_bounded_buf);
+    RUN(test_peek_and_at);
+    RUN(test_take_until);
+    RUN(test_take_until_lit);
+    RUN(test_take_while);
+    RUN(test_expect_and_accept);
+    RUN(test_parse_decimal);
     return test_report();
 }

@@ -277,6 +277,160 @@ static void test_bad_options_and_checkpoint(void)
     free(dir);
 }
 
+typedef struct ck_seen {
+    bs_logtail_ckpt_entry e[4];
+    char path[4][64];
+    int n;
+} ck_seen;
+
+static bs_status ck_collect(const bs_logtail_ckpt_entry *e, void *arg)
+{
+    ck_seen *s = arg;
+    if (s->n >= 4) return BS_E_FULL;
+    s->e[s->n] = *e;
+    snprintf(s->path[s->n], sizeof s->path[0], "%.*s", (int)e->path_len, e->path);
+    s->n++;
+    return BS_OK;
+}
+
+/* The checkpoint reader: what the writer writes, and the inputs the old
+ * sscanf reader took although no writer produces them. */
+static void test_parse_checkpoint(void)
+{
+    ck_seen s = {0};
+    uint64_t seq = 0;
+    static const char good[] = "bslt1 42\n"
+                               "2049 131 1000 64 00000000deadBEEF /var/log/kafka/server.log\n"
+                               "2049 132 0 0 0000000000000000 \n";
+    CHECK_EQ(bs_logtail_parse_checkpoint(good, sizeof good - 1, &seq, ck_collect, &s), BS_OK);
+    CHECK_EQ(seq, 42);
+    CHECK_EQ(s.n, 2);
+    CHECK(s.e[0].dev == 2049 && s.e[0].ino == 131 && s.e[0].off == 1000 && s.e[0].head_len == 64);
+    CHECK(s.e[0].head_hash == 0xdeadbeefULL);
+    CHECK_STR(s.path[0], "/var/log/kafka/server.log");
+    CHECK_STR(s.path[1], ""); /* name unknown */
+    /* the callback's refusal stops the parse */
+    s.n = 4;
+    CHECK_EQ(bs_logtail_parse_checkpoint(good, sizeof good - 1, &seq, ck_collect, &s), BS_E_FULL);
+    const char *bad[] = {
+        "",                                            /* empty file */
+        "bslt1 42",                                    /* cut short */
+        "bslt2 42\n",                                  /* another format */
+        "bslt1 -1\n",                                  /* sscanf read this as 2^64-1 */
+        "bslt1  42\n",                                 /* sscanf skipped the spaces */
+        "bslt1 42x\n",                                 /* sscanf ignored the tail */
+        "bslt1 1\n1 2 -1 64 ff /x\n",                  /* negative offset: read as 2^64-1 */
+        "bslt1 1\n1 2 3 65 ff /x\n",                   /* head longer than hashed */
+        "bslt1 1\n1 2 3 4 ff /x",                       /* entry cut short */
+        "bslt1 1\n1 2 3 4 0x1f /x\n",                  /* no 0x prefix */
+        "bslt1 1\n1 2 3 4 11112222333344445 /x\n",     /* 17 hex digits */
+        "bslt1 1\n+1 2 3 4 ff /x\n",                   /* sign */
+        "bslt1 1\n1 2 3 4 ff\n",                       /* no separator before the path */
+        "bslt1 1\n99999999999999999999 2 3 4 ff /x\n", /* 20 digits */
+    };
+    for (size_t i = 0; i < BS_ARRAY_LEN(bad); i++) {
+        s.n = 0;
+        bs_status st = bs_logtail_parse_checkpoint(bad[i], strlen(bad[i]), &seq, ck_collect, &s);
+        if (st != BS_E_MALFORMED) fprintf(stderr, "accepted bad checkpoint #%zu\n", i);
+        CHECK_EQ(st, BS_E_MALFORMED);
+    }
+    static const char nul[] = "bslt1 1\n1 2 3 4 ff /a\0b\n";
+    CHECK_EQ(bs_logtail_parse_checkpoint(nul, sizeof nul - 1, &seq, ck_collect, &s),
+             BS_E_MALFORMED);
+}
+
+/* A checkpoint naming a file by a path too long for the fixed record used
+ * to make the whole checkpoint unreadable (the reader's line buffer split
+ * it): now the entry is kept, its name forgotten. */
+static void test_checkpoint_long_path(void)
+{
+    char *dir = tu_mkdtemp("tail");
+    char sdir[512], state[512], log[512];
+    snprintf(sdir, sizeof sdir, "%s/spool", dir);
+    snprintf(state, sizeof state, "%s/tail.state", dir);
+    snprintf(log, sizeof log, "%s/server.log", dir);
+    bs_spool_options so;
+    bs_spool_options_default(&so);
+    so.dir = sdir;
+    bs_spool *sp;
+    CHECK_EQ(bs_spool_open(&so, &sp), BS_OK);
+    append(log, "[2026-11-24 21:05:09,123] INFO one (x.Y)\n");
+    struct stat sb;
+    CHECK_EQ(stat(log, &sb), 0);
+    /* the file's first line is already done; a second, gone file has a 2000-byte name */
+    char *text = malloc(4096);
+    int n = snprintf(text, 4096, "bslt1 0\n%llu %llu 41 0 0 %s\n%llu 999999 5 0 0 /",
+                     (unsigned long long)sb.st_dev, (unsigned long long)sb.st_ino, log,
+                     (unsigned long long)sb.st_dev);
+    for (int i = 0; i < 2000; i++)
+        text[n++] = 'x';
+    text[n++] = '\n';
+    int fd = open(state, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    CHECK(write(fd, text, (size_t)n) == n);
+    close(fd);
+    free(text);
+    const char *files[] = {log};
+    bs_logtail_options o = {.files = files, .n_files = 1, .state_path = state, .flush_ms = 1};
+    bs_logtail *t = NULL;
+    CHECK_EQ(bs_logtail_new(NULL, sp, &o, &t), BS_OK);
+    append(log, "[2026-11-24 21:05:10,000] INFO two (x.Y)\n");
+    CHECK_EQ(bs_logtail_poll(t), BS_OK); /* read */
+    msleep(5);
+    CHECK_EQ(bs_logtail_poll(t), BS_OK); /* quiet for flush_ms: emitted */
+    cJSON *ev[4];
+    int got = read_events(sp, 0, ev, 4);
+    CHECK_EQ(got, 1); /* resumed after "one": only "two" */
+    if (got == 1) CHECK_STR(jstr(ev[0], "message"), "two");
+    for (int i = 0; i < got; i++)
+        cJSON_Delete(ev[i]);
+    bs_logtail_free(t);
+    bs_spool_close(sp);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* Format "plain": every line is an event of its own, even lines that log4j
+ * rules would join (indented, "Caused by:") or parse (a log4j start line). */
+static void test_plain_format(void)
+{
+    char *dir = tu_mkdtemp("tail");
+    char sdir[512], state[512], log[512];
+    snprintf(sdir, sizeof sdir, "%s/spool", dir);
+    snprintf(state, sizeof state, "%s/tail.state", dir);
+    snprintf(log, sizeof log, "%s/app.log", dir);
+    bs_spool_options so;
+    bs_spool_options_default(&so);
+    so.dir = sdir;
+    bs_spool *sp;
+    CHECK_EQ(bs_spool_open(&so, &sp), BS_OK);
+    append(log, "first line\n\tat indented\nCaused by: x\n[2026-11-24 21:05:09,123] INFO y (a.B)\n");
+    const char *files[] = {log};
+    const bool plain[] = {true};
+    bs_logtail_options o = {
+        .files = files, .plain = plain, .n_files = 1, .state_path = state, .flush_ms = 1};
+    bs_logtail *t = NULL;
+    CHECK_EQ(bs_logtail_new(NULL, sp, &o, &t), BS_OK);
+    CHECK_EQ(bs_logtail_poll(t), BS_OK);
+    msleep(5);
+    CHECK_EQ(bs_logtail_poll(t), BS_OK);
+    cJSON *ev[8];
+    int got = read_events(sp, 0, ev, 8);
+    CHECK_EQ(got, 4);
+    static const char *const want[] = {"first line", "\tat indented", "Caused by: x",
+                                       "[2026-11-24 21:05:09,123] INFO y (a.B)"};
+    for (int i = 0; i < got && i < 4; i++) {
+        CHECK_STR(jstr(ev[i], "message"), want[i]);
+        CHECK(jstr(ev[i], "level") == NULL && jstr(ev[i], "time") == NULL);
+    }
+    for (int i = 0; i < got; i++)
+        cJSON_Delete(ev[i]);
+    bs_logtail_free(t);
+    bs_spool_close(sp);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* ---- end to end: writer, rotations both ways, kill -9 of the tailer process ---- */
 
 typedef struct e2e {
@@ -479,6 +633,9 @@ int main(void)
     RUN(test_invalid_utf8_replaced);
     RUN(test_spool_full_blocks_then_resumes);
     RUN(test_bad_options_and_checkpoint);
+    RUN(test_parse_checkpoint);
+    RUN(test_checkpoint_long_path);
+    RUN(test_plain_format);
     RUN(test_rotation_and_kill9_exactly_once);
     return test_report();
 }

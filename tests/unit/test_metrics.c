@@ -110,6 +110,19 @@ static void test_get_or_create_returns_same_pointer(void)
     bs_metrics_shutdown();
 }
 
+/* Every get-or-create counts as a lookup (the registry mutex); updates do not. */
+static void test_lookups_counted(void)
+{
+    uint64_t before = bs_metrics_lookups();
+    bs_metric *m = bs_metrics_counter("lookups_probe_total", "probe", NULL);
+    CHECK_EQ(bs_metrics_lookups(), before + 1);
+    bs_metric_add(m, 5);
+    CHECK_EQ(bs_metrics_lookups(), before + 1);
+    CHECK(bs_metrics_counter_kv("lookups_probe_total", "probe", NULL) == m);
+    CHECK(bs_metrics_counter("bad name", "probe", NULL) == NULL); /* refused before the lock */
+    CHECK_EQ(bs_metrics_lookups(), before + 2);
+}
+
 static void test_type_clash_and_invalid(void)
 {
     const double b1[] = {1, 2}, b2[] = {1, 3}, bad[] = {2, 1}, inf[] = {1, INFINITY};
@@ -298,6 +311,7 @@ int main(void)
     RUN(test_empty_registry);
     RUN(test_exact_exposition);
     RUN(test_get_or_create_returns_same_pointer);
+    RUN(test_lookups_counted);
     RUN(test_type_clash_and_invalid);
     RUN(test_null_safe_updates);
     RUN(test_histogram_buckets);

@@ -580,6 +580,61 @@ static void test_fetch_passthrough_and_partial(void)
     fx_free(&f);
 }
 
+/* The value of an unlabelled counter (0 when absent). */
+static int64_t counter_value(const char *name)
+{
+    return bs_metric_value(bs_metrics_counter(name, "", NULL));
+}
+
+/* An encrypted Produce and a decrypted Fetch, once the key is cached, count
+ * their records without a metrics lookup: no process-wide registry lock on
+ * the data path (docs/architecture.md, locks). */
+static void test_hot_path_takes_no_metrics_lock(void)
+{
+    fx f;
+    CHECK(fx_init(&f, false));
+    bs_wbuf recs, frame, out, fetch, fout;
+    bs_wbuf_init(&recs, 0);
+    bs_wbuf_init(&frame, 0);
+    bs_wbuf_init(&out, 0);
+    bs_wbuf_init(&fetch, 0);
+    bs_wbuf_init(&fout, 0);
+    build_batch(&recs, 0, 0, 0, k_recs, BS_ARRAY_LEN(k_recs));
+    part_in parts[] = {{"enc-a", recs.data, recs.len}};
+    build_produce(&frame, 9, 1, 1, parts, 1);
+    /* the first request fetches the key (which may register DEK metrics) */
+    int64_t enc_first = counter_value("brokerside_records_encrypted_total");
+    CHECK_EQ(run_request(&f, &frame, &out, NULL), BS_KAFKA_HOOK_REPLACE);
+    bs_kafka_arena a;
+    bs_kafka_arena_init(&a, 0);
+    part_out po[1];
+    CHECK_EQ(decode_parts(&out, true, 9, &a, po, 1), 1u);
+    part_in ef[] = {{"enc-a", po[0].records, po[0].len}};
+    build_fetch(&fetch, 12, 9, ef, 1);
+    CHECK_EQ(run_fetch(&f, 12, &fetch, &fout), BS_KAFKA_HOOK_REPLACE);
+    int64_t enc0 = counter_value("brokerside_records_encrypted_total");
+    int64_t per_request = enc0 - enc_first; /* values (records with a null value stay) */
+    CHECK(per_request > 0);
+    int64_t dec0 = counter_value("brokerside_records_decrypted_total");
+    uint64_t lookups = bs_metrics_lookups();
+    for (int i = 0; i < 3; i++) {
+        bs_wbuf_reset(&out);
+        bs_wbuf_reset(&fout);
+        CHECK_EQ(run_request(&f, &frame, &out, NULL), BS_KAFKA_HOOK_REPLACE);
+        CHECK_EQ(run_fetch(&f, 12, &fetch, &fout), BS_KAFKA_HOOK_REPLACE);
+    }
+    CHECK_EQ(bs_metrics_lookups(), lookups);
+    CHECK_EQ(counter_value("brokerside_records_encrypted_total") - enc0, 3 * per_request);
+    CHECK_EQ(counter_value("brokerside_records_decrypted_total") - dec0, 3 * per_request);
+    bs_kafka_arena_free(&a);
+    bs_wbuf_free(&recs);
+    bs_wbuf_free(&frame);
+    bs_wbuf_free(&out);
+    bs_wbuf_free(&fetch);
+    bs_wbuf_free(&fout);
+    fx_free(&f);
+}
+
 /* bs_record_value_fn flipping one ciphertext byte (the batch CRC stays valid). */
 static bs_status flip_fn(void *ctx, const bs_record_batch *batch, const bs_record *rec,
                          bs_wbuf *nv, bool *replace)
@@ -1134,6 +1189,7 @@ int main(void)
 {
     RUN(test_round_trip_codecs_versions);
     RUN(test_fetch_passthrough_and_partial);
+    RUN(test_hot_path_takes_no_metrics_lock);
     RUN(test_fetch_tampered);
     RUN(test_produce_refusals);
     RUN(test_compression_bomb);

@@ -92,6 +92,17 @@ bs_status bs_aws_credentials_start_refresher(bs_aws_credentials_provider *p) BS_
 /* Mark the cached credentials stale: the next get resolves the chain again. */
 void bs_aws_credentials_invalidate(bs_aws_credentials_provider *p);
 
+/* Parse the text of a shared credentials file (config_style false: sections
+ * `[NAME]`) or config file (config_style true: `[profile NAME]`, and
+ * `[default]`) and fill `out` (zeroed) with the key pair and optional session
+ * token of section `profile` (source "shared-file"). Lines are trimmed;
+ * `#` and `;` start comment lines; later keys replace earlier ones.
+ * BS_E_NOT_FOUND unless the profile has a non-empty aws_access_key_id and
+ * aws_secret_access_key, BS_E_MALFORMED when one of its keys holds a NUL
+ * byte, BS_E_NOMEM. Exposed for tests and the fuzz target. */
+bs_status bs_aws_credentials_parse_profile(const void *text, size_t len, const char *profile,
+                                           bool config_style, bs_aws_credentials *out) BS_WUR;
+
 /* Number of chain resolutions performed so far (tests, metrics). */
 unsigned long bs_aws_credentials_resolutions(bs_aws_credentials_provider *p);
 

@@ -28,6 +28,7 @@
 
 #include "brokerside/aws_credentials.h"
 #include "brokerside/buf.h"
+#include "brokerside/cursor.h"
 #include "brokerside/sigv4.h"
 #include "brokerside/status.h"
 
@@ -57,6 +58,20 @@ bool bs_aws_outcome_retryable(bs_aws_outcome o);
  * over the status: a 400 ThrottlingException is THROTTLED. Also usable for
  * per-entry error codes of batch APIs (Firehose, PutLogEvents) with status 0. */
 bs_aws_outcome bs_aws_classify(long http_status, const char *error_code);
+
+/* XML of AWS answers (S3 and the query protocols) is flat enough to read by
+ * element: no attributes on the elements we read, no nesting of an element
+ * in itself. Find the first `<tag>...</tag>` from the cursor on: *value is
+ * a cursor over its text (still entity-encoded) and `c` moves past the
+ * closing tag. False, with `c` unmoved, when there is none or `tag` is
+ * longer than 60 bytes. */
+bool bs_aws_xml_element(bs_cursor *c, const char *tag, bs_cursor *value);
+
+/* Copy an element's text (bs_aws_xml_element) into out[cap], decoding the
+ * five predefined entities (&amp; &lt; &gt; &quot; &apos;; others stay as
+ * written), truncated to cap-1 bytes and NUL-terminated. A cap of 0 writes
+ * nothing. */
+void bs_aws_xml_text(const bs_cursor *value, char *out, size_t cap);
 
 /* Extract the error code and message of an AWS error response: JSON
  * (`__type` or `code`, `message`/`Message`), XML (`<Code>`, `<Message>`) or

@@ -52,4 +52,52 @@ bs_status bs_cursor_skip(bs_cursor *c, size_t n) BS_WUR;
 /* A sub-cursor over the next `n` bytes; the parent advances past them. */
 bs_status bs_cursor_sub(bs_cursor *c, size_t n, bs_cursor *sub) BS_WUR;
 
+/* ---- text helpers: the same rules (check first, never move on failure) for
+ * line- and token-oriented formats (HTTP heads, log lines, INI files, XML). */
+
+/* A byte class for bs_cursor_take_while: true if `b` belongs. */
+typedef bool (*bs_byte_class)(uint8_t b);
+
+/* The next byte without consuming it. BS_E_SHORT if none is left. */
+bs_status bs_cursor_peek(const bs_cursor *c, uint8_t *out) BS_WUR;
+/* True if the next byte is `b` (false at the end). */
+bool bs_cursor_at(const bs_cursor *c, uint8_t b);
+/* Point *out at the bytes before the next `delim` (*len of them, maybe 0)
+ * and advance past the delimiter. BS_E_SHORT without moving if no `delim`
+ * remains (a streaming caller reads more; a whole-buffer caller has the
+ * unterminated tail). */
+bs_status bs_cursor_take_until(bs_cursor *c, uint8_t delim, const uint8_t **out,
+                               size_t *len) BS_WUR;
+/* As bs_cursor_take_until for a literal of `lit_len` >= 1 bytes: the bytes
+ * before its next occurrence, then advance past it. BS_E_SHORT without
+ * moving if it does not occur. */
+bs_status bs_cursor_take_until_lit(bs_cursor *c, const void *lit, size_t lit_len,
+                                   const uint8_t **out, size_t *len) BS_WUR;
+/* Consume the longest run of bytes in `cls` (possibly empty): *out points at
+ * it, the return value is its length. Never fails. */
+size_t bs_cursor_take_while(bs_cursor *c, bs_byte_class cls, const uint8_t **out);
+/* Consume `lit_len` bytes equal to `lit`. BS_E_SHORT without moving if fewer
+ * bytes remain and those match the literal's start (more input could
+ * complete it); BS_E_MALFORMED without moving if a byte differs. */
+bs_status bs_cursor_expect(bs_cursor *c, const void *lit, size_t lit_len) BS_WUR;
+/* Consume the literal if it comes next and return true; else false and no
+ * move (no distinction between "short" and "different"). */
+bool bs_cursor_accept(bs_cursor *c, const void *lit, size_t lit_len);
+/* An unsigned decimal of between min_digits and max_digits digits (ASCII
+ * '0'-'9', no sign, no spaces) whose value is at most `max`; stops at the
+ * first non-digit. BS_E_MALFORMED without moving on too few or too many
+ * digits or a value above `max` (never overflows: max_digits <= 19). */
+bs_status bs_cursor_parse_decimal(bs_cursor *c, unsigned min_digits, unsigned max_digits,
+                                  uint64_t max, uint64_t *out) BS_WUR;
+
+/* Byte classes for bs_cursor_take_while. */
+bool bs_byte_is_digit(uint8_t b);
+bool bs_byte_is_upper(uint8_t b);
+/* ' ' or '\t' */
+bool bs_byte_is_blank(uint8_t b);
+/* isspace in the C locale: ' ', \t, \n, \v, \f, \r */
+bool bs_byte_is_space(uint8_t b);
+/* RFC 9110 tchar: the bytes of an HTTP method or header name. */
+bool bs_byte_is_tchar(uint8_t b);
+
 #endif

@@ -117,6 +117,12 @@ typedef int (*bs_metrics_visit_fn)(const bs_metric_sample *s, void *arg);
  * `fn` stopped the walk. */
 bs_status bs_metrics_foreach(bs_metrics_visit_fn fn, void *arg) BS_WUR;
 
+/* How many get-or-create lookups (each takes the registry's process-wide
+ * mutex) were made since start (calls refused for an invalid name or label
+ * set take no lock and do not count). Tests use it to show
+ * that a hot path resolved its series beforehand and takes no lock. */
+uint64_t bs_metrics_lookups(void);
+
 /* Free everything; pointers handed out become invalid. For tests and exit:
  * only when no other thread uses the registry. The registry can be used
  * again afterwards (it starts empty). */

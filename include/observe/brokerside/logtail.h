@@ -9,7 +9,8 @@
  *    at the path starts at offset 0;
  *  - copytruncate: a file whose size drops below our offset, or whose first
  *    bytes change, restarts at offset 0.
- * Multi-line events: a line that starts with `[yyyy-MM-dd HH:mm:ss,SSS] LEVEL`
+ * Files of format "plain" (options.plain): every line is one event, its
+ * text the message. Multi-line events (log4j, the default): a line that starts with `[yyyy-MM-dd HH:mm:ss,SSS] LEVEL`
  * starts an event; every other line (stack frames, `Caused by:`) joins the
  * current one. An event is emitted when the next one starts, after
  * `flush_ms` without new data in that file, or at `max_event_bytes`.
@@ -45,6 +46,9 @@ struct ev_loop;
 
 typedef struct bs_logtail_options {
     const char *const *files; /* paths or glob(3) patterns */
+    /* per entry of `files`: format "plain", every line one event with only
+     * `message` (and the source fields); NULL or false: the log4j rules */
+    const bool *plain;
     size_t n_files;
     const char *state_path; /* checkpoint file (required) */
     uint32_t poll_ms;       /* default 250 */
@@ -86,5 +90,24 @@ void bs_logtail_get_stats(const bs_logtail *t, bs_logtail_stats *st);
 bs_status bs_logtail_parse_start(const char *line, size_t len, int tz_offset_min, int64_t *epoch_ms,
                                  const char **level, size_t *level_len, const char **rest,
                                  size_t *rest_len) BS_WUR;
+
+/* One entry of a checkpoint file, as bs_logtail_parse_checkpoint reads it;
+ * `path` points into the parsed text (path_len bytes, no NUL inside). */
+typedef struct bs_logtail_ckpt_entry {
+    uint64_t dev, ino, off, head_hash;
+    uint32_t head_len;
+    const char *path;
+    size_t path_len;
+} bs_logtail_ckpt_entry;
+typedef bs_status (*bs_logtail_ckpt_fn)(const bs_logtail_ckpt_entry *e, void *arg);
+
+/* Parse checkpoint text: a `bslt1 SPOOL_SEQ` line, then one line per file
+ * `DEV INO OFFSET HEAD_LEN HEAD_HASH PATH`, each line ending in a newline
+ * (decimal numbers without sign, OFFSET and SPOOL_SEQ at most INT64_MAX,
+ * HEAD_LEN at most 64, HEAD_HASH 1..16 hex digits, single spaces). Calls
+ * `fn` per entry (its non-OK status stops and is returned). BS_E_MALFORMED
+ * on any deviation. Exposed for tests and the fuzz target. */
+bs_status bs_logtail_parse_checkpoint(const void *text, size_t len, uint64_t *spool_seq,
+                                      bs_logtail_ckpt_fn fn, void *arg) BS_WUR;
 
 #endif
