@@ -480,6 +480,7 @@ static bs_status build_audit(bs_pipeline *p, char *err, size_t errlen)
     o.digest_every_events = ac->digest_every_events;
     o.aggregate_max_keys = ac->aggregate_max_keys;
     o.broker_id = p->broker_id_num;
+    o.format = (bs_audit_format)ac->format;
     bs_status st = bs_audit_log_open(&o, p->key, &link, emit_audit, p, &p->audit);
     if (st != BS_OK) {
         snprintf(err, errlen, "audit: cannot open the audit log (%s)", bs_status_name(st));
