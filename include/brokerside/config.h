@@ -322,6 +322,9 @@ typedef struct bs_config {
      * (bs_config_warnings): each "FILE: message". The daemon logs them at
      * start and on reload; --check-config prints them (--strict: errors). */
     struct bs_config_errors *warnings;
+    /* The document as parsed (comments removed), kept for the reload diff
+     * (config_diff.h); owned, freed by bs_config_free. */
+    struct cJSON *tree;
 } bs_config;
 
 /* One problem found while loading, already formatted as
