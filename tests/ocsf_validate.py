@@ -68,6 +68,16 @@ class Schema:
         with open(os.path.join(self.root, rel), encoding="utf-8") as f:
             return json.load(f)
 
+    @staticmethod
+    def _merge_one(old, new):
+        """An attribute's definition `new` over `old`: keys replaced, enums
+        extended (a class adds its values to the base event's 0 and 99)."""
+        merged = dict(old)
+        merged.update(new)
+        if "enum" in old and "enum" in new:
+            merged["enum"] = dict(old["enum"], **new["enum"])
+        return merged
+
     def _merge_attrs(self, base, attrs):
         """Merge a file's attributes (with $include) over `base` in place."""
         for inc in attrs.get("$include", []):
@@ -76,17 +86,14 @@ class Schema:
             for k, v in prof.get("attributes", {}).items():
                 if k == "$include":
                     continue
-                merged = dict(base.get(k, {}))
-                merged.update(v)
+                merged = self._merge_one(base.get(k, {}), v)
                 if pname and "profile" not in v:
                     merged["profile"] = pname
                 base[k] = merged
         for k, v in attrs.items():
             if k == "$include":
                 continue
-            merged = dict(base.get(k, {}))
-            merged.update(v)
-            base[k] = merged
+            base[k] = self._merge_one(base.get(k, {}), v)
 
     def _finish(self, attrs):
         """Attach dictionary type, is_array and enum to each attribute."""
@@ -95,8 +102,8 @@ class Schema:
             d = self.dict_attrs.get(k, {})
             a = dict(d)
             a.update(v)
-            if "enum" not in v and "enum" in d:
-                a["enum"] = d["enum"]
+            if "enum" in d:
+                a["enum"] = dict(d["enum"], **v.get("enum", {}))
             if "type" not in a:
                 raise ValueError("attribute %s has no type in the dictionary" % k)
             out[k] = a
@@ -121,6 +128,10 @@ class Schema:
             category = f.get("category", category)
         uid = chain[0].get("uid")
         cat_uid = self.category_uid.get(category, 0)
+        # the compiler derives these enums per class; checked for consistency in validate()
+        for k in ("class_uid", "category_uid", "type_uid"):
+            if k in attrs:
+                attrs[k] = {x: y for x, y in attrs[k].items() if x != "enum"}
         c = {
             "name": name,
             "uid": uid,

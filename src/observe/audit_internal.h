@@ -42,6 +42,8 @@ typedef struct bs_ocsf_head {
     const char *status_code, *status_detail, *message; /* NULL = absent */
     const char *log_name;      /* metadata.log_name: the event source */
     const char *event_name;    /* metadata.event_code: the CloudTrail-like eventName */
+    bool host_profile;         /* metadata.profiles ["host"]: the class has `actor` only
+                                  through that profile (Network Activity) */
 } bs_ocsf_head;
 
 /* Open an OCSF event: `{` and the classification, time, severity, status,

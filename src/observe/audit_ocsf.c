@@ -18,6 +18,7 @@
  * so the chain members (chainId, sequence, previousHash) go inside it and
  * `brokerside audit verify` reads both formats the same way.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -88,6 +89,7 @@ void bs_ocsf_put_head(bs_wbuf *w, const bs_ocsf_head *h)
     bs_audit_put_cstr(w, h->log_name);
     bs_wbuf_put_str(w, ",\"log_provider\":\"brokerside\",\"event_code\":");
     bs_audit_put_cstr(w, h->event_name);
+    if (h->host_profile) bs_wbuf_put_str(w, ",\"profiles\":[\"host\"]");
     bs_wbuf_put_u8(w, '}');
 }
 
@@ -224,13 +226,21 @@ static void put_actor(bs_wbuf *w, const bs_audit_event *ev, bool authz)
     bs_wbuf_put_u8(w, '}');
 }
 
+/* True when s is an IPv4 or IPv6 address in text form (the peer address
+ * is "?" when the socket could not tell it, e.g. after the peer left). */
+static bool is_ip(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return s && (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1);
+}
+
 /* src_endpoint (the client) and dst_endpoint (the listener). */
 static void put_endpoints(bs_wbuf *w, const bs_audit_event *ev)
 {
-    if (ev->source_ip) {
+    if (is_ip(ev->source_ip)) {
         bs_wbuf_put_str(w, ",\"src_endpoint\":{\"ip\":");
         bs_audit_put_cstr(w, ev->source_ip);
-        bs_audit_put_kv(w, ",\"port\":", ev->source_port);
+        if (ev->source_port) bs_audit_put_kv(w, ",\"port\":", ev->source_port);
         bs_wbuf_put_u8(w, '}');
     } else {
         bs_wbuf_put_str(w, ",\"src_endpoint\":{\"uid\":\"connection-");
@@ -500,7 +510,8 @@ static bs_status render_connection(const bs_audit_event *ev, const char *source,
                           .severity_id = 1,
                           .status_id = 1,
                           .log_name = source,
-                          .event_name = name};
+                          .event_name = name,
+                          .host_profile = true};
         if (ev->conn_kind == BS_AUDIT_CONN_ACCEPTED) {
             h.activity_id = 1;
             h.activity_name = "Open";
@@ -666,6 +677,7 @@ bs_status bs_ocsf_render_open(const bs_audit_event *ev, const char *source, cons
     put_resources(out, ev);
     if (!authz && ev->latency_us >= 0) bs_audit_put_kv(out, ",\"duration\":", ev->latency_us / 1000);
     bs_ocsf_open_unmapped(out, op, authz ? "KafkaAuthorization" : "KafkaApiCall");
+    if (authz) bs_wbuf_put_str(out, h.status_id == 2 ? ",\"decision\":\"DENY\"" : ",\"decision\":\"ALLOW\"");
     put_request_extras(out, ev);
     return bs_wbuf_status(out);
 }
