@@ -277,8 +277,9 @@ static void crl_facts(SSL_CTX *ctx, char count[16], char last[32])
 /* Record a listener's rebuilt TLS material as a sidecar action
  * (TlsMaterialReloaded): the certificate presented from now on (SHA-256
  * fingerprint, subject, expiry), whether it differs from the one it
- * replaces, and the CRLs loaded. Control thread, before the swap. */
-static void note_tls_reload(bs_listener *l, SSL_CTX *fresh)
+ * replaces, and the CRLs loaded; file names from `nl`, the listener's
+ * config in the new file. Control thread, before the swap. */
+static void note_tls_reload(bs_listener *l, const bs_listener_config *nl, SSL_CTX *fresh)
 {
     char fp[65], ofp[65], subject[256], osub[256], na[32], ona[32], crls[16], crl_last[32];
     cert_facts(fresh, fp, subject, sizeof subject, na);
@@ -286,7 +287,7 @@ static void note_tls_reload(bs_listener *l, SSL_CTX *fresh)
     cert_facts(old, ofp, osub, sizeof osub, ona);
     SSL_CTX_free(old);
     crl_facts(fresh, crls, crl_last);
-    const bs_tls_server_config *t = l->cfg->tls;
+    const bs_tls_server_config *t = nl->tls;
     bs_action_detail d[] = {
         {"certificateFile", t && t->cert_file ? t->cert_file : ""},
         {"certificateSha256", fp},
@@ -525,7 +526,8 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
     bs_status st = BS_OK;
     size_t n = s->n_listeners;
     SSL_CTX **sc = calloc(n ? n : 1, sizeof *sc), **cc = calloc(n ? n : 1, sizeof *cc);
-    if (!sc || !cc) {
+    const bs_listener_config **ncfg = calloc(n ? n : 1, sizeof *ncfg);
+    if (!sc || !cc || !ncfg) {
         st = BS_E_NOMEM;
         goto out;
     }
@@ -538,6 +540,7 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
         for (size_t j = 0; j < cfg->n_listeners && !nl; j++)
             if (strcmp(cfg->listeners[j].name, l->cfg->name) == 0) nl = &cfg->listeners[j];
         if (!nl) continue;
+        ncfg[i] = nl;
         char err[600];
         bs_status t = build_tls(nl, &sc[i], &cc[i], err, sizeof err);
         if (t != BS_OK) {
@@ -556,7 +559,7 @@ bs_status bs_server_reload(bs_server *s, const bs_config *cfg)
     }
     if (st != BS_OK) goto out;
     for (size_t i = 0; i < n; i++) {
-        if (sc[i]) note_tls_reload(&s->listeners[i], sc[i]);
+        if (sc[i]) note_tls_reload(&s->listeners[i], ncfg[i], sc[i]);
         if (sc[i]) bs_tls_slot_swap(&s->listeners[i].tls, sc[i]);
         if (cc[i]) bs_tls_slot_swap(&s->listeners[i].utls, cc[i]);
         sc[i] = cc[i] = NULL;
@@ -580,6 +583,7 @@ out:
     }
     free(sc);
     free(cc);
+    free(ncfg);
     bs_metric_add(st == BS_OK ? s->m_reload_ok : s->m_reload_failed, 1);
     if (st == BS_OK)
         BS_LOG_INFOF("main", "reload: applied %s (TLS contexts rebuilt, limits applied)",

@@ -190,6 +190,24 @@ class AuditFormatScenario(harness.IntegrationTest):
         finally:
             raw.close()
 
+    def make_crl(self):
+        """A fresh, empty CRL of the dev CA (valid for 30 days)."""
+        ca_dir = os.path.join(self.tmp, "ca")
+        os.makedirs(ca_dir)
+        open(os.path.join(ca_dir, "index.txt"), "w").close()
+        cnf = os.path.join(ca_dir, "ca.cnf")
+        with open(cnf, "w") as f:
+            f.write("[ca]\ndefault_ca=d\n[d]\ndatabase=%s/index.txt\ndefault_md=sha256\n"
+                    "crlnumber=%s/crlnumber\n" % (ca_dir, ca_dir))
+        with open(os.path.join(ca_dir, "crlnumber"), "w") as f:
+            f.write("01\n")
+        crl = os.path.join(self.tmp, "ca.crl")
+        r = subprocess.run(["openssl", "ca", "-batch", "-config", cnf, "-gencrl", "-keyfile",
+                            self.certs["ca_key"], "-cert", self.certs["ca_crt"], "-crldays", "30",
+                            "-out", crl], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return crl
+
     def fill_disk(self):
         """Fill the spool's filesystem to the last byte; returns the filler's path."""
         path = os.path.join(self.fs, "filler")
@@ -228,6 +246,8 @@ class AuditFormatScenario(harness.IntegrationTest):
         # SIGHUP: a plain key, a secret and the policy change
         new = copy.deepcopy(self.cfg)
         new["audit"]["digest_every_events"] = 7
+        crl = self.make_crl()
+        new["listeners"][0]["tls"]["crl"] = crl
         new["aws"]["credentials"]["secret_access_key"] = NEW_SECRET
         new["authorization"]["rules"].append(
             {"principal": "User:*", "operation": "Read", "resource_type": "Topic",
@@ -236,7 +256,12 @@ class AuditFormatScenario(harness.IntegrationTest):
         bs.signal(signal.SIGHUP)
         reload_ev = self.wait_event("ConfigurationReloaded")[0]
         self.wait_event("AuthorizationPolicyChanged")
-        self.wait_event("TlsMaterialReloaded")
+        tls_ev = self.record(self.wait_event("TlsMaterialReloaded")[0])
+        self.assertEqual(tls_ev["component"]["name"], "tls")
+        self.assertEqual(tls_ev["component"]["details"]["crlFile"], crl)
+        self.assertEqual(tls_ev["component"]["details"]["crls"], "1")
+        self.assertEqual(tls_ev["component"]["details"]["certificateChanged"], "false")
+        self.assertEqual(len(tls_ev["component"]["details"]["certificateSha256"]), 64)
 
         # the KMS goes away: a new topic needs a key (one KmsUnavailable), then comes back
         self.fwd.stop()
@@ -276,6 +301,8 @@ class AuditFormatScenario(harness.IntegrationTest):
         self.assertEqual(changes["audit.digest_every_events"],
                          {"path": "audit.digest_every_events", "change": "added", "new": "7"})
         self.assertEqual(changes["authorization.rules[1]"]["change"], "added")
+        self.assertEqual(changes["listeners[0].tls.crl"],
+                         {"path": "listeners[0].tls.crl", "change": "added", "new": crl})
         self.assertNotIn("audit.data_events", changes)
         # ---- every event type of the scenario is in the trail
         for name in ("AuditChainStart", "ConnectionAccepted", "ClientCertificateAccepted",
