@@ -29,6 +29,7 @@
 #include "brokerside/aws_http.h"
 #include "brokerside/audit.h"
 #include "brokerside/config.h"
+#include "brokerside/config_diff.h"
 #include "brokerside/encryption.h"
 #include "brokerside/authz.h"
 #include "brokerside/identity.h"
@@ -39,6 +40,7 @@
 #include "brokerside/net.h"
 #include "brokerside/pipeline.h"
 #include "brokerside/policy.h"
+#include "brokerside/sidecar_action.h"
 #include "brokerside/sdnotify.h"
 #include "brokerside/tls.h"
 #include "brokerside/version.h"
@@ -239,7 +241,18 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     app *a = w->data;
     a->stop_requests++;
-    if (a->stop_requests == 1) notify("STOPPING=1\nSTATUS=draining connections");
+    if (a->stop_requests == 1) {
+        notify("STOPPING=1\nSTATUS=draining connections");
+        bs_action_detail d[] = {{"signal", strsignal(w->signum)}};
+        bs_sidecar_action act = {.kind = BS_ACTION_STOPPING,
+                                 .subject_type = "sidecar",
+                                 .subject = a->config_path,
+                                 .message = "orderly stop: draining connections, then the final "
+                                            "digest seals the audit chain",
+                                 .details = d,
+                                 .n_details = 1};
+        bs_sidecar_action_emit(&act);
+    }
     BS_LOG_INFOF("main", "received %s%s", strsignal(w->signum),
                  a->stop_requests > 1 ? " again: closing every connection now" : "");
     /* Once the workers are gone only the sinks' flush is left to cut short. */
@@ -247,6 +260,74 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
         bs_pipeline_cancel_flush(a->pipe);
     else
         bs_server_shutdown(a->srv, a->stop_requests == 1);
+}
+
+/* Record a refused reload (ConfigurationReloadRejected): how many problems
+ * and why in general terms; the messages themselves stay in the log (they
+ * quote the file and may quote values). */
+static void note_reload_rejected(app *a, const char *why, size_t problems)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%zu", problems);
+    bs_action_detail d[] = {{"problems", n}};
+    bs_sidecar_action act = {.kind = BS_ACTION_CONFIG_REJECTED,
+                             .failed = true,
+                             .subject_type = "configuration",
+                             .subject = a->config_path,
+                             .message = why,
+                             .details = d,
+                             .n_details = 1};
+    bs_sidecar_action_emit(&act);
+}
+
+/* Record an applied reload (ConfigurationReloaded: every changed key path,
+ * secrets without values) and, when the `authorization` or `identity`
+ * section changed, the new policy (AuthorizationPolicyChanged). `prev` is
+ * the configuration that was running. */
+static void note_reload(app *a, const bs_config *prev, const bs_config *cfg, const char *restart)
+{
+    bs_config_diff diff;
+    bs_status st = bs_config_diff_compute(prev, cfg, &diff);
+    if (st != BS_OK) {
+        BS_LOG_ERRORF("main", "reload: cannot compare the configurations (%s)",
+                      bs_status_name(st));
+        memset(&diff, 0, sizeof diff);
+    }
+    char n[24], omitted[24];
+    snprintf(n, sizeof n, "%zu", diff.n + diff.omitted);
+    snprintf(omitted, sizeof omitted, "%zu", diff.omitted);
+    bs_action_detail d[] = {{"changedKeys", n}, {"changesOmitted", omitted},
+                            {"needsRestart", restart[0] ? restart : "none"}};
+    bs_sidecar_action act = {.kind = BS_ACTION_CONFIG_RELOADED,
+                             .subject_type = "configuration",
+                             .subject = a->config_path,
+                             .message = "configuration reloaded (SIGHUP)",
+                             .details = d,
+                             .n_details = BS_ARRAY_LEN(d),
+                             .changes = diff.changes,
+                             .n_changes = diff.n};
+    bs_sidecar_action_emit(&act);
+    if (bs_config_diff_touches(&diff, "authorization") || bs_config_diff_touches(&diff, "identity")) {
+        char rules[24];
+        snprintf(rules, sizeof rules, "%zu", bs_policy_rule_count(cfg->authorization));
+        bs_action_detail pd[] = {
+            {"enabled", cfg->authorization ? "true" : "false"},
+            {"rules", rules},
+            {"defaultDecision", !cfg->authorization ? "allow (no policy)"
+                                : bs_policy_default_allow(cfg->authorization) ? "allow" : "deny"},
+            {"authorizationChanged", bs_config_diff_touches(&diff, "authorization") ? "true" : "false"},
+            {"identityChanged", bs_config_diff_touches(&diff, "identity") ? "true" : "false"}};
+        bs_sidecar_action pact = {.kind = BS_ACTION_POLICY_CHANGED,
+                                  .subject_type = "policy",
+                                  .subject = "authorization",
+                                  .message = "the authorization policy and identity rules in force "
+                                             "were replaced; each connection's next request is "
+                                             "judged by them",
+                                  .details = pd,
+                                  .n_details = BS_ARRAY_LEN(pd)};
+        bs_sidecar_action_emit(&pact);
+    }
+    bs_config_diff_free(&diff);
 }
 
 /* Reload the config file; a bad file changes nothing. */
@@ -258,6 +339,8 @@ static void reload(app *a)
     if (bs_config_load(a->config_path, &cfg, &errs) != BS_OK) {
         for (size_t i = 0; i < errs.n; i++)
             BS_LOG_ERRORF("main", "reload: %s", errs.msgs[i]);
+        note_reload_rejected(a, "the configuration file did not load; the running configuration "
+                                "stays (the problems are in the log)", errs.n);
         bs_config_errors_free(&errs);
         /* Counted like a refused TLS rebuild: the old config stays. */
         bs_metric_add(bs_metrics_counter("brokerside_config_reloads_total",
@@ -281,6 +364,9 @@ static void reload(app *a)
     if (bs_config_needs_restart(a->cfg, cfg, what, sizeof what))
         BS_LOG_WARNF("main", "reload: %s changed: requires restart; keeping the old value", what);
     if (bs_server_reload(a->srv, &cfg->net) != BS_OK) {
+        note_reload_rejected(a, "the TLS material of the new configuration could not be loaded; "
+                                "the running configuration stays (the problems are in the log)",
+                             1);
         bs_config_free(cfg);
         return;
     }
@@ -300,6 +386,7 @@ static void reload(app *a)
                      cfg->authorization ? "policy applied" : "off",
                      bs_policy_rule_count(cfg->authorization));
     bs_policy_set_current(cfg->authorization);
+    note_reload(a, a->n_retired ? a->retired[a->n_retired - 1] : a->cfg, cfg, what);
     a->retired[a->n_retired++] = cfg;
 }
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "brokerside/log.h"
+#include "brokerside/sidecar_action.h"
 #include "brokerside/metrics.h"
 
 #define MOD "dek"
@@ -101,6 +102,9 @@ struct bs_dek_manager {
     size_t nops;
 
     bs_metric *hits, *misses, *rot_records, *rot_age;
+    /* keyring calls are failing: KmsUnavailable recorded, no KmsRecovered
+     * since (the thread that runs the keyring callbacks only) */
+    bool kms_failing;
 };
 
 /* ---- worker side ---- */
@@ -242,6 +246,41 @@ static bool digest_of(const dek_msg *g, uint8_t out[DIGEST_LEN])
         EVP_DigestFinal_ex(c, out, &n) == 1;
     EVP_MD_CTX_free(c);
     return ok && n == DIGEST_LEN;
+}
+
+/* True when a keyring call's failure says the KMS cannot serve us
+ * (unreachable, throttling, refusing our credentials, key disabled or
+ * missing), not that one EDEK is bad (BS_E_CRYPTO, BS_E_MALFORMED) or
+ * that we ran short locally. */
+static bool kms_outage(bs_status st)
+{
+    return st == BS_E_IO || st == BS_E_AGAIN || st == BS_E_CONFIG || st == BS_E_STATE ||
+           st == BS_E_NOT_FOUND || st == BS_E_TOO_LARGE;
+}
+
+/* The KmsUnavailable / KmsRecovered sidecar actions on the edges of
+ * keyring outages (sidecar_action.h): one record when calls start failing,
+ * one when a call succeeds again, never one per call. */
+static void note_kms(bs_dek_manager *m, int kind, bs_status st, const char *keyref)
+{
+    bool failing = kms_outage(st);
+    if (st != BS_OK && !failing) return; /* a bad EDEK says nothing about the KMS */
+    if (failing == m->kms_failing) return;
+    m->kms_failing = failing;
+    bs_action_detail d[] = {{"operation", kind == KIND_ENC ? "GenerateDataKey" : "Decrypt"},
+                            {"keyId", keyref ? keyref : ""},
+                            {"status", st == BS_OK ? "ok" : bs_status_name(st)}};
+    bs_sidecar_action a = {
+        .kind = failing ? BS_ACTION_KMS_FAILED : BS_ACTION_KMS_RECOVERED,
+        .failed = failing,
+        .subject_type = "keyring",
+        .subject = keyref,
+        .message = failing ? "keyring (KMS) calls fail: data keys cannot be made or unwrapped; "
+                             "Produce and Fetch of encrypted topics get retriable errors"
+                           : "keyring (KMS) calls succeed again",
+        .details = d,
+        .n_details = BS_ARRAY_LEN(d)};
+    bs_sidecar_action_emit(&a);
 }
 
 /* Count one keyring call in brokerside_kms_calls_total{op,result}. */
@@ -435,11 +474,31 @@ static void on_generated(void *arg, bs_status st, const uint8_t *key, size_t key
         (key_len != BS_DEK_KEY_LEN || !edek || edek_len == 0 || edek_len > BS_ENVELOPE_MAX_EDEK))
         st = BS_E_MALFORMED;
     count_call(KIND_ENC, st);
+    note_kms(m, KIND_ENC, st, o->req->keyref);
     if (st != BS_OK) {
         BS_LOG_WARNF(MOD, "no data key for key %s topic %s: %s", o->req->keyref, o->req->topic,
                      bs_status_name(st));
         answer(m, o->req, st, NULL, NULL, 0, 0);
         goto out;
+    }
+    {
+        /* DataKeyCreated: which master key, which topic, and a fingerprint of
+         * the wrapped key (SHA-256 of the EDEK: ciphertext, names it without
+         * revealing anything) */
+        uint8_t md[32];
+        char fp[17] = "";
+        if (EVP_Digest(edek, edek_len, md, NULL, EVP_sha256(), NULL) == 1)
+            for (int i = 0; i < 8; i++)
+                snprintf(fp + 2 * i, 3, "%02x", md[i]);
+        bs_action_detail d[] = {{"keyId", o->req->keyref}, {"topic", o->req->topic},
+                                {"edekSha256Prefix", fp}};
+        bs_sidecar_action a = {.kind = BS_ACTION_DEK_CREATED,
+                               .subject_type = "dataKey",
+                               .subject = o->req->topic,
+                               .message = "a new data key was generated and wrapped by the keyring",
+                               .details = d,
+                               .n_details = BS_ARRAY_LEN(d)};
+        bs_sidecar_action_emit(&a);
     }
     uint64_t expires = now_ms(m) + m->ttl_ms;
     answer(m, o->req, BS_OK, key, edek, edek_len, expires);
@@ -467,6 +526,7 @@ static void on_decrypted(void *arg, bs_status st, const uint8_t *key, size_t key
     cent *e = o->entry;
     if (st == BS_OK && key_len != BS_DEK_KEY_LEN) st = BS_E_MALFORMED;
     count_call(KIND_DEC, st);
+    note_kms(m, KIND_DEC, st, e->req->keyref);
     uint64_t expires = now_ms(m) + m->ttl_ms;
     if (st != BS_OK)
         BS_LOG_WARNF(MOD, "cannot decrypt a data key of key %s topic %s: %s", e->req->keyref,
@@ -952,9 +1012,20 @@ static bool near_rotation(const bs_dek_manager *m, const bs_dek *d, uint64_t cre
     return age_ms >= policy_max_age_s(m) * 10 * m->refresh_pct;
 }
 
-static void count_retire(bs_dek_manager *m, const char *reason)
+/* Count a retired data key and record it (DataKeyRotated: the worker's
+ * key for this master key and topic reached its records or age limit).
+ * Worker thread. */
+static void count_retire(bs_dek_manager *m, const wentry *x, const char *reason)
 {
     bs_metric_add(reason[0] == 'r' ? m->rot_records : m->rot_age, 1);
+    bs_action_detail d[] = {{"keyId", x->keyref}, {"topic", x->topic}, {"reason", reason}};
+    bs_sidecar_action a = {.kind = BS_ACTION_DEK_ROTATED,
+                           .subject_type = "dataKey",
+                           .subject = x->topic,
+                           .message = "a data key reached its limit and was retired",
+                           .details = d,
+                           .n_details = BS_ARRAY_LEN(d)};
+    bs_sidecar_action_emit(&a);
 }
 
 /* Drop the current DEK if it must be retired, promoting a usable `next`. */
@@ -962,14 +1033,14 @@ static void enc_rotate(bs_dek_worker *w, wentry *x, uint64_t now)
 {
     const char *why;
     if (x->cur && (why = retire_reason(w->m, x->cur, x->cur_ms, now))) {
-        count_retire(w->m, why);
+        count_retire(w->m, x, why);
         bs_dek_free(x->cur);
         x->cur = x->next;
         x->cur_ms = x->next_ms;
         x->next = NULL;
     }
     if (x->cur && (why = retire_reason(w->m, x->cur, x->cur_ms, now))) {
-        count_retire(w->m, why); /* a prefetched key that waited too long */
+        count_retire(w->m, x, why); /* a prefetched key that waited too long */
         bs_dek_free(x->cur);
         x->cur = NULL;
     }

@@ -538,6 +538,7 @@ void bs_config_free(bs_config *cfg)
     free(cfg->kafka.routes);
     bs_config_errors_free(cfg->warnings);
     free(cfg->warnings);
+    cJSON_Delete(cfg->tree);
     free(cfg);
 }
 
@@ -649,6 +650,8 @@ out:
         bs_conf_err(&c, "", "out of memory while loading the configuration");
     }
     if (st == BS_OK) {
+        cfg->tree = root; /* kept for the reload diff */
+        root = NULL;
         *out = cfg;
         cfg = NULL;
     }

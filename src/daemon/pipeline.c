@@ -21,6 +21,7 @@
 #include "brokerside/log.h"
 #include "brokerside/logtail.h"
 #include "brokerside/metrics.h"
+#include "brokerside/sidecar_action.h"
 #include "brokerside/sink.h"
 #include "brokerside/spool.h"
 
@@ -196,6 +197,22 @@ static void on_digest_timer(struct ev_loop *loop, ev_timer *t, int revents)
         BS_LOG_ERRORF(MOD, "audit: the digest could not be written");
 }
 
+/* Any thread: one of the sidecar's own actions (sidecar_action.h) becomes
+ * an audit event in the chain. A failure is logged; the action itself is
+ * not affected. */
+static void record_action(const bs_sidecar_action *a, void *arg)
+{
+    bs_pipeline *p = arg;
+    bs_audit_event ev;
+    bs_audit_event_init(&ev);
+    bs_status st = bs_audit_event_from_action(&ev, a, p->broker_id_num);
+    if (st == BS_OK || st == BS_E_FULL) st = bs_audit_log_record(p->audit, &ev);
+    if (st != BS_OK)
+        BS_LOG_WARNF(MOD, "audit: %s not recorded (%s)", bs_sidecar_action_name(a->kind),
+                     bs_status_name(st));
+    bs_audit_event_free(&ev);
+}
+
 /* Worker thread: a connection event becomes an audit event. */
 static void on_conn_event(void *ctx, const bs_conn_event *ce)
 {
@@ -225,6 +242,13 @@ static void on_conn_event(void *ctx, const bs_conn_event *ce)
      * logged loudly by the bus; the connection itself is not affected. */
     if (bs_audit_log_record(p->audit, &ev) != BS_OK)
         BS_LOG_DEBUGF(MOD, "connection %" PRIu64 ": audit event not recorded", ce->conn_id);
+    /* A verified client certificate is an authentication of its own
+     * (ClientCertificateAccepted; OCSF Authentication, Logon success). */
+    if (ce->kind == BS_CONN_EV_ACCEPTED && ce->principal) {
+        ev.conn_kind = BS_AUDIT_CONN_CLIENT_CERT_ACCEPTED;
+        if (bs_audit_log_record(p->audit, &ev) != BS_OK)
+            BS_LOG_DEBUGF(MOD, "connection %" PRIu64 ": audit event not recorded", ce->conn_id);
+    }
     bs_audit_event_free(&ev);
 }
 
@@ -486,12 +510,15 @@ static bs_status build_audit(bs_pipeline *p, char *err, size_t errlen)
     o.digest_every_events = ac->digest_every_events;
     o.aggregate_max_keys = ac->aggregate_max_keys;
     o.broker_id = p->broker_id_num;
+    o.format = (bs_audit_format)ac->format;
     bs_status st = bs_audit_log_open(&o, p->key, &link, emit_audit, p, &p->audit);
     if (st != BS_OK) {
         snprintf(err, errlen, "audit: cannot open the audit log (%s)", bs_status_name(st));
         return st;
     }
     bs_audit_log_set_backlog_probe(p->audit, audit_blocked_probe, p->bus);
+    /* from now on the modules' own actions are recorded in the chain */
+    bs_sidecar_action_set_recorder(record_action, p);
     ev_init(&p->agg_timer, on_agg_timer);
     p->agg_timer.data = p;
     arm(p, &p->agg_timer, ac->aggregate_interval_s);
@@ -758,7 +785,9 @@ void bs_pipeline_stop(bs_pipeline *p, double grace_s)
     p->tail = NULL;
     snapshot(p);
     if (p->audit) {
-        /* Workers have exited (the server drained first): nobody records now. */
+        /* Workers have exited (the server drained first): nobody records now
+         * but the modules' actions, which stop here. */
+        bs_sidecar_action_set_recorder(NULL, NULL);
         if (bs_audit_log_close(p->audit, now_us()) != BS_OK)
             BS_LOG_ERRORF(MOD, "audit: the final digest could not be written");
         p->audit = NULL;
@@ -804,6 +833,7 @@ void bs_pipeline_free(bs_pipeline *p)
     bs_logtail_free(p->tail);
     free(p->tail_files);
     free(p->tail_plain);
+    if (p->audit) bs_sidecar_action_set_recorder(NULL, NULL);
     if (p->audit && bs_audit_log_close(p->audit, now_us()) != BS_OK)
         BS_LOG_ERRORF(MOD, "audit: the final digest could not be written");
     bs_event_bus_free(p->bus);

@@ -5,13 +5,16 @@
 #include "brokerside/event_bus.h"
 
 #include <ev.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
+#include "brokerside/sidecar_action.h"
 
 #define DEFAULT_MAX_QUEUED (64u * 1024 * 1024)
 #define DEFAULT_RETRY_MS 1000u
@@ -38,7 +41,36 @@ struct bs_event_bus {
     /* audit events cannot be stored right now: the spool refused one, or
      * the queue is more than half full (bs_event_bus_audit_blocked) */
     atomic_bool audit_blocked;
+    /* a SpoolFull audit record was made and no SpoolRecovered since
+     * (control thread only: the drain) */
+    bool spool_full_noted;
 };
+
+/* The SpoolFull / SpoolRecovered sidecar actions, on the edges of the
+ * spool's refusals (not one per refused append). Called by the drain
+ * without the bus lock: the recorder submits to this bus. */
+static void note_spool_edge(bs_event_bus *b, bool refused)
+{
+    if (refused == b->spool_full_noted) return;
+    b->spool_full_noted = refused;
+    char bytes[24], queued[24];
+    snprintf(bytes, sizeof bytes, "%" PRIu64, bs_spool_bytes(b->sp));
+    pthread_mutex_lock(&b->lock);
+    snprintf(queued, sizeof queued, "%zu", b->st.queued_events);
+    pthread_mutex_unlock(&b->lock);
+    bs_action_detail d[] = {{"spoolBytes", bytes}, {"queuedEvents", queued}};
+    bs_sidecar_action a = {
+        .kind = refused ? BS_ACTION_SPOOL_FULL : BS_ACTION_SPOOL_RECOVERED,
+        .failed = refused,
+        .subject_type = "spool",
+        .subject = bs_spool_dir(b->sp),
+        .message = refused ? "the spool refuses events (full or failing): requests that need an "
+                             "audit event are refused until it takes them again"
+                           : "the spool takes events again",
+        .details = d,
+        .n_details = BS_ARRAY_LEN(d)};
+    bs_sidecar_action_emit(&a);
+}
 
 /* Recompute the audit-blocked flag (lock held). */
 static void update_blocked(bs_event_bus *b, bool refused)
@@ -257,6 +289,7 @@ size_t bs_event_bus_drain(bs_event_bus *b)
     bs_metric_set(b->m_queued_bytes, (int64_t)b->st.queued_bytes);
     pthread_mutex_unlock(&b->lock);
 
+    note_spool_edge(b, refused);
     if (refused && !ev_is_active(&b->retry)) {
         ev_timer_set(&b->retry, b->o.retry_ms / 1000.0, 0.);
         ev_timer_start(b->loop, &b->retry);

@@ -11,8 +11,11 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "brokerside/log.h"
+#include "brokerside/sidecar_action.h"
 #include "net_internal.h"
 
 #define LISTEN_BACKLOG 1024
@@ -233,6 +236,86 @@ out:
     return st;
 }
 
+/* SHA-256 fingerprint (hex) of the certificate a server context presents,
+ * its subject and its notAfter into the buffers ("" when none). */
+static void cert_facts(SSL_CTX *ctx, char fp[65], char *subject, size_t sublen, char na[32])
+{
+    fp[0] = subject[0] = na[0] = 0;
+    X509 *x = ctx ? SSL_CTX_get0_certificate(ctx) : NULL;
+    if (!x) return;
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32)
+        for (int i = 0; i < 32; i++)
+            snprintf(fp + 2 * i, 3, "%02x", md[i]);
+    X509_NAME_oneline(X509_get_subject_name(x), subject, (int)sublen);
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && ASN1_TIME_print(b, X509_get0_notAfter(x)) == 1) {
+        int got = BIO_read(b, na, 31);
+        na[got > 0 ? got : 0] = 0;
+    }
+    BIO_free(b);
+}
+
+/* The revocation lists a server context checks: how many, and the newest
+ * lastUpdate among them ("" without a CRL). */
+static void crl_facts(SSL_CTX *ctx, char count[16], char last[32])
+{
+    int n = 0;
+    const ASN1_TIME *newest = NULL;
+    X509_STORE *store = ctx ? SSL_CTX_get_cert_store(ctx) : NULL;
+    STACK_OF(X509_OBJECT) *objs = store ? X509_STORE_get0_objects(store) : NULL;
+    for (int i = 0; objs && i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        if (!crl) continue;
+        n++;
+        const ASN1_TIME *t = X509_CRL_get0_lastUpdate(crl);
+        if (t && (!newest || ASN1_TIME_compare(t, newest) > 0)) newest = t;
+    }
+    snprintf(count, 16, "%d", n);
+    last[0] = 0;
+    BIO *b = newest ? BIO_new(BIO_s_mem()) : NULL;
+    if (b && ASN1_TIME_print(b, newest) == 1) {
+        int got = BIO_read(b, last, 31);
+        last[got > 0 ? got : 0] = 0;
+    }
+    BIO_free(b);
+}
+
+/* Record a listener's rebuilt TLS material as a sidecar action
+ * (TlsMaterialReloaded): the certificate presented from now on (SHA-256
+ * fingerprint, subject, expiry), whether it differs from the one it
+ * replaces, and the CRLs loaded; file names from `nl`, the listener's
+ * config in the new file. Control thread, before the swap. */
+static void note_tls_reload(bs_listener *l, const bs_listener_config *nl, SSL_CTX *fresh)
+{
+    char fp[65], ofp[65], subject[256], osub[256], na[32], ona[32], crls[16], crl_last[32];
+    cert_facts(fresh, fp, subject, sizeof subject, na);
+    SSL_CTX *old = bs_tls_slot_acquire(&l->tls);
+    cert_facts(old, ofp, osub, sizeof osub, ona);
+    SSL_CTX_free(old);
+    crl_facts(fresh, crls, crl_last);
+    const bs_tls_server_config *t = nl->tls;
+    bs_action_detail d[] = {
+        {"certificateFile", t && t->cert_file ? t->cert_file : ""},
+        {"certificateSha256", fp},
+        {"certificateSubject", subject},
+        {"certificateNotAfter", na},
+        {"certificateChanged", strcmp(fp, ofp) != 0 ? "true" : "false"},
+        {"crlFile", t && t->crl_file ? t->crl_file : ""},
+        {"crls", crls},
+        {"crlLastUpdate", crl_last},
+    };
+    bs_sidecar_action a = {.kind = BS_ACTION_TLS_RELOADED,
+                           .subject_type = "listener",
+                           .subject = l->cfg->name,
+                           .message = "the listener's certificate, key, client CA and CRL were "
+                                      "reloaded; new connections use them",
+                           .details = d,
+                           .n_details = BS_ARRAY_LEN(d)};
+    bs_sidecar_action_emit(&a);
+}
+
 /* See net.h. Order: TLS contexts (all problems logged), metrics, then the
  * listening sockets; any failure frees everything built so far. */
 bs_status bs_server_new(struct ev_loop *control, const bs_net_config *cfg, bs_server **out, char *err,
@@ -451,7 +534,8 @@ bs_status bs_server_reload(bs_server *s, const bs_net_config *cfg)
     bs_status st = BS_OK;
     size_t n = s->n_listeners;
     SSL_CTX **sc = calloc(n ? n : 1, sizeof *sc), **cc = calloc(n ? n : 1, sizeof *cc);
-    if (!sc || !cc) {
+    const bs_listener_config **ncfg = calloc(n ? n : 1, sizeof *ncfg);
+    if (!sc || !cc || !ncfg) {
         st = BS_E_NOMEM;
         goto out;
     }
@@ -464,6 +548,7 @@ bs_status bs_server_reload(bs_server *s, const bs_net_config *cfg)
         for (size_t j = 0; j < cfg->n_listeners && !nl; j++)
             if (strcmp(cfg->listeners[j].name, l->cfg->name) == 0) nl = &cfg->listeners[j];
         if (!nl) continue;
+        ncfg[i] = nl;
         char err[600];
         bs_status t = build_tls(nl, &sc[i], &cc[i], err, sizeof err);
         if (t != BS_OK) {
@@ -482,6 +567,7 @@ bs_status bs_server_reload(bs_server *s, const bs_net_config *cfg)
     }
     if (st != BS_OK) goto out;
     for (size_t i = 0; i < n; i++) {
+        if (sc[i]) note_tls_reload(&s->listeners[i], ncfg[i], sc[i]);
         if (sc[i]) bs_tls_slot_swap(&s->listeners[i].tls, sc[i]);
         if (cc[i]) bs_tls_slot_swap(&s->listeners[i].utls, cc[i]);
         sc[i] = cc[i] = NULL;
@@ -505,6 +591,7 @@ out:
     }
     free(sc);
     free(cc);
+    free(ncfg);
     bs_metric_add(st == BS_OK ? s->m_reload_ok : s->m_reload_failed, 1);
     if (st == BS_OK)
         BS_LOG_INFOF("main", "reload: applied %s (TLS contexts rebuilt, limits applied)",

@@ -57,7 +57,8 @@ const char *bs_audit_res_type_name(bs_audit_res_type t)
 {
     static const char *const names[] = {
         "topic", "group", "transactionalId", "broker",        "brokerLogger", "cluster",
-        "acl",   "user",  "delegationToken", "clientMetrics", "other"};
+        "acl",   "user",  "delegationToken", "clientMetrics", "other",        "component",
+        "configKey"};
     return (size_t)t < BS_ARRAY_LEN(names) ? names[t] : "other";
 }
 
@@ -430,9 +431,9 @@ void bs_audit_put_head(bs_wbuf *w, int64_t time_us, const char *source, const ch
 
 /* ---------------------------------------------------------------- render */
 
-/* The JSON value for an error code: errorCode and errorName members (the
- * name only when known), preceded by a comma. */
-static void put_error(bs_wbuf *w, int16_t code)
+/* See audit_internal.h: errorCode and errorName members (the name only
+ * when known), preceded by a comma. */
+void bs_audit_put_error(bs_wbuf *w, int16_t code)
 {
     bs_audit_put_kv(w, ",\"errorCode\":", code);
     const char *n = bs_kafka_error_name(code);
@@ -443,8 +444,9 @@ static void put_error(bs_wbuf *w, int16_t code)
     }
 }
 
-/* userIdentity, sourceIPAddress, sourcePort, listener, brokerId, connectionId. */
-static void put_identity(bs_wbuf *w, const bs_audit_event *ev)
+/* See audit_internal.h: userIdentity, sourceIPAddress, sourcePort,
+ * listener, brokerId, connectionId. */
+void bs_audit_put_identity(bs_wbuf *w, const bs_audit_event *ev)
 {
     const bs_conn_identity *id = ev->identity;
     if (id && id->sasl_principal[0]) {
@@ -504,8 +506,9 @@ static void put_identity(bs_wbuf *w, const bs_audit_event *ev)
     bs_audit_put_u64(w, ev->conn_id);
 }
 
-/* userAgent "name/version (client.id=ID)" plus the structured parts. */
-static void put_user_agent(bs_wbuf *w, const bs_audit_event *ev)
+/* See audit_internal.h: userAgent "name/version (client.id=ID)" plus the
+ * structured parts. */
+void bs_audit_put_user_agent(bs_wbuf *w, const bs_audit_event *ev)
 {
     const char *a = ev->arena;
     bs_wbuf ua;
@@ -612,7 +615,7 @@ static void put_response(bs_wbuf *w, const bs_audit_event *ev)
         if (!first_res) bs_wbuf_put_u8(w, ',');
         first_res = false;
         put_res_open(w, ev, res);
-        if (res->error_code != BS_AUDIT_NO_ERROR) put_error(w, res->error_code);
+        if (res->error_code != BS_AUDIT_NO_ERROR) bs_audit_put_error(w, res->error_code);
         bool first = true;
         for (size_t i = 0; i < ev->n_items; i++) {
             const bs_audit_item *it = &ev->items[i];
@@ -622,7 +625,7 @@ static void put_response(bs_wbuf *w, const bs_audit_event *ev)
             bs_wbuf_put_str(w, first ? ",\"partitions\":[" : ",");
             first = false;
             bs_audit_put_kv(w, "{\"partition\":", it->partition);
-            put_error(w, it->error_code);
+            bs_audit_put_error(w, it->error_code);
             bs_wbuf_put_u8(w, '}');
         }
         if (!first) bs_wbuf_put_u8(w, ']');
@@ -631,10 +634,10 @@ static void put_response(bs_wbuf *w, const bs_audit_event *ev)
     bs_wbuf_put_str(w, "]}");
 }
 
-/* The event's summary error: the top-level code if non-zero, else the
- * first non-zero resource or partition code, else 0 when a response was
- * seen, else BS_AUDIT_NO_ERROR. */
-static int16_t summary_error(const bs_audit_event *ev)
+/* See audit_internal.h: the top-level code if non-zero, else the first
+ * non-zero resource or partition code, else 0 when a response was seen,
+ * else BS_AUDIT_NO_ERROR. */
+int16_t bs_audit_summary_error(const bs_audit_event *ev)
 {
     if (ev->error_code != BS_AUDIT_NO_ERROR && ev->error_code != 0) return ev->error_code;
     for (size_t r = 0; r < ev->n_res; r++)
@@ -649,7 +652,7 @@ static int16_t summary_error(const bs_audit_event *ev)
 /* Render a connection event body (after the head). */
 static void put_connection(bs_wbuf *w, const bs_audit_event *ev)
 {
-    put_identity(w, ev);
+    bs_audit_put_identity(w, ev);
     if (ev->reason) {
         bs_wbuf_put_str(w, ",\"reason\":");
         bs_audit_put_cstr(w, ev->reason);
@@ -671,7 +674,7 @@ static bs_status render_authz(const bs_audit_event *ev, const char *source, cons
     bs_wbuf_put_str(out, ",\"eventCategory\":\"Management\",\"readOnly\":true");
     bs_audit_put_kv(out, ",\"apiKey\":", ev->api_key);
     bs_audit_put_kv(out, ",\"apiVersion\":", ev->api_version);
-    put_identity(out, ev);
+    bs_audit_put_identity(out, ev);
     bool denied = false;
     for (size_t i = 0; i < ev->n_items; i++) {
         const bs_audit_item *it = &ev->items[i];
@@ -711,7 +714,8 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
     bs_wbuf_put_u8(out, '{');
     if (ev->type == BS_AUDIT_EV_CONNECTION) {
         static const char *const names[] = {"ConnectionAccepted", "TlsHandshakeFailed",
-                                            "ClientCertificateRejected", "ConnectionClosed"};
+                                            "ClientCertificateRejected", "ConnectionClosed",
+                                            "ClientCertificateAccepted"};
         BS_ENSURE((size_t)ev->conn_kind < BS_ARRAY_LEN(names), BS_E_MALFORMED);
         bs_audit_put_head(out, ev->time_us, source, names[ev->conn_kind], "KafkaConnection",
                           event_id);
@@ -720,6 +724,13 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
         return bs_wbuf_status(out);
     }
     if (ev->type == BS_AUDIT_EV_AUTHZ) return render_authz(ev, source, event_id, out);
+    if (ev->type == BS_AUDIT_EV_SIDECAR) {
+        bs_audit_put_head(out, ev->time_us, source, bs_sidecar_action_name(ev->action),
+                          "SidecarAction", event_id);
+        bs_wbuf_put_str(out, ",\"eventCategory\":\"Management\",\"readOnly\":false");
+        bs_audit_put_action(out, ev);
+        return bs_wbuf_status(out);
+    }
     BS_ENSURE(ev->type == BS_AUDIT_EV_REQUEST, BS_E_MALFORMED);
     const bs_audit_api_class *c = bs_audit_api_lookup(ev->api_key);
     bs_audit_put_head(out, ev->time_us, source, c ? c->name : "UnknownApi", "KafkaApiCall",
@@ -729,12 +740,12 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
     bs_wbuf_put_str(out, c && c->read_only ? "\",\"readOnly\":true" : "\",\"readOnly\":false");
     bs_audit_put_kv(out, ",\"apiKey\":", ev->api_key);
     bs_audit_put_kv(out, ",\"apiVersion\":", ev->api_version);
-    put_identity(out, ev);
-    put_user_agent(out, ev);
+    bs_audit_put_identity(out, ev);
+    bs_audit_put_user_agent(out, ev);
     put_request_params(out, ev);
     put_response(out, ev);
-    int16_t err = summary_error(ev);
-    if (err != BS_AUDIT_NO_ERROR) put_error(out, err);
+    int16_t err = bs_audit_summary_error(ev);
+    if (err != BS_AUDIT_NO_ERROR) bs_audit_put_error(out, err);
     if (ev->latency_us >= 0) {
         /* Milliseconds with three decimals, exact (no floating point). */
         int frac = (int)(ev->latency_us % 1000);
@@ -758,15 +769,130 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
     return bs_wbuf_status(out);
 }
 
+/* See audit_internal.h. */
+void bs_audit_put_action(bs_wbuf *w, const bs_audit_event *ev)
+{
+    if (ev->broker_id >= 0)
+        bs_audit_put_kv(w, ",\"brokerId\":", ev->broker_id);
+    else
+        bs_wbuf_put_str(w, ",\"brokerId\":null");
+    bs_wbuf_put_str(w, ev->action_failed ? ",\"outcome\":\"failure\"" : ",\"outcome\":\"success\"");
+    if (ev->reason) {
+        bs_wbuf_put_str(w, ",\"message\":");
+        bs_audit_put_cstr(w, ev->reason);
+    }
+    bs_wbuf_put_str(w, ",\"component\":{\"type\":");
+    bs_audit_put_cstr(w, ev->subject_type);
+    bs_wbuf_put_str(w, ",\"name\":");
+    bs_audit_put_cstr(w, ev->subject);
+    bool first = true;
+    for (size_t i = 0; ev->n_res > 0 && i < ev->n_items; i++) {
+        const bs_audit_item *it = &ev->items[i];
+        if (it->resource != 0 || it->kind != BS_AUDIT_ITEM_ATTR) continue;
+        bs_wbuf_put_str(w, first ? ",\"details\":{" : ",");
+        first = false;
+        bs_wbuf_put_json_string(w, ev->arena + it->key_off, it->key_len);
+        bs_wbuf_put_u8(w, ':');
+        bs_wbuf_put_json_string(w, ev->arena + it->val_off, it->val_len);
+    }
+    if (!first) bs_wbuf_put_u8(w, '}');
+    bs_wbuf_put_u8(w, '}');
+    bool any = false;
+    for (size_t r = 1; r < ev->n_res; r++) {
+        if (ev->res[r].type != BS_AUDIT_RES_CONFIG_KEY) continue;
+        bs_wbuf_put_str(w, any ? ",{\"path\":" : ",\"changes\":[{\"path\":");
+        any = true;
+        bs_wbuf_put_json_string(w, ev->arena + ev->res[r].name_off, ev->res[r].name_len);
+        for (size_t i = 0; i < ev->n_items; i++) {
+            const bs_audit_item *it = &ev->items[i];
+            if (it->resource != r || it->kind != BS_AUDIT_ITEM_ATTR) continue;
+            bs_wbuf_put_u8(w, ',');
+            bs_wbuf_put_json_string(w, ev->arena + it->key_off, it->key_len);
+            bs_wbuf_put_u8(w, ':');
+            /* "secret" is a boolean; old/new are JSON texts of the values */
+            if ((it->key_len == 6 && memcmp(ev->arena + it->key_off, "secret", 6) == 0))
+                bs_wbuf_put_str(w, "true");
+            else
+                bs_wbuf_put_json_string(w, ev->arena + it->val_off, it->val_len);
+        }
+        bs_wbuf_put_u8(w, '}');
+    }
+    if (any) bs_wbuf_put_u8(w, ']');
+    if (ev->truncated) bs_wbuf_put_str(w, ",\"truncated\":true");
+}
+
+/* See audit.h. Details and changes are copied; a change marked secret gets
+ * only its path, its kind and "secret": whatever values the caller set. */
+bs_status bs_audit_event_from_action(bs_audit_event *ev, const bs_sidecar_action *a,
+                                     int32_t broker_id)
+{
+    BS_ENSURE(ev && a, BS_E_STATE);
+    bs_audit_event_reset(ev);
+    ev->type = BS_AUDIT_EV_SIDECAR;
+    ev->time_us = bs_audit_now_us();
+    ev->broker_id = broker_id;
+    ev->action = a->kind;
+    ev->action_failed = a->failed;
+    ev->subject_type = a->subject_type ? a->subject_type : "sidecar";
+    ev->subject = a->subject;
+    ev->reason = a->message;
+    size_t idx;
+    const char *sub = a->subject ? a->subject : "";
+    BS_GUARD(bs_audit_event_add_resource(ev, BS_AUDIT_RES_COMPONENT, sub, strlen(sub), &idx));
+    for (size_t i = 0; i < a->n_details; i++) {
+        const bs_action_detail *d = &a->details[i];
+        if (!d->key || !d->value) continue;
+        BS_GUARD(bs_audit_event_add_attr(ev, idx, d->key, strlen(d->key), d->value,
+                                         strlen(d->value)));
+    }
+    for (size_t i = 0; i < a->n_changes; i++) {
+        const bs_config_change *c = &a->changes[i];
+        if (!c->path || !c->change) continue;
+        BS_GUARD(bs_audit_event_add_resource(ev, BS_AUDIT_RES_CONFIG_KEY, c->path, strlen(c->path),
+                                             &idx));
+        BS_GUARD(bs_audit_event_add_attr(ev, idx, "change", 6, c->change, strlen(c->change)));
+        if (c->secret) {
+            BS_GUARD(bs_audit_event_add_attr(ev, idx, "secret", 6, "", 0));
+            continue;
+        }
+        if (c->old_value)
+            BS_GUARD(bs_audit_event_add_attr(ev, idx, "old", 3, c->old_value, strlen(c->old_value)));
+        if (c->new_value)
+            BS_GUARD(bs_audit_event_add_attr(ev, idx, "new", 3, c->new_value, strlen(c->new_value)));
+    }
+    return BS_OK;
+}
+
+/* See audit_internal.h. */
+bs_status bs_audit_render_event_open(bs_audit_format format, const bs_audit_event *ev,
+                                     const char *source, const char *event_id, bs_wbuf *out)
+{
+    if (format == BS_AUDIT_FORMAT_OCSF) return bs_ocsf_render_open(ev, source, event_id, out);
+    return bs_audit_render_open(ev, source, event_id, out);
+}
+
+/* See audit_internal.h. */
+void bs_audit_put_close(bs_audit_format format, bs_wbuf *w)
+{
+    bs_wbuf_put_str(w, format == BS_AUDIT_FORMAT_OCSF ? "}}" : "}");
+}
+
 /* See audit.h. */
-bs_status bs_audit_render(const bs_audit_event *ev, const char *event_id, bs_wbuf *out)
+bs_status bs_audit_render_format(bs_audit_format format, const bs_audit_event *ev,
+                                 const char *event_id, bs_wbuf *out)
 {
     char id[37];
     if (!event_id) {
         BS_GUARD(bs_audit_new_event_id(ev->time_us, id));
         event_id = id;
     }
-    BS_GUARD(bs_audit_render_open(ev, "kafka.brokerside", event_id, out));
-    bs_wbuf_put_u8(out, '}');
+    BS_GUARD(bs_audit_render_event_open(format, ev, "kafka.brokerside", event_id, out));
+    bs_audit_put_close(format, out);
     return bs_wbuf_status(out);
+}
+
+/* See audit.h. */
+bs_status bs_audit_render(const bs_audit_event *ev, const char *event_id, bs_wbuf *out)
+{
+    return bs_audit_render_format(BS_AUDIT_FORMAT_CLOUDTRAIL, ev, event_id, out);
 }

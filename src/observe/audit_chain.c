@@ -126,8 +126,8 @@ out:
     return st;
 }
 
-/* Append the chain fields and the closing brace to `body` (an event object
- * left open), sign it when `sign` (a digest with a key), hash the line and
+/* Append the chain fields and the closing brace(s) to `body` (an event
+ * object left open; OCSF: its `unmapped` object left open), sign it when `sign` (a digest with a key), hash the line and
  * emit it. On success the chain advances; on failure nothing changes (the
  * sequence number is reused). Lock held. */
 static bs_status chain_emit_locked(bs_audit_log *log, bs_wbuf *body, bool sign)
@@ -138,7 +138,8 @@ static bs_status chain_emit_locked(bs_audit_log *log, bs_wbuf *body, bool sign)
     bs_audit_put_u64(body, log->next_seq);
     bs_wbuf_put_str(body, ",\"previousHash\":\"");
     bs_wbuf_put(body, log->prev_hash, 64);
-    bs_wbuf_put_str(body, "\"}");
+    bs_wbuf_put_u8(body, '"');
+    bs_audit_put_close(log->opts.format, body);
     BS_GUARD(bs_wbuf_status(body));
     if (sign) BS_GUARD(sign_in_place(log, body));
     uint8_t md[SHA256_DIGEST_LENGTH];
@@ -156,6 +157,42 @@ static bs_status chain_emit_locked(bs_audit_log *log, bs_wbuf *body, bool sign)
     return BS_OK;
 }
 
+/* Open a chain record (AuditChainStart, AuditDigest, AuditEventsLost) in
+ * the log's format, up to where its payload members follow: CloudTrail
+ * head plus eventCategory/readOnly, or the OCSF head (Application
+ * Lifecycle Start for a chain start, Event Log Activity for digests and
+ * losses) with `unmapped` open. `failure` marks a record that admits a
+ * problem (a loss, a start after a crash). */
+static void record_open(bs_audit_log *log, bs_wbuf *body, int64_t now, const char *id,
+                        const char *name, const char *type, bool failure)
+{
+    if (log->opts.format != BS_AUDIT_FORMAT_OCSF) {
+        bs_wbuf_put_u8(body, '{');
+        bs_audit_put_head(body, now, log->opts.event_source, name, type, id);
+        bs_wbuf_put_str(body, ",\"eventCategory\":\"Management\",\"readOnly\":true");
+        return;
+    }
+    bool start = strcmp(name, "AuditChainStart") == 0;
+    bool lost = strcmp(name, "AuditEventsLost") == 0;
+    bs_ocsf_head h = {.class_uid = start ? 6002 : 1008,
+                      .class_name = start ? "Application Lifecycle" : "Event Log Activity",
+                      .activity_id = start ? 3 : 99,
+                      .activity_name = start ? "Start" : lost ? "Events Lost" : "Seal",
+                      .time_us = now,
+                      .event_id = id,
+                      .severity_id = lost ? 4 : failure ? 3 : 1,
+                      .status_id = failure ? 2 : 1,
+                      .log_name = log->opts.event_source,
+                      .event_name = name};
+    bs_ocsf_put_head(body, &h);
+    if (start)
+        bs_ocsf_put_app(body);
+    else
+        bs_wbuf_put_str(body, ",\"log_name\":\"audit\",\"log_provider\":\"brokerside\","
+                              "\"log_type_id\":2,\"log_type\":\"Application\"");
+    bs_ocsf_open_unmapped(body, name, type);
+}
+
 /* Emit an AuditDigest covering first_unsealed..next_seq-1; no-op when that
  * range is empty. Lock held. */
 static bs_status seal_locked(bs_audit_log *log)
@@ -168,10 +205,9 @@ static bs_status seal_locked(bs_audit_log *log)
     int64_t now = bs_audit_now_us();
     char id[37], kid[17];
     BS_GUARD_GOTO(st, bs_audit_new_event_id(now, id), out);
-    bs_wbuf_put_u8(&body, '{');
-    bs_audit_put_head(&body, now, log->opts.event_source, "AuditDigest", "AuditDigest", id);
+    record_open(log, &body, now, id, "AuditDigest", "AuditDigest", false);
     bs_wbuf_printf(&body,
-                   ",\"eventCategory\":\"Management\",\"readOnly\":true,\"brokerId\":%" PRId32
+                   ",\"brokerId\":%" PRId32
                    ",\"digest\":{\"firstSequence\":%" PRIu64 ",\"lastSequence\":%" PRIu64
                    ",\"lastHash\":\"%s\",\"algorithm\":\"%s\",\"keyId\":",
                    log->opts.broker_id, first, last, log->prev_hash,
@@ -203,10 +239,9 @@ static bs_status emit_gap_locked(bs_audit_log *log)
     BS_GUARD_GOTO(st, bs_audit_new_event_id(now, id), out);
     bs_audit_format_time(log->lost_first_us, t0);
     bs_audit_format_time(log->lost_last_us, t1);
-    bs_wbuf_put_u8(&body, '{');
-    bs_audit_put_head(&body, now, log->opts.event_source, "AuditEventsLost", "AuditGap", id);
+    record_open(log, &body, now, id, "AuditEventsLost", "AuditGap", true);
     bs_wbuf_printf(&body,
-                   ",\"eventCategory\":\"Management\",\"readOnly\":true,\"brokerId\":%" PRId32
+                   ",\"brokerId\":%" PRId32
                    ",\"lost\":{\"events\":%" PRIu64 ",\"firstTime\":\"%s\",\"lastTime\":\"%s\","
                    "\"reason\":\"the event path refused them (spool or queue full)\"}",
                    log->opts.broker_id, log->lost, t0, t1);
@@ -258,11 +293,9 @@ static bs_status write_chain_start(bs_audit_log *log, const bs_audit_link *prev)
     int64_t now = bs_audit_now_us();
     char id[37], kid[17];
     BS_GUARD_GOTO(st, bs_audit_new_event_id(now, id), out);
-    bs_wbuf_put_u8(&body, '{');
-    bs_audit_put_head(&body, now, log->opts.event_source, "AuditChainStart", "AuditChain", id);
-    bs_wbuf_printf(&body,
-                   ",\"eventCategory\":\"Management\",\"readOnly\":true,\"brokerId\":%" PRId32,
-                   log->opts.broker_id);
+    record_open(log, &body, now, id, "AuditChainStart", "AuditChain",
+                prev && prev->valid && !prev->sealed);
+    bs_wbuf_printf(&body, ",\"brokerId\":%" PRId32, log->opts.broker_id);
     bs_audit_key_id(log->key, kid);
     bs_wbuf_printf(&body, ",\"algorithm\":\"%s\",\"keyId\":", bs_audit_key_algorithm(log->key));
     if (log->key)
@@ -473,6 +506,55 @@ static void agg_fold(bs_audit_log *log, const bs_audit_event *ev)
     }
 }
 
+/* The OCSF head of an aggregate event: API Activity with `count`, the
+ * first and last request's times as start_time/end_time, the principal
+ * and topic, and a status (errors: none = success, all = failure, some =
+ * other); `unmapped` is left open for the shared payload. Lock held. */
+static void agg_ocsf_open(bs_audit_log *log, bs_wbuf *body, const agg_entry *e, bool overflow,
+                          int64_t end_us, const char *id)
+{
+    const bs_audit_api_class *c = bs_audit_api_lookup(e->api_key);
+    const char *op = c ? c->name : "UnknownApi";
+    bs_ocsf_head h = {.class_uid = 6003,
+                      .class_name = "API Activity",
+                      .time_us = end_us,
+                      .event_id = id,
+                      .severity_id = e->errors ? 2 : 1,
+                      .status_id = e->errors == 0 ? 1 : e->errors == e->requests ? 2 : 99,
+                      .status = e->errors && e->errors != e->requests ? "Partial failure" : NULL,
+                      .log_name = log->opts.event_source,
+                      .event_name = op};
+    if (e->api_key == 0 || strncmp(op, "Create", 6) == 0)
+        h.activity_id = 1, h.activity_name = "Create";
+    else if (c && c->read_only)
+        h.activity_id = 2, h.activity_name = "Read";
+    else
+        h.activity_id = 3, h.activity_name = "Update";
+    bs_ocsf_put_head(body, &h);
+    bs_wbuf_printf(body, ",\"count\":%" PRIu64 ",\"start_time\":%" PRId64 ",\"end_time\":%" PRId64,
+                   e->requests > INT32_MAX ? (uint64_t)INT32_MAX : e->requests,
+                   e->first_us / 1000, e->last_us / 1000);
+    const char *who = overflow ? "*" : e->principal;
+    if (who) {
+        bs_wbuf_put_str(body, ",\"actor\":{\"user\":{\"name\":");
+        bs_audit_put_cstr(body, who);
+        bs_wbuf_put_str(body, "}}");
+    } else {
+        bs_wbuf_put_str(body, ",\"actor\":{\"user\":{\"name\":\"ANONYMOUS\",\"type_id\":0}}");
+    }
+    bs_wbuf_put_str(body, ",\"src_endpoint\":{\"name\":\"aggregate\"}");
+    bs_wbuf_put_str(body, ",\"api\":{\"operation\":");
+    bs_audit_put_cstr(body, op);
+    bs_wbuf_put_str(body, ",\"service\":{\"name\":\"kafka\"}}");
+    if (overflow || e->topic) {
+        bs_wbuf_put_str(body, ",\"resources\":[{\"type\":\"topic\",\"name\":");
+        bs_audit_put_cstr(body, overflow ? "*" : e->topic);
+        bs_wbuf_printf(body, ",\"data\":{\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 "}}]",
+                       e->records, e->bytes);
+    }
+    bs_ocsf_open_unmapped(body, op, "KafkaApiCallAggregate");
+}
+
 /* Render and emit the aggregate event for one bucket. Lock held. */
 static bs_status agg_emit(bs_audit_log *log, const agg_entry *e, bool overflow, int64_t end_us)
 {
@@ -482,9 +564,13 @@ static bs_status agg_emit(bs_audit_log *log, const agg_entry *e, bool overflow, 
     char id[37], t0[25], t1[25], tf[25], tl[25];
     BS_GUARD_GOTO(st, bs_audit_new_event_id(end_us, id), out);
     const bs_audit_api_class *c = bs_audit_api_lookup(e->api_key);
-    bs_wbuf_put_u8(&body, '{');
-    bs_audit_put_head(&body, end_us, log->opts.event_source, c ? c->name : "UnknownApi",
-                      "KafkaApiCallAggregate", id);
+    if (log->opts.format == BS_AUDIT_FORMAT_OCSF) {
+        agg_ocsf_open(log, &body, e, overflow, end_us, id);
+    } else {
+        bs_wbuf_put_u8(&body, '{');
+        bs_audit_put_head(&body, end_us, log->opts.event_source, c ? c->name : "UnknownApi",
+                          "KafkaApiCallAggregate", id);
+    }
     bs_wbuf_printf(&body, ",\"eventCategory\":\"Data\",\"readOnly\":%s,\"apiKey\":%d",
                    c && c->read_only ? "true" : "false", e->api_key);
     if (overflow)
@@ -605,7 +691,9 @@ bs_status bs_audit_log_record(bs_audit_log *log, const bs_audit_event *ev)
     /* Typical events are 0.8-1.5 KiB: one allocation instead of a few reallocs. */
     bs_wbuf_reserve(&body, 2048);
     BS_GUARD_GOTO(st, bs_audit_new_event_id(ev->time_us, id), out);
-    BS_GUARD_GOTO(st, bs_audit_render_open(ev, log->opts.event_source, id, &body), out);
+    BS_GUARD_GOTO(
+        st, bs_audit_render_event_open(log->opts.format, ev, log->opts.event_source, id, &body),
+        out);
     pthread_mutex_lock(&log->lock);
     st = emit_locked(log, &body);
     pthread_mutex_unlock(&log->lock);
@@ -706,6 +794,15 @@ void bs_audit_log_losses(bs_audit_log *log, uint64_t *lost_total, uint64_t *lost
 
 /* ------------------------------------------------------------------- link */
 
+/* See audit_internal.h. */
+const cJSON *bs_audit_record_of(const cJSON *line)
+{
+    const cJSON *um = cJSON_GetObjectItemCaseSensitive(line, "unmapped");
+    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(line, "class_uid")) && cJSON_IsObject(um))
+        return um;
+    return line;
+}
+
 /* See audit.h. Reads at most the last LINK_SCAN_MAX bytes; a torn last line
  * (no newline) is ignored, as the verifier will report it. */
 bs_status bs_audit_link_from_file(const char *path, bs_audit_link *link)
@@ -751,9 +848,10 @@ bs_status bs_audit_link_from_file(const char *path, bs_audit_link *link)
         st = BS_E_MALFORMED;
         goto out;
     }
-    const cJSON *cid = cJSON_GetObjectItemCaseSensitive(j, "chainId");
-    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(j, "sequence");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "eventName");
+    const cJSON *r = bs_audit_record_of(j);
+    const cJSON *cid = cJSON_GetObjectItemCaseSensitive(r, "chainId");
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(r, "sequence");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(r, "eventName");
     if (!cJSON_IsString(cid) || strlen(cid->valuestring) != 32 || !cJSON_IsNumber(seq) ||
         seq->valuedouble < 0) {
         st = BS_E_MALFORMED;

@@ -218,13 +218,14 @@ static void parse_line(vline *l, const char *p, size_t len, const bs_audit_key *
         cJSON_Delete(j);
         j = NULL;
     }
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "eventName");
     if (!cJSON_IsObject(j)) {
         snprintf(l->why, sizeof l->why, "not a single JSON object");
         goto out;
     }
-    if (!get_hex(j, "chainId", 32, l->chain) || !get_u64(j, "sequence", &l->seq) ||
-        !get_hex(j, "previousHash", 64, l->prev) || !cJSON_IsString(name)) {
+    const cJSON *r = bs_audit_record_of(j);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(r, "eventName");
+    if (!get_hex(r, "chainId", 32, l->chain) || !get_u64(r, "sequence", &l->seq) ||
+        !get_hex(r, "previousHash", 64, l->prev) || !cJSON_IsString(name)) {
         snprintf(l->why, sizeof l->why,
                  "chainId, sequence, previousHash or eventName missing or invalid");
         goto out;
@@ -233,13 +234,13 @@ static void parse_line(vline *l, const char *p, size_t len, const bs_audit_key *
      * payload member, sequence 0 for a start) and must agree: otherwise
      * renaming the final digest would turn tampering into a mere
      * "unsealed tail" warning. */
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "eventType");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(r, "eventType");
     int dm = (strcmp(name->valuestring, "AuditDigest") == 0) +
              (cJSON_IsString(type) && strcmp(type->valuestring, "AuditDigest") == 0) +
-             cJSON_HasObjectItem(j, "digest");
+             cJSON_HasObjectItem(r, "digest");
     int sm = (strcmp(name->valuestring, "AuditChainStart") == 0) +
              (cJSON_IsString(type) && strcmp(type->valuestring, "AuditChain") == 0) +
-             cJSON_HasObjectItem(j, "previousChain") + (l->seq == 0);
+             cJSON_HasObjectItem(r, "previousChain") + (l->seq == 0);
     if ((dm != 0 && dm != 3) || (sm != 0 && sm != 4)) {
         snprintf(l->why, sizeof l->why, "inconsistent %s event",
                  dm ? "AuditDigest" : "AuditChainStart");
@@ -248,7 +249,7 @@ static void parse_line(vline *l, const char *p, size_t len, const bs_audit_key *
     l->is_start = sm == 4;
     l->is_digest = dm == 3;
     if (l->is_digest) {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "digest");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "digest");
         const cJSON *alg = cJSON_GetObjectItemCaseSensitive(d, "algorithm");
         const cJSON *sig = cJSON_GetObjectItemCaseSensitive(d, "signature");
         if (!get_u64(d, "firstSequence", &l->d_first) || !get_u64(d, "lastSequence", &l->d_last) ||
@@ -265,7 +266,7 @@ static void parse_line(vline *l, const char *p, size_t len, const bs_audit_key *
         l->d_sig_ok = digest_sig_ok(key, l, p, len);
     }
     if (strcmp(name->valuestring, "AuditEventsLost") == 0) {
-        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(j, "lost");
+        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(r, "lost");
         const cJSON *t0 = cJSON_GetObjectItemCaseSensitive(lo, "firstTime");
         const cJSON *t1 = cJSON_GetObjectItemCaseSensitive(lo, "lastTime");
         l->is_loss = true;
@@ -274,13 +275,13 @@ static void parse_line(vline *l, const char *p, size_t len, const bs_audit_key *
         snprintf(l->lost_last, sizeof l->lost_last, "%s", cJSON_IsString(t1) ? t1->valuestring : "?");
     }
     if (l->is_start) {
-        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "previousRun");
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(r, "previousRun");
         const cJSON *sealed =
-            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "previousChain"),
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "previousChain"),
                                              "sealed");
         l->after_crash = (cJSON_IsString(pr) && strcmp(pr->valuestring, "crashed") == 0) ||
                          cJSON_IsFalse(sealed);
-        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(j, "previousChain");
+        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(r, "previousChain");
         if (cJSON_IsObject(pc)) {
             if (!get_hex(pc, "chainId", 32, l->l_chain) ||
                 !get_u64(pc, "lastSequence", &l->l_seq) ||

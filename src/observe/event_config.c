@@ -50,12 +50,15 @@ static void check_audit(bs_conf *c, const cJSON *obj, const char *path, void *ba
 }
 
 static const char *const data_event_names[] = {"aggregate", "each", "off", NULL};
+static const char *const audit_format_names[] = {"cloudtrail", "ocsf", NULL};
 static const char *const algorithm_names[] = {"detect", "hmac-sha256", "ed25519", NULL};
 #define AUDIT_KEY_LABEL "audit (signing key, aggregate_max_keys)"
 
 static const bs_conf_opt audit_rows[] = {
     {.name = "data_events", .type = BS_CONF_ENUM, BS_CONF_AT(bs_audit_config, data_events),
      .choices = data_event_names, .def = "aggregate"},
+    {.name = "format", .type = BS_CONF_ENUM, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_audit_config, format), .choices = audit_format_names, .def = "cloudtrail"},
     {.name = "aggregate_interval_s", .type = BS_CONF_INT,
      BS_CONF_AT(bs_audit_config, aggregate_interval_s), .min = 1, .max = 86400, .def = "60"},
     {.name = "digest_interval_s", .type = BS_CONF_INT,

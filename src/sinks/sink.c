@@ -15,6 +15,7 @@
 #include "brokerside/buf.h"
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
+#include "brokerside/sidecar_action.h"
 
 #define MOD "sink"
 
@@ -52,7 +53,15 @@ struct bs_sink {
     bs_sink_stats st;
     bs_metric *m_delivered, *m_retried, *m_dead, *m_lag;
     unsigned rng;
+    /* SinkEventsDeadLettered audit records: at most one per DL_NOTE_S */
+    uint64_t dl_unnoted;
+    ev_tstamp dl_noted_at;
+    bool dl_noted;
 };
+
+/* At most one SinkEventsDeadLettered audit record per sink this often: an
+ * audit sink that rejects everything must not feed on its own records. */
+#define DL_NOTE_S 60.0
 
 /* Forward: drive a lane (defined below). */
 static void run(lane *l);
@@ -120,6 +129,40 @@ out:
     if (fd >= 0) close(fd);
     bs_wbuf_free(&w);
     return st;
+}
+
+/* Record that `count` events of `stream` were dead-lettered as a sidecar
+ * action (sidecar_action.h), rate-limited to one record per DL_NOTE_S per
+ * sink; a record counts every dead letter since the previous one. The
+ * reason is the first entry's (a sink's error text, never a payload). */
+static void note_dead_letter(bs_sink *s, lane *l, size_t count)
+{
+    s->dl_unnoted += count;
+    ev_tstamp now = ev_now(s->loop);
+    if (s->dl_noted && now - s->dl_noted_at < DL_NOTE_S) return;
+    const char *reason = "";
+    for (size_t i = 0; i < l->b.n && !reason[0]; i++)
+        if (l->b.entries[i].result == BS_SINK_PERMANENT) reason = l->b.entries[i].reason;
+    char n[24], total[24];
+    snprintf(n, sizeof n, "%" PRIu64, s->dl_unnoted);
+    snprintf(total, sizeof total, "%" PRIu64, s->st.dead_lettered);
+    bs_action_detail d[] = {{"stream", bs_stream_name(l->stream)},
+                            {"events", n},
+                            {"deadLetteredTotal", total},
+                            {"file", s->dlq_path},
+                            {"reason", reason}};
+    bs_sidecar_action a = {.kind = BS_ACTION_SINK_DEAD_LETTERED,
+                           .failed = true,
+                           .subject_type = "sink",
+                           .subject = s->name,
+                           .message = "events the sink's service refused for good were written "
+                                      "to the dead-letter file",
+                           .details = d,
+                           .n_details = BS_ARRAY_LEN(d)};
+    bs_sidecar_action_emit(&a);
+    s->dl_unnoted = 0;
+    s->dl_noted = true;
+    s->dl_noted_at = now;
 }
 
 /* Free the batch entries' payloads and reset the batch to empty. */
@@ -213,6 +256,7 @@ static void finish(lane *l)
         if (dead_letter(s, l, perm) == BS_OK) {
             s->st.dead_lettered += perm;
             bs_metric_add(s->m_dead, (int64_t)perm);
+            note_dead_letter(s, l, perm);
             /* DELIVERED from here on means "final": the dead-letter file has it */
             for (size_t i = 0; i < l->b.n; i++)
                 if (l->fresh[i] && l->b.entries[i].result == BS_SINK_PERMANENT)

@@ -1429,6 +1429,317 @@ static void cleanup_dir(void)
 }
 
 /* Run every test in a private temp dir, removed at the end. */
+/* ------------------------------------------------------------------ OCSF */
+
+/* Render ev in OCSF and parse it; also appends the line to samples.ndjson
+ * (the integration tests validate such lines against the schema). */
+static cJSON *render_ocsf(const bs_audit_event *ev)
+{
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    CHECK_EQ(bs_audit_render_format(BS_AUDIT_FORMAT_OCSF, ev,
+                                    "01234567-89ab-7cde-8f01-23456789abcd", &w),
+             BS_OK);
+    cJSON *j = cJSON_ParseWithLength((const char *)w.data, w.len);
+    CHECK(j != NULL);
+    CHECK(memchr(w.data, '\n', w.len) == NULL);
+    bs_wbuf_free(&w);
+    return j;
+}
+
+/* The OCSF classification members agree: type_uid = class*100+activity,
+ * category = class/1000, metadata names the product and the event id. */
+static void check_ocsf_head(const cJSON *j, int class_uid, int activity)
+{
+    CHECK_EQ(jnum(j, "class_uid"), class_uid);
+    CHECK_EQ(jnum(j, "category_uid"), class_uid / 1000);
+    CHECK_EQ(jnum(j, "activity_id"), activity);
+    CHECK_EQ(jnum(j, "type_uid"), class_uid * 100 + activity);
+    CHECK(jnum(j, "severity_id") >= 1);
+    const cJSON *md = jget(j, "metadata");
+    CHECK_STR(jstr(md, "version"), "1.8.0");
+    CHECK_STR(jstr(jget(md, "product"), "name"), "brokerside");
+    CHECK(cJSON_IsObject(jget(j, "unmapped")));
+}
+
+static void test_ocsf_request_and_authz(void)
+{
+    bs_audit_event ev;
+    bs_audit_event_init(&ev);
+    fill_common(&ev);
+    ev.type = BS_AUDIT_EV_REQUEST;
+    ev.api_key = 19; /* CreateTopics */
+    ev.api_version = 7;
+    ev.correlation_id = 1001;
+    ev.latency_us = 2500;
+    size_t t0, t1;
+    CHECK_EQ(bs_audit_event_set_client_id(&ev, "admin-1", 7), BS_OK);
+    CHECK_EQ(bs_audit_event_add_resource(&ev, BS_AUDIT_RES_TOPIC, "orders", 6, &t0), BS_OK);
+    CHECK_EQ(bs_audit_event_add_config_key(&ev, t0, "retention.ms", 12), BS_OK);
+    CHECK_EQ(bs_audit_event_add_resource(&ev, BS_AUDIT_RES_TOPIC, "payments", 8, &t1), BS_OK);
+    CHECK_EQ(bs_audit_event_set_resource_error(&ev, t0, 0), BS_OK);
+    CHECK_EQ(bs_audit_event_set_resource_error(&ev, t1, 36), BS_OK);
+    cJSON *j = render_ocsf(&ev);
+    check_ocsf_head(j, 6003, 1); /* Create */
+    CHECK_EQ(jnum(j, "time"), 1764000000123);
+    CHECK_EQ(jnum(j, "status_id"), 2);
+    CHECK_STR(jstr(j, "status_code"), "36");
+    CHECK_STR(jstr(j, "status_detail"), "TOPIC_ALREADY_EXISTS");
+    CHECK_STR(jstr(jget(j, "metadata"), "uid"), "01234567-89ab-7cde-8f01-23456789abcd");
+    const cJSON *api = jget(j, "api");
+    CHECK_STR(jstr(api, "operation"), "CreateTopics");
+    CHECK_STR(jstr(jget(api, "request"), "uid"), "1001");
+    CHECK_EQ(jnum(jget(api, "response"), "code"), 36);
+    CHECK_STR(jstr(jget(jget(j, "actor"), "user"), "name"), "CN=dev-client,O=Example");
+    CHECK_STR(jstr(jget(j, "src_endpoint"), "ip"), "192.0.2.7");
+    CHECK_EQ(jnum(jget(j, "src_endpoint"), "port"), 51234);
+    CHECK_STR(jstr(jget(j, "dst_endpoint"), "name"), "clients");
+    const cJSON *res = jget(j, "resources");
+    CHECK_EQ(cJSON_GetArraySize(res), 2);
+    CHECK_STR(jstr(cJSON_GetArrayItem(res, 0), "name"), "orders");
+    CHECK_STR(jstr(cJSON_GetArrayItem(res, 0), "type"), "topic");
+    const cJSON *ck = cJSON_GetArrayItem(jget(jget(cJSON_GetArrayItem(res, 0), "data"), "configKeys"), 0);
+    CHECK(cJSON_IsString(ck) && strcmp(ck->valuestring, "retention.ms") == 0);
+    CHECK_EQ(jnum(jget(cJSON_GetArrayItem(res, 1), "data"), "errorCode"), 36);
+    const cJSON *um = jget(j, "unmapped");
+    CHECK_STR(jstr(um, "eventName"), "CreateTopics");
+    CHECK_STR(jstr(um, "eventType"), "KafkaApiCall");
+    CHECK_STR(jstr(um, "clientId"), "admin-1");
+    cJSON_Delete(j);
+
+    /* an authorization decision: actor.authorizations, denied = failure */
+    bs_audit_event_reset(&ev);
+    fill_common(&ev);
+    ev.type = BS_AUDIT_EV_AUTHZ;
+    ev.api_key = 0;
+    ev.correlation_id = 7;
+    CHECK_EQ(bs_audit_event_add_decision(&ev, BS_AUDIT_RES_TOPIC, "orders", 6, "WRITE", false, 3,
+                                         "rule"),
+             BS_OK);
+    j = render_ocsf(&ev);
+    check_ocsf_head(j, 6003, 1);
+    CHECK_EQ(jnum(j, "status_id"), 2);
+    const cJSON *az = cJSON_GetArrayItem(jget(jget(j, "actor"), "authorizations"), 0);
+    CHECK_STR(jstr(az, "decision"), "Deny");
+    CHECK_STR(jstr(jget(az, "policy"), "name"), "rules[3]");
+    CHECK_STR(jstr(jget(jget(az, "policy"), "data"), "operation"), "WRITE");
+    CHECK_STR(jstr(jget(j, "unmapped"), "eventType"), "KafkaAuthorization");
+    cJSON_Delete(j);
+    bs_audit_event_free(&ev);
+}
+
+static void test_ocsf_connection_events(void)
+{
+    bs_audit_event ev;
+    bs_audit_event_init(&ev);
+    static const struct {
+        bs_audit_conn_kind kind;
+        int class_uid, activity, status;
+    } want[] = {
+        {BS_AUDIT_CONN_ACCEPTED, 4001, 1, 1},
+        {BS_AUDIT_CONN_TLS_HANDSHAKE_FAILED, 4001, 4, 2},
+        {BS_AUDIT_CONN_CLIENT_CERT_REJECTED, 3002, 1, 2},
+        {BS_AUDIT_CONN_CLOSED, 4001, 2, 1},
+        {BS_AUDIT_CONN_CLIENT_CERT_ACCEPTED, 3002, 1, 1},
+    };
+    for (size_t i = 0; i < BS_ARRAY_LEN(want); i++) {
+        bs_audit_event_reset(&ev);
+        fill_common(&ev);
+        ev.type = BS_AUDIT_EV_CONNECTION;
+        ev.conn_kind = want[i].kind;
+        ev.reason = want[i].status == 2 ? "certificate verify failed" : NULL;
+        ev.duration_ms = 1500;
+        ev.bytes_in = 10;
+        ev.bytes_out = 20;
+        cJSON *j = render_ocsf(&ev);
+        check_ocsf_head(j, want[i].class_uid, want[i].activity);
+        CHECK_EQ(jnum(j, "status_id"), want[i].status);
+        if (want[i].class_uid == 3002)
+            CHECK_STR(jstr(j, "auth_protocol"), "TLS client certificate");
+        if (want[i].kind == BS_AUDIT_CONN_CLOSED) {
+            CHECK_EQ(jnum(jget(j, "traffic"), "bytes"), 30);
+            CHECK_EQ(jnum(j, "duration"), 1500);
+        }
+        cJSON_Delete(j);
+        /* the CloudTrail-like rendering names the same event */
+        j = render_parse(&ev);
+        CHECK_STR(jstr(j, "eventType"), "KafkaConnection");
+        cJSON_Delete(j);
+    }
+    bs_audit_event_free(&ev);
+}
+
+/* Sidecar actions in both formats; a secret change carries no value. */
+static void test_sidecar_action_events(void)
+{
+    bs_audit_event ev;
+    bs_audit_event_init(&ev);
+    bs_action_detail d[] = {{"file", "/etc/brokerside/brokerside.json"}};
+    bs_config_change ch[] = {
+        {"audit.data_events", "changed", "aggregate", "each", false},
+        {"aws.secret_access_key", "changed", "TOPSECRET-OLD", "TOPSECRET-NEW", true},
+        {"listeners[0].tls.crl", "added", NULL, "/etc/crl.pem", false},
+    };
+    bs_sidecar_action a = {.kind = BS_ACTION_CONFIG_RELOADED,
+                           .subject_type = "configuration",
+                           .subject = "/etc/brokerside/brokerside.json",
+                           .message = "configuration reloaded",
+                           .details = d,
+                           .n_details = 1,
+                           .changes = ch,
+                           .n_changes = 3};
+    CHECK_EQ(bs_audit_event_from_action(&ev, &a, 4), BS_OK);
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    CHECK_EQ(bs_audit_render(&ev, NULL, &w), BS_OK);
+    CHECK(memmem(w.data, w.len, "TOPSECRET", 9) == NULL);
+    cJSON *j = cJSON_ParseWithLength((const char *)w.data, w.len);
+    CHECK_STR(jstr(j, "eventName"), "ConfigurationReloaded");
+    CHECK_STR(jstr(j, "eventType"), "SidecarAction");
+    CHECK_STR(jstr(j, "outcome"), "success");
+    CHECK_EQ(jnum(j, "brokerId"), 4);
+    const cJSON *c = jget(j, "changes");
+    CHECK_EQ(cJSON_GetArraySize(c), 3);
+    CHECK_STR(jstr(cJSON_GetArrayItem(c, 0), "new"), "each");
+    CHECK_STR(jstr(cJSON_GetArrayItem(c, 1), "path"), "aws.secret_access_key");
+    CHECK_EQ(jbool(cJSON_GetArrayItem(c, 1), "secret"), 1);
+    CHECK(jget(cJSON_GetArrayItem(c, 1), "old") == NULL);
+    CHECK(jget(cJSON_GetArrayItem(c, 2), "old") == NULL);
+    CHECK_STR(jstr(jget(jget(j, "component"), "details"), "file"),
+              "/etc/brokerside/brokerside.json");
+    cJSON_Delete(j);
+    bs_wbuf_free(&w);
+    j = render_ocsf(&ev);
+    check_ocsf_head(j, 3004, 3);
+    CHECK_STR(jstr(jget(j, "entity"), "type"), "Configuration");
+    CHECK_EQ(cJSON_GetArraySize(jget(jget(j, "unmapped"), "changes")), 3);
+    cJSON_Delete(j);
+
+    static const struct {
+        bs_sidecar_action_kind kind;
+        int class_uid, activity;
+    } map[] = {
+        {BS_ACTION_STOPPING, 6002, 4},        {BS_ACTION_CONFIG_REJECTED, 3004, 3},
+        {BS_ACTION_TLS_RELOADED, 3004, 3},    {BS_ACTION_POLICY_CHANGED, 3004, 3},
+        {BS_ACTION_DEK_CREATED, 3004, 1},     {BS_ACTION_DEK_ROTATED, 3004, 11},
+        {BS_ACTION_KMS_FAILED, 6008, 1},      {BS_ACTION_KMS_RECOVERED, 6008, 99},
+        {BS_ACTION_SINK_DEAD_LETTERED, 6008, 1}, {BS_ACTION_SPOOL_FULL, 6008, 1},
+        {BS_ACTION_SPOOL_RECOVERED, 6008, 99},
+    };
+    for (size_t i = 0; i < BS_ARRAY_LEN(map); i++) {
+        bs_sidecar_action b = {.kind = map[i].kind, .subject_type = "x", .subject = "y"};
+        CHECK_EQ(bs_audit_event_from_action(&ev, &b, -1), BS_OK);
+        j = render_ocsf(&ev);
+        check_ocsf_head(j, map[i].class_uid, map[i].activity);
+        CHECK_STR(jstr(jget(j, "unmapped"), "eventName"), bs_sidecar_action_name(map[i].kind));
+        cJSON_Delete(j);
+    }
+    CHECK_STR(bs_sidecar_action_name(BS_ACTION__COUNT), "UnknownAction");
+    bs_audit_event_free(&ev);
+}
+
+/* The recorder registry: nothing without one, every emission with one. */
+static int g_actions_seen;
+static void count_action(const bs_sidecar_action *a, void *arg)
+{
+    (void)a;
+    *(int *)arg += 1;
+    g_actions_seen++;
+}
+
+static void test_sidecar_action_recorder(void)
+{
+    bs_sidecar_action a = {.kind = BS_ACTION_SPOOL_FULL};
+    int n = 0;
+    bs_sidecar_action_emit(&a); /* no recorder: dropped */
+    bs_sidecar_action_set_recorder(count_action, &n);
+    bs_sidecar_action_emit(&a);
+    bs_sidecar_action_emit(NULL);
+    bs_sidecar_action_set_recorder(NULL, NULL);
+    bs_sidecar_action_emit(&a);
+    CHECK_EQ(n, 1);
+}
+
+/* An OCSF chain: aggregates, start, digests and loss records in OCSF, and
+ * `audit verify` reads it like the CloudTrail-like one (and finds edits). */
+static void test_ocsf_chain_verifies(void)
+{
+    bs_audit_key *k = NULL;
+    make_hmac_key(tpath("ocsf.key"), 0600);
+    CHECK_EQ(bs_audit_key_load(tpath("ocsf.key"), &k), BS_OK);
+    bs_audit_event ev;
+    bs_audit_event_init(&ev);
+    lines out = {.fail_after = -1};
+    bs_audit_options o;
+    bs_audit_options_default(&o);
+    o.format = BS_AUDIT_FORMAT_OCSF;
+    o.digest_every_events = 3;
+    bs_audit_log *log = open_log(&o, k, NULL, &out);
+    if (!log) return;
+    for (int i = 0; i < 4; i++) {
+        data_event(&ev, "CN=a", 0, "t", 1764000000000000LL + i, i == 2 ? 6 : 0, 2, 20);
+        CHECK_EQ(bs_audit_log_record(log, &ev), BS_OK); /* folded */
+    }
+    bs_sidecar_action a = {.kind = BS_ACTION_DEK_CREATED, .subject_type = "dataKey", .subject = "k"};
+    CHECK_EQ(bs_audit_event_from_action(&ev, &a, 1), BS_OK);
+    CHECK_EQ(bs_audit_log_record(log, &ev), BS_OK);
+    out.fail_after = (int)out.n; /* one loss */
+    CHECK(bs_audit_log_record(log, &ev) != BS_OK);
+    out.fail_after = -1;
+    CHECK_EQ(bs_audit_log_flush_aggregates(log, 1764000001000000LL), BS_OK);
+    CHECK_EQ(bs_audit_log_close(log, 1764000002000000LL), BS_OK);
+    /* every line is OCSF with the chain members in unmapped */
+    for (size_t i = 0; i < out.n; i++) {
+        cJSON *j = cJSON_Parse(out.v[i]);
+        CHECK(j && jnum(j, "class_uid") > 0);
+        const cJSON *um = jget(j, "unmapped");
+        CHECK_EQ(jnum(um, "sequence"), (double)i);
+        CHECK(jstr(um, "chainId") && jstr(um, "previousHash"));
+        cJSON_Delete(j);
+    }
+    cJSON *start = cJSON_Parse(out.v[0]);
+    check_ocsf_head(start, 6002, 3);
+    CHECK_STR(jstr(jget(start, "unmapped"), "previousRun"), "none");
+    cJSON_Delete(start);
+    size_t agg = find_line(&out, "\"KafkaApiCallAggregate\"", 0);
+    CHECK(agg < out.n);
+    if (agg < out.n) {
+        cJSON *j = cJSON_Parse(out.v[agg]);
+        check_ocsf_head(j, 6003, 1);
+        CHECK_EQ(jnum(j, "count"), 4);
+        CHECK_EQ(jnum(j, "start_time"), 1764000000000);
+        CHECK_EQ(jnum(j, "status_id"), 99);
+        CHECK_EQ(jnum(jget(jget(j, "unmapped"), "aggregate"), "errors"), 1);
+        cJSON_Delete(j);
+    }
+    CHECK(find_line(&out, "\"class_uid\":1008", 0) < out.n); /* digests, the loss */
+    write_lines(tpath("ocsf.log"), out.v, out.n, 0);
+    bs_audit_verify_result r = verify1(tpath("ocsf.log"), k);
+    CHECK_EQ(r.problems, 1); /* the recorded loss, and nothing else */
+    CHECK_EQ(r.first_problem, BS_AUDIT_LOST);
+    CHECK(r.digests_ok >= 2);
+    /* the restart link reads an OCSF last line */
+    bs_audit_link link;
+    CHECK_EQ(bs_audit_link_from_file(tpath("ocsf.log"), &link), BS_OK);
+    CHECK(link.valid && link.sealed && link.sequence == out.n - 1);
+    /* an edit inside a mapped attribute breaks the chain */
+    size_t e = find_line(&out, "\"event_code\":\"Produce\"", 0); /* an aggregate, after the loss */
+    CHECK(e < out.n);
+    if (e < out.n) {
+        char *p = strstr(out.v[e], "\"count\":4");
+        CHECK(p != NULL);
+        if (p) p[8] = '5';
+        write_lines(tpath("ocsf-edited.log"), out.v, out.n, 0);
+        r = verify1(tpath("ocsf-edited.log"), k);
+        /* the recorded loss before it, then the edit (and the digest over it) */
+        CHECK(r.problems >= 2);
+        CHECK_EQ(r.first_problem, BS_AUDIT_LOST);
+    }
+    lines_free(&out);
+    bs_audit_event_free(&ev);
+    bs_audit_key_free(k);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/bs_test_audit_XXXXXX");
@@ -1453,6 +1764,11 @@ int main(void)
     RUN(test_verify_every_byte_flip);
     RUN(test_verify_ed25519_and_restart_link);
     RUN(test_verify_cli_exit_codes);
+    RUN(test_ocsf_request_and_authz);
+    RUN(test_ocsf_connection_events);
+    RUN(test_sidecar_action_events);
+    RUN(test_sidecar_action_recorder);
+    RUN(test_ocsf_chain_verifies);
     cleanup_dir();
     return test_report();
 }

@@ -64,6 +64,9 @@ typedef struct bs_config {
      * (bs_config_warnings): each "FILE: message". The daemon logs them at
      * start and on reload; --check-config prints them (--strict: errors). */
     struct bs_config_errors *warnings;
+    /* The document as parsed (comments removed), kept for the reload diff
+     * (config_diff.h); owned, freed by bs_config_free. */
+    struct cJSON *tree;
     /* What the server reads (net_config.h), filled by the loader: pointers
      * into this config. */
     bs_net_config net;

@@ -51,8 +51,10 @@ bs_status bs_pipeline_check(const bs_config *cfg, char *err, size_t errlen) BS_W
  * when an AWS sink is used, every sink referenced by a stream, the log
  * tailer, the EMF timer, the audit log (linked to the previous chain: the
  * last audit record in the spool, else the last line of the first audit file
- * sink's audit.ndjson) and its aggregate/digest timers. `cfg` is borrowed
- * and must outlive the pipeline. On failure everything built so far is torn
+ * sink's audit.ndjson) and its aggregate/digest timers, and registers the
+ * recorder that writes the sidecar's own actions (sidecar_action.h) into
+ * the audit chain until bs_pipeline_stop. `cfg` is borrowed and must
+ * outlive the pipeline. On failure everything built so far is torn
  * down, the reason is in err[errlen], and BS_E_CONFIG / BS_E_IO /
  * BS_E_UNSUPPORTED / BS_E_NOMEM is returned.
  */

@@ -27,6 +27,7 @@
 
 #include "brokerside/buf.h"
 #include "brokerside/kafka.h"
+#include "brokerside/sidecar_action.h"
 #include "brokerside/status.h"
 
 /* ---------------------------------------------------------------- tables */
@@ -67,6 +68,12 @@ typedef enum bs_audit_event_type {
      * resource per decision, with attributes operation, decision, rule and
      * basis (bs_audit_event_add_decision) */
     BS_AUDIT_EV_AUTHZ = 2,
+    /* one of the sidecar's own actions (sidecar_action.h): action, failed,
+     * subject_type/subject, reason = message; resource 0 is the subject
+     * (type component, its details as attributes), further resources are
+     * changed configuration keys (type configKey, attributes change and,
+     * unless secret, old/new) (bs_audit_event_from_action) */
+    BS_AUDIT_EV_SIDECAR = 3,
 } bs_audit_event_type;
 
 typedef enum bs_audit_conn_kind {
@@ -74,6 +81,8 @@ typedef enum bs_audit_conn_kind {
     BS_AUDIT_CONN_TLS_HANDSHAKE_FAILED = 1,
     BS_AUDIT_CONN_CLIENT_CERT_REJECTED = 2,
     BS_AUDIT_CONN_CLOSED = 3,
+    /* the client's certificate passed verification and mapped to a principal */
+    BS_AUDIT_CONN_CLIENT_CERT_ACCEPTED = 4,
 } bs_audit_conn_kind;
 
 typedef enum bs_audit_res_type {
@@ -88,6 +97,8 @@ typedef enum bs_audit_res_type {
     BS_AUDIT_RES_DELEGATION_TOKEN = 8,
     BS_AUDIT_RES_CLIENT_METRICS = 9,
     BS_AUDIT_RES_OTHER = 10,
+    BS_AUDIT_RES_COMPONENT = 11,  /* the subject of a sidecar action */
+    BS_AUDIT_RES_CONFIG_KEY = 12, /* a changed configuration key (name = its path) */
 } bs_audit_res_type;
 
 /* The JSON name of a resource type ("topic", "group", ...). */
@@ -150,6 +161,10 @@ typedef struct bs_audit_event {
     bool has_client_id, has_sw;
     bool truncated;
     bool undecoded; /* the request body could not be decoded: rendered "requestDecoded":false */
+    /* sidecar actions (BS_AUDIT_EV_SIDECAR) */
+    bs_sidecar_action_kind action;
+    bool action_failed;
+    const char *subject_type, *subject;
     bs_audit_resource *res;
     size_t n_res, cap_res;
     bs_audit_item *items;
@@ -202,11 +217,31 @@ bs_status bs_audit_event_set_partition_error(bs_audit_event *ev, size_t idx, int
 bs_status bs_audit_event_set_volume(bs_audit_event *ev, size_t idx, int64_t records,
                                     int64_t bytes) BS_WUR;
 
+/* Fill `ev` (reset first) from one sidecar action: type SIDECAR, time now,
+ * `broker_id`, the subject as resource 0 with the details as attributes,
+ * one configKey resource per change (values left out when secret). Strings
+ * of `a` are borrowed (subject_type, subject, message) or copied (details,
+ * changes). BS_E_FULL when the arena bounds are hit (the event is marked
+ * truncated and still usable), BS_E_NOMEM. */
+bs_status bs_audit_event_from_action(bs_audit_event *ev, const bs_sidecar_action *a,
+                                     int32_t broker_id) BS_WUR;
+
+/* The serialisations of one event model (audit.format). */
+typedef enum bs_audit_format {
+    BS_AUDIT_FORMAT_CLOUDTRAIL = 0, /* CloudTrail-like records (the default) */
+    BS_AUDIT_FORMAT_OCSF = 1,       /* OCSF 1.8.0 events; chain fields in `unmapped` */
+} bs_audit_format;
+
 /* Render `ev` as one complete, unchained JSON object (no newline) appended
  * to `out`: every field of the schema except sequence/previousHash/chainId.
  * `event_id` is the 36-char UUID to use, or NULL to generate one.
  * Returns the wbuf status. */
 bs_status bs_audit_render(const bs_audit_event *ev, const char *event_id, bs_wbuf *out) BS_WUR;
+/* The same in `format` (OCSF: docs/audit-events.md, "OCSF format"), with
+ * the chain members left out (for OCSF the `unmapped` object then closes
+ * without chainId/sequence/previousHash). */
+bs_status bs_audit_render_format(bs_audit_format format, const bs_audit_event *ev,
+                                 const char *event_id, bs_wbuf *out) BS_WUR;
 /* Write a fresh UUIDv7-style id (48-bit ms timestamp, 74 random bits) as
  * 36 chars + NUL into out[37]. BS_E_CRYPTO if the RNG fails. */
 bs_status bs_audit_new_event_id(int64_t time_us, char out[37]) BS_WUR;
@@ -259,6 +294,7 @@ typedef struct bs_audit_options {
     uint32_t aggregate_max_keys;    /* aggregator map bound; default 10000 */
     const char *event_source;       /* default "kafka.brokerside" (borrowed) */
     int32_t broker_id;              /* for aggregate/chain events; default -1 (unknown) */
+    bs_audit_format format;         /* serialisation of every event; default cloudtrail */
 } bs_audit_options;
 
 void bs_audit_options_default(bs_audit_options *o);

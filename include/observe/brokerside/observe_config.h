@@ -30,6 +30,7 @@ typedef enum bs_signing_algorithm {
 typedef struct bs_audit_config {
     bool enabled;                           /* section present and not null */
     bs_data_events data_events;             /* default aggregate */
+    int format;                             /* bs_audit_format: 0 cloudtrail (default), 1 ocsf */
     uint32_t aggregate_interval_s;          /* default 60 */
     char *signing_key_file;                 /* NULL = hash chain without signed digests (warned) */
     bs_signing_algorithm signing_algorithm; /* default detect */
