@@ -1214,19 +1214,18 @@ static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err)
     ev_timer_start(loop, &wl->pause);
 }
 
-/* proxy_protocol listener: true when the peer of the accepted socket `fd`
- * lies in the listener's proxy_protocol_sources. Otherwise the socket is
- * closed before a byte is read, counted and logged, and false returned: only
- * the load balancers may speak for clients. */
-static bool accept_pp_source_ok(bs_listener *l, int fd)
+/* proxy_protocol listener: true when `peer`, the address accept() gave for
+ * socket `fd` (valid even if the peer already reset the connection), lies in
+ * the listener's proxy_protocol_sources. Otherwise the socket is closed
+ * before a byte is read, counted and logged, and false returned: only the
+ * load balancers may speak for clients. */
+static bool accept_pp_source_ok(bs_listener *l, int fd, const struct sockaddr_storage *peer_ss)
 {
-    struct sockaddr_storage ss = {0};
-    socklen_t len = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
-        bs_cidr_match(l->cfg->proxy_sources, l->cfg->n_proxy_sources, (struct sockaddr *)&ss))
+    if (bs_cidr_match(l->cfg->proxy_sources, l->cfg->n_proxy_sources,
+                      (const struct sockaddr *)peer_ss))
         return true;
     char peer[64] = "?";
-    bs_net_format_addr((struct sockaddr *)&ss, peer, sizeof peer);
+    bs_net_format_addr((const struct sockaddr *)peer_ss, peer, sizeof peer);
     bs_metric_add(l->m_pp_rejected[0], 1); /* BS_PROXY_REASON_UNTRUSTED */
     BS_LOG_WARNF("net",
                  "PROXY protocol: closing connection from %s on listener %s: %s (not in "
@@ -1246,7 +1245,10 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     bs_listener *l = wl->l;
     bs_worker *w = wl->w;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(wl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer_ss = {0};
+        socklen_t peer_len = sizeof peer_ss;
+        int fd = accept4(wl->fd, (struct sockaddr *)&peer_ss, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* The pending connection stays queued and the socket stays
@@ -1259,7 +1261,7 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         bool pp = l->cfg->proxy_protocol;
-        if (pp && !accept_pp_source_ok(l, fd)) continue;
+        if (pp && !accept_pp_source_ok(l, fd, &peer_ss)) continue;
         unsigned open_now = atomic_fetch_add(&w->srv->n_open, 1) + 1;
         if (open_now > w->limits.max_connections) {
             atomic_fetch_sub(&w->srv->n_open, 1);
