@@ -65,10 +65,16 @@ typedef struct bs_proxy_header {
 bs_status bs_proxy_parse(const uint8_t *p, size_t n, bs_proxy_header *out, const char **reason,
                          char *why, size_t whylen) BS_WUR;
 
+/* bs_cidr_parse's reason for an address with bits set after the prefix
+ * (compare the pointer). */
+extern const char bs_cidr_host_bits[];
+
 /*
  * Parse "ADDR/PREFIX" or a bare "ADDR" (= /32 or /128), IPv4 or IPv6, into
  * *out. Returns NULL on success, else the reason (a static string: "not an
- * IPv4 or IPv6 address", "prefix must be 0..32", "host bits set ...").
+ * IPv4 or IPv6 address", "prefix must be 0..32", bs_cidr_host_bits). With
+ * bs_cidr_host_bits *out holds the network the text probably
+ * meant (host bits cleared), for a hint.
  */
 const char *bs_cidr_parse(const char *text, bs_cidr *out);
 

@@ -177,7 +177,14 @@ static void parse_proxy_sources(bs_conf *c, const bs_conf_opt *o, const cJSON *o
             continue;
         }
         const char *why = bs_cidr_parse(it->valuestring, &list[i]);
-        if (why) bs_conf_err(c, pi, "%s: %s", bs_conf_quote(q, sizeof q, it->valuestring), why);
+        if (why == bs_cidr_host_bits) {
+            char net[64];
+            bs_cidr_format(&list[i], net, sizeof net);
+            bs_conf_err(c, pi, "%s: %s: did you mean \"%s\"?",
+                        bs_conf_quote(q, sizeof q, it->valuestring), why, net);
+        } else if (why) {
+            bs_conf_err(c, pi, "%s: %s", bs_conf_quote(q, sizeof q, it->valuestring), why);
+        }
     }
     l->proxy_sources = list;
     l->n_proxy_sources = n;

@@ -306,6 +306,8 @@ bs_status bs_proxy_parse(const uint8_t *p, size_t n, bs_proxy_header *out, const
 
 /* ---------------------------------------------------------------- CIDR */
 
+const char bs_cidr_host_bits[] = "host bits set after the prefix";
+
 /* See proxy_protocol.h. */
 const char *bs_cidr_parse(const char *text, bs_cidr *out)
 {
@@ -339,10 +341,14 @@ const char *bs_cidr_parse(const char *text, bs_cidr *out)
         if (prefix > max) return max == 32 ? "prefix must be 0..32" : "prefix must be 0..128";
     }
     out->prefix = (uint8_t)prefix;
-    for (unsigned bit = prefix; bit < max; bit++)
-        if (out->addr[bit / 8] & (0x80u >> (bit % 8)))
-            return "host bits set after the prefix (write the network address, e.g. 10.0.0.0/8)";
-    return NULL;
+    bool host_bits = false;
+    for (unsigned bit = prefix; bit < max; bit++) {
+        if (out->addr[bit / 8] & (0x80u >> (bit % 8))) {
+            host_bits = true;
+            out->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+        }
+    }
+    return host_bits ? bs_cidr_host_bits : NULL;
 }
 
 /* True when the first `prefix` bits of a and b agree. */

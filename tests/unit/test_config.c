@@ -1295,7 +1295,8 @@ static void test_proxy_protocol(void)
     size_t n = EXPECT_ERR(
         "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\", "
         "\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"10.0.0.1/8\", \"x\"]}]}",
-        "listeners[0].proxy_protocol_sources[0]: \"10.0.0.1/8\": host bits set");
+        "listeners[0].proxy_protocol_sources[0]: \"10.0.0.1/8\": host bits set after the prefix: "
+        "did you mean \"10.0.0.0/8\"?");
     CHECK_EQ(n, 2);
 }
 

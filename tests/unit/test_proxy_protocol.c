@@ -469,7 +469,12 @@ static void test_cidr(void)
         if (!why) fprintf(stderr, "  accepted \"%s\"\n", bad[i]);
         CHECK(why != NULL);
     }
-    CHECK(strstr(bs_cidr_parse("10.0.0.1/8", &c[0]), "host bits") != NULL);
+    CHECK(bs_cidr_parse("10.1.2.3/12", &c[0]) == bs_cidr_host_bits);
+    bs_cidr_format(&c[0], txt, sizeof txt);
+    CHECK_STR(txt, "10.0.0.0/12");
+    CHECK(bs_cidr_parse("fd00::1:2/100", &c[0]) == bs_cidr_host_bits);
+    bs_cidr_format(&c[0], txt, sizeof txt);
+    CHECK_STR(txt, "fd00::/100");
 }
 
 int main(void)
