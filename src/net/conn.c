@@ -735,10 +735,14 @@ static bool conn_peek_client(bs_conn *c)
         const char *kind = bs_tls_failure_reason(NULL, SSL_ERROR_SSL, first, (size_t)n);
         char peer[64];
         conn_peer(c, peer, sizeof peer);
-        const char *what = strcmp(kind, "plaintext_kafka") == 0    ? "plaintext Kafka client"
-                           : strcmp(kind, "http_request") == 0     ? "HTTP request"
-                           : strcmp(kind, "protocol_version") == 0 ? "SSLv2-style hello"
-                                                                   : "non-TLS bytes";
+        const char *what =
+            strcmp(kind, "plaintext_kafka") == 0    ? "plaintext Kafka client"
+            : strcmp(kind, "http_request") == 0     ? "HTTP request"
+            : strcmp(kind, "protocol_version") == 0 ? "SSLv2-style hello"
+            : strcmp(kind, "proxy_protocol") == 0
+                ? "PROXY protocol header (the listener has no proxy_protocol: enable it, or stop "
+                  "the load balancer sending one)"
+                : "non-TLS bytes";
         BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing (%s)", what, c->l->cfg->name,
                      peer, kind);
         bs_metric_add(bs_net_failure_metric(c->l, kind), 1);

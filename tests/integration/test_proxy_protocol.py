@@ -314,15 +314,19 @@ listen kafka_v1
         self.assertTrue(closed_by_peer(s))
         self.wait_rejected("timeout", before_t + 2)
         # a header on a listener without proxy_protocol is not interpreted: to a TLS listener
-        # it is bytes that are not a ClientHello
+        # it is bytes that are not a ClientHello, refused with a reason that names the mismatch
         fails = harness.metric(self.bs.metrics(), "brokerside_tls_handshake_failures_total",
-                               listener="direct")
+                               listener="direct", reason="proxy_protocol")
+        mark = self.bs.log_mark()
         s = raw_from(LB_ADDR, self.direct_port, V2_SIG + v2_inet)
         self.assertTrue(closed_by_peer(s))
         harness.wait_until(
             lambda: harness.metric(self.bs.metrics(), "brokerside_tls_handshake_failures_total",
-                                   listener="direct") > fails,
+                                   listener="direct", reason="proxy_protocol") == fails + 1,
             harness.START_TIMEOUT, "the direct listener's handshake failure")
+        self.bs.wait_log(r"PROXY protocol header \(the listener has no proxy_protocol.*\) on TLS "
+                         r"listener direct from %s:\d+; closing \(proxy_protocol\)"
+                         % re.escape(LB_ADDR), since=mark)
         self.assertFalse([k for k in self.bs.metrics() if k[0] == M_REJECTED
                           and dict(k[1]).get("listener") == "direct"])
         # no audit event names an address from a refused header
