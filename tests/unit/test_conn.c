@@ -1668,6 +1668,62 @@ static void test_proxy_protocol_tls_and_off(void)
     nt_echo_stop(&e);
 }
 
+/* IPv6: a PROXY listener on [::1] trusts ::1/128; and a dual-stack [::]
+ * listener sees an IPv4 peer as ::ffff:127.0.0.1, which an IPv4 network in
+ * proxy_protocol_sources must match. */
+static void test_proxy_protocol_ipv6_sources(void)
+{
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&a6, sizeof a6) == 0;
+    socklen_t len = sizeof a6;
+    if (have_v6) getsockname(probe, (struct sockaddr *)&a6, &len);
+    if (probe >= 0) close(probe);
+    if (!have_v6) {
+        fprintf(stderr, "  (no IPv6 loopback: skipped)\n");
+        return;
+    }
+    int port6 = ntohs(a6.sin6_port), port_any = nt_free_port();
+    nt_echo e;
+    nt_echo_start(&e);
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":["
+             "{\"name\":\"pp\",\"bind\":\"[::1]:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"tcp\",\"proxy_protocol\":true,\"proxy_protocol_sources\":[\"::1/128\"]},"
+             "{\"name\":\"ppany\",\"bind\":\"[::]:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"tcp\",\"proxy_protocol\":true,"
+             "\"proxy_protocol_sources\":[\"127.0.0.0/8\"]}]}",
+             port6, e.port, port_any, e.port);
+    srvh h;
+    CHECK(h_start_observed(&h, json, NULL, NULL, pp_obs, NULL));
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct timeval tv = {(time_t)NT_WAIT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    CHECK(connect(fd, (struct sockaddr *)&a6, sizeof a6) == 0);
+    const char v1[] = "PROXY TCP6 2001:db8::99 ::1 4321 9094\r\nv6v6";
+    CHECK(nt_write_all(fd, v1, sizeof v1 - 1));
+    uint8_t in[4];
+    CHECK(recv(fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "v6v6", 4) == 0);
+    char got[80];
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK_STR(got, "2001:db8::99:4321");
+    close(fd);
+    /* IPv4 client on the dual-stack listener */
+    fd = nt_connect(port_any);
+    const char v1b[] = "PROXY TCP4 203.0.113.5 10.0.0.1 1111 9094\r\nv4v4";
+    CHECK(nt_write_all(fd, v1b, sizeof v1b - 1));
+    CHECK(recv(fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "v4v4", 4) == 0);
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK_STR(got, "203.0.113.5:1111");
+    close(fd);
+    CHECK_EQ(counter("brokerside_proxy_protocol_rejected_total",
+                     "listener=\"ppany\",reason=\"untrusted_source\""),
+             0);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1699,6 +1755,7 @@ int main(void)
     RUN(test_proxy_protocol_plain);
     RUN(test_proxy_protocol_rejects);
     RUN(test_proxy_protocol_tls_and_off);
+    RUN(test_proxy_protocol_ipv6_sources);
     if (!getenv("NT_KEEP")) nt_rm_rf(g_dir);
     bs_metrics_shutdown();
     return test_report();
