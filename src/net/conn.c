@@ -739,10 +739,13 @@ static bool conn_peek_client(bs_conn *c)
             strcmp(kind, "plaintext_kafka") == 0    ? "plaintext Kafka client"
             : strcmp(kind, "http_request") == 0     ? "HTTP request"
             : strcmp(kind, "protocol_version") == 0 ? "SSLv2-style hello"
-            : strcmp(kind, "proxy_protocol") == 0
-                ? "PROXY protocol header (the listener has no proxy_protocol: enable it, or stop "
-                  "the load balancer sending one)"
-                : "non-TLS bytes";
+            : strcmp(kind, "proxy_protocol") != 0 ? "non-TLS bytes"
+            /* After the balancer's header: the client wrote one of its own. */
+            : c->l->cfg->proxy_protocol ? "second PROXY protocol header (sent by the client, "
+                                          "behind the load balancer's)"
+                                        : "PROXY protocol header (the listener has no "
+                                          "proxy_protocol: enable it, or stop the load "
+                                          "balancer sending one)";
         BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing (%s)", what, c->l->cfg->name,
                      peer, kind);
         bs_metric_add(bs_net_failure_metric(c->l, kind), 1);

@@ -329,6 +329,19 @@ listen kafka_v1
                          % re.escape(LB_ADDR), since=mark)
         self.assertFalse([k for k in self.bs.metrics() if k[0] == M_REJECTED
                           and dict(k[1]).get("listener") == "direct"])
+        # a client behind HAProxy that writes a header of its own: HAProxy's comes first and
+        # is the one believed; the client's is the start of its stream, refused as not TLS
+        mark = self.bs.log_mark()
+        s = raw_from(CLIENT_ADDR, self.hp2, b"PROXY TCP4 10.9.8.7 127.0.0.1 4000 9094\r\n")
+        port = s.getsockname()[1]
+        self.assertTrue(closed_by_peer(s))
+        self.bs.wait_log(r"second PROXY protocol header \(sent by the client, behind the load "
+                         r"balancer's\) on TLS listener lb from %s:%d; closing \(proxy_protocol\)"
+                         % (re.escape(CLIENT_ADDR), port), since=mark)
+        failed = self.wait_events(lambda e: e.get("eventName") == "TlsHandshakeFailed"
+                                  and e.get("sourcePort") == port, "its TlsHandshakeFailed event")
+        self.assertEqual((failed[0]["sourceIPAddress"], failed[0]["reason"]),
+                         (CLIENT_ADDR, "proxy_protocol"))
         # no audit event names an address from a refused header
         self.assertFalse([e for e in self.events() if e.get("sourceIPAddress") == "10.9.8.7"])
         # and a good client still gets through
