@@ -71,7 +71,8 @@ extern const char bs_cidr_host_bits[];
 
 /*
  * Parse "ADDR/PREFIX" or a bare "ADDR" (= /32 or /128), IPv4 or IPv6, into
- * *out. Returns NULL on success, else the reason (a static string: "not an
+ * *out (an IPv4-mapped IPv6 network, ::ffff:a.b.c.d/96 or longer, becomes
+ * the IPv4 network it names). Returns NULL on success, else the reason (a static string: "not an
  * IPv4 or IPv6 address", "prefix must be 0..32", bs_cidr_host_bits). With
  * bs_cidr_host_bits *out holds the network the text probably
  * meant (host bits cleared), for a hint.

@@ -348,6 +348,15 @@ const char *bs_cidr_parse(const char *text, bs_cidr *out)
             out->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
         }
     }
+    /* "::ffff:10.0.0.0/104" is the IPv4 network 10.0.0.0/8: stored as such,
+     * since bs_cidr_match compares IPv4-mapped peers as IPv4. */
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (out->family == AF_INET6 && prefix >= 96 && memcmp(out->addr, mapped, 12) == 0) {
+        memmove(out->addr, out->addr + 12, 4);
+        memset(out->addr + 4, 0, 12);
+        out->family = AF_INET;
+        out->prefix = (uint8_t)(prefix - 96);
+    }
     return host_bits ? bs_cidr_host_bits : NULL;
 }
 

@@ -448,6 +448,16 @@ static void test_cidr(void)
     inet_pton(AF_INET6, "::ffff:10.1.2.3", &a6.sin6_addr);
     CHECK(bs_cidr_match(c, 3, (struct sockaddr *)&a6));
     CHECK(!bs_cidr_match(c + 1, 1, (struct sockaddr *)&a6));
+    /* an IPv4-mapped network is the IPv4 network */
+    CHECK(bs_cidr_parse("::ffff:10.0.0.0/104", &c[0]) == NULL);
+    CHECK_EQ(c[0].family, AF_INET);
+    CHECK_EQ(c[0].prefix, 8);
+    bs_cidr_format(&c[0], txt, sizeof txt);
+    CHECK_STR(txt, "10.0.0.0/8");
+    inet_pton(AF_INET, "10.9.9.9", &a4.sin_addr);
+    CHECK(bs_cidr_match(c, 1, (struct sockaddr *)&a4));
+    inet_pton(AF_INET6, "::ffff:10.9.9.9", &a6.sin6_addr);
+    CHECK(bs_cidr_match(c, 1, (struct sockaddr *)&a6));
     /* odd prefixes */
     CHECK(bs_cidr_parse("192.168.4.0/22", &c[0]) == NULL);
     inet_pton(AF_INET, "192.168.7.255", &a4.sin_addr);
