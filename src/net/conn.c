@@ -61,12 +61,13 @@ const char *const bs_net_pp_reasons[BS_NET_PP_REASONS] = {
     BS_PROXY_REASON_EOF};
 
 /* PROXY protocol state of a connection on a proxy_protocol listener:
- * allocated at accept, the header buffer freed once the header is in, the
- * whole struct freed then unless the header carried a client address. */
+ * allocated at accept, the header buffer freed once the header is in. */
 typedef struct bs_conn_pp {
     uint8_t *hdr; /* BS_PROXY_HEADER_MAX bytes while the header is incomplete */
     size_t have;  /* header bytes consumed from the socket so far */
-    struct sockaddr_storage src; /* the client address the header carried */
+    /* The client address: the peer accept() reported until a header carries
+     * another (kept, so a peer that reset is still named in the log). */
+    struct sockaddr_storage src;
 } bs_conn_pp;
 
 /* Field order packs the small members next to `fd` (no padding before `ssl`). */
@@ -106,8 +107,8 @@ struct bs_conn {
     float dial_delay_s;
     uint64_t id;        /* process-unique connection id (observer events) */
     uint64_t bytes_in, bytes_out;
-    /* proxy_protocol listeners: header state, then the carried client
-     * address; NULL on other listeners and after a header without one */
+    /* proxy_protocol listeners: header state and the client address;
+     * NULL on other listeners */
     bs_conn_pp *pp;
 };
 
@@ -143,14 +144,15 @@ void bs_net_format_addr(const struct sockaddr *sa, char *out, size_t outlen)
     }
 }
 
-/* The client's address of `c` into *ss: the one its accepted PROXY header
- * carried, else the socket's peer (looked up on demand so the connection
- * struct need not carry it). False if neither is known. */
+/* The client's address of `c` into *ss: on a proxy_protocol listener the
+ * one its accepted PROXY header carried, else the peer accept() reported;
+ * elsewhere the socket's peer (looked up on demand so the connection struct
+ * need not carry it). False if unknown. */
 static bool conn_client_addr(const bs_conn *c, struct sockaddr_storage *ss)
 {
-    if (c->pp && !c->pp_pending) {
+    if (c->pp) {
         *ss = c->pp->src;
-        return true;
+        return ss->ss_family == AF_INET || ss->ss_family == AF_INET6;
     }
     socklen_t len = sizeof *ss;
     return c->c.fd >= 0 && getpeername(c->c.fd, (struct sockaddr *)ss, &len) == 0;
@@ -622,9 +624,9 @@ static void conn_client_tls_failed(bs_conn *c, const char *reason)
 }
 
 /* Count, log and close a connection refused for its PROXY header (or its
- * source, or its silence): `reason` is one of bs_net_pp_reasons, `why` the
- * detail for the log. The address logged is the socket's peer (the header,
- * if any, was not accepted). */
+ * silence): `reason` is one of bs_net_pp_reasons, `why` the detail for the
+ * log. The address logged is the socket's peer (the header, if any, was not
+ * accepted). */
 static void conn_pp_reject(bs_conn *c, const char *reason, const char *why)
 {
     bs_listener *l = c->l;
@@ -690,23 +692,15 @@ static bool conn_proxy_header(bs_conn *c)
     pp->hdr = NULL;
     if (bs_log_get_level() <= BS_LOG_DEBUG) {
         char real[64], client[64] = "(none: the connection's own)";
-        socklen_t len = sizeof pp->src;
-        if (getpeername(c->c.fd, (struct sockaddr *)&pp->src, &len) == 0)
-            bs_net_format_addr((struct sockaddr *)&pp->src, real, sizeof real);
-        else
-            snprintf(real, sizeof real, "?");
+        bs_net_format_addr((struct sockaddr *)&pp->src, real, sizeof real);
         if (h.has_addr) bs_net_format_addr((struct sockaddr *)&h.src, client, sizeof client);
         BS_LOG_DEBUGF("net", "listener %s: PROXY v%d%s header from %s: client %s (%u TLVs)",
                       l->cfg->name, h.version, h.local ? " LOCAL" : "", real, client, h.n_tlvs);
     }
-    if (h.has_addr) {
+    if (h.has_addr)
         pp->src = h.src;
-    } else {
-        /* LOCAL, UNKNOWN, AF_UNSPEC, AF_UNIX: the connection speaks for itself. */
+    else /* LOCAL, UNKNOWN, AF_UNSPEC, AF_UNIX: the connection speaks for itself. */
         bs_metric_add(l->m_pp_local, 1);
-        free(pp);
-        c->pp = NULL;
-    }
     if (!l->has_tls) {
         /* Plaintext: the client side is ready now; conn_pump dials the upstream. */
         c->peeked = true;
@@ -1303,7 +1297,10 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->c.ready = !l->has_tls && !pp;
         if (pp) {
             c->pp = calloc(1, sizeof *c->pp);
-            if (c->pp) c->pp->hdr = malloc(BS_PROXY_HEADER_MAX);
+            if (c->pp) {
+                c->pp->hdr = malloc(BS_PROXY_HEADER_MAX);
+                c->pp->src = peer_ss;
+            }
             if (!c->pp || !c->pp->hdr) {
                 if (c->pp) free(c->pp);
                 free(c);
