@@ -32,6 +32,7 @@
 #include <openssl/err.h>
 
 #include "brokerside/log.h"
+#include "brokerside/proxy_protocol.h"
 #include "net_internal.h"
 
 /* Accepts per readiness event: bounded so one busy listener cannot starve the loop. */
@@ -53,10 +54,26 @@
 /* What the last I/O attempt on a side is blocked on. */
 enum { BLK_NONE = 0, BLK_READ = 1, BLK_WRITE = 2 };
 
+/* The reason labels of brokerside_proxy_protocol_rejected_total (net_internal.h). */
+const char *const bs_net_pp_reasons[BS_NET_PP_REASONS] = {
+    BS_PROXY_REASON_UNTRUSTED, BS_PROXY_REASON_MISSING, BS_PROXY_REASON_V1,
+    BS_PROXY_REASON_V2,        BS_PROXY_REASON_OVERSIZED, BS_PROXY_REASON_TIMEOUT,
+    BS_PROXY_REASON_EOF};
+
+/* PROXY protocol state of a connection on a proxy_protocol listener:
+ * allocated at accept, the header buffer freed once the header is in. */
+typedef struct bs_conn_pp {
+    uint8_t *hdr; /* BS_PROXY_HEADER_MAX bytes while the header is incomplete */
+    size_t have;  /* header bytes consumed from the socket so far */
+    /* The client address: the peer accept() reported until a header carries
+     * another (kept, so a peer that reset is still named in the log). */
+    struct sockaddr_storage src;
+} bs_conn_pp;
+
+/* Field order packs the small members next to `fd` (no padding before `ssl`). */
 typedef struct bs_side {
     ev_io io;
     int fd;
-    SSL *ssl;
     uint8_t rd_blk;        /* read blocked on BLK_* */
     uint8_t wr_blk;        /* write blocked on BLK_* */
     uint8_t hs_blk;        /* handshake blocked on BLK_* */
@@ -64,6 +81,7 @@ typedef struct bs_side {
     bool rd_eof : 1;       /* peer finished sending (FIN or close_notify) */
     bool wr_done : 1;      /* we finished sending to this side (close_notify + FIN) */
     bool shut_pending : 1; /* close_notify not yet fully written */
+    SSL *ssl;
 } bs_side;
 
 struct bs_conn {
@@ -83,11 +101,15 @@ struct bs_conn {
     bool upstream_failed : 1; /* close cleanly once the client handshake ends */
     bool upstream_connecting : 1;
     bool announced : 1; /* the observer was told ACCEPTED: CLOSED follows */
+    bool pp_pending : 1; /* proxy_protocol listener: the PROXY header is not in yet */
     /* seconds from t_start to the upstream dial (TLS: the client handshake;
      * the connect and origination timeouts run from the dial) */
     float dial_delay_s;
     uint64_t id;        /* process-unique connection id (observer events) */
     uint64_t bytes_in, bytes_out;
+    /* proxy_protocol listeners: header state and the client address;
+     * NULL on other listeners */
+    bs_conn_pp *pp;
 };
 
 /* An idle connection must stay cheap (docs/operations.md, memory): keep the
@@ -122,13 +144,25 @@ void bs_net_format_addr(const struct sockaddr *sa, char *out, size_t outlen)
     }
 }
 
-/* The client's address of `c` as text (computed on demand so the connection
- * struct need not carry it). */
+/* The client's address of `c` into *ss: on a proxy_protocol listener the
+ * one its accepted PROXY header carried, else the peer accept() reported;
+ * elsewhere the socket's peer (looked up on demand so the connection struct
+ * need not carry it). False if unknown. */
+static bool conn_client_addr(const bs_conn *c, struct sockaddr_storage *ss)
+{
+    if (c->pp) {
+        *ss = c->pp->src;
+        return ss->ss_family == AF_INET || ss->ss_family == AF_INET6;
+    }
+    socklen_t len = sizeof *ss;
+    return c->c.fd >= 0 && getpeername(c->c.fd, (struct sockaddr *)ss, &len) == 0;
+}
+
+/* The client's address of `c` as "ip:port" text ("?" if unknown). */
 static void conn_peer(const bs_conn *c, char *out, size_t outlen)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (c->c.fd < 0 || getpeername(c->c.fd, (struct sockaddr *)&ss, &len) != 0) {
+    if (!conn_client_addr(c, &ss)) {
         snprintf(out, outlen, "?");
         return;
     }
@@ -546,8 +580,7 @@ static void conn_notify(bs_conn *c, bs_conn_event_kind kind, const char *reason)
     char ip[INET6_ADDRSTRLEN] = "?";
     uint16_t port = 0;
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (c->c.fd >= 0 && getpeername(c->c.fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (conn_client_addr(c, &ss)) {
         if (ss.ss_family == AF_INET) {
             const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
             inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
@@ -590,6 +623,93 @@ static void conn_client_tls_failed(bs_conn *c, const char *reason)
            "TLS handshake failed on listener %s from %s: %s", c->l->cfg->name, peer, reason);
 }
 
+/* Count, log and close a connection refused for its PROXY header (or its
+ * silence): `reason` is one of bs_net_pp_reasons, `why` the detail for the
+ * log. The address logged is the socket's peer (the header, if any, was not
+ * accepted). */
+static void conn_pp_reject(bs_conn *c, const char *reason, const char *why)
+{
+    bs_listener *l = c->l;
+    for (size_t i = 0; i < BS_NET_PP_REASONS; i++)
+        if (strcmp(bs_net_pp_reasons[i], reason) == 0) bs_metric_add(l->m_pp_rejected[i], 1);
+    char peer[64];
+    conn_peer(c, peer, sizeof peer);
+    /* A peer that leaves without a byte is usually a TCP health check:
+     * counted, but not a warning. */
+    bool quiet = strcmp(reason, BS_PROXY_REASON_EOF) == 0 && c->pp && c->pp->have == 0;
+    bs_log(quiet ? BS_LOG_INFO : BS_LOG_WARN, "net",
+           "PROXY protocol: closing connection from %s on listener %s: %s (%s)", peer,
+           l->cfg->name, reason, why);
+    conn_close(c, false);
+}
+
+/* proxy_protocol listener, client readable: take the PROXY header off the
+ * socket. The bytes are peeked, parsed with what came before, and then
+ * exactly the header's share is consumed, so what follows it (a TLS
+ * ClientHello, the first Kafka request) stays in the socket for the next
+ * stage. Bytes that cannot become a header close the connection at once;
+ * an incomplete one waits (bounded by the handshake deadline, conn_timer_cb).
+ * Returns false if the connection was closed. */
+static bool conn_proxy_header(bs_conn *c)
+{
+    bs_conn_pp *pp = c->pp;
+    ssize_t n = recv(c->c.fd, pp->hdr + pp->have, BS_PROXY_HEADER_MAX - pp->have, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
+    if (n <= 0) {
+        conn_pp_reject(c, BS_PROXY_REASON_EOF,
+                       n == 0 ? (pp->have ? "closed inside the header" : "closed without a byte")
+                              : strerror(errno));
+        return false;
+    }
+    size_t total = pp->have + (size_t)n;
+    bs_proxy_header h;
+    const char *reason = NULL;
+    char why[192];
+    bs_status st = bs_proxy_parse(pp->hdr, total, &h, &reason, why, sizeof why);
+    if (st == BS_E_SHORT && total >= BS_PROXY_HEADER_MAX) {
+        st = BS_E_TOO_LARGE; /* cannot happen with a correct parser: never buffer more */
+        reason = BS_PROXY_REASON_OVERSIZED;
+        snprintf(why, sizeof why, "no complete header within %d bytes", BS_PROXY_HEADER_MAX);
+    }
+    if (st != BS_OK && st != BS_E_SHORT) {
+        conn_pp_reject(c, reason ? reason : BS_PROXY_REASON_MISSING, why);
+        return false;
+    }
+    /* All peeked bytes of an incomplete header belong to it. */
+    size_t take = st == BS_OK ? h.len - pp->have : (size_t)n;
+    ssize_t got = recv(c->c.fd, pp->hdr + pp->have, take, 0);
+    if (got != (ssize_t)take) {
+        conn_pp_reject(c, BS_PROXY_REASON_EOF, "the header's bytes vanished while consuming them");
+        return false;
+    }
+    pp->have += take;
+    if (st == BS_E_SHORT) return true;
+
+    bs_listener *l = c->l;
+    bs_metric_add(l->m_pp_accepted[h.version - 1], 1);
+    c->pp_pending = false;
+    free(pp->hdr);
+    pp->hdr = NULL;
+    if (bs_log_get_level() <= BS_LOG_DEBUG) {
+        char real[64], client[64] = "(none: the connection's own)";
+        bs_net_format_addr((struct sockaddr *)&pp->src, real, sizeof real);
+        if (h.has_addr) bs_net_format_addr((struct sockaddr *)&h.src, client, sizeof client);
+        BS_LOG_DEBUGF("net", "listener %s: PROXY v%d%s header from %s: client %s (%u TLVs)",
+                      l->cfg->name, h.version, h.local ? " LOCAL" : "", real, client, h.n_tlvs);
+    }
+    if (h.has_addr)
+        pp->src = h.src;
+    else /* LOCAL, UNKNOWN, AF_UNSPEC, AF_UNIX: the connection speaks for itself. */
+        bs_metric_add(l->m_pp_local, 1);
+    if (!l->has_tls) {
+        /* Plaintext: the client side is ready now; conn_pump dials the upstream. */
+        c->peeked = true;
+        c->c.ready = true;
+        conn_notify(c, BS_CONN_EV_ACCEPTED, NULL);
+    }
+    return true;
+}
+
 /* TLS listener, client readable for the first time: refuse anything that is
  * not a TLS handshake record with a precise reason, else create the SSL.
  * Returns false if the connection was closed. */
@@ -609,10 +729,17 @@ static bool conn_peek_client(bs_conn *c)
         const char *kind = bs_tls_failure_reason(NULL, SSL_ERROR_SSL, first, (size_t)n);
         char peer[64];
         conn_peer(c, peer, sizeof peer);
-        const char *what = strcmp(kind, "plaintext_kafka") == 0    ? "plaintext Kafka client"
-                           : strcmp(kind, "http_request") == 0     ? "HTTP request"
-                           : strcmp(kind, "protocol_version") == 0 ? "SSLv2-style hello"
-                                                                   : "non-TLS bytes";
+        const char *what =
+            strcmp(kind, "plaintext_kafka") == 0    ? "plaintext Kafka client"
+            : strcmp(kind, "http_request") == 0     ? "HTTP request"
+            : strcmp(kind, "protocol_version") == 0 ? "SSLv2-style hello"
+            : strcmp(kind, "proxy_protocol") != 0 ? "non-TLS bytes"
+            /* After the balancer's header: the client wrote one of its own. */
+            : c->l->cfg->proxy_protocol ? "second PROXY protocol header (sent by the client, "
+                                          "behind the load balancer's)"
+                                        : "PROXY protocol header (the listener has no "
+                                          "proxy_protocol: enable it, or stop the load "
+                                          "balancer sending one)";
         BS_LOG_WARNF("net", "%s on TLS listener %s from %s; closing (%s)", what, c->l->cfg->name,
                      peer, kind);
         bs_metric_add(bs_net_failure_metric(c->l, kind), 1);
@@ -835,6 +962,10 @@ static void conn_pump(bs_conn *c)
     bool more = false;
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         bool progress = false;
+        if (c->pp_pending) {
+            if (!conn_proxy_header(c)) return;
+            if (c->pp_pending) break;
+        }
         if (c->l->has_tls && !c->peeked) {
             if (!conn_peek_client(c)) return;
             if (!c->peeked) break;
@@ -967,6 +1098,11 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             return;
         }
         if (now >= hs_at) {
+            if (c->pp_pending) {
+                conn_pp_reject(c, BS_PROXY_REASON_TIMEOUT,
+                               "no complete header within limits.handshake_timeout_s");
+                return;
+            }
             if (c->l->has_tls && !c->c.ready) {
                 conn_client_tls_failed(c, BS_TLS_REASON_TIMEOUT);
             } else if (!c->u.ready) {
@@ -1067,6 +1203,8 @@ static void conn_close(bs_conn *c, bool clean)
     atomic_fetch_sub(&w->srv->n_open, 1);
     bs_metric_add(c->l->m_open, -1);
     free(c->principal);
+    if (c->pp) free(c->pp->hdr);
+    free(c->pp);
     free(c);
     if (w->draining && w->n_conns == 0) ev_break(w->loop, EVBREAK_ALL);
 }
@@ -1090,6 +1228,27 @@ static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err, bool u
     ev_timer_start(loop, &wl->pause);
 }
 
+/* proxy_protocol listener: true when `peer`, the address accept() gave for
+ * socket `fd` (valid even if the peer already reset the connection), lies in
+ * the listener's proxy_protocol_sources. Otherwise the socket is closed
+ * before a byte is read, counted and logged, and false returned: only the
+ * load balancers may speak for clients. */
+static bool accept_pp_source_ok(bs_listener *l, int fd, const struct sockaddr_storage *peer_ss)
+{
+    if (bs_cidr_match(l->cfg->proxy_sources, l->cfg->n_proxy_sources,
+                      (const struct sockaddr *)peer_ss))
+        return true;
+    char peer[64] = "?";
+    bs_net_format_addr((const struct sockaddr *)peer_ss, peer, sizeof peer);
+    bs_metric_add(l->m_pp_rejected[0], 1); /* BS_PROXY_REASON_UNTRUSTED */
+    BS_LOG_WARNF("net",
+                 "PROXY protocol: closing connection from %s on listener %s: %s (not in "
+                 "proxy_protocol_sources)",
+                 peer, l->cfg->name, BS_PROXY_REASON_UNTRUSTED);
+    close(fd);
+    return false;
+}
+
 /* Accept a burst of clients on one listening socket (worker thread). Over
  * the process-wide limit a client is accepted and closed at once, counted
  * and logged at most once per second. */
@@ -1100,7 +1259,10 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     bs_listener *l = wl->l;
     bs_worker *w = wl->w;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(wl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer_ss = {0};
+        socklen_t peer_len = sizeof peer_ss;
+        int fd = accept4(wl->fd, (struct sockaddr *)&peer_ss, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* The pending connection stays queued and the socket stays
@@ -1112,6 +1274,8 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             }
             return;
         }
+        bool pp = l->cfg->proxy_protocol;
+        if (pp && !accept_pp_source_ok(l, fd, &peer_ss)) continue;
         unsigned open_now = atomic_fetch_add(&w->srv->n_open, 1) + 1;
         if (open_now > w->limits.max_connections) {
             atomic_fetch_sub(&w->srv->n_open, 1);
@@ -1141,8 +1305,26 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->l = l;
         c->c.fd = fd;
         c->u.fd = -1;
-        c->peeked = !l->has_tls;
-        c->c.ready = !l->has_tls;
+        /* TLS, or a PROXY header first: the client side is not ready yet. */
+        c->peeked = !l->has_tls && !pp;
+        c->c.ready = !l->has_tls && !pp;
+        if (pp) {
+            c->pp = calloc(1, sizeof *c->pp);
+            if (c->pp) {
+                c->pp->hdr = malloc(BS_PROXY_HEADER_MAX);
+                c->pp->src = peer_ss;
+            }
+            if (!c->pp || !c->pp->hdr) {
+                if (c->pp) free(c->pp);
+                free(c);
+                atomic_fetch_sub(&w->srv->n_open, 1);
+                close(fd);
+                BS_LOG_ERRORF("net", "listener %s: out of memory accepting a connection",
+                              l->cfg->name);
+                return;
+            }
+            c->pp_pending = true;
+        }
         c->t_start = c->t_active = ev_now(loop);
         c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
         ev_io_init(&c->c.io, conn_io_cb, fd, EV_READ);
@@ -1154,12 +1336,15 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         w->n_conns++;
         bs_metric_add(l->m_open, 1);
         bs_metric_add(l->m_total, 1);
-        /* Plaintext: dial the upstream now. TLS: after the client's handshake (conn_pump). */
-        int sock_err = l->has_tls ? 0 : conn_connect_upstream(c);
+        /* Plaintext: dial the upstream now. TLS: after the client's handshake;
+         * PROXY protocol: after the header (and the handshake) (conn_pump).
+         * Header and handshake share the handshake deadline from accept. */
+        bool dial_now = !l->has_tls && !pp;
+        int sock_err = dial_now ? conn_connect_upstream(c) : 0;
         double first = w->limits.handshake_timeout_s;
-        if (!l->has_tls && w->limits.connect_timeout_s < first) first = w->limits.connect_timeout_s;
+        if (dial_now && w->limits.connect_timeout_s < first) first = w->limits.connect_timeout_s;
         conn_timer_at(c, c->t_start + first);
-        if (!l->has_tls) conn_notify(c, BS_CONN_EV_ACCEPTED, NULL);
+        if (dial_now) conn_notify(c, BS_CONN_EV_ACCEPTED, NULL);
         conn_pump(c); /* may free c */
         if (sock_err == EMFILE || sock_err == ENFILE) {
             /* Accepting more clients now would only churn: each would be

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "brokerside/net_config.h"
+#include "brokerside/proxy_protocol.h"
 
 #define CFG_MAX_LISTENERS 256
 
@@ -129,6 +130,92 @@ static void free_advertised(const bs_conf_opt *o, void *base)
     l->advertised_host = NULL;
 }
 
+/* Most entries of `proxy_protocol_sources` (load balancer subnets, not clients). */
+#define CFG_MAX_PROXY_SOURCES 256
+
+/* CUSTOM `proxy_protocol_sources`: an array of CIDR strings, required (and
+ * only allowed) with `proxy_protocol: true`, which is read before it. */
+static void parse_proxy_sources(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
+                                const char *path, void *base)
+{
+    bs_listener_config *l = base;
+    char p[BS_CONF_PATH_MAX], pi[BS_CONF_PATH_MAX], q[160];
+    const cJSON *v = obj ? bs_conf_member(obj, o->name) : NULL;
+    bs_conf_path_key(p, sizeof p, path, o->name);
+    if (v && cJSON_IsNull(v)) v = NULL;
+    if (!v) {
+        if (l->proxy_protocol)
+            bs_conf_err(c, p,
+                        "is required with \"proxy_protocol\": true: the networks of the load "
+                        "balancers allowed to send PROXY headers, e.g. [\"10.0.0.0/8\"]");
+        return;
+    }
+    if (!l->proxy_protocol) {
+        bs_conf_err(c, p, "has no effect without \"proxy_protocol\": true; remove it");
+        return;
+    }
+    if (!cJSON_IsArray(v)) {
+        bs_conf_err(c, p, "expected an array of CIDR strings, got %s", bs_conf_type_name(v));
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    if (n == 0 || n > CFG_MAX_PROXY_SOURCES) {
+        bs_conf_err(c, p, "must list 1 to %d networks (got %zu)", CFG_MAX_PROXY_SOURCES, n);
+        return;
+    }
+    bs_cidr *list = calloc(n, sizeof *list);
+    if (!list) {
+        c->nomem = true;
+        return;
+    }
+    size_t i = 0;
+    for (const cJSON *it = v->child; it; it = it->next, i++) {
+        bs_conf_path_index(pi, sizeof pi, p, i);
+        if (!cJSON_IsString(it)) {
+            bs_conf_err(c, pi, "expected a CIDR string such as \"10.0.0.0/8\", got %s",
+                        bs_conf_type_name(it));
+            continue;
+        }
+        const char *why = bs_cidr_parse(it->valuestring, &list[i]);
+        if (why == bs_cidr_host_bits) {
+            char net[64];
+            bs_cidr_format(&list[i], net, sizeof net);
+            bs_conf_err(c, pi, "%s: %s: did you mean \"%s\"?",
+                        bs_conf_quote(q, sizeof q, it->valuestring), why, net);
+        } else if (why) {
+            bs_conf_err(c, pi, "%s: %s", bs_conf_quote(q, sizeof q, it->valuestring), why);
+        }
+    }
+    l->proxy_sources = list;
+    l->n_proxy_sources = n;
+}
+
+/* Free `proxy_protocol_sources`. */
+static void free_proxy_sources(const bs_conf_opt *o, void *base)
+{
+    bs_listener_config *l = base;
+    (void)o;
+    free(l->proxy_sources);
+    l->proxy_sources = NULL;
+    l->n_proxy_sources = 0;
+}
+
+/* SIGHUP: the source list is read when the listener is built: any change
+ * needs a restart. */
+static bool diff_proxy_sources(const bs_conf_opt *o, const void *a, const void *b,
+                               const char *label, char *what, size_t whatlen)
+{
+    const bs_listener_config *la = a, *lb = b;
+    (void)o;
+    if (la->n_proxy_sources == lb->n_proxy_sources &&
+        (la->n_proxy_sources == 0 ||
+         memcmp(la->proxy_sources, lb->proxy_sources,
+                la->n_proxy_sources * sizeof *la->proxy_sources) == 0))
+        return false;
+    bs_conf_list_add(what, whatlen, label);
+    return true;
+}
+
 static const char *const protocol_names[] = {"kafka", "tcp", NULL};
 
 static const bs_conf_opt listener_rows[] = {
@@ -152,6 +239,11 @@ static const bs_conf_opt listener_rows[] = {
      .restart_label = ".upstream_tls (on/off)", .sub = &bs_tls_client_conf, .doc = "object or null"},
     {.name = "advertised", .type = BS_CONF_CUSTOM, .parse = parse_advertised,
      .free = free_advertised, .doc = "string"},
+    {.name = "proxy_protocol", .type = BS_CONF_BOOL, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_listener_config, proxy_protocol), .def = "false"},
+    {.name = "proxy_protocol_sources", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART,
+     .parse = parse_proxy_sources, .free = free_proxy_sources, .diff = diff_proxy_sources,
+     .doc = "array of strings"},
 };
 
 const bs_conf_section bs_listener_conf = BS_CONF_SECTION("listeners[i]", listener_rows, NULL);

@@ -27,6 +27,11 @@ typedef struct bs_listener bs_listener;
 /* Cached handshake-failure counters of one listener, keyed by reason text. */
 #define BS_NET_MAX_REASONS 24
 
+/* The reason labels of brokerside_proxy_protocol_rejected_total, in the
+ * order of bs_listener.m_pp_rejected (conn.c defines the array). */
+#define BS_NET_PP_REASONS 7
+extern const char *const bs_net_pp_reasons[BS_NET_PP_REASONS];
+
 /* Readiness probe of one listener's upstream (control thread only). */
 typedef struct bs_probe {
     ev_timer tick;    /* every admin.probe_interval_s */
@@ -59,6 +64,10 @@ struct bs_listener {
     const bs_session_ops *session_ops;
     void *session_ctx;
     char labels[256]; /* listener="name", escaped */
+    /* PROXY protocol listeners (cfg->proxy_protocol): rejections by
+     * bs_net_pp_reasons[i], accepted headers by version (1, 2), and headers
+     * without a client address. NULL otherwise. */
+    bs_metric *m_pp_rejected[BS_NET_PP_REASONS], *m_pp_accepted[2], *m_pp_local;
     bs_metric *m_open, *m_total, *m_rejected_limit, *m_bytes_c2u, *m_bytes_u2c, *m_handshakes,
         *m_upstream_fail, *m_up, *m_idle, *m_truncated_c, *m_truncated_u, *m_overdue,
         *m_pauses_accept, *m_pauses_upstream;

@@ -202,6 +202,27 @@ static void listener_metrics(bs_listener *l)
     if (l->has_tls)
         l->m_handshakes = bs_metrics_counter("brokerside_tls_handshakes_total",
                                              "Completed TLS handshakes with clients", l->labels);
+    if (l->cfg->proxy_protocol) {
+        /* Every reason up front, so a dashboard sees zeros before the first rejection. */
+        for (size_t i = 0; i < BS_NET_PP_REASONS; i++) {
+            snprintf(lab, sizeof lab, "%s,reason=\"%s\"", l->labels, bs_net_pp_reasons[i]);
+            l->m_pp_rejected[i] = bs_metrics_counter(
+                "brokerside_proxy_protocol_rejected_total",
+                "Connections closed for their PROXY protocol header (or its absence), by reason",
+                lab);
+        }
+        for (int v = 1; v <= 2; v++) {
+            snprintf(lab, sizeof lab, "%s,version=\"%d\"", l->labels, v);
+            l->m_pp_accepted[v - 1] = bs_metrics_counter(
+                "brokerside_proxy_protocol_accepted_total",
+                "Connections whose PROXY protocol header was accepted, by version", lab);
+        }
+        l->m_pp_local = bs_metrics_counter(
+            "brokerside_proxy_protocol_local_total",
+            "Accepted PROXY headers that carried no client address (v2 LOCAL, v1 UNKNOWN, "
+            "AF_UNSPEC, AF_UNIX): the connection's own address is used",
+            l->labels);
+    }
 }
 
 /* Build the TLS contexts of listener config `lc` into *srv_ctx / *cli_ctx
@@ -654,6 +675,7 @@ void bs_server_status_json(const bs_server *s, bs_wbuf *out)
             out, ",\"protocol\":\"%s\",\"tls\":%s,\"client_auth\":\"%s\",\"upstream_tls\":%s",
             lc->protocol == BS_PROTOCOL_TCP ? "tcp" : "kafka", lc->tls ? "true" : "false",
             lc->tls ? auth[lc->tls->client_auth] : "none", lc->upstream_tls ? "true" : "false");
+        bs_wbuf_printf(out, ",\"proxy_protocol\":%s", lc->proxy_protocol ? "true" : "false");
         bs_wbuf_printf(out, ",\"connections_open\":%lld,\"upstream_up\":%s}",
                        (long long)bs_metric_value(l->m_open), l->probe.up ? "true" : "false");
     }

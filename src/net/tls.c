@@ -655,6 +655,12 @@ static const char *tls_reason_from_first_bytes(const uint8_t *p, size_t n)
     /* SSLv2-format ClientHello: 2-byte length with the top bit set, then
      * message type 1. That is a (very old) TLS client, refused on version. */
     if (n >= 3 && (p[0] & 0x80) && p[2] == 0x01) return "protocol_version";
+    /* A PROXY protocol header (v1 "PROXY " or the v2 signature's first 6
+     * bytes): a load balancer writes one, but this listener has no
+     * proxy_protocol. Named so the operator sees the mismatch at once. */
+    static const uint8_t v2_sig[6] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D};
+    if (n >= 6 && (memcmp(p, "PROXY ", 6) == 0 || memcmp(p, v2_sig, 6) == 0))
+        return "proxy_protocol";
     if (bs_tls_looks_like_plaintext_kafka(p, n)) return "plaintext_kafka";
     if (tls_looks_like_http(p, n)) return "http_request";
     /* A Kafka frame whose first 8 bytes have not all arrived yet. */

@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-SHAPES = ("single-broker", "fleet-member-tls", "encryption-aws-kms", "cloudwatch")
+SHAPES = ("single-broker", "fleet-member-tls", "encryption-aws-kms", "cloudwatch", "behind-nlb")
 FD_WARNING = "open files (two per connection)"
 
 
@@ -83,6 +83,9 @@ class ConfExamplesTest(harness.IntegrationTest):
 
     def test_cloudwatch(self):
         self.check("cloudwatch")
+
+    def test_behind_nlb(self):
+        self.check("behind-nlb")
 
     def test_every_example_is_checked(self):
         found = sorted(f[:-5] for f in os.listdir(os.path.join(harness.SOURCE_DIR, "conf"))

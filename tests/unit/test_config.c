@@ -1234,6 +1234,72 @@ static void test_all_errors_are_reported(void)
     bs_config_errors_free(&acc);
 }
 
+/* `proxy_protocol` and its source list: valid lists load, every problem is
+ * named with its JSON path, and a changed list needs a restart. */
+static void test_proxy_protocol(void)
+{
+    char *j = with("\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"10.0.0.0/8\", "
+                   "\"::1/128\", \"127.0.0.2\", \"fd00::/8\"]",
+                   "");
+    bs_config *a = EXPECT_OK(j);
+    free(j);
+    if (a) {
+        const bs_listener_config *l = &a->listeners[0];
+        CHECK(l->proxy_protocol);
+        CHECK_EQ(l->n_proxy_sources, 4);
+        CHECK_EQ(l->proxy_sources[0].family, AF_INET);
+        CHECK_EQ(l->proxy_sources[0].prefix, 8);
+        CHECK_EQ(l->proxy_sources[1].family, AF_INET6);
+        CHECK_EQ(l->proxy_sources[2].prefix, 32);
+        j = with("\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"10.0.0.0/16\"]", "");
+        bs_config *b = EXPECT_OK(j);
+        free(j);
+        char what[256] = "";
+        if (b) {
+            CHECK(bs_config_needs_restart(a, b, what, sizeof what));
+            CHECK(strstr(what, "proxy_protocol_sources") != NULL);
+            bs_config_free(b);
+        }
+        bs_config_free(a);
+    }
+    /* the default is off, with no list */
+    j = with("", "");
+    a = EXPECT_OK(j);
+    free(j);
+    if (a) {
+        CHECK(!a->listeners[0].proxy_protocol);
+        CHECK_EQ(a->listeners[0].n_proxy_sources, 0);
+        bs_config_free(a);
+    }
+    EXPECT_ERR_L("\"proxy_protocol\": true",
+                 "listeners[0].proxy_protocol_sources: is required with \"proxy_protocol\": true");
+    EXPECT_ERR_L("\"proxy_protocol\": true, \"proxy_protocol_sources\": null",
+                 "listeners[0].proxy_protocol_sources: is required");
+    EXPECT_ERR_L("\"proxy_protocol_sources\": [\"10.0.0.0/8\"]",
+                 "listeners[0].proxy_protocol_sources: has no effect without");
+    EXPECT_ERR_L("\"proxy_protocol\": \"yes\", \"proxy_protocol_sources\": [\"10.0.0.0/8\"]",
+                 "listeners[0].proxy_protocol: expected");
+    EXPECT_ERR_L("\"proxy_protocol\": true, \"proxy_protocol_sources\": []",
+                 "listeners[0].proxy_protocol_sources: must list 1 to 256 networks");
+    EXPECT_ERR_L("\"proxy_protocol\": true, \"proxy_protocol_sources\": \"10.0.0.0/8\"",
+                 "listeners[0].proxy_protocol_sources: expected an array of CIDR strings");
+    EXPECT_ERR_L("\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"10.0.0.0/8\", 10]",
+                 "listeners[0].proxy_protocol_sources[1]: expected a CIDR string");
+    EXPECT_ERR_L("\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"10.0.0.0/33\"]",
+                 "listeners[0].proxy_protocol_sources[0]: \"10.0.0.0/33\": prefix must be 0..32");
+    EXPECT_ERR_L("\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"::1/129\"]",
+                 "prefix must be 0..128");
+    EXPECT_ERR_L("\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"lb.example.com\"]",
+                 "\"lb.example.com\": not an IPv4 or IPv6 address");
+    /* every bad entry is reported, not only the first */
+    size_t n = EXPECT_ERR(
+        "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\", "
+        "\"proxy_protocol\": true, \"proxy_protocol_sources\": [\"10.0.0.1/8\", \"x\"]}]}",
+        "listeners[0].proxy_protocol_sources[0]: \"10.0.0.1/8\": host bits set after the prefix: "
+        "did you mean \"10.0.0.0/8\"?");
+    CHECK_EQ(n, 2);
+}
+
 static void test_needs_restart(void)
 {
     char *base = with("\"tls\": {" TLS_OK "}", "\"limits\": {\"buffer_bytes\": 8192}");
@@ -2083,6 +2149,7 @@ int main(void)
     RUN(test_operator_warnings);
     RUN(test_all_errors_are_reported);
     RUN(test_needs_restart);
+    RUN(test_proxy_protocol);
     RUN(test_event_sections_default_off);
     RUN(test_encryption_local_and_rules);
     RUN(test_encryption_errors);

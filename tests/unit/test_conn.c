@@ -12,6 +12,7 @@
 #include "brokerside/metrics.h"
 #include "brokerside/kafka_session.h"
 #include "brokerside/net.h"
+#include "brokerside/proxy_protocol.h"
 #include "net_test_util.h"
 #include "test.h"
 
@@ -1511,6 +1512,341 @@ static void test_bind_conflict(void)
     close(lfd);
 }
 
+/* ---- PROXY protocol ---------------------------------------------------- */
+
+/* What the observer and the session were told about the last PROXY connection. */
+static pthread_mutex_t g_pp_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_pp_accepted[80], g_pp_closed[80], g_pp_session_peer[80];
+
+/* Observer: remember ACCEPTED's and CLOSED's "ip:port". */
+static void pp_obs(void *ctx, const bs_conn_event *ev)
+{
+    (void)ctx;
+    pthread_mutex_lock(&g_pp_lock);
+    if (ev->kind == BS_CONN_EV_ACCEPTED)
+        snprintf(g_pp_accepted, sizeof g_pp_accepted, "%s:%u", ev->peer_ip, ev->peer_port);
+    if (ev->kind == BS_CONN_EV_CLOSED)
+        snprintf(g_pp_closed, sizeof g_pp_closed, "%s:%u", ev->peer_ip, ev->peer_port);
+    pthread_mutex_unlock(&g_pp_lock);
+}
+
+/* A pass-through session that remembers the peer it was opened with. */
+static bs_status pp_sess_open(void *f, const bs_session_info *info, void **st)
+{
+    (void)f;
+    pthread_mutex_lock(&g_pp_lock);
+    snprintf(g_pp_session_peer, sizeof g_pp_session_peer, "%s", info->peer);
+    pthread_mutex_unlock(&g_pp_lock);
+    *st = (void *)1;
+    return BS_OK;
+}
+static bs_status pp_sess_pass(void *st, bs_buf *in, bs_buf *fwd, bs_buf *back)
+{
+    (void)st;
+    (void)back;
+    size_t n = bs_buf_readable(in), room = bs_buf_free_space(fwd);
+    if (n > room) n = room;
+    if (n && bs_buf_append(fwd, bs_buf_read_ptr(in), n) == BS_OK) bs_buf_consume(in, n);
+    return BS_OK;
+}
+static bool pp_sess_quiet(const void *st)
+{
+    (void)st;
+    return true;
+}
+static void pp_sess_close(void *st)
+{
+    (void)st;
+}
+static const bs_session_ops pp_sess = {.open = pp_sess_open,
+                                       .on_client_bytes = pp_sess_pass,
+                                       .on_upstream_bytes = pp_sess_pass,
+                                       .is_quiescent = pp_sess_quiet,
+                                       .close = pp_sess_close};
+
+/* Copy a remembered string under the lock. */
+static void pp_get(const char *src, char *out, size_t n)
+{
+    pthread_mutex_lock(&g_pp_lock);
+    snprintf(out, n, "%s", src);
+    pthread_mutex_unlock(&g_pp_lock);
+}
+
+/* The counter of rejections for `reason` on listener "pp". */
+static int64_t pp_rejected(const char *reason)
+{
+    char lab[128];
+    snprintf(lab, sizeof lab, "listener=\"pp\",reason=\"%s\"", reason);
+    return counter("brokerside_proxy_protocol_rejected_total", lab);
+}
+
+/* Send `n` bytes on a fresh connection to `port` and expect the server to
+ * close it without answering (EOF, or a reset). */
+static bool pp_closed_after(int port, const void *p, size_t n)
+{
+    int fd = nt_connect(port);
+    if (fd < 0) return false;
+    if (n) nt_write_all(fd, p, n);
+    uint8_t *got = NULL;
+    long r = nt_read_to_eof(fd, &got);
+    free(got);
+    close(fd);
+    return r <= 0;
+}
+
+static const uint8_t PP_V2_SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                      0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+
+/* Plaintext PROXY listener: v1 and v2 headers set the client address the
+ * observer and the session see; the header is never forwarded; the stream
+ * behind it is. */
+static void test_proxy_protocol_plain(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"pp\",\"bind\":"
+             "\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "\"proxy_protocol\":true,\"proxy_protocol_sources\":[\"10.0.0.0/8\","
+             "\"127.0.0.0/8\"]}]}",
+             port, e.port);
+    srvh h;
+    CHECK(h_start_observed(&h, json, "pp", &pp_sess, pp_obs, NULL));
+    int64_t v1_before = counter("brokerside_proxy_protocol_accepted_total",
+                                "listener=\"pp\",version=\"1\"");
+    /* v1, with the first payload bytes in the same segment */
+    int fd = nt_connect(port);
+    const char v1[] = "PROXY TCP4 192.0.2.7 10.0.0.1 51234 9094\r\nping";
+    CHECK(nt_write_all(fd, v1, sizeof v1 - 1));
+    uint8_t in[8];
+    CHECK(recv(fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "ping", 4) == 0);
+    char got[80];
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK_STR(got, "192.0.2.7:51234");
+    pp_get(g_pp_session_peer, got, sizeof got);
+    CHECK_STR(got, "192.0.2.7:51234");
+    close(fd);
+    CHECK(WAIT_UNTIL((pp_get(g_pp_closed, got, sizeof got), strcmp(got, "192.0.2.7:51234") == 0)));
+    CHECK_EQ(counter("brokerside_proxy_protocol_accepted_total", "listener=\"pp\",version=\"1\""),
+             v1_before + 1);
+
+    /* v2 over IPv6, sent a byte at a time, then the payload */
+    uint8_t v2[16 + 36 + 4] = {0};
+    memcpy(v2, PP_V2_SIG, 12);
+    v2[12] = 0x21;
+    v2[13] = 0x21;
+    v2[15] = 36;
+    inet_pton(AF_INET6, "2001:db8::7", v2 + 16);
+    inet_pton(AF_INET6, "2001:db8::1", v2 + 32);
+    v2[48] = 0x30;
+    v2[49] = 0x39; /* 12345 */
+    v2[50] = 0x23;
+    v2[51] = 0x86;
+    memcpy(v2 + 52, "pong", 4);
+    fd = nt_connect(port);
+    for (size_t i = 0; i < sizeof v2; i++) {
+        CHECK(nt_write_all(fd, v2 + i, 1));
+        if (i < 20) nt_sleep_ms(2);
+    }
+    CHECK(recv(fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "pong", 4) == 0);
+    pp_get(g_pp_session_peer, got, sizeof got);
+    CHECK_STR(got, "[2001:db8::7]:12345");
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK_STR(got, "2001:db8::7:12345");
+    close(fd);
+
+    /* v2 LOCAL (a health check of the balancer): the socket's own address */
+    uint8_t local[16 + 4] = {0};
+    memcpy(local, PP_V2_SIG, 12);
+    local[12] = 0x20;
+    memcpy(local + 16, "lcl!", 4);
+    int64_t local_before = counter("brokerside_proxy_protocol_local_total", "listener=\"pp\"");
+    fd = nt_connect(port);
+    CHECK(nt_write_all(fd, local, sizeof local));
+    CHECK(recv(fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "lcl!", 4) == 0);
+    pp_get(g_pp_session_peer, got, sizeof got);
+    CHECK(strncmp(got, "127.0.0.1:", 10) == 0);
+    close(fd);
+    CHECK_EQ(counter("brokerside_proxy_protocol_local_total", "listener=\"pp\""), local_before + 1);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+/* Hostile and broken headers: each closes the connection, is counted by
+ * reason, and the upstream never sees a byte. */
+static void test_proxy_protocol_rejects(void)
+{
+    nt_sink sk;
+    nt_sink_start(&sk, false);
+    int port = nt_free_port();
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"limits\":{\"handshake_timeout_s\":0.5},"
+             "\"listeners\":[{\"name\":\"pp\",\"bind\":\"127.0.0.1:%d\",\"upstream\":"
+             "\"127.0.0.1:%d\",\"protocol\":\"tcp\",\"proxy_protocol\":true,"
+             "\"proxy_protocol_sources\":[\"127.0.0.1/32\"]}]}",
+             port, sk.port);
+    srvh h;
+    CHECK(h_start(&h, json));
+    struct {
+        const char *reason;
+        const char *bytes;
+        size_t n;
+    } cases[] = {
+        {BS_PROXY_REASON_MISSING, "\x00\x00\x00\x10\x00\x12\x00\x03", 8},
+        {BS_PROXY_REASON_V1, "PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n", 36},
+        {BS_PROXY_REASON_V2, "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04\x01\x02\x03\x04", 20},
+        {BS_PROXY_REASON_OVERSIZED, "\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff", 16},
+        {BS_PROXY_REASON_EOF, "PROXY TCP4 1.2", 14},
+        {BS_PROXY_REASON_EOF, "", 0},
+    };
+    for (size_t i = 0; i < BS_ARRAY_LEN(cases); i++) {
+        int64_t before = pp_rejected(cases[i].reason);
+        if (strcmp(cases[i].reason, BS_PROXY_REASON_EOF) == 0) {
+            /* the client gives up: shut its side after the bytes */
+            int fd = nt_connect(port);
+            if (cases[i].n) nt_write_all(fd, cases[i].bytes, cases[i].n);
+            shutdown(fd, SHUT_WR);
+            uint8_t b;
+            CHECK(recv(fd, &b, 1, 0) <= 0);
+            close(fd);
+        } else {
+            CHECK(pp_closed_after(port, cases[i].bytes, cases[i].n));
+        }
+        if (!WAIT_UNTIL(pp_rejected(cases[i].reason) == before + 1))
+            fprintf(stderr, "  case %zu (%s) not counted\n", i, cases[i].reason);
+        CHECK_EQ(pp_rejected(cases[i].reason), before + 1);
+    }
+    /* an incomplete header, then silence: closed at the handshake deadline */
+    int64_t before = pp_rejected(BS_PROXY_REASON_TIMEOUT);
+    CHECK(pp_closed_after(port, "\r\n\r\n\x00\r\nQUIT\n\x21", 13));
+    CHECK(WAIT_UNTIL(pp_rejected(BS_PROXY_REASON_TIMEOUT) == before + 1));
+    CHECK(!atomic_load(&sk.connected)); /* the upstream saw nothing */
+    h_stop(&h);
+
+    /* a source outside the list: closed before a byte is read */
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"pp\",\"bind\":"
+             "\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "\"proxy_protocol\":true,\"proxy_protocol_sources\":[\"10.0.0.0/8\",\"::1\"]}]}",
+             port, sk.port);
+    CHECK(h_start(&h, json));
+    before = pp_rejected(BS_PROXY_REASON_UNTRUSTED);
+    CHECK(pp_closed_after(port, "PROXY TCP4 192.0.2.7 10.0.0.1 1 2\r\nping", 39));
+    CHECK(WAIT_UNTIL(pp_rejected(BS_PROXY_REASON_UNTRUSTED) == before + 1));
+    CHECK(!atomic_load(&sk.connected));
+    h_stop(&h);
+    nt_sink_stop(&sk);
+}
+
+/* TLS listener: the PROXY header precedes the ClientHello; the TLS
+ * handshake then runs on the same socket. A listener without
+ * proxy_protocol does not interpret a header: it is bytes like any other. */
+static void test_proxy_protocol_tls_and_off(void)
+{
+    nt_echo e;
+    nt_echo_start(&e);
+    int port = nt_free_port(), port2 = nt_free_port();
+    char json[3072];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"pp\",\"bind\":"
+             "\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
+             "\"proxy_protocol\":true,\"proxy_protocol_sources\":[\"127.0.0.1\"],"
+             "\"tls\":{\"cert\":\"%s/server.crt\",\"key\":\"%s/server.key\"}},"
+             "{\"name\":\"plain\",\"bind\":\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"tcp\"}]}",
+             port, e.port, g_dir, g_dir, port2, e.port);
+    srvh h;
+    CHECK(h_start_observed(&h, json, NULL, NULL, pp_obs, NULL));
+    char ca[300];
+    snprintf(ca, sizeof ca, "%s/ca.crt", g_dir);
+    int fd = nt_connect(port);
+    const char v1[] = "PROXY TCP4 198.51.100.9 10.0.0.1 40000 9094\r\n";
+    CHECK(nt_write_all(fd, v1, sizeof v1 - 1));
+    nt_tls t;
+    CHECK(nt_tls_handshake(&t, fd, ca, NULL, NULL));
+    uint8_t in[4];
+    CHECK(nt_tls_write(&t, "ping", 4) && nt_tls_read_n(&t, in, 4) && memcmp(in, "ping", 4) == 0);
+    char got[80];
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK_STR(got, "198.51.100.9:40000");
+    nt_tls_close(&t);
+    /* a TLS client that skips the header: refused as missing_header */
+    int64_t before = pp_rejected(BS_PROXY_REASON_MISSING);
+    CHECK(!nt_tls_connect(&t, port, ca, NULL, NULL));
+    nt_tls_close(&t);
+    CHECK(WAIT_UNTIL(pp_rejected(BS_PROXY_REASON_MISSING) == before + 1));
+    /* the plain listener echoes a header back as data */
+    fd = nt_connect(port2);
+    CHECK(nt_write_all(fd, v1, sizeof v1 - 1));
+    char back[sizeof v1];
+    CHECK(recv(fd, back, sizeof v1 - 1, MSG_WAITALL) == (ssize_t)(sizeof v1 - 1));
+    CHECK(memcmp(back, v1, sizeof v1 - 1) == 0);
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK(strncmp(got, "127.0.0.1:", 10) == 0);
+    close(fd);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
+/* IPv6: a PROXY listener on [::1] trusts ::1/128; and a dual-stack [::]
+ * listener sees an IPv4 peer as ::ffff:127.0.0.1, which an IPv4 network in
+ * proxy_protocol_sources must match. */
+static void test_proxy_protocol_ipv6_sources(void)
+{
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&a6, sizeof a6) == 0;
+    socklen_t len = sizeof a6;
+    if (have_v6) getsockname(probe, (struct sockaddr *)&a6, &len);
+    if (probe >= 0) close(probe);
+    if (!have_v6) {
+        fprintf(stderr, "  (no IPv6 loopback: skipped)\n");
+        return;
+    }
+    int port6 = ntohs(a6.sin6_port), port_any = nt_free_port();
+    nt_echo e;
+    nt_echo_start(&e);
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"workers\":1,\"admin\":null,\"listeners\":["
+             "{\"name\":\"pp\",\"bind\":\"[::1]:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"tcp\",\"proxy_protocol\":true,\"proxy_protocol_sources\":[\"::1/128\"]},"
+             "{\"name\":\"ppany\",\"bind\":\"[::]:%d\",\"upstream\":\"127.0.0.1:%d\","
+             "\"protocol\":\"tcp\",\"proxy_protocol\":true,"
+             "\"proxy_protocol_sources\":[\"127.0.0.0/8\"]}]}",
+             port6, e.port, port_any, e.port);
+    srvh h;
+    CHECK(h_start_observed(&h, json, NULL, NULL, pp_obs, NULL));
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct timeval tv = {(time_t)NT_WAIT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    CHECK(connect(fd, (struct sockaddr *)&a6, sizeof a6) == 0);
+    const char v1[] = "PROXY TCP6 2001:db8::99 ::1 4321 9094\r\nv6v6";
+    CHECK(nt_write_all(fd, v1, sizeof v1 - 1));
+    uint8_t in[4];
+    CHECK(recv(fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "v6v6", 4) == 0);
+    char got[80];
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK_STR(got, "2001:db8::99:4321");
+    close(fd);
+    /* IPv4 client on the dual-stack listener */
+    fd = nt_connect(port_any);
+    const char v1b[] = "PROXY TCP4 203.0.113.5 10.0.0.1 1111 9094\r\nv4v4";
+    CHECK(nt_write_all(fd, v1b, sizeof v1b - 1));
+    CHECK(recv(fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "v4v4", 4) == 0);
+    pp_get(g_pp_accepted, got, sizeof got);
+    CHECK_STR(got, "203.0.113.5:1111");
+    close(fd);
+    CHECK_EQ(counter("brokerside_proxy_protocol_rejected_total",
+                     "listener=\"ppany\",reason=\"untrusted_source\""),
+             0);
+    h_stop(&h);
+    nt_echo_stop(&e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1540,6 +1876,10 @@ int main(void)
     RUN(test_reload_limits_and_refusal);
     RUN(test_stop_right_after_start);
     RUN(test_bind_conflict);
+    RUN(test_proxy_protocol_plain);
+    RUN(test_proxy_protocol_rejects);
+    RUN(test_proxy_protocol_tls_and_off);
+    RUN(test_proxy_protocol_ipv6_sources);
     if (!getenv("NT_KEEP")) nt_rm_rf(g_dir);
     bs_metrics_shutdown();
     return test_report();

@@ -1113,6 +1113,13 @@ static void test_plaintext_detection(void)
     CHECK_STR(raw_reason(s, w.data, w.len, false), "plaintext_kafka");
     const char get[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     CHECK_STR(raw_reason(s, get, strlen(get), false), "http_request");
+    const char pp1[] = "PROXY TCP4 192.0.2.7 10.0.0.1 51234 9094\r\n";
+    CHECK_STR(raw_reason(s, pp1, strlen(pp1), true), "proxy_protocol");
+    const uint8_t pp2[] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                           0x20, 0x00, 0x00, 0x00};
+    CHECK_STR(raw_reason(s, pp2, sizeof pp2, true), "proxy_protocol");
+    const char post[] = "POST / HTTP/1.1\r\n\r\n"; /* not confused with "PROXY " */
+    CHECK_STR(raw_reason(s, post, strlen(post), false), "http_request");
     const char garbage[] = "\x01\x02garbage that is neither TLS nor Kafka\n";
     CHECK_STR(raw_reason(s, garbage, sizeof garbage - 1, true), "not_tls");
     /* SSLv2-format ClientHello (length 0x2e, type 1, version 3.1). */

@@ -29,6 +29,14 @@ typedef enum bs_client_auth {
 } bs_client_auth;
 
 /* TLS termination on a listener (`listeners[i].tls`). */
+/* A network: `family` AF_INET or AF_INET6, `prefix` leading bits of `addr`
+ * (network byte order; 4 bytes used for AF_INET). */
+typedef struct bs_cidr {
+    int family;
+    uint8_t prefix;
+    uint8_t addr[16];
+} bs_cidr;
+
 typedef struct bs_tls_server_config {
     char *cert_file;      /* PEM chain, required */
     char *key_file;       /* PEM private key, required */
@@ -62,6 +70,11 @@ typedef struct bs_listener_config {
     int32_t broker_id;                  /* the upstream's node id, -1 if unknown */
     char *advertised_host; /* `advertised` "host:port" (kafka only), NULL if unset */
     uint16_t advertised_port;
+    /* PROXY protocol (net/proxy_protocol.h): every connection must start with
+     * a v1 or v2 header and come from one of proxy_sources. */
+    bool proxy_protocol;
+    bs_cidr *proxy_sources; /* `proxy_protocol_sources`; required with proxy_protocol */
+    size_t n_proxy_sources;
 } bs_listener_config;
 
 typedef struct bs_limits_config {
