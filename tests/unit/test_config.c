@@ -1908,7 +1908,7 @@ static void test_sink_errors(void)
     EXPECT_SINK_ERR(
         "{\"type\": \"kinesis\"}",
         "sinks.s.type: \"kinesis\" is not valid: expected \"file\", \"cloudwatch_logs\", "
-        "\"cloudwatch_metrics\", \"s3\" or \"firehose\"");
+        "\"cloudwatch_metrics\", \"s3\", \"firehose\" or \"cloudtrail_lake\"");
     EXPECT_SINK_ERR("{\"type\": \"file\"}", "sinks.s.dir: is required");
     EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"no/such/dir\"}", "sinks.s.dir: \"");
     EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"afile\"}", "exists and is not a directory");
