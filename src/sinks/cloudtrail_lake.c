@@ -148,8 +148,8 @@ bs_status bs_ctlake_event_data(const uint8_t *rec, size_t len, const char *accou
     }
     r = cJSON_ParseWithLength(line, len);
     const char *event_id = str_of(r, "eventID"), *source = str_of(r, "eventSource"),
-               *name = str_of(r, "eventName"), *time = str_of(r, "eventTime");
-    if (!cJSON_IsObject(r) || !event_id || !source || !name || !time) {
+               *name = str_of(r, "eventName"), *etime = str_of(r, "eventTime");
+    if (!cJSON_IsObject(r) || !event_id || !source || !name || !etime) {
         snprintf(why, whycap,
                  "not an audit event (a JSON object with eventID, eventSource, eventName, "
                  "eventTime)");
@@ -161,17 +161,17 @@ bs_status bs_ctlake_event_data(const uint8_t *rec, size_t len, const char *accou
     }
     /* eventTime: yyyy-MM-ddTHH:mm:ssZ (the schema has no fractions) */
     char t[21];
-    bool time_ok = strlen(time) >= 19;
+    bool time_ok = strlen(etime) >= 19;
     for (size_t i = 0; i < 19 && time_ok; i++)
-        time_ok = (i == 4 || i == 7) ? time[i] == '-'
-                  : i == 10          ? time[i] == 'T'
-                  : (i == 13 || i == 16) ? time[i] == ':'
-                                         : isdigit((unsigned char)time[i]) != 0;
+        time_ok = (i == 4 || i == 7)     ? etime[i] == '-'
+                  : i == 10              ? etime[i] == 'T'
+                  : (i == 13 || i == 16) ? etime[i] == ':'
+                                         : isdigit((unsigned char)etime[i]) != 0;
     if (!time_ok) {
         snprintf(why, whycap, "eventTime is not an ISO 8601 UTC time");
         goto out;
     }
-    memcpy(t, time, 19);
+    memcpy(t, etime, 19);
     memcpy(t + 19, "Z", 2);
 
     st = BS_E_NOMEM;
