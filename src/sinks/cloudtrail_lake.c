@@ -5,9 +5,11 @@
  * partial failure handling.
  */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/sha.h>
@@ -130,6 +132,62 @@ static bool copy_object(cJSON *to, const cJSON *from, const char *name, size_t m
     return true;
 }
 
+/* The member at dotted `path` of o ("metadata.uid"), or NULL. */
+static const cJSON *at(const cJSON *o, const char *path)
+{
+    char key[64];
+    while (o && *path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof key) return NULL;
+        memcpy(key, path, n);
+        key[n] = '\0';
+        o = cJSON_GetObjectItemCaseSensitive(o, key);
+        path += n + (dot ? 1 : 0);
+    }
+    return o;
+}
+
+/* The string at the first of the dotted paths (NULL-terminated list) that
+ * holds a non-empty string, or NULL. */
+static const char *first_str(const cJSON *o, ...)
+{
+    va_list ap;
+    const char *res = NULL;
+    va_start(ap, o);
+    for (const char *p = va_arg(ap, const char *); p && !res; p = va_arg(ap, const char *)) {
+        const cJSON *v = at(o, p);
+        if (cJSON_IsString(v) && v->valuestring[0]) res = v->valuestring;
+    }
+    va_end(ap);
+    return res;
+}
+
+/* eventTime into t[21] as yyyy-MM-ddTHH:mm:ssZ (the schema has no
+ * fractions): from an ISO 8601 UTC string, or from epoch milliseconds
+ * (OCSF `time`). */
+static bool event_time(const cJSON *iso, const cJSON *ms, char t[21])
+{
+    if (cJSON_IsString(iso)) {
+        const char *e = iso->valuestring;
+        bool ok = strlen(e) >= 19;
+        for (size_t i = 0; i < 19 && ok; i++)
+            ok = (i == 4 || i == 7)     ? e[i] == '-'
+                 : i == 10              ? e[i] == 'T'
+                 : (i == 13 || i == 16) ? e[i] == ':'
+                                        : isdigit((unsigned char)e[i]) != 0;
+        if (!ok) return false;
+        memcpy(t, e, 19);
+        memcpy(t + 19, "Z", 2);
+        return true;
+    }
+    if (!cJSON_IsNumber(ms) || ms->valuedouble < 0 || ms->valuedouble > 253402300799999.0)
+        return false;
+    time_t secs = (time_t)(ms->valuedouble / 1000);
+    struct tm tm;
+    return gmtime_r(&secs, &tm) && strftime(t, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 20;
+}
+
 /* See aws_sinks.h. */
 bs_status bs_ctlake_event_data(const uint8_t *rec, size_t len, const char *account_id,
                                bs_wbuf *out, char *id, size_t idcap, char *why, size_t whycap)
@@ -142,68 +200,97 @@ bs_status bs_ctlake_event_data(const uint8_t *rec, size_t len, const char *accou
     line[len] = '\0';
     bs_status st = BS_E_MALFORMED;
     cJSON *r = NULL, *d = NULL;
+    char t[21];
     if (len == 0 || memchr(line, '\n', len) || !bs_utf8_valid(rec, len)) {
         snprintf(why, whycap, "not one UTF-8 JSON line");
         goto out;
     }
     r = cJSON_ParseWithLength(line, len);
-    const char *event_id = str_of(r, "eventID"), *source = str_of(r, "eventSource"),
-               *name = str_of(r, "eventName"), *etime = str_of(r, "eventTime");
-    if (!cJSON_IsObject(r) || !event_id || !source || !name || !etime) {
+    /* Both audit formats (audit.format): the CloudTrail-like record, or an
+     * OCSF event whose CloudTrail-only members sit in `unmapped`. */
+    const bool ocsf = cJSON_IsObject(r) && cJSON_IsNumber(at(r, "class_uid"));
+    const cJSON *um = ocsf ? at(r, "unmapped") : r; /* where the record's own names live */
+    const char *event_id = first_str(r, "eventID", "metadata.uid", NULL),
+               *source = first_str(r, "eventSource", "metadata.log_name", NULL),
+               *name = first_str(um, "eventName", NULL);
+    if (!cJSON_IsObject(r) || !event_id || !source || !name) {
         snprintf(why, whycap,
                  "not an audit event (a JSON object with eventID, eventSource, eventName, "
-                 "eventTime)");
+                 "eventTime, or an OCSF event of brokerside)");
         goto out;
     }
     if (!id_ok(event_id) || strlen(event_id) >= idcap) {
         snprintf(why, whycap, "eventID is not 1 to 128 of A-Z a-z 0-9 - _");
         goto out;
     }
-    /* eventTime: yyyy-MM-ddTHH:mm:ssZ (the schema has no fractions) */
-    char t[21];
-    bool time_ok = strlen(etime) >= 19;
-    for (size_t i = 0; i < 19 && time_ok; i++)
-        time_ok = (i == 4 || i == 7)     ? etime[i] == '-'
-                  : i == 10              ? etime[i] == 'T'
-                  : (i == 13 || i == 16) ? etime[i] == ':'
-                                         : isdigit((unsigned char)etime[i]) != 0;
-    if (!time_ok) {
+    if (!event_time(at(r, "eventTime"), at(r, "time"), t)) {
         snprintf(why, whycap, "eventTime is not an ISO 8601 UTC time");
         goto out;
     }
-    memcpy(t, etime, 19);
-    memcpy(t + 19, "Z", 2);
 
     st = BS_E_NOMEM;
     d = cJSON_CreateObject();
     if (!d) goto out;
-    const char *version = str_of(r, "eventVersion");
+    const char *version = first_str(r, "eventVersion", "metadata.version", NULL);
     add_cut(d, "version", version ? version : "1.0", 256);
-    const cJSON *ui = cJSON_GetObjectItemCaseSensitive(r, "userIdentity");
+    /* who: the record's userIdentity (also in OCSF's unmapped), else OCSF's actor.user */
+    const cJSON *ui = at(um, "userIdentity");
     cJSON *u = cJSON_AddObjectToObject(d, "userIdentity");
     if (!u) goto out;
-    const char *utype = str_of(ui, "type"), *principal = str_of(ui, "principal");
-    add_cut(u, "type", utype && *utype ? utype : "Unknown", CTL_MAX_TYPE);
-    add_cut(u, "principalId", principal && *principal ? principal : "ANONYMOUS", CTL_MAX_STRING);
-    if (cJSON_IsObject(ui)) cJSON_AddItemToObject(u, "details", cJSON_Duplicate(ui, true));
-    const char *agent = str_of(r, "userAgent");
-    if (agent && *agent) add_cut(d, "userAgent", agent, CTL_MAX_STRING);
+    const char *utype = cJSON_IsObject(ui) ? first_str(ui, "type", NULL)
+                                           : first_str(r, "actor.user.type", NULL);
+    const char *principal = cJSON_IsObject(ui) ? first_str(ui, "principal", NULL)
+                                               : first_str(r, "actor.user.name", NULL);
+    add_cut(u, "type", utype ? utype : "Unknown", CTL_MAX_TYPE);
+    add_cut(u, "principalId", principal ? principal : "ANONYMOUS", CTL_MAX_STRING);
+    const cJSON *details = cJSON_IsObject(ui) ? ui : at(r, "actor.user");
+    if (cJSON_IsObject(details))
+        cJSON_AddItemToObject(u, "details", cJSON_Duplicate(details, true));
+    const char *agent = first_str(um, "userAgent", NULL);
+    if (!agent && ocsf) agent = first_str(r, "actor.app_name", NULL);
+    if (agent) add_cut(d, "userAgent", agent, CTL_MAX_STRING);
     add_cut(d, "eventSource", source, CTL_MAX_STRING);
     add_cut(d, "eventName", name, CTL_MAX_STRING);
     cJSON_AddStringToObject(d, "eventTime", t);
-    const char *request_id = str_of(r, "requestID");
-    add_cut(d, "UID", request_id && *request_id ? request_id : event_id, CTL_MAX_STRING);
+    const char *request_id = first_str(um, "requestID", NULL);
+    add_cut(d, "UID", request_id ? request_id : event_id, CTL_MAX_STRING);
     st = BS_E_TOO_LARGE;
-    if (!copy_object(d, r, "requestParameters", CTL_MAX_PARAMS, why, whycap) ||
-        !copy_object(d, r, "responseElements", CTL_MAX_PARAMS, why, whycap))
+    if (!ocsf && (!copy_object(d, r, "requestParameters", CTL_MAX_PARAMS, why, whycap) ||
+                  !copy_object(d, r, "responseElements", CTL_MAX_PARAMS, why, whycap)))
         goto out;
+    if (ocsf) {
+        /* the request: OCSF's api and resources; the response: api.response */
+        cJSON *req = cJSON_CreateObject();
+        if (req && cJSON_IsObject(at(r, "api")))
+            cJSON_AddItemToObject(req, "api", cJSON_Duplicate(at(r, "api"), true));
+        if (req && cJSON_IsArray(at(r, "resources")))
+            cJSON_AddItemToObject(req, "resources", cJSON_Duplicate(at(r, "resources"), true));
+        if (req && req->child) cJSON_AddItemToObject(d, "requestParameters", req);
+        else cJSON_Delete(req);
+        if (!copy_object(d, at(r, "api"), "response", CTL_MAX_PARAMS, why, whycap)) goto out;
+        cJSON *resp = cJSON_DetachItemFromObjectCaseSensitive(d, "response");
+        if (resp) cJSON_AddItemToObject(d, "responseElements", resp);
+        if (printed_len(at(d, "requestParameters")) > CTL_MAX_PARAMS) {
+            snprintf(why, whycap, "requestParameters is above CloudTrail Lake's %u bytes",
+                     CTL_MAX_PARAMS);
+            goto out;
+        }
+    }
     /* errorCode/errorMessage: what failed, in CloudTrail's sense */
-    const cJSON *ec = cJSON_GetObjectItemCaseSensitive(r, "errorCode");
-    const char *ename = str_of(r, "errorName"), *reason = str_of(r, "reason"),
-               *decision = str_of(r, "decision");
+    const cJSON *ec = at(r, "errorCode");
+    const char *ename = first_str(r, "errorName", NULL), *reason = first_str(r, "reason", NULL),
+               *decision = first_str(r, "decision", NULL);
     char code[64], msg[CTL_MAX_ERROR];
     code[0] = msg[0] = '\0';
-    if (cJSON_IsNumber(ec) && ec->valueint != 0) {
+    if (ocsf) {
+        const cJSON *sid = at(r, "status_id");
+        const char *sc = first_str(r, "api.response.error", "status_code", NULL),
+                   *sd = first_str(r, "status_detail", "message", NULL);
+        if (cJSON_IsNumber(sid) && sid->valueint == 2) {
+            snprintf(code, sizeof code, "%.60s", sc ? sc : "Failure");
+            snprintf(msg, sizeof msg, "%.250s", sd ? sd : "failed");
+        }
+    } else if (cJSON_IsNumber(ec) && ec->valueint != 0) {
         if (ename)
             snprintf(code, sizeof code, "%s", ename);
         else
@@ -212,7 +299,7 @@ bs_status bs_ctlake_event_data(const uint8_t *rec, size_t len, const char *accou
     } else if (decision && strcmp(decision, "DENY") == 0) {
         snprintf(code, sizeof code, "AccessDenied");
         snprintf(msg, sizeof msg, "denied by the authorization policy");
-    } else if (reason && *reason) {
+    } else if (reason) {
         snprintf(code, sizeof code, "%.60s", reason);
         snprintf(msg, sizeof msg, "%s: %.200s", name, reason);
     }
@@ -221,20 +308,24 @@ bs_status bs_ctlake_event_data(const uint8_t *rec, size_t len, const char *accou
         add_cut(d, "errorCode", code, CTL_MAX_ERROR);
         add_cut(d, "errorMessage", msg, CTL_MAX_ERROR);
     }
-    const char *ip = str_of(r, "sourceIPAddress");
-    if (ip && *ip) add_cut(d, "sourceIPAddress", ip, CTL_MAX_STRING);
+    const char *ip = first_str(r, "sourceIPAddress", "src_endpoint.ip", NULL);
+    if (ip) add_cut(d, "sourceIPAddress", ip, CTL_MAX_STRING);
     cJSON_AddStringToObject(d, "recipientAccountId", account_id);
     /* additionalEventData: what CloudTrail's fields have no room for, the
      * chain fields for queries, and the line itself so that a trail read back
      * can be verified byte for byte (`brokerside audit verify`) */
     cJSON *a = cJSON_AddObjectToObject(d, "additionalEventData");
     if (!a) goto out;
-    static const char *const keep[] = {"eventID",  "eventType",    "eventCategory",
-                                       "readOnly", "chainId",      "sequence",
-                                       "previousHash"};
+    cJSON_AddStringToObject(a, "eventID", event_id);
+    static const char *const keep[] = {"eventType", "eventCategory", "readOnly",
+                                       "chainId",   "sequence",      "previousHash"};
     for (size_t i = 0; i < BS_ARRAY_LEN(keep); i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, keep[i]);
+        const cJSON *v = at(um, keep[i]);
         if (v) cJSON_AddItemToObject(a, keep[i], cJSON_Duplicate(v, true));
+    }
+    if (ocsf) {
+        cJSON_AddStringToObject(a, "format", "ocsf");
+        cJSON_AddItemToObject(a, "class_uid", cJSON_Duplicate(at(r, "class_uid"), true));
     }
     if (!cJSON_AddStringToObject(a, "auditRecord", line)) goto out;
     size_t an = printed_len(a);

@@ -260,6 +260,48 @@ static void test_cloudtrail_lake_mapping(void)
     CHECK_STR(jstr(d, "userIdentity.type"), "Unknown");
     cJSON_Delete(d);
 
+    /* an OCSF event (audit.format "ocsf"): the same fields from OCSF's attributes and the
+     * record's own names in `unmapped` */
+    const char *ocsf =
+        "{\"class_uid\":6003,\"class_name\":\"API Activity\",\"activity_id\":1,\"time\":1796497029370,"
+        "\"status_id\":2,\"status\":\"Failure\",\"status_code\":\"36\","
+        "\"status_detail\":\"TOPIC_ALREADY_EXISTS\",\"metadata\":{\"version\":\"1.8.0\","
+        "\"uid\":\"019ab697-e800-7d5a-ad91-c10e82bb2352\",\"log_name\":\"kafka.brokerside\"},"
+        "\"actor\":{\"user\":{\"name\":\"User:alice\",\"type\":\"SASL\"},\"app_name\":\"kcat\"},"
+        "\"src_endpoint\":{\"ip\":\"10.0.3.8\",\"port\":1},\"api\":{\"operation\":\"CreateTopics\","
+        "\"request\":{\"uid\":\"7\"},\"response\":{\"code\":36,\"error\":\"TOPIC_ALREADY_EXISTS\"}},"
+        "\"resources\":[{\"type\":\"topic\",\"name\":\"orders\"}],"
+        "\"unmapped\":{\"eventName\":\"CreateTopics\",\"eventType\":\"KafkaApiCall\","
+        "\"requestID\":\"9-7\",\"chainId\":\"edf37f92e5a382ed17a8f7b77ea5fd58\",\"sequence\":4,"
+        "\"previousHash\":\"226fdfe445688ce0748905f5c91d736ee0623b63d7739d8b86d8d88461f6e62c\"}}";
+    d = lake_map(ocsf, BS_OK, id, why);
+    CHECK(d != NULL);
+    CHECK_STR(id, "019ab697-e800-7d5a-ad91-c10e82bb2352");
+    CHECK_STR(jstr(d, "version"), "1.8.0");
+    CHECK_STR(jstr(d, "eventSource"), "kafka.brokerside");
+    CHECK_STR(jstr(d, "eventName"), "CreateTopics");
+    CHECK_STR(jstr(d, "eventTime"), "2026-12-05T18:57:09Z");
+    CHECK_STR(jstr(d, "userIdentity.type"), "SASL");
+    CHECK_STR(jstr(d, "userIdentity.principalId"), "User:alice");
+    CHECK_STR(jstr(d, "userAgent"), "kcat");
+    CHECK_STR(jstr(d, "UID"), "9-7");
+    CHECK_STR(jstr(d, "errorCode"), "TOPIC_ALREADY_EXISTS");
+    CHECK_STR(jstr(d, "sourceIPAddress"), "10.0.3.8");
+    CHECK_STR(jstr(d, "requestParameters.api.operation"), "CreateTopics");
+    CHECK_STR(jstr(d, "responseElements.error"), "TOPIC_ALREADY_EXISTS");
+    CHECK_STR(jstr(d, "additionalEventData.chainId"), "edf37f92e5a382ed17a8f7b77ea5fd58");
+    CHECK_STR(jstr(d, "additionalEventData.format"), "ocsf");
+    line = jstr(d, "additionalEventData.auditRecord");
+    CHECK(line && strcmp(line, ocsf) == 0);
+    cJSON_ArrayForEach(m, d)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
+            known = known || strcmp(m->string, allowed[i]) == 0;
+        CHECK(known);
+    }
+    cJSON_Delete(d);
+
     /* refused: not JSON, not an audit event, a bad id, a bad time, too big */
     lake_map("not json", BS_E_MALFORMED, id, why);
     lake_map("{\"eventName\":\"x\"}", BS_E_MALFORMED, id, why);
