@@ -365,7 +365,7 @@ def check_event_data(text, checksum, owner):
         if k in d:
             if not isinstance(d[k], dict):
                 return "InvalidData", "%s must be a JSON object" % k
-            if len(json.dumps(d[k], separators=(",", ":")).encode()) > n:
+            if len(json.dumps(d[k], separators=(",", ":"), ensure_ascii=False).encode()) > n:
                 return "FieldTooLong", "%s is larger than %d bytes" % (k, n)
     if not isinstance(d["eventTime"], str) or not EVENT_TIME.match(d["eventTime"]):
         return "InvalidData", "eventTime is not yyyy-MM-ddTHH:mm:ssZ"
