@@ -16,6 +16,16 @@ ARN = "arn:aws:cloudtrail:%s:%s:channel/brokerside-test" % (REGION, ACCOUNT)
 AKID, SECRET = "AKIDBROKERSIDE", "brokerside-lake-secret"
 
 
+def fields(line):
+    """(eventID, chainId, sequence, time, eventName) of an audit line in either format
+    (audit.format: the CloudTrail-like record, or OCSF with the record's own members in
+    `unmapped` and the id in metadata.uid)."""
+    e = json.loads(line)
+    r = e["unmapped"] if "class_uid" in e else e
+    eid = e["eventID"] if "eventID" in e else e["metadata"]["uid"]
+    return eid, r["chainId"], r["sequence"], e.get("eventTime", e.get("time")), r["eventName"]
+
+
 class LakeTest(harness.IntegrationTest):
     """Per test: the endpoint (its own store), a signing key, and a config builder."""
 
@@ -93,7 +103,7 @@ class LakeTest(harness.IntegrationTest):
             if len(lines) < at_least:
                 return False
             got = self.lake_records()
-            return all(got.get(json.loads(ln)["eventID"]) == ln for ln in lines)
+            return all(got.get(fields(ln)[0]) == ln for ln in lines)
         harness.wait_until(pred, harness.START_TIMEOUT * 3, what)
         return self.file_lines()
 
@@ -108,16 +118,13 @@ def chain_order(lines):
     chain order for `brokerside audit verify`: duplicates (same eventID, at-least-once) dropped,
     each chain by sequence, chains one after the other by the time their first event was
     written."""
-    seen, events = set(), []
+    seen, chains = set(), {}
     for ln in lines:
-        e = json.loads(ln)
-        if e["eventID"] in seen:
+        eid, chain, seq, t, _ = fields(ln)
+        if eid in seen:
             continue
-        seen.add(e["eventID"])
-        events.append((e, ln))
-    chains = {}
-    for e, ln in events:
-        chains.setdefault(e["chainId"], []).append((e["sequence"], e["eventTime"], ln))
+        seen.add(eid)
+        chains.setdefault(chain, []).append((seq, t, ln))
     ordered = sorted(chains.values(), key=lambda c: min(c)[1])
     return [ln for c in ordered for _, _, ln in sorted(c)]
 

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from lake_common import ACCOUNT, LakeTest, chain_order, verify  # noqa: E402
+from lake_common import ACCOUNT, LakeTest, chain_order, fields, verify  # noqa: E402
 from test_aws_kms import moto_server_path, python_with_boto3  # noqa: E402
 
 FORMATS = ["cloudtrail"]
@@ -101,7 +101,7 @@ class SiemRoundTrip(LakeTest):
         bs.stop()  # SIGTERM: the chain is sealed and the final digest shipped everywhere
         lines = self.file_lines()
         self.assertIn('"AuditDigest"', lines[-1])
-        names = {json.loads(ln)["eventName"] for ln in lines}
+        names = {fields(ln)[4] for ln in lines}
         self.assertTrue({"Produce", "Fetch", "JoinGroup", "OffsetCommit", "Metadata",
                          "ConnectionAccepted", "AuditChainStart", "AuditDigest"} <= names, names)
 
