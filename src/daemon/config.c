@@ -325,6 +325,14 @@ static void link_events(bs_conf *c, const cJSON *root, bs_config *cfg)
                         bs_conf_quote(q, sizeof q, name), secs[i].section);
                 continue;
             }
+            /* PutAuditEvents takes audit records (docs/sinks.md) */
+            if (s->kind == BS_SINK_CLOUDTRAIL_LAKE && secs[i].stream != 0) {
+                bs_conf_err(c, p,
+                        "sink %s is a cloudtrail_lake sink: it can only carry audit events (use "
+                        "cloudwatch_logs, s3, firehose or file for %s)",
+                        bs_conf_quote(q, sizeof q, name), secs[i].section);
+                continue;
+            }
             s->streams |= 1u << secs[i].stream;
         }
     }

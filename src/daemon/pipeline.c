@@ -81,6 +81,8 @@ static const char *kind_name(bs_sink_kind k)
         return "s3";
     case BS_SINK_FIREHOSE:
         return "firehose";
+    case BS_SINK_CLOUDTRAIL_LAKE:
+        return "cloudtrail_lake";
     }
     return "unknown";
 }
@@ -378,6 +380,12 @@ static bs_status make_sink_impl(bs_pipeline *p, const bs_sink_config *c, const b
         aws_common(p, c, &o.c);
         bs_firehose_sink_limits(lim);
         return bs_firehose_sink_new(&o, ops, impl);
+    }
+    case BS_SINK_CLOUDTRAIL_LAKE: {
+        bs_ctlake_sink_options o = {.channel_arn = c->channel_arn, .external_id = c->external_id};
+        aws_common(p, c, &o.c);
+        bs_ctlake_sink_limits(lim);
+        return bs_ctlake_sink_new(&o, ops, impl);
     }
     }
     return BS_E_CONFIG;

@@ -108,7 +108,8 @@ static bool operator_fixable(const char *code)
                                         "KMSInvalidStateException",
                                         "ServiceUnavailableException",
                                         "InvalidSecurity",
-                                        "OptInRequired"};
+                                        "OptInRequired",
+                                        "ChannelInsufficientPermission"};
     if (!code || !*code) return false;
     for (size_t i = 0; i < BS_ARRAY_LEN(codes); i++)
         if (strcmp(code, codes[i]) == 0) return true;

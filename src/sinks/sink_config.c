@@ -13,6 +13,7 @@
 
 #include "brokerside/aws_config.h"
 #include "brokerside/sinks_config.h"
+#include "brokerside/aws_sinks.h"
 
 #define CFG_MAX_SINKS 64
 #define MIB (1024ll * 1024ll)
@@ -188,10 +189,59 @@ static const bs_conf_opt fh_rows[] = {
 };
 static const bs_conf_section fh_conf = BS_CONF_SECTION("sinks.NAME (firehose)", fh_rows, NULL);
 
+/* A CloudTrail Lake channel ARN (its account becomes recipientAccountId). */
+static const char *check_channel_arn(const char *str)
+{
+    char region[64], account[13];
+    return bs_ctlake_parse_channel_arn(str, region, sizeof region, account) == BS_OK
+               ? NULL
+               : " is not a CloudTrail Lake channel ARN "
+                 "(arn:aws:cloudtrail:REGION:ACCOUNT:channel/ID)";
+}
+
+/* PutAuditEvents' externalId: 2 to 1224 of A-Z a-z 0-9 _ + = , . @ : / -. */
+static const char *check_external_id(const char *str)
+{
+    size_t n = strlen(str);
+    bool bad = n < 2 || n > 1224;
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = !isalnum((unsigned char)str[i]) && !strchr("_+=,.@:/-", str[i]);
+    return bad ? " is not a valid externalId (2 to 1224 of A-Z a-z 0-9 _ + = , . @ : / -)" : NULL;
+}
+
+/* The channel lives in one region: the sink must call that region's endpoint. */
+static void check_ctl(bs_conf *c, const cJSON *obj, const char *path, void *base)
+{
+    const bs_sink_config *s = base;
+    char p[BS_CONF_PATH_MAX], region[64], account[13];
+    if (!obj || !s->channel_arn || !s->region ||
+        bs_ctlake_parse_channel_arn(s->channel_arn, region, sizeof region, account) != BS_OK)
+        return;
+    if (strcmp(region, s->region) != 0) {
+        bs_conf_path_key(p, sizeof p, path, "channel_arn");
+        bs_conf_err(c, p, "names region %s but the sink sends to %s: set \"region\": \"%s\"",
+                    region, s->region, region);
+    }
+}
+
+static const bs_conf_opt ctl_rows[] = {
+    {.name = "channel_arn", .type = BS_CONF_STRING, .flags = BS_CONF_REQUIRED,
+     BS_CONF_AT(bs_sink_config, channel_arn), .check_str = check_channel_arn,
+     .required = "is required: the ARN of the CloudTrail Lake channel (an integration of type "
+                 "application)"},
+    {.name = "external_id", .type = BS_CONF_STRING, BS_CONF_AT(bs_sink_config, external_id),
+     .check_str = check_external_id},
+};
+static const bs_conf_section ctl_conf =
+    BS_CONF_SECTION("sinks.NAME (cloudtrail_lake)", ctl_rows, check_ctl);
+static const bs_conf_opt ctl_batch_rows[] = {BATCH_ROWS(100, 100, 1000000, 1000000)};
+static const bs_conf_section ctl_batch_conf =
+    BS_CONF_SECTION("sinks.NAME (batch)", ctl_batch_rows, NULL);
+
 /* ---- type descriptors ---------------------------------------------------- */
 
-const char *const bs_sink_kind_names[] = {"file", "cloudwatch_logs", "cloudwatch_metrics", "s3",
-                                          "firehose", NULL};
+const char *const bs_sink_kind_names[] = {"file",     "cloudwatch_logs", "cloudwatch_metrics", "s3",
+                                          "firehose", "cloudtrail_lake", NULL};
 
 /* The sections a sink of each type reads, in reading order: the key check
  * and the "did you mean" hint use their union. S3 batches are objects
@@ -205,6 +255,8 @@ static const bs_conf_section *const cwm_secs[] = {&head_conf, &cwm_batch_conf, &
 static const bs_conf_section *const s3_secs[] = {&head_conf, &retry_conf, &aws_conf, &s3_conf};
 static const bs_conf_section *const fh_secs[] = {&head_conf, &fh_batch_conf, &retry_conf,
                                                  &aws_conf, &fh_conf};
+static const bs_conf_section *const ctl_secs[] = {&head_conf, &ctl_batch_conf, &retry_conf,
+                                                  &aws_conf, &ctl_conf};
 
 static const struct {
     const bs_conf_section *const *secs;
@@ -215,6 +267,7 @@ static const struct {
     [BS_SINK_CLOUDWATCH_METRICS] = {cwm_secs, BS_ARRAY_LEN(cwm_secs)},
     [BS_SINK_S3] = {s3_secs, BS_ARRAY_LEN(s3_secs)},
     [BS_SINK_FIREHOSE] = {fh_secs, BS_ARRAY_LEN(fh_secs)},
+    [BS_SINK_CLOUDTRAIL_LAKE] = {ctl_secs, BS_ARRAY_LEN(ctl_secs)},
 };
 
 /* See sinks_config.h. */
@@ -244,8 +297,8 @@ static void parse_sink(bs_conf *c, const cJSON *v, const char *path, bs_sink_con
     if (!bs_conf_member(v, "type")) {
         bs_conf_path_key(p, sizeof p, path, "type");
         bs_conf_err(c, p,
-                    "is required: \"file\", \"cloudwatch_logs\", \"cloudwatch_metrics\", \"s3\" "
-                    "or \"firehose\"");
+                    "is required: \"file\", \"cloudwatch_logs\", \"cloudwatch_metrics\", \"s3\", "
+                    "\"firehose\" or \"cloudtrail_lake\"");
     }
     bs_conf_get_enum(c, v, "type", path, bs_sink_kind_names, &t);
     if (t < 0) return;

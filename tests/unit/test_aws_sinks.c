@@ -1,7 +1,10 @@
 /* Unit tests for the AWS sinks' helpers and option validation (src/sinks/aws_sink_common.c and
  * the constructors). Delivery itself is tested end to end against moto and a fault-injecting
  * server in tests/integration/test_aws_sinks.py. */
+#include <cjson/cJSON.h>
 #include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../src/sinks/aws_sink_internal.h"
@@ -162,11 +165,197 @@ static void test_options_validated(void)
     ev_loop_destroy(loop);
 }
 
+/* Map `rec` for account 123456789012; the eventData parsed (caller deletes) or NULL. */
+static cJSON *lake_map(const char *rec, bs_status want, char *id, char *why)
+{
+    bs_wbuf w;
+    bs_wbuf_init(&w, 0);
+    bs_status st = bs_ctlake_event_data((const uint8_t *)rec, strlen(rec), "123456789012", &w, id,
+                                        129, why, 160);
+    CHECK_EQ(st, want);
+    cJSON *d = st == BS_OK ? cJSON_ParseWithLength((const char *)w.data, w.len) : NULL;
+    bs_wbuf_free(&w);
+    return d;
+}
+
+static const char *jstr(const cJSON *o, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *v = o;
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save))
+        v = cJSON_GetObjectItemCaseSensitive(v, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void test_cloudtrail_lake_mapping(void)
+{
+    char id[129], why[160];
+    /* a KafkaApiCall with an error: every schema field, the line kept verbatim */
+    const char *rec =
+        "{\"eventVersion\":\"1.0\",\"eventTime\":\"2026-11-24T21:30:00.123Z\","
+        "\"eventSource\":\"kafka.brokerside\",\"eventName\":\"CreateTopics\","
+        "\"eventType\":\"KafkaApiCall\",\"eventID\":\"019ab697-e800-7d5a-ad91-c10e82bb2351\","
+        "\"eventCategory\":\"Management\",\"readOnly\":false,"
+        "\"userIdentity\":{\"type\":\"mTLS\",\"principal\":\"CN=dev-client\"},"
+        "\"sourceIPAddress\":\"10.0.3.7\",\"userAgent\":\"apache-kafka-java/3.7.0 (client.id=a)\","
+        "\"requestParameters\":{\"resources\":[{\"type\":\"topic\",\"name\":\"orders\"}]},"
+        "\"responseElements\":null,\"errorCode\":36,\"errorName\":\"TOPIC_ALREADY_EXISTS\","
+        "\"latencyMs\":2.500,\"requestID\":\"42-1001\",\"chainId\":\"edf37f92e5a382ed17a8f7b77ea5fd58\","
+        "\"sequence\":1,\"previousHash\":\"226fdfe445688ce0748905f5c91d736ee0623b63d7739d8b86d8d88461f6e62c\"}\n";
+    cJSON *d = lake_map(rec, BS_OK, id, why);
+    CHECK(d != NULL);
+    CHECK_STR(id, "019ab697-e800-7d5a-ad91-c10e82bb2351");
+    CHECK_STR(jstr(d, "version"), "1.0");
+    CHECK_STR(jstr(d, "userIdentity.type"), "mTLS");
+    CHECK_STR(jstr(d, "userIdentity.principalId"), "CN=dev-client");
+    CHECK_STR(jstr(d, "userIdentity.details.principal"), "CN=dev-client");
+    CHECK_STR(jstr(d, "userAgent"), "apache-kafka-java/3.7.0 (client.id=a)");
+    CHECK_STR(jstr(d, "eventSource"), "kafka.brokerside");
+    CHECK_STR(jstr(d, "eventName"), "CreateTopics");
+    CHECK_STR(jstr(d, "eventTime"), "2026-11-24T21:30:00Z");
+    CHECK_STR(jstr(d, "UID"), "42-1001");
+    CHECK(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(d, "requestParameters")));
+    CHECK(cJSON_GetObjectItemCaseSensitive(d, "responseElements") == NULL); /* null: left out */
+    CHECK_STR(jstr(d, "errorCode"), "TOPIC_ALREADY_EXISTS");
+    CHECK_STR(jstr(d, "errorMessage"), "Kafka error code 36");
+    CHECK_STR(jstr(d, "sourceIPAddress"), "10.0.3.7");
+    CHECK_STR(jstr(d, "recipientAccountId"), "123456789012");
+    CHECK_STR(jstr(d, "additionalEventData.chainId"), "edf37f92e5a382ed17a8f7b77ea5fd58");
+    CHECK_STR(jstr(d, "additionalEventData.eventType"), "KafkaApiCall");
+    const char *line = jstr(d, "additionalEventData.auditRecord");
+    CHECK(line && strlen(line) == strlen(rec) - 1 && memcmp(line, rec, strlen(rec) - 1) == 0);
+    /* nothing else at the top level: the schema's fields only */
+    static const char *const allowed[] = {
+        "version",          "userIdentity",      "userAgent",    "eventSource",
+        "eventName",        "eventTime",         "UID",          "requestParameters",
+        "responseElements", "errorCode",         "errorMessage", "sourceIPAddress",
+        "recipientAccountId", "additionalEventData"};
+    const cJSON *m;
+    cJSON_ArrayForEach(m, d)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
+            known = known || strcmp(m->string, allowed[i]) == 0;
+        CHECK(known);
+    }
+    cJSON_Delete(d);
+
+    /* a connection event: no request id (UID = eventID), anonymous, reason as errorCode */
+    d = lake_map("{\"eventTime\":\"2026-11-24T21:30:00.123Z\",\"eventSource\":\"kafka.brokerside\","
+                 "\"eventName\":\"TlsHandshakeFailed\",\"eventID\":\"e-1\","
+                 "\"userIdentity\":{\"type\":\"Anonymous\",\"principal\":null},"
+                 "\"reason\":\"protocol_version\"}",
+                 BS_OK, id, why);
+    CHECK_STR(jstr(d, "UID"), "e-1");
+    CHECK_STR(jstr(d, "version"), "1.0");
+    CHECK_STR(jstr(d, "userIdentity.principalId"), "ANONYMOUS");
+    CHECK_STR(jstr(d, "errorCode"), "protocol_version");
+    cJSON_Delete(d);
+    /* a denial */
+    d = lake_map("{\"eventTime\":\"2026-11-24T21:30:00Z\",\"eventSource\":\"s\",\"eventName\":\"Produce\","
+                 "\"eventID\":\"e-2\",\"decision\":\"DENY\"}",
+                 BS_OK, id, why);
+    CHECK_STR(jstr(d, "errorCode"), "AccessDenied");
+    CHECK_STR(jstr(d, "userIdentity.type"), "Unknown");
+    cJSON_Delete(d);
+
+    /* an OCSF event (audit.format "ocsf"): the same fields from OCSF's attributes and the
+     * record's own names in `unmapped` */
+    const char *ocsf =
+        "{\"class_uid\":6003,\"class_name\":\"API Activity\",\"activity_id\":1,\"time\":1796497029370,"
+        "\"status_id\":2,\"status\":\"Failure\",\"status_code\":\"36\","
+        "\"status_detail\":\"TOPIC_ALREADY_EXISTS\",\"metadata\":{\"version\":\"1.8.0\","
+        "\"uid\":\"019ab697-e800-7d5a-ad91-c10e82bb2352\",\"log_name\":\"kafka.brokerside\"},"
+        "\"actor\":{\"user\":{\"name\":\"User:alice\",\"type\":\"SASL\"},\"app_name\":\"kcat\"},"
+        "\"src_endpoint\":{\"ip\":\"10.0.3.8\",\"port\":1},\"api\":{\"operation\":\"CreateTopics\","
+        "\"request\":{\"uid\":\"7\"},\"response\":{\"code\":36,\"error\":\"TOPIC_ALREADY_EXISTS\"}},"
+        "\"resources\":[{\"type\":\"topic\",\"name\":\"orders\"}],"
+        "\"unmapped\":{\"eventName\":\"CreateTopics\",\"eventType\":\"KafkaApiCall\","
+        "\"requestID\":\"9-7\",\"chainId\":\"edf37f92e5a382ed17a8f7b77ea5fd58\",\"sequence\":4,"
+        "\"previousHash\":\"226fdfe445688ce0748905f5c91d736ee0623b63d7739d8b86d8d88461f6e62c\"}}";
+    d = lake_map(ocsf, BS_OK, id, why);
+    CHECK(d != NULL);
+    CHECK_STR(id, "019ab697-e800-7d5a-ad91-c10e82bb2352");
+    CHECK_STR(jstr(d, "version"), "1.8.0");
+    CHECK_STR(jstr(d, "eventSource"), "kafka.brokerside");
+    CHECK_STR(jstr(d, "eventName"), "CreateTopics");
+    CHECK_STR(jstr(d, "eventTime"), "2026-12-05T18:57:09Z");
+    CHECK_STR(jstr(d, "userIdentity.type"), "SASL");
+    CHECK_STR(jstr(d, "userIdentity.principalId"), "User:alice");
+    CHECK_STR(jstr(d, "userAgent"), "kcat");
+    CHECK_STR(jstr(d, "UID"), "9-7");
+    CHECK_STR(jstr(d, "errorCode"), "TOPIC_ALREADY_EXISTS");
+    CHECK_STR(jstr(d, "sourceIPAddress"), "10.0.3.8");
+    CHECK_STR(jstr(d, "requestParameters.api.operation"), "CreateTopics");
+    CHECK_STR(jstr(d, "responseElements.error"), "TOPIC_ALREADY_EXISTS");
+    CHECK_STR(jstr(d, "additionalEventData.chainId"), "edf37f92e5a382ed17a8f7b77ea5fd58");
+    CHECK_STR(jstr(d, "additionalEventData.format"), "ocsf");
+    line = jstr(d, "additionalEventData.auditRecord");
+    CHECK(line && strcmp(line, ocsf) == 0);
+    cJSON_ArrayForEach(m, d)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
+            known = known || strcmp(m->string, allowed[i]) == 0;
+        CHECK(known);
+    }
+    cJSON_Delete(d);
+
+    /* refused: not JSON, not an audit event, a bad id, a bad time, too big */
+    lake_map("not json", BS_E_MALFORMED, id, why);
+    lake_map("{\"eventName\":\"x\"}", BS_E_MALFORMED, id, why);
+    CHECK(strstr(why, "not an audit event") != NULL);
+    lake_map("{\"eventTime\":\"2026-11-24T21:30:00Z\",\"eventSource\":\"s\",\"eventName\":\"n\","
+             "\"eventID\":\"a b\"}",
+             BS_E_MALFORMED, id, why);
+    lake_map("{\"eventTime\":\"yesterday\",\"eventSource\":\"s\",\"eventName\":\"n\","
+             "\"eventID\":\"ab\"}",
+             BS_E_MALFORMED, id, why);
+    char *big = malloc(40000);
+    int n = snprintf(big, 40000,
+                     "{\"eventTime\":\"2026-11-24T21:30:00Z\",\"eventSource\":\"s\","
+                     "\"eventName\":\"n\",\"eventID\":\"ab\",\"clientId\":\"");
+    memset(big + n, 'x', 30000);
+    strcpy(big + n + 30000, "\"}");
+    lake_map(big, BS_E_TOO_LARGE, id, why);
+    CHECK(strstr(why, "additionalEventData") != NULL);
+    free(big);
+
+    /* eventDataChecksum: base64(SHA-256), as `printf %s abc | openssl dgst -binary -sha256 | base64` */
+    char sum[45];
+    bs_ctlake_checksum((const uint8_t *)"abc", 3, sum);
+    CHECK_STR(sum, "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
+
+    /* channel ARNs */
+    char region[64], account[13];
+    CHECK_EQ(bs_ctlake_parse_channel_arn("arn:aws:cloudtrail:eu-west-1:123456789012:channel/ab-1_c",
+                                         region, sizeof region, account),
+             BS_OK);
+    CHECK_STR(region, "eu-west-1");
+    CHECK_STR(account, "123456789012");
+    CHECK_EQ(bs_ctlake_parse_channel_arn("arn:aws-cn:cloudtrail:cn-north-1:123456789012:channel/x",
+                                         region, sizeof region, account),
+             BS_OK);
+    static const char *const bad[] = {
+        "", "arn:aws:cloudtrail:eu-west-1:12345678901:channel/x", /* 11 digits */
+        "arn:aws:logs:eu-west-1:123456789012:channel/x",          /* service */
+        "arn:aws:cloudtrail:eu-west-1:123456789012:trail/x",      /* not a channel */
+        "arn:aws:cloudtrail:eu-west-1:123456789012:channel/",     /* no id */
+        "arn:aws:cloudtrail:eu-west-1:123456789012:channel/a:b",  /* bad id */
+        "arn:aws:cloudtrail::123456789012:channel/x",             /* no region */
+        "0e2a7c4d"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_EQ(bs_ctlake_parse_channel_arn(bad[i], region, sizeof region, account),
+                 BS_E_MALFORMED);
+}
+
 int main(void)
 {
     RUN(test_expand_templates);
     RUN(test_event_time);
     RUN(test_utf8_and_base64);
     RUN(test_options_validated);
+    RUN(test_cloudtrail_lake_mapping);
     return test_report();
 }

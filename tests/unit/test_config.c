@@ -1833,6 +1833,34 @@ static void test_event_section_errors(void)
                        " \"sinks\": {\"cw\": {\"type\": \"cloudwatch_metrics\"}}",
                  "audit.sinks[0]: sink \"cw\" is a cloudwatch_metrics sink: it can only carry "
                  "metrics");
+    /* cloudtrail_lake: audit only; its channel ARN, region and external id */
+    EXPECT_ERR_T(SPOOL ", \"metrics\": {\"sinks\": [\"lake\"]}, \"aws\": {\"region\": "
+                       "\"us-east-1\"}, \"sinks\": {\"lake\": {\"type\": \"cloudtrail_lake\", "
+                       "\"channel_arn\": \"arn:aws:cloudtrail:us-east-1:123456789012:channel/c1\"}}",
+                 "metrics.sinks[0]: sink \"lake\" is a cloudtrail_lake sink: it can only carry "
+                 "audit events");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"lake\"]}, \"aws\": {\"region\": "
+                       "\"us-east-1\"}, \"sinks\": {\"lake\": {\"type\": \"cloudtrail_lake\"}}",
+                 "sinks.lake.channel_arn: is required: the ARN of the CloudTrail Lake channel");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"lake\"]}, \"aws\": {\"region\": "
+                       "\"us-east-1\"}, \"sinks\": {\"lake\": {\"type\": \"cloudtrail_lake\", "
+                       "\"channel_arn\": \"arn:aws:cloudtrail:us-east-1:123:channel/c1\"}}",
+                 "sinks.lake.channel_arn: \"arn:aws:cloudtrail:us-east-1:123:channel/c1\" is not a "
+                 "CloudTrail Lake channel ARN");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"lake\"]}, \"aws\": {\"region\": "
+                       "\"us-east-1\"}, \"sinks\": {\"lake\": {\"type\": \"cloudtrail_lake\", "
+                       "\"channel_arn\": \"arn:aws:cloudtrail:eu-west-1:123456789012:channel/c1\"}}",
+                 "sinks.lake.channel_arn: names region eu-west-1 but the sink sends to us-east-1");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"lake\"]}, \"aws\": {\"region\": "
+                       "\"us-east-1\"}, \"sinks\": {\"lake\": {\"type\": \"cloudtrail_lake\", "
+                       "\"channel_arn\": \"arn:aws:cloudtrail:us-east-1:123456789012:channel/c1\", "
+                       "\"external_id\": \"a b\"}}",
+                 "sinks.lake.external_id: \"a b\" is not a valid externalId");
+    EXPECT_ERR_T(SPOOL ", \"audit\": {\"sinks\": [\"lake\"]}, \"aws\": {\"region\": "
+                       "\"us-east-1\"}, \"sinks\": {\"lake\": {\"type\": \"cloudtrail_lake\", "
+                       "\"channel_arn\": \"arn:aws:cloudtrail:us-east-1:123456789012:channel/c1\", "
+                       "\"max_events\": 101}}",
+                 "sinks.lake.max_events: 101 is out of range: must be between 1 and 100");
     EXPECT_ERR_T(SPOOL ", \"metrics\": {\"interval_s\": 86401}",
                  "metrics.interval_s: 86401 is out");
     EXPECT_ERR_T(SPOOL ", \"metrics\": {\"namespace\": \"AWS/Kafka\"}",
@@ -1878,7 +1906,7 @@ static void test_sinks_valid(void)
         " \"aws\": {\"region\": \"us-east-1\"}, \"spool\": {\"dir\": \"spool\", \"max_bytes\": "
         "16777216, \"segment_bytes\": 4194304, \"fsync_interval_ms\": 5},\n"
         " \"audit\": {\"data_events\": \"each\", \"digest_every_events\": 0, "
-        "\"aggregate_max_keys\": 5, \"sinks\": [\"files\", \"s3\", \"fh\"]},\n"
+        "\"aggregate_max_keys\": 5, \"sinks\": [\"files\", \"s3\", \"fh\", \"lake\"]},\n"
         " \"metrics\": {\"namespace\": \"Team/Kafka\", \"sinks\": [\"cwm\"]},\n"
         " \"logs\": {\"files\": [{\"path\": \"server.log\"}], \"tz_offset_min\": -300, "
         "\"state_file\": \"tail.state\", \"sinks\": [\"cwl\"]},\n"
@@ -1895,6 +1923,9 @@ static void test_sinks_valid(void)
         "\"object_max_age_s\": 30, \"multipart_threshold_bytes\": 5242880},\n"
         "  \"fh\": {\"type\": \"firehose\", \"delivery_stream\": \"audit-{broker_id}\", "
         "\"max_events\": 500, \"backoff_initial_ms\": 10, \"backoff_max_ms\": 10},\n"
+        "  \"lake\": {\"type\": \"cloudtrail_lake\", \"channel_arn\": "
+        "\"arn:aws:cloudtrail:us-east-1:123456789012:channel/0e2a-b_c\", \"external_id\": "
+        "\"acct:team@example.com\"},\n"
         "  \"spare\": {\"type\": \"file\", \"dir\": \"sub\"}\n"
         " }}\n";
     bs_status st;
@@ -1905,7 +1936,7 @@ static void test_sinks_valid(void)
     free(log);
     bs_config *cfg = EXPECT_OK(j);
     if (!cfg) return;
-    CHECK_EQ(cfg->n_sinks, 6);
+    CHECK_EQ(cfg->n_sinks, 7);
     CHECK_EQ(cfg->spool.max_bytes, 16777216);
     CHECK_EQ(cfg->spool.segment_bytes, 4194304);
     CHECK_EQ(cfg->spool.fsync_interval_ms, 5);
@@ -1945,6 +1976,14 @@ static void test_sinks_valid(void)
     s = bs_config_sink(cfg, "fh");
     CHECK(s && s->kind == BS_SINK_FIREHOSE && s->max_events == 500 && s->max_bytes == 4194304);
     if (s) CHECK_STR(s->delivery_stream, "audit-{broker_id}");
+    s = bs_config_sink(cfg, "lake");
+    CHECK(s && s->kind == BS_SINK_CLOUDTRAIL_LAKE && s->streams == 1u && s->max_events == 100 &&
+          s->max_bytes == 1000000);
+    if (s) {
+        CHECK_STR(s->channel_arn, "arn:aws:cloudtrail:us-east-1:123456789012:channel/0e2a-b_c");
+        CHECK_STR(s->external_id, "acct:team@example.com");
+        CHECK_STR(s->region, "us-east-1");
+    }
     s = bs_config_sink(cfg, "spare");
     CHECK(s && s->streams == 0);
     CHECK(bs_config_sink(cfg, "default") == NULL);
@@ -1974,7 +2013,7 @@ static void test_sink_errors(void)
     EXPECT_SINK_ERR(
         "{\"type\": \"kinesis\"}",
         "sinks.s.type: \"kinesis\" is not valid: expected \"file\", \"cloudwatch_logs\", "
-        "\"cloudwatch_metrics\", \"s3\" or \"firehose\"");
+        "\"cloudwatch_metrics\", \"s3\", \"firehose\" or \"cloudtrail_lake\"");
     EXPECT_SINK_ERR("{\"type\": \"file\"}", "sinks.s.dir: is required");
     EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"no/such/dir\"}", "sinks.s.dir: \"");
     EXPECT_SINK_ERR("{\"type\": \"file\", \"dir\": \"afile\"}", "exists and is not a directory");

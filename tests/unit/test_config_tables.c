@@ -168,6 +168,11 @@ static const place places[] = {
      {{"type", "\"s3\""}, {"bucket", "\"bkt\""}, {"region", "\"us-east-1\""}}},
     {NULL, BS_SINK_FIREHOSE, "{" LISTENERS ", " SPOOL ", \"sinks\": {\"s\": {%s}}}", "sinks.s",
      {{"type", "\"firehose\""}, {"delivery_stream", "\"d\""}, {"region", "\"us-east-1\""}}},
+    {NULL, BS_SINK_CLOUDTRAIL_LAKE, "{" LISTENERS ", " SPOOL ", \"sinks\": {\"s\": {%s}}}",
+     "sinks.s",
+     {{"type", "\"cloudtrail_lake\""},
+      {"channel_arn", "\"arn:aws:cloudtrail:us-east-1:123456789012:channel/c-1\""},
+      {"region", "\"us-east-1\""}}},
 };
 
 /* Build the document of place `pl` with `key`: `value` (key NULL: none)

@@ -1,6 +1,6 @@
 /*
  * aws_sinks.h - the AWS sinks (docs/sinks.md): CloudWatch Logs, CloudWatch
- * metrics, S3 and Firehose, as implementations of bs_sink_ops (sink.h).
+ * metrics, S3, Firehose and CloudTrail Lake, as implementations of bs_sink_ops (sink.h).
  *
  * Each constructor returns a static ops table and an implementation the
  * caller hands to bs_sink_create (which then owns it; before that the caller
@@ -96,6 +96,46 @@ bs_status bs_firehose_sink_new(const bs_firehose_sink_options *o, const bs_sink_
                                void **impl) BS_WUR;
 /* 500 records, 4 MiB per call (payload + newline), 1,000 KiB per record, 1 s. */
 void bs_firehose_sink_limits(bs_sink_limits *l);
+
+/* --- CloudTrail Lake (PutAuditEvents) -------------------------------------- */
+typedef struct bs_ctlake_sink_options {
+    bs_aws_sink_common c;
+    const char *channel_arn; /* required: arn:<partition>:cloudtrail:<region>:<account>:channel/<id> */
+    const char *external_id; /* NULL = none; sent as externalId when the channel policy wants one */
+} bs_ctlake_sink_options;
+
+/* Audit events only (each must be an audit record: see bs_ctlake_event_data;
+ * others are dead-lettered). BS_E_CONFIG for a channel ARN that is not one. */
+bs_status bs_ctlake_sink_new(const bs_ctlake_sink_options *o, const bs_sink_ops **ops,
+                             void **impl) BS_WUR;
+/* 100 events, 1,000,000 bytes, 1 s; the sink splits calls further by the size
+ * of the request body it really sends (eventData is larger than the record). */
+void bs_ctlake_sink_limits(bs_sink_limits *l);
+
+/* Map one audit record (one JSON line, a trailing newline allowed) to the
+ * eventData of CloudTrail Lake's integration event schema, appended to `out`
+ * as JSON text, with the record's eventID into id[idcap] (the auditEvents id).
+ * The mapping is docs/sinks.md's table; additionalEventData.auditRecord holds
+ * the line byte for byte so the trail can be verified after a read-back.
+ * BS_E_MALFORMED for a record that is not an audit event (no eventID,
+ * eventSource, eventName or eventTime; an id outside [-_A-Za-z0-9]{1,128}),
+ * BS_E_TOO_LARGE when a part exceeds the schema's limits (requestParameters or
+ * responseElements above 100 KiB, additionalEventData above 28 KiB), with the
+ * reason in why[whycap]; BS_E_NOMEM. */
+bs_status bs_ctlake_event_data(const uint8_t *rec, size_t len, const char *account_id,
+                               bs_wbuf *out, char *id, size_t idcap, char *why,
+                               size_t whycap) BS_WUR;
+
+/* eventDataChecksum: base64 of SHA-256(data), as the service model defines it
+ * (`openssl dgst -binary -sha256 | base64`), 44 characters plus a NUL. */
+void bs_ctlake_checksum(const uint8_t *data, size_t len, char out[45]);
+
+/* Split a channel ARN: its region into region[region_cap] and its 12-digit
+ * account (the recipientAccountId every event must carry) into account.
+ * BS_E_MALFORMED for anything but arn:<partition>:cloudtrail:<region>:
+ * <12 digits>:channel/<[-_A-Za-z0-9]+>. */
+bs_status bs_ctlake_parse_channel_arn(const char *arn, char *region, size_t region_cap,
+                                      char account[13]) BS_WUR;
 
 /* --- helpers shared by the sinks (exposed for tests) ---------------------- */
 

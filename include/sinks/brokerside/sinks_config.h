@@ -18,6 +18,7 @@ typedef enum bs_sink_kind {
     BS_SINK_CLOUDWATCH_METRICS = 2,
     BS_SINK_S3 = 3,
     BS_SINK_FIREHOSE = 4,
+    BS_SINK_CLOUDTRAIL_LAKE = 5,
 } bs_sink_kind;
 
 /* One `sinks.<name>`. Fields not used by `kind` are NULL/0. */
@@ -55,6 +56,9 @@ typedef struct bs_sink_config {
     uint64_t multipart_threshold_bytes; /* default 8388608, at least 5 MiB */
     /* firehose */
     char *delivery_stream;
+    /* cloudtrail_lake */
+    char *channel_arn; /* arn:...:cloudtrail:<region>:<account>:channel/<id> */
+    char *external_id; /* NULL = none */
 } bs_sink_config;
 
 /* sinks/sink_config.c: `sinks` (named sinks; each type is a descriptor).
