@@ -219,8 +219,20 @@ typedef struct bs_metrics_config {
     bool enabled;
     uint32_t interval_s; /* default 60 */
     char *ns;            /* CloudWatch namespace of the EMF events; default "Kafka/Brokerside" */
+    int level;           /* bs_metrics_level (metrics.h); default per_topic_per_broker; live */
     bs_sink_refs sinks;
 } bs_metrics_config;
+
+/* `lag`: the consumer-lag monitor (lag.h); off when absent or null. */
+typedef struct bs_lag_config {
+    bool enabled;
+    uint32_t interval_s;     /* default 30; live on SIGHUP */
+    char *listener;          /* whose upstream, upstream_tls and broker_id; default: first kafka
+                                listener */
+    uint32_t max_groups;     /* groups reported per poll; default 10000 */
+    uint32_t max_partitions; /* per-partition lag rows per poll; default 100000 */
+    uint32_t timeout_s;      /* per request to the cluster; default 10 */
+} bs_lag_config;
 
 typedef enum bs_log_format {
     BS_LOG_FORMAT_LOG4J = 0,
@@ -309,6 +321,7 @@ typedef struct bs_config {
     bs_encryption_config encryption;
     bs_audit_config audit;
     bs_metrics_config metrics;
+    bs_lag_config lag;
     bs_logs_config logs;
     bs_sink_config *sinks; /* defined sinks in file order, then the implicit "default" */
     size_t n_sinks;

@@ -62,6 +62,9 @@ extern const bs_conf_section bs_audit_conf;
 extern const bs_conf_section bs_metrics_conf;
 extern const bs_conf_section bs_logs_conf;
 
+/* lag/lag_config.c: `lag` (the consumer-lag monitor; off when absent or null). */
+extern const bs_conf_section bs_lag_conf;
+
 /* sinks/sink_config.c: `sinks` (named sinks; each type is a descriptor). */
 void bs_sinks_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
                          void *base);

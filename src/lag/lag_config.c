@@ -1,0 +1,56 @@
+/*
+ * lag_config.c - the `lag` section: the consumer-lag monitor (lag.h), off
+ * when absent or null. interval_s applies on SIGHUP; the other keys need a
+ * restart (the monitor's client is built once).
+ */
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "brokerside/config_tables.h"
+
+#define LAG_CLIENT_LABEL "lag (listener, max_groups, max_partitions, timeout_s)"
+
+/* The listener must exist and be a kafka listener; without a name, the first
+ * kafka listener is taken (and one must exist). */
+static void check_lag(bs_conf *c, const cJSON *obj, const char *path, void *base)
+{
+    bs_lag_config *l = base;
+    const bs_config *cfg = c->top;
+    (void)path;
+    if (!obj || !cfg) return;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const bs_listener_config *li = &cfg->listeners[i];
+        if (l->listener && (!li->name || strcmp(li->name, l->listener) != 0)) continue;
+        if (li->protocol != BS_PROTOCOL_KAFKA) {
+            if (l->listener)
+                bs_conf_err(c, "lag.listener", "\"%s\" is not a kafka listener (protocol tcp)",
+                            l->listener);
+            else
+                continue;
+        }
+        return;
+    }
+    if (l->listener)
+        bs_conf_err(c, "lag.listener", "\"%s\" names no listener", l->listener);
+    else if (cfg->n_listeners)
+        bs_conf_err(c, "lag", "needs a kafka listener (its upstream is the broker the monitor asks)");
+}
+
+static const bs_conf_opt lag_rows[] = {
+    {.name = "interval_s", .type = BS_CONF_INT, BS_CONF_AT(bs_lag_config, interval_s), .min = 1,
+     .max = 3600, .def = "30"},
+    {.name = "listener", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, listener), .restart_label = LAG_CLIENT_LABEL},
+    {.name = "max_groups", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, max_groups), .min = 1, .max = 100000, .def = "10000",
+     .restart_label = LAG_CLIENT_LABEL},
+    {.name = "max_partitions", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, max_partitions), .min = 1, .max = 1000000, .def = "100000",
+     .restart_label = LAG_CLIENT_LABEL},
+    {.name = "timeout_s", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, timeout_s), .min = 1, .max = 300, .def = "10",
+     .restart_label = LAG_CLIENT_LABEL},
+};
+
+const bs_conf_section bs_lag_conf = BS_CONF_SECTION("lag", lag_rows, check_lag);

@@ -1,0 +1,324 @@
+"""The consumer-lag monitor (`lag`, docs/observability.md "Consumer lag") and `metrics.level`
+against a real Apache Kafka broker: OffsetLag = produced - committed per partition with the
+MSK aggregates, EstimatedTimeLag against known produce times and growing while a consumer is
+stopped, a deleted group's series disappear, a broker restart shows no bogus lag, hostile
+group names are counted, a KIP-848 group (Java client, group.protocol=consumer) is reported,
+and the level decides the label sets on /metrics and in the EMF documents (MSK names)."""
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import java_client  # noqa: E402
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka.structs import OffsetAndMetadata  # noqa: E402
+
+INTERVAL = 1
+
+
+def lag_series(m, name, **labels):
+    """{(group, topic[, partition]): value} of one lag family, filtered by labels."""
+    out = {}
+    for (n, lbl), v in m.items():
+        if n != name:
+            continue
+        d = dict(lbl)
+        if any(d.get(k) != v2 for k, v2 in labels.items()):
+            continue
+        key = (d["group"], d["topic"]) + ((int(d["partition"]),) if "partition" in d else ())
+        out[key] = v
+    return out
+
+
+class ConsumerLagTest(harness.IntegrationTest):
+    _real_kafka = True
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.kafka = harness.module_kafka(nodes=1)
+
+    # ---------------------------------------------------------------- helpers
+
+    def sidecar(self, level="per_topic_per_partition", emf_dir=None, **lag):
+        node = self.kafka.nodes[0]
+        admin = harness.free_port()
+        listener = {"name": "clients", "bind": "127.0.0.1:%d" % harness.free_port(),
+                    "upstream": node.client, "protocol": "kafka"}
+        cfg = harness.base_config(admin, [listener])
+        cfg["lag"] = dict({"interval_s": INTERVAL}, **lag)
+        cfg["metrics"] = {"level": level, "interval_s": 1, "sinks": ["f"]}
+        cfg["sinks"] = {"f": {"type": "file", "dir": emf_dir or os.path.join(self.tmp, "events")}}
+        cfg["spool"] = {"dir": os.path.join(self.tmp, "spool")}
+        return self.start_brokerside(cfg)
+
+    def polls(self, bs):
+        return harness.metric(bs.metrics(), "brokerside_lag_monitor_polls_total", result="ok") or 0
+
+    def next_poll(self, bs, after=None):
+        """Wait for a successful poll that started after this call; returns the metrics."""
+        start = self.polls(bs) if after is None else after
+        # a poll may be running now: two more successes guarantee one started after us
+        harness.wait_for(lambda: self.polls(bs) >= start + 2, "two more lag polls")
+        return bs.metrics()
+
+    def produce(self, topic, per_partition):
+        """per_partition: {partition: count}. Returns (wall time before, wall time after)."""
+        p = KafkaProducer(bootstrap_servers=self.kafka.bootstrap, acks="all")
+        t0 = time.time()
+        futs = [p.send(topic, value=b"v%d" % i, partition=part)
+                for part, n in per_partition.items() for i in range(n)]
+        for f in futs:
+            f.get(timeout=60)
+        p.flush()
+        t1 = time.time()
+        p.close()
+        return t0, t1
+
+    def consume_commit(self, group, topic, upto):
+        """A classic-protocol consumer (kafka-python) reads each partition p from the start up to
+        offset upto[p] and commits exactly that."""
+        c = KafkaConsumer(bootstrap_servers=self.kafka.bootstrap, group_id=group,
+                          enable_auto_commit=False, auto_offset_reset="earliest")
+        tps = [TopicPartition(topic, p) for p in upto]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        got = {p: 0 for p in upto}
+        deadline = time.monotonic() + 60
+        while any(got[p] < upto[p] for p in upto) and time.monotonic() < deadline:
+            for tp, recs in c.poll(timeout_ms=500).items():
+                got[tp.partition] += len(recs)
+        self.assertTrue(all(got[p] >= upto[p] for p in upto), got)
+        c.commit({TopicPartition(topic, p): OffsetAndMetadata(n, "") for p, n in upto.items()})
+        c.close()
+
+    def topic(self, name, partitions):
+        self.kafka.reset_topics(["%s:%d" % (name, partitions)])
+
+    # ---------------------------------------------------------------- tests
+
+    def test_offset_lag_sum_max_and_time_lag(self):
+        topic, group = "lag-basic", "g-basic"
+        self.topic(topic, 3)
+        bs = self.sidecar()
+        self.next_poll(bs)  # the monitor has a sample of the empty partitions
+        t_before, t_after = self.produce(topic, {0: 10, 1: 10, 2: 10})
+        self.consume_commit(group, topic, {0: 3, 1: 5, 2: 10})
+        self.next_poll(bs)
+        time.sleep(2 * INTERVAL)  # the unconsumed records age
+        m = self.next_poll(bs)
+        per = lag_series(m, "brokerside_consumer_lag_offsets", group=group)
+        self.assertEqual(per, {(group, topic, 0): 7, (group, topic, 1): 5, (group, topic, 2): 0})
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets", group=group),
+                         {(group, topic): 12})
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_max_offsets", group=group),
+                         {(group, topic): 7})
+        # EstimatedTimeLag: now minus the append time of the first unconsumed record,
+        # interpolated between two samples of the log-end offset one interval apart: within
+        # one interval (+1 s for the whole-second poll timestamp) of the known produce time.
+        t_poll = harness.metric(m, "brokerside_lag_monitor_last_success_timestamp_seconds")
+        est = lag_series(m, "brokerside_consumer_lag_estimated_time_seconds", group=group)
+        for p in (0, 1):
+            lo = t_poll - t_after - INTERVAL - 1
+            hi = t_poll + 1 - t_before + INTERVAL + 1
+            self.assertGreater(est[(group, topic, p)], 0)
+            self.assertTrue(lo <= est[(group, topic, p)] <= hi,
+                            "partition %d: %.3f not in [%.3f, %.3f]" % (p, est[(group, topic, p)], lo, hi))
+        self.assertEqual(est[(group, topic, 2)], 0, "no lag, no time lag")
+        mx = lag_series(m, "brokerside_consumer_lag_estimated_max_time_seconds", group=group)
+        self.assertEqual(mx[(group, topic)], max(est[(group, topic, 0)], est[(group, topic, 1)]))
+        self.assertGreaterEqual(harness.metric(m, "brokerside_lag_monitor_groups"), 1)
+
+        # The consumer stays stopped: the same first unconsumed records only get older.
+        m2 = self.next_poll(bs)
+        est2 = lag_series(m2, "brokerside_consumer_lag_estimated_time_seconds", group=group)
+        for p in (0, 1):
+            self.assertGreater(est2[(group, topic, p)], est[(group, topic, p)])
+        self.assertEqual(lag_series(m2, "brokerside_consumer_lag_sum_offsets", group=group),
+                         {(group, topic): 12})
+
+        # The consumer catches up: lag and time lag drop to 0.
+        self.consume_commit(group, topic, {0: 10, 1: 10, 2: 10})
+        m3 = self.next_poll(bs)
+        self.assertEqual(lag_series(m3, "brokerside_consumer_lag_sum_offsets", group=group),
+                         {(group, topic): 0})
+        self.assertEqual(lag_series(m3, "brokerside_consumer_lag_estimated_max_time_seconds",
+                                    group=group), {(group, topic): 0})
+
+    def test_deleted_group_series_disappear(self):
+        topic = "lag-delete"
+        self.topic(topic, 2)
+        bs = self.sidecar()
+        self.produce(topic, {0: 4, 1: 4})
+        self.consume_commit("g-del", topic, {0: 1, 1: 2})
+        self.consume_commit("g-keep", topic, {0: 4, 1: 0})
+        m = self.next_poll(bs)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets", topic=topic),
+                         {("g-del", topic): 5, ("g-keep", topic): 4})
+        a = KafkaAdminClient(bootstrap_servers=self.kafka.bootstrap)
+        a.delete_consumer_groups(["g-del"])
+        a.close()
+        m = self.next_poll(bs)
+        for fam in ("brokerside_consumer_lag_sum_offsets", "brokerside_consumer_lag_max_offsets",
+                    "brokerside_consumer_lag_estimated_max_time_seconds",
+                    "brokerside_consumer_lag_offsets",
+                    "brokerside_consumer_lag_estimated_time_seconds"):
+            self.assertEqual(lag_series(m, fam, group="g-del"), {}, fam)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets", group="g-keep"),
+                         {("g-keep", topic): 4})
+
+    def test_hostile_group_names(self):
+        topic = "lag-names"
+        self.topic(topic, 1)
+        bs = self.sidecar()
+        self.produce(topic, {0: 5})
+        quoted = 'q"u\\o\'te {x}'
+        for g in (quoted, "gr\u00fcppe", "x" * 300, "   "):
+            self.consume_commit(g, topic, {0: 2})
+        before = harness.metric(bs.metrics(), "brokerside_lag_groups_skipped_total",
+                                reason="unlabelable") or 0
+        m = self.next_poll(bs)
+        # printable ASCII is reported, escaped on the wire and read back intact
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets", topic=topic),
+                         {(quoted, topic): 3})
+        # non-ASCII, 300 bytes, only spaces: counted at every poll, never exported
+        after = harness.metric(m, "brokerside_lag_groups_skipped_total", reason="unlabelable")
+        self.assertGreaterEqual(after - before, 3)
+        self.assertEqual((after - before) % 3, 0, "three such groups per poll")
+
+    def test_group_cap_is_counted(self):
+        topic = "lag-cap"
+        self.topic(topic, 1)
+        bs = self.sidecar(max_groups=1)
+        self.produce(topic, {0: 3})
+        self.consume_commit("cap-a", topic, {0: 1})
+        self.consume_commit("cap-b", topic, {0: 1})
+        m = self.next_poll(bs)
+        self.assertEqual(harness.metric(m, "brokerside_lag_monitor_groups"), 1)
+        self.assertGreaterEqual(harness.metric(m, "brokerside_lag_groups_skipped_total",
+                                               reason="cap"), 1)
+        reported = lag_series(m, "brokerside_consumer_lag_sum_offsets")
+        self.assertEqual(len(reported), 1, "only the first group by name: %r" % reported)
+
+    def test_levels_decide_label_sets_prometheus_and_emf(self):
+        topic, group = "lag-levels", "g-levels"
+        self.topic(topic, 2)
+        emf_dir = os.path.join(self.tmp, "events")
+        bs = self.sidecar(level="default", emf_dir=emf_dir)
+        # per-topic traffic through the sidecar so brokerside_topic_* series exist
+        port = int(bs.config["listeners"][0]["bind"].rsplit(":", 1)[1])
+        harness.kcat_produce("127.0.0.1:%d" % port, topic, ["through-%d" % i for i in range(6)])
+        self.consume_commit(group, topic, {0: 0, 1: 0})
+        m = self.next_poll(bs)
+        names = harness.metric_names(m)
+        self.assertIn("brokerside_consumer_lag_sum_offsets", names)
+        self.assertNotIn("brokerside_consumer_lag_offsets", names)
+        self.assertNotIn("brokerside_consumer_lag_estimated_time_seconds", names)
+        self.assertFalse([n for n in names if n.startswith("brokerside_topic_")], names)
+        self.assertIn("brokerside_kafka_requests_total", names)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets", group=group),
+                         {(group, topic): 6})
+
+        # SIGHUP to the finest level: per-partition lag and per-topic series appear
+        bs.config["metrics"]["level"] = "per_topic_per_partition"
+        bs.write_config(bs.config)
+        bs.signal(signal.SIGHUP)
+        harness.wait_for(lambda: "brokerside_consumer_lag_offsets" in harness.metric_names(bs.metrics()),
+                         "per-partition lag after the reload")
+        m = bs.metrics()
+        names = harness.metric_names(m)
+        self.assertIn("brokerside_topic_bytes_in_total", names)
+        self.assertEqual(sum(lag_series(m, "brokerside_consumer_lag_offsets", group=group).values()), 6)
+
+        # EMF: MSK's names and dimensions; per-partition documents only at the finest level
+        def docs():
+            out = []
+            for f in sorted(os.listdir(emf_dir)) if os.path.isdir(emf_dir) else []:
+                if f.startswith("metrics"):
+                    out += harness.read_ndjson(os.path.join(emf_dir, f))
+            return out
+        harness.wait_for(lambda: any("OffsetLag" in d and d.get("Consumer Group") == group
+                                     for d in docs()), "OffsetLag documents")
+        ds = docs()
+        agg = [d for d in ds if "SumOffsetLag" in d and d.get("Consumer Group") == group]
+        part = [d for d in ds if "OffsetLag" in d and d.get("Consumer Group") == group]
+        self.assertTrue(agg)
+        first_part_ts = min(d["_aws"]["Timestamp"] for d in part)
+        # before the reload (level default) there was no per-partition document
+        self.assertTrue(any(d["_aws"]["Timestamp"] < first_part_ts for d in agg),
+                        "aggregate documents from before the reload")
+        for d in agg:
+            dims = d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+            self.assertEqual(dims, ["Consumer Group", "Topic"])
+            self.assertEqual(d["SumOffsetLag"], 6)
+            self.assertEqual(d["Topic"], topic)
+            units = {x["Name"]: x["Unit"] for x in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+            self.assertEqual(units, {"SumOffsetLag": "Count", "MaxOffsetLag": "Count",
+                                     "EstimatedMaxTimeLag": "Seconds"})
+        for d in part:
+            self.assertEqual(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+                             ["Consumer Group", "Topic", "Partition"])
+            self.assertIn(d["Partition"], ("0", "1"))
+            self.assertIn("EstimatedTimeLag", d)
+        # per-topic registry series never went to EMF at level default
+        early = [d for d in ds if d["_aws"]["Timestamp"] < first_part_ts - 1500]
+        self.assertFalse([d for d in early if "topic" in d], "per-topic EMF at level default")
+
+    def test_broker_restart_no_bogus_lag(self):
+        topic, group = "lag-restart", "g-restart"
+        self.topic(topic, 2)
+        bs = self.sidecar()
+        self.produce(topic, {0: 6, 1: 6})
+        self.consume_commit(group, topic, {0: 2, 1: 5})
+        m = self.next_poll(bs)
+        want = {(group, topic, 0): 4, (group, topic, 1): 1}
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_offsets", group=group), want)
+        seen = []
+        errors_before = harness.metric(m, "brokerside_lag_monitor_polls_total", result="error") or 0
+        self.kafka.stop_node(1)
+        self.addCleanup(self.kafka.start_node, 1)
+        # while the broker is down: polls fail; whatever is exported is the last good result
+        harness.wait_for(lambda: (harness.metric(bs.metrics(), "brokerside_lag_monitor_polls_total",
+                                                 result="error") or 0) > errors_before,
+                         "a failed poll while the broker is down")
+        seen.append(lag_series(bs.metrics(), "brokerside_consumer_lag_offsets", group=group))
+        self.kafka.start_node(1)
+        ok_after = self.polls(bs)
+        for _ in range(4):
+            m = self.next_poll(bs, after=ok_after)
+            ok_after = self.polls(bs)
+            seen.append(lag_series(m, "brokerside_consumer_lag_offsets", group=group))
+        for s in seen:
+            self.assertIn(s, ({}, want), "bogus lag around the restart: %r" % (s,))
+        self.assertEqual(seen[-1], want)
+
+    def test_kip848_consumer_group(self):
+        why = java_client.available()
+        if why:
+            self.skipTest(why)
+        topic, group = "lag-kip848", "g-kip848"
+        self.topic(topic, 2)
+        bs = self.sidecar()
+        props = java_client.write_props(os.path.join(self.tmp, "client.properties"),
+                                        self.kafka.bootstrap)
+        res = java_client.run_scenario(self, "group", props, topic=topic, group=group,
+                                       protocol="consumer", count=40, partitions=2, members=1)
+        java_client.assert_ok(self, res, "KIP-848 group")
+        m = self.next_poll(bs)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets", group=group),
+                         {(group, topic): 0})
+        self.produce(topic, {0: 3, 1: 4})
+        m = self.next_poll(bs)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_offsets", group=group),
+                         {(group, topic, 0): 3, (group, topic, 1): 4})
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_max_offsets", group=group),
+                         {(group, topic): 4})
+
+
+if __name__ == "__main__":
+    harness.main()
