@@ -569,11 +569,11 @@ bs_status bs_lag_monitor_start(const bs_lag_monitor_options *o, bs_lag_monitor *
             bs_lag_skip_name((bs_lag_skip)i), NULL);
     m->m_drop_rows = bs_metrics_counter_kv(
         "brokerside_metric_series_dropped_total",
-        "Series not exported because a cardinality cap was reached (once per poll or snapshot)",
+        "Series not exported, or folded into \"_other\", because a cardinality cap was reached",
         "metric", "brokerside_consumer_lag_offsets", NULL);
     m->m_drop_aggs = bs_metrics_counter_kv(
         "brokerside_metric_series_dropped_total",
-        "Series not exported because a cardinality cap was reached (once per poll or snapshot)",
+        "Series not exported, or folded into \"_other\", because a cardinality cap was reached",
         "metric", "brokerside_consumer_lag_sum_offsets", NULL);
     BS_GUARD_GOTO(st, make_client(m), fail);
     if (pthread_create(&m->thread, NULL, run, m) != 0) {
