@@ -166,7 +166,8 @@ void bs_lag_monitor_options_from_config(const bs_config *cfg, bs_lag_monitor_opt
  * librdkafka refuses (the message is logged); BS_E_NOMEM; BS_E_IO if the
  * thread cannot start. */
 bs_status bs_lag_monitor_start(const bs_lag_monitor_options *o, bs_lag_monitor **out) BS_WUR;
-/* Change the poll interval (SIGHUP); takes effect after the current wait. */
+/* Change the poll interval (SIGHUP): the next poll starts one new interval
+ * after the last one started (at once if that time has passed). */
 void bs_lag_monitor_set_interval(bs_lag_monitor *m, uint32_t interval_s);
 /* Stop the thread (waits for the poll in progress, bounded by timeout_s)
  * and free everything. NULL is a no-op. */

@@ -493,19 +493,23 @@ static void poll_once(bs_lag_monitor *m)
     bs_metric_set(m->m_last, bs_lag_snapshot_taken_ms(s) / 1000);
 }
 
-/* The thread: poll, wait an interval (or a stop), repeat. */
+/* The thread: poll, wait until an interval after the poll started (the
+ * deadline follows a new interval from SIGHUP at once), repeat until stopped. */
 static void *run(void *arg)
 {
     bs_lag_monitor *m = arg;
     pthread_mutex_lock(&m->lock);
     while (!m->stop) {
         pthread_mutex_unlock(&m->lock);
+        struct timespec started;
+        clock_gettime(CLOCK_REALTIME, &started);
         poll_once(m);
         pthread_mutex_lock(&m->lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += atomic_load(&m->interval_s);
-        while (!m->stop && pthread_cond_timedwait(&m->wake, &m->lock, &until) != ETIMEDOUT) {
+        for (;;) {
+            struct timespec until = started;
+            until.tv_sec += atomic_load(&m->interval_s);
+            if (m->stop || pthread_cond_timedwait(&m->wake, &m->lock, &until) == ETIMEDOUT)
+                break;
         }
     }
     pthread_mutex_unlock(&m->lock);
@@ -599,7 +603,10 @@ fail:
 void bs_lag_monitor_set_interval(bs_lag_monitor *m, uint32_t interval_s)
 {
     if (!m || interval_s == 0) return;
+    pthread_mutex_lock(&m->lock);
     atomic_store(&m->interval_s, interval_s);
+    pthread_cond_signal(&m->wake); /* the wait recomputes its deadline */
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* See lag.h. */

@@ -297,6 +297,17 @@ class ConsumerLagTest(harness.IntegrationTest):
             self.assertIn(s, ({}, want), "bogus lag around the restart: %r" % (s,))
         self.assertEqual(seen[-1], want)
 
+    def test_interval_applies_on_sighup(self):
+        bs = self.sidecar(interval_s=3600)
+        harness.wait_for(lambda: self.polls(bs) >= 1, "the first poll (at start)")
+        before = self.polls(bs)
+        bs.config["lag"]["interval_s"] = 1
+        bs.write_config(bs.config)
+        bs.signal(signal.SIGHUP)
+        # without the new interval the next poll would come in an hour
+        harness.wait_for(lambda: self.polls(bs) >= before + 3, "polls every second after SIGHUP")
+        self.assertNotIn("requires restart", bs.log_text())
+
     def test_kip848_consumer_group(self):
         why = java_client.available()
         if why:
