@@ -229,6 +229,8 @@ typedef struct bs_lag_config {
     uint32_t interval_s;     /* default 30; live on SIGHUP */
     char *listener;          /* whose upstream, upstream_tls and broker_id; default: first kafka
                                 listener */
+    char *bootstrap;         /* "host:port" of a broker listener advertising reachable
+                                addresses; NULL: the listener's upstream */
     uint32_t max_groups;     /* groups reported per poll; default 10000 */
     uint32_t max_partitions; /* per-partition lag rows per poll; default 100000 */
     uint32_t timeout_s;      /* per request to the cluster; default 10 */

@@ -80,6 +80,11 @@ const char *bs_lag_skip_name(bs_lag_skip r);
  * one not a space. */
 bool bs_lag_name_usable(const char *name);
 
+/* Split "host:port" ("[v6]:port" too) into host[hostlen] (brackets
+ * stripped) and *port. False for anything else: no colon, an empty host, a
+ * port outside 1..65535 or with non-digits, a host that does not fit. */
+bool bs_lag_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
 /* ---------------------------------------------------------------- snapshot */
 
 /* One (group, topic, partition) with a committed offset on a partition the
@@ -150,6 +155,8 @@ bs_status bs_lag_snapshot_emf(const bs_lag_snapshot *s, bs_metrics_level level, 
 typedef struct bs_lag_monitor_options {
     const bs_listener_config *listener; /* upstream, upstream_tls, broker_id; not copied past
                                            bs_lag_monitor_start */
+    const char *bootstrap;              /* "host:port" where the client bootstraps; NULL: the
+                                           listener's upstream (copied by bs_lag_monitor_start) */
     uint32_t interval_s;
     uint32_t max_groups;
     uint32_t max_partitions;

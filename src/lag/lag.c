@@ -205,7 +205,8 @@ fail:
 /* ---------------------------------------------------------------- one poll */
 
 /* This broker's node id: configured, else the metadata broker whose
- * advertised host:port is the upstream, else the only broker. -1 if none. */
+ * advertised host:port is the bootstrap address (the upstream or
+ * lag.bootstrap), else the only broker. -1 if none. */
 static int32_t own_id(bs_lag_monitor *m, const struct rd_kafka_metadata *md)
 {
     if (m->broker_id >= 0) return m->broker_id;
@@ -526,6 +527,7 @@ void bs_lag_monitor_options_from_config(const bs_config *cfg, bs_lag_monitor_opt
     o->max_groups = cfg->lag.max_groups;
     o->max_partitions = cfg->lag.max_partitions;
     o->timeout_s = cfg->lag.timeout_s;
+    o->bootstrap = cfg->lag.bootstrap;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const bs_listener_config *li = &cfg->listeners[i];
         if (cfg->lag.listener ? (li->name && strcmp(li->name, cfg->lag.listener) == 0)
@@ -545,11 +547,22 @@ bs_status bs_lag_monitor_start(const bs_lag_monitor_options *o, bs_lag_monitor *
     bs_lag_monitor *m = calloc(1, sizeof *m);
     if (!m) return BS_E_NOMEM;
     m->o = *o;
+    m->o.bootstrap = NULL; /* copied below; the caller's endpoint need not outlive us */
     atomic_init(&m->interval_s, o->interval_s);
     m->broker_id = o->listener->broker_id;
-    m->bootstrap = strdup(o->listener->upstream.text);
-    m->upstream_host = strdup(o->listener->upstream.host ? o->listener->upstream.host : "");
-    m->upstream_port = o->listener->upstream.port;
+    char host[256];
+    if (o->bootstrap) {
+        if (!bs_lag_split_hostport(o->bootstrap, host, sizeof host, &m->upstream_port)) {
+            free(m);
+            return BS_E_CONFIG;
+        }
+        m->bootstrap = strdup(o->bootstrap);
+        m->upstream_host = strdup(host);
+    } else {
+        m->bootstrap = strdup(o->listener->upstream.text);
+        m->upstream_host = strdup(o->listener->upstream.host ? o->listener->upstream.host : "");
+        m->upstream_port = o->listener->upstream.port;
+    }
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->wake, NULL);
     bs_status st = BS_OK;

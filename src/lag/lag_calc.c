@@ -88,6 +88,34 @@ bool bs_lag_name_usable(const char *name)
     return non_space;
 }
 
+/* See lag.h. */
+bool bs_lag_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    if (!s) return false;
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5) return false;
+    unsigned long p = 0;
+    for (const char *d = colon + 1; *d; d++) {
+        if (*d < '0' || *d > '9') return false;
+        p = p * 10 + (unsigned long)(*d - '0');
+    }
+    if (p < 1 || p > 65535) return false;
+    const char *h = s;
+    size_t n = (size_t)(colon - s);
+    if (h[0] == '[') {
+        if (n < 3 || h[n - 1] != ']') return false;
+        h++;
+        n -= 2;
+    } else if (memchr(h, ':', n)) {
+        return false; /* an IPv6 address needs brackets */
+    }
+    if (n == 0 || n >= hostlen) return false;
+    memcpy(host, h, n);
+    host[n] = 0;
+    *port = (uint16_t)p;
+    return true;
+}
+
 /* ---------------------------------------------------------------- snapshot */
 
 struct bs_lag_snapshot {

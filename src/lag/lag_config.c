@@ -8,8 +8,9 @@
 #include <cjson/cJSON.h>
 
 #include "brokerside/config_tables.h"
+#include "brokerside/lag.h"
 
-#define LAG_CLIENT_LABEL "lag (listener, max_groups, max_partitions, timeout_s)"
+#define LAG_CLIENT_LABEL "lag (listener, bootstrap, max_groups, max_partitions, timeout_s)"
 
 /* The listener must exist and be a kafka listener; without a name, the first
  * kafka listener is taken (and one must exist). */
@@ -37,11 +38,23 @@ static void check_lag(bs_conf *c, const cJSON *obj, const char *path, void *base
         bs_conf_err(c, "lag", "needs a kafka listener (its upstream is the broker the monitor asks)");
 }
 
+/* "host:port" (IPv6 as "[addr]:port"), port 1..65535: what librdkafka takes. */
+static const char *check_bootstrap(const char *s)
+{
+    char host[256];
+    uint16_t port;
+    return bs_lag_split_hostport(s, host, sizeof host, &port) ? NULL
+                                                               : " is not HOST:PORT (port 1..65535)";
+}
+
 static const bs_conf_opt lag_rows[] = {
     {.name = "interval_s", .type = BS_CONF_INT, BS_CONF_AT(bs_lag_config, interval_s), .min = 1,
      .max = 3600, .def = "30"},
     {.name = "listener", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART,
      BS_CONF_AT(bs_lag_config, listener), .restart_label = LAG_CLIENT_LABEL},
+    {.name = "bootstrap", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, bootstrap), .check_str = check_bootstrap,
+     .restart_label = LAG_CLIENT_LABEL},
     {.name = "max_groups", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
      BS_CONF_AT(bs_lag_config, max_groups), .min = 1, .max = 100000, .def = "10000",
      .restart_label = LAG_CLIENT_LABEL},

@@ -297,6 +297,39 @@ class ConsumerLagTest(harness.IntegrationTest):
             self.assertIn(s, ({}, want), "bogus lag around the restart: %r" % (s,))
         self.assertEqual(seen[-1], want)
 
+    def test_bootstrap_through_another_broker_listener(self):
+        """lag.bootstrap: the monitor reaches the cluster through the broker's inter-broker
+        listener (advertising reachable addresses) while clients use the upstream."""
+        topic, group = "lag-bootstrap", "g-bootstrap"
+        self.topic(topic, 1)
+        bs = self.sidecar(bootstrap=self.kafka.nodes[0].internal)
+        self.produce(topic, {0: 5})
+        self.consume_commit(group, topic, {0: 1})
+        m = self.next_poll(bs)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_offsets", group=group),
+                         {(group, topic, 0): 4})
+        self.assertIn("through %s" % self.kafka.nodes[0].internal, bs.log_text())
+
+    def test_bad_lag_config_is_refused(self):
+        node = self.kafka.nodes[0]
+        listener = {"name": "clients", "bind": "127.0.0.1:%d" % harness.free_port(),
+                    "upstream": node.client, "protocol": "tcp"}
+        cases = [({"listener": "nope"}, 'lag.listener: "nope" names no listener'),
+                 ({"listener": "clients"}, 'lag.listener: "clients" is not a kafka listener'),
+                 ({}, "lag: needs a kafka listener"),
+                 ({"bootstrap": "host-without-port"}, "lag.bootstrap"),
+                 ({"interval_s": 0}, "lag.interval_s"),
+                 ({"max_groups": 0}, "lag.max_groups")]
+        for lag, want in cases:
+            cfg = harness.base_config(harness.free_port(), [listener], lag=lag)
+            path = os.path.join(self.tmp, "bad.json")
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            r = harness.run([harness.BROKERSIDE, "--check-config", path])
+            out = (r.stdout + r.stderr).decode(errors="replace")
+            self.assertNotEqual(r.returncode, 0, out)
+            self.assertIn(want, out)
+
     def test_interval_applies_on_sighup(self):
         bs = self.sidecar(interval_s=3600)
         harness.wait_for(lambda: self.polls(bs) >= 1, "the first poll (at start)")

@@ -366,6 +366,25 @@ static void test_registry_levels_and_extension(void)
     CHECK_EQ(bs_metrics_get_level(), BS_METRICS_LEVEL_PER_TOPIC_PER_BROKER);
 }
 
+static void test_split_hostport(void)
+{
+    char h[64];
+    uint16_t port = 0;
+    CHECK(bs_lag_split_hostport("kafka-1.internal:9093", h, sizeof h, &port));
+    CHECK_STR(h, "kafka-1.internal");
+    CHECK_EQ(port, 9093);
+    CHECK(bs_lag_split_hostport("[::1]:65535", h, sizeof h, &port));
+    CHECK_STR(h, "::1");
+    CHECK_EQ(port, 65535);
+    const char *bad[] = {"kafka", "kafka:", ":9092", "kafka:0", "kafka:65536", "kafka:9o92",
+                         "::1:9092", "[]:9092", "[::1:9092", "kafka:123456", NULL};
+    for (size_t i = 0; bad[i]; i++)
+        CHECK(!bs_lag_split_hostport(bad[i], h, sizeof h, &port));
+    CHECK(!bs_lag_split_hostport(NULL, h, sizeof h, &port));
+    char tiny[4];
+    CHECK(!bs_lag_split_hostport("longhost:1", tiny, sizeof tiny, &port));
+}
+
 static void test_monitor_refuses_bad_options(void)
 {
     bs_lag_monitor *m = NULL;
@@ -373,6 +392,12 @@ static void test_monitor_refuses_bad_options(void)
     CHECK_EQ(bs_lag_monitor_start(&o, &m), BS_E_CONFIG); /* no listener */
     CHECK(m == NULL);
     CHECK_EQ(bs_lag_monitor_start(NULL, &m), BS_E_CONFIG);
+    bs_listener_config li = {.name = "l", .broker_id = -1};
+    li.upstream.text = "127.0.0.1:9092";
+    o.listener = &li;
+    o.bootstrap = "no-port";
+    CHECK_EQ(bs_lag_monitor_start(&o, &m), BS_E_CONFIG);
+    CHECK(m == NULL);
     bs_lag_monitor_stop(NULL);
     CHECK_EQ(bs_lag_emf(NULL, "N", NULL, 0, 1, keep_doc, NULL), BS_OK);
 }
@@ -387,6 +412,7 @@ int main(void)
     RUN(test_prometheus_by_level);
     RUN(test_emf_msk_names);
     RUN(test_registry_levels_and_extension);
+    RUN(test_split_hostport);
     RUN(test_monitor_refuses_bad_options);
     return test_report();
 }
