@@ -224,6 +224,16 @@ class ConsumerLagTest(harness.IntegrationTest):
         self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets", group=group),
                          {(group, topic): 6})
 
+        # EMF: MSK's names and dimensions; per-partition documents only at the finest level
+        def docs():
+            out = []
+            for f in sorted(os.listdir(emf_dir)) if os.path.isdir(emf_dir) else []:
+                if f.startswith("metrics"):
+                    out += harness.read_ndjson(os.path.join(emf_dir, f))
+            return out
+        harness.wait_for(lambda: any("SumOffsetLag" in d and d.get("Consumer Group") == group
+                                     for d in docs()), "SumOffsetLag documents at level default")
+
         # SIGHUP to the finest level: per-partition lag and per-topic series appear
         bs.config["metrics"]["level"] = "per_topic_per_partition"
         bs.write_config(bs.config)
@@ -235,13 +245,6 @@ class ConsumerLagTest(harness.IntegrationTest):
         self.assertIn("brokerside_topic_bytes_in_total", names)
         self.assertEqual(sum(lag_series(m, "brokerside_consumer_lag_offsets", group=group).values()), 6)
 
-        # EMF: MSK's names and dimensions; per-partition documents only at the finest level
-        def docs():
-            out = []
-            for f in sorted(os.listdir(emf_dir)) if os.path.isdir(emf_dir) else []:
-                if f.startswith("metrics"):
-                    out += harness.read_ndjson(os.path.join(emf_dir, f))
-            return out
         harness.wait_for(lambda: any("OffsetLag" in d and d.get("Consumer Group") == group
                                      for d in docs()), "OffsetLag documents")
         ds = docs()
