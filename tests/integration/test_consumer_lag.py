@@ -67,9 +67,9 @@ class ConsumerLagTest(harness.IntegrationTest):
         harness.wait_for(lambda: self.polls(bs) >= start + 2, "two more lag polls")
         return bs.metrics()
 
-    def produce(self, topic, per_partition):
+    def produce(self, topic, per_partition, bootstrap=None):
         """per_partition: {partition: count}. Returns (wall time before, wall time after)."""
-        p = KafkaProducer(bootstrap_servers=self.kafka.bootstrap, acks="all")
+        p = KafkaProducer(bootstrap_servers=bootstrap or self.kafka.bootstrap, acks="all")
         t0 = time.time()
         futs = [p.send(topic, value=b"v%d" % i, partition=part)
                 for part, n in per_partition.items() for i in range(n)]
@@ -80,10 +80,10 @@ class ConsumerLagTest(harness.IntegrationTest):
         p.close()
         return t0, t1
 
-    def consume_commit(self, group, topic, upto):
+    def consume_commit(self, group, topic, upto, bootstrap=None):
         """A classic-protocol consumer (kafka-python) reads each partition p from the start up to
         offset upto[p] and commits exactly that."""
-        c = KafkaConsumer(bootstrap_servers=self.kafka.bootstrap, group_id=group,
+        c = KafkaConsumer(bootstrap_servers=bootstrap or self.kafka.bootstrap, group_id=group,
                           enable_auto_commit=False, auto_offset_reset="earliest")
         tps = [TopicPartition(topic, p) for p in upto]
         c.assign(tps)
@@ -332,6 +332,49 @@ class ConsumerLagTest(harness.IntegrationTest):
             out = (r.stdout + r.stderr).decode(errors="replace")
             self.assertNotEqual(r.returncode, 0, out)
             self.assertIn(want, out)
+
+    def test_tls_origination_to_the_upstream(self):
+        """The monitor honours the listener's upstream_tls: a broker whose client listener is
+        reached only through TLS (a brokerside `tcp` TLS terminator on the advertised port) is
+        monitored with the right CA, and refused with a wrong one (polls fail, no lag)."""
+        kafka = harness.module_kafka(nodes=1, sidecar=True)
+        node = kafka.nodes[0]
+        tls_port = kafka.sidecar_ports[1]
+        term = harness.tls_listener(self.certs, "127.0.0.1:%d" % tls_port, node.client,
+                                    protocol="tcp", name="tls")
+        terminator = self.start_brokerside(harness.base_config(harness.free_port(), [term]),
+                                           name="terminator")
+        topic, group = "lag-tls", "g-tls"
+        kafka.reset_topics(["%s:1" % topic])
+        # clients of this test use the plaintext inter-broker listener
+        self.produce(topic, {0: 5}, bootstrap=node.internal)
+        self.consume_commit(group, topic, {0: 2}, bootstrap=node.internal)
+
+        def monitor(name, ca):
+            listener = {"name": "clients", "bind": "127.0.0.1:%d" % harness.free_port(),
+                        "upstream": "127.0.0.1:%d" % tls_port, "protocol": "kafka",
+                        "upstream_tls": {"ca": ca}}
+            cfg = harness.base_config(harness.free_port(), [listener])
+            cfg["lag"] = {"interval_s": INTERVAL, "timeout_s": 3}
+            cfg["metrics"] = {"level": "per_topic_per_partition", "interval_s": 60, "sinks": ["f"]}
+            cfg["sinks"] = {"f": {"type": "file", "dir": os.path.join(self.tmp, name, "ev")}}
+            cfg["spool"] = {"dir": os.path.join(self.tmp, name, "spool")}
+            os.makedirs(os.path.join(self.tmp, name), exist_ok=True)
+            return self.start_brokerside(cfg, name=name)
+
+        good = monitor("good-ca", self.certs["ca_crt"])
+        m = self.next_poll(good)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_offsets", group=group),
+                         {(group, topic, 0): 3})
+        self.assertGreater(harness.metric(terminator.metrics(), "brokerside_tls_handshakes_total"), 0)
+
+        bad = monitor("wrong-ca", self.certs["other_ca_crt"])
+        harness.wait_for(lambda: harness.metric(bad.metrics(), "brokerside_lag_monitor_polls_total",
+                                                result="error") >= 1, "a failed poll with the wrong CA")
+        m = bad.metrics()
+        self.assertEqual(harness.metric(m, "brokerside_lag_monitor_polls_total", result="ok"), 0)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_offsets"), {})
+        self.assertGreater(harness.metric(terminator.metrics(), "brokerside_tls_handshake_failures_total"), 0)
 
     def test_interval_applies_on_sighup(self):
         bs = self.sidecar(interval_s=3600)
