@@ -231,6 +231,9 @@ typedef struct bs_lag_config {
                                 listener */
     char *bootstrap;         /* "host:port" of a broker listener advertising reachable
                                 addresses; NULL: the listener's upstream */
+    int sasl_mechanism;      /* 0 none (default), 1 PLAIN, 2 SCRAM-SHA-256, 3 SCRAM-SHA-512 */
+    char *sasl_username;     /* required with a mechanism */
+    char *sasl_password_file; /* required with a mechanism; owner-only (SECRET_FILE) */
     uint32_t max_groups;     /* groups reported per poll; default 10000 */
     uint32_t max_partitions; /* per-partition lag rows per poll; default 100000 */
     uint32_t timeout_s;      /* per request to the cluster; default 10 */

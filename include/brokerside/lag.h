@@ -157,6 +157,9 @@ typedef struct bs_lag_monitor_options {
                                            bs_lag_monitor_start */
     const char *bootstrap;              /* "host:port" where the client bootstraps; NULL: the
                                            listener's upstream (copied by bs_lag_monitor_start) */
+    int sasl_mechanism;             /* bs_lag_config's: 0 none */
+    const char *sasl_username;      /* copied */
+    const char *sasl_password_file; /* read once by bs_lag_monitor_start */
     uint32_t interval_s;
     uint32_t max_groups;
     uint32_t max_partitions;
@@ -171,7 +174,7 @@ void bs_lag_monitor_options_from_config(const bs_config *cfg, bs_lag_monitor_opt
 
 /* Start the monitor thread (first poll right away). BS_E_CONFIG for options
  * librdkafka refuses (the message is logged); BS_E_NOMEM; BS_E_IO if the
- * thread cannot start. */
+ * SASL password file cannot be read or the thread cannot start. */
 bs_status bs_lag_monitor_start(const bs_lag_monitor_options *o, bs_lag_monitor **out) BS_WUR;
 /* Change the poll interval (SIGHUP): the next poll starts one new interval
  * after the last one started (at once if that time has passed). */

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include <librdkafka/rdkafka.h>
+#include <openssl/crypto.h>
 
 #include "brokerside/lag.h"
 #include "brokerside/log.h"
@@ -156,6 +157,28 @@ static bs_status set_prop(rd_kafka_conf_t *conf, const char *k, const char *v)
     return BS_OK;
 }
 
+/* The SASL password: the file's first line (a trailing newline dropped).
+ * BS_E_IO (logged) if it cannot be read or is empty. Caller wipes and frees. */
+static bs_status read_password(const char *path, char **out)
+{
+    FILE *f = fopen(path, "re");
+    char buf[1024];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    buf[strcspn(buf, "\r\n")] = 0;
+    bs_status st = BS_OK;
+    if (!f || !buf[0]) {
+        BS_LOG_ERRORF(MOD, "lag.sasl_password_file %s: %s", path,
+                      f ? "empty" : strerror(errno));
+        st = BS_E_IO;
+    } else if (!(*out = strdup(buf))) {
+        st = BS_E_NOMEM;
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+    return st;
+}
+
 /* Build the client from the listener's upstream settings. */
 static bs_status make_client(bs_lag_monitor *m)
 {
@@ -170,8 +193,23 @@ static bs_status make_client(bs_lag_monitor *m)
     BS_GUARD_GOTO(st, set_prop(conf, "socket.timeout.ms", tmo), fail);
     BS_GUARD_GOTO(st, set_prop(conf, "enable.auto.commit", "false"), fail);
     const bs_tls_client_config *tls = li->upstream_tls;
+    static const char *const mechs[] = {NULL, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    bool sasl = m->o.sasl_mechanism > 0 && m->o.sasl_mechanism < 4;
+    if (sasl) {
+        char *pw = NULL;
+        BS_GUARD_GOTO(st, read_password(m->o.sasl_password_file, &pw), fail);
+        st = set_prop(conf, "sasl.mechanisms", mechs[m->o.sasl_mechanism]);
+        if (st == BS_OK) st = set_prop(conf, "sasl.username", m->o.sasl_username);
+        if (st == BS_OK) st = set_prop(conf, "sasl.password", pw);
+        OPENSSL_cleanse(pw, strlen(pw));
+        free(pw);
+        if (st != BS_OK) goto fail;
+    }
+    BS_GUARD_GOTO(st,
+                  set_prop(conf, "security.protocol",
+                           tls ? (sasl ? "sasl_ssl" : "ssl") : (sasl ? "sasl_plaintext" : "plaintext")),
+                  fail);
     if (tls) {
-        BS_GUARD_GOTO(st, set_prop(conf, "security.protocol", "ssl"), fail);
         if (tls->ca_file) BS_GUARD_GOTO(st, set_prop(conf, "ssl.ca.location", tls->ca_file), fail);
         if (tls->cert_file)
             BS_GUARD_GOTO(st, set_prop(conf, "ssl.certificate.location", tls->cert_file), fail);
@@ -528,6 +566,9 @@ void bs_lag_monitor_options_from_config(const bs_config *cfg, bs_lag_monitor_opt
     o->max_partitions = cfg->lag.max_partitions;
     o->timeout_s = cfg->lag.timeout_s;
     o->bootstrap = cfg->lag.bootstrap;
+    o->sasl_mechanism = cfg->lag.sasl_mechanism;
+    o->sasl_username = cfg->lag.sasl_username;
+    o->sasl_password_file = cfg->lag.sasl_password_file;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const bs_listener_config *li = &cfg->listeners[i];
         if (cfg->lag.listener ? (li->name && strcmp(li->name, cfg->lag.listener) == 0)
@@ -593,6 +634,7 @@ bs_status bs_lag_monitor_start(const bs_lag_monitor_options *o, bs_lag_monitor *
         "Series not exported, or folded into \"_other\", because a cardinality cap was reached",
         "metric", "brokerside_consumer_lag_sum_offsets", NULL);
     BS_GUARD_GOTO(st, make_client(m), fail);
+    m->o.sasl_username = m->o.sasl_password_file = NULL; /* librdkafka holds copies */
     if (pthread_create(&m->thread, NULL, run, m) != 0) {
         st = BS_E_IO;
         goto fail;

@@ -19,7 +19,13 @@ static void check_lag(bs_conf *c, const cJSON *obj, const char *path, void *base
     bs_lag_config *l = base;
     const bs_config *cfg = c->top;
     (void)path;
-    if (!obj || !cfg) return;
+    if (!obj) return;
+    if (l->sasl_mechanism != 0 && (!l->sasl_username || !l->sasl_password_file))
+        bs_conf_err(c, "lag.sasl_mechanism", "needs sasl_username and sasl_password_file");
+    if (l->sasl_mechanism == 0 && (l->sasl_username || l->sasl_password_file))
+        bs_conf_err(c, l->sasl_username ? "lag.sasl_username" : "lag.sasl_password_file",
+                    "needs sasl_mechanism");
+    if (!cfg) return;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const bs_listener_config *li = &cfg->listeners[i];
         if (l->listener && (!li->name || strcmp(li->name, l->listener) != 0)) continue;
@@ -47,6 +53,9 @@ static const char *check_bootstrap(const char *s)
                                                                : " is not HOST:PORT (port 1..65535)";
 }
 
+/* Indexed by bs_lag_config.sasl_mechanism (lag.c maps them to librdkafka's names). */
+static const char *const sasl_names[] = {"none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", NULL};
+
 static const bs_conf_opt lag_rows[] = {
     {.name = "interval_s", .type = BS_CONF_INT, BS_CONF_AT(bs_lag_config, interval_s), .min = 1,
      .max = 3600, .def = "30"},
@@ -55,6 +64,13 @@ static const bs_conf_opt lag_rows[] = {
     {.name = "bootstrap", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART,
      BS_CONF_AT(bs_lag_config, bootstrap), .check_str = check_bootstrap,
      .restart_label = LAG_CLIENT_LABEL},
+    {.name = "sasl_mechanism", .type = BS_CONF_ENUM, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, sasl_mechanism), .choices = sasl_names, .def = "none",
+     .restart_label = LAG_CLIENT_LABEL},
+    {.name = "sasl_username", .type = BS_CONF_STRING, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, sasl_username), .restart_label = LAG_CLIENT_LABEL},
+    {.name = "sasl_password_file", .type = BS_CONF_SECRET_FILE, .flags = BS_CONF_RESTART,
+     BS_CONF_AT(bs_lag_config, sasl_password_file), .restart_label = LAG_CLIENT_LABEL},
     {.name = "max_groups", .type = BS_CONF_INT, .flags = BS_CONF_RESTART,
      BS_CONF_AT(bs_lag_config, max_groups), .min = 1, .max = 100000, .def = "10000",
      .restart_label = LAG_CLIENT_LABEL},

@@ -45,17 +45,20 @@ class ConsumerLagTest(harness.IntegrationTest):
 
     # ---------------------------------------------------------------- helpers
 
-    def sidecar(self, level="per_topic_per_partition", emf_dir=None, **lag):
+    def sidecar(self, level="per_topic_per_partition", emf_dir=None, name="brokerside", **lag):
+        """A sidecar in front of the module's broker with a lag section (`lag` keys); its
+        state (spool, EMF files) under <tmp>/<name>."""
         node = self.kafka.nodes[0]
+        os.makedirs(os.path.join(self.tmp, name), exist_ok=True)
         admin = harness.free_port()
         listener = {"name": "clients", "bind": "127.0.0.1:%d" % harness.free_port(),
                     "upstream": node.client, "protocol": "kafka"}
         cfg = harness.base_config(admin, [listener])
         cfg["lag"] = dict({"interval_s": INTERVAL}, **lag)
         cfg["metrics"] = {"level": level, "interval_s": 1, "sinks": ["f"]}
-        cfg["sinks"] = {"f": {"type": "file", "dir": emf_dir or os.path.join(self.tmp, "events")}}
-        cfg["spool"] = {"dir": os.path.join(self.tmp, "spool")}
-        return self.start_brokerside(cfg)
+        cfg["sinks"] = {"f": {"type": "file", "dir": emf_dir or os.path.join(self.tmp, name, "events")}}
+        cfg["spool"] = {"dir": os.path.join(self.tmp, name, "spool")}
+        return self.start_brokerside(cfg, name=name)
 
     def polls(self, bs):
         return harness.metric(bs.metrics(), "brokerside_lag_monitor_polls_total", result="ok") or 0
@@ -313,6 +316,38 @@ class ConsumerLagTest(harness.IntegrationTest):
                          {(group, topic, 0): 4})
         self.assertIn("through %s" % self.kafka.nodes[0].internal, bs.log_text())
 
+    def test_sasl_towards_the_cluster(self):
+        """lag.sasl_*: the monitor logs in with its own user (PLAIN) on the broker's SASL
+        listener; a wrong password fails every poll and exports no lag. (PLAIN: librdkafka
+        2.0.2's SCRAM-SHA-512 login is refused by this cluster, kcat's as well.)"""
+        topic, group = "lag-sasl", "g-sasl"
+        self.topic(topic, 1)
+        self.produce(topic, {0: 4})
+        self.consume_commit(group, topic, {0: 1})
+        node = self.kafka.nodes[0]
+
+        def pw_file(name, text):
+            path = os.path.join(self.tmp, name)
+            with open(path, "w") as f:
+                f.write(text + "\n")
+            os.chmod(path, 0o600)
+            return path
+        ok = self.sidecar(bootstrap=node.sasl, sasl_mechanism="PLAIN",
+                          sasl_username="admin", sasl_password_file=pw_file("pw", "admin-secret"))
+        m = self.next_poll(ok)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_offsets", group=group),
+                         {(group, topic, 0): 3})
+        self.assertNotIn("admin-secret", ok.log_text())
+
+        bad = self.sidecar(name="bad-password", bootstrap=node.sasl, sasl_mechanism="PLAIN",
+                           sasl_username="admin", sasl_password_file=pw_file("bad", "wrong"))
+        harness.wait_for(lambda: harness.metric(bad.metrics(), "brokerside_lag_monitor_polls_total",
+                                                result="error") >= 1, "a failed poll (bad password)")
+        m = bad.metrics()
+        self.assertEqual(harness.metric(m, "brokerside_lag_monitor_polls_total", result="ok"), 0)
+        self.assertEqual(lag_series(m, "brokerside_consumer_lag_sum_offsets"), {})
+        self.assertIn("SASL authentication error", bad.log_text())
+
     def test_bad_lag_config_is_refused(self):
         node = self.kafka.nodes[0]
         listener = {"name": "clients", "bind": "127.0.0.1:%d" % harness.free_port(),
@@ -322,7 +357,10 @@ class ConsumerLagTest(harness.IntegrationTest):
                  ({}, "lag: needs a kafka listener"),
                  ({"bootstrap": "host-without-port"}, "lag.bootstrap"),
                  ({"interval_s": 0}, "lag.interval_s"),
-                 ({"max_groups": 0}, "lag.max_groups")]
+                 ({"max_groups": 0}, "lag.max_groups"),
+                 ({"sasl_mechanism": "PLAIN"}, "lag.sasl_mechanism: needs sasl_username and sasl_password_file"),
+                 ({"sasl_username": "u"}, "lag.sasl_username: needs sasl_mechanism"),
+                 ({"sasl_mechanism": "GSSAPI"}, "lag.sasl_mechanism")]
         for lag, want in cases:
             cfg = harness.base_config(harness.free_port(), [listener], lag=lag)
             path = os.path.join(self.tmp, "bad.json")
