@@ -352,6 +352,7 @@ static void status_hook(void *ctx, bs_wbuf *out)
 {
     bs_server_status_json(((app *)ctx)->srv, out);
     bs_pipeline_status_json(((app *)ctx)->pipe, out);
+    bs_lag_status_json(((app *)ctx)->lag, out); /* the consumer-lag monitor, or null */
     /* AWS attempts (sinks, KMS) running past their slow threshold right now */
     bs_wbuf_put_str(out, ",\"aws_slow_attempts\":");
     bs_aws_http_status_json(out);

@@ -187,6 +187,11 @@ void bs_lag_monitor_stop(bs_lag_monitor *m);
  * latest snapshot at the current metrics level, unless it is stale (older
  * than three intervals: then nothing, the polls are failing). */
 bs_status bs_lag_render_prometheus(bs_wbuf *out, void *arg) BS_WUR;
+/* Append `,"lag":{...}` for /status: bootstrap, broker_id (this broker's
+ * node id as last resolved, -1 unknown), interval_s, last_success_ms (0:
+ * none yet), stale, rows and aggregates of the latest result; `,"lag":null`
+ * for NULL (no lag section). Control thread. */
+void bs_lag_status_json(bs_lag_monitor *m, bs_wbuf *out);
 /* The latest (not stale) snapshot as EMF documents (see bs_lag_snapshot_emf). */
 bs_status bs_lag_emf(bs_lag_monitor *m, const char *ns, const bs_emf_dimension *fixed,
                      size_t n_fixed, int64_t ts_ms, bs_emf_emit_fn emit, void *arg) BS_WUR;

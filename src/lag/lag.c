@@ -67,6 +67,7 @@ struct bs_lag_monitor {
     bs_lag_snapshot *snap; /* latest successful poll; under lock */
     part_table parts;      /* monitor thread only */
     bool warned_id;
+    _Atomic int32_t resolved_id; /* this broker's node id at the last metadata; -1 unknown */
     bs_metric *m_ok, *m_err, *m_groups, *m_last, *m_skipped[BS_LAG_SKIP_N], *m_drop_rows,
         *m_drop_aggs;
 };
@@ -277,6 +278,7 @@ static bs_status refresh_parts(bs_lag_monitor *m, int timeout_ms, size_t *droppe
     part_table nt = {0};
     rd_kafka_topic_partition_list_t *tl = NULL;
     int32_t me = own_id(m, md);
+    atomic_store(&m->resolved_id, me);
     if (me < 0) {
         st = BS_E_STATE;
         goto out;
@@ -590,6 +592,7 @@ bs_status bs_lag_monitor_start(const bs_lag_monitor_options *o, bs_lag_monitor *
     m->o = *o;
     m->o.bootstrap = NULL; /* copied below; the caller's endpoint need not outlive us */
     atomic_init(&m->interval_s, o->interval_s);
+    atomic_init(&m->resolved_id, -1);
     m->broker_id = o->listener->broker_id;
     char host[256];
     if (o->bootstrap) {
@@ -714,4 +717,27 @@ bs_status bs_lag_emf(bs_lag_monitor *m, const char *ns, const bs_emf_dimension *
                                  arg);
     pthread_mutex_unlock(&m->lock);
     return st;
+}
+
+/* See lag.h. */
+void bs_lag_status_json(bs_lag_monitor *m, bs_wbuf *out)
+{
+    bs_wbuf_put_str(out, ",\"lag\":");
+    if (!m) {
+        bs_wbuf_put_str(out, "null");
+        return;
+    }
+    bs_wbuf_put_str(out, "{\"bootstrap\":");
+    bs_wbuf_put_json_string(out, m->bootstrap, strlen(m->bootstrap));
+    bs_wbuf_printf(out, ",\"broker_id\":%" PRId32 ",\"interval_s\":%u",
+                   atomic_load(&m->resolved_id), atomic_load(&m->interval_s));
+    pthread_mutex_lock(&m->lock);
+    size_t nr = 0, na = 0;
+    (void)bs_lag_snapshot_rows(m->snap, &nr);
+    (void)bs_lag_snapshot_aggs(m->snap, &na);
+    bs_wbuf_printf(out,
+                   ",\"last_success_ms\":%" PRId64 ",\"stale\":%s,\"rows\":%zu,\"aggregates\":%zu}",
+                   bs_lag_snapshot_taken_ms(m->snap),
+                   m->snap && !stale(m, m->snap) ? "false" : "true", nr, na);
+    pthread_mutex_unlock(&m->lock);
 }

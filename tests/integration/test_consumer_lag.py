@@ -136,6 +136,12 @@ class ConsumerLagTest(harness.IntegrationTest):
         mx = lag_series(m, "brokerside_consumer_lag_estimated_max_time_seconds", group=group)
         self.assertEqual(mx[(group, topic)], max(est[(group, topic, 0)], est[(group, topic, 1)]))
         self.assertGreaterEqual(harness.metric(m, "brokerside_lag_monitor_groups"), 1)
+        code, body = bs.get("/status")
+        st = json.loads(body)["lag"]
+        self.assertEqual(st["bootstrap"], self.kafka.nodes[0].client)
+        self.assertEqual(st["broker_id"], self.kafka.nodes[0].id)
+        self.assertFalse(st["stale"])
+        self.assertGreaterEqual(st["rows"], 3)
 
         # The consumer stays stopped: the same first unconsumed records only get older.
         m2 = self.next_poll(bs)
