@@ -9,7 +9,7 @@ seconds (default 5) and one at the configuration default (30 s), and one without
 section. Each /metrics is scraped every SCRAPE seconds (the control thread's rendering is part
 of the cost). Reported per sidecar: polls, the CPU of the monitor's threads (bs-lag and
 librdkafka's rdk:*, /proc schedstat) in total, per poll and as a share of one core, and the
-whole process CPU; the monitor's cost is the process CPU minus the sidecar without it.
+whole process CPU and resident memory at the end; the monitor's cost is the process CPU minus the sidecar without it.
 Goal: under 2% of one core.
 
 usage: /usr/bin/python3 lag_bench.py [--groups N] [--partitions P] [--interval S] [--seconds T]
@@ -170,21 +170,23 @@ def main():
                       "errors": harness.metric(m, "brokerside_lag_monitor_polls_total", result="error"),
                       "groups": harness.metric(m, "brokerside_lag_monitor_groups"),
                       "lag": thread_cpu(b.proc.pid, lag_thread) - lag0[k],
-                      "all": thread_cpu(b.proc.pid, lambda n: True) - all0[k]}
+                      "all": thread_cpu(b.proc.pid, lambda n: True) - all0[k],
+                      "rss": int(open("/proc/%d/status" % b.proc.pid).read().split("VmRSS:")[1].split()[0])}
         print("setup: %d groups x %d partitions (%d topics), %d lag rows; set-up %.0f s"
               % (a.groups, a.partitions, n_topics, want_rows, setup_s))
         print("window %.0f s, /metrics scraped every %d s (level per_topic_per_partition, %d lag "
               "rows rendered per scrape); machine load average %s"
               % (wall, a.scrape, want_rows, open("/proc/loadavg").read().split()[0]))
-        print("%-28s %8s %7s %7s %12s %10s %10s %12s" % (
-            "sidecar", "interval", "polls", "groups", "lag CPU s", "ms/poll", "% core", "process %"))
+        print("%-28s %8s %7s %7s %12s %10s %10s %12s %9s" % (
+            "sidecar", "interval", "polls", "groups", "lag CPU s", "ms/poll", "% core", "process %",
+            "RSS KiB"))
         for k, label, iv in (("fast", "monitor, fast interval", a.interval),
                              ("slow", "monitor, default interval", 30), ("none", "no monitor", 0)):
             r = res[k]
             per = 1000 * r["lag"] / r["polls"] if r["polls"] else float("nan")
-            print("%-28s %8s %7d %7d %12.3f %10.1f %10.2f %12.2f" % (
+            print("%-28s %8s %7d %7d %12.3f %10.1f %10.2f %12.2f %9d" % (
                 label, "%ds" % iv if iv else "-", r["polls"], r["groups"], r["lag"],
-                per if r["polls"] else 0.0, 100 * r["lag"] / wall, 100 * r["all"] / wall))
+                per if r["polls"] else 0.0, 100 * r["lag"] / wall, 100 * r["all"] / wall, r["rss"]))
             if r["errors"]:
                 print("  NOTE: %d failed polls" % r["errors"])
         for k, iv in (("fast", a.interval), ("slow", 30)):
