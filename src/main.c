@@ -38,6 +38,7 @@
 #include "brokerside/log.h"
 #include "brokerside/metrics.h"
 #include "brokerside/net.h"
+#include "brokerside/lag.h"
 #include "brokerside/pipeline.h"
 #include "brokerside/policy.h"
 #include "brokerside/sidecar_action.h"
@@ -61,6 +62,7 @@ typedef struct app {
     bs_admin *admin;
     bs_encryption *enc; /* NULL when encryption at rest is off */
     bs_authz *authz;    /* policy enforcer: idle while no authorization section */
+    bs_lag_monitor *lag; /* consumer-lag monitor thread, NULL without a lag section */
     ev_signal sigterm, sigint, sighup;
     ev_timer watchdog; /* WATCHDOG=1 every half of $WATCHDOG_USEC (systemd), if set */
     int stop_requests;
@@ -371,6 +373,8 @@ static void reload(app *a)
         return;
     }
     bs_log_set_style(cfg->log_style);
+    bs_metrics_set_level((bs_metrics_level)cfg->metrics.level);
+    if (a->lag && cfg->lag.enabled) bs_lag_monitor_set_interval(a->lag, cfg->lag.interval_s);
     bs_pipeline_reload(a->pipe, cfg);
     if (a->enc && bs_encryption_reload(a->enc, cfg) != BS_OK)
         BS_LOG_ERRORF("main", "reload: encryption.dek limits refused; keeping the old ones");
@@ -435,6 +439,7 @@ static void status_hook(void *ctx, bs_wbuf *out)
 {
     bs_server_status_json(((app *)ctx)->srv, out);
     bs_pipeline_status_json(((app *)ctx)->pipe, out);
+    bs_lag_status_json(((app *)ctx)->lag, out); /* the consumer-lag monitor, or null */
     /* AWS attempts (sinks, KMS) running past their slow threshold right now */
     bs_wbuf_put_str(out, ",\"aws_slow_attempts\":");
     bs_aws_http_status_json(out);
@@ -479,6 +484,17 @@ static int run(const char *path)
     if (bs_pipeline_observe(a.pipe, a.srv) != BS_OK) {
         BS_LOG_ERRORF("main", "cannot observe connections for the audit log");
         goto out;
+    }
+    bs_metrics_set_level((bs_metrics_level)a.cfg->metrics.level);
+    if (a.cfg->lag.enabled) {
+        bs_lag_monitor_options lo;
+        bs_lag_monitor_options_from_config(&a.cfg->lag, a.cfg->listeners, a.cfg->n_listeners, &lo);
+        if (bs_lag_monitor_start(&lo, &a.lag) != BS_OK) {
+            BS_LOG_ERRORF("main", "cannot start the consumer-lag monitor");
+            goto out;
+        }
+        bs_metrics_set_extension(bs_lag_render_prometheus, a.lag);
+        bs_pipeline_set_lag(a.pipe, a.lag);
     }
     /* (bs_pipeline_check, run by bs_pipeline_start, refused an encryption
      * section with a tcp listener: those records would pass in plaintext.) */
@@ -578,6 +594,8 @@ out:
     bs_encryption_free(a.enc); /* after the workers (they free their DEK workers) */
     free(a.hooks);
     bs_pipeline_free(a.pipe);
+    bs_metrics_set_extension(NULL, NULL); /* no render uses the monitor after this */
+    bs_lag_monitor_stop(a.lag);
     for (size_t i = 0; i < a.n_retired; i++)
         bs_config_free(a.retired[i]);
     free(a.retired);

@@ -46,7 +46,8 @@ struct bs_histogram {
 };
 
 typedef struct series {
-    char *labels; /* "" when the metric has no labels */
+    char *labels;  /* "" when the metric has no labels */
+    uint8_t level; /* the least bs_metrics_level that exports it (series_level) */
     union {
         bs_metric metric;
         bs_histogram hist;
@@ -66,6 +67,12 @@ typedef struct family {
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 /* get-or-create calls so far (each takes g_lock): bs_metrics_lookups */
 static _Atomic uint64_t g_lookups;
+/* metrics.level (bs_metrics_set_level); read by every exposition */
+static _Atomic int g_level = BS_METRICS_LEVEL_PER_TOPIC_PER_BROKER;
+/* the extra Prometheus renderer (bs_metrics_set_extension); under g_ext_lock */
+static pthread_mutex_t g_ext_lock = PTHREAD_MUTEX_INITIALIZER;
+static bs_metrics_render_fn g_ext_fn;
+static void *g_ext_arg;
 static family **g_families; /* sorted by name */
 static size_t g_n_families, g_cap_families;
 
@@ -247,6 +254,70 @@ fail:
 
 /* Create a series and insert it at `pos` of f->series. NULL on allocation
  * failure (nothing inserted). Lock held. */
+/* True if the escaped label set `labels` has a label named `name`. */
+static bool has_label(const char *labels, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = labels;
+    while (*p) {
+        if (strncmp(p, name, n) == 0 && p[n] == '=') return true;
+        /* skip to the end of this pair's quoted value */
+        p = strchr(p, '"');
+        if (!p) return false;
+        for (p++; *p && *p != '"'; p++)
+            if (*p == '\\' && p[1]) p++;
+        if (*p) p++;
+        if (*p == ',') p++;
+    }
+    return false;
+}
+
+/* See metrics.h. */
+bs_metrics_level bs_metrics_labels_level(const char *labels)
+{
+    if (!labels) return BS_METRICS_LEVEL_DEFAULT;
+    if (has_label(labels, "partition")) return BS_METRICS_LEVEL_PER_TOPIC_PER_PARTITION;
+    if (has_label(labels, "topic")) return BS_METRICS_LEVEL_PER_TOPIC_PER_BROKER;
+    if (has_label(labels, "principal")) return BS_METRICS_LEVEL_PER_BROKER;
+    return BS_METRICS_LEVEL_DEFAULT;
+}
+
+/* See metrics.h. */
+void bs_metrics_set_level(bs_metrics_level level)
+{
+    if (level > BS_METRICS_LEVEL_PER_TOPIC_PER_PARTITION) return;
+    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+}
+
+/* See metrics.h. */
+bs_metrics_level bs_metrics_get_level(void)
+{
+    return (bs_metrics_level)atomic_load_explicit(&g_level, memory_order_relaxed);
+}
+
+/* See metrics.h. */
+void bs_metrics_set_extension(bs_metrics_render_fn fn, void *arg)
+{
+    pthread_mutex_lock(&g_ext_lock);
+    g_ext_fn = fn;
+    g_ext_arg = arg;
+    pthread_mutex_unlock(&g_ext_lock);
+}
+
+/* True if series s is exported at the current level. */
+static bool exported(const series *s)
+{
+    return s->level <= atomic_load_explicit(&g_level, memory_order_relaxed);
+}
+
+/* True if family f has a series exported at the current level. */
+static bool family_exported(const family *f)
+{
+    for (size_t j = 0; j < f->n_series; j++)
+        if (exported(f->series[j])) return true;
+    return false;
+}
+
 static series *series_insert(family *f, size_t pos, const char *labels)
 {
     series *s = NULL;
@@ -261,6 +332,7 @@ static series *series_insert(family *f, size_t pos, const char *labels)
     if (!s) goto fail;
     s->labels = strdup(labels);
     if (!s->labels) goto fail;
+    s->level = (uint8_t)bs_metrics_labels_level(labels);
     if (f->type == TYPE_HISTOGRAM) {
         s->u.hist.n_bounds = f->n_bounds;
         s->u.hist.bounds = f->bounds;
@@ -635,12 +707,14 @@ bs_status bs_metrics_render_prometheus(bs_wbuf *out)
     pthread_mutex_lock(&g_lock);
     for (size_t i = 0; i < g_n_families; i++) {
         const family *f = g_families[i];
-        if (f->n_series == 0) continue; /* left over from a failed registration */
+        /* no series: left over from a failed registration; none exported: metrics.level */
+        if (!family_exported(f)) continue;
         bs_wbuf_printf(out, "# HELP %s ", f->name);
         put_help(out, f->help);
         bs_wbuf_printf(out, "\n# TYPE %s %s\n", f->name, type_name(f->type));
         for (size_t j = 0; j < f->n_series; j++) {
             const series *s = f->series[j];
+            if (!exported(s)) continue;
             if (f->type == TYPE_HISTOGRAM) {
                 render_hist(out, f, s);
                 continue;
@@ -650,6 +724,16 @@ bs_status bs_metrics_render_prometheus(bs_wbuf *out)
         }
     }
     pthread_mutex_unlock(&g_lock);
+    /* The extension renders outside the registry lock (it may register). */
+    pthread_mutex_lock(&g_ext_lock);
+    if (g_ext_fn && bs_wbuf_status(out) == BS_OK) {
+        bs_status es = g_ext_fn(out, g_ext_arg);
+        if (es != BS_OK) {
+            pthread_mutex_unlock(&g_ext_lock);
+            return es;
+        }
+    }
+    pthread_mutex_unlock(&g_ext_lock);
     return bs_wbuf_status(out);
 }
 
@@ -675,6 +759,7 @@ bs_status bs_metrics_render_json(bs_wbuf *out)
         const family *f = g_families[i];
         for (size_t j = 0; j < f->n_series; j++) {
             const series *s = f->series[j];
+            if (!exported(s)) continue;
             bs_wbuf_reset(&key);
             put_series_name(&key, f->name, "", s->labels, NULL);
             if (!first) bs_wbuf_put_u8(out, ',');
@@ -711,6 +796,7 @@ bs_status bs_metrics_foreach(bs_metrics_visit_fn fn, void *arg)
         const family *f = g_families[i];
         for (size_t j = 0; j < f->n_series; j++) {
             const series *s = f->series[j];
+            if (!exported(s)) continue;
             bs_metric_sample smp = {.name = f->name, .help = f->help, .labels = s->labels};
             if (f->type == TYPE_HISTOGRAM) {
                 const bs_histogram *h = &s->u.hist;
@@ -748,4 +834,6 @@ void bs_metrics_shutdown(void)
     g_families = NULL;
     g_n_families = g_cap_families = 0;
     pthread_mutex_unlock(&g_lock);
+    atomic_store_explicit(&g_level, BS_METRICS_LEVEL_PER_TOPIC_PER_BROKER, memory_order_relaxed);
+    bs_metrics_set_extension(NULL, NULL);
 }

@@ -395,6 +395,30 @@ static void derive_kafka_routes(bs_conf *c, bs_config *cfg)
     }
 }
 
+/* `lag.listener` must name a kafka listener; without it, one kafka listener
+ * must exist (its upstream is the broker the monitor asks). */
+static void check_lag_listener(bs_conf *c, const bs_config *cfg)
+{
+    const bs_lag_config *l = &cfg->lag;
+    if (!l->enabled) return;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const bs_listener_config *li = &cfg->listeners[i];
+        if (l->listener && (!li->name || strcmp(li->name, l->listener) != 0)) continue;
+        if (li->protocol != BS_PROTOCOL_KAFKA) {
+            if (l->listener)
+                bs_conf_err(c, "lag.listener", "\"%s\" is not a kafka listener (protocol tcp)",
+                            l->listener);
+            else
+                continue;
+        }
+        return;
+    }
+    if (l->listener)
+        bs_conf_err(c, "lag.listener", "\"%s\" names no listener", l->listener);
+    else if (cfg->n_listeners)
+        bs_conf_err(c, "lag", "needs a kafka listener (its upstream is the broker the monitor asks)");
+}
+
 /* The rules of the whole document, once every section is read: workers 0
  * resolved, admin.bind apart from the listeners, the event routing. */
 static void check_root(bs_conf *c, const cJSON *root, const char *path, void *base)
@@ -414,6 +438,7 @@ static void check_root(bs_conf *c, const cJSON *root, const char *path, void *ba
         }
     }
     derive_kafka_routes(c, cfg);
+    check_lag_listener(c, cfg);
     link_events(c, root, cfg);
 }
 
@@ -500,6 +525,9 @@ static const bs_conf_opt root_rows[] = {
      BS_CONF_AT(bs_config, metrics), .parse = bs_conf_parse_switch, .free = bs_conf_free_switch,
      .diff = bs_conf_diff_switch, .sub = &bs_metrics_conf,
      .expect = "an object, or null to turn it off;", .doc = "object"},
+    {.name = "lag", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, BS_CONF_AT(bs_config, lag),
+     .parse = bs_conf_parse_switch, .free = bs_conf_free_switch, .diff = bs_conf_diff_switch,
+     .sub = &bs_lag_conf, .expect = "an object, or null to turn it off;", .doc = "object"},
     {.name = "logs", .type = BS_CONF_CUSTOM, .flags = BS_CONF_RESTART, BS_CONF_AT(bs_config, logs),
      .parse = bs_conf_parse_switch, .free = bs_conf_free_switch, .diff = bs_conf_diff_switch,
      .sub = &bs_logs_conf, .expect = "an object, or null to turn it off;", .doc = "object"},

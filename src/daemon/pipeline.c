@@ -18,6 +18,7 @@
 #include "brokerside/emf.h"
 #include "brokerside/event_bus.h"
 #include "brokerside/file_sink.h"
+#include "brokerside/lag.h"
 #include "brokerside/log.h"
 #include "brokerside/logtail.h"
 #include "brokerside/metrics.h"
@@ -55,6 +56,7 @@ struct bs_pipeline {
     bool stopped;
     bool cancel_flush; /* set by a second stop signal while flushing */
     bs_metric *m_emf_failed;
+    bs_lag_monitor *lag; /* NULL: no consumer-lag documents */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -163,7 +165,13 @@ static bs_status emit_metric(const char *json, size_t len, void *arg)
 static void snapshot(bs_pipeline *p)
 {
     if (!p->emf) return;
-    bs_status st = bs_emf_snapshot(p->emf, now_us() / 1000, emit_metric, p, NULL);
+    int64_t ts = now_us() / 1000;
+    bs_status st = bs_emf_snapshot(p->emf, ts, emit_metric, p, NULL);
+    if (st == BS_OK && p->lag) {
+        bs_emf_dimension dim = {.name = "BrokerId", .value = p->broker_id};
+        st = bs_lag_emf(p->lag, p->cfg->metrics.ns, &dim, p->broker_id[0] ? 1 : 0, ts,
+                        emit_metric, p);
+    }
     if (st != BS_OK) {
         bs_metric_add(p->m_emf_failed, 1);
         BS_LOG_WARNF(MOD, "metric snapshot not queued (%s); its deltas go with the next one",
@@ -715,6 +723,12 @@ void bs_pipeline_status_json(bs_pipeline *p, bs_wbuf *out)
                        ls.files, ls.lines, ls.events, ls.bytes, ls.rotations, ls.truncations,
                        ls.blocked);
     }
+}
+
+/* See pipeline.h. */
+void bs_pipeline_set_lag(bs_pipeline *p, bs_lag_monitor *lag)
+{
+    if (p) p->lag = lag;
 }
 
 /* ---------------------------------------------------------------- reload */

@@ -91,11 +91,17 @@ static const char *check_namespace(const char *ns)
                : NULL;
 }
 
+/* Indexed by bs_metrics_level (metrics.h). */
+static const char *const level_names[] = {"default", "per_broker", "per_topic_per_broker",
+                                          "per_topic_per_partition", NULL};
+
 static const bs_conf_opt metrics_rows[] = {
     {.name = "interval_s", .type = BS_CONF_INT, BS_CONF_AT(bs_metrics_config, interval_s),
      .min = 1, .max = 86400, .def = "60"},
     {.name = "namespace", .type = BS_CONF_STRING, BS_CONF_AT(bs_metrics_config, ns),
      .check_str = check_namespace, .def = "Kafka/Brokerside"},
+    {.name = "level", .type = BS_CONF_ENUM, BS_CONF_AT(bs_metrics_config, level),
+     .choices = level_names, .def = "per_topic_per_broker"},
     SINK_REFS_ROW(bs_metrics_config),
 };
 

@@ -615,7 +615,14 @@ static void principal_refresh(ksess *s)
     const char *p = bs_conn_identity_principal(&s->ident);
     s->pm_valid = true;
     s->pm_generation = s->ident.generation;
-    snprintf(s->pm_label, sizeof s->pm_label, "%s", bs_kafka_principal_admit(p) ? p : "_other");
+    bool admitted = bs_kafka_principal_admit(p);
+    snprintf(s->pm_label, sizeof s->pm_label, "%s", admitted ? p : "_other");
+    if (!admitted) /* the cap folded this principal's series into "_other": counted */
+        bs_metric_add(bs_metrics_counter_kv(
+                          "brokerside_metric_series_dropped_total",
+                          "Series not exported, or folded into \"_other\", because a cardinality cap was reached",
+                          "metric", "brokerside_principal_requests_total", NULL),
+                      1);
     memset(s->pm_api, 0, sizeof s->pm_api);
     s->pm_bytes_in = bs_metrics_counter_kv(
         "brokerside_principal_request_bytes_total",

@@ -151,6 +151,7 @@ static const place places[] = {
      "encryption.decrypt_cache", {{0}}},
     {"audit", -1, "{" LISTENERS ", " SPOOL ", \"audit\": {%s}}", "audit", {{0}}},
     {"metrics", -1, "{" LISTENERS ", " SPOOL ", \"metrics\": {%s}}", "metrics", {{0}}},
+    {"lag", -1, "{" LISTENERS ", \"lag\": {%s}}", "lag", {{0}}},
     {"logs", -1, "{" LISTENERS ", " SPOOL ", \"logs\": {%s}}", "logs",
      {{"files", "[{\"path\": \"x.log\"}]"}}},
     {"logs.files[i]", -1, "{" LISTENERS ", " SPOOL ", \"logs\": {\"files\": [{%s}]}}",

@@ -382,6 +382,35 @@ static void test_oauthbearer(void)
     EVP_PKEY_free(other);
 }
 
+/* identity.metrics_max_principals: a principal past the cap counts as "_other", and each
+ * such fold is counted as a dropped series (docs/observability.md, "Metric levels"). */
+static void test_principal_cap_counted(void)
+{
+    bs_identity_config cfg = *bs_identity_config_current();
+    const bs_identity_config *old = bs_identity_config_current();
+    cfg.metrics_max_principals = 1;
+    bs_identity_set_config(&cfg);
+    bs_metric *dropped = bs_metrics_counter_kv(
+        "brokerside_metric_series_dropped_total",
+        "Series not exported, or folded into \"_other\", because a cardinality cap was reached",
+        "metric", "brokerside_principal_requests_total", NULL);
+    int64_t d0 = bs_metric_value(dropped), o0 = principal_requests("_other", "Heartbeat");
+    /* two new principals, cap 1: at least the second is folded (the first may be too, if an
+     * earlier test already took the only place) */
+    const char *certs[] = {"CN=cap-a,O=x", "CN=cap-b,O=x"};
+    for (size_t i = 0; i < 2; i++) {
+        harness h;
+        h_open(&h, certs[i]);
+        CHECK_EQ(send_heartbeat(&h), BS_OK);
+        CHECK_EQ(answer_heartbeat(&h), BS_OK);
+        h_close(&h);
+    }
+    int64_t folded = bs_metric_value(dropped) - d0;
+    CHECK(folded >= 1 && folded <= 2);
+    CHECK_EQ(principal_requests("_other", "Heartbeat") - o0, folded);
+    bs_identity_set_config(old);
+}
+
 int main(void)
 {
     RUN(test_plain_and_metrics);
@@ -389,6 +418,7 @@ int main(void)
     RUN(test_hostile_clients);
     RUN(test_oauthbearer);
     RUN(test_legacy_plain);
+    RUN(test_principal_cap_counted);
     bs_kafka_session_reset_globals();
     bs_metrics_shutdown();
     return test_report();

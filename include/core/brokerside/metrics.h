@@ -123,6 +123,34 @@ bs_status bs_metrics_foreach(bs_metrics_visit_fn fn, void *arg) BS_WUR;
  * that a hot path resolved its series beforehand and takes no lock. */
 uint64_t bs_metrics_lookups(void);
 
+/* metrics.level, MSK's levels (docs/observability.md, "Metric levels"): which
+ * series the expositions (Prometheus, JSON, bs_metrics_foreach and so EMF)
+ * show. Series are still created and updated at every level; a series is
+ * shown when its level (bs_metrics_labels_level) is <= the current one. */
+typedef enum bs_metrics_level {
+    BS_METRICS_LEVEL_DEFAULT = 0,                 /* process, listener and API series */
+    BS_METRICS_LEVEL_PER_BROKER = 1,              /* + per-principal series */
+    BS_METRICS_LEVEL_PER_TOPIC_PER_BROKER = 2,    /* + per-topic series (the start value) */
+    BS_METRICS_LEVEL_PER_TOPIC_PER_PARTITION = 3, /* + per-partition series */
+} bs_metrics_level;
+
+/* The level of a series from its escaped label set: a `partition` label ->
+ * PER_TOPIC_PER_PARTITION, else a `topic` label -> PER_TOPIC_PER_BROKER, else
+ * a `principal` label -> PER_BROKER, else DEFAULT (also for NULL). */
+bs_metrics_level bs_metrics_labels_level(const char *labels);
+/* Set / read the process-wide level (relaxed atomic; any thread). A value
+ * past PER_TOPIC_PER_PARTITION is ignored. Starts at PER_TOPIC_PER_BROKER. */
+void bs_metrics_set_level(bs_metrics_level level);
+bs_metrics_level bs_metrics_get_level(void);
+
+/* One extra renderer appended by bs_metrics_render_prometheus after the
+ * registry's families, outside the registry lock (series kept outside the
+ * registry, e.g. the consumer-lag monitor's, which come and go). It appends
+ * whole families to `out` and returns the wbuf's status. NULL removes it;
+ * bs_metrics_set_extension waits for a render in progress to finish. */
+typedef bs_status (*bs_metrics_render_fn)(bs_wbuf *out, void *arg);
+void bs_metrics_set_extension(bs_metrics_render_fn fn, void *arg);
+
 /* Free everything; pointers handed out become invalid. For tests and exit:
  * only when no other thread uses the registry. The registry can be used
  * again afterwards (it starts empty). */

@@ -31,6 +31,7 @@
 #include "brokerside/confmap.h"
 #include "brokerside/crypto_config.h"
 #include "brokerside/events_config.h"
+#include "brokerside/lag_config.h"
 #include "brokerside/log.h"
 #include "brokerside/net_config.h"
 #include "brokerside/observe_config.h"
@@ -52,6 +53,7 @@ typedef struct bs_config {
     bs_encryption_config encryption;
     bs_audit_config audit;
     bs_metrics_config metrics;
+    bs_lag_config lag;
     bs_logs_config logs;
     bs_sink_config *sinks; /* defined sinks in file order, then the implicit "default" */
     size_t n_sinks;

@@ -98,6 +98,12 @@ void bs_pipeline_stop(bs_pipeline *p, double grace_s);
  * Control thread (signal watcher). NULL: no-op. */
 void bs_pipeline_cancel_flush(bs_pipeline *p);
 
+/* Add the consumer-lag monitor's latest result (MSK names) to every metric
+ * snapshot (lag.h, bs_lag_emf). The monitor must outlive the pipeline.
+ * NULL p or lag: nothing. */
+struct bs_lag_monitor;
+void bs_pipeline_set_lag(bs_pipeline *p, struct bs_lag_monitor *lag);
+
 /* bs_pipeline_stop with no grace if still running, then free. NULL: no-op. */
 void bs_pipeline_free(bs_pipeline *p);
 

@@ -45,6 +45,7 @@ typedef struct bs_metrics_config {
     bool enabled;
     uint32_t interval_s; /* default 60 */
     char *ns;            /* CloudWatch namespace of the EMF events; default "Kafka/Brokerside" */
+    int level;           /* bs_metrics_level (metrics.h); default per_topic_per_broker; live */
     bs_sink_refs sinks;
 } bs_metrics_config;
 
