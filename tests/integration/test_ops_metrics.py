@@ -182,8 +182,12 @@ def cfn_alarms(template, overrides=None):
     conditions = {}
     for k, v in template.get("Conditions", {}).items():
         conditions[k] = cfn_resolve(v, params, conditions)
+    for k, r in template["Resources"].items():
+        if "Condition" in r and r["Condition"] not in conditions:
+            raise KeyError("%s: unknown condition %s" % (k, r["Condition"]))
     return {k: cfn_resolve(r["Properties"], params, conditions)
-            for k, r in template["Resources"].items()}
+            for k, r in template["Resources"].items()
+            if conditions.get(r.get("Condition"), True)}
 
 
 INSIGHTS = re.compile(r'^SELECT\s+(AVG|MIN|MAX|SUM|COUNT)\((\w+)\)\s+FROM\s+SCHEMA\(\s*"([^"]+)"\s*,'
@@ -594,6 +598,11 @@ print(json.dumps({"topic": topic, "refused_bad_key": refused,
                 self.assertEqual(len(a["Metrics"]), len(props["Metrics"]))
         # without a topic, Fn::If drops the actions
         self.assertNotIn("AlarmActions", next(iter(cfn_alarms(self.alarms).values())))
+        # LagAlarms=false (every stack but one): no consumer-lag alarms
+        names = {p["AlarmName"] for p in cfn_alarms(self.alarms, {"LagAlarms": "false"}).values()}
+        lag = {p["AlarmName"] for p in alarms.values() if "consumer-" in p["AlarmName"]}
+        self.assertEqual(len(lag), 3)
+        self.assertEqual(names, set(got) - lag)
 
 
 if __name__ == "__main__":
