@@ -14,7 +14,8 @@ DEB_PACKAGES := \
 	zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev \
 	librdkafka-dev kcat \
 	python3 python3-kafka python3-confluent-kafka python3-snappy python3-lz4 python3-zstandard \
-	python3-prometheus-client \
+	python3-prometheus-client python3-yaml \
+	prometheus \
 	stunnel4 haproxy sslscan testssl.sh \
 	procps iproute2 psmisc \
 	openjdk-17-jdk-headless maven \
@@ -30,6 +31,10 @@ deps:
 	  echo "installing:" $$missing; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@# prometheus is here for promtool (ops/ alert rules). Its package enables prometheus.service
+	@# (and prometheus-node-exporter, a Recommends) under systemd: no server belongs on a test machine
+	@-[ -d /run/systemd/system ] && for u in prometheus prometheus-node-exporter; do \
+	  systemctl is-enabled --quiet $$u 2>/dev/null && $(SUDO) systemctl disable --now $$u >/dev/null 2>&1; done; true
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	@# npm ls fails when any package pinned in tests/package.json is missing or at another version
 	@cd tests && { npm ls --depth=0 >/dev/null 2>&1 || npm install --no-audit --no-fund --silent; }

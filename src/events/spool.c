@@ -62,6 +62,7 @@ struct bs_spool {
     struct ev_loop *loop;
     ev_timer timer;
     bs_metric *m_bytes, *m_rejected[BS_STREAM_COUNT], *m_truncated, *m_corrupt, *m_appended;
+    bs_metric *m_max_bytes;
 };
 
 static const char *const stream_names[BS_STREAM_COUNT] = {"audit", "metrics", "logs"};
@@ -353,6 +354,11 @@ static void init_metrics(bs_spool *sp)
 {
     sp->m_bytes =
         bs_metrics_gauge("brokerside_spool_bytes", "Bytes in spool segments on disk", NULL);
+    sp->m_max_bytes = bs_metrics_gauge(
+        "brokerside_spool_max_bytes",
+        "spool.max_bytes: metric snapshots are refused above it, logs earlier (logs_limit_pct), "
+        "audit events only above it plus the audit reserve",
+        NULL);
     for (int s = 0; s < BS_STREAM_COUNT; s++)
         sp->m_rejected[s] = bs_metrics_counter_kv("brokerside_spool_rejected_total",
                                                   "Events refused by the spool (full or disk full)",
@@ -420,6 +426,7 @@ bs_status bs_spool_open(const bs_spool_options *o, bs_spool **out)
     }
     sp->st.segments = sp->n_segs;
     bs_metric_set(sp->m_bytes, (int64_t)sp->bytes);
+    bs_metric_set(sp->m_max_bytes, (int64_t)sp->o.max_bytes);
     *out = sp;
     return BS_OK;
 fail:

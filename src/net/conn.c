@@ -904,18 +904,25 @@ static bool pump_direction(bs_conn *c, bs_side *src, bs_side *dst, bs_buf **in, 
     }
 
     /* write */
+    size_t up_written = 0;
     while (!buf_empty(*out) && !dst->wr_done && dst->wr_blk == BLK_NONE) {
         size_t put;
         int r = side_write(dst, *out, &put);
         if (r == IO_OK) {
             bs_metric_add(from_client ? c->l->m_bytes_c2u : c->l->m_bytes_u2c, (int64_t)put);
-            if (dst == &c->c) c->bytes_out += put;
+            if (dst == &c->c)
+                c->bytes_out += put;
+            else
+                up_written += put;
             *progress = true;
             continue;
         }
         if (r == IO_ERR) return false;
         break;
     }
+    /* Requests time their stay in the broker from here (session.h). */
+    if (ops && ops->on_upstream_written && up_written > 0)
+        ops->on_upstream_written(c->sess, up_written);
     if (!buf_empty(*out) && dst->wr_done) return false; /* cannot be delivered */
 
     /* half-close */

@@ -245,7 +245,9 @@ typedef struct api_metrics {
 typedef struct lat_metrics {
     int16_t api;
     bool used;
-    bs_histogram *broker, *total;
+    bs_histogram *broker, *total; /* brokerside_kafka_request_duration_seconds{stage} */
+    bs_histogram *in_broker;      /* brokerside_kafka_broker_duration_seconds */
+    bs_histogram *in_sidecar;     /* brokerside_kafka_sidecar_duration_seconds */
 } lat_metrics;
 
 typedef struct err_metric {
@@ -263,9 +265,31 @@ typedef struct topic_metrics {
 /* Times of one in-flight request, kept in a ring parallel to the
  * correlation table (same indexes). */
 typedef struct req_times {
-    uint64_t t_first; /* first byte of the request seen */
+    uint64_t t_first; /* first byte of the request read from the client */
     uint64_t t_fwd;   /* last byte handed to the upstream buffer */
+    uint64_t end_off; /* offset just past its last byte in the upstream-bound stream */
+    uint64_t t_sent;  /* last byte written to the upstream socket (0: not reported) */
 } req_times;
+
+/* When the bytes of one direction's input arrived: a FIFO of (stream offset
+ * just past a batch of bytes, monotonic time the session first saw them),
+ * so a frame that waited in `in` behind a parked or slow frame is timed
+ * from its arrival, not from when the session got to it. Bytes are counted
+ * from the start of the connection. A call sees each batch right after net/
+ * read it (session.h: the filter runs after every read), so "first seen" is
+ * the read time. When the FIFO is full the newest entry absorbs further
+ * batches (their bytes are dated a little early): bounded memory, and it
+ * only happens while the session does not consume (a parked frame). */
+#define ARRIVALS 16u
+typedef struct arrivals {
+    uint64_t end[ARRIVALS];
+    uint64_t t[ARRIVALS];
+    uint32_t head, n;
+    uint64_t consumed;  /* stream bytes consumed before the current call */
+    uint64_t seen;      /* stream bytes seen so far */
+    const bs_buf *in;   /* the current call's input, NULL between calls */
+    size_t in_at_entry; /* its readable bytes when the call began */
+} arrivals;
 
 /* Requests counter of one API for the connection's current principal. */
 typedef struct principal_api_metric {
@@ -288,7 +312,8 @@ typedef struct dir {
     bool tee;         /* M_STREAM: also copy into `asm_` for inspection at the end */
     bool frame_seen;  /* a byte of the next frame has been seen (t_first is set) */
     size_t asm_limit; /* kafka.max_frame_bytes + 4 */
-    uint64_t t_first;
+    uint64_t t_first; /* arrival of the current frame's first byte */
+    arrivals arr;
     bs_wbuf asm_;    /* session-owned frame copy (held or teed) */
     bs_wbuf out;     /* M_OUT: bytes to emit, from out_off */
     size_t out_off;
@@ -305,7 +330,7 @@ typedef struct dir {
     bool woken;                 /* M_PARKED: a hook called wake since the frame parked */
     bool observed;              /* the observer has seen the current frame */
     bool raw;                   /* a bare legacy SASL token (no Kafka header), see identity.h */
-    int64_t obs_latency_ns;     /* responses: for the observer, -1 unknown */
+    int64_t obs_latency_ns;     /* responses: time in the broker, -1 unknown */
 } dir;
 
 typedef struct ksess {
@@ -315,6 +340,11 @@ typedef struct ksess {
     char peer[64];
     bs_kafka_corr_table corr;
     req_times *times; /* corr.cap entries parallel to corr.ring */
+    uint32_t n_sent;  /* leading corr entries whose last byte was written upstream */
+    uint64_t up_written;     /* bytes of the upstream-bound stream written (net/ reports) */
+    uint64_t up_appended;    /* bytes appended to upstream-bound buffers before this call */
+    const bs_buf *up_out;    /* ksess_client: its `fwd`, NULL outside */
+    size_t up_out_at_entry;  /* readable bytes of up_out when the call began */
     dir req, resp;
     api_metrics api[API_CACHE];
     lat_metrics lat[API_CACHE];
@@ -358,6 +388,50 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A filter call on input `in` begins: date the bytes not seen before. */
+static void arrivals_enter(arrivals *a, const bs_buf *in)
+{
+    a->in = in;
+    a->in_at_entry = bs_buf_readable(in);
+    uint64_t end = a->consumed + a->in_at_entry;
+    if (end <= a->seen) return;
+    a->seen = end;
+    /* Batches consumed whole are history. */
+    while (a->n > 0 && a->end[a->head] <= a->consumed) {
+        a->head = (a->head + 1) % ARRIVALS;
+        a->n--;
+    }
+    if (a->n == ARRIVALS) {
+        a->end[(a->head + a->n - 1) % ARRIVALS] = end;
+        return;
+    }
+    uint32_t i = (a->head + a->n) % ARRIVALS;
+    a->end[i] = end;
+    a->t[i] = now_ns();
+    a->n++;
+}
+
+/* Arrival time of the byte now at the read position of the current call's
+ * input (now, outside a call or when nothing is recorded). */
+static uint64_t arrivals_at(arrivals *a)
+{
+    if (!a->in) return now_ns();
+    uint64_t pos = a->consumed + (a->in_at_entry - bs_buf_readable(a->in));
+    while (a->n > 0 && a->end[a->head] <= pos) {
+        a->head = (a->head + 1) % ARRIVALS;
+        a->n--;
+    }
+    return a->n > 0 ? a->t[a->head] : now_ns();
+}
+
+/* The filter call ends: account for what it consumed. */
+static void arrivals_leave(arrivals *a)
+{
+    if (!a->in) return;
+    a->consumed += a->in_at_entry - bs_buf_readable(a->in);
+    a->in = NULL;
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -418,10 +492,21 @@ static lat_metrics *lat_m(ksess *s, int16_t api)
         if (e->used) continue;
         size_t nb;
         const double *b = bs_metrics_latency_bounds_s(&nb);
-        const char *help = "Kafka request latency: stage=broker from forwarding the request to "
-                           "the first response byte, stage=total from the request's first byte "
+        const char *help = "Kafka request latency: stage=broker from the request's last byte "
+                           "written to the broker to the first response byte read back, "
+                           "stage=total from the request's first byte read from the client "
                            "to the response handed to the client";
         const char *name = bs_kafka_api_name(api);
+        e->in_broker = bs_metrics_histogram_kv(
+            "brokerside_kafka_broker_duration_seconds",
+            "Time of a Kafka request in the broker: from its last byte written to the broker "
+            "to the first byte of its response read back",
+            b, nb, "listener", s->listener, "api", name, NULL);
+        e->in_sidecar = bs_metrics_histogram_kv(
+            "brokerside_kafka_sidecar_duration_seconds",
+            "Time of a Kafka request in the sidecar (queueing, hooks such as encryption, "
+            "policy and the audit gate, rewriting): total minus broker time",
+            b, nb, "listener", s->listener, "api", name, NULL);
         e->broker = bs_metrics_histogram_kv("brokerside_kafka_request_duration_seconds", help, b,
                                             nb, "listener", s->listener, "api", name, "stage",
                                             "broker", NULL);
@@ -979,11 +1064,22 @@ static void frame_done(ksess *s, dir *d)
     if (d->is_req) {
         /* The request just forwarded is the newest entry (requests are cut in
          * order); its response cannot have arrived before its last byte. */
-        if (d->pushed && s->corr.count > 0)
-            s->times[(s->corr.head + s->corr.count - 1) % s->corr.cap].t_fwd = t;
-    } else if (d->times.t_first) {
-        bs_histogram_observe(lat_m(s, d->inf.api_key)->total,
-                             (double)(t - d->times.t_first) / 1e9);
+        if (d->pushed && s->corr.count > 0) {
+            req_times *rt = &s->times[(s->corr.head + s->corr.count - 1) % s->corr.cap];
+            rt->t_fwd = t;
+            rt->end_off = s->up_appended +
+                          (s->up_out ? bs_buf_readable(s->up_out) - s->up_out_at_entry : 0);
+        }
+    } else if (d->times.t_first && t >= d->times.t_first) {
+        uint64_t total = t - d->times.t_first;
+        lat_metrics *lm = lat_m(s, d->inf.api_key);
+        bs_histogram_observe(lm->total, (double)total / 1e9);
+        if (d->obs_latency_ns >= 0) {
+            uint64_t broker = (uint64_t)d->obs_latency_ns;
+            if (broker > total) broker = total;
+            bs_histogram_observe(lm->in_broker, (double)broker / 1e9);
+            bs_histogram_observe(lm->in_sidecar, (double)(total - broker) / 1e9);
+        }
     }
     if (d->held_reserved) {
         atomic_fetch_sub(&g_held_bytes, d->held_reserved);
@@ -1332,12 +1428,18 @@ static bs_status start_response(ksess *s, dir *d, bs_buf *in, size_t flen)
         return protocol_error(s, d, "correlation", detail);
     }
     d->times = s->times[idx];
-    uint64_t t = now_ns();
+    if (s->n_sent > 0) s->n_sent--;
     int16_t api = d->inf.api_key, ver = d->inf.api_version;
+    /* In the broker: from the request's last byte written to the upstream
+     * socket (bs_session_ops.on_upstream_written; an embedder that does not
+     * report writes gets the time it was handed to `fwd`) to the arrival of
+     * this response's first byte (d->t_first, set when the frame began). */
+    uint64_t sent = d->times.t_sent ? d->times.t_sent : d->times.t_fwd;
     d->obs_latency_ns = -1;
-    if (d->times.t_fwd && t >= d->times.t_fwd) {
-        bs_histogram_observe(lat_m(s, api)->broker, (double)(t - d->times.t_fwd) / 1e9);
-        d->obs_latency_ns = (int64_t)(t - d->times.t_fwd);
+    if (sent) {
+        uint64_t in_broker = d->t_first > sent ? d->t_first - sent : 0;
+        bs_histogram_observe(lat_m(s, api)->broker, (double)in_broker / 1e9);
+        d->obs_latency_ns = (int64_t)in_broker;
     }
     bs_metric_add(api_m(s, api, ver)->resp_bytes, (int64_t)flen);
 
@@ -1523,6 +1625,7 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd, bs_buf *back)
             if (d->pushed) {
                 bs_kafka_inflight inf;
                 BS_GUARD(bs_kafka_corr_pop(&s->corr, d->rh.correlation_id, &inf));
+                if (s->n_sent > 0) s->n_sent--;
                 d->pushed = false;
             }
             frame_done(s, d);
@@ -1602,7 +1705,7 @@ static bs_status pump(ksess *s, dir *d, bs_buf *in, bs_buf *fwd, bs_buf *back)
             if (avail == 0) return BS_OK;
             if (!d->frame_seen) {
                 d->frame_seen = true;
-                d->t_first = now_ns();
+                d->t_first = arrivals_at(&d->arr);
             }
             size_t flen;
             if (s->ident.legacy_active && d->is_req == s->ident.legacy_client_turn) {
@@ -1730,18 +1833,48 @@ static bs_status ksess_open(void *factory_ctx, const bs_session_info *info, void
     return BS_OK;
 }
 
-/* bs_session_ops.on_client_bytes. */
+/* bs_session_ops.on_client_bytes. Counts the bytes it hands to `fwd` (the
+ * upstream-bound stream) so a request's end can be matched with what net/
+ * reports written (ksess_upstream_written); `fwd` only grows during a call. */
 static bs_status ksess_client(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
 {
     ksess *s = state;
-    return pump(s, &s->req, in, fwd, back);
+    arrivals_enter(&s->req.arr, in);
+    s->up_out = fwd;
+    s->up_out_at_entry = bs_buf_readable(fwd);
+    bs_status st = pump(s, &s->req, in, fwd, back);
+    s->up_appended += bs_buf_readable(fwd) - s->up_out_at_entry;
+    s->up_out = NULL;
+    arrivals_leave(&s->req.arr);
+    return st;
 }
 
 /* bs_session_ops.on_upstream_bytes. */
 static bs_status ksess_upstream(void *state, bs_buf *in, bs_buf *fwd, bs_buf *back)
 {
     ksess *s = state;
-    return pump(s, &s->resp, in, fwd, back);
+    arrivals_enter(&s->resp.arr, in);
+    bs_status st = pump(s, &s->resp, in, fwd, back);
+    arrivals_leave(&s->resp.arr);
+    return st;
+}
+
+/* bs_session_ops.on_upstream_written: the next `n` bytes of the
+ * upstream-bound stream have been written to the socket. Every forwarded
+ * request whose last byte is now written (in order: requests are forwarded
+ * in order) gets its sent time, from which its broker time runs. */
+static void ksess_upstream_written(void *state, size_t n)
+{
+    ksess *s = state;
+    s->up_written += n;
+    uint64_t total = s->up_written, t = 0;
+    while (s->n_sent < s->corr.count) {
+        req_times *rt = &s->times[(s->corr.head + s->n_sent) % s->corr.cap];
+        if (!rt->t_fwd || rt->end_off > total) break;
+        if (!t) t = now_ns();
+        rt->t_sent = t;
+        s->n_sent++;
+    }
 }
 
 /* bs_session_ops.is_quiescent: no request awaiting its response and no frame
@@ -1800,6 +1933,7 @@ static const bs_session_ops g_ops = {
     .close = ksess_close,
     .input_truncated = ksess_input_truncated,
     .input_deadline = ksess_input_deadline,
+    .on_upstream_written = ksess_upstream_written,
 };
 
 /* See kafka_session.h. */

@@ -1010,7 +1010,16 @@ static void up_close(void *state)
 {
     if (state) g_sess_closed++;
 }
-static const bs_session_ops upper_ops = {up_open, up_client, up_upstream, up_quiet, up_close, NULL, NULL};
+/* on_upstream_written: net/ reports every byte written to the upstream. */
+static _Atomic size_t g_up_written;
+static void up_written(void *state, size_t n)
+{
+    (void)state;
+    CHECK(n > 0);
+    g_up_written += n;
+}
+static const bs_session_ops upper_ops = {up_open,  up_client, up_upstream, up_quiet,
+                                         up_close, NULL,      NULL,        up_written};
 
 static void test_session_filter(void)
 {
@@ -1055,6 +1064,8 @@ static void test_session_filter(void)
     CHECK(WAIT_UNTIL(gauge("brokerside_connections_open", "listener=\"sess\"") == 0));
     CHECK_EQ(g_sess_open, 1);
     CHECK_EQ(g_sess_closed, 1);
+    /* the 12 forwarded bytes were reported written to the upstream */
+    CHECK_EQ((long long)g_up_written, 12);
     h_stop(&h);
     nt_echo_stop(&e);
 }
@@ -1107,7 +1118,7 @@ static void hold_close(void *state)
     free(h);
 }
 static const bs_session_ops hold_ops = {hold_open, hold_client, up_upstream, hold_quiet,
-                                        hold_close, NULL, NULL};
+                                        hold_close, NULL, NULL, NULL};
 
 static void test_session_holding_output(void)
 {
@@ -1185,7 +1196,7 @@ static void pr_close(void *state)
     (void)state;
 }
 static const bs_session_ops principal_ops = {pr_open, up_upstream, up_upstream, up_quiet, pr_close,
-                                             NULL, NULL};
+                                             NULL, NULL, NULL};
 
 static void test_principal_and_required_cert(void)
 {

@@ -5,8 +5,10 @@
  * (checked by decoding), streaming of frames larger than the buffers,
  * hooks, metrics and quiescence.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "brokerside/buf.h"
 #include "brokerside/kafka.h"
@@ -81,6 +83,9 @@ static bs_status h_feed_n(harness *h, bool from_client, const uint8_t *p, size_t
         size_t got = bs_buf_readable(fwd);
         if (got) bs_wbuf_put(out, bs_buf_read_ptr(fwd), got);
         bs_buf_consume(fwd, got);
+        /* like net/: report what was written to the upstream */
+        if (from_client && got && h->ops->on_upstream_written)
+            h->ops->on_upstream_written(h->st, got);
         if (n == 0 && got == 0 && bs_buf_readable(in) == before_in)
             idle++;
         else
@@ -1075,6 +1080,174 @@ static void test_api_versions_answers(void)
     }
 }
 
+/* ---- request timing split ---- */
+
+/* Sleep at least `ms` milliseconds (the split's tests only use lower bounds
+ * of elapsed time, which a sleep guarantees on any machine). */
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* Count and sum of one latency histogram of listener "t". */
+static void lat_hist(const char *name, const char *api, const char *stage, uint64_t *count,
+                     double *sum)
+{
+    size_t nb;
+    const double *b = bs_metrics_latency_bounds_s(&nb);
+    bs_histogram *hg = stage ? bs_metrics_histogram_kv(name, "x", b, nb, "listener", "t", "api",
+                                                       api, "stage", stage, NULL)
+                             : bs_metrics_histogram_kv(name, "x", b, nb, "listener", "t", "api",
+                                                       api, NULL);
+    CHECK(hg != NULL);
+    *count = bs_histogram_count(hg);
+    *sum = bs_histogram_sum(hg);
+}
+
+typedef struct split_snap {
+    uint64_t n_broker, n_sidecar, n_total, n_stage_broker;
+    double broker, sidecar, total, stage_broker;
+} split_snap;
+
+static void split_read(const char *api, split_snap *x)
+{
+    lat_hist("brokerside_kafka_broker_duration_seconds", api, NULL, &x->n_broker, &x->broker);
+    lat_hist("brokerside_kafka_sidecar_duration_seconds", api, NULL, &x->n_sidecar, &x->sidecar);
+    lat_hist("brokerside_kafka_request_duration_seconds", api, "total", &x->n_total, &x->total);
+    lat_hist("brokerside_kafka_request_duration_seconds", api, "broker", &x->n_stage_broker,
+             &x->stage_broker);
+}
+
+/* Time in the broker runs from the request's last byte written upstream
+ * (on_upstream_written, not when it was handed to `fwd`) to the response's
+ * first byte; everything else (a request arriving in pieces, waiting to be
+ * written) is the sidecar's; broker + sidecar = total per request. */
+static void test_timing_split(void)
+{
+    harness h;
+    h_open(&h, 1 << 20, NULL);
+    split_snap a, b;
+    split_read("Heartbeat", &a);
+    bs_wbuf req, resp, out;
+    bs_wbuf_init(&req, 0);
+    bs_wbuf_init(&resp, 0);
+    bs_wbuf_init(&out, 0);
+    heartbeat_req(&req, 5);
+    heartbeat_resp(&resp, 5, 0);
+    /* The first 3 bytes arrive, the rest 40 ms later: the request's time
+     * starts at its first byte. */
+    CHECK_EQ(bs_buf_append(&h.cin, req.data, 3), BS_OK);
+    CHECK_EQ(h.ops->on_client_bytes(h.st, &h.cin, &h.cfwd, &h.cback), BS_OK);
+    sleep_ms(40);
+    CHECK_EQ(bs_buf_append(&h.cin, req.data + 3, req.len - 3), BS_OK);
+    CHECK_EQ(h.ops->on_client_bytes(h.st, &h.cin, &h.cfwd, &h.cback), BS_OK);
+    CHECK_EQ(bs_buf_readable(&h.cfwd), req.len);
+    /* Forwarded into the buffer, written only 40 ms later, in two writes:
+     * the broker's time starts when the last byte is written. */
+    sleep_ms(40);
+    h.ops->on_upstream_written(h.st, req.len - 1);
+    sleep_ms(40);
+    h.ops->on_upstream_written(h.st, 1);
+    bs_buf_consume(&h.cfwd, req.len);
+    /* the broker takes 60 ms */
+    sleep_ms(60);
+    CHECK_EQ(h_feed(&h, false, resp.data, resp.len, resp.len, &out), BS_OK);
+    CHECK_EQ(out.len, resp.len);
+    split_read("Heartbeat", &b);
+    CHECK_EQ(b.n_broker - a.n_broker, 1);
+    CHECK_EQ(b.n_sidecar - a.n_sidecar, 1);
+    CHECK_EQ(b.n_total - a.n_total, 1);
+    double broker = b.broker - a.broker, sidecar = b.sidecar - a.sidecar,
+           total = b.total - a.total;
+    CHECK(broker >= 0.060);
+    CHECK(sidecar >= 0.120); /* 40 ms arriving + 40 + 40 ms waiting to be written */
+    CHECK(fabs(broker + sidecar - total) < 1e-6);
+    /* the stage="broker" series of the older family is the same measure */
+    CHECK(fabs((b.stage_broker - a.stage_broker) - broker) < 1e-9);
+    bs_wbuf_free(&req);
+    bs_wbuf_free(&resp);
+    bs_wbuf_free(&out);
+    h_close(&h);
+}
+
+/* A hook parks the first response (as encryption does while a data key is
+ * fetched); the second response arrived in the same read and waits behind
+ * it. Its wait counts as the sidecar's: its broker time ends when its bytes
+ * arrived, not when the session got to them. */
+typedef struct parker {
+    int released;
+    void (*wake)(void *);
+    void *wake_arg;
+} parker;
+static bs_status park_open(void *arg, const bs_kafka_hook_conn *hc, void **conn)
+{
+    parker *p = arg;
+    p->wake = hc->wake;
+    p->wake_arg = hc->wake_arg;
+    *conn = p;
+    return BS_OK;
+}
+static bool park_wants(void *arg, int16_t api, int16_t ver)
+{
+    (void)arg;
+    (void)ver;
+    return api == 12;
+}
+static bs_status park_first(void *arg, const bs_kafka_inflight *req, const uint8_t *frame,
+                            size_t len, bs_wbuf *rep, bs_kafka_hook_verdict *v)
+{
+    (void)frame, (void)len, (void)rep;
+    parker *p = arg;
+    *v = req->correlation_id == 1 && !p->released ? BS_KAFKA_HOOK_HOLD : BS_KAFKA_HOOK_PASS;
+    return BS_OK;
+}
+
+static void test_timing_split_queued_response(void)
+{
+    parker pk = {0};
+    bs_kafka_hook hooks[] = {
+        {.name = "park", .wants_response = park_wants, .on_response = park_first, .arg = &pk,
+         .conn_open = park_open},
+    };
+    bs_kafka_session_factory fac = {.hooks = hooks, .n_hooks = 1};
+    harness h;
+    h_open(&h, 1 << 20, &fac);
+    CHECK(pk.wake != NULL);
+    split_snap a, b;
+    split_read("Heartbeat", &a);
+    bs_wbuf reqs, resps, out;
+    bs_wbuf_init(&reqs, 0);
+    bs_wbuf_init(&resps, 0);
+    bs_wbuf_init(&out, 0);
+    heartbeat_req(&reqs, 1);
+    heartbeat_req(&reqs, 2);
+    CHECK_EQ(h_feed(&h, true, reqs.data, reqs.len, reqs.len, &out), BS_OK);
+    heartbeat_resp(&resps, 1, 0);
+    heartbeat_resp(&resps, 2, 0);
+    bs_wbuf_reset(&out);
+    /* both responses arrive in one read */
+    CHECK_EQ(h_feed(&h, false, resps.data, resps.len, resps.len, &out), BS_OK);
+    CHECK_EQ(out.len, 0); /* the first is parked, the second waits behind it */
+    sleep_ms(80);
+    pk.released = 1;
+    pk.wake(pk.wake_arg);
+    CHECK_EQ(h_feed(&h, false, NULL, 0, 1, &out), BS_OK);
+    CHECK_EQ(out.len, resps.len);
+    split_read("Heartbeat", &b);
+    CHECK_EQ(b.n_broker - a.n_broker, 2);
+    CHECK_EQ(b.n_sidecar - a.n_sidecar, 2);
+    /* each waited 80 ms in the sidecar: the second's wait behind the first
+     * is not counted as the broker's */
+    CHECK(b.sidecar - a.sidecar >= 0.160);
+    CHECK(fabs((b.broker - a.broker) + (b.sidecar - a.sidecar) - (b.total - a.total)) < 1e-6);
+    bs_wbuf_free(&reqs);
+    bs_wbuf_free(&resps);
+    bs_wbuf_free(&out);
+    h_close(&h);
+}
+
 int main(void)
 {
     RUN(test_pipelined);
@@ -1094,6 +1267,8 @@ int main(void)
     RUN(test_topic_ids);
     RUN(test_label_cardinality);
     RUN(test_pipeline_backpressure);
+    RUN(test_timing_split);
+    RUN(test_timing_split_queued_response);
     bs_kafka_session_reset_globals();
     bs_metrics_shutdown();
     return test_report();

@@ -1,5 +1,6 @@
 /* Unit tests for src/events/spool.c: real segment files in temp directories. */
 #include "brokerside/spool.h"
+#include "brokerside/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -428,6 +429,10 @@ static void test_max_bytes_policy(void)
     }
     CHECK_EQ(st, BS_E_FULL);
     CHECK(bs_spool_bytes(sp) <= 100000 && bs_spool_bytes(sp) > 100000 - 124);
+    /* the gauges an alert divides: bytes on disk against the configured limit */
+    CHECK_EQ(bs_metric_value(bs_metrics_gauge("brokerside_spool_max_bytes", "x", NULL)), 100000);
+    CHECK_EQ(bs_metric_value(bs_metrics_gauge("brokerside_spool_bytes", "x", NULL)),
+             (int64_t)bs_spool_bytes(sp));
     CHECK_EQ(bs_spool_append(sp, BS_STREAM_LOGS, ev, sizeof ev, 0, NULL), BS_E_FULL);
     /* audit goes into the reserve, then fails loudly */
     int audit_ok = 0;

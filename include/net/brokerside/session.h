@@ -105,6 +105,12 @@ typedef struct bs_session_ops {
      * (brokerside_connections_overdue_total): a slow client cannot keep a
      * half-sent message, and the memory holding it, until the idle timeout. */
     double (*input_deadline)(const void *state);
+    /* Optional. Called after a write to the upstream socket took the next
+     * `n` bytes (n > 0) of the upstream-bound stream: everything the filter
+     * appended to the upstream output buffer, in order (TLS: accepted by
+     * SSL_write). A session times requests from here (docs/observability.md,
+     * "Request timing"); it must not block. */
+    void (*on_upstream_written)(void *state, size_t n);
 } bs_session_ops;
 
 #endif

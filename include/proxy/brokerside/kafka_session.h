@@ -107,8 +107,9 @@ typedef struct bs_kafka_hook {
  *    of the header could not be parsed (unknown API/version).
  *    expects_response is false for Produce acks=0.
  *  - on_response: once per response, same `len`/`frame_len` rule;
- *    latency_ns is from the request's last byte handed to the upstream
- *    buffer to the response's first byte (-1 if unknown).
+ *    latency_ns is the request's time in the broker: from its last byte
+ *    written to the upstream socket to the arrival of the response's first
+ *    byte (-1 if unknown; docs/observability.md, "Request timing").
  *  - on_topic (optional): the per-topic figures of a Produce request
  *    (is_request) or a Fetch response, as the session summarises them for its
  *    own metrics, one call per topic, just before on_request/on_response of
