@@ -155,7 +155,7 @@ static void build_batch(bs_wbuf *out, int codec, int16_t extra_attr, int64_t bas
     for (size_t i = 0; i < n; i++) {
         bs_wbuf_init(&hdrs[i], 0);
         for (int h = 0; h < recs[i].nheaders; h++) {
-            char hk[16], hv[16];
+            char hk[16], hv[48]; /* room for any size_t and int gcc can see */
             snprintf(hk, sizeof hk, "h%d", h);
             snprintf(hv, sizeof hv, "hv%zu-%d", i, h);
             bs_wbuf_put_varint(&hdrs[i], (int32_t)strlen(hk));
