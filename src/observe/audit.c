@@ -557,6 +557,41 @@ static void put_res_open(bs_wbuf *w, const bs_audit_event *ev, const bs_audit_re
         bs_wbuf_put_str(w, "null");
 }
 
+/* See audit_internal.h. */
+void bs_audit_put_items(bs_wbuf *w, const bs_audit_event *ev, size_t r, bool *first_member)
+{
+    /* Each item kind is its own array/object; a pass per kind keeps the
+     * items in request order within it. */
+    static const char *const open[] = {"\"partitions\":[", "\"configKeys\":[",
+                                       "\"attributes\":{"};
+    static const char close[] = {']', ']', '}'};
+    for (int kind = 0; kind < 3; kind++) {
+        bool first = true;
+        for (size_t i = 0; i < ev->n_items; i++) {
+            const bs_audit_item *it = &ev->items[i];
+            if (it->resource != r || it->kind != kind) continue;
+            if (first) {
+                if (!*first_member) bs_wbuf_put_u8(w, ',');
+                *first_member = false;
+                bs_wbuf_put_str(w, open[kind]);
+            } else {
+                bs_wbuf_put_u8(w, ',');
+            }
+            first = false;
+            if (kind == BS_AUDIT_ITEM_PARTITION) {
+                bs_audit_put_i64(w, it->partition);
+            } else {
+                bs_wbuf_put_json_string(w, ev->arena + it->key_off, it->key_len);
+                if (kind == BS_AUDIT_ITEM_ATTR) {
+                    bs_wbuf_put_u8(w, ':');
+                    bs_wbuf_put_json_string(w, ev->arena + it->val_off, it->val_len);
+                }
+            }
+        }
+        if (!first) bs_wbuf_put_u8(w, (uint8_t)close[kind]);
+    }
+}
+
 /* requestParameters: the resources named by the request. */
 static void put_request_params(bs_wbuf *w, const bs_audit_event *ev)
 {
@@ -565,30 +600,8 @@ static void put_request_params(bs_wbuf *w, const bs_audit_event *ev)
         const bs_audit_resource *res = &ev->res[r];
         if (r) bs_wbuf_put_u8(w, ',');
         put_res_open(w, ev, res);
-        /* Each item kind is its own array/object; a pass per kind keeps the
-         * items in request order within it. */
-        static const char *const open[] = {",\"partitions\":[", ",\"configKeys\":[",
-                                           ",\"attributes\":{"};
-        static const char close[] = {']', ']', '}'};
-        for (int kind = 0; kind < 3; kind++) {
-            bool first = true;
-            for (size_t i = 0; i < ev->n_items; i++) {
-                const bs_audit_item *it = &ev->items[i];
-                if (it->resource != r || it->kind != kind) continue;
-                bs_wbuf_put_str(w, first ? open[kind] : ",");
-                first = false;
-                if (kind == BS_AUDIT_ITEM_PARTITION) {
-                    bs_audit_put_i64(w, it->partition);
-                } else {
-                    bs_wbuf_put_json_string(w, ev->arena + it->key_off, it->key_len);
-                    if (kind == BS_AUDIT_ITEM_ATTR) {
-                        bs_wbuf_put_u8(w, ':');
-                        bs_wbuf_put_json_string(w, ev->arena + it->val_off, it->val_len);
-                    }
-                }
-            }
-            if (!first) bs_wbuf_put_u8(w, (uint8_t)close[kind]);
-        }
+        bool first_member = false; /* after the resource's name: every member leads with ',' */
+        bs_audit_put_items(w, ev, r, &first_member);
         if (res->records >= 0) bs_audit_put_kv(w, ",\"records\":", res->records);
         if (res->bytes >= 0) bs_audit_put_kv(w, ",\"bytes\":", res->bytes);
         bs_wbuf_put_u8(w, '}');

@@ -83,6 +83,11 @@ void bs_audit_put_u64(bs_wbuf *w, uint64_t v);
 void bs_audit_put_i64(bs_wbuf *w, int64_t v);
 /* Append the string literal `key` (e.g. ",\"sourcePort\":") then v. */
 void bs_audit_put_kv(bs_wbuf *w, const char *key, int64_t v);
+/* The items the request named for resource `r`, one member per kind that has
+ * any: `"partitions":[..]`, `"configKeys":[..]`, `"attributes":{..}`, in
+ * request order within each. A ',' leads each member unless *first_member
+ * (then cleared): the CloudTrail-like rendering and OCSF share it. */
+void bs_audit_put_items(bs_wbuf *w, const bs_audit_event *ev, size_t r, bool *first_member);
 /* Lower-case hex of n bytes into out[2n+1]. */
 void bs_audit_hex(const uint8_t *p, size_t n, char *out);
 /* Wall clock in µs since the epoch (CLOCK_REALTIME). */

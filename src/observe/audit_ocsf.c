@@ -297,33 +297,7 @@ static void put_resources(bs_wbuf *w, const bs_audit_event *ev)
             bs_wbuf_put_str(w, "\"kafka-cluster\"");
         bs_wbuf_put_str(w, ",\"data\":{");
         bool first_member = true;
-        static const char *const open[] = {"\"partitions\":[", "\"configKeys\":[",
-                                           "\"attributes\":{"};
-        static const char close[] = {']', ']', '}'};
-        for (int kind = 0; kind < 3; kind++) {
-            bool first = true;
-            for (size_t i = 0; i < ev->n_items; i++) {
-                const bs_audit_item *it = &ev->items[i];
-                if (it->resource != r || it->kind != kind) continue;
-                if (first) {
-                    sep(w, &first_member);
-                    bs_wbuf_put_str(w, open[kind]);
-                } else {
-                    bs_wbuf_put_u8(w, ',');
-                }
-                first = false;
-                if (kind == BS_AUDIT_ITEM_PARTITION) {
-                    bs_audit_put_i64(w, it->partition);
-                } else {
-                    bs_wbuf_put_json_string(w, ev->arena + it->key_off, it->key_len);
-                    if (kind == BS_AUDIT_ITEM_ATTR) {
-                        bs_wbuf_put_u8(w, ':');
-                        bs_wbuf_put_json_string(w, ev->arena + it->val_off, it->val_len);
-                    }
-                }
-            }
-            if (!first) bs_wbuf_put_u8(w, (uint8_t)close[kind]);
-        }
+        bs_audit_put_items(w, ev, r, &first_member);
         if (res->records >= 0) {
             sep(w, &first_member);
             bs_audit_put_kv(w, "\"records\":", res->records);
