@@ -27,6 +27,7 @@ static const char *const known_reasons[] = {"protocol_version",
                                             "renegotiation",
                                             "plaintext_kafka",
                                             "http_request",
+                                            "proxy_protocol",
                                             "not_tls",
                                             "eof",
                                             "other"};

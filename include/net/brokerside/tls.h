@@ -101,7 +101,8 @@ void bs_tls_slot_destroy(bs_tls_slot *slot);
  * "protocol_version", "no_shared_cipher", "handshake_failure", "unknown_ca",
  * "bad_certificate", "certificate_required", "certificate_revoked",
  * "certificate_expired", "hostname_mismatch", "crl_error", "renegotiation",
- * "plaintext_kafka", "http_request", "not_tls", "eof", "other" (and
+ * "plaintext_kafka", "http_request", "proxy_protocol" (a PROXY header on a
+ * listener without proxy_protocol), "not_tls", "eof", "other" (and
  * BS_TLS_REASON_TIMEOUT, which only the caller can know); see docs/tls.md.
  * Call it right after the failing SSL call, on the same thread.
  * `ssl` may be NULL; `ssl_error` is SSL_get_error's result; `first_bytes`
