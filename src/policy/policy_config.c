@@ -27,19 +27,30 @@ static const char *check_principal(const char *s)
     return " is not a principal: expected \"<Type>:<name>\" (e.g. \"User:alice\") or \"User:*\"";
 }
 
+/* The array member of a CUSTOM row: NULL when absent or null, and (with
+ * `what` reported at its path) when not an array; p[BS_CONF_PATH_MAX]
+ * receives its path. */
+static const cJSON *array_member(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
+                                 const char *path, char *p, const char *what)
+{
+    const cJSON *v = obj ? bs_conf_member(obj, o->name) : NULL;
+    if (!v) return NULL;
+    bs_conf_path_key(p, BS_CONF_PATH_MAX, path, o->name);
+    if (!cJSON_IsArray(v)) {
+        bs_conf_err(c, p, "%s", what);
+        return NULL;
+    }
+    return v;
+}
+
 /* CUSTOM `super_users`: "User:<name>" principals (no wildcard). */
 static void parse_super_users(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
                               const char *path, void *base)
 {
     bs_policy_config *pc = base;
-    const cJSON *v = obj ? bs_conf_member(obj, o->name) : NULL;
     char p[BS_CONF_PATH_MAX], pi[BS_CONF_PATH_MAX];
+    const cJSON *v = array_member(c, o, obj, path, p, "expected an array of principals");
     if (!v) return;
-    bs_conf_path_key(p, sizeof p, path, o->name);
-    if (!cJSON_IsArray(v)) {
-        bs_conf_err(c, p, "expected an array of principals");
-        return;
-    }
     size_t i = 0;
     if (!(pc->super_users = calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof *pc->super_users))) {
         c->nomem = true;
@@ -72,12 +83,12 @@ static void parse_operations(bs_conf *c, const bs_conf_opt *o, const cJSON *obj,
                              const char *path, void *base)
 {
     bs_policy_rule_config *r = base;
-    const cJSON *v = obj ? bs_conf_member(obj, o->name) : NULL;
+    static const char *const what = "\"operations\" must be a non-empty array";
     char p[BS_CONF_PATH_MAX], pi[BS_CONF_PATH_MAX];
+    const cJSON *v = array_member(c, o, obj, path, p, what);
     if (!v) return;
-    bs_conf_path_key(p, sizeof p, path, o->name);
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0) {
-        bs_conf_err(c, p, "\"operations\" must be a non-empty array");
+    if (cJSON_GetArraySize(v) == 0) {
+        bs_conf_err(c, p, "%s", what);
         return;
     }
     size_t i = 0;
@@ -147,14 +158,9 @@ static void parse_rules(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, cons
                         void *base)
 {
     bs_policy_config *pc = base;
-    const cJSON *v = obj ? bs_conf_member(obj, o->name) : NULL;
     char p[BS_CONF_PATH_MAX], pi[BS_CONF_PATH_MAX];
+    const cJSON *v = array_member(c, o, obj, path, p, "expected an array of rules");
     if (!v) return;
-    bs_conf_path_key(p, sizeof p, path, o->name);
-    if (!cJSON_IsArray(v)) {
-        bs_conf_err(c, p, "expected an array of rules");
-        return;
-    }
     size_t n = (size_t)cJSON_GetArraySize(v), i = 0;
     if (n > POLICY_MAX_RULES) {
         bs_conf_err(c, p, "more than %d rules", POLICY_MAX_RULES);

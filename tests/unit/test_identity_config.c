@@ -10,6 +10,7 @@
 
 #include "brokerside/config.h"
 #include "brokerside/identity.h"
+#include "conf_report_test_util.h"
 #include "test.h"
 /* only tu_jwk is used here */
 #pragma GCC diagnostic push
@@ -17,34 +18,13 @@
 #include "jwt_test_util.h"
 #pragma GCC diagnostic pop
 
-#define MAX_MSGS 64
-static char g_msgs[MAX_MSGS][512];
-static int g_n;
 static char g_dir[] = "/tmp/bs-idconf-XXXXXX";
-
-static void rep(void *ctx, const char *path, const char *msg)
-{
-    (void)ctx;
-    if (g_n < MAX_MSGS) snprintf(g_msgs[g_n], sizeof g_msgs[0], "%s: %s", path, msg);
-    g_n++;
-}
-
-/* Was "PATH: message" reported (exactly)? Prints what was, when not. */
-static bool reported(const char *want)
-{
-    for (int i = 0; i < g_n && i < MAX_MSGS; i++)
-        if (strcmp(g_msgs[i], want) == 0) return true;
-    fprintf(stderr, "    wanted [%s], got:\n", want);
-    for (int i = 0; i < g_n && i < MAX_MSGS; i++)
-        fprintf(stderr, "    | %s\n", g_msgs[i]);
-    return false;
-}
 
 static bs_status parse(const char *json, bs_identity_config **c)
 {
     cJSON *j = cJSON_Parse(json);
-    g_n = 0;
-    bs_status st = bs_identity_config_parse(j, g_dir, rep, NULL, c);
+    tu_reports_reset();
+    bs_status st = bs_identity_config_parse(j, g_dir, tu_report, NULL, c);
     cJSON_Delete(j);
     return st;
 }
@@ -162,32 +142,39 @@ static void test_module_messages(void)
     CHECK(strstr(g_msgs[0], "identity.oauthbearer.jwks_file: cannot open") == g_msgs[0]);
 }
 
+/* Load a config with the listener and `extra` members (", ..." or "")
+ * from g_dir/bs.json; *e receives the problems. */
+static bs_status load(const char *extra, bs_config **cfg, bs_config_errors *e)
+{
+    char doc[512], path[64];
+    snprintf(path, sizeof path, "%s/bs.json", g_dir);
+    snprintf(doc, sizeof doc,
+             "{\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\"}]%s}",
+             extra);
+    memset(e, 0, sizeof *e);
+    return bs_config_parse(path, doc, strlen(doc), cfg, e);
+}
+
 /* Through the whole config: never NULL after a load, relative to the file. */
 static void test_in_the_config(void)
 {
-    const char *l = "\"listeners\": [{\"bind\": \"127.0.0.1:0\", \"upstream\": \"127.0.0.1:9092\"}]";
-    char doc[512], path[64];
-    snprintf(path, sizeof path, "%s/bs.json", g_dir);
     bs_config *cfg = NULL;
-    bs_config_errors e = {0};
-    snprintf(doc, sizeof doc, "{%s}", l);
-    CHECK_EQ(bs_config_parse(path, doc, strlen(doc), &cfg, &e), BS_OK);
+    bs_config_errors e;
+    CHECK_EQ(load("", &cfg, &e), BS_OK);
     CHECK(cfg && cfg->identity && cfg->identity->metrics_max_principals == 100);
     bs_config_free(cfg);
-    snprintf(doc, sizeof doc,
-             "{%s, \"identity\": {\"oauthbearer\": {\"jwks_file\": \"jwks.json\", \"issuer\": "
-             "\"i\"}}}",
-             l);
-    CHECK_EQ(bs_config_parse(path, doc, strlen(doc), &cfg, &e), BS_OK);
+    CHECK_EQ(load(", \"identity\": {\"oauthbearer\": {\"jwks_file\": \"jwks.json\", \"issuer\": "
+                  "\"i\"}}",
+                  &cfg, &e),
+             BS_OK);
     CHECK(cfg && cfg->identity && cfg->identity->jwks);
     bs_config_free(cfg);
-    snprintf(doc, sizeof doc, "{%s, \"identity\": {\"metrics_max_principal\": 5}}", l);
-    CHECK_EQ(bs_config_parse(path, doc, strlen(doc), &cfg, &e), BS_E_CONFIG);
+    CHECK_EQ(load(", \"identity\": {\"metrics_max_principal\": 5}", &cfg, &e), BS_E_CONFIG);
     char want[256];
     snprintf(want, sizeof want,
-             "%s: identity.metrics_max_principal: unknown key \"metrics_max_principal\" (did you "
-             "mean \"metrics_max_principals\"?)",
-             path);
+             "%s/bs.json: identity.metrics_max_principal: unknown key \"metrics_max_principal\" "
+             "(did you mean \"metrics_max_principals\"?)",
+             g_dir);
     CHECK(e.n == 1 && strcmp(e.msgs[0], want) == 0);
     bs_config_errors_free(&e);
 }

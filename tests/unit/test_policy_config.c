@@ -7,35 +7,14 @@
 
 #include "brokerside/config.h"
 #include "brokerside/policy.h"
+#include "conf_report_test_util.h"
 #include "test.h"
-
-#define MAX_MSGS 64
-static char g_msgs[MAX_MSGS][512];
-static int g_n;
-
-static void rep(void *ctx, const char *path, const char *msg)
-{
-    (void)ctx;
-    if (g_n < MAX_MSGS) snprintf(g_msgs[g_n], sizeof g_msgs[0], "%s: %s", path, msg);
-    g_n++;
-}
-
-/* Was "PATH: message" reported (exactly)? Prints what was, when not. */
-static bool reported(const char *want)
-{
-    for (int i = 0; i < g_n && i < MAX_MSGS; i++)
-        if (strcmp(g_msgs[i], want) == 0) return true;
-    fprintf(stderr, "    wanted [%s], got:\n", want);
-    for (int i = 0; i < g_n && i < MAX_MSGS; i++)
-        fprintf(stderr, "    | %s\n", g_msgs[i]);
-    return false;
-}
 
 static bs_status parse(const char *json, bs_policy **p)
 {
     cJSON *j = cJSON_Parse(json);
-    g_n = 0;
-    bs_status st = bs_policy_parse(j, rep, NULL, p);
+    tu_reports_reset();
+    bs_status st = bs_policy_parse(j, tu_report, NULL, p);
     cJSON_Delete(j);
     return st;
 }
