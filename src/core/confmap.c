@@ -47,6 +47,10 @@ __attribute__((format(printf, 3, 4))) void bs_conf_err(bs_conf *c, const char *p
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     c->n_problems++;
+    if (c->report || !c->errs) { /* no errs: the caller only counts problems */
+        if (c->report) c->report(c->report_ctx, path[0] ? path : "(top level)", msg);
+        return;
+    }
     if (bs_config_errors_addf(c->errs, "%s: %s: %s", c->file, path[0] ? path : "(top level)",
                               msg) != BS_OK)
         c->nomem = true;
@@ -292,18 +296,35 @@ void bs_conf_get_bool(bs_conf *c, const cJSON *obj, const char *key, const char 
     *out = cJSON_IsTrue(v);
 }
 
-/* Read an optional string member that must be one of `names` (NULL-terminated);
- * *out receives the index, unchanged when absent. */
-void bs_conf_get_enum(bs_conf *c, const cJSON *obj, const char *key, const char *path,
-                     const char *const *names, int *out)
+/* True when `s` spells `name` ignoring case and every '_' of `s`. */
+static bool nocase_eq(const char *name, const char *s)
+{
+    for (;; name++, s++) {
+        while (*s == '_')
+            s++;
+        if (tolower((unsigned char)*name) != tolower((unsigned char)*s)) return false;
+        if (!*name) return true;
+    }
+}
+
+/* See confmap.h. */
+int bs_conf_choice_index(const char *const *names, const char *s, bool nocase)
+{
+    for (int i = 0; names[i]; i++)
+        if (nocase ? nocase_eq(names[i], s) : strcmp(names[i], s) == 0) return i;
+    return -1;
+}
+
+/* An enum member (bs_conf_get_enum); `nocase` as bs_conf_choice_index. */
+static void get_enum(bs_conf *c, const cJSON *obj, const char *key, const char *path,
+                     const char *const *names, bool nocase, int *out)
 {
     const char *s;
     if (!bs_conf_get_string(c, obj, key, path, &s) || !s) return;
-    for (int i = 0; names[i]; i++) {
-        if (strcmp(names[i], s) == 0) {
-            *out = i;
-            return;
-        }
+    int i = bs_conf_choice_index(names, s, nocase);
+    if (i >= 0) {
+        *out = i;
+        return;
     }
     char p[BS_CONF_PATH_MAX], q[160], choices[256] = "";
     size_t used = 0;
@@ -312,6 +333,14 @@ void bs_conf_get_enum(bs_conf *c, const cJSON *obj, const char *key, const char 
                                  i ? (names[i + 1] ? ", " : " or ") : "", names[i]);
     bs_conf_path_key(p, sizeof p, path, key);
     bs_conf_err(c, p, "%s is not valid: expected %s", bs_conf_quote(q, sizeof q, s), choices);
+}
+
+/* Read an optional string member that must be one of `names` (NULL-terminated);
+ * *out receives the index, unchanged when absent. */
+void bs_conf_get_enum(bs_conf *c, const cJSON *obj, const char *key, const char *path,
+                     const char *const *names, int *out)
+{
+    get_enum(c, obj, key, path, names, false, out);
 }
 
 
@@ -826,7 +855,7 @@ static void read_row(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const c
     case BS_CONF_ENUM: {
         int idx = choice_index(o->choices, o->def);
         if (required_absent) bs_conf_err(c, p, "%s", o->required ? o->required : "is required");
-        if (obj) bs_conf_get_enum(c, obj, o->name, path, o->choices, &idx);
+        if (obj) get_enum(c, obj, o->name, path, o->choices, (o->flags & BS_CONF_NOCASE) != 0, &idx);
         int val = o->values ? o->values[idx] : idx;
         if (o->size == 1)
             *(bool *)field = val != 0;

@@ -30,8 +30,6 @@
 #include <cjson/cJSON.h>
 
 #include "brokerside/config_tables.h"
-#include "brokerside/identity.h"
-#include "brokerside/policy.h"
 
 #define CFG_MAX_FILE_BYTES (16u * 1024u * 1024u)
 #define CFG_MAX_WORKERS 256
@@ -535,12 +533,15 @@ static const bs_conf_opt root_rows[] = {
      .free = sinks_free, .diff = sinks_diff, .doc = "object"},
     {.name = "spool", .type = BS_CONF_OBJECT, BS_CONF_AT(bs_config, spool),
      .sub = &bs_spool_conf},
-    /* identity/ and policy/ parse their sections themselves (rule lists and JWKS
-     * files); both apply on SIGHUP (swapped atomically by the daemon) */
+    /* identity/ and policy/ hold their sections as pointers (the identity
+     * config, never NULL after a load; the built policy, NULL when absent or
+     * null): both apply on SIGHUP, swapped atomically by the daemon */
     {.name = "identity", .type = BS_CONF_CUSTOM, BS_CONF_AT(bs_config, identity),
-     .parse = bs_identity_conf_parse, .free = bs_identity_conf_free, .doc = "object"},
+     .parse = bs_identity_conf_parse, .free = bs_identity_conf_free, .sub = &bs_identity_conf,
+     .doc = "object"},
     {.name = "authorization", .type = BS_CONF_CUSTOM, BS_CONF_AT(bs_config, authorization),
-     .parse = bs_policy_conf_parse, .free = bs_policy_conf_free, .doc = "object"},
+     .parse = bs_policy_conf_parse, .free = bs_policy_conf_free, .sub = &bs_authorization_conf,
+     .expect = "an object, or null for no policy;", .doc = "object"},
 };
 
 const bs_conf_section bs_root_conf = BS_CONF_SECTION("top level", root_rows, check_root);

@@ -1,20 +1,17 @@
 /*
- * identity.c - the `identity` config section, certificate principal mapping,
- * and the per-connection SASL tracker (see identity.h).
+ * identity.c - certificate principal mapping and the per-connection SASL
+ * tracker (see identity.h); the `identity` section's tables are in
+ * identity_config.c.
  */
 #include "brokerside/identity.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
-
-#include "brokerside/confmap.h"
 #include "brokerside/cursor.h"
 #include "brokerside/kafka.h"
 
@@ -27,24 +24,7 @@ static const bs_identity_config g_defaults = {.principal_claim = "sub",
                                               .metrics_max_principals = 100};
 static _Atomic(const bs_identity_config *) g_current;
 
-/* ---------------------------------------------------------------- config */
-
-/* See identity.h. */
-void bs_identity_config_free(bs_identity_config *c)
-{
-    if (!c) return;
-    for (size_t i = 0; i < c->n_rules; i++) {
-        if (!c->rules[i].is_default) regfree(&c->rules[i].re);
-        free(c->rules[i].replacement);
-    }
-    free(c->rules);
-    free(c->jwks_file);
-    bs_jwks_free(c->jwks);
-    free(c->issuer);
-    free(c->audience);
-    free(c->principal_claim);
-    free(c);
-}
+/* ---------------------------------------------------------------- running config */
 
 /* See identity.h. */
 void bs_identity_set_config(const bs_identity_config *c)
@@ -57,196 +37,6 @@ const bs_identity_config *bs_identity_config_current(void)
 {
     const bs_identity_config *c = atomic_load(&g_current);
     return c ? c : &g_defaults;
-}
-
-/* Report a problem at "identity<sub>". */
-static void report(bs_cfg_report_fn fn, void *ctx, int *bad, const char *sub, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void report(bs_cfg_report_fn fn, void *ctx, int *bad, const char *sub, const char *fmt, ...)
-{
-    char path[128], msg[512];
-    snprintf(path, sizeof path, "identity%s", sub);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    (*bad)++;
-    if (fn) fn(ctx, path, msg);
-}
-
-/* Parse "RULE:pattern/replacement/[LU]" (backslash escapes '/' and '\') or
- * "DEFAULT" into r; NULL on success, else the reason. */
-static const char *parse_rule(const char *s, bs_mapping_rule *r)
-{
-    memset(r, 0, sizeof *r);
-    if (strcmp(s, "DEFAULT") == 0) {
-        r->is_default = true;
-        return NULL;
-    }
-    if (strncmp(s, "RULE:", 5) != 0) return "expected \"DEFAULT\" or \"RULE:<regex>/<replacement>/[L|U]\"";
-    size_t n = strlen(s);
-    char *parts[2] = {calloc(1, n + 8), calloc(1, n + 1)};
-    if (!parts[0] || !parts[1]) {
-        free(parts[0]);
-        free(parts[1]);
-        return "out of memory";
-    }
-    const char *p = s + 5;
-    for (int k = 0; k < 2; k++) {
-        size_t o = 0;
-        if (k == 0) {
-            memcpy(parts[0], "^(", 2);
-            o = 2;
-        }
-        for (; *p && *p != '/'; p++) {
-            if (*p == '\\' && (p[1] == '/' || p[1] == '\\')) p++;
-            parts[k][o++] = *p;
-        }
-        if (k == 0) {
-            parts[0][o++] = ')';
-            parts[0][o++] = '$';
-        }
-        if (*p != '/') {
-            free(parts[0]);
-            free(parts[1]);
-            return "a rule needs two '/' separators: RULE:<regex>/<replacement>/[L|U]";
-        }
-        p++;
-    }
-    if (*p == 'L' || *p == 'U') r->case_fold = *p++;
-    if (*p) {
-        free(parts[0]);
-        free(parts[1]);
-        return "only L or U may follow the last '/'";
-    }
-    if (regcomp(&r->re, parts[0], REG_EXTENDED) != 0) {
-        free(parts[0]);
-        free(parts[1]);
-        return "the regex does not compile (POSIX extended syntax)";
-    }
-    free(parts[0]);
-    r->replacement = parts[1];
-    return NULL;
-}
-
-/* Copy a string member into *out (NULL when absent); reports type errors. */
-static void get_str(const cJSON *o, const char *k, const char *sub, char **out,
-                    bs_cfg_report_fn fn, void *ctx, int *bad)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!v || cJSON_IsNull(v)) return;
-    if (!cJSON_IsString(v) || !v->valuestring[0]) {
-        report(fn, ctx, bad, sub, "expected a non-empty string");
-        return;
-    }
-    free(*out);
-    *out = strdup(v->valuestring);
-}
-
-/* Unknown keys of `o` (allowed: NULL-terminated list) are problems. */
-static void check_keys(const cJSON *o, const char *const *allowed, const char *sub,
-                       bs_cfg_report_fn fn, void *ctx, int *bad)
-{
-    for (const cJSON *it = o->child; it; it = it->next) {
-        bool ok = false;
-        for (size_t i = 0; allowed[i] && !ok; i++)
-            ok = it->string && strcmp(it->string, allowed[i]) == 0;
-        if (!ok) report(fn, ctx, bad, sub, "unknown key \"%s\"", it->string ? it->string : "");
-    }
-}
-
-/* See identity.h. */
-bs_status bs_identity_config_parse(const cJSON *section, const char *base_dir,
-                                   bs_cfg_report_fn fn, void *ctx, bs_identity_config **out)
-{
-    *out = NULL;
-    bs_identity_config *c = calloc(1, sizeof *c);
-    if (!c) return BS_E_NOMEM;
-    c->clock_skew_s = 30;
-    c->metrics_max_principals = 100;
-    int bad = 0;
-    if (section && !cJSON_IsNull(section) && !cJSON_IsObject(section))
-        report(fn, ctx, &bad, "", "expected an object");
-    if (cJSON_IsObject(section)) {
-        static const char *const keys[] = {"principal_mapping_rules", "oauthbearer",
-                                           "metrics_max_principals", NULL};
-        check_keys(section, keys, "", fn, ctx, &bad);
-        const cJSON *rules = cJSON_GetObjectItemCaseSensitive(section, "principal_mapping_rules");
-        if (rules && !cJSON_IsArray(rules)) {
-            report(fn, ctx, &bad, ".principal_mapping_rules", "expected an array of strings");
-        } else if (rules) {
-            int n = cJSON_GetArraySize(rules);
-            c->rules = calloc((size_t)n + 1, sizeof *c->rules);
-            if (!c->rules) goto nomem;
-            for (int i = 0; i < n; i++) {
-                const cJSON *r = cJSON_GetArrayItem(rules, i);
-                char sub[64];
-                snprintf(sub, sizeof sub, ".principal_mapping_rules[%d]", i);
-                const char *why = cJSON_IsString(r) ? parse_rule(r->valuestring, &c->rules[c->n_rules])
-                                                    : "expected a string";
-                if (why)
-                    report(fn, ctx, &bad, sub, "%s", why);
-                else
-                    c->n_rules++;
-            }
-        }
-        const cJSON *mp = cJSON_GetObjectItemCaseSensitive(section, "metrics_max_principals");
-        if (mp && !(cJSON_IsNumber(mp) && mp->valuedouble >= 1 && mp->valuedouble <= 100000 &&
-                    mp->valuedouble == (double)(int)mp->valuedouble))
-            report(fn, ctx, &bad, ".metrics_max_principals", "expected an integer in 1..100000");
-        else if (mp)
-            c->metrics_max_principals = (uint32_t)mp->valueint;
-        const cJSON *ob = cJSON_GetObjectItemCaseSensitive(section, "oauthbearer");
-        if (ob && !cJSON_IsNull(ob) && !cJSON_IsObject(ob)) {
-            report(fn, ctx, &bad, ".oauthbearer", "expected an object");
-        } else if (cJSON_IsObject(ob)) {
-            static const char *const okeys[] = {"jwks_file", "issuer", "audience",
-                                                "principal_claim", "clock_skew_s", NULL};
-            check_keys(ob, okeys, ".oauthbearer", fn, ctx, &bad);
-            get_str(ob, "jwks_file", ".oauthbearer.jwks_file", &c->jwks_file, fn, ctx, &bad);
-            get_str(ob, "issuer", ".oauthbearer.issuer", &c->issuer, fn, ctx, &bad);
-            get_str(ob, "audience", ".oauthbearer.audience", &c->audience, fn, ctx, &bad);
-            get_str(ob, "principal_claim", ".oauthbearer.principal_claim", &c->principal_claim, fn,
-                    ctx, &bad);
-            const cJSON *sk = cJSON_GetObjectItemCaseSensitive(ob, "clock_skew_s");
-            if (sk && !(cJSON_IsNumber(sk) && sk->valuedouble >= 0 && sk->valuedouble <= 3600))
-                report(fn, ctx, &bad, ".oauthbearer.clock_skew_s", "expected seconds in 0..3600");
-            else if (sk)
-                c->clock_skew_s = (int64_t)sk->valuedouble;
-            if (!c->jwks_file) {
-                report(fn, ctx, &bad, ".oauthbearer.jwks_file",
-                       "required: tokens are trusted for identity only when they verify against "
-                       "a JWKS");
-            } else if (!c->issuer) {
-                report(fn, ctx, &bad, ".oauthbearer.issuer",
-                       "required with jwks_file (tokens of any issuer would be accepted)");
-            } else {
-                /* The resolved path is allocated: any length the kernel
-                 * accepts works, a longer one fails to open and is named. */
-                char *path = NULL, err[256] = "";
-                if (c->jwks_file[0] != '/' && base_dir) {
-                    if (asprintf(&path, "%s/%s", base_dir, c->jwks_file) < 0) goto nomem;
-                } else if (!(path = strdup(c->jwks_file))) {
-                    goto nomem;
-                }
-                free(c->jwks_file);
-                c->jwks_file = path;
-                if (bs_jwks_load(path, &c->jwks, err, sizeof err) != BS_OK)
-                    report(fn, ctx, &bad, ".oauthbearer.jwks_file", "%s", err);
-            }
-        }
-    }
-    if (!c->principal_claim) c->principal_claim = strdup("sub");
-    if (!c->principal_claim) goto nomem;
-    if (bad) {
-        bs_identity_config_free(c);
-        return BS_E_CONFIG;
-    }
-    *out = c;
-    return BS_OK;
-nomem:
-    bs_identity_config_free(c);
-    return BS_E_NOMEM;
 }
 
 /* See identity.h. */
@@ -574,29 +364,4 @@ bool bs_sasl_track_legacy_server(bs_conn_identity *id, const uint8_t *token, siz
     if (was && strcmp(old, id->sasl_principal) != 0)
         *close_why = "re-authentication changed the principal";
     return true;
-}
-
-/* bs_cfg_report_fn into a confmap load. */
-static void conf_report(void *ctx, const char *path, const char *msg)
-{
-    bs_conf_err(ctx, path, "%s", msg);
-}
-
-/* See identity.h. */
-void bs_identity_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
-                            void *base)
-{
-    (void)path;
-    bs_identity_config **out = (bs_identity_config **)((char *)base + o->offset);
-    bs_status st = bs_identity_config_parse(obj ? bs_conf_member(obj, o->name) : NULL, c->dir,
-                                            conf_report, c, out);
-    if (st == BS_E_NOMEM) c->nomem = true;
-}
-
-/* See identity.h. */
-void bs_identity_conf_free(const bs_conf_opt *o, void *base)
-{
-    bs_identity_config **p = (bs_identity_config **)((char *)base + o->offset);
-    bs_identity_config_free(*p);
-    *p = NULL;
 }

@@ -1,6 +1,7 @@
 /*
- * policy.c - the authorization policy: parsing the `authorization` section,
- * an index over the rules, and Kafka's evaluation order (see policy.h).
+ * policy.c - the authorization policy: built from the `authorization`
+ * section (read by the tables of policy_config.c), an index over the rules,
+ * and Kafka's evaluation order (see policy.h).
  *
  * Index: per resource type, literal rules sorted by name (binary search),
  * wildcard ("*") rules, and prefixed rules. A check looks only at the rules
@@ -9,18 +10,12 @@
  */
 #include "brokerside/policy.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-#include <cjson/cJSON.h>
 
 #include "brokerside/confmap.h"
-
-#define POLICY_MAX_RULES 100000
 
 typedef struct idx_list {
     uint32_t *v;
@@ -40,49 +35,42 @@ struct bs_policy {
 
 static _Atomic(const bs_policy *) g_policy;
 
-static const char *const g_op_names[BS_ACL_OP_COUNT] = {
-    "All",      "Read",         "Write",           "Create",       "Delete",         "Alter",
-    "Describe", "ClusterAction", "DescribeConfigs", "AlterConfigs", "IdempotentWrite"};
-static const char *const g_op_alt[BS_ACL_OP_COUNT] = {
-    "ALL",      "READ",           "WRITE",            "CREATE",        "DELETE",          "ALTER",
-    "DESCRIBE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE"};
-static const char *const g_res_names[BS_ACL_RES_COUNT] = {"Topic", "Group", "TransactionalId",
-                                                          "Cluster"};
-static const char *const g_res_alt[BS_ACL_RES_COUNT] = {"TOPIC", "GROUP", "TRANSACTIONAL_ID",
-                                                        "CLUSTER"};
+/* See policy.h. */
+const char *const bs_acl_op_names[BS_ACL_OP_COUNT + 1] = {
+    "All",      "Read",          "Write",           "Create",       "Delete",         "Alter",
+    "Describe", "ClusterAction", "DescribeConfigs", "AlterConfigs", "IdempotentWrite", NULL};
+/* See policy.h. */
+const char *const bs_acl_res_names[BS_ACL_RES_COUNT + 1] = {"Topic", "Group", "TransactionalId",
+                                                            "Cluster", NULL};
 
 /* See policy.h. */
 const char *bs_acl_op_name(bs_acl_op op)
 {
-    return (unsigned)op < BS_ACL_OP_COUNT ? g_op_names[op] : "Unknown";
+    return (unsigned)op < BS_ACL_OP_COUNT ? bs_acl_op_names[op] : "Unknown";
 }
 
 /* See policy.h. */
 const char *bs_acl_res_name(bs_acl_res r)
 {
-    return (unsigned)r < BS_ACL_RES_COUNT ? g_res_names[r] : "Unknown";
+    return (unsigned)r < BS_ACL_RES_COUNT ? bs_acl_res_names[r] : "Unknown";
 }
 
 /* See policy.h. */
 bool bs_acl_op_parse(const char *s, bs_acl_op *out)
 {
-    for (int i = 0; i < BS_ACL_OP_COUNT; i++)
-        if (strcasecmp(s, g_op_names[i]) == 0 || strcasecmp(s, g_op_alt[i]) == 0) {
-            *out = (bs_acl_op)i;
-            return true;
-        }
-    return false;
+    int i = bs_conf_choice_index(bs_acl_op_names, s, true);
+    if (i < 0) return false;
+    *out = (bs_acl_op)i;
+    return true;
 }
 
 /* See policy.h. */
 bool bs_acl_res_parse(const char *s, bs_acl_res *out)
 {
-    for (int i = 0; i < BS_ACL_RES_COUNT; i++)
-        if (strcasecmp(s, g_res_names[i]) == 0 || strcasecmp(s, g_res_alt[i]) == 0) {
-            *out = (bs_acl_res)i;
-            return true;
-        }
-    return false;
+    int i = bs_conf_choice_index(bs_acl_res_names, s, true);
+    if (i < 0) return false;
+    *out = (bs_acl_res)i;
+    return true;
 }
 
 /* See policy.h. */
@@ -136,37 +124,7 @@ const bs_policy *bs_policy_current(void)
     return atomic_load(&g_policy);
 }
 
-/* ---------------------------------------------------------------- parse */
-
-typedef struct pctx {
-    bs_cfg_report_fn fn;
-    void *ctx;
-    int bad;
-} pctx;
-
-__attribute__((format(printf, 3, 4))) static void perr(pctx *c, const char *sub, const char *fmt,
-                                                       ...)
-{
-    char path[160], msg[512];
-    snprintf(path, sizeof path, "authorization%s", sub);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    c->bad++;
-    if (c->fn) c->fn(c->ctx, path, msg);
-}
-
-/* A principal as written: "User:name", "User:*" or "*" (NULL out = any). */
-static bool parse_principal(const char *s, char **out)
-{
-    *out = NULL;
-    if (strcmp(s, "*") == 0 || strcmp(s, "User:*") == 0) return true;
-    const char *colon = strchr(s, ':');
-    if (!colon || colon == s || !colon[1]) return false;
-    return (*out = strdup(s)) != NULL;
-}
-
+/* ---------------------------------------------------------------- build */
 
 /* qsort context (rules of the policy being indexed). */
 static const bs_policy *g_sort_policy;
@@ -204,185 +162,43 @@ static bool build_index(bs_policy *p)
     return true;
 }
 
-/* One rule object. */
-static void parse_rule(pctx *c, const cJSON *o, int i, bs_policy_rule *r, bool *ok)
+/* A principal as written: "User:*" and "*" are any principal (NULL). */
+static bool copy_principal(const char *s, char **out)
 {
-    char sub[64];
-    *ok = false;
-    memset(r, 0, sizeof *r);
-    if (!cJSON_IsObject(o)) {
-        snprintf(sub, sizeof sub, ".rules[%d]", i);
-        perr(c, sub, "expected an object");
-        return;
-    }
-    static const char *const keys[] = {"principal",     "host",         "operation", "operations",
-                                       "resource_type", "resource_name", "pattern_type",
-                                       "permission",    NULL};
-    for (const cJSON *it = o->child; it; it = it->next) {
-        bool known = false;
-        for (size_t k = 0; keys[k] && !known; k++)
-            known = it->string && strcmp(it->string, keys[k]) == 0;
-        snprintf(sub, sizeof sub, ".rules[%d].%.32s", i, it->string ? it->string : "");
-        if (!known) perr(c, sub, "unknown key");
-    }
-    int before = c->bad;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "principal");
-    snprintf(sub, sizeof sub, ".rules[%d].principal", i);
-    if (!cJSON_IsString(v))
-        perr(c, sub, "required: \"User:<name>\" or \"User:*\"");
-    else if (!parse_principal(v->valuestring, &r->principal))
-        perr(c, sub, "expected \"<Type>:<name>\" (e.g. \"User:alice\") or \"User:*\"");
-    v = cJSON_GetObjectItemCaseSensitive(o, "host");
-    snprintf(sub, sizeof sub, ".rules[%d].host", i);
-    if (v && !cJSON_IsString(v))
-        perr(c, sub, "expected a string (an IP address or \"*\")");
-    else if (v && strcmp(v->valuestring, "*") != 0 && !(r->host = strdup(v->valuestring)))
-        c->bad++;
-    const cJSON *op1 = cJSON_GetObjectItemCaseSensitive(o, "operation");
-    const cJSON *ops = cJSON_GetObjectItemCaseSensitive(o, "operations");
-    snprintf(sub, sizeof sub, ".rules[%d].operation", i);
-    if ((op1 != NULL) == (ops != NULL)) {
-        perr(c, sub, "give exactly one of \"operation\" or \"operations\"");
-    } else if (op1) {
-        bs_acl_op op;
-        if (!cJSON_IsString(op1) || !bs_acl_op_parse(op1->valuestring, &op))
-            perr(c, sub, "unknown operation (Read, Write, Create, Delete, Alter, Describe, "
-                         "ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, All)");
-        else
-            r->ops = 1u << op;
-    } else {
-        const cJSON *e;
-        if (!cJSON_IsArray(ops) || cJSON_GetArraySize(ops) == 0)
-            perr(c, sub, "\"operations\" must be a non-empty array");
-        else cJSON_ArrayForEach(e, ops)
-            {
-                bs_acl_op op;
-                if (!cJSON_IsString(e) || !bs_acl_op_parse(e->valuestring, &op))
-                    perr(c, sub, "unknown operation in \"operations\"");
-                else
-                    r->ops |= 1u << op;
-            }
-    }
-    v = cJSON_GetObjectItemCaseSensitive(o, "resource_type");
-    snprintf(sub, sizeof sub, ".rules[%d].resource_type", i);
-    if (!cJSON_IsString(v) || !bs_acl_res_parse(v->valuestring, &r->res))
-        perr(c, sub, "required: Topic, Group, TransactionalId or Cluster");
-    v = cJSON_GetObjectItemCaseSensitive(o, "resource_name");
-    snprintf(sub, sizeof sub, ".rules[%d].resource_name", i);
-    const char *name = NULL;
-    if (v && (!cJSON_IsString(v) || !v->valuestring[0]))
-        perr(c, sub, "expected a non-empty string");
-    else if (v)
-        name = v->valuestring;
-    else if (r->res != BS_ACL_CLUSTER)
-        perr(c, sub, "required (\"*\" for every resource of the type)");
-    if (r->res == BS_ACL_CLUSTER) {
-        if (name && strcmp(name, "kafka-cluster") != 0 && strcmp(name, "*") != 0)
-            perr(c, sub, "a Cluster resource is named \"kafka-cluster\" (or left out)");
-        name = "*";
-    }
-    v = cJSON_GetObjectItemCaseSensitive(o, "pattern_type");
-    snprintf(sub, sizeof sub, ".rules[%d].pattern_type", i);
-    if (v && !(cJSON_IsString(v) && (strcasecmp(v->valuestring, "LITERAL") == 0 ||
-                                     strcasecmp(v->valuestring, "PREFIXED") == 0)))
-        perr(c, sub, "expected LITERAL (default) or PREFIXED");
-    else if (v)
-        r->prefixed = strcasecmp(v->valuestring, "PREFIXED") == 0;
-    if (name) {
-        r->wildcard = !r->prefixed && strcmp(name, "*") == 0;
-        if (!(r->name = strdup(name))) c->bad++;
-        r->name_len = strlen(name);
-    }
-    v = cJSON_GetObjectItemCaseSensitive(o, "permission");
-    snprintf(sub, sizeof sub, ".rules[%d].permission", i);
-    if (!cJSON_IsString(v) || !(strcasecmp(v->valuestring, "ALLOW") == 0 ||
-                                strcasecmp(v->valuestring, "DENY") == 0))
-        perr(c, sub, "required: ALLOW or DENY");
-    else
-        r->allow = strcasecmp(v->valuestring, "ALLOW") == 0;
-    *ok = c->bad == before;
+    *out = NULL;
+    if (!s || strcmp(s, "*") == 0 || strcmp(s, "User:*") == 0) return true;
+    return (*out = strdup(s)) != NULL;
 }
 
 /* See policy.h. */
-bs_status bs_policy_parse(const cJSON *section, bs_cfg_report_fn fn, void *rctx, bs_policy **out)
+bs_status bs_policy_build(const bs_policy_config *cfg, bs_policy **out)
 {
     *out = NULL;
-    pctx c = {.fn = fn, .ctx = rctx};
     bs_policy *p = calloc(1, sizeof *p);
     if (!p) return BS_E_NOMEM;
-    if (!cJSON_IsObject(section)) {
-        perr(&c, "", "expected an object");
-        goto out;
+    p->default_allow = cfg->default_allow;
+    p->super_users = calloc(cfg->n_super_users + 1, sizeof *p->super_users);
+    p->rules = calloc(cfg->n_rules + 1, sizeof *p->rules);
+    if (!p->super_users || !p->rules) goto nomem;
+    for (size_t i = 0; i < cfg->n_super_users; i++) {
+        if (!(p->super_users[i] = strdup(cfg->super_users[i]))) goto nomem;
+        p->n_super++;
     }
-    static const char *const keys[] = {"default", "super_users", "rules", NULL};
-    for (const cJSON *it = section->child; it; it = it->next) {
-        bool known = false;
-        for (size_t k = 0; keys[k] && !known; k++)
-            known = it->string && strcmp(it->string, keys[k]) == 0;
-        char sub[64];
-        snprintf(sub, sizeof sub, ".%.40s", it->string ? it->string : "");
-        if (!known) perr(&c, sub, "unknown key (default, super_users, rules)");
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        const bs_policy_rule_config *rc = &cfg->rules[i];
+        bs_policy_rule *r = &p->rules[p->n++];
+        r->res = (bs_acl_res)rc->resource_type;
+        r->ops = rc->operations ? rc->operations : 1u << rc->operation;
+        r->prefixed = rc->prefixed;
+        r->allow = rc->allow;
+        const char *name = r->res == BS_ACL_CLUSTER || !rc->resource_name ? "*" : rc->resource_name;
+        r->wildcard = !r->prefixed && strcmp(name, "*") == 0;
+        r->name_len = strlen(name);
+        if (!copy_principal(rc->principal, &r->principal) || !(r->name = strdup(name)) ||
+            (rc->host && strcmp(rc->host, "*") != 0 && !(r->host = strdup(rc->host))))
+            goto nomem;
     }
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(section, "default");
-    if (!d)
-        perr(&c, ".default", "required: \"deny\" or \"allow\" (the decision when no rule matches)");
-    else if (!cJSON_IsString(d) || !(strcasecmp(d->valuestring, "deny") == 0 ||
-                                     strcasecmp(d->valuestring, "allow") == 0))
-        perr(&c, ".default", "expected \"deny\" or \"allow\"");
-    else
-        p->default_allow = strcasecmp(d->valuestring, "allow") == 0;
-    const cJSON *su = cJSON_GetObjectItemCaseSensitive(section, "super_users");
-    if (su && !cJSON_IsArray(su)) {
-        perr(&c, ".super_users", "expected an array of principals");
-    } else if (su) {
-        int n = cJSON_GetArraySize(su);
-        p->super_users = calloc((size_t)n + 1, sizeof *p->super_users);
-        if (!p->super_users) goto nomem;
-        for (int i = 0; i < n; i++) {
-            const cJSON *e = cJSON_GetArrayItem(su, i);
-            char sub[48];
-            snprintf(sub, sizeof sub, ".super_users[%d]", i);
-            char *pr = NULL;
-            if (!cJSON_IsString(e) || !parse_principal(e->valuestring, &pr) || !pr)
-                perr(&c, sub, "expected \"User:<name>\" (no wildcard)");
-            else
-                p->super_users[p->n_super++] = pr;
-        }
-    }
-    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(section, "rules");
-    if (rules && !cJSON_IsArray(rules)) {
-        perr(&c, ".rules", "expected an array of rules");
-    } else if (rules) {
-        int n = cJSON_GetArraySize(rules);
-        if (n > POLICY_MAX_RULES) {
-            perr(&c, ".rules", "more than %d rules", POLICY_MAX_RULES);
-            goto out;
-        }
-        p->rules = calloc((size_t)n + 1, sizeof *p->rules);
-        if (!p->rules) goto nomem;
-        int i = 0;
-        const cJSON *o;
-        cJSON_ArrayForEach(o, rules)
-        {
-            bool ok;
-            bs_policy_rule *r = &p->rules[p->n];
-            parse_rule(&c, o, i++, r, &ok);
-            if (ok) {
-                p->n++;
-            } else {
-                free(r->principal);
-                free(r->host);
-                free(r->name);
-                memset(r, 0, sizeof *r);
-            }
-        }
-    }
-    if (!c.bad && !build_index(p)) goto nomem;
-out:
-    if (c.bad) {
-        bs_policy_free(p);
-        return BS_E_CONFIG;
-    }
+    if (!build_index(p)) goto nomem;
     *out = p;
     return BS_OK;
 nomem:
@@ -539,7 +355,7 @@ static void ops_text(uint32_t ops, char *out, size_t n)
     out[0] = 0;
     for (int i = 0; i < BS_ACL_OP_COUNT; i++)
         if (ops & (1u << i))
-            o += (size_t)snprintf(out + o, o < n ? n - o : 0, "%s%s", o ? "," : "", g_op_names[i]);
+            o += (size_t)snprintf(out + o, o < n ? n - o : 0, "%s%s", o ? "," : "", bs_acl_op_names[i]);
 }
 
 /* See policy.h. */
@@ -564,32 +380,6 @@ void bs_policy_explain(const bs_policy *p, const bs_policy_decision *d, char *ou
     snprintf(out, outlen,
              "%s by rules[%d]: %s (principal %s, host %s, operations %s, %s %s %s)", verdict,
              d->rule, basis[d->basis], r->principal ? r->principal : "User:*",
-             r->host ? r->host : "*", ops, g_res_names[r->res], r->prefixed ? "PREFIXED" : "LITERAL",
+             r->host ? r->host : "*", ops, bs_acl_res_names[r->res], r->prefixed ? "PREFIXED" : "LITERAL",
              r->name ? r->name : "*");
-}
-
-/* bs_cfg_report_fn into a confmap load. */
-static void conf_report(void *ctx, const char *path, const char *msg)
-{
-    bs_conf_err(ctx, path, "%s", msg);
-}
-
-/* See policy.h. */
-void bs_policy_conf_parse(bs_conf *c, const bs_conf_opt *o, const cJSON *obj, const char *path,
-                          void *base)
-{
-    (void)path;
-    bs_policy **out = (bs_policy **)((char *)base + o->offset);
-    const cJSON *sec = obj ? bs_conf_member(obj, o->name) : NULL;
-    *out = NULL;
-    if (!sec) return; /* absent or null: no policy */
-    if (bs_policy_parse(sec, conf_report, c, out) == BS_E_NOMEM) c->nomem = true;
-}
-
-/* See policy.h. */
-void bs_policy_conf_free(const bs_conf_opt *o, void *base)
-{
-    bs_policy **p = (bs_policy **)((char *)base + o->offset);
-    bs_policy_free(*p);
-    *p = NULL;
 }

@@ -2,7 +2,8 @@
  * *_config.c): one loop over every key of every section for the generic
  * cases (wrong type, out of range, unknown key with its hint, defaults), and
  * docs/configuration.md checked against the tables so the two cannot drift.
- * The rules that need code are tested in test_config.c. */
+ * The rules that need code are tested in test_config.c (and, for identity
+ * and authorization, in test_identity.c and test_policy.c). */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -13,6 +14,11 @@
 #include "brokerside/config_tables.h"
 #include "spool_testutil.h"
 #include "test.h"
+/* only tu_jwk is used here */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "jwt_test_util.h"
+#pragma GCC diagnostic pop
 
 static char g_dir[PATH_MAX]; /* scratch directory: cert/key files, dirs */
 
@@ -82,6 +88,13 @@ static void setup_dir(void)
     write_file("server.key", "-----BEGIN PLACEHOLDER-----\n", 0600);
     write_file("master.key", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
                0600);
+    /* identity.oauthbearer loads its JWKS at load time: a real (fresh) key */
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    char jwk[1024], jwks[1100];
+    tu_jwk(k, "k1", jwk, sizeof jwk);
+    EVP_PKEY_free(k);
+    snprintf(jwks, sizeof jwks, "{\"keys\": [%s]}", jwk);
+    write_file("jwks.json", jwks, 0644);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -157,6 +170,19 @@ static const place places[] = {
     {"logs.files[i]", -1, "{" LISTENERS ", " SPOOL ", \"logs\": {\"files\": [{%s}]}}",
      "logs.files[0]", {{"path", "\"x.log\""}}},
     {"spool", -1, "{" LISTENERS ", \"spool\": {%s}}", "spool", {{0}}},
+    {"identity", -1, "{" LISTENERS ", \"identity\": {%s}}", "identity", {{0}}},
+    {"identity.oauthbearer", -1, "{" LISTENERS ", \"identity\": {\"oauthbearer\": {%s}}}",
+     "identity.oauthbearer",
+     {{"jwks_file", "\"jwks.json\""}, {"issuer", "\"https://idp.example\""}}},
+    {"authorization", -1, "{" LISTENERS ", \"authorization\": {%s}}", "authorization",
+     {{"default", "\"deny\""}}},
+    {"authorization.rules[i]", -1,
+     "{" LISTENERS ", \"authorization\": {\"default\": \"deny\", \"rules\": [{%s}]}}",
+     "authorization.rules[0]",
+     {{"principal", "\"User:alice\""},
+      {"operation", "\"Create\""},
+      {"resource_type", "\"Cluster\""},
+      {"permission", "\"ALLOW\""}}},
     /* Sinks: every section of each type, with what that type requires. */
     {NULL, BS_SINK_FILE, "{" LISTENERS ", " SPOOL ", \"sinks\": {\"s\": {%s}}}", "sinks.s",
      {{"type", "\"file\""}, {"dir", "\"fdir\""}}},
@@ -373,7 +399,9 @@ static void test_defaults_come_from_the_tables(void)
                 {&bs_kafka_conf, &cfg->kafka},
                 {&bs_aws_conf, &cfg->aws},
                 {&bs_spool_conf, &cfg->spool},
-                {&bs_admin_conf, &cfg->admin}};
+                {&bs_admin_conf, &cfg->admin},
+                {&bs_identity_conf, cfg->identity},
+                {&bs_identity_oauthbearer_conf, cfg->identity}};
     size_t checked = 0;
     for (size_t s = 0; s < BS_ARRAY_LEN(secs); s++) {
         for (size_t i = 0; i < secs[s].sec->n_opts; i++) {
@@ -414,7 +442,6 @@ typedef struct doc_table {
     doc_row rows[40];
     size_t n_rows;
     size_t line;
-    bool module; /* "conf-module": a section its module parses by hand */
 } doc_table;
 
 static doc_table g_tables[48];
@@ -467,16 +494,13 @@ static void read_docs(const char *path)
         lineno++;
         line[strcspn(line, "\n")] = '\0';
         const char *m = strstr(line, "<!-- conf: ");
-        const char *mm = strstr(line, "<!-- conf-module: ");
-        if (m || mm) {
+        if (m) {
             if (g_n_tables == BS_ARRAY_LEN(g_tables)) break;
             t = &g_tables[g_n_tables++];
             memset(t, 0, sizeof *t);
             t->line = lineno;
-            t->module = mm != NULL;
             char names[512];
-            snprintf(names, sizeof names, "%s",
-                     m ? m + strlen("<!-- conf: ") : mm + strlen("<!-- conf-module: "));
+            snprintf(names, sizeof names, "%s", m + strlen("<!-- conf: "));
             char *end = strstr(names, " (checked by");
             if (end) *end = '\0';
             char *save = NULL;
@@ -541,7 +565,7 @@ static const char *doc_type(const bs_conf_opt *o)
 static const doc_row *find_doc_row(const char *name, const char *key, const doc_table **in)
 {
     for (size_t t = 0; t < g_n_tables; t++)
-        for (size_t n = 0; n < g_tables[t].n_names && !g_tables[t].module; n++) {
+        for (size_t n = 0; n < g_tables[t].n_names; n++) {
             if (strcmp(g_tables[t].names[n], name) != 0) continue;
             *in = &g_tables[t];
             for (size_t r = 0; r < g_tables[t].n_rows; r++)
@@ -601,7 +625,6 @@ static void test_docs_match_the_tables(void)
     /* Every documented key is a row of a section its table names. */
     for (size_t t = 0; t < g_n_tables; t++) {
         const doc_table *dt = &g_tables[t];
-        if (dt->module) continue; /* test_docs_match_module_parsers */
         for (size_t n = 0; n < dt->n_names; n++) {
             bool known = false;
             for (size_t s = 0; s < g_n_secs; s++)
@@ -630,77 +653,6 @@ static void test_docs_match_the_tables(void)
             }
         }
     }
-}
-
-/* Where a hand-parsed section's key goes: the document with `key` set to a
- * number (wrong type or out of range for every key of these sections). */
-static char *module_doc(const char *section, const char *key)
-{
-    char *j = NULL;
-    int r = -1;
-    if (strcmp(section, "identity") == 0)
-        r = asprintf(&j, "{" LISTENERS ", \"identity\": {\"%s\": 12345678}}", key);
-    else if (strcmp(section, "identity.oauthbearer") == 0)
-        r = asprintf(&j, "{" LISTENERS ", \"identity\": {\"oauthbearer\": {\"%s\": 12345678}}}",
-                     key);
-    else if (strcmp(section, "authorization") == 0)
-        r = asprintf(&j, "{" LISTENERS ", \"authorization\": {\"%s\": 12345678}}", key);
-    return r < 0 ? NULL : j;
-}
-
-/* Parse the document for section.key: true when some problem names the
- * key's path and none calls it unknown. */
-static bool module_parser_knows(const char *section, const char *key)
-{
-    char *j = module_doc(section, key);
-    if (!j) return false;
-    bs_config *cfg = NULL;
-    bs_config_errors e;
-    char path[256];
-    snprintf(path, sizeof path, "%s.%s", section, key);
-    bool named = false, unknown = false;
-    if (parse(j, &cfg, &e) != BS_OK) {
-        for (size_t i = 0; i < e.n; i++) {
-            const char *at = strstr(e.msgs[i], path);
-            if (!at) continue;
-            named = true;
-            unknown = unknown || strstr(at, "unknown key") != NULL;
-        }
-    }
-    bs_config_free(cfg);
-    bs_config_errors_free(&e);
-    free(j);
-    return named && !unknown;
-}
-
-/* identity and authorization are parsed by their modules, not by tables:
- * every key their docs tables (marked "conf-module") list must be one the
- * parser knows (a wrong-typed value is refused by name, not as an unknown
- * key). The parsers' own key lists are not exported, so a key the parser
- * knows but the docs omit is not caught here. */
-static void test_docs_match_module_parsers(void)
-{
-    size_t checked = 0, sections = 0;
-    for (size_t t = 0; t < g_n_tables; t++) {
-        const doc_table *dt = &g_tables[t];
-        if (!dt->module) continue;
-        sections++;
-        char *placed = module_doc(dt->names[0], "x");
-        CHECK(placed != NULL); /* a conf-module section this test knows where to put */
-        free(placed);
-        for (size_t r = 0; r < dt->n_rows; r++)
-            for (size_t k = 0; k < dt->rows[r].n_keys; k++, checked++)
-                if (!module_parser_knows(dt->names[0], dt->rows[r].keys[k])) {
-                    fprintf(stderr, "  FAIL: docs line %zu documents %s.%s, which its parser "
-                                    "does not know\n",
-                            dt->line, dt->names[0], dt->rows[r].keys[k]);
-                    test_failures_in_current++;
-                }
-        /* the check can fail: a key no parser has is called unknown */
-        CHECK(!module_parser_knows(dt->names[0], "no_such_key"));
-    }
-    CHECK_EQ(sections, 3);
-    CHECK(checked >= 10);
 }
 
 /* The SIGHUP rule is the tables' BS_CONF_RESTART flags: a change of every
@@ -761,7 +713,6 @@ int main(void)
     RUN(test_every_key_generic_cases);
     RUN(test_defaults_come_from_the_tables);
     RUN(test_docs_match_the_tables);
-    RUN(test_docs_match_module_parsers);
     RUN(test_restart_rule_follows_the_flags);
     tu_rmrf(g_dir);
     return test_report();

@@ -64,6 +64,11 @@ bool bs_endpoint_is_wildcard(const bs_endpoint *e);
 
 
 #define BS_CONF_PATH_MAX 512 /* longest JSON path in a message */
+
+/* Where a module's own entry point (bs_policy_parse, bs_identity_config_parse:
+ * a section read outside a config load) sends each problem: its JSON path and
+ * the message apart, instead of a "FILE: PATH: message" line. */
+typedef void (*bs_conf_report_fn)(void *ctx, const char *path, const char *msg);
 #define BS_CONF_PUBLISHED_MAX 8 /* values sections publish per load (bs_conf_publish) */
 
 /* State shared by the walkers of one load. Modules' callbacks receive it and
@@ -82,6 +87,11 @@ typedef struct bs_conf {
         const char *value; /* borrowed from the struct being filled */
     } published[BS_CONF_PUBLISHED_MAX];
     size_t n_published;
+    /* When set, problems go to report(report_ctx, path, message) instead of
+     * errs (file is then unused): how a module reads its section on its own.
+     * With neither, problems are only counted. */
+    bs_conf_report_fn report;
+    void *report_ctx;
 } bs_conf;
 
 typedef enum bs_conf_type {
@@ -111,6 +121,8 @@ enum {
                                    key, warned about when every user may read it */
     BS_CONF_PASSIVE = 1u << 3,  /* ENDPOINT: a bind address (port 0 allowed) */
     BS_CONF_NODOC = 1u << 4,    /* not listed in docs/configuration.md's table of the section */
+    BS_CONF_NOCASE = 1u << 5,   /* ENUM: a value matches a choice ignoring case and '_'
+                                   (bs_conf_choice_index), as Kafka's ACL names do */
 };
 
 typedef struct bs_conf_opt bs_conf_opt;
@@ -248,6 +260,10 @@ void bs_conf_get_int(bs_conf *c, const cJSON *obj, const char *key, const char *
 void bs_conf_get_bool(bs_conf *c, const cJSON *obj, const char *key, const char *path, bool *out);
 void bs_conf_get_enum(bs_conf *c, const cJSON *obj, const char *key, const char *path,
                       const char *const *names, int *out);
+/* Index of `s` in the NULL-terminated `names`, or -1. With `nocase` (ENUM
+ * rows flagged BS_CONF_NOCASE) case and every '_' of `s` are ignored, so
+ * "TRANSACTIONAL_ID" and "transactionalid" both name "TransactionalId". */
+int bs_conf_choice_index(const char *const *names, const char *s, bool nocase);
 /* A number of seconds in (0, max]. */
 void bs_conf_get_seconds(bs_conf *c, const cJSON *obj, const char *key, const char *path,
                          double max, double *out);

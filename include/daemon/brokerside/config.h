@@ -11,7 +11,7 @@
  *
  * Ownership: each section's struct and option table belong to the module
  * that uses it (<module>_config.h: net, proxy, admin, aws, crypto, observe,
- * sinks, events; identity.h and policy.h), so a module never needs a higher
+ * sinks, events, identity, policy), so a module never needs a higher
  * module's struct. Only this composition (bs_config), the loader, the rules
  * across sections and the SIGHUP rule (bs_config_load/parse/free,
  * bs_config_needs_restart; daemon/config.c) are the daemon's, and only the
@@ -31,10 +31,12 @@
 #include "brokerside/confmap.h"
 #include "brokerside/crypto_config.h"
 #include "brokerside/events_config.h"
+#include "brokerside/identity_config.h"
 #include "brokerside/lag_config.h"
 #include "brokerside/log.h"
 #include "brokerside/net_config.h"
 #include "brokerside/observe_config.h"
+#include "brokerside/policy_config.h"
 #include "brokerside/proxy_config.h"
 #include "brokerside/sinks_config.h"
 #include "brokerside/status.h"
@@ -58,9 +60,9 @@ typedef struct bs_config {
     bs_sink_config *sinks; /* defined sinks in file order, then the implicit "default" */
     size_t n_sinks;
     bs_spool_config spool;
-    /* `identity` (identity.h, parsed by its module): never NULL after a load */
-    struct bs_identity_config *identity;
-    /* `authorization` (policy.h, parsed by its module): NULL = no policy */
+    /* `identity` (identity_config.h): never NULL after a load */
+    bs_identity_config *identity;
+    /* `authorization` (policy_config.h, built into a policy.h policy): NULL = no policy */
     struct bs_policy *authorization;
     /* What an operator would regret, found by the loader in a valid file
      * (bs_config_warnings): each "FILE: message". The daemon logs them at

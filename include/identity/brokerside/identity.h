@@ -4,8 +4,8 @@
  * learned by following SaslHandshake/SaslAuthenticate through the Kafka
  * session without terminating SASL.
  *
- * Config: the `identity` section (docs/configuration.md) is parsed here, by
- * bs_identity_config_parse, so the module owns its keys and checks. The
+ * Config: the `identity` section (docs/configuration.md) is the module's
+ * option table (identity_config.h, read by the generic walker). The
  * running config is one process-wide pointer (bs_identity_set_config), read
  * atomically by workers; configs are kept until exit, so a pointer read once
  * stays valid.
@@ -20,60 +20,18 @@
 #ifndef BROKERSIDE_IDENTITY_H
 #define BROKERSIDE_IDENTITY_H
 
-#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "brokerside/identity_config.h"
 #include "brokerside/jwt.h"
 #include "brokerside/sasl.h"
 #include "brokerside/status.h"
 
-struct cJSON;
-
 /* Longest principal text ("User:" + name). */
 #define BS_PRINCIPAL_MAX 320
 
-/* A config problem: JSON path below the section (e.g.
- * "identity.principal_mapping_rules[1]") and a message. */
-typedef void (*bs_cfg_report_fn)(void *ctx, const char *path, const char *msg);
-
-/* One certificate mapping rule: "RULE:<regex>/<replacement>/[L|U]" or "DEFAULT". */
-typedef struct bs_mapping_rule {
-    bool is_default;
-    regex_t re; /* POSIX extended, anchored by the caller's pattern */
-    char *replacement; /* $1..$9 refer to groups */
-    char case_fold;    /* 0, 'L' or 'U' */
-} bs_mapping_rule;
-
-typedef struct bs_identity_config {
-    bs_mapping_rule *rules; /* empty: DEFAULT (the whole subject) */
-    size_t n_rules;
-    /* OAUTHBEARER: tokens are trusted for identity only with a JWKS. */
-    char *jwks_file;         /* NULL: tokens never verified, principal unknown */
-    bs_jwks *jwks;           /* loaded at parse time */
-    char *issuer, *audience; /* NULL: not checked (audience) / required when jwks set (issuer) */
-    char *principal_claim;   /* default "sub" */
-    int64_t clock_skew_s;    /* default 30 */
-    uint32_t metrics_max_principals; /* distinct principal label values; default 100 */
-} bs_identity_config;
-
-/* Parse the `identity` section (`section` may be NULL: defaults). Problems go
- * to report(); returns BS_E_CONFIG if there was any, BS_E_NOMEM. `base_dir`
- * resolves a relative jwks_file. *out freed with bs_identity_config_free. */
-bs_status bs_identity_config_parse(const struct cJSON *section, const char *base_dir,
-                                   bs_cfg_report_fn report, void *rctx,
-                                   bs_identity_config **out) BS_WUR;
-void bs_identity_config_free(bs_identity_config *c);
-/* The `identity` row of the root config table (confmap.h CUSTOM row): reads
- * member "identity" of `obj` through bs_identity_config_parse into the
- * bs_identity_config * at base + o->offset (defaults when absent), reporting
- * through bs_conf_err; free releases it. */
-struct bs_conf;
-struct bs_conf_opt;
-void bs_identity_conf_parse(struct bs_conf *c, const struct bs_conf_opt *o, const struct cJSON *obj,
-                            const char *path, void *base);
-void bs_identity_conf_free(const struct bs_conf_opt *o, void *base);
 /* Install the running config (NULL = defaults); any thread. */
 void bs_identity_set_config(const bs_identity_config *c);
 /* The running config (never NULL: built-in defaults). */

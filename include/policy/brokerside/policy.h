@@ -12,8 +12,9 @@
  * resource of its type; principal "User:*" (or "*") every principal; host
  * "*" every host.
  *
- * The section is parsed here (bs_policy_parse) so the module owns its keys
- * and checks. A parsed policy is immutable; the running one is a single
+ * The section is the module's option table (policy_config.h, read by the
+ * generic walker) built into a policy here (bs_policy_build); bs_policy_parse
+ * reads a section on its own. A built policy is immutable; the running one is a single
  * process-wide pointer swapped atomically on reload (bs_policy_set_current).
  * Policies are kept until exit by the config that owns them, so a pointer
  * read once stays valid.
@@ -26,9 +27,8 @@
 #include <stdint.h>
 
 #include "brokerside/identity.h"
+#include "brokerside/policy_config.h"
 #include "brokerside/status.h"
-
-struct cJSON;
 
 typedef enum bs_acl_op {
     BS_ACL_ALL = 0,
@@ -53,11 +53,15 @@ typedef enum bs_acl_res {
     BS_ACL_RES_COUNT
 } bs_acl_res;
 
-/* Kafka's names ("Read", "Topic", ...). */
+/* Kafka's names ("Read", "Topic", ...), indexed by bs_acl_op / bs_acl_res and
+ * NULL-terminated (the choices of the config's enum rows). */
+extern const char *const bs_acl_op_names[BS_ACL_OP_COUNT + 1];
+extern const char *const bs_acl_res_names[BS_ACL_RES_COUNT + 1];
 const char *bs_acl_op_name(bs_acl_op op);
 const char *bs_acl_res_name(bs_acl_res r);
-/* Case-insensitive; "IdempotentWrite" and "IDEMPOTENT_WRITE" both parse.
- * false if unknown. */
+/* Case-insensitive and ignoring '_' (bs_conf_choice_index), as the config
+ * reads them: "IdempotentWrite" and "IDEMPOTENT_WRITE" both parse. false if
+ * unknown. */
 bool bs_acl_op_parse(const char *s, bs_acl_op *out);
 bool bs_acl_res_parse(const char *s, bs_acl_res *out);
 
@@ -76,20 +80,16 @@ typedef struct bs_policy_rule {
 typedef struct bs_policy bs_policy;
 
 /* Parse the `authorization` section (an object; the caller does not call
- * this when the section is absent or null: no policy). Problems go to
- * report() with paths like "authorization.rules[3].operation"; BS_E_CONFIG
- * if there was any. *out freed with bs_policy_free. */
+ * this when the section is absent or null: no policy) with the tables,
+ * outside a config load. Problems go to report() with paths like
+ * "authorization.rules[3].operation"; BS_E_CONFIG if there was any. *out
+ * freed with bs_policy_free. */
 bs_status bs_policy_parse(const struct cJSON *section, bs_cfg_report_fn report, void *rctx,
                           bs_policy **out) BS_WUR;
+/* Build the policy (rules, super users, the index) from a section the
+ * tables read without problems. BS_E_NOMEM. */
+bs_status bs_policy_build(const bs_policy_config *cfg, bs_policy **out) BS_WUR;
 void bs_policy_free(bs_policy *p);
-/* The `authorization` row of the root config table (confmap.h CUSTOM row):
- * member "authorization" of `obj` (absent or null: no policy, NULL stored)
- * through bs_policy_parse into the bs_policy * at base + o->offset. */
-struct bs_conf;
-struct bs_conf_opt;
-void bs_policy_conf_parse(struct bs_conf *c, const struct bs_conf_opt *o, const struct cJSON *obj,
-                          const char *path, void *base);
-void bs_policy_conf_free(const struct bs_conf_opt *o, void *base);
 size_t bs_policy_rule_count(const bs_policy *p);
 const bs_policy_rule *bs_policy_rule_at(const bs_policy *p, size_t i);
 bool bs_policy_default_allow(const bs_policy *p);
