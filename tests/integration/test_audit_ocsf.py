@@ -238,11 +238,13 @@ class AuditFormatScenario(harness.IntegrationTest):
     def fill_disk(self):
         """Fill the spool's filesystem to the last byte; returns the filler's path."""
         path = os.path.join(self.fs, "filler")
-        with open(path, "wb") as f:
+        # Unbuffered: a short write at the end stays short, instead of leaving bytes in a
+        # buffer whose flush at close raises ENOSPC once more (whether it did depended on
+        # how many bytes the trail had used on the filesystem before).
+        with open(path, "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
-                    f.flush()
             except OSError:
                 pass
         return path
