@@ -223,7 +223,8 @@ static void record_action(const bs_sidecar_action *a, void *arg)
     bs_audit_event_free(&ev);
 }
 
-/* Worker thread: a connection event becomes an audit event. */
+/* Worker thread: a connection event (including a PROXY protocol refusal)
+ * becomes an audit event. */
 static void on_conn_event(void *ctx, const bs_conn_event *ce)
 {
     bs_pipeline *p = ctx;
@@ -232,7 +233,9 @@ static void on_conn_event(void *ctx, const bs_conn_event *ce)
         [BS_CONN_EV_TLS_FAILED] = BS_AUDIT_CONN_TLS_HANDSHAKE_FAILED,
         [BS_CONN_EV_CERT_REJECTED] = BS_AUDIT_CONN_CLIENT_CERT_REJECTED,
         [BS_CONN_EV_CLOSED] = BS_AUDIT_CONN_CLOSED,
+        [BS_CONN_EV_PROXY_REJECTED] = BS_AUDIT_CONN_PROXY_REJECTED,
     };
+    if ((size_t)ce->kind >= BS_ARRAY_LEN(kinds)) return;
     bs_audit_event ev;
     bs_audit_event_init(&ev);
     ev.type = BS_AUDIT_EV_CONNECTION;
@@ -245,6 +248,7 @@ static void on_conn_event(void *ctx, const bs_conn_event *ce)
     ev.source_port = ce->peer_port;
     ev.conn_kind = kinds[ce->kind];
     ev.reason = ce->reason;
+    ev.detail = ce->detail;
     ev.duration_ms = ce->duration_ms;
     ev.bytes_in = (int64_t)ce->bytes_in;
     ev.bytes_out = (int64_t)ce->bytes_out;

@@ -571,6 +571,22 @@ static bool reason_is_cert(const char *reason)
     return false;
 }
 
+/* `ss` (AF_INET / AF_INET6) as the observer's address text and port; "?"
+ * and 0 for anything else. */
+static void observer_addr(const struct sockaddr_storage *ss, char ip[INET6_ADDRSTRLEN],
+                          uint16_t *port)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, INET6_ADDRSTRLEN);
+        *port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, INET6_ADDRSTRLEN);
+        *port = ntohs(a->sin6_port);
+    }
+}
+
 /* Tell the server's observer (if any) about `c`. The peer address is looked
  * up only when someone listens, so the plain path costs one branch. */
 static void conn_notify(bs_conn *c, bs_conn_event_kind kind, const char *reason)
@@ -580,17 +596,7 @@ static void conn_notify(bs_conn *c, bs_conn_event_kind kind, const char *reason)
     char ip[INET6_ADDRSTRLEN] = "?";
     uint16_t port = 0;
     struct sockaddr_storage ss;
-    if (conn_client_addr(c, &ss)) {
-        if (ss.ss_family == AF_INET) {
-            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-            port = ntohs(a->sin6_port);
-        }
-    }
+    if (conn_client_addr(c, &ss)) observer_addr(&ss, ip, &port);
     bs_conn_event ev = {.kind = kind,
                         .conn_id = c->id,
                         .listener = c->l->cfg->name,
@@ -606,6 +612,29 @@ static void conn_notify(bs_conn *c, bs_conn_event_kind kind, const char *reason)
         ev.bytes_out = c->bytes_out;
     }
     if (kind == BS_CONN_EV_ACCEPTED) c->announced = true;
+    srv->observer(srv->observer_ctx, &ev);
+}
+
+/* Tell the observer (if any) that listener `l` refused connection `id` from
+ * `peer` (the socket's peer: a header, if any, was not accepted) for its
+ * PROXY header: BS_CONN_EV_PROXY_REJECTED with `reason`, `detail`. Shared by
+ * the refusal at accept (no bs_conn yet) and conn_pp_reject. */
+static void pp_notify_rejected(bs_server *srv, const bs_listener *l, uint64_t id,
+                               const struct sockaddr_storage *peer, const char *reason,
+                               const char *detail)
+{
+    if (!srv->observer) return;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    observer_addr(peer, ip, &port);
+    bs_conn_event ev = {.kind = BS_CONN_EV_PROXY_REJECTED,
+                        .conn_id = id,
+                        .listener = l->cfg->name,
+                        .broker_id = l->cfg->broker_id,
+                        .peer_ip = ip,
+                        .peer_port = port,
+                        .reason = reason,
+                        .detail = detail};
     srv->observer(srv->observer_ctx, &ev);
 }
 
@@ -640,6 +669,8 @@ static void conn_pp_reject(bs_conn *c, const char *reason, const char *why)
     bs_log(quiet ? BS_LOG_INFO : BS_LOG_WARN, "net",
            "PROXY protocol: closing connection from %s on listener %s: %s (%s)", peer,
            l->cfg->name, reason, why);
+    /* c->pp->src is still the socket's peer: the header was not accepted. */
+    if (c->pp) pp_notify_rejected(c->w->srv, l, c->id, &c->pp->src, reason, why);
     conn_close(c, false);
 }
 
@@ -1240,7 +1271,8 @@ static void accept_pause(struct ev_loop *loop, bs_wlistener *wl, int err, bool u
  * the listener's proxy_protocol_sources. Otherwise the socket is closed
  * before a byte is read, counted and logged, and false returned: only the
  * load balancers may speak for clients. */
-static bool accept_pp_source_ok(bs_listener *l, int fd, const struct sockaddr_storage *peer_ss)
+static bool accept_pp_source_ok(bs_server *srv, bs_listener *l, int fd,
+                                const struct sockaddr_storage *peer_ss)
 {
     if (bs_cidr_match(l->cfg->proxy_sources, l->cfg->n_proxy_sources,
                       (const struct sockaddr *)peer_ss))
@@ -1253,6 +1285,11 @@ static bool accept_pp_source_ok(bs_listener *l, int fd, const struct sockaddr_st
                  "proxy_protocol_sources)",
                  peer, l->cfg->name, BS_PROXY_REASON_UNTRUSTED);
     close(fd);
+    /* No bs_conn is made, but the refusal gets an id of its own so that its
+     * audit event names a connection like every other connection event. */
+    if (srv->observer)
+        pp_notify_rejected(srv, l, atomic_fetch_add(&srv->next_conn_id, 1) + 1, peer_ss,
+                           BS_PROXY_REASON_UNTRUSTED, "not in proxy_protocol_sources");
     return false;
 }
 
@@ -1282,7 +1319,7 @@ void bs_net_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         bool pp = l->cfg->proxy_protocol;
-        if (pp && !accept_pp_source_ok(l, fd, &peer_ss)) continue;
+        if (pp && !accept_pp_source_ok(w->srv, l, fd, &peer_ss)) continue;
         unsigned open_now = atomic_fetch_add(&w->srv->n_open, 1) + 1;
         if (open_now > w->limits.max_connections) {
             atomic_fetch_sub(&w->srv->n_open, 1);

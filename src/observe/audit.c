@@ -662,14 +662,34 @@ int16_t bs_audit_summary_error(const bs_audit_event *ev)
     return ev->latency_us >= 0 ? 0 : BS_AUDIT_NO_ERROR;
 }
 
-/* Render a connection event body (after the head). */
-static void put_connection(bs_wbuf *w, const bs_audit_event *ev)
+/* See audit_internal.h. */
+const char *bs_audit_conn_name(bs_audit_conn_kind kind)
 {
-    bs_audit_put_identity(w, ev);
+    static const char *const names[] = {"ConnectionAccepted", "TlsHandshakeFailed",
+                                        "ClientCertificateRejected", "ConnectionClosed",
+                                        "ClientCertificateAccepted", "ProxyProtocolRejected"};
+    return (size_t)kind < BS_ARRAY_LEN(names) ? names[kind] : NULL;
+}
+
+/* See audit_internal.h. */
+void bs_audit_put_reason_detail(bs_wbuf *w, const bs_audit_event *ev)
+{
     if (ev->reason) {
         bs_wbuf_put_str(w, ",\"reason\":");
         bs_audit_put_cstr(w, ev->reason);
     }
+    if (ev->detail) {
+        size_t n = strnlen(ev->detail, BS_AUDIT_DETAIL_MAX);
+        bs_wbuf_put_str(w, ",\"detail\":");
+        bs_wbuf_put_json_string(w, ev->detail, n);
+    }
+}
+
+/* Render a connection event body (after the head). */
+static void put_connection(bs_wbuf *w, const bs_audit_event *ev)
+{
+    bs_audit_put_identity(w, ev);
+    bs_audit_put_reason_detail(w, ev);
     if (ev->conn_kind == BS_AUDIT_CONN_CLOSED) {
         bs_wbuf_printf(w,
                        ",\"durationMs\":%" PRId64 ",\"bytesIn\":%" PRId64 ",\"bytesOut\":%" PRId64,
@@ -726,12 +746,9 @@ bs_status bs_audit_render_open(const bs_audit_event *ev, const char *source, con
 {
     bs_wbuf_put_u8(out, '{');
     if (ev->type == BS_AUDIT_EV_CONNECTION) {
-        static const char *const names[] = {"ConnectionAccepted", "TlsHandshakeFailed",
-                                            "ClientCertificateRejected", "ConnectionClosed",
-                                            "ClientCertificateAccepted"};
-        BS_ENSURE((size_t)ev->conn_kind < BS_ARRAY_LEN(names), BS_E_MALFORMED);
-        bs_audit_put_head(out, ev->time_us, source, names[ev->conn_kind], "KafkaConnection",
-                          event_id);
+        const char *name = bs_audit_conn_name(ev->conn_kind);
+        BS_ENSURE(name, BS_E_MALFORMED);
+        bs_audit_put_head(out, ev->time_us, source, name, "KafkaConnection", event_id);
         bs_wbuf_put_str(out, ",\"eventCategory\":\"Management\",\"readOnly\":true");
         put_connection(out, ev);
         return bs_wbuf_status(out);

@@ -73,6 +73,11 @@ void bs_audit_put_error(bs_wbuf *w, int16_t code);
 void bs_audit_put_identity(bs_wbuf *w, const bs_audit_event *ev);
 /* userAgent, clientId, clientSoftwareName/Version. */
 void bs_audit_put_user_agent(bs_wbuf *w, const bs_audit_event *ev);
+/* reason and detail of a connection event (each when set; detail cut at
+ * BS_AUDIT_DETAIL_MAX bytes). */
+void bs_audit_put_reason_detail(bs_wbuf *w, const bs_audit_event *ev);
+/* The eventName of a connection event kind; NULL for an unknown kind. */
+const char *bs_audit_conn_name(bs_audit_conn_kind kind);
 /* A sidecar action's brokerId, outcome, message, component (type, name,
  * details) and changes (path, change, old/new or secret: true). */
 void bs_audit_put_action(bs_wbuf *w, const bs_audit_event *ev);

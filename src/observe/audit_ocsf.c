@@ -463,20 +463,19 @@ static void render_auth(const bs_audit_event *ev, const char *source, const char
 }
 
 /* A connection event: Network Activity, or Authentication for the
- * client certificate verdicts. */
+ * client certificate verdicts. A PROXY protocol refusal is a failed
+ * connection like a failed TLS handshake (4 Fail), its detail the message. */
 static bs_status render_connection(const bs_audit_event *ev, const char *source,
                                    const char *event_id, bs_wbuf *out)
 {
-    static const char *const names[] = {"ConnectionAccepted", "TlsHandshakeFailed",
-                                        "ClientCertificateRejected", "ConnectionClosed",
-                                        "ClientCertificateAccepted"};
-    BS_ENSURE((size_t)ev->conn_kind < BS_ARRAY_LEN(names), BS_E_MALFORMED);
-    const char *name = names[ev->conn_kind];
+    const char *name = bs_audit_conn_name(ev->conn_kind);
+    BS_ENSURE(name, BS_E_MALFORMED);
     if (ev->conn_kind == BS_AUDIT_CONN_CLIENT_CERT_REJECTED ||
         ev->conn_kind == BS_AUDIT_CONN_CLIENT_CERT_ACCEPTED) {
         render_auth(ev, source, event_id, name, "KafkaConnection", false,
                     ev->conn_kind == BS_AUDIT_CONN_CLIENT_CERT_ACCEPTED, out);
     } else {
+        char message[BS_AUDIT_DETAIL_MAX + 1];
         bs_ocsf_head h = {.class_uid = 4001,
                           .class_name = "Network Activity",
                           .time_us = ev->time_us,
@@ -498,6 +497,10 @@ static bs_status render_connection(const bs_audit_event *ev, const char *source,
             h.status_id = 2;
             h.severity_id = 2;
             h.status_detail = ev->reason;
+            if (ev->detail) {
+                snprintf(message, sizeof message, "%s", ev->detail);
+                h.message = message;
+            }
         }
         bs_ocsf_put_head(out, &h);
         put_actor(out, ev, false);
@@ -517,10 +520,7 @@ static bs_status render_connection(const bs_audit_event *ev, const char *source,
         bs_ocsf_open_unmapped(out, name, "KafkaConnection");
     }
     bs_audit_put_identity(out, ev);
-    if (ev->reason) {
-        bs_wbuf_put_str(out, ",\"reason\":");
-        bs_audit_put_cstr(out, ev->reason);
-    }
+    bs_audit_put_reason_detail(out, ev);
     if (ev->conn_kind == BS_AUDIT_CONN_CLOSED)
         bs_wbuf_printf(out, ",\"durationMs\":%" PRId64 ",\"bytesIn\":%" PRId64 ",\"bytesOut\":%" PRId64,
                        ev->duration_ms, ev->bytes_in, ev->bytes_out);

@@ -10,6 +10,8 @@ and moto's KMS (SigV4 checked) behind a TCP forwarder the test takes away:
   a certificate from another CA (rejected) and a TLS 1.1 client (handshake failed);
 - a plaintext `kafka` listener in front of the broker's SASL listener: PLAIN success and
   failure;
+- a `proxy_protocol` listener that trusts only 127.0.0.3: a connection from 127.0.0.1
+  (untrusted_source) and a malformed v1 header from 127.0.0.3 (ProxyProtocolRejected);
 - SIGHUP with a changed `audit.digest_every_events`, a changed `aws.secret_access_key` (the
   old and the new secret must appear nowhere in the trail) and a new authorization rule;
   the TLS material is rebuilt;
@@ -51,6 +53,7 @@ REGION = "eu-west-1"
 SCHEMA_DIR = os.environ.get("BS_OCSF_SCHEMA") or os.path.join(
     os.path.dirname(os.path.dirname(HERE)), "..", "shared", "spec", "ocsf-schema-1.8.0")
 NEW_SECRET = "RELOADED-SECRET-Zq9w"
+PP_LB = "127.0.0.3"  # the one trusted PROXY protocol source of the `pp` listener
 
 
 def load_schema():
@@ -103,15 +106,20 @@ class AuditFormatScenario(harness.IntegrationTest):
         os.write(fd, os.urandom(32).hex().encode() + b"\n")
         os.close(fd)
         self.tls_port, self.sasl_port = harness.free_port(), harness.free_port()
+        self.pp_port = harness.free_port()
         node = self.kc.node(1)
         tls = harness.tls_listener(self.certs, "127.0.0.1:%d" % self.tls_port, node.client,
                                    protocol="kafka", client_auth="required", name="tls")
         tls["broker_id"] = 1
         sasl = {"name": "sasl", "bind": "127.0.0.1:%d" % self.sasl_port, "upstream": node.sasl,
                 "protocol": "kafka", "broker_id": 1}
+        # behind a load balancer at 127.0.0.3 (only refusals are exercised here)
+        pp = {"name": "pp", "bind": "127.0.0.1:%d" % self.pp_port, "upstream": node.sasl,
+              "protocol": "kafka", "broker_id": 1, "proxy_protocol": True,
+              "proxy_protocol_sources": [PP_LB + "/32"]}
         self.events_dir = os.path.join(self.tmp, "events")
         self.cfg = harness.base_config(
-            harness.free_port(), [tls, sasl],
+            harness.free_port(), [tls, sasl, pp],
             kafka={"advertise": {"1": "127.0.0.1:%d" % self.tls_port}},
             aws={"region": REGION, "max_attempts": 1, "connect_timeout_s": 2,
                  "request_timeout_s": 5,
@@ -190,6 +198,25 @@ class AuditFormatScenario(harness.IntegrationTest):
         finally:
             raw.close()
 
+    def pp_refused(self, src, payload=b""):
+        """A connection from `src` to the PROXY protocol listener, `payload` sent, that the
+        sidecar closes; returns its source port."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(20)
+        try:
+            s.bind((src, 0))
+            s.connect(("127.0.0.1", self.pp_port))
+            port = s.getsockname()[1]
+            if payload:
+                s.sendall(payload)
+            try:
+                self.assertEqual(s.recv(4096), b"")
+            except ConnectionResetError:
+                pass
+            return port
+        finally:
+            s.close()
+
     def make_crl(self):
         """A fresh, empty CRL of the dev CA (valid for 30 days)."""
         ca_dir = os.path.join(self.tmp, "ca")
@@ -211,11 +238,13 @@ class AuditFormatScenario(harness.IntegrationTest):
     def fill_disk(self):
         """Fill the spool's filesystem to the last byte; returns the filler's path."""
         path = os.path.join(self.fs, "filler")
-        with open(path, "wb") as f:
+        # Unbuffered: a short write at the end stays short, instead of leaving bytes in a
+        # buffer whose flush at close raises ENOSPC once more (whether it did depended on
+        # how many bytes the trail had used on the filesystem before).
+        with open(path, "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
-                    f.flush()
             except OSError:
                 pass
         return path
@@ -233,6 +262,12 @@ class AuditFormatScenario(harness.IntegrationTest):
         # client certificates: one from another CA, and a TLS 1.1 client
         self.tls_client("untrusted_client")
         self.tls_client(tls11=True)
+        # PROXY protocol refusals: an unlisted source, and a malformed header from the balancer
+        pp_untrusted = self.pp_refused("127.0.0.1", b"PROXY TCP4 10.9.8.7 127.0.0.1 1 2\r\n")
+        pp_malformed = self.pp_refused(PP_LB, b"PROXY TCP5 10.9.8.7 127.0.0.1 1 2\r\n")
+        for port in (pp_untrusted, pp_malformed):
+            self.wait_event("ProxyProtocolRejected",
+                            lambda e, port=port: self.record(e).get("sourcePort") == port)
         # SASL PLAIN through the sidecar to the broker's SASL listener
         ok = kafka_raw.Conn(self.sasl_port)
         self.assertEqual(ok.plain("alice", "alice-secret"), 0)
@@ -307,6 +342,7 @@ class AuditFormatScenario(harness.IntegrationTest):
         # ---- every event type of the scenario is in the trail
         for name in ("AuditChainStart", "ConnectionAccepted", "ClientCertificateAccepted",
                      "ClientCertificateRejected", "TlsHandshakeFailed", "ConnectionClosed",
+                     "ProxyProtocolRejected",
                      "Produce", "Metadata", "ApiVersions", "SaslHandshake", "SaslAuthenticate",
                      "DataKeyCreated", "DataKeyRotated", "ConfigurationReloaded",
                      "AuthorizationPolicyChanged", "TlsMaterialReloaded", "KmsUnavailable",
@@ -322,6 +358,17 @@ class AuditFormatScenario(harness.IntegrationTest):
         denied = [e for e in evs if self.record(e).get("eventType") == "KafkaAuthorization"
                   and self.record(e)["decision"] == "DENY"]
         self.assertTrue(denied)
+        # ---- the PROXY refusals: reason, listener, the socket's peer (never the header's)
+        pp = {self.record(e)["sourcePort"]: self.record(e)
+              for e in self.named("ProxyProtocolRejected", evs)}
+        self.assertEqual((pp[pp_untrusted]["reason"], pp[pp_untrusted]["sourceIPAddress"]),
+                         ("untrusted_source", "127.0.0.1"))
+        self.assertEqual((pp[pp_malformed]["reason"], pp[pp_malformed]["sourceIPAddress"]),
+                         ("malformed_v1", PP_LB))
+        self.assertIn("TCP5", pp[pp_malformed]["detail"])
+        self.assertTrue(all(r["listener"] == "pp" and r["eventType"] == "KafkaConnection"
+                            for r in pp.values()))
+        self.assertNotIn(b"10.9.8.7", raw)
         if self.FORMAT == "ocsf":
             self.check_ocsf(evs)
         else:
@@ -369,6 +416,13 @@ class AuditFormatScenario(harness.IntegrationTest):
         self.assertIn((4001, 1, 1), classes("ConnectionAccepted"))
         self.assertIn((4001, 2, 1), classes("ConnectionClosed"))
         self.assertIn((4001, 4, 2), classes("TlsHandshakeFailed"))
+        self.assertEqual(classes("ProxyProtocolRejected"), {(4001, 4, 2)})
+        for e in self.named("ProxyProtocolRejected", evs):
+            self.assertEqual(e["status_detail"], e["unmapped"]["reason"])
+            self.assertEqual(e["message"], e["unmapped"]["detail"])
+            self.assertEqual(e["src_endpoint"]["ip"], e["unmapped"]["sourceIPAddress"])
+            self.assertEqual(e["dst_endpoint"]["name"], "pp")
+            self.assertEqual(e["type_uid"], 400104)
         self.assertIn((3002, 1, 1), classes("ClientCertificateAccepted"))
         self.assertIn((3002, 1, 2), classes("ClientCertificateRejected"))
         self.assertEqual({c[:2] for c in classes("SaslAuthenticate")}, {(3002, 1)})

@@ -10,7 +10,9 @@ debug log and an authorization `host` rule must see the client's address, never 
 HAProxy's own health checks arrive as v2 LOCAL. Then hostile headers from raw sockets: an
 unlisted source, a missing header, malformed v1 and v2 lines, a truncated header followed by
 silence (closed at the handshake deadline), a header on a listener without proxy_protocol:
-each closes the connection and is counted with its reason."""
+each closes the connection and is counted with its reason, and each refusal of the PROXY
+listener is a ProxyProtocolRejected audit event (reason, listener, the socket's peer, a
+bounded detail) on the same verified chain."""
 
 import json
 import os
@@ -297,9 +299,12 @@ listen kafka_v1
         ]
         before = {reason: self.rejected(reason) for reason, _, _ in cases}
         counts = {}
+        refused = []  # (reason, source address, source port) of every refused connection
         for reason, src, payload in cases:
             mark = self.bs.log_mark()
-            self.assertTrue(closed_by_peer(raw_from(src, self.bs_port, payload)), reason)
+            s = raw_from(src, self.bs_port, payload)
+            refused.append((reason, src, s.getsockname()[1]))
+            self.assertTrue(closed_by_peer(s), reason)
             counts[reason] = counts.get(reason, 0) + 1
             self.wait_rejected(reason, before[reason] + counts[reason])
             self.bs.wait_log(r"PROXY protocol: closing connection from %s:\d+ on listener lb: %s \("
@@ -307,12 +312,39 @@ listen kafka_v1
         # a valid header cut short, then silence: closed at the handshake deadline
         before_t = self.rejected("timeout")
         s = raw_from(LB_ADDR, self.bs_port, (V2_SIG + v2_inet)[:20])
+        refused.append(("timeout", LB_ADDR, s.getsockname()[1]))
         self.assertTrue(closed_by_peer(s))
         self.wait_rejected("timeout", before_t + 1)
         # the header with its ClientHello delayed past the deadline counts the same way
         s = raw_from(LB_ADDR, self.bs_port, b"PROXY TCP4 10.9.8.7 127.0.0.1 4000 9094")
+        refused.append(("timeout", LB_ADDR, s.getsockname()[1]))
         self.assertTrue(closed_by_peer(s))
         self.wait_rejected("timeout", before_t + 2)
+        # every refusal is on the audit trail: one ProxyProtocolRejected per connection, with
+        # its reason, the listener and the socket's peer (never an address from the header)
+        for reason, src, port in refused:
+            ev = self.wait_events(lambda e: e.get("eventName") == "ProxyProtocolRejected"
+                                  and e.get("sourcePort") == port,
+                                  "ProxyProtocolRejected %s from port %d" % (reason, port))
+            self.assertEqual(len(ev), 1, ev)
+            e = ev[0]
+            self.assertEqual((e["eventType"], e["reason"], e["sourceIPAddress"], e["listener"]),
+                             ("KafkaConnection", reason, src, "lb"), e)
+            self.assertEqual(e["brokerId"], 1)
+            self.assertEqual(e["userIdentity"]["type"], "Anonymous", e)
+            self.assertIsInstance(e["connectionId"], int)
+            # a bounded description in the sidecar's words; no header bytes beyond it
+            self.assertTrue(0 < len(e["detail"]) <= 200, e)
+            self.assertNotIn("QUIT", e["detail"])
+            self.assertNotIn("xxxx", e["detail"])
+        untrusted = [e for e in self.events() if e.get("eventName") == "ProxyProtocolRejected"
+                     and e.get("reason") == "untrusted_source"]
+        self.assertTrue(all(e["detail"] == "not in proxy_protocol_sources" for e in untrusted))
+        # refusals have no ConnectionAccepted / ConnectionClosed pair
+        ids = {e["connectionId"] for e in self.events()
+               if e.get("eventName") == "ProxyProtocolRejected"}
+        self.assertFalse([e for e in self.events() if e.get("connectionId") in ids
+                          and e.get("eventName") != "ProxyProtocolRejected"])
         # a header on a listener without proxy_protocol is not interpreted: to a TLS listener
         # it is bytes that are not a ClientHello, refused with a reason that names the mismatch
         fails = harness.metric(self.bs.metrics(), "brokerside_tls_handshake_failures_total",
@@ -350,6 +382,13 @@ listen kafka_v1
             t.sendall(harness.kafka_api_versions_request(correlation_id=9, client_id=b"pp-after"))
             size = struct.unpack(">i", harness.recv_exact(t, 4))[0]
             self.assertEqual(struct.unpack(">i", harness.recv_exact(t, size)[:4])[0], 9)
+        # the refusals are links of the one chain: it verifies
+        self.bs.proc.send_signal(15)
+        self.assertEqual(self.bs.proc.wait(60), 0, harness.tail(self.bs.log_path))
+        v = subprocess.run([harness.BROKERSIDE, "audit", "verify", "--key", self.key,
+                            os.path.join(self.events_dir, "audit.ndjson")],
+                           capture_output=True, timeout=60)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
 
 if __name__ == "__main__":

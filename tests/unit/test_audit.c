@@ -438,9 +438,10 @@ static void test_render_data_event_partitions_and_acl(void)
 
 static void test_render_connection_events(void)
 {
-    static const char *names[] = {"ConnectionAccepted", "TlsHandshakeFailed",
-                                  "ClientCertificateRejected", "ConnectionClosed"};
-    for (int k = 0; k < 4; k++) {
+    static const char *names[] = {"ConnectionAccepted",        "TlsHandshakeFailed",
+                                  "ClientCertificateRejected", "ConnectionClosed",
+                                  "ClientCertificateAccepted", "ProxyProtocolRejected"};
+    for (int k = 0; k < 6; k++) {
         bs_audit_event ev;
         bs_audit_event_init(&ev);
         fill_common(&ev);
@@ -455,6 +456,11 @@ static void test_render_connection_events(void)
             ev.bytes_in = 1234;
             ev.bytes_out = 98765;
         }
+        if (k == 5) {
+            ev.principal = NULL;
+            ev.reason = "malformed_v1";
+            ev.detail = "v1: unknown protocol \"TCP5\" (TCP4, TCP6 or UNKNOWN)";
+        }
         cJSON *j = render_parse(&ev);
         CHECK_STR(jstr(j, "eventName"), names[k]);
         CHECK_STR(jstr(j, "eventType"), "KafkaConnection");
@@ -462,9 +468,18 @@ static void test_render_connection_events(void)
         CHECK_EQ(jbool(j, "readOnly"), 1);
         CHECK_EQ(jnum(j, "connectionId"), 42);
         CHECK_STR(jstr(j, "sourceIPAddress"), "192.0.2.7");
+        CHECK_EQ(jnum(j, "sourcePort"), 51234);
+        CHECK_STR(jstr(j, "listener"), "clients");
         if (k == 1) CHECK_STR(jstr(j, "reason"), "protocol_version");
         if (k == 2) CHECK_STR(jstr(j, "reason"), "unknown_ca");
         if (k == 0) CHECK(jget(j, "reason") == NULL);
+        if (k == 5) {
+            CHECK_STR(jstr(j, "reason"), "malformed_v1");
+            CHECK_STR(jstr(j, "detail"), "v1: unknown protocol \"TCP5\" (TCP4, TCP6 or UNKNOWN)");
+            CHECK_STR(jstr(jget(j, "userIdentity"), "type"), "Anonymous");
+        } else {
+            CHECK(jget(j, "detail") == NULL);
+        }
         if (k == 3) {
             CHECK_EQ(jnum(j, "durationMs"), 61000);
             CHECK_EQ(jnum(j, "bytesIn"), 1234);
@@ -483,6 +498,54 @@ static void test_render_connection_events(void)
     bs_wbuf_init(&w, 0);
     CHECK_EQ(bs_audit_render(&ev, NULL, &w), BS_E_MALFORMED);
     bs_wbuf_free(&w);
+}
+
+/* A PROXY rejection's detail is bounded and escaped in both formats: a
+ * long one is cut at BS_AUDIT_DETAIL_MAX bytes, quotes, control bytes and
+ * invalid UTF-8 still give valid JSON. */
+static void test_render_proxy_rejected_detail(void)
+{
+    char long_detail[BS_AUDIT_DETAIL_MAX * 3];
+    memset(long_detail, 'x', sizeof long_detail - 1);
+    long_detail[sizeof long_detail - 1] = 0;
+    const char hostile[] = "v1: \"PR\\OXY\"\r\n\x01\xff\xc3";
+    const char *details[] = {long_detail, hostile};
+    for (size_t i = 0; i < BS_ARRAY_LEN(details); i++) {
+        for (int f = 0; f < 2; f++) {
+            bs_audit_event ev;
+            bs_audit_event_init(&ev);
+            fill_common(&ev);
+            ev.principal = NULL;
+            ev.type = BS_AUDIT_EV_CONNECTION;
+            ev.conn_kind = BS_AUDIT_CONN_PROXY_REJECTED;
+            ev.reason = "missing_header";
+            ev.detail = details[i];
+            bs_wbuf w;
+            bs_wbuf_init(&w, 0);
+            CHECK_EQ(bs_audit_render_format(f ? BS_AUDIT_FORMAT_OCSF : BS_AUDIT_FORMAT_CLOUDTRAIL,
+                                            &ev, "01234567-89ab-7cde-8f01-23456789abcd", &w),
+                     BS_OK);
+            CHECK(memchr(w.data, '\n', w.len) == NULL);
+            CHECK(memchr(w.data, '\r', w.len) == NULL);
+            cJSON *j = cJSON_ParseWithLength((const char *)w.data, w.len);
+            CHECK(j != NULL);
+            const cJSON *rec = f ? jget(j, "unmapped") : j;
+            const char *d = jstr(rec, "detail");
+            CHECK(d != NULL);
+            if (d && i == 0) CHECK_EQ(strlen(d), BS_AUDIT_DETAIL_MAX);
+            if (d && i == 1) CHECK(strncmp(d, "v1: \"PR\\OXY\"\r\n\x01", 13) == 0);
+            if (f) {
+                const char *m = jstr(j, "message");
+                CHECK(m != NULL);
+                if (m && i == 0) CHECK_EQ(strlen(m), BS_AUDIT_DETAIL_MAX);
+            }
+            /* the whole line stays small: nothing but the bounded detail grows it */
+            CHECK(w.len < 3 * BS_AUDIT_DETAIL_MAX + 1500);
+            cJSON_Delete(j);
+            bs_wbuf_free(&w);
+            bs_audit_event_free(&ev);
+        }
+    }
 }
 
 /* Wire strings with quotes, control bytes and invalid UTF-8 still give
@@ -1541,6 +1604,7 @@ static void test_ocsf_connection_events(void)
         {BS_AUDIT_CONN_CLIENT_CERT_REJECTED, 3002, 1, 2},
         {BS_AUDIT_CONN_CLOSED, 4001, 2, 1},
         {BS_AUDIT_CONN_CLIENT_CERT_ACCEPTED, 3002, 1, 1},
+        {BS_AUDIT_CONN_PROXY_REJECTED, 4001, 4, 2},
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(want); i++) {
         bs_audit_event_reset(&ev);
@@ -1559,6 +1623,18 @@ static void test_ocsf_connection_events(void)
         if (want[i].kind == BS_AUDIT_CONN_CLOSED) {
             CHECK_EQ(jnum(jget(j, "traffic"), "bytes"), 30);
             CHECK_EQ(jnum(j, "duration"), 1500);
+        }
+        if (want[i].kind == BS_AUDIT_CONN_PROXY_REJECTED) {
+            /* refused like a failed handshake: the peer, the listener, the reason */
+            CHECK_STR(jstr(j, "activity_name"), "Fail");
+            CHECK_EQ(jnum(j, "severity_id"), 2);
+            CHECK_STR(jstr(j, "status_detail"), "certificate verify failed");
+            CHECK_STR(jstr(jget(j, "src_endpoint"), "ip"), "192.0.2.7");
+            CHECK_EQ(jnum(jget(j, "src_endpoint"), "port"), 51234);
+            CHECK_STR(jstr(jget(j, "dst_endpoint"), "name"), "clients");
+            CHECK_STR(jstr(jget(j, "connection_info"), "uid"), "42");
+            CHECK_STR(jstr(jget(j, "unmapped"), "eventName"), "ProxyProtocolRejected");
+            CHECK_STR(jstr(jget(j, "unmapped"), "reason"), "certificate verify failed");
         }
         cJSON_Delete(j);
         /* the CloudTrail-like rendering names the same event */
@@ -1751,6 +1827,7 @@ int main(void)
     RUN(test_render_management_event);
     RUN(test_render_data_event_partitions_and_acl);
     RUN(test_render_connection_events);
+    RUN(test_render_proxy_rejected_detail);
     RUN(test_render_hostile_strings);
     RUN(test_event_limits);
     RUN(test_event_id_and_time);

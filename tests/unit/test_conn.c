@@ -1583,6 +1583,39 @@ static void pp_get(const char *src, char *out, size_t n)
     pthread_mutex_unlock(&g_pp_lock);
 }
 
+/* Observer: remember the last PROXY_REJECTED event and count them. */
+static char g_pp_rej[256];
+static atomic_int g_pp_rej_n;
+static void pp_rej_obs(void *ctx, const bs_conn_event *ev)
+{
+    (void)ctx;
+    if (ev->kind != BS_CONN_EV_PROXY_REJECTED) return;
+    pthread_mutex_lock(&g_pp_lock);
+    snprintf(g_pp_rej, sizeof g_pp_rej, "%s %s %s:%u id=%d detail=%d %s", ev->listener, ev->reason,
+             ev->peer_ip, ev->peer_port, ev->conn_id > 0, ev->detail && *ev->detail,
+             ev->principal ? "principal" : "-");
+    pthread_mutex_unlock(&g_pp_lock);
+    atomic_fetch_add(&g_pp_rej_n, 1);
+}
+
+/* The last PROXY_REJECTED event is `reason` from 127.0.0.1:`port` on "pp". */
+static bool pp_rej_is(const char *reason, int port)
+{
+    char want[256], got[256];
+    snprintf(want, sizeof want, "pp %s 127.0.0.1:%d id=1 detail=1 -", reason, port);
+    pp_get(g_pp_rej, got, sizeof got);
+    if (strcmp(want, got) != 0) fprintf(stderr, "  rejection event: %s (want %s)\n", got, want);
+    return strcmp(want, got) == 0;
+}
+
+/* The local port of a connected socket. */
+static int local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    return getsockname(fd, (struct sockaddr *)&a, &len) == 0 ? ntohs(a.sin_port) : -1;
+}
+
 /* The counter of rejections for `reason` on listener "pp". */
 static int64_t pp_rejected(const char *reason)
 {
@@ -1592,11 +1625,12 @@ static int64_t pp_rejected(const char *reason)
 }
 
 /* Send `n` bytes on a fresh connection to `port` and expect the server to
- * close it without answering (EOF, or a reset). */
-static bool pp_closed_after(int port, const void *p, size_t n)
+ * close it without answering (EOF, or a reset). *lport: the client's port. */
+static bool pp_closed_after(int port, const void *p, size_t n, int *lport)
 {
     int fd = nt_connect(port);
     if (fd < 0) return false;
+    *lport = local_port(fd);
     if (n) nt_write_all(fd, p, n);
     uint8_t *got = NULL;
     long r = nt_read_to_eof(fd, &got);
@@ -1686,7 +1720,8 @@ static void test_proxy_protocol_plain(void)
 }
 
 /* Hostile and broken headers: each closes the connection, is counted by
- * reason, and the upstream never sees a byte. */
+ * reason, and told to the observer (PROXY_REJECTED with the reason and the
+ * socket's peer); the upstream never sees a byte. */
 static void test_proxy_protocol_rejects(void)
 {
     nt_sink sk;
@@ -1700,7 +1735,7 @@ static void test_proxy_protocol_rejects(void)
              "\"proxy_protocol_sources\":[\"127.0.0.1/32\"]}]}",
              port, sk.port);
     srvh h;
-    CHECK(h_start(&h, json));
+    CHECK(h_start_observed(&h, json, NULL, NULL, pp_rej_obs, NULL));
     struct {
         const char *reason;
         const char *bytes;
@@ -1715,38 +1750,49 @@ static void test_proxy_protocol_rejects(void)
     };
     for (size_t i = 0; i < BS_ARRAY_LEN(cases); i++) {
         int64_t before = pp_rejected(cases[i].reason);
+        int events = atomic_load(&g_pp_rej_n), lport = -1;
         if (strcmp(cases[i].reason, BS_PROXY_REASON_EOF) == 0) {
             /* the client gives up: shut its side after the bytes */
             int fd = nt_connect(port);
+            lport = local_port(fd);
             if (cases[i].n) nt_write_all(fd, cases[i].bytes, cases[i].n);
             shutdown(fd, SHUT_WR);
             uint8_t b;
             CHECK(recv(fd, &b, 1, 0) <= 0);
             close(fd);
         } else {
-            CHECK(pp_closed_after(port, cases[i].bytes, cases[i].n));
+            CHECK(pp_closed_after(port, cases[i].bytes, cases[i].n, &lport));
         }
         if (!WAIT_UNTIL(pp_rejected(cases[i].reason) == before + 1))
             fprintf(stderr, "  case %zu (%s) not counted\n", i, cases[i].reason);
         CHECK_EQ(pp_rejected(cases[i].reason), before + 1);
+        /* one event per refused connection, naming its reason and its peer */
+        CHECK(WAIT_UNTIL(atomic_load(&g_pp_rej_n) == events + 1));
+        CHECK(pp_rej_is(cases[i].reason, lport));
     }
     /* an incomplete header, then silence: closed at the handshake deadline */
     int64_t before = pp_rejected(BS_PROXY_REASON_TIMEOUT);
-    CHECK(pp_closed_after(port, "\r\n\r\n\x00\r\nQUIT\n\x21", 13));
+    int lport;
+    CHECK(pp_closed_after(port, "\r\n\r\n\x00\r\nQUIT\n\x21", 13, &lport));
     CHECK(WAIT_UNTIL(pp_rejected(BS_PROXY_REASON_TIMEOUT) == before + 1));
+    CHECK(WAIT_UNTIL(atomic_load(&g_pp_rej_n) == (int)BS_ARRAY_LEN(cases) + 1));
+    CHECK(pp_rej_is(BS_PROXY_REASON_TIMEOUT, lport));
     CHECK(!atomic_load(&sk.connected)); /* the upstream saw nothing */
     h_stop(&h);
 
-    /* a source outside the list: closed before a byte is read */
+    /* a source outside the list: closed before a byte is read, still told */
     snprintf(json, sizeof json,
              "{\"workers\":1,\"admin\":null,\"listeners\":[{\"name\":\"pp\",\"bind\":"
              "\"127.0.0.1:%d\",\"upstream\":\"127.0.0.1:%d\",\"protocol\":\"tcp\","
              "\"proxy_protocol\":true,\"proxy_protocol_sources\":[\"10.0.0.0/8\",\"::1\"]}]}",
              port, sk.port);
-    CHECK(h_start(&h, json));
+    CHECK(h_start_observed(&h, json, NULL, NULL, pp_rej_obs, NULL));
     before = pp_rejected(BS_PROXY_REASON_UNTRUSTED);
-    CHECK(pp_closed_after(port, "PROXY TCP4 192.0.2.7 10.0.0.1 1 2\r\nping", 39));
+    int events = atomic_load(&g_pp_rej_n);
+    CHECK(pp_closed_after(port, "PROXY TCP4 192.0.2.7 10.0.0.1 1 2\r\nping", 39, &lport));
     CHECK(WAIT_UNTIL(pp_rejected(BS_PROXY_REASON_UNTRUSTED) == before + 1));
+    CHECK(WAIT_UNTIL(atomic_load(&g_pp_rej_n) == events + 1));
+    CHECK(pp_rej_is(BS_PROXY_REASON_UNTRUSTED, lport));
     CHECK(!atomic_load(&sk.connected));
     h_stop(&h);
     nt_sink_stop(&sk);

@@ -121,6 +121,15 @@ typedef enum bs_conn_event_kind {
     BS_CONN_EV_TLS_FAILED = 1,    /* client TLS handshake failed (reason set) */
     BS_CONN_EV_CERT_REJECTED = 2, /* handshake failed on the client's certificate (reason set) */
     BS_CONN_EV_CLOSED = 3,        /* a connection that had ACCEPTED ended */
+    /* proxy_protocol listener: the connection was refused for its PROXY
+     * header before it became a client connection (no ACCEPTED before, no
+     * CLOSED after): an unlisted source (at accept, before a byte is read),
+     * a missing, malformed or oversized header, silence past the handshake
+     * deadline, or a close inside the header. reason is the
+     * brokerside_proxy_protocol_rejected_total label (BS_PROXY_REASON_*),
+     * detail one line of the sidecar's own words; the peer is the socket's
+     * (the load balancer, or the unlisted host), never a header's. */
+    BS_CONN_EV_PROXY_REJECTED = 4,
 } bs_conn_event_kind;
 
 /* What the observer is told. Every pointer is borrowed for the duration of
@@ -133,7 +142,10 @@ typedef struct bs_conn_event {
     const char *peer_ip;   /* client address without port ("?" if unknown) */
     uint16_t peer_port;    /* 0 if unknown */
     const char *principal; /* mTLS subject once known, else NULL */
-    const char *reason;    /* TLS_FAILED / CERT_REJECTED: a bs_tls_failure_reason() text */
+    const char *reason;    /* TLS_FAILED / CERT_REJECTED: a bs_tls_failure_reason() text;
+                              PROXY_REJECTED: a BS_PROXY_REASON_* label */
+    const char *detail;    /* PROXY_REJECTED: what was wrong, one line (< 200 bytes) that
+                              quotes at most a few printable bytes of the header; else NULL */
     int64_t duration_ms;   /* CLOSED: since accept */
     uint64_t bytes_in;     /* CLOSED: bytes read from the client */
     uint64_t bytes_out;    /* CLOSED: bytes written to the client */

@@ -83,7 +83,15 @@ typedef enum bs_audit_conn_kind {
     BS_AUDIT_CONN_CLOSED = 3,
     /* the client's certificate passed verification and mapped to a principal */
     BS_AUDIT_CONN_CLIENT_CERT_ACCEPTED = 4,
+    /* a proxy_protocol listener refused the connection for its PROXY header
+     * (or its source, or its silence): reason = the rejection label, detail =
+     * the sidecar's one-line description; no Accepted/Closed pair */
+    BS_AUDIT_CONN_PROXY_REJECTED = 5,
 } bs_audit_conn_kind;
+
+/* A connection event's `detail` is rendered cut to this many bytes (it can
+ * quote a few header bytes; an audit line must stay bounded). */
+#define BS_AUDIT_DETAIL_MAX 200
 
 typedef enum bs_audit_res_type {
     BS_AUDIT_RES_TOPIC = 0,
@@ -153,6 +161,7 @@ typedef struct bs_audit_event {
     /* connection events */
     bs_audit_conn_kind conn_kind;
     const char *reason;  /* handshake failure / rejection reason */
+    const char *detail;  /* PROXY rejection: one line, cut at BS_AUDIT_DETAIL_MAX; NULL = absent */
     int64_t duration_ms; /* closed: connection lifetime */
     int64_t bytes_in, bytes_out;
     /* arena-backed (set with the adders below) */
