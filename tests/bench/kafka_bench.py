@@ -25,12 +25,17 @@ import harness  # noqa: E402
 MSG = 1024
 
 
-def cpu_seconds(pid):
+def cpu_seconds(pid, want=None):
     """CPU time of every thread of process `pid` in seconds (schedstat: ns
-    resolution, unlike the 10 ms ticks of /proc/PID/stat)."""
+    resolution, unlike the 10 ms ticks of /proc/PID/stat); with `want`, only of
+    the threads whose name (comm) `want(name)` accepts."""
     total = 0
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
+            if want is not None:
+                with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                    if not want(f.read().strip()):
+                        continue
             with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
                 total += int(f.read().split()[0])
         except OSError:

@@ -28,22 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness  # noqa: E402
-
-
-def thread_cpu(pid, want):
-    """CPU seconds of the threads of `pid` whose name `want(name)` accepts (schedstat)."""
-    total = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                name = f.read().strip()
-            if not want(name):
-                continue
-            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass  # a thread that just exited
-    return total / 1e9
+from kafka_bench import cpu_seconds  # noqa: E402
 
 
 def lag_thread(name):
@@ -155,8 +140,8 @@ def main():
         cars = {"fast": fast, "slow": slow, "none": none}
         polls0 = {k: harness.metric(b.metrics(), "brokerside_lag_monitor_polls_total", result="ok")
                   for k, b in cars.items()}
-        lag0 = {k: thread_cpu(b.proc.pid, lag_thread) for k, b in cars.items()}
-        all0 = {k: thread_cpu(b.proc.pid, lambda n: True) for k, b in cars.items()}
+        lag0 = {k: cpu_seconds(b.proc.pid, lag_thread) for k, b in cars.items()}
+        all0 = {k: cpu_seconds(b.proc.pid, lambda n: True) for k, b in cars.items()}
         w0 = time.monotonic()
         while time.monotonic() - w0 < a.seconds:
             time.sleep(a.scrape)
@@ -169,8 +154,8 @@ def main():
             res[k] = {"polls": harness.metric(m, "brokerside_lag_monitor_polls_total", result="ok") - polls0[k],
                       "errors": harness.metric(m, "brokerside_lag_monitor_polls_total", result="error"),
                       "groups": harness.metric(m, "brokerside_lag_monitor_groups"),
-                      "lag": thread_cpu(b.proc.pid, lag_thread) - lag0[k],
-                      "all": thread_cpu(b.proc.pid, lambda n: True) - all0[k],
+                      "lag": cpu_seconds(b.proc.pid, lag_thread) - lag0[k],
+                      "all": cpu_seconds(b.proc.pid, lambda n: True) - all0[k],
                       "rss": int(open("/proc/%d/status" % b.proc.pid).read().split("VmRSS:")[1].split()[0])}
         print("setup: %d groups x %d partitions (%d topics), %d lag rows; set-up %.0f s"
               % (a.groups, a.partitions, n_topics, want_rows, setup_s))
