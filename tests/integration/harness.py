@@ -153,11 +153,21 @@ class Proc:
 
 # ---------------------------------------------------------------- basics
 
+_handed_out_ports = set()
+
+
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago (kernel-chosen)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port that was free on 127.0.0.1 a moment ago (kernel-chosen), and never
+    one this process handed out before: a test asks for several ports before it binds
+    any, and the kernel may choose a just-closed port again."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out_ports:
+            _handed_out_ports.add(port)
+            return port
+    raise AssertionError("free_port: no new free port in 100 tries")
 
 
 def wait_port(host, port, timeout=START_TIMEOUT, proc=None):
